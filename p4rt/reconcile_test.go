@@ -1,0 +1,260 @@
+package p4rt
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+)
+
+// memDevice is an in-memory switch for the reconciler's unit tests. It keys
+// entities by their text form without the action, independently of the
+// reconciler's own keys, and refuses writes a real switch would refuse
+// (duplicate insert, missing modify/delete, dangling member references).
+type memDevice struct {
+	entities map[string]*p4v1.Entity
+	writes   [][]*p4v1.Update
+	// counters makes reads return counter data, as a switch with direct
+	// counters does.
+	counters bool
+}
+
+func newMemDevice() *memDevice { return &memDevice{entities: map[string]*p4v1.Entity{}} }
+
+func memKey(e *p4v1.Entity) string {
+	c := proto.CloneOf(e)
+	switch x := c.Entity.(type) {
+	case *p4v1.Entity_TableEntry:
+		x.TableEntry.Action, x.TableEntry.CounterData = nil, nil
+	case *p4v1.Entity_ActionProfileMember:
+		x.ActionProfileMember.Action = nil
+	case *p4v1.Entity_ActionProfileGroup:
+		x.ActionProfileGroup.Members, x.ActionProfileGroup.MaxSize = nil, 0
+	}
+	return prototext.MarshalOptions{}.Format(c)
+}
+
+func (d *memDevice) Write(_ context.Context, updates []*p4v1.Update) error {
+	d.writes = append(d.writes, updates)
+	for _, u := range updates {
+		k := memKey(u.Entity)
+		_, have := d.entities[k]
+		switch {
+		case u.Type == p4v1.Update_INSERT && have:
+			return fmt.Errorf("duplicate insert %s", k)
+		case u.Type != p4v1.Update_INSERT && !have && !isDefault(u.Entity):
+			return fmt.Errorf("%s of missing %s", u.Type, k)
+		}
+		if g := u.Entity.GetActionProfileGroup(); g != nil && u.Type != p4v1.Update_DELETE {
+			for _, m := range g.Members {
+				mk := memKey(&p4v1.Entity{Entity: &p4v1.Entity_ActionProfileMember{ActionProfileMember: &p4v1.ActionProfileMember{ActionProfileId: g.ActionProfileId, MemberId: m.MemberId}}})
+				if _, ok := d.entities[mk]; !ok {
+					return fmt.Errorf("group %d references missing member %d", g.GroupId, m.MemberId)
+				}
+			}
+		}
+		if u.Type == p4v1.Update_DELETE {
+			delete(d.entities, k)
+		} else {
+			d.entities[k] = proto.CloneOf(u.Entity)
+		}
+	}
+	return nil
+}
+
+func (d *memDevice) Read(_ context.Context, query []*p4v1.Entity, fn func(*p4v1.Entity) error) error {
+	for _, q := range query {
+		for _, e := range d.entities {
+			if !readMatches(q, e) {
+				continue
+			}
+			e = proto.CloneOf(e)
+			if te := e.GetTableEntry(); te != nil && d.counters {
+				te.CounterData = &p4v1.CounterData{PacketCount: 42, ByteCount: 4200}
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func readMatches(q, e *p4v1.Entity) bool {
+	switch x := q.Entity.(type) {
+	case *p4v1.Entity_TableEntry:
+		te := e.GetTableEntry()
+		return te != nil && te.TableId == x.TableEntry.TableId && te.IsDefaultAction == x.TableEntry.IsDefaultAction
+	case *p4v1.Entity_ActionProfileMember:
+		m := e.GetActionProfileMember()
+		return m != nil && m.ActionProfileId == x.ActionProfileMember.ActionProfileId
+	case *p4v1.Entity_ActionProfileGroup:
+		g := e.GetActionProfileGroup()
+		return g != nil && g.ActionProfileId == x.ActionProfileGroup.ActionProfileId
+	}
+	return false
+}
+
+// desiredSet builds n routes, a pool with two members in one group, and a
+// pool entry pointing at the group.
+func desiredSet(t testing.TB, s *Schema, n int, hostIP string) []*p4v1.Entity {
+	t.Helper()
+	var out []*p4v1.Entity
+	add := func(msg any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := Entity(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	encap := func(host string) ActionCall {
+		return Call("encap", P("vni", Uint(7)), P("host_ip", Addr(host)), P("dmac", HW("02:00:00:00:00:02")))
+	}
+	for i := range n {
+		a := encap(hostIP)
+		add(s.TableEntry(Entry{Table: "route", Match: []Match{
+			Exact("vni", Uint(1)),
+			Prefix("dst_ip", netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)),
+		}, Action: &a}))
+	}
+	add(s.ActionProfileMember("pool_selector", 1, encap("192.168.1.1")))
+	add(s.ActionProfileMember("pool_selector", 2, encap("192.168.1.2")))
+	add(s.ActionProfileGroup("pool_selector", 10, []GroupMember{{1, 1}, {2, 1}}, 0))
+	add(s.TableEntry(Entry{Table: "pool", Match: []Match{Exact("pool_id", Uint(1))}, Group: 10}))
+	add(s.DefaultEntry("route", Call("miss")))
+	return out
+}
+
+func stageKinds(writes [][]*p4v1.Update) []string {
+	var out []string
+	for _, w := range writes {
+		kinds := map[string]bool{}
+		for _, u := range w {
+			k := fmt.Sprintf("%T", u.Entity.Entity)
+			k = strings.TrimPrefix(k, "*v1.Entity_")
+			kinds[u.Type.String()+" "+k] = true
+		}
+		ks := make([]string, 0, len(kinds))
+		for k := range kinds {
+			ks = append(ks, k)
+		}
+		slices.Sort(ks)
+		out = append(out, strings.Join(ks, ","))
+	}
+	return out
+}
+
+func TestReconcile(t *testing.T) {
+	s := unitSchema(t)
+	dev := newMemDevice()
+	dev.counters = true
+	r := &Reconciler{Schema: s, Device: dev, Tables: []string{"route", "pool"}, Profiles: []string{"pool_selector"}}
+	ctx := context.Background()
+
+	// Another writer's entry in a table this reconciler does not own.
+	foreign, _ := s.TableEntry(Entry{Table: "acl", Match: []Match{Exact("vni", Uint(1))}, Action: &ActionCall{Name: "permit"}, Priority: 1})
+	fe, _ := Entity(foreign)
+	if err := dev.Write(ctx, []*p4v1.Update{{Type: p4v1.Update_INSERT, Entity: fe}}); err != nil {
+		t.Fatal(err)
+	}
+	dev.writes = nil
+
+	want := desiredSet(t, s, 3, "192.168.0.2")
+	res, err := r.Reconcile(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Total(); got != (Change{Inserted: 7, Modified: 1}) {
+		t.Errorf("first reconcile = %+v (%s); want 7 inserts and the default modified", got, res)
+	}
+	if got, want := stageKinds(dev.writes), []string{
+		"INSERT ActionProfileMember", "INSERT ActionProfileGroup", "INSERT TableEntry,MODIFY TableEntry",
+	}; !slices.Equal(got, want) {
+		t.Errorf("insert order = %q; want %q", got, want)
+	}
+
+	// Idempotent: nothing to do the second time, though reads carry
+	// counter data.
+	dev.writes = nil
+	res, err = r.Reconcile(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Empty() || len(dev.writes) != 0 {
+		t.Errorf("second reconcile changed %s with %d writes; want nothing", res, len(dev.writes))
+	}
+
+	// Fewer routes, one moved to another host, the pool gone.
+	next := desiredSet(t, s, 2, "192.168.0.3")[:2]
+	dev.writes = nil
+	res, err = r.Reconcile(ctx, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Changes["Ing.route"]; got != (Change{Modified: 2, Deleted: 1}) {
+		t.Errorf("route changes = %+v", got)
+	}
+	if got := res.Changes["Ing.pool_selector"]; got != (Change{Deleted: 3}) {
+		t.Errorf("pool_selector changes = %+v", got)
+	}
+	if got, want := stageKinds(dev.writes), []string{
+		"MODIFY TableEntry", "DELETE TableEntry", "DELETE ActionProfileGroup", "DELETE ActionProfileMember",
+	}; !slices.Equal(got, want) {
+		t.Errorf("update order = %q; want %q", got, want)
+	}
+	if _, ok := dev.entities[memKey(fe)]; !ok {
+		t.Error("the reconciler deleted another writer's entry")
+	}
+	for _, w := range dev.writes {
+		for _, u := range w {
+			if u.Type == p4v1.Update_DELETE && u.Entity.GetTableEntry().GetCounterData() != nil {
+				t.Error("a DELETE carried counter data read back from the switch")
+			}
+		}
+	}
+
+	// A desired entity outside what the reconciler owns is refused whole.
+	dev.writes = nil
+	if _, err := r.Reconcile(ctx, append(next, fe)); err == nil || !strings.Contains(err.Error(), "Ing.acl") {
+		t.Errorf("reconcile with a foreign entity = %v", err)
+	}
+	if len(dev.writes) != 0 {
+		t.Error("a refused reconcile wrote to the switch")
+	}
+}
+
+func TestDiffIgnoresOrderAndPadding(t *testing.T) {
+	s := unitSchema(t)
+	want := desiredSet(t, s, 1, "192.168.0.2")
+	cur := make([]*p4v1.Entity, len(want))
+	for i, e := range want {
+		c := proto.CloneOf(e)
+		if te := c.GetTableEntry(); te != nil {
+			slices.Reverse(te.Match)
+			if a := te.GetAction().GetAction(); a != nil {
+				slices.Reverse(a.Params)
+				for _, p := range a.Params {
+					p.Value = append([]byte{0}, p.Value...)
+				}
+			}
+		}
+		if g := c.GetActionProfileGroup(); g != nil {
+			slices.Reverse(g.Members)
+			g.MaxSize = 4
+		}
+		cur[i] = c
+	}
+	if p := Diff(cur, want); len(p.Inserts)+len(p.Modifies)+len(p.Deletes) != 0 {
+		t.Errorf("Diff of equal sets in another order = %d/%d/%d", len(p.Inserts), len(p.Modifies), len(p.Deletes))
+	}
+}
