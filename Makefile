@@ -1,0 +1,25 @@
+# p4mesh — common tasks. Every target works on a fresh machine with Go 1.26.
+GO ?= go
+
+.PHONY: build test lint p4 bench
+
+build:
+	$(GO) build ./...
+
+# The README's test command; .ci/run runs it.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Compiles p4/vpc_peering.p4 with p4c (or the p4lang/p4c image) into
+# p4/build/vpc_peering.json and p4/build/vpc_peering.p4info.txtpb.
+p4:
+	bash p4/compile.sh
+
+# Benchmarks recorded in docs/benchmarks.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./p4rt/

@@ -1,0 +1,58 @@
+// Command p4meshctl is p4mesh's operator CLI. It works with the pipeline the
+// binary carries: `pipeline show` lists its tables and actions as the switch
+// sees them, `pipeline push` loads it onto a P4Runtime switch (BMv2's
+// simple_switch_grpc, or any target p4rt packs a device config for).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "p4meshctl:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage: p4meshctl pipeline show | pipeline push [flags]")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) < 2 || args[0] != "pipeline" {
+		return errUsage
+	}
+	switch args[1] {
+	case "show":
+		return pipelineShow(stdout)
+	case "push":
+		return pipelinePush(ctx, args[2:], stdout, stderr)
+	}
+	return errUsage
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
