@@ -378,8 +378,18 @@ func (s *Schema) ActionProfileGroup(profile string, id uint32, members []GroupMe
 	if id == 0 {
 		return nil, fmt.Errorf("profile %s: group id 0 is reserved", p.Name())
 	}
-	if limit := p.GetMaxGroupSize(); limit > 0 && int32(len(members)) > limit {
-		return nil, fmt.Errorf("profile %s: %d members exceed the max group size %d", p.Name(), len(members), limit)
+	// The group's size is its sum of weights unless the P4Info says sizes
+	// count members (P4Runtime 1.4 selector_size_semantics).
+	size := int32(0)
+	for _, m := range members {
+		if p.GetSumOfMembers() != nil {
+			size++
+		} else {
+			size += m.Weight
+		}
+	}
+	if limit := p.GetMaxGroupSize(); limit > 0 && size > limit {
+		return nil, fmt.Errorf("profile %s: group size %d exceeds the max group size %d", p.Name(), size, limit)
 	}
 	g := &p4v1.ActionProfileGroup{ActionProfileId: p.ID(), GroupId: id, MaxSize: maxSize}
 	for _, m := range members {

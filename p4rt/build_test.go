@@ -250,6 +250,7 @@ func TestActionProfileBuilders(t *testing.T) {
 		{{ID: 1, Weight: 0}},
 		{{ID: 1, Weight: 1}, {ID: 1, Weight: 1}},
 		{{ID: 1, Weight: 1}, {ID: 2, Weight: 1}, {ID: 3, Weight: 1}, {ID: 4, Weight: 1}, {ID: 5, Weight: 1}},
+		{{ID: 1, Weight: 3}, {ID: 2, Weight: 2}}, // sum of weights 5 > max_group_size 4
 	} {
 		if _, err := s.ActionProfileGroup("pool_selector", 1, bad, 0); err == nil {
 			t.Errorf("group %v accepted", bad)
