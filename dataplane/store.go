@@ -1,0 +1,473 @@
+package dataplane
+
+import (
+	"bytes"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	p4configv1 "github.com/p4lang/p4runtime/go/p4/config/v1"
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+
+	"github.com/p4mesh/p4mesh/p4rt"
+)
+
+// Store holds the entities of one committed pipeline: table entries,
+// default entries, action profile members and groups, and direct counters.
+//
+// The P4Runtime server is its only writer and holds mu for a whole
+// WriteRequest, so a Read or a packet sees a Write whole or not at all (the
+// spec's "strictly serializable" writes). The packet pipeline is a reader:
+// it holds RLock per packet or per burst, and every *Entry, *Member and
+// *Group it obtains is valid only until it releases the lock.
+type Store struct {
+	mu sync.RWMutex
+
+	schema   *p4rt.Schema
+	tables   map[uint32]*Table
+	order    []*Table // P4Info order, for wildcard reads
+	profiles map[uint32]*profile
+}
+
+// NewStore makes an empty store for the pipeline s: every table empty, every
+// default entry the one the P4Info declares (initial_default_action or
+// const_default_action_id), or none when the P4Info does not say.
+func NewStore(s *p4rt.Schema) *Store {
+	st := &Store{schema: s, tables: map[uint32]*Table{}, profiles: map[uint32]*profile{}}
+	for _, ti := range s.Tables() {
+		t := newTable(ti)
+		st.tables[ti.ID()] = t
+		st.order = append(st.order, t)
+	}
+	for _, pi := range s.P4Info().GetActionProfiles() {
+		p, err := s.ActionProfileByID(pi.GetPreamble().GetId())
+		if err != nil {
+			continue
+		}
+		st.profiles[p.ID()] = &profile{info: p, members: map[uint32]*Member{}, groups: map[uint32]*Group{}}
+	}
+	for _, t := range st.order {
+		t.initial = st.p4infoDefault(t)
+		t.Default = t.initial
+	}
+	return st
+}
+
+// RLock locks the store for reading; the pipeline holds it while it looks
+// entries up for a packet (or a burst of packets).
+func (s *Store) RLock() { s.mu.RLock() }
+
+// RUnlock undoes RLock.
+func (s *Store) RUnlock() { s.mu.RUnlock() }
+
+// Schema is the P4Info index of the store's pipeline.
+func (s *Store) Schema() *p4rt.Schema { return s.schema }
+
+// Table returns the table with P4Runtime id, or nil if the pipeline has
+// none. The pipeline resolves its tables once, by name through the schema,
+// when a pipeline is committed.
+func (s *Store) Table(id uint32) *Table { return s.tables[id] }
+
+// Member returns a member of an action profile, or nil.
+func (s *Store) Member(profileID, memberID uint32) *Member {
+	p := s.profiles[profileID]
+	if p == nil {
+		return nil
+	}
+	return p.members[memberID]
+}
+
+// Group returns a group of an action selector, or nil.
+func (s *Store) Group(profileID, groupID uint32) *Group {
+	p := s.profiles[profileID]
+	if p == nil {
+		return nil
+	}
+	return p.groups[groupID]
+}
+
+// tableKind picks the lookup structure a table needs.
+type tableKind uint8
+
+const (
+	kindExact   tableKind = iota // only exact fields: one hash map
+	kindLPM                      // exact fields and one LPM field: a hash map per prefix length
+	kindTernary                  // anything with ternary, range or optional: priority-ordered scan
+)
+
+// fieldSpec is a match field with its place in a lookup key.
+type fieldSpec struct {
+	id    uint32
+	name  string
+	width int
+	n     int // bytes: (width+7)/8
+	off   int // offset in the lookup key
+	kind  p4configv1.MatchField_MatchType
+}
+
+// Table is one P4 table of the pipeline.
+type Table struct {
+	// Info is the table's P4Info, with its fields, actions, profile and
+	// direct counter resolved.
+	Info *p4rt.Table
+	// Default is the entry a miss runs. It is nil when the table has none
+	// (a selector table, or a P4Info that does not name the default).
+	Default *Entry
+
+	initial *Entry // the default entry of the P4Info, restored by a MODIFY without action
+
+	fields   []fieldSpec // by field id
+	keyLen   int
+	kind     tableKind
+	lpmField int // index in fields of the LPM field, kindLPM only
+	size     int // max entries; 0 = no limit
+	count    int
+
+	// entries maps the identity key (match and priority, see appendIdentity)
+	// of every entry. For exact tables it is also the lookup map.
+	entries map[string]*Entry
+	// byLen[p] maps the masked lookup key of the entries with prefix length
+	// p (kindLPM); lens lists the lengths present, longest first.
+	byLen    []map[string]*Entry
+	lens     []int
+	prio     []*Entry // kindTernary: highest priority first, then oldest first
+	head     *Entry   // insertion order, for reads that come back in a stable order
+	tail     *Entry
+	directIx bool // the table has a direct counter
+}
+
+func newTable(ti *p4rt.Table) *Table {
+	t := &Table{Info: ti, entries: map[string]*Entry{}, size: int(ti.GetSize()), directIx: ti.Counter != nil}
+	for _, f := range ti.GetMatchFields() {
+		w := int(f.GetBitwidth())
+		t.fields = append(t.fields, fieldSpec{id: f.GetId(), name: f.GetName(), width: w, n: (w + 7) / 8, kind: f.GetMatchType()})
+	}
+	slices.SortFunc(t.fields, func(a, b fieldSpec) int { return int(a.id) - int(b.id) })
+	lpm := 0
+	t.kind = kindExact
+	for i := range t.fields {
+		t.fields[i].off = t.keyLen
+		t.keyLen += t.fields[i].n
+		switch t.fields[i].kind {
+		case p4configv1.MatchField_EXACT:
+		case p4configv1.MatchField_LPM:
+			lpm++
+			t.lpmField = i
+		default:
+			t.kind = kindTernary
+		}
+	}
+	if t.kind == kindExact && lpm == 1 {
+		t.kind = kindLPM
+		t.byLen = make([]map[string]*Entry, t.fields[t.lpmField].width+1)
+	} else if lpm > 1 {
+		// More than one LPM field has no longest-prefix order of its own;
+		// P4 targets treat such a key like a ternary one.
+		t.kind = kindTernary
+	}
+	return t
+}
+
+// Len is the number of entries in the table, the default entry aside.
+func (t *Table) Len() int { return t.count }
+
+// KeyLen is the length Lookup expects of a key: the sum of the byte widths
+// of the match fields.
+func (t *Table) KeyLen() int { return t.keyLen }
+
+// Lookup finds the entry a packet with key hits, or t.Default on a miss.
+//
+// key is the concatenation of the table's match field values in field-ID
+// order, each big-endian and padded to (bitwidth+7)/8 bytes. Exact tables
+// cost one map lookup; LPM tables one per prefix length present, longest
+// first; ternary, range and optional tables a scan in priority order.
+// Lookup does not allocate.
+func (t *Table) Lookup(key []byte) *Entry {
+	if len(key) != t.keyLen {
+		return t.Default
+	}
+	switch t.kind {
+	case kindExact:
+		if e := t.entries[string(key)]; e != nil {
+			return e
+		}
+	case kindLPM:
+		if e := t.lookupLPM(key); e != nil {
+			return e
+		}
+	default:
+		for _, e := range t.prio {
+			if e.matches(key) {
+				return e
+			}
+		}
+	}
+	return t.Default
+}
+
+func (t *Table) lookupLPM(key []byte) *Entry {
+	var stack [64]byte
+	var buf []byte
+	if len(key) <= len(stack) {
+		buf = stack[:len(key)]
+	} else {
+		buf = make([]byte, len(key))
+	}
+	copy(buf, key)
+	f := &t.fields[t.lpmField]
+	field := buf[f.off : f.off+f.n]
+	lead := f.n*8 - f.width
+	for _, plen := range t.lens {
+		// Each pass clears more bits than the last, since lens is
+		// longest first, so masking in place is enough.
+		maskFrom(field, lead+plen)
+		if e := t.byLen[plen][string(buf)]; e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// maskFrom clears every bit of b from bit index keep (0 = MSB of b[0]) on.
+func maskFrom(b []byte, keep int) {
+	for i := range b {
+		switch {
+		case (i+1)*8 <= keep:
+		case i*8 >= keep:
+			b[i] = 0
+		default:
+			b[i] &= byte(0xff << (8 - (keep - i*8)))
+		}
+	}
+}
+
+// Entry is a table entry (or a table's default entry) as the pipeline runs it.
+type Entry struct {
+	// ActionID is the action of a direct entry; 0 for an indirect entry.
+	ActionID uint32
+	// Args are the action parameters in P4Info order, for parameters of at
+	// most 64 bits (wider ones are 0 here: use Params).
+	Args []uint64
+	// Params are the action parameters in P4Info order, each big-endian and
+	// padded to the parameter's byte width.
+	Params [][]byte
+	// MemberID or GroupID is set for an entry of a table with an action
+	// profile: resolve it with Store.Member or Store.Group.
+	MemberID, GroupID uint32
+	// Packets and Bytes are the entry's direct counter.
+	Packets, Bytes atomic.Uint64
+
+	proto    *p4v1.TableEntry // canonical, as Read returns it; never modified once stored
+	key      string           // identity key in its table
+	prefix   int              // LPM prefix length (kindLPM)
+	priority int32
+	value    []byte // kindTernary: the entry matches key if key&mask == value
+	mask     []byte
+	ranges   []keyRange
+	member   *Member
+	group    *Group
+	prev     *Entry
+	next     *Entry
+}
+
+// keyRange is a range field of a ternary-kind entry.
+type keyRange struct {
+	off, n    int
+	low, high []byte // padded
+}
+
+// Count adds one packet of n bytes to the entry's direct counter.
+func (e *Entry) Count(n int) {
+	e.Packets.Add(1)
+	e.Bytes.Add(uint64(n))
+}
+
+func (e *Entry) matches(key []byte) bool {
+	for i, v := range e.value {
+		if key[i]&e.mask[i] != v {
+			return false
+		}
+	}
+	for _, r := range e.ranges {
+		k := key[r.off : r.off+r.n]
+		if bytes.Compare(k, r.low) < 0 || bytes.Compare(k, r.high) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Member is an action profile member: one action with its arguments.
+type Member struct {
+	ID       uint32
+	ActionID uint32
+	Args     []uint64 // as Entry.Args
+	Params   [][]byte // as Entry.Params
+
+	proto   *p4v1.ActionProfileMember
+	groups  int // groups holding the member
+	entries int // table entries pointing at it
+}
+
+// Group is an action selector group.
+type Group struct {
+	ID uint32
+	// Members are the group's members sorted by member id, and Weights
+	// their weights (each ≥ 1).
+	Members []*Member
+	Weights []int32
+
+	total   int // sum of weights
+	proto   *p4v1.ActionProfileGroup
+	entries int
+}
+
+// Select picks the member for a packet whose selector hash is h: members
+// are laid out by id, each repeated weight times, and h picks a slot. It is
+// nil for an empty group.
+func (g *Group) Select(h uint64) *Member {
+	if g.total == 0 {
+		return nil
+	}
+	slot := int(h % uint64(g.total))
+	for i, w := range g.Weights {
+		if slot < int(w) {
+			return g.Members[i]
+		}
+		slot -= int(w)
+	}
+	return nil
+}
+
+// profile holds the members and groups of one action profile.
+type profile struct {
+	info    *p4rt.ActionProfile
+	members map[uint32]*Member
+	groups  map[uint32]*Group
+}
+
+// insert adds e, whose key, proto and match data are set, to t.
+func (t *Table) insert(e *Entry) {
+	t.entries[e.key] = e
+	switch t.kind {
+	case kindLPM:
+		m := t.byLen[e.prefix]
+		if m == nil {
+			m = map[string]*Entry{}
+			t.byLen[e.prefix] = m
+			i, _ := slices.BinarySearchFunc(t.lens, e.prefix, func(a, b int) int { return b - a })
+			t.lens = slices.Insert(t.lens, i, e.prefix)
+		}
+		m[e.key[:t.keyLen]] = e
+	case kindTernary:
+		// After every entry of higher or equal priority: the oldest of
+		// equal priority wins, which keeps lookups stable under inserts.
+		i, _ := slices.BinarySearchFunc(t.prio, e.priority, func(x *Entry, p int32) int {
+			if x.priority >= p {
+				return -1
+			}
+			return 1
+		})
+		t.prio = slices.Insert(t.prio, i, e)
+	}
+	e.prev, e.next = t.tail, nil
+	if t.tail != nil {
+		t.tail.next = e
+	} else {
+		t.head = e
+	}
+	t.tail = e
+	t.count++
+}
+
+// remove takes e out of t.
+func (t *Table) remove(e *Entry) {
+	delete(t.entries, e.key)
+	switch t.kind {
+	case kindLPM:
+		m := t.byLen[e.prefix]
+		delete(m, e.key[:t.keyLen])
+		if len(m) == 0 {
+			t.byLen[e.prefix] = nil
+			if i := slices.Index(t.lens, e.prefix); i >= 0 {
+				t.lens = slices.Delete(t.lens, i, i+1)
+			}
+		}
+	case kindTernary:
+		lo, _ := slices.BinarySearchFunc(t.prio, e.priority, func(x *Entry, p int32) int {
+			if x.priority > p {
+				return -1
+			}
+			return 1
+		})
+		for i := lo; i < len(t.prio); i++ {
+			if t.prio[i] == e {
+				t.prio = slices.Delete(t.prio, i, i+1)
+				break
+			}
+		}
+	}
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		t.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		t.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+	t.count--
+}
+
+// replace puts n in the place of old (same key), keeping the position in
+// insertion order and the counter.
+func (t *Table) replace(old, n *Entry) {
+	n.Packets.Store(old.Packets.Load())
+	n.Bytes.Store(old.Bytes.Load())
+	t.entries[n.key] = n
+	switch t.kind {
+	case kindLPM:
+		t.byLen[n.prefix][n.key[:t.keyLen]] = n
+	case kindTernary:
+		if i := slices.Index(t.prio, old); i >= 0 {
+			t.prio[i] = n
+		}
+	}
+	n.prev, n.next = old.prev, old.next
+	if n.prev != nil {
+		n.prev.next = n
+	} else {
+		t.head = n
+	}
+	if n.next != nil {
+		n.next.prev = n
+	} else {
+		t.tail = n
+	}
+	old.prev, old.next = nil, nil
+}
+
+// p4infoDefault is the default entry the P4Info gives t, or nil.
+func (s *Store) p4infoDefault(t *Table) *Entry {
+	if t.Info.Profile != nil {
+		return nil
+	}
+	id := t.Info.GetConstDefaultActionId()
+	var args []*p4v1.Action_Param
+	if ia := t.Info.GetInitialDefaultAction(); ia.GetActionId() != 0 {
+		id = ia.GetActionId()
+		for _, a := range ia.GetArguments() {
+			args = append(args, &p4v1.Action_Param{ParamId: a.GetParamId(), Value: a.GetValue()})
+		}
+	}
+	if id == 0 {
+		return nil
+	}
+	e, err := s.defaultEntry(t, &p4v1.Action{ActionId: id, Params: args})
+	if err != nil {
+		return nil
+	}
+	return e
+}
