@@ -1,0 +1,66 @@
+package dataplane
+
+import (
+	"errors"
+	"sync"
+)
+
+// ErrPortClosed is returned by a closed port's ReadPacket.
+var ErrPortClosed = errors.New("port closed")
+
+// MemPort is an in-memory port, for tests and the demo without root: a test
+// injects frames as if they arrived on the wire and reads what the switch
+// sent.
+type MemPort struct {
+	in   chan []byte
+	out  chan []byte
+	once sync.Once
+	done chan struct{}
+}
+
+// NewMemPort makes a port that queues up to depth frames each way. When the
+// output queue is full, frames are dropped, as a NIC's ring would.
+func NewMemPort(depth int) *MemPort {
+	return &MemPort{in: make(chan []byte, depth), out: make(chan []byte, depth), done: make(chan struct{})}
+}
+
+// Inject queues a frame as received on the port. It reports false when the
+// port is closed.
+func (p *MemPort) Inject(frame []byte) bool {
+	select {
+	case p.in <- frame:
+		return true
+	case <-p.done:
+		return false
+	}
+}
+
+// Output is the stream of frames the switch sent out of the port.
+func (p *MemPort) Output() <-chan []byte { return p.out }
+
+// ReadPacket implements Port.
+func (p *MemPort) ReadPacket(buf []byte) (int, error) {
+	select {
+	case f := <-p.in:
+		return copy(buf, f), nil
+	case <-p.done:
+		return 0, ErrPortClosed
+	}
+}
+
+// WritePacket implements Port.
+func (p *MemPort) WritePacket(b []byte) error {
+	f := append([]byte(nil), b...)
+	select {
+	case p.out <- f:
+	default:
+		return errors.New("output queue full")
+	}
+	return nil
+}
+
+// Close implements Port.
+func (p *MemPort) Close() error {
+	p.once.Do(func() { close(p.done) })
+	return nil
+}

@@ -1,0 +1,234 @@
+package dataplane
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+)
+
+// Port is one P4 port of the switch: a Linux interface (AF_PACKET) or an
+// in-memory port.
+type Port interface {
+	// ReadPacket blocks for the next frame and copies it into buf.
+	ReadPacket(buf []byte) (int, error)
+	// WritePacket sends one frame; it must not keep b.
+	WritePacket(b []byte) error
+	Close() error
+}
+
+// PortStats counts one port's packets.
+type PortStats struct {
+	RxPackets, RxBytes, TxPackets, TxBytes, Dropped, TxErrors atomic.Uint64
+}
+
+// Switch is p4mesh-switch: the P4Runtime server, the vpc_peering pipeline
+// on the server's store, and the ports. Packets from a port run through the
+// pipeline and leave on their egress port; a packet for the CPU port becomes
+// a PacketIn, a PacketOut runs the pipeline from the CPU port.
+type Switch struct {
+	srv  *Server
+	log  *slog.Logger
+	pipe atomic.Pointer[Pipeline]
+
+	ports map[uint16]Port
+	stats map[uint16]*PortStats
+	// Dropped counts packets the pipeline dropped or sent to a port that
+	// does not exist.
+	Dropped atomic.Uint64
+
+	bufs sync.Pool
+}
+
+// SwitchOptions configure NewSwitch.
+type SwitchOptions struct {
+	Server Options
+	// Ports maps P4 port numbers (1..510, not the CPU port 255) to ports.
+	Ports map[uint16]Port
+}
+
+// NewSwitch makes a switch with no pipeline: it forwards nothing until a
+// controller commits one (or Commit is called), as BMv2 started with --no-p4.
+func NewSwitch(o SwitchOptions) (*Switch, error) {
+	sw := &Switch{ports: map[uint16]Port{}, stats: map[uint16]*PortStats{}}
+	for n, p := range o.Ports {
+		if n == cpuPort || n >= dropPort || n == 0 {
+			return nil, fmt.Errorf("port %d: P4 ports are 1..510 and 255 is the CPU port", n)
+		}
+		sw.ports[n] = p
+		sw.stats[n] = &PortStats{}
+	}
+	so := o.Server
+	next := so.OnCommit
+	so.OnCommit = func(st *Store) {
+		sw.setStore(st)
+		if next != nil {
+			next(st)
+		}
+	}
+	srv, err := NewServer(so)
+	if err != nil {
+		return nil, err
+	}
+	sw.srv = srv
+	sw.log = srv.log
+	srv.SetPacketOutHandler(sw.packetOut)
+	sw.bufs.New = func() any { b := make([]byte, 65536+Overhead); return &b }
+	return sw, nil
+}
+
+// Server is the switch's P4Runtime server.
+func (sw *Switch) Server() *Server { return sw.srv }
+
+// Pipeline is the running pipeline, nil before the first commit.
+func (sw *Switch) Pipeline() *Pipeline { return sw.pipe.Load() }
+
+// PortStats returns the counters of port n, nil if there is no such port.
+func (sw *Switch) PortStats(n uint16) *PortStats { return sw.stats[n] }
+
+func (sw *Switch) setStore(st *Store) {
+	p, err := NewPipeline(st)
+	if err != nil {
+		// The server admits only P4Infos compatible with vpc_peering.p4,
+		// so this is a server configured without one (tests of the
+		// server alone): forward nothing.
+		sw.log.Error("pipeline not runnable; forwarding stopped", "err", err)
+		sw.pipe.Store(nil)
+		return
+	}
+	p.Digest = sw.digest
+	sw.pipe.Store(p)
+}
+
+func (sw *Switch) digest(id, vni, dstIP uint32) {
+	data := &p4v1.P4Data{Data: &p4v1.P4Data_Struct{Struct: &p4v1.P4StructLike{Members: []*p4v1.P4Data{
+		{Data: &p4v1.P4Data_Bitstring{Bitstring: canonical(uint64(vni))}},
+		{Data: &p4v1.P4Data_Bitstring{Bitstring: canonical(uint64(dstIP))}},
+	}}}}
+	sw.srv.SendDigest(id, data)
+}
+
+// canonical is the shortest big-endian form of v (P4Runtime §8.4).
+func canonical(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	i := 0
+	for i < 7 && b[i] == 0 {
+		i++
+	}
+	return append([]byte(nil), b[i:]...)
+}
+
+// Run receives on every port until ctx ends, then closes the ports.
+func (sw *Switch) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for n, p := range sw.ports {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sw.receive(ctx, n, p)
+		}()
+	}
+	<-ctx.Done()
+	for _, p := range sw.ports {
+		p.Close()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (sw *Switch) receive(ctx context.Context, n uint16, p Port) {
+	in := make([]byte, 65536)
+	out := make([]byte, len(in)+Overhead)
+	st := sw.stats[n]
+	for {
+		k, err := p.ReadPacket(in)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, ErrPortClosed) {
+				sw.log.Error("port receive failed", "port", n, "err", err)
+			}
+			return
+		}
+		st.RxPackets.Add(1)
+		st.RxBytes.Add(uint64(k))
+		sw.Process(n, in[:k], out)
+	}
+}
+
+// Process runs one packet from port inPort through the pipeline and sends
+// what comes out, using out as scratch (len(pkt)+Overhead bytes at least).
+func (sw *Switch) Process(inPort uint16, pkt, out []byte) {
+	p := sw.pipe.Load()
+	if p == nil {
+		sw.Dropped.Add(1)
+		return
+	}
+	egress, n, ok := p.Process(inPort, pkt, out)
+	if !ok {
+		sw.Dropped.Add(1)
+		return
+	}
+	sw.emit(p, egress, out[:n])
+}
+
+func (sw *Switch) emit(p *Pipeline, egress uint16, b []byte) {
+	if egress == cpuPort {
+		// BMv2 turns the packet_in header into PacketIn metadata.
+		if len(b) < lenPacketIO {
+			sw.Dropped.Add(1)
+			return
+		}
+		port := binary.BigEndian.Uint16(b) >> 7
+		md := []*p4v1.PacketMetadata{
+			{MetadataId: p.pinPort, Value: canonical(uint64(port))},
+			{MetadataId: p.pinPad, Value: []byte{0}},
+		}
+		sw.srv.SendPacketIn(append([]byte(nil), b[lenPacketIO:]...), md)
+		return
+	}
+	port, ok := sw.ports[egress]
+	if !ok {
+		sw.Dropped.Add(1)
+		return
+	}
+	st := sw.stats[egress]
+	if err := port.WritePacket(b); err != nil {
+		st.TxErrors.Add(1)
+		return
+	}
+	st.TxPackets.Add(1)
+	st.TxBytes.Add(uint64(len(b)))
+}
+
+// packetOut runs a controller's packet from the CPU port: the packet_out
+// header built from its metadata, then the payload.
+func (sw *Switch) packetOut(po *p4v1.PacketOut) error {
+	p := sw.pipe.Load()
+	if p == nil {
+		return errors.New("no pipeline committed")
+	}
+	var egress uint64
+	for _, m := range po.GetMetadata() {
+		if m.GetMetadataId() == p.poutPort {
+			for _, c := range m.GetValue() {
+				egress = egress<<8 | uint64(c)
+			}
+		}
+	}
+	bp := sw.bufs.Get().(*[]byte)
+	defer sw.bufs.Put(bp)
+	buf := *bp
+	if len(po.GetPayload())+lenPacketIO > len(buf)-Overhead {
+		return fmt.Errorf("packet-out of %d bytes is too large", len(po.GetPayload()))
+	}
+	binary.BigEndian.PutUint16(buf, uint16(egress)<<7)
+	n := lenPacketIO + copy(buf[lenPacketIO:], po.GetPayload())
+	out := make([]byte, n+Overhead)
+	sw.Process(cpuPort, buf[:n], out)
+	return nil
+}
