@@ -1,0 +1,48 @@
+//go:build linux
+
+package vectors
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/p4mesh/p4mesh/dataplane"
+	"github.com/p4mesh/p4mesh/dataplane/afpacket"
+	"github.com/p4mesh/p4mesh/p4"
+	"github.com/p4mesh/p4mesh/test/topo"
+)
+
+// TestVectorsVeth plays every vector against p4mesh-switch with its ports
+// bound by AF_PACKET to veth pairs: real frames through the kernel. The
+// switch's ends are in one namespace, the runner's in another.
+func TestVectorsVeth(t *testing.T) {
+	topo.RequireRoot(t)
+	swNS := topo.NewNetns(t, "vsw")
+	hostNS := topo.NewNetns(t, "vhost")
+	ports := map[uint16]dataplane.Port{}
+	io := map[uint16]PortIO{}
+	for _, n := range []uint16{1, 2, 3, 4} {
+		a, b := topo.Veth(t, topo.End{NS: swNS, Name: fmt.Sprintf("p%d", n)}, topo.End{NS: hostNS, Name: fmt.Sprintf("h%d", n)}, topo.VethOptions{})
+		sp, err := afpacket.OpenNetns(swNS.Name, a.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hp, err := afpacket.OpenNetns(hostNS.Name, b.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { hp.Close() })
+		ports[n], io[n] = sp, NewPortIO(hp)
+	}
+	c := startSwitch(t, ports)
+	info, _ := p4.P4Info()
+	target := &Target{Client: c, P4Info: info, Ports: io}
+	for _, vc := range loadCases(t) {
+		t.Run(vc.Name, func(t *testing.T) {
+			if err := Run(context.Background(), target, vc); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
