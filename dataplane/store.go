@@ -305,8 +305,9 @@ type Member struct {
 	Params   [][]byte // as Entry.Params
 
 	proto   *p4v1.ActionProfileMember
-	groups  int // groups holding the member
-	entries int // table entries pointing at it
+	groups  int      // groups holding the member
+	entries int      // table entries pointing at it
+	handles []uint32 // BMv2 member handles: the member's own, then its weight copies
 }
 
 // Group is an action selector group.
@@ -317,26 +318,22 @@ type Group struct {
 	Members []*Member
 	Weights []int32
 
-	total   int // sum of weights
+	// slots are the group's BMv2 member handles in ascending order, as
+	// members: what a selector hash indexes.
+	slots   []*Member
 	proto   *p4v1.ActionProfileGroup
 	entries int
 }
 
-// Select picks the member for a packet whose selector hash is h: members
-// are laid out by id, each repeated weight times, and h picks a slot. It is
-// nil for an empty group.
+// Select picks the member for a packet whose selector hash is h, as BMv2
+// does: slot h % n of the group's member handles in ascending order. A
+// member of weight w holds w handles (PI makes w-1 copies of it), so it is
+// picked w times as often. It is nil for an empty group.
 func (g *Group) Select(h uint64) *Member {
-	if g.total == 0 {
+	if len(g.slots) == 0 {
 		return nil
 	}
-	slot := int(h % uint64(g.total))
-	for i, w := range g.Weights {
-		if slot < int(w) {
-			return g.Members[i]
-		}
-		slot -= int(w)
-	}
-	return nil
+	return g.slots[h%uint64(len(g.slots))]
 }
 
 // profile holds the members and groups of one action profile.
@@ -344,6 +341,68 @@ type profile struct {
 	info    *p4rt.ActionProfile
 	members map[uint32]*Member
 	groups  map[uint32]*Group
+	// handles hands out BMv2 member handles lowest-free-first, as BMv2's
+	// handle manager does, so that groups order their members as BMv2's
+	// do for the same sequence of writes.
+	handles []bool
+}
+
+func (p *profile) newHandle() uint32 {
+	for i, used := range p.handles {
+		if !used {
+			p.handles[i] = true
+			return uint32(i)
+		}
+	}
+	p.handles = append(p.handles, true)
+	return uint32(len(p.handles) - 1)
+}
+
+func (p *profile) freeHandles(hs []uint32) {
+	for _, h := range hs {
+		p.handles[h] = false
+	}
+}
+
+// weigh gives every member of g as many handles as its weight, creating the
+// copies in ascending member id as PI does, and lays the group's slots out
+// by handle.
+func (p *profile) weigh(g *Group) {
+	type slot struct {
+		h uint32
+		m *Member
+	}
+	var slots []slot
+	for i, m := range g.Members {
+		for len(m.handles) < int(g.Weights[i]) {
+			m.handles = append(m.handles, p.newHandle())
+		}
+		for _, h := range m.handles[:g.Weights[i]] {
+			slots = append(slots, slot{h, m})
+		}
+	}
+	slices.SortFunc(slots, func(a, b slot) int { return int(a.h) - int(b.h) })
+	g.slots = g.slots[:0]
+	for _, s := range slots {
+		g.slots = append(g.slots, s.m)
+	}
+}
+
+// purge drops the weight copies of ms that no group needs any more, as PI
+// does after every group change.
+func (p *profile) purge(ms []*Member) {
+	for _, m := range ms {
+		need := 1
+		for _, g := range p.groups {
+			if i := slices.Index(g.Members, m); i >= 0 {
+				need = max(need, int(g.Weights[i]))
+			}
+		}
+		if len(m.handles) > need {
+			p.freeHandles(m.handles[need:])
+			m.handles = m.handles[:need]
+		}
+	}
 }
 
 // insert adds e, whose key, proto and match data are set, to t.

@@ -196,8 +196,10 @@ func TestGroupSelect(t *testing.T) {
 	for h := range uint64(3) {
 		got = append(got, g.Select(h).ID)
 	}
-	if want := []uint32{1, 1, 2}; !equalU32(got, want) {
-		t.Errorf("Select(0..2) = %v, want %v (members by id, repeated by weight)", got, want)
+	// Member 2 was inserted first (handle 0), member 1 second (handle 1),
+	// and member 1's weight copy took handle 2: BMv2 indexes by handle.
+	if want := []uint32{2, 1, 1}; !equalU32(got, want) {
+		t.Errorf("Select(0..2) = %v, want %v (members by BMv2 handle)", got, want)
 	}
 	if st.Table(tPool).Default != nil {
 		t.Error("a selector table has no default entry")

@@ -670,6 +670,7 @@ func (s *Store) writeMember(typ p4v1.Update_Type, m *p4v1.ActionProfileMember, s
 			return errf(codes.FailedPrecondition, "profile %s: member %d is used by %d table entries", name, old.ID, old.entries)
 		}
 		delete(p.members, old.ID)
+		p.freeHandles(old.handles)
 		return nil
 	case p4v1.Update_INSERT:
 		if old != nil {
@@ -703,7 +704,8 @@ func (s *Store) writeMember(typ p4v1.Update_Type, m *p4v1.ActionProfileMember, s
 		old.ActionID, old.Args, old.Params, old.proto = d.id, d.args, d.params, proto
 		return nil
 	}
-	p.members[m.GetMemberId()] = &Member{ID: m.GetMemberId(), ActionID: d.id, Args: d.args, Params: d.params, proto: proto}
+	p.members[m.GetMemberId()] = &Member{ID: m.GetMemberId(), ActionID: d.id, Args: d.args, Params: d.params, proto: proto,
+		handles: []uint32{p.newHandle()}}
 	return nil
 }
 
@@ -743,6 +745,7 @@ func (s *Store) writeGroup(typ p4v1.Update_Type, g *p4v1.ActionProfileGroup) err
 			m.groups--
 		}
 		delete(p.groups, old.ID)
+		p.purge(old.Members)
 		return nil
 	case p4v1.Update_INSERT:
 		if old != nil {
@@ -816,16 +819,18 @@ func (s *Store) writeGroup(typ p4v1.Update_Type, g *p4v1.ActionProfileGroup) err
 	for _, x := range list {
 		ng.Members = append(ng.Members, x.m)
 		ng.Weights = append(ng.Weights, x.w)
-		ng.total += int(x.w)
 		x.m.groups++
 	}
 	ng.proto = proto
+	p.weigh(ng)
 	if old != nil {
 		for _, m := range old.Members {
 			m.groups--
 		}
+		gone := old.Members
 		// In place, so entries pointing at the group see the new members.
-		old.Members, old.Weights, old.total, old.proto = ng.Members, ng.Weights, ng.total, ng.proto
+		old.Members, old.Weights, old.slots, old.proto = ng.Members, ng.Weights, ng.slots, ng.proto
+		p.purge(gone)
 		return nil
 	}
 	p.groups[ng.ID] = ng
