@@ -42,13 +42,13 @@ func TestGroupSlotsFollowBMv2(t *testing.T) {
 	}
 
 	write(member(p4v1.Update_INSERT, 1), member(p4v1.Update_INSERT, 2), member(p4v1.Update_INSERT, 3))
-	// Handles 0, 1, 2; copies: member 1 gets 3, member 3 gets 4 and 5.
-	write(group(p4v1.Update_INSERT, 10, 1, 2, 2, 1, 3, 3))
-	if got, want := slots(10), []uint32{1, 2, 3, 1, 3, 3}; !slices.Equal(got, want) {
+	// Handles 0, 1, 2; member 1's weight copy gets 3.
+	write(group(p4v1.Update_INSERT, 10, 1, 2, 2, 1, 3, 1))
+	if got, want := slots(10), []uint32{1, 2, 3, 1}; !slices.Equal(got, want) {
 		t.Errorf("slots = %v; want %v", got, want)
 	}
-	// Lower the weights: the copies go, and their handles are reused
-	// lowest first by the next member.
+	// Lower the weights: the copy goes, and its handle is reused lowest
+	// first by the next member.
 	write(group(p4v1.Update_MODIFY, 10, 1, 1, 2, 1, 3, 1))
 	if got, want := slots(10), []uint32{1, 2, 3}; !slices.Equal(got, want) {
 		t.Errorf("slots after modify = %v; want %v", got, want)
