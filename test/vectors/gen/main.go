@@ -153,7 +153,7 @@ var cases = []struct {
 	{"05-decap-source-check", "VXLAN to this host is decapsulated and delivered when its source is in the VPC or a peer; a non-peered VPC's source and an unknown VNI are dropped", decapSourceCheck},
 	{"06-anti-spoofing", "a VM can only send as itself: a foreign source IP, source MAC or port is dropped", antiSpoofing},
 	{"07-gateway-pool", "an LPM route to the gateway pool picks a gateway by the crc16 of the 5-tuple and sends a digest; a longer prefix wins", gatewayPool},
-	{"08-load-balancer", "a VIP:port picks a backend by the crc16 of the 5-tuple; pass-through keeps the VIP as the destination", loadBalancer},
+	{"08-load-balancer", "a VIP:port picks a backend by the crc16 of the 5-tuple, weights laid out as BMv2 under PI does; pass-through keeps the VIP as the destination", loadBalancer},
 	{"09-ttl", "TTL 1 from a VM is dropped; TTL 2 leaves with TTL 1", ttl},
 	{"10-table-miss", "no destination and no route, an unknown port, and no underlay route are all drops", tableMiss},
 	{"11-packet-io", "packet-out leaves the named port as it is; an ARP punted by arp_proxy reaches the controller as a packet-in", packetIO},
@@ -352,6 +352,33 @@ func loadBalancer(g *gen) {
 	}
 	if len(seen) != 2 {
 		g.fail(fmt.Errorf("the flows all pick one backend; choose flows that exercise both"))
+	}
+	// A second VIP port served by a weighted group: b1 with weight 2, a2
+	// with 1. PI gives b1 (handle 0) a copy, handle 2 (a2 holds 1), and
+	// BMv2 indexes the group by handle: slots b1, a2, b1.
+	g.entry("lb_frontend", p4rt.Call("to_lb", p4rt.P("lb_id", U(6))),
+		p4rt.Exact("vni", U(red)), p4rt.Exact("vip", IP(vip)), p4rt.Exact("protocol", U(6)), p4rt.Exact("l4_port", U(443)))
+	grp, err := g.s.ActionProfileGroup("lb_selector", 21, []p4rt.GroupMember{{ID: 11, Weight: 2}, {ID: 12, Weight: 1}}, 0)
+	g.add(p4v1.Update_INSERT, grp, err)
+	g.groupEntry("lb_backend", 6, 21, "lb_id")
+	slots := []int{0, 1, 0}
+	seen = map[int]bool{}
+	for i := range 6 {
+		f := flow{src: a1IP, dst: vip, proto: 6, sport: uint16(52000 + 11*i), dport: 443}
+		pick := slots[int(crc16ARC(f.fiveTuple()))%len(slots)]
+		seen[pick] = true
+		s := vectors.Step{In: in(portA1, f.frame(hostAMAC, a1MAC, 64))}
+		if pick == 0 {
+			s.Comment = fmt.Sprintf("weighted, source port %d: b1 (slot %d of b1, a2, b1)", f.sport, int(crc16ARC(f.fiveTuple()))%3)
+			s.Out = out(portUplink, f.encap(router, hostAMAC, hostA, hostB, red, b1MAC, a1MAC, 63))
+		} else {
+			s.Comment = fmt.Sprintf("weighted, source port %d: a2 (slot 1 of b1, a2, b1)", f.sport)
+			s.Out = out(portA2, f.frame(a2MAC, a1MAC, 63))
+		}
+		g.step(s)
+	}
+	if len(seen) != 2 {
+		g.fail(fmt.Errorf("the weighted flows all pick one backend; choose flows that exercise both"))
 	}
 	other := flow{src: a1IP, dst: vip, proto: 6, sport: 50000, dport: 8080}
 	g.step(vectors.Step{Comment: "the VIP on a port it does not serve: no destination, no route, dropped", In: in(portA1, other.frame(hostAMAC, a1MAC, 64))})
