@@ -1,0 +1,919 @@
+package ohc
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"net/netip"
+	"slices"
+
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/p4mesh/p4mesh/p4rt"
+)
+
+// Names of vpc_peering.p4's tables, action profiles and actions, as the
+// P4Info aliases them. They are resolved through the schema: an ID is never
+// written down here.
+const (
+	tLocalHost       = "local_host"
+	tUnderlayNexthop = "underlay_nexthop"
+	tPortVnet        = "port_vnet"
+	tVMSourceGuard   = "vm_source_guard"
+	tTunnelTerm      = "tunnel_term"
+	tVnetSourceCheck = "vnet_source_check"
+	tArpProxy        = "arp_proxy"
+	tVnetDestination = "vnet_destination"
+	tLBFrontend      = "lb_frontend"
+	tLBBackend       = "lb_backend"
+	tVnetRoute       = "vnet_route"
+	tGatewayPool     = "gateway_pool"
+
+	pLBSelector      = "lb_selector"
+	pGatewaySelector = "gateway_selector"
+
+	aSetLocalHost = "set_local_host"
+	aSetUnderlay  = "set_underlay"
+	aSetVnet      = "set_vnet"
+	aPermit       = "permit"
+	aDecap        = "decap"
+	aArpReply     = "arp_reply"
+	aToLocalVM    = "to_local_vm"
+	aEncapToHost  = "encap_to_host"
+	aToLB         = "to_lb"
+	aDrop         = "drop"
+)
+
+// ownedTables and ownedProfiles are everything the OHC writes on its switch:
+// the reconciler reads back and prunes exactly these. gateway_pool and its
+// selector are owned although the compiler writes nothing there yet, so that
+// stale gateway entries of an earlier OHC are removed rather than left to
+// forward traffic.
+var (
+	ownedTables = []string{
+		tLocalHost, tUnderlayNexthop, tPortVnet, tVMSourceGuard, tTunnelTerm,
+		tVnetSourceCheck, tArpProxy, tVnetDestination, tLBFrontend, tLBBackend,
+		tVnetRoute, tGatewayPool,
+	}
+	ownedProfiles = []string{pLBSelector, pGatewaySelector}
+)
+
+// Limits of vpc_peering.p4's fields.
+const (
+	maxVNI  = 1<<24 - 1
+	cpuPort = 255 // the CPU port; never an endpoint or uplink
+	maxPort = 1<<9 - 1
+)
+
+// ErrBadView is wrapped by every error Compile returns for a malformed View,
+// so callers can tell a view to fix from a schema that does not fit.
+var ErrBadView = errors.New("bad view")
+
+// Compile returns the desired entities of vpc_peering.p4's tables and
+// selectors for v: what the switch must hold for the host's endpoints to
+// reach their own VPCs and, under each active peering's export policy, their
+// peers. It is pure and deterministic: the same View always gives the same
+// entities in the same order (selector members by id, then groups, then
+// table entries table by table in P4Info order, sorted by match). Items that
+// cannot be programmed but do not make the View malformed (an unknown route
+// next hop, an IPv6 address) are left out; CompileWithWarnings says which.
+func Compile(s *p4rt.Schema, v *View) ([]*p4v1.Entity, error) {
+	es, _, err := CompileWithWarnings(s, v)
+	return es, err
+}
+
+// CompileWithWarnings is Compile that also returns one message per item it
+// left out or per conflict it resolved, for the OHC to log and count.
+func CompileWithWarnings(s *p4rt.Schema, v *View) ([]*p4v1.Entity, []string, error) {
+	if s == nil {
+		return nil, nil, errors.New("compile: nil schema")
+	}
+	if v == nil {
+		return nil, nil, fmt.Errorf("compile: %w: nil view", ErrBadView)
+	}
+	if err := validate(v); err != nil {
+		return nil, nil, fmt.Errorf("compile: %w: %w", ErrBadView, err)
+	}
+	c := newCompiler(s, v)
+	if err := c.run(); err != nil {
+		return nil, nil, fmt.Errorf("compile: %w", err)
+	}
+	return c.entities(), c.warnings, nil
+}
+
+// validate refuses what no switch could be programmed from: missing or
+// invalid addresses and MACs, VNIs out of range, dangling references, two
+// endpoints on one port. It stops at the first problem and names it.
+func validate(v *View) error {
+	if !v.Host.IP.Is4() {
+		return fmt.Errorf("host %q: underlay IP %v is not an IPv4 address", v.Host.ID, v.Host.IP)
+	}
+	if err := checkMAC(v.Host.MAC); err != nil {
+		return fmt.Errorf("host %q: MAC: %w", v.Host.ID, err)
+	}
+	for i, r := range v.Host.UnderlayRoutes {
+		if !r.Prefix.IsValid() || !r.Prefix.Addr().Is4() {
+			return fmt.Errorf("host %q: underlay route %d: prefix %v is not an IPv4 prefix", v.Host.ID, i, r.Prefix)
+		}
+		if err := checkPort(r.Port); err != nil {
+			return fmt.Errorf("host %q: underlay route %v: %w", v.Host.ID, r.Prefix, err)
+		}
+		if err := checkMAC(r.SrcMAC); err != nil {
+			return fmt.Errorf("host %q: underlay route %v: source MAC: %w", v.Host.ID, r.Prefix, err)
+		}
+		if err := checkMAC(r.DstMAC); err != nil {
+			return fmt.Errorf("host %q: underlay route %v: destination MAC: %w", v.Host.ID, r.Prefix, err)
+		}
+	}
+	vnis := map[uint32]string{}
+	for _, name := range sortedKeys(v.VPCs) {
+		x := v.VPCs[name]
+		if x.Name != "" && x.Name != name {
+			return fmt.Errorf("VPC %q is filed under %q", x.Name, name)
+		}
+		if err := checkVNI(x.VNI); err != nil {
+			return fmt.Errorf("VPC %q: %w", name, err)
+		}
+		if other, dup := vnis[x.VNI]; dup {
+			return fmt.Errorf("VPC %q: VNI %d is also VPC %q's", name, x.VNI, other)
+		}
+		vnis[x.VNI] = name
+		for _, p := range x.Subnets {
+			if !p.IsValid() {
+				return fmt.Errorf("VPC %q: invalid subnet", name)
+			}
+		}
+		if x.GatewayIP.IsValid() != (x.GatewayMAC != nil) {
+			return fmt.Errorf("VPC %q: gateway IP and MAC go together (have %v and %q)", name, x.GatewayIP, x.GatewayMAC.String())
+		}
+		if x.GatewayMAC != nil {
+			if err := checkMAC(x.GatewayMAC); err != nil {
+				return fmt.Errorf("VPC %q: gateway MAC: %w", name, err)
+			}
+		}
+	}
+	ports := map[uint16]string{}
+	addrs := map[string]map[netip.Addr]string{}
+	for _, e := range v.Local {
+		if _, ok := v.VPCs[e.VPC]; !ok {
+			return fmt.Errorf("local endpoint %q: VPC %q is not in the view", e.ID, e.VPC)
+		}
+		if !e.IP.IsValid() {
+			return fmt.Errorf("local endpoint %q: no IP address", e.ID)
+		}
+		if err := checkMAC(e.MAC); err != nil {
+			return fmt.Errorf("local endpoint %q: MAC: %w", e.ID, err)
+		}
+		if err := checkPort(e.Port); err != nil {
+			return fmt.Errorf("local endpoint %q: %w", e.ID, err)
+		}
+		if other, dup := ports[e.Port]; dup {
+			return fmt.Errorf("local endpoint %q: port %d is already endpoint %q's", e.ID, e.Port, other)
+		}
+		ports[e.Port] = e.ID
+		if addrs[e.VPC] == nil {
+			addrs[e.VPC] = map[netip.Addr]string{}
+		}
+		if other, dup := addrs[e.VPC][e.IP]; dup {
+			return fmt.Errorf("local endpoint %q: %v in VPC %q is already endpoint %q's", e.ID, e.IP, e.VPC, other)
+		}
+		addrs[e.VPC][e.IP] = e.ID
+	}
+	for _, r := range v.Host.UnderlayRoutes {
+		if other, dup := ports[r.Port]; dup {
+			return fmt.Errorf("underlay route %v: port %d is endpoint %q's", r.Prefix, r.Port, other)
+		}
+	}
+	pairs := map[[2]string]bool{}
+	for _, p := range v.Peerings {
+		if p.VPC == "" || p.PeerVPC == "" {
+			return fmt.Errorf("peering %q-%q: both VPCs must be named", p.VPC, p.PeerVPC)
+		}
+		if p.VPC == p.PeerVPC {
+			return fmt.Errorf("peering of VPC %q with itself", p.VPC)
+		}
+		if pairs[[2]string{p.VPC, p.PeerVPC}] {
+			return fmt.Errorf("peering %s-%s given twice", p.VPC, p.PeerVPC)
+		}
+		pairs[[2]string{p.VPC, p.PeerVPC}] = true
+		if !p.Active {
+			continue
+		}
+		if err := checkVNI(p.PeerVNI); err != nil {
+			return fmt.Errorf("peering %s-%s: peer %w", p.VPC, p.PeerVPC, err)
+		}
+		if x, ok := v.VPCs[p.PeerVPC]; ok && x.VNI != p.PeerVNI {
+			return fmt.Errorf("peering %s-%s: peer VNI %d, but VPC %q has VNI %d", p.VPC, p.PeerVPC, p.PeerVNI, p.PeerVPC, x.VNI)
+		}
+		if x, ok := v.VPCs[p.VPC]; ok && x.VNI == p.PeerVNI {
+			return fmt.Errorf("peering %s-%s: peer VNI %d is VPC %q's own", p.VPC, p.PeerVPC, p.PeerVNI, p.VPC)
+		}
+		for _, pf := range p.PeerPrefixes {
+			if !pf.IsValid() {
+				return fmt.Errorf("peering %s-%s: invalid peer prefix", p.VPC, p.PeerVPC)
+			}
+		}
+	}
+	for _, name := range sortedKeys(v.Remote) {
+		for _, e := range v.Remote[name] {
+			if e.VPC != "" && e.VPC != name {
+				return fmt.Errorf("remote endpoint %v of VPC %q is filed under %q", e.IP, e.VPC, name)
+			}
+			if !e.IP.IsValid() {
+				return fmt.Errorf("remote endpoint of VPC %q: no IP address", name)
+			}
+			if err := checkMAC(e.MAC); err != nil {
+				return fmt.Errorf("remote endpoint %v of VPC %q: MAC: %w", e.IP, name, err)
+			}
+			if !e.HostIP.IsValid() {
+				return fmt.Errorf("remote endpoint %v of VPC %q: no host IP", e.IP, name)
+			}
+			if e.VNI != 0 {
+				if x, ok := v.VPCs[name]; ok && x.VNI != e.VNI {
+					return fmt.Errorf("remote endpoint %v of VPC %q: VNI %d, but the VPC has VNI %d", e.IP, name, e.VNI, x.VNI)
+				}
+			}
+		}
+	}
+	lbs := map[[2]string]bool{}
+	for _, lb := range v.LBs {
+		if lb.Name == "" || lb.VPC == "" {
+			return fmt.Errorf("load balancer %q in VPC %q: name and VPC are required (its id derives from them)", lb.Name, lb.VPC)
+		}
+		if lbs[[2]string{lb.VPC, lb.Name}] {
+			return fmt.Errorf("load balancer %s/%s given twice", lb.VPC, lb.Name)
+		}
+		lbs[[2]string{lb.VPC, lb.Name}] = true
+		if !lb.VIP.IsValid() {
+			return fmt.Errorf("load balancer %s/%s: no VIP", lb.VPC, lb.Name)
+		}
+		seen := map[netip.Addr]bool{}
+		for _, b := range lb.Backends {
+			if !b.IP.IsValid() || !b.HostIP.IsValid() {
+				return fmt.Errorf("load balancer %s/%s: backend %v on host %v: IP and host IP are required", lb.VPC, lb.Name, b.IP, b.HostIP)
+			}
+			if err := checkMAC(b.MAC); err != nil {
+				return fmt.Errorf("load balancer %s/%s: backend %v: MAC: %w", lb.VPC, lb.Name, b.IP, err)
+			}
+			if seen[b.IP] {
+				return fmt.Errorf("load balancer %s/%s: backend %v given twice", lb.VPC, lb.Name, b.IP)
+			}
+			seen[b.IP] = true
+		}
+	}
+	for _, r := range v.Routes {
+		if !r.Prefix.IsValid() {
+			return fmt.Errorf("route of VPC %q: invalid prefix", r.VPC)
+		}
+	}
+	return nil
+}
+
+func checkMAC(m net.HardwareAddr) error {
+	if len(m) != 6 {
+		return fmt.Errorf("%q is not a 48-bit MAC", m.String())
+	}
+	return nil
+}
+
+func checkVNI(vni uint32) error {
+	if vni == 0 || vni > maxVNI {
+		return fmt.Errorf("VNI %d out of range 1..%d", vni, maxVNI)
+	}
+	return nil
+}
+
+func checkPort(p uint16) error {
+	if p == cpuPort || p > maxPort {
+		return fmt.Errorf("port %d is not a P4 port for endpoints or uplinks (0..511 without the CPU port %d)", p, cpuPort)
+	}
+	return nil
+}
+
+// compiler holds one compilation's indexes and output.
+type compiler struct {
+	s *p4rt.Schema
+	v *View
+
+	// local: the VPCs with an endpoint on this host, by name, each with its
+	// endpoints by IP. Only these VPCs get entries: a host programs what
+	// its own endpoints can reach, nothing more.
+	local     map[string]map[netip.Addr]LocalEndpoint
+	localVPCs []string // sorted
+	// peers: the active peerings of each local VPC, sorted by peer name.
+	peers map[string][]Peering
+
+	tables   map[uint32]map[string]*built // by table id, then match key
+	members  []*p4v1.ActionProfileMember
+	groups   []*p4v1.ActionProfileGroup
+	warnings []string
+}
+
+// built is one table entry and what it was made for, to name both sides of
+// a conflict.
+type built struct {
+	te   *p4v1.TableEntry
+	what string
+}
+
+func newCompiler(s *p4rt.Schema, v *View) *compiler {
+	c := &compiler{s: s, v: v, local: map[string]map[netip.Addr]LocalEndpoint{}, peers: map[string][]Peering{},
+		tables: map[uint32]map[string]*built{}}
+	for _, e := range v.Local {
+		if c.local[e.VPC] == nil {
+			c.local[e.VPC] = map[netip.Addr]LocalEndpoint{}
+		}
+		c.local[e.VPC][e.IP] = e
+	}
+	c.localVPCs = sortedKeys(c.local)
+	for _, p := range v.Peerings {
+		if p.Active && c.local[p.VPC] != nil {
+			c.peers[p.VPC] = append(c.peers[p.VPC], p)
+		}
+	}
+	for _, ps := range c.peers {
+		slices.SortFunc(ps, func(a, b Peering) int { return cmp.Compare(a.PeerVPC, b.PeerVPC) })
+	}
+	return c
+}
+
+func (c *compiler) warnf(format string, args ...any) {
+	c.warnings = append(c.warnings, fmt.Sprintf(format, args...))
+}
+
+func (c *compiler) run() error {
+	if err := c.hostEntries(); err != nil {
+		return err
+	}
+	for _, e := range sortedLocal(c.v.Local) {
+		if err := c.localEndpoint(e); err != nil {
+			return err
+		}
+	}
+	for _, name := range c.localVPCs {
+		if err := c.vpc(name); err != nil {
+			return err
+		}
+	}
+	if err := c.loadBalancers(); err != nil {
+		return err
+	}
+	return c.routes()
+}
+
+// hostEntries: the host's identity (the outer source of every tunnel) and
+// the underlay next hops tunnels leave by.
+func (c *compiler) hostEntries() error {
+	h := c.v.Host
+	te, err := c.s.DefaultEntry(tLocalHost, p4rt.Call(aSetLocalHost,
+		p4rt.P("host_ip", p4rt.IP(h.IP)), p4rt.P("host_mac", p4rt.MAC(h.MAC))))
+	if err != nil {
+		return fmt.Errorf("host %q: %w", h.ID, err)
+	}
+	c.put(tLocalHost, "host "+h.ID, te)
+	for _, r := range h.UnderlayRoutes {
+		err := c.add(tUnderlayNexthop, "underlay route "+r.Prefix.String(),
+			[]p4rt.Match{p4rt.Prefix("dst_ip", r.Prefix.Masked())},
+			p4rt.Call(aSetUnderlay, p4rt.P("port", p4rt.Uint(r.Port)), p4rt.P("smac", p4rt.MAC(r.SrcMAC)), p4rt.P("dmac", p4rt.MAC(r.DstMAC))))
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// localEndpoint: the endpoint's port is a VM port of its VPC, and the VM may
+// send only as itself.
+func (c *compiler) localEndpoint(e LocalEndpoint) error {
+	if !e.IP.Is4() {
+		c.warnf("local endpoint %q: %v is not IPv4; vpc_peering.p4 forwards IPv4 only", e.ID, e.IP)
+		return nil
+	}
+	vni := c.v.VPCs[e.VPC].VNI
+	what := "local endpoint " + e.ID
+	if err := c.add(tPortVnet, what, []p4rt.Match{p4rt.Exact("ingress_port", p4rt.Uint(e.Port))},
+		p4rt.Call(aSetVnet, p4rt.P("vni", p4rt.Uint(vni)), p4rt.P("vm_mac", p4rt.MAC(e.MAC)))); err != nil {
+		return err
+	}
+	return c.add(tVMSourceGuard, what, []p4rt.Match{
+		p4rt.Exact("vni", p4rt.Uint(vni)), p4rt.Exact("ingress_port", p4rt.Uint(e.Port)),
+		p4rt.Exact("src_ip", p4rt.IP(e.IP)), p4rt.Exact("src_mac", p4rt.MAC(e.MAC)),
+	}, p4rt.Call(aPermit))
+}
+
+// vpc compiles one VPC with an endpoint on this host: tunnel termination,
+// admitted sources, ARP answers and exact destinations.
+func (c *compiler) vpc(name string) error {
+	x := c.v.VPCs[name]
+	vni := p4rt.Uint(x.VNI)
+
+	// Tunnels to this host carry the destination VPC's VNI.
+	if err := c.add(tTunnelTerm, "VPC "+name, []p4rt.Match{
+		p4rt.Exact("dst_ip", p4rt.IP(c.v.Host.IP)), p4rt.Exact("vni", vni),
+	}, p4rt.Call(aDecap)); err != nil {
+		return err
+	}
+
+	// A VPC hears from itself and from what each active peer exports to it.
+	sources := func(what string, ps []netip.Prefix) error {
+		for _, p := range sortedPrefixes(ps) {
+			if !p.Addr().Is4() {
+				c.warnf("%s: prefix %v is not IPv4; vpc_peering.p4 forwards IPv4 only", what, p)
+				continue
+			}
+			if err := c.add(tVnetSourceCheck, what, []p4rt.Match{
+				p4rt.Exact("vni", vni), p4rt.Prefix("src_ip", p),
+			}, p4rt.Call(aPermit)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := sources("VPC "+name+" subnets", x.Subnets); err != nil {
+		return err
+	}
+	for _, p := range c.peers[name] {
+		if err := sources("peering "+name+"-"+p.PeerVPC, p.PeerPrefixes); err != nil {
+			return err
+		}
+	}
+
+	// ARP: the gateway (the VMs' next hop for everything off-link, peers
+	// included) and every endpoint of the VPC. Peer addresses need no
+	// entry: they are reached through the gateway's MAC.
+	arp := func(what string, ip netip.Addr, mac net.HardwareAddr) error {
+		if !ip.Is4() {
+			c.warnf("%s: %v is not IPv4; no ARP entry", what, ip)
+			return nil
+		}
+		return c.add(tArpProxy, what, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("target_ip", p4rt.IP(ip))},
+			p4rt.Call(aArpReply, p4rt.P("mac", p4rt.MAC(mac))))
+	}
+	if x.GatewayIP.IsValid() {
+		if err := arp("VPC "+name+" gateway", x.GatewayIP, x.GatewayMAC); err != nil {
+			return err
+		}
+	}
+	locals := sortedLocalMap(c.local[name])
+	for _, e := range locals {
+		if err := arp("local endpoint "+e.ID, e.IP, e.MAC); err != nil {
+			return err
+		}
+	}
+	remotes := sortedRemote(c.v.Remote[name])
+	for _, e := range remotes {
+		if err := arp(fmt.Sprintf("endpoint %v of VPC %s", e.IP, name), e.IP, e.MAC); err != nil {
+			return err
+		}
+	}
+
+	// Destinations, keyed by the sender's VPC: its own endpoints here and
+	// on other hosts, then each active peer's exported endpoints with the
+	// peer's VNI on the wire. Local endpoints come first so that, should a
+	// stale remote record disagree (an endpoint moving to this host), the
+	// host's own controller wins.
+	for _, e := range locals {
+		if !e.IP.Is4() {
+			continue // warned above
+		}
+		if err := c.toLocal(vni, e, "local endpoint "+e.ID); err != nil {
+			return err
+		}
+	}
+	for _, e := range remotes {
+		if e.HostIP == c.v.Host.IP || !e.IP.Is4() {
+			continue // ours: Local is authoritative; IPv6: warned above
+		}
+		if err := c.encap(vni, x.VNI, e, fmt.Sprintf("endpoint %v of VPC %s", e.IP, name)); err != nil {
+			return err
+		}
+	}
+	for _, p := range c.peers[name] {
+		if err := c.peerDestinations(name, vni, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// peerDestinations gives VPC name's endpoints an entry for every endpoint
+// peer p exports to it. A peer endpoint on this very host is delivered
+// straight to its port (to_local_vm keyed by the sender's VNI): a hairpin
+// through the underlay is not guaranteed to come back, and both VMs sit
+// behind the same switch, under the same OHC. The cost is that the
+// receiving VPC's own source check (what p admits from name) is not
+// applied on that path; the peering is active on both sides, so name's
+// endpoints are admitted by p, up to p's export filter towards name.
+func (c *compiler) peerDestinations(name string, vni p4rt.Uint, p Peering) error {
+	for _, e := range sortedRemote(c.v.Remote[p.PeerVPC]) {
+		what := fmt.Sprintf("endpoint %v of peer %s (for %s)", e.IP, p.PeerVPC, name)
+		if !e.IP.Is4() {
+			c.warnf("%s: not IPv4; vpc_peering.p4 forwards IPv4 only", what)
+			continue
+		}
+		if !inAny(e.IP, p.PeerPrefixes) {
+			continue // not exported to us: no entry, by policy
+		}
+		if e.VNI != 0 && e.VNI != p.PeerVNI {
+			return fmt.Errorf("%w: %s: VNI %d, but the peering says %d", ErrBadView, what, e.VNI, p.PeerVNI)
+		}
+		if e.HostIP == c.v.Host.IP {
+			le, ok := c.local[p.PeerVPC][e.IP]
+			if !ok {
+				c.warnf("%s: on this host but not a local endpoint yet; no entry", what)
+				continue
+			}
+			if err := c.toLocal(vni, le, what); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := c.encap(vni, p.PeerVNI, e, what); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *compiler) toLocal(vni p4rt.Uint, e LocalEndpoint, what string) error {
+	return c.add(tVnetDestination, what, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("dst_ip", p4rt.IP(e.IP))},
+		p4rt.Call(aToLocalVM, p4rt.P("port", p4rt.Uint(e.Port)), p4rt.P("dmac", p4rt.MAC(e.MAC))))
+}
+
+func (c *compiler) encap(vni p4rt.Uint, dstVNI uint32, e RemoteEndpoint, what string) error {
+	if !e.HostIP.Is4() {
+		c.warnf("%s: host %v is not IPv4; the underlay is IPv4", what, e.HostIP)
+		return nil
+	}
+	return c.add(tVnetDestination, what, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("dst_ip", p4rt.IP(e.IP))},
+		encapCall(dstVNI, e.HostIP, e.MAC))
+}
+
+func encapCall(dstVNI uint32, host netip.Addr, mac net.HardwareAddr) p4rt.ActionCall {
+	return p4rt.Call(aEncapToHost, p4rt.P("dst_vni", p4rt.Uint(dstVNI)), p4rt.P("host_ip", p4rt.IP(host)), p4rt.P("dmac", p4rt.MAC(mac)))
+}
+
+// loadBalancers compiles the load balancers visible from a local VPC: its
+// own, and a peer's whose VIP the peering exports. Each gets one lb_id, one
+// lb_backend entry and one group in lb_selector, shared by every VPC it is
+// visible in; the frontends are per VPC.
+func (c *compiler) loadBalancers() error {
+	ids := LBIDs(c.v.LBs)
+	lbs := slices.Clone(c.v.LBs)
+	slices.SortFunc(lbs, func(a, b LoadBalancer) int {
+		return cmp.Or(cmp.Compare(a.VPC, b.VPC), cmp.Compare(a.Name, b.Name))
+	})
+	for _, lb := range lbs {
+		what := "load balancer " + lb.VPC + "/" + lb.Name
+		if !lb.VIP.Is4() {
+			c.warnf("%s: VIP %v is not IPv4; vpc_peering.p4 forwards IPv4 only", what, lb.VIP)
+			continue
+		}
+		// Where it is visible, and the VNI of its (the backends') VPC.
+		var (
+			in     []string
+			lbVNI  uint32
+			inOwn  = c.local[lb.VPC] != nil
+			lbVPCs = c.localVPCs
+		)
+		if inOwn {
+			in = append(in, lb.VPC)
+			lbVNI = c.v.VPCs[lb.VPC].VNI
+		}
+		for _, name := range lbVPCs {
+			for _, p := range c.peers[name] {
+				if p.PeerVPC == lb.VPC && inAny(lb.VIP, p.PeerPrefixes) {
+					in = append(in, name)
+					if lbVNI == 0 {
+						lbVNI = p.PeerVNI
+					}
+				}
+			}
+		}
+		if len(in) == 0 {
+			continue // not visible from any endpoint on this host
+		}
+		id := ids[LBKey{VPC: lb.VPC, Name: lb.Name}]
+		slices.Sort(in)
+		for _, name := range in {
+			if err := c.add(tLBFrontend, what+" in "+name, []p4rt.Match{
+				p4rt.Exact("vni", p4rt.Uint(c.v.VPCs[name].VNI)), p4rt.Exact("vip", p4rt.IP(lb.VIP)),
+				p4rt.Exact("protocol", p4rt.Uint(lb.Protocol)), p4rt.Exact("l4_port", p4rt.Uint(lb.Port)),
+			}, p4rt.Call(aToLB, p4rt.P("lb_id", p4rt.Uint(id)))); err != nil {
+				return err
+			}
+		}
+		if err := c.lbBackends(lb, id, lbVNI, what); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lbBackends writes the members and the group of one load balancer, and
+// the lb_backend entry that points at the group. A load balancer with no
+// usable backend gets neither: its frontend still matches, and the miss in
+// lb_backend drops the flow, which is what a VIP without backends should do.
+func (c *compiler) lbBackends(lb LoadBalancer, id uint16, lbVNI uint32, what string) error {
+	slots := MemberIDs(id, lb.Backends)
+	var group []p4rt.GroupMember
+	backends := slices.Clone(lb.Backends)
+	slices.SortFunc(backends, func(a, b Backend) int { return a.IP.Compare(b.IP) })
+	for _, b := range backends {
+		bwhat := fmt.Sprintf("%s backend %v", what, b.IP)
+		if !b.IP.Is4() || !b.HostIP.Is4() {
+			c.warnf("%s on host %v: not IPv4; left out", bwhat, b.HostIP)
+			continue
+		}
+		var call p4rt.ActionCall
+		if b.HostIP == c.v.Host.IP {
+			le, ok := c.local[lb.VPC][b.IP]
+			if !ok {
+				c.warnf("%s: on this host but not a local endpoint; left out", bwhat)
+				continue
+			}
+			call = p4rt.Call(aToLocalVM, p4rt.P("port", p4rt.Uint(le.Port)), p4rt.P("dmac", p4rt.MAC(le.MAC)))
+		} else {
+			call = encapCall(lbVNI, b.HostIP, b.MAC)
+		}
+		mid := slots[b.IP]
+		m, err := c.s.ActionProfileMember(pLBSelector, mid, call)
+		if err != nil {
+			return fmt.Errorf("%s: %w", bwhat, err)
+		}
+		c.members = append(c.members, m)
+		group = append(group, p4rt.GroupMember{ID: mid, Weight: int32(min(max(b.Weight, 1), 1<<31-1))})
+	}
+	if len(group) == 0 {
+		c.warnf("%s: no usable backend; flows to the VIP are dropped", what)
+		return nil
+	}
+	g, err := c.s.ActionProfileGroup(pLBSelector, uint32(id), group, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	c.groups = append(c.groups, g)
+	te, err := c.s.TableEntry(p4rt.Entry{Table: tLBBackend, Group: uint32(id),
+		Match: []p4rt.Match{p4rt.Exact("lb_id", p4rt.Uint(id))}})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	c.put(tLBBackend, what, te)
+	return nil
+}
+
+// routes compiles the winning routes of the local VPCs into vnet_route: to
+// the host of the next-hop endpoint, or drop when there is no next hop.
+func (c *compiler) routes() error {
+	rs := slices.Clone(c.v.Routes)
+	slices.SortFunc(rs, func(a, b Route) int {
+		return cmp.Or(cmp.Compare(a.VPC, b.VPC), a.Prefix.Addr().Compare(b.Prefix.Addr()),
+			cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()), a.NextHopIP.Compare(b.NextHopIP))
+	})
+	for _, r := range rs {
+		if c.local[r.VPC] == nil {
+			continue // no endpoint here sends in that VPC
+		}
+		what := fmt.Sprintf("route %v of VPC %s", r.Prefix, r.VPC)
+		if !r.Prefix.Addr().Is4() {
+			c.warnf("%s: not IPv4; vpc_peering.p4 forwards IPv4 only", what)
+			continue
+		}
+		match := []p4rt.Match{p4rt.Exact("vni", p4rt.Uint(c.v.VPCs[r.VPC].VNI)), p4rt.Prefix("dst_ip", r.Prefix.Masked())}
+		if !r.NextHopIP.IsValid() {
+			if err := c.add(tVnetRoute, what+" (drop)", match, p4rt.Call(aDrop)); err != nil {
+				return err
+			}
+			continue
+		}
+		call, ok := c.nextHop(r, what)
+		if !ok {
+			continue
+		}
+		if err := c.add(tVnetRoute, fmt.Sprintf("%s via %v", what, r.NextHopIP), match, call); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nextHop resolves a route's next hop to an endpoint of the route's VPC or
+// of an active peer exporting it. vnet_route can only tunnel (it has no
+// to_local_vm), so a next hop on this host cannot be programmed here.
+func (c *compiler) nextHop(r Route, what string) (p4rt.ActionCall, bool) {
+	nh := r.NextHopIP
+	onHost := func() (p4rt.ActionCall, bool) {
+		c.warnf("%s: next hop %v is on this host, which vnet_route cannot deliver to; left out", what, nh)
+		return p4rt.ActionCall{}, false
+	}
+	if _, ok := c.local[r.VPC][nh]; ok {
+		return onHost()
+	}
+	find := func(vpc string) (RemoteEndpoint, bool) {
+		for _, e := range sortedRemote(c.v.Remote[vpc]) {
+			if e.IP == nh && e.HostIP.Is4() {
+				return e, true
+			}
+		}
+		return RemoteEndpoint{}, false
+	}
+	if e, ok := find(r.VPC); ok {
+		if e.HostIP == c.v.Host.IP {
+			return onHost()
+		}
+		return encapCall(c.v.VPCs[r.VPC].VNI, e.HostIP, e.MAC), true
+	}
+	for _, p := range c.peers[r.VPC] {
+		if !inAny(nh, p.PeerPrefixes) {
+			continue
+		}
+		if _, ok := c.local[p.PeerVPC][nh]; ok {
+			return onHost()
+		}
+		if e, ok := find(p.PeerVPC); ok {
+			if e.HostIP == c.v.Host.IP {
+				return onHost()
+			}
+			return encapCall(p.PeerVNI, e.HostIP, e.MAC), true
+		}
+	}
+	c.warnf("%s: next hop %v is no known endpoint of the VPC or an active peer; left out", what, nh)
+	return p4rt.ActionCall{}, false
+}
+
+// add builds a table entry and files it under its match.
+func (c *compiler) add(table, what string, match []p4rt.Match, a p4rt.ActionCall) error {
+	te, err := c.s.TableEntry(p4rt.Entry{Table: table, Match: match, Action: &a})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	c.put(table, what, te)
+	return nil
+}
+
+// put files te under its match key. The first entry for a key wins; a later
+// one with another action is a conflict in the view (two endpoints claiming
+// one address, an endpoint on the gateway's IP), reported as a warning.
+func (c *compiler) put(table, what string, te *p4v1.TableEntry) {
+	key := matchKey(te)
+	byKey := c.tables[te.GetTableId()]
+	if byKey == nil {
+		byKey = map[string]*built{}
+		c.tables[te.GetTableId()] = byKey
+	}
+	if first, dup := byKey[key]; dup {
+		if !proto.Equal(first.te.GetAction(), te.GetAction()) {
+			c.warnf("%s: %s conflicts with %s, which is kept", table, what, first.what)
+		}
+		return
+	}
+	byKey[key] = &built{te: te, what: what}
+}
+
+// matchKey identifies an entry within its table. The builders emit match
+// fields in ID order with canonical values, so equal matches marshal equal.
+func matchKey(te *p4v1.TableEntry) string {
+	if te.GetIsDefaultAction() {
+		return "" // sorts first
+	}
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(&p4v1.TableEntry{Match: te.GetMatch(), Priority: te.GetPriority()})
+	return "m" + string(b)
+}
+
+// entities returns the output in its deterministic order: members in
+// ascending id (the order BMv2 hands out member handles in, which its
+// selectors pick by), groups, then table entries by table in P4Info order.
+func (c *compiler) entities() []*p4v1.Entity {
+	var out []*p4v1.Entity
+	slices.SortFunc(c.members, func(a, b *p4v1.ActionProfileMember) int {
+		return cmp.Or(cmp.Compare(a.GetActionProfileId(), b.GetActionProfileId()), cmp.Compare(a.GetMemberId(), b.GetMemberId()))
+	})
+	for _, m := range c.members {
+		out = append(out, &p4v1.Entity{Entity: &p4v1.Entity_ActionProfileMember{ActionProfileMember: m}})
+	}
+	slices.SortFunc(c.groups, func(a, b *p4v1.ActionProfileGroup) int {
+		return cmp.Or(cmp.Compare(a.GetActionProfileId(), b.GetActionProfileId()), cmp.Compare(a.GetGroupId(), b.GetGroupId()))
+	})
+	for _, g := range c.groups {
+		out = append(out, &p4v1.Entity{Entity: &p4v1.Entity_ActionProfileGroup{ActionProfileGroup: g}})
+	}
+	for _, t := range c.s.Tables() {
+		byKey := c.tables[t.ID()]
+		for _, k := range sortedKeys(byKey) {
+			out = append(out, &p4v1.Entity{Entity: &p4v1.Entity_TableEntry{TableEntry: byKey[k].te}})
+		}
+	}
+	return out
+}
+
+// LBKey identifies a load balancer: its VPC and name.
+type LBKey struct{ VPC, Name string }
+
+// LBIDs assigns each load balancer its lb_id (also its lb_selector group
+// id): FNV-1a of "vpc\x00name" folded into 1..65535, taking the next free
+// value on a collision, load balancers visited in (VPC, name) order. An id
+// depends only on the load balancer's identity, so it is the same after an
+// OHC restart and does not move when others come and go (short of a hash
+// collision), and the reconciler has nothing to rewrite.
+func LBIDs(lbs []LoadBalancer) map[LBKey]uint16 {
+	keys := make([]LBKey, 0, len(lbs))
+	for _, lb := range lbs {
+		keys = append(keys, LBKey{lb.VPC, lb.Name})
+	}
+	slices.SortFunc(keys, func(a, b LBKey) int { return cmp.Or(cmp.Compare(a.VPC, b.VPC), cmp.Compare(a.Name, b.Name)) })
+	return assign(keys, func(k LBKey) []byte { return []byte(k.VPC + "\x00" + k.Name) })
+}
+
+// MemberIDs assigns the lb_selector member id of each backend of load
+// balancer lbID: lbID<<16 | slot, the slot FNV-1a of the backend's IP folded
+// into 1..65535 (next free on a collision, backends in IP order). The high
+// half keeps load balancers apart in the one profile, and like LBIDs an id
+// depends only on identity, so adding a backend rewrites no other member.
+func MemberIDs(lbID uint16, backends []Backend) map[netip.Addr]uint32 {
+	ips := make([]netip.Addr, 0, len(backends))
+	for _, b := range backends {
+		ips = append(ips, b.IP)
+	}
+	slices.SortFunc(ips, netip.Addr.Compare)
+	slots := assign(ips, func(a netip.Addr) []byte { return a.AsSlice() })
+	out := make(map[netip.Addr]uint32, len(slots))
+	for ip, s := range slots {
+		out[ip] = uint32(lbID)<<16 | uint32(s)
+	}
+	return out
+}
+
+// assign gives each key a value in 1..65535 from its hash, probing upwards
+// on a collision; keys must come sorted, so probing is deterministic.
+func assign[K comparable](keys []K, id func(K) []byte) map[K]uint16 {
+	out := make(map[K]uint16, len(keys))
+	used := map[uint16]bool{}
+	for _, k := range keys {
+		if _, dup := out[k]; dup {
+			continue
+		}
+		h := fnv.New32a()
+		h.Write(id(k))
+		v := uint16(h.Sum32()%65535) + 1
+		for used[v] {
+			v = v%65535 + 1
+		}
+		used[v] = true
+		out[k] = v
+	}
+	return out
+}
+
+func inAny(a netip.Addr, ps []netip.Prefix) bool {
+	return slices.ContainsFunc(ps, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// sortedPrefixes returns ps masked, sorted and without duplicates.
+func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.Masked())
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return slices.Compact(out)
+}
+
+func sortedLocal(es []LocalEndpoint) []LocalEndpoint {
+	out := slices.Clone(es)
+	slices.SortFunc(out, func(a, b LocalEndpoint) int { return cmp.Compare(a.Port, b.Port) })
+	return out
+}
+
+func sortedLocalMap(m map[netip.Addr]LocalEndpoint) []LocalEndpoint {
+	out := make([]LocalEndpoint, 0, len(m))
+	for _, e := range m {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b LocalEndpoint) int { return a.IP.Compare(b.IP) })
+	return out
+}
+
+// sortedRemote orders remote endpoints by address, then host and MAC, so
+// that which of two conflicting records wins never depends on the order
+// the streams delivered them in.
+func sortedRemote(es []RemoteEndpoint) []RemoteEndpoint {
+	out := slices.Clone(es)
+	slices.SortFunc(out, func(a, b RemoteEndpoint) int {
+		return cmp.Or(a.IP.Compare(b.IP), a.HostIP.Compare(b.HostIP), cmp.Compare(string(a.MAC), string(b.MAC)))
+	})
+	return out
+}

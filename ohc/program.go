@@ -1,0 +1,516 @@
+package ohc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	p4configv1 "github.com/p4lang/p4runtime/go/p4/config/v1"
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+
+	"github.com/p4mesh/p4mesh/p4rt"
+)
+
+// Defaults of ProgrammerOptions.
+const (
+	// DefaultMinInterval is the least time between two reconciles: views
+	// that arrive closer together are coalesced into one (the latest), so
+	// a burst of endpoint changes costs one read-back, not one each.
+	DefaultMinInterval = 20 * time.Millisecond
+	// DefaultResyncInterval is how often the programmer reconciles with no
+	// change in sight, to repair drift (an entry someone else deleted, a
+	// write lost with a connection).
+	DefaultResyncInterval = time.Minute
+	// arbitrationPoll is how often the programmer looks at the client's
+	// arbitration count. Polling an atomic counter is cheap and, unlike
+	// draining Client.Mastership, takes no events from the client's other
+	// users.
+	arbitrationPoll = 50 * time.Millisecond
+	// maxLoggedWarnings bounds the compile warnings logged per view; all of
+	// them are in Stats.
+	maxLoggedWarnings = 10
+)
+
+// ProgrammerOptions configure NewProgrammer.
+type ProgrammerOptions struct {
+	// Client is the connection to the switch. Required. The caller runs it
+	// (Client.Run) and closes it: the connection outlives a programmer
+	// restart and is shared with the OHC's other users of the switch
+	// (packet-ins, gateway digests). The programmer only waits for it to be
+	// primary and writes through it.
+	Client *p4rt.Client
+	// P4Info is the pipeline the switch must run. Required.
+	P4Info *p4configv1.P4Info
+	// Schema indexes P4Info; nil builds it from P4Info.
+	Schema *p4rt.Schema
+	// DeviceConfig is the target's device config for the pipeline push
+	// (BMv2 JSON; nil for p4mesh-switch).
+	DeviceConfig []byte
+	// Logger receives reconcile results and failures; nil discards.
+	Logger *slog.Logger
+	// MinInterval coalesces updates (default DefaultMinInterval).
+	MinInterval time.Duration
+	// ResyncInterval paces reconciles without a change (default
+	// DefaultResyncInterval; negative disables them).
+	ResyncInterval time.Duration
+	// Backoff paces retries of a failed reconcile (default 100ms doubling
+	// to 10s, jittered).
+	Backoff p4rt.Backoff
+}
+
+// ProgrammerStats describe what the programmer did, for metrics and tests.
+type ProgrammerStats struct {
+	// Generation counts the views handed to Update; Applied is the
+	// generation the switch last converged to (0: none yet).
+	Generation, Applied uint64
+	// LastReconcile is when the last successful reconcile started, and
+	// LastDuration how long it took (read-back, diff and writes).
+	LastReconcile time.Time
+	LastDuration  time.Duration
+	// LastChanges are the writes of the last reconcile that wrote anything,
+	// and TotalChanges those of all reconciles, by table or profile name.
+	LastChanges, TotalChanges map[string]p4rt.Change
+	// Desired counts the entities of the last view that compiled, by table
+	// or profile name.
+	Desired map[string]int
+	// Warnings are that view's compile warnings (items left out).
+	Warnings []string
+	// Reconciles counts successful reconciles (including ones that wrote
+	// nothing), PipelinePushes the pipelines pushed (after a switch
+	// restart, or the first time), Errors failed compiles and reconciles.
+	Reconciles, PipelinePushes, Errors uint64
+	// LastError is the last failure, nil after a success.
+	LastError error
+}
+
+// Programmer programs one switch with the OHC's view. It is handed whole
+// views (Update) and makes the tables and selectors it owns on the switch
+// equal to the latest one by reconciliation: read back, diff, write only the
+// difference. Because it never replays events, a restart of the OHC writes
+// nothing where nothing changed, and a restarted switch gets everything back.
+type Programmer struct {
+	client   *p4rt.Client
+	info     *p4configv1.P4Info
+	devCfg   []byte
+	schema   *p4rt.Schema
+	cookie   uint64
+	rec      *p4rt.Reconciler
+	log      *slog.Logger
+	minIvl   time.Duration
+	resync   time.Duration
+	backoff  p4rt.Backoff
+	tableIDs map[string]string // owner name (as the reconciler reports it) → short name
+
+	// wake has room for one signal: Update never blocks, and any number of
+	// updates between two reconciles wake Run once.
+	wake chan struct{}
+
+	mu sync.Mutex
+	// mu guards the following fields.
+	view     *View
+	gen      uint64
+	started  bool
+	failed   uint64 // generation whose compile failed (0: none)
+	failErr  error
+	stats    ProgrammerStats
+	changed  chan struct{} // closed (and replaced) when Applied or failed change
+	compiled *compiled     // the compile of the latest generation Run saw
+	good     *compiled     // the latest compile without error
+}
+
+// compiled caches a view's compile, so a retry or a resync does not redo it.
+type compiled struct {
+	gen      uint64
+	desired  []*p4v1.Entity
+	warnings []string
+	err      error
+}
+
+// errNoRetry marks a failure that retrying cannot fix (a view that does not
+// compile): Run waits for the next view instead.
+var errNoRetry = errors.New("not retried until the next view")
+
+// NewProgrammer checks o and returns a programmer; Run starts it.
+func NewProgrammer(o ProgrammerOptions) (*Programmer, error) {
+	if o.Client == nil {
+		return nil, errors.New("ohc: programmer: Client is required")
+	}
+	if o.P4Info == nil {
+		return nil, errors.New("ohc: programmer: P4Info is required")
+	}
+	s := o.Schema
+	if s == nil {
+		var err error
+		if s, err = p4rt.NewSchema(o.P4Info); err != nil {
+			return nil, fmt.Errorf("ohc: programmer: %w", err)
+		}
+	}
+	// The P4Info must be vpc_peering.p4's: fail here, not on every reconcile.
+	names := map[string]string{}
+	for _, n := range ownedTables {
+		t, err := s.Table(n)
+		if err != nil {
+			return nil, fmt.Errorf("ohc: programmer: P4Info is not vpc_peering.p4's: %w", err)
+		}
+		names[t.Name()] = n
+	}
+	for _, n := range ownedProfiles {
+		p, err := s.ActionProfile(n)
+		if err != nil {
+			return nil, fmt.Errorf("ohc: programmer: P4Info is not vpc_peering.p4's: %w", err)
+		}
+		names[p.Name()] = n
+	}
+	cookie, err := p4rt.Cookie(o.P4Info, o.DeviceConfig)
+	if err != nil {
+		return nil, fmt.Errorf("ohc: programmer: %w", err)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MinInterval <= 0 {
+		o.MinInterval = DefaultMinInterval
+	}
+	if o.ResyncInterval == 0 {
+		o.ResyncInterval = DefaultResyncInterval
+	}
+	return &Programmer{
+		client:   o.Client,
+		info:     o.P4Info,
+		devCfg:   o.DeviceConfig,
+		schema:   s,
+		cookie:   cookie,
+		rec:      &p4rt.Reconciler{Schema: s, Device: o.Client, Tables: ownedTables, Profiles: ownedProfiles},
+		log:      o.Logger,
+		minIvl:   o.MinInterval,
+		resync:   o.ResyncInterval,
+		backoff:  o.Backoff,
+		tableIDs: names,
+		wake:     make(chan struct{}, 1),
+		changed:  make(chan struct{}),
+	}, nil
+}
+
+// Update hands the programmer the whole intended view. It never blocks: the
+// latest view wins, and views that arrive faster than the switch is
+// reconciled are coalesced. v must not be modified afterwards.
+//
+// Until the first Update, Run leaves the switch alone: an OHC that just
+// restarted must not reconcile an empty view and flush the switch, so the
+// caller hands over the first view only once its streams are synced.
+func (p *Programmer) Update(v *View) {
+	p.mu.Lock()
+	p.view = v
+	p.gen++
+	p.stats.Generation = p.gen
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run programs the switch until ctx is done, then returns nil (cancellation
+// is how it stops). Each pass waits until the client is primary, makes sure
+// the switch runs the pipeline (SetPipeline with the P4Info and device
+// config's cookie: skipped when the switch already runs it, so an OHC
+// restart never flushes it) and reconciles the owned tables and selectors to
+// the latest view. A pass runs on a new view (at most every MinInterval),
+// when the client has re-arbitrated (a switch restart, a reconnect: the
+// pipeline may be gone and the tables empty), every ResyncInterval, and
+// after a failure, with jittered backoff.
+func (p *Programmer) Run(ctx context.Context) error {
+	p.mu.Lock()
+	if p.started {
+		p.mu.Unlock()
+		return errors.New("ohc: programmer: Run called more than once")
+	}
+	p.started = true
+	p.mu.Unlock()
+
+	poll := time.NewTicker(arbitrationPoll)
+	defer poll.Stop()
+	var resync <-chan time.Time
+	if p.resync > 0 {
+		t := time.NewTicker(p.resync)
+		defer t.Stop()
+		resync = t.C
+	}
+	var (
+		dirty     = true
+		attempt   = 0
+		retry     *time.Timer
+		lastStart time.Time
+		seenArb   = p.client.Stats().Arbitrations
+	)
+	stopRetry := func() {
+		if retry != nil {
+			retry.Stop()
+			retry = nil
+		}
+	}
+	defer stopRetry()
+	for {
+		if dirty && retry == nil {
+			if wait := p.minIvl - time.Since(lastStart); wait > 0 {
+				// Coalesce: whatever arrives meanwhile rides along.
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				case <-t.C:
+				}
+			}
+			lastStart = time.Now()
+			err := p.pass(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, p4rt.ErrClosed) {
+				return fmt.Errorf("ohc: programmer: %w", err)
+			}
+			switch {
+			case err == nil || errors.Is(err, errNoRetry):
+				dirty, attempt = false, 0
+			default:
+				d := p.backoff.Delay(attempt)
+				attempt++
+				p.log.Warn("switch reconcile failed; retrying", "err", err, "delay", d, "attempt", attempt)
+				retry = time.NewTimer(d)
+			}
+		}
+		var retryC <-chan time.Time
+		if retry != nil {
+			retryC = retry.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.wake:
+			dirty = true
+		case <-retryC:
+			retry = nil
+		case <-resync:
+			dirty = true
+		case <-poll.C:
+			if arb := p.client.Stats().Arbitrations; arb != seenArb {
+				// A new stream: the switch may have restarted, empty.
+				// Go now, even if a retry was pending; once per
+				// arbitration, so a failing switch still gets backoff.
+				seenArb = arb
+				dirty = true
+				stopRetry()
+			}
+		}
+	}
+}
+
+// pass is one reconcile of the latest view, or of the last view that
+// compiled when the latest does not: the switch keeps (and after a restart
+// gets back) the last good state rather than nothing or half a view.
+func (p *Programmer) pass(ctx context.Context) error {
+	if err := p.client.WaitPrimary(ctx); err != nil {
+		return err
+	}
+	c, good := p.compile()
+	if c == nil {
+		return nil // no view yet: nothing is known, so nothing may be deleted
+	}
+	var bad, compileErr error
+	if c.err != nil {
+		compileErr = c.err
+		bad = fmt.Errorf("%w: %w", c.err, errNoRetry)
+		if good == nil {
+			return bad
+		}
+		c = good
+	}
+
+	pushed, err := p.client.SetPipeline(ctx, p.info, p.devCfg, p.cookie, p4v1.SetForwardingPipelineConfigRequest_VERIFY_AND_COMMIT)
+	if err != nil {
+		return p.fail(fmt.Errorf("ohc: push pipeline: %w", err))
+	}
+	if pushed {
+		p.mu.Lock()
+		p.stats.PipelinePushes++
+		p.mu.Unlock()
+		p.log.Info("pipeline pushed to the switch; programming every entry", "cookie", p.cookie)
+	}
+
+	start := time.Now()
+	res, err := p.rec.Reconcile(ctx, c.desired)
+	took := time.Since(start)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.count(res)
+	if err != nil {
+		p.stats.Errors++
+		p.stats.LastError = err
+		return fmt.Errorf("ohc: reconcile generation %d: %w", c.gen, err)
+	}
+	p.stats.Reconciles++
+	p.stats.LastReconcile, p.stats.LastDuration = start, took
+	p.stats.LastError = nil
+	if c.gen > p.stats.Applied {
+		p.stats.Applied = c.gen
+		p.notifyLocked()
+	}
+	if !res.Empty() {
+		p.log.Info("switch reconciled", "generation", c.gen, "changes", res.String(), "took", took)
+	} else {
+		p.log.Debug("switch in sync", "generation", c.gen, "took", took)
+	}
+	if bad != nil {
+		p.stats.LastError = compileErr // still the news
+		return bad
+	}
+	return nil
+}
+
+// compile returns the compile of the latest view, from the cache when the
+// view has not changed (nil when there is no view yet), and the latest
+// compile without error.
+func (p *Programmer) compile() (latest, good *compiled) {
+	p.mu.Lock()
+	v, gen, c, good := p.view, p.gen, p.compiled, p.good
+	p.mu.Unlock()
+	if v == nil {
+		return nil, nil
+	}
+	if c != nil && c.gen == gen {
+		return c, good
+	}
+	c = &compiled{gen: gen}
+	c.desired, c.warnings, c.err = CompileWithWarnings(p.schema, v)
+	for i, w := range c.warnings {
+		if i == maxLoggedWarnings {
+			p.log.Warn("more compile warnings", "generation", gen, "count", len(c.warnings)-i)
+			break
+		}
+		p.log.Warn("view item not programmed", "generation", gen, "warning", w)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.compiled = c
+	if c.err != nil {
+		p.log.Error("view does not compile; the switch keeps the last good view", "generation", gen, "err", c.err)
+		p.stats.Errors++
+		p.stats.LastError = c.err
+		p.failed, p.failErr = gen, c.err
+		p.notifyLocked()
+		return c, p.good
+	}
+	p.good = c
+	p.stats.Warnings = c.warnings
+	p.stats.Desired = map[string]int{}
+	for _, e := range c.desired {
+		p.stats.Desired[p.ownerName(e)]++
+	}
+	return c, c
+}
+
+// fail records a failure of a pass.
+func (p *Programmer) fail(err error) error {
+	p.mu.Lock()
+	p.stats.Errors++
+	p.stats.LastError = err
+	p.mu.Unlock()
+	return err
+}
+
+// count adds a reconcile's writes (also those of a failed one: they were
+// attempted) to the stats. p.mu held.
+func (p *Programmer) count(res p4rt.Result) {
+	if res.Empty() {
+		return
+	}
+	if p.stats.TotalChanges == nil {
+		p.stats.TotalChanges = map[string]p4rt.Change{}
+	}
+	p.stats.LastChanges = map[string]p4rt.Change{}
+	for n, c := range res.Changes {
+		if short, ok := p.tableIDs[n]; ok {
+			n = short
+		}
+		p.stats.LastChanges[n] = c
+		t := p.stats.TotalChanges[n]
+		t.Inserted += c.Inserted
+		t.Modified += c.Modified
+		t.Deleted += c.Deleted
+		p.stats.TotalChanges[n] = t
+	}
+}
+
+// ownerName is the short name of an entity's table or profile.
+func (p *Programmer) ownerName(e *p4v1.Entity) string {
+	var full string
+	switch x := e.Entity.(type) {
+	case *p4v1.Entity_TableEntry:
+		if t, err := p.schema.TableByID(x.TableEntry.GetTableId()); err == nil {
+			full = t.Name()
+		}
+	case *p4v1.Entity_ActionProfileMember:
+		if a, err := p.schema.ActionProfileByID(x.ActionProfileMember.GetActionProfileId()); err == nil {
+			full = a.Name()
+		}
+	case *p4v1.Entity_ActionProfileGroup:
+		if a, err := p.schema.ActionProfileByID(x.ActionProfileGroup.GetActionProfileId()); err == nil {
+			full = a.Name()
+		}
+	}
+	if short, ok := p.tableIDs[full]; ok {
+		return short
+	}
+	return full
+}
+
+// notifyLocked wakes WaitConverged callers. p.mu held.
+func (p *Programmer) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// Stats returns a snapshot of the programmer's counters.
+func (p *Programmer) Stats() ProgrammerStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	s.LastChanges = maps.Clone(s.LastChanges)
+	s.TotalChanges = maps.Clone(s.TotalChanges)
+	s.Desired = maps.Clone(s.Desired)
+	s.Warnings = slices.Clone(s.Warnings)
+	return s
+}
+
+// WaitConverged blocks until the switch holds the latest view handed to
+// Update before the call (or a newer one), and returns nil; or returns the
+// compile error of such a view, or ctx's error. With no view yet it returns
+// nil at once. It is for tests and for callers that must know a change is in
+// the data plane before they report it done.
+func (p *Programmer) WaitConverged(ctx context.Context) error {
+	p.mu.Lock()
+	target := p.gen
+	p.mu.Unlock()
+	for {
+		p.mu.Lock()
+		applied, failed, failErr, ch := p.stats.Applied, p.failed, p.failErr, p.changed
+		p.mu.Unlock()
+		switch {
+		case applied >= target:
+			return nil
+		case failed >= target:
+			return failErr
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("ohc: waiting for generation %d (applied %d): %w", target, applied, ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,135 @@
+package ohc
+
+import (
+	"net"
+	"net/netip"
+)
+
+// View is everything the OHC knows that matters to its switch, assembled from
+// its own controller's host programming and the peer controllers'
+// connectivity streams. It is the whole intended state, not a delta: the
+// programmer diffs it against the switch, so a View can be rebuilt from
+// scratch after any reconnect without harm.
+//
+// A View handed to Compile or Programmer.Update must not be modified
+// afterwards: build a new one for the next change.
+type View struct {
+	Host Host
+	// VPCs are the VPCs the host has endpoints in, and may include their
+	// peers, by name.
+	VPCs map[string]VPC
+	// Local are the endpoints attached to this host's switch.
+	Local []LocalEndpoint
+	// Peerings are the peerings of the VPCs in VPCs, active or not.
+	Peerings []Peering
+	// Remote are the endpoint addresses learnt from the destination and
+	// forwarding streams, keyed by the VPC the endpoint belongs to: the
+	// host's own VPCs (all their endpoints) and its peers (what they export
+	// to us). Endpoints on this host may appear here too; Local is what the
+	// compiler trusts for them.
+	Remote map[string][]RemoteEndpoint
+	// LBs are the internal load balancers of the host's VPCs and those the
+	// peers export.
+	LBs []LoadBalancer
+	// Routes are the winning routes of the host's VPCs.
+	Routes []Route
+}
+
+// Host is this host's underlay identity: the outer source of every tunnel it
+// builds, and the uplinks tunnels leave by.
+type Host struct {
+	ID  string
+	IP  netip.Addr
+	MAC net.HardwareAddr
+	// UnderlayRoutes say which switch port and MACs reach an underlay
+	// prefix (the outer destination of a tunnel).
+	UnderlayRoutes []UnderlayRoute
+}
+
+// UnderlayRoute is one underlay next hop: tunnels to Prefix leave by Port with
+// SrcMAC and DstMAC as the outer Ethernet addresses.
+type UnderlayRoute struct {
+	Prefix netip.Prefix
+	Port   uint16
+	SrcMAC net.HardwareAddr
+	DstMAC net.HardwareAddr
+}
+
+// VPC is one VPC's identity as the data plane needs it.
+type VPC struct {
+	Name    string
+	VNI     uint32 // 24 bits, never 0
+	Subnets []netip.Prefix
+	// GatewayIP and GatewayMAC are the VPC's virtual gateway: the next hop
+	// the VMs use for every off-link destination (peer addresses included),
+	// answered by the ARP proxy. Both or neither.
+	GatewayIP  netip.Addr
+	GatewayMAC net.HardwareAddr
+}
+
+// LocalEndpoint is an endpoint attached to a port of this host's switch.
+type LocalEndpoint struct {
+	ID   string
+	VPC  string
+	IP   netip.Addr
+	MAC  net.HardwareAddr
+	Port uint16
+}
+
+// Peering is one peering of a VPC the host has endpoints in.
+type Peering struct {
+	VPC     string
+	PeerVPC string
+	PeerVNI uint32
+	// Active is true when both sides configured the peering; an inactive
+	// peering contributes nothing.
+	Active bool
+	// PeerPrefixes are what the peer exports to VPC under its policy: the
+	// sources the data plane admits from the peer, and the only peer
+	// destinations VPC's endpoints are given entries for.
+	PeerPrefixes []netip.Prefix
+}
+
+// RemoteEndpoint is an endpoint address and the host it lives on.
+type RemoteEndpoint struct {
+	IP     netip.Addr
+	MAC    net.HardwareAddr
+	HostIP netip.Addr // underlay IP of the endpoint's host
+	// VPC and VNI are the endpoint's VPC. Both may be left empty: the key
+	// of View.Remote names the VPC, and its VNI is known from VPCs or the
+	// peering. When set they must agree with those.
+	VPC string
+	VNI uint32
+}
+
+// LoadBalancer is an internal pass-through load balancer: traffic to (VIP,
+// Protocol, Port) is spread over Backends by a hash of the flow, and the VIP
+// stays the inner destination.
+type LoadBalancer struct {
+	// Name and VPC identify the load balancer; the switch-side id is
+	// derived from them (see LBID), so it survives OHC restarts.
+	Name     string
+	VPC      string
+	VIP      netip.Addr
+	Protocol uint8
+	Port     uint16
+	Backends []Backend
+}
+
+// Backend is one backend of a load balancer, an endpoint of the LB's VPC.
+type Backend struct {
+	IP     netip.Addr
+	MAC    net.HardwareAddr
+	HostIP netip.Addr
+	// Weight is the backend's share of flows; 0 means 1 (proto3's unset).
+	Weight uint32
+}
+
+// Route is a winning route of a VPC: traffic to Prefix goes to the endpoint
+// NextHopIP (of the VPC or of a peer), or is dropped when NextHopIP is the
+// zero Addr.
+type Route struct {
+	VPC       string
+	Prefix    netip.Prefix
+	NextHopIP netip.Addr
+}
