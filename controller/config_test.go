@@ -1,0 +1,401 @@
+package controller
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+func TestYAMLRoundTrip(t *testing.T) {
+	c := example(t)
+	out, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseConfig(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(back, c) || !back.Equal(c) {
+		t.Errorf("round trip changed the configuration:\n%s", out)
+	}
+	// The written form is stable: writing it again gives the same bytes.
+	again, err := back.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(again, out) {
+		t.Errorf("second write differs:\n%s\n---\n%s", out, again)
+	}
+	// Defaults stay implicit: red has no gateway in the file and gets
+	// none written.
+	if strings.Count(string(out), "gateway_ip:") != 1 {
+		t.Errorf("want only green's gateway_ip written:\n%s", out)
+	}
+
+	// yaml.Marshal and yaml.Unmarshal use the same form, for a Config
+	// value and a pointer alike.
+	for _, v := range []any{*c, c} {
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var u Config
+		if err := yaml.Unmarshal(b, &u); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(&u, c) {
+			t.Errorf("yaml.Marshal(%T) / yaml.Unmarshal changed the configuration:\n%s", v, b)
+		}
+	}
+
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := c.SaveFile(path); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(loaded, c) {
+		t.Error("SaveFile / LoadFile changed the configuration")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"bad values, all named by path", `
+controller: c1
+vpcs:
+  - name: red
+    vni: 100
+    subnets: [10.1.0.0/16, 10.2.0.0/33]
+    gateway_mac: zz:00:00:00:00:01
+endpoints:
+  - id: vm1
+    ip: 10.1.0.300
+routes:
+  - vpc: red
+    prefix: default
+`, []string{
+			`vpcs[red].gateway_mac: "zz:00:00:00:00:01" is not a MAC address`,
+			`vpcs[red].subnets[1]: "10.2.0.0/33" is not an IP prefix`,
+			`endpoints[vm1].ip: "10.1.0.300" is not an IP address`,
+			`routes[0].prefix: "default" is not an IP prefix`,
+		}},
+		{"unknown field", "controller: c1\nvpcs:\n  - name: red\n    vnii: 100\n", []string{"field vnii not found"}},
+		{"out of range port", "controller: c1\nhosts:\n  - id: h1\n    uplink_port: 70000\n", []string{"line 4", "uint16"}},
+		{"empty", "# nothing\n", []string{"empty configuration"}},
+		{"two documents", "controller: c1\n---\ncontroller: c2\n", []string{"more than one YAML document"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.yaml))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadFileNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(path, []byte("controller: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadFile(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("LoadFile error %v does not name %s", err, path)
+	}
+}
+
+func TestIPProtocol(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint8
+		ok   bool
+	}{
+		{"tcp", 6, true}, {"udp", 17, true}, {"icmp", 1, true}, {"47", 47, true}, {"0", 0, true},
+		{"256", 0, false}, {"-1", 0, false}, {"TCP", 0, false}, {"", 0, false},
+	} {
+		if got, ok := IPProtocol(tc.in); got != tc.want || ok != tc.ok {
+			t.Errorf("IPProtocol(%q) = %d %v, want %d %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestStorePersistsAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Current() != nil {
+		t.Fatal("a new store has a current configuration")
+	}
+	if _, ok, err := s.Load(); ok || err != nil {
+		t.Fatalf("Load of an empty store = %v, %v", ok, err)
+	}
+	c := example(t)
+	if err := s.Apply(c); err != nil {
+		t.Fatal(err)
+	}
+	// The store keeps its own copy.
+	c.VPCs[0].VNI = 999
+	if s.Current().VPCs[0].VNI != 100 {
+		t.Error("changing the applied Config changed the store's")
+	}
+
+	s2, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := s2.Load()
+	if err != nil || !ok {
+		t.Fatalf("Load after reopen = %v, %v", ok, err)
+	}
+	if !reflect.DeepEqual(got, example(t)) {
+		t.Error("the reopened store holds a different configuration")
+	}
+	assertNoTempFiles(t, dir)
+}
+
+func TestStoreFailedApplyChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := example(t)
+	if err := s.Apply(old); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := s.Current()
+
+	bad := example(t)
+	vpcOf(bad, "green").VNI = 100
+	bad.Peerings[0].ExportPolicy = "web"
+	err = s.Apply(bad)
+	if err == nil {
+		t.Fatal("Apply accepted an invalid configuration")
+	}
+	for _, w := range []string{"vpcs[green].vni: 100 is also the VNI of red", `peerings[red->blue].export_policy: export policy "web" is not defined`} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("Apply error does not contain %q:\n%v", w, err)
+		}
+	}
+	if s.Current() != cur || !s.Current().Equal(old) {
+		t.Error("a failed Apply changed the current configuration")
+	}
+	after, err := os.ReadFile(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("a failed Apply changed the saved configuration")
+	}
+	assertNoTempFiles(t, dir)
+}
+
+func TestStoreFailedSaveChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(example(t)); err != nil {
+		t.Fatal(err)
+	}
+	cur := s.Current()
+	// A directory where the file goes makes the rename fail, even for root
+	// (which a read-only directory would not stop).
+	if err := os.Remove(s.Path()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(s.Path(), "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	next := example(t)
+	next.Peerings[0].Preference = 5
+	if err := s.Apply(next); err == nil {
+		t.Fatal("Apply succeeded although the save failed")
+	}
+	if s.Current() != cur {
+		t.Error("a failed save changed the current configuration")
+	}
+	assertNoTempFiles(t, dir)
+}
+
+func TestOpenStoreRemovesStaleTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, ".config.yaml.123"+tmpSuffix)
+	if err := os.WriteFile(stale, []byte("contr"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenStore(dir); err != nil {
+		t.Fatal(err)
+	}
+	assertNoTempFiles(t, dir)
+}
+
+func TestStoreConcurrentApply(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			c := example(t)
+			c.Peerings[0].Preference = i
+			if err := s.Apply(c); err != nil {
+				t.Error(err)
+			}
+			_ = s.Current()
+		})
+	}
+	wg.Wait()
+	saved, ok, err := s.Load()
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if !saved.Equal(s.Current()) {
+		t.Error("the saved configuration is not the current one")
+	}
+	assertNoTempFiles(t, dir)
+}
+
+func TestStoreStartup(t *testing.T) {
+	saved := example(t)
+	other := example(t)
+	other.Peerings[0].Preference = 42
+	invalid := example(t)
+	invalid.Peerings[0].ExportPolicy = "web"
+
+	for _, tc := range []struct {
+		name      string
+		saved     *Config // persisted before start-up, nil for none
+		flag      *Config
+		explicit  bool
+		want      *Config // current after start-up, nil for an error
+		fromSaved bool
+		wantErr   string
+	}{
+		{"nothing at all", nil, nil, false, nil, false, ErrNoConfig.Error()},
+		{"first start from the default --config", nil, other, false, other, false, ""},
+		{"first start from an explicit --config", nil, other, true, other, false, ""},
+		{"saved wins over the default --config", saved, other, false, saved, true, ""},
+		{"saved, no --config", saved, nil, false, saved, true, ""},
+		{"explicit --config equal to saved", saved, example(t), true, saved, true, ""},
+		{"explicit --config differs: it is applied", saved, other, true, other, false, ""},
+		{"explicit invalid --config: error, saved kept", saved, invalid, true, nil, false, `--config: invalid configuration:` + "\n" + `peerings[red->blue].export_policy`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.saved != nil {
+				s, err := OpenStore(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Save(tc.saved); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := OpenStore(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, fromSaved, err := s.Startup(tc.flag, tc.explicit)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Startup error = %v, want %q", err, tc.wantErr)
+				}
+				if tc.flag == nil && !errors.Is(err, ErrNoConfig) {
+					t.Errorf("Startup error %v is not ErrNoConfig", err)
+				}
+				if s.Current() != nil {
+					t.Error("a failed start-up made a configuration current")
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !got.Equal(tc.want) || s.Current() != got || fromSaved != tc.fromSaved {
+					t.Errorf("Startup = preference %d fromSaved %v, want preference %d fromSaved %v",
+						got.Peerings[0].Preference, fromSaved, tc.want.Peerings[0].Preference, tc.fromSaved)
+				}
+			}
+			// What is on disk is what is current, or the old saved one.
+			onDisk, ok, err := s.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch wantDisk := tc.want; {
+			case wantDisk == nil && tc.saved == nil:
+				if ok {
+					t.Error("a failed start-up saved a configuration")
+				}
+			case wantDisk == nil:
+				wantDisk = tc.saved
+				fallthrough
+			default:
+				if !ok || !onDisk.Equal(wantDisk) {
+					t.Error("the saved configuration is not the expected one")
+				}
+			}
+		})
+	}
+}
+
+func TestStoreStartupUnreadableSaved(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, storeFile), []byte("controller: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Startup(example(t), false); err == nil || !strings.Contains(err.Error(), "load saved configuration") {
+		t.Errorf("Startup with a default --config over an unreadable saved one: %v, want an error", err)
+	}
+	c, fromSaved, err := s.Startup(example(t), true)
+	if err != nil || fromSaved || !c.Equal(example(t)) {
+		t.Fatalf("Startup with an explicit --config = %v, %v", fromSaved, err)
+	}
+	if saved, ok, err := s.Load(); err != nil || !ok || !saved.Equal(c) {
+		t.Errorf("the explicit configuration did not replace the unreadable one: %v %v", ok, err)
+	}
+}
+
+func assertNoTempFiles(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), tmpSuffix) {
+			t.Errorf("temporary file %s left in %s", e.Name(), dir)
+		}
+	}
+}
