@@ -27,6 +27,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
@@ -138,6 +139,7 @@ func Host(t testing.TB) *Netns {
 	return &Netns{fd: fd, nl: nl}
 }
 
+// String names the namespace for messages.
 func (n *Netns) String() string {
 	if n.Name == "" {
 		return "host netns"
@@ -246,12 +248,13 @@ type VethOptions struct {
 
 // Link is a network interface in a namespace.
 type Link struct {
-	NS    *Netns
-	Name  string
-	Index int
-	MAC   net.HardwareAddr
+	NS    *Netns           // the namespace the interface is in
+	Name  string           // interface name
+	Index int              // interface index in NS
+	MAC   net.HardwareAddr // MAC address when the link was made
 }
 
+// String names the link and its namespace for messages.
 func (l *Link) String() string { return l.Name + " in " + l.NS.String() }
 
 // Veth creates a veth pair with the ends in a.NS and b.NS, each end created
@@ -306,6 +309,10 @@ func Veth(t testing.TB, a, b End, o VethOptions) (*Link, *Link) {
 			l.Up(t)
 		}
 	}
+	if !o.Down {
+		la.WaitOperUp(t)
+		lb.WaitOperUp(t)
+	}
 	return la, lb
 }
 
@@ -332,6 +339,26 @@ func (l *Link) Up(t testing.TB) {
 	t.Helper()
 	if err := l.NS.nl.LinkSetUp(l.link(t)); err != nil {
 		t.Fatalf("topo: %s up: %v", l, err)
+	}
+}
+
+// WaitOperUp waits, up to 5 seconds, for the link's operational state to be
+// up. Until then the kernel has not attached the link's queueing discipline
+// (linkwatch does, asynchronously, some time after `ip link set up`) and
+// drops every frame sent out of it: a test that sends right after Up would
+// lose its first frames.
+func (l *Link) WaitOperUp(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := l.link(t).Attrs().OperState
+		if st == netlink.OperUp {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topo: %s: operational state %s after 5s, want up", l, st)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

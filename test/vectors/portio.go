@@ -33,5 +33,5 @@ func NewPortIO(c PacketConn) PortIO {
 	return io
 }
 
-func (c *connIO) Send(f []byte) error    { return c.c.WritePacket(f) }
+func (c *connIO) Send(f []byte) error   { return c.c.WritePacket(f) }
 func (c *connIO) Frames() <-chan []byte { return c.frames }

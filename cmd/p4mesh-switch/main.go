@@ -1,0 +1,362 @@
+// Command p4mesh-switch is p4mesh's software P4 target: a P4Runtime server
+// in front of the Go implementation of vpc_peering.p4, forwarding frames
+// between Linux interfaces (AF_PACKET) or in-memory ports. It stands where
+// BMv2's simple_switch_grpc would, with the same defaults (P4Runtime on
+// 127.0.0.1:9559, CPU port 255) and, like simple_switch_grpc --no-p4, it
+// starts with no pipeline: the controller pushes vpc_peering.p4's P4Info,
+// and only a P4Info compatible with the pipeline built into the binary is
+// accepted.
+//
+//	p4mesh-switch --device-id 1 --port 1=veth-vm1 --port 2=eth1 --metrics-addr 127.0.0.1:9560
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/p4mesh/p4mesh/dataplane"
+	"github.com/p4mesh/p4mesh/p4"
+)
+
+// cpuPort is CPU_PORT of vpc_peering.p4, fixed at compile time.
+const cpuPort = 255
+
+// shutdownGrace is how long a stop waits for RPCs to end before cutting
+// them: a controller's StreamChannel never ends by itself, so this bounds
+// every shutdown.
+const shutdownGrace = 5 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr, hooks{})
+	stop()
+	os.Exit(code)
+}
+
+// hooks let a test watch a running switch.
+type hooks struct {
+	// ready, if set, is called once the switch serves, with the addresses
+	// actually bound (a ":0" port resolved); metrics is nil when off.
+	ready func(grpcAddr, metricsAddr net.Addr)
+}
+
+// config is the parsed command line.
+type config struct {
+	grpcAddr    string
+	deviceID    uint64
+	ports       map[uint16]string // P4 port -> interface
+	memPorts    []uint16
+	logLevel    slog.Level
+	metricsAddr string
+	tlsCert     string
+	tlsKey      string
+	tlsCA       string
+}
+
+// errUsage marks command-line errors, which exit with status 2.
+var errUsage = errors.New("invalid command line")
+
+// run is the whole command; it returns the exit status: 0 after a clean
+// stop (cancellation is not an error), 2 for a bad command line, 1 when the
+// switch cannot start or fails.
+func run(ctx context.Context, args []string, stderr io.Writer, h hooks) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "p4mesh-switch:", err)
+		if errors.Is(err, errUsage) {
+			return 2
+		}
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	if err := serve(ctx, cfg, log, h); err != nil {
+		log.Error("p4mesh-switch failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func usageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
+}
+
+// portFlag collects repeated --port N=IFNAME.
+type portFlag map[uint16]string
+
+func (p portFlag) String() string {
+	var s []string
+	for n, ifname := range p {
+		s = append(s, fmt.Sprintf("%d=%s", n, ifname))
+	}
+	slices.Sort(s)
+	return strings.Join(s, ",")
+}
+
+func (p portFlag) Set(v string) error {
+	num, ifname, ok := strings.Cut(v, "=")
+	if !ok || ifname == "" {
+		return fmt.Errorf("%q: want N=IFNAME, e.g. 1=veth0", v)
+	}
+	n, err := parsePort(num)
+	if err != nil {
+		return err
+	}
+	if _, dup := p[n]; dup {
+		return fmt.Errorf("port %d given twice", n)
+	}
+	p[n] = ifname
+	return nil
+}
+
+// parsePort parses a P4 port number: 1..510 (9 bits, 511 is BMv2's drop
+// port, 0 is not a port), not the CPU port.
+func parsePort(s string) (uint16, error) {
+	v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
+	if err != nil || v == 0 || v > 510 {
+		return 0, fmt.Errorf("port %q: P4 ports are 1..510", s)
+	}
+	if v == cpuPort {
+		return 0, fmt.Errorf("port %d is the CPU port", v)
+	}
+	return uint16(v), nil
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("p4mesh-switch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ports := portFlag{}
+	cfg := config{}
+	fs.StringVar(&cfg.grpcAddr, "grpc-addr", "127.0.0.1:9559", "P4Runtime listen address (host:port; port 0 picks one and logs it)")
+	fs.Uint64Var(&cfg.deviceID, "device-id", 1, "P4Runtime device id (not 0, which P4Runtime 1.5 reserves)")
+	fs.Var(ports, "port", "P4 port bound to a Linux interface with AF_PACKET, N=IFNAME (repeatable)")
+	memPorts := fs.String("mem-ports", "", "comma-separated P4 ports backed by in-memory queues (demo without root)")
+	cpu := fs.Uint("cpu-port", cpuPort, "CPU port; vpc_peering.p4 fixes it at 255")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "Prometheus /metrics listen address, e.g. 127.0.0.1:9560 (empty: off)")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate (PEM) of the P4Runtime server")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key (PEM) of the P4Runtime server")
+	fs.StringVar(&cfg.tlsCA, "tls-ca", "", "CA (PEM) that signs client certificates: turns on mutual TLS")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return cfg, usageErr("unexpected arguments %q", fs.Args())
+	}
+	if cfg.deviceID == 0 {
+		return cfg, usageErr("--device-id 0: P4Runtime 1.5 reserves device id 0; use 1 or higher")
+	}
+	if *cpu != cpuPort {
+		return cfg, usageErr("--cpu-port %d: vpc_peering.p4 defines CPU_PORT as 255, so only 255 is accepted", *cpu)
+	}
+	if err := cfg.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return cfg, usageErr("--log-level %q: %v", *level, err)
+	}
+	cfg.ports = ports
+	if *memPorts != "" {
+		for s := range strings.SplitSeq(*memPorts, ",") {
+			n, err := parsePort(s)
+			if err != nil {
+				return cfg, usageErr("--mem-ports: %v", err)
+			}
+			if _, dup := ports[n]; dup || slices.Contains(cfg.memPorts, n) {
+				return cfg, usageErr("--mem-ports: port %d given twice", n)
+			}
+			cfg.memPorts = append(cfg.memPorts, n)
+		}
+	}
+	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
+		return cfg, usageErr("--tls-cert and --tls-key go together")
+	}
+	if cfg.tlsCA != "" && cfg.tlsCert == "" {
+		return cfg, usageErr("--tls-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
+	}
+	return cfg, nil
+}
+
+// serverTLS builds the gRPC server's TLS config, nil for plaintext.
+func serverTLS(cfg config) (*tls.Config, error) {
+	if cfg.tlsCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if cfg.tlsCA != "" {
+		pem, err := os.ReadFile(cfg.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("read TLS CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no PEM certificate in TLS CA file %s", cfg.tlsCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// serve runs the switch until ctx ends or a server fails.
+func serve(ctx context.Context, cfg config, log *slog.Logger, h hooks) (err error) {
+	info, err := p4.P4Info()
+	if err != nil {
+		return err
+	}
+	tc, err := serverTLS(cfg)
+	if err != nil {
+		return err
+	}
+	ports := map[uint16]dataplane.Port{}
+	closeAll := func() {
+		for _, p := range ports {
+			p.Close()
+		}
+	}
+	for n, ifname := range cfg.ports {
+		p, err := openPort(ifname)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("port %d: %w", n, err)
+		}
+		ports[n] = p
+	}
+	for _, n := range cfg.memPorts {
+		ports[n] = dataplane.NewMemPort(1024)
+	}
+	sw, err := dataplane.NewSwitch(dataplane.SwitchOptions{
+		Server: dataplane.Options{DeviceID: cfg.deviceID, P4Info: info, Logger: log},
+		Ports:  ports,
+	})
+	if err != nil {
+		closeAll()
+		return err
+	}
+
+	lis, err := net.Listen("tcp", cfg.grpcAddr)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	var opts []grpc.ServerOption
+	if tc != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	gs := dataplane.NewGRPCServer(opts...)
+	sw.Server().Register(gs)
+
+	var mlis net.Listener
+	var hs *http.Server
+	if cfg.metricsAddr != "" {
+		if mlis, err = net.Listen("tcp", cfg.metricsAddr); err != nil {
+			lis.Close()
+			closeAll()
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(dataplane.NewCollector(sw),
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
+
+	// The switch's ports run until runCtx ends; Run closes them.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	swDone := make(chan struct{})
+	go func() {
+		defer close(swDone)
+		sw.Run(runCtx)
+	}()
+	go func() {
+		if err := gs.Serve(lis); err != nil {
+			errc <- fmt.Errorf("p4runtime server: %w", err)
+		}
+	}()
+	if hs != nil {
+		go func() {
+			if err := hs.Serve(mlis); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+	}
+
+	attrs := []any{"grpc_addr", lis.Addr().String(), "device_id", cfg.deviceID, "cpu_port", cpuPort, "tls", tc != nil, "mtls", cfg.tlsCA != ""}
+	for _, n := range sw.Ports() {
+		if ifname, ok := cfg.ports[n]; ok {
+			attrs = append(attrs, "port_"+strconv.Itoa(int(n)), ifname)
+		} else {
+			attrs = append(attrs, "port_"+strconv.Itoa(int(n)), "memory")
+		}
+	}
+	var maddr net.Addr
+	if mlis != nil {
+		maddr = mlis.Addr()
+		attrs = append(attrs, "metrics_addr", maddr.String())
+	}
+	log.Info("p4mesh-switch serving; waiting for a controller to push the pipeline", attrs...)
+	if h.ready != nil {
+		h.ready(lis.Addr(), maddr)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping", "cause", context.Cause(ctx))
+	case err = <-errc:
+	}
+	cancel()
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	timer := time.NewTimer(shutdownGrace)
+	select {
+	case <-stopped:
+		timer.Stop()
+	case <-timer.C:
+		log.Warn("RPCs still open after the grace period; closing them", "grace", shutdownGrace)
+		gs.Stop()
+		<-stopped
+	}
+	if hs != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
+		if serr := hs.Shutdown(sctx); serr != nil {
+			hs.Close()
+		}
+		scancel()
+	}
+	<-swDone
+	return err
+}

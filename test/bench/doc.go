@@ -1,0 +1,11 @@
+// Package bench measures p4mesh-switch forwarding real traffic between
+// network namespaces: two VMs of one VPC on one host, each a namespace
+// with a veth into the test's namespace, where an in-process
+// dataplane.Switch binds the other ends with AF_PACKET and is programmed
+// over P4Runtime through a real gRPC server on loopback, as the on-host
+// controller would program it. The VMs' ARP is answered by the pipeline's
+// arp_proxy, so nothing but the switch connects them.
+//
+// Tests here need root and skip without it; the throughput benchmark uses
+// iperf3 (UDP, 64-byte payloads) and falls back to a ping flood.
+package bench
