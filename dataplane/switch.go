@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
 )
@@ -22,7 +24,8 @@ type Port interface {
 	Close() error
 }
 
-// PortStats counts one port's packets.
+// PortStats counts one port's packets; Dropped counts the packets that
+// came in on the port and that the pipeline dropped.
 type PortStats struct {
 	RxPackets, RxBytes, TxPackets, TxBytes, Dropped, TxErrors atomic.Uint64
 }
@@ -149,10 +152,18 @@ func (sw *Switch) receive(ctx context.Context, n uint16, p Port) {
 	for {
 		k, err := p.ReadPacket(in)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, ErrPortClosed) {
-				sw.log.Error("port receive failed", "port", n, "err", err)
+			if ctx.Err() != nil || errors.Is(err, ErrPortClosed) || errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			// One bad read must not take the port down for good: log,
+			// pause so a persistent failure does not spin, and go on.
+			sw.log.Error("port receive failed", "port", n, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
 		st.RxPackets.Add(1)
 		st.RxBytes.Add(uint64(k))
@@ -165,15 +176,24 @@ func (sw *Switch) receive(ctx context.Context, n uint16, p Port) {
 func (sw *Switch) Process(inPort uint16, pkt, out []byte) {
 	p := sw.pipe.Load()
 	if p == nil {
-		sw.Dropped.Add(1)
+		sw.drop(inPort)
 		return
 	}
 	egress, n, ok := p.Process(inPort, pkt, out)
 	if !ok {
-		sw.Dropped.Add(1)
+		sw.drop(inPort)
 		return
 	}
 	sw.emit(p, egress, out[:n])
+}
+
+// drop counts a packet the pipeline dropped, on the switch and on the port
+// it came in on.
+func (sw *Switch) drop(inPort uint16) {
+	sw.Dropped.Add(1)
+	if st := sw.stats[inPort]; st != nil {
+		st.Dropped.Add(1)
+	}
 }
 
 func (sw *Switch) emit(p *Pipeline, egress uint16, b []byte) {
@@ -220,15 +240,15 @@ func (sw *Switch) packetOut(po *p4v1.PacketOut) error {
 			}
 		}
 	}
-	bp := sw.bufs.Get().(*[]byte)
-	defer sw.bufs.Put(bp)
-	buf := *bp
+	in, out := sw.bufs.Get().(*[]byte), sw.bufs.Get().(*[]byte)
+	defer sw.bufs.Put(in)
+	defer sw.bufs.Put(out)
+	buf := *in
 	if len(po.GetPayload())+lenPacketIO > len(buf)-Overhead {
 		return fmt.Errorf("packet-out of %d bytes is too large", len(po.GetPayload()))
 	}
 	binary.BigEndian.PutUint16(buf, uint16(egress)<<7)
 	n := lenPacketIO + copy(buf[lenPacketIO:], po.GetPayload())
-	out := make([]byte, n+Overhead)
-	sw.Process(cpuPort, buf[:n], out)
+	sw.Process(cpuPort, buf[:n], *out)
 	return nil
 }
