@@ -1,0 +1,23 @@
+// Package watch is the one watch discipline every p4mesh stream follows:
+// host programming from a controller to its OHCs, connectivity
+// (destinations, forwarding, load balancers, routes) from the controller
+// that owns a VPC to the OHCs and controllers of its peers, and peer sides
+// between controllers.
+//
+// A stream is snapshot-then-deltas (see api/proto/p4mesh/v1/p4mesh.proto):
+// the server sends every item as a PUT, a SYNCED marker, then PUT / DELETE
+// deltas, each carrying the revision of the server's table after the
+// change. A client that reconnects sends the last revision it applied and
+// gets exactly what came after; when that is no longer possible it gets
+// RESET, a fresh snapshot and SYNCED.
+//
+// The server side is Table: a keyed set of protobuf messages with a
+// revision, a bounded change log to resume from, and bounded per-subscriber
+// buffers so a slow client is resynchronised instead of ever slowing the
+// producer. Table.Serve and Table.ServeFiltered are what a gRPC handler
+// calls; the handler only translates the request and maps errors to codes.
+//
+// The client side is Follow: a ctx-bound reconnect loop with backoff that
+// resumes from the last applied revision, and View, an in-memory copy of one
+// stream for OHC and controller code to compile from.
+package watch

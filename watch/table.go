@@ -1,0 +1,535 @@
+package watch
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/p4mesh/p4mesh/api/p4meshv1"
+)
+
+// Defaults for Options. The log is sized so a client that was away for a
+// short controller hiccup or a reconnect backoff resumes with deltas instead
+// of a full snapshot; the buffer absorbs a burst (a VPC's endpoints
+// appearing at once) while a client's stream is momentarily slow.
+const (
+	DefaultLogSize = 4096
+	DefaultBuffer  = 1024
+)
+
+// Options tune a Table. The zero value means the defaults.
+type Options struct {
+	// LogSize is how many recent changes are kept to resume streams from;
+	// a client whose revision is older gets RESET and a snapshot.
+	// 0 means DefaultLogSize.
+	LogSize int
+	// Buffer is how many changes may queue for one subscriber before it is
+	// considered behind and forced to resynchronise. 0 means DefaultBuffer.
+	Buffer int
+	// Epoch is the revision the table starts at. 0 means the current Unix
+	// time in nanoseconds, which is what production wants: revisions then
+	// grow across process restarts, so a resume revision handed out before
+	// a controller restart is below the new table's range and gets RESET
+	// instead of being mistaken for a current one. Tests set it to be
+	// deterministic.
+	Epoch uint64
+}
+
+func (o Options) withDefaults() Options {
+	if o.LogSize <= 0 {
+		o.LogSize = DefaultLogSize
+	}
+	if o.Buffer <= 0 {
+		o.Buffer = DefaultBuffer
+	}
+	if o.Epoch == 0 {
+		o.Epoch = uint64(time.Now().UnixNano())
+	}
+	return o
+}
+
+// Stats are a Table's counters, for the caller to export as metrics (this
+// package registers none, so it imposes no registry).
+type Stats struct {
+	Revision    uint64 // current revision
+	Items       int    // items in the table
+	Subscribers int    // streams being served (Serve calls in progress)
+	// ResyncsForced counts subscribers that fell behind their buffer and
+	// were sent RESET and a new snapshot. A steadily growing value means
+	// clients or the network are too slow for the change rate.
+	ResyncsForced uint64
+	// Snapshots counts snapshots served: first connections, resumes from a
+	// compacted or foreign revision, and forced resyncs.
+	Snapshots uint64
+}
+
+// change is one entry of the log and of a subscriber's queue.
+type change struct {
+	rev uint64
+	key string
+	val proto.Message // nil: the item was deleted
+	// prev is the value before the change (nil: absent). A filtered stream
+	// resumed without a snapshot uses it to tell whether the client holds
+	// the item, since it has no record of what an earlier stream sent.
+	prev proto.Message
+}
+
+// subscriber is one live stream's queue.
+type subscriber struct {
+	ch chan change
+	// lost is set, and ch closed, when the producer found ch full. Serve
+	// checks it before sending each queued change so it does not send a
+	// buffer-full of stale deltas before the RESET.
+	lost atomic.Bool
+}
+
+// Table is a keyed set of items (protobuf messages) with a revision and a
+// bounded change log, served to any number of watch streams.
+//
+// Each change (a Put of a new or different value, or a Delete of a present
+// key) advances the revision by exactly one, which is what lets a resumed
+// stream prove it has no gap: the log holds every revision in
+// (compacted, rev].
+//
+// Stored values are clones owned by the table and never modified, so
+// snapshots and events share them without copying. A Table is safe for
+// concurrent use; Put, Delete and Replace never wait for subscribers.
+type Table struct {
+	name string
+	opts Options
+
+	// mu guards the following fields. One mutex (rather than an actor
+	// goroutine) because every operation under it is short and bounded:
+	// map updates, a log append and non-blocking channel sends.
+	mu        sync.Mutex
+	items     map[string]proto.Message
+	rev       uint64   // revision after the last change
+	compacted uint64   // newest revision dropped from log; resumable from >= compacted
+	log       []change // revisions compacted+1 .. rev, in order
+	subs      map[*subscriber]struct{}
+	serving   int // Serve calls in progress, subscribed or not
+	resyncs   uint64
+	snapshots uint64
+}
+
+// NewTable returns an empty table. name appears in errors, to tell streams
+// apart.
+func NewTable(name string, o Options) *Table {
+	o = o.withDefaults()
+	return &Table{
+		name:      name,
+		opts:      o,
+		items:     make(map[string]proto.Message),
+		rev:       o.Epoch,
+		compacted: o.Epoch,
+		subs:      make(map[*subscriber]struct{}),
+	}
+}
+
+// Put stores a clone of v under key and returns the revision after it.
+// A v equal (proto.Equal) to the current value is a no-op returning the
+// current revision, so a caller may recompute a derived view and Put all of
+// it without waking subscribers for what did not change. v must not be nil.
+func (t *Table) Put(key string, v proto.Message) uint64 {
+	if v == nil {
+		panic(fmt.Sprintf("watch %s: Put(%q, nil)", t.name, key))
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.putLocked(key, v)
+	return t.rev
+}
+
+// Delete removes key and returns the revision after it; deleting an absent
+// key is a no-op.
+func (t *Table) Delete(key string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.deleteLocked(key)
+	return t.rev
+}
+
+// Replace makes the contents exactly items: a put for each new or changed
+// item and a delete for each removed one, one revision step each, in key
+// order so two tables fed the same inputs log the same sequence. It is for
+// owners that recompute a whole view and want only the difference sent.
+// It returns the revision after the last change.
+func (t *Table) Replace(items map[string]proto.Message) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	keys := make([]string, 0, len(items)+len(t.items))
+	for k := range items {
+		keys = append(keys, k)
+	}
+	for k := range t.items {
+		if _, ok := items[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if v, ok := items[k]; ok {
+			if v == nil {
+				panic(fmt.Sprintf("watch %s: Replace with nil value for %q", t.name, k))
+			}
+			t.putLocked(k, v)
+		} else {
+			t.deleteLocked(k)
+		}
+	}
+	return t.rev
+}
+
+func (t *Table) putLocked(key string, v proto.Message) {
+	prev, ok := t.items[key]
+	if ok && proto.Equal(prev, v) {
+		return
+	}
+	v = proto.Clone(v)
+	t.items[key] = v
+	t.record(change{key: key, val: v, prev: prev})
+}
+
+func (t *Table) deleteLocked(key string) {
+	prev, ok := t.items[key]
+	if !ok {
+		return
+	}
+	delete(t.items, key)
+	t.record(change{key: key, prev: prev})
+}
+
+// record advances the revision, logs c and queues it for every subscriber.
+// t.mu must be held. A subscriber whose queue is full is dropped and marked
+// rather than waited for: the producer's latency must not depend on the
+// slowest client.
+func (t *Table) record(c change) {
+	t.rev++
+	c.rev = t.rev
+	t.log = append(t.log, c)
+	if len(t.log) > t.opts.LogSize {
+		t.compacted = t.log[0].rev
+		t.log[0] = change{} // release the values to the collector
+		t.log = t.log[1:]
+	}
+	for s := range t.subs {
+		select {
+		case s.ch <- c:
+		default:
+			s.lost.Store(true)
+			close(s.ch)
+			delete(t.subs, s)
+			t.resyncs++
+		}
+	}
+}
+
+// Snapshot returns the items and the revision they are at. The values are
+// the table's own and must not be modified.
+func (t *Table) Snapshot() (map[string]proto.Message, uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := make(map[string]proto.Message, len(t.items))
+	for k, v := range t.items {
+		m[k] = v
+	}
+	return m, t.rev
+}
+
+// Revision returns the revision after the last change.
+func (t *Table) Revision() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.rev
+}
+
+// Len returns the number of items.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.items)
+}
+
+// Subscribers returns the number of streams being served.
+func (t *Table) Subscribers() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.serving
+}
+
+// Stats returns the table's counters.
+func (t *Table) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return Stats{
+		Revision:      t.rev,
+		Items:         len(t.items),
+		Subscribers:   t.serving,
+		ResyncsForced: t.resyncs,
+		Snapshots:     t.snapshots,
+	}
+}
+
+// item is one entry of a snapshot.
+type item struct {
+	key string
+	val proto.Message
+}
+
+// snapshotSorted copies the items in key order (so clients and tests see a
+// deterministic stream) with their revision.
+func (t *Table) snapshotSorted() ([]item, uint64) {
+	t.mu.Lock()
+	t.snapshots++
+	out := make([]item, 0, len(t.items))
+	for k, v := range t.items {
+		out = append(out, item{k, v})
+	}
+	rev := t.rev
+	t.mu.Unlock()
+	// Sorted outside the lock: the producer waits only for the copy.
+	slices.SortFunc(out, func(a, b item) int { return cmp.Compare(a.key, b.key) })
+	return out, rev
+}
+
+// since returns a copy of the logged changes after rev. t.mu must be held
+// and compacted <= rev <= t.rev.
+func (t *Table) since(rev uint64) []change {
+	return slices.Clone(t.log[rev-t.compacted:])
+}
+
+// Serve streams the table to one client per the watch discipline and
+// blocks until ctx ends (returning nil) or send fails (returning its error).
+//
+// If fromRev is 0, older than the oldest change still in the log, or from
+// another epoch (above the current revision, as after a controller
+// restart), Serve sends RESET (unless fromRev is 0), the snapshot as PUTs
+// all carrying the snapshot revision, and SYNCED. Otherwise it sends the
+// logged changes after fromRev, then SYNCED. Live changes follow. A client
+// that falls behind its buffer is sent RESET, a new snapshot and SYNCED.
+//
+// send is called from this goroutine only and may block (a gRPC Send);
+// while it does, changes queue in the subscriber's bounded buffer. wrap
+// sets the Event's value from an item: the caller knows its concrete type.
+// The value handed to wrap is shared and must not be modified.
+func (t *Table) Serve(ctx context.Context, fromRev uint64, send func(*p4meshv1.Event) error, wrap func(key string, v proto.Message, ev *p4meshv1.Event)) error {
+	return t.serve(ctx, fromRev, nil, send, wrap)
+}
+
+// ServeFiltered is Serve for one view of the table: only items keep
+// accepts are sent, and an item that stops being accepted (or is deleted
+// after being accepted) is sent as a DELETE. This is how one table serves
+// many subscribers under authorization and export-policy filtering.
+//
+// keep must give the same answer for the same key and value for the life
+// of the stream: on a resumed stream, whether the client holds an item is
+// worked out by asking keep about the value it had before the change.
+// When what a subscriber may see changes (a policy edit), end its stream so
+// the client reconnects and resynchronises.
+func (t *Table) ServeFiltered(ctx context.Context, fromRev uint64, keep func(key string, v proto.Message) bool, send func(*p4meshv1.Event) error, wrap func(key string, v proto.Message, ev *p4meshv1.Event)) error {
+	if keep == nil {
+		keep = func(string, proto.Message) bool { return true }
+	}
+	return t.serve(ctx, fromRev, keep, send, wrap)
+}
+
+func (t *Table) serve(ctx context.Context, fromRev uint64, keep func(string, proto.Message) bool, send func(*p4meshv1.Event) error, wrap func(string, proto.Message, *p4meshv1.Event)) error {
+	err := t.serveLoop(ctx, fromRev, keep, send, wrap)
+	if ctx.Err() != nil {
+		// A send failing because ctx ended is the client going away,
+		// which is how every stream ends: not an error.
+		return nil
+	}
+	return err
+}
+
+func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string, proto.Message) bool, send func(*p4meshv1.Event) error, wrap func(string, proto.Message, *p4meshv1.Event)) error {
+	t.mu.Lock()
+	t.serving++
+	t.mu.Unlock()
+	var sub *subscriber
+	defer func() {
+		t.mu.Lock()
+		t.serving--
+		if sub != nil {
+			delete(t.subs, sub)
+		}
+		t.mu.Unlock()
+	}()
+
+	st := &stream{name: t.name, keep: keep, send: send, wrap: wrap}
+	cur := fromRev           // the revision the client's view is at
+	snapshot := fromRev == 0 // send a snapshot before anything else
+	reset := false           // precede that snapshot with RESET
+	synced := false          // SYNCED has been sent on this stream
+	for ctx.Err() == nil {
+		if snapshot {
+			items, rev := t.snapshotSorted()
+			if reset {
+				if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_RESET, Revision: rev}); err != nil {
+					return err
+				}
+			}
+			st.restart()
+			for _, it := range items {
+				if err := st.put(it.key, it.val, rev); err != nil {
+					return err
+				}
+			}
+			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: rev}); err != nil {
+				return err
+			}
+			cur, synced, snapshot = rev, true, false
+		}
+
+		// Catch up from the log, and subscribe once the backlog is small
+		// enough that live changes are unlikely to overflow the buffer
+		// while it is being sent. Until then the subscriber is not
+		// registered, so a long catch-up costs the producer nothing.
+		t.mu.Lock()
+		if cur < t.compacted || cur > t.rev {
+			// Compacted away (or from another epoch): only a snapshot
+			// can make the client whole.
+			t.mu.Unlock()
+			snapshot, reset = true, true
+			continue
+		}
+		backlog := t.since(cur)
+		if len(backlog) <= t.opts.Buffer {
+			sub = &subscriber{ch: make(chan change, t.opts.Buffer)}
+			t.subs[sub] = struct{}{}
+		}
+		t.mu.Unlock()
+
+		for _, c := range backlog {
+			if sub != nil && sub.lost.Load() {
+				break // fell behind while catching up: the rest is stale
+			}
+			if err := st.change(c); err != nil {
+				return err
+			}
+			cur = c.rev
+		}
+		if sub == nil {
+			continue
+		}
+		if sub.lost.Load() {
+			sub = nil
+			snapshot, reset = true, true
+			continue
+		}
+		if !synced {
+			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: cur}); err != nil {
+				return err
+			}
+			synced = true
+		}
+
+	live:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case c, ok := <-sub.ch:
+				if !ok || sub.lost.Load() {
+					// The producer already removed sub from t.subs.
+					sub = nil
+					snapshot, reset = true, true
+					break live
+				}
+				if err := st.change(c); err != nil {
+					return err
+				}
+				cur = c.rev
+			}
+		}
+	}
+	return nil
+}
+
+// stream is the per-subscriber state of one Serve call.
+type stream struct {
+	name string
+	keep func(string, proto.Message) bool // nil: unfiltered
+	send func(*p4meshv1.Event) error
+	wrap func(string, proto.Message, *p4meshv1.Event)
+
+	// sent records, for a filtered stream, whether the client holds a key.
+	// After a snapshot it is authoritative: true entries only, a missing
+	// key means not held. On a resumed stream it starts empty and records
+	// true and false for the keys seen so far; for the others, prev decides.
+	sent          map[string]bool
+	authoritative bool
+}
+
+// restart begins a snapshot: the client's view is empty.
+func (s *stream) restart() {
+	if s.keep != nil {
+		s.sent = make(map[string]bool)
+		s.authoritative = true
+	}
+}
+
+// put sends key=v if the stream's filter accepts it.
+func (s *stream) put(key string, v proto.Message, rev uint64) error {
+	if s.keep != nil {
+		if !s.keep(key, v) {
+			return nil
+		}
+		s.sent[key] = true
+	}
+	return s.emitPut(key, v, rev)
+}
+
+// change sends a logged change as this subscriber should see it.
+func (s *stream) change(c change) error {
+	if s.keep == nil {
+		if c.val == nil {
+			return s.emit(&p4meshv1.Event{Type: p4meshv1.Event_DELETE, Revision: c.rev, Key: c.key})
+		}
+		return s.emitPut(c.key, c.val, c.rev)
+	}
+	if s.sent == nil {
+		s.sent = make(map[string]bool)
+	}
+	now := c.val != nil && s.keep(c.key, c.val)
+	had, known := s.sent[c.key]
+	if !known && !s.authoritative {
+		had = c.prev != nil && s.keep(c.key, c.prev)
+	}
+	switch {
+	case now:
+		s.sent[c.key] = true
+		return s.emitPut(c.key, c.val, c.rev)
+	case s.authoritative:
+		delete(s.sent, c.key)
+	default:
+		s.sent[c.key] = false
+	}
+	if had {
+		return s.emit(&p4meshv1.Event{Type: p4meshv1.Event_DELETE, Revision: c.rev, Key: c.key})
+	}
+	return nil
+}
+
+func (s *stream) emitPut(key string, v proto.Message, rev uint64) error {
+	ev := &p4meshv1.Event{Type: p4meshv1.Event_PUT, Revision: rev, Key: key}
+	if s.wrap != nil {
+		s.wrap(key, v, ev)
+	}
+	return s.emit(ev)
+}
+
+// emit sends ev.
+func (s *stream) emit(ev *p4meshv1.Event) error {
+	if err := s.send(ev); err != nil {
+		return fmt.Errorf("watch %s: send %v at revision %d: %w", s.name, ev.GetType(), ev.GetRevision(), err)
+	}
+	return nil
+}
