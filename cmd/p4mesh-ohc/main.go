@@ -1,0 +1,102 @@
+// Command p4mesh-ohc is the on-host controller: it pulls from the
+// controllers only the connectivity its host needs and programs the host's
+// switch over P4Runtime.
+//
+//	p4mesh-ohc --host h1 --controller 127.0.0.1:7001 --controller 127.0.0.1:7002 \
+//	    --switch 127.0.0.1:9559 --device-id 1
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/p4mesh/p4mesh/ohc"
+
+	"github.com/p4mesh/p4mesh/p4rt"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("p4mesh-ohc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o ohc.DaemonOptions
+	var controllers listFlag
+	fs.StringVar(&o.Host, "host", "", "this host's id, as the controllers know it (required)")
+	fs.Var(&controllers, "controller", "address of a controller of the directory (repeatable; at least one)")
+	fs.StringVar(&o.Switch, "switch", "127.0.0.1:9559", "P4Runtime address of this host's switch")
+	fs.Uint64Var(&o.DeviceID, "device-id", 1, "P4Runtime device id of the switch (never 0)")
+	fs.Uint64Var(&o.ElectionID, "election-id", 1, "election id: the highest among this switch's controllers is primary")
+	devConfig := fs.String("device-config", "", "device config for the pipeline push (BMv2: p4c's JSON); empty for p4mesh-switch")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this address (off when empty)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o.Controllers = controllers
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintln(stderr, "p4mesh-ohc: --log-level:", err)
+		return 2
+	}
+	o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	if *devConfig != "" {
+		b, err := os.ReadFile(*devConfig)
+		if err != nil {
+			fmt.Fprintln(stderr, "p4mesh-ohc: --device-config:", err)
+			return 2
+		}
+		o.DeviceConfig = b
+	}
+	var srv *http.Server
+	ready := func(prog *ohc.Programmer, client *p4rt.Client) {
+		if *metricsAddr == "" {
+			return
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(ohc.NewCollector(prog, client))
+		lis, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			o.Logger.Error("metrics not served", "addr", *metricsAddr, "err", err)
+			return
+		}
+		srv = &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(lis)
+		o.Logger.Info("metrics", "addr", lis.Addr().String())
+	}
+	err := ohc.RunDaemon(ctx, o, ready)
+	if srv != nil {
+		srv.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "p4mesh-ohc:", err)
+		if errors.Is(err, ohc.ErrUsage) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,370 @@
+package ohc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/p4mesh/p4mesh/api/p4meshv1"
+	"github.com/p4mesh/p4mesh/watch"
+)
+
+// AgentOptions configure an Agent.
+type AgentOptions struct {
+	// Host is this host's id, as the controllers know it.
+	Host string
+	// Controllers are the addresses of every controller of the directory:
+	// each streams the host's programming for the VPCs it owns.
+	Controllers []string
+	// DialOptions reach the controllers; nil means plaintext.
+	DialOptions []grpc.DialOption
+	// Programmer receives every whole view the agent assembles.
+	Programmer *Programmer
+	Logger     *slog.Logger
+	// SyncWait is how long the agent waits for every stream's first
+	// snapshot before it logs which ones it still waits on. It never
+	// programs a partial first view: that would delete the entries of
+	// the streams not yet heard from.
+	SyncWait time.Duration
+}
+
+// Agent is the OHC's subscriber layer. It follows host programming from
+// every controller; for each VPC of the host it pulls that VPC's
+// connectivity from its owner, and for each active peering the peer's
+// connectivity under the peer's export policy from the controller that owns
+// the peer — only what this host needs. It joins the streams into one View
+// and hands it to the Programmer.
+type Agent struct {
+	o   AgentOptions
+	log *slog.Logger
+
+	// mu guards the fields below; stream handlers run on their own
+	// goroutines.
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+	hosts map[string]*watch.View // host programming, by controller address
+	subs  map[subKey]*subscription
+
+	kick chan struct{}
+}
+
+// subKey is one pulled connectivity service: the VPC, the policy it is
+// exported under ("" for the host's own VPC) and where from.
+type subKey struct {
+	addr, vpc, policy, peerVPC string
+}
+
+// subscription is the four streams of one connectivity service.
+type subscription struct {
+	cancel                 context.CancelFunc
+	dest, fwd, lbs, routes *watch.View
+}
+
+func (s *subscription) synced() bool {
+	return s.dest.Synced() && s.fwd.Synced() && s.lbs.Synced() && s.routes.Synced()
+}
+
+// NewAgent checks the options.
+func NewAgent(o AgentOptions) (*Agent, error) {
+	if o.Host == "" || len(o.Controllers) == 0 || o.Programmer == nil {
+		return nil, errors.New("ohc: an agent needs a host id, at least one controller and a programmer")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DialOptions == nil {
+		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	if o.SyncWait == 0 {
+		o.SyncWait = 10 * time.Second
+	}
+	return &Agent{
+		o: o, log: o.Logger.With("host", o.Host),
+		conns: map[string]*grpc.ClientConn{}, hosts: map[string]*watch.View{}, subs: map[subKey]*subscription{},
+		kick: make(chan struct{}, 1),
+	}, nil
+}
+
+func (a *Agent) changed() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// conn returns the shared connection to a controller.
+func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c := a.conns[addr]; c != nil {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, a.o.DialOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("controller %s: %w", addr, err)
+	}
+	a.conns[addr] = c
+	return c, nil
+}
+
+// Run follows the streams and programs the switch until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer func() {
+		a.mu.Lock()
+		for _, s := range a.subs {
+			s.cancel()
+		}
+		a.mu.Unlock()
+		wg.Wait()
+		a.mu.Lock()
+		for _, c := range a.conns {
+			c.Close()
+		}
+		a.mu.Unlock()
+	}()
+	for _, addr := range a.o.Controllers {
+		conn, err := a.conn(addr)
+		if err != nil {
+			return err
+		}
+		v := &watch.View{}
+		a.mu.Lock()
+		a.hosts[addr] = v
+		a.mu.Unlock()
+		client := p4meshv1.NewHostProgrammingClient(conn)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			watch.Follow(ctx, "host-programming@"+addr, a.log, func(ctx context.Context, rev uint64) (watch.Stream, error) {
+				return client.Watch(ctx, &p4meshv1.WatchRequest{Host: a.o.Host, ResumeRevision: rev})
+			}, v.Handler(a.changed))
+		}()
+	}
+	start := time.Now()
+	warned := false
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.kick:
+		case <-tick.C:
+		}
+		a.subscribe(ctx, &wg)
+		view, waiting := a.assemble()
+		if len(waiting) > 0 {
+			if !warned && time.Since(start) > a.o.SyncWait {
+				a.log.Warn("still waiting for the first snapshot of some streams; the switch keeps what it has", "streams", waiting)
+				warned = true
+			}
+			continue
+		}
+		a.o.Programmer.Update(view)
+	}
+}
+
+// subscribe starts the connectivity streams the host programming now calls
+// for and stops the ones it no longer does.
+func (a *Agent) subscribe(ctx context.Context, wg *sync.WaitGroup) {
+	want := map[subKey]bool{}
+	a.mu.Lock()
+	for addr, v := range a.hosts {
+		for _, ev := range v.Items() {
+			switch {
+			case ev.GetVpc() != nil:
+				want[subKey{addr: addr, vpc: ev.GetVpc().GetName()}] = true
+			case ev.GetPeering() != nil && ev.GetPeering().GetActive():
+				p := ev.GetPeering()
+				want[subKey{addr: p.GetPeerController(), vpc: p.GetPeerVpc(), policy: p.GetPeerExportPolicy(), peerVPC: p.GetVpc()}] = true
+			}
+		}
+	}
+	var start []subKey
+	for k := range want {
+		if a.subs[k] == nil {
+			start = append(start, k)
+		}
+	}
+	for k, s := range a.subs {
+		if !want[k] {
+			s.cancel()
+			delete(a.subs, k)
+			a.log.Info("stopped pulling", "vpc", k.vpc, "policy", k.policy, "from", k.addr)
+		}
+	}
+	a.mu.Unlock()
+	for _, k := range start {
+		a.startSub(ctx, wg, k)
+	}
+}
+
+func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
+	conn, err := a.conn(k.addr)
+	if err != nil {
+		a.log.Error("cannot pull connectivity", "vpc", k.vpc, "err", err)
+		return
+	}
+	client := p4meshv1.NewConnectivityClient(conn)
+	sctx, cancel := context.WithCancel(ctx)
+	s := &subscription{cancel: cancel, dest: &watch.View{}, fwd: &watch.View{}, lbs: &watch.View{}, routes: &watch.View{}}
+	a.mu.Lock()
+	a.subs[k] = s
+	a.mu.Unlock()
+	a.log.Info("pulling connectivity", "vpc", k.vpc, "policy", k.policy, "for", k.peerVPC, "from", k.addr)
+	req := func(rev uint64) *p4meshv1.WatchRequest {
+		return &p4meshv1.WatchRequest{Host: a.o.Host, Vpc: k.vpc, ExportPolicy: k.policy, PeerVpc: k.peerVPC, ResumeRevision: rev}
+	}
+	streams := []struct {
+		name string
+		view *watch.View
+		open func(ctx context.Context, r *p4meshv1.WatchRequest) (watch.Stream, error)
+	}{
+		{"destinations", s.dest, func(ctx context.Context, r *p4meshv1.WatchRequest) (watch.Stream, error) {
+			return client.WatchDestinations(ctx, r)
+		}},
+		{"forwarding", s.fwd, func(ctx context.Context, r *p4meshv1.WatchRequest) (watch.Stream, error) {
+			return client.WatchForwarding(ctx, r)
+		}},
+		{"load-balancers", s.lbs, func(ctx context.Context, r *p4meshv1.WatchRequest) (watch.Stream, error) {
+			return client.WatchLoadBalancers(ctx, r)
+		}},
+		{"routes", s.routes, func(ctx context.Context, r *p4meshv1.WatchRequest) (watch.Stream, error) {
+			return client.WatchRoutes(ctx, r)
+		}},
+	}
+	for _, st := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("%s %s/%s@%s", st.name, k.vpc, k.policy, k.addr)
+			watch.Follow(sctx, name, a.log, func(ctx context.Context, rev uint64) (watch.Stream, error) {
+				return st.open(ctx, req(rev))
+			}, st.view.Handler(a.changed))
+		}()
+	}
+}
+
+// assemble joins every stream into one View. It lists the streams whose
+// first snapshot has not come yet; the view is only whole without them.
+func (a *Agent) assemble() (*View, []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var waiting []string
+	v := &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}}
+	for addr, hv := range a.hosts {
+		if !hv.Synced() {
+			waiting = append(waiting, "host-programming@"+addr)
+			continue
+		}
+		for _, ev := range hv.Items() {
+			a.addHostItem(v, ev)
+		}
+	}
+	for k, s := range a.subs {
+		if !s.synced() {
+			waiting = append(waiting, fmt.Sprintf("%s/%s@%s", k.vpc, k.policy, k.addr))
+			continue
+		}
+		a.addConnectivity(v, k, s)
+	}
+	slices.Sort(waiting)
+	return v, waiting
+}
+
+func (a *Agent) addHostItem(v *View, ev *p4meshv1.Event) {
+	switch {
+	case ev.GetHost() != nil:
+		h := ev.GetHost()
+		v.Host = Host{ID: h.GetId(), IP: addr(h.GetUnderlayIp()), MAC: hw(h.GetMac())}
+		for _, r := range h.GetUnderlayRoutes() {
+			p, _ := netip.ParsePrefix(r.GetPrefix())
+			v.Host.UnderlayRoutes = append(v.Host.UnderlayRoutes, UnderlayRoute{Prefix: p, Port: uint16(r.GetPort()), SrcMAC: hw(r.GetSrcMac()), DstMAC: hw(r.GetDstMac())})
+		}
+	case ev.GetVpc() != nil:
+		x := ev.GetVpc()
+		vpc := VPC{Name: x.GetName(), VNI: x.GetVni(), GatewayIP: addr(x.GetGatewayIp()), GatewayMAC: hw(x.GetGatewayMac())}
+		for _, s := range x.GetSubnets() {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				vpc.Subnets = append(vpc.Subnets, p)
+			}
+		}
+		v.VPCs[vpc.Name] = vpc
+	case ev.GetLocalEndpoint() != nil:
+		e := ev.GetLocalEndpoint()
+		v.Local = append(v.Local, LocalEndpoint{ID: e.GetId(), VPC: e.GetVpc(), IP: addr(e.GetIp()), MAC: hw(e.GetMac()), Port: uint16(e.GetPort())})
+	case ev.GetPeering() != nil:
+		p := ev.GetPeering()
+		peering := Peering{VPC: p.GetVpc(), PeerVPC: p.GetPeerVpc(), PeerVNI: p.GetPeerVni(), Active: p.GetActive()}
+		for _, s := range p.GetPeerPrefixes() {
+			if pr, err := netip.ParsePrefix(s); err == nil {
+				peering.PeerPrefixes = append(peering.PeerPrefixes, pr)
+			}
+		}
+		v.Peerings = append(v.Peerings, peering)
+	}
+}
+
+// addConnectivity joins a service's destinations with where they live, and
+// adds its load balancers and routes.
+func (a *Agent) addConnectivity(v *View, k subKey, s *subscription) {
+	fwd := s.fwd.Items()
+	for key, ev := range s.dest.Items() {
+		d, f := ev.GetDestination(), fwd[key].GetForwarding()
+		if d == nil || f == nil {
+			continue // not yet known where it lives: no entry rather than a wrong one
+		}
+		v.Remote[d.GetVpc()] = append(v.Remote[d.GetVpc()], RemoteEndpoint{
+			IP: addr(d.GetIp()), MAC: hw(f.GetMac()), HostIP: addr(f.GetHostIp()), VPC: d.GetVpc(),
+		})
+	}
+	for _, ev := range s.lbs.Items() {
+		lb := ev.GetLoadBalancer()
+		if lb == nil {
+			continue
+		}
+		m := LoadBalancer{Name: lb.GetName(), VPC: lb.GetVpc(), VIP: addr(lb.GetVip()), Protocol: uint8(lb.GetProtocol()), Port: uint16(lb.GetPort())}
+		for _, b := range lb.GetBackends() {
+			m.Backends = append(m.Backends, Backend{IP: addr(b.GetIp()), MAC: hw(b.GetMac()), HostIP: addr(b.GetHostIp()), Weight: b.GetWeight()})
+		}
+		v.LBs = append(v.LBs, m)
+	}
+	if k.policy != "" {
+		// A peer's routes are its own business: the peering gives us its
+		// exported destinations, not its next hops.
+		return
+	}
+	for _, ev := range s.routes.Items() {
+		r := ev.GetRoute()
+		if r == nil {
+			continue
+		}
+		p, err := netip.ParsePrefix(r.GetPrefix())
+		if err != nil {
+			continue
+		}
+		v.Routes = append(v.Routes, Route{VPC: r.GetVpc(), Prefix: p, NextHopIP: addr(r.GetNextHopIp())})
+	}
+}
+
+// addr parses an address, the zero Addr for a bad or empty one: the
+// compiler refuses or skips zero addresses with a message.
+func addr(s string) netip.Addr {
+	a, _ := netip.ParseAddr(s)
+	return a
+}
+
+func hw(s string) net.HardwareAddr {
+	m, _ := net.ParseMAC(s)
+	return m
+}
