@@ -1,0 +1,205 @@
+package demo
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/p4mesh/p4mesh/dataplane"
+)
+
+// MemFabric is the demo's network without root: in-memory switch ports, an
+// underlay that floods every uplink frame to the other hosts' uplinks (a
+// hub: a switch only takes tunnels addressed to it), and for each VM a
+// minimal IPv4 stack that answers echo requests, so a ping is real ICMP
+// through the real pipelines and underlay, only without a kernel.
+type MemFabric struct {
+	topo   *Topology
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	uplinks map[string]*dataplane.MemPort
+	vmPorts map[string]*dataplane.MemPort // by VM id
+	replies map[string]chan uint16        // echo replies by VM id: their sequence numbers
+}
+
+// NewMemFabric makes the in-memory fabric for t.
+func NewMemFabric(t *Topology) *MemFabric {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &MemFabric{topo: t, ctx: ctx, cancel: cancel, uplinks: map[string]*dataplane.MemPort{},
+		vmPorts: map[string]*dataplane.MemPort{}, replies: map[string]chan uint16{}}
+	for _, h := range t.Hosts {
+		f.uplinks[h.ID] = dataplane.NewMemPort(1024)
+	}
+	for _, v := range t.VMs {
+		f.vmPorts[v.ID] = dataplane.NewMemPort(1024)
+		f.replies[v.ID] = make(chan uint16, 64)
+	}
+	for id, up := range f.uplinks {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.flood(id, up)
+		}()
+	}
+	for _, v := range t.VMs {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.vmStack(v)
+		}()
+	}
+	return f
+}
+
+// Name implements Fabric.
+func (f *MemFabric) Name() string { return "in-memory ports (no root: no namespaces, no kernel)" }
+
+// Ports implements Fabric.
+func (f *MemFabric) Ports(host string) (map[uint16]dataplane.Port, error) {
+	up, ok := f.uplinks[host]
+	if !ok {
+		return nil, fmt.Errorf("no host %s", host)
+	}
+	ports := map[uint16]dataplane.Port{uplink: up}
+	for _, v := range f.topo.VMs {
+		if v.Host == host {
+			ports[v.Port] = f.vmPorts[v.ID]
+		}
+	}
+	return ports, nil
+}
+
+func (f *MemFabric) flood(from string, up *dataplane.MemPort) {
+	for {
+		select {
+		case <-f.ctx.Done():
+			return
+		case frame := <-up.Output():
+			for id, other := range f.uplinks {
+				if id != from {
+					other.Inject(frame)
+				}
+			}
+		}
+	}
+}
+
+// vmStack answers echo requests to the VM and hands echo replies to Ping.
+func (f *MemFabric) vmStack(v VM) {
+	port := f.vmPorts[v.ID]
+	for {
+		var frame []byte
+		select {
+		case <-f.ctx.Done():
+			return
+		case frame = <-port.Output():
+		}
+		icmpType, src, dst, id, seq, ok := parseEcho(frame)
+		if !ok || dst != v.IP {
+			continue
+		}
+		switch icmpType {
+		case 8:
+			port.Inject(echoFrame(v.GatewayMAC, v.MAC, v.IP, src, 0, id, seq, 64))
+		case 0:
+			select {
+			case f.replies[v.ID] <- seq:
+			default:
+			}
+		}
+	}
+}
+
+// Ping implements Fabric.
+func (f *MemFabric) Ping(ctx context.Context, vm VM, dst netip.Addr, count int, timeout time.Duration) (int, error) {
+	port, ok := f.vmPorts[vm.ID]
+	if !ok {
+		return 0, fmt.Errorf("no VM %s", vm.ID)
+	}
+	replies := f.replies[vm.ID]
+	got := 0
+	for seq := uint16(1); seq <= uint16(count); seq++ {
+		port.Inject(echoFrame(vm.GatewayMAC, vm.MAC, vm.IP, dst, 8, 0x4d45, seq, 64))
+		t := time.NewTimer(timeout)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return got, ctx.Err()
+			case <-t.C:
+				break wait
+			case s := <-replies:
+				if s == seq {
+					got++
+					t.Stop()
+					break wait
+				}
+			}
+		}
+	}
+	return got, nil
+}
+
+// Close implements Fabric.
+func (f *MemFabric) Close() error {
+	f.cancel()
+	f.wg.Wait()
+	return nil
+}
+
+// echoFrame builds an ICMP echo (type 8) or echo reply (0) in an Ethernet
+// frame, with both checksums.
+func echoFrame(dstMAC, srcMAC []byte, src, dst netip.Addr, icmpType byte, id, seq uint16, ttl byte) []byte {
+	payload := []byte("p4mesh demo ping")
+	b := make([]byte, 14+20+8+len(payload))
+	copy(b[0:6], dstMAC)
+	copy(b[6:12], srcMAC)
+	binary.BigEndian.PutUint16(b[12:], 0x0800)
+	ip := b[14:34]
+	ip[0], ip[8], ip[9] = 0x45, ttl, 1
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+8+len(payload)))
+	s4, d4 := src.As4(), dst.As4()
+	copy(ip[12:16], s4[:])
+	copy(ip[16:20], d4[:])
+	binary.BigEndian.PutUint16(ip[10:], checksum(ip))
+	icmp := b[34:]
+	icmp[0] = icmpType
+	binary.BigEndian.PutUint16(icmp[4:], id)
+	binary.BigEndian.PutUint16(icmp[6:], seq)
+	copy(icmp[8:], payload)
+	binary.BigEndian.PutUint16(icmp[2:], checksum(icmp))
+	return b
+}
+
+// parseEcho reads an ICMP echo or echo reply out of an Ethernet frame.
+func parseEcho(b []byte) (icmpType byte, src, dst netip.Addr, id, seq uint16, ok bool) {
+	if len(b) < 14+20+8 || binary.BigEndian.Uint16(b[12:]) != 0x0800 || b[14] != 0x45 || b[23] != 1 {
+		return 0, src, dst, 0, 0, false
+	}
+	src = netip.AddrFrom4([4]byte(b[26:30]))
+	dst = netip.AddrFrom4([4]byte(b[30:34]))
+	icmp := b[34:]
+	return icmp[0], src, dst, binary.BigEndian.Uint16(icmp[4:]), binary.BigEndian.Uint16(icmp[6:]), icmp[0] == 0 || icmp[0] == 8
+}
+
+func checksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}

@@ -1,0 +1,368 @@
+// Package demo runs the p4mesh demo topology: two controllers owning VPCs
+// red and green (c1) and blue (c2), red peered with blue, and three hosts,
+// each with p4mesh-switch and an OHC, their VMs on switch ports and their
+// uplinks on one underlay. The fabric under it is either network
+// namespaces with veth pairs (real packets, real ping; needs root) or
+// in-memory ports (no root). cmd/p4meshctl demo and the end-to-end tests
+// run it.
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/p4mesh/p4mesh/controller"
+	"github.com/p4mesh/p4mesh/dataplane"
+	"github.com/p4mesh/p4mesh/ohc"
+	"github.com/p4mesh/p4mesh/p4"
+	"github.com/p4mesh/p4mesh/p4rt"
+)
+
+// Fabric gives the switches their ports and the VMs a way to ping: the
+// network the demo runs on.
+type Fabric interface {
+	// Ports are host's switch ports: the uplink (port 1) and one per VM.
+	Ports(host string) (map[uint16]dataplane.Port, error)
+	// Ping sends count echo requests from vm to dst and returns how many
+	// replies came back within timeout each.
+	Ping(ctx context.Context, vm VM, dst netip.Addr, count int, timeout time.Duration) (int, error)
+	// Name says what the fabric is, for the demo's output.
+	Name() string
+	Close() error
+}
+
+// Host is one demo host.
+type Host struct {
+	ID  string
+	IP  netip.Addr
+	MAC net.HardwareAddr
+}
+
+// VM is one endpoint of the demo.
+type VM struct {
+	ID   string
+	VPC  string
+	IP   netip.Addr
+	MAC  net.HardwareAddr
+	Host string
+	Port uint16
+	// Gateway is the VPC's virtual gateway the VM routes through.
+	Gateway    netip.Addr
+	GatewayMAC net.HardwareAddr
+	Prefix     netip.Prefix // the VPC subnet, for the VM's address
+}
+
+// Topology is the demo's world.
+type Topology struct {
+	Hosts []Host
+	VMs   []VM
+	// Configs are the controllers' configurations, by controller name.
+	Configs map[string]*controller.Config
+}
+
+const uplink = 1
+
+func mac(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func ctlMAC(s string) controller.MAC {
+	m, err := controller.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// DemoTopology builds the demo: c1 owns red (VNI 100) and green (300), c2
+// owns blue (200); red and blue are peered both ways under export policy
+// "all"; hosts h1..h3; VMs red-1 (h1), blue-1 (h2), green-1 and red-2 (h3).
+// addrs are the controllers' gRPC addresses, c1 then c2.
+func DemoTopology(addrs [2]string) *Topology {
+	t := &Topology{Configs: map[string]*controller.Config{}}
+	for i := 1; i <= 3; i++ {
+		t.Hosts = append(t.Hosts, Host{
+			ID: fmt.Sprintf("h%d", i), IP: netip.AddrFrom4([4]byte{192, 168, 0, byte(i)}), MAC: mac(fmt.Sprintf("02:fe:00:00:00:%02x", i)),
+		})
+	}
+	vpcs := map[string]struct {
+		vni    uint32
+		subnet netip.Prefix
+	}{
+		"red": {100, netip.MustParsePrefix("10.1.0.0/16")}, "blue": {200, netip.MustParsePrefix("10.2.0.0/16")}, "green": {300, netip.MustParsePrefix("10.3.0.0/16")},
+	}
+	vm := func(id, vpc, ip, host string, port uint16, macLast byte) VM {
+		v := vpcs[vpc]
+		gw, gwMAC := controller.VPC{VNI: v.vni, Subnets: []netip.Prefix{v.subnet}}.Gateway()
+		return VM{ID: id, VPC: vpc, IP: netip.MustParseAddr(ip), MAC: net.HardwareAddr{0x02, 0xaa, 0, 0, byte(v.vni >> 8), macLast},
+			Host: host, Port: port, Gateway: gw, GatewayMAC: net.HardwareAddr(gwMAC[:]), Prefix: v.subnet}
+	}
+	t.VMs = []VM{
+		vm("red-1", "red", "10.1.0.10", "h1", 2, 0x10),
+		vm("blue-1", "blue", "10.2.0.10", "h2", 2, 0x10),
+		vm("green-1", "green", "10.3.0.10", "h3", 2, 0x10),
+		vm("red-2", "red", "10.1.0.11", "h3", 3, 0x11),
+	}
+	dir := []controller.ControllerEntry{
+		{Name: "c1", Address: addrs[0], VPCs: []string{"red", "green"}},
+		{Name: "c2", Address: addrs[1], VPCs: []string{"blue"}},
+	}
+	owned := map[string][]string{"c1": {"red", "green"}, "c2": {"blue"}}
+	peerings := map[string][]controller.Peering{
+		"c1": {{VPC: "red", PeerVPC: "blue", ExportPolicy: "all", Preference: 100}},
+		"c2": {{VPC: "blue", PeerVPC: "red", ExportPolicy: "all", Preference: 100}},
+	}
+	for _, name := range []string{"c1", "c2"} {
+		c := &controller.Config{Controller: name, Directory: dir, Peerings: peerings[name],
+			ExportPolicies: []controller.ExportPolicy{{Name: "all"}}}
+		for _, v := range owned[name] {
+			c.VPCs = append(c.VPCs, controller.VPC{Name: v, VNI: vpcs[v].vni, Subnets: []netip.Prefix{vpcs[v].subnet}})
+		}
+		for _, h := range t.Hosts {
+			hc := controller.Host{ID: h.ID, UnderlayIP: h.IP, MAC: ctlMAC(h.MAC.String()), UplinkPort: uplink}
+			// One /32 per other host, so the underlay delivers each
+			// tunnel to its host's MAC.
+			for _, o := range t.Hosts {
+				if o.ID != h.ID {
+					hc.UnderlayRoutes = append(hc.UnderlayRoutes, controller.UnderlayRoute{
+						Prefix: netip.PrefixFrom(o.IP, 32), Port: uplink, SrcMAC: ctlMAC(h.MAC.String()), DstMAC: ctlMAC(o.MAC.String()),
+					})
+				}
+			}
+			c.Hosts = append(c.Hosts, hc)
+		}
+		for _, v := range t.VMs {
+			if slices.Contains(owned[name], v.VPC) {
+				c.Endpoints = append(c.Endpoints, controller.Endpoint{ID: v.ID, VPC: v.VPC, Kind: controller.KindVM, IP: v.IP,
+					MAC: ctlMAC(v.MAC.String()), Host: v.Host, Port: v.Port})
+			}
+		}
+		t.Configs[name] = c
+	}
+	return t
+}
+
+// VM returns the VM with id.
+func (t *Topology) VM(id string) VM {
+	i := slices.IndexFunc(t.VMs, func(v VM) bool { return v.ID == id })
+	if i < 0 {
+		panic("no VM " + id)
+	}
+	return t.VMs[i]
+}
+
+// Mesh is a running demo: controllers, switches and OHCs.
+type Mesh struct {
+	Topology    *Topology
+	Controllers map[string]*controller.Server
+	Switches    map[string]*dataplane.Switch
+	// SwitchAddrs are the P4Runtime addresses of the switches, by host.
+	SwitchAddrs map[string]string
+	fabric      Fabric
+	log         *slog.Logger
+
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	servers []*grpc.Server
+	ohcs    map[string]context.CancelFunc
+}
+
+// Options configure Start.
+type Options struct {
+	Fabric  Fabric
+	DataDir string // controller state, one subdirectory each
+	Logger  *slog.Logger
+}
+
+// Start brings the demo up: controllers on loopback, a switch per host on
+// the fabric's ports with its P4Runtime server on loopback, and an OHC per
+// host.
+func Start(ctx context.Context, o Options) (*Mesh, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	m := &Mesh{Controllers: map[string]*controller.Server{}, Switches: map[string]*dataplane.Switch{},
+		SwitchAddrs: map[string]string{}, fabric: o.Fabric, log: o.Logger, cancel: cancel, ohcs: map[string]context.CancelFunc{}}
+	fail := func(err error) (*Mesh, error) {
+		m.Close()
+		return nil, err
+	}
+	// Controllers listen first: each one's address is in both configs.
+	var lis [2]net.Listener
+	var addrs [2]string
+	for i := range lis {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fail(err)
+		}
+		lis[i], addrs[i] = l, l.Addr().String()
+	}
+	m.Topology = DemoTopology(addrs)
+	for i, name := range []string{"c1", "c2"} {
+		store, err := controller.OpenStore(fmt.Sprintf("%s/%s", o.DataDir, name))
+		if err != nil {
+			return fail(err)
+		}
+		if err := store.Apply(m.Topology.Configs[name]); err != nil {
+			return fail(fmt.Errorf("%s: %w", name, err))
+		}
+		srv, err := controller.NewServer(controller.ServerOptions{Store: store, Logger: o.Logger.With("controller", name)})
+		if err != nil {
+			return fail(err)
+		}
+		g := grpc.NewServer()
+		srv.Register(g)
+		m.servers = append(m.servers, g)
+		m.Controllers[name] = srv
+		m.wg.Add(2)
+		go func() { defer m.wg.Done(); g.Serve(lis[i]) }()
+		go func() { defer m.wg.Done(); srv.Run(ctx) }()
+	}
+	info, err := p4.P4Info()
+	if err != nil {
+		return fail(err)
+	}
+	for _, h := range m.Topology.Hosts {
+		ports, err := o.Fabric.Ports(h.ID)
+		if err != nil {
+			return fail(err)
+		}
+		sw, err := dataplane.NewSwitch(dataplane.SwitchOptions{Server: dataplane.Options{P4Info: info, Logger: o.Logger.With("switch", h.ID)}, Ports: ports})
+		if err != nil {
+			return fail(err)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fail(err)
+		}
+		g := dataplane.NewGRPCServer()
+		sw.Server().Register(g)
+		m.servers = append(m.servers, g)
+		m.Switches[h.ID] = sw
+		m.SwitchAddrs[h.ID] = l.Addr().String()
+		m.wg.Add(2)
+		go func() { defer m.wg.Done(); g.Serve(l) }()
+		go func() { defer m.wg.Done(); sw.Run(ctx) }()
+	}
+	for _, h := range m.Topology.Hosts {
+		m.StartOHC(ctx, h.ID)
+	}
+	return m, nil
+}
+
+// StartOHC starts (or restarts) host's OHC.
+func (m *Mesh) StartOHC(ctx context.Context, host string) {
+	if stop := m.ohcs[host]; stop != nil {
+		stop()
+	}
+	octx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	m.ohcs[host] = func() { cancel(); <-done }
+	var addrs []string
+	for _, e := range m.Topology.Configs["c1"].Directory {
+		addrs = append(addrs, e.Address)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(done)
+		err := ohc.RunDaemon(octx, ohc.DaemonOptions{Host: host, Controllers: addrs, Switch: m.SwitchAddrs[host], DeviceID: 1, ElectionID: 1,
+			Logger: m.log.With("ohc", host)}, nil)
+		if err != nil {
+			m.log.Error("OHC stopped", "host", host, "err", err)
+		}
+	}()
+}
+
+// StopOHC stops host's OHC; its switch keeps its tables.
+func (m *Mesh) StopOHC(host string) {
+	if stop := m.ohcs[host]; stop != nil {
+		stop()
+		delete(m.ohcs, host)
+	}
+}
+
+// Apply changes one controller's configuration, as an operator would.
+func (m *Mesh) Apply(controllerName string, change func(c *controller.Config)) error {
+	srv := m.Controllers[controllerName]
+	c := srv.Config().Clone()
+	change(c)
+	return srv.Apply(c)
+}
+
+// Entries reads every table entry of host's switch, by table name, through
+// the switch's store (what a P4Runtime read returns).
+func (m *Mesh) Entries(host string) (map[string][]*p4v1.TableEntry, error) {
+	st := m.Switches[host].Server().Store()
+	if st == nil {
+		return nil, fmt.Errorf("switch %s has no pipeline", host)
+	}
+	info, _ := p4.P4Info()
+	s, _ := p4rt.NewSchema(info)
+	conn, err := grpc.NewClient(m.SwitchAddrs[host], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A read needs no arbitration: this is a P4Runtime read of what the
+	// switch holds, as any operator tool would do it.
+	rc, err := p4v1.NewP4RuntimeClient(conn).Read(ctx, &p4v1.ReadRequest{DeviceId: 1, Entities: []*p4v1.Entity{
+		{Entity: &p4v1.Entity_TableEntry{TableEntry: &p4v1.TableEntry{}}}}})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]*p4v1.TableEntry{}
+	for {
+		resp, err := rc.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range resp.GetEntities() {
+			te := e.GetTableEntry()
+			t, err := s.TableByID(te.GetTableId())
+			if err != nil {
+				return nil, err
+			}
+			out[t.GetPreamble().GetAlias()] = append(out[t.GetPreamble().GetAlias()], te)
+		}
+	}
+	return out, nil
+}
+
+// Ping pings dst from VM vm through the fabric.
+func (m *Mesh) Ping(ctx context.Context, vm string, dst netip.Addr, count int) (int, error) {
+	return m.fabric.Ping(ctx, m.Topology.VM(vm), dst, count, time.Second)
+}
+
+// Close stops everything.
+func (m *Mesh) Close() {
+	for h := range m.ohcs {
+		m.StopOHC(h)
+	}
+	m.cancel()
+	for _, g := range m.servers {
+		g.Stop()
+	}
+	m.wg.Wait()
+}
