@@ -117,6 +117,9 @@ func DemoTopology(addrs [2]string) *Topology {
 		vm("blue-1", "blue", "10.2.0.10", "h2", 2, 0x10),
 		vm("green-1", "green", "10.3.0.10", "h3", 2, 0x10),
 		vm("red-2", "red", "10.1.0.11", "h3", 3, 0x11),
+		// blue-2 is cabled but not configured: tests and the demo add it
+		// to the controller's configuration and see it become reachable.
+		vm("blue-2", "blue", "10.2.0.11", "h3", 4, 0x11),
 	}
 	dir := []controller.ControllerEntry{
 		{Name: "c1", Address: addrs[0], VPCs: []string{"red", "green"}},
@@ -147,7 +150,7 @@ func DemoTopology(addrs [2]string) *Topology {
 			c.Hosts = append(c.Hosts, hc)
 		}
 		for _, v := range t.VMs {
-			if slices.Contains(owned[name], v.VPC) {
+			if slices.Contains(owned[name], v.VPC) && v.ID != "blue-2" {
 				c.Endpoints = append(c.Endpoints, controller.Endpoint{ID: v.ID, VPC: v.VPC, Kind: controller.KindVM, IP: v.IP,
 					MAC: ctlMAC(v.MAC.String()), Host: v.Host, Port: v.Port})
 			}
@@ -180,6 +183,12 @@ type Mesh struct {
 	wg      sync.WaitGroup
 	servers []*grpc.Server
 	ohcs    map[string]context.CancelFunc
+	// ctls stop each controller (its gRPC server and follower) for a
+	// restart.
+	ctls    map[string]func()
+	ctlAddr map[string]string
+	dataDir string
+	ctx     context.Context
 }
 
 // Options configure Start.
@@ -198,7 +207,8 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	m := &Mesh{Controllers: map[string]*controller.Server{}, Switches: map[string]*dataplane.Switch{},
-		SwitchAddrs: map[string]string{}, fabric: o.Fabric, log: o.Logger, cancel: cancel, ohcs: map[string]context.CancelFunc{}}
+		SwitchAddrs: map[string]string{}, fabric: o.Fabric, log: o.Logger, cancel: cancel, ohcs: map[string]context.CancelFunc{},
+		ctls: map[string]func(){}, ctlAddr: map[string]string{}, dataDir: o.DataDir, ctx: ctx}
 	fail := func(err error) (*Mesh, error) {
 		m.Close()
 		return nil, err
@@ -215,24 +225,10 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	}
 	m.Topology = DemoTopology(addrs)
 	for i, name := range []string{"c1", "c2"} {
-		store, err := controller.OpenStore(fmt.Sprintf("%s/%s", o.DataDir, name))
-		if err != nil {
+		m.ctlAddr[name] = addrs[i]
+		if err := m.startController(name, lis[i], m.Topology.Configs[name]); err != nil {
 			return fail(err)
 		}
-		if err := store.Apply(m.Topology.Configs[name]); err != nil {
-			return fail(fmt.Errorf("%s: %w", name, err))
-		}
-		srv, err := controller.NewServer(controller.ServerOptions{Store: store, Logger: o.Logger.With("controller", name)})
-		if err != nil {
-			return fail(err)
-		}
-		g := grpc.NewServer()
-		srv.Register(g)
-		m.servers = append(m.servers, g)
-		m.Controllers[name] = srv
-		m.wg.Add(2)
-		go func() { defer m.wg.Done(); g.Serve(lis[i]) }()
-		go func() { defer m.wg.Done(); srv.Run(ctx) }()
 	}
 	info, err := p4.P4Info()
 	if err != nil {
@@ -264,6 +260,66 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 		m.StartOHC(ctx, h.ID)
 	}
 	return m, nil
+}
+
+// startController serves controller name on lis: from its saved state when
+// cfg is nil (a restart), else after applying cfg.
+func (m *Mesh) startController(name string, lis net.Listener, cfg *controller.Config) error {
+	store, err := controller.OpenStore(fmt.Sprintf("%s/%s", m.dataDir, name))
+	if err != nil {
+		return err
+	}
+	if cfg != nil {
+		if err := store.Apply(cfg); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	} else {
+		saved, ok, err := store.Load()
+		if err != nil || !ok {
+			return fmt.Errorf("%s: no saved configuration to restart from: %v", name, err)
+		}
+		if err := store.Apply(saved); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	srv, err := controller.NewServer(controller.ServerOptions{Store: store, Logger: m.log.With("controller", name)})
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	ctx, cancel := context.WithCancel(m.ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); g.Serve(lis) }()
+	go func() { defer wg.Done(); srv.Run(ctx) }()
+	m.Controllers[name] = srv
+	m.ctls[name] = func() {
+		cancel()
+		g.Stop()
+		wg.Wait()
+	}
+	return nil
+}
+
+// RestartController stops controller name and starts it again on the same
+// address from what it persisted, as a process restart would.
+func (m *Mesh) RestartController(name string) error {
+	if stop := m.ctls[name]; stop != nil {
+		stop()
+	}
+	var lis net.Listener
+	var err error
+	for range 100 { // the old listener's port frees at once, but be patient
+		if lis, err = net.Listen("tcp", m.ctlAddr[name]); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	return m.startController(name, lis, nil)
 }
 
 // StartOHC starts (or restarts) host's OHC.
@@ -359,6 +415,9 @@ func (m *Mesh) Ping(ctx context.Context, vm string, dst netip.Addr, count int) (
 func (m *Mesh) Close() {
 	for h := range m.ohcs {
 		m.StopOHC(h)
+	}
+	for _, stop := range m.ctls {
+		stop()
 	}
 	m.cancel()
 	for _, g := range m.servers {

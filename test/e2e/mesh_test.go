@@ -7,10 +7,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/p4mesh/p4mesh/controller"
 	"github.com/p4mesh/p4mesh/demo"
+	"github.com/p4mesh/p4mesh/p4"
+	"github.com/p4mesh/p4mesh/p4rt"
 )
 
 func logger(t *testing.T) *slog.Logger {
@@ -53,4 +57,107 @@ func TestMeshInMemory(t *testing.T) {
 	if n, _ := m.Ping(t.Context(), "red-1", netip.MustParseAddr("10.3.0.10"), 3); n != 0 {
 		t.Errorf("red-1 reached green-1 (not peered): %d replies", n)
 	}
+}
+
+// TestMeshRestartsAndChanges: endpoints added and deleted through a
+// controller reach every host without restarts; restarting a controller
+// and an OHC loses no configuration and never flushes a switch.
+func TestMeshRestartsAndChanges(t *testing.T) {
+	topo := demo.DemoTopology([2]string{"", ""})
+	f := demo.NewMemFabric(topo)
+	defer f.Close()
+	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	waitPing(t, m, "red-1", "10.2.0.10", 3)
+
+	// blue-2 is cabled on h3 but not configured: unreachable until c2 adds it.
+	if n, _ := m.Ping(t.Context(), "red-1", netip.MustParseAddr("10.2.0.11"), 1); n != 0 {
+		t.Fatal("an unconfigured endpoint answered")
+	}
+	b2 := topo.VM("blue-2")
+	if err := m.Apply("c2", func(c *controller.Config) {
+		c.Endpoints = append(c.Endpoints, controller.Endpoint{ID: b2.ID, VPC: b2.VPC, Kind: controller.KindVM, IP: b2.IP,
+			MAC: mustMAC(b2.MAC.String()), Host: b2.Host, Port: b2.Port})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitPing(t, m, "red-1", "10.2.0.11", 3)
+
+	// Restart c1 and h1's OHC: h1's tables are never emptied meanwhile.
+	before := countEntries(t, m, "h1")
+	m.StopOHC("h1")
+	if err := m.RestartController("c1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := countEntries(t, m, "h1"); got != before {
+		t.Errorf("h1 holds %d entries with its OHC down; want the %d it had", got, before)
+	}
+	waitPing(t, m, "red-1", "10.2.0.11", 3) // forwarding never stopped
+	m.StartOHC(t.Context(), "h1")
+	waitPing(t, m, "red-1", "10.2.0.10", 3)
+
+	// Deleting blue-2 removes its entries on every host.
+	if err := m.Apply("c2", func(c *controller.Config) {
+		c.Endpoints = slices.DeleteFunc(c.Endpoints, func(e controller.Endpoint) bool { return e.ID == "blue-2" })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		for hasDestination(t, m, h, "10.2.0.11") {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still has an entry for the deleted blue-2", h)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func mustMAC(s string) controller.MAC {
+	m, err := controller.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func countEntries(t *testing.T, m *demo.Mesh, host string) int {
+	t.Helper()
+	es, err := m.Entries(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range es {
+		n += len(e)
+	}
+	return n
+}
+
+// hasDestination reports whether host's vnet_destination has an entry for ip.
+func hasDestination(t *testing.T, m *demo.Mesh, host, ip string) bool {
+	t.Helper()
+	es, err := m.Entries(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := p4.P4Info()
+	s, _ := p4rt.NewSchema(info)
+	tbl, _ := s.Table("vnet_destination")
+	field, err := tbl.Field("dst_ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := netip.MustParseAddr(ip).As4()
+	for _, e := range es["vnet_destination"] {
+		for _, f := range e.GetMatch() {
+			if f.GetFieldId() == field.GetId() && string(f.GetExact().GetValue()) == string(want[:]) {
+				return true
+			}
+		}
+	}
+	return false
 }
