@@ -110,6 +110,13 @@ type Programmer struct {
 	// updates between two reconciles wake Run once.
 	wake chan struct{}
 
+	// Run's goroutine alone uses these: what the switch is known to hold
+	// (the desired set of the last successful pass, nil when unknown), on
+	// which arbitration, and whether the next pass must read it back.
+	known    []*p4v1.Entity
+	knownArb uint64
+	fullNext bool
+
 	mu sync.Mutex
 	// mu guards the following fields.
 	view     *View
@@ -297,7 +304,7 @@ func (p *Programmer) Run(ctx context.Context) error {
 		case <-retryC:
 			retry = nil
 		case <-resync:
-			dirty = true
+			dirty, p.fullNext = true, true
 		case <-poll.C:
 			if arb := p.client.Stats().Arbitrations; arb != seenArb {
 				// A new stream: the switch may have restarted, empty.
@@ -332,20 +339,43 @@ func (p *Programmer) pass(ctx context.Context) error {
 		c = good
 	}
 
-	pushed, err := p.client.SetPipeline(ctx, p.info, p.devCfg, p.cookie, p4v1.SetForwardingPipelineConfigRequest_VERIFY_AND_COMMIT)
-	if err != nil {
-		return p.fail(fmt.Errorf("ohc: push pipeline: %w", err))
-	}
-	if pushed {
-		p.mu.Lock()
-		p.stats.PipelinePushes++
-		p.mu.Unlock()
-		p.log.Info("pipeline pushed to the switch; programming every entry", "cookie", p.cookie)
+	// What the switch holds is known when the last pass succeeded on the
+	// same arbitration: then the diff is against that, without reading
+	// the switch back. A new stream (the switch may have restarted), an
+	// error, or the periodic resync asks for the full check.
+	arb := p.client.Stats().Arbitrations
+	full := p.known == nil || arb != p.knownArb || p.fullNext
+	if full {
+		pushed, err := p.client.SetPipeline(ctx, p.info, p.devCfg, p.cookie, p4v1.SetForwardingPipelineConfigRequest_VERIFY_AND_COMMIT)
+		if err != nil {
+			p.known = nil
+			return p.fail(fmt.Errorf("ohc: push pipeline: %w", err))
+		}
+		if pushed {
+			p.mu.Lock()
+			p.stats.PipelinePushes++
+			p.mu.Unlock()
+			p.log.Info("pipeline pushed to the switch; programming every entry", "cookie", p.cookie)
+		}
 	}
 
 	start := time.Now()
-	res, err := p.rec.Reconcile(ctx, c.desired)
+	var res p4rt.Result
+	var err error
+	if full {
+		res, err = p.rec.Reconcile(ctx, c.desired)
+	} else {
+		res, err = p.rec.Apply(ctx, p.known, c.desired)
+	}
 	took := time.Since(start)
+	if err != nil {
+		p.known = nil
+	} else {
+		p.known, p.knownArb = c.desired, arb
+		if full {
+			p.fullNext = false
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.count(res)

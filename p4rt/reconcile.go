@@ -88,6 +88,29 @@ func (r *Reconciler) Reconcile(ctx context.Context, desired []*p4v1.Entity) (Res
 	if err != nil {
 		return Result{}, err
 	}
+	return r.apply(ctx, current, desired)
+}
+
+// Apply is Reconcile without the read back: current is what the caller
+// knows the switch holds, because its last Reconcile or Apply succeeded
+// and nothing has happened to the switch since (no new arbitration). It
+// saves a full read per change, which is most of a reconcile's cost on a
+// large table; callers still Reconcile after a reconnect and periodically,
+// to catch drift.
+func (r *Reconciler) Apply(ctx context.Context, current, desired []*p4v1.Entity) (Result, error) {
+	owned, err := r.owned()
+	if err != nil {
+		return Result{}, err
+	}
+	for _, e := range desired {
+		if _, ok := owned[ownerID(e)]; !ok {
+			return Result{}, fmt.Errorf("reconcile: desired %s is not in a table or profile this writer owns", describe(r.Schema, e))
+		}
+	}
+	return r.apply(ctx, current, desired)
+}
+
+func (r *Reconciler) apply(ctx context.Context, current, desired []*p4v1.Entity) (Result, error) {
 	plan := Diff(current, desired)
 	res := plan.result(r.Schema)
 	for _, stage := range plan.Stages() {
