@@ -20,6 +20,8 @@ lint:
 p4:
 	bash p4/compile.sh
 
-# Benchmarks recorded in docs/benchmarks.md.
+# Benchmarks recorded in docs/benchmarks.md (test/bench's veth benchmark
+# needs root and iperf3).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./p4rt/
+	$(GO) test -run '^$$' -bench . -benchmem ./p4rt/ ./dataplane/
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./test/bench/
