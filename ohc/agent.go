@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,6 +56,49 @@ type Agent struct {
 	subs  map[subKey]*subscription
 
 	kick chan struct{}
+
+	events  [5]atomic.Uint64 // by p4meshv1.Event_Type
+	streams atomic.Int64     // streams followed now
+}
+
+// AgentStats counts what the agent receives.
+type AgentStats struct {
+	// Events by type: PUT, DELETE, SYNCED, RESET.
+	Puts, Deletes, Synced, Resets uint64
+	// Streams is the number of watch streams followed.
+	Streams int64
+	// Pulled is the number of connectivity services pulled.
+	Pulled int
+}
+
+// Stats reports the agent's counters.
+func (a *Agent) Stats() AgentStats {
+	a.mu.Lock()
+	pulled := len(a.subs)
+	a.mu.Unlock()
+	return AgentStats{
+		Puts: a.events[p4meshv1.Event_PUT].Load(), Deletes: a.events[p4meshv1.Event_DELETE].Load(),
+		Synced: a.events[p4meshv1.Event_SYNCED].Load(), Resets: a.events[p4meshv1.Event_RESET].Load(),
+		Streams: a.streams.Load(), Pulled: pulled,
+	}
+}
+
+// handler is v's handler with the agent's counters.
+func (a *Agent) handler(v *watch.View) watch.Handler {
+	h := v.Handler(a.changed)
+	h.OnEvent = func(ev *p4meshv1.Event) {
+		if t := ev.GetType(); int(t) < len(a.events) {
+			a.events[t].Add(1)
+		}
+	}
+	return h
+}
+
+// follow runs one watch stream, counted.
+func (a *Agent) follow(ctx context.Context, name string, v *watch.View, open func(ctx context.Context, rev uint64) (watch.Stream, error)) {
+	a.streams.Add(1)
+	defer a.streams.Add(-1)
+	watch.Follow(ctx, name, a.log, open, a.handler(v))
 }
 
 // subKey is one pulled connectivity service: the VPC, the policy it is
@@ -145,9 +189,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			watch.Follow(ctx, "host-programming@"+addr, a.log, func(ctx context.Context, rev uint64) (watch.Stream, error) {
+			a.follow(ctx, "host-programming@"+addr, v, func(ctx context.Context, rev uint64) (watch.Stream, error) {
 				return client.Watch(ctx, &p4meshv1.WatchRequest{Host: a.o.Host, ResumeRevision: rev})
-			}, v.Handler(a.changed))
+			})
 		}()
 	}
 	start := time.Now()
@@ -248,9 +292,9 @@ func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("%s %s/%s@%s", st.name, k.vpc, k.policy, k.addr)
-			watch.Follow(sctx, name, a.log, func(ctx context.Context, rev uint64) (watch.Stream, error) {
+			a.follow(sctx, name, st.view, func(ctx context.Context, rev uint64) (watch.Stream, error) {
 				return st.open(ctx, req(rev))
-			}, st.view.Handler(a.changed))
+			})
 		}()
 	}
 }

@@ -31,8 +31,8 @@ var ErrUsage = errors.New("usage")
 
 // RunDaemon runs an OHC until ctx ends: a P4Runtime client to the switch,
 // the programmer and the agent. ready, if not nil, is called with the
-// programmer and client once they exist (for metrics).
-func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4rt.Client)) error {
+// programmer, client and agent once they exist (for metrics).
+func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4rt.Client, *Agent)) error {
 	switch {
 	case o.Host == "":
 		return fmt.Errorf("%w: --host is required", ErrUsage)
@@ -73,7 +73,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 		}()
 	}
 	if ready != nil {
-		ready(prog, client)
+		ready(prog, client, agent)
 	}
 	log.Info("on-host controller started", "switch", o.Switch, "controllers", o.Controllers)
 	<-ctx.Done()

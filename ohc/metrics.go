@@ -12,16 +12,23 @@ type Collector struct {
 	prog   *Programmer
 	client *p4rt.Client
 
+	agent *Agent
+
 	entries, changes, reconciles, errors, pushes, lastDuration, primary, arbitrations *prometheus.Desc
+	convergence, events, streams, pulled                                              *prometheus.Desc
 }
 
-// NewCollector makes a collector for prog and its client.
-func NewCollector(prog *Programmer, client *p4rt.Client) *Collector {
+// NewCollector makes a collector for prog and its client; agent may be nil.
+func NewCollector(prog *Programmer, client *p4rt.Client, agent *Agent) *Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("p4mesh_ohc_"+name, help, labels, nil)
 	}
 	return &Collector{
-		prog: prog, client: client,
+		prog: prog, client: client, agent: agent,
+		convergence:  d("convergence_last_seconds", "Time from a view change reaching the OHC to the switch holding it, for the last change."),
+		events:       d("watch_events_total", "Watch events received, by type.", "type"),
+		streams:      d("watch_streams", "Watch streams followed."),
+		pulled:       d("pulled_services", "Connectivity services pulled: own VPCs and active peers under their export policy."),
 		entries:      d("entries_desired", "Entries the OHC wants in each table of its switch.", "table"),
 		changes:      d("entries_changed_total", "Entries written to the switch, by table and kind of change.", "table", "change"),
 		reconciles:   d("reconciles_total", "Reconciles of the switch against the desired state."),
@@ -35,7 +42,8 @@ func NewCollector(prog *Programmer, client *p4rt.Client) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.entries, c.changes, c.reconciles, c.errors, c.pushes, c.lastDuration, c.primary, c.arbitrations} {
+	for _, d := range []*prometheus.Desc{c.entries, c.changes, c.reconciles, c.errors, c.pushes, c.lastDuration, c.primary, c.arbitrations,
+		c.convergence, c.events, c.streams, c.pulled} {
 		ch <- d
 	}
 }
@@ -61,4 +69,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.primary, prometheus.GaugeValue, primary)
 	ch <- prometheus.MustNewConstMetric(c.arbitrations, prometheus.CounterValue, float64(c.client.Stats().Arbitrations))
+	ch <- prometheus.MustNewConstMetric(c.convergence, prometheus.GaugeValue, st.LastConvergence.Seconds())
+	if c.agent != nil {
+		as := c.agent.Stats()
+		for typ, n := range map[string]uint64{"put": as.Puts, "delete": as.Deletes, "synced": as.Synced, "reset": as.Resets} {
+			ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(n), typ)
+		}
+		ch <- prometheus.MustNewConstMetric(c.streams, prometheus.GaugeValue, float64(as.Streams))
+		ch <- prometheus.MustNewConstMetric(c.pulled, prometheus.GaugeValue, float64(as.Pulled))
+	}
 }

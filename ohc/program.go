@@ -86,6 +86,9 @@ type ProgrammerStats struct {
 	Reconciles, PipelinePushes, Errors uint64
 	// LastError is the last failure, nil after a success.
 	LastError error
+	// LastConvergence is how long the last applied view took from Update
+	// to being on the switch (compile, coalescing, diff and writes).
+	LastConvergence time.Duration
 }
 
 // Programmer programs one switch with the OHC's view. It is handed whole
@@ -119,15 +122,16 @@ type Programmer struct {
 
 	mu sync.Mutex
 	// mu guards the following fields.
-	view     *View
-	gen      uint64
-	started  bool
-	failed   uint64 // generation whose compile failed (0: none)
-	failErr  error
-	stats    ProgrammerStats
-	changed  chan struct{} // closed (and replaced) when Applied or failed change
-	compiled *compiled     // the compile of the latest generation Run saw
-	good     *compiled     // the latest compile without error
+	view      *View
+	gen       uint64
+	started   bool
+	failed    uint64 // generation whose compile failed (0: none)
+	failErr   error
+	stats     ProgrammerStats
+	changed   chan struct{} // closed (and replaced) when Applied or failed change
+	compiled  *compiled     // the compile of the latest generation Run saw
+	good      *compiled     // the latest compile without error
+	updatedAt time.Time     // when generation gen was handed over
 }
 
 // compiled caches a view's compile, so a retry or a resync does not redo it.
@@ -215,6 +219,7 @@ func (p *Programmer) Update(v *View) {
 	p.view = v
 	p.gen++
 	p.stats.Generation = p.gen
+	p.updatedAt = time.Now()
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
@@ -389,6 +394,9 @@ func (p *Programmer) pass(ctx context.Context) error {
 	p.stats.LastError = nil
 	if c.gen > p.stats.Applied {
 		p.stats.Applied = c.gen
+		if c.gen == p.gen {
+			p.stats.LastConvergence = time.Since(p.updatedAt)
+		}
 		p.notifyLocked()
 	}
 	if !res.Empty() {

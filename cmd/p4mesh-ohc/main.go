@@ -72,12 +72,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		o.DeviceConfig = b
 	}
 	var srv *http.Server
-	ready := func(prog *ohc.Programmer, client *p4rt.Client) {
+	ready := func(prog *ohc.Programmer, client *p4rt.Client, agent *ohc.Agent) {
 		if *metricsAddr == "" {
 			return
 		}
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(ohc.NewCollector(prog, client))
+		reg.MustRegister(ohc.NewCollector(prog, client, agent))
 		lis, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {
 			o.Logger.Error("metrics not served", "addr", *metricsAddr, "err", err)
