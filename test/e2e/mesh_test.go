@@ -161,3 +161,45 @@ func hasDestination(t *testing.T, m *demo.Mesh, host, ip string) bool {
 	}
 	return false
 }
+
+// TestExportPolicyOneSubnet: when blue exports only 10.2.1.0/24 to red, red's
+// hosts receive and program no entry for blue-1 (10.2.0.10), and the data
+// plane refuses traffic both ways: red-1 has no route to it, and blue-1's
+// packets to red-1 fail red's source check.
+func TestExportPolicyOneSubnet(t *testing.T) {
+	topo := demo.DemoTopology([2]string{"", ""})
+	f := demo.NewMemFabric(topo)
+	defer f.Close()
+	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	waitPing(t, m, "red-1", "10.2.0.10", 3)
+
+	if err := m.Apply("c2", func(c *controller.Config) {
+		c.ExportPolicies = append(c.ExportPolicies, controller.ExportPolicy{Name: "one-subnet", Prefixes: []netip.Prefix{netip.MustParsePrefix("10.2.1.0/24")}})
+		c.Peerings[0].ExportPolicy = "one-subnet"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for hasDestination(t, m, "h1", "10.2.0.10") {
+		if time.Now().After(deadline) {
+			t.Fatal("h1 still programs blue-1, which blue no longer exports to red")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n, _ := m.Ping(t.Context(), "red-1", netip.MustParseAddr("10.2.0.10"), 2); n != 0 {
+		t.Errorf("red-1 reached blue-1 outside blue's export policy: %d replies", n)
+	}
+	if n, _ := m.Ping(t.Context(), "blue-1", netip.MustParseAddr("10.1.0.10"), 2); n != 0 {
+		// red's source check drops the requests (and red-1 would have no
+		// way back to 10.2.0.10 either).
+		t.Errorf("blue-1 got replies from red-1 from outside what blue exports: %d", n)
+	}
+	// Red still exports everything to blue: blue's hosts keep red-1.
+	if !hasDestination(t, m, "h2", "10.1.0.10") {
+		t.Error("h2 lost red-1, which red still exports to blue")
+	}
+}
