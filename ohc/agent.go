@@ -19,6 +19,11 @@ import (
 	"github.com/p4mesh/p4mesh/watch"
 )
 
+// coalesce is how long the agent lets a burst of events land before it
+// assembles a view: long enough for the events of one controller change,
+// short against convergence targets.
+const coalesce = 2 * time.Millisecond
+
 // AgentOptions configure an Agent.
 type AgentOptions struct {
 	// Host is this host's id, as the controllers know it.
@@ -203,6 +208,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-a.kick:
+			// One change at a controller arrives as events on several
+			// streams (a destination and where it lives): let the burst
+			// land so the view is assembled once, whole.
+			time.Sleep(coalesce)
 		case <-tick.C:
 		}
 		a.subscribe(ctx, &wg)
