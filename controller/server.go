@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -41,6 +42,9 @@ type Server struct {
 	opts ServerOptions
 	log  *slog.Logger
 
+	// applies and applyErrors count Apply calls, for metrics.
+	applies, applyErrors atomic.Uint64
+
 	// mu guards the fields below. Derived tables are recomputed whole from
 	// cfg and remote under it; watch tables turn equal items into no-ops,
 	// so a recompute wakes only the subscribers whose view changed.
@@ -51,11 +55,24 @@ type Server struct {
 	services map[PublishedService]*service
 	peers    *watch.Table // this controller's sides of its peerings
 	changed  chan struct{}
+	// authCfg is the configuration the open connectivity streams were
+	// last authorised against: only a new configuration can revoke.
+	authCfg *Config
 }
 
 // service is the published connectivity of one (VPC, export policy).
 type service struct {
 	dest, fwd, lbs, routes *watch.Table
+	// streams are the connectivity streams being served from the tables,
+	// so that a configuration change can end those it no longer
+	// authorises: authorization holds for the life of a stream.
+	streams map[*connStream]struct{}
+}
+
+// connStream is one connectivity stream being served.
+type connStream struct {
+	req    *p4meshv1.WatchRequest
+	cancel context.CancelCauseFunc
 }
 
 // NewServer makes a controller serving store's current configuration.
@@ -103,8 +120,10 @@ func (s *Server) Config() *Config {
 // nothing changes.
 func (s *Server) Apply(c *Config) error {
 	if err := s.opts.Store.Apply(c); err != nil {
+		s.applyErrors.Add(1)
 		return err
 	}
+	s.applies.Add(1)
 	s.mu.Lock()
 	s.cfg = s.opts.Store.Current()
 	s.recomputeLocked()
@@ -123,34 +142,41 @@ func (s *Server) notify() {
 // Run follows the peer sides of every other controller that owns a peer
 // VPC of this one, until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
-	following := map[string]context.CancelFunc{}
+	type follower struct {
+		addr   string
+		cancel context.CancelFunc
+	}
+	following := map[string]follower{}
 	var wg sync.WaitGroup
 	defer func() {
-		for _, cancel := range following {
-			cancel()
+		for _, f := range following {
+			f.cancel()
 		}
 		wg.Wait()
 	}()
 	for {
 		want := s.peerControllers()
+		// A controller no longer wanted, or moved to another address (a
+		// directory change), stops being followed; what it said is
+		// forgotten, so its peerings wait for the new stream.
+		for name, f := range following {
+			if addr, ok := want[name]; !ok || addr != f.addr {
+				f.cancel()
+				delete(following, name)
+				s.forgetRemote(name)
+			}
+		}
 		for name, addr := range want {
 			if _, ok := following[name]; ok {
 				continue
 			}
 			fctx, cancel := context.WithCancel(ctx)
-			following[name] = cancel
+			following[name] = follower{addr: addr, cancel: cancel}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				s.followPeer(fctx, name, addr)
 			}()
-		}
-		for name, cancel := range following {
-			if _, ok := want[name]; !ok {
-				cancel()
-				delete(following, name)
-				s.setRemote(name, nil)
-			}
 		}
 		select {
 		case <-ctx.Done():
@@ -182,18 +208,36 @@ func (s *Server) followPeer(ctx context.Context, name, addr string) {
 	defer conn.Close()
 	client := p4meshv1.NewPeersClient(conn)
 	view := map[string]*p4meshv1.PeerSide{}
+	// synced: view is whole, so each delta is published as it arrives (a
+	// peer configuring its side back after the snapshot is what activates
+	// a peering). Before SYNCED the view is partial and kept to itself.
+	synced := false
 	watch.Follow(ctx, "peers/"+name, s.log, func(ctx context.Context, rev uint64) (watch.Stream, error) {
 		return client.WatchPeerSides(ctx, &p4meshv1.WatchRequest{Controller: s.Config().Controller, ResumeRevision: rev})
 	}, watch.Handler{
 		Put: func(key string, ev *p4meshv1.Event) {
 			if ps := ev.GetPeerSide(); ps != nil {
 				view[key] = ps
+			} else {
+				delete(view, key)
+			}
+			if synced {
+				s.setRemote(ctx, name, maps(view))
 			}
 		},
-		Delete: func(key string, _ uint64) { delete(view, key) },
-		Reset:  func() { clear(view) },
+		Delete: func(key string, _ uint64) {
+			delete(view, key)
+			if synced {
+				s.setRemote(ctx, name, maps(view))
+			}
+		},
+		Reset: func() {
+			clear(view)
+			synced = false
+		},
 		Synced: func(uint64) {
-			s.setRemote(name, maps(view))
+			synced = true
+			s.setRemote(ctx, name, maps(view))
 			s.log.Info("peer controller synced", "controller", name, "sides", len(view))
 		},
 	})
@@ -207,14 +251,26 @@ func maps(m map[string]*p4meshv1.PeerSide) map[string]*p4meshv1.PeerSide {
 	return out
 }
 
-func (s *Server) setRemote(controller string, sides map[string]*p4meshv1.PeerSide) {
+// setRemote records what a peer controller says about its peer sides, as
+// the follower of that controller whose context is follower, and
+// recomputes. Once Run has cancelled the follower (and forgotten the
+// controller), a last update racing in from it is dropped instead of
+// resurrecting stale sides.
+func (s *Server) setRemote(follower context.Context, controller string, sides map[string]*p4meshv1.PeerSide) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sides == nil {
-		delete(s.remote, controller)
-	} else {
-		s.remote[controller] = sides
+	if follower.Err() != nil {
+		return
 	}
+	s.remote[controller] = sides
+	s.recomputeLocked()
+}
+
+// forgetRemote drops what controller said: it is no longer followed.
+func (s *Server) forgetRemote(controller string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.remote, controller)
 	s.recomputeLocked()
 }
 
@@ -225,13 +281,19 @@ type Stats struct {
 	Subscribers       int
 	ActivePeerings    int
 	Peerings          int
+	// Applies and ApplyErrors count Apply calls that were accepted and
+	// refused since the Server was made.
+	Applies, ApplyErrors uint64
 }
 
 // Stats counts published services, hosts and watch subscribers.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{PublishedServices: len(s.services), Hosts: len(s.hosts), Subscribers: s.peers.Subscribers()}
+	st := Stats{
+		PublishedServices: len(s.services), Hosts: len(s.hosts), Subscribers: s.peers.Subscribers(),
+		Applies: s.applies.Load(), ApplyErrors: s.applyErrors.Load(),
+	}
 	for _, t := range s.hosts {
 		st.Subscribers += t.Subscribers()
 	}
@@ -316,17 +378,24 @@ func (s *Server) recomputeLocked() {
 	s.peers.Replace(sides)
 
 	// Connectivity, one set of tables per published service.
+	published := c.PublishedServices()
 	want := map[PublishedService]bool{}
-	for _, ps := range c.PublishedServices() {
+	for _, ps := range published {
 		want[ps] = true
+	}
+	// Before any table changes, so that a stream the new configuration
+	// no longer authorises is sent nothing of it.
+	s.revokeLocked(want)
+	for _, ps := range published {
 		svc := s.services[ps]
 		if svc == nil {
 			name := ps.VPC + "/" + ps.Policy
 			svc = &service{
-				dest:   watch.NewTable("destinations/"+name, s.opts.Watch),
-				fwd:    watch.NewTable("forwarding/"+name, s.opts.Watch),
-				lbs:    watch.NewTable("load-balancers/"+name, s.opts.Watch),
-				routes: watch.NewTable("routes/"+name, s.opts.Watch),
+				dest:    watch.NewTable("destinations/"+name, s.opts.Watch),
+				fwd:     watch.NewTable("forwarding/"+name, s.opts.Watch),
+				lbs:     watch.NewTable("load-balancers/"+name, s.opts.Watch),
+				routes:  watch.NewTable("routes/"+name, s.opts.Watch),
+				streams: map[*connStream]struct{}{},
 			}
 			s.services[ps] = svc
 		}
@@ -358,6 +427,30 @@ func (s *Server) recomputeLocked() {
 	for id := range hostIDs {
 		t := s.hostTableLocked(id)
 		t.Replace(s.hostItemsLocked(id))
+	}
+}
+
+// revokeLocked ends the connectivity streams that the current
+// configuration no longer authorises (a host's last endpoint in the VPC
+// moved, a peering or its policy went) or whose service it no longer
+// publishes. Their clients reconnect and are told why; without this a
+// stream opened once would be served for as long as it stays open.
+func (s *Server) revokeLocked(want map[PublishedService]bool) {
+	if s.authCfg == s.cfg {
+		return
+	}
+	s.authCfg = s.cfg
+	for ps, svc := range s.services {
+		for cs := range svc.streams {
+			_, err := s.authorizeLocked(cs.req)
+			if err == nil && !want[ps] {
+				err = status.Errorf(codes.Unavailable, "%s is no longer published", ps)
+			}
+			if err != nil {
+				cs.cancel(err)
+				delete(svc.streams, cs)
+			}
+		}
 	}
 }
 
@@ -542,40 +635,81 @@ type connectivity struct {
 	s *Server
 }
 
-// service finds the published service a watch asks for and checks that
-// the asking host may see it.
-func (c connectivity) service(req *p4meshv1.WatchRequest) (*service, error) {
-	s := c.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// authorizeLocked checks that the host asking req may watch the service it
+// names under the current configuration.
+func (s *Server) authorizeLocked(req *p4meshv1.WatchRequest) (PublishedService, error) {
 	cfg := s.cfg
 	vpc, policy := req.GetVpc(), req.GetExportPolicy()
 	if owner, ok := cfg.Owner(vpc); !ok {
-		return nil, status.Errorf(codes.NotFound, "VPC %q is in no controller's directory entry", vpc)
+		return PublishedService{}, status.Errorf(codes.NotFound, "VPC %q is in no controller's directory entry", vpc)
 	} else if owner.Name != cfg.Controller {
-		return nil, status.Errorf(codes.NotFound, "VPC %s is owned by controller %s at %s, not %s", vpc, owner.Name, owner.Address, cfg.Controller)
+		return PublishedService{}, status.Errorf(codes.NotFound, "VPC %s is owned by controller %s at %s, not %s", vpc, owner.Name, owner.Address, cfg.Controller)
 	}
 	hostVPCs := cfg.VPCsOfHost(req.GetHost())
 	if policy != "" {
-		hostVPCs = []string{req.GetPeerVpc()}
+		// The asker's claim (see Authorized); none claimed is none held.
+		hostVPCs = nil
+		if pv := req.GetPeerVpc(); pv != "" {
+			hostVPCs = []string{pv}
+		}
 	}
 	if ok, why := Authorized(hostVPCs, vpc, policy, cfg); !ok {
-		return nil, status.Errorf(codes.PermissionDenied, "host %s may not watch %s under policy %q: %s", req.GetHost(), vpc, policy, why)
+		return PublishedService{}, status.Errorf(codes.PermissionDenied, "host %s may not watch %s under policy %q: %s", req.GetHost(), vpc, policy, why)
 	}
-	svc := s.services[PublishedService{VPC: vpc, Policy: policy}]
+	return PublishedService{VPC: vpc, Policy: policy}, nil
+}
+
+// subscribe finds the published service a watch asks for, checks that the
+// asking host may see it, and records the stream (cancel ends it) so that
+// a later configuration can revoke it.
+func (c connectivity) subscribe(req *p4meshv1.WatchRequest, cancel context.CancelCauseFunc) (*service, *connStream, error) {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps, err := s.authorizeLocked(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc := s.services[ps]
 	if svc == nil {
-		return nil, status.Errorf(codes.NotFound, "%s publishes nothing under policy %q", vpc, policy)
+		return nil, nil, status.Errorf(codes.NotFound, "%s publishes nothing under policy %q", ps.VPC, ps.Policy)
 	}
-	return svc, nil
+	cs := &connStream{req: req, cancel: cancel}
+	svc.streams[cs] = struct{}{}
+	return svc, cs, nil
+}
+
+func (c connectivity) unsubscribe(svc *service, cs *connStream) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	delete(svc.streams, cs)
 }
 
 func (c connectivity) watch(req *p4meshv1.WatchRequest, st grpc.ServerStreamingServer[p4meshv1.Event], pick func(*service) *watch.Table) error {
-	svc, err := c.service(req)
+	ctx, cancel := context.WithCancelCause(st.Context())
+	defer cancel(nil)
+	svc, cs, err := c.subscribe(req, cancel)
 	if err != nil {
 		c.s.log.Warn("connectivity watch refused", "host", req.GetHost(), "vpc", req.GetVpc(), "policy", req.GetExportPolicy(), "err", err)
 		return err
 	}
-	return serve(st.Context(), pick(svc), req.GetResumeRevision(), st.Send)
+	defer c.unsubscribe(svc, cs)
+	// Revocation cancels ctx before the tables change; checking it before
+	// each send keeps even a change already queued for this stream from
+	// reaching a client that may no longer see it.
+	send := func(ev *p4meshv1.Event) error {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return st.Send(ev)
+	}
+	err = serve(ctx, pick(svc), req.GetResumeRevision(), send)
+	if ctx.Err() != nil && st.Context().Err() == nil {
+		// Revoked, not the client leaving: tell it why.
+		err = context.Cause(ctx)
+		c.s.log.Info("connectivity watch revoked", "host", req.GetHost(), "vpc", req.GetVpc(), "policy", req.GetExportPolicy(), "err", err)
+	}
+	return err
 }
 
 // WatchDestinations streams the endpoint addresses the service exports.

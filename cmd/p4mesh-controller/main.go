@@ -1,0 +1,463 @@
+// Command p4mesh-controller is p4mesh's SDN controller daemon: it serves
+// host programming to the OHCs of its hosts, the connectivity of the VPCs
+// it owns to authorised OHCs (one published service per unique (VPC,
+// export policy)), and its side of each peering to the other controllers
+// of the directory, whose sides it follows.
+//
+//	p4mesh-controller --config c1.yaml --data-dir /var/lib/p4mesh/c1 \
+//	    --listen 127.0.0.1:7001 --metrics-addr 127.0.0.1:9101
+//
+// The accepted configuration is persisted in --data-dir; see
+// controller.Store.Startup for how a saved configuration and --config are
+// reconciled at start. SIGHUP re-reads --config and applies it; an invalid
+// one is refused, logged, and changes nothing. SIGINT and SIGTERM stop the
+// controller gracefully.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+
+	"github.com/p4mesh/p4mesh/controller"
+)
+
+// shutdownGrace bounds a stop: how long RPCs and scrapes in flight get to
+// end before they are cut.
+const shutdownGrace = 5 * time.Second
+
+// Peering state is logged once the peer controllers have had peeringSettle
+// to answer (before that every remote peering reads "waiting for
+// controller"), then re-checked every peeringPoll and logged on change.
+const (
+	peeringSettle = 2 * time.Second
+	peeringPoll   = time.Second
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole command; it returns the exit status: 0 after a clean
+// stop (cancellation is not an error), 2 for a bad command line, 1 when
+// the controller cannot start or fails.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runWith(ctx, args, stdout, stderr, hooks{})
+}
+
+// hooks let a test watch a running controller.
+type hooks struct {
+	// ready, if set, is called once the controller serves, with the
+	// addresses actually bound (":0" resolved); metrics is nil when off.
+	ready func(grpcAddr, metricsAddr net.Addr)
+}
+
+// options is the parsed command line.
+type options struct {
+	configPath string
+	// explicit: --config was given on the command line (Store.Startup's
+	// rule: an explicit configuration that differs from the saved one
+	// replaces it).
+	explicit    bool
+	dataDir     string
+	listen      string
+	advertise   string
+	metricsAddr string
+	logLevel    slog.Level
+}
+
+// errUsage marks command-line errors, which exit with status 2.
+var errUsage = errors.New("invalid command line")
+
+func usageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
+}
+
+func parseFlags(args []string, stdout io.Writer) (options, error) {
+	fs := flag.NewFlagSet("p4mesh-controller", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	var o options
+	fs.StringVar(&o.configPath, "config", "", "YAML configuration to start with (see --data-dir for how it meets the saved one); SIGHUP re-reads it")
+	fs.StringVar(&o.dataDir, "data-dir", "", "directory the accepted configuration is persisted in (required)")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:7001", "gRPC address for OHCs and peer controllers; must be this controller's address in the directory unless --advertise is")
+	fs.StringVar(&o.advertise, "advertise", "", "address OHCs and peers reach this controller at, when not --listen (NAT, a load balancer); checked against the directory")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "Prometheus /metrics listen address, e.g. 127.0.0.1:9101 (empty: off)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return o, usageErr("unexpected arguments %q", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" {
+			o.explicit = o.configPath != ""
+		}
+	})
+	if o.dataDir == "" {
+		return o, usageErr("--data-dir is required: it is where the controller keeps its configuration across restarts")
+	}
+	if o.listen == "" {
+		return o, usageErr("--listen is required")
+	}
+	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return o, usageErr("--log-level %q: %v", *level, err)
+	}
+	return o, nil
+}
+
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) int {
+	o, err := parseFlags(args, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "p4mesh-controller:", err)
+		if errors.Is(err, errUsage) {
+			return 2
+		}
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	if err := serve(ctx, o, log, h); err != nil {
+		// Printed as well as logged: a failure to start is what an
+		// operator reads first, and it may span lines (validation).
+		fmt.Fprintln(stderr, "p4mesh-controller:", err)
+		return 1
+	}
+	return 0
+}
+
+// startup opens the data directory and decides the configuration to
+// start with.
+func startup(o options, log *slog.Logger) (*controller.Store, error) {
+	var fromFlag *controller.Config
+	if o.configPath != "" {
+		c, err := controller.LoadFile(o.configPath)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+		fromFlag = c
+	}
+	store, err := controller.OpenStore(o.dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	_, fromSaved, err := store.Startup(fromFlag, o.explicit)
+	if err != nil {
+		return nil, err
+	}
+	if fromSaved {
+		log.Info("configuration: the saved one", "path", store.Path(), "config_flag", o.configPath)
+	} else {
+		log.Info("configuration: from --config, now saved", "config", o.configPath, "path", store.Path())
+	}
+	return store, nil
+}
+
+// serve runs the controller until ctx ends or a server fails.
+func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error) {
+	store, err := startup(o, log)
+	if err != nil {
+		return err
+	}
+	srv, err := controller.NewServer(controller.ServerOptions{Store: store, Logger: log})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	checkAddress(log, srv.Config(), o.advertise, lis.Addr())
+
+	// Watch streams never end by themselves, so a graceful stop would
+	// always wait out its grace period. Ending them first (clients
+	// resume from their revision wherever they reconnect) lets it finish
+	// at once while still letting in-flight sends complete.
+	streamsCtx, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	gs := grpc.NewServer(grpc.StreamInterceptor(endStreamsOn(streamsCtx)))
+	srv.Register(gs)
+
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "p4mesh_controller_config_reloads_total",
+		Help: "SIGHUP reloads of --config, by result; an error (unreadable, invalid, refused) changed nothing.",
+	}, []string{"result"})
+	var mlis net.Listener
+	var hs *http.Server
+	if o.metricsAddr != "" {
+		if mlis, err = net.Listen("tcp", o.metricsAddr); err != nil {
+			lis.Close()
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(controller.NewCollector(srv), reloads,
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
+	for _, r := range []string{"ok", "error"} {
+		reloads.WithLabelValues(r)
+	}
+
+	// Registered before the controller is announced, so that a SIGHUP
+	// sent once it is up never hits the default action (exit).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	errc := make(chan error, 3)
+	done := make(chan struct{}, 2)
+	go func() {
+		defer func() { done <- struct{}{} }()
+		if err := srv.Run(runCtx); err != nil {
+			errc <- fmt.Errorf("follow peer controllers: %w", err)
+		}
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		reportPeerings(runCtx, srv, log)
+	}()
+	go func() {
+		if err := gs.Serve(lis); err != nil {
+			errc <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
+	if hs != nil {
+		go func() {
+			if err := hs.Serve(mlis); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+	}
+
+	attrs := []any{"controller", srv.Config().Controller, "listen", lis.Addr().String(), "data_dir", o.dataDir}
+	var maddr net.Addr
+	if mlis != nil {
+		maddr = mlis.Addr()
+		attrs = append(attrs, "metrics_addr", maddr.String())
+	}
+	log.Info("p4mesh-controller serving", attrs...)
+	logOwned(log, srv.Config())
+	if h.ready != nil {
+		h.ready(lis.Addr(), maddr)
+	}
+
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping", "cause", context.Cause(ctx))
+			break loop
+		case err = <-errc:
+			break loop
+		case <-hup:
+			if reload(log, srv, o, lis.Addr()) {
+				reloads.WithLabelValues("ok").Inc()
+			} else {
+				reloads.WithLabelValues("error").Inc()
+			}
+		}
+	}
+
+	stopRun()
+	endStreams()
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	timer := time.NewTimer(shutdownGrace)
+	select {
+	case <-stopped:
+		timer.Stop()
+	case <-timer.C:
+		log.Warn("RPCs still open after the grace period; closing them", "grace", shutdownGrace)
+		gs.Stop()
+		<-stopped
+	}
+	if hs != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		if serr := hs.Shutdown(sctx); serr != nil {
+			hs.Close()
+		}
+		cancel()
+	}
+	<-done
+	<-done
+	return err
+}
+
+// reload re-reads --config and applies it, reporting whether it did. On
+// any error nothing changes: the running (and saved) configuration stays.
+func reload(log *slog.Logger, srv *controller.Server, o options, bound net.Addr) bool {
+	if o.configPath == "" {
+		log.Warn("SIGHUP: no --config to re-read; configuration unchanged")
+		return false
+	}
+	c, err := controller.LoadFile(o.configPath)
+	if err != nil {
+		log.Error("SIGHUP: configuration not reloaded; nothing changed", "config", o.configPath, "err", err)
+		return false
+	}
+	// A rename would silently turn this process into another shard of the
+	// directory (a wrong file, most likely); that takes a restart.
+	if cur := srv.Config().Controller; c.Controller != cur {
+		log.Error("SIGHUP: configuration not reloaded; nothing changed", "config", o.configPath,
+			"err", fmt.Sprintf("it is controller %q's, this is %q; restart to rename", c.Controller, cur))
+		return false
+	}
+	if srv.Config().Equal(c) {
+		log.Info("SIGHUP: configuration unchanged", "config", o.configPath)
+		return true
+	}
+	if err := srv.Apply(c); err != nil {
+		log.Error("SIGHUP: configuration not reloaded; nothing changed", "config", o.configPath, "err", err)
+		return false
+	}
+	log.Info("SIGHUP: configuration applied", "config", o.configPath)
+	checkAddress(log, srv.Config(), o.advertise, bound)
+	logOwned(log, srv.Config())
+	return true
+}
+
+// checkAddress warns when this controller's directory entry names another
+// address than the one it is reached at (--advertise, else the bound
+// --listen address): OHCs and peer controllers dial the directory's
+// address, so with a mismatch nobody reaches this controller.
+func checkAddress(log *slog.Logger, cfg *controller.Config, advertise string, bound net.Addr) {
+	var entry string
+	for _, e := range cfg.Directory {
+		if e.Name == cfg.Controller {
+			entry = e.Address
+		}
+	}
+	if advertise != "" {
+		if entry != advertise {
+			log.Warn("--advertise differs from this controller's directory address: OHCs and peers dial the directory's",
+				"advertise", advertise, "directory", entry, "controller", cfg.Controller)
+		}
+		return
+	}
+	if !sameAddress(bound, entry) {
+		log.Warn("listening on another address than this controller's directory entry: OHCs and peers dial the directory's (use --advertise if it reaches this one)",
+			"listen", bound.String(), "directory", entry, "controller", cfg.Controller)
+	}
+}
+
+// sameAddress reports whether a listener bound at bound serves the
+// directory address entry: the same address, or the same port on a
+// listener bound to all interfaces.
+func sameAddress(bound net.Addr, entry string) bool {
+	if bound.String() == entry {
+		return true
+	}
+	tcp, ok := bound.(*net.TCPAddr)
+	eh, ep, err := net.SplitHostPort(entry)
+	if !ok || err != nil || ep != fmt.Sprint(tcp.Port) {
+		return false
+	}
+	if tcp.IP.IsUnspecified() {
+		return true
+	}
+	ip := net.ParseIP(eh)
+	return ip != nil && ip.Equal(tcp.IP)
+}
+
+// logOwned logs what the controller owns and serves, one line per kind.
+func logOwned(log *slog.Logger, cfg *controller.Config) {
+	var vpcs, hosts []string
+	for _, v := range cfg.VPCs {
+		vpcs = append(vpcs, fmt.Sprintf("%s(vni %d)", v.Name, v.VNI))
+	}
+	for _, h := range cfg.Hosts {
+		hosts = append(hosts, fmt.Sprintf("%s(%d endpoints)", h.ID, len(cfg.EndpointsOnHost(h.ID))))
+	}
+	log.Info("owns", "controller", cfg.Controller, "vpcs", strings.Join(vpcs, " "),
+		"endpoints", len(cfg.Endpoints), "load_balancers", len(cfg.LoadBalancers), "routes", len(cfg.Routes))
+	log.Info("programs hosts", "hosts", strings.Join(hosts, " "))
+	for _, p := range cfg.Peerings {
+		owner, _ := cfg.Owner(p.PeerVPC)
+		log.Info("peering configured", "vpc", p.VPC, "peer_vpc", p.PeerVPC, "export_policy", p.ExportPolicy, "peer_controller", owner.Name)
+	}
+	log.Info("published services", "count", len(cfg.PublishedServices()))
+}
+
+// reportPeerings logs every peering's state once the peer controllers have
+// had a moment to answer, then each change, so that an operator sees a
+// peering become active, or why it is not, without a tool.
+func reportPeerings(ctx context.Context, srv *controller.Server, log *slog.Logger) {
+	type key struct{ vpc, peer string }
+	var last map[key]controller.PeeringStatus
+	timer := time.NewTimer(peeringSettle)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		cur := map[key]controller.PeeringStatus{}
+		for _, p := range srv.Peerings() {
+			k := key{p.VPC, p.PeerVPC}
+			cur[k] = p
+			if prev, ok := last[k]; last != nil && ok && prev == p {
+				continue
+			}
+			if p.Active {
+				log.Info("peering active", "vpc", p.VPC, "peer_vpc", p.PeerVPC)
+			} else {
+				log.Info("peering inactive", "vpc", p.VPC, "peer_vpc", p.PeerVPC, "reason", p.Reason)
+			}
+		}
+		last = cur
+		timer.Reset(peeringPoll)
+	}
+}
+
+// endStreamsOn ends every stream RPC when ctx ends, as if its client had
+// gone: the watch handlers return and the client reconnects, resuming from
+// its last revision.
+func endStreamsOn(ctx context.Context) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		sctx, cancel := context.WithCancel(ss.Context())
+		defer cancel()
+		stop := context.AfterFunc(ctx, cancel)
+		defer stop()
+		return handler(srv, &ctxStream{ServerStream: ss, ctx: sctx})
+	}
+}
+
+// ctxStream is a ServerStream with a context of its own.
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *ctxStream) Context() context.Context { return s.ctx }
