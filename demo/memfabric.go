@@ -59,7 +59,7 @@ func NewMemFabric(t *Topology) *MemFabric {
 }
 
 // Name implements Fabric.
-func (f *MemFabric) Name() string { return "in-memory ports (no root: no namespaces, no kernel)" }
+func (f *MemFabric) Name() string { return "in-memory ports (no namespaces, no kernel)" }
 
 // Ports implements Fabric.
 func (f *MemFabric) Ports(host string) (map[uint16]dataplane.Port, error) {

@@ -1,7 +1,8 @@
 // Command p4meshctl is p4mesh's operator CLI. It works with the pipeline the
 // binary carries: `pipeline show` lists its tables and actions as the switch
 // sees them, `pipeline push` loads it onto a P4Runtime switch (BMv2's
-// simple_switch_grpc, or any target p4rt packs a device config for).
+// simple_switch_grpc, or any target p4rt packs a device config for). `demo`
+// runs the demo topology (package demo) and checks what it should do.
 package main
 
 import (
@@ -28,9 +29,12 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: p4meshctl pipeline show | pipeline push [flags]")
+var errUsage = errors.New("usage: p4meshctl pipeline show | pipeline push [flags] | demo [--keep] [--in-memory] [--log-level L]")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) >= 1 && args[0] == "demo" {
+		return demoCmd(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) < 2 || args[0] != "pipeline" {
 		return errUsage
 	}

@@ -79,8 +79,15 @@ func TestMeshNetns(t *testing.T) {
 			t.Fatalf("add spoofed address: %v: %s", err, out)
 		}
 		defer f.Exec(context.Background(), "red-1", "ip", "addr", "del", "10.1.0.99/32", "dev", "eth0")
+		// The echo requests die at h1's ingress, in vm_source_guard: they
+		// are counted as drops on red-1's port.
+		stats := m.Switches["h1"].PortStats(topo.VM("red-1").Port)
+		dropped := stats.Dropped.Load()
 		if n := pingIn(t, f, "red-1", "-I", "10.1.0.99", "-c", "2", "-W", "1", "10.2.0.10"); n != 0 {
 			t.Errorf("ping from the spoofed 10.1.0.99: %d replies; want none", n)
+		}
+		if d := stats.Dropped.Load() - dropped; d < 2 {
+			t.Errorf("h1 dropped %d packets from red-1 during the spoofed ping; want the 2 echo requests", d)
 		}
 		if n := pingIn(t, f, "red-1", "-c", "2", "-W", "1", "10.2.0.10"); n != 2 {
 			t.Errorf("ping from red-1's own address: %d/2 replies", n)
