@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/p4mesh/p4mesh/internal/netnsrun"
 	"log/slog"
 	"math"
 	"net"
@@ -385,20 +386,7 @@ func portName(p uint16) string { return "p" + strconv.Itoa(int(p)) }
 // newNamespace creates a named namespace with loopback up and IPv6 off
 // (all and default, so every interface made in it later has it off).
 func (f *NetnsFabric) newNamespace(name string) (*nsh, error) {
-	var fd netns.NsHandle
-	err := onLockedThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		// NewNamed moves the calling thread into the new namespace.
-		fd, err = netns.NewNamed(name)
-		if rerr := netns.Set(orig); rerr != nil {
-			return errThreadLost{rerr}
-		}
-		return err
-	})
+	fd, err := netnsrun.NewNamed(name)
 	if err != nil {
 		// A half-made namespace may have left its file behind.
 		deleteNamed(name)
@@ -548,46 +536,10 @@ func disableTxChecksum(l link) error {
 	return nil
 }
 
-// errThreadLost reports that a locked thread could not be put back in its
-// namespace; the thread is then left locked so Go retires it.
-type errThreadLost struct{ err error }
-
-func (e errThreadLost) Error() string { return "restore thread netns: " + e.err.Error() }
-
-// onLockedThread runs fn on a goroutine locked to its OS thread, for code
-// that switches the thread's namespace.
-func onLockedThread(fn func() error) error {
-	ch := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		err := fn()
-		var lost errThreadLost
-		if !errors.As(err, &lost) {
-			runtime.UnlockOSThread()
-		}
-		ch <- err
-	}()
-	return <-ch
-}
-
 // do runs fn with its OS thread in the namespace: sockets it opens and
 // /proc/sys/net files it writes are the namespace's.
 func (n *nsh) do(fn func() error) error {
-	return onLockedThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		if err := netns.Set(n.fd); err != nil {
-			return fmt.Errorf("enter netns %s: %w", n.name, err)
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			return errThreadLost{err}
-		}
-		return ferr
-	})
+	return netnsrun.Do(n.fd, "netns "+n.name, fn)
 }
 
 // Name implements Fabric.

@@ -19,7 +19,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
+	"github.com/p4mesh/p4mesh/internal/netnsrun"
 	"net"
 	"net/netip"
 	"os"
@@ -81,20 +81,7 @@ func uniqueName(prefix string) string {
 func NewNetns(t testing.TB, prefix string) *Netns {
 	t.Helper()
 	name := uniqueName(prefix)
-	var fd netns.NsHandle
-	err := onLockedThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		// NewNamed moves the calling thread into the new namespace.
-		fd, err = netns.NewNamed(name)
-		if rerr := netns.Set(orig); rerr != nil {
-			return errThreadLost{rerr}
-		}
-		return err
-	})
+	fd, err := netnsrun.NewNamed(name)
 	if err != nil {
 		t.Fatalf("topo: create netns %s: %v", name, err)
 	}
@@ -151,47 +138,11 @@ func (n *Netns) String() string {
 // helpers do not cover.
 func (n *Netns) Handle() *netlink.Handle { return n.nl }
 
-// errThreadLost reports that a locked thread could not be put back in its
-// namespace; the thread is then left locked so Go retires it.
-type errThreadLost struct{ err error }
-
-func (e errThreadLost) Error() string { return "restore thread netns: " + e.err.Error() }
-
-// onLockedThread runs fn on a goroutine locked to its OS thread, for code
-// that switches the thread's namespace.
-func onLockedThread(fn func() error) error {
-	ch := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		err := fn()
-		var lost errThreadLost
-		if !errors.As(err, &lost) {
-			runtime.UnlockOSThread()
-		}
-		ch <- err
-	}()
-	return <-ch
-}
-
 // Do runs fn with its OS thread in the namespace: sockets it opens and
 // /proc/sys/net paths it touches are the namespace's. fn must not start
 // goroutines that expect to be in the namespace.
 func (n *Netns) Do(fn func() error) error {
-	return onLockedThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		if err := netns.Set(n.fd); err != nil {
-			return fmt.Errorf("enter %s: %w", n, err)
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			return errThreadLost{err}
-		}
-		return ferr
-	})
+	return netnsrun.Do(n.fd, n.String(), fn)
 }
 
 // Command returns a command that runs name in the namespace (with `ip netns
