@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/p4mesh/p4mesh/internal/daemon"
 	"io"
 	"log/slog"
 	"net"
@@ -288,27 +289,8 @@ loop:
 
 	stopRun()
 	endStreams()
-	stopped := make(chan struct{})
-	go func() {
-		gs.GracefulStop()
-		close(stopped)
-	}()
-	timer := time.NewTimer(shutdownGrace)
-	select {
-	case <-stopped:
-		timer.Stop()
-	case <-timer.C:
-		log.Warn("RPCs still open after the grace period; closing them", "grace", shutdownGrace)
-		gs.Stop()
-		<-stopped
-	}
-	if hs != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		if serr := hs.Shutdown(sctx); serr != nil {
-			hs.Close()
-		}
-		cancel()
-	}
+	daemon.StopGRPC(gs, shutdownGrace, log)
+	daemon.StopHTTP(hs, shutdownGrace)
 	<-done
 	<-done
 	return err

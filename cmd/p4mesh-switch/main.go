@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/p4mesh/p4mesh/internal/daemon"
 	"io"
 	"log/slog"
 	"net"
@@ -336,27 +337,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, h hooks) (err erro
 	case err = <-errc:
 	}
 	cancel()
-	stopped := make(chan struct{})
-	go func() {
-		gs.GracefulStop()
-		close(stopped)
-	}()
-	timer := time.NewTimer(shutdownGrace)
-	select {
-	case <-stopped:
-		timer.Stop()
-	case <-timer.C:
-		log.Warn("RPCs still open after the grace period; closing them", "grace", shutdownGrace)
-		gs.Stop()
-		<-stopped
-	}
-	if hs != nil {
-		sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
-		if serr := hs.Shutdown(sctx); serr != nil {
-			hs.Close()
-		}
-		scancel()
-	}
+	daemon.StopGRPC(gs, shutdownGrace, log)
+	daemon.StopHTTP(hs, shutdownGrace)
 	<-swDone
 	return err
 }
