@@ -1,0 +1,400 @@
+// Package server is p4mesh's gNMI server: Capabilities, Get, Set and
+// Subscribe over the p4mesh YANG model, in front of one controller. A Set is
+// one transaction: the whole resulting configuration is validated (YANG
+// schema and p4mesh's own rules) and applied, and persisted, whole, or
+// refused whole with a message naming the path.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/goyang/pkg/yang"
+	"github.com/openconfig/ygot/util"
+	"github.com/openconfig/ygot/ygot"
+	"github.com/openconfig/ygot/ytypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/p4mesh/p4mesh/controller"
+	p4gnmi "github.com/p4mesh/p4mesh/gnmi"
+	"github.com/p4mesh/p4mesh/gnmi/oc"
+)
+
+// Version is the gNMI specification version implemented.
+const Version = "0.10.0"
+
+// Options configure a Server.
+type Options struct {
+	Controller *controller.Server
+	Logger     *slog.Logger
+	// Poll is how often STREAM subscriptions look for changes (ON_CHANGE)
+	// and the shortest SAMPLE interval accepted; 0 means 100ms.
+	Poll time.Duration
+}
+
+// Server serves gNMI for one controller.
+type Server struct {
+	gnmi.UnimplementedGNMIServer
+	o      Options
+	log    *slog.Logger
+	schema *ytypes.Schema
+	// setMu serialises Sets: each reads the configuration, changes it and
+	// applies it, and two interleaved would lose one's change.
+	setMu sync.Mutex
+}
+
+// New makes a gNMI server.
+func New(o Options) (*Server, error) {
+	if o.Controller == nil {
+		return nil, errors.New("gnmi: no controller")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Poll <= 0 {
+		o.Poll = 100 * time.Millisecond
+	}
+	schema, err := oc.Schema()
+	if err != nil {
+		return nil, fmt.Errorf("gnmi: schema: %w", err)
+	}
+	return &Server{o: o, log: o.Logger, schema: schema}, nil
+}
+
+// Register adds the gNMI service to g.
+func (s *Server) Register(g *grpc.Server) { gnmi.RegisterGNMIServer(g, s) }
+
+// Capabilities implements gNMI.
+func (s *Server) Capabilities(context.Context, *gnmi.CapabilityRequest) (*gnmi.CapabilityResponse, error) {
+	return &gnmi.CapabilityResponse{
+		SupportedModels:    []*gnmi.ModelData{{Name: "p4mesh", Organization: "p4mesh", Version: "2026-11-25"}},
+		SupportedEncodings: []gnmi.Encoding{gnmi.Encoding_JSON_IETF, gnmi.Encoding_JSON},
+		GNMIVersion:        Version,
+	}, nil
+}
+
+// device is the tree the server answers from: the running configuration
+// and the controller's state.
+func (s *Server) device() (*oc.Device, error) {
+	c := s.o.Controller
+	d, err := p4gnmi.FromConfig(c.Config())
+	if err != nil {
+		return nil, err
+	}
+	p4gnmi.WithState(d, c.Peerings(), c.Stats())
+	return d, nil
+}
+
+// fullPath joins a request's prefix and a path.
+func fullPath(prefix, p *gnmi.Path) *gnmi.Path {
+	out := &gnmi.Path{}
+	if prefix != nil {
+		out.Elem = append(out.Elem, prefix.GetElem()...)
+	}
+	if p != nil {
+		out.Elem = append(out.Elem, p.GetElem()...)
+	}
+	return out
+}
+
+func pathString(p *gnmi.Path) string {
+	s, err := ygot.PathToString(p)
+	if err != nil || s == "" {
+		return "/"
+	}
+	return s
+}
+
+// Get implements gNMI: config and state at any path, wildcards included,
+// as JSON_IETF (default) or JSON.
+func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetResponse, error) {
+	enc := req.GetEncoding()
+	if enc != gnmi.Encoding_JSON_IETF && enc != gnmi.Encoding_JSON {
+		return nil, status.Errorf(codes.Unimplemented, "encoding %s is not supported: use JSON_IETF or JSON", enc)
+	}
+	d, err := s.device()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "build the tree: %v", err)
+	}
+	now := time.Now().UnixNano()
+	resp := &gnmi.GetResponse{}
+	paths := req.GetPath()
+	if len(paths) == 0 {
+		paths = []*gnmi.Path{{}}
+	}
+	for _, p := range paths {
+		full := fullPath(req.GetPrefix(), p)
+		nodes, err := ytypes.GetNode(s.schema.RootSchema(), d, full, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
+		if err != nil {
+			if status.Code(err) == codes.NotFound {
+				return nil, status.Errorf(codes.NotFound, "%s: nothing there", pathString(full))
+			}
+			return nil, status.Errorf(codes.InvalidArgument, "%s: %v", pathString(full), err)
+		}
+		n := &gnmi.Notification{Timestamp: now}
+		for _, node := range nodes {
+			if isNil(node.Data) {
+				continue
+			}
+			val, err := encodeValue(node.Data, enc)
+			if err != nil {
+				return nil, status.Errorf(codes.Internal, "%s: %v", pathString(node.Path), err)
+			}
+			n.Update = append(n.Update, &gnmi.Update{Path: node.Path, Val: val})
+		}
+		if len(n.Update) == 0 {
+			return nil, status.Errorf(codes.NotFound, "%s: nothing there", pathString(full))
+		}
+		resp.Notification = append(resp.Notification, n)
+	}
+	return resp, nil
+}
+
+func isNil(v any) bool { return v == nil || util.IsValueNil(v) }
+
+// encodeValue encodes a subtree (a GoStruct) as JSON or a leaf as its
+// scalar TypedValue.
+func encodeValue(v any, enc gnmi.Encoding) (*gnmi.TypedValue, error) {
+	gs, ok := v.(ygot.GoStruct)
+	if !ok {
+		return ygot.EncodeTypedValue(v, enc)
+	}
+	if enc == gnmi.Encoding_JSON {
+		j, err := ygot.ConstructInternalJSON(gs)
+		if err != nil {
+			return nil, err
+		}
+		b, err := marshalJSON(j)
+		if err != nil {
+			return nil, err
+		}
+		return &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonVal{JsonVal: b}}, nil
+	}
+	b, err := ygot.Marshal7951(gs, &ygot.RFC7951JSONConfig{AppendModuleName: true})
+	if err != nil {
+		return nil, err
+	}
+	return &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: b}}, nil
+}
+
+// setError is a refused Set: the code and the message naming the path.
+func setError(code codes.Code, path *gnmi.Path, format string, args ...any) error {
+	return status.Errorf(code, "%s: %s", pathString(path), fmt.Sprintf(format, args...))
+}
+
+// Set implements gNMI: deletes, then replaces, then updates, on a copy of
+// the configuration; the result is validated and applied whole, or nothing
+// changes.
+func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetResponse, error) {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	cur, err := p4gnmi.FromConfig(s.o.Controller.Config())
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "build the tree: %v", err)
+	}
+	d, err := ygot.DeepCopy(cur)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "copy: %v", err)
+	}
+	dev := d.(*oc.Device)
+	resp := &gnmi.SetResponse{Timestamp: time.Now().UnixNano()}
+	root := s.schema.RootSchema()
+	for _, p := range req.GetDelete() {
+		full := fullPath(req.GetPrefix(), p)
+		if err := checkWritable(full); err != nil {
+			return nil, err
+		}
+		// Deleting what is not there succeeds (gNMI spec §3.4.6).
+		if err := ytypes.DeleteNode(root, dev, full); err != nil && status.Code(err) != codes.NotFound {
+			return nil, setError(codes.InvalidArgument, full, "delete: %v", err)
+		}
+		resp.Response = append(resp.Response, &gnmi.UpdateResult{Path: p, Op: gnmi.UpdateResult_DELETE})
+	}
+	for _, u := range req.GetReplace() {
+		full := fullPath(req.GetPrefix(), u.GetPath())
+		if err := checkWritable(full); err != nil {
+			return nil, err
+		}
+		if err := ytypes.DeleteNode(root, dev, full); err != nil && status.Code(err) != codes.NotFound {
+			return nil, setError(codes.InvalidArgument, full, "replace: %v", err)
+		}
+		if err := s.setNode(dev, full, u.GetVal()); err != nil {
+			return nil, err
+		}
+		resp.Response = append(resp.Response, &gnmi.UpdateResult{Path: u.GetPath(), Op: gnmi.UpdateResult_REPLACE})
+	}
+	for _, u := range req.GetUpdate() {
+		full := fullPath(req.GetPrefix(), u.GetPath())
+		if err := checkWritable(full); err != nil {
+			return nil, err
+		}
+		if err := s.setNode(dev, full, u.GetVal()); err != nil {
+			return nil, err
+		}
+		resp.Response = append(resp.Response, &gnmi.UpdateResult{Path: u.GetPath(), Op: gnmi.UpdateResult_UPDATE})
+	}
+	if err := p4gnmi.Validate(dev); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "the configuration this Set would make is invalid, nothing changed:\n%v", err)
+	}
+	cfg, err := p4gnmi.ToConfig(dev)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
+	}
+	if err := s.o.Controller.Apply(cfg); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
+	}
+	s.log.Info("gnmi set applied", "deletes", len(req.GetDelete()), "replaces", len(req.GetReplace()), "updates", len(req.GetUpdate()))
+	return resp, nil
+}
+
+// checkWritable refuses state paths: state is what the controller reports.
+func checkWritable(p *gnmi.Path) error {
+	for _, e := range p.GetElem() {
+		if e.GetName() == "state" {
+			return setError(codes.InvalidArgument, p, "state is read-only; set the config container instead")
+		}
+	}
+	return nil
+}
+
+// setNode sets the value at p, a JSON(_IETF) subtree or a scalar.
+func (s *Server) setNode(dev *oc.Device, p *gnmi.Path, val *gnmi.TypedValue) error {
+	if val == nil {
+		return setError(codes.InvalidArgument, p, "no value")
+	}
+	switch val.GetValue().(type) {
+	case *gnmi.TypedValue_JsonIetfVal, *gnmi.TypedValue_JsonVal:
+	case *gnmi.TypedValue_StringVal, *gnmi.TypedValue_UintVal, *gnmi.TypedValue_IntVal, *gnmi.TypedValue_BoolVal, *gnmi.TypedValue_LeaflistVal:
+	default:
+		return setError(codes.Unimplemented, p, "value encoding %T is not supported: use JSON_IETF, JSON or a scalar", val.GetValue())
+	}
+	if len(p.GetElem()) == 0 {
+		// The whole tree: unmarshal into the root.
+		var b []byte
+		if j := val.GetJsonIetfVal(); j != nil {
+			b = j
+		} else {
+			b = val.GetJsonVal()
+		}
+		if err := oc.Unmarshal(b, dev); err != nil {
+			return setError(codes.InvalidArgument, p, "%v", err)
+		}
+		return nil
+	}
+	if err := ytypes.SetNode(s.schema.RootSchema(), dev, p, val, &ytypes.InitMissingElements{}); err != nil {
+		code := codes.InvalidArgument
+		if strings.Contains(err.Error(), "no match found") || strings.Contains(err.Error(), "not found") {
+			code = codes.NotFound
+		}
+		return setError(code, p, "%v", err)
+	}
+	return nil
+}
+
+// leaves flattens the tree into its leaf updates, by path string. ygot's
+// TogNMINotifications cannot flatten nested ordered-by-user lists, which
+// the model has, so the tree is walked from its RFC 7951 JSON with the
+// schema giving each list's keys; leaf values travel as JSON_IETF scalars.
+func (s *Server) leaves() (map[string]*gnmi.Update, error) {
+	d, err := s.device()
+	if err != nil {
+		return nil, err
+	}
+	b, err := ygot.Marshal7951(d, &ygot.RFC7951JSONConfig{AppendModuleName: true})
+	if err != nil {
+		return nil, err
+	}
+	var root map[string]json.RawMessage
+	if err := json.Unmarshal(b, &root); err != nil {
+		return nil, err
+	}
+	out := map[string]*gnmi.Update{}
+	if err := flatten(s.schema.RootSchema(), root, nil, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// flatten walks one JSON object whose schema is e, under the path elements
+// elems, adding every leaf to out.
+func flatten(e *yang.Entry, obj map[string]json.RawMessage, elems []*gnmi.PathElem, out map[string]*gnmi.Update) error {
+	for name, raw := range obj {
+		if _, after, ok := strings.Cut(name, ":"); ok {
+			name = after
+		}
+		child := e.Dir[name]
+		if child == nil {
+			return fmt.Errorf("%s: %q is not in the schema", pathString(&gnmi.Path{Elem: elems}), name)
+		}
+		switch {
+		case child.IsList():
+			var items []map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &items); err != nil {
+				return err
+			}
+			for _, item := range items {
+				keys := map[string]string{}
+				for _, k := range strings.Fields(child.Key) {
+					v := item[k]
+					if v == nil {
+						v = item["p4mesh:"+k]
+					}
+					var str string
+					if json.Unmarshal(v, &str) != nil {
+						str = strings.Trim(string(v), `"`)
+					}
+					keys[k] = str
+				}
+				el := append(slices.Clone(elems), &gnmi.PathElem{Name: name, Key: keys})
+				if err := flatten(child, item, el, out); err != nil {
+					return err
+				}
+			}
+		case child.IsContainer():
+			var sub map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &sub); err != nil {
+				return err
+			}
+			if err := flatten(child, sub, append(slices.Clone(elems), &gnmi.PathElem{Name: name}), out); err != nil {
+				return err
+			}
+		default: // leaf or leaf-list
+			p := &gnmi.Path{Elem: append(slices.Clone(elems), &gnmi.PathElem{Name: name})}
+			out[pathString(p)] = &gnmi.Update{Path: p, Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: slices.Clone(raw)}}}
+		}
+	}
+	return nil
+}
+
+// matches reports whether leaf path l lies under subscription path p, with
+// "*" for any element name or key value and "..." for any depth.
+func matches(p, l *gnmi.Path) bool {
+	pe, le := p.GetElem(), l.GetElem()
+	for i, e := range pe {
+		if e.GetName() == "..." {
+			return true
+		}
+		if i >= len(le) {
+			return false
+		}
+		if e.GetName() != "*" && e.GetName() != le[i].GetName() {
+			return false
+		}
+		for k, v := range e.GetKey() {
+			if v != "*" && le[i].GetKey()[k] != v {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,283 @@
+package server
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/ygot/ygot"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/p4mesh/p4mesh/controller"
+)
+
+// start serves gNMI for a controller owning red and blue (peered both
+// ways) on loopback and returns a client.
+func start(t *testing.T) (gnmi.GNMIClient, *controller.Server) {
+	t.Helper()
+	cfg, err := controller.LoadFile("../../controller/testdata/red-blue.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One controller owning everything, so peerings settle without a peer.
+	cfg.Directory = []controller.ControllerEntry{{Name: cfg.Controller, Address: "127.0.0.1:1", VPCs: []string{"red", "green", "blue"}}}
+	cfg.VPCs = append(cfg.VPCs, controller.VPC{Name: "blue", VNI: 200, Subnets: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")}})
+	cfg.Peerings = append(cfg.Peerings, controller.Peering{VPC: "blue", PeerVPC: "red", ExportPolicy: "all"})
+	store, err := controller.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := controller.NewServer(controller.ServerOptions{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Controller: ctl, Poll: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return gnmi.NewGNMIClient(conn), ctl
+}
+
+func path(t *testing.T, s string) *gnmi.Path {
+	t.Helper()
+	p, err := ygot.StringToStructuredPath(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func getJSON(t *testing.T, c gnmi.GNMIClient, p string) string {
+	t.Helper()
+	resp, err := c.Get(t.Context(), &gnmi.GetRequest{Path: []*gnmi.Path{path(t, p)}, Encoding: gnmi.Encoding_JSON_IETF})
+	if err != nil {
+		t.Fatalf("Get %s: %v", p, err)
+	}
+	var b strings.Builder
+	for _, n := range resp.GetNotification() {
+		for _, u := range n.GetUpdate() {
+			b.WriteString(pathString(u.GetPath()) + " = ")
+			if j := u.GetVal().GetJsonIetfVal(); j != nil {
+				b.Write(j)
+			} else {
+				b.WriteString(u.GetVal().String())
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+func TestCapabilitiesAndGet(t *testing.T) {
+	c, _ := start(t)
+	caps, err := c.Capabilities(t.Context(), &gnmi.CapabilityRequest{})
+	if err != nil || caps.GetGNMIVersion() != Version || len(caps.GetSupportedModels()) != 1 {
+		t.Fatalf("Capabilities = %v, %v", caps, err)
+	}
+	if got := getJSON(t, c, "/p4mesh/vpcs/vpc[name=red]/config/vni"); !strings.Contains(got, "uint_val:100") {
+		t.Errorf("red's VNI = %q", got)
+	}
+	all := getJSON(t, c, "/p4mesh/vpcs/vpc[name=*]/config/name")
+	for _, v := range []string{"red", "green", "blue"} {
+		if !strings.Contains(all, `"`+v+`"`) {
+			t.Errorf("wildcard get lacks %s: %s", v, all)
+		}
+	}
+	if got := getJSON(t, c, "/p4mesh/peerings/peering[vpc=red][peer-vpc=blue]/state/active"); !strings.Contains(got, "bool_val:true") {
+		t.Errorf("red->blue active = %q", got)
+	}
+	if _, err := c.Get(t.Context(), &gnmi.GetRequest{Path: []*gnmi.Path{path(t, "/p4mesh/vpcs/vpc[name=nope]")}}); status.Code(err) != codes.NotFound {
+		t.Errorf("Get of a missing VPC = %v; want NotFound", err)
+	}
+}
+
+func TestSetTransaction(t *testing.T) {
+	c, ctl := start(t)
+	ietf := func(s string) *gnmi.TypedValue {
+		return &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: []byte(s)}}
+	}
+	// A new VPC and a new export policy in one transaction.
+	owned := &gnmi.TypedValue{Value: &gnmi.TypedValue_LeaflistVal{LeaflistVal: &gnmi.ScalarArray{Element: []*gnmi.TypedValue{
+		{Value: &gnmi.TypedValue_StringVal{StringVal: "red"}}, {Value: &gnmi.TypedValue_StringVal{StringVal: "green"}},
+		{Value: &gnmi.TypedValue_StringVal{StringVal: "blue"}}, {Value: &gnmi.TypedValue_StringVal{StringVal: "purple"}}}}}}
+	_, err := c.Set(t.Context(), &gnmi.SetRequest{Update: []*gnmi.Update{
+		{Path: path(t, "/p4mesh/vpcs/vpc[name=purple]"), Val: ietf(`{"p4mesh:name":"purple","p4mesh:config":{"name":"purple","vni":400,"subnets":["10.4.0.0/16"]}}`)},
+		{Path: path(t, "/p4mesh/directory/controllers/controller[name=c1]/config/vpcs"), Val: owned},
+		{Path: path(t, "/p4mesh/export-policies/export-policy[name=web]/config/name"), Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_StringVal{StringVal: "web"}}},
+	}})
+	if err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	if _, ok := ctl.Config().VPC("purple"); !ok {
+		t.Fatal("purple was not applied to the controller")
+	}
+
+	before := getJSON(t, c, "/")
+	bad := []struct {
+		name string
+		req  *gnmi.SetRequest
+		want string
+	}{
+		{"overlapping subnet", &gnmi.SetRequest{Update: []*gnmi.Update{
+			{Path: path(t, "/p4mesh/vpcs/vpc[name=red]/config/subnets"), Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_LeaflistVal{LeaflistVal: &gnmi.ScalarArray{Element: []*gnmi.TypedValue{
+				{Value: &gnmi.TypedValue_StringVal{StringVal: "10.1.0.0/16"}}, {Value: &gnmi.TypedValue_StringVal{StringVal: "10.1.128.0/17"}}}}}}},
+		}}, "overlaps"},
+		{"unknown policy", &gnmi.SetRequest{Update: []*gnmi.Update{
+			{Path: path(t, "/p4mesh/peerings/peering[vpc=red][peer-vpc=blue]/config/export-policy"), Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_StringVal{StringVal: "nope"}}},
+		}}, "nope"},
+		{"bad prefix", &gnmi.SetRequest{Update: []*gnmi.Update{
+			{Path: path(t, "/p4mesh/vpcs/vpc[name=purple]/config/subnets"), Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_LeaflistVal{LeaflistVal: &gnmi.ScalarArray{Element: []*gnmi.TypedValue{
+				{Value: &gnmi.TypedValue_StringVal{StringVal: "10.4.0.1/16"}}}}}}},
+		}}, "10.4.0.1/16"},
+		{"state is read-only", &gnmi.SetRequest{Update: []*gnmi.Update{
+			{Path: path(t, "/p4mesh/peerings/peering[vpc=red][peer-vpc=blue]/state/active"), Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_BoolVal{BoolVal: false}}},
+		}}, "read-only"},
+		{"good then bad: nothing applies", &gnmi.SetRequest{
+			Delete: []*gnmi.Path{path(t, "/p4mesh/vpcs/vpc[name=purple]")},
+			Update: []*gnmi.Update{{Path: path(t, "/p4mesh/vpcs/vpc[name=red]/config/vni"), Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_UintVal{UintVal: 200}}}},
+		}, "200"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.Set(t.Context(), tc.req)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Set = %v; want InvalidArgument naming %q", err, tc.want)
+			}
+			if after := getJSON(t, c, "/"); after != before {
+				t.Error("a refused Set changed the configuration")
+			}
+		})
+	}
+
+	// Deleting something absent succeeds; deleting purple (and its
+	// directory entry, in the same transaction) removes it.
+	owned.GetLeaflistVal().Element = owned.GetLeaflistVal().Element[:3]
+	if _, err := c.Set(t.Context(), &gnmi.SetRequest{
+		Delete:  []*gnmi.Path{path(t, "/p4mesh/vpcs/vpc[name=purple]"), path(t, "/p4mesh/vpcs/vpc[name=absent]")},
+		Replace: []*gnmi.Update{{Path: path(t, "/p4mesh/directory/controllers/controller[name=c1]/config/vpcs"), Val: owned}},
+	}); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, ok := ctl.Config().VPC("purple"); ok {
+		t.Error("purple survived its delete")
+	}
+}
+
+func TestSubscribe(t *testing.T) {
+	c, ctl := start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+
+	// ONCE: everything under the path, then sync_response, then the end.
+	once, err := c.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	once.Send(&gnmi.SubscribeRequest{Request: &gnmi.SubscribeRequest_Subscribe{Subscribe: &gnmi.SubscriptionList{
+		Mode: gnmi.SubscriptionList_ONCE, Encoding: gnmi.Encoding_JSON_IETF,
+		Subscription: []*gnmi.Subscription{{Path: path(t, "/p4mesh/vpcs/vpc[name=red]")}},
+	}}})
+	var updates int
+	for {
+		r, err := once.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetSyncResponse() {
+			break
+		}
+		updates += len(r.GetUpdate().GetUpdate())
+	}
+	if updates == 0 {
+		t.Error("ONCE sent no updates before sync_response")
+	}
+
+	// STREAM ON_CHANGE on peering state: a dump, sync, then the change
+	// when blue's side of the peering goes away.
+	st, err := c.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Send(&gnmi.SubscribeRequest{Request: &gnmi.SubscribeRequest_Subscribe{Subscribe: &gnmi.SubscriptionList{
+		Mode: gnmi.SubscriptionList_STREAM, Encoding: gnmi.Encoding_JSON_IETF,
+		Subscription: []*gnmi.Subscription{{Path: path(t, "/p4mesh/peerings/peering[vpc=red][peer-vpc=blue]/state/active"), Mode: gnmi.SubscriptionMode_ON_CHANGE}},
+	}}})
+	active := func(r *gnmi.SubscribeResponse) (bool, bool) {
+		for _, u := range r.GetUpdate().GetUpdate() {
+			if strings.HasSuffix(pathString(u.GetPath()), "/state/active") {
+				// Streamed leaves are JSON_IETF scalars.
+				return string(u.GetVal().GetJsonIetfVal()) == "true", true
+			}
+		}
+		return false, false
+	}
+	synced := false
+	for !synced {
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := active(r); ok && !v {
+			t.Fatal("red->blue is inactive before the change")
+		}
+		synced = r.GetSyncResponse()
+	}
+	cfg := ctl.Config().Clone()
+	for i, p := range cfg.Peerings {
+		if p.VPC == "blue" {
+			cfg.Peerings = append(cfg.Peerings[:i], cfg.Peerings[i+1:]...)
+			break
+		}
+	}
+	if err := ctl.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := active(r); ok {
+			if v {
+				t.Fatal("an ON_CHANGE update repeated the old value")
+			}
+			break
+		}
+	}
+
+	// A SAMPLE interval below the minimum is refused.
+	bad, err := c.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Send(&gnmi.SubscribeRequest{Request: &gnmi.SubscribeRequest_Subscribe{Subscribe: &gnmi.SubscriptionList{
+		Mode:         gnmi.SubscriptionList_STREAM,
+		Subscription: []*gnmi.Subscription{{Path: path(t, "/p4mesh"), Mode: gnmi.SubscriptionMode_SAMPLE, SampleInterval: uint64(time.Millisecond)}},
+	}}})
+	if _, err := bad.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("SAMPLE at 1ms = %v; want InvalidArgument", err)
+	}
+}

@@ -1,0 +1,203 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/openconfig/gnmi/proto/gnmi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+func marshalJSON(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Subscribe implements gNMI: ONCE (everything, sync_response, close), POLL
+// (everything again on each poll) and STREAM with ON_CHANGE (a full dump,
+// sync_response, then only changes) or SAMPLE (everything every interval).
+func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.SubscribeResponse]) error {
+	req, err := st.Recv()
+	if err != nil {
+		return err
+	}
+	list := req.GetSubscribe()
+	if list == nil {
+		return status.Error(codes.InvalidArgument, "the first SubscribeRequest must carry a SubscriptionList")
+	}
+	if enc := list.GetEncoding(); enc != gnmi.Encoding_JSON_IETF && enc != gnmi.Encoding_JSON && enc != gnmi.Encoding_PROTO {
+		return status.Errorf(codes.Unimplemented, "encoding %s is not supported", enc)
+	}
+	subs := list.GetSubscription()
+	if len(subs) == 0 {
+		subs = []*gnmi.Subscription{{Path: &gnmi.Path{}}}
+	}
+	var paths []*gnmi.Path
+	for _, sub := range subs {
+		paths = append(paths, fullPath(list.GetPrefix(), sub.GetPath()))
+	}
+	ctx := st.Context()
+	switch list.GetMode() {
+	case gnmi.SubscriptionList_ONCE:
+		if _, err := s.dump(st, paths, list.GetUpdatesOnly()); err != nil {
+			return err
+		}
+		return st.Send(syncResponse())
+	case gnmi.SubscriptionList_POLL:
+		for {
+			if _, err := s.dump(st, paths, false); err != nil {
+				return err
+			}
+			if err := st.Send(syncResponse()); err != nil {
+				return err
+			}
+			r, err := st.Recv()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if r.GetPoll() == nil {
+				return status.Error(codes.InvalidArgument, "a POLL subscription takes only Poll requests")
+			}
+		}
+	}
+	// STREAM: one loop serves every subscription of the list; each has
+	// its mode and, for SAMPLE, its interval.
+	type stream struct {
+		path     *gnmi.Path
+		sample   time.Duration
+		nextSend time.Time
+	}
+	var streams []*stream
+	for i, sub := range subs {
+		ss := &stream{path: paths[i]}
+		switch sub.GetMode() {
+		case gnmi.SubscriptionMode_SAMPLE:
+			iv := time.Duration(sub.GetSampleInterval())
+			if iv == 0 {
+				iv = s.o.Poll // "as fast as possible" is the poll period
+			}
+			if iv < s.o.Poll {
+				return status.Errorf(codes.InvalidArgument, "%s: sample interval %s is below the minimum %s", pathString(paths[i]), iv, s.o.Poll)
+			}
+			ss.sample = iv
+		case gnmi.SubscriptionMode_ON_CHANGE, gnmi.SubscriptionMode_TARGET_DEFINED:
+		default:
+			return status.Errorf(codes.InvalidArgument, "subscription mode %s is not supported", sub.GetMode())
+		}
+		streams = append(streams, ss)
+	}
+	last, err := s.dump(st, paths, list.GetUpdatesOnly())
+	if err != nil {
+		return err
+	}
+	if err := st.Send(syncResponse()); err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, ss := range streams {
+		ss.nextSend = now.Add(ss.sample)
+	}
+	tick := time.NewTicker(s.o.Poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		cur, err := s.leaves()
+		if err != nil {
+			return status.Errorf(codes.Internal, "%v", err)
+		}
+		now := time.Now()
+		n := &gnmi.Notification{Timestamp: now.UnixNano()}
+		for key, u := range cur {
+			ss := owner(streams, u.GetPath(), func(x *stream) *gnmi.Path { return x.path })
+			if ss == nil {
+				continue
+			}
+			due := ss.sample > 0 && !now.Before(ss.nextSend)
+			if old, ok := last[key]; due || !ok || !proto.Equal(old.GetVal(), u.GetVal()) {
+				n.Update = append(n.Update, u)
+			}
+		}
+		for key, u := range last {
+			if _, ok := cur[key]; !ok && owner(streams, u.GetPath(), func(x *stream) *gnmi.Path { return x.path }) != nil {
+				n.Delete = append(n.Delete, u.GetPath())
+			}
+		}
+		for _, ss := range streams {
+			if ss.sample > 0 && !now.Before(ss.nextSend) {
+				ss.nextSend = now.Add(ss.sample)
+			}
+		}
+		last = cur
+		if len(n.Update)+len(n.Delete) == 0 {
+			continue
+		}
+		sortNotification(n)
+		if err := st.Send(&gnmi.SubscribeResponse{Response: &gnmi.SubscribeResponse_Update{Update: n}}); err != nil {
+			return err
+		}
+	}
+}
+
+// owner is the first subscription whose path covers leaf l.
+func owner[T any](subs []T, l *gnmi.Path, path func(T) *gnmi.Path) T {
+	var zero T
+	for _, x := range subs {
+		if matches(path(x), l) {
+			return x
+		}
+	}
+	return zero
+}
+
+// dump sends every leaf under paths as one notification (unless
+// updatesOnly) and returns the leaves it looked at, for change detection.
+func (s *Server) dump(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.SubscribeResponse], paths []*gnmi.Path, updatesOnly bool) (map[string]*gnmi.Update, error) {
+	all, err := s.leaves()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
+	kept := map[string]*gnmi.Update{}
+	n := &gnmi.Notification{Timestamp: time.Now().UnixNano()}
+	for key, u := range all {
+		if slices.ContainsFunc(paths, func(p *gnmi.Path) bool { return matches(p, u.GetPath()) }) {
+			kept[key] = u
+			n.Update = append(n.Update, u)
+		}
+	}
+	if updatesOnly || len(n.Update) == 0 {
+		return kept, nil
+	}
+	sortNotification(n)
+	return kept, st.Send(&gnmi.SubscribeResponse{Response: &gnmi.SubscribeResponse_Update{Update: n}})
+}
+
+func syncResponse() *gnmi.SubscribeResponse {
+	return &gnmi.SubscribeResponse{Response: &gnmi.SubscribeResponse_SyncResponse{SyncResponse: true}}
+}
+
+// sortNotification orders updates and deletes by path, so output is stable.
+func sortNotification(n *gnmi.Notification) {
+	slices.SortFunc(n.Update, func(a, b *gnmi.Update) int {
+		return compareStrings(pathString(a.GetPath()), pathString(b.GetPath()))
+	})
+	slices.SortFunc(n.Delete, func(a, b *gnmi.Path) int { return compareStrings(pathString(a), pathString(b)) })
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
