@@ -83,6 +83,7 @@ type options struct {
 	advertise   string
 	metricsAddr string
 	logLevel    slog.Level
+	gnmi        gnmiOptions
 }
 
 // errUsage marks command-line errors, which exit with status 2.
@@ -102,6 +103,11 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.advertise, "advertise", "", "address OHCs and peers reach this controller at, when not --listen (NAT, a load balancer); checked against the directory")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "Prometheus /metrics listen address, e.g. 127.0.0.1:9101 (empty: off)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.gnmi.addr, "gnmi-addr", "", "serve gNMI (configuration and state) on this address, e.g. 127.0.0.1:57400 (empty: off)")
+	fs.StringVar(&o.gnmi.cert, "gnmi-tls-cert", "", "gNMI server certificate (PEM)")
+	fs.StringVar(&o.gnmi.key, "gnmi-tls-key", "", "gNMI server private key (PEM)")
+	fs.StringVar(&o.gnmi.ca, "gnmi-tls-ca", "", "CA that gNMI clients' certificates must chain to: mutual TLS")
+	fs.BoolVar(&o.gnmi.insecurePlaintext, "gnmi-insecure", false, "serve gNMI in plaintext (the gNMI spec requires TLS; for tests and labs)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -124,6 +130,9 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return o, usageErr("--log-level %q: %v", *level, err)
+	}
+	if err := o.gnmi.check(); err != nil {
+		return o, err
 	}
 	return o, nil
 }
@@ -201,6 +210,14 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	defer endStreams()
 	gs := grpc.NewServer(grpc.StreamInterceptor(endStreamsOn(streamsCtx)))
 	srv.Register(gs)
+	if o.gnmi.addr != "" {
+		gg, _, err := startGNMI(o.gnmi, srv, log)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		defer daemon.StopGRPC(gg, shutdownGrace, log)
+	}
 
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "p4mesh_controller_config_reloads_total",
