@@ -308,11 +308,11 @@ func (p *Pipeline) route(h *headers, m *meta) {
 	}
 	if m.toLB {
 		binary.BigEndian.PutUint16(key[:], m.lbID)
-		p.applySelector(p.lbBackend, p.lbSelector, key[:2], sel[:], h, m)
+		p.applySelector(p.lbBackend, key[:2], sel[:], h, m)
 	}
 	if m.toGateway {
 		binary.BigEndian.PutUint16(key[:], m.poolID)
-		p.applySelector(p.gatewayPool, p.gatewaySelector, key[:2], sel[:], h, m)
+		p.applySelector(p.gatewayPool, key[:2], sel[:], h, m)
 	}
 
 	switch {
@@ -385,22 +385,23 @@ func (p *Pipeline) applyDirect(t *Table, key []byte, h *headers, m *meta) bool {
 }
 
 // applySelector applies an action-selector table: the entry names a member
-// or a group, and a group's member is picked by the crc16 of the selector
+// or a group (or carries a one-shot action set, a hidden group), and a group's member is picked by the crc16 of the selector
 // fields, as BMv2 does. A miss, or an empty group, runs nothing: p4c leaves
 // a selector table's default action out of the BMv2 program.
-func (p *Pipeline) applySelector(t *Table, profile uint32, key, sel []byte, h *headers, m *meta) {
+func (p *Pipeline) applySelector(t *Table, key, sel []byte, h *headers, m *meta) {
 	e, hit := p.lookup(t, key, m)
 	if !hit {
 		return
 	}
+	// The entry's own pointers, not its ids: a one-shot entry's group is
+	// hidden (it has no id), and a named member or group cannot go while an
+	// entry holds it.
 	var mem *Member
 	switch {
-	case e.GroupID != 0:
-		if g := p.store.Group(profile, e.GroupID); g != nil {
-			mem = g.Select(uint64(crc16(sel)))
-		}
-	case e.MemberID != 0:
-		mem = p.store.Member(profile, e.MemberID)
+	case e.group != nil:
+		mem = e.group.Select(uint64(crc16(sel)))
+	case e.member != nil:
+		mem = e.member
 	}
 	if mem != nil {
 		p.runAction(mem.ActionID, mem.Args, h, m)

@@ -117,7 +117,7 @@ func TestWriteCodes(t *testing.T) {
 		{"entry to missing group", nil, ins(poolEntry(1, toGroup(3))), codes.NotFound},
 		{"action on an indirect table", nil, ins(poolEntry(1, encap(1, 1, 1))), codes.InvalidArgument},
 		{"member on a direct table", nil, ins(te(tPortVnet, 0, toMember(1), exact(1, 1))), codes.InvalidArgument},
-		{"one-shot", nil, ins(poolEntry(1, &p4v1.TableAction{Type: &p4v1.TableAction_ActionProfileActionSet{ActionProfileActionSet: &p4v1.ActionProfileActionSet{}}})), codes.Unimplemented},
+		{"one-shot, empty action set", nil, ins(poolEntry(1, &p4v1.TableAction{Type: &p4v1.TableAction_ActionProfileActionSet{ActionProfileActionSet: &p4v1.ActionProfileActionSet{}}})), codes.InvalidArgument},
 		{"direct counter insert", nil, ins(&p4v1.DirectCounterEntry{TableEntry: te(tRoute, 0, nil, exact(1, 1))}), codes.InvalidArgument},
 		{"direct counter of missing entry", nil, mod(&p4v1.DirectCounterEntry{TableEntry: te(tRoute, 0, nil, exact(1, 1)), Data: &p4v1.CounterData{}}), codes.NotFound},
 		{"direct counter of a table without one", nil, mod(&p4v1.DirectCounterEntry{TableEntry: te(tPortVnet, 0, nil, exact(1, 1))}), codes.InvalidArgument},

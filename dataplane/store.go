@@ -44,7 +44,7 @@ func NewStore(s *p4rt.Schema) *Store {
 		if err != nil {
 			continue
 		}
-		st.profiles[p.ID()] = &profile{info: p, members: map[uint32]*Member{}, groups: map[uint32]*Group{}}
+		st.profiles[p.ID()] = &profile{info: p, members: map[uint32]*Member{}, groups: map[uint32]*Group{}, oneshot: map[*Group]struct{}{}}
 	}
 	for _, t := range st.order {
 		t.initial = st.p4infoDefault(t)
@@ -252,7 +252,10 @@ type Entry struct {
 	// padded to the parameter's byte width.
 	Params [][]byte
 	// MemberID or GroupID is set for an entry of a table with an action
-	// profile: resolve it with Store.Member or Store.Group.
+	// profile that names a member or group: resolve it with Store.Member or
+	// Store.Group. Both are 0 for a one-shot entry (an action set), whose
+	// members and group are hidden: the pipeline follows the entry's own
+	// member and group pointers, never the ids.
 	MemberID, GroupID uint32
 	// Packets and Bytes are the entry's direct counter.
 	Packets, Bytes atomic.Uint64
@@ -265,7 +268,7 @@ type Entry struct {
 	mask     []byte
 	ranges   []keyRange
 	member   *Member
-	group    *Group
+	group    *Group // the named group, or the hidden group of a one-shot entry
 	prev     *Entry
 	next     *Entry
 }
@@ -313,8 +316,9 @@ type Member struct {
 // Group is an action selector group.
 type Group struct {
 	ID uint32
-	// Members are the group's members sorted by member id, and Weights
-	// their weights (each ≥ 1).
+	// Members are the group's members sorted by member id (in request
+	// order for a one-shot entry's hidden group), and Weights their
+	// weights (each ≥ 1).
 	Members []*Member
 	Weights []int32
 
@@ -323,6 +327,10 @@ type Group struct {
 	slots   []*Member
 	proto   *p4v1.ActionProfileGroup
 	entries int
+	// owner is the profile of a one-shot entry's hidden group, nil for a
+	// group a client wrote: its members are hidden too, and it goes when
+	// its entry does.
+	owner *profile
 }
 
 // Select picks the member for a packet whose selector hash is h, as BMv2
@@ -341,6 +349,12 @@ type profile struct {
 	info    *p4rt.ActionProfile
 	members map[uint32]*Member
 	groups  map[uint32]*Group
+	// oneshot holds the hidden groups of one-shot entries. They have no
+	// ids a client can see, so they never clash with client group ids and
+	// never show in member or group reads. A profile holds one-shot groups
+	// or client members and groups, never both (spec §9.2.3): the mode
+	// follows from which is non-empty, so it resets when the profile empties.
+	oneshot map[*Group]struct{}
 	// handles hands out BMv2 member handles lowest-free-first, as BMv2's
 	// handle manager does, so that groups order their members as BMv2's
 	// do for the same sequence of writes.
@@ -362,6 +376,28 @@ func (p *profile) freeHandles(hs []uint32) {
 	for _, h := range hs {
 		p.handles[h] = false
 	}
+}
+
+// usedHandles is the number of BMv2 member handles in use.
+func (p *profile) usedHandles() int {
+	n := 0
+	for _, used := range p.handles {
+		if used {
+			n++
+		}
+	}
+	return n
+}
+
+// dropOneShot frees the hidden group g of a one-shot entry and its hidden
+// members' handles, as PI deletes them with the entry.
+func (p *profile) dropOneShot(g *Group) {
+	for _, m := range g.Members {
+		p.freeHandles(m.handles)
+		m.handles, m.groups = nil, 0
+	}
+	g.slots = nil
+	delete(p.oneshot, g)
 }
 
 // weigh gives every member of g as many handles as its weight, creating the

@@ -476,7 +476,7 @@ func (s *Store) writeTableEntry(typ p4v1.Update_Type, te *p4v1.TableEntry, sc *s
 	}
 	switch {
 	case te.GetAction() != nil:
-		a, err := s.entryAction(t, e, te.GetAction(), sc, &arena)
+		a, err := s.entryAction(t, e, old, te.GetAction(), sc, &arena)
 		if err != nil {
 			return err
 		}
@@ -506,8 +506,8 @@ func (s *Store) writeTableEntry(typ p4v1.Update_Type, te *p4v1.TableEntry, sc *s
 }
 
 // entryAction checks the action of a table entry, sets it on e and returns
-// its canonical form.
-func (s *Store) entryAction(t *Table, e *Entry, ta *p4v1.TableAction, sc *scratch, arena *[]byte) (*p4v1.TableAction, error) {
+// its canonical form. old is the entry e replaces (MODIFY), or nil.
+func (s *Store) entryAction(t *Table, e, old *Entry, ta *p4v1.TableAction, sc *scratch, arena *[]byte) (*p4v1.TableAction, error) {
 	name := t.Info.Name()
 	prof := t.Info.Profile
 	switch x := ta.GetType().(type) {
@@ -528,7 +528,11 @@ func (s *Store) entryAction(t *Table, e *Entry, ta *p4v1.TableAction, sc *scratc
 		if prof == nil {
 			return nil, errf(codes.InvalidArgument, "table %s is direct: entries name an action, not a member", name)
 		}
-		m := s.profiles[prof.ID()].members[x.ActionProfileMemberId]
+		p := s.profiles[prof.ID()]
+		if len(p.oneshot) > 0 {
+			return nil, mixing(p)
+		}
+		m := p.members[x.ActionProfileMemberId]
 		if m == nil {
 			return nil, errf(codes.NotFound, "table %s: profile %s has no member %d", name, prof.Name(), x.ActionProfileMemberId)
 		}
@@ -538,14 +542,26 @@ func (s *Store) entryAction(t *Table, e *Entry, ta *p4v1.TableAction, sc *scratc
 		if prof == nil || !prof.GetWithSelector() {
 			return nil, errf(codes.InvalidArgument, "table %s has no action selector: entries cannot name a group", name)
 		}
-		g := s.profiles[prof.ID()].groups[x.ActionProfileGroupId]
+		p := s.profiles[prof.ID()]
+		if len(p.oneshot) > 0 {
+			return nil, mixing(p)
+		}
+		g := p.groups[x.ActionProfileGroupId]
 		if g == nil {
 			return nil, errf(codes.NotFound, "table %s: selector %s has no group %d", name, prof.Name(), x.ActionProfileGroupId)
 		}
 		e.GroupID, e.group = g.ID, g
 		return &p4v1.TableAction{Type: &p4v1.TableAction_ActionProfileGroupId{ActionProfileGroupId: g.ID}}, nil
 	case *p4v1.TableAction_ActionProfileActionSet:
-		return nil, errf(codes.Unimplemented, "table %s: one-shot action selector programming is not supported; program members and groups", name)
+		if prof == nil || !prof.GetWithSelector() {
+			return nil, errf(codes.InvalidArgument, "table %s has no action selector: entries cannot carry an action set", name)
+		}
+		g, set, err := s.oneShot(t, s.profiles[prof.ID()], x.ActionProfileActionSet, old, sc, arena)
+		if err != nil {
+			return nil, err
+		}
+		e.group = g
+		return &p4v1.TableAction{Type: &p4v1.TableAction_ActionProfileActionSet{ActionProfileActionSet: set}}, nil
 	default:
 		return nil, errf(codes.InvalidArgument, "table %s: the entry's action is empty", name)
 	}
@@ -587,9 +603,104 @@ func release(e *Entry) {
 	if e.member != nil {
 		e.member.entries--
 	}
-	if e.group != nil {
-		e.group.entries--
+	if g := e.group; g != nil {
+		g.entries--
+		if g.owner != nil && g.entries == 0 {
+			// The last entry holding a one-shot group: its hidden
+			// members and group go with it (a MODIFY that keeps the
+			// action set holds it from the new entry first).
+			g.owner.dropOneShot(g)
+		}
 	}
+}
+
+// mixing is the error for a write that would mix one-shot entries with
+// client members and groups on profile p (spec §9.2.3).
+func mixing(p *profile) error {
+	return errf(codes.InvalidArgument, "mixing one-shot and member/group programming on profile %s", p.info.Name())
+}
+
+// oneShot checks the action set of a one-shot entry of t and builds its
+// hidden group in selector p, as PI does: one hidden member per action, in
+// request order, each given as many BMv2 member handles as its weight (PI
+// creates weight members per action), so the group's slots are laid out as
+// BMv2's. old is the entry being modified, or nil: its hidden group, if
+// any, is freed by the caller after this one is built, as PI frees the old
+// group after the entry points at the new one. It returns the group and the
+// canonical action set Read returns.
+func (s *Store) oneShot(t *Table, p *profile, set *p4v1.ActionProfileActionSet, old *Entry, sc *scratch, arena *[]byte) (*Group, *p4v1.ActionProfileActionSet, error) {
+	name, pname := t.Info.Name(), p.info.Name()
+	acts := set.GetActionProfileActions()
+	if len(acts) == 0 {
+		return nil, nil, errf(codes.InvalidArgument, "table %s: the one-shot action set is empty", name)
+	}
+	if len(p.members) > 0 || len(p.groups) > 0 {
+		return nil, nil, mixing(p)
+	}
+	sumOfMembers := p.info.GetSumOfMembers()
+	g := &Group{owner: p}
+	out := &p4v1.ActionProfileActionSet{ActionProfileActions: make([]*p4v1.ActionProfileAction, 0, len(acts))}
+	size, handles := 0, 0
+	for i, apa := range acts {
+		w := apa.GetWeight()
+		switch {
+		case apa.GetAction() == nil:
+			return nil, nil, errf(codes.InvalidArgument, "table %s: action %d of the action set is missing", name, i)
+		case p.info.GetWeightsDisallowed() && w != 0:
+			return nil, nil, errf(codes.InvalidArgument, "profile %s disallows weights: action %d of the set has weight %d", pname, i, w)
+		case !p.info.GetWeightsDisallowed() && w < 1:
+			return nil, nil, errf(codes.InvalidArgument, "table %s: action %d of the set has weight %d, weights are ≥ 1", name, i, w)
+		case sumOfMembers != nil && sumOfMembers.GetMaxMemberWeight() > 0 && w > sumOfMembers.GetMaxMemberWeight():
+			return nil, nil, errf(codes.InvalidArgument, "table %s: action %d of the set has weight %d, above %d", name, i, w, sumOfMembers.GetMaxMemberWeight())
+		case apa.GetWatchPort() != nil || apa.GetWatch() != 0:
+			return nil, nil, errf(codes.Unimplemented, "table %s: watch ports are not supported", name)
+		}
+		if err := tableAction(t, apa.GetAction().GetActionId(), false); err != nil {
+			return nil, nil, err
+		}
+		d, err := s.parseAction(apa.GetAction(), sc, arena)
+		if err != nil {
+			return nil, nil, err
+		}
+		out.ActionProfileActions = append(out.ActionProfileActions, &p4v1.ActionProfileAction{Action: d.proto, Weight: w})
+		if w == 0 {
+			w = 1
+		}
+		if sumOfMembers != nil {
+			size++
+		} else {
+			size += int(w)
+		}
+		handles += int(w)
+		g.Members = append(g.Members, &Member{ActionID: d.id, Args: d.args, Params: d.params, groups: 1})
+		g.Weights = append(g.Weights, w)
+	}
+	if limit := p.info.GetMaxGroupSize(); limit > 0 && size > int(limit) {
+		return nil, nil, errf(codes.ResourceExhausted, "table %s: the action set's size %d exceeds profile %s's max_group_size %d", name, size, pname, limit)
+	}
+	if limit := p.info.GetSize(); limit > 0 {
+		used := p.usedHandles()
+		if og := old.oneShotGroup(); og != nil && og.entries == 1 {
+			used -= len(og.slots)
+		}
+		if int64(used+handles) > limit {
+			return nil, nil, errf(codes.ResourceExhausted, "profile %s is full (%d members)", pname, limit)
+		}
+	}
+	// weigh hands out each member's handles in request order, lowest
+	// free first: the same handles PI's member creations get from BMv2.
+	p.weigh(g)
+	p.oneshot[g] = struct{}{}
+	return g, out, nil
+}
+
+// oneShotGroup is the hidden group of e, nil if e is nil or not a one-shot
+// entry.
+func (e *Entry) oneShotGroup() *Group {
+	if e == nil || e.group == nil || e.group.owner == nil {
+		return nil
+	}
+	return e.group
 }
 
 // writeDefault applies an update of t's default entry: MODIFY only.
@@ -655,6 +766,9 @@ func (s *Store) writeMember(typ p4v1.Update_Type, m *p4v1.ActionProfileMember, s
 		return errf(codes.InvalidArgument, "unknown action profile id %d", m.GetActionProfileId())
 	}
 	name := p.info.Name()
+	if len(p.oneshot) > 0 {
+		return mixing(p)
+	}
 	if m.GetMemberId() == 0 {
 		return errf(codes.InvalidArgument, "profile %s: member id 0 is not valid", name)
 	}
@@ -728,6 +842,9 @@ func (s *Store) writeGroup(typ p4v1.Update_Type, g *p4v1.ActionProfileGroup) err
 	name := p.info.Name()
 	if !p.info.GetWithSelector() {
 		return errf(codes.InvalidArgument, "profile %s has no selector, so no groups", name)
+	}
+	if len(p.oneshot) > 0 {
+		return mixing(p)
 	}
 	if g.GetGroupId() == 0 {
 		return errf(codes.InvalidArgument, "profile %s: group id 0 is not valid", name)

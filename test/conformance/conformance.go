@@ -108,6 +108,7 @@ func Run(t *testing.T, target Target) {
 		{"ReadAfterWrite", s.readAfterWrite},
 		{"PaddedValuesReadBackCanonical", s.paddedReadBack},
 		{"WildcardReads", s.wildcardReads},
+		{"OneShotActionSetReadBackEqual", s.oneShotReadBack},
 		{"PipelineWithChangedWidthIsRefused", s.pipelineRefused},
 		{"VerifyChangesNothing", s.verifyChangesNothing},
 		{"CommitWithoutSavedConfig", s.commitWithoutSaved},
