@@ -3,6 +3,8 @@
 // sees them, `pipeline push` loads it onto a P4Runtime switch (BMv2's
 // simple_switch_grpc, or any target p4rt packs a device config for). `demo`
 // runs the demo topology (package demo) and checks what it should do.
+// `get`, `set`, `subscribe` and `apply -f FILE` configure and observe a
+// controller over gNMI (gnmi.go).
 package main
 
 import (
@@ -29,11 +31,28 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: p4meshctl pipeline show | pipeline push [flags] | demo [--keep] [--in-memory] [--log-level L]")
+var errUsage = errors.New(`usage: p4meshctl pipeline show | pipeline push [flags] | demo [--keep] [--in-memory] [--log-level L]
+       p4meshctl get [gnmi flags] [--encoding json_ietf|json] PATH...
+       p4meshctl set [gnmi flags] [--delete PATH] [--replace PATH=JSON] [--update PATH=JSON]...
+       p4meshctl subscribe [gnmi flags] [--mode once|poll|stream] [--stream-mode on_change|sample] [--sample-interval D] PATH...
+       p4meshctl apply [gnmi flags] -f FILE.yaml
+   gnmi flags: --target host:port (default 127.0.0.1:57400) --insecure | --tls-ca F [--tls-cert F --tls-key F] --timeout D
+   values are JSON: a string is '"text"'`)
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) >= 1 && args[0] == "demo" {
-		return demoCmd(ctx, args[1:], stdout, stderr)
+	if len(args) >= 1 {
+		switch args[0] {
+		case "demo":
+			return demoCmd(ctx, args[1:], stdout, stderr)
+		case "get":
+			return getCmd(ctx, args[1:], stdout, stderr)
+		case "set":
+			return setCmd(ctx, args[1:], stdout, stderr)
+		case "subscribe":
+			return subscribeCmd(ctx, args[1:], stdout, stderr)
+		case "apply":
+			return applyCmd(ctx, args[1:], stdout, stderr)
+		}
 	}
 	if len(args) < 2 || args[0] != "pipeline" {
 		return errUsage

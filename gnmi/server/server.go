@@ -51,6 +51,13 @@ type Server struct {
 	// setMu serialises Sets: each reads the configuration, changes it and
 	// applies it, and two interleaved would lose one's change.
 	setMu sync.Mutex
+
+	// snapMu guards snap and snapAt: the flattened tree that Subscribe
+	// streams share, so that N subscribers polling cost one tree build
+	// per half poll period rather than N. A Set drops it.
+	snapMu sync.Mutex
+	snap   map[string]*gnmi.Update
+	snapAt time.Time
 }
 
 // New makes a gNMI server.
@@ -253,6 +260,7 @@ func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetRespon
 	if err := s.o.Controller.Apply(cfg); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
 	}
+	s.dropSnapshot()
 	s.log.Info("gnmi set applied", "deletes", len(req.GetDelete()), "replaces", len(req.GetReplace()), "updates", len(req.GetUpdate()))
 	return resp, nil
 }
@@ -323,6 +331,29 @@ func (s *Server) leaves() (map[string]*gnmi.Update, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// snapshot is leaves() shared between subscriptions: at most Poll/2 old
+// (a change made outside gNMI shows within that), never older than the
+// last Set made here. Callers must not modify the map or its updates.
+func (s *Server) snapshot() (map[string]*gnmi.Update, error) {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	if s.snap != nil && time.Since(s.snapAt) < s.o.Poll/2 {
+		return s.snap, nil
+	}
+	m, err := s.leaves()
+	if err != nil {
+		return nil, err
+	}
+	s.snap, s.snapAt = m, time.Now()
+	return m, nil
+}
+
+func (s *Server) dropSnapshot() {
+	s.snapMu.Lock()
+	s.snap = nil
+	s.snapMu.Unlock()
 }
 
 // flatten walks one JSON object whose schema is e, under the path elements

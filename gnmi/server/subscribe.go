@@ -110,7 +110,7 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 			return nil
 		case <-tick.C:
 		}
-		cur, err := s.leaves()
+		cur, err := s.snapshot()
 		if err != nil {
 			return status.Errorf(codes.Internal, "%v", err)
 		}
@@ -161,7 +161,7 @@ func owner[T any](subs []T, l *gnmi.Path, path func(T) *gnmi.Path) T {
 // dump sends every leaf under paths as one notification (unless
 // updatesOnly) and returns the leaves it looked at, for change detection.
 func (s *Server) dump(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.SubscribeResponse], paths []*gnmi.Path, updatesOnly bool) (map[string]*gnmi.Update, error) {
-	all, err := s.leaves()
+	all, err := s.snapshot()
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}

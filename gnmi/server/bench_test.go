@@ -1,0 +1,169 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/openconfig/gnmi/proto/gnmi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/p4mesh/p4mesh/controller"
+)
+
+// BenchmarkGetEndpoints: a Get of /p4mesh/endpoints (config and state)
+// with 100k endpoints configured (one VPC over 1000 hosts), as JSON_IETF,
+// through Server.Get without gRPC (the answer is far above gRPC's default
+// 4 MB message limit). Reports the answer's size.
+func BenchmarkGetEndpoints(b *testing.B) {
+	const endpoints, hosts = 100_000, 1000
+	var hs []controller.Host
+	for i := range hosts {
+		hs = append(hs, controller.Host{ID: fmt.Sprintf("h%d", i), UnderlayIP: netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i + 1)}),
+			MAC: controller.MAC{2, 0xfe, 0, 0, byte(i >> 8), byte(i)}, UplinkPort: 1})
+	}
+	cfg := &controller.Config{Controller: "c1", Hosts: hs,
+		Directory: []controller.ControllerEntry{{Name: "c1", Address: "127.0.0.1:1", VPCs: []string{"big"}}},
+		VPCs:      []controller.VPC{{Name: "big", VNI: 100, Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}}
+	for i := range endpoints {
+		cfg.Endpoints = append(cfg.Endpoints, controller.Endpoint{ID: fmt.Sprintf("vm-%d", i), VPC: "big", Kind: controller.KindVM,
+			IP:  netip.AddrFrom4([4]byte{10, byte((i + 2) >> 16), byte((i + 2) >> 8), byte(i + 2)}),
+			MAC: controller.MAC{2, 1, 0, byte(i >> 16), byte(i >> 8), byte(i)}, Host: fmt.Sprintf("h%d", i%hosts), Port: uint16(2 + i/hosts)})
+	}
+	store, err := controller.OpenStore(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := store.Apply(cfg); err != nil {
+		b.Fatal(err)
+	}
+	ctl, err := controller.NewServer(controller.ServerOptions{Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := New(Options{Controller: ctl})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &gnmi.GetRequest{Path: []*gnmi.Path{{Elem: []*gnmi.PathElem{{Name: "p4mesh"}, {Name: "endpoints"}}}}, Encoding: gnmi.Encoding_JSON_IETF}
+	b.ReportAllocs()
+	var size int
+	for b.Loop() {
+		resp, err := srv.Get(context.Background(), req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = proto.Size(resp)
+	}
+	b.ReportMetric(float64(size)/1e6, "MB-answer")
+}
+
+// BenchmarkOnChangeFanout: 100 STREAM ON_CHANGE subscribers, over gRPC on
+// loopback, on one leaf; per Set of that leaf, the time until each
+// subscriber has the new value (p50, p99 over all subscribers and Sets)
+// and until the last one has it (p50, p99 over Sets). The server looks for
+// changes every Options.Poll (default 100ms), so that bounds the latency
+// from below on average by half of it.
+func BenchmarkOnChangeFanout(b *testing.B) {
+	const subscribers = 100
+	srv, _, _ := fuzzServer(b)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	go g.Serve(lis)
+	defer g.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	c := gnmi.NewGNMIClient(conn)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	leaf := &gnmi.Path{Elem: []*gnmi.PathElem{{Name: "p4mesh"}, {Name: "vpcs"}, {Name: "vpc", Key: map[string]string{"name": "green"}}, {Name: "config"}, {Name: "vni"}}}
+	type seen struct {
+		vni uint32
+		at  time.Time
+	}
+	got := make(chan seen, subscribers*4)
+	synced := make(chan struct{}, subscribers)
+	for range subscribers {
+		st, err := c.Subscribe(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Send(&gnmi.SubscribeRequest{Request: &gnmi.SubscribeRequest_Subscribe{Subscribe: &gnmi.SubscriptionList{
+			Mode: gnmi.SubscriptionList_STREAM, Encoding: gnmi.Encoding_JSON_IETF,
+			Subscription: []*gnmi.Subscription{{Path: leaf, Mode: gnmi.SubscriptionMode_ON_CHANGE}},
+		}}}); err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			for {
+				r, err := st.Recv()
+				if err != nil {
+					return
+				}
+				if r.GetSyncResponse() {
+					synced <- struct{}{}
+				}
+				for _, u := range r.GetUpdate().GetUpdate() {
+					v, err := strconv.ParseUint(string(u.GetVal().GetJsonIetfVal()), 10, 32)
+					if err == nil {
+						got <- seen{uint32(v), time.Now()}
+					}
+				}
+			}
+		}()
+	}
+	for range subscribers {
+		<-synced
+	}
+	// Drain the initial dumps.
+	for range subscribers {
+		<-got
+	}
+	var each, all []time.Duration
+	vni := uint32(1000)
+	for b.Loop() {
+		vni++
+		start := time.Now()
+		if _, err := srv.Set(ctx, &gnmi.SetRequest{Update: []*gnmi.Update{{Path: leaf, Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_UintVal{UintVal: uint64(vni)}}}}}); err != nil {
+			b.Fatal(err)
+		}
+		var last time.Duration
+		for n := 0; n < subscribers; {
+			select {
+			case s := <-got:
+				if s.vni != vni {
+					continue
+				}
+				d := s.at.Sub(start)
+				each = append(each, d)
+				last = max(last, d)
+				n++
+			case <-time.After(10 * time.Second):
+				b.Fatalf("only %d of %d subscribers saw VNI %d", n, subscribers, vni)
+			}
+		}
+		all = append(all, last)
+	}
+	slices.Sort(each)
+	slices.Sort(all)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(each[len(each)/2]), "p50-ms")
+	b.ReportMetric(ms(each[len(each)*99/100]), "p99-ms")
+	b.ReportMetric(ms(all[len(all)/2]), "p50-all-ms")
+	b.ReportMetric(ms(all[len(all)*99/100]), "p99-all-ms")
+}
