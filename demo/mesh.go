@@ -105,6 +105,9 @@ func DemoTopology(addrs [2]string) *Topology {
 		subnet netip.Prefix
 	}{
 		"red": {100, netip.MustParsePrefix("10.1.0.0/16")}, "blue": {200, netip.MustParsePrefix("10.2.0.0/16")}, "green": {300, netip.MustParsePrefix("10.3.0.0/16")},
+		// orange and purple exist only as cabled VMs: no controller has
+		// them until an operator creates them (the gNMI tests do).
+		"orange": {400, netip.MustParsePrefix("10.4.0.0/16")}, "purple": {500, netip.MustParsePrefix("10.5.0.0/16")},
 	}
 	vm := func(id, vpc, ip, host string, port uint16, macLast byte) VM {
 		v := vpcs[vpc]
@@ -120,6 +123,8 @@ func DemoTopology(addrs [2]string) *Topology {
 		// blue-2 is cabled but not configured: tests and the demo add it
 		// to the controller's configuration and see it become reachable.
 		vm("blue-2", "blue", "10.2.0.11", "h3", 4, 0x11),
+		vm("orange-1", "orange", "10.4.0.10", "h1", 3, 0x10),
+		vm("purple-1", "purple", "10.5.0.10", "h2", 3, 0x10),
 	}
 	dir := []controller.ControllerEntry{
 		{Name: "c1", Address: addrs[0], VPCs: []string{"red", "green"}},

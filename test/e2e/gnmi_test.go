@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -262,4 +263,69 @@ func TestGNMICLI(t *testing.T) {
 	}
 	// And forwarding is as it was.
 	waitPing(t, m, "red-1", "10.2.0.11", 3)
+}
+
+// TestGNMICreateVPCs creates two VPCs, their endpoints and a peering
+// purely with gnmi_cli Sets (orange on c1, purple on c2; their VMs are
+// cabled but no controller knows them), sees the OHCs program the switches
+// and a ping pass, and reads the peering's state back as active.
+func TestGNMICreateVPCs(t *testing.T) {
+	cli := gnmiCLI{t: t, bin: buildGNMICLI(t, t.TempDir())}
+	topo := demo.DemoTopology([2]string{"", ""})
+	f := demo.NewMemFabric(topo)
+	defer f.Close()
+	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	addr := serveGNMI(t, m)
+	waitPing(t, m, "red-1", "10.2.0.10", 3)
+
+	strs := func(ss ...string) *gnmi.TypedValue {
+		var el []*gnmi.TypedValue
+		for _, s := range ss {
+			el = append(el, &gnmi.TypedValue{Value: &gnmi.TypedValue_StringVal{StringVal: s}})
+		}
+		return &gnmi.TypedValue{Value: &gnmi.TypedValue_LeaflistVal{LeaflistVal: &gnmi.ScalarArray{Element: el}}}
+	}
+	// The directory is the same on every controller: both learn who owns
+	// the new VPCs.
+	directory := []*gnmi.Update{
+		{Path: gpath(t, "/p4mesh/directory/controllers/controller[name=c1]/config/vpcs"), Val: strs("red", "green", "orange")},
+		{Path: gpath(t, "/p4mesh/directory/controllers/controller[name=c2]/config/vpcs"), Val: strs("blue", "purple")},
+	}
+	side := func(vpc string, vni int, subnet, peer string, vm demo.VM) []*gnmi.Update {
+		return append(slices.Clone(directory),
+			&gnmi.Update{Path: gpath(t, "/p4mesh/vpcs/vpc[name="+vpc+"]"),
+				Val: ietf(fmt.Sprintf(`{"name":%q,"config":{"name":%q,"vni":%d,"subnets":[%q]}}`, vpc, vpc, vni, subnet))},
+			&gnmi.Update{Path: gpath(t, "/p4mesh/endpoints/endpoint[id="+vm.ID+"]"),
+				Val: ietf(fmt.Sprintf(`{"id":%q,"config":{"id":%q,"vpc":%q,"kind":"vm","ip":"%s","mac":"%s","host":%q,"port":%d}}`,
+					vm.ID, vm.ID, vpc, vm.IP, vm.MAC, vm.Host, vm.Port))},
+			&gnmi.Update{Path: gpath(t, "/p4mesh/peerings/peering[vpc="+vpc+"][peer-vpc="+peer+"]"),
+				Val: ietf(fmt.Sprintf(`{"vpc":%q,"peer-vpc":%q,"config":{"vpc":%q,"peer-vpc":%q,"export-policy":"all"}}`, vpc, peer, vpc, peer))},
+		)
+	}
+	for _, s := range []struct {
+		ctl     string
+		updates []*gnmi.Update
+	}{
+		{"c1", side("orange", 400, "10.4.0.0/16", "purple", topo.VM("orange-1"))},
+		{"c2", side("purple", 500, "10.5.0.0/16", "orange", topo.VM("purple-1"))},
+	} {
+		if out, err := cli.run(addr[s.ctl], "-set", "-proto", textProto(&gnmi.SetRequest{Update: s.updates})); err != nil {
+			t.Fatalf("gnmi_cli -set on %s: %v\n%s", s.ctl, err, out)
+		}
+	}
+	waitPing(t, m, "orange-1", "10.5.0.10", 3)
+	waitPing(t, m, "purple-1", "10.4.0.10", 3)
+	// Nothing of the new pair leaks to red: orange and red are not peered.
+	if n, _ := m.Ping(t.Context(), "red-1", netip.MustParseAddr("10.4.0.10"), 1); n != 0 {
+		t.Error("red-1 reached orange-1, which it is not peered with")
+	}
+	waitFor(t, 10*time.Second, "orange–purple reported active", func() bool {
+		out, err := cli.run(addr["c1"], "-get", "-proto", textProto(&gnmi.GetRequest{
+			Path: []*gnmi.Path{gpath(t, "/p4mesh/peerings/peering[vpc=orange][peer-vpc=purple]/state/active")}, Encoding: gnmi.Encoding_JSON_IETF}))
+		return err == nil && strings.Contains(out, "true")
+	})
 }
