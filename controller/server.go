@@ -55,6 +55,9 @@ type Server struct {
 	services map[PublishedService]*service
 	peers    *watch.Table // this controller's sides of its peerings
 	changed  chan struct{}
+	// reports is what the OHCs report of their switches; it has its own
+	// lock, as reports come at any time.
+	reports hostReports
 	// authCfg is the configuration the open connectivity streams were
 	// last authorised against: only a new configuration can revoke.
 	authCfg *Config
@@ -284,6 +287,9 @@ type Stats struct {
 	// Applies and ApplyErrors count Apply calls that were accepted and
 	// refused since the Server was made.
 	Applies, ApplyErrors uint64
+	// HostEntries are the entries each host's OHC last reported it has
+	// programmed on its switch.
+	HostEntries map[string]uint64
 }
 
 // Stats counts published services, hosts and watch subscribers.
@@ -293,6 +299,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		PublishedServices: len(s.services), Hosts: len(s.hosts), Subscribers: s.peers.Subscribers(),
 		Applies: s.applies.Load(), ApplyErrors: s.applyErrors.Load(),
+		HostEntries: s.reports.totals(),
 	}
 	for _, t := range s.hosts {
 		st.Subscribers += t.Subscribers()

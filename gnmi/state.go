@@ -41,6 +41,11 @@ func WithState(d *oc.Device, peerings []controller.PeeringStatus, st controller.
 		s.Active = ygot.Bool(ps.Active)
 		s.Reason = str(ps.Reason)
 	}
+	for host, n := range st.HostEntries {
+		if h := m.GetHosts().GetHost(host); h != nil {
+			h.GetOrCreateState().ProgrammedEntries = ygot.Uint64(n)
+		}
+	}
 	s := m.GetOrCreateState()
 	s.PublishedServices = ygot.Uint32(clampUint32(st.PublishedServices))
 	s.WatchSubscribers = ygot.Uint32(clampUint32(st.Subscribers))

@@ -55,6 +55,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 	if err != nil {
 		return err
 	}
+	prog.dbg = o.Host == "h5"
 	agent, err := NewAgent(AgentOptions{Host: o.Host, Controllers: o.Controllers, Programmer: prog, Logger: log})
 	if err != nil {
 		return err
@@ -62,7 +63,8 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context) error{client.Run, prog.Run, agent.Run} {
+	report := func(ctx context.Context) error { return agent.Report(ctx, prog) }
+	for _, f := range []func(context.Context) error{client.Run, prog.Run, agent.Run, report} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -1302,6 +1302,96 @@ func (x *PeerSide) GetExportedPrefixes() []string {
 	return nil
 }
 
+// HostReport is an OHC's account of its switch.
+type HostReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Host  string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// Entries programmed on the switch, by table.
+	Entries       map[string]uint64 `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostReport) Reset() {
+	*x = HostReport{}
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostReport) ProtoMessage() {}
+
+func (x *HostReport) ProtoReflect() protoreflect.Message {
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostReport.ProtoReflect.Descriptor instead.
+func (*HostReport) Descriptor() ([]byte, []int) {
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *HostReport) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *HostReport) GetEntries() map[string]uint64 {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type HostReportAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostReportAck) Reset() {
+	*x = HostReportAck{}
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostReportAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostReportAck) ProtoMessage() {}
+
+func (x *HostReportAck) ProtoReflect() protoreflect.Message {
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostReportAck.ProtoReflect.Descriptor instead.
+func (*HostReportAck) Descriptor() ([]byte, []int) {
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{14}
+}
+
 var File_p4mesh_v1_p4mesh_proto protoreflect.FileDescriptor
 
 const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
@@ -1417,9 +1507,18 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\rexport_policy\x18\x04 \x01(\tR\fexportPolicy\x12\x10\n" +
 	"\x03vni\x18\x05 \x01(\rR\x03vni\x12\x18\n" +
 	"\asubnets\x18\x06 \x03(\tR\asubnets\x12+\n" +
-	"\x11exported_prefixes\x18\a \x03(\tR\x10exportedPrefixes2G\n" +
+	"\x11exported_prefixes\x18\a \x03(\tR\x10exportedPrefixes\"\x9a\x01\n" +
+	"\n" +
+	"HostReport\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12<\n" +
+	"\aentries\x18\x02 \x03(\v2\".p4mesh.v1.HostReport.EntriesEntryR\aentries\x1a:\n" +
+	"\fEntriesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x0f\n" +
+	"\rHostReportAck2\x82\x01\n" +
 	"\x0fHostProgramming\x124\n" +
-	"\x05Watch\x12\x17.p4mesh.v1.WatchRequest\x1a\x10.p4mesh.v1.Event0\x012\x8f\x02\n" +
+	"\x05Watch\x12\x17.p4mesh.v1.WatchRequest\x1a\x10.p4mesh.v1.Event0\x01\x129\n" +
+	"\x06Report\x12\x15.p4mesh.v1.HostReport\x1a\x18.p4mesh.v1.HostReportAck2\x8f\x02\n" +
 	"\fConnectivity\x12@\n" +
 	"\x11WatchDestinations\x12\x17.p4mesh.v1.WatchRequest\x1a\x10.p4mesh.v1.Event0\x01\x12>\n" +
 	"\x0fWatchForwarding\x12\x17.p4mesh.v1.WatchRequest\x1a\x10.p4mesh.v1.Event0\x01\x12A\n" +
@@ -1441,7 +1540,7 @@ func file_p4mesh_v1_p4mesh_proto_rawDescGZIP() []byte {
 }
 
 var file_p4mesh_v1_p4mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_p4mesh_v1_p4mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_p4mesh_v1_p4mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_p4mesh_v1_p4mesh_proto_goTypes = []any{
 	(Event_Type)(0),       // 0: p4mesh.v1.Event.Type
 	(*WatchRequest)(nil),  // 1: p4mesh.v1.WatchRequest
@@ -1457,6 +1556,9 @@ var file_p4mesh_v1_p4mesh_proto_goTypes = []any{
 	(*LoadBalancer)(nil),  // 11: p4mesh.v1.LoadBalancer
 	(*Route)(nil),         // 12: p4mesh.v1.Route
 	(*PeerSide)(nil),      // 13: p4mesh.v1.PeerSide
+	(*HostReport)(nil),    // 14: p4mesh.v1.HostReport
+	(*HostReportAck)(nil), // 15: p4mesh.v1.HostReportAck
+	nil,                   // 16: p4mesh.v1.HostReport.EntriesEntry
 }
 var file_p4mesh_v1_p4mesh_proto_depIdxs = []int32{
 	0,  // 0: p4mesh.v1.Event.type:type_name -> p4mesh.v1.Event.Type
@@ -1471,23 +1573,26 @@ var file_p4mesh_v1_p4mesh_proto_depIdxs = []int32{
 	13, // 9: p4mesh.v1.Event.peer_side:type_name -> p4mesh.v1.PeerSide
 	4,  // 10: p4mesh.v1.HostInfo.underlay_routes:type_name -> p4mesh.v1.UnderlayRoute
 	10, // 11: p4mesh.v1.LoadBalancer.backends:type_name -> p4mesh.v1.Backend
-	1,  // 12: p4mesh.v1.HostProgramming.Watch:input_type -> p4mesh.v1.WatchRequest
-	1,  // 13: p4mesh.v1.Connectivity.WatchDestinations:input_type -> p4mesh.v1.WatchRequest
-	1,  // 14: p4mesh.v1.Connectivity.WatchForwarding:input_type -> p4mesh.v1.WatchRequest
-	1,  // 15: p4mesh.v1.Connectivity.WatchLoadBalancers:input_type -> p4mesh.v1.WatchRequest
-	1,  // 16: p4mesh.v1.Connectivity.WatchRoutes:input_type -> p4mesh.v1.WatchRequest
-	1,  // 17: p4mesh.v1.Peers.WatchPeerSides:input_type -> p4mesh.v1.WatchRequest
-	2,  // 18: p4mesh.v1.HostProgramming.Watch:output_type -> p4mesh.v1.Event
-	2,  // 19: p4mesh.v1.Connectivity.WatchDestinations:output_type -> p4mesh.v1.Event
-	2,  // 20: p4mesh.v1.Connectivity.WatchForwarding:output_type -> p4mesh.v1.Event
-	2,  // 21: p4mesh.v1.Connectivity.WatchLoadBalancers:output_type -> p4mesh.v1.Event
-	2,  // 22: p4mesh.v1.Connectivity.WatchRoutes:output_type -> p4mesh.v1.Event
-	2,  // 23: p4mesh.v1.Peers.WatchPeerSides:output_type -> p4mesh.v1.Event
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	16, // 12: p4mesh.v1.HostReport.entries:type_name -> p4mesh.v1.HostReport.EntriesEntry
+	1,  // 13: p4mesh.v1.HostProgramming.Watch:input_type -> p4mesh.v1.WatchRequest
+	14, // 14: p4mesh.v1.HostProgramming.Report:input_type -> p4mesh.v1.HostReport
+	1,  // 15: p4mesh.v1.Connectivity.WatchDestinations:input_type -> p4mesh.v1.WatchRequest
+	1,  // 16: p4mesh.v1.Connectivity.WatchForwarding:input_type -> p4mesh.v1.WatchRequest
+	1,  // 17: p4mesh.v1.Connectivity.WatchLoadBalancers:input_type -> p4mesh.v1.WatchRequest
+	1,  // 18: p4mesh.v1.Connectivity.WatchRoutes:input_type -> p4mesh.v1.WatchRequest
+	1,  // 19: p4mesh.v1.Peers.WatchPeerSides:input_type -> p4mesh.v1.WatchRequest
+	2,  // 20: p4mesh.v1.HostProgramming.Watch:output_type -> p4mesh.v1.Event
+	15, // 21: p4mesh.v1.HostProgramming.Report:output_type -> p4mesh.v1.HostReportAck
+	2,  // 22: p4mesh.v1.Connectivity.WatchDestinations:output_type -> p4mesh.v1.Event
+	2,  // 23: p4mesh.v1.Connectivity.WatchForwarding:output_type -> p4mesh.v1.Event
+	2,  // 24: p4mesh.v1.Connectivity.WatchLoadBalancers:output_type -> p4mesh.v1.Event
+	2,  // 25: p4mesh.v1.Connectivity.WatchRoutes:output_type -> p4mesh.v1.Event
+	2,  // 26: p4mesh.v1.Peers.WatchPeerSides:output_type -> p4mesh.v1.Event
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_p4mesh_v1_p4mesh_proto_init() }
@@ -1512,7 +1617,7 @@ func file_p4mesh_v1_p4mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_p4mesh_v1_p4mesh_proto_rawDesc), len(file_p4mesh_v1_p4mesh_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

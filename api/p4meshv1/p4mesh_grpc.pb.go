@@ -31,7 +31,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HostProgramming_Watch_FullMethodName = "/p4mesh.v1.HostProgramming/Watch"
+	HostProgramming_Watch_FullMethodName  = "/p4mesh.v1.HostProgramming/Watch"
+	HostProgramming_Report_FullMethodName = "/p4mesh.v1.HostProgramming/Report"
 )
 
 // HostProgrammingClient is the client API for HostProgramming service.
@@ -43,6 +44,9 @@ const (
 // those VPCs, their peerings and their chosen routes.
 type HostProgrammingClient interface {
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// Report tells the controller what the OHC has programmed on its switch,
+	// for the controller's operational state (gNMI).
+	Report(ctx context.Context, in *HostReport, opts ...grpc.CallOption) (*HostReportAck, error)
 }
 
 type hostProgrammingClient struct {
@@ -72,6 +76,16 @@ func (c *hostProgrammingClient) Watch(ctx context.Context, in *WatchRequest, opt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type HostProgramming_WatchClient = grpc.ServerStreamingClient[Event]
 
+func (c *hostProgrammingClient) Report(ctx context.Context, in *HostReport, opts ...grpc.CallOption) (*HostReportAck, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HostReportAck)
+	err := c.cc.Invoke(ctx, HostProgramming_Report_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostProgrammingServer is the server API for HostProgramming service.
 // All implementations must embed UnimplementedHostProgrammingServer
 // for forward compatibility.
@@ -81,6 +95,9 @@ type HostProgramming_WatchClient = grpc.ServerStreamingClient[Event]
 // those VPCs, their peerings and their chosen routes.
 type HostProgrammingServer interface {
 	Watch(*WatchRequest, grpc.ServerStreamingServer[Event]) error
+	// Report tells the controller what the OHC has programmed on its switch,
+	// for the controller's operational state (gNMI).
+	Report(context.Context, *HostReport) (*HostReportAck, error)
 	mustEmbedUnimplementedHostProgrammingServer()
 }
 
@@ -93,6 +110,9 @@ type UnimplementedHostProgrammingServer struct{}
 
 func (UnimplementedHostProgrammingServer) Watch(*WatchRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedHostProgrammingServer) Report(context.Context, *HostReport) (*HostReportAck, error) {
+	return nil, status.Error(codes.Unimplemented, "method Report not implemented")
 }
 func (UnimplementedHostProgrammingServer) mustEmbedUnimplementedHostProgrammingServer() {}
 func (UnimplementedHostProgrammingServer) testEmbeddedByValue()                         {}
@@ -126,13 +146,36 @@ func _HostProgramming_Watch_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type HostProgramming_WatchServer = grpc.ServerStreamingServer[Event]
 
+func _HostProgramming_Report_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HostReport)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostProgrammingServer).Report(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostProgramming_Report_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostProgrammingServer).Report(ctx, req.(*HostReport))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HostProgramming_ServiceDesc is the grpc.ServiceDesc for HostProgramming service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var HostProgramming_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "p4mesh.v1.HostProgramming",
 	HandlerType: (*HostProgrammingServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Report",
+			Handler:    _HostProgramming_Report_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Watch",

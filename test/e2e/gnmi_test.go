@@ -19,6 +19,7 @@ import (
 	"github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
@@ -328,4 +329,45 @@ func TestGNMICreateVPCs(t *testing.T) {
 			Path: []*gnmi.Path{gpath(t, "/p4mesh/peerings/peering[vpc=orange][peer-vpc=purple]/state/active")}, Encoding: gnmi.Encoding_JSON_IETF}))
 		return err == nil && strings.Contains(out, "true")
 	})
+}
+
+// TestProgrammedEntriesState: each host's OHC reports what it programmed,
+// and the controller's gNMI state shows it per host, equal to what a
+// P4Runtime read of the switch finds (plus the one default entry it sets).
+func TestProgrammedEntriesState(t *testing.T) {
+	topo := demo.DemoTopology([2]string{"", ""})
+	f := demo.NewMemFabric(topo)
+	defer f.Close()
+	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	addr := serveGNMI(t, m)
+	waitPing(t, m, "red-1", "10.2.0.10", 3)
+	conn, err := grpc.NewClient(addr["c1"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := gnmi.NewGNMIClient(conn)
+	for _, h := range []string{"h1", "h3"} {
+		// The OHC also sets local_host's default entry, which a wildcard
+		// read leaves out.
+		want := countEntries(t, m, h) + 1
+		waitFor(t, 15*time.Second, h+"'s programmed-entries state", func() bool {
+			resp, err := c.Get(t.Context(), &gnmi.GetRequest{Path: []*gnmi.Path{gpath(t, "/p4mesh/hosts/host[id="+h+"]/state/programmed-entries")}, Encoding: gnmi.Encoding_JSON_IETF})
+			if err != nil {
+				return false
+			}
+			for _, n := range resp.GetNotification() {
+				for _, u := range n.GetUpdate() {
+					if u.GetVal().GetUintVal() == uint64(want) {
+						return true
+					}
+				}
+			}
+			return false
+		})
+	}
 }

@@ -1,0 +1,56 @@
+package controller
+
+import (
+	"context"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/p4mesh/p4mesh/api/p4meshv1"
+)
+
+// hostReports holds what each OHC last reported of its switch: the
+// controller's only view of the data plane, for operational state.
+type hostReports struct {
+	mu      sync.Mutex // guards entries
+	entries map[string]map[string]uint64
+}
+
+func (r *hostReports) set(host string, entries map[string]uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.entries == nil {
+		r.entries = map[string]map[string]uint64{}
+	}
+	c := make(map[string]uint64, len(entries))
+	for t, n := range entries {
+		c[t] = n
+	}
+	r.entries[host] = c
+}
+
+// totals is the number of entries each reporting host has programmed.
+func (r *hostReports) totals() map[string]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]uint64, len(r.entries))
+	for h, byTable := range r.entries {
+		var n uint64
+		for _, c := range byTable {
+			n += c
+		}
+		out[h] = n
+	}
+	return out
+}
+
+// Report records what an OHC has programmed; only hosts of this
+// controller's configuration may report.
+func (h hostProgramming) Report(_ context.Context, r *p4meshv1.HostReport) (*p4meshv1.HostReportAck, error) {
+	if _, ok := h.s.Config().Host(r.GetHost()); !ok {
+		return nil, status.Errorf(codes.NotFound, "host %q is not in controller %s's configuration", r.GetHost(), h.s.Config().Controller)
+	}
+	h.s.reports.set(r.GetHost(), r.GetEntries())
+	return &p4meshv1.HostReportAck{}, nil
+}
