@@ -290,6 +290,8 @@ type Stats struct {
 	// HostEntries are the entries each host's OHC last reported it has
 	// programmed on its switch.
 	HostEntries map[string]uint64
+	// Routes are the configured routes with whether each won its prefix.
+	Routes []RouteStatus
 }
 
 // Stats counts published services, hosts and watch subscribers.
@@ -299,7 +301,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		PublishedServices: len(s.services), Hosts: len(s.hosts), Subscribers: s.peers.Subscribers(),
 		Applies: s.applies.Load(), ApplyErrors: s.applyErrors.Load(),
-		HostEntries: s.reports.totals(),
+		HostEntries: s.reports.totals(), Routes: s.cfg.ChooseRoutes(),
 	}
 	for _, t := range s.hosts {
 		st.Subscribers += t.Subscribers()
@@ -552,11 +554,14 @@ func (c *Config) connectivity(ps PublishedService) (dest, fwd, lbs, routes map[s
 		}
 		lbs[lb.Name] = m
 	}
-	for _, r := range c.Routes {
-		if r.VPC != ps.VPC || (ps.Policy != "" && !prefixExported(c.ExportedPrefixes(ps.VPC, ps.Policy), r.Prefix)) {
+	// Only each prefix's chosen route is published: the routes stream is
+	// keyed by prefix, and the OHC programs one next hop per prefix.
+	for _, rs := range c.ChooseRoutes() {
+		r := rs.Route
+		if !rs.Chosen || r.VPC != ps.VPC || (ps.Policy != "" && !prefixExported(c.ExportedPrefixes(ps.VPC, ps.Policy), r.Prefix)) {
 			continue
 		}
-		m := &p4meshv1.Route{Vpc: r.VPC, Prefix: r.Prefix.String(), Origin: "static", Priority: r.Priority}
+		m := &p4meshv1.Route{Vpc: r.VPC, Prefix: r.Prefix.String(), Origin: "static", Priority: r.Priority, Reason: rs.Reason}
 		if e, ok := c.Endpoint(r.NextHop); ok {
 			m.NextHopIp = e.IP.String()
 		}

@@ -27,9 +27,22 @@ func WithState(d *oc.Device, peerings []controller.PeeringStatus, st controller.
 	}
 	mirror(reflect.ValueOf(d))
 	m := d.GetOrCreateP4Mesh()
+	chosen := map[[3]string]controller.RouteStatus{}
+	for _, rs := range st.Routes {
+		nh := rs.Route.NextHop
+		if nh == "" {
+			nh = dropNextHop
+		}
+		chosen[[3]string{rs.Route.VPC, rs.Route.Prefix.String(), nh}] = rs
+	}
 	for _, r := range routeList(m) {
 		if r.Config != nil {
-			r.GetOrCreateState().Origin = oc.P4Mesh_RouteOrigin_static
+			rst := r.GetOrCreateState()
+			rst.Origin = oc.P4Mesh_RouteOrigin_static
+			if rs, ok := chosen[[3]string{r.GetVpc(), r.GetPrefix(), r.GetNextHop()}]; ok {
+				rst.Chosen = ygot.Bool(rs.Chosen)
+				rst.Reason = str(rs.Reason)
+			}
 		}
 	}
 	for _, ps := range peerings {

@@ -109,6 +109,13 @@ func TestCapabilitiesAndGet(t *testing.T) {
 	if got := getJSON(t, c, "/p4mesh/peerings/peering[vpc=red][peer-vpc=blue]/state/active"); !strings.Contains(got, "bool_val:true") {
 		t.Errorf("red->blue active = %q", got)
 	}
+	route := "/p4mesh/routes/route[vpc=red][prefix=172.16.0.0/12][next-hop=red-router]/state"
+	if got := getJSON(t, c, route+"/chosen"); !strings.Contains(got, "bool_val:true") {
+		t.Errorf("the only route for 172.16.0.0/12 is not chosen: %q", got)
+	}
+	if got := getJSON(t, c, route+"/reason"); !strings.Contains(got, "the only route") {
+		t.Errorf("route reason = %q", got)
+	}
 	if _, err := c.Get(t.Context(), &gnmi.GetRequest{Path: []*gnmi.Path{path(t, "/p4mesh/vpcs/vpc[name=nope]")}}); status.Code(err) != codes.NotFound {
 		t.Errorf("Get of a missing VPC = %v; want NotFound", err)
 	}
