@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -57,7 +58,7 @@ type Agent struct {
 	// goroutines.
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
-	hosts map[string]*watch.View // host programming, by controller address
+	hosts map[string]*hostProgramming // by controller address
 	subs  map[subKey]*subscription
 
 	kick chan struct{}
@@ -88,9 +89,13 @@ func (a *Agent) Stats() AgentStats {
 	}
 }
 
-// handler is v's handler with the agent's counters.
-func (a *Agent) handler(v *watch.View) watch.Handler {
-	h := v.Handler(a.changed)
+// handler is v's handler with the agent's counters. Every change to v
+// while it is whole is counted in p before Run is woken.
+func (a *Agent) handler(v *watch.View, p *part) watch.Handler {
+	h := v.Handler(func() {
+		p.changes.Add(1)
+		a.changed()
+	})
 	h.OnEvent = func(ev *p4meshv1.Event) {
 		if t := ev.GetType(); int(t) < len(a.events) {
 			a.events[t].Add(1)
@@ -100,10 +105,10 @@ func (a *Agent) handler(v *watch.View) watch.Handler {
 }
 
 // follow runs one watch stream, counted.
-func (a *Agent) follow(ctx context.Context, name string, v *watch.View, open func(ctx context.Context, rev uint64) (watch.Stream, error)) {
+func (a *Agent) follow(ctx context.Context, name string, v *watch.View, p *part, open func(ctx context.Context, rev uint64) (watch.Stream, error)) {
 	a.streams.Add(1)
 	defer a.streams.Add(-1)
-	watch.Follow(ctx, name, a.log, open, a.handler(v))
+	watch.Follow(ctx, name, a.log, open, a.handler(v, p))
 }
 
 // subKey is one pulled connectivity service: the VPC, the policy it is
@@ -114,8 +119,82 @@ type subKey struct {
 
 // subscription is the four streams of one connectivity service.
 type subscription struct {
+	part
 	cancel                 context.CancelFunc
 	dest, fwd, lbs, routes *watch.View
+}
+
+// hostProgramming is the host programming stream of one controller.
+type hostProgramming struct {
+	part
+	view *watch.View
+}
+
+// part is one source of view items: a controller's host programming or a
+// pulled connectivity service. It keeps the items it last contributed, so
+// that a change rebuilds only the part it came in, and says whether they
+// changed.
+type part struct {
+	// changes counts the changes to the part's streams while they are
+	// whole; their handlers count each before they wake Run.
+	changes atomic.Uint64
+
+	// Only Run's goroutine uses the fields below: the part's view items
+	// (a partial View), the count of changes they were built at, a
+	// revision that moves whenever they change, and the items by the
+	// events they were parsed from.
+	frag    *View
+	hasHost bool
+	built   uint64
+	rev     uint64
+	items   parsed
+}
+
+// update rebuilds the part's items with add when its streams changed
+// since they were built.
+func (p *part) update(add func(f *View)) {
+	n := p.changes.Load() // before the streams are read: a later change is seen next time
+	if p.frag != nil && n == p.built {
+		return
+	}
+	p.frag = &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}}
+	p.hasHost = false
+	if p.items.last == nil {
+		p.items = parsed{last: map[itemKey]any{}, cur: map[itemKey]any{}}
+	}
+	add(p.frag)
+	for _, es := range p.frag.Remote {
+		// In the compiler's order, so it need not sort them each time.
+		slices.SortFunc(es, compareRemote)
+	}
+	p.built = n
+	if !p.items.end() {
+		p.rev++
+	}
+}
+
+// mergeInto adds the part's items to v. Its endpoint lists are shared,
+// not copied, when v has none of the VPC yet: views are not modified once
+// made, and a list another part adds to is copied by the append.
+func (p *part) mergeInto(v *View) {
+	f := p.frag
+	if p.hasHost {
+		v.Host = f.Host
+	}
+	for name, x := range f.VPCs {
+		v.VPCs[name] = x
+	}
+	v.Local = append(v.Local, f.Local...)
+	v.Peerings = append(v.Peerings, f.Peerings...)
+	for name, es := range f.Remote {
+		if cur, ok := v.Remote[name]; ok {
+			v.Remote[name] = append(cur, es...)
+		} else {
+			v.Remote[name] = slices.Clip(es)
+		}
+	}
+	v.LBs = append(v.LBs, f.LBs...)
+	v.Routes = append(v.Routes, f.Routes...)
 }
 
 func (s *subscription) synced() bool {
@@ -138,7 +217,7 @@ func NewAgent(o AgentOptions) (*Agent, error) {
 	}
 	return &Agent{
 		o: o, log: o.Logger.With("host", o.Host),
-		conns: map[string]*grpc.ClientConn{}, hosts: map[string]*watch.View{}, subs: map[subKey]*subscription{},
+		conns: map[string]*grpc.ClientConn{}, hosts: map[string]*hostProgramming{}, subs: map[subKey]*subscription{},
 		kick: make(chan struct{}, 1),
 	}, nil
 }
@@ -186,21 +265,22 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		v := &watch.View{}
+		hp := &hostProgramming{view: &watch.View{}}
 		a.mu.Lock()
-		a.hosts[addr] = v
+		a.hosts[addr] = hp
 		a.mu.Unlock()
 		client := p4meshv1.NewHostProgrammingClient(conn)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.follow(ctx, "host-programming@"+addr, v, func(ctx context.Context, rev uint64) (watch.Stream, error) {
+			a.follow(ctx, "host-programming@"+addr, hp.view, &hp.part, func(ctx context.Context, rev uint64) (watch.Stream, error) {
 				return client.Watch(ctx, &p4meshv1.WatchRequest{Host: a.o.Host, ResumeRevision: rev})
 			})
 		}()
 	}
 	start := time.Now()
 	warned := false
+	var handed map[*part]uint64 // what the last view handed over was made of
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -215,7 +295,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 		a.subscribe(ctx, &wg)
-		view, waiting := a.assemble()
+		view, madeOf, waiting := a.assemble()
 		if len(waiting) > 0 {
 			if !warned && time.Since(start) > a.o.SyncWait {
 				a.log.Warn("still waiting for the first snapshot of some streams; the switch keeps what it has", "streams", waiting)
@@ -223,7 +303,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		if handed != nil && maps.Equal(madeOf, handed) {
+			// Nothing the view is made of changed (a destination whose
+			// forwarding has not come yet, a tick): the programmer has
+			// this view already.
+			continue
+		}
 		a.o.Programmer.Update(view)
+		handed = madeOf
 	}
 }
 
@@ -232,8 +319,8 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) subscribe(ctx context.Context, wg *sync.WaitGroup) {
 	want := map[subKey]bool{}
 	a.mu.Lock()
-	for addr, v := range a.hosts {
-		for _, ev := range v.Items() {
+	for addr, hp := range a.hosts {
+		for _, ev := range hp.view.Items() {
 			switch {
 			case ev.GetVpc() != nil:
 				want[subKey{addr: addr, vpc: ev.GetVpc().GetName()}] = true
@@ -301,7 +388,7 @@ func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("%s %s/%s@%s", st.name, k.vpc, k.policy, k.addr)
-			a.follow(sctx, name, st.view, func(ctx context.Context, rev uint64) (watch.Stream, error) {
+			a.follow(sctx, name, st.view, &s.part, func(ctx context.Context, rev uint64) (watch.Stream, error) {
 				return st.open(ctx, req(rev))
 			})
 		}()
@@ -310,40 +397,98 @@ func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 
 // assemble joins every stream into one View. It lists the streams whose
 // first snapshot has not come yet; the view is only whole without them.
-func (a *Agent) assemble() (*View, []string) {
+// madeOf identifies what the view is made of: each part and the revision
+// of its items. A view made of the same is the same view.
+func (a *Agent) assemble() (v *View, madeOf map[*part]uint64, waiting []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var waiting []string
-	v := &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}}
-	for addr, hv := range a.hosts {
-		if !hv.Synced() {
+	v = &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}}
+	madeOf = make(map[*part]uint64, len(a.hosts)+len(a.subs))
+	for addr, hp := range a.hosts {
+		if !hp.view.Synced() {
 			waiting = append(waiting, "host-programming@"+addr)
 			continue
 		}
-		for _, ev := range hv.Items() {
-			a.addHostItem(v, ev)
-		}
+		hp.update(func(f *View) {
+			for _, ev := range hp.view.Items() {
+				hp.addHostItem(f, ev)
+			}
+		})
+		hp.mergeInto(v)
+		madeOf[&hp.part] = hp.rev
 	}
 	for k, s := range a.subs {
 		if !s.synced() {
 			waiting = append(waiting, fmt.Sprintf("%s/%s@%s", k.vpc, k.policy, k.addr))
 			continue
 		}
-		a.addConnectivity(v, k, s)
+		s.update(func(f *View) { s.addConnectivity(f, k) })
+		s.mergeInto(v)
+		madeOf[&s.part] = s.rev
 	}
 	slices.Sort(waiting)
-	return v, waiting
+	return v, madeOf, waiting
 }
 
-func (a *Agent) addHostItem(v *View, ev *p4meshv1.Event) {
+// itemKey is what a view item is parsed from: one event, or a destination
+// and the forwarding event that says where it lives.
+type itemKey struct{ ev, fwd *p4meshv1.Event }
+
+// parsed keeps the view items of a part parsed from events from one build
+// to the next. An event is immutable once received, and from one change to
+// the next almost every event is the same one, so parsing its addresses
+// again would be wasted; and items made of the same events are the same.
+type parsed struct {
+	last, cur map[itemKey]any // the items of the last build, of this one
+	fresh     int             // items of this build not in last
+}
+
+// get returns the item parsed from k, parsing it when the last build did
+// not have it. parse returns nil for an event that gives no item.
+func (p *parsed) get(k itemKey, parse func() any) any {
+	v, ok := p.last[k]
+	if !ok {
+		v = parse()
+		p.fresh++
+	}
+	p.cur[k] = v
+	return v
+}
+
+// end ends a build and reports whether it had exactly the items of the
+// last one.
+func (p *parsed) end() (same bool) {
+	same = p.fresh == 0 && len(p.cur) == len(p.last)
+	p.last, p.cur = p.cur, p.last
+	clear(p.cur)
+	p.fresh = 0
+	return same
+}
+
+func (p *part) addHostItem(v *View, ev *p4meshv1.Event) {
+	switch it := p.items.get(itemKey{ev: ev}, func() any { return parseHostItem(ev) }).(type) {
+	case Host:
+		v.Host, p.hasHost = it, true
+	case VPC:
+		v.VPCs[it.Name] = it
+	case LocalEndpoint:
+		v.Local = append(v.Local, it)
+	case Peering:
+		v.Peerings = append(v.Peerings, it)
+	}
+}
+
+// parseHostItem is the view item of a host programming event.
+func parseHostItem(ev *p4meshv1.Event) any {
 	switch {
 	case ev.GetHost() != nil:
 		h := ev.GetHost()
-		v.Host = Host{ID: h.GetId(), IP: addr(h.GetUnderlayIp()), MAC: hw(h.GetMac())}
+		host := Host{ID: h.GetId(), IP: addr(h.GetUnderlayIp()), MAC: hw(h.GetMac())}
 		for _, r := range h.GetUnderlayRoutes() {
 			p, _ := netip.ParsePrefix(r.GetPrefix())
-			v.Host.UnderlayRoutes = append(v.Host.UnderlayRoutes, UnderlayRoute{Prefix: p, Port: uint16(r.GetPort()), SrcMAC: hw(r.GetSrcMac()), DstMAC: hw(r.GetDstMac())})
+			host.UnderlayRoutes = append(host.UnderlayRoutes, UnderlayRoute{Prefix: p, Port: uint16(r.GetPort()), SrcMAC: hw(r.GetSrcMac()), DstMAC: hw(r.GetDstMac())})
 		}
+		return host
 	case ev.GetVpc() != nil:
 		x := ev.GetVpc()
 		vpc := VPC{Name: x.GetName(), VNI: x.GetVni(), GatewayIP: addr(x.GetGatewayIp()), GatewayMAC: hw(x.GetGatewayMac())}
@@ -352,10 +497,10 @@ func (a *Agent) addHostItem(v *View, ev *p4meshv1.Event) {
 				vpc.Subnets = append(vpc.Subnets, p)
 			}
 		}
-		v.VPCs[vpc.Name] = vpc
+		return vpc
 	case ev.GetLocalEndpoint() != nil:
 		e := ev.GetLocalEndpoint()
-		v.Local = append(v.Local, LocalEndpoint{ID: e.GetId(), VPC: e.GetVpc(), IP: addr(e.GetIp()), MAC: hw(e.GetMac()), Port: uint16(e.GetPort())})
+		return LocalEndpoint{ID: e.GetId(), VPC: e.GetVpc(), IP: addr(e.GetIp()), MAC: hw(e.GetMac()), Port: uint16(e.GetPort())}
 	case ev.GetPeering() != nil:
 		p := ev.GetPeering()
 		peering := Peering{VPC: p.GetVpc(), PeerVPC: p.GetPeerVpc(), PeerVNI: p.GetPeerVni(), Active: p.GetActive()}
@@ -364,33 +509,30 @@ func (a *Agent) addHostItem(v *View, ev *p4meshv1.Event) {
 				peering.PeerPrefixes = append(peering.PeerPrefixes, pr)
 			}
 		}
-		v.Peerings = append(v.Peerings, peering)
+		return peering
 	}
+	return nil
 }
 
 // addConnectivity joins a service's destinations with where they live, and
 // adds its load balancers and routes.
-func (a *Agent) addConnectivity(v *View, k subKey, s *subscription) {
+func (s *subscription) addConnectivity(v *View, k subKey) {
 	fwd := s.fwd.Items()
 	for key, ev := range s.dest.Items() {
-		d, f := ev.GetDestination(), fwd[key].GetForwarding()
-		if d == nil || f == nil {
+		fev := fwd[key]
+		if ev.GetDestination() == nil || fev.GetForwarding() == nil {
 			continue // not yet known where it lives: no entry rather than a wrong one
 		}
-		v.Remote[d.GetVpc()] = append(v.Remote[d.GetVpc()], RemoteEndpoint{
-			IP: addr(d.GetIp()), MAC: hw(f.GetMac()), HostIP: addr(f.GetHostIp()), VPC: d.GetVpc(),
-		})
+		e := s.items.get(itemKey{ev, fev}, func() any {
+			d, f := ev.GetDestination(), fev.GetForwarding()
+			return RemoteEndpoint{IP: addr(d.GetIp()), MAC: hw(f.GetMac()), HostIP: addr(f.GetHostIp()), VPC: d.GetVpc()}
+		}).(RemoteEndpoint)
+		v.Remote[e.VPC] = append(v.Remote[e.VPC], e)
 	}
 	for _, ev := range s.lbs.Items() {
-		lb := ev.GetLoadBalancer()
-		if lb == nil {
-			continue
+		if lb, ok := s.items.get(itemKey{ev: ev}, func() any { return parseLB(ev) }).(LoadBalancer); ok {
+			v.LBs = append(v.LBs, lb)
 		}
-		m := LoadBalancer{Name: lb.GetName(), VPC: lb.GetVpc(), VIP: addr(lb.GetVip()), Protocol: uint8(lb.GetProtocol()), Port: uint16(lb.GetPort())}
-		for _, b := range lb.GetBackends() {
-			m.Backends = append(m.Backends, Backend{IP: addr(b.GetIp()), MAC: hw(b.GetMac()), HostIP: addr(b.GetHostIp()), Weight: b.GetWeight()})
-		}
-		v.LBs = append(v.LBs, m)
 	}
 	if k.policy != "" {
 		// A peer's routes are its own business: the peering gives us its
@@ -398,16 +540,36 @@ func (a *Agent) addConnectivity(v *View, k subKey, s *subscription) {
 		return
 	}
 	for _, ev := range s.routes.Items() {
-		r := ev.GetRoute()
-		if r == nil {
-			continue
+		if r, ok := s.items.get(itemKey{ev: ev}, func() any { return parseRoute(ev) }).(Route); ok {
+			v.Routes = append(v.Routes, r)
 		}
-		p, err := netip.ParsePrefix(r.GetPrefix())
-		if err != nil {
-			continue
-		}
-		v.Routes = append(v.Routes, Route{VPC: r.GetVpc(), Prefix: p, NextHopIP: addr(r.GetNextHopIp())})
 	}
+}
+
+// parseLB is the load balancer of an event, or nil.
+func parseLB(ev *p4meshv1.Event) any {
+	lb := ev.GetLoadBalancer()
+	if lb == nil {
+		return nil
+	}
+	m := LoadBalancer{Name: lb.GetName(), VPC: lb.GetVpc(), VIP: addr(lb.GetVip()), Protocol: uint8(lb.GetProtocol()), Port: uint16(lb.GetPort())}
+	for _, b := range lb.GetBackends() {
+		m.Backends = append(m.Backends, Backend{IP: addr(b.GetIp()), MAC: hw(b.GetMac()), HostIP: addr(b.GetHostIp()), Weight: b.GetWeight()})
+	}
+	return m
+}
+
+// parseRoute is the route of an event, or nil.
+func parseRoute(ev *p4meshv1.Event) any {
+	r := ev.GetRoute()
+	if r == nil {
+		return nil
+	}
+	p, err := netip.ParsePrefix(r.GetPrefix())
+	if err != nil {
+		return nil
+	}
+	return Route{VPC: r.GetVpc(), Prefix: p, NextHopIP: addr(r.GetNextHopIp())}
 }
 
 // addr parses an address, the zero Addr for a bad or empty one: the

@@ -1,13 +1,16 @@
 package ohc
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
 	"google.golang.org/protobuf/proto"
@@ -97,11 +100,159 @@ func CompileWithWarnings(s *p4rt.Schema, v *View) ([]*p4v1.Entity, []string, err
 	if err := validate(v); err != nil {
 		return nil, nil, fmt.Errorf("compile: %w: %w", ErrBadView, err)
 	}
-	c := newCompiler(s, v)
+	c := newCompiler(s, v, nil)
 	if err := c.run(); err != nil {
 		return nil, nil, fmt.Errorf("compile: %w", err)
 	}
 	return c.entities(), c.warnings, nil
+}
+
+// A Compiler compiles views exactly as CompileWithWarnings does, reusing
+// the table entries it built for earlier views: an entry made from the same
+// table, match and action values as one the previous compile made is that
+// same entry, P4Runtime encoding and match key included. The OHC compiles
+// its whole view on every change and most of a view does not change, so a
+// compile after a change builds only the entries of what changed. Entries
+// the latest compile did not use are dropped.
+//
+// The entities returned are shared with later compiles and must not be
+// modified. A Compiler is not safe for concurrent use.
+type Compiler struct {
+	s     *p4rt.Schema
+	cache entryCache
+}
+
+// NewCompiler returns a Compiler for schema s.
+func NewCompiler(s *p4rt.Schema) *Compiler {
+	return &Compiler{s: s, cache: entryCache{entries: map[string]*cachedEntry{}, endpoints: map[endpointEntry]*cachedEntry{}}}
+}
+
+// Compile is CompileWithWarnings with the entries of earlier compiles
+// reused.
+func (cc *Compiler) Compile(v *View) ([]*p4v1.Entity, []string, error) {
+	if cc.s == nil {
+		return nil, nil, errors.New("compile: nil schema")
+	}
+	if v == nil {
+		return nil, nil, fmt.Errorf("compile: %w: nil view", ErrBadView)
+	}
+	if err := validate(v); err != nil {
+		return nil, nil, fmt.Errorf("compile: %w: %w", ErrBadView, err)
+	}
+	cc.cache.gen++
+	c := newCompiler(cc.s, v, &cc.cache)
+	if err := c.run(); err != nil {
+		return nil, nil, fmt.Errorf("compile: %w", err)
+	}
+	cc.cache.sweep()
+	return c.entities(), c.warnings, nil
+}
+
+// entryCache holds table entries by what they were built from.
+type entryCache struct {
+	entries map[string]*cachedEntry // by appendSpec's encoding
+	// endpoints are some of the same entries by endpointEntry.
+	endpoints map[endpointEntry]*cachedEntry
+	gen       uint64 // the compile running, counted from 1
+	filed     int    // the table entries of the last compile
+	buf       []byte
+}
+
+type cachedEntry struct {
+	ent  *p4v1.Entity // a table entry
+	key  string       // its matchKey
+	used uint64       // the last compile that used it
+}
+
+// get returns the entry built from table, match and a, building it on a
+// miss. Values of a type the cache cannot key are built every time.
+func (ec *entryCache) get(s *p4rt.Schema, table string, match []p4rt.Match, a *p4rt.ActionCall) (*cachedEntry, error) {
+	b, ok := appendSpec(ec.buf[:0], table, match, a)
+	ec.buf = b
+	if ok {
+		if e := ec.entries[string(b)]; e != nil {
+			e.used = ec.gen
+			return e, nil
+		}
+	}
+	te, err := s.TableEntry(p4rt.Entry{Table: table, Match: match, Action: a})
+	if err != nil {
+		return nil, err
+	}
+	e := &cachedEntry{ent: &p4v1.Entity{Entity: &p4v1.Entity_TableEntry{TableEntry: te}}, key: matchKey(te), used: ec.gen}
+	if ok {
+		ec.entries[string(b)] = e
+	}
+	return e, nil
+}
+
+// sweep drops the entries the last compile did not use.
+func (ec *entryCache) sweep() {
+	for k, e := range ec.entries {
+		if e.used != ec.gen {
+			delete(ec.entries, k)
+		}
+	}
+	for k, e := range ec.endpoints {
+		if e.used != ec.gen {
+			delete(ec.endpoints, k)
+		}
+	}
+}
+
+// appendSpec encodes an entry's description unambiguously: every string
+// and value length-prefixed, values tagged with their type. It reports
+// false for a value of a type it does not know.
+func appendSpec(b []byte, table string, match []p4rt.Match, a *p4rt.ActionCall) ([]byte, bool) {
+	str := func(s string) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	ok := true
+	val := func(v p4rt.Value) {
+		switch x := v.(type) {
+		case nil:
+			b = append(b, 0)
+		case p4rt.Uint:
+			b = append(b, 'u')
+			b = binary.BigEndian.AppendUint64(b, uint64(x))
+		case p4rt.IP:
+			b = append(b, 'i')
+			n := len(b)
+			b = append(b, 0)
+			b, _ = netip.Addr(x).AppendBinary(b)
+			if l := len(b) - n - 1; l <= 255 {
+				b[n] = byte(l)
+			} else {
+				ok = false // a zone that long: not worth keying
+			}
+		case p4rt.MAC:
+			b = append(b, 'm')
+			str(string(x))
+		case p4rt.Bytes:
+			b = append(b, 'b')
+			str(string(x))
+		default:
+			ok = false
+		}
+	}
+	str(table)
+	b = binary.AppendUvarint(b, uint64(len(match)))
+	for _, m := range match {
+		str(m.Field)
+		b = binary.AppendUvarint(b, uint64(m.Kind))
+		b = binary.AppendVarint(b, int64(m.PrefixLen))
+		val(m.Value)
+		val(m.Mask)
+		val(m.High)
+	}
+	str(a.Name)
+	b = binary.AppendUvarint(b, uint64(len(a.Params)))
+	for _, p := range a.Params {
+		str(p.Name)
+		val(p.Value)
+	}
+	return b, ok
 }
 
 // validate refuses what no switch could be programmed from: missing or
@@ -306,7 +457,13 @@ type compiler struct {
 	// peers: the active peerings of each local VPC, sorted by peer name.
 	peers map[string][]Peering
 
-	tables   map[uint32]map[string]*built // by table id, then match key
+	// cache, when not nil, holds the entries of earlier compiles.
+	cache *entryCache
+
+	// filed are the table entries in the order they were filed, and
+	// byMatch finds one by its table and match.
+	filed    []built
+	byMatch  map[tableMatch]int
 	members  []*p4v1.ActionProfileMember
 	groups   []*p4v1.ActionProfileGroup
 	warnings []string
@@ -315,13 +472,48 @@ type compiler struct {
 // built is one table entry and what it was made for, to name both sides of
 // a conflict.
 type built struct {
-	te   *p4v1.TableEntry
-	what string
+	tableMatch
+	ent  *p4v1.Entity // holds the entry
+	what origin
 }
 
-func newCompiler(s *p4rt.Schema, v *View) *compiler {
-	c := &compiler{s: s, v: v, local: map[string]map[netip.Addr]LocalEndpoint{}, peers: map[string][]Peering{},
-		tables: map[uint32]map[string]*built{}}
+// tableMatch identifies a table entry: its table and its matchKey.
+type tableMatch struct {
+	table uint32
+	key   string
+}
+
+// origin names the view item an entry is made for, in errors and
+// warnings. An endpoint's name is formatted only when a message needs it:
+// compiles run on every change, and messages are rare.
+type origin struct {
+	name string     // the item's name; or, for an endpoint,
+	ip   netip.Addr // its address,
+	vpc  string     // its VPC,
+	peer string     // and the VPC it is a peer endpoint for ("" for its own)
+}
+
+// named is the origin called name.
+func named(name string) origin { return origin{name: name} }
+
+func (o origin) String() string {
+	switch {
+	case !o.ip.IsValid():
+		return o.name
+	case o.peer == "":
+		return fmt.Sprintf("endpoint %v of VPC %s", o.ip, o.vpc)
+	}
+	return fmt.Sprintf("endpoint %v of peer %s (for %s)", o.ip, o.vpc, o.peer)
+}
+
+func newCompiler(s *p4rt.Schema, v *View, cache *entryCache) *compiler {
+	c := &compiler{s: s, v: v, cache: cache, local: map[string]map[netip.Addr]LocalEndpoint{}, peers: map[string][]Peering{},
+		byMatch: map[tableMatch]int{}}
+	if cache != nil {
+		// About as many entries as last time.
+		c.filed = make([]built, 0, cache.filed)
+		c.byMatch = make(map[tableMatch]int, cache.filed)
+	}
 	for _, e := range v.Local {
 		if c.local[e.VPC] == nil {
 			c.local[e.VPC] = map[netip.Addr]LocalEndpoint{}
@@ -373,9 +565,9 @@ func (c *compiler) hostEntries() error {
 	if err != nil {
 		return fmt.Errorf("host %q: %w", h.ID, err)
 	}
-	c.put(tLocalHost, "host "+h.ID, te)
+	c.put(tLocalHost, named("host "+h.ID), te)
 	for _, r := range h.UnderlayRoutes {
-		err := c.add(tUnderlayNexthop, "underlay route "+r.Prefix.String(),
+		err := c.add(tUnderlayNexthop, named("underlay route "+r.Prefix.String()),
 			[]p4rt.Match{p4rt.Prefix("dst_ip", r.Prefix.Masked())},
 			p4rt.Call(aSetUnderlay, p4rt.P("port", p4rt.Uint(r.Port)), p4rt.P("smac", p4rt.MAC(r.SrcMAC)), p4rt.P("dmac", p4rt.MAC(r.DstMAC))))
 		if err != nil {
@@ -393,7 +585,7 @@ func (c *compiler) localEndpoint(e LocalEndpoint) error {
 		return nil
 	}
 	vni := c.v.VPCs[e.VPC].VNI
-	what := "local endpoint " + e.ID
+	what := named("local endpoint " + e.ID)
 	if err := c.add(tPortVnet, what, []p4rt.Match{p4rt.Exact("ingress_port", p4rt.Uint(e.Port))},
 		p4rt.Call(aSetVnet, p4rt.P("vni", p4rt.Uint(vni)), p4rt.P("vm_mac", p4rt.MAC(e.MAC)))); err != nil {
 		return err
@@ -411,7 +603,7 @@ func (c *compiler) vpc(name string) error {
 	vni := p4rt.Uint(x.VNI)
 
 	// Tunnels to this host carry the destination VPC's VNI.
-	if err := c.add(tTunnelTerm, "VPC "+name, []p4rt.Match{
+	if err := c.add(tTunnelTerm, named("VPC "+name), []p4rt.Match{
 		p4rt.Exact("dst_ip", p4rt.IP(c.v.Host.IP)), p4rt.Exact("vni", vni),
 	}, p4rt.Call(aDecap)); err != nil {
 		return err
@@ -424,7 +616,7 @@ func (c *compiler) vpc(name string) error {
 				c.warnf("%s: prefix %v is not IPv4; vpc_peering.p4 forwards IPv4 only", what, p)
 				continue
 			}
-			if err := c.add(tVnetSourceCheck, what, []p4rt.Match{
+			if err := c.add(tVnetSourceCheck, named(what), []p4rt.Match{
 				p4rt.Exact("vni", vni), p4rt.Prefix("src_ip", p),
 			}, p4rt.Call(aPermit)); err != nil {
 				return err
@@ -444,28 +636,31 @@ func (c *compiler) vpc(name string) error {
 	// ARP: the gateway (the VMs' next hop for everything off-link, peers
 	// included) and every endpoint of the VPC. Peer addresses need no
 	// entry: they are reached through the gateway's MAC.
-	arp := func(what string, ip netip.Addr, mac net.HardwareAddr) error {
+	arp := func(what origin, ip netip.Addr, mac net.HardwareAddr) error {
 		if !ip.Is4() {
 			c.warnf("%s: %v is not IPv4; no ARP entry", what, ip)
 			return nil
 		}
-		return c.add(tArpProxy, what, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("target_ip", p4rt.IP(ip))},
-			p4rt.Call(aArpReply, p4rt.P("mac", p4rt.MAC(mac))))
+		k := endpointEntry{table: tArpProxy, action: aArpReply, vni: vni, ip: ip}
+		return c.addEndpoint(k, mac, what, func() (string, []p4rt.Match, p4rt.ActionCall) {
+			return tArpProxy, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("target_ip", p4rt.IP(ip))},
+				p4rt.Call(aArpReply, p4rt.P("mac", p4rt.MAC(mac)))
+		})
 	}
 	if x.GatewayIP.IsValid() {
-		if err := arp("VPC "+name+" gateway", x.GatewayIP, x.GatewayMAC); err != nil {
+		if err := arp(named("VPC "+name+" gateway"), x.GatewayIP, x.GatewayMAC); err != nil {
 			return err
 		}
 	}
 	locals := sortedLocalMap(c.local[name])
 	for _, e := range locals {
-		if err := arp("local endpoint "+e.ID, e.IP, e.MAC); err != nil {
+		if err := arp(named("local endpoint "+e.ID), e.IP, e.MAC); err != nil {
 			return err
 		}
 	}
 	remotes := sortedRemote(c.v.Remote[name])
 	for _, e := range remotes {
-		if err := arp(fmt.Sprintf("endpoint %v of VPC %s", e.IP, name), e.IP, e.MAC); err != nil {
+		if err := arp(origin{ip: e.IP, vpc: name}, e.IP, e.MAC); err != nil {
 			return err
 		}
 	}
@@ -479,7 +674,7 @@ func (c *compiler) vpc(name string) error {
 		if !e.IP.Is4() {
 			continue // warned above
 		}
-		if err := c.toLocal(vni, e, "local endpoint "+e.ID); err != nil {
+		if err := c.toLocal(vni, e, named("local endpoint "+e.ID)); err != nil {
 			return err
 		}
 	}
@@ -487,7 +682,7 @@ func (c *compiler) vpc(name string) error {
 		if e.HostIP == c.v.Host.IP || !e.IP.Is4() {
 			continue // ours: Local is authoritative; IPv6: warned above
 		}
-		if err := c.encap(vni, x.VNI, e, fmt.Sprintf("endpoint %v of VPC %s", e.IP, name)); err != nil {
+		if err := c.encap(vni, x.VNI, e, origin{ip: e.IP, vpc: name}); err != nil {
 			return err
 		}
 	}
@@ -509,7 +704,7 @@ func (c *compiler) vpc(name string) error {
 // endpoints are admitted by p, up to p's export filter towards name.
 func (c *compiler) peerDestinations(name string, vni p4rt.Uint, p Peering) error {
 	for _, e := range sortedRemote(c.v.Remote[p.PeerVPC]) {
-		what := fmt.Sprintf("endpoint %v of peer %s (for %s)", e.IP, p.PeerVPC, name)
+		what := origin{ip: e.IP, vpc: p.PeerVPC, peer: name}
 		if !e.IP.Is4() {
 			c.warnf("%s: not IPv4; vpc_peering.p4 forwards IPv4 only", what)
 			continue
@@ -538,18 +733,24 @@ func (c *compiler) peerDestinations(name string, vni p4rt.Uint, p Peering) error
 	return nil
 }
 
-func (c *compiler) toLocal(vni p4rt.Uint, e LocalEndpoint, what string) error {
-	return c.add(tVnetDestination, what, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("dst_ip", p4rt.IP(e.IP))},
-		p4rt.Call(aToLocalVM, p4rt.P("port", p4rt.Uint(e.Port)), p4rt.P("dmac", p4rt.MAC(e.MAC))))
+func (c *compiler) toLocal(vni p4rt.Uint, e LocalEndpoint, what origin) error {
+	k := endpointEntry{table: tVnetDestination, action: aToLocalVM, vni: vni, ip: e.IP, n: uint64(e.Port)}
+	return c.addEndpoint(k, e.MAC, what, func() (string, []p4rt.Match, p4rt.ActionCall) {
+		return tVnetDestination, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("dst_ip", p4rt.IP(e.IP))},
+			p4rt.Call(aToLocalVM, p4rt.P("port", p4rt.Uint(e.Port)), p4rt.P("dmac", p4rt.MAC(e.MAC)))
+	})
 }
 
-func (c *compiler) encap(vni p4rt.Uint, dstVNI uint32, e RemoteEndpoint, what string) error {
+func (c *compiler) encap(vni p4rt.Uint, dstVNI uint32, e RemoteEndpoint, what origin) error {
 	if !e.HostIP.Is4() {
 		c.warnf("%s: host %v is not IPv4; the underlay is IPv4", what, e.HostIP)
 		return nil
 	}
-	return c.add(tVnetDestination, what, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("dst_ip", p4rt.IP(e.IP))},
-		encapCall(dstVNI, e.HostIP, e.MAC))
+	k := endpointEntry{table: tVnetDestination, action: aEncapToHost, vni: vni, ip: e.IP, n: uint64(dstVNI), host: e.HostIP}
+	return c.addEndpoint(k, e.MAC, what, func() (string, []p4rt.Match, p4rt.ActionCall) {
+		return tVnetDestination, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("dst_ip", p4rt.IP(e.IP))},
+			encapCall(dstVNI, e.HostIP, e.MAC)
+	})
 }
 
 func encapCall(dstVNI uint32, host netip.Addr, mac net.HardwareAddr) p4rt.ActionCall {
@@ -599,7 +800,7 @@ func (c *compiler) loadBalancers() error {
 		id := ids[LBKey{VPC: lb.VPC, Name: lb.Name}]
 		slices.Sort(in)
 		for _, name := range in {
-			if err := c.add(tLBFrontend, what+" in "+name, []p4rt.Match{
+			if err := c.add(tLBFrontend, named(what+" in "+name), []p4rt.Match{
 				p4rt.Exact("vni", p4rt.Uint(c.v.VPCs[name].VNI)), p4rt.Exact("vip", p4rt.IP(lb.VIP)),
 				p4rt.Exact("protocol", p4rt.Uint(lb.Protocol)), p4rt.Exact("l4_port", p4rt.Uint(lb.Port)),
 			}, p4rt.Call(aToLB, p4rt.P("lb_id", p4rt.Uint(id)))); err != nil {
@@ -661,7 +862,7 @@ func (c *compiler) lbBackends(lb LoadBalancer, id uint16, lbVNI uint32, what str
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	c.put(tLBBackend, what, te)
+	c.put(tLBBackend, named(what), te)
 	return nil
 }
 
@@ -684,7 +885,7 @@ func (c *compiler) routes() error {
 		}
 		match := []p4rt.Match{p4rt.Exact("vni", p4rt.Uint(c.v.VPCs[r.VPC].VNI)), p4rt.Prefix("dst_ip", r.Prefix.Masked())}
 		if !r.NextHopIP.IsValid() {
-			if err := c.add(tVnetRoute, what+" (drop)", match, p4rt.Call(aDrop)); err != nil {
+			if err := c.add(tVnetRoute, named(what+" (drop)"), match, p4rt.Call(aDrop)); err != nil {
 				return err
 			}
 			continue
@@ -693,7 +894,7 @@ func (c *compiler) routes() error {
 		if !ok {
 			continue
 		}
-		if err := c.add(tVnetRoute, fmt.Sprintf("%s via %v", what, r.NextHopIP), match, call); err != nil {
+		if err := c.add(tVnetRoute, named(fmt.Sprintf("%s via %v", what, r.NextHopIP)), match, call); err != nil {
 			return err
 		}
 	}
@@ -744,8 +945,17 @@ func (c *compiler) nextHop(r Route, what string) (p4rt.ActionCall, bool) {
 	return p4rt.ActionCall{}, false
 }
 
-// add builds a table entry and files it under its match.
-func (c *compiler) add(table, what string, match []p4rt.Match, a p4rt.ActionCall) error {
+// add builds a table entry, or takes it from the cache, and files it under
+// its match.
+func (c *compiler) add(table string, what origin, match []p4rt.Match, a p4rt.ActionCall) error {
+	if c.cache != nil {
+		e, err := c.cache.get(c.s, table, match, &a)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		c.file(table, what, e.ent, e.key)
+		return nil
+	}
 	te, err := c.s.TableEntry(p4rt.Entry{Table: table, Match: match, Action: &a})
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -754,23 +964,62 @@ func (c *compiler) add(table, what string, match []p4rt.Match, a p4rt.ActionCall
 	return nil
 }
 
-// put files te under its match key. The first entry for a key wins; a later
-// one with another action is a conflict in the view (two endpoints claiming
-// one address, an endpoint on the gateway's IP), reported as a warning.
-func (c *compiler) put(table, what string, te *p4v1.TableEntry) {
-	key := matchKey(te)
-	byKey := c.tables[te.GetTableId()]
-	if byKey == nil {
-		byKey = map[string]*built{}
-		c.tables[te.GetTableId()] = byKey
+// endpointEntry is, by value, every input of an entry made for an endpoint
+// address: its ARP answer or a destination. These are most of a view's
+// entries, and a comparable key finds them in the cache without their
+// description being built or encoded first.
+type endpointEntry struct {
+	table, action string
+	vni           p4rt.Uint  // of the sender
+	ip            netip.Addr // the endpoint
+	n             uint64     // dst_vni (encap_to_host) or port (to_local_vm)
+	host          netip.Addr // host_ip (encap_to_host)
+	mac           [6]byte
+}
+
+// addEndpoint is add for the entry k, with k's MAC mac: build describes it
+// by name, and is called only when the cache has no entry for k.
+func (c *compiler) addEndpoint(k endpointEntry, mac net.HardwareAddr, what origin, build func() (string, []p4rt.Match, p4rt.ActionCall)) error {
+	if c.cache == nil || len(mac) != len(k.mac) {
+		table, match, a := build()
+		return c.add(table, what, match, a)
 	}
-	if first, dup := byKey[key]; dup {
-		if !proto.Equal(first.te.GetAction(), te.GetAction()) {
+	copy(k.mac[:], mac)
+	e := c.cache.endpoints[k]
+	if e == nil {
+		table, match, a := build()
+		var err error
+		if e, err = c.cache.get(c.s, table, match, &a); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		c.cache.endpoints[k] = e
+	}
+	e.used = c.cache.gen
+	c.file(k.table, what, e.ent, e.key)
+	return nil
+}
+
+// put files te under its match key.
+func (c *compiler) put(table string, what origin, te *p4v1.TableEntry) {
+	c.file(table, what, &p4v1.Entity{Entity: &p4v1.Entity_TableEntry{TableEntry: te}}, matchKey(te))
+}
+
+// file files a table entry under its match key. The first entry for a key
+// wins; a later one with another action is a conflict in the view (two
+// endpoints claiming one address, an endpoint on the gateway's IP),
+// reported as a warning.
+func (c *compiler) file(table string, what origin, ent *p4v1.Entity, key string) {
+	te := ent.GetTableEntry()
+	tm := tableMatch{te.GetTableId(), key}
+	if i, dup := c.byMatch[tm]; dup {
+		first := c.filed[i]
+		if first.ent != ent && !proto.Equal(first.ent.GetTableEntry().GetAction(), te.GetAction()) {
 			c.warnf("%s: %s conflicts with %s, which is kept", table, what, first.what)
 		}
 		return
 	}
-	byKey[key] = &built{te: te, what: what}
+	c.byMatch[tm] = len(c.filed)
+	c.filed = append(c.filed, built{tableMatch: tm, ent: ent, what: what})
 }
 
 // matchKey identifies an entry within its table. The builders emit match
@@ -787,7 +1036,7 @@ func matchKey(te *p4v1.TableEntry) string {
 // ascending id (the order BMv2 hands out member handles in, which its
 // selectors pick by), groups, then table entries by table in P4Info order.
 func (c *compiler) entities() []*p4v1.Entity {
-	var out []*p4v1.Entity
+	out := make([]*p4v1.Entity, 0, len(c.members)+len(c.groups)+len(c.filed))
 	slices.SortFunc(c.members, func(a, b *p4v1.ActionProfileMember) int {
 		return cmp.Or(cmp.Compare(a.GetActionProfileId(), b.GetActionProfileId()), cmp.Compare(a.GetMemberId(), b.GetMemberId()))
 	})
@@ -800,11 +1049,26 @@ func (c *compiler) entities() []*p4v1.Entity {
 	for _, g := range c.groups {
 		out = append(out, &p4v1.Entity{Entity: &p4v1.Entity_ActionProfileGroup{ActionProfileGroup: g}})
 	}
-	for _, t := range c.s.Tables() {
-		byKey := c.tables[t.ID()]
-		for _, k := range sortedKeys(byKey) {
-			out = append(out, &p4v1.Entity{Entity: &p4v1.Entity_TableEntry{TableEntry: byKey[k].te}})
-		}
+	// Entries are filed mostly in match order already (endpoints by
+	// address), which the sort makes use of; it moves indexes, not
+	// entries.
+	pos := make(map[uint32]int, len(c.s.Tables()))
+	for i, t := range c.s.Tables() {
+		pos[t.ID()] = i
+	}
+	order := make([]int, len(c.filed))
+	tpos := make([]int, len(c.filed))
+	for i, b := range c.filed {
+		order[i], tpos[i] = i, pos[b.table]
+	}
+	slices.SortFunc(order, func(i, j int) int {
+		return cmp.Or(cmp.Compare(tpos[i], tpos[j]), strings.Compare(c.filed[i].key, c.filed[j].key))
+	})
+	for _, i := range order {
+		out = append(out, c.filed[i].ent)
+	}
+	if c.cache != nil {
+		c.cache.filed = len(c.filed)
 	}
 	return out
 }
@@ -910,10 +1174,23 @@ func sortedLocalMap(m map[netip.Addr]LocalEndpoint) []LocalEndpoint {
 // sortedRemote orders remote endpoints by address, then host and MAC, so
 // that which of two conflicting records wins never depends on the order
 // the streams delivered them in.
+// Lists that come sorted (as the agent makes them) are not copied.
 func sortedRemote(es []RemoteEndpoint) []RemoteEndpoint {
+	if slices.IsSortedFunc(es, compareRemote) {
+		return es
+	}
 	out := slices.Clone(es)
-	slices.SortFunc(out, func(a, b RemoteEndpoint) int {
-		return cmp.Or(a.IP.Compare(b.IP), a.HostIP.Compare(b.HostIP), cmp.Compare(string(a.MAC), string(b.MAC)))
-	})
+	slices.SortFunc(out, compareRemote)
 	return out
+}
+
+// compareRemote orders remote endpoints by address, then host and MAC.
+func compareRemote(a, b RemoteEndpoint) int {
+	if c := a.IP.Compare(b.IP); c != 0 {
+		return c
+	}
+	if c := a.HostIP.Compare(b.HostIP); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.MAC, b.MAC)
 }

@@ -482,3 +482,64 @@ func TestCompileErrors(t *testing.T) {
 		t.Error("nil schema: no error")
 	}
 }
+
+// TestCompilerMatchesCompile: a Compiler that reuses the entries of earlier
+// compiles gives exactly what Compile gives, entity by entity and warning
+// by warning, over a sequence of views that add, change, move and remove
+// items (each compiled after the one before, so reuse is exercised), and
+// after a view that does not compile.
+func TestCompilerMatchesCompile(t *testing.T) {
+	s := schema(t)
+	steps := []struct {
+		name   string
+		mutate func(v *ohc.View)
+	}{
+		{"test view", func(*ohc.View) {}},
+		{"same again", func(*ohc.View) {}},
+		{"remote added", func(v *ohc.View) {
+			v.Remote["red"] = append(v.Remote["red"], ohc.RemoteEndpoint{IP: ip("10.1.0.10"), MAC: mac("02:00:00:01:00:0a"), HostIP: ip(hostB)})
+		}},
+		{"remote moved", func(v *ohc.View) { v.Remote["red"][1].HostIP = ip("192.168.0.3") }},
+		{"remote new MAC", func(v *ohc.View) { v.Remote["blue"][0].MAC = mac("02:00:00:02:01:99") }},
+		{"remote removed", func(v *ohc.View) { v.Remote["red"] = v.Remote["red"][:1] }},
+		{"conflicting remotes", func(v *ohc.View) {
+			v.Remote["red"] = append(v.Remote["red"], ohc.RemoteEndpoint{IP: ip("10.1.0.9"), MAC: mac("02:00:00:01:00:0b"), HostIP: ip("192.168.0.3")})
+		}},
+		{"export narrowed", func(v *ohc.View) { v.Peerings[0].PeerPrefixes = []netip.Prefix{pfx("10.2.2.0/24")} }},
+		{"green active", func(v *ohc.View) { v.Peerings[1].Active = true }},
+		{"peer endpoint on this host", func(v *ohc.View) {
+			v.Local = append(v.Local, ohc.LocalEndpoint{ID: "blue-vm", VPC: "blue", IP: ip("10.2.1.7"), MAC: mac("02:00:00:02:01:07"), Port: 3})
+			v.Remote["blue"] = append(v.Remote["blue"], ohc.RemoteEndpoint{IP: ip("10.2.1.7"), MAC: mac("02:00:00:02:01:07"), HostIP: ip(hostA)})
+			v.Peerings = append(v.Peerings, ohc.Peering{VPC: "blue", PeerVPC: "red", PeerVNI: 100, Active: true, PeerPrefixes: []netip.Prefix{pfx("10.1.0.0/16")}})
+		}},
+		{"local endpoint gone", func(v *ohc.View) { v.Local = v.Local[:1] }},
+		{"backend weight", func(v *ohc.View) { v.LBs[0].Backends[0].Weight = 5 }},
+		{"route changed", func(v *ohc.View) { v.Routes[1].NextHopIP = ip("10.2.1.5") }},
+		{"VNI changed", func(v *ohc.View) { x := v.VPCs["red"]; x.VNI = 101; v.VPCs["red"] = x }},
+		{"does not compile", func(v *ohc.View) { v.Local[1].Port = 1 }},
+		{"test view after a failure", func(*ohc.View) {}},
+		{"nothing", func(v *ohc.View) { *v = ohc.View{Host: v.Host} }},
+		{"test view from nothing", func(*ohc.View) {}},
+	}
+	c := ohc.NewCompiler(s)
+	for _, st := range steps {
+		v := testView()
+		st.mutate(v)
+		want, wantWarn, wantErr := ohc.CompileWithWarnings(s, v)
+		got, gotWarn, gotErr := c.Compile(v)
+		if (wantErr == nil) != (gotErr == nil) || (wantErr != nil && wantErr.Error() != gotErr.Error()) {
+			t.Fatalf("%s: error %v, want %v", st.name, gotErr, wantErr)
+		}
+		if !slices.Equal(gotWarn, wantWarn) {
+			t.Errorf("%s: warnings %q, want %q", st.name, gotWarn, wantWarn)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d entities, want %d", st.name, len(got), len(want))
+		}
+		for i := range want {
+			if !proto.Equal(got[i], want[i]) {
+				t.Fatalf("%s: entity %d is\n%s\nwant\n%s", st.name, i, render(t, s, got[i]), render(t, s, want[i]))
+			}
+		}
+	}
+}

@@ -119,6 +119,8 @@ type Programmer struct {
 	known    []*p4v1.Entity
 	knownArb uint64
 	fullNext bool
+	// compiler keeps the entries of the last compile for the next one.
+	compiler *Compiler
 
 	mu sync.Mutex
 	// mu guards the following fields.
@@ -202,6 +204,7 @@ func NewProgrammer(o ProgrammerOptions) (*Programmer, error) {
 		resync:   o.ResyncInterval,
 		backoff:  o.Backoff,
 		tableIDs: names,
+		compiler: NewCompiler(s),
 		wake:     make(chan struct{}, 1),
 		changed:  make(chan struct{}),
 	}, nil
@@ -370,7 +373,12 @@ func (p *Programmer) pass(ctx context.Context) error {
 	if full {
 		res, err = p.rec.Reconcile(ctx, c.desired)
 	} else {
-		res, err = p.rec.Apply(ctx, p.known, c.desired)
+		// Entities the compiler reused are the same pointers in both
+		// sets: only the others can differ. Keys are unique within a
+		// compile's output, so diffing what left against what came is
+		// diffing the whole sets.
+		gone, came := changed(p.known, c.desired)
+		res, err = p.rec.Apply(ctx, gone, came)
 	}
 	took := time.Since(start)
 	if err != nil {
@@ -411,6 +419,28 @@ func (p *Programmer) pass(ctx context.Context) error {
 	return nil
 }
 
+// changed returns the entities of before that are not in after and those
+// of after that are not in before, by identity.
+func changed(before, after []*p4v1.Entity) (gone, came []*p4v1.Entity) {
+	in := make(map[*p4v1.Entity]struct{}, len(before))
+	for _, e := range before {
+		in[e] = struct{}{}
+	}
+	for _, e := range after {
+		if _, ok := in[e]; ok {
+			delete(in, e)
+			continue
+		}
+		came = append(came, e)
+	}
+	for _, e := range before {
+		if _, ok := in[e]; ok {
+			gone = append(gone, e)
+		}
+	}
+	return gone, came
+}
+
 // compile returns the compile of the latest view, from the cache when the
 // view has not changed (nil when there is no view yet), and the latest
 // compile without error.
@@ -425,7 +455,7 @@ func (p *Programmer) compile() (latest, good *compiled) {
 		return c, good
 	}
 	c = &compiled{gen: gen}
-	c.desired, c.warnings, c.err = CompileWithWarnings(p.schema, v)
+	c.desired, c.warnings, c.err = p.compiler.Compile(v)
 	for i, w := range c.warnings {
 		if i == maxLoggedWarnings {
 			p.log.Warn("more compile warnings", "generation", gen, "count", len(c.warnings)-i)
