@@ -1,6 +1,7 @@
 package ohc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -317,18 +318,15 @@ func (a *Agent) Run(ctx context.Context) error {
 // subscribe starts the connectivity streams the host programming now calls
 // for and stops the ones it no longer does.
 func (a *Agent) subscribe(ctx context.Context, wg *sync.WaitGroup) {
-	want := map[subKey]bool{}
 	a.mu.Lock()
-	for addr, hp := range a.hosts {
-		for _, ev := range hp.view.Items() {
-			switch {
-			case ev.GetVpc() != nil:
-				want[subKey{addr: addr, vpc: ev.GetVpc().GetName()}] = true
-			case ev.GetPeering() != nil && ev.GetPeering().GetActive():
-				p := ev.GetPeering()
-				want[subKey{addr: p.GetPeerController(), vpc: p.GetPeerVpc(), policy: p.GetPeerExportPolicy(), peerVPC: p.GetVpc()}] = true
-			}
-		}
+	want, ok := a.wantedLocked()
+	if !ok {
+		// A controller's host programming is being re-sent (RESET, then a
+		// snapshot): what to pull is not known until it is whole again, and
+		// dropping subscriptions now would take their entries off the
+		// switch.
+		a.mu.Unlock()
+		return
 	}
 	var start []subKey
 	for k := range want {
@@ -399,9 +397,41 @@ func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 // first snapshot has not come yet; the view is only whole without them.
 // madeOf identifies what the view is made of: each part and the revision
 // of its items. A view made of the same is the same view.
+// wantedLocked is the connectivity the host programming calls for: each
+// VPC of the host from the controller that sent it, and each active
+// peering's peer under the peer's export policy from the peer's owner. It
+// is false while some controller's host programming is not whole.
+func (a *Agent) wantedLocked() (map[subKey]bool, bool) {
+	want := map[subKey]bool{}
+	for addr, hp := range a.hosts {
+		if !hp.view.Synced() {
+			return nil, false
+		}
+		for _, ev := range hp.view.Items() {
+			switch {
+			case ev.GetVpc() != nil:
+				want[subKey{addr: addr, vpc: ev.GetVpc().GetName()}] = true
+			case ev.GetPeering() != nil && ev.GetPeering().GetActive():
+				p := ev.GetPeering()
+				want[subKey{addr: p.GetPeerController(), vpc: p.GetPeerVpc(), policy: p.GetPeerExportPolicy(), peerVPC: p.GetVpc()}] = true
+			}
+		}
+	}
+	return want, true
+}
+
 func (a *Agent) assemble() (v *View, madeOf map[*part]uint64, waiting []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// A subscription the host programming calls for but that has not been
+	// started yet would be missing from the view: wait for it.
+	if want, ok := a.wantedLocked(); ok {
+		for k := range want {
+			if a.subs[k] == nil {
+				waiting = append(waiting, fmt.Sprintf("%s/%s@%s (not pulled yet)", k.vpc, k.policy, k.addr))
+			}
+		}
+	}
 	v = &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}}
 	madeOf = make(map[*part]uint64, len(a.hosts)+len(a.subs))
 	for addr, hp := range a.hosts {
@@ -417,7 +447,14 @@ func (a *Agent) assemble() (v *View, madeOf map[*part]uint64, waiting []string) 
 		hp.mergeInto(v)
 		madeOf[&hp.part] = hp.rev
 	}
-	for k, s := range a.subs {
+	// Own VPCs' connectivity first, so that when a host sees a load
+	// balancer both as its own VPC's and through a peering, the own copy
+	// is the one kept.
+	keys := slices.SortedFunc(maps.Keys(a.subs), func(x, y subKey) int {
+		return cmp.Or(cmp.Compare(x.policy, y.policy), cmp.Compare(x.addr, y.addr), cmp.Compare(x.vpc, y.vpc), cmp.Compare(x.peerVPC, y.peerVPC))
+	})
+	for _, k := range keys {
+		s := a.subs[k]
 		if !s.synced() {
 			waiting = append(waiting, fmt.Sprintf("%s/%s@%s", k.vpc, k.policy, k.addr))
 			continue
@@ -426,8 +463,25 @@ func (a *Agent) assemble() (v *View, madeOf map[*part]uint64, waiting []string) 
 		s.mergeInto(v)
 		madeOf[&s.part] = s.rev
 	}
+	v.LBs = dedupeLBs(v.LBs)
 	slices.Sort(waiting)
 	return v, madeOf, waiting
+}
+
+// dedupeLBs keeps the first of each load balancer (VPC, name): one pulled
+// both as the host's own VPC's and through a peering, or through two
+// peerings, is one load balancer.
+func dedupeLBs(lbs []LoadBalancer) []LoadBalancer {
+	seen := make(map[[2]string]bool, len(lbs))
+	out := lbs[:0:0]
+	for _, lb := range lbs {
+		k := [2]string{lb.VPC, lb.Name}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, lb)
+		}
+	}
+	return out
 }
 
 // itemKey is what a view item is parsed from: one event, or a destination
