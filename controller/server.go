@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -31,6 +32,11 @@ type ServerOptions struct {
 	DialOptions []grpc.DialOption
 	// Watch tunes every watch table.
 	Watch watch.Options
+	// PeerGrace bounds how long host programming waits, after a start, to
+	// hear from the controllers that own peer VPCs (0 means 10s). Until
+	// then their peerings' state is unknown, and serving them as inactive
+	// would make every OHC remove the peers' entries.
+	PeerGrace time.Duration
 }
 
 // Server is one SDN controller: it serves host programming to the OHCs of
@@ -55,6 +61,10 @@ type Server struct {
 	services map[PublishedService]*service
 	peers    *watch.Table // this controller's sides of its peerings
 	changed  chan struct{}
+	// ready is closed once host programming may be served: every peer
+	// controller heard from, or PeerGrace passed.
+	ready     chan struct{}
+	readyOnce sync.Once
 	// reports is what the OHCs report of their switches; it has its own
 	// lock, as reports come at any time.
 	reports hostReports
@@ -98,11 +108,35 @@ func NewServer(o ServerOptions) (*Server, error) {
 		services: map[PublishedService]*service{},
 		peers:    watch.NewTable("peers", o.Watch),
 		changed:  make(chan struct{}, 1),
+		ready:    make(chan struct{}),
+	}
+	if s.opts.PeerGrace <= 0 {
+		s.opts.PeerGrace = 10 * time.Second
 	}
 	s.mu.Lock()
+	saved, err := s.loadPeerSides()
+	if err != nil {
+		s.log.Warn("saved peer sides unreadable; waiting to hear from the peer controllers", "err", err)
+	}
+	for ctl, sides := range saved {
+		s.remote[ctl] = sides
+	}
 	s.recomputeLocked()
+	s.checkReadyLocked()
 	s.mu.Unlock()
 	return s, nil
+}
+
+// checkReadyLocked opens host programming once the side of every
+// controller owning a peer VPC is known: heard from since the start, or
+// saved by the previous run.
+func (s *Server) checkReadyLocked() {
+	for name := range s.peerControllersLocked() {
+		if _, ok := s.remote[name]; !ok {
+			return
+		}
+	}
+	s.readyOnce.Do(func() { close(s.ready) })
 }
 
 // Register adds the controller's services to g.
@@ -151,6 +185,13 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	following := map[string]follower{}
 	var wg sync.WaitGroup
+	grace := time.AfterFunc(s.opts.PeerGrace, func() {
+		s.readyOnce.Do(func() {
+			s.log.Warn("not heard from every peer controller; serving host programming with their peerings inactive", "grace", s.opts.PeerGrace)
+			close(s.ready)
+		})
+	})
+	defer grace.Stop()
 	defer func() {
 		for _, f := range following {
 			f.cancel()
@@ -193,6 +234,10 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) peerControllers() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.peerControllersLocked()
+}
+
+func (s *Server) peerControllersLocked() map[string]string {
 	out := map[string]string{}
 	for _, p := range s.cfg.Peerings {
 		if o, ok := s.cfg.Owner(p.PeerVPC); ok && o.Name != s.cfg.Controller {
@@ -266,7 +311,9 @@ func (s *Server) setRemote(follower context.Context, controller string, sides ma
 		return
 	}
 	s.remote[controller] = sides
+	s.savePeerSidesLocked()
 	s.recomputeLocked()
+	s.checkReadyLocked()
 }
 
 // forgetRemote drops what controller said: it is no longer followed.
@@ -433,7 +480,18 @@ func (s *Server) recomputeLocked() {
 	for id := range s.hosts {
 		hostIDs[id] = true
 	}
+	for _, h := range c.Hosts {
+		hostIDs[h.ID] = true
+	}
 	for id := range hostIDs {
+		if _, ok := c.Host(id); !ok && len(c.EndpointsOnHost(id)) == 0 {
+			// A host no configuration names: keep its table only while
+			// someone watches it, so stray watches cannot grow memory.
+			if t := s.hosts[id]; t != nil && t.Subscribers() == 0 {
+				delete(s.hosts, id)
+				continue
+			}
+		}
 		t := s.hostTableLocked(id)
 		t.Replace(s.hostItemsLocked(id))
 	}
@@ -478,12 +536,15 @@ func (s *Server) hostTableLocked(id string) *watch.Table {
 func (s *Server) hostItemsLocked(id string) map[string]proto.Message {
 	c := s.cfg
 	items := map[string]proto.Message{}
+	// The host goes out whenever it is configured, endpoints or not: a
+	// host whose last endpoint left must still get a view, one that
+	// removes that endpoint's entries.
+	if h, ok := c.Host(id); ok {
+		items["host"] = hostInfo(h)
+	}
 	eps := c.EndpointsOnHost(id)
 	if len(eps) == 0 {
 		return items
-	}
-	if h, ok := c.Host(id); ok {
-		items["host"] = hostInfo(h)
 	}
 	vpcs := map[string]bool{}
 	for _, e := range eps {
@@ -633,6 +694,11 @@ type hostProgramming struct {
 func (h hostProgramming) Watch(req *p4meshv1.WatchRequest, st grpc.ServerStreamingServer[p4meshv1.Event]) error {
 	if req.GetHost() == "" {
 		return status.Error(codes.InvalidArgument, "watch request names no host")
+	}
+	select {
+	case <-h.s.ready:
+	case <-st.Context().Done():
+		return nil
 	}
 	h.s.mu.Lock()
 	t := h.s.hostTableLocked(req.GetHost())

@@ -86,7 +86,7 @@ func startCtl(t *testing.T, name string, lis net.Listener, dir string, cfg *Conf
 		t.Fatalf("%s: startup: %v", name, err)
 	}
 	logs := &syncBuffer{}
-	srv, err := NewServer(ServerOptions{Store: store, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	srv, err := NewServer(ServerOptions{Store: store, PeerGrace: 300 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}

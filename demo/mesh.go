@@ -307,6 +307,15 @@ func (m *Mesh) startController(name string, lis net.Listener, cfg *controller.Co
 	return nil
 }
 
+// StopController stops controller name (its process going away); the
+// switches keep forwarding with what they hold.
+func (m *Mesh) StopController(name string) {
+	if stop := m.ctls[name]; stop != nil {
+		stop()
+		delete(m.ctls, name)
+	}
+}
+
 // RestartController stops controller name and starts it again on the same
 // address from what it persisted, as a process restart would.
 func (m *Mesh) RestartController(name string) error {

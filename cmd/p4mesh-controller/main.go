@@ -84,6 +84,7 @@ type options struct {
 	metricsAddr string
 	logLevel    slog.Level
 	gnmi        gnmiOptions
+	peerGrace   time.Duration
 }
 
 // errUsage marks command-line errors, which exit with status 2.
@@ -103,6 +104,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.advertise, "advertise", "", "address OHCs and peers reach this controller at, when not --listen (NAT, a load balancer); checked against the directory")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "Prometheus /metrics listen address, e.g. 127.0.0.1:9101 (empty: off)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&o.peerGrace, "peer-grace", 10*time.Second, "after a start, how long host programming waits to hear from the controllers owning peer VPCs before serving their peerings as inactive")
 	fs.StringVar(&o.gnmi.addr, "gnmi-addr", "", "serve gNMI (configuration and state) on this address, e.g. 127.0.0.1:57400 (empty: off)")
 	fs.StringVar(&o.gnmi.cert, "gnmi-tls-cert", "", "gNMI server certificate (PEM)")
 	fs.StringVar(&o.gnmi.key, "gnmi-tls-key", "", "gNMI server private key (PEM)")
@@ -192,7 +194,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	if err != nil {
 		return err
 	}
-	srv, err := controller.NewServer(controller.ServerOptions{Store: store, Logger: log})
+	srv, err := controller.NewServer(controller.ServerOptions{Store: store, Logger: log, PeerGrace: o.peerGrace})
 	if err != nil {
 		return err
 	}

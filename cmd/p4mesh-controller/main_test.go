@@ -114,6 +114,9 @@ func start(t *testing.T, args ...string) *started {
 	s := &started{logs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	ready := make(chan struct{})
 	go func() {
+		// The tests' peer controller is a dead port: do not wait the
+		// production grace for it.
+		args := append([]string{"--peer-grace", "200ms"}, args...)
 		s.done <- runWith(ctx, args, io.Discard, s.logs, hooks{ready: func(g, m net.Addr) {
 			s.grpc, s.metrics = g, m
 			close(ready)

@@ -203,3 +203,37 @@ func TestExportPolicyOneSubnet(t *testing.T) {
 		t.Error("h2 lost red-1, which red still exports to blue")
 	}
 }
+
+// TestControllerRestartWhilePeerDown: c2 (owner of blue) is down when c1
+// restarts. c1 serves red's peering with blue from the side it saved, so
+// no OHC drops blue's entries, and red keeps reaching blue.
+func TestControllerRestartWhilePeerDown(t *testing.T) {
+	topo := demo.DemoTopology([2]string{"", ""})
+	f := demo.NewMemFabric(topo)
+	defer f.Close()
+	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	waitPing(t, m, "red-1", "10.2.0.10", 3)
+
+	m.StopController("c2")
+	if err := m.RestartController("c1"); err != nil {
+		t.Fatal(err)
+	}
+	// Let the OHCs reconnect to c1, resynchronise and reconcile.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if !hasDestination(t, m, "h1", "10.2.0.10") {
+			t.Fatal("h1 dropped blue-1's entry when c1 restarted with c2 down")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, p := range m.Controllers["c1"].Peerings() {
+		if p.VPC == "red" && !p.Active {
+			t.Errorf("c1 reports red->blue inactive (%s) with blue's side saved", p.Reason)
+		}
+	}
+	waitPing(t, m, "red-1", "10.2.0.10", 3)
+}
