@@ -3,6 +3,7 @@ package gnmi
 import (
 	"math"
 	"reflect"
+	"sync"
 
 	"github.com/openconfig/ygot/ygot"
 
@@ -82,7 +83,8 @@ type orderedMap interface{ IsYANGOrderedList() }
 // mirror walks the tree under v (a pointer to a generated struct or
 // ordered map) and copies every config container's leaves into the state
 // container beside it, by field name. Generic over the model so that a
-// leaf added to a config grouping needs no code here.
+// leaf added to a config grouping needs no code here; what reflection
+// finds by name is found once per type (mirrorPlanFor).
 func mirror(v reflect.Value) {
 	if v.Kind() != reflect.Pointer || v.IsNil() {
 		return
@@ -98,46 +100,89 @@ func mirror(v reflect.Value) {
 	if s.Kind() != reflect.Struct {
 		return
 	}
-	if cfg, st := s.FieldByName("Config"), s.FieldByName("State"); cfg.IsValid() && st.IsValid() && !cfg.IsNil() {
-		if st.IsNil() {
-			st.Set(reflect.New(st.Type().Elem()))
+	p := mirrorPlanFor(s.Type())
+	if p.config >= 0 {
+		if cfg, st := s.Field(p.config), s.Field(p.state); !cfg.IsNil() {
+			if st.IsNil() {
+				st.Set(reflect.New(st.Type().Elem()))
+			}
+			copyLeaves(st.Elem(), cfg.Elem(), p.leaves)
 		}
-		copyLeaves(st.Elem(), cfg.Elem())
 	}
-	for i := range s.NumField() {
-		switch s.Type().Field(i).Name {
-		case "Config", "State":
-			continue
-		}
+	for _, i := range p.children {
 		mirror(s.Field(i))
 	}
 }
 
-// copyLeaves copies the leaves of src into the same-named, same-typed
-// fields of dst, sharing no memory with src.
-func copyLeaves(dst, src reflect.Value) {
-	for i := range src.NumField() {
-		f := src.Type().Field(i)
-		df := dst.FieldByName(f.Name)
-		sf := src.Field(i)
-		if !df.IsValid() || df.Type() != f.Type {
+// mirrorPlan is what mirror does with one struct type.
+type mirrorPlan struct {
+	// config and state are the indices of the Config and State fields,
+	// -1 unless the type has both.
+	config, state int
+	// leaves pairs the config container's fields with the state
+	// container's same-named, same-typed ones: [config index, state index].
+	leaves [][2]int
+	// children are the indices of the other fields, to walk.
+	children []int
+}
+
+var mirrorPlans sync.Map // reflect.Type → *mirrorPlan
+
+func mirrorPlanFor(t reflect.Type) *mirrorPlan {
+	if p, ok := mirrorPlans.Load(t); ok {
+		return p.(*mirrorPlan)
+	}
+	p := &mirrorPlan{config: -1, state: -1}
+	cfg, okc := t.FieldByName("Config")
+	st, oks := t.FieldByName("State")
+	if okc && oks && len(cfg.Index) == 1 && len(st.Index) == 1 {
+		p.config, p.state = cfg.Index[0], st.Index[0]
+		// copyLeaves is only reached with both set, both pointers to
+		// structs (generated containers).
+		if cfg.Type.Kind() == reflect.Pointer && cfg.Type.Elem().Kind() == reflect.Struct &&
+			st.Type.Kind() == reflect.Pointer && st.Type.Elem().Kind() == reflect.Struct {
+			src, dst := cfg.Type.Elem(), st.Type.Elem()
+			for i := range src.NumField() {
+				f := src.Field(i)
+				df, ok := dst.FieldByName(f.Name)
+				if !ok || len(df.Index) != 1 || df.Type != f.Type {
+					continue
+				}
+				p.leaves = append(p.leaves, [2]int{i, df.Index[0]})
+			}
+		}
+	}
+	for i := range t.NumField() {
+		switch t.Field(i).Name {
+		case "Config", "State":
 			continue
 		}
+		p.children = append(p.children, i)
+	}
+	mirrorPlans.Store(t, p)
+	return p
+}
+
+// copyLeaves copies the leaves of src into the same-named, same-typed
+// fields of dst (the pairs in leaves), sharing no memory with src.
+func copyLeaves(dst, src reflect.Value, leaves [][2]int) {
+	for _, l := range leaves {
+		sf, df := src.Field(l[0]), dst.Field(l[1])
 		switch sf.Kind() {
 		case reflect.Pointer:
 			if sf.IsNil() {
-				df.Set(reflect.Zero(f.Type))
+				df.SetZero()
 				continue
 			}
-			p := reflect.New(f.Type.Elem())
+			p := reflect.New(sf.Type().Elem())
 			p.Elem().Set(sf.Elem())
 			df.Set(p)
 		case reflect.Slice:
 			if sf.IsNil() {
-				df.Set(reflect.Zero(f.Type))
+				df.SetZero()
 				continue
 			}
-			df.Set(reflect.AppendSlice(reflect.MakeSlice(f.Type, 0, sf.Len()), sf))
+			df.Set(reflect.AppendSlice(reflect.MakeSlice(sf.Type(), 0, sf.Len()), sf))
 		default:
 			df.Set(sf)
 		}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -55,9 +56,18 @@ type Server struct {
 	// snapMu guards snap and snapAt: the flattened tree that Subscribe
 	// streams share, so that N subscribers polling cost one tree build
 	// per half poll period rather than N. A Set drops it.
-	snapMu sync.Mutex
-	snap   map[string]*gnmi.Update
-	snapAt time.Time
+	snapMu   sync.Mutex
+	snap     map[string]*gnmi.Update
+	snapAt   time.Time
+	snapTree *oc.Device // the tree snap flattens
+
+	// treeMu guards the tree device() last built and what it was built
+	// from; Get, Subscribe and the snapshot share it, read-only.
+	treeMu       sync.Mutex
+	tree         *oc.Device
+	treeCfg      *controller.Config
+	treePeerings []controller.PeeringStatus
+	treeStats    controller.Stats
 }
 
 // New makes a gNMI server.
@@ -91,15 +101,33 @@ func (s *Server) Capabilities(context.Context, *gnmi.CapabilityRequest) (*gnmi.C
 }
 
 // device is the tree the server answers from: the running configuration
-// and the controller's state.
+// and the controller's state. It is built once per configuration (the
+// controller's *Config changes with every Apply and is never modified)
+// and state (what WithState reads, compared in full on every call), and
+// shared: callers must only read it.
 func (s *Server) device() (*oc.Device, error) {
 	c := s.o.Controller
-	d, err := p4gnmi.FromConfig(c.Config())
+	cfg, peerings, st := c.Config(), c.Peerings(), c.Stats()
+	s.treeMu.Lock()
+	defer s.treeMu.Unlock()
+	if s.tree != nil && s.treeCfg == cfg && slices.Equal(s.treePeerings, peerings) && sameState(s.treeStats, st) {
+		return s.tree, nil
+	}
+	d, err := p4gnmi.FromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	p4gnmi.WithState(d, c.Peerings(), c.Stats())
+	p4gnmi.WithState(d, peerings, st)
+	s.tree, s.treeCfg, s.treePeerings, s.treeStats = d, cfg, peerings, st
 	return d, nil
+}
+
+// sameState reports whether a and b give the same tree: it compares what
+// WithState reads.
+func sameState(a, b controller.Stats) bool {
+	return a.PublishedServices == b.PublishedServices && a.Subscribers == b.Subscribers &&
+		a.Peerings == b.Peerings && a.ActivePeerings == b.ActivePeerings &&
+		maps.Equal(a.HostEntries, b.HostEntries) && slices.Equal(a.Routes, b.Routes)
 }
 
 // fullPath joins a request's prefix and a path.
@@ -187,7 +215,7 @@ func encodeValue(v any, enc gnmi.Encoding) (*gnmi.TypedValue, error) {
 		}
 		return &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonVal{JsonVal: b}}, nil
 	}
-	b, err := ygot.Marshal7951(gs, &ygot.RFC7951JSONConfig{AppendModuleName: true})
+	b, err := marshalIETF(gs)
 	if err != nil {
 		return nil, err
 	}
@@ -205,15 +233,12 @@ func setError(code codes.Code, path *gnmi.Path, format string, args ...any) erro
 func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetResponse, error) {
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
-	cur, err := p4gnmi.FromConfig(s.o.Controller.Config())
+	// A fresh tree, sharing nothing with the running configuration or the
+	// tree Gets read: this Set may change it freely.
+	dev, err := p4gnmi.FromConfig(s.o.Controller.Config())
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "build the tree: %v", err)
 	}
-	d, err := ygot.DeepCopy(cur)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "copy: %v", err)
-	}
-	dev := d.(*oc.Device)
 	resp := &gnmi.SetResponse{Timestamp: time.Now().UnixNano()}
 	root := s.schema.RootSchema()
 	for _, p := range req.GetDelete() {
@@ -313,12 +338,8 @@ func (s *Server) setNode(dev *oc.Device, p *gnmi.Path, val *gnmi.TypedValue) err
 // TogNMINotifications cannot flatten nested ordered-by-user lists, which
 // the model has, so the tree is walked from its RFC 7951 JSON with the
 // schema giving each list's keys; leaf values travel as JSON_IETF scalars.
-func (s *Server) leaves() (map[string]*gnmi.Update, error) {
-	d, err := s.device()
-	if err != nil {
-		return nil, err
-	}
-	b, err := ygot.Marshal7951(d, &ygot.RFC7951JSONConfig{AppendModuleName: true})
+func (s *Server) leaves(d *oc.Device) (map[string]*gnmi.Update, error) {
+	b, err := marshalIETF(d)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +354,7 @@ func (s *Server) leaves() (map[string]*gnmi.Update, error) {
 	return out, nil
 }
 
-// snapshot is leaves() shared between subscriptions: at most Poll/2 old
+// snapshot is the leaves of device() shared between subscriptions: at most Poll/2 old
 // (a change made outside gNMI shows within that), never older than the
 // last Set made here. Callers must not modify the map or its updates.
 func (s *Server) snapshot() (map[string]*gnmi.Update, error) {
@@ -342,11 +363,19 @@ func (s *Server) snapshot() (map[string]*gnmi.Update, error) {
 	if s.snap != nil && time.Since(s.snapAt) < s.o.Poll/2 {
 		return s.snap, nil
 	}
-	m, err := s.leaves()
+	d, err := s.device()
 	if err != nil {
 		return nil, err
 	}
-	s.snap, s.snapAt = m, time.Now()
+	if s.snap != nil && d == s.snapTree { // the same tree: the same leaves
+		s.snapAt = time.Now()
+		return s.snap, nil
+	}
+	m, err := s.leaves(d)
+	if err != nil {
+		return nil, err
+	}
+	s.snap, s.snapAt, s.snapTree = m, time.Now(), d
 	return m, nil
 }
 
