@@ -137,14 +137,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 func TestGNMICLI(t *testing.T) {
 	cli := gnmiCLI{t: t, bin: buildGNMICLI(t, t.TempDir())}
 
-	topo := demo.DemoTopology([2]string{"", ""})
-	f := demo.NewMemFabric(topo)
-	defer f.Close()
-	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, topo := startMemMesh(t)
 	addr := serveGNMI(t, m)
 	waitPing(t, m, "red-1", "10.2.0.10", 3)
 
@@ -272,14 +265,7 @@ func TestGNMICLI(t *testing.T) {
 // and a ping pass, and reads the peering's state back as active.
 func TestGNMICreateVPCs(t *testing.T) {
 	cli := gnmiCLI{t: t, bin: buildGNMICLI(t, t.TempDir())}
-	topo := demo.DemoTopology([2]string{"", ""})
-	f := demo.NewMemFabric(topo)
-	defer f.Close()
-	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, topo := startMemMesh(t)
 	addr := serveGNMI(t, m)
 	waitPing(t, m, "red-1", "10.2.0.10", 3)
 
@@ -335,14 +321,7 @@ func TestGNMICreateVPCs(t *testing.T) {
 // and the controller's gNMI state shows it per host, equal to what a
 // P4Runtime read of the switch finds (plus the one default entry it sets).
 func TestProgrammedEntriesState(t *testing.T) {
-	topo := demo.DemoTopology([2]string{"", ""})
-	f := demo.NewMemFabric(topo)
-	defer f.Close()
-	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, _ := startMemMesh(t)
 	addr := serveGNMI(t, m)
 	waitPing(t, m, "red-1", "10.2.0.10", 3)
 	conn, err := grpc.NewClient(addr["c1"], grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -24,6 +24,20 @@ func logger(t *testing.T) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// startMemMesh runs the demo topology on in-memory ports for the test.
+func startMemMesh(t *testing.T) (*demo.Mesh, *demo.Topology) {
+	t.Helper()
+	topo := demo.DemoTopology([2]string{"", ""})
+	f := demo.NewMemFabric(topo)
+	t.Cleanup(func() { f.Close() })
+	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m, topo
+}
+
 // waitPing pings until want replies of count come back or the deadline.
 func waitPing(t *testing.T, m *demo.Mesh, vm string, dst string, want int) {
 	t.Helper()
@@ -42,14 +56,7 @@ func waitPing(t *testing.T, m *demo.Mesh, vm string, dst string, want int) {
 }
 
 func TestMeshInMemory(t *testing.T) {
-	topo := demo.DemoTopology([2]string{"", ""})
-	f := demo.NewMemFabric(topo)
-	defer f.Close()
-	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, _ := startMemMesh(t)
 
 	waitPing(t, m, "red-1", "10.2.0.10", 3) // across the peering, h1 -> h2
 	waitPing(t, m, "red-1", "10.1.0.11", 3) // within red, h1 -> h3
@@ -63,14 +70,7 @@ func TestMeshInMemory(t *testing.T) {
 // controller reach every host without restarts; restarting a controller
 // and an OHC loses no configuration and never flushes a switch.
 func TestMeshRestartsAndChanges(t *testing.T) {
-	topo := demo.DemoTopology([2]string{"", ""})
-	f := demo.NewMemFabric(topo)
-	defer f.Close()
-	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, topo := startMemMesh(t)
 	waitPing(t, m, "red-1", "10.2.0.10", 3)
 
 	// blue-2 is cabled on h3 but not configured: unreachable until c2 adds it.
@@ -167,14 +167,7 @@ func hasDestination(t *testing.T, m *demo.Mesh, host, ip string) bool {
 // plane refuses traffic both ways: red-1 has no route to it, and blue-1's
 // packets to red-1 fail red's source check.
 func TestExportPolicyOneSubnet(t *testing.T) {
-	topo := demo.DemoTopology([2]string{"", ""})
-	f := demo.NewMemFabric(topo)
-	defer f.Close()
-	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, _ := startMemMesh(t)
 	waitPing(t, m, "red-1", "10.2.0.10", 3)
 
 	if err := m.Apply("c2", func(c *controller.Config) {
@@ -208,14 +201,7 @@ func TestExportPolicyOneSubnet(t *testing.T) {
 // restarts. c1 serves red's peering with blue from the side it saved, so
 // no OHC drops blue's entries, and red keeps reaching blue.
 func TestControllerRestartWhilePeerDown(t *testing.T) {
-	topo := demo.DemoTopology([2]string{"", ""})
-	f := demo.NewMemFabric(topo)
-	defer f.Close()
-	m, err := demo.Start(t.Context(), demo.Options{Fabric: f, DataDir: t.TempDir(), Logger: logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, _ := startMemMesh(t)
 	waitPing(t, m, "red-1", "10.2.0.10", 3)
 
 	m.StopController("c2")
