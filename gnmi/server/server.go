@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"maps"
 	"slices"
 	"strings"
@@ -161,6 +162,21 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "build the tree: %v", err)
 	}
+	if typ := req.GetType(); typ != gnmi.GetRequest_ALL {
+		// CONFIG is what an operator set; STATE and OPERATIONAL what the
+		// controller reports (here all state is operational). The shared
+		// tree is read-only: filter a copy.
+		c, err := ygot.DeepCopy(d)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "copy the tree: %v", err)
+		}
+		drop := "State"
+		if typ != gnmi.GetRequest_CONFIG {
+			drop = "Config"
+		}
+		prune(reflect.ValueOf(c), drop)
+		d = c.(*oc.Device)
+	}
 	now := time.Now().UnixNano()
 	resp := &gnmi.GetResponse{}
 	paths := req.GetPath()
@@ -222,6 +238,47 @@ func encodeValue(v any, enc gnmi.Encoding) (*gnmi.TypedValue, error) {
 	return &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: b}}, nil
 }
 
+// prune clears, everywhere under v, the struct fields named field (the
+// generated Config or State containers).
+func prune(v reflect.Value, field string) {
+	if v.Kind() == reflect.Interface {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return
+	}
+	if m := v.MethodByName("Values"); m.IsValid() && m.Type().NumIn() == 0 {
+		// A generated ordered map of list entries.
+		vals := m.Call(nil)[0]
+		for i := range vals.Len() {
+			prune(vals.Index(i), field)
+		}
+		return
+	}
+	e := v.Elem()
+	if e.Kind() != reflect.Struct {
+		return
+	}
+	for i := range e.NumField() {
+		f := e.Field(i)
+		if !f.CanSet() {
+			continue
+		}
+		if e.Type().Field(i).Name == field && f.Kind() == reflect.Pointer {
+			f.Set(reflect.Zero(f.Type()))
+			continue
+		}
+		switch f.Kind() {
+		case reflect.Pointer:
+			prune(f, field)
+		case reflect.Map:
+			for _, k := range f.MapKeys() {
+				prune(f.MapIndex(k), field)
+			}
+		}
+	}
+}
+
 // setError is a refused Set: the code and the message naming the path.
 func setError(code codes.Code, path *gnmi.Path, format string, args ...any) error {
 	return status.Errorf(code, "%s: %s", pathString(path), fmt.Sprintf(format, args...))
@@ -248,7 +305,7 @@ func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetRespon
 		}
 		// Deleting what is not there succeeds (gNMI spec §3.4.6).
 		if err := ytypes.DeleteNode(root, dev, full); err != nil && status.Code(err) != codes.NotFound {
-			return nil, setError(codes.InvalidArgument, full, "delete: %v", err)
+			return nil, setError(pathCode(err), full, "delete: %v", err)
 		}
 		resp.Response = append(resp.Response, &gnmi.UpdateResult{Path: p, Op: gnmi.UpdateResult_DELETE})
 	}
@@ -258,7 +315,7 @@ func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetRespon
 			return nil, err
 		}
 		if err := ytypes.DeleteNode(root, dev, full); err != nil && status.Code(err) != codes.NotFound {
-			return nil, setError(codes.InvalidArgument, full, "replace: %v", err)
+			return nil, setError(pathCode(err), full, "replace: %v", err)
 		}
 		if err := s.setNode(dev, full, u.GetVal()); err != nil {
 			return nil, err
@@ -288,6 +345,15 @@ func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetRespon
 	s.dropSnapshot()
 	s.log.Info("gnmi set applied", "deletes", len(req.GetDelete()), "replaces", len(req.GetReplace()), "updates", len(req.GetUpdate()))
 	return resp, nil
+}
+
+// pathCode is the status for a failure to resolve or set a path: NotFound
+// for a path the schema does not have, InvalidArgument otherwise.
+func pathCode(err error) codes.Code {
+	if strings.Contains(err.Error(), "no match found") || strings.Contains(err.Error(), "not found") {
+		return codes.NotFound
+	}
+	return codes.InvalidArgument
 }
 
 // checkWritable refuses state paths: state is what the controller reports.
@@ -325,11 +391,7 @@ func (s *Server) setNode(dev *oc.Device, p *gnmi.Path, val *gnmi.TypedValue) err
 		return nil
 	}
 	if err := ytypes.SetNode(s.schema.RootSchema(), dev, p, val, &ytypes.InitMissingElements{}); err != nil {
-		code := codes.InvalidArgument
-		if strings.Contains(err.Error(), "no match found") || strings.Contains(err.Error(), "not found") {
-			code = codes.NotFound
-		}
-		return setError(code, p, "%v", err)
+		return setError(pathCode(err), p, "%v", err)
 	}
 	return nil
 }

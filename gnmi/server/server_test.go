@@ -288,3 +288,63 @@ func TestSubscribe(t *testing.T) {
 		t.Errorf("SAMPLE at 1ms = %v; want InvalidArgument", err)
 	}
 }
+
+func TestGetType(t *testing.T) {
+	c, _ := start(t)
+	get := func(typ gnmi.GetRequest_DataType) string {
+		resp, err := c.Get(t.Context(), &gnmi.GetRequest{Path: []*gnmi.Path{path(t, "/p4mesh/peerings")}, Encoding: gnmi.Encoding_JSON_IETF, Type: typ})
+		if err != nil {
+			t.Fatalf("Get %s: %v", typ, err)
+		}
+		return string(resp.GetNotification()[0].GetUpdate()[0].GetVal().GetJsonIetfVal())
+	}
+	if got := get(gnmi.GetRequest_CONFIG); strings.Contains(got, `"state"`) || !strings.Contains(got, `"config"`) {
+		t.Errorf("CONFIG Get = %s; want config containers only", got)
+	}
+	if got := get(gnmi.GetRequest_STATE); strings.Contains(got, `"config"`) || !strings.Contains(got, `"active"`) {
+		t.Errorf("STATE Get = %s; want state containers only", got)
+	}
+	if got := get(gnmi.GetRequest_ALL); !strings.Contains(got, `"config"`) || !strings.Contains(got, `"state"`) {
+		t.Errorf("ALL Get = %s; want both", got)
+	}
+}
+
+// TestSampleBesideOnChange: a SAMPLE subscription fires on its interval even
+// when an ON_CHANGE subscription earlier in the list covers the same leaf.
+func TestSampleBesideOnChange(t *testing.T) {
+	c, _ := start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	st, err := c.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Send(&gnmi.SubscribeRequest{Request: &gnmi.SubscribeRequest_Subscribe{Subscribe: &gnmi.SubscriptionList{
+		Mode: gnmi.SubscriptionList_STREAM, Encoding: gnmi.Encoding_JSON_IETF,
+		Subscription: []*gnmi.Subscription{
+			{Path: path(t, "/p4mesh/vpcs"), Mode: gnmi.SubscriptionMode_ON_CHANGE},
+			{Path: path(t, "/p4mesh/vpcs/vpc[name=green]/config/vni"), Mode: gnmi.SubscriptionMode_SAMPLE, SampleInterval: uint64(40 * time.Millisecond)},
+		},
+	}}})
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetSyncResponse() {
+			break
+		}
+	}
+	samples := 0
+	for samples < 3 {
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatalf("after %d samples: %v", samples, err)
+		}
+		for _, u := range r.GetUpdate().GetUpdate() {
+			if strings.HasSuffix(pathString(u.GetPath()), "vpc[name=green]/config/vni") {
+				samples++
+			}
+		}
+	}
+}

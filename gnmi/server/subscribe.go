@@ -116,18 +116,24 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 		}
 		now := time.Now()
 		n := &gnmi.Notification{Timestamp: now.UnixNano()}
+		// Each subscription stands on its own: a leaf goes out when it
+		// changed and some subscription covers it, or when a SAMPLE
+		// subscription covering it is due — even if another, earlier
+		// subscription of the list covers it too.
+		covered := func(l *gnmi.Path, want func(*stream) bool) bool {
+			return slices.ContainsFunc(streams, func(x *stream) bool { return want(x) && matches(x.path, l) })
+		}
+		due := func(x *stream) bool { return x.sample > 0 && !now.Before(x.nextSend) }
+		every := func(*stream) bool { return true }
 		for key, u := range cur {
-			ss := owner(streams, u.GetPath(), func(x *stream) *gnmi.Path { return x.path })
-			if ss == nil {
-				continue
-			}
-			due := ss.sample > 0 && !now.Before(ss.nextSend)
-			if old, ok := last[key]; due || !ok || !proto.Equal(old.GetVal(), u.GetVal()) {
+			old, ok := last[key]
+			changed := !ok || !proto.Equal(old.GetVal(), u.GetVal())
+			if (changed && covered(u.GetPath(), every)) || covered(u.GetPath(), due) {
 				n.Update = append(n.Update, u)
 			}
 		}
 		for key, u := range last {
-			if _, ok := cur[key]; !ok && owner(streams, u.GetPath(), func(x *stream) *gnmi.Path { return x.path }) != nil {
+			if _, ok := cur[key]; !ok && covered(u.GetPath(), every) {
 				n.Delete = append(n.Delete, u.GetPath())
 			}
 		}
@@ -147,16 +153,6 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 	}
 }
 
-// owner is the first subscription whose path covers leaf l.
-func owner[T any](subs []T, l *gnmi.Path, path func(T) *gnmi.Path) T {
-	var zero T
-	for _, x := range subs {
-		if matches(path(x), l) {
-			return x
-		}
-	}
-	return zero
-}
 
 // dump sends every leaf under paths as one notification (unless
 // updatesOnly) and returns the leaves it looked at, for change detection.
