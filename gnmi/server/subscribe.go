@@ -153,7 +153,6 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 	}
 }
 
-
 // dump sends every leaf under paths as one notification (unless
 // updatesOnly) and returns the leaves it looked at, for change detection.
 func (s *Server) dump(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.SubscribeResponse], paths []*gnmi.Path, updatesOnly bool) (map[string]*gnmi.Update, error) {
