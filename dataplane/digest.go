@@ -253,6 +253,20 @@ func (ds *digestState) forget(list uint64) {
 // StreamError, as the spec suggests.
 func (d *digester) ack(st *stream, a *p4v1.DigestListAck) {
 	s := d.s
+	// Digest lists go to the primary, and only its acks count: a backup's
+	// ack would release lists the primary has not seen.
+	s.amu.Lock()
+	primary := st.role != nil && st.role.primary == st
+	s.amu.Unlock()
+	if !primary {
+		st.sendCtrl(&p4v1.StreamMessageResponse{Update: &p4v1.StreamMessageResponse_Error{Error: &p4v1.StreamError{
+			CanonicalCode: int32(codes.PermissionDenied),
+			Message:       "only the primary controller acknowledges digest lists",
+			Space:         ErrorSpace,
+			Details:       &p4v1.StreamError_DigestListAck{DigestListAck: &p4v1.DigestListAckError{DigestListAck: a}},
+		}}})
+		return
+	}
 	s.pmu.RLock()
 	schema := s.schema
 	s.pmu.RUnlock()

@@ -3,6 +3,9 @@ package dataplane
 import (
 	"slices"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
 )
@@ -63,5 +66,45 @@ func TestGroupSlotsFollowBMv2(t *testing.T) {
 		if m := s.Store().Group(pSelector, 11).Select(h); m.ID != want {
 			t.Errorf("Select(%d) = member %d; want %d", h, m.ID, want)
 		}
+	}
+}
+
+// TestDigestAckOnlyFromPrimary: a backup's DigestListAck is refused with a
+// stream error (the stream stays open), so it cannot release lists the
+// primary has not acknowledged.
+func TestDigestAckOnlyFromPrimary(t *testing.T) {
+	s := newCommitted(t)
+	c := startGRPC(t, s)
+	primary := open(t, c, "", id(2))
+	if got := primary.status(); got != codes.OK {
+		t.Fatalf("primary arbitration = %s", got)
+	}
+	backup := open(t, c, "", id(1))
+	if got := backup.status(); got != codes.AlreadyExists {
+		t.Fatalf("backup arbitration = %s", got)
+	}
+	ack := &p4v1.StreamMessageRequest{Update: &p4v1.StreamMessageRequest_DigestAck{DigestAck: &p4v1.DigestListAck{DigestId: dDigest, ListId: 1}}}
+	if err := backup.sc.Send(ack); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m := backup.next()
+		if e := m.GetError(); e != nil {
+			if codes.Code(e.GetCanonicalCode()) != codes.PermissionDenied {
+				t.Errorf("backup ack error = %s (%s); want PermissionDenied", codes.Code(e.GetCanonicalCode()), e.GetMessage())
+			}
+			break
+		}
+	}
+	// The primary's ack of a known digest is accepted without error.
+	if err := primary.sc.Send(ack); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-primary.in:
+		if m.GetError() != nil {
+			t.Errorf("primary ack refused: %v", m.GetError())
+		}
+	case <-time.After(200 * time.Millisecond):
 	}
 }
