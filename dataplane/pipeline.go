@@ -40,7 +40,6 @@ type Pipeline struct {
 	lbFrontend, vnetDestination, vnetRoute, gatewayPool, lbBackend *Table
 	underlayNexthop, localHost                                     *Table
 
-	gatewaySelector, lbSelector uint32
 
 	aDrop, aSetVnet, aPermit, aARPReply, aSendToCPU, aDecap, aLBMiss, aToLB                 uint32
 	aDestinationMiss, aToLocalVM, aEncapToHost, aToGatewayPool, aSetUnderlay, aSetLocalHost uint32
@@ -91,7 +90,10 @@ func NewPipeline(st *Store) (*Pipeline, error) {
 	p.tunnelTerm, p.vnetSourceCheck, p.lbFrontend = table("tunnel_term"), table("vnet_source_check"), table("lb_frontend")
 	p.vnetDestination, p.vnetRoute, p.gatewayPool = table("vnet_destination"), table("vnet_route"), table("gateway_pool")
 	p.lbBackend, p.underlayNexthop, p.localHost = table("lb_backend"), table("underlay_nexthop"), table("local_host")
-	p.gatewaySelector, p.lbSelector = profile("gateway_selector"), profile("lb_selector")
+	// The selectors are reached through each entry's member or group, so
+	// their ids are not kept; resolving them checks the program has them.
+	profile("gateway_selector")
+	profile("lb_selector")
 	p.aDrop, p.aSetVnet, p.aPermit, p.aARPReply = action("drop"), action("set_vnet"), action("permit"), action("arp_reply")
 	p.aSendToCPU, p.aDecap, p.aLBMiss, p.aToLB = action("send_to_cpu"), action("decap"), action("lb_miss"), action("to_lb")
 	p.aDestinationMiss, p.aToLocalVM, p.aEncapToHost = action("destination_miss"), action("to_local_vm"), action("encap_to_host")
