@@ -40,7 +40,6 @@ type Pipeline struct {
 	lbFrontend, vnetDestination, vnetRoute, gatewayPool, lbBackend *Table
 	underlayNexthop, localHost                                     *Table
 
-
 	aDrop, aSetVnet, aPermit, aARPReply, aSendToCPU, aDecap, aLBMiss, aToLB                 uint32
 	aDestinationMiss, aToLocalVM, aEncapToHost, aToGatewayPool, aSetUnderlay, aSetLocalHost uint32
 
