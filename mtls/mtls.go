@@ -302,4 +302,3 @@ func ClientCredentials(src *Source, expect Expect) credentials.TransportCredenti
 	}
 	return credentials.NewTLS(cfg)
 }
-
