@@ -47,10 +47,14 @@ func (r *hostReports) totals() map[string]uint64 {
 
 // Report records what an OHC has programmed; only hosts of this
 // controller's configuration may report.
-func (h hostProgramming) Report(_ context.Context, r *p4meshv1.HostReport) (*p4meshv1.HostReportAck, error) {
-	if _, ok := h.s.Config().Host(r.GetHost()); !ok {
-		return nil, status.Errorf(codes.NotFound, "host %q is not in controller %s's configuration", r.GetHost(), h.s.Config().Controller)
+func (h hostProgramming) Report(ctx context.Context, r *p4meshv1.HostReport) (*p4meshv1.HostReportAck, error) {
+	host, err := h.s.hostOf(ctx, r.GetHost())
+	if err != nil {
+		return nil, err
 	}
-	h.s.reports.set(r.GetHost(), r.GetEntries())
+	if _, ok := h.s.Config().Host(host); !ok {
+		return nil, status.Errorf(codes.NotFound, "host %q is not in controller %s's configuration", host, h.s.Config().Controller)
+	}
+	h.s.reports.set(host, r.GetEntries())
 	return &p4meshv1.HostReportAck{}, nil
 }

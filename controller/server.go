@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
+	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/watch"
 )
 
@@ -32,6 +33,9 @@ type ServerOptions struct {
 	DialOptions []grpc.DialOption
 	// Watch tunes every watch table.
 	Watch watch.Options
+	// Auth decides who calls: with mutual TLS every caller is the
+	// identity of its certificate; Insecure trusts what requests claim.
+	Auth identity.Auth
 	// PeerGrace bounds how long host programming waits, after a start, to
 	// hear from the controllers that own peer VPCs (0 means 10s). Until
 	// then their peerings' state is unknown, and serving them as inactive
@@ -69,8 +73,11 @@ type Server struct {
 	// lock, as reports come at any time.
 	reports hostReports
 	// authCfg is the configuration the open connectivity streams were
-	// last authorised against: only a new configuration can revoke.
-	authCfg *Config
+	// last authorised against, and authRemote counts changes of the peer
+	// sides (which vouch for other controllers' hosts): only a change of
+	// either can revoke.
+	authCfg               *Config
+	authRemote, remoteGen uint64
 }
 
 // service is the published connectivity of one (VPC, export policy).
@@ -85,7 +92,35 @@ type service struct {
 // connStream is one connectivity stream being served.
 type connStream struct {
 	req    *p4meshv1.WatchRequest
+	caller caller
 	cancel context.CancelCauseFunc
+}
+
+// caller is who makes a request: an authenticated identity, or (Insecure)
+// nobody known, whose request's claims stand.
+type caller struct {
+	id     identity.ID
+	authed bool
+}
+
+// callerOf authenticates ctx's peer and checks it is one of kinds.
+func (s *Server) callerOf(ctx context.Context, kinds ...identity.Kind) (caller, error) {
+	id, ok, err := s.opts.Auth.Caller(ctx)
+	if err != nil {
+		return caller{}, err
+	}
+	if ok && !slices.Contains(kinds, id.Kind) {
+		return caller{}, status.Errorf(codes.PermissionDenied, "%s may not call this: it is for %v identities", id, kinds)
+	}
+	return caller{id: id, authed: ok}, nil
+}
+
+// String names the caller for errors and logs.
+func (c caller) String() string {
+	if c.authed {
+		return c.id.String()
+	}
+	return "an unauthenticated client (--insecure)"
 }
 
 // NewServer makes a controller serving store's current configuration.
@@ -311,6 +346,7 @@ func (s *Server) setRemote(follower context.Context, controller string, sides ma
 		return
 	}
 	s.remote[controller] = sides
+	s.remoteGen++
 	s.savePeerSidesLocked()
 	s.recomputeLocked()
 	s.checkReadyLocked()
@@ -321,6 +357,7 @@ func (s *Server) forgetRemote(controller string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.remote, controller)
+	s.remoteGen++
 	s.recomputeLocked()
 }
 
@@ -390,6 +427,7 @@ func (c *Config) peerSideOf(p Peering) *p4meshv1.PeerSide {
 	return &p4meshv1.PeerSide{
 		Vpc: p.VPC, PeerVpc: p.PeerVPC, Configured: true, ExportPolicy: p.ExportPolicy,
 		Vni: v.VNI, Subnets: prefixStrings(v.Subnets), ExportedPrefixes: prefixStrings(c.ExportedPrefixes(p.VPC, p.ExportPolicy)),
+		Hosts: c.HostsOfVPC(p.VPC),
 	}
 }
 
@@ -503,13 +541,13 @@ func (s *Server) recomputeLocked() {
 // publishes. Their clients reconnect and are told why; without this a
 // stream opened once would be served for as long as it stays open.
 func (s *Server) revokeLocked(want map[PublishedService]bool) {
-	if s.authCfg == s.cfg {
+	if s.authCfg == s.cfg && s.authRemote == s.remoteGen {
 		return
 	}
-	s.authCfg = s.cfg
+	s.authCfg, s.authRemote = s.cfg, s.remoteGen
 	for ps, svc := range s.services {
 		for cs := range svc.streams {
-			_, err := s.authorizeLocked(cs.req)
+			_, err := s.authorizeLocked(cs.req, cs.caller)
 			if err == nil && !want[ps] {
 				err = status.Errorf(codes.Unavailable, "%s is no longer published", ps)
 			}
@@ -692,8 +730,10 @@ type hostProgramming struct {
 
 // Watch streams host programming to the OHC of req.host.
 func (h hostProgramming) Watch(req *p4meshv1.WatchRequest, st grpc.ServerStreamingServer[p4meshv1.Event]) error {
-	if req.GetHost() == "" {
-		return status.Error(codes.InvalidArgument, "watch request names no host")
+	host, err := h.s.hostOf(st.Context(), req.GetHost())
+	if err != nil {
+		h.s.log.Warn("host programming watch refused", "host", req.GetHost(), "caller", identity.Peer(st.Context()), "err", err)
+		return err
 	}
 	select {
 	case <-h.s.ready:
@@ -701,11 +741,37 @@ func (h hostProgramming) Watch(req *p4meshv1.WatchRequest, st grpc.ServerStreami
 		return nil
 	}
 	h.s.mu.Lock()
-	t := h.s.hostTableLocked(req.GetHost())
-	t.Replace(h.s.hostItemsLocked(req.GetHost()))
+	t := h.s.hostTableLocked(host)
+	t.Replace(h.s.hostItemsLocked(host))
 	h.s.mu.Unlock()
-	h.s.log.Info("host programming watch", "host", req.GetHost(), "resume", req.GetResumeRevision())
+	h.s.log.Info("host programming watch", "host", host, "resume", req.GetResumeRevision())
 	return serve(st.Context(), t, req.GetResumeRevision(), st.Send)
+}
+
+// hostOf is the host a host-programming call is about: the caller's own
+// (a host's certificate names it; a request may repeat it, not change it),
+// and only a host this controller's configuration knows, so that invented
+// host ids cannot make it hold state.
+func (s *Server) hostOf(ctx context.Context, asked string) (string, error) {
+	c, err := s.callerOf(ctx, identity.Host)
+	if err != nil {
+		return "", err
+	}
+	host := asked
+	if c.authed {
+		if asked != "" && asked != c.id.Name {
+			return "", status.Errorf(codes.PermissionDenied, "%s may act only for host %s, not %q", c, c.id.Name, asked)
+		}
+		host = c.id.Name
+	}
+	if host == "" {
+		return "", status.Error(codes.InvalidArgument, "the request names no host")
+	}
+	cfg := s.Config()
+	if _, ok := cfg.Host(host); !ok && len(cfg.EndpointsOnHost(host)) == 0 {
+		return "", status.Errorf(codes.NotFound, "host %q is not in controller %s's configuration", host, cfg.Controller)
+	}
+	return host, nil
 }
 
 type connectivity struct {
@@ -714,8 +780,8 @@ type connectivity struct {
 }
 
 // authorizeLocked checks that the host asking req may watch the service it
-// names under the current configuration.
-func (s *Server) authorizeLocked(req *p4meshv1.WatchRequest) (PublishedService, error) {
+// names under the current configuration and peer sides.
+func (s *Server) authorizeLocked(req *p4meshv1.WatchRequest, c caller) (PublishedService, error) {
 	cfg := s.cfg
 	vpc, policy := req.GetVpc(), req.GetExportPolicy()
 	if owner, ok := cfg.Owner(vpc); !ok {
@@ -723,16 +789,23 @@ func (s *Server) authorizeLocked(req *p4meshv1.WatchRequest) (PublishedService, 
 	} else if owner.Name != cfg.Controller {
 		return PublishedService{}, status.Errorf(codes.NotFound, "VPC %s is owned by controller %s at %s, not %s", vpc, owner.Name, owner.Address, cfg.Controller)
 	}
-	hostVPCs := cfg.VPCsOfHost(req.GetHost())
-	if policy != "" {
-		// The asker's claim (see Authorized); none claimed is none held.
-		hostVPCs = nil
-		if pv := req.GetPeerVpc(); pv != "" {
-			hostVPCs = []string{pv}
-		}
+	host := req.GetHost()
+	var hostVPCs []string
+	switch {
+	case c.authed:
+		// The host's endpoints decide its VPCs: this controller's own
+		// configuration, and for other controllers' VPCs what their
+		// owners vouch for in their peer sides. Nothing the request says.
+		host = c.id.Name
+		hostVPCs = s.vpcsOfHostLocked(host)
+	case policy == "":
+		hostVPCs = cfg.VPCsOfHost(host)
+	case req.GetPeerVpc() != "":
+		// --insecure: the asker's claim (see Authorized).
+		hostVPCs = []string{req.GetPeerVpc()}
 	}
 	if ok, why := Authorized(hostVPCs, vpc, policy, cfg); !ok {
-		return PublishedService{}, status.Errorf(codes.PermissionDenied, "host %s may not watch %s under policy %q: %s", req.GetHost(), vpc, policy, why)
+		return PublishedService{}, status.Errorf(codes.PermissionDenied, "host %s (%s) may not watch %s under policy %q: %s", host, c, vpc, policy, why)
 	}
 	return PublishedService{VPC: vpc, Policy: policy}, nil
 }
@@ -740,11 +813,15 @@ func (s *Server) authorizeLocked(req *p4meshv1.WatchRequest) (PublishedService, 
 // subscribe finds the published service a watch asks for, checks that the
 // asking host may see it, and records the stream (cancel ends it) so that
 // a later configuration can revoke it.
-func (c connectivity) subscribe(req *p4meshv1.WatchRequest, cancel context.CancelCauseFunc) (*service, *connStream, error) {
+func (c connectivity) subscribe(ctx context.Context, req *p4meshv1.WatchRequest, cancel context.CancelCauseFunc) (*service, *connStream, error) {
 	s := c.s
+	who, err := s.callerOf(ctx, identity.Host)
+	if err != nil {
+		return nil, nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ps, err := s.authorizeLocked(req)
+	ps, err := s.authorizeLocked(req, who)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -752,7 +829,7 @@ func (c connectivity) subscribe(req *p4meshv1.WatchRequest, cancel context.Cance
 	if svc == nil {
 		return nil, nil, status.Errorf(codes.NotFound, "%s publishes nothing under policy %q", ps.VPC, ps.Policy)
 	}
-	cs := &connStream{req: req, cancel: cancel}
+	cs := &connStream{req: req, caller: who, cancel: cancel}
 	svc.streams[cs] = struct{}{}
 	return svc, cs, nil
 }
@@ -766,9 +843,9 @@ func (c connectivity) unsubscribe(svc *service, cs *connStream) {
 func (c connectivity) watch(req *p4meshv1.WatchRequest, st grpc.ServerStreamingServer[p4meshv1.Event], pick func(*service) *watch.Table) error {
 	ctx, cancel := context.WithCancelCause(st.Context())
 	defer cancel(nil)
-	svc, cs, err := c.subscribe(req, cancel)
+	svc, cs, err := c.subscribe(st.Context(), req, cancel)
 	if err != nil {
-		c.s.log.Warn("connectivity watch refused", "host", req.GetHost(), "vpc", req.GetVpc(), "policy", req.GetExportPolicy(), "err", err)
+		c.s.log.Warn("connectivity watch refused", "host", req.GetHost(), "caller", identity.Peer(st.Context()), "vpc", req.GetVpc(), "policy", req.GetExportPolicy(), "err", err)
 		return err
 	}
 	defer c.unsubscribe(svc, cs)
@@ -818,11 +895,35 @@ type peers struct {
 // WatchPeerSides streams this controller's side of each of its peerings to
 // the controllers of the directory.
 func (p peers) WatchPeerSides(req *p4meshv1.WatchRequest, st grpc.ServerStreamingServer[p4meshv1.Event]) error {
+	who, err := p.s.callerOf(st.Context(), identity.Controller)
+	if err != nil {
+		return err
+	}
+	name := req.GetController()
+	if who.authed {
+		name = who.id.Name
+	}
 	cfg := p.s.Config()
-	if !slices.ContainsFunc(cfg.Directory, func(e ControllerEntry) bool { return e.Name == req.GetController() }) {
-		return status.Errorf(codes.PermissionDenied, "controller %q is not in the directory", req.GetController())
+	if !slices.ContainsFunc(cfg.Directory, func(e ControllerEntry) bool { return e.Name == name }) {
+		return status.Errorf(codes.PermissionDenied, "controller %q (%s) is not in the directory", name, who)
 	}
 	return serve(st.Context(), p.s.peers, req.GetResumeRevision(), st.Send)
+}
+
+// vpcsOfHostLocked are the VPCs host has endpoints in, as far as this
+// controller knows: its own configuration, and the peer sides other
+// controllers sent, in which each owner lists its VPC's hosts.
+func (s *Server) vpcsOfHostLocked(host string) []string {
+	out := s.cfg.VPCsOfHost(host)
+	for _, sides := range s.remote {
+		for _, side := range sides {
+			if slices.Contains(side.GetHosts(), host) && !slices.Contains(out, side.GetVpc()) {
+				out = append(out, side.GetVpc())
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // describe is a one-line summary for logs.

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
+	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/watch"
 )
 
@@ -86,7 +87,7 @@ func startCtl(t *testing.T, name string, lis net.Listener, dir string, cfg *Conf
 		t.Fatalf("%s: startup: %v", name, err)
 	}
 	logs := &syncBuffer{}
-	srv, err := NewServer(ServerOptions{Store: store, PeerGrace: 300 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	srv, err := NewServer(ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store, PeerGrace: 300 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}

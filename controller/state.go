@@ -283,13 +283,12 @@ func (c *Config) PublishedServices() []PublishedService {
 //     such that c has a peering servedVPC → P whose export policy is
 //     policy: what servedVPC exports to P is exactly what P's hosts see.
 //
-// Trust: for a host of this controller the caller passes c.VPCsOfHost. A
-// host of another controller is not in c, so the caller passes the VPC the
-// asking OHC claims (WatchRequest.peer_vpc) and Authorized checks only that
-// the claimed peering exists here. That claim is trusted as it stands; the
-// host's mTLS identity, checked against its own controller, is what will
-// bind it. Even so the claim can only reveal what servedVPC already
-// exports to the claimed VPC.
+// Trust: with mutual TLS the host is its certificate's identity, and its
+// VPCs are what this controller's configuration places it in plus what
+// the owners of other VPCs vouch for in their peer sides (PeerSide.hosts):
+// nothing the request says. Only under --insecure does the caller pass the
+// VPC the asking OHC claims (WatchRequest.peer_vpc); even then the claim
+// can only reveal what servedVPC already exports to the claimed VPC.
 func Authorized(hostVPCs []string, servedVPC, policy string, c *Config) (bool, string) {
 	if _, ok := c.VPC(servedVPC); !ok {
 		return false, fmt.Sprintf("VPC %q is not owned by controller %s", servedVPC, c.Controller)
@@ -309,4 +308,16 @@ func Authorized(hostVPCs []string, servedVPC, policy string, c *Config) (bool, s
 		return false, fmt.Sprintf("the host names no VPC peered with %s", servedVPC)
 	}
 	return false, fmt.Sprintf("VPC %s exports nothing under policy %q to %v", servedVPC, policy, hostVPCs)
+}
+
+// HostsOfVPC returns the hosts holding an endpoint of vpc, sorted.
+func (c *Config) HostsOfVPC(vpc string) []string {
+	var out []string
+	for _, e := range c.Endpoints {
+		if e.VPC == vpc {
+			out = append(out, e.Host)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

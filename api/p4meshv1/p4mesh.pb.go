@@ -1219,8 +1219,12 @@ type PeerSide struct {
 	Subnets      []string               `protobuf:"bytes,6,rep,name=subnets,proto3" json:"subnets,omitempty"`
 	// The prefixes the side exports to peer_vpc under its policy.
 	ExportedPrefixes []string `protobuf:"bytes,7,rep,name=exported_prefixes,json=exportedPrefixes,proto3" json:"exported_prefixes,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The hosts holding an endpoint of vpc. The owner of vpc vouches for
+	// them: the controller of peer_vpc serves its connectivity, under the
+	// policy of this peering, to exactly these hosts' authenticated OHCs.
+	Hosts         []string `protobuf:"bytes,8,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerSide) Reset() {
@@ -1298,6 +1302,13 @@ func (x *PeerSide) GetSubnets() []string {
 func (x *PeerSide) GetExportedPrefixes() []string {
 	if x != nil {
 		return x.ExportedPrefixes
+	}
+	return nil
+}
+
+func (x *PeerSide) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
 	}
 	return nil
 }
@@ -1497,7 +1508,7 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\vnext_hop_ip\x18\x03 \x01(\tR\tnextHopIp\x12\x16\n" +
 	"\x06origin\x18\x04 \x01(\tR\x06origin\x12\x1a\n" +
 	"\bpriority\x18\x05 \x01(\rR\bpriority\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xd5\x01\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xeb\x01\n" +
 	"\bPeerSide\x12\x10\n" +
 	"\x03vpc\x18\x01 \x01(\tR\x03vpc\x12\x19\n" +
 	"\bpeer_vpc\x18\x02 \x01(\tR\apeerVpc\x12\x1e\n" +
@@ -1507,7 +1518,8 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\rexport_policy\x18\x04 \x01(\tR\fexportPolicy\x12\x10\n" +
 	"\x03vni\x18\x05 \x01(\rR\x03vni\x12\x18\n" +
 	"\asubnets\x18\x06 \x03(\tR\asubnets\x12+\n" +
-	"\x11exported_prefixes\x18\a \x03(\tR\x10exportedPrefixes\"\x9a\x01\n" +
+	"\x11exported_prefixes\x18\a \x03(\tR\x10exportedPrefixes\x12\x14\n" +
+	"\x05hosts\x18\b \x03(\tR\x05hosts\"\x9a\x01\n" +
 	"\n" +
 	"HostReport\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12<\n" +
