@@ -24,6 +24,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/controller"
 	"github.com/p4mesh/p4mesh/dataplane"
+	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/ohc"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
@@ -287,7 +288,7 @@ func (m *Mesh) startController(name string, lis net.Listener, cfg *controller.Co
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	srv, err := controller.NewServer(controller.ServerOptions{Store: store, Logger: m.log.With("controller", name)})
+	srv, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store, Logger: m.log.With("controller", name)})
 	if err != nil {
 		return err
 	}

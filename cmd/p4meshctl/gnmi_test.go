@@ -16,6 +16,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/controller"
 	gnmiserver "github.com/p4mesh/p4mesh/gnmi/server"
+	"github.com/p4mesh/p4mesh/identity"
 )
 
 // startGNMI serves a controller (red-blue.yaml: c1 owning red and green)
@@ -34,7 +35,7 @@ func startGNMI(t *testing.T) (*controller.Server, []string) {
 	if err := store.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	ctl, err := controller.NewServer(controller.ServerOptions{Store: store})
+	ctl, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

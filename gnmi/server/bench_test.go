@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/p4mesh/p4mesh/controller"
+	"github.com/p4mesh/p4mesh/identity"
 )
 
 // BenchmarkGetEndpoints: a Get of /p4mesh/endpoints (config and state)
@@ -46,7 +47,7 @@ func BenchmarkGetEndpoints(b *testing.B) {
 	if err := store.Apply(cfg); err != nil {
 		b.Fatal(err)
 	}
-	ctl, err := controller.NewServer(controller.ServerOptions{Store: store})
+	ctl, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
 	if err != nil {
 		b.Fatal(err)
 	}

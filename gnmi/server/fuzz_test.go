@@ -10,6 +10,7 @@ import (
 	"github.com/openconfig/ygot/ygot"
 
 	"github.com/p4mesh/p4mesh/controller"
+	"github.com/p4mesh/p4mesh/identity"
 )
 
 // fuzzServer is a gNMI server in front of a controller owning red, green
@@ -31,7 +32,7 @@ func fuzzServer(f testing.TB) (*Server, *controller.Server, *controller.Config) 
 	if err := store.Apply(cfg); err != nil {
 		f.Fatal(err)
 	}
-	ctl, err := controller.NewServer(controller.ServerOptions{Store: store})
+	ctl, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
 	if err != nil {
 		f.Fatal(err)
 	}

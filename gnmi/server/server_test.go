@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/p4mesh/p4mesh/controller"
+	"github.com/p4mesh/p4mesh/identity"
 )
 
 // start serves gNMI for a controller owning red and blue (peered both
@@ -37,7 +38,7 @@ func start(t *testing.T) (gnmi.GNMIClient, *controller.Server) {
 	if err := store.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	ctl, err := controller.NewServer(controller.ServerOptions{Store: store})
+	ctl, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/controller"
 	"github.com/p4mesh/p4mesh/dataplane"
+	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/ohc"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
@@ -86,7 +87,7 @@ func startCP(b *testing.B, n int) *cpMesh {
 		if err := store.Apply(cfg); err != nil {
 			b.Fatal(err)
 		}
-		srv, err := controller.NewServer(controller.ServerOptions{Store: store})
+		srv, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -277,7 +278,7 @@ func BenchmarkControllerMemory(b *testing.B) {
 		if err := store.Apply(cfg); err != nil {
 			b.Fatal(err)
 		}
-		srv, err := controller.NewServer(controller.ServerOptions{Store: store})
+		srv, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
 		if err != nil {
 			b.Fatal(err)
 		}
