@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/mtls"
 )
 
 // File names inside a PKI directory.
@@ -221,4 +222,54 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// Lab is a CA kept in a directory, issuing certificates into it: what
+// `p4meshctl pki` manages, and what tests and the demo run on.
+type Lab struct {
+	Dir string
+	CA  *CA
+}
+
+// OpenLab loads the CA in dir, or makes one for trustDomain there.
+func OpenLab(dir, trustDomain string) (*Lab, error) {
+	if _, err := os.Stat(filepath.Join(dir, CAKeyFile)); err == nil {
+		ca, err := LoadCA(dir)
+		if err != nil {
+			return nil, err
+		}
+		if trustDomain != "" && ca.TrustDomain != trustDomain {
+			return nil, fmt.Errorf("%s holds the CA of trust domain %q, not %q", dir, ca.TrustDomain, trustDomain)
+		}
+		return &Lab{Dir: dir, CA: ca}, nil
+	}
+	if trustDomain == "" {
+		trustDomain = identity.DefaultTrustDomain
+	}
+	ca, err := NewCA(trustDomain, 10*365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.Save(dir); err != nil {
+		return nil, err
+	}
+	return &Lab{Dir: dir, CA: ca}, nil
+}
+
+// Issue makes (or remakes) the certificate of kind/name in the lab's
+// directory, valid for a year, and returns the files a daemon is given.
+func (l *Lab) Issue(kind identity.Kind, name string, hosts ...string) (mtls.Files, error) {
+	id, err := identity.New(l.CA.TrustDomain, kind, name)
+	if err != nil {
+		return mtls.Files{}, err
+	}
+	leaf, err := l.CA.Issue(id, hosts, 365*24*time.Hour)
+	if err != nil {
+		return mtls.Files{}, err
+	}
+	cert, key, err := SaveLeaf(l.Dir, FileBase(id), leaf)
+	if err != nil {
+		return mtls.Files{}, err
+	}
+	return mtls.Files{Cert: cert, Key: key, CA: filepath.Join(l.Dir, CACertFile)}, nil
 }

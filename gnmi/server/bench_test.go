@@ -51,7 +51,7 @@ func BenchmarkGetEndpoints(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := New(Options{Controller: ctl})
+	srv, err := New(Options{Auth: identity.Auth{Insecure: true}, Controller: ctl})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func fuzzServer(f testing.TB) (*Server, *controller.Server, *controller.Config) 
 	if err != nil {
 		f.Fatal(err)
 	}
-	srv, err := New(Options{Controller: ctl})
+	srv, err := New(Options{Auth: identity.Auth{Insecure: true}, Controller: ctl})
 	if err != nil {
 		f.Fatal(err)
 	}

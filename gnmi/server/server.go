@@ -30,6 +30,7 @@ import (
 	"github.com/p4mesh/p4mesh/controller"
 	p4gnmi "github.com/p4mesh/p4mesh/gnmi"
 	"github.com/p4mesh/p4mesh/gnmi/oc"
+	"github.com/p4mesh/p4mesh/identity"
 )
 
 // Version is the gNMI specification version implemented.
@@ -42,6 +43,9 @@ type Options struct {
 	// Poll is how often STREAM subscriptions look for changes (ON_CHANGE)
 	// and the shortest SAMPLE interval accepted; 0 means 100ms.
 	Poll time.Duration
+	// Auth decides who calls: operators may Set, operators and viewers
+	// may read; Insecure lets anyone do anything (labs).
+	Auth identity.Auth
 }
 
 // Server serves gNMI for one controller.
@@ -92,8 +96,31 @@ func New(o Options) (*Server, error) {
 // Register adds the gNMI service to g.
 func (s *Server) Register(g *grpc.Server) { gnmi.RegisterGNMIServer(g, s) }
 
+// allow checks the caller may read, or with write change, the
+// configuration: a certificate of the deployment's CA is not enough, since
+// hosts and controllers have one too.
+func (s *Server) allow(ctx context.Context, write bool) error {
+	id, ok, err := s.o.Auth.Caller(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	switch {
+	case id.Kind == identity.Operator:
+		return nil
+	case id.Kind == identity.Viewer && !write:
+		return nil
+	case id.Kind == identity.Viewer:
+		return status.Errorf(codes.PermissionDenied, "%s is read-only: Set needs an operator identity (spiffe://%s/operator/<name>)", id, id.TrustDomain)
+	default:
+		return status.Errorf(codes.PermissionDenied, "%s may not use gNMI: it is for operator and viewer identities", id)
+	}
+}
+
 // Capabilities implements gNMI.
-func (s *Server) Capabilities(context.Context, *gnmi.CapabilityRequest) (*gnmi.CapabilityResponse, error) {
+func (s *Server) Capabilities(ctx context.Context, _ *gnmi.CapabilityRequest) (*gnmi.CapabilityResponse, error) {
+	if err := s.allow(ctx, false); err != nil {
+		return nil, err
+	}
 	return &gnmi.CapabilityResponse{
 		SupportedModels:    []*gnmi.ModelData{{Name: "p4mesh", Organization: "p4mesh", Version: "2026-11-25"}},
 		SupportedEncodings: []gnmi.Encoding{gnmi.Encoding_JSON_IETF, gnmi.Encoding_JSON},
@@ -154,6 +181,9 @@ func pathString(p *gnmi.Path) string {
 // Get implements gNMI: config and state at any path, wildcards included,
 // as JSON_IETF (default) or JSON.
 func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetResponse, error) {
+	if err := s.allow(ctx, false); err != nil {
+		return nil, err
+	}
 	enc := req.GetEncoding()
 	if enc != gnmi.Encoding_JSON_IETF && enc != gnmi.Encoding_JSON {
 		return nil, status.Errorf(codes.Unimplemented, "encoding %s is not supported: use JSON_IETF or JSON", enc)
@@ -288,6 +318,10 @@ func setError(code codes.Code, path *gnmi.Path, format string, args ...any) erro
 // the configuration; the result is validated and applied whole, or nothing
 // changes.
 func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetResponse, error) {
+	if err := s.allow(ctx, true); err != nil {
+		s.log.Warn("gNMI Set refused", "caller", identity.Peer(ctx), "err", err)
+		return nil, err
+	}
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
 	// A fresh tree, sharing nothing with the running configuration or the

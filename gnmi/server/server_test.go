@@ -42,7 +42,7 @@ func start(t *testing.T) (gnmi.GNMIClient, *controller.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{Controller: ctl, Poll: 20 * time.Millisecond})
+	srv, err := New(Options{Auth: identity.Auth{Insecure: true}, Controller: ctl, Poll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

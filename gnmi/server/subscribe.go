@@ -19,6 +19,9 @@ func marshalJSON(v any) ([]byte, error) { return json.Marshal(v) }
 // (everything again on each poll) and STREAM with ON_CHANGE (a full dump,
 // sync_response, then only changes) or SAMPLE (everything every interval).
 func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.SubscribeResponse]) error {
+	if err := s.allow(st.Context(), false); err != nil {
+		return err
+	}
 	req, err := st.Recv()
 	if err != nil {
 		return err
