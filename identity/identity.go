@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -215,4 +216,33 @@ func (a Auth) Caller(ctx context.Context) (id ID, ok bool, err error) {
 		return ID{}, false, status.Errorf(codes.Unauthenticated, "%s is not of trust domain %q", id, td)
 	}
 	return id, true, nil
+}
+
+// Interceptors refuse every call whose caller allow refuses: with
+// Unauthenticated when it has no identity, PermissionDenied when allow
+// says no. Under auth.Insecure they let everything through.
+func Interceptors(auth Auth, allow func(ID) error) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	check := func(ctx context.Context) error {
+		id, ok, err := auth.Caller(ctx)
+		if err != nil || !ok {
+			return err
+		}
+		if err := allow(id); err != nil {
+			return status.Error(codes.PermissionDenied, err.Error())
+		}
+		return nil
+	}
+	unary := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if err := check(ctx); err != nil {
+			return nil, err
+		}
+		return h(ctx, req)
+	}
+	stream := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if err := check(ss.Context()); err != nil {
+			return err
+		}
+		return h(srv, ss)
+	}
+	return unary, stream
 }

@@ -29,6 +29,12 @@ type Flags struct {
 	TrustDomain string
 	Insecure    bool
 
+	// cache shares one Source among the copies of Flags that Register
+	// made it for (options structs are passed by value).
+	cache *sourceCache
+}
+
+type sourceCache struct {
 	once sync.Once
 	src  *Source
 	err  error
@@ -37,6 +43,7 @@ type Flags struct {
 // Register adds the flags to fs; what describes the daemon's channels
 // in the help text ("the controller API", "P4Runtime").
 func (f *Flags) Register(fs *flag.FlagSet, what string) {
+	f.cache = &sourceCache{}
 	fs.StringVar(&f.Files.Cert, "tls-cert", "", "certificate (PEM) this daemon presents on "+what+"; its spiffe:// URI SAN is its identity (p4meshctl pki)")
 	fs.StringVar(&f.Files.Key, "tls-key", "", "private key (PEM) of --tls-cert")
 	fs.StringVar(&f.Files.CA, "tls-ca", "", "CA (PEM) every peer's certificate must chain to; re-read, with --tls-cert and --tls-key, when the files change")
@@ -52,13 +59,25 @@ func (f *Flags) Check() error {
 	return f.Files.Check()
 }
 
+// CheckListen refuses plaintext on a non-loopback address without
+// --insecure: a command-line error, found before anything starts.
+func (f *Flags) CheckListen(addr string) error {
+	if !f.TLS() && !f.Insecure && !Loopback(addr) {
+		return fmt.Errorf("%s is not a loopback address: serve it with --tls-cert, --tls-key and --tls-ca (p4meshctl pki makes them), or in plaintext with --insecure", addr)
+	}
+	return nil
+}
+
 // TLS reports whether mutual TLS is on.
 func (f *Flags) TLS() bool { return !f.Files.Empty() }
 
 // Source loads the files once.
 func (f *Flags) Source(log *slog.Logger) (*Source, error) {
-	f.once.Do(func() { f.src, f.err = Load(f.Files, log) })
-	return f.src, f.err
+	if f.cache == nil {
+		return Load(f.Files, log)
+	}
+	f.cache.once.Do(func() { f.cache.src, f.cache.err = Load(f.Files, log) })
+	return f.cache.src, f.cache.err
 }
 
 // Server is how a daemon serves on addr: its credentials (nil for
@@ -67,8 +86,8 @@ func (f *Flags) Source(log *slog.Logger) (*Source, error) {
 func (f *Flags) Server(addr string, log *slog.Logger) ([]grpc.ServerOption, identity.Auth, error) {
 	auth := identity.Auth{TrustDomain: f.TrustDomain}
 	if !f.TLS() {
-		if !f.Insecure && !Loopback(addr) {
-			return nil, auth, fmt.Errorf("%s is not a loopback address: serve it with --tls-cert, --tls-key and --tls-ca (p4meshctl pki makes them), or in plaintext with --insecure", addr)
+		if err := f.CheckListen(addr); err != nil {
+			return nil, auth, err
 		}
 		if log != nil && !f.Insecure {
 			log.Warn("serving plaintext on loopback: every local process is trusted; use --tls-* to authenticate", "addr", addr)

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 
+	"google.golang.org/grpc"
+
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
 )
@@ -23,6 +25,9 @@ type DaemonOptions struct {
 	// for p4mesh-switch.
 	DeviceConfig []byte
 	Logger       *slog.Logger
+	// ControllerDial and SwitchDial reach the controllers and the switch
+	// (mutual TLS, keepalive); nil means plaintext.
+	ControllerDial, SwitchDial []grpc.DialOption
 }
 
 // ErrUsage marks a DaemonOptions error: the daemon was asked for something
@@ -47,7 +52,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 	if err != nil {
 		return err
 	}
-	client, err := p4rt.New(p4rt.Config{Addr: o.Switch, DeviceID: o.DeviceID, ElectionID: p4rt.ElectionID{Low: o.ElectionID}, Logger: log})
+	client, err := p4rt.New(p4rt.Config{Addr: o.Switch, DeviceID: o.DeviceID, ElectionID: p4rt.ElectionID{Low: o.ElectionID}, Logger: log, DialOptions: o.SwitchDial})
 	if err != nil {
 		return err
 	}
@@ -55,7 +60,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 	if err != nil {
 		return err
 	}
-	agent, err := NewAgent(AgentOptions{Host: o.Host, Controllers: o.Controllers, Programmer: prog, Logger: log})
+	agent, err := NewAgent(AgentOptions{Host: o.Host, Controllers: o.Controllers, Programmer: prog, Logger: log, DialOptions: o.ControllerDial})
 	if err != nil {
 		return err
 	}

@@ -1,57 +1,73 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/p4mesh/p4mesh/controller"
 	gnmiserver "github.com/p4mesh/p4mesh/gnmi/server"
+	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/internal/daemon"
+	"github.com/p4mesh/p4mesh/mtls"
 )
 
 // gnmiOptions are the gNMI server's flags. The gNMI specification makes
-// TLS a MUST, so plaintext needs --gnmi-insecure.
+// TLS a MUST; p4mesh makes it mutual, since who may Set is decided by the
+// client's certificate: --gnmi-tls-* when given, else the controller's
+// own --tls-* files; plaintext needs --gnmi-insecure or --insecure.
 type gnmiOptions struct {
 	addr              string
 	cert, key, ca     string
 	insecurePlaintext bool
 }
 
-func (g gnmiOptions) check() error {
+func (g gnmiOptions) own() bool { return g.cert != "" || g.key != "" || g.ca != "" }
+
+func (g gnmiOptions) check(tls *mtls.Flags) error {
 	if g.addr == "" {
-		if g.cert != "" || g.key != "" || g.ca != "" || g.insecurePlaintext {
+		if g.own() || g.insecurePlaintext {
 			return usageErr("--gnmi-tls-* and --gnmi-insecure need --gnmi-addr")
 		}
 		return nil
 	}
 	switch {
-	case g.insecurePlaintext && (g.cert != "" || g.key != "" || g.ca != ""):
+	case g.insecurePlaintext && g.own():
 		return usageErr("--gnmi-insecure and --gnmi-tls-* contradict each other")
-	case !g.insecurePlaintext && (g.cert == "" || g.key == ""):
-		return usageErr("gNMI needs TLS (--gnmi-tls-cert and --gnmi-tls-key, and --gnmi-tls-ca for mTLS) or, explicitly, --gnmi-insecure")
+	case g.own() && (g.cert == "" || g.key == ""):
+		return usageErr("--gnmi-tls-cert and --gnmi-tls-key go together")
+	case g.own() && g.ca == "":
+		// Server-only TLS would let anyone who can connect Set.
+		return usageErr("--gnmi-tls-ca is required with --gnmi-tls-cert: clients are authorised by their certificates (operator and viewer identities), so they must present one")
+	case !g.own() && !g.insecurePlaintext && !tls.TLS() && !tls.Insecure:
+		return usageErr("gNMI needs mutual TLS (--tls-cert, --tls-key and --tls-ca, or --gnmi-tls-*) or, explicitly, --gnmi-insecure")
 	}
 	return nil
 }
 
 // startGNMI serves gNMI for srv on its own gRPC server and listener.
-func startGNMI(o gnmiOptions, srv *controller.Server, log *slog.Logger) (*grpc.Server, net.Listener, error) {
-	gsrv, err := gnmiserver.New(gnmiserver.Options{Controller: srv, Logger: log.With("service", "gnmi")})
-	if err != nil {
-		return nil, nil, err
-	}
-	var opts []grpc.ServerOption
-	if !o.insecurePlaintext {
-		cfg, err := serverTLS(o.cert, o.key, o.ca)
+func startGNMI(o gnmiOptions, tls *mtls.Flags, srv *controller.Server, log *slog.Logger) (*grpc.Server, net.Listener, error) {
+	opts := daemon.ServerOptions(daemon.Limits{})
+	auth := identity.Auth{TrustDomain: tls.TrustDomain, Insecure: true}
+	switch {
+	case o.own():
+		src, err := mtls.Load(mtls.Files{Cert: o.cert, Key: o.key, CA: o.ca}, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--gnmi-tls-*: %w", err)
+		}
+		opts, auth.Insecure = append(opts, grpc.Creds(mtls.ServerCredentials(src))), false
+	case tls.TLS() && !o.insecurePlaintext:
+		src, err := tls.Source(log)
 		if err != nil {
 			return nil, nil, err
 		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
+		opts, auth.Insecure = append(opts, grpc.Creds(mtls.ServerCredentials(src))), false
+	}
+	gsrv, err := gnmiserver.New(gnmiserver.Options{Controller: srv, Logger: log.With("service", "gnmi"), Auth: auth})
+	if err != nil {
+		return nil, nil, err
 	}
 	lis, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -60,26 +76,6 @@ func startGNMI(o gnmiOptions, srv *controller.Server, log *slog.Logger) (*grpc.S
 	g := grpc.NewServer(opts...)
 	gsrv.Register(g)
 	go g.Serve(lis)
-	log.Info("gNMI serving", "addr", lis.Addr().String(), "tls", !o.insecurePlaintext, "mtls", o.ca != "")
+	log.Info("gNMI serving", "addr", lis.Addr().String(), "mtls", !auth.Insecure)
 	return g, lis, nil
-}
-
-func serverTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("--gnmi-tls-cert/--gnmi-tls-key: %w", err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--gnmi-tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--gnmi-tls-ca: no PEM certificate in %s", caFile)
-		}
-		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return cfg, nil
 }

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/p4mesh/p4mesh/internal/daemon"
 	"io"
 	"log/slog"
 	"net"
@@ -36,6 +35,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/p4mesh/p4mesh/controller"
+	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/internal/daemon"
+	"github.com/p4mesh/p4mesh/mtls"
 )
 
 // shutdownGrace bounds a stop: how long RPCs and scrapes in flight get to
@@ -85,6 +87,8 @@ type options struct {
 	logLevel    slog.Level
 	gnmi        gnmiOptions
 	peerGrace   time.Duration
+	tls         mtls.Flags
+	limits      daemon.Limits
 }
 
 // errUsage marks command-line errors, which exit with status 2.
@@ -105,6 +109,9 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "Prometheus /metrics listen address, e.g. 127.0.0.1:9101 (empty: off)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&o.peerGrace, "peer-grace", 10*time.Second, "after a start, how long host programming waits to hear from the controllers owning peer VPCs before serving their peerings as inactive")
+	o.tls.Register(fs, "the controller API (OHCs, peer controllers) and, unless --gnmi-tls-* say otherwise, gNMI")
+	fs.IntVar(&o.limits.StreamsPerPeer, "max-streams-per-peer", 8192, "watch streams one identity (or, unauthenticated, one connection) may hold open; more are refused with RESOURCE_EXHAUSTED")
+	fs.IntVar(&o.limits.Streams, "max-streams", 65536, "watch streams the controller holds open in all")
 	fs.StringVar(&o.gnmi.addr, "gnmi-addr", "", "serve gNMI (configuration and state) on this address, e.g. 127.0.0.1:57400 (empty: off)")
 	fs.StringVar(&o.gnmi.cert, "gnmi-tls-cert", "", "gNMI server certificate (PEM)")
 	fs.StringVar(&o.gnmi.key, "gnmi-tls-key", "", "gNMI server private key (PEM)")
@@ -133,7 +140,13 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return o, usageErr("--log-level %q: %v", *level, err)
 	}
-	if err := o.gnmi.check(); err != nil {
+	if err := o.tls.Check(); err != nil {
+		return o, usageErr("%v", err)
+	}
+	if err := o.tls.CheckListen(o.listen); err != nil {
+		return o, usageErr("--listen %v", err)
+	}
+	if err := o.gnmi.check(&o.tls); err != nil {
 		return o, err
 	}
 	return o, nil
@@ -194,7 +207,20 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	if err != nil {
 		return err
 	}
-	srv, err := controller.NewServer(controller.ServerOptions{Store: store, Logger: log, PeerGrace: o.peerGrace})
+	grpcOpts, auth, err := o.tls.Server(o.listen, log)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	// Peer controllers are reached as what they are: a controller of the
+	// trust domain (which one, the peer-sides service checks both ways).
+	dial, err := o.tls.Dial(mtls.ExpectKind(o.tls.TrustDomain, identity.Controller), log)
+	if err != nil {
+		return err
+	}
+	srv, err := controller.NewServer(controller.ServerOptions{
+		Store: store, Logger: log, PeerGrace: o.peerGrace, Auth: auth,
+		DialOptions: []grpc.DialOption{dial, daemon.ClientKeepalive()},
+	})
 	if err != nil {
 		return err
 	}
@@ -210,10 +236,11 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	// at once while still letting in-flight sends complete.
 	streamsCtx, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
-	gs := grpc.NewServer(grpc.StreamInterceptor(endStreamsOn(streamsCtx)))
+	grpcOpts = append(grpcOpts, daemon.ServerOptions(o.limits)...)
+	gs := grpc.NewServer(append(grpcOpts, grpc.StreamInterceptor(endStreamsOn(streamsCtx)))...)
 	srv.Register(gs)
 	if o.gnmi.addr != "" {
-		gg, _, err := startGNMI(o.gnmi, srv, log)
+		gg, _, err := startGNMI(o.gnmi, &o.tls, srv, log)
 		if err != nil {
 			lis.Close()
 			return err
@@ -277,7 +304,11 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 		}()
 	}
 
-	attrs := []any{"controller", srv.Config().Controller, "listen", lis.Addr().String(), "data_dir", o.dataDir}
+	attrs := []any{"controller", srv.Config().Controller, "listen", lis.Addr().String(), "data_dir", o.dataDir, "mtls", o.tls.TLS()}
+	if o.tls.TLS() {
+		src, _ := o.tls.Source(log)
+		attrs = append(attrs, "identity", src.ID().String())
+	}
 	var maddr net.Addr
 	if mlis != nil {
 		maddr = mlis.Addr()

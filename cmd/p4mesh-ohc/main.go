@@ -23,7 +23,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 
+	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/internal/daemon"
+	"github.com/p4mesh/p4mesh/mtls"
 	"github.com/p4mesh/p4mesh/ohc"
 
 	"github.com/p4mesh/p4mesh/p4rt"
@@ -53,7 +57,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	devConfig := fs.String("device-config", "", "device config for the pipeline push (BMv2: p4c's JSON); empty for p4mesh-switch")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this address (off when empty)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	var tlsFlags mtls.Flags
+	tlsFlags.Register(fs, "its channels to the controllers and the switch")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := tlsFlags.Check(); err != nil {
+		fmt.Fprintln(stderr, "p4mesh-ohc:", err)
 		return 2
 	}
 	o.Controllers = controllers
@@ -63,6 +73,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	if err := dialOptions(&o, &tlsFlags); err != nil {
+		fmt.Fprintln(stderr, "p4mesh-ohc:", err)
+		return 2
+	}
 	if *devConfig != "" {
 		b, err := os.ReadFile(*devConfig)
 		if err != nil {
@@ -99,4 +113,39 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// dialOptions sets how the OHC reaches its controllers and its switch. With
+// mutual TLS the OHC is its host: its certificate must say so, the
+// controllers must be controllers of the trust domain, and the switch
+// must present the same host's identity (it is part of the host).
+func dialOptions(o *ohc.DaemonOptions, f *mtls.Flags) error {
+	var ctl, sw mtls.Expect
+	if f.TLS() {
+		src, err := f.Source(o.Logger)
+		if err != nil {
+			return err
+		}
+		want, err := identity.New(f.TrustDomain, identity.Host, o.Host)
+		if err != nil {
+			return fmt.Errorf("--host: %w", err)
+		}
+		if src.ID() != want {
+			return fmt.Errorf("--tls-cert is %s, but this OHC is --host %s (%s)", src.ID(), o.Host, want)
+		}
+		ctl, sw = mtls.ExpectKind(f.TrustDomain, identity.Controller), mtls.ExpectID(want)
+	} else if f.Insecure {
+		o.Logger.Warn("--insecure: the controllers and the switch are reached in plaintext, unauthenticated")
+	}
+	cd, err := f.Dial(ctl, o.Logger)
+	if err != nil {
+		return err
+	}
+	sd, err := f.Dial(sw, o.Logger)
+	if err != nil {
+		return err
+	}
+	o.ControllerDial = []grpc.DialOption{cd, daemon.ClientKeepalive()}
+	o.SwitchDial = []grpc.DialOption{sd, daemon.ClientKeepalive()}
+	return nil
 }

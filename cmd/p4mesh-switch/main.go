@@ -12,12 +12,10 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/p4mesh/p4mesh/internal/daemon"
+
 	"io"
 	"log/slog"
 	"net"
@@ -34,9 +32,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/p4mesh/p4mesh/dataplane"
+	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/internal/daemon"
+	"github.com/p4mesh/p4mesh/mtls"
 	"github.com/p4mesh/p4mesh/p4"
 )
 
@@ -70,9 +70,11 @@ type config struct {
 	memPorts    []uint16
 	logLevel    slog.Level
 	metricsAddr string
-	tlsCert     string
-	tlsKey      string
-	tlsCA       string
+	tls         mtls.Flags
+	// host, with mutual TLS, is the only host identity allowed in: the
+	// host this switch belongs to, whose OHC programs it.
+	host   string
+	limits daemon.Limits
 }
 
 // errUsage marks command-line errors, which exit with status 2.
@@ -158,9 +160,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	cpu := fs.Uint("cpu-port", cpuPort, "CPU port; vpc_peering.p4 fixes it at 255")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "Prometheus /metrics listen address, e.g. 127.0.0.1:9560 (empty: off)")
-	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate (PEM) of the P4Runtime server")
-	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key (PEM) of the P4Runtime server")
-	fs.StringVar(&cfg.tlsCA, "tls-ca", "", "CA (PEM) that signs client certificates: turns on mutual TLS")
+	cfg.tls.Register(fs, "P4Runtime")
+	fs.StringVar(&cfg.host, "host", "", "with mutual TLS, the host this switch belongs to: only its OHC (spiffe://<trust-domain>/host/<host>) and operators may connect; default: the host of --tls-cert's identity")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err
@@ -192,38 +193,52 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			cfg.memPorts = append(cfg.memPorts, n)
 		}
 	}
-	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
-		return cfg, usageErr("--tls-cert and --tls-key go together")
+	if err := cfg.tls.Check(); err != nil {
+		return cfg, usageErr("%v", err)
 	}
-	if cfg.tlsCA != "" && cfg.tlsCert == "" {
-		return cfg, usageErr("--tls-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
+	if err := cfg.tls.CheckListen(cfg.grpcAddr); err != nil {
+		return cfg, usageErr("--grpc-addr %v", err)
+	}
+	if cfg.host != "" && !cfg.tls.TLS() {
+		return cfg, usageErr("--host restricts who may connect by certificate: it needs --tls-cert, --tls-key and --tls-ca")
 	}
 	return cfg, nil
 }
 
-// serverTLS builds the gRPC server's TLS config, nil for plaintext.
-func serverTLS(cfg config) (*tls.Config, error) {
-	if cfg.tlsCert == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+// serverOptions are the P4Runtime server's credentials, limits and, with
+// mutual TLS, who may connect: the OHC of this switch's host, and
+// operators (p4meshctl pipeline). Any other certificate of the deployment
+// (another host's OHC, a controller) is refused, so that nobody else can
+// arbitrate and take the switch from its OHC.
+func serverOptions(cfg config, log *slog.Logger) ([]grpc.ServerOption, error) {
+	opts, auth, err := cfg.tls.Server(cfg.grpcAddr, log)
 	if err != nil {
-		return nil, fmt.Errorf("load TLS certificate: %w", err)
+		return nil, fmt.Errorf("--grpc-addr: %w", err)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-	if cfg.tlsCA != "" {
-		pem, err := os.ReadFile(cfg.tlsCA)
+	opts = append(opts, daemon.ServerOptions(cfg.limits)...)
+	if auth.Insecure {
+		return opts, nil
+	}
+	host := cfg.host
+	if host == "" {
+		src, err := cfg.tls.Source(log)
 		if err != nil {
-			return nil, fmt.Errorf("read TLS CA: %w", err)
+			return nil, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no PEM certificate in TLS CA file %s", cfg.tlsCA)
+		if id := src.ID(); id.Kind == identity.Host {
+			host = id.Name
+		} else {
+			return nil, usageErr("--tls-cert is %s: a switch presents its host's identity (host/<id>), or name the host with --host", id)
 		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return tc, nil
+	allow := func(id identity.ID) error {
+		if id.Kind == identity.Operator || (id.Kind == identity.Host && id.Name == host) {
+			return nil
+		}
+		return fmt.Errorf("%s may not program this switch: it belongs to host %s", id, host)
+	}
+	unary, stream := identity.Interceptors(auth, allow)
+	return append(opts, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)), nil
 }
 
 // serve runs the switch until ctx ends or a server fails.
@@ -232,7 +247,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, h hooks) (err erro
 	if err != nil {
 		return err
 	}
-	tc, err := serverTLS(cfg)
+	opts, err := serverOptions(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -266,10 +281,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, h hooks) (err erro
 	if err != nil {
 		closeAll()
 		return fmt.Errorf("--grpc-addr: %w", err)
-	}
-	var opts []grpc.ServerOption
-	if tc != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	gs := dataplane.NewGRPCServer(opts...)
 	sw.Server().Register(gs)
@@ -313,7 +324,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, h hooks) (err erro
 		}()
 	}
 
-	attrs := []any{"grpc_addr", lis.Addr().String(), "device_id", cfg.deviceID, "cpu_port", cpuPort, "tls", tc != nil, "mtls", cfg.tlsCA != ""}
+	attrs := []any{"grpc_addr", lis.Addr().String(), "device_id", cfg.deviceID, "cpu_port", cpuPort, "mtls", cfg.tls.TLS()}
 	for _, n := range sw.Ports() {
 		if ifname, ok := cfg.ports[n]; ok {
 			attrs = append(attrs, "port_"+strconv.Itoa(int(n)), ifname)

@@ -165,8 +165,11 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{[]string{"--port", "1=a", "--mem-ports", "1"}, "given twice"},
 		{[]string{"--cpu-port", "64"}, "CPU_PORT as 255"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
-		{[]string{"--tls-cert", "c.pem"}, "go together"},
-		{[]string{"--tls-ca", "ca.pem"}, "needs --tls-cert"},
+		{[]string{"--tls-cert", "c.pem"}, "missing [--tls-key --tls-ca]"},
+		{[]string{"--tls-ca", "ca.pem"}, "missing [--tls-cert --tls-key]"},
+		{[]string{"--insecure", "--tls-ca", "ca.pem"}, "contradict"},
+		{[]string{"--host", "h1"}, "--host restricts"},
+		{[]string{"--grpc-addr", "0.0.0.0:0"}, "not a loopback address"},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {
 		var out bytes.Buffer

@@ -2,73 +2,36 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/mtls"
 	"github.com/p4mesh/p4mesh/p4rt"
+	"github.com/p4mesh/p4mesh/pki"
 )
 
-// writeCert signs a certificate for name with parent (self-signed when nil)
-// and writes cert and key as PEM files in dir.
-func writeCert(t *testing.T, dir, name string, isCA bool, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	if isCA {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cert, key, certFile, keyFile
-}
-
 func TestRunMutualTLS(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, caFile, _ := writeCert(t, dir, "ca", true, nil, nil)
-	_, _, srvCert, srvKey := writeCert(t, dir, "switch", false, ca, caKey)
-	_, _, cliCert, cliKey := writeCert(t, dir, "controller", false, ca, caKey)
+	lab, err := pki.OpenLab(t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(kind identity.Kind, name string) mtls.Files {
+		f, err := lab.Issue(kind, name, "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	sw := issue(identity.Host, "h1")
+	caFile := sw.CA
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -76,7 +39,7 @@ func TestRunMutualTLS(t *testing.T) {
 	done := make(chan int, 1)
 	var logs syncBuffer
 	go func() {
-		done <- run(ctx, []string{"--grpc-addr", "127.0.0.1:0", "--tls-cert", srvCert, "--tls-key", srvKey, "--tls-ca", caFile},
+		done <- run(ctx, []string{"--grpc-addr", "127.0.0.1:0", "--tls-cert", sw.Cert, "--tls-key", sw.Key, "--tls-ca", caFile},
 			&logs, hooks{ready: func(g, _ net.Addr) { ready <- g }})
 	}()
 	var addr net.Addr
@@ -101,11 +64,39 @@ func TestRunMutualTLS(t *testing.T) {
 		defer wcancel()
 		return c.WaitPrimary(wctx)
 	}
-	if err := connect(cliCert, cliKey); err != nil {
-		t.Fatalf("controller with a CA-signed certificate: %v", err)
+	// The OHC of the switch's own host, and an operator, may program it.
+	for _, who := range []mtls.Files{issue(identity.Host, "h1"), issue(identity.Operator, "alice")} {
+		if err := connect(who.Cert, who.Key); err != nil {
+			t.Fatalf("%s: %v", who.Cert, err)
+		}
 	}
-	if err := connect("", ""); err == nil {
-		t.Fatal("a controller without a client certificate became primary under mTLS")
+	// Nobody else may even ask its capabilities.
+	capabilities := func(creds credentials.TransportCredentials) error {
+		cc, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		_, err = p4v1.NewP4RuntimeClient(cc).Capabilities(ctx, &p4v1.CapabilitiesRequest{})
+		return err
+	}
+	for _, c := range []struct {
+		name  string
+		files mtls.Files
+		code  codes.Code
+	}{
+		{"another host's OHC", issue(identity.Host, "h2"), codes.PermissionDenied},
+		{"a controller", issue(identity.Controller, "c1"), codes.PermissionDenied},
+		{"a viewer", issue(identity.Viewer, "bob"), codes.PermissionDenied},
+		{"no certificate", mtls.Files{CA: caFile}, codes.Unauthenticated},
+	} {
+		tc, err := p4rt.TLSConfig(caFile, c.files.Cert, c.files.Key, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := capabilities(credentials.NewTLS(tc)); status.Code(err) != c.code {
+			t.Errorf("%s: %v, want %v", c.name, err, c.code)
+		}
 	}
 	cancel()
 	if code := <-done; code != 0 {

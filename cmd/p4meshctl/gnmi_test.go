@@ -39,7 +39,7 @@ func startGNMI(t *testing.T) (*controller.Server, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs, err := gnmiserver.New(gnmiserver.Options{Controller: ctl, Poll: 20 * time.Millisecond})
+	gs, err := gnmiserver.New(gnmiserver.Options{Auth: identity.Auth{Insecure: true}, Controller: ctl, Poll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/p4mesh/p4mesh/dataplane"
 	"github.com/p4mesh/p4mesh/demo"
 	gnmiserver "github.com/p4mesh/p4mesh/gnmi/server"
+	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
 )
@@ -34,7 +35,7 @@ func BenchmarkGNMISetToEntry(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer m.Close()
-	gs, err := gnmiserver.New(gnmiserver.Options{Controller: m.Controllers["c2"]})
+	gs, err := gnmiserver.New(gnmiserver.Options{Auth: identity.Auth{Insecure: true}, Controller: m.Controllers["c2"]})
 	if err != nil {
 		b.Fatal(err)
 	}

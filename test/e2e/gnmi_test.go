@@ -25,6 +25,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/demo"
 	gnmiserver "github.com/p4mesh/p4mesh/gnmi/server"
+	"github.com/p4mesh/p4mesh/identity"
 )
 
 // buildGNMICLI builds the real gnmi_cli, pinned in go.mod as a tool
@@ -83,7 +84,7 @@ func serveGNMI(t *testing.T, m *demo.Mesh) map[string]string {
 	t.Helper()
 	addrs := map[string]string{}
 	for name, ctl := range m.Controllers {
-		gs, err := gnmiserver.New(gnmiserver.Options{Controller: ctl, Poll: 20 * time.Millisecond})
+		gs, err := gnmiserver.New(gnmiserver.Options{Auth: identity.Auth{Insecure: true}, Controller: ctl, Poll: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
