@@ -36,6 +36,7 @@ var errUsage = errors.New(`usage: p4meshctl pipeline show | pipeline push [flags
        p4meshctl set [gnmi flags] [--delete PATH] [--replace PATH=JSON] [--update PATH=JSON]...
        p4meshctl subscribe [gnmi flags] [--mode once|poll|stream] [--stream-mode on_change|sample] [--sample-interval D] PATH...
        p4meshctl apply [gnmi flags] -f FILE.yaml
+       p4meshctl pki init | issue KIND/NAME... | lab --config C.yaml...   (a lab CA and certificates; see docs/security.md)
    gnmi flags: --target host:port (default 127.0.0.1:57400) --insecure | --tls-ca F [--tls-cert F --tls-key F] --timeout D
    values are JSON: a string is '"text"'`)
 
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return subscribeCmd(ctx, args[1:], stdout, stderr)
 		case "apply":
 			return applyCmd(ctx, args[1:], stdout, stderr)
+		case "pki":
+			return pkiCmd(ctx, args[1:], stdout, stderr)
 		}
 	}
 	if len(args) < 2 || args[0] != "pipeline" {
