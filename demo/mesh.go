@@ -9,11 +9,13 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -25,9 +27,11 @@ import (
 	"github.com/p4mesh/p4mesh/controller"
 	"github.com/p4mesh/p4mesh/dataplane"
 	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/mtls"
 	"github.com/p4mesh/p4mesh/ohc"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
+	"github.com/p4mesh/p4mesh/pki"
 )
 
 // Fabric gives the switches their ports and the VMs a way to ping: the
@@ -195,6 +199,13 @@ type Mesh struct {
 	ctlAddr map[string]string
 	dataDir string
 	ctx     context.Context
+	// PKI is the lab CA every party's certificate comes from (nil under
+	// Insecure); its directory is DataDir/pki.
+	PKI *pki.Lab
+	// issued are the certificates made so far, by identity: a restarted
+	// party keeps its own.
+	issuedMu sync.Mutex
+	issued   map[string]mtls.Files
 }
 
 // Options configure Start.
@@ -202,6 +213,10 @@ type Options struct {
 	Fabric  Fabric
 	DataDir string // controller state, one subdirectory each
 	Logger  *slog.Logger
+	// Insecure runs every channel in plaintext. By default each party
+	// has a certificate of a lab CA (as p4meshctl pki lab makes) and every
+	// channel is mutual TLS: controllers, OHCs, switches.
+	Insecure bool
 }
 
 // Start brings the demo up: controllers on loopback, a switch per host on
@@ -218,6 +233,13 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	fail := func(err error) (*Mesh, error) {
 		m.Close()
 		return nil, err
+	}
+	if !o.Insecure {
+		lab, err := pki.OpenLab(filepath.Join(o.DataDir, "pki"), "")
+		if err != nil {
+			return fail(fmt.Errorf("demo PKI: %w", err))
+		}
+		m.PKI = lab
 	}
 	// Controllers listen first: each one's address is in both configs.
 	var lis [2]net.Listener
@@ -253,7 +275,11 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 		if err != nil {
 			return fail(err)
 		}
-		g := dataplane.NewGRPCServer()
+		opts, err := m.serverOptions(identity.Host, h.ID)
+		if err != nil {
+			return fail(err)
+		}
+		g := dataplane.NewGRPCServer(opts...)
 		sw.Server().Register(g)
 		m.servers = append(m.servers, g)
 		m.Switches[h.ID] = sw
@@ -288,11 +314,20 @@ func (m *Mesh) startController(name string, lis net.Listener, cfg *controller.Co
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	srv, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store, Logger: m.log.With("controller", name)})
+	opts, err := m.serverOptions(identity.Controller, name)
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer()
+	dial, err := m.dial(identity.Controller, name, mtls.ExpectKind("", identity.Controller))
+	if err != nil {
+		return err
+	}
+	srv, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: m.PKI == nil}, Store: store,
+		Logger: m.log.With("controller", name), DialOptions: []grpc.DialOption{dial}})
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	ctx, cancel := context.WithCancel(m.ctx)
 	var wg sync.WaitGroup
@@ -349,12 +384,23 @@ func (m *Mesh) StartOHC(ctx context.Context, host string) {
 	for _, e := range m.Topology.Configs["c1"].Directory {
 		addrs = append(addrs, e.Address)
 	}
+	o := ohc.DaemonOptions{Host: host, Controllers: addrs, Switch: m.SwitchAddrs[host], DeviceID: 1, ElectionID: 1, Logger: m.log.With("ohc", host)}
+	if m.PKI != nil {
+		self := identity.ID{TrustDomain: m.PKI.CA.TrustDomain, Kind: identity.Host, Name: host}
+		cd, err1 := m.dial(identity.Host, host, mtls.ExpectKind("", identity.Controller))
+		sd, err2 := m.dial(identity.Host, host, mtls.ExpectID(self))
+		if err := errors.Join(err1, err2); err != nil {
+			m.log.Error("OHC not started", "host", host, "err", err)
+			close(done)
+			return
+		}
+		o.ControllerDial, o.SwitchDial = []grpc.DialOption{cd}, []grpc.DialOption{sd}
+	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		defer close(done)
-		err := ohc.RunDaemon(octx, ohc.DaemonOptions{Host: host, Controllers: addrs, Switch: m.SwitchAddrs[host], DeviceID: 1, ElectionID: 1,
-			Logger: m.log.With("ohc", host)}, nil)
+		err := ohc.RunDaemon(octx, o, nil)
 		if err != nil {
 			m.log.Error("OHC stopped", "host", host, "err", err)
 		}
@@ -386,7 +432,11 @@ func (m *Mesh) Entries(host string) (map[string][]*p4v1.TableEntry, error) {
 	}
 	info, _ := p4.P4Info()
 	s, _ := p4rt.NewSchema(info)
-	conn, err := grpc.NewClient(m.SwitchAddrs[host], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dial, err := m.dial(identity.Operator, "admin", nil)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(m.SwitchAddrs[host], dial)
 	if err != nil {
 		return nil, err
 	}
@@ -420,6 +470,73 @@ func (m *Mesh) Entries(host string) (map[string][]*p4v1.TableEntry, error) {
 	}
 	return out, nil
 }
+
+// serverOptions serve as kind/name: with its certificate, or plaintext
+// when the mesh is insecure. A switch serves as its host, and admits only
+// that host's OHC and operators, as p4mesh-switch does.
+func (m *Mesh) serverOptions(kind identity.Kind, name string) ([]grpc.ServerOption, error) {
+	if m.PKI == nil {
+		return nil, nil
+	}
+	src, err := m.source(kind, name)
+	if err != nil {
+		return nil, err
+	}
+	opts := []grpc.ServerOption{grpc.Creds(mtls.ServerCredentials(src))}
+	if kind == identity.Host {
+		unary, stream := identity.Interceptors(identity.Auth{}, func(id identity.ID) error {
+			if id.Kind == identity.Operator || id == src.ID() {
+				return nil
+			}
+			return fmt.Errorf("%s may not program host %s's switch", id, name)
+		})
+		opts = append(opts, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	}
+	return opts, nil
+}
+
+// source issues (once) and loads kind/name's certificate.
+func (m *Mesh) source(kind identity.Kind, name string) (*mtls.Source, error) {
+	m.issuedMu.Lock()
+	defer m.issuedMu.Unlock()
+	key := string(kind) + "/" + name
+	files, ok := m.issued[key]
+	if !ok {
+		var err error
+		if files, err = m.PKI.Issue(kind, name, "127.0.0.1", "localhost"); err != nil {
+			return nil, err
+		}
+		if m.issued == nil {
+			m.issued = map[string]mtls.Files{}
+		}
+		m.issued[key] = files
+	}
+	return mtls.Load(files, m.log)
+}
+
+// dial is how kind/name reaches a server that expect accepts.
+func (m *Mesh) dial(kind identity.Kind, name string, expect mtls.Expect) (grpc.DialOption, error) {
+	if m.PKI == nil {
+		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
+	}
+	src, err := m.source(kind, name)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.WithTransportCredentials(mtls.ClientCredentials(src, expect)), nil
+}
+
+// Dial connects to addr (a controller or switch of the mesh) as kind/name.
+func (m *Mesh) Dial(addr string, kind identity.Kind, name string) (*grpc.ClientConn, error) {
+	d, err := m.dial(kind, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(addr, d)
+}
+
+// ControllerAddr is controller name's gRPC address.
+func (m *Mesh) ControllerAddr(name string) string { return m.ctlAddr[name] }
 
 // Ping pings dst from VM vm through the fabric.
 func (m *Mesh) Ping(ctx context.Context, vm string, dst netip.Addr, count int) (int, error) {

@@ -104,6 +104,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("start the mesh: %w", err)
 	}
 	defer m.Close()
+	fmt.Fprintf(w, "security: mutual TLS on every channel (controllers, OHCs, switches); certificates of a lab CA in %s, as `p4meshctl pki lab` makes them\n\n", m.PKI.Dir)
 
 	info, err := p4.P4Info()
 	if err != nil {
