@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/netip"
@@ -239,6 +240,28 @@ func TestDaemonsMutualTLS(t *testing.T) {
 	}
 	if out, err := gnmi(identity.Operator, "admin", "get", "/p4mesh/vpcs/vpc[name=red]/config/vni"); err != nil || !strings.Contains(out, "100") {
 		t.Fatalf("the refused Sets changed red's VNI: %v\n%s", err, out)
+	}
+
+	// Rotation: a new certificate for c1 on disk is what the next
+	// connection to its gNMI port sees, with no restart.
+	serial := func() string {
+		cfg := &tls.Config{InsecureSkipVerify: true}
+		conn, err := tls.Dial("tcp", gnmiAddr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	if out, err := exec.Command(ctl, "pki", "issue", "--dir", pkiDir, "--san", "127.0.0.1", "controller/c1").CombinedOutput(); err != nil {
+		t.Fatalf("p4meshctl pki issue: %v\n%s", err, out)
+	}
+	if after := serial(); after == before {
+		t.Fatalf("c1 still presents certificate %s after it was reissued on disk", before)
+	}
+	if out, err := gnmi(identity.Operator, "admin", "get", "/p4mesh/vpcs/vpc[name=red]/config/vni"); err != nil || !strings.Contains(out, "100") {
+		t.Fatalf("get after rotation: %v\n%s", err, out)
 	}
 
 	// An OHC whose certificate is another host's does not start.
