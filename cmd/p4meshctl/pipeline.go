@@ -10,7 +10,10 @@ import (
 
 	p4configv1 "github.com/p4lang/p4runtime/go/p4/config/v1"
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"google.golang.org/grpc"
 
+	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/mtls"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
 )
@@ -90,8 +93,13 @@ func pipelinePush(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	mode := fs.String("action", "verify-and-commit", "verify-and-commit (clears tables) or reconcile-and-commit (keeps them where the target can)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	var tlsFlags mtls.Flags
+	tlsFlags.Register(fs, "the switch (an operator certificate: p4meshctl pki issue operator/NAME)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
+	}
+	if err := tlsFlags.Check(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	var action p4v1.SetForwardingPipelineConfigRequest_Action
 	switch *mode {
@@ -114,8 +122,15 @@ func pipelinePush(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	// The switch is the host it belongs to (p4mesh-switch presents its
+	// host's identity); any host of the trust domain is accepted here,
+	// since the operator names the switch by address.
+	dial, err := tlsFlags.Dial(mtls.ExpectKind(tlsFlags.TrustDomain, identity.Host), log)
+	if err != nil {
+		return err
+	}
 	return push(ctx, pushConfig{
-		client: p4rt.Config{Addr: *addr, DeviceID: *device, ElectionID: p4rt.ElectionID{Low: *election}, Logger: log},
+		client: p4rt.Config{Addr: *addr, DeviceID: *device, ElectionID: p4rt.ElectionID{Low: *election}, Logger: log, DialOptions: []grpc.DialOption{dial}},
 		info:   info, devConfig: devConfig, action: action, timeout: *timeout,
 	}, stdout)
 }
