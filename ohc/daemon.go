@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
@@ -23,6 +24,9 @@ type DaemonOptions struct {
 	// for p4mesh-switch.
 	DeviceConfig []byte
 	Logger       *slog.Logger
+	// SourceGrace is AgentOptions.SourceGrace: how long a source may stay
+	// unsynced before it is reported down (0: DefaultSourceGrace).
+	SourceGrace time.Duration
 }
 
 // ErrUsage marks a DaemonOptions error: the daemon was asked for something
@@ -55,7 +59,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 	if err != nil {
 		return err
 	}
-	agent, err := NewAgent(AgentOptions{Host: o.Host, Controllers: o.Controllers, Programmer: prog, Logger: log})
+	agent, err := NewAgent(AgentOptions{Host: o.Host, Controllers: o.Controllers, Programmer: prog, Logger: log, SourceGrace: o.SourceGrace})
 	if err != nil {
 		return err
 	}
