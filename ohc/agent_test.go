@@ -14,6 +14,7 @@ import (
 	"time"
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -151,6 +152,7 @@ func startControllers(t *testing.T) (c1, c2 *testController) {
 // agentOHC is a whole OHC daemon for host a.
 type agentOHC struct {
 	prog   *ohc.Programmer
+	client *p4rt.Client
 	agent  *ohc.Agent
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -168,8 +170,8 @@ func startAgent(t *testing.T, sw string, grace time.Duration, controllers ...*te
 	go func() {
 		defer close(o.done)
 		err := ohc.RunDaemon(ctx, ohc.DaemonOptions{Host: "a", Controllers: addrs, Switch: sw, DeviceID: 1, ElectionID: 1,
-			SourceGrace: grace, Logger: logger(t)}, func(p *ohc.Programmer, _ *p4rt.Client, a *ohc.Agent) {
-			o.prog, o.agent = p, a
+			SourceGrace: grace, Logger: logger(t)}, func(p *ohc.Programmer, c *p4rt.Client, a *ohc.Agent) {
+			o.prog, o.client, o.agent = p, c, a
 			close(ready)
 		})
 		if err != nil {
@@ -184,6 +186,24 @@ func startAgent(t *testing.T, sw string, grace time.Duration, controllers ...*te
 func (o *agentOHC) stop() {
 	o.cancel()
 	<-o.done
+}
+
+// metrics gathers the OHC's metrics, each summed over its labels.
+func (o *agentOHC) metrics(t *testing.T) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(ohc.NewCollector(o.prog, o.client, o.agent))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			out[mf.GetName()] += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return out
 }
 
 // readSwitch reads every entry, member and group off the switch at addr
@@ -317,6 +337,11 @@ func TestAgentProgramsPerSource(t *testing.T) {
 	})
 	if st := o.prog.Stats(); st.Held == 0 || len(st.Missing) == 0 {
 		t.Errorf("c2 down: programmer holds %d entries, missing %q", st.Held, st.Missing)
+	}
+	m := o.metrics(t)
+	if m["p4mesh_ohc_sources_unsynced"] != 2 || m["p4mesh_ohc_sources_unsynced_past_grace"] != 2 || m["p4mesh_ohc_entries_held"] == 0 {
+		t.Errorf("c2 down past the grace: metrics unsynced %v, past grace %v, held %v", m["p4mesh_ohc_sources_unsynced"],
+			m["p4mesh_ohc_sources_unsynced_past_grace"], m["p4mesh_ohc_entries_held"])
 	}
 	got, _ = readSwitch(t, s, ts.addr)
 	if miss := minus(blue, got); len(miss) > 0 {
