@@ -110,8 +110,9 @@ func TestControllerDownOHCRestart(t *testing.T) {
 	waitPing(t, m, "red-1", "10.2.0.11", 3)
 }
 
-// TestControllerDownHostRestart: with c2 down, h3 restarts whole: its
-// switch comes back empty and its OHC starts afresh. The switch gets its
+// TestControllerDownHostRestart: with c2 down, h3's switch restarts
+// empty: its OHC, which still has c2's last state, gives it everything
+// back. Then h3 restarts whole, switch and OHC: the switch gets its
 // pipeline and everything c1 owns at once, so red-2 and green-1 are
 // reachable again without c2; c2 comes back and blue lands too.
 func TestControllerDownHostRestart(t *testing.T) {
@@ -120,6 +121,15 @@ func TestControllerDownHostRestart(t *testing.T) {
 	waitPing(t, m, "red-2", "10.2.0.10", 3) // h3 -> h2
 
 	m.StopController("c2")
+	if err := m.RestartSwitch("h3"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, m, "h3", "h3's switch reprogrammed with c2 down", converged, func() bool {
+		_, err := m.Entries("h3")
+		return err == nil && hasDestination(t, m, "h3", "10.1.0.10") && hasDestination(t, m, "h3", "10.2.0.10")
+	})
+	waitPing(t, m, "red-2", "10.2.0.10", 3) // c2's last state, from the OHC
+
 	m.StopOHC("h3")
 	if err := m.RestartSwitch("h3"); err != nil {
 		t.Fatal(err)
