@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,13 +29,73 @@ type MemFabric struct {
 	uplinks map[string]*dataplane.MemPort
 	vmPorts map[string]*dataplane.MemPort // by VM id
 	replies map[string]chan uint16        // echo replies by VM id: their sequence numbers
+	// ends are the switch ends of the ports above, by port: the latest
+	// switch's, which the port's frames go to.
+	ends map[*dataplane.MemPort]*switchEnd
+}
+
+// switchEnd is a switch's end of a fabric port. The port is the wire and
+// outlives the switch: a switch that stops closes only its end, and a
+// restarted one is given a new end of the same wire. Frames that arrive
+// while no switch has the wire are lost, as on a real one.
+type switchEnd struct {
+	wire *dataplane.MemPort
+	in   chan []byte
+	once sync.Once
+	done chan struct{}
+}
+
+func (e *switchEnd) ReadPacket(buf []byte) (int, error) {
+	select {
+	case f := <-e.in:
+		return copy(buf, f), nil
+	case <-e.done:
+		return 0, dataplane.ErrPortClosed
+	}
+}
+
+func (e *switchEnd) WritePacket(b []byte) error {
+	select {
+	case <-e.done:
+		return dataplane.ErrPortClosed
+	default:
+		return e.wire.WritePacket(b)
+	}
+}
+
+func (e *switchEnd) Close() error {
+	e.once.Do(func() { close(e.done) })
+	return nil
+}
+
+// carry hands the frames sent into wire to its switch end.
+func (f *MemFabric) carry(wire *dataplane.MemPort) {
+	buf := make([]byte, 65536)
+	for {
+		n, err := wire.ReadPacket(buf)
+		if err != nil {
+			return // the fabric closed
+		}
+		f.mu.Lock()
+		e := f.ends[wire]
+		f.mu.Unlock()
+		if e == nil {
+			continue
+		}
+		select {
+		case e.in <- append([]byte(nil), buf[:n]...):
+		case <-e.done:
+		case <-f.ctx.Done():
+			return
+		}
+	}
 }
 
 // NewMemFabric makes the in-memory fabric for t.
 func NewMemFabric(t *Topology) *MemFabric {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &MemFabric{topo: t, ctx: ctx, cancel: cancel, uplinks: map[string]*dataplane.MemPort{},
-		vmPorts: map[string]*dataplane.MemPort{}, replies: map[string]chan uint16{}}
+		vmPorts: map[string]*dataplane.MemPort{}, replies: map[string]chan uint16{}, ends: map[*dataplane.MemPort]*switchEnd{}}
 	for _, h := range t.Hosts {
 		f.uplinks[h.ID] = dataplane.NewMemPort(1024)
 	}
@@ -55,23 +117,42 @@ func NewMemFabric(t *Topology) *MemFabric {
 			f.vmStack(v)
 		}()
 	}
+	for _, wire := range append(slices.Collect(maps.Values(f.uplinks)), slices.Collect(maps.Values(f.vmPorts))...) {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.carry(wire)
+		}()
+	}
 	return f
 }
 
 // Name implements Fabric.
 func (f *MemFabric) Name() string { return "in-memory ports (no namespaces, no kernel)" }
 
-// Ports implements Fabric.
+// Ports implements Fabric. Each call gives new ends of host's wires, which
+// the ends of an earlier call no longer receive from.
 func (f *MemFabric) Ports(host string) (map[uint16]dataplane.Port, error) {
 	up, ok := f.uplinks[host]
 	if !ok {
 		return nil, fmt.Errorf("no host %s", host)
 	}
-	ports := map[uint16]dataplane.Port{uplink: up}
+	wires := map[uint16]*dataplane.MemPort{uplink: up}
 	for _, v := range f.topo.VMs {
 		if v.Host == host {
-			ports[v.Port] = f.vmPorts[v.ID]
+			wires[v.Port] = f.vmPorts[v.ID]
 		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ports := map[uint16]dataplane.Port{}
+	for n, w := range wires {
+		e := &switchEnd{wire: w, in: make(chan []byte, 1024), done: make(chan struct{})}
+		if old := f.ends[w]; old != nil {
+			old.Close()
+		}
+		f.ends[w] = e
+		ports[n] = e
 	}
 	return ports, nil
 }
@@ -151,6 +232,12 @@ func (f *MemFabric) Ping(ctx context.Context, vm VM, dst netip.Addr, count int, 
 // Close implements Fabric.
 func (f *MemFabric) Close() error {
 	f.cancel()
+	for _, w := range f.uplinks {
+		w.Close()
+	}
+	for _, w := range f.vmPorts {
+		w.Close()
+	}
 	f.wg.Wait()
 	return nil
 }

@@ -38,6 +38,8 @@ import (
 // network the demo runs on.
 type Fabric interface {
 	// Ports are host's switch ports: the uplink (port 1) and one per VM.
+	// The switch closes them when it stops; a restarted switch asks
+	// again, for ports on the same wires.
 	Ports(host string) (map[uint16]dataplane.Port, error)
 	// Ping sends count echo requests from vm to dst and returns how many
 	// replies came back within timeout each.
@@ -189,10 +191,12 @@ type Mesh struct {
 	fabric      Fabric
 	log         *slog.Logger
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	servers []*grpc.Server
-	ohcs    map[string]context.CancelFunc
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// switches stop each switch (its P4Runtime server and forwarding)
+	// for a restart.
+	switches map[string]func()
+	ohcs     map[string]context.CancelFunc
 	// ctls stop each controller (its gRPC server and follower) for a
 	// restart.
 	ctls    map[string]func()
@@ -228,7 +232,7 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	m := &Mesh{Controllers: map[string]*controller.Server{}, Switches: map[string]*dataplane.Switch{},
-		SwitchAddrs: map[string]string{}, fabric: o.Fabric, log: o.Logger, cancel: cancel, ohcs: map[string]context.CancelFunc{},
+		SwitchAddrs: map[string]string{}, fabric: o.Fabric, log: o.Logger, cancel: cancel, switches: map[string]func(){}, ohcs: map[string]context.CancelFunc{},
 		ctls: map[string]func(){}, ctlAddr: map[string]string{}, dataDir: o.DataDir, ctx: ctx}
 	fail := func(err error) (*Mesh, error) {
 		m.Close()
@@ -258,40 +262,87 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 			return fail(err)
 		}
 	}
-	info, err := p4.P4Info()
-	if err != nil {
-		return fail(err)
-	}
 	for _, h := range m.Topology.Hosts {
-		ports, err := o.Fabric.Ports(h.ID)
-		if err != nil {
-			return fail(err)
-		}
-		sw, err := dataplane.NewSwitch(dataplane.SwitchOptions{Server: dataplane.Options{P4Info: info, Logger: o.Logger.With("switch", h.ID)}, Ports: ports})
-		if err != nil {
-			return fail(err)
-		}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return fail(err)
 		}
-		opts, err := m.serverOptions(identity.Host, h.ID)
-		if err != nil {
+		if err := m.startSwitch(h.ID, l); err != nil {
+			l.Close()
 			return fail(err)
 		}
-		g := dataplane.NewGRPCServer(opts...)
-		sw.Server().Register(g)
-		m.servers = append(m.servers, g)
-		m.Switches[h.ID] = sw
-		m.SwitchAddrs[h.ID] = l.Addr().String()
-		m.wg.Add(2)
-		go func() { defer m.wg.Done(); g.Serve(l) }()
-		go func() { defer m.wg.Done(); sw.Run(ctx) }()
 	}
 	for _, h := range m.Topology.Hosts {
 		m.StartOHC(ctx, h.ID)
 	}
 	return m, nil
+}
+
+// startSwitch runs host's switch, empty (no pipeline), on the fabric's
+// ports for host, with its P4Runtime server on lis.
+func (m *Mesh) startSwitch(host string, lis net.Listener) error {
+	info, err := p4.P4Info()
+	if err != nil {
+		return err
+	}
+	ports, err := m.fabric.Ports(host)
+	if err != nil {
+		return err
+	}
+	sw, err := dataplane.NewSwitch(dataplane.SwitchOptions{Server: dataplane.Options{P4Info: info, Logger: m.log.With("switch", host)}, Ports: ports})
+	if err != nil {
+		for _, p := range ports {
+			p.Close()
+		}
+		return err
+	}
+	opts, err := m.serverOptions(identity.Host, host)
+	if err != nil {
+		for _, p := range ports {
+			p.Close()
+		}
+		return err
+	}
+	g := dataplane.NewGRPCServer(opts...)
+	sw.Server().Register(g)
+	m.Switches[host] = sw
+	m.SwitchAddrs[host] = lis.Addr().String()
+	ctx, cancel := context.WithCancel(m.ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); g.Serve(lis) }()
+	go func() { defer wg.Done(); sw.Run(ctx) }()
+	m.switches[host] = func() {
+		g.Stop()
+		cancel()
+		wg.Wait()
+	}
+	return nil
+}
+
+// RestartSwitch stops host's switch and starts it again empty, with no
+// pipeline and no entries, on the same P4Runtime address and ports: a
+// switch process (or host) restart. The OHC finds it on reconnecting.
+func (m *Mesh) RestartSwitch(host string) error {
+	if stop := m.switches[host]; stop != nil {
+		stop()
+	}
+	var lis net.Listener
+	var err error
+	for range 100 { // the old listener's port frees at once, but be patient
+		if lis, err = net.Listen("tcp", m.SwitchAddrs[host]); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	if err := m.startSwitch(host, lis); err != nil {
+		lis.Close()
+		return err
+	}
+	return nil
 }
 
 // startController serves controller name on lis: from its saved state when
@@ -551,9 +602,9 @@ func (m *Mesh) Close() {
 	for _, stop := range m.ctls {
 		stop()
 	}
-	m.cancel()
-	for _, g := range m.servers {
-		g.Stop()
+	for _, stop := range m.switches {
+		stop()
 	}
+	m.cancel()
 	m.wg.Wait()
 }

@@ -26,6 +26,11 @@ import (
 // short against convergence targets.
 const coalesce = 2 * time.Millisecond
 
+// DefaultSourceGrace is AgentOptions.SourceGrace's default: longer than a
+// controller restart with a snapshot to resend, short enough that an
+// operator hears of a controller that stays away.
+const DefaultSourceGrace = 30 * time.Second
+
 // AgentOptions configure an Agent.
 type AgentOptions struct {
 	// Host is this host's id, as the controllers know it.
@@ -35,14 +40,31 @@ type AgentOptions struct {
 	Controllers []string
 	// DialOptions reach the controllers; nil means plaintext.
 	DialOptions []grpc.DialOption
-	// Programmer receives every whole view the agent assembles.
+	// Programmer receives every view the agent assembles.
 	Programmer *Programmer
 	Logger     *slog.Logger
-	// SyncWait is how long the agent waits for every stream's first
-	// snapshot before it logs which ones it still waits on. It never
-	// programs a partial first view: that would delete the entries of
-	// the streams not yet heard from.
-	SyncWait time.Duration
+	// SourceGrace is how long a source (a controller's host programming,
+	// a pulled connectivity service) may stay unsynced before the agent
+	// reports it down: a warning naming it, and the
+	// p4mesh_ohc_sources_unsynced_past_grace metric. Zero means
+	// DefaultSourceGrace.
+	//
+	// Programming never waits for a source: the view is programmed per
+	// source (see Run), and what the switch holds for an unsynced one is
+	// kept as last programmed. After the grace it is still kept, until
+	// the source syncs or is no longer wanted. Deleting it would turn a
+	// control-plane outage into a data-plane one, and only on the hosts
+	// whose OHC happened to restart during it: an OHC that keeps running
+	// keeps a silent controller's last state for as long as it is silent
+	// (its streams stay whole), and a restart must not make the data
+	// plane behave otherwise. The price is stale state after a restart:
+	// what a live controller deleted while this OHC was itself down stays
+	// on the switch until the silent source syncs (deletions seen while
+	// the OHC runs go at once). So the grace ends in an alarm, not a
+	// deletion, and the operator decides: once nothing calls for the
+	// silent source (its peering deleted, its controller taken out of
+	// --controller), the view is whole again and the rest is pruned.
+	SourceGrace time.Duration
 }
 
 // Agent is the OHC's subscriber layer. It follows host programming from
@@ -66,6 +88,9 @@ type Agent struct {
 
 	events  [5]atomic.Uint64 // by p4meshv1.Event_Type
 	streams atomic.Int64     // streams followed now
+	// unsynced and pastGrace count the sources not synced now, and those
+	// of them unsynced for longer than the grace.
+	unsynced, pastGrace atomic.Int64
 }
 
 // AgentStats counts what the agent receives.
@@ -76,6 +101,10 @@ type AgentStats struct {
 	Streams int64
 	// Pulled is the number of connectivity services pulled.
 	Pulled int
+	// Unsynced is the number of sources (host programming streams and
+	// pulled services) the agent wants but has no whole snapshot of now;
+	// PastGrace those of them unsynced for longer than SourceGrace.
+	Unsynced, PastGrace int64
 }
 
 // Stats reports the agent's counters.
@@ -87,6 +116,7 @@ func (a *Agent) Stats() AgentStats {
 		Puts: a.events[p4meshv1.Event_PUT].Load(), Deletes: a.events[p4meshv1.Event_DELETE].Load(),
 		Synced: a.events[p4meshv1.Event_SYNCED].Load(), Resets: a.events[p4meshv1.Event_RESET].Load(),
 		Streams: a.streams.Load(), Pulled: pulled,
+		Unsynced: a.unsynced.Load(), PastGrace: a.pastGrace.Load(),
 	}
 }
 
@@ -129,6 +159,9 @@ type subscription struct {
 type hostProgramming struct {
 	part
 	view *watch.View
+	// wants is the connectivity the stream's last whole snapshot called
+	// for (see wantedLocked); a.mu guards it.
+	wants map[subKey]bool
 }
 
 // part is one source of view items: a controller's host programming or a
@@ -213,8 +246,8 @@ func NewAgent(o AgentOptions) (*Agent, error) {
 	if o.DialOptions == nil {
 		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
-	if o.SyncWait == 0 {
-		o.SyncWait = 10 * time.Second
+	if o.SourceGrace <= 0 {
+		o.SourceGrace = DefaultSourceGrace
 	}
 	return &Agent{
 		o: o, log: o.Logger.With("host", o.Host),
@@ -245,7 +278,14 @@ func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-// Run follows the streams and programs the switch until ctx ends.
+// Run follows the streams and programs the switch until ctx ends. It
+// programs per source, waiting for none: once some controller's host
+// programming is whole, every change goes to the programmer as a view of
+// each source as it stands now when synced, as its last whole snapshot when
+// it was synced before and is not now (its controller restarting or gone),
+// and not at all when it has not been heard from since the start. A view
+// without the last is partial: the programmer keeps the switch's entries no
+// synced source explains, since they may be that source's.
 func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer func() {
@@ -279,9 +319,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			})
 		}()
 	}
-	start := time.Now()
-	warned := false
-	var handed map[*part]uint64 // what the last view handed over was made of
+	var (
+		handed        map[*part]uint64 // what the last view handed over was made of
+		handedMissing []string         // and the sources it lacked
+		partialSince  time.Time        // when the views handed over began to lack sources
+		sources       = sourceClock{since: map[string]time.Time{}, warned: map[string]bool{}}
+	)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -296,38 +339,95 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 		a.subscribe(ctx, &wg)
-		view, madeOf, waiting := a.assemble()
-		if len(waiting) > 0 {
-			if !warned && time.Since(start) > a.o.SyncWait {
-				a.log.Warn("still waiting for the first snapshot of some streams; the switch keeps what it has", "streams", waiting)
-				warned = true
-			}
+		as := a.assemble()
+		a.clock(&sources, as)
+		if !as.hasHost {
+			// No controller's host programming has come whole yet:
+			// there is nothing to program with, and the switch keeps
+			// what it has.
 			continue
 		}
-		if handed != nil && maps.Equal(madeOf, handed) {
+		if handed != nil && maps.Equal(as.madeOf, handed) && slices.Equal(as.missing, handedMissing) {
 			// Nothing the view is made of changed (a destination whose
 			// forwarding has not come yet, a tick): the programmer has
 			// this view already.
 			continue
 		}
-		a.o.Programmer.Update(view)
-		handed = madeOf
+		switch {
+		case len(as.missing) == 0:
+			a.o.Programmer.Update(as.view)
+			if !partialSince.IsZero() {
+				a.log.Info("every source synced; programming whole views again", "after", time.Since(partialSince).Round(time.Millisecond))
+				partialSince = time.Time{}
+			}
+		default:
+			// Program what the synced sources say now rather than wait
+			// for the others: one unreachable controller must not stop
+			// the programming of every VPC on the host. The programmer
+			// keeps the switch's entries that no synced source explains.
+			a.o.Programmer.UpdatePartial(as.view, as.missing)
+			if partialSince.IsZero() {
+				partialSince = time.Now()
+				a.log.Info("programming the switch without some sources until they sync; entries no synced source explains are kept", "waiting_for", as.missing)
+			} else if !slices.Equal(as.missing, handedMissing) {
+				a.log.Debug("still programming without some sources", "waiting_for", as.missing)
+			}
+		}
+		handed, handedMissing = as.madeOf, as.missing
 	}
+}
+
+// sourceClock is when each unsynced source stopped being synced (or was
+// first wanted), and which of them have been reported past the grace.
+type sourceClock struct {
+	since  map[string]time.Time
+	warned map[string]bool
+}
+
+// clock follows how long sources have been unsynced, warns once of each
+// that passes the grace, and says when such a source is back.
+func (a *Agent) clock(c *sourceClock, as assembly) {
+	now := time.Now()
+	unsynced := make(map[string]bool, len(as.missing)+len(as.stale))
+	for _, n := range as.missing {
+		unsynced[n] = true
+	}
+	for _, n := range as.stale {
+		unsynced[n] = true
+	}
+	for n := range unsynced {
+		if _, ok := c.since[n]; !ok {
+			c.since[n] = now
+		}
+	}
+	for n, t := range c.since {
+		switch {
+		case !unsynced[n]:
+			if c.warned[n] {
+				a.log.Info("source synced again", "source", n, "after", now.Sub(t).Round(time.Second))
+			}
+			delete(c.since, n)
+			delete(c.warned, n)
+		case !c.warned[n] && now.Sub(t) >= a.o.SourceGrace:
+			c.warned[n] = true
+			if slices.Contains(as.stale, n) {
+				a.log.Warn("source unsynced past the grace; the switch keeps its entries as last programmed",
+					"source", n, "for", now.Sub(t).Round(time.Second))
+			} else {
+				a.log.Warn("no snapshot from source past the grace; the switch keeps the entries no synced source explains",
+					"source", n, "for", now.Sub(t).Round(time.Second))
+			}
+		}
+	}
+	a.unsynced.Store(int64(len(c.since)))
+	a.pastGrace.Store(int64(len(c.warned)))
 }
 
 // subscribe starts the connectivity streams the host programming now calls
 // for and stops the ones it no longer does.
 func (a *Agent) subscribe(ctx context.Context, wg *sync.WaitGroup) {
 	a.mu.Lock()
-	want, ok := a.wantedLocked()
-	if !ok {
-		// A controller's host programming is being re-sent (RESET, then a
-		// snapshot): what to pull is not known until it is whole again, and
-		// dropping subscriptions now would take their entries off the
-		// switch.
-		a.mu.Unlock()
-		return
-	}
+	want := a.wantedLocked()
 	var start []subKey
 	for k := range want {
 		if a.subs[k] == nil {
@@ -393,59 +493,99 @@ func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 	}
 }
 
-// assemble joins every stream into one View. It lists the streams whose
-// first snapshot has not come yet; the view is only whole without them.
-// madeOf identifies what the view is made of: each part and the revision
-// of its items. A view made of the same is the same view.
 // wantedLocked is the connectivity the host programming calls for: each
 // VPC of the host from the controller that sent it, and each active
-// peering's peer under the peer's export policy from the peer's owner. It
-// is false while some controller's host programming is not whole.
-func (a *Agent) wantedLocked() (map[subKey]bool, bool) {
+// peering's peer under the peer's export policy from the peer's owner. A
+// controller's host programming that is not whole now (being re-sent after
+// a RESET, or its controller down) counts with its last whole snapshot:
+// dropping what that pulled would take its entries off the switch for lack
+// of news.
+func (a *Agent) wantedLocked() map[subKey]bool {
 	want := map[subKey]bool{}
 	for addr, hp := range a.hosts {
-		if !hp.view.Synced() {
-			return nil, false
-		}
-		for _, ev := range hp.view.Items() {
-			switch {
-			case ev.GetVpc() != nil:
-				want[subKey{addr: addr, vpc: ev.GetVpc().GetName()}] = true
-			case ev.GetPeering() != nil && ev.GetPeering().GetActive():
-				p := ev.GetPeering()
-				want[subKey{addr: p.GetPeerController(), vpc: p.GetPeerVpc(), policy: p.GetPeerExportPolicy(), peerVPC: p.GetVpc()}] = true
+		if hp.view.Synced() {
+			items := hp.view.Items()
+			// A RESET between the two reads would leave items half a
+			// snapshot: keep the last whole one then.
+			if hp.view.Synced() {
+				hp.wants = wantsOf(addr, items)
 			}
 		}
+		for k := range hp.wants {
+			want[k] = true
+		}
 	}
-	return want, true
+	return want
 }
 
-func (a *Agent) assemble() (v *View, madeOf map[*part]uint64, waiting []string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	// A subscription the host programming calls for but that has not been
-	// started yet would be missing from the view: wait for it.
-	if want, ok := a.wantedLocked(); ok {
-		for k := range want {
-			if a.subs[k] == nil {
-				waiting = append(waiting, fmt.Sprintf("%s/%s@%s (not pulled yet)", k.vpc, k.policy, k.addr))
-			}
+// wantsOf is the connectivity a controller's host programming calls for.
+func wantsOf(addr string, items map[string]*p4meshv1.Event) map[subKey]bool {
+	want := map[subKey]bool{}
+	for _, ev := range items {
+		switch {
+		case ev.GetVpc() != nil:
+			want[subKey{addr: addr, vpc: ev.GetVpc().GetName()}] = true
+		case ev.GetPeering() != nil && ev.GetPeering().GetActive():
+			p := ev.GetPeering()
+			want[subKey{addr: p.GetPeerController(), vpc: p.GetPeerVpc(), policy: p.GetPeerExportPolicy(), peerVPC: p.GetVpc()}] = true
 		}
 	}
-	v = &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}}
-	madeOf = make(map[*part]uint64, len(a.hosts)+len(a.subs))
-	for addr, hp := range a.hosts {
-		if !hp.view.Synced() {
-			waiting = append(waiting, "host-programming@"+addr)
-			continue
+	return want
+}
+
+// assembly is one view the agent assembled, and which sources it lacks.
+type assembly struct {
+	view *View
+	// madeOf identifies what the view is made of: each part and the
+	// revision of its items. A view made of the same is the same view.
+	madeOf map[*part]uint64
+	// missing are the sources wanted but never synced since the agent
+	// started: the view lacks them. stale are those not synced now whose
+	// last whole snapshot the view holds instead. Both sorted.
+	missing, stale []string
+	// hasHost says whether the view has the host: whether some
+	// controller's host programming has been whole.
+	hasHost bool
+}
+
+// assemble joins the streams into one View, source by source: a synced
+// source with what it holds now, an unsynced one with its last whole
+// snapshot, and one never synced not at all (it is missing).
+func (a *Agent) assemble() assembly {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	as := assembly{
+		view:   &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}},
+		madeOf: make(map[*part]uint64, len(a.hosts)+len(a.subs)),
+	}
+	// take merges p, rebuilt first if its streams are whole now.
+	take := func(p *part, name string, whole bool, build func(f *View)) {
+		switch {
+		case whole:
+			p.update(build)
+		case p.frag == nil:
+			as.missing = append(as.missing, name)
+			return
+		default:
+			as.stale = append(as.stale, name)
 		}
-		hp.update(func(f *View) {
+		p.mergeInto(as.view)
+		as.hasHost = as.hasHost || p.hasHost
+		as.madeOf[p] = p.rev
+	}
+	// A subscription the host programming calls for but that could not be
+	// started is missing from the view too.
+	for k := range a.wantedLocked() {
+		if a.subs[k] == nil {
+			as.missing = append(as.missing, k.String()+" (not pulled)")
+		}
+	}
+	for addr, hp := range a.hosts {
+		take(&hp.part, "host-programming@"+addr, hp.view.Synced(), func(f *View) {
 			for _, ev := range hp.view.Items() {
 				hp.addHostItem(f, ev)
 			}
 		})
-		hp.mergeInto(v)
-		madeOf[&hp.part] = hp.rev
 	}
 	// Own VPCs' connectivity first, so that when a host sees a load
 	// balancer both as its own VPC's and through a peering, the own copy
@@ -455,18 +595,16 @@ func (a *Agent) assemble() (v *View, madeOf map[*part]uint64, waiting []string) 
 	})
 	for _, k := range keys {
 		s := a.subs[k]
-		if !s.synced() {
-			waiting = append(waiting, fmt.Sprintf("%s/%s@%s", k.vpc, k.policy, k.addr))
-			continue
-		}
-		s.update(func(f *View) { s.addConnectivity(f, k) })
-		s.mergeInto(v)
-		madeOf[&s.part] = s.rev
+		take(&s.part, k.String(), s.synced(), func(f *View) { s.addConnectivity(f, k) })
 	}
-	v.LBs = dedupeLBs(v.LBs)
-	slices.Sort(waiting)
-	return v, madeOf, waiting
+	as.view.LBs = dedupeLBs(as.view.LBs)
+	slices.Sort(as.missing)
+	slices.Sort(as.stale)
+	return as
 }
+
+// String names the service for the log: VPC/policy@controller.
+func (k subKey) String() string { return fmt.Sprintf("%s/%s@%s", k.vpc, k.policy, k.addr) }
 
 // dedupeLBs keeps the first of each load balancer (VPC, name): one pulled
 // both as the host's own VPC's and through a peering, or through two

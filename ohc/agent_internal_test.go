@@ -1,6 +1,8 @@
 package ohc
 
 import (
+	"maps"
+	"slices"
 	"testing"
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
@@ -59,5 +61,49 @@ func TestPartRevision(t *testing.T) {
 	s.changes.Add(1)
 	if rev, r := build(); rev == rev3 || len(r) != 1 {
 		t.Errorf("deleted: revision %d (was %d), remote %+v", rev, rev3, r)
+	}
+}
+
+// TestAssembleBySource: a source that has been whole and is not now (its
+// controller re-sends a snapshot after a RESET, or went away mid-snapshot)
+// stays in the view as its last whole snapshot; one never whole is missing
+// from it, and named.
+func TestAssembleBySource(t *testing.T) {
+	a, err := NewAgent(AgentOptions{Host: "a", Controllers: []string{"c1", "c2"}, Programmer: &Programmer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hp := func(addr string) watch.Handler {
+		p := &hostProgramming{view: &watch.View{}}
+		a.hosts[addr] = p
+		return a.handler(p.view, &p.part)
+	}
+	h1, _ := hp("c1"), hp("c2")
+	put := func(h watch.Handler, key string, ev *p4meshv1.Event) {
+		ev.Type, ev.Key = p4meshv1.Event_PUT, key
+		h.Put(key, ev)
+	}
+	put(h1, "host", &p4meshv1.Event{Value: &p4meshv1.Event_Host{Host: &p4meshv1.HostInfo{Id: "a", UnderlayIp: "192.168.0.1", Mac: "02:00:00:00:00:01"}}})
+	put(h1, "endpoint/red-1", &p4meshv1.Event{Value: &p4meshv1.Event_LocalEndpoint{LocalEndpoint: &p4meshv1.LocalEndpoint{Id: "red-1", Vpc: "red", Ip: "10.1.0.2", Mac: "02:00:00:00:01:02", Port: 1}}})
+	h1.Synced(1)
+
+	as := a.assemble()
+	if !as.hasHost || len(as.view.Local) != 1 || !slices.Equal(as.missing, []string{"host-programming@c2"}) || len(as.stale) != 0 {
+		t.Fatalf("c1 whole, c2 never: host %v, local %+v, missing %q, stale %q", as.hasHost, as.view.Local, as.missing, as.stale)
+	}
+
+	// c1 re-sends: RESET, then part of a snapshot.
+	h1.Reset()
+	put(h1, "host", &p4meshv1.Event{Value: &p4meshv1.Event_Host{Host: &p4meshv1.HostInfo{Id: "a", UnderlayIp: "192.168.0.1", Mac: "02:00:00:00:00:01"}}})
+	again := a.assemble()
+	if !again.hasHost || len(again.view.Local) != 1 || !slices.Equal(again.stale, []string{"host-programming@c1"}) {
+		t.Errorf("c1 mid-snapshot: host %v, local %+v, stale %q; want the last whole snapshot", again.hasHost, again.view.Local, again.stale)
+	}
+	if !maps.Equal(again.madeOf, as.madeOf) {
+		t.Error("c1 mid-snapshot: the view is not made of what it was")
+	}
+	h1.Synced(2)
+	if whole := a.assemble(); len(whole.view.Local) != 0 || len(whole.stale) != 0 {
+		t.Errorf("c1 whole again without red-1: local %+v, stale %q", whole.view.Local, whole.stale)
 	}
 }

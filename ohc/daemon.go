@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -28,6 +29,9 @@ type DaemonOptions struct {
 	// ControllerDial and SwitchDial reach the controllers and the switch
 	// (mutual TLS, keepalive); nil means plaintext.
 	ControllerDial, SwitchDial []grpc.DialOption
+	// SourceGrace is AgentOptions.SourceGrace: how long a source may stay
+	// unsynced before it is reported down (0: DefaultSourceGrace).
+	SourceGrace time.Duration
 }
 
 // ErrUsage marks a DaemonOptions error: the daemon was asked for something
@@ -60,7 +64,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 	if err != nil {
 		return err
 	}
-	agent, err := NewAgent(AgentOptions{Host: o.Host, Controllers: o.Controllers, Programmer: prog, Logger: log, DialOptions: o.ControllerDial})
+	agent, err := NewAgent(AgentOptions{Host: o.Host, Controllers: o.Controllers, Programmer: prog, Logger: log, DialOptions: o.ControllerDial, SourceGrace: o.SourceGrace})
 	if err != nil {
 		return err
 	}

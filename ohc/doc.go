@@ -12,8 +12,10 @@
 //     of the wire format the subscribers receive it in.
 //   - Compile turns a View into the desired P4Runtime entities of
 //     vpc_peering.p4, purely and deterministically.
-//   - Programmer is handed whole Views (latest wins) and reconciles the
-//     switch towards them with p4rt.Reconciler: it reads back, writes only the
+//   - Programmer is handed Views (latest wins) and reconciles the switch
+//     towards them with p4rt.Reconciler: it reads back, writes only the
 //     difference, and so never flushes the switch on an OHC restart, while a
-//     switch restart gets its pipeline and every entry back.
+//     switch restart gets its pipeline and every entry back. A view may be
+//     partial, lacking a controller the OHC has not heard from since it
+//     started: the entries no view explains are then kept, not deleted.
 package ohc

@@ -16,6 +16,7 @@ type Collector struct {
 
 	entries, changes, reconciles, errors, pushes, lastDuration, primary, arbitrations *prometheus.Desc
 	convergence, events, streams, pulled                                              *prometheus.Desc
+	unsynced, pastGrace, held                                                         *prometheus.Desc
 }
 
 // NewCollector makes a collector for prog and its client; agent may be nil.
@@ -29,6 +30,9 @@ func NewCollector(prog *Programmer, client *p4rt.Client, agent *Agent) *Collecto
 		events:       d("watch_events_total", "Watch events received, by type.", "type"),
 		streams:      d("watch_streams", "Watch streams followed."),
 		pulled:       d("pulled_services", "Connectivity services pulled: own VPCs and active peers under their export policy."),
+		unsynced:     d("sources_unsynced", "Sources (a controller's host programming, a pulled service) not synced now: programmed as last seen, or not at all when never seen since the OHC started."),
+		pastGrace:    d("sources_unsynced_past_grace", "Sources unsynced for longer than --source-grace."),
+		held:         d("entries_held", "Entries kept on the switch that no synced source explains, while the view lacks sources the OHC has not heard from since it started."),
 		entries:      d("entries_desired", "Entries the OHC wants in each table of its switch.", "table"),
 		changes:      d("entries_changed_total", "Entries written to the switch, by table and kind of change.", "table", "change"),
 		reconciles:   d("reconciles_total", "Reconciles of the switch against the desired state."),
@@ -43,7 +47,7 @@ func NewCollector(prog *Programmer, client *p4rt.Client, agent *Agent) *Collecto
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.entries, c.changes, c.reconciles, c.errors, c.pushes, c.lastDuration, c.primary, c.arbitrations,
-		c.convergence, c.events, c.streams, c.pulled} {
+		c.convergence, c.events, c.streams, c.pulled, c.unsynced, c.pastGrace, c.held} {
 		ch <- d
 	}
 }
@@ -70,6 +74,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.primary, prometheus.GaugeValue, primary)
 	ch <- prometheus.MustNewConstMetric(c.arbitrations, prometheus.CounterValue, float64(c.client.Stats().Arbitrations))
 	ch <- prometheus.MustNewConstMetric(c.convergence, prometheus.GaugeValue, st.LastConvergence.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(st.Held))
 	if c.agent != nil {
 		as := c.agent.Stats()
 		for typ, n := range map[string]uint64{"put": as.Puts, "delete": as.Deletes, "synced": as.Synced, "reset": as.Resets} {
@@ -77,5 +82,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.streams, prometheus.GaugeValue, float64(as.Streams))
 		ch <- prometheus.MustNewConstMetric(c.pulled, prometheus.GaugeValue, float64(as.Pulled))
+		ch <- prometheus.MustNewConstMetric(c.unsynced, prometheus.GaugeValue, float64(as.Unsynced))
+		ch <- prometheus.MustNewConstMetric(c.pastGrace, prometheus.GaugeValue, float64(as.PastGrace))
 	}
 }

@@ -89,6 +89,12 @@ type ProgrammerStats struct {
 	// LastConvergence is how long the last applied view took from Update
 	// to being on the switch (compile, coalescing, diff and writes).
 	LastConvergence time.Duration
+	// Missing are the sources the view last applied lacks (see
+	// UpdatePartial). Held counts the entries left on the switch meanwhile
+	// because no view explains them: they may be those sources'. Both are
+	// empty once a whole view is applied.
+	Missing []string
+	Held    int
 }
 
 // Programmer programs one switch with the OHC's view. It is handed whole
@@ -119,12 +125,19 @@ type Programmer struct {
 	known    []*p4v1.Entity
 	knownArb uint64
 	fullNext bool
+	// held are the entities on the switch, by p4rt.Key, that partial
+	// views left alone because no view explained them; accounted says
+	// whether a full pass has sorted the switch's entities into explained
+	// and held yet (before that, nothing unexplained may be deleted).
+	held      map[string]*p4v1.Entity
+	accounted bool
 	// compiler keeps the entries of the last compile for the next one.
 	compiler *Compiler
 
 	mu sync.Mutex
 	// mu guards the following fields.
 	view      *View
+	missing   []string // the sources view lacks (UpdatePartial)
 	gen       uint64
 	started   bool
 	failed    uint64 // generation whose compile failed (0: none)
@@ -139,6 +152,7 @@ type Programmer struct {
 // compiled caches a view's compile, so a retry or a resync does not redo it.
 type compiled struct {
 	gen      uint64
+	missing  []string // the sources the view lacks
 	desired  []*p4v1.Entity
 	warnings []string
 	err      error
@@ -210,16 +224,34 @@ func NewProgrammer(o ProgrammerOptions) (*Programmer, error) {
 	}, nil
 }
 
-// Update hands the programmer the whole intended view. It never blocks: the
-// latest view wins, and views that arrive faster than the switch is
-// reconciled are coalesced. v must not be modified afterwards.
+// Update hands the programmer the whole intended view: every source of the
+// OHC's state is in it, so whatever else the owned tables hold is stale and
+// goes. It never blocks: the latest view wins, and views that arrive faster
+// than the switch is reconciled are coalesced. v must not be modified
+// afterwards.
 //
-// Until the first Update, Run leaves the switch alone: an OHC that just
-// restarted must not reconcile an empty view and flush the switch, so the
-// caller hands over the first view only once its streams are synced.
-func (p *Programmer) Update(v *View) {
+// Until the first view, Run leaves the switch alone: an OHC that just
+// restarted knows nothing yet, and reconciling an empty view would flush
+// the switch.
+func (p *Programmer) Update(v *View) { p.update(v, nil) }
+
+// UpdatePartial hands over a view that lacks some sources: streams the OHC
+// has had no snapshot of since it started (a controller that is down), named
+// in missing for the log. What v calls for goes on the switch at once, and
+// what an earlier view called for and v does not is deleted: a source that
+// is heard from is followed. But the switch's entries may be a missing
+// source's, and the switch does not say whose an entry is, so an entry that
+// no view has explained since the programmer started is kept, not deleted,
+// until a whole view comes (Update) and the full reconcile prunes what is
+// still unexplained.
+func (p *Programmer) UpdatePartial(v *View, missing []string) {
+	p.update(v, slices.Clip(missing))
+}
+
+func (p *Programmer) update(v *View, missing []string) {
 	p.mu.Lock()
 	p.view = v
+	p.missing = missing
 	p.gen++
 	p.stats.Generation = p.gen
 	p.updatedAt = time.Now()
@@ -235,10 +267,10 @@ func (p *Programmer) Update(v *View) {
 // the switch runs the pipeline (SetPipeline with the P4Info and device
 // config's cookie: skipped when the switch already runs it, so an OHC
 // restart never flushes it) and reconciles the owned tables and selectors to
-// the latest view. A pass runs on a new view (at most every MinInterval),
-// when the client has re-arbitrated (a switch restart, a reconnect: the
-// pipeline may be gone and the tables empty), every ResyncInterval, and
-// after a failure, with jittered backoff.
+// the latest view, whole or partial (see UpdatePartial). A pass runs on a
+// new view (at most every MinInterval), when the client has re-arbitrated (a
+// switch restart, a reconnect: the pipeline may be gone and the tables
+// empty), every ResyncInterval, and after a failure, with jittered backoff.
 func (p *Programmer) Run(ctx context.Context) error {
 	p.mu.Lock()
 	if p.started {
@@ -350,9 +382,11 @@ func (p *Programmer) pass(ctx context.Context) error {
 	// What the switch holds is known when the last pass succeeded on the
 	// same arbitration: then the diff is against that, without reading
 	// the switch back. A new stream (the switch may have restarted), an
-	// error, or the periodic resync asks for the full check.
+	// error, or the periodic resync asks for the full check; so does the
+	// first whole view after partial ones, to prune what they kept.
 	arb := p.client.Stats().Arbitrations
-	full := p.known == nil || arb != p.knownArb || p.fullNext
+	partial := len(c.missing) > 0
+	full := p.known == nil || arb != p.knownArb || p.fullNext || (!partial && len(p.held) > 0)
 	if full {
 		pushed, err := p.client.SetPipeline(ctx, p.info, p.devCfg, p.cookie, p4v1.SetForwardingPipelineConfigRequest_VERIFY_AND_COMMIT)
 		if err != nil {
@@ -371,14 +405,31 @@ func (p *Programmer) pass(ctx context.Context) error {
 	var res p4rt.Result
 	var err error
 	if full {
-		res, err = p.rec.Reconcile(ctx, c.desired)
+		var keep func(*p4v1.Entity) bool
+		if partial {
+			keep = p.keep
+		}
+		var kept []*p4v1.Entity
+		res, kept, err = p.rec.ReconcileKeeping(ctx, c.desired, keep)
+		if err == nil {
+			p.hold(kept, c.missing)
+		}
 	} else {
 		// Entities the compiler reused are the same pointers in both
 		// sets: only the others can differ. Keys are unique within a
 		// compile's output, so diffing what left against what came is
 		// diffing the whole sets.
 		gone, came := changed(p.known, c.desired)
-		res, err = p.rec.Apply(ctx, gone, came)
+		current, reclaimed := gone, p.reclaim(came)
+		for _, k := range reclaimed {
+			current = append(current, p.held[k])
+		}
+		res, err = p.rec.Apply(ctx, current, came)
+		if err == nil {
+			for _, k := range reclaimed {
+				delete(p.held, k)
+			}
+		}
 	}
 	took := time.Since(start)
 	if err != nil {
@@ -397,6 +448,7 @@ func (p *Programmer) pass(ctx context.Context) error {
 		p.stats.LastError = err
 		return fmt.Errorf("ohc: reconcile generation %d: %w", c.gen, err)
 	}
+	p.stats.Missing, p.stats.Held = c.missing, len(p.held)
 	p.stats.Reconciles++
 	p.stats.LastReconcile, p.stats.LastDuration = start, took
 	p.stats.LastError = nil
@@ -417,6 +469,56 @@ func (p *Programmer) pass(ctx context.Context) error {
 		return bad
 	}
 	return nil
+}
+
+// keep says whether a partial view's full pass must leave e, an entity the
+// switch holds that the view does not explain, in place. Until a full pass
+// has accounted for the switch, any such entity may be a missing source's
+// (left by this OHC before it restarted): all are kept. After that, only
+// the ones kept then still are: everything else that is unexplained was
+// written by this programmer for a view that no longer wants it, or by
+// someone else, and goes.
+func (p *Programmer) keep(e *p4v1.Entity) bool {
+	if !p.accounted {
+		return true
+	}
+	_, ok := p.held[p4rt.Key(e)]
+	return ok
+}
+
+// hold records the outcome of a successful full pass: the entities it kept
+// (none when the view was whole).
+func (p *Programmer) hold(kept []*p4v1.Entity, missing []string) {
+	before := len(p.held)
+	p.held = make(map[string]*p4v1.Entity, len(kept))
+	for _, e := range kept {
+		p.held[p4rt.Key(e)] = e
+	}
+	p.accounted = true
+	switch {
+	case len(kept) > 0 && len(kept) != before:
+		p.log.Info("keeping switch entries no synced source explains, until every source syncs",
+			"entries", len(kept), "waiting_for", missing)
+	case len(kept) == 0 && before > 0 && len(missing) == 0:
+		p.log.Info("every source synced; entries no source explains are pruned")
+	}
+}
+
+// reclaim returns the keys of the held entities that came, entities a view
+// now calls for, replace: those are on the switch already, so the
+// incremental diff must see them there and modify them (or leave them)
+// rather than insert them a second time.
+func (p *Programmer) reclaim(came []*p4v1.Entity) []string {
+	if len(p.held) == 0 {
+		return nil
+	}
+	var ks []string
+	for _, e := range came {
+		if k := p4rt.Key(e); p.held[k] != nil {
+			ks = append(ks, k)
+		}
+	}
+	return ks
 }
 
 // changed returns the entities of before that are not in after and those
@@ -446,7 +548,7 @@ func changed(before, after []*p4v1.Entity) (gone, came []*p4v1.Entity) {
 // compile without error.
 func (p *Programmer) compile() (latest, good *compiled) {
 	p.mu.Lock()
-	v, gen, c, good := p.view, p.gen, p.compiled, p.good
+	v, missing, gen, c, good := p.view, p.missing, p.gen, p.compiled, p.good
 	p.mu.Unlock()
 	if v == nil {
 		return nil, nil
@@ -454,7 +556,7 @@ func (p *Programmer) compile() (latest, good *compiled) {
 	if c != nil && c.gen == gen {
 		return c, good
 	}
-	c = &compiled{gen: gen}
+	c = &compiled{gen: gen, missing: missing}
 	c.desired, c.warnings, c.err = p.compiler.Compile(v)
 	for i, w := range c.warnings {
 		if i == maxLoggedWarnings {
@@ -553,6 +655,7 @@ func (p *Programmer) Stats() ProgrammerStats {
 	s.TotalChanges = maps.Clone(s.TotalChanges)
 	s.Desired = maps.Clone(s.Desired)
 	s.Warnings = slices.Clone(s.Warnings)
+	s.Missing = slices.Clone(s.Missing)
 	return s
 }
 

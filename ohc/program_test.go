@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,6 +125,12 @@ func (o *testOHC) stop() {
 func (o *testOHC) converge(t *testing.T, v *ohc.View) {
 	t.Helper()
 	o.p.Update(v)
+	o.wait(t)
+}
+
+// wait waits until the switch holds the last view handed over.
+func (o *testOHC) wait(t *testing.T) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := o.p.WaitConverged(ctx); err != nil {
@@ -380,5 +387,127 @@ func TestNewProgrammerErrors(t *testing.T) {
 	other.Tables = other.Tables[:1]
 	if _, err := ohc.NewProgrammer(ohc.ProgrammerOptions{Client: c, P4Info: other}); err == nil {
 		t.Error("a P4Info without vpc_peering.p4's tables: no error")
+	}
+}
+
+// withoutBlue is v without what blue's connectivity stream brings: its
+// endpoints and load balancer, as when blue's controller is down. The
+// peering with blue is red's controller's, and stays.
+func withoutBlue(v *ohc.View) *ohc.View {
+	delete(v.Remote, "blue")
+	v.LBs = slices.DeleteFunc(v.LBs, func(lb ohc.LoadBalancer) bool { return lb.VPC == "blue" })
+	return v
+}
+
+// withoutRedVM2 is v after red-vm2 was deleted.
+func withoutRedVM2(v *ohc.View) *ohc.View {
+	v.Local = v.Local[:1]
+	v.LBs[0].Backends = v.LBs[0].Backends[:1]
+	return v
+}
+
+// minus is the lines of a that are not in b.
+func minus(a, b []string) []string {
+	return slices.DeleteFunc(slices.Clone(a), func(l string) bool { return slices.Contains(b, l) })
+}
+
+// holds checks that the switch holds every line of want.
+func holds(t *testing.T, s *p4rt.Schema, c *p4rt.Client, what string, want []string) {
+	t.Helper()
+	got, ok := switchLines(t, s, c)
+	if !ok {
+		t.Fatalf("%s: switch not readable", what)
+	}
+	if miss := minus(want, got); len(miss) > 0 {
+		t.Errorf("%s: switch lacks %q", what, miss)
+	}
+}
+
+// TestProgrammerPartialViews: an OHC that restarts while one source of its
+// view (blue's controller) is down programs the others' news at once, and
+// keeps the entries it cannot explain (blue's, and red-vm2's, deleted while
+// the OHC was down: the switch cannot tell them apart) until the view is
+// whole again. A deletion it can explain goes at once; a restarted switch
+// gets the partial view at once.
+func TestProgrammerPartialViews(t *testing.T) {
+	s := schema(t)
+	ts := startSwitch(t, "127.0.0.1:0")
+	o := startOHC(t, ts.addr, 1)
+	full := testView()
+	o.converge(t, full)
+	blue := minus(wantLines(t, s, full), wantLines(t, s, withoutBlue(testView())))
+	redVM2 := withPrefix(minus(wantLines(t, s, full), wantLines(t, s, withoutRedVM2(testView()))), "port_vnet")
+	if len(blue) == 0 || len(redVM2) != 1 {
+		t.Fatalf("blue's lines %q, red-vm2's port %q", blue, redVM2)
+	}
+	o.stop()
+
+	// The OHC restarts with blue's source down; meanwhile red-vm2 was
+	// deleted and red-new created.
+	o2 := startOHC(t, ts.addr, 2)
+	partial := func(blueToo bool, redNew bool) *ohc.View {
+		v := withoutRedVM2(testView())
+		if !blueToo {
+			v = withoutBlue(v)
+		}
+		if redNew {
+			v.Remote["red"] = append(v.Remote["red"], ohc.RemoteEndpoint{IP: ip("10.1.0.20"), MAC: mac("02:00:00:01:00:20"), HostIP: ip(hostB)})
+		}
+		return v
+	}
+	p1 := partial(false, true)
+	o2.p.UpdatePartial(p1, []string{"blue"})
+	o2.wait(t)
+	holds(t, s, o2.c, "red-new programmed", wantLines(t, s, p1))
+	holds(t, s, o2.c, "blue's entries kept", blue)
+	holds(t, s, o2.c, "unexplained red-vm2 kept", redVM2)
+	if st := o2.p.Stats(); st.Held == 0 || !slices.Equal(st.Missing, []string{"blue"}) || st.Errors != 0 {
+		t.Errorf("after a partial view: held %d, missing %q, errors %d (%v)", st.Held, st.Missing, st.Errors, st.LastError)
+	}
+
+	// red-new goes again: its source is heard from, so that is at once.
+	p2 := partial(false, false)
+	o2.p.UpdatePartial(p2, []string{"blue"})
+	o2.wait(t)
+	got, _ := switchLines(t, s, o2.c)
+	if l := slices.IndexFunc(got, func(l string) bool { return strings.Contains(l, "10.1.0.20") }); l >= 0 {
+		t.Errorf("deleted red-new still on the switch: %q", got[l])
+	}
+	holds(t, s, o2.c, "blue's entries kept after a deletion", blue)
+
+	// blue's stream comes back while another source is still missing:
+	// its entries, kept on the switch, are taken back without a write
+	// failing on them.
+	p3 := partial(true, false)
+	o2.p.UpdatePartial(p3, []string{"green"})
+	o2.wait(t)
+	holds(t, s, o2.c, "blue back", wantLines(t, s, p3))
+	holds(t, s, o2.c, "unexplained red-vm2 still kept", redVM2)
+	if st := o2.p.Stats(); st.Errors != 0 {
+		t.Errorf("taking kept entries back: %d errors (%v)", st.Errors, st.LastError)
+	}
+
+	// The switch restarts, empty, while the view is partial: pipeline
+	// and everything the view calls for, at once; nothing else.
+	ts.stop()
+	ts2 := startSwitch(t, ts.addr)
+	waitLines(t, s, o2.c, wantLines(t, s, p3))
+
+	// Once the view is whole again, the full reconcile prunes what
+	// nobody explains: red-vm2, put back and then deleted while the OHC
+	// was down.
+	o2.stop()
+	o3 := startOHC(t, ts2.addr, 3)
+	o3.converge(t, full)
+	o3.stop()
+	o4 := startOHC(t, ts2.addr, 4)
+	o4.p.UpdatePartial(withoutBlue(withoutRedVM2(testView())), []string{"blue"})
+	o4.wait(t)
+	holds(t, s, o4.c, "red-vm2 kept", redVM2)
+	whole := withoutRedVM2(testView())
+	o4.converge(t, whole)
+	waitLines(t, s, o4.c, wantLines(t, s, whole))
+	if st := o4.p.Stats(); st.Held != 0 || len(st.Missing) != 0 {
+		t.Errorf("after a whole view: held %d, missing %q", st.Held, st.Missing)
 	}
 }

@@ -75,20 +75,40 @@ func (r Result) String() string {
 // way in; table entries, then groups, then members on the way out. Each
 // stage is its own Write, because a server may reorder updates within one.
 func (r *Reconciler) Reconcile(ctx context.Context, desired []*p4v1.Entity) (Result, error) {
+	res, _, err := r.ReconcileKeeping(ctx, desired, nil)
+	return res, err
+}
+
+// ReconcileKeeping is Reconcile for a writer that cannot yet account for
+// everything in its tables: one that restarted while a source of its
+// desired state is silent, and so cannot tell that source's entries from
+// stale ones. It inserts and modifies as Reconcile does, but an entity the
+// switch holds and desired lacks is deleted only if keep says no; the ones
+// kept are returned, so the writer can tell them apart later (they are
+// entities as read back, counter data included). A nil keep keeps nothing.
+func (r *Reconciler) ReconcileKeeping(ctx context.Context, desired []*p4v1.Entity, keep func(*p4v1.Entity) bool) (Result, []*p4v1.Entity, error) {
 	owned, err := r.owned()
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
-	for _, e := range desired {
-		if _, ok := owned[ownerID(e)]; !ok {
-			return Result{}, fmt.Errorf("reconcile: desired %s is not in a table or profile this writer owns", describe(r.Schema, e))
-		}
+	if err := r.check(owned, desired); err != nil {
+		return Result{}, nil, err
 	}
 	current, err := r.read(ctx, owned)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
-	return r.apply(ctx, current, desired)
+	plan := Diff(current, desired)
+	var kept []*p4v1.Entity
+	plan.Deletes = slices.DeleteFunc(plan.Deletes, func(e *p4v1.Entity) bool {
+		if keep != nil && keep(e) {
+			kept = append(kept, e)
+			return true
+		}
+		return false
+	})
+	res, err := r.apply(ctx, plan)
+	return res, kept, err
 }
 
 // Apply is Reconcile without the read back: current is what the caller
@@ -102,16 +122,23 @@ func (r *Reconciler) Apply(ctx context.Context, current, desired []*p4v1.Entity)
 	if err != nil {
 		return Result{}, err
 	}
-	for _, e := range desired {
-		if _, ok := owned[ownerID(e)]; !ok {
-			return Result{}, fmt.Errorf("reconcile: desired %s is not in a table or profile this writer owns", describe(r.Schema, e))
-		}
+	if err := r.check(owned, desired); err != nil {
+		return Result{}, err
 	}
-	return r.apply(ctx, current, desired)
+	return r.apply(ctx, Diff(current, desired))
 }
 
-func (r *Reconciler) apply(ctx context.Context, current, desired []*p4v1.Entity) (Result, error) {
-	plan := Diff(current, desired)
+// check refuses desired entities outside what this writer owns.
+func (r *Reconciler) check(owned map[uint32]string, desired []*p4v1.Entity) error {
+	for _, e := range desired {
+		if _, ok := owned[ownerID(e)]; !ok {
+			return fmt.Errorf("reconcile: desired %s is not in a table or profile this writer owns", describe(r.Schema, e))
+		}
+	}
+	return nil
+}
+
+func (r *Reconciler) apply(ctx context.Context, plan Plan) (Result, error) {
 	res := plan.result(r.Schema)
 	for _, stage := range plan.Stages() {
 		if len(stage) == 0 {
@@ -315,6 +342,11 @@ func describe(s *Schema, e *p4v1.Entity) string {
 	}
 	return fmt.Sprintf("entity %T", e.Entity)
 }
+
+// Key is the identity of an entity: what a server finds it by (table, match
+// and priority; profile and member or group id), as Diff matches entities.
+// Two entities with the same key are one entry on the switch.
+func Key(e *p4v1.Entity) string { return string(appendKey(nil, e)) }
 
 // appendKey appends the identity of an entity: what a server uses to find
 // it. Match fields are keyed in field-ID order whatever order they came in.

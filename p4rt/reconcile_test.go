@@ -258,3 +258,47 @@ func TestDiffIgnoresOrderAndPadding(t *testing.T) {
 		t.Errorf("Diff of equal sets in another order = %d/%d/%d", len(p.Inserts), len(p.Modifies), len(p.Deletes))
 	}
 }
+
+// TestReconcileKeeping: entities the switch holds and desired lacks are
+// deleted unless keep says to leave them; inserts and modifies go in as
+// with Reconcile, and the kept ones are returned.
+func TestReconcileKeeping(t *testing.T) {
+	s := unitSchema(t)
+	dev := newMemDevice()
+	dev.counters = true
+	r := &Reconciler{Schema: s, Device: dev, Tables: []string{"route", "pool"}, Profiles: []string{"pool_selector"}}
+	ctx := context.Background()
+	before := desiredSet(t, s, 3, "192.168.0.2")[:3] // routes 0, 1 and 2
+	if _, err := r.Reconcile(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+
+	// Route 0 moves, route 1 is someone's the writer cannot account for,
+	// route 2 is stale, route 3 is new.
+	after := desiredSet(t, s, 4, "192.168.0.3")[:4]
+	want := []*p4v1.Entity{after[0], after[3]}
+	held := Key(before[1])
+	res, kept, err := r.ReconcileKeeping(ctx, want, func(e *p4v1.Entity) bool { return Key(e) == held })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Changes["Ing.route"]; got != (Change{Inserted: 1, Modified: 1, Deleted: 1}) {
+		t.Errorf("route changes = %+v; want route 3 in, route 0 moved, route 2 out", got)
+	}
+	if len(kept) != 1 || Key(kept[0]) != held {
+		t.Errorf("kept %v; want route 1", kept)
+	}
+	for i, e := range []*p4v1.Entity{after[0], before[1], after[3]} {
+		if _, ok := dev.entities[memKey(e)]; !ok {
+			t.Errorf("entity %d not on the switch", i)
+		}
+	}
+	if _, ok := dev.entities[memKey(before[2])]; ok {
+		t.Error("the stale route is still on the switch")
+	}
+
+	// Once the writer accounts for everything, Reconcile prunes the rest.
+	if res, err := r.Reconcile(ctx, want); err != nil || res.Changes["Ing.route"] != (Change{Deleted: 1}) {
+		t.Errorf("reconcile after keeping = %s, %v; want route 1 deleted", res, err)
+	}
+}

@@ -55,6 +55,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Uint64Var(&o.DeviceID, "device-id", 1, "P4Runtime device id of the switch (never 0)")
 	fs.Uint64Var(&o.ElectionID, "election-id", 1, "election id: the highest among this switch's controllers is primary")
 	devConfig := fs.String("device-config", "", "device config for the pipeline push (BMv2: p4c's JSON); empty for p4mesh-switch")
+	fs.DurationVar(&o.SourceGrace, "source-grace", ohc.DefaultSourceGrace,
+		"how long a controller's stream may stay unsynced before it is reported down (a warning, and the "+
+			"p4mesh_ohc_sources_unsynced_past_grace metric). Programming never waits for it, and the switch "+
+			"keeps what it holds for it, before the grace and after, until it syncs")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this address (off when empty)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	var tlsFlags mtls.Flags
@@ -67,6 +71,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	o.Controllers = controllers
+	if o.SourceGrace <= 0 {
+		fmt.Fprintln(stderr, "p4mesh-ohc: --source-grace must be positive")
+		return 2
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		fmt.Fprintln(stderr, "p4mesh-ohc: --log-level:", err)
