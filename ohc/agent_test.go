@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/p4mesh/p4mesh/controller"
+	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/ohc"
 	"github.com/p4mesh/p4mesh/p4rt"
 )
@@ -63,7 +64,7 @@ func (c *testController) start(t *testing.T, cfg *controller.Config) {
 	if err := store.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	c.srv, err = controller.NewServer(controller.ServerOptions{Store: store})
+	c.srv, err = controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
