@@ -589,46 +589,59 @@ func (s *Store) Current() *Config {
 	return s.cur
 }
 
+// StartupResult says where the configuration a controller started with
+// came from, for the command to log.
+type StartupResult struct {
+	// FromSaved reports that the saved configuration was started from,
+	// not --config.
+	FromSaved bool
+	// Differences lists how --config differs from the saved configuration
+	// when there were both and they differ, whichever won; nil otherwise.
+	Differences ConfigDiff
+}
+
 // Startup decides the configuration a controller starts with and makes it
 // current. fromFlag is the configuration read from --config (nil if none
-// was read) and explicit says whether the operator gave --config on the
-// command line rather than it coming from a default path. The rule:
+// was given) and overrideSaved is --config-overrides-saved. The rule:
 //
-//   - a saved configuration wins, because changes accepted at run time
-//     (gNMI Set) are in it and a restart must not undo them;
-//   - unless --config is explicit and differs from it: the operator asked
-//     for that configuration, so it is validated and applied (and
-//     replaces the saved one); if it is invalid Startup fails and the
-//     saved one stays on disk;
+//   - a saved configuration wins over --config, because changes accepted
+//     at run time (gNMI Set, SIGHUP) are in it and a restart with the
+//     command line it was first started with must not undo them; the
+//     result lists what differs, for a warning;
+//   - unless overrideSaved: then --config is validated and applied, and
+//     replaces the saved one; if it is invalid Startup fails and the
+//     saved one stays on disk. A saved configuration that cannot be read
+//     is replaced too;
 //   - with nothing saved, fromFlag is applied; with neither, ErrNoConfig.
 //
-// A saved configuration that cannot be read is an error, unless --config
-// is explicit: then the operator's configuration replaces it.
-//
-// fromSaved reports whether the saved configuration won. A saved
-// configuration that no longer validates (say, after an upgrade with a
-// stricter rule) is an error: give a corrected one with --config.
-func (s *Store) Startup(fromFlag *Config, explicit bool) (c *Config, fromSaved bool, err error) {
+// A saved configuration that cannot be read, or no longer validates (say,
+// after an upgrade with a stricter rule), is an error naming the way out:
+// --config with --config-overrides-saved.
+func (s *Store) Startup(fromFlag *Config, overrideSaved bool) (StartupResult, error) {
+	var res StartupResult
 	saved, ok, err := s.Load()
 	if err != nil {
-		if !explicit || fromFlag == nil {
-			return nil, false, err
+		if !overrideSaved || fromFlag == nil {
+			return res, fmt.Errorf("%w\nTo start from --config instead, add --config-overrides-saved", err)
 		}
-		// The operator named a configuration: it replaces the unreadable one.
 		ok = false
 	}
+	if ok && fromFlag != nil && !fromFlag.Equal(saved) {
+		res.Differences = DiffConfigs(saved, fromFlag, "saved", "--config")
+	}
 	switch {
-	case ok && (!explicit || fromFlag == nil || fromFlag.Equal(saved)):
+	case ok && (res.Differences == nil || !overrideSaved):
 		if err := s.Apply(saved); err != nil {
-			return nil, false, fmt.Errorf("saved configuration %s: %w", s.path, err)
+			return res, fmt.Errorf("saved configuration %s: %w\nTo replace it, start with a corrected --config and --config-overrides-saved", s.path, err)
 		}
-		return s.Current(), true, nil
+		res.FromSaved = true
+		return res, nil
 	case fromFlag != nil:
 		if err := s.Apply(fromFlag); err != nil {
-			return nil, false, fmt.Errorf("--config: %w", err)
+			return res, fmt.Errorf("--config: %w", err)
 		}
-		return s.Current(), false, nil
+		return res, nil
 	default:
-		return nil, false, ErrNoConfig
+		return res, ErrNoConfig
 	}
 }
