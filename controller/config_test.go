@@ -446,6 +446,9 @@ func TestStoreStartupUnreadableSaved(t *testing.T) {
 	if saved, ok, err := s.Load(); err != nil || !ok || !saved.Equal(example(t)) {
 		t.Errorf("--config did not replace the unreadable configuration: %v %v", ok, err)
 	}
+	if b, err := os.ReadFile(res.SetAside); err != nil || string(b) != "controller: [\n" {
+		t.Errorf("the unreadable configuration was not kept aside as %q: %v", res.SetAside, err)
+	}
 }
 
 func assertNoTempFiles(t *testing.T, dir string) {

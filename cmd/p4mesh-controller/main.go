@@ -15,6 +15,13 @@
 // logged at WARN, with what it replaces). With nothing saved, --config is
 // applied and saved. See controller.Store.Startup.
 //
+// The saved configuration carries a SHA-256 on its last line. A saved file
+// that does not match it (cut short, a flipped byte, edited by hand) stops
+// the controller with an error saying what to do: restore it from a
+// backup, or start from --config with --config-overrides-saved, which
+// moves the damaged file aside. A file without a checksum, written by an
+// older p4mesh, is accepted with a warning and saved again with one.
+//
 // SIGHUP re-reads --config and applies it, replacing what was accepted
 // since: that is an operator's explicit request. An invalid one is
 // refused, logged, and changes nothing. SIGINT and SIGTERM stop the
@@ -111,7 +118,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.SetOutput(stdout)
 	var o options
 	fs.StringVar(&o.configPath, "config", "", "YAML configuration to start with when --data-dir has none (a saved one wins, see --config-overrides-saved); SIGHUP re-reads and applies it")
-	fs.BoolVar(&o.overrideSaved, "config-overrides-saved", false, "start from --config even when the saved configuration differs, discarding changes accepted since (e.g. over gNMI)")
+	fs.BoolVar(&o.overrideSaved, "config-overrides-saved", false, "start from --config even when the saved configuration differs, discarding changes accepted since (e.g. over gNMI); a damaged saved configuration is moved aside")
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory the accepted configuration is persisted in (required); it survives restarts")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:7001", "gRPC address for OHCs and peer controllers; must be this controller's address in the directory unless --advertise is")
 	fs.StringVar(&o.advertise, "advertise", "", "address OHCs and peers reach this controller at, when not --listen (NAT, a load balancer); checked against the directory")
@@ -190,6 +197,13 @@ func startup(o options, log *slog.Logger) (*controller.Store, error) {
 	res, err := store.Startup(fromFlag, o.overrideSaved)
 	if err != nil {
 		return nil, err
+	}
+	if res.SetAside != "" {
+		log.Warn("saved configuration unusable: moved aside, starting from --config (--config-overrides-saved)",
+			"moved_to", res.SetAside, "err", res.Unloadable)
+	}
+	if res.Migrated {
+		log.Warn("saved configuration had no checksum (an older p4mesh wrote it): accepted and saved again with one", "path", store.Path())
 	}
 	switch {
 	case res.FromSaved && res.Differences != nil:

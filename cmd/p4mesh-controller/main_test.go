@@ -446,3 +446,42 @@ func TestRestartKeepsChangesAcceptedOverGNMI(t *testing.T) {
 		t.Errorf("after --config-overrides-saved, a restart did not start from --config's content")
 	}
 }
+
+// A saved configuration cut short stops the controller with an error
+// naming the file and the ways out; --config-overrides-saved moves it
+// aside and starts from --config.
+func TestDamagedSavedConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfgPath := writeConfig(t, filepath.Join(dir, "c1.yaml"), closedPort(t), nil)
+	args := []string{"--config", cfgPath, "--data-dir", data, "--listen", "127.0.0.1:0"}
+	start(t, args...).stop(t)
+
+	saved := filepath.Join(data, "config.yaml")
+	b, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := b[:strings.Index(string(b), "  - id: red-router\n")]
+	if err := os.WriteFile(saved, cut, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var errOut syncBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	code := runWith(ctx, args, io.Discard, &errOut, hooks{ready: func(boundAddrs) {
+		t.Error("started from a damaged saved configuration")
+		cancel()
+	}})
+	for _, want := range []string{saved + " is damaged: it has no checksum line", "from a backup", "--config-overrides-saved"} {
+		if code != 1 || !strings.Contains(errOut.String(), want) {
+			t.Errorf("run = %d, %q; want 1 and %q", code, errOut.String(), want)
+		}
+	}
+
+	o := start(t, append(args, "--config-overrides-saved")...)
+	o.waitLog(t, `level=WARN msg="saved configuration unusable: moved aside, starting from --config (--config-overrides-saved)" moved_to=`+saved+".damaged-")
+	if !strings.Contains(o.logs.String(), `endpoints=4`) {
+		t.Error("--config-overrides-saved did not start from --config")
+	}
+}
