@@ -111,7 +111,7 @@ func serveSecure(t *testing.T, p *testPKI, name string, lis net.Listener, cfg *C
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := store.Startup(cfg, true); err != nil {
+	if _, err := store.Startup(cfg, true); err != nil {
 		t.Fatal(err)
 	}
 	src := p.source(identity.Controller, name)

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -495,8 +496,10 @@ var ErrNoConfig = errors.New("no configuration: the data directory has none and 
 
 // Store persists the accepted configuration of a controller in its data
 // directory (--data-dir), as config.yaml in the same YAML form as
-// --config, so an operator can read it and feed it back. It also holds
-// the current configuration in memory: Apply is the one way to change it.
+// --config, so an operator can read it and feed it back, framed by a
+// header comment and a checksum line that loading verifies (checksum.go).
+// It also holds the current configuration in memory: Apply is the one way
+// to change it.
 type Store struct {
 	path string
 
@@ -529,20 +532,31 @@ func OpenStore(dir string) (*Store, error) {
 func (s *Store) Path() string { return s.path }
 
 // Load reads the persisted configuration: ok is false if there is none. It
-// neither validates it nor makes it current (Startup does both).
+// verifies the file's checksum, and accepts a file without one as written
+// by an older p4mesh (Startup rewrites it with one). It neither validates
+// the configuration nor makes it current (Startup does both).
 func (s *Store) Load() (c *Config, ok bool, err error) {
+	c, ok, _, err = s.load()
+	return c, ok, err
+}
+
+func (s *Store) load() (c *Config, ok, legacy bool, err error) {
 	data, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, false, nil
+		return nil, false, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("load saved configuration: %w", err)
+		return nil, false, false, fmt.Errorf("load saved configuration: %w", err)
 	}
-	c, err = ParseConfig(data)
+	content, legacy, err := unsealConfig(s.path, data)
 	if err != nil {
-		return nil, false, fmt.Errorf("load saved configuration %s: %w", s.path, err)
+		return nil, false, false, fmt.Errorf("load saved configuration: %w", err)
 	}
-	return c, true, nil
+	c, err = ParseConfig(content)
+	if err != nil {
+		return nil, false, false, fmt.Errorf("load saved configuration %s: %w", s.path, err)
+	}
+	return c, true, legacy, nil
 }
 
 // Save persists c atomically, without validating it or making it current:
@@ -554,7 +568,11 @@ func (s *Store) Save(c *Config) error {
 }
 
 func (s *Store) save(c *Config) error {
-	if err := c.SaveFile(s.path); err != nil {
+	data, err := c.YAML()
+	if err == nil {
+		err = writeFileAtomic(s.path, sealConfig(data), 0o600)
+	}
+	if err != nil {
 		return fmt.Errorf("save configuration: %w", err)
 	}
 	return nil
@@ -589,46 +607,84 @@ func (s *Store) Current() *Config {
 	return s.cur
 }
 
+// StartupResult says where the configuration a controller started with
+// came from, for the command to log.
+type StartupResult struct {
+	// FromSaved reports that the saved configuration was started from,
+	// not --config.
+	FromSaved bool
+	// Differences lists how --config differs from the saved configuration
+	// when there were both and they differ, whichever won; nil otherwise.
+	Differences ConfigDiff
+	// Migrated reports that the saved configuration started from had no
+	// checksum (an older p4mesh wrote it) and was rewritten with one.
+	Migrated bool
+	// SetAside names where a saved configuration that could not be loaded
+	// was moved, for --config-overrides-saved to start from --config, and
+	// Unloadable says why it could not; "" and nil otherwise.
+	SetAside   string
+	Unloadable error
+}
+
 // Startup decides the configuration a controller starts with and makes it
 // current. fromFlag is the configuration read from --config (nil if none
-// was read) and explicit says whether the operator gave --config on the
-// command line rather than it coming from a default path. The rule:
+// was given) and overrideSaved is --config-overrides-saved. The rule:
 //
-//   - a saved configuration wins, because changes accepted at run time
-//     (gNMI Set) are in it and a restart must not undo them;
-//   - unless --config is explicit and differs from it: the operator asked
-//     for that configuration, so it is validated and applied (and
-//     replaces the saved one); if it is invalid Startup fails and the
+//   - a saved configuration wins over --config, because changes accepted
+//     at run time (gNMI Set, SIGHUP) are in it and a restart with the
+//     command line it was first started with must not undo them; the
+//     result lists what differs, for a warning;
+//   - unless overrideSaved: then --config is validated and applied, and
+//     replaces the saved one; if it is invalid Startup fails and the
 //     saved one stays on disk;
 //   - with nothing saved, fromFlag is applied; with neither, ErrNoConfig.
 //
-// A saved configuration that cannot be read is an error, unless --config
-// is explicit: then the operator's configuration replaces it.
-//
-// fromSaved reports whether the saved configuration won. A saved
-// configuration that no longer validates (say, after an upgrade with a
-// stricter rule) is an error: give a corrected one with --config.
-func (s *Store) Startup(fromFlag *Config, explicit bool) (c *Config, fromSaved bool, err error) {
-	saved, ok, err := s.Load()
+// A saved configuration that cannot be loaded (damaged: its checksum does
+// not match) is an error saying what to do: restore it from a backup, or
+// start from --config with overrideSaved, which moves it aside (never
+// deletes it) before applying --config. One that no longer validates (say,
+// after an upgrade with a stricter rule) is an error too: only
+// overrideSaved replaces it. A saved configuration without a checksum,
+// from an older p4mesh, is accepted and saved again with one.
+func (s *Store) Startup(fromFlag *Config, overrideSaved bool) (StartupResult, error) {
+	var res StartupResult
+	saved, ok, legacy, err := s.load()
 	if err != nil {
-		if !explicit || fromFlag == nil {
-			return nil, false, err
+		if !overrideSaved || fromFlag == nil {
+			return res, fmt.Errorf("%w\nThe controller does not start from it. Restore %s from a backup; or start from --config "+
+				"with --config-overrides-saved, which moves it aside (to %s.damaged-<time>) and loses what was accepted since --config was written",
+				err, s.path, s.path)
 		}
-		// The operator named a configuration: it replaces the unreadable one.
+		// Checked before the move, so that an invalid --config leaves
+		// everything as it was.
+		if verr := fromFlag.Validate(); verr != nil {
+			return res, fmt.Errorf("--config: invalid configuration:\n%w", verr)
+		}
+		aside := s.path + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
+		if rerr := os.Rename(s.path, aside); rerr != nil {
+			return res, fmt.Errorf("%w\nand it cannot be moved aside for --config-overrides-saved: %w", err, rerr)
+		}
+		res.SetAside, res.Unloadable = aside, err
 		ok = false
 	}
+	if ok && fromFlag != nil && !fromFlag.Equal(saved) {
+		res.Differences = DiffConfigs(saved, fromFlag, "saved", "--config")
+	}
 	switch {
-	case ok && (!explicit || fromFlag == nil || fromFlag.Equal(saved)):
+	case ok && (res.Differences == nil || !overrideSaved):
+		// Nothing is current yet, so Apply saves: a legacy file is
+		// rewritten with its checksum here.
 		if err := s.Apply(saved); err != nil {
-			return nil, false, fmt.Errorf("saved configuration %s: %w", s.path, err)
+			return res, fmt.Errorf("saved configuration %s: %w\nTo replace it, start with a corrected --config and --config-overrides-saved", s.path, err)
 		}
-		return s.Current(), true, nil
+		res.FromSaved, res.Migrated = true, legacy
+		return res, nil
 	case fromFlag != nil:
 		if err := s.Apply(fromFlag); err != nil {
-			return nil, false, fmt.Errorf("--config: %w", err)
+			return res, fmt.Errorf("--config: %w", err)
 		}
-		return s.Current(), false, nil
+		return res, nil
 	default:
-		return nil, false, ErrNoConfig
+		return res, ErrNoConfig
 	}
 }

@@ -295,19 +295,22 @@ func TestStoreStartup(t *testing.T) {
 		name      string
 		saved     *Config // persisted before start-up, nil for none
 		flag      *Config
-		explicit  bool
+		override  bool    // --config-overrides-saved
 		want      *Config // current after start-up, nil for an error
 		fromSaved bool
+		diff      string // StartupResult.Differences
 		wantErr   string
 	}{
-		{"nothing at all", nil, nil, false, nil, false, ErrNoConfig.Error()},
-		{"first start from the default --config", nil, other, false, other, false, ""},
-		{"first start from an explicit --config", nil, other, true, other, false, ""},
-		{"saved wins over the default --config", saved, other, false, saved, true, ""},
-		{"saved, no --config", saved, nil, false, saved, true, ""},
-		{"explicit --config equal to saved", saved, example(t), true, saved, true, ""},
-		{"explicit --config differs: it is applied", saved, other, true, other, false, ""},
-		{"explicit invalid --config: error, saved kept", saved, invalid, true, nil, false, `--config: invalid configuration:` + "\n" + `peerings[red->blue].export_policy`},
+		{"nothing at all", nil, nil, false, nil, false, "", ErrNoConfig.Error()},
+		{"first start from --config", nil, other, false, other, false, "", ""},
+		{"first start, --config-overrides-saved changes nothing", nil, other, true, other, false, "", ""},
+		{"saved, no --config", saved, nil, false, saved, true, "", ""},
+		{"--config equal to saved", saved, example(t), false, saved, true, "", ""},
+		{"--config equal to saved, overriding", saved, example(t), true, saved, true, "", ""},
+		{"saved wins over a differing --config", saved, other, false, saved, true, "peering red->blue: preference differs", ""},
+		{"saved wins over an invalid --config", saved, invalid, false, saved, true, "peering red->blue: export_policy differs", ""},
+		{"--config-overrides-saved: --config wins", saved, other, true, other, false, "peering red->blue: preference differs", ""},
+		{"--config-overrides-saved, invalid --config: error, saved kept", saved, invalid, true, nil, false, "", `--config: invalid configuration:` + "\n" + `peerings[red->blue].export_policy`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -324,7 +327,7 @@ func TestStoreStartup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, fromSaved, err := s.Startup(tc.flag, tc.explicit)
+			res, err := s.Startup(tc.flag, tc.override)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Startup error = %v, want %q", err, tc.wantErr)
@@ -339,9 +342,13 @@ func TestStoreStartup(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !got.Equal(tc.want) || s.Current() != got || fromSaved != tc.fromSaved {
+				got := s.Current()
+				if !got.Equal(tc.want) || res.FromSaved != tc.fromSaved {
 					t.Errorf("Startup = preference %d fromSaved %v, want preference %d fromSaved %v",
-						got.Peerings[0].Preference, fromSaved, tc.want.Peerings[0].Preference, tc.fromSaved)
+						got.Peerings[0].Preference, res.FromSaved, tc.want.Peerings[0].Preference, tc.fromSaved)
+				}
+				if d := res.Differences.String(); d != tc.diff {
+					t.Errorf("Startup differences = %q, want %q", d, tc.diff)
 				}
 			}
 			// What is on disk is what is current, or the old saved one.
@@ -366,6 +373,60 @@ func TestStoreStartup(t *testing.T) {
 	}
 }
 
+// The case of the issue: a VNI, a directory address and the endpoint set
+// changed at run time (as over gNMI) survive a restart with the --config
+// the controller was first started with, and the differences are named.
+func TestStoreStartupKeepsChangesAcceptedSince(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flag := example(t)
+	if _, err := s.Startup(flag, false); err != nil {
+		t.Fatal(err)
+	}
+	changed := example(t)
+	vpcOf(changed, "red").VNI = 101
+	changed.Directory[1].Address = "127.0.0.1:7102"
+	changed.Endpoints = append(changed.Endpoints, Endpoint{ID: "red-vm9", VPC: "red", Kind: "vm", IP: ip("10.1.0.99"), MAC: mustMAC("02:01:00:00:00:99"), Host: "h1", Port: 9})
+	if err := s.Apply(changed); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Startup(example(t), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.FromSaved || !s.Current().Equal(changed) {
+		t.Fatalf("restart with the first --config: fromSaved %v, red's VNI %d; want the changes kept", res.FromSaved, vpcOf(s.Current(), "red").VNI)
+	}
+	want := "directory c2: address differs; vpc red: vni differs; endpoint red-vm9: only in saved"
+	if d := res.Differences.String(); d != want {
+		t.Errorf("differences = %q, want %q", d, want)
+	}
+
+	// --config-overrides-saved: the file wins, and replaces what is saved.
+	s, err = OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = s.Startup(example(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FromSaved || !s.Current().Equal(example(t)) || res.Differences.String() != want {
+		t.Fatalf("--config-overrides-saved: fromSaved %v, differences %q; want --config applied", res.FromSaved, res.Differences)
+	}
+	if saved, ok, err := s.Load(); err != nil || !ok || !saved.Equal(example(t)) {
+		t.Errorf("--config-overrides-saved did not replace the saved configuration: %v %v", ok, err)
+	}
+}
+
 func TestStoreStartupUnreadableSaved(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, storeFile), []byte("controller: [\n"), 0o600); err != nil {
@@ -375,15 +436,18 @@ func TestStoreStartupUnreadableSaved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Startup(example(t), false); err == nil || !strings.Contains(err.Error(), "load saved configuration") {
-		t.Errorf("Startup with a default --config over an unreadable saved one: %v, want an error", err)
+	if _, err := s.Startup(example(t), false); err == nil || !strings.Contains(err.Error(), "load saved configuration") || !strings.Contains(err.Error(), "--config-overrides-saved") {
+		t.Errorf("Startup with --config over an unreadable saved one: %v, want an error naming --config-overrides-saved", err)
 	}
-	c, fromSaved, err := s.Startup(example(t), true)
-	if err != nil || fromSaved || !c.Equal(example(t)) {
-		t.Fatalf("Startup with an explicit --config = %v, %v", fromSaved, err)
+	res, err := s.Startup(example(t), true)
+	if err != nil || res.FromSaved || !s.Current().Equal(example(t)) {
+		t.Fatalf("Startup with --config-overrides-saved = %v, %v", res.FromSaved, err)
 	}
-	if saved, ok, err := s.Load(); err != nil || !ok || !saved.Equal(c) {
-		t.Errorf("the explicit configuration did not replace the unreadable one: %v %v", ok, err)
+	if saved, ok, err := s.Load(); err != nil || !ok || !saved.Equal(example(t)) {
+		t.Errorf("--config did not replace the unreadable configuration: %v %v", ok, err)
+	}
+	if b, err := os.ReadFile(res.SetAside); err != nil || string(b) != "controller: [\n" {
+		t.Errorf("the unreadable configuration was not kept aside as %q: %v", res.SetAside, err)
 	}
 }
 

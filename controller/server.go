@@ -149,12 +149,16 @@ func NewServer(o ServerOptions) (*Server, error) {
 		s.opts.PeerGrace = 10 * time.Second
 	}
 	s.mu.Lock()
-	saved, err := s.loadPeerSides()
+	saved, legacy, err := s.loadPeerSides()
 	if err != nil {
-		s.log.Warn("saved peer sides unreadable; waiting to hear from the peer controllers", "err", err)
+		s.log.Warn("saved peer sides unusable, ignored; waiting to hear from the peer controllers", "err", err)
 	}
 	for ctl, sides := range saved {
 		s.remote[ctl] = sides
+	}
+	if legacy {
+		s.log.Warn("saved peer sides had no checksum (an older p4mesh wrote them): accepted and saved again with one", "path", s.peerSidesPath())
+		s.savePeerSidesLocked()
 	}
 	s.recomputeLocked()
 	s.checkReadyLocked()

@@ -83,7 +83,7 @@ func startCtl(t *testing.T, name string, lis net.Listener, dir string, cfg *Conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := store.Startup(cfg, cfg != nil); err != nil {
+	if _, err := store.Startup(cfg, cfg != nil); err != nil {
 		t.Fatalf("%s: startup: %v", name, err)
 	}
 	logs := &syncBuffer{}

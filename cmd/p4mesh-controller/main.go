@@ -7,10 +7,24 @@
 //	p4mesh-controller --config c1.yaml --data-dir /var/lib/p4mesh/c1 \
 //	    --listen 127.0.0.1:7001 --metrics-addr 127.0.0.1:9101
 //
-// The accepted configuration is persisted in --data-dir; see
-// controller.Store.Startup for how a saved configuration and --config are
-// reconciled at start. SIGHUP re-reads --config and applies it; an invalid
-// one is refused, logged, and changes nothing. SIGINT and SIGTERM stop the
+// The accepted configuration is persisted in --data-dir, and on a restart
+// the saved configuration wins over --config: changes accepted since the
+// file was written (a gNMI Set) survive a restart with the same command
+// line. When the two differ the controller says so at WARN, naming what
+// differs; --config-overrides-saved makes --config win instead (also
+// logged at WARN, with what it replaces). With nothing saved, --config is
+// applied and saved. See controller.Store.Startup.
+//
+// The saved configuration carries a SHA-256 on its last line. A saved file
+// that does not match it (cut short, a flipped byte, edited by hand) stops
+// the controller with an error saying what to do: restore it from a
+// backup, or start from --config with --config-overrides-saved, which
+// moves the damaged file aside. A file without a checksum, written by an
+// older p4mesh, is accepted with a warning and saved again with one.
+//
+// SIGHUP re-reads --config and applies it, replacing what was accepted
+// since: that is an operator's explicit request. An invalid one is
+// refused, logged, and changes nothing. SIGINT and SIGTERM stop the
 // controller gracefully.
 package main
 
@@ -69,26 +83,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // hooks let a test watch a running controller.
 type hooks struct {
 	// ready, if set, is called once the controller serves, with the
-	// addresses actually bound (":0" resolved); metrics is nil when off.
-	ready func(grpcAddr, metricsAddr net.Addr)
+	// addresses actually bound (":0" resolved).
+	ready func(bound boundAddrs)
+}
+
+// boundAddrs are the addresses a controller serves on; those of servers
+// that are off are nil.
+type boundAddrs struct {
+	grpc, metrics, gnmi net.Addr
 }
 
 // options is the parsed command line.
 type options struct {
 	configPath string
-	// explicit: --config was given on the command line (Store.Startup's
-	// rule: an explicit configuration that differs from the saved one
-	// replaces it).
-	explicit    bool
-	dataDir     string
-	listen      string
-	advertise   string
-	metricsAddr string
-	logLevel    slog.Level
-	gnmi        gnmiOptions
-	peerGrace   time.Duration
-	tls         mtls.Flags
-	limits      daemon.Limits
+	// overrideSaved: --config wins over the saved configuration at start
+	// (Store.Startup).
+	overrideSaved bool
+	dataDir       string
+	listen        string
+	advertise     string
+	metricsAddr   string
+	logLevel      slog.Level
+	gnmi          gnmiOptions
+	peerGrace     time.Duration
+	tls           mtls.Flags
+	limits        daemon.Limits
 }
 
 // errUsage marks command-line errors, which exit with status 2.
@@ -102,8 +121,9 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs := flag.NewFlagSet("p4mesh-controller", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	var o options
-	fs.StringVar(&o.configPath, "config", "", "YAML configuration to start with (see --data-dir for how it meets the saved one); SIGHUP re-reads it")
-	fs.StringVar(&o.dataDir, "data-dir", "", "directory the accepted configuration is persisted in (required)")
+	fs.StringVar(&o.configPath, "config", "", "YAML configuration to start with when --data-dir has none (a saved one wins, see --config-overrides-saved); SIGHUP re-reads and applies it")
+	fs.BoolVar(&o.overrideSaved, "config-overrides-saved", false, "start from --config even when the saved configuration differs, discarding changes accepted since (e.g. over gNMI); a damaged saved configuration is moved aside")
+	fs.StringVar(&o.dataDir, "data-dir", "", "directory the accepted configuration is persisted in (required); it survives restarts")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:7001", "gRPC address for OHCs and peer controllers; must be this controller's address in the directory unless --advertise is")
 	fs.StringVar(&o.advertise, "advertise", "", "address OHCs and peers reach this controller at, when not --listen (NAT, a load balancer); checked against the directory")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "Prometheus /metrics listen address, e.g. 127.0.0.1:9101 (empty: off)")
@@ -126,16 +146,14 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, usageErr("unexpected arguments %q", fs.Args())
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "config" {
-			o.explicit = o.configPath != ""
-		}
-	})
 	if o.dataDir == "" {
 		return o, usageErr("--data-dir is required: it is where the controller keeps its configuration across restarts")
 	}
 	if o.listen == "" {
 		return o, usageErr("--listen is required")
+	}
+	if o.overrideSaved && o.configPath == "" {
+		return o, usageErr("--config-overrides-saved needs --config")
 	}
 	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return o, usageErr("--log-level %q: %v", *level, err)
@@ -189,13 +207,27 @@ func startup(o options, log *slog.Logger) (*controller.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	_, fromSaved, err := store.Startup(fromFlag, o.explicit)
+	res, err := store.Startup(fromFlag, o.overrideSaved)
 	if err != nil {
 		return nil, err
 	}
-	if fromSaved {
+	if res.SetAside != "" {
+		log.Warn("saved configuration unusable: moved aside, starting from --config (--config-overrides-saved)",
+			"moved_to", res.SetAside, "err", res.Unloadable)
+	}
+	if res.Migrated {
+		log.Warn("saved configuration had no checksum (an older p4mesh wrote it): accepted and saved again with one", "path", store.Path())
+	}
+	switch {
+	case res.FromSaved && res.Differences != nil:
+		log.Warn("configuration: the saved one, which differs from --config: it holds the changes accepted since; --config-overrides-saved would start from --config",
+			"path", store.Path(), "config", o.configPath, "differences", res.Differences.String())
+	case res.FromSaved:
 		log.Info("configuration: the saved one", "path", store.Path(), "config_flag", o.configPath)
-	} else {
+	case res.Differences != nil:
+		log.Warn("configuration: from --config (--config-overrides-saved), replacing the saved one and the changes accepted since",
+			"config", o.configPath, "path", store.Path(), "differences", res.Differences.String())
+	default:
 		log.Info("configuration: from --config, now saved", "config", o.configPath, "path", store.Path())
 	}
 	return store, nil
@@ -239,12 +271,14 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	grpcOpts = append(grpcOpts, daemon.ServerOptions(o.limits)...)
 	gs := grpc.NewServer(append(grpcOpts, grpc.StreamInterceptor(endStreamsOn(streamsCtx)))...)
 	srv.Register(gs)
+	var gnmiAddr net.Addr
 	if o.gnmi.addr != "" {
-		gg, _, err := startGNMI(o.gnmi, &o.tls, srv, log)
+		gg, glis, err := startGNMI(o.gnmi, &o.tls, srv, log)
 		if err != nil {
 			lis.Close()
 			return err
 		}
+		gnmiAddr = glis.Addr()
 		defer daemon.StopGRPC(gg, shutdownGrace, log)
 	}
 
@@ -317,7 +351,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	log.Info("p4mesh-controller serving", attrs...)
 	logOwned(log, srv.Config())
 	if h.ready != nil {
-		h.ready(lis.Addr(), maddr)
+		h.ready(boundAddrs{grpc: lis.Addr(), metrics: maddr, gnmi: gnmiAddr})
 	}
 
 loop:

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/ygot/ygot"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -88,12 +90,13 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--data-dir", dir, "--log-level", "loud"}, 2, "--log-level"},
 		{[]string{"--data-dir", dir, "extra"}, 2, "unexpected arguments"},
 		{[]string{"--data-dir", dir, "--nope"}, 2, "flag provided but not defined"},
+		{[]string{"--data-dir", dir, "--config-overrides-saved"}, 2, "--config-overrides-saved needs --config"},
 		{[]string{"--data-dir", t.TempDir(), "--config", filepath.Join(dir, "missing.yaml")}, 1, "--config: open " + filepath.Join(dir, "missing.yaml") + ": no such file or directory"},
 		{[]string{"--data-dir", t.TempDir(), "--config", invalid}, 1, "vpcs[red].vni: 0 is out of range"},
 		{[]string{"--data-dir", t.TempDir()}, 1, "no configuration"},
 	} {
 		var out, errOut syncBuffer
-		code := runWith(t.Context(), tc.args, &out, &errOut, hooks{ready: func(net.Addr, net.Addr) { t.Errorf("%q: controller started", tc.args) }})
+		code := runWith(t.Context(), tc.args, &out, &errOut, hooks{ready: func(boundAddrs) { t.Errorf("%q: controller started", tc.args) }})
 		if code != tc.code || !strings.Contains(errOut.String(), tc.want) {
 			t.Errorf("run(%q) = %d, %q; want %d and %q", tc.args, code, errOut.String(), tc.code, tc.want)
 		}
@@ -102,10 +105,10 @@ func TestFlagErrors(t *testing.T) {
 
 // started is a controller run by the test.
 type started struct {
-	grpc, metrics net.Addr
-	logs          *syncBuffer
-	cancel        context.CancelFunc
-	done          chan int
+	grpc, metrics, gnmi net.Addr
+	logs                *syncBuffer
+	cancel              context.CancelFunc
+	done                chan int
 }
 
 func start(t *testing.T, args ...string) *started {
@@ -117,8 +120,8 @@ func start(t *testing.T, args ...string) *started {
 		// The tests' peer controller is a dead port: do not wait the
 		// production grace for it.
 		args := append([]string{"--peer-grace", "200ms"}, args...)
-		s.done <- runWith(ctx, args, io.Discard, s.logs, hooks{ready: func(g, m net.Addr) {
-			s.grpc, s.metrics = g, m
+		s.done <- runWith(ctx, args, io.Discard, s.logs, hooks{ready: func(b boundAddrs) {
+			s.grpc, s.metrics, s.gnmi = b.grpc, b.metrics, b.gnmi
 			close(ready)
 		}})
 	}()
@@ -361,5 +364,124 @@ func TestSameAddress(t *testing.T) {
 		if got := sameAddress(tc.bound, tc.entry); got != tc.want {
 			t.Errorf("sameAddress(%s, %q) = %v, want %v", tc.bound, tc.entry, got, tc.want)
 		}
+	}
+}
+
+// gnmiSet sends req to the controller's gNMI server at addr.
+func gnmiSet(t *testing.T, addr net.Addr, req *gnmi.SetRequest) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := gnmi.NewGNMIClient(conn).Set(t.Context(), req); err != nil {
+		t.Fatalf("gNMI Set: %v", err)
+	}
+}
+
+func gnmiPath(t *testing.T, s string) *gnmi.Path {
+	t.Helper()
+	p, err := ygot.StringToStructuredPath(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Issue 9: a VNI, a directory address and an endpoint set over gNMI were
+// reverted by a restart with the same --config. The saved configuration
+// wins now, with a warning naming what differs, and
+// --config-overrides-saved makes the file win.
+func TestRestartKeepsChangesAcceptedOverGNMI(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := writeConfig(t, filepath.Join(dir, "c1.yaml"), closedPort(t), nil)
+	args := []string{"--config", cfgPath, "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
+		"--gnmi-addr", "127.0.0.1:0", "--gnmi-insecure"}
+	c := start(t, args...)
+	movedC2 := closedPort(t)
+	gnmiSet(t, c.gnmi, &gnmi.SetRequest{Update: []*gnmi.Update{
+		{Path: gnmiPath(t, "/p4mesh/vpcs/vpc[name=red]/config/vni"), Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_UintVal{UintVal: 101}}},
+		{Path: gnmiPath(t, "/p4mesh/directory/controllers/controller[name=c2]/config/address"), Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_StringVal{StringVal: movedC2}}},
+		{Path: gnmiPath(t, "/p4mesh/endpoints/endpoint[id=red-vm9]"), Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: []byte(
+			`{"p4mesh:id":"red-vm9","p4mesh:config":{"id":"red-vm9","vpc":"red","kind":"vm","ip":"10.1.0.99","mac":"02:01:00:00:00:99","host":"h1","port":9}}`)}}},
+	}})
+	c.stop(t)
+
+	// The same command line: what the Set changed is still there.
+	r := start(t, args...)
+	logs := r.logs.String()
+	for _, want := range []string{
+		`level=WARN msg="configuration: the saved one, which differs from --config`,
+		`differences="directory c2: address differs; vpc red: vni differs; endpoint red-vm9: only in saved"`,
+		`vpcs="red(vni 101) green(vni 300)"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("restart log lacks %q", want)
+		}
+	}
+	v, changed := hostView(t, r.grpc, "h1")
+	waitView(t, v, changed, "red-vm9 and c2's new address after restart", func() bool {
+		return v.Get("endpoint/red-vm9") != nil && v.Get("peering/red/blue").GetPeering().GetPeerController() == movedC2
+	})
+	r.stop(t)
+
+	// --config-overrides-saved: the file wins, and says what it replaces.
+	o := start(t, append(args, "--config-overrides-saved")...)
+	logs = o.logs.String()
+	for _, want := range []string{
+		`level=WARN msg="configuration: from --config (--config-overrides-saved), replacing the saved one`,
+		`differences="directory c2: address differs; vpc red: vni differs; endpoint red-vm9: only in saved"`,
+		`vpcs="red(vni 100) green(vni 300)"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("--config-overrides-saved log lacks %q", want)
+		}
+	}
+	o.stop(t)
+
+	// And what it applied is what is saved now: a plain restart agrees.
+	p := start(t, args...)
+	if logs := p.logs.String(); !strings.Contains(logs, `level=INFO msg="configuration: the saved one"`) || !strings.Contains(logs, `vpcs="red(vni 100) green(vni 300)"`) {
+		t.Errorf("after --config-overrides-saved, a restart did not start from --config's content")
+	}
+}
+
+// A saved configuration cut short stops the controller with an error
+// naming the file and the ways out; --config-overrides-saved moves it
+// aside and starts from --config.
+func TestDamagedSavedConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfgPath := writeConfig(t, filepath.Join(dir, "c1.yaml"), closedPort(t), nil)
+	args := []string{"--config", cfgPath, "--data-dir", data, "--listen", "127.0.0.1:0"}
+	start(t, args...).stop(t)
+
+	saved := filepath.Join(data, "config.yaml")
+	b, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := b[:strings.Index(string(b), "  - id: red-router\n")]
+	if err := os.WriteFile(saved, cut, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var errOut syncBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	code := runWith(ctx, args, io.Discard, &errOut, hooks{ready: func(boundAddrs) {
+		t.Error("started from a damaged saved configuration")
+		cancel()
+	}})
+	for _, want := range []string{saved + " is damaged: it has no checksum line", "from a backup", "--config-overrides-saved"} {
+		if code != 1 || !strings.Contains(errOut.String(), want) {
+			t.Errorf("run = %d, %q; want 1 and %q", code, errOut.String(), want)
+		}
+	}
+
+	o := start(t, append(args, "--config-overrides-saved")...)
+	o.waitLog(t, `level=WARN msg="saved configuration unusable: moved aside, starting from --config (--config-overrides-saved)" moved_to=`+saved+".damaged-")
+	if !strings.Contains(o.logs.String(), `endpoints=4`) {
+		t.Error("--config-overrides-saved did not start from --config")
 	}
 }
