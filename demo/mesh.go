@@ -327,14 +327,7 @@ func (m *Mesh) RestartSwitch(host string) error {
 	if stop := m.switches[host]; stop != nil {
 		stop()
 	}
-	var lis net.Listener
-	var err error
-	for range 100 { // the old listener's port frees at once, but be patient
-		if lis, err = net.Listen("tcp", m.SwitchAddrs[host]); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	lis, err := relisten(m.SwitchAddrs[host])
 	if err != nil {
 		return err
 	}
@@ -403,20 +396,26 @@ func (m *Mesh) StopController(name string) {
 	}
 }
 
+// relisten listens again on the address a stopped server had.
+func relisten(addr string) (net.Listener, error) {
+	var lis net.Listener
+	var err error
+	for range 100 { // the old listener's port frees at once, but be patient
+		if lis, err = net.Listen("tcp", addr); err == nil {
+			return lis, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil, err
+}
+
 // RestartController stops controller name and starts it again on the same
 // address from what it persisted, as a process restart would.
 func (m *Mesh) RestartController(name string) error {
 	if stop := m.ctls[name]; stop != nil {
 		stop()
 	}
-	var lis net.Listener
-	var err error
-	for range 100 { // the old listener's port frees at once, but be patient
-		if lis, err = net.Listen("tcp", m.ctlAddr[name]); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	lis, err := relisten(m.ctlAddr[name])
 	if err != nil {
 		return err
 	}
