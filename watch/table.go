@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"google.golang.org/protobuf/proto"
 
@@ -116,6 +117,10 @@ type Table struct {
 	serving   int // Serve calls in progress, subscribed or not
 	resyncs   uint64
 	snapshots uint64
+	// snap is the last snapshot taken, for streams starting at the same
+	// revision to share. Weak: the streams sending it keep it alive, and a
+	// table nobody is reading a snapshot of holds no copy of its items.
+	snap weak.Pointer[snapshot]
 }
 
 // NewTable returns an empty table. name appears in errors, to tell streams
@@ -282,20 +287,38 @@ type item struct {
 	val proto.Message
 }
 
-// snapshotSorted copies the items in key order (so clients and tests see a
-// deterministic stream) with their revision.
-func (t *Table) snapshotSorted() ([]item, uint64) {
+// snapshot is the items at one revision, in key order so clients and tests
+// see a deterministic stream. It is built at most once per revision and
+// shared, read-only, by every stream that starts a snapshot at that
+// revision: a stream sending it holds a pointer and its position, so many
+// streams stalled in the middle of a snapshot (clients that stopped
+// reading) cost one copy of the table's index between them, not one each.
+type snapshot struct {
+	rev    uint64
+	sorted sync.Once
+	items  []item
+}
+
+// takeSnapshot returns the snapshot at the current revision, shared with
+// any stream that took it before.
+func (t *Table) takeSnapshot() *snapshot {
 	t.mu.Lock()
 	t.snapshots++
-	out := make([]item, 0, len(t.items))
-	for k, v := range t.items {
-		out = append(out, item{k, v})
+	s := t.snap.Value()
+	if s == nil || s.rev != t.rev {
+		s = &snapshot{rev: t.rev, items: make([]item, 0, len(t.items))}
+		for k, v := range t.items {
+			s.items = append(s.items, item{k, v})
+		}
+		t.snap = weak.Make(s)
 	}
-	rev := t.rev
 	t.mu.Unlock()
-	// Sorted outside the lock: the producer waits only for the copy.
-	slices.SortFunc(out, func(a, b item) int { return cmp.Compare(a.key, b.key) })
-	return out, rev
+	// Sorted outside the lock, so the producer waits only for the copy;
+	// streams sharing the snapshot wait for the one sort.
+	s.sorted.Do(func() {
+		slices.SortFunc(s.items, func(a, b item) int { return cmp.Compare(a.key, b.key) })
+	})
+	return s
 }
 
 // since returns a copy of the logged changes after rev. t.mu must be held
@@ -370,22 +393,22 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 	synced := false          // SYNCED has been sent on this stream
 	for ctx.Err() == nil {
 		if snapshot {
-			items, rev := t.snapshotSorted()
+			snap := t.takeSnapshot()
 			if reset {
-				if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_RESET, Revision: rev}); err != nil {
+				if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_RESET, Revision: snap.rev}); err != nil {
 					return err
 				}
 			}
 			st.restart()
-			for _, it := range items {
-				if err := st.put(it.key, it.val, rev); err != nil {
+			for _, it := range snap.items {
+				if err := st.put(it.key, it.val, snap.rev); err != nil {
 					return err
 				}
 			}
-			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: rev}); err != nil {
+			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: snap.rev}); err != nil {
 				return err
 			}
-			cur, synced, snapshot = rev, true, false
+			cur, synced, snapshot = snap.rev, true, false
 		}
 
 		// Catch up from the log, and subscribe once the backlog is small

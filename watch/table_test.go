@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -425,4 +426,87 @@ func TestConcurrentSubscribers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Streams starting a snapshot at one revision share it; a change makes the
+// next one take a new snapshot and leaves the old one as it was; once no
+// stream holds a snapshot, the table holds none either.
+func TestSnapshotShared(t *testing.T) {
+	tab := NewTable("dest", Options{Epoch: 1})
+	tab.Put("b", dest("red", "2"))
+	tab.Put("a", dest("red", "1"))
+	s1, s2 := tab.takeSnapshot(), tab.takeSnapshot()
+	if s1 != s2 {
+		t.Error("two snapshots at one revision are two copies")
+	}
+	tab.Put("c", dest("red", "3"))
+	s3 := tab.takeSnapshot()
+	if s3 == s1 {
+		t.Fatal("a snapshot taken after a change is the one from before it")
+	}
+	for _, tc := range []struct {
+		s    *snapshot
+		rev  uint64
+		keys string
+	}{{s1, 3, "[a b]"}, {s3, 4, "[a b c]"}} {
+		var keys []string
+		for _, it := range tc.s.items {
+			keys = append(keys, it.key)
+		}
+		if tc.s.rev != tc.rev || fmt.Sprint(keys) != tc.keys {
+			t.Errorf("snapshot at %d holds %v, want %v at %d", tc.s.rev, keys, tc.keys, tc.rev)
+		}
+	}
+	runtime.KeepAlive(s1)
+	s1, s2, s3 = nil, nil, nil
+	runtime.GC()
+	if tab.snap.Value() != nil {
+		t.Error("the table keeps a snapshot no stream holds")
+	}
+}
+
+// Streams stalled in the middle of a snapshot (clients that stopped
+// reading) each hold a position in the shared snapshot, not a copy of the
+// table's index: one copy of 20k items is about 625 KiB.
+func TestStalledStreamsShareSnapshot(t *testing.T) {
+	checkNoLeaks(t)
+	const items, streams = 20_000, 100
+	tab := NewTable("dest", Options{Epoch: 1})
+	for i := range items {
+		tab.Put(fmt.Sprintf("k%05d", i), dest("red", fmt.Sprint(i)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	var stalled, done sync.WaitGroup
+	stalled.Add(streams)
+	for range streams {
+		first := true
+		done.Go(func() {
+			_ = tab.Serve(ctx, 0, func(*p4meshv1.Event) error {
+				if first {
+					first = false
+					stalled.Done()
+				}
+				<-ctx.Done()
+				return ctx.Err()
+			}, wrapDest)
+		})
+	}
+	stalled.Wait()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perStream := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / streams
+	t.Logf("%d streams stalled in a snapshot of %d items: %d bytes of heap each", streams, items, perStream)
+	if perStream > 32<<10 {
+		t.Errorf("a stalled stream holds %d bytes of heap, want under 32 KiB", perStream)
+	}
+	if st := tab.Stats(); st.Snapshots != streams || st.Subscribers != streams {
+		t.Errorf("Stats = %+v, want %d snapshots and subscribers", st, streams)
+	}
+	cancel()
+	done.Wait()
 }
