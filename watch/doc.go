@@ -12,10 +12,13 @@
 // RESET, a fresh snapshot and SYNCED.
 //
 // The server side is Table: a keyed set of protobuf messages with a
-// revision, a bounded change log to resume from, and bounded per-subscriber
-// buffers so a slow client is resynchronised instead of ever slowing the
-// producer. Table.Serve and Table.ServeFiltered are what a gRPC handler
-// calls; the handler only translates the request and maps errors to codes.
+// revision, a bounded change log to resume from and to feed every live
+// stream, and one snapshot per revision shared by the streams that start
+// there, so a stream costs the table a position, not a copy; a client more
+// than a bounded number of changes behind is resynchronised instead of ever
+// slowing the producer. Table.Serve and Table.ServeFiltered are what a gRPC
+// handler calls; the handler only translates the request and maps errors to
+// codes.
 //
 // The client side is Follow: a ctx-bound reconnect loop with backoff that
 // resumes from the last applied revision, and View, an in-memory copy of one

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"google.golang.org/protobuf/proto"
 
@@ -25,12 +26,13 @@ const (
 
 // Options tune a Table. The zero value means the defaults.
 type Options struct {
-	// LogSize is how many recent changes are kept to resume streams from;
-	// a client whose revision is older gets RESET and a snapshot.
-	// 0 means DefaultLogSize.
+	// LogSize is how many recent changes are kept to resume streams from
+	// (more while a live stream has yet to take them); a client whose
+	// revision is older gets RESET and a snapshot. 0 means DefaultLogSize.
 	LogSize int
-	// Buffer is how many changes may queue for one subscriber before it is
-	// considered behind and forced to resynchronise. 0 means DefaultBuffer.
+	// Buffer is how many changes a subscriber may have yet to take from
+	// the log before it is considered behind and forced to resynchronise.
+	// 0 means DefaultBuffer.
 	Buffer int
 	// Epoch is the revision the table starts at. 0 means the current Unix
 	// time in nanoseconds, which is what production wants: revisions then
@@ -69,7 +71,7 @@ type Stats struct {
 	Snapshots uint64
 }
 
-// change is one entry of the log and of a subscriber's queue.
+// change is one entry of the log.
 type change struct {
 	rev uint64
 	key string
@@ -80,12 +82,25 @@ type change struct {
 	prev proto.Message
 }
 
-// subscriber is one live stream's queue.
+// subscriber is one live stream's position in the log. It holds no
+// changes of its own: the log is shared, so a stream whose client stopped
+// reading costs the table the same whether one change or a thousand are
+// waiting for it.
 type subscriber struct {
-	ch chan change
-	// lost is set, and ch closed, when the producer found ch full. Serve
-	// checks it before sending each queued change so it does not send a
-	// buffer-full of stale deltas before the RESET.
+	// from is the revision when the stream subscribed (set before it is
+	// in Table.subs) and taken the last revision it has copied out of the
+	// log. Changes after max(from, taken) are what it still has to take:
+	// its backlog at from was bounded when it subscribed, and only changes
+	// since count against the buffer.
+	from  uint64
+	taken atomic.Uint64
+	// wake holds a token when the log has grown since the stream last
+	// looked; the producer never waits to leave one.
+	wake chan struct{}
+	// lost is set, and the subscriber removed from Table.subs, when it
+	// fell more than Buffer changes behind. Serve checks it before sending
+	// each change it took so it does not send stale deltas before the
+	// RESET.
 	lost atomic.Bool
 }
 
@@ -104,14 +119,28 @@ type Table struct {
 	name string
 	opts Options
 
-	// mu guards the following fields. One mutex (rather than an actor
-	// goroutine) because every operation under it is short and bounded:
-	// map updates, a log append and non-blocking channel sends.
-	mu        sync.Mutex
-	items     map[string]proto.Message
-	rev       uint64   // revision after the last change
-	compacted uint64   // newest revision dropped from log; resumable from >= compacted
-	log       []change // revisions compacted+1 .. rev, in order
+	// mu serialises changes and guards the following fields. Mutexes
+	// (rather than an actor goroutine) because every operation under them
+	// is short and bounded: map updates, a log append and non-blocking
+	// channel sends; only Replace holds mu for long, one change at a time.
+	mu    sync.Mutex
+	items map[string]proto.Message
+	// snap is the last snapshot taken, for streams starting at the same
+	// revision to share. Weak: the streams sending it keep it alive, and a
+	// table nobody is reading a snapshot of holds no copy of its items.
+	snap weak.Pointer[snapshot]
+
+	// logMu guards the following fields; rev is written holding mu as
+	// well, so either lock reads it. Apart from mu so that streams keep
+	// taking changes from the log during a long Replace, as they would
+	// from queues of their own: the producer write-locks logMu once per
+	// change, briefly, and streams read-lock it.
+	logMu     sync.RWMutex
+	rev       uint64 // revision after the last change
+	compacted uint64 // newest revision dropped from log; resumable from >= compacted
+	// log holds revisions compacted+1 .. rev, in order: the last LogSize,
+	// and any older ones a subscriber has yet to take.
+	log       []change
 	subs      map[*subscriber]struct{}
 	serving   int // Serve calls in progress, subscribed or not
 	resyncs   uint64
@@ -205,28 +234,38 @@ func (t *Table) deleteLocked(key string) {
 	t.record(change{key: key, prev: prev})
 }
 
-// record advances the revision, logs c and queues it for every subscriber.
-// t.mu must be held. A subscriber whose queue is full is dropped and marked
-// rather than waited for: the producer's latency must not depend on the
-// slowest client.
+// record advances the revision, logs c and wakes every subscriber. t.mu
+// must be held. A subscriber more than Buffer changes behind is dropped and
+// marked rather than waited for: the producer's latency must not depend on
+// the slowest client.
 func (t *Table) record(c change) {
+	t.logMu.Lock()
+	defer t.logMu.Unlock()
 	t.rev++
 	c.rev = t.rev
 	t.log = append(t.log, c)
-	if len(t.log) > t.opts.LogSize {
+	keep := t.rev // the log keeps every revision after this one
+	for s := range t.subs {
+		taken := s.taken.Load()
+		if t.rev-max(s.from, taken) > uint64(t.opts.Buffer) {
+			s.lost.Store(true)
+			delete(t.subs, s)
+			t.resyncs++
+		} else {
+			keep = min(keep, taken)
+		}
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	// A subscriber is at most its backlog at subscription plus Buffer
+	// behind, so keeping what subscribers still need bounds the log at
+	// LogSize or 2*Buffer changes, whichever is more.
+	for len(t.log) > t.opts.LogSize && t.log[0].rev <= keep {
 		t.compacted = t.log[0].rev
 		t.log[0] = change{} // release the values to the collector
 		t.log = t.log[1:]
-	}
-	for s := range t.subs {
-		select {
-		case s.ch <- c:
-		default:
-			s.lost.Store(true)
-			close(s.ch)
-			delete(t.subs, s)
-			t.resyncs++
-		}
 	}
 }
 
@@ -258,8 +297,8 @@ func (t *Table) Len() int {
 
 // Subscribers returns the number of streams being served.
 func (t *Table) Subscribers() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.logMu.RLock()
+	defer t.logMu.RUnlock()
 	return t.serving
 }
 
@@ -267,6 +306,8 @@ func (t *Table) Subscribers() int {
 func (t *Table) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.logMu.RLock()
+	defer t.logMu.RUnlock()
 	return Stats{
 		Revision:      t.rev,
 		Items:         len(t.items),
@@ -282,26 +323,40 @@ type item struct {
 	val proto.Message
 }
 
-// snapshotSorted copies the items in key order (so clients and tests see a
-// deterministic stream) with their revision.
-func (t *Table) snapshotSorted() ([]item, uint64) {
-	t.mu.Lock()
-	t.snapshots++
-	out := make([]item, 0, len(t.items))
-	for k, v := range t.items {
-		out = append(out, item{k, v})
-	}
-	rev := t.rev
-	t.mu.Unlock()
-	// Sorted outside the lock: the producer waits only for the copy.
-	slices.SortFunc(out, func(a, b item) int { return cmp.Compare(a.key, b.key) })
-	return out, rev
+// snapshot is the items at one revision, in key order so clients and tests
+// see a deterministic stream. It is built at most once per revision and
+// shared, read-only, by every stream that starts a snapshot at that
+// revision: a stream sending it holds a pointer and its position, so many
+// streams stalled in the middle of a snapshot (clients that stopped
+// reading) cost one copy of the table's index between them, not one each.
+type snapshot struct {
+	rev    uint64
+	sorted sync.Once
+	items  []item
 }
 
-// since returns a copy of the logged changes after rev. t.mu must be held
-// and compacted <= rev <= t.rev.
-func (t *Table) since(rev uint64) []change {
-	return slices.Clone(t.log[rev-t.compacted:])
+// takeSnapshot returns the snapshot at the current revision, shared with
+// any stream that took it before.
+func (t *Table) takeSnapshot() *snapshot {
+	t.mu.Lock()
+	t.logMu.Lock()
+	t.snapshots++
+	t.logMu.Unlock()
+	s := t.snap.Value()
+	if s == nil || s.rev != t.rev {
+		s = &snapshot{rev: t.rev, items: make([]item, 0, len(t.items))}
+		for k, v := range t.items {
+			s.items = append(s.items, item{k, v})
+		}
+		t.snap = weak.Make(s)
+	}
+	t.mu.Unlock()
+	// Sorted outside the lock, so the producer waits only for the copy;
+	// streams sharing the snapshot wait for the one sort.
+	s.sorted.Do(func() {
+		slices.SortFunc(s.items, func(a, b item) int { return cmp.Compare(a.key, b.key) })
+	})
+	return s
 }
 
 // Serve streams the table to one client per the watch discipline and
@@ -315,7 +370,7 @@ func (t *Table) since(rev uint64) []change {
 // that falls behind its buffer is sent RESET, a new snapshot and SYNCED.
 //
 // send is called from this goroutine only and may block (a gRPC Send);
-// while it does, changes queue in the subscriber's bounded buffer. wrap
+// while it does, changes wait in the table's log, up to Buffer of them. wrap
 // sets the Event's value from an item: the caller knows its concrete type.
 // The value handed to wrap is shared and must not be modified.
 func (t *Table) Serve(ctx context.Context, fromRev uint64, send func(*p4meshv1.Event) error, wrap func(key string, v proto.Message, ev *p4meshv1.Event)) error {
@@ -349,104 +404,127 @@ func (t *Table) serve(ctx context.Context, fromRev uint64, keep func(string, pro
 	return err
 }
 
+// takeBatch is how many changes a stream copies out of the log per lock:
+// enough to make the lock cheap against the sends, few enough that what a
+// stream stalled in Send holds stays small.
+const takeBatch = 16
+
+// subscribe registers a stream whose client is at cur, if cur is in the log
+// and the backlog after it short enough that live changes are unlikely to
+// push the stream past the buffer while the backlog is being sent; until
+// then a long catch-up costs the producer nothing. It returns nil if not.
+func (t *Table) subscribe(cur uint64) *subscriber {
+	t.logMu.Lock()
+	defer t.logMu.Unlock()
+	if cur < t.compacted || cur > t.rev || t.rev-cur > uint64(t.opts.Buffer) {
+		return nil
+	}
+	s := &subscriber{from: t.rev, wake: make(chan struct{}, 1)}
+	s.taken.Store(cur)
+	t.subs[s] = struct{}{}
+	return s
+}
+
+// take copies into batch the next changes after cur for a stream (sub is
+// nil if it has not subscribed) and reports whether they bring it to the
+// end of the log. ok is false when only a snapshot can make the client
+// whole: sub fell behind, or cur was compacted away or is from another
+// epoch. A subscriber's changes are never compacted.
+func (t *Table) take(sub *subscriber, cur uint64, synced bool, batch []change) (n int, caughtUp, ok bool) {
+	t.logMu.RLock()
+	defer t.logMu.RUnlock()
+	if sub != nil && sub.lost.Load() || cur < t.compacted || cur > t.rev {
+		return 0, false, false
+	}
+	end := t.rev
+	if sub != nil && !synced {
+		// A resumed stream's SYNCED comes after its backlog, before what
+		// changed since it subscribed.
+		end = sub.from
+	}
+	n = copy(batch[:min(end-cur, uint64(len(batch)))], t.log[cur-t.compacted:])
+	if sub != nil {
+		sub.taken.Store(cur + uint64(n)) // revisions in the log are consecutive
+	}
+	return n, cur+uint64(n) == t.rev, true
+}
+
 func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string, proto.Message) bool, send func(*p4meshv1.Event) error, wrap func(string, proto.Message, *p4meshv1.Event)) error {
-	t.mu.Lock()
+	t.logMu.Lock()
 	t.serving++
-	t.mu.Unlock()
+	t.logMu.Unlock()
 	var sub *subscriber
 	defer func() {
-		t.mu.Lock()
+		t.logMu.Lock()
 		t.serving--
 		if sub != nil {
 			delete(t.subs, sub)
 		}
-		t.mu.Unlock()
+		t.logMu.Unlock()
 	}()
 
 	st := &stream{name: t.name, keep: keep, send: send, wrap: wrap}
+	var batch [takeBatch]change
 	cur := fromRev           // the revision the client's view is at
 	snapshot := fromRev == 0 // send a snapshot before anything else
 	reset := false           // precede that snapshot with RESET
 	synced := false          // SYNCED has been sent on this stream
 	for ctx.Err() == nil {
 		if snapshot {
-			items, rev := t.snapshotSorted()
+			snap := t.takeSnapshot()
 			if reset {
-				if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_RESET, Revision: rev}); err != nil {
+				if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_RESET, Revision: snap.rev}); err != nil {
 					return err
 				}
 			}
 			st.restart()
-			for _, it := range items {
-				if err := st.put(it.key, it.val, rev); err != nil {
+			for _, it := range snap.items {
+				if err := st.put(it.key, it.val, snap.rev); err != nil {
 					return err
 				}
 			}
-			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: rev}); err != nil {
+			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: snap.rev}); err != nil {
 				return err
 			}
-			cur, synced, snapshot = rev, true, false
+			cur, synced, snapshot = snap.rev, true, false
 		}
 
-		// Catch up from the log, and subscribe once the backlog is small
-		// enough that live changes are unlikely to overflow the buffer
-		// while it is being sent. Until then the subscriber is not
-		// registered, so a long catch-up costs the producer nothing.
-		t.mu.Lock()
-		if cur < t.compacted || cur > t.rev {
-			// Compacted away (or from another epoch): only a snapshot
-			// can make the client whole.
-			t.mu.Unlock()
+		if sub == nil {
+			sub = t.subscribe(cur)
+		}
+		n, caughtUp, ok := t.take(sub, cur, synced, batch[:])
+		if !ok {
+			// A subscriber that fell behind was already removed from
+			// t.subs by the producer.
+			sub = nil
 			snapshot, reset = true, true
 			continue
 		}
-		backlog := t.since(cur)
-		if len(backlog) <= t.opts.Buffer {
-			sub = &subscriber{ch: make(chan change, t.opts.Buffer)}
-			t.subs[sub] = struct{}{}
-		}
-		t.mu.Unlock()
 
-		for _, c := range backlog {
+		for _, c := range batch[:n] {
 			if sub != nil && sub.lost.Load() {
-				break // fell behind while catching up: the rest is stale
+				break // fell behind: the rest is stale
 			}
 			if err := st.change(c); err != nil {
 				return err
 			}
 			cur = c.rev
 		}
-		if sub == nil {
+		clear(batch[:n]) // hold no values while waiting
+		if sub == nil || sub.lost.Load() {
 			continue
 		}
-		if sub.lost.Load() {
-			sub = nil
-			snapshot, reset = true, true
-			continue
-		}
-		if !synced {
+		if !synced && cur == sub.from {
 			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: cur}); err != nil {
 				return err
 			}
 			synced = true
 		}
-
-	live:
-		for {
+		if caughtUp {
 			select {
 			case <-ctx.Done():
 				return nil
-			case c, ok := <-sub.ch:
-				if !ok || sub.lost.Load() {
-					// The producer already removed sub from t.subs.
-					sub = nil
-					snapshot, reset = true, true
-					break live
-				}
-				if err := st.change(c); err != nil {
-					return err
-				}
-				cur = c.rev
+			case <-sub.wake:
 			}
 		}
 	}

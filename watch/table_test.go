@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -424,5 +425,195 @@ func TestConcurrentSubscribers(t *testing.T) {
 				t.Errorf("view %d: %s = %v, table has %v", i, k, e.GetDestination(), snap[k])
 			}
 		}
+	}
+}
+
+// Streams starting a snapshot at one revision share it; a change makes the
+// next one take a new snapshot and leaves the old one as it was; once no
+// stream holds a snapshot, the table holds none either.
+func TestSnapshotShared(t *testing.T) {
+	tab := NewTable("dest", Options{Epoch: 1})
+	tab.Put("b", dest("red", "2"))
+	tab.Put("a", dest("red", "1"))
+	s1, s2 := tab.takeSnapshot(), tab.takeSnapshot()
+	if s1 != s2 {
+		t.Error("two snapshots at one revision are two copies")
+	}
+	tab.Put("c", dest("red", "3"))
+	s3 := tab.takeSnapshot()
+	if s3 == s1 {
+		t.Fatal("a snapshot taken after a change is the one from before it")
+	}
+	for _, tc := range []struct {
+		s    *snapshot
+		rev  uint64
+		keys string
+	}{{s1, 3, "[a b]"}, {s3, 4, "[a b c]"}} {
+		var keys []string
+		for _, it := range tc.s.items {
+			keys = append(keys, it.key)
+		}
+		if tc.s.rev != tc.rev || fmt.Sprint(keys) != tc.keys {
+			t.Errorf("snapshot at %d holds %v, want %v at %d", tc.s.rev, keys, tc.keys, tc.rev)
+		}
+	}
+	runtime.KeepAlive(s1)
+	s1, s2, s3 = nil, nil, nil
+	runtime.GC()
+	if tab.snap.Value() != nil {
+		t.Error("the table keeps a snapshot no stream holds")
+	}
+}
+
+// Streams stalled in the middle of a snapshot (clients that stopped
+// reading) each hold a position in the shared snapshot, not a copy of the
+// table's index: one copy of 20k items is about 625 KiB.
+func TestStalledStreamsShareSnapshot(t *testing.T) {
+	checkNoLeaks(t)
+	const items, streams = 20_000, 100
+	tab := NewTable("dest", Options{Epoch: 1})
+	for i := range items {
+		tab.Put(fmt.Sprintf("k%05d", i), dest("red", fmt.Sprint(i)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	var stalled, done sync.WaitGroup
+	stalled.Add(streams)
+	for range streams {
+		first := true
+		done.Go(func() {
+			_ = tab.Serve(ctx, 0, func(*p4meshv1.Event) error {
+				if first {
+					first = false
+					stalled.Done()
+				}
+				<-ctx.Done()
+				return ctx.Err()
+			}, wrapDest)
+		})
+	}
+	stalled.Wait()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perStream := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / streams
+	t.Logf("%d streams stalled in a snapshot of %d items: %d bytes of heap each", streams, items, perStream)
+	if perStream > 32<<10 {
+		t.Errorf("a stalled stream holds %d bytes of heap, want under 32 KiB", perStream)
+	}
+	if st := tab.Stats(); st.Snapshots != streams || st.Subscribers != streams {
+		t.Errorf("Stats = %+v, want %d snapshots and subscribers", st, streams)
+	}
+	cancel()
+	done.Wait()
+}
+
+// A subscriber stalled in Send holds its position in the shared log, not a
+// queue of its own: 1024 changes of queue per subscriber was 56 KiB each,
+// allocated when it subscribed.
+func TestStalledSubscribersHoldNoQueue(t *testing.T) {
+	checkNoLeaks(t)
+	const streams, puts = 200, 500 // puts < DefaultBuffer: none falls behind
+	tab := NewTable("dest", Options{Epoch: 1})
+	tab.Put("a", dest("red", "0"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	var synced, stalled, done sync.WaitGroup
+	synced.Add(streams)
+	stalled.Add(streams)
+	for range streams {
+		done.Go(func() {
+			_ = tab.Serve(ctx, 0, func(e *p4meshv1.Event) error {
+				switch e.GetType() {
+				case p4meshv1.Event_SYNCED:
+					synced.Done()
+				case p4meshv1.Event_PUT:
+					if e.GetRevision() > 2 { // the first delta: stuck
+						stalled.Done()
+						<-ctx.Done()
+						return ctx.Err()
+					}
+				}
+				return nil
+			}, wrapDest)
+		})
+	}
+	synced.Wait()
+	for i := range puts {
+		tab.Put("a", dest("red", fmt.Sprint(i+1)))
+	}
+	stalled.Wait()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perStream := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / streams
+	t.Logf("%d subscribers stalled %d changes behind: %d bytes of heap each", streams, puts, perStream)
+	if perStream > 8<<10 {
+		t.Errorf("a stalled subscriber holds %d bytes of heap, want under 8 KiB", perStream)
+	}
+	if st := tab.Stats(); st.ResyncsForced != 0 {
+		t.Errorf("Stats = %+v, want no forced resync", st)
+	}
+	cancel()
+	done.Wait()
+}
+
+// The log keeps what a subscriber within its buffer has yet to take even
+// past LogSize, so a log shorter than the buffer forces no resync; once the
+// subscriber falls behind, or catches up, the log is LogSize again.
+func TestLogKeepsWhatSubscribersNeed(t *testing.T) {
+	checkNoLeaks(t)
+	tab := NewTable("dest", Options{Epoch: 100, LogSize: 4, Buffer: 50})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan *p4meshv1.Event, 1000)
+	stuck, gate := make(chan struct{}), make(chan struct{})
+	go tab.Serve(ctx, 0, func(e *p4meshv1.Event) error {
+		if e.GetType() == p4meshv1.Event_PUT && e.GetRevision() == 101 {
+			close(stuck)
+			<-gate
+		}
+		events <- e
+		return nil
+	}, wrapDest)
+	if e := <-events; e.GetType() != p4meshv1.Event_SYNCED {
+		t.Fatalf("first event %v, want SYNCED", summarize(e))
+	}
+	logLen := func() int {
+		tab.logMu.RLock()
+		defer tab.logMu.RUnlock()
+		return len(tab.log)
+	}
+	for i := range 40 { // revisions 101..140
+		tab.Put(fmt.Sprintf("k%d", i), dest("red", fmt.Sprint(i)))
+		if i == 0 {
+			<-stuck // having taken 101 alone
+		}
+	}
+	if n := logLen(); n != 39 {
+		t.Errorf("log holds %d changes with a subscriber stalled having taken the first of 40, want the other 39", n)
+	}
+	close(gate)
+	for i := range 40 {
+		e := <-events
+		if s := summarize(e); s != put(uint64(101+i), fmt.Sprintf("k%d", i), fmt.Sprint(i)) {
+			t.Fatalf("event %d: %v", i, s)
+		}
+	}
+	tab.Put("last", dest("red", "last")) // compacts, the subscriber having caught up
+	if s := summarize(<-events); s != put(141, "last", "last") {
+		t.Fatalf("after catching up: %v", s)
+	}
+	if n := logLen(); n != 4 {
+		t.Errorf("log holds %d changes once the subscriber caught up, want LogSize 4", n)
+	}
+	if st := tab.Stats(); st.ResyncsForced != 0 {
+		t.Errorf("Stats = %+v, want no forced resync", st)
 	}
 }

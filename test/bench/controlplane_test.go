@@ -255,19 +255,8 @@ func BenchmarkEntriesPerHost(b *testing.B) {
 // BenchmarkControllerMemory: the heap a controller holds with 100k
 // endpoints configured and published (one VPC of 100k VMs over 1000 hosts).
 func BenchmarkControllerMemory(b *testing.B) {
-	const endpoints, hosts = 100_000, 1000
 	for b.Loop() {
-		var hs []controller.Host
-		for i := range hosts {
-			hs = append(hs, controller.Host{ID: fmt.Sprintf("h%d", i), UnderlayIP: netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i + 1)}), MAC: cpMAC(0xfe, i), UplinkPort: 1})
-		}
-		cfg := &controller.Config{Controller: "c1", Hosts: hs,
-			Directory: []controller.ControllerEntry{{Name: "c1", Address: "127.0.0.1:1", VPCs: []string{"big"}}},
-			VPCs:      []controller.VPC{{Name: "big", VNI: 100, Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}}
-		for i := range endpoints {
-			cfg.Endpoints = append(cfg.Endpoints, controller.Endpoint{ID: fmt.Sprintf("vm-%d", i), VPC: "big", Kind: controller.KindVM,
-				IP: netip.AddrFrom4([4]byte{10, byte((i + 2) >> 16), byte((i + 2) >> 8), byte(i + 2)}), MAC: cpMAC(0x01, i), Host: fmt.Sprintf("h%d", i%hosts), Port: uint16(2 + i/hosts)})
-		}
+		cfg := bigVPC(100_000, 1000)
 		runtime.GC()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -288,4 +277,21 @@ func BenchmarkControllerMemory(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB-heap")
 		runtime.KeepAlive(srv)
 	}
+}
+
+// bigVPC is controller c1 owning one VPC, big, of n VMs spread over hosts
+// hosts (VM i on host h<i%hosts>), with nothing peered.
+func bigVPC(n, hosts int) *controller.Config {
+	var hs []controller.Host
+	for i := range hosts {
+		hs = append(hs, controller.Host{ID: fmt.Sprintf("h%d", i), UnderlayIP: netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i + 1)}), MAC: cpMAC(0xfe, i), UplinkPort: 1})
+	}
+	cfg := &controller.Config{Controller: "c1", Hosts: hs,
+		Directory: []controller.ControllerEntry{{Name: "c1", Address: "127.0.0.1:1", VPCs: []string{"big"}}},
+		VPCs:      []controller.VPC{{Name: "big", VNI: 100, Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}}
+	for i := range n {
+		cfg.Endpoints = append(cfg.Endpoints, controller.Endpoint{ID: fmt.Sprintf("vm-%d", i), VPC: "big", Kind: controller.KindVM,
+			IP: netip.AddrFrom4([4]byte{10, byte((i + 2) >> 16), byte((i + 2) >> 8), byte(i + 2)}), MAC: cpMAC(0x01, i), Host: fmt.Sprintf("h%d", i%hosts), Port: uint16(2 + i/hosts)})
+	}
+	return cfg
 }
