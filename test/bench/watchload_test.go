@@ -22,6 +22,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
 	"github.com/p4mesh/p4mesh/controller"
+	"github.com/p4mesh/p4mesh/identity"
 )
 
 // Controller memory under watch streams whose clients never read (issue 9).
@@ -124,7 +125,7 @@ func startLoadController(t *testing.T) (srv *controller.Server, addr string, sen
 	if err := store.Apply(bigVPC(loadEndpoints, loadHosts)); err != nil {
 		t.Fatal(err)
 	}
-	srv, err = controller.NewServer(controller.ServerOptions{Store: store})
+	srv, err = controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
