@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
 	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/internal/daemon"
 	"github.com/p4mesh/p4mesh/mtls"
 	"github.com/p4mesh/p4mesh/pki"
 )
@@ -124,7 +126,8 @@ func serveSecure(t *testing.T, p *testPKI, name string, lis net.Listener, cfg *C
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(grpc.Creds(mtls.ServerCredentials(src)))
+	// The daemons' limits, small enough to reach in a test.
+	gs := grpc.NewServer(append(daemon.ServerOptions(daemon.Limits{StreamsPerPeer: testStreamsPerPeer}), grpc.Creds(mtls.ServerCredentials(src)))...)
 	srv.Register(gs)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -266,4 +269,43 @@ func trustingBoth(t *testing.T, issuer, server *testPKI, kind identity.Kind, nam
 	_ = src
 	// Reloaded on the next handshake: the source watches its files.
 	return mtls.ClientCredentials(src, nil)
+}
+
+// testStreamsPerPeer is the per-identity stream limit of secure test
+// controllers.
+const testStreamsPerPeer = 6
+
+// TestMTLSStreamLimitPerIdentity: one host holding its limit of streams
+// is refused more with ResourceExhausted, while another host is served.
+func TestMTLSStreamLimitPerIdentity(t *testing.T) {
+	p := newTestPKI(t)
+	a1, _ := secureTwoControllers(t, p)
+	h1 := p.dialAs(a1, identity.Host, "h1")
+	for range testStreamsPerPeer {
+		e := watchRaw(t, h1, hostWatch, &p4meshv1.WatchRequest{})
+		e.snapshot(t)
+	}
+	if ev, err := firstEvent(t, h1, hostWatch, &p4meshv1.WatchRequest{}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("stream %d of h1: %v, %v; want ResourceExhausted", testStreamsPerPeer+1, ev, err)
+	}
+	if _, err := firstEvent(t, p.dialAs(a1, identity.Host, "h2"), hostWatch, &p4meshv1.WatchRequest{}); err != nil {
+		t.Fatalf("h2 beside h1's full share: %v", err)
+	}
+}
+
+// TestInventedHostsHoldNothing: watches for host ids no configuration
+// names are NotFound and leave no host table behind, in plaintext too.
+func TestInventedHostsHoldNothing(t *testing.T) {
+	c1, _ := twoControllers(t, true)
+	before := c1.srv.Stats().Hosts
+	conn := dial(t, c1.addr)
+	for i := range 50 {
+		_, err := firstEvent(t, conn, hostWatch, &p4meshv1.WatchRequest{Host: fmt.Sprintf("invented-%d", i)})
+		if status.Code(err) != codes.NotFound {
+			t.Fatalf("watch of invented host %d: %v, want NotFound", i, err)
+		}
+	}
+	if after := c1.srv.Stats().Hosts; after != before {
+		t.Fatalf("host tables went from %d to %d after watches of invented hosts", before, after)
+	}
 }
