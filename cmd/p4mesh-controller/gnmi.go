@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -47,9 +48,11 @@ func (g gnmiOptions) check(tls *mtls.Flags) error {
 	return nil
 }
 
-// startGNMI serves gNMI for srv on its own gRPC server and listener.
-func startGNMI(o gnmiOptions, tls *mtls.Flags, srv *controller.Server, log *slog.Logger) (*grpc.Server, net.Listener, error) {
-	opts := daemon.ServerOptions(daemon.Limits{})
+// startGNMI serves gNMI for srv on its own gRPC server and listener. Its
+// Subscribe streams end when streams does, so that a stop need not wait
+// for subscribers to leave.
+func startGNMI(o gnmiOptions, tls *mtls.Flags, srv *controller.Server, log *slog.Logger, streams context.Context) (*grpc.Server, net.Listener, error) {
+	opts := append(daemon.ServerOptions(daemon.Limits{}), grpc.ChainStreamInterceptor(daemon.EndStreamsOn(streams)))
 	auth := identity.Auth{TrustDomain: tls.TrustDomain, Insecure: true}
 	switch {
 	case o.own():

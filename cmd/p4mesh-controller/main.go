@@ -262,18 +262,18 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	}
 	checkAddress(log, srv.Config(), o.advertise, lis.Addr())
 
-	// Watch streams never end by themselves, so a graceful stop would
-	// always wait out its grace period. Ending them first (clients
-	// resume from their revision wherever they reconnect) lets it finish
-	// at once while still letting in-flight sends complete.
+	// Watch and Subscribe streams never end by themselves, so a graceful
+	// stop would always wait out its grace period. Ending them first
+	// (watch clients resume from their revision wherever they reconnect)
+	// lets it finish at once while still letting unary RPCs complete.
 	streamsCtx, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
 	grpcOpts = append(grpcOpts, daemon.ServerOptions(o.limits)...)
-	gs := grpc.NewServer(append(grpcOpts, grpc.StreamInterceptor(endStreamsOn(streamsCtx)))...)
+	gs := grpc.NewServer(append(grpcOpts, grpc.ChainStreamInterceptor(daemon.EndStreamsOn(streamsCtx)))...)
 	srv.Register(gs)
 	var gnmiAddr net.Addr
 	if o.gnmi.addr != "" {
-		gg, glis, err := startGNMI(o.gnmi, &o.tls, srv, log)
+		gg, glis, err := startGNMI(o.gnmi, &o.tls, srv, log, streamsCtx)
 		if err != nil {
 			lis.Close()
 			return err
@@ -506,24 +506,3 @@ func reportPeerings(ctx context.Context, srv *controller.Server, log *slog.Logge
 		timer.Reset(peeringPoll)
 	}
 }
-
-// endStreamsOn ends every stream RPC when ctx ends, as if its client had
-// gone: the watch handlers return and the client reconnects, resuming from
-// its last revision.
-func endStreamsOn(ctx context.Context) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		sctx, cancel := context.WithCancel(ss.Context())
-		defer cancel()
-		stop := context.AfterFunc(ctx, cancel)
-		defer stop()
-		return handler(srv, &ctxStream{ServerStream: ss, ctx: sctx})
-	}
-}
-
-// ctxStream is a ServerStream with a context of its own.
-type ctxStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *ctxStream) Context() context.Context { return s.ctx }

@@ -13,7 +13,9 @@ import (
 )
 
 // StopGRPC stops g gracefully, letting open RPCs finish for up to grace,
-// then closes whatever is still open (a watch stream never ends by itself).
+// then closes whatever is still open. End g's streams first (EndStreamsOn):
+// a watch or a StreamChannel never ends by itself and would hold the stop
+// for the whole grace.
 func StopGRPC(g *grpc.Server, grace time.Duration, log *slog.Logger) {
 	stopped := make(chan struct{})
 	go func() {
