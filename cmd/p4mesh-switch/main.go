@@ -43,9 +43,9 @@ import (
 // cpuPort is CPU_PORT of vpc_peering.p4, fixed at compile time.
 const cpuPort = 255
 
-// shutdownGrace is how long a stop waits for RPCs to end before cutting
-// them: a controller's StreamChannel never ends by itself, so this bounds
-// every shutdown.
+// shutdownGrace is how long a stop waits for unary RPCs (a Write, a
+// pipeline push) to end before cutting them. StreamChannels never end by
+// themselves; they are ended first, so an idle switch stops at once.
 const shutdownGrace = 5 * time.Second
 
 func main() {
@@ -282,6 +282,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, h hooks) (err erro
 		closeAll()
 		return fmt.Errorf("--grpc-addr: %w", err)
 	}
+	// A stop ends the controllers' StreamChannels first (they reconnect
+	// and re-arbitrate with whichever switch comes up), so that the
+	// graceful stop waits only for Writes in flight.
+	streamsCtx, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	opts = append(opts, grpc.ChainStreamInterceptor(daemon.EndStreamsOn(streamsCtx)))
 	gs := dataplane.NewGRPCServer(opts...)
 	sw.Server().Register(gs)
 
@@ -348,6 +354,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, h hooks) (err erro
 	case err = <-errc:
 	}
 	cancel()
+	endStreams()
 	daemon.StopGRPC(gs, shutdownGrace, log)
 	daemon.StopHTTP(hs, shutdownGrace)
 	<-swDone
