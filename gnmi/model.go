@@ -26,6 +26,13 @@ import (
 	"github.com/p4mesh/p4mesh/gnmi/oc"
 )
 
+// DefaultMaxMsgSize is the gRPC message size limit, each way, of the
+// controller's gNMI server and of p4meshctl. A whole configuration travels
+// in one message (a Set replacing /, a Get of /), at about 287 bytes per
+// endpoint as JSON_IETF: gRPC's default of 4 MB stops at some 14k
+// endpoints; 512 MiB carries 1M with room for state and the rest.
+const DefaultMaxMsgSize = 512 << 20
+
 // dropNextHop is the next hop of a route that drops what it matches, which
 // controller.Route spells "". It cannot be an endpoint's id.
 const dropNextHop = "-"

@@ -23,11 +23,17 @@ type gnmiOptions struct {
 	addr              string
 	cert, key, ca     string
 	insecurePlaintext bool
+	// maxMsgSize bounds a gNMI message either way: a Set of a whole
+	// configuration and a Get of / are one message each.
+	maxMsgSize int
 }
 
 func (g gnmiOptions) own() bool { return g.cert != "" || g.key != "" || g.ca != "" }
 
 func (g gnmiOptions) check(tls *mtls.Flags) error {
+	if g.maxMsgSize <= 0 {
+		return usageErr("--gnmi-max-msg-size %d: must be positive", g.maxMsgSize)
+	}
 	if g.addr == "" {
 		if g.own() || g.insecurePlaintext {
 			return usageErr("--gnmi-tls-* and --gnmi-insecure need --gnmi-addr")
@@ -52,7 +58,11 @@ func (g gnmiOptions) check(tls *mtls.Flags) error {
 // Subscribe streams end when streams does, so that a stop need not wait
 // for subscribers to leave.
 func startGNMI(o gnmiOptions, tls *mtls.Flags, srv *controller.Server, log *slog.Logger, streams context.Context) (*grpc.Server, net.Listener, error) {
-	opts := append(daemon.ServerOptions(daemon.Limits{}), grpc.ChainStreamInterceptor(daemon.EndStreamsOn(streams)))
+	opts := append(daemon.ServerOptions(daemon.Limits{}),
+		grpc.ChainStreamInterceptor(daemon.EndStreamsOn(streams)),
+		grpc.MaxRecvMsgSize(o.maxMsgSize),
+		grpc.MaxSendMsgSize(o.maxMsgSize),
+	)
 	auth := identity.Auth{TrustDomain: tls.TrustDomain, Insecure: true}
 	switch {
 	case o.own():

@@ -49,6 +49,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/p4mesh/p4mesh/controller"
+	p4gnmi "github.com/p4mesh/p4mesh/gnmi"
 	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/internal/daemon"
 	"github.com/p4mesh/p4mesh/mtls"
@@ -137,6 +138,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.gnmi.key, "gnmi-tls-key", "", "gNMI server private key (PEM)")
 	fs.StringVar(&o.gnmi.ca, "gnmi-tls-ca", "", "CA that gNMI clients' certificates must chain to: mutual TLS")
 	fs.BoolVar(&o.gnmi.insecurePlaintext, "gnmi-insecure", false, "serve gNMI in plaintext (the gNMI spec requires TLS; for tests and labs)")
+	fs.IntVar(&o.gnmi.maxMsgSize, "gnmi-max-msg-size", p4gnmi.DefaultMaxMsgSize, "largest gNMI message received or sent, in bytes: a whole configuration is one message (about 300 bytes per endpoint)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err

@@ -90,6 +90,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--data-dir", dir, "--log-level", "loud"}, 2, "--log-level"},
 		{[]string{"--data-dir", dir, "extra"}, 2, "unexpected arguments"},
 		{[]string{"--data-dir", dir, "--nope"}, 2, "flag provided but not defined"},
+		{[]string{"--data-dir", dir, "--gnmi-max-msg-size", "-1"}, 2, "--gnmi-max-msg-size -1: must be positive"},
 		{[]string{"--data-dir", dir, "--config-overrides-saved"}, 2, "--config-overrides-saved needs --config"},
 		{[]string{"--data-dir", t.TempDir(), "--config", filepath.Join(dir, "missing.yaml")}, 1, "--config: open " + filepath.Join(dir, "missing.yaml") + ": no such file or directory"},
 		{[]string{"--data-dir", t.TempDir(), "--config", invalid}, 1, "vpcs[red].vni: 0 is out of range"},

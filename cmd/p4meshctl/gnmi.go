@@ -43,6 +43,7 @@ type gnmiFlags struct {
 	serverName         string
 	timeout            time.Duration
 	insecureSkipVerify bool
+	maxMsgSize         int
 }
 
 func addGNMIFlags(fs *flag.FlagSet) *gnmiFlags {
@@ -54,12 +55,16 @@ func addGNMIFlags(fs *flag.FlagSet) *gnmiFlags {
 	fs.StringVar(&g.key, "tls-key", "", "client private key (PEM), for mTLS")
 	fs.StringVar(&g.serverName, "tls-server-name", "", "name to verify the controller's certificate against; default the host of --target")
 	fs.DurationVar(&g.timeout, "timeout", 10*time.Second, "bound on get, set and apply, and on subscribe's wait for its first sync")
+	fs.IntVar(&g.maxMsgSize, "max-msg-size", p4gnmi.DefaultMaxMsgSize, "largest gNMI message sent or received, in bytes: apply sends, and get / receives, a whole configuration in one (about 300 bytes per endpoint)")
 	return g
 }
 
 // dial connects to the target. Plaintext only when --insecure asks for it:
 // gNMI makes TLS a MUST.
 func (g *gnmiFlags) dial() (gnmi.GNMIClient, func(), error) {
+	if g.maxMsgSize <= 0 {
+		return nil, nil, fmt.Errorf("%w: --max-msg-size %d: must be positive", errUsage, g.maxMsgSize)
+	}
 	var creds credentials.TransportCredentials
 	switch {
 	case g.insecure && (g.ca != "" || g.cert != "" || g.key != ""):
@@ -91,7 +96,8 @@ func (g *gnmiFlags) dial() (gnmi.GNMIClient, func(), error) {
 		}
 		creds = credentials.NewTLS(cfg)
 	}
-	conn, err := grpc.NewClient(g.target, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(g.target, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(g.maxMsgSize), grpc.MaxCallSendMsgSize(g.maxMsgSize)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("--target %s: %w", g.target, err)
 	}

@@ -4,25 +4,31 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/openconfig/gnmi/proto/gnmi"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/p4mesh/p4mesh/controller"
+	p4gnmi "github.com/p4mesh/p4mesh/gnmi"
 	gnmiserver "github.com/p4mesh/p4mesh/gnmi/server"
 	"github.com/p4mesh/p4mesh/identity"
 )
 
 // startGNMI serves a controller (red-blue.yaml: c1 owning red and green)
-// and its gNMI server on loopback, plaintext, and returns the gNMI flags
-// that reach it.
-func startGNMI(t *testing.T) (*controller.Server, []string) {
+// and its gNMI server on loopback, plaintext, with opts, and returns the
+// gNMI flags that reach it.
+func startGNMI(t *testing.T, opts ...grpc.ServerOption) (*controller.Server, []string) {
 	t.Helper()
 	cfg, err := controller.LoadFile("../../controller/testdata/red-blue.yaml")
 	if err != nil {
@@ -47,7 +53,8 @@ func startGNMI(t *testing.T) (*controller.Server, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	// The controller's own limits (--gnmi-max-msg-size's default).
+	g := grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(p4gnmi.DefaultMaxMsgSize), grpc.MaxSendMsgSize(p4gnmi.DefaultMaxMsgSize))...)
 	gs.Register(g)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
@@ -248,5 +255,78 @@ func TestGNMIApply(t *testing.T) {
 	}
 	if !ctl.Config().Equal(want) {
 		t.Error("a refused apply changed the configuration")
+	}
+}
+
+// largeConfig is c1 owning one VPC of n VMs, 400 a host, written to a
+// file. Names are long (the model allows 63 characters) so that fewer
+// endpoints make a large message: about 500 bytes each as JSON_IETF.
+func largeConfig(t *testing.T, n int) string {
+	t.Helper()
+	const pad = "-0123456789abcdef0123456789abcdef0123456789abcdef"
+	const vpc = "big" + pad
+	hosts := (n + 399) / 400
+	cfg := &controller.Config{Controller: "c1",
+		Directory: []controller.ControllerEntry{{Name: "c1", Address: "127.0.0.1:7001", VPCs: []string{vpc}}},
+		VPCs:      []controller.VPC{{Name: vpc, VNI: 100, Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}}
+	for i := range hosts {
+		cfg.Hosts = append(cfg.Hosts, controller.Host{ID: fmt.Sprintf("host%s-%d", pad, i), UnderlayIP: netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i)}),
+			MAC: controller.MAC{2, 0xfe, 0, 0, byte(i >> 8), byte(i)}, UplinkPort: 1})
+	}
+	for i := range n {
+		port := uint16(2 + i/hosts)
+		if port >= 255 { // the CPU port
+			port++
+		}
+		cfg.Endpoints = append(cfg.Endpoints, controller.Endpoint{ID: fmt.Sprintf("vm%s-%d", pad, i), VPC: vpc, Kind: controller.KindVM,
+			IP:  netip.AddrFrom4([4]byte{10, byte((i + 2) >> 16), byte((i + 2) >> 8), byte(i + 2)}),
+			MAC: controller.MAC{2, 1, 0, byte(i >> 16), byte(i >> 8), byte(i)}, Host: cfg.Hosts[i%hosts].ID, Port: port})
+	}
+	file := filepath.Join(t.TempDir(), "large.yaml")
+	if err := cfg.SaveFile(file); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// TestGNMILargeConfig applies and reads back a configuration whose gNMI
+// messages exceed gRPC's default 4 MB limit: 10k endpoints, some 5 MB as
+// JSON_IETF (what 17k endpoints with short names make). No larger, because
+// ygot's reflection makes a Set of it take tens of seconds under -race.
+func TestGNMILargeConfig(t *testing.T) {
+	const n = 10_000
+	var largestSet atomic.Int64
+	ctl, conn := startGNMI(t, grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if r, ok := req.(*gnmi.SetRequest); ok {
+			largestSet.Store(max(largestSet.Load(), int64(proto.Size(r))))
+		}
+		return h(ctx, req)
+	}))
+	file := largeConfig(t, n)
+	conn = append(conn, "--timeout", "5m")
+
+	out, err := runCmd(t, append([]string{"apply", "-f", file}, conn...)...)
+	if err != nil {
+		t.Fatalf("apply: %v\n%.2000s", err, out)
+	}
+	if got := len(ctl.Config().Endpoints); got != n {
+		t.Fatalf("after apply the controller has %d endpoints, want %d", got, n)
+	}
+	if got := largestSet.Load(); got <= 4<<20 {
+		t.Fatalf("apply sent a %d-byte Set; the test needs more than 4 MiB", got)
+	} else {
+		t.Logf("apply sent a %d-byte Set", got)
+	}
+	out, err = runCmd(t, append([]string{"get", "/"}, conn...)...)
+	if err != nil {
+		t.Fatalf("get /: %v\n%.2000s", err, out)
+	}
+	if last := fmt.Sprintf("-%d\"", n-1); !strings.Contains(out, last) || len(out) <= 4<<20 {
+		t.Errorf("get / printed %d bytes, without the last endpoint (%s)", len(out), last)
+	}
+	// The flag is what lets it through: at gRPC's default the answer is
+	// refused.
+	if _, err := runCmd(t, append([]string{"get", "/", "--max-msg-size", fmt.Sprint(4 << 20)}, conn...)...); err == nil || !strings.Contains(err.Error(), "ResourceExhausted") {
+		t.Errorf("get / with a 4 MiB limit = %v; want ResourceExhausted", err)
 	}
 }

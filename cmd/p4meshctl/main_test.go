@@ -28,7 +28,7 @@ func TestPipelineShow(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{nil, {"pipeline"}, {"pipeline", "frobnicate"}, {"tables"}} {
+	for _, args := range [][]string{nil, {"pipeline"}, {"pipeline", "frobnicate"}, {"tables"}, {"get", "/", "--max-msg-size", "0"}} {
 		if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, errUsage) {
 			t.Errorf("run(%q) = %v; want usage error", args, err)
 		}
