@@ -13,21 +13,30 @@ import (
 // hostReports holds what each OHC last reported of its switch: the
 // controller's only view of the data plane, for operational state.
 type hostReports struct {
-	mu      sync.Mutex // guards entries
+	mu sync.Mutex // guards the fields below
+	// entries are the entries each host has programmed, by table.
 	entries map[string]map[string]uint64
+	// primary is whether each host's OHC is primary on its switch, for the
+	// hosts whose OHC says (older OHCs do not).
+	primary map[string]bool
 }
 
-func (r *hostReports) set(host string, entries map[string]uint64) {
+func (r *hostReports) set(host string, entries map[string]uint64, primary *bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.entries == nil {
-		r.entries = map[string]map[string]uint64{}
+		r.entries, r.primary = map[string]map[string]uint64{}, map[string]bool{}
 	}
 	c := make(map[string]uint64, len(entries))
 	for t, n := range entries {
 		c[t] = n
 	}
 	r.entries[host] = c
+	if primary != nil {
+		r.primary[host] = *primary
+	} else {
+		delete(r.primary, host)
+	}
 }
 
 // totals is the number of entries each reporting host has programmed.
@@ -45,6 +54,18 @@ func (r *hostReports) totals() map[string]uint64 {
 	return out
 }
 
+// primaries is whether each host's OHC is primary on its switch, for the
+// hosts whose OHC reported it.
+func (r *hostReports) primaries() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]bool, len(r.primary))
+	for h, p := range r.primary {
+		out[h] = p
+	}
+	return out
+}
+
 // Report records what an OHC has programmed; only hosts of this
 // controller's configuration may report.
 func (h hostProgramming) Report(ctx context.Context, r *p4meshv1.HostReport) (*p4meshv1.HostReportAck, error) {
@@ -55,6 +76,6 @@ func (h hostProgramming) Report(ctx context.Context, r *p4meshv1.HostReport) (*p
 	if _, ok := h.s.Config().Host(host); !ok {
 		return nil, status.Errorf(codes.NotFound, "host %q is not in controller %s's configuration", host, h.s.Config().Controller)
 	}
-	h.s.reports.set(host, r.GetEntries())
+	h.s.reports.set(host, r.GetEntries(), r.SwitchPrimary)
 	return &p4meshv1.HostReportAck{}, nil
 }

@@ -378,6 +378,10 @@ type Stats struct {
 	// HostEntries are the entries each host's OHC last reported it has
 	// programmed on its switch.
 	HostEntries map[string]uint64
+	// HostSwitchPrimary is whether each host's OHC last reported being the
+	// primary controller of its switch; hosts whose OHC did not say are
+	// absent.
+	HostSwitchPrimary map[string]bool
 	// Routes are the configured routes with whether each won its prefix.
 	Routes []RouteStatus
 }
@@ -389,7 +393,8 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		PublishedServices: len(s.services), Hosts: len(s.hosts), Subscribers: s.peers.Subscribers(),
 		Applies: s.applies.Load(), ApplyErrors: s.applyErrors.Load(),
-		HostEntries: s.reports.totals(), Routes: s.cfg.ChooseRoutes(),
+		HostEntries: s.reports.totals(), HostSwitchPrimary: s.reports.primaries(),
+		Routes: s.cfg.ChooseRoutes(),
 	}
 	for _, t := range s.hosts {
 		st.Subscribers += t.Subscribers()

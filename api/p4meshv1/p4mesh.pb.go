@@ -1317,8 +1317,16 @@ func (x *PeerSide) GetHosts() []string {
 type HostReport struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Host  string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
-	// Entries programmed on the switch, by table.
-	Entries       map[string]uint64 `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Entries programmed on the switch, by table: what the OHC last made the
+	// switch hold. While it is not primary another controller may have
+	// changed the switch since.
+	Entries map[string]uint64 `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Whether the OHC is the primary controller of its switch, the only one
+	// whose writes the switch accepts. When false the OHC cannot program its
+	// switch: another controller took it (a higher election id), or the
+	// stream to it is down. Optional so that a report from an OHC older
+	// than this field (2026-12) reads as unknown, not as "not primary".
+	SwitchPrimary *bool `protobuf:"varint,3,opt,name=switch_primary,json=switchPrimary,proto3,oneof" json:"switch_primary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1365,6 +1373,13 @@ func (x *HostReport) GetEntries() map[string]uint64 {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *HostReport) GetSwitchPrimary() bool {
+	if x != nil && x.SwitchPrimary != nil {
+		return *x.SwitchPrimary
+	}
+	return false
 }
 
 type HostReportAck struct {
@@ -1519,14 +1534,16 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\x03vni\x18\x05 \x01(\rR\x03vni\x12\x18\n" +
 	"\asubnets\x18\x06 \x03(\tR\asubnets\x12+\n" +
 	"\x11exported_prefixes\x18\a \x03(\tR\x10exportedPrefixes\x12\x14\n" +
-	"\x05hosts\x18\b \x03(\tR\x05hosts\"\x9a\x01\n" +
+	"\x05hosts\x18\b \x03(\tR\x05hosts\"\xd9\x01\n" +
 	"\n" +
 	"HostReport\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12<\n" +
-	"\aentries\x18\x02 \x03(\v2\".p4mesh.v1.HostReport.EntriesEntryR\aentries\x1a:\n" +
+	"\aentries\x18\x02 \x03(\v2\".p4mesh.v1.HostReport.EntriesEntryR\aentries\x12*\n" +
+	"\x0eswitch_primary\x18\x03 \x01(\bH\x00R\rswitchPrimary\x88\x01\x01\x1a:\n" +
 	"\fEntriesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x0f\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01B\x11\n" +
+	"\x0f_switch_primary\"\x0f\n" +
 	"\rHostReportAck2\x82\x01\n" +
 	"\x0fHostProgramming\x124\n" +
 	"\x05Watch\x12\x17.p4mesh.v1.WatchRequest\x1a\x10.p4mesh.v1.Event0\x01\x129\n" +
@@ -1623,6 +1640,7 @@ func file_p4mesh_v1_p4mesh_proto_init() {
 		(*Event_Host)(nil),
 		(*Event_PeerSide)(nil),
 	}
+	file_p4mesh_v1_p4mesh_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
