@@ -16,8 +16,9 @@ import (
 // (the configuration in effect, as OpenConfig models it; secrets such as a
 // BGP password have no state leaf and stay out), configured routes are of
 // static origin, each peering in peerings gets its active flag and
-// reason, and the controller's counters come from st. Peerings that d
-// does not configure are ignored.
+// reason, hosts get what their OHC reported (programmed entries, whether
+// it is primary on its switch), and the controller's counters come from
+// st. Peerings that d does not configure are ignored.
 //
 // d is typically a fresh FromConfig of the configuration the controller
 // runs; WithState must not be called on a Device that others read
@@ -58,6 +59,11 @@ func WithState(d *oc.Device, peerings []controller.PeeringStatus, st controller.
 	for host, n := range st.HostEntries {
 		if h := m.GetHosts().GetHost(host); h != nil {
 			h.GetOrCreateState().ProgrammedEntries = ygot.Uint64(n)
+		}
+	}
+	for host, primary := range st.HostSwitchPrimary {
+		if h := m.GetHosts().GetHost(host); h != nil {
+			h.GetOrCreateState().SwitchPrimary = ygot.Bool(primary)
 		}
 	}
 	s := m.GetOrCreateState()

@@ -122,7 +122,7 @@ func (s *Server) Capabilities(ctx context.Context, _ *gnmi.CapabilityRequest) (*
 		return nil, err
 	}
 	return &gnmi.CapabilityResponse{
-		SupportedModels:    []*gnmi.ModelData{{Name: "p4mesh", Organization: "p4mesh", Version: "2026-11-25"}},
+		SupportedModels:    []*gnmi.ModelData{{Name: "p4mesh", Organization: "p4mesh", Version: "2026-12-06"}},
 		SupportedEncodings: []gnmi.Encoding{gnmi.Encoding_JSON_IETF, gnmi.Encoding_JSON},
 		GNMIVersion:        Version,
 	}, nil
@@ -155,7 +155,8 @@ func (s *Server) device() (*oc.Device, error) {
 func sameState(a, b controller.Stats) bool {
 	return a.PublishedServices == b.PublishedServices && a.Subscribers == b.Subscribers &&
 		a.Peerings == b.Peerings && a.ActivePeerings == b.ActivePeerings &&
-		maps.Equal(a.HostEntries, b.HostEntries) && slices.Equal(a.Routes, b.Routes)
+		maps.Equal(a.HostEntries, b.HostEntries) && maps.Equal(a.HostSwitchPrimary, b.HostSwitchPrimary) &&
+		slices.Equal(a.Routes, b.Routes)
 }
 
 // fullPath joins a request's prefix and a path.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/p4mesh/p4mesh/api/p4meshv1"
 	"github.com/p4mesh/p4mesh/controller"
 	"github.com/p4mesh/p4mesh/identity"
 )
@@ -22,6 +24,14 @@ import (
 // start serves gNMI for a controller owning red and blue (peered both
 // ways) on loopback and returns a client.
 func start(t *testing.T) (gnmi.GNMIClient, *controller.Server) {
+	t.Helper()
+	conn, ctl := startConn(t)
+	return gnmi.NewGNMIClient(conn), ctl
+}
+
+// startConn is start returning the connection, which reaches the
+// controller's own services (OHCs' host programming) as well as gNMI.
+func startConn(t *testing.T) (*grpc.ClientConn, *controller.Server) {
 	t.Helper()
 	cfg, err := controller.LoadFile("../../controller/testdata/red-blue.yaml")
 	if err != nil {
@@ -52,6 +62,7 @@ func start(t *testing.T) (gnmi.GNMIClient, *controller.Server) {
 	}
 	g := grpc.NewServer()
 	srv.Register(g)
+	ctl.Register(g)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -59,7 +70,7 @@ func start(t *testing.T) (gnmi.GNMIClient, *controller.Server) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return gnmi.NewGNMIClient(conn), ctl
+	return conn, ctl
 }
 
 func path(t *testing.T, s string) *gnmi.Path {
@@ -346,6 +357,34 @@ func TestSampleBesideOnChange(t *testing.T) {
 			if strings.HasSuffix(pathString(u.GetPath()), "vpc[name=green]/config/vni") {
 				samples++
 			}
+		}
+	}
+}
+
+// TestHostSwitchPrimary: what an OHC reports of its mastership is the
+// host's switch-primary state, absent until reported, and a report that
+// changes only that leaf is seen by the next Get.
+func TestHostSwitchPrimary(t *testing.T) {
+	conn, _ := startConn(t)
+	c, ohc := gnmi.NewGNMIClient(conn), p4meshv1.NewHostProgrammingClient(conn)
+	const state = "/p4mesh/hosts/host[id=h1]/state"
+	if got := getJSON(t, c, state); strings.Contains(got, "switch-primary") {
+		t.Fatalf("switch-primary before any report:\n%s", got)
+	}
+	for _, primary := range []bool{true, false} {
+		_, err := ohc.Report(t.Context(), &p4meshv1.HostReport{Host: "h1", Entries: map[string]uint64{"port_vnet": 2}, SwitchPrimary: &primary})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := getJSON(t, c, state+"/switch-primary")
+		if want := fmt.Sprintf("bool_val:%v", primary); !strings.Contains(got, want) {
+			t.Errorf("after a report of primary %v, switch-primary = %q", primary, got)
+		}
+	}
+	got := getJSON(t, c, state)
+	for _, want := range []string{`"p4mesh:switch-primary":false`, `"p4mesh:programmed-entries":"2"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("h1's state lacks %s:\n%s", want, got)
 		}
 	}
 }
