@@ -26,11 +26,11 @@ const (
 	// change in sight, to repair drift (an entry someone else deleted, a
 	// write lost with a connection).
 	DefaultResyncInterval = time.Minute
-	// arbitrationPoll is how often the programmer looks at the client's
-	// arbitration count. Polling an atomic counter is cheap and, unlike
+	// electionPoll is how often the programmer looks at the client's
+	// election count. Polling an atomic counter is cheap and, unlike
 	// draining Client.Mastership, takes no events from the client's other
 	// users.
-	arbitrationPoll = 50 * time.Millisecond
+	electionPoll = 50 * time.Millisecond
 	// maxLoggedWarnings bounds the compile warnings logged per view; all of
 	// them are in Stats.
 	maxLoggedWarnings = 10
@@ -120,11 +120,12 @@ type Programmer struct {
 	wake chan struct{}
 
 	// Run's goroutine alone uses these: what the switch is known to hold
-	// (the desired set of the last successful pass, nil when unknown), on
-	// which arbitration, and whether the next pass must read it back.
-	known    []*p4v1.Entity
-	knownArb uint64
-	fullNext bool
+	// (the desired set of the last successful pass, nil when unknown), in
+	// which term as primary (the client's election count), and whether the
+	// next pass must read it back.
+	known     []*p4v1.Entity
+	knownTerm uint64
+	fullNext  bool
 	// held are the entities on the switch, by p4rt.Key, that partial
 	// views left alone because no view explained them; accounted says
 	// whether a full pass has sorted the switch's entities into explained
@@ -268,9 +269,11 @@ func (p *Programmer) update(v *View, missing []string) {
 // config's cookie: skipped when the switch already runs it, so an OHC
 // restart never flushes it) and reconciles the owned tables and selectors to
 // the latest view, whole or partial (see UpdatePartial). A pass runs on a
-// new view (at most every MinInterval), when the client has re-arbitrated (a
-// switch restart, a reconnect: the pipeline may be gone and the tables
-// empty), every ResyncInterval, and after a failure, with jittered backoff.
+// new view (at most every MinInterval), when the client has become primary
+// again (a switch restart, a reconnect: the pipeline may be gone and the
+// tables empty; another controller's term as primary: it may have written
+// anything), every ResyncInterval, and after a failure, with jittered
+// backoff.
 func (p *Programmer) Run(ctx context.Context) error {
 	p.mu.Lock()
 	if p.started {
@@ -280,7 +283,7 @@ func (p *Programmer) Run(ctx context.Context) error {
 	p.started = true
 	p.mu.Unlock()
 
-	poll := time.NewTicker(arbitrationPoll)
+	poll := time.NewTicker(electionPoll)
 	defer poll.Stop()
 	var resync <-chan time.Time
 	if p.resync > 0 {
@@ -293,7 +296,7 @@ func (p *Programmer) Run(ctx context.Context) error {
 		attempt   = 0
 		retry     *time.Timer
 		lastStart time.Time
-		seenArb   = p.client.Stats().Arbitrations
+		seenTerm  = p.client.Stats().Elections
 	)
 	stopRetry := func() {
 		if retry != nil {
@@ -346,11 +349,13 @@ func (p *Programmer) Run(ctx context.Context) error {
 		case <-resync:
 			dirty, p.fullNext = true, true
 		case <-poll.C:
-			if arb := p.client.Stats().Arbitrations; arb != seenArb {
-				// A new stream: the switch may have restarted, empty.
-				// Go now, even if a retry was pending; once per
-				// arbitration, so a failing switch still gets backoff.
-				seenArb = arb
+			if term := p.client.Stats().Elections; term != seenTerm {
+				// Primary again: on a new stream the switch may have
+				// restarted, empty; on the same one another controller
+				// was primary meanwhile. Go now, even if a retry was
+				// pending; once per election, so a failing switch still
+				// gets backoff.
+				seenTerm = term
 				dirty = true
 				stopRetry()
 			}
@@ -379,14 +384,15 @@ func (p *Programmer) pass(ctx context.Context) error {
 		c = good
 	}
 
-	// What the switch holds is known when the last pass succeeded on the
-	// same arbitration: then the diff is against that, without reading
-	// the switch back. A new stream (the switch may have restarted), an
-	// error, or the periodic resync asks for the full check; so does the
-	// first whole view after partial ones, to prune what they kept.
-	arb := p.client.Stats().Arbitrations
+	// What the switch holds is known when the last pass succeeded in the
+	// same term as primary: then the diff is against that, without
+	// reading the switch back. A new term (the switch may have restarted,
+	// or another controller written), an error, or the periodic resync
+	// asks for the full check; so does the first whole view after partial
+	// ones, to prune what they kept.
+	term := p.client.Stats().Elections
 	partial := len(c.missing) > 0
-	full := p.known == nil || arb != p.knownArb || p.fullNext || (!partial && len(p.held) > 0)
+	full := p.known == nil || term != p.knownTerm || p.fullNext || (!partial && len(p.held) > 0)
 	if full {
 		pushed, err := p.client.SetPipeline(ctx, p.info, p.devCfg, p.cookie, p4v1.SetForwardingPipelineConfigRequest_VERIFY_AND_COMMIT)
 		if err != nil {
@@ -435,7 +441,7 @@ func (p *Programmer) pass(ctx context.Context) error {
 	if err != nil {
 		p.known = nil
 	} else {
-		p.known, p.knownArb = c.desired, arb
+		p.known, p.knownTerm = c.desired, term
 		if full {
 			p.fullNext = false
 		}

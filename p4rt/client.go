@@ -162,6 +162,11 @@ type ClientStats struct {
 	StreamErrorsDropped uint64 // StreamErrors channel full
 	MastershipDropped   uint64 // older Mastership events replaced by newer ones
 	Arbitrations        uint64 // streams that completed arbitration
+	// Elections counts the times the switch made this client primary: a
+	// stream arbitrated as primary, or a promotion on an open one. Another
+	// controller may have written in between, so an owner of the switch's
+	// state reads it back after each.
+	Elections uint64
 }
 
 // Client is a P4Runtime client for one device: it keeps a StreamChannel open
@@ -187,6 +192,7 @@ type Client struct {
 	streamErrorsDropped atomic.Uint64
 	mastershipDropped   atomic.Uint64
 	arbitrations        atomic.Uint64
+	elections           atomic.Uint64
 
 	mu sync.Mutex
 	// mu guards the following fields.
@@ -535,10 +541,18 @@ func (c *Client) handleArbitration(a *p4v1.MasterArbitrationUpdate, first bool) 
 	c.notifyLocked()
 	c.mu.Unlock()
 
+	if primary && !was {
+		c.elections.Add(1)
+	}
 	switch {
 	case first:
 		c.arbitrations.Add(1)
 		c.log.Info("p4runtime arbitration done", "primary", primary, "status", code,
+			"primary_election_id", m.ElectionID, "election_id", c.cfg.ElectionID)
+	case was && !primary:
+		// Another controller arbitrated with a higher id, or the switch
+		// dropped us: our writes are refused from now on.
+		c.log.Warn("p4runtime mastership lost", "status", code, "message", m.Message,
 			"primary_election_id", m.ElectionID, "election_id", c.cfg.ElectionID)
 	case was != primary:
 		c.log.Info("p4runtime mastership changed", "primary", primary, "status", code,
@@ -626,6 +640,7 @@ func (c *Client) Stats() ClientStats {
 		StreamErrorsDropped: c.streamErrorsDropped.Load(),
 		MastershipDropped:   c.mastershipDropped.Load(),
 		Arbitrations:        c.arbitrations.Load(),
+		Elections:           c.elections.Load(),
 	}
 }
 

@@ -300,12 +300,20 @@ func TestClientArbitration(t *testing.T) {
 				t.Fatalf("primary c2 Write: %v", err)
 			}
 
+			if n := c1.Stats().Elections; n != 1 {
+				t.Errorf("c1 elected %d times, want 1", n)
+			}
 			stop2()
 			if tc.promote {
 				expectMastership(t, c1, "c1 primary again", func(m Mastership) bool {
 					return m.Primary && m.Status == codes.OK && m.ElectionID == ElectionID{Low: 10}
 				})
 				waitPrimary(t, c1)
+				// A second term on the same stream: what c2 wrote meanwhile
+				// is for c1's owner to read back.
+				if st := c1.Stats(); st.Elections != 2 || st.Arbitrations != 1 {
+					t.Errorf("c1 stats %+v, want 2 elections on 1 arbitration", st)
+				}
 				if err := c1.Write(ctx, []*p4v1.Update{teUpdate(p4v1.Update_INSERT, 1, 3)}); err != nil {
 					t.Fatalf("c1 Write after regaining mastership: %v", err)
 				}
