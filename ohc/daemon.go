@@ -21,7 +21,10 @@ type DaemonOptions struct {
 	Controllers []string
 	Switch      string
 	DeviceID    uint64
-	ElectionID  uint64
+	// ElectionID is the OHC's election id on its switch; 0 means
+	// ElectionIDAt the start, so that a restarted OHC takes the switch
+	// back.
+	ElectionID uint64
 	// DeviceConfig is what the pipeline push carries: BMv2's JSON, nothing
 	// for p4mesh-switch.
 	DeviceConfig []byte
@@ -32,6 +35,24 @@ type DaemonOptions struct {
 	// SourceGrace is AgentOptions.SourceGrace: how long a source may stay
 	// unsynced before it is reported down (0: DefaultSourceGrace).
 	SourceGrace time.Duration
+}
+
+// ElectionIDAt is the election id an OHC started at t arbitrates with
+// unless told otherwise: the start time in Unix nanoseconds (High 0).
+//
+// The switch makes the highest election id primary and remembers the
+// highest it has seen for as long as it runs (P4Runtime §5). With a fixed id
+// any client that once arbitrated higher keeps the switch for good: the
+// OHC, even restarted, comes back with the same, lower id and stays backup.
+// An id from the clock grows with every start, so later starts win: a
+// restarted OHC outranks its former self and any controller that
+// arbitrated before it with a fixed or older id, and restarting the OHC is
+// how an operator takes its switch back. Nanoseconds keep two starts apart
+// and fit 64 bits until 2262. A clock stepped back between two starts can
+// yield a lower id than the switch remembers; the OHC then stays backup
+// (and says so at ERROR), and --election-id sets one by hand.
+func ElectionIDAt(t time.Time) p4rt.ElectionID {
+	return p4rt.ElectionID{Low: uint64(t.UnixNano())}
 }
 
 // ErrUsage marks a DaemonOptions error: the daemon was asked for something
@@ -56,7 +77,11 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 	if err != nil {
 		return err
 	}
-	client, err := p4rt.New(p4rt.Config{Addr: o.Switch, DeviceID: o.DeviceID, ElectionID: p4rt.ElectionID{Low: o.ElectionID}, Logger: log, DialOptions: o.SwitchDial})
+	election := p4rt.ElectionID{Low: o.ElectionID}
+	if election.IsZero() {
+		election = ElectionIDAt(time.Now())
+	}
+	client, err := p4rt.New(p4rt.Config{Addr: o.Switch, DeviceID: o.DeviceID, ElectionID: election, Logger: log, DialOptions: o.SwitchDial})
 	if err != nil {
 		return err
 	}
@@ -85,7 +110,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 	if ready != nil {
 		ready(prog, client, agent)
 	}
-	log.Info("on-host controller started", "switch", o.Switch, "controllers", o.Controllers)
+	log.Info("on-host controller started", "switch", o.Switch, "controllers", o.Controllers, "election_id", election)
 	<-ctx.Done()
 	wg.Wait()
 	return nil

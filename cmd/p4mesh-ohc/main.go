@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Var(&controllers, "controller", "address of a controller of the directory (repeatable; at least one)")
 	fs.StringVar(&o.Switch, "switch", "127.0.0.1:9559", "P4Runtime address of this host's switch")
 	fs.Uint64Var(&o.DeviceID, "device-id", 1, "P4Runtime device id of the switch (never 0)")
-	fs.Uint64Var(&o.ElectionID, "election-id", 1, "election id: the highest among this switch's controllers is primary")
+	fs.Uint64Var(&o.ElectionID, "election-id", 0, "P4Runtime election id: the switch makes the highest primary (0: the start time in Unix nanoseconds, so that a restarted OHC takes the switch back)")
 	devConfig := fs.String("device-config", "", "device config for the pipeline push (BMv2: p4c's JSON); empty for p4mesh-switch")
 	fs.DurationVar(&o.SourceGrace, "source-grace", ohc.DefaultSourceGrace,
 		"how long a controller's stream may stay unsynced before it is reported down (a warning, and the "+
