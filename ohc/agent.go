@@ -65,6 +65,10 @@ type AgentOptions struct {
 	// silent source (its peering deleted, its controller taken out of
 	// --controller), the view is whole again and the rest is pruned.
 	SourceGrace time.Duration
+	// ReportInterval paces Report (default 2s): what the switch holds is
+	// operational state, so seconds are fine. A change of mastership is
+	// reported at once regardless.
+	ReportInterval time.Duration
 }
 
 // Agent is the OHC's subscriber layer. It follows host programming from
@@ -248,6 +252,9 @@ func NewAgent(o AgentOptions) (*Agent, error) {
 	}
 	if o.SourceGrace <= 0 {
 		o.SourceGrace = DefaultSourceGrace
+	}
+	if o.ReportInterval <= 0 {
+		o.ReportInterval = defaultReportInterval
 	}
 	return &Agent{
 		o: o, log: o.Logger.With("host", o.Host),

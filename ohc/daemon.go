@@ -35,6 +35,8 @@ type DaemonOptions struct {
 	// SourceGrace is AgentOptions.SourceGrace: how long a source may stay
 	// unsynced before it is reported down (0: DefaultSourceGrace).
 	SourceGrace time.Duration
+	// ReportInterval is AgentOptions.ReportInterval.
+	ReportInterval time.Duration
 }
 
 // ElectionIDAt is the election id an OHC started at t arbitrates with
@@ -89,15 +91,17 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 	if err != nil {
 		return err
 	}
-	agent, err := NewAgent(AgentOptions{Host: o.Host, Controllers: o.Controllers, Programmer: prog, Logger: log, DialOptions: o.ControllerDial, SourceGrace: o.SourceGrace})
+	agent, err := NewAgent(AgentOptions{Host: o.Host, Controllers: o.Controllers, Programmer: prog, Logger: log, DialOptions: o.ControllerDial, SourceGrace: o.SourceGrace, ReportInterval: o.ReportInterval})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	role := NewSwitchRole(election, log)
 	var wg sync.WaitGroup
-	report := func(ctx context.Context) error { return agent.Report(ctx, prog) }
-	for _, f := range []func(context.Context) error{client.Run, prog.Run, agent.Run, report} {
+	report := func(ctx context.Context) error { return agent.Report(ctx, prog, role) }
+	watchRole := func(ctx context.Context) error { return role.Run(ctx, client.Mastership()) }
+	for _, f := range []func(context.Context) error{client.Run, prog.Run, agent.Run, report, watchRole} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
