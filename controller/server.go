@@ -41,6 +41,11 @@ type ServerOptions struct {
 	// then their peerings' state is unknown, and serving them as inactive
 	// would make every OHC remove the peers' entries.
 	PeerGrace time.Duration
+	// Gate, if set, gives each watch stream (its context tells whose it
+	// is) the gate its bursts of sends go through: what bounds the
+	// events gRPC queues for clients that stopped reading (see
+	// internal/sendgate). Nil: streams send ungated.
+	Gate func(ctx context.Context) watch.Gate
 }
 
 // Server is one SDN controller: it serves host programming to the OHCs of
@@ -724,9 +729,14 @@ func wrap(_ string, v proto.Message, ev *p4meshv1.Event) {
 	}
 }
 
-// serve streams a table to a gRPC client; cancellation is not an error.
-func serve(ctx context.Context, t *watch.Table, rev uint64, send func(*p4meshv1.Event) error) error {
-	if err := t.Serve(ctx, rev, send, wrap); err != nil && ctx.Err() == nil {
+// serve streams a table to a gRPC client, through the gate if there is
+// one; cancellation is not an error.
+func (s *Server) serve(ctx context.Context, t *watch.Table, rev uint64, send func(*p4meshv1.Event) error) error {
+	var g watch.Gate
+	if s.opts.Gate != nil {
+		g = s.opts.Gate(ctx)
+	}
+	if err := t.ServeGated(ctx, rev, g, send, wrap); err != nil && ctx.Err() == nil {
 		return err
 	}
 	return nil
@@ -754,7 +764,7 @@ func (h hostProgramming) Watch(req *p4meshv1.WatchRequest, st grpc.ServerStreami
 	t.Replace(h.s.hostItemsLocked(host))
 	h.s.mu.Unlock()
 	h.s.log.Info("host programming watch", "host", host, "resume", req.GetResumeRevision())
-	return serve(st.Context(), t, req.GetResumeRevision(), st.Send)
+	return h.s.serve(st.Context(), t, req.GetResumeRevision(), st.Send)
 }
 
 // hostOf is the host a host-programming call is about: the caller's own
@@ -867,7 +877,7 @@ func (c connectivity) watch(req *p4meshv1.WatchRequest, st grpc.ServerStreamingS
 		}
 		return st.Send(ev)
 	}
-	err = serve(ctx, pick(svc), req.GetResumeRevision(), send)
+	err = c.s.serve(ctx, pick(svc), req.GetResumeRevision(), send)
 	if ctx.Err() != nil && st.Context().Err() == nil {
 		// Revoked, not the client leaving: tell it why.
 		err = context.Cause(ctx)
@@ -916,7 +926,7 @@ func (p peers) WatchPeerSides(req *p4meshv1.WatchRequest, st grpc.ServerStreamin
 	if !slices.ContainsFunc(cfg.Directory, func(e ControllerEntry) bool { return e.Name == name }) {
 		return status.Errorf(codes.PermissionDenied, "controller %q (%s) is not in the directory", name, who)
 	}
-	return serve(st.Context(), p.s.peers, req.GetResumeRevision(), st.Send)
+	return p.s.serve(st.Context(), p.s.peers, req.GetResumeRevision(), st.Send)
 }
 
 // vpcsOfHostLocked are the VPCs host has endpoints in, as far as this

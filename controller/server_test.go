@@ -76,8 +76,9 @@ func listen(t *testing.T) net.Listener {
 }
 
 // startCtl opens the store in dir, applies cfg (or, if cfg is nil, starts
-// from what the store saved), and serves the controller on lis.
-func startCtl(t *testing.T, name string, lis net.Listener, dir string, cfg *Config) *testCtl {
+// from what the store saved), and serves the controller on lis. with
+// change the options.
+func startCtl(t *testing.T, name string, lis net.Listener, dir string, cfg *Config, with ...func(*ServerOptions)) *testCtl {
 	t.Helper()
 	store, err := OpenStore(dir)
 	if err != nil {
@@ -87,7 +88,11 @@ func startCtl(t *testing.T, name string, lis net.Listener, dir string, cfg *Conf
 		t.Fatalf("%s: startup: %v", name, err)
 	}
 	logs := &syncBuffer{}
-	srv, err := NewServer(ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store, PeerGrace: 300 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	o := ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store, PeerGrace: 300 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	for _, w := range with {
+		w(&o)
+	}
+	srv, err := NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}

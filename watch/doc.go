@@ -18,7 +18,9 @@
 // than a bounded number of changes behind is resynchronised instead of ever
 // slowing the producer. Table.Serve and Table.ServeFiltered are what a gRPC
 // handler calls; the handler only translates the request and maps errors to
-// codes.
+// codes. Table.ServeGated passes each burst of sends through a Gate, which
+// bounds how many streams are sending at once and so what clients that
+// stopped reading can make a gRPC server queue.
 //
 // The client side is Follow: a ctx-bound reconnect loop with backoff that
 // resumes from the last applied revision, and View, an in-memory copy of one

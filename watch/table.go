@@ -374,7 +374,40 @@ func (t *Table) takeSnapshot() *snapshot {
 // sets the Event's value from an item: the caller knows its concrete type.
 // The value handed to wrap is shared and must not be modified.
 func (t *Table) Serve(ctx context.Context, fromRev uint64, send func(*p4meshv1.Event) error, wrap func(key string, v proto.Message, ev *p4meshv1.Event)) error {
-	return t.serve(ctx, fromRev, nil, send, wrap)
+	return t.serve(ctx, fromRev, nil, nil, send, wrap)
+}
+
+// Gate bounds how many streams may be sending at once. A gRPC server
+// queues what a handler sends behind a client that does not read, so what
+// stalled clients can make it hold grows with the number of streams in the
+// middle of sending, not with the number of streams: a stream waiting for
+// changes, or for the gate, has nothing on its way.
+//
+// A stream enters at the start of a burst (before it takes a snapshot, or
+// before the first send of a catch-up or of the changes that woke it) and
+// leaves once it has caught up, about to wait for changes, or when it ends. A stream whose client never
+// reads never catches up, so it holds its place until its stream or
+// connection ends.
+type Gate interface {
+	// Enter waits for room to send. It fails only when ctx ends, and the
+	// stream then ends as if cancelled.
+	Enter(ctx context.Context) error
+	// Leave gives the room back; it is called once for each Enter that
+	// succeeded.
+	Leave()
+	// Progress is called with true before each send while the stream is
+	// in the gate and with false once the send returns, so the gate can
+	// tell a send that does not return (a client that stopped reading)
+	// from a stream that is merely busy. It may do nothing.
+	Progress(sending bool)
+}
+
+// ServeGated is Serve with every burst of sends going through g (nil: no
+// gate). A stream waiting in g holds no lock of the table: the producer
+// and other streams carry on, and a stream that waits long enough to fall
+// behind its buffer is resynchronised once it gets in, as a slow one is.
+func (t *Table) ServeGated(ctx context.Context, fromRev uint64, g Gate, send func(*p4meshv1.Event) error, wrap func(key string, v proto.Message, ev *p4meshv1.Event)) error {
+	return t.serve(ctx, fromRev, nil, g, send, wrap)
 }
 
 // ServeFiltered is Serve for one view of the table: only items keep
@@ -391,11 +424,11 @@ func (t *Table) ServeFiltered(ctx context.Context, fromRev uint64, keep func(key
 	if keep == nil {
 		keep = func(string, proto.Message) bool { return true }
 	}
-	return t.serve(ctx, fromRev, keep, send, wrap)
+	return t.serve(ctx, fromRev, keep, nil, send, wrap)
 }
 
-func (t *Table) serve(ctx context.Context, fromRev uint64, keep func(string, proto.Message) bool, send func(*p4meshv1.Event) error, wrap func(string, proto.Message, *p4meshv1.Event)) error {
-	err := t.serveLoop(ctx, fromRev, keep, send, wrap)
+func (t *Table) serve(ctx context.Context, fromRev uint64, keep func(string, proto.Message) bool, g Gate, send func(*p4meshv1.Event) error, wrap func(string, proto.Message, *p4meshv1.Event)) error {
+	err := t.serveLoop(ctx, fromRev, keep, g, send, wrap)
 	if ctx.Err() != nil {
 		// A send failing because ctx ended is the client going away,
 		// which is how every stream ends: not an error.
@@ -449,7 +482,7 @@ func (t *Table) take(sub *subscriber, cur uint64, synced bool, batch []change) (
 	return n, cur+uint64(n) == t.rev, true
 }
 
-func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string, proto.Message) bool, send func(*p4meshv1.Event) error, wrap func(string, proto.Message, *p4meshv1.Event)) error {
+func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string, proto.Message) bool, g Gate, send func(*p4meshv1.Event) error, wrap func(string, proto.Message, *p4meshv1.Event)) error {
 	t.logMu.Lock()
 	t.serving++
 	t.logMu.Unlock()
@@ -463,7 +496,8 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 		t.logMu.Unlock()
 	}()
 
-	st := &stream{name: t.name, keep: keep, send: send, wrap: wrap}
+	st := &stream{name: t.name, keep: keep, send: send, wrap: wrap, ctx: ctx, gate: g}
+	defer st.leave()
 	var batch [takeBatch]change
 	cur := fromRev           // the revision the client's view is at
 	snapshot := fromRev == 0 // send a snapshot before anything else
@@ -471,6 +505,12 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 	synced := false          // SYNCED has been sent on this stream
 	for ctx.Err() == nil {
 		if snapshot {
+			// In the gate before taking the snapshot: a stream waiting
+			// for its turn would otherwise keep one alive, and streams
+			// that arrived at different revisions one each.
+			if err := st.enter(); err != nil {
+				return err
+			}
 			snap := t.takeSnapshot()
 			if reset {
 				if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_RESET, Revision: snap.rev}); err != nil {
@@ -521,6 +561,7 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 			synced = true
 		}
 		if caughtUp {
+			st.leave()
 			select {
 			case <-ctx.Done():
 				return nil
@@ -537,6 +578,12 @@ type stream struct {
 	keep func(string, proto.Message) bool // nil: unfiltered
 	send func(*p4meshv1.Event) error
 	wrap func(string, proto.Message, *p4meshv1.Event)
+
+	// gate, if not nil, is entered (with ctx, the Serve call's) before
+	// the first send of a burst; in records that it is.
+	ctx  context.Context
+	gate Gate
+	in   bool
 
 	// sent records, for a filtered stream, whether the client holds a key.
 	// After a snapshot it is authoritative: true entries only, a missing
@@ -604,10 +651,40 @@ func (s *stream) emitPut(key string, v proto.Message, rev uint64) error {
 	return s.emit(ev)
 }
 
-// emit sends ev.
+// enter enters the gate if there is one and the stream is not in it.
+func (s *stream) enter() error {
+	if s.gate == nil || s.in {
+		return nil
+	}
+	if err := s.gate.Enter(s.ctx); err != nil {
+		return fmt.Errorf("watch %s: waiting to send: %w", s.name, err)
+	}
+	s.in = true
+	return nil
+}
+
+// emit sends ev, entering the gate first if the stream is not in it.
 func (s *stream) emit(ev *p4meshv1.Event) error {
-	if err := s.send(ev); err != nil {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	if s.gate != nil {
+		s.gate.Progress(true)
+	}
+	err := s.send(ev)
+	if s.gate != nil {
+		s.gate.Progress(false)
+	}
+	if err != nil {
 		return fmt.Errorf("watch %s: send %v at revision %d: %w", s.name, ev.GetType(), ev.GetRevision(), err)
 	}
 	return nil
+}
+
+// leave leaves the gate if the stream is in it.
+func (s *stream) leave() {
+	if s.in {
+		s.in = false
+		s.gate.Leave()
+	}
 }

@@ -52,6 +52,7 @@ import (
 	p4gnmi "github.com/p4mesh/p4mesh/gnmi"
 	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/internal/daemon"
+	"github.com/p4mesh/p4mesh/internal/sendgate"
 	"github.com/p4mesh/p4mesh/mtls"
 )
 
@@ -109,6 +110,8 @@ type options struct {
 	peerGrace     time.Duration
 	tls           mtls.Flags
 	limits        daemon.Limits
+	// gate: its Conns and Logger are set at start.
+	gate sendgate.Options
 }
 
 // errUsage marks command-line errors, which exit with status 2.
@@ -133,6 +136,9 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	o.tls.Register(fs, "the controller API (OHCs, peer controllers) and, unless --gnmi-tls-* say otherwise, gNMI")
 	fs.IntVar(&o.limits.StreamsPerPeer, "max-streams-per-peer", 8192, "watch streams one identity (or, unauthenticated, one connection) may hold open; more are refused with RESOURCE_EXHAUSTED")
 	fs.IntVar(&o.limits.Streams, "max-streams", 65536, "watch streams the controller holds open in all")
+	fs.IntVar(&o.gate.Streams, "max-sending-streams", sendgate.DefaultStreams, "watch streams that may be sending at once (a snapshot, a catch-up); the others wait their turn. Each can have gRPC queue hundreds of KiB for a client that does not read")
+	fs.IntVar(&o.gate.StreamsPerPeer, "max-sending-streams-per-peer", sendgate.DefaultStreamsPerPeer, "of --max-sending-streams, how many one identity (or, unauthenticated, one connection) may hold")
+	fs.DurationVar(&o.gate.StallTimeout, "stall-timeout", sendgate.DefaultStallTimeout, "a watch stream whose send has been blocked this long is a client that stopped reading: its connection is closed")
 	fs.StringVar(&o.gnmi.addr, "gnmi-addr", "", "serve gNMI (configuration and state) on this address, e.g. 127.0.0.1:57400 (empty: off)")
 	fs.StringVar(&o.gnmi.cert, "gnmi-tls-cert", "", "gNMI server certificate (PEM)")
 	fs.StringVar(&o.gnmi.key, "gnmi-tls-key", "", "gNMI server private key (PEM)")
@@ -153,6 +159,18 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if o.listen == "" {
 		return o, usageErr("--listen is required")
+	}
+	for _, f := range []struct {
+		name string
+		n    int64
+	}{
+		{"--max-sending-streams", int64(o.gate.Streams)},
+		{"--max-sending-streams-per-peer", int64(o.gate.StreamsPerPeer)},
+		{"--stall-timeout", int64(o.gate.StallTimeout)},
+	} {
+		if f.n <= 0 {
+			return o, usageErr("%s must be positive", f.name)
+		}
 	}
 	if o.overrideSaved && o.configPath == "" {
 		return o, usageErr("--config-overrides-saved needs --config")
@@ -251,16 +269,23 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	if err != nil {
 		return err
 	}
+	l, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	// Tracked so that the gate can close the connection of a client that
+	// stopped reading: nothing else frees what gRPC queued for it.
+	lis := sendgate.Track(l)
+	o.gate.Conns, o.gate.Logger = lis, log
+	gate := sendgate.New(o.gate)
 	srv, err := controller.NewServer(controller.ServerOptions{
 		Store: store, Logger: log, PeerGrace: o.peerGrace, Auth: auth,
 		DialOptions: []grpc.DialOption{dial, daemon.ClientKeepalive()},
+		Gate:        gate.For,
 	})
 	if err != nil {
+		lis.Close()
 		return err
-	}
-	lis, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
 	}
 	checkAddress(log, srv.Config(), o.advertise, lis.Addr())
 
@@ -297,6 +322,18 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 		}
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(controller.NewCollector(srv), reloads,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "p4mesh_controller_watch_streams_sending",
+				Help: "Watch streams in the middle of sending (a snapshot, a catch-up), at most --max-sending-streams; one whose client stopped reading stays until --stall-timeout.",
+			}, func() float64 { return float64(gate.Stats().Sending) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "p4mesh_controller_watch_streams_waiting_to_send",
+				Help: "Watch streams with something to send waiting for room under --max-sending-streams(-per-peer).",
+			}, func() float64 { return float64(gate.Stats().Waiting) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "p4mesh_controller_watch_stalls_total",
+				Help: "Watch streams found with a send blocked past --stall-timeout: clients that stopped reading, whose connections were closed.",
+			}, func() float64 { return float64(gate.Stats().Stalls) }),
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		mux := http.NewServeMux()
@@ -316,7 +353,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	errc := make(chan error, 3)
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() {
 		defer func() { done <- struct{}{} }()
 		if err := srv.Run(runCtx); err != nil {
@@ -326,6 +363,10 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	go func() {
 		defer func() { done <- struct{}{} }()
 		reportPeerings(runCtx, srv, log)
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		gate.Run(runCtx)
 	}()
 	go func() {
 		if err := gs.Serve(lis); err != nil {
@@ -377,6 +418,7 @@ loop:
 	endStreams()
 	daemon.StopGRPC(gs, shutdownGrace, log)
 	daemon.StopHTTP(hs, shutdownGrace)
+	<-done
 	<-done
 	<-done
 	return err

@@ -92,6 +92,9 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--data-dir", dir, "--nope"}, 2, "flag provided but not defined"},
 		{[]string{"--data-dir", dir, "--gnmi-max-msg-size", "-1"}, 2, "--gnmi-max-msg-size -1: must be positive"},
 		{[]string{"--data-dir", dir, "--config-overrides-saved"}, 2, "--config-overrides-saved needs --config"},
+		{[]string{"--data-dir", dir, "--max-sending-streams", "0"}, 2, "--max-sending-streams must be positive"},
+		{[]string{"--data-dir", dir, "--max-sending-streams-per-peer", "-1"}, 2, "--max-sending-streams-per-peer must be positive"},
+		{[]string{"--data-dir", dir, "--stall-timeout", "0s"}, 2, "--stall-timeout must be positive"},
 		{[]string{"--data-dir", t.TempDir(), "--config", filepath.Join(dir, "missing.yaml")}, 1, "--config: open " + filepath.Join(dir, "missing.yaml") + ": no such file or directory"},
 		{[]string{"--data-dir", t.TempDir(), "--config", invalid}, 1, "vpcs[red].vni: 0 is out of range"},
 		{[]string{"--data-dir", t.TempDir()}, 1, "no configuration"},
@@ -274,6 +277,9 @@ func TestServesHostProgrammingMetricsAndReloads(t *testing.T) {
 		"p4mesh_controller_peerings_active 0",
 		`p4mesh_controller_watch_subscribers{stream="host"} 1`,
 		`p4mesh_controller_config_reloads_total{result="error"} 0`,
+		"p4mesh_controller_watch_streams_sending 0",
+		"p4mesh_controller_watch_streams_waiting_to_send 0",
+		"p4mesh_controller_watch_stalls_total 0",
 	} {
 		if !hasMetric(body, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -88,9 +88,10 @@ func newStreamLimiter(perPeer, total int) *streamLimiter {
 	return &streamLimiter{perPeer: perPeer, total: total, byPeer: map[string]int{}}
 }
 
-// peerKey is the identity when there is one; else the connection, the
-// only thing that tells unauthenticated clients apart.
-func peerKey(ctx context.Context) string {
+// PeerKey names who a limit counts a call against: the identity when
+// there is one; else the connection, the only thing that tells
+// unauthenticated clients apart.
+func PeerKey(ctx context.Context) string {
 	if id, err := identity.FromContext(ctx); err == nil {
 		return id.String()
 	}
@@ -124,7 +125,7 @@ func (l *streamLimiter) release(key string) {
 }
 
 func (l *streamLimiter) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	key := peerKey(ss.Context())
+	key := PeerKey(ss.Context())
 	if err := l.acquire(key, info.FullMethod); err != nil {
 		return err
 	}
