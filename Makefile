@@ -1,7 +1,7 @@
 # p4mesh — common tasks. Every target works on a fresh machine with Go 1.26.
 GO ?= go
 
-.PHONY: build test lint p4 bench
+.PHONY: build test lint p4 bench mutate
 
 build:
 	$(GO) build ./...
@@ -25,3 +25,15 @@ p4:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./p4rt/ ./dataplane/
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./test/bench/
+
+# Mutation testing (github.com/go-gremlins/gremlins) over the packages whose
+# tests guard isolation and correctness; results and surviving mutants are
+# in docs/testing.md. Not in CI: hundreds of mutants, a test run each, is
+# hours on 2 cores. One package: make mutate MUTATE_PKGS=./controller
+GREMLINS ?= github.com/go-gremlins/gremlins/cmd/gremlins@v0.5.0
+MUTATE_PKGS ?= ./controller ./ohc ./gnmi/server ./p4rt ./dataplane
+mutate:
+	@for p in $(MUTATE_PKGS); do \
+		echo "== $$p"; \
+		$(GO) run $(GREMLINS) unleash --workers 1 --timeout-coefficient 5 $$p || exit 1; \
+	done
