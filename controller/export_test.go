@@ -1,0 +1,143 @@
+package controller
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	"github.com/p4mesh/p4mesh/api/p4meshv1"
+)
+
+// These tests check what an export policy keeps from a peer, as the peer's
+// hosts see it: through the load-balancer and route streams a red host
+// opens on c2 for blue under the policy of blue's peering with red. Each
+// also reads blue's own view, so that what the peer does not see is known
+// to be configured and published where it may be.
+
+func lbWatch(ctx context.Context, conn *grpc.ClientConn, req *p4meshv1.WatchRequest) (grpc.ServerStreamingClient[p4meshv1.Event], error) {
+	return p4meshv1.NewConnectivityClient(conn).WatchLoadBalancers(ctx, req)
+}
+
+func routeWatch(ctx context.Context, conn *grpc.ClientConn, req *p4meshv1.WatchRequest) (grpc.ServerStreamingClient[p4meshv1.Event], error) {
+	return p4meshv1.NewConnectivityClient(conn).WatchRoutes(ctx, req)
+}
+
+// peeredWith is twoControllers(t, true) with c2's configuration changed by
+// edit; it returns that configuration for the test to change further.
+func peeredWith(t *testing.T, edit func(*Config)) (c1, c2 *testCtl, cfg2 *Config) {
+	t.Helper()
+	l1, l2 := listen(t), listen(t)
+	a1, a2 := l1.Addr().String(), l2.Addr().String()
+	cfg2 = c2Config(t, a1, a2, true)
+	edit(cfg2)
+	c1 = startCtl(t, "c1", l1, t.TempDir(), c1Config(t, a1, a2))
+	c2 = startCtl(t, "c2", l2, t.TempDir(), cfg2)
+	return c1, c2, cfg2
+}
+
+// ownView is blue's own view, as h2 (blue-in's host) watches it.
+var ownView = &p4meshv1.WatchRequest{Host: "h2", Vpc: "blue"}
+
+// peerView is blue as a red host watches it under the peering's policy.
+func peerView(policy string) *p4meshv1.WatchRequest {
+	return &p4meshv1.WatchRequest{Host: "h1", Vpc: "blue", ExportPolicy: policy, PeerVpc: "red"}
+}
+
+func lb(name, vip, proto string, port uint16, backends ...string) LoadBalancer {
+	l := LoadBalancer{Name: name, VPC: "blue", VIP: ip(vip), Protocol: proto, Port: port}
+	for _, b := range backends {
+		l.Backends = append(l.Backends, LBBackend{Endpoint: b, Weight: 1})
+	}
+	return l
+}
+
+func blueRoute(prefix string) Route {
+	return Route{VPC: "blue", Prefix: pfx(prefix), NextHop: "blue-in", Priority: 100}
+}
+
+// TestExportPolicyFiltersLoadBalancersByProtocol: under a policy that lets
+// peers reach TCP only, a TCP load balancer is published to the peer and a
+// UDP one, its VIP and backend exported as well, is not.
+func TestExportPolicyFiltersLoadBalancersByProtocol(t *testing.T) {
+	checkNoLeaks(t)
+	_, c2, cfg := peeredWith(t, func(c *Config) {
+		c.ExportPolicies = append(c.ExportPolicies, ExportPolicy{Name: "blue-tcp", Prefixes: []netip.Prefix{pfx("10.2.1.0/24")}, Protocols: []string{"tcp"}})
+		c.Peerings[0].ExportPolicy = "blue-tcp"
+		c.LoadBalancers = []LoadBalancer{
+			lb("web", "10.2.1.100", "tcp", 80, "blue-in"),
+			lb("dns", "10.2.1.101", "udp", 53, "blue-in"),
+		}
+	})
+	conn := dial(t, c2.addr)
+
+	own, _, _ := watchRaw(t, conn, lbWatch, ownView).snapshot(t)
+	if got := keys(own); !slices.Equal(got, []string{"dns", "web"}) {
+		t.Fatalf("blue's own load balancers = %v, want [dns web]", got)
+	}
+	peer := watchRaw(t, conn, lbWatch, peerView("blue-tcp"))
+	items, _, _ := peer.snapshot(t)
+	if got := keys(items); !slices.Equal(got, []string{"web"}) {
+		t.Fatalf("blue's load balancers under blue-tcp = %v, want only the TCP one, [web]", got)
+	}
+	if l := items["web"].GetLoadBalancer(); l.GetProtocol() != 6 || l.GetVip() != "10.2.1.100" {
+		t.Errorf("web under blue-tcp = %v", l)
+	}
+
+	// Deltas too: a UDP load balancer added is never sent, a TCP one is.
+	// Stream order proves the first was not.
+	cfg = cfg.Clone()
+	cfg.LoadBalancers = append(cfg.LoadBalancers, lb("ntp", "10.2.1.102", "udp", 123, "blue-in"))
+	if err := c2.srv.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.Clone()
+	cfg.LoadBalancers = append(cfg.LoadBalancers, lb("ssh", "10.2.1.103", "tcp", 22, "blue-in"))
+	if err := c2.srv.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if ev := peer.next(t); ev.GetType() != p4meshv1.Event_PUT || ev.GetKey() != "ssh" {
+		t.Fatalf("after adding ntp (UDP) and ssh (TCP), got %v, want PUT ssh", ev)
+	}
+}
+
+// TestExportPolicyFiltersRoutesByPrefix: under a policy exporting
+// 10.2.1.0/24, a route inside it is published to the peer; routes outside
+// it are not, nor one that covers it but is broader (publishing that would
+// export the rest of what it covers).
+func TestExportPolicyFiltersRoutesByPrefix(t *testing.T) {
+	checkNoLeaks(t)
+	_, c2, cfg := peeredWith(t, func(c *Config) {
+		c.Routes = []Route{blueRoute("10.2.1.128/25"), blueRoute("10.2.2.0/24"), blueRoute("10.2.0.0/20")}
+	})
+	conn := dial(t, c2.addr)
+
+	own, _, _ := watchRaw(t, conn, routeWatch, ownView).snapshot(t)
+	if got, want := keys(own), []string{"10.2.0.0/20", "10.2.1.128/25", "10.2.2.0/24"}; !slices.Equal(got, want) {
+		t.Fatalf("blue's own routes = %v, want %v", got, want)
+	}
+	peer := watchRaw(t, conn, routeWatch, peerView("blue-web"))
+	items, _, _ := peer.snapshot(t)
+	if got := keys(items); !slices.Equal(got, []string{"10.2.1.128/25"}) {
+		t.Fatalf("blue's routes under blue-web = %v, want only the one inside 10.2.1.0/24", got)
+	}
+	if r := items["10.2.1.128/25"].GetRoute(); r.GetNextHopIp() != "10.2.1.5" {
+		t.Errorf("10.2.1.128/25 under blue-web = %v, want next hop 10.2.1.5", r)
+	}
+
+	cfg = cfg.Clone()
+	cfg.Routes = append(cfg.Routes, blueRoute("10.2.3.0/24"))
+	if err := c2.srv.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.Clone()
+	cfg.Routes = append(cfg.Routes, blueRoute("10.2.1.0/26"))
+	if err := c2.srv.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if ev := peer.next(t); ev.GetType() != p4meshv1.Event_PUT || ev.GetKey() != "10.2.1.0/26" {
+		t.Fatalf("after adding 10.2.3.0/24 (not exported) and 10.2.1.0/26 (exported), got %v, want PUT 10.2.1.0/26", ev)
+	}
+}
