@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
 )
@@ -140,4 +141,64 @@ func TestExportPolicyFiltersRoutesByPrefix(t *testing.T) {
 	if ev := peer.next(t); ev.GetType() != p4meshv1.Event_PUT || ev.GetKey() != "10.2.1.0/26" {
 		t.Fatalf("after adding 10.2.3.0/24 (not exported) and 10.2.1.0/26 (exported), got %v, want PUT 10.2.1.0/26", ev)
 	}
+}
+
+// TestExportPolicyFiltersLoadBalancerBackends: a peer gets only the
+// backends the policy exports. A backend's IP, MAC and host are the
+// endpoint's as much as a destination's are, and a backend handed to the
+// peer is one its hosts would send flows to: so blue-out (10.2.2.5,
+// outside blue-web's 10.2.1.0/24) is never published to red, and a load
+// balancer with no exported backend is not published at all (the peer
+// could reach nothing through it).
+func TestExportPolicyFiltersLoadBalancerBackends(t *testing.T) {
+	checkNoLeaks(t)
+	_, c2, cfg := peeredWith(t, func(c *Config) {
+		c.LoadBalancers = []LoadBalancer{
+			lb("mixed", "10.2.1.100", "tcp", 80, "blue-in", "blue-out"),
+			lb("hidden", "10.2.1.101", "tcp", 81, "blue-out"),
+		}
+	})
+	conn := dial(t, c2.addr)
+
+	own, _, _ := watchRaw(t, conn, lbWatch, ownView).snapshot(t)
+	if got := backendIPs(own["mixed"]); !slices.Equal(got, []string{"10.2.1.5", "10.2.2.5"}) {
+		t.Fatalf("mixed in blue's own view has backends %v, want both", got)
+	}
+	if got := backendIPs(own["hidden"]); !slices.Equal(got, []string{"10.2.2.5"}) {
+		t.Fatalf("hidden in blue's own view has backends %v, want [10.2.2.5]", got)
+	}
+
+	peer := watchRaw(t, conn, lbWatch, peerView("blue-web"))
+	items, _, _ := peer.snapshot(t)
+	if got := keys(items); !slices.Equal(got, []string{"mixed"}) {
+		t.Errorf("blue's load balancers under blue-web = %v, want [mixed]: hidden has no exported backend", got)
+	}
+	want := &p4meshv1.Backend{Endpoint: "blue-in", Ip: "10.2.1.5", Mac: "02:02:00:00:01:05", HostIp: "192.168.0.2", Weight: 1}
+	if got := items["mixed"].GetLoadBalancer().GetBackends(); len(got) != 1 || !proto.Equal(got[0], want) {
+		t.Errorf("mixed under blue-web has backends %v, want only %v", got, want)
+	}
+	if t.Failed() {
+		return
+	}
+
+	// hidden gains an exported backend: it is published, with that one.
+	cfg = cfg.Clone()
+	cfg.LoadBalancers[1].Backends = append(cfg.LoadBalancers[1].Backends, LBBackend{Endpoint: "blue-in", Weight: 3})
+	if err := c2.srv.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ev := peer.next(t)
+	if ev.GetType() != p4meshv1.Event_PUT || ev.GetKey() != "hidden" || !slices.Equal(backendIPs(ev), []string{"10.2.1.5"}) {
+		t.Fatalf("after hidden gained blue-in: %v, want PUT hidden with backend 10.2.1.5 only", ev)
+	}
+}
+
+// backendIPs returns the sorted backend IPs of a load balancer event.
+func backendIPs(ev *p4meshv1.Event) []string {
+	var out []string
+	for _, b := range ev.GetLoadBalancer().GetBackends() {
+		out = append(out, b.GetIp())
+	}
+	slices.Sort(out)
+	return out
 }
