@@ -202,3 +202,66 @@ func backendIPs(ev *p4meshv1.Event) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestConnectivityPrivateOnly is the same filtering at the unit, under a
+// PrivateOnly policy: a privately used public range of red (100.64.0.0/24)
+// stays out of every table a peer is served, load balancer backends
+// included, while red's own view has it.
+func TestConnectivityPrivateOnly(t *testing.T) {
+	c := example(t)
+	vpcOf(c, "red").Subnets = append(vpcOf(c, "red").Subnets, pfx("100.64.0.0/24"))
+	c.Endpoints = append(c.Endpoints, Endpoint{ID: "red-pub", VPC: "red", Kind: KindVM, IP: ip("100.64.0.5"), MAC: mustMAC("02:01:00:00:64:05"), Host: "h2", Port: 5})
+	c.LoadBalancers[0].Backends = append(c.LoadBalancers[0].Backends, LBBackend{Endpoint: "red-pub", Weight: 1})
+	c.LoadBalancers = append(c.LoadBalancers, LoadBalancer{Name: "red-pub-web", VPC: "red", VIP: ip("10.1.0.101"), Protocol: "tcp", Port: 80, Backends: []LBBackend{{Endpoint: "red-pub", Weight: 1}}})
+	c.Routes = append(c.Routes,
+		Route{VPC: "red", Prefix: pfx("10.1.2.0/24"), NextHop: "red-router", Priority: 100},
+		Route{VPC: "red", Prefix: pfx("100.64.0.128/25"), NextHop: "red-router", Priority: 100},
+	)
+	c.ExportPolicies = append(c.ExportPolicies, ExportPolicy{Name: "private", PrivateOnly: true})
+	c.Peerings[0].ExportPolicy = "private"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+
+	type view struct{ dest, fwd, lbs, routes []string }
+	keysOf := func(m map[string]proto.Message) []string {
+		var out []string
+		for k := range m {
+			out = append(out, k)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, tc := range []struct {
+		policy  string
+		want    view
+		backend []string // of red-web
+	}{
+		{"", view{
+			dest:   []string{"10.1.0.10", "10.1.0.11", "10.1.255.1", "100.64.0.5"},
+			fwd:    []string{"10.1.0.10", "10.1.0.11", "10.1.255.1", "100.64.0.5"},
+			lbs:    []string{"red-pub-web", "red-web"},
+			routes: []string{"10.1.2.0/24", "100.64.0.128/25", "172.16.0.0/12"},
+		}, []string{"red-vm1", "red-vm2", "red-pub"}},
+		{"private", view{
+			dest:   []string{"10.1.0.10", "10.1.0.11", "10.1.255.1"},
+			fwd:    []string{"10.1.0.10", "10.1.0.11", "10.1.255.1"},
+			lbs:    []string{"red-web"},
+			routes: []string{"10.1.2.0/24"},
+		}, []string{"red-vm1", "red-vm2"}},
+	} {
+		dest, fwd, lbs, routes := c.connectivity(PublishedService{VPC: "red", Policy: tc.policy})
+		got := view{keysOf(dest), keysOf(fwd), keysOf(lbs), keysOf(routes)}
+		if !slices.Equal(got.dest, tc.want.dest) || !slices.Equal(got.fwd, tc.want.fwd) ||
+			!slices.Equal(got.lbs, tc.want.lbs) || !slices.Equal(got.routes, tc.want.routes) {
+			t.Errorf("policy %q publishes %+v, want %+v", tc.policy, got, tc.want)
+		}
+		var backends []string
+		for _, b := range lbs["red-web"].(*p4meshv1.LoadBalancer).GetBackends() {
+			backends = append(backends, b.GetEndpoint())
+		}
+		if !slices.Equal(backends, tc.backend) {
+			t.Errorf("policy %q: red-web's backends = %v, want %v", tc.policy, backends, tc.backend)
+		}
+	}
+}
