@@ -634,7 +634,8 @@ func hostInfo(h Host) *p4meshv1.HostInfo {
 
 // connectivity is what service ps publishes: the VPC's endpoints, where
 // they are, its load balancers and routes, all limited to what the export
-// policy exports (everything for the VPC's own hosts, policy "").
+// policy exports, a load balancer's backends included (everything for the
+// VPC's own hosts, policy "").
 func (c *Config) connectivity(ps PublishedService) (dest, fwd, lbs, routes map[string]proto.Message) {
 	dest, fwd, lbs, routes = map[string]proto.Message{}, map[string]proto.Message{}, map[string]proto.Message{}, map[string]proto.Message{}
 	exports := func(ip netip.Addr) bool { return c.Exports(ps.VPC, ps.Policy, ip) }
@@ -659,11 +660,19 @@ func (c *Config) connectivity(ps PublishedService) (dest, fwd, lbs, routes map[s
 		}
 		m := &p4meshv1.LoadBalancer{Name: lb.Name, Vpc: lb.VPC, Vip: lb.VIP.String(), Protocol: uint32(proto), Port: uint32(lb.Port)}
 		for _, b := range lb.Backends {
+			// A backend is an endpoint the peer's hosts send flows to, and
+			// it carries the endpoint's IP, MAC and host: one the policy
+			// does not export stays as hidden here as in destinations.
 			e, ok := c.Endpoint(b.Endpoint)
-			if !ok {
+			if !ok || !exports(e.IP) {
 				continue
 			}
 			m.Backends = append(m.Backends, &p4meshv1.Backend{Endpoint: e.ID, Ip: e.IP.String(), Mac: e.MAC.String(), HostIp: hostIP(e.Host), Weight: max(b.Weight, 1)})
+		}
+		if len(m.Backends) == 0 {
+			// Nothing behind the VIP the peer may reach; a load balancer
+			// without backends is one the configuration never allows.
+			continue
 		}
 		lbs[lb.Name] = m
 	}

@@ -86,17 +86,22 @@ func (d *memDevice) Read(_ context.Context, query []*p4v1.Entity, fn func(*p4v1.
 	return nil
 }
 
+// readMatches answers a read as a switch does, id 0 included: the wildcard
+// for every table or profile. Without it a reconciler that read beyond its
+// own tables would see nothing there, and fail on a duplicate insert rather
+// than on what it did to another writer's entries.
 func readMatches(q, e *p4v1.Entity) bool {
+	id := func(want, have uint32) bool { return want == 0 || want == have }
 	switch x := q.Entity.(type) {
 	case *p4v1.Entity_TableEntry:
 		te := e.GetTableEntry()
-		return te != nil && te.TableId == x.TableEntry.TableId && te.IsDefaultAction == x.TableEntry.IsDefaultAction
+		return te != nil && id(x.TableEntry.TableId, te.TableId) && te.IsDefaultAction == x.TableEntry.IsDefaultAction
 	case *p4v1.Entity_ActionProfileMember:
 		m := e.GetActionProfileMember()
-		return m != nil && m.ActionProfileId == x.ActionProfileMember.ActionProfileId
+		return m != nil && id(x.ActionProfileMember.ActionProfileId, m.ActionProfileId)
 	case *p4v1.Entity_ActionProfileGroup:
 		g := e.GetActionProfileGroup()
-		return g != nil && g.ActionProfileId == x.ActionProfileGroup.ActionProfileId
+		return g != nil && id(x.ActionProfileGroup.ActionProfileId, g.ActionProfileId)
 	}
 	return false
 }
@@ -230,6 +235,92 @@ func TestReconcile(t *testing.T) {
 	}
 	if len(dev.writes) != 0 {
 		t.Error("a refused reconcile wrote to the switch")
+	}
+}
+
+// TestReconcileLeavesOtherWritersAlone: entries of a table the reconciler
+// does not own (here another writer's ACL, default included) are neither
+// deleted nor modified, whether the reconcile inserts, prunes some of its
+// own entries, or prunes all of them. The device answers wildcard reads,
+// so a reconciler that looked beyond its own tables would see these
+// entries and, finding them undesired, delete them.
+func TestReconcileLeavesOtherWritersAlone(t *testing.T) {
+	s := unitSchema(t)
+	dev := newMemDevice()
+	r := &Reconciler{Schema: s, Device: dev, Tables: []string{"route", "pool"}, Profiles: []string{"pool_selector"}}
+	ctx := context.Background()
+	acl, err := s.Table("acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var foreign []*p4v1.Entity
+	for i, a := range []string{"permit", "drop"} {
+		te, err := s.TableEntry(Entry{Table: "acl", Match: []Match{Exact("vni", Uint(uint64(i+1)))}, Action: &ActionCall{Name: a}, Priority: int32(10 + i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := Entity(te)
+		foreign = append(foreign, e)
+	}
+	def, err := s.DefaultEntry("acl", Call("drop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	de, _ := Entity(def)
+	foreign = append(foreign, de)
+	var seed []*p4v1.Update
+	for _, e := range foreign {
+		u := &p4v1.Update{Type: p4v1.Update_INSERT, Entity: e}
+		if isDefault(e) {
+			u.Type = p4v1.Update_MODIFY
+		}
+		seed = append(seed, u)
+	}
+	if err := dev.Write(ctx, seed); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(dev.entities); n != 3 {
+		t.Fatalf("seeded %d foreign entries, want 3", n)
+	}
+
+	full := desiredSet(t, s, 3, "192.168.0.2")
+	for _, step := range []struct {
+		name    string
+		desired []*p4v1.Entity
+		deleted int // of the reconciler's own entries
+	}{
+		{"full reconcile", full, 0},
+		{"two routes move, one goes, the pool goes", desiredSet(t, s, 2, "192.168.0.3")[:2], 5},
+		{"nothing desired", nil, 2},
+	} {
+		dev.writes = nil
+		res, err := r.Reconcile(ctx, step.desired)
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := res.Total().Deleted; got != step.deleted {
+			t.Errorf("%s: deleted %d (%s), want %d of its own", step.name, got, res, step.deleted)
+		}
+		for _, w := range dev.writes {
+			for _, u := range w {
+				if ownerID(u.Entity) == acl.ID() {
+					t.Errorf("%s: wrote %v to a table it does not own: %v", step.name, u.Type, u.Entity)
+				}
+			}
+		}
+		for _, e := range foreign {
+			if got, ok := dev.entities[memKey(e)]; !ok {
+				t.Errorf("%s: another writer's entry is gone: %v", step.name, e)
+			} else if !proto.Equal(got, e) {
+				t.Errorf("%s: another writer's entry changed: %v, was %v", step.name, got, e)
+			}
+		}
+	}
+	// All that is left is the foreign entries and route's default, which
+	// a reconcile modifies but never deletes.
+	if n := len(dev.entities); n != len(foreign)+1 {
+		t.Errorf("after pruning everything the switch holds %d entities, want %d", n, len(foreign)+1)
 	}
 }
 
