@@ -111,21 +111,31 @@ func TestExportPolicyFiltersLoadBalancersByProtocol(t *testing.T) {
 func TestExportPolicyFiltersRoutesByPrefix(t *testing.T) {
 	checkNoLeaks(t)
 	_, c2, cfg := peeredWith(t, func(c *Config) {
-		c.Routes = []Route{blueRoute("10.2.1.128/25"), blueRoute("10.2.2.0/24"), blueRoute("10.2.0.0/20")}
+		hidden := blueRoute("10.2.1.64/26")
+		hidden.NextHop = "blue-out" // 10.2.2.5, outside what blue-web exports
+		c.Routes = []Route{blueRoute("10.2.1.128/25"), blueRoute("10.2.2.0/24"), blueRoute("10.2.0.0/20"), hidden}
 	})
 	conn := dial(t, c2.addr)
 
 	own, _, _ := watchRaw(t, conn, routeWatch, ownView).snapshot(t)
-	if got, want := keys(own), []string{"10.2.0.0/20", "10.2.1.128/25", "10.2.2.0/24"}; !slices.Equal(got, want) {
+	if got, want := keys(own), []string{"10.2.0.0/20", "10.2.1.128/25", "10.2.1.64/26", "10.2.2.0/24"}; !slices.Equal(got, want) {
 		t.Fatalf("blue's own routes = %v, want %v", got, want)
 	}
 	peer := watchRaw(t, conn, routeWatch, peerView("blue-web"))
 	items, _, _ := peer.snapshot(t)
-	if got := keys(items); !slices.Equal(got, []string{"10.2.1.128/25"}) {
-		t.Fatalf("blue's routes under blue-web = %v, want only the one inside 10.2.1.0/24", got)
+	if got := keys(items); !slices.Equal(got, []string{"10.2.1.128/25", "10.2.1.64/26"}) {
+		t.Fatalf("blue's routes under blue-web = %v, want only the ones inside 10.2.1.0/24", got)
 	}
 	if r := items["10.2.1.128/25"].GetRoute(); r.GetNextHopIp() != "10.2.1.5" {
 		t.Errorf("10.2.1.128/25 under blue-web = %v, want next hop 10.2.1.5", r)
+	}
+	// Its next hop is blue-out, which the policy hides: the route goes
+	// out, the endpoint's address does not.
+	if r := items["10.2.1.64/26"].GetRoute(); r.GetNextHopIp() != "" {
+		t.Errorf("10.2.1.64/26 under blue-web = %v, want no next hop (blue-out is not exported)", r)
+	}
+	if r := own["10.2.1.64/26"].GetRoute(); r.GetNextHopIp() != "10.2.2.5" {
+		t.Errorf("10.2.1.64/26 in blue's own view = %v, want next hop 10.2.2.5", r)
 	}
 
 	cfg = cfg.Clone()

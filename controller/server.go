@@ -684,7 +684,10 @@ func (c *Config) connectivity(ps PublishedService) (dest, fwd, lbs, routes map[s
 			continue
 		}
 		m := &p4meshv1.Route{Vpc: r.VPC, Prefix: r.Prefix.String(), Origin: "static", Priority: r.Priority, Reason: rs.Reason}
-		if e, ok := c.Endpoint(r.NextHop); ok {
+		// A next hop the policy does not export is an endpoint the peer
+		// may not learn of; the peer's hosts route by their own VPC's
+		// routes anyway.
+		if e, ok := c.Endpoint(r.NextHop); ok && exports(e.IP) {
 			m.NextHopIp = e.IP.String()
 		}
 		routes[r.Prefix.String()] = m
