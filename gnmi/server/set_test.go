@@ -5,10 +5,14 @@ import (
 	"testing"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/goyang/pkg/yang"
+	"github.com/openconfig/ygot/ytypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/p4mesh/p4mesh/controller"
+	p4gnmi "github.com/p4mesh/p4mesh/gnmi"
+	"github.com/p4mesh/p4mesh/gnmi/oc"
 )
 
 func uintVal(n uint64) *gnmi.TypedValue {
@@ -101,5 +105,118 @@ func TestSetAtomicAtEachValue(t *testing.T) {
 	}
 	if got := redVNI(t, ctl); got != 102 {
 		t.Errorf("red's VNI = %d; want 102", got)
+	}
+}
+
+// applySet is what a Set of req makes of base, worked out without the
+// server: base as a tree, changed with ygot in the order the gNMI
+// specification gives (deletes, replaces, updates). An error means the
+// request cannot be applied as it stands: a path or value that does not fit
+// the model. Nothing is validated here, so that a test can check each stage
+// of what the server must check on its own.
+func applySet(root *yang.Entry, base *controller.Config, req *gnmi.SetRequest) (*oc.Device, error) {
+	d, err := p4gnmi.FromConfig(base)
+	if err != nil {
+		return nil, err
+	}
+	del := func(p *gnmi.Path) error {
+		// Deleting what is not there is no error (specification §3.4.6).
+		if err := ytypes.DeleteNode(root, d, p); err != nil && status.Code(err) != codes.NotFound {
+			return err
+		}
+		return nil
+	}
+	set := func(p *gnmi.Path, v *gnmi.TypedValue) error {
+		if len(p.GetElem()) == 0 {
+			b := v.GetJsonIetfVal()
+			if b == nil {
+				b = v.GetJsonVal()
+			}
+			return oc.Unmarshal(b, d)
+		}
+		return ytypes.SetNode(root, d, p, v, &ytypes.InitMissingElements{})
+	}
+	for _, p := range req.GetDelete() {
+		if err := del(fullPath(req.GetPrefix(), p)); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range req.GetReplace() {
+		p := fullPath(req.GetPrefix(), u.GetPath())
+		if err := del(p); err != nil {
+			return nil, err
+		}
+		if err := set(p, u.GetVal()); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range req.GetUpdate() {
+		if err := set(fullPath(req.GetPrefix(), u.GetPath()), u.GetVal()); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// checkYANG validates d against the YANG model with ygot. References
+// (leafrefs) to what is missing are left to the controller's rules, as the
+// server leaves them: they know that a peer VPC may be another
+// controller's.
+func checkYANG(d *oc.Device) error {
+	return d.Validate(&ytypes.LeafrefOptions{IgnoreMissingData: true})
+}
+
+// TestSetChecksYANG: a Set is refused for what only the YANG model
+// forbids. Each value here converts to the controller's configuration and
+// passes the controller's own rules, which are laxer about spelling (a MAC
+// net.ParseMAC reads, a protocol number strconv reads) or do not look at
+// all (the VPC names of another controller's directory entry, which the
+// model keeps to the characters of names so that they cannot clash with
+// the separators of paths and watch keys); without the schema check they
+// would be applied.
+func TestSetChecksYANG(t *testing.T) {
+	c, ctl := start(t)
+	root := oc.SchemaTree["Device"]
+	for _, tc := range []struct {
+		name string
+		up   *gnmi.Update
+	}{
+		{"MAC with dashes", &gnmi.Update{Path: path(t, "/p4mesh/hosts/host[id=h1]/config/mac"), Val: stringVal("02-aa-00-00-00-09")}},
+		{"protocol number of four digits", &gnmi.Update{Path: path(t, "/p4mesh/export-policies/export-policy[name=all]/config/protocols"), Val: ietfVal(`["0006"]`)}},
+		{"VPC name with a slash", &gnmi.Update{Path: path(t, "/p4mesh/directory/controllers/controller[name=c2]"),
+			Val: ietfVal(`{"p4mesh:name":"c2","p4mesh:config":{"name":"c2","address":"127.0.0.1:7002","vpcs":["blue/x"]}}`)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &gnmi.SetRequest{Update: []*gnmi.Update{tc.up}}
+			before := ctl.Config()
+			defer func() {
+				if !ctl.Config().Equal(before) {
+					if err := ctl.Apply(before); err != nil {
+						t.Fatalf("restore: %v", err)
+					}
+				}
+			}()
+			// The case is worth something only while YANG alone refuses it.
+			d, err := applySet(root, before, req)
+			if err != nil {
+				t.Fatalf("the value does not fit its leaf: %v", err)
+			}
+			if checkYANG(d) == nil {
+				t.Fatal("the YANG model accepts the result")
+			}
+			if cfg, err := p4gnmi.ToConfig(d); err != nil {
+				t.Fatalf("the result does not convert: %v", err)
+			} else if err := cfg.Validate(); err != nil {
+				t.Fatalf("the controller's rules refuse the result too: %v", err)
+			}
+
+			_, err = c.Set(t.Context(), req)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "is not a valid") {
+				t.Errorf("Set = %v; want InvalidArgument: the value is not valid in the model", err)
+			}
+			if !ctl.Config().Equal(before) {
+				t.Error("the Set changed the configuration")
+			}
+		})
 	}
 }
