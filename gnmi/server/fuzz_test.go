@@ -2,14 +2,17 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/goyang/pkg/yang"
 	"github.com/openconfig/ygot/ygot"
 
 	"github.com/p4mesh/p4mesh/controller"
+	p4gnmi "github.com/p4mesh/p4mesh/gnmi"
 	"github.com/p4mesh/p4mesh/identity"
 )
 
@@ -59,9 +62,17 @@ func fuzzPath(s string) *gnmi.Path {
 
 // FuzzSet: any path, value and operation. The server never panics, a
 // refused Set leaves the configuration exactly as it was, and an accepted
-// one leaves a configuration the server can still report.
+// one leaves a configuration the server can still report. Both ways are
+// checked against what the Set must do, worked out without the server
+// (applySet): a Set whose path or value does not fit, or whose result
+// fails the YANG model or the controller's rules, must be refused; an
+// accepted one must leave exactly that result, and it must validate. That
+// oracle shares ygot with the server but none of the server's code, and
+// validates with ygot and the controller rather than p4gnmi.Validate: what
+// it catches is the server losing an error or a check on the way.
 func FuzzSet(f *testing.F) {
 	srv, ctl, base := fuzzServer(f)
+	root := srv.schema.RootSchema()
 	seeds := []struct {
 		op         uint8
 		path, json string
@@ -87,6 +98,13 @@ func FuzzSet(f *testing.F) {
 		{0, "/p4mesh/directory/controllers/controller[name=c1]/config/vpcs", `["red"]`},
 		{0, "/nope[", `{`},
 		{0, "/p4mesh/vpcs/vpc/config/vni", `null`},
+		// Values that do not fit their leaf, where dropping the value
+		// would leave a valid configuration.
+		{0, "/p4mesh/vpcs/vpc[name=red]/config/vni", `"abc"`},
+		{1, "/p4mesh/routes/route[vpc=red][prefix=172.16.0.0/12][next-hop=red-router]/config/priority", `4294967296`},
+		// Values only the YANG model refuses.
+		{0, "/p4mesh/hosts/host[id=h1]/config/mac", `"02-aa-00-00-00-09"`},
+		{0, "/p4mesh/export-policies/export-policy[name=all]/config/protocols", `["0006"]`},
 	}
 	for _, s := range seeds {
 		f.Add(s.op, s.path, s.json)
@@ -112,12 +130,28 @@ func FuzzSet(f *testing.F) {
 			req.Update = []*gnmi.Update{{Path: p, Val: val}}
 		}
 		before := ctl.Config()
+		want, wrong := wantSet(root, before, req)
 		_, err := srv.Set(context.Background(), req)
 		if err != nil {
 			if after := ctl.Config(); !after.Equal(before) {
 				t.Fatalf("Set %v refused (%v) but changed the configuration", req, err)
 			}
 			return
+		}
+		if wrong != nil {
+			t.Fatalf("Set %v accepted; it must be refused: %v", req, wrong)
+		}
+		after := ctl.Config()
+		if !after.Equal(want) {
+			t.Fatalf("Set %v accepted, leaving other than what it makes: %v", req, controller.DiffConfigs(want, after, "the request's result", "the controller"))
+		}
+		if err := after.Validate(); err != nil {
+			t.Fatalf("Set %v accepted, leaving a configuration the controller's rules refuse: %v", req, err)
+		}
+		if d, err := p4gnmi.FromConfig(after); err != nil {
+			t.Fatalf("Set %v accepted, leaving a configuration the model cannot hold: %v", req, err)
+		} else if err := checkYANG(d); err != nil {
+			t.Fatalf("Set %v accepted, leaving a configuration the YANG model refuses: %v", req, err)
 		}
 		if _, err := srv.Get(context.Background(), &gnmi.GetRequest{Path: []*gnmi.Path{{}}}); err != nil {
 			t.Fatalf("Set %v accepted, then Get / fails: %v", req, err)
@@ -129,4 +163,25 @@ func FuzzSet(f *testing.F) {
 			}
 		}
 	})
+}
+
+// wantSet is the configuration a Set of req must leave if it is accepted,
+// or why it must be refused: a path or value that does not fit the model,
+// or a result the YANG model or the controller's rules refuse.
+func wantSet(root *yang.Entry, base *controller.Config, req *gnmi.SetRequest) (*controller.Config, error) {
+	d, err := applySet(root, base, req)
+	if err != nil {
+		return nil, fmt.Errorf("it cannot be applied: %w", err)
+	}
+	if err := checkYANG(d); err != nil {
+		return nil, fmt.Errorf("the YANG model refuses the result: %w", err)
+	}
+	c, err := p4gnmi.ToConfig(d)
+	if err != nil {
+		return nil, fmt.Errorf("the result does not convert: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("the controller's rules refuse the result: %w", err)
+	}
+	return c, nil
 }
