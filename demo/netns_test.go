@@ -12,6 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/p4mesh/p4mesh/internal/testenv"
 )
 
 func TestParsePingReceived(t *testing.T) {
@@ -64,7 +66,7 @@ func TestParsePingEvery(t *testing.T) {
 func requireNetns(t *testing.T) {
 	t.Helper()
 	if err := NetnsAvailable(); err != nil {
-		t.Skip("skipped: " + err.Error())
+		testenv.Skipf(t, "the netns fabric cannot run: %v", err)
 	}
 }
 

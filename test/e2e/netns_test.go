@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
-	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -19,20 +17,18 @@ import (
 
 	"github.com/p4mesh/p4mesh/controller"
 	"github.com/p4mesh/p4mesh/demo"
+	"github.com/p4mesh/p4mesh/internal/testenv"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
 )
 
+// requireNetns skips the test (fails it in CI) unless the netns fabric can
+// run: root, and ip and ping to run the VMs' pings.
 func requireNetns(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: needs root for network namespaces, veths and AF_PACKET sockets")
-	}
-	for _, tool := range []string{"ip", "ping"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipped: %s is not installed", tool)
-		}
-	}
+	testenv.NeedRoot(t, "network namespaces, veths and AF_PACKET sockets")
+	testenv.NeedTool(t, "ip", "the VMs' namespaces (ip netns exec)")
+	testenv.NeedTool(t, "ping", "the VMs' pings")
 }
 
 var received = regexp.MustCompile(`(\d+) received`)
