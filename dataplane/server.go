@@ -55,6 +55,15 @@ type Options struct {
 	// a pipeline that replaced the store, so the packet pipeline can switch
 	// to it.
 	OnCommit func(*Store)
+	// OnWrite, if set, is called with every update the server applied,
+	// in request order, after it took effect and while the store is
+	// still locked: it must be quick, must not modify the update and
+	// must not call the server. Failed updates are not reported, and
+	// neither is a pipeline commit that clears the store (see OnCommit).
+	// It is the switch's write log, for tests that must know what a
+	// switch was told (no DELETE during a hitless restart); unset, it
+	// costs one nil check per update.
+	OnWrite func(*p4v1.Update)
 }
 
 // Server is the P4Runtime server of p4mesh-switch: arbitration, pipeline
@@ -224,12 +233,17 @@ func (s *Server) write(req *p4v1.WriteRequest) (*p4v1.WriteResponse, error) {
 	var errs []error // nil until the first failure
 	var sc scratch
 	st.mu.Lock()
+	onWrite := s.opts.OnWrite
 	for i, u := range updates {
 		if err := s.apply(st, u, &sc); err != nil {
 			if errs == nil {
 				errs = make([]error, len(updates))
 			}
 			errs[i] = err
+			continue
+		}
+		if onWrite != nil {
+			onWrite(u)
 		}
 	}
 	st.mu.Unlock()

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -181,6 +182,36 @@ func TestWriteBatchErrorsInOrder(t *testing.T) {
 	}
 	if s.Stats().UpdateErrors != 2 {
 		t.Errorf("stats: %+v", s.Stats())
+	}
+}
+
+// TestOnWrite: the write log sees every applied update in order, and
+// neither the ones that failed nor a commit that clears the store.
+func TestOnWrite(t *testing.T) {
+	info := unitInfo(t)
+	var log []string
+	s, err := NewServer(Options{P4Info: info, OnWrite: func(u *p4v1.Update) {
+		log = append(log, fmt.Sprintf("%v %x", u.GetType(), u.GetEntity().GetTableEntry().GetMatch()[0].GetExact().GetValue()))
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func() {
+		t.Helper()
+		if err := s.Commit(&p4v1.ForwardingPipelineConfig{P4Info: info}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit()
+	pv := func(typ p4v1.Update_Type, port, vnet byte) *p4v1.Update {
+		return upd(typ, te(tPortVnet, 0, act(aSetVnet, be(uint64(vnet)), be(2)), exact(1, port)))
+	}
+	write(t, s, pv(p4v1.Update_INSERT, 1, 1), pv(p4v1.Update_INSERT, 1, 1), pv(p4v1.Update_INSERT, 2, 1),
+		pv(p4v1.Update_MODIFY, 2, 3), pv(p4v1.Update_DELETE, 1, 1), pv(p4v1.Update_DELETE, 1, 1))
+	commit() // clears the store: OnCommit's business, not OnWrite's
+	want := []string{"INSERT 01", "INSERT 02", "MODIFY 02", "DELETE 01"}
+	if !slices.Equal(log, want) {
+		t.Errorf("write log %q, want %q", log, want)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/p4mesh/p4mesh/dataplane"
@@ -28,10 +29,20 @@ type MemFabric struct {
 	mu      sync.Mutex
 	uplinks map[string]*dataplane.MemPort
 	vmPorts map[string]*dataplane.MemPort // by VM id
-	replies map[string]chan uint16        // echo replies by VM id: their sequence numbers
+	replies map[string]chan echoReply     // echo replies by VM id
 	// ends are the switch ends of the ports above, by port: the latest
 	// switch's, which the port's frames go to.
 	ends map[*dataplane.MemPort]*switchEnd
+
+	// pingID numbers the pings, so one never counts a late reply to
+	// another.
+	pingID atomic.Uint32
+}
+
+// echoReply is an echo reply a VM received, and when.
+type echoReply struct {
+	id, seq uint16
+	at      time.Time
 }
 
 // switchEnd is a switch's end of a fabric port. The port is the wire and
@@ -95,13 +106,13 @@ func (f *MemFabric) carry(wire *dataplane.MemPort) {
 func NewMemFabric(t *Topology) *MemFabric {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &MemFabric{topo: t, ctx: ctx, cancel: cancel, uplinks: map[string]*dataplane.MemPort{},
-		vmPorts: map[string]*dataplane.MemPort{}, replies: map[string]chan uint16{}, ends: map[*dataplane.MemPort]*switchEnd{}}
+		vmPorts: map[string]*dataplane.MemPort{}, replies: map[string]chan echoReply{}, ends: map[*dataplane.MemPort]*switchEnd{}}
 	for _, h := range t.Hosts {
 		f.uplinks[h.ID] = dataplane.NewMemPort(1024)
 	}
 	for _, v := range t.VMs {
 		f.vmPorts[v.ID] = dataplane.NewMemPort(1024)
-		f.replies[v.ID] = make(chan uint16, 64)
+		f.replies[v.ID] = make(chan echoReply, 256)
 	}
 	for id, up := range f.uplinks {
 		f.wg.Add(1)
@@ -191,7 +202,7 @@ func (f *MemFabric) vmStack(v VM) {
 			port.Inject(echoFrame(v.GatewayMAC, v.MAC, v.IP, src, 0, id, seq, 64))
 		case 0:
 			select {
-			case f.replies[v.ID] <- seq:
+			case f.replies[v.ID] <- echoReply{id: id, seq: seq, at: time.Now()}:
 			default:
 			}
 		}
@@ -205,9 +216,10 @@ func (f *MemFabric) Ping(ctx context.Context, vm VM, dst netip.Addr, count int, 
 		return 0, fmt.Errorf("no VM %s", vm.ID)
 	}
 	replies := f.replies[vm.ID]
+	id := uint16(f.pingID.Add(1))
 	got := 0
 	for seq := uint16(1); seq <= uint16(count); seq++ {
-		port.Inject(echoFrame(vm.GatewayMAC, vm.MAC, vm.IP, dst, 8, 0x4d45, seq, 64))
+		port.Inject(echoFrame(vm.GatewayMAC, vm.MAC, vm.IP, dst, 8, id, seq, 64))
 		t := time.NewTimer(timeout)
 	wait:
 		for {
@@ -217,8 +229,8 @@ func (f *MemFabric) Ping(ctx context.Context, vm VM, dst netip.Addr, count int, 
 				return got, ctx.Err()
 			case <-t.C:
 				break wait
-			case s := <-replies:
-				if s == seq {
+			case r := <-replies:
+				if r.id == id && r.seq == seq {
 					got++
 					t.Stop()
 					break wait
@@ -227,6 +239,56 @@ func (f *MemFabric) Ping(ctx context.Context, vm VM, dst netip.Addr, count int, 
 		}
 	}
 	return got, nil
+}
+
+// PingEvery implements Fabric: the requests leave every interval whether
+// or not the replies have come, as `ping -i` sends them.
+func (f *MemFabric) PingEvery(ctx context.Context, vm VM, dst netip.Addr, count int, interval, timeout time.Duration) (PingRun, error) {
+	port, ok := f.vmPorts[vm.ID]
+	if !ok {
+		return PingRun{}, fmt.Errorf("no VM %s", vm.ID)
+	}
+	replies := f.replies[vm.ID]
+	id := uint16(f.pingID.Add(1))
+	sent := make([]time.Time, count+1) // by sequence number, from 1
+	rtt := make([]time.Duration, count+1)
+	run := PingRun{Interval: interval}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var last <-chan time.Time // after the last request: the wait for its reply
+	send := func() {
+		run.Sent++
+		sent[run.Sent] = time.Now()
+		port.Inject(echoFrame(vm.GatewayMAC, vm.MAC, vm.IP, dst, 8, id, uint16(run.Sent), 64))
+		if run.Sent == count {
+			tick.Stop()
+			last = time.After(timeout)
+		}
+	}
+	send()
+	for run.Received < count {
+		select {
+		case <-ctx.Done():
+			run.finish(rtt)
+			return run, ctx.Err()
+		case <-tick.C:
+			send()
+		case <-last:
+			run.finish(rtt)
+			return run, nil
+		case r := <-replies:
+			seq := int(r.seq)
+			if r.id != id || seq < 1 || seq > run.Sent || rtt[seq] != 0 {
+				continue
+			}
+			if d := r.at.Sub(sent[seq]); d <= timeout {
+				rtt[seq] = max(d, time.Nanosecond)
+				run.Received++
+			}
+		}
+	}
+	run.finish(rtt)
+	return run, nil
 }
 
 // Close implements Fabric.

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,9 +45,80 @@ type Fabric interface {
 	// Ping sends count echo requests from vm to dst and returns how many
 	// replies came back within timeout each.
 	Ping(ctx context.Context, vm VM, dst netip.Addr, count int, timeout time.Duration) (int, error)
+	// PingEvery sends count echo requests from vm to dst, one every
+	// interval without waiting for the replies, and says which were
+	// answered within timeout and how fast: an outage measured, at the
+	// resolution of interval.
+	PingEvery(ctx context.Context, vm VM, dst netip.Addr, count int, interval, timeout time.Duration) (PingRun, error)
 	// Name says what the fabric is, for the demo's output.
 	Name() string
 	Close() error
+}
+
+// PingRun is what a paced ping (Fabric.PingEvery) saw.
+type PingRun struct {
+	Sent, Received int
+	Interval       time.Duration
+	// Lost are the sequence numbers (from 1) of the requests that got no
+	// reply within the timeout.
+	Lost []int
+	// MaxRTT is the slowest reply's round trip, and MaxRTTSeq its
+	// request: a stall that lost nothing shows here.
+	MaxRTT    time.Duration
+	MaxRTTSeq int
+}
+
+// Outage is the longest run of consecutive lost requests, in time: how
+// long a flow sending every Interval went without an answer (0 when
+// nothing was lost).
+func (r PingRun) Outage() time.Duration {
+	longest, run, prev := 0, 0, -1
+	for _, seq := range r.Lost {
+		if seq == prev+1 {
+			run++
+		} else {
+			run = 1
+		}
+		longest, prev = max(longest, run), seq
+	}
+	return time.Duration(longest) * r.Interval
+}
+
+func (r PingRun) String() string {
+	s := fmt.Sprintf("%d/%d replies every %v, max RTT %v (request %d), outage %v",
+		r.Received, r.Sent, r.Interval, r.MaxRTT.Round(time.Microsecond), r.MaxRTTSeq, r.Outage())
+	if len(r.Lost) == 0 {
+		return s
+	}
+	// The lost requests as runs: "lost 3-4,9".
+	var b strings.Builder
+	for i := 0; i < len(r.Lost); {
+		j := i
+		for j+1 < len(r.Lost) && r.Lost[j+1] == r.Lost[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprint(&b, r.Lost[i])
+		if j > i {
+			fmt.Fprintf(&b, "-%d", r.Lost[j])
+		}
+		i = j + 1
+	}
+	return s + ", lost " + b.String()
+}
+
+// finish fills r from the round trips by sequence number (0: no reply).
+func (r *PingRun) finish(rtt []time.Duration) {
+	for seq := 1; seq <= r.Sent; seq++ {
+		switch d := rtt[seq]; {
+		case d == 0:
+			r.Lost = append(r.Lost, seq)
+		case d > r.MaxRTT:
+			r.MaxRTT, r.MaxRTTSeq = d, seq
+		}
+	}
 }
 
 // Host is one demo host.
@@ -197,6 +269,11 @@ type Mesh struct {
 	// for a restart.
 	switches map[string]func()
 	ohcs     map[string]context.CancelFunc
+	// ohcMu guards running: each host's running OHC, set once it started.
+	ohcMu   sync.Mutex
+	running map[string]runningOHC
+	// switchOpts amends each switch's server options (Options.SwitchOptions).
+	switchOpts func(host string, o *dataplane.Options)
 	// ctls stop each controller (its gRPC server and follower) for a
 	// restart.
 	ctls    map[string]func()
@@ -221,6 +298,16 @@ type Options struct {
 	// has a certificate of a lab CA (as p4meshctl pki lab makes) and every
 	// channel is mutual TLS: controllers, OHCs, switches.
 	Insecure bool
+	// SwitchOptions, if set, amends the server options of every switch
+	// the mesh starts, restarted ones included: tests set OnWrite and
+	// OnCommit there to see everything a switch is told.
+	SwitchOptions func(host string, o *dataplane.Options)
+}
+
+// runningOHC is the parts of a running OHC that tests look into.
+type runningOHC struct {
+	prog  *ohc.Programmer
+	agent *ohc.Agent
 }
 
 // Start brings the demo up: controllers on loopback, a switch per host on
@@ -233,7 +320,8 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	m := &Mesh{Controllers: map[string]*controller.Server{}, Switches: map[string]*dataplane.Switch{},
 		SwitchAddrs: map[string]string{}, fabric: o.Fabric, log: o.Logger, cancel: cancel, switches: map[string]func(){}, ohcs: map[string]context.CancelFunc{},
-		ctls: map[string]func(){}, ctlAddr: map[string]string{}, dataDir: o.DataDir, ctx: ctx}
+		ctls: map[string]func(){}, ctlAddr: map[string]string{}, dataDir: o.DataDir, ctx: ctx,
+		running: map[string]runningOHC{}, switchOpts: o.SwitchOptions}
 	fail := func(err error) (*Mesh, error) {
 		m.Close()
 		return nil, err
@@ -289,7 +377,11 @@ func (m *Mesh) startSwitch(host string, lis net.Listener) error {
 	if err != nil {
 		return err
 	}
-	sw, err := dataplane.NewSwitch(dataplane.SwitchOptions{Server: dataplane.Options{P4Info: info, Logger: m.log.With("switch", host)}, Ports: ports})
+	so := dataplane.Options{P4Info: info, Logger: m.log.With("switch", host)}
+	if m.switchOpts != nil {
+		m.switchOpts(host, &so)
+	}
+	sw, err := dataplane.NewSwitch(dataplane.SwitchOptions{Server: so, Ports: ports})
 	if err != nil {
 		for _, p := range ports {
 			p.Close()
@@ -427,6 +519,9 @@ func (m *Mesh) StartOHC(ctx context.Context, host string) {
 	if stop := m.ohcs[host]; stop != nil {
 		stop()
 	}
+	m.ohcMu.Lock()
+	delete(m.running, host)
+	m.ohcMu.Unlock()
 	octx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	m.ohcs[host] = func() { cancel(); <-done }
@@ -450,11 +545,24 @@ func (m *Mesh) StartOHC(ctx context.Context, host string) {
 	go func() {
 		defer m.wg.Done()
 		defer close(done)
-		err := ohc.RunDaemon(octx, o, nil)
+		err := ohc.RunDaemon(octx, o, func(p *ohc.Programmer, _ *p4rt.Client, a *ohc.Agent) {
+			m.ohcMu.Lock()
+			m.running[host] = runningOHC{prog: p, agent: a}
+			m.ohcMu.Unlock()
+		})
 		if err != nil {
 			m.log.Error("OHC stopped", "host", host, "err", err)
 		}
 	}()
+}
+
+// OHC is host's running OHC's programmer and agent; nil before it has
+// started and after it stopped.
+func (m *Mesh) OHC(host string) (*ohc.Programmer, *ohc.Agent) {
+	m.ohcMu.Lock()
+	defer m.ohcMu.Unlock()
+	r := m.running[host]
+	return r.prog, r.agent
 }
 
 // StopOHC stops host's OHC; its switch keeps its tables.
@@ -463,6 +571,9 @@ func (m *Mesh) StopOHC(host string) {
 		stop()
 		delete(m.ohcs, host)
 	}
+	m.ohcMu.Lock()
+	delete(m.running, host)
+	m.ohcMu.Unlock()
 }
 
 // Apply changes one controller's configuration, as an operator would.
@@ -591,6 +702,12 @@ func (m *Mesh) ControllerAddr(name string) string { return m.ctlAddr[name] }
 // Ping pings dst from VM vm through the fabric.
 func (m *Mesh) Ping(ctx context.Context, vm string, dst netip.Addr, count int) (int, error) {
 	return m.fabric.Ping(ctx, m.Topology.VM(vm), dst, count, time.Second)
+}
+
+// PingEvery pings dst from VM vm through the fabric, count requests one
+// every interval, each answered within a second or lost.
+func (m *Mesh) PingEvery(ctx context.Context, vm string, dst netip.Addr, count int, interval time.Duration) (PingRun, error) {
+	return m.fabric.PingEvery(ctx, m.Topology.VM(vm), dst, count, interval, time.Second)
 }
 
 // Close stops everything.

@@ -619,6 +619,57 @@ func (f *NetnsFabric) Ping(ctx context.Context, vm VM, dst netip.Addr, count int
 	return 0, fmt.Errorf("ping %s from %s: %w: %s", dst, vm.ID, err, bytes2line(out))
 }
 
+var (
+	pingReply       = regexp.MustCompile(`(icmp_)?seq=(\d+) ttl=\d+ time=([0-9.]+) ms`)
+	pingTransmitted = regexp.MustCompile(`(\d+) packets transmitted`)
+)
+
+// PingEvery implements Fabric with the kernel's ping -i in vm's
+// namespace (an interval under 200ms needs root, which the fabric has).
+func (f *NetnsFabric) PingEvery(ctx context.Context, vm VM, dst netip.Addr, count int, interval, timeout time.Duration) (PingRun, error) {
+	secs := max(1, int(math.Ceil(timeout.Seconds())))
+	out, err := f.Exec(ctx, vm.ID, "ping", "-n", "-c", strconv.Itoa(count), "-W", strconv.Itoa(secs),
+		"-i", strconv.FormatFloat(interval.Seconds(), 'f', -1, 64), dst.String())
+	run, ok := parsePingEvery(out, count, interval, timeout)
+	if !ok {
+		if ctx.Err() != nil {
+			return run, ctx.Err()
+		}
+		if err == nil {
+			err = errors.New("no summary in its output")
+		}
+		return run, fmt.Errorf("ping %s from %s: %w: %s", dst, vm.ID, err, bytes2line(out))
+	}
+	return run, nil
+}
+
+// parsePingEvery reads each reply's sequence number and round trip out of
+// ping's output; ok is false without a summary.
+func parsePingEvery(out []byte, count int, interval, timeout time.Duration) (PingRun, bool) {
+	run := PingRun{Interval: interval}
+	m := pingTransmitted.FindSubmatch(out)
+	if m == nil {
+		return run, false
+	}
+	run.Sent, _ = strconv.Atoi(string(m[1]))
+	rtt := make([]time.Duration, max(run.Sent, count)+1)
+	for _, r := range pingReply.FindAllSubmatch(out, -1) {
+		seq, _ := strconv.Atoi(string(r[2]))
+		if len(r[1]) == 0 {
+			seq++ // busybox counts from 0
+		}
+		ms, err := strconv.ParseFloat(string(r[3]), 64)
+		d := time.Duration(ms * float64(time.Millisecond))
+		if err != nil || seq < 1 || seq >= len(rtt) || rtt[seq] != 0 || d > timeout {
+			continue // a duplicate, or too late
+		}
+		rtt[seq] = max(d, time.Nanosecond)
+		run.Received++
+	}
+	run.finish(rtt)
+	return run, true
+}
+
 func bytes2line(b []byte) string { return strings.Join(strings.Fields(string(b)), " ") }
 
 // Exec runs a command in vm's namespace (with `ip netns exec`, which also

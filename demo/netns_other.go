@@ -38,6 +38,11 @@ func (*NetnsFabric) Ping(context.Context, VM, netip.Addr, int, time.Duration) (i
 	return 0, errNoNetns
 }
 
+// PingEvery implements Fabric.
+func (*NetnsFabric) PingEvery(context.Context, VM, netip.Addr, int, time.Duration, time.Duration) (PingRun, error) {
+	return PingRun{}, errNoNetns
+}
+
 // Exec fails here.
 func (*NetnsFabric) Exec(context.Context, string, ...string) ([]byte, error) { return nil, errNoNetns }
 

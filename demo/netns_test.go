@@ -8,9 +8,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/p4mesh/p4mesh/internal/testenv"
 )
 
 func TestParsePingReceived(t *testing.T) {
@@ -32,10 +35,38 @@ func TestParsePingReceived(t *testing.T) {
 	}
 }
 
+func TestParsePingEvery(t *testing.T) {
+	out := `PING 10.2.0.10 (10.2.0.10) 56(84) bytes of data.
+64 bytes from 10.2.0.10: icmp_seq=1 ttl=64 time=0.210 ms
+64 bytes from 10.2.0.10: icmp_seq=2 ttl=64 time=3.50 ms
+64 bytes from 10.2.0.10: icmp_seq=2 ttl=64 time=3.60 ms (DUP!)
+64 bytes from 10.2.0.10: icmp_seq=5 ttl=64 time=0.300 ms
+
+--- 10.2.0.10 ping statistics ---
+6 packets transmitted, 3 received, +1 duplicates, 50% packet loss, time 52ms
+`
+	run, ok := parsePingEvery([]byte(out), 6, 10*time.Millisecond, time.Second)
+	if !ok {
+		t.Fatal("no summary found")
+	}
+	if run.Sent != 6 || run.Received != 3 || !slices.Equal(run.Lost, []int{3, 4, 6}) || run.MaxRTT != 3500*time.Microsecond || run.MaxRTTSeq != 2 {
+		t.Errorf("parsed %+v", run)
+	}
+	if got := run.Outage(); got != 20*time.Millisecond {
+		t.Errorf("outage %v, want 20ms (requests 3 and 4)", got)
+	}
+	if s := run.String(); !strings.HasSuffix(s, "outage 20ms, lost 3-4,6") {
+		t.Errorf("String() = %q", s)
+	}
+	if _, ok := parsePingEvery([]byte("ping: connect: Network is unreachable\n"), 6, time.Millisecond, time.Second); ok {
+		t.Error("a summary found in an error")
+	}
+}
+
 func requireNetns(t *testing.T) {
 	t.Helper()
 	if err := NetnsAvailable(); err != nil {
-		t.Skip("skipped: " + err.Error())
+		testenv.Skipf(t, "the netns fabric cannot run: %v", err)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/dataplane"
 	"github.com/p4mesh/p4mesh/dataplane/afpacket"
+	"github.com/p4mesh/p4mesh/internal/testenv"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
 	"github.com/p4mesh/p4mesh/test/topo"
@@ -217,16 +218,21 @@ func BenchmarkVethForwarding(b *testing.B) {
 	before, start := tx.TxPackets.Load(), time.Now()
 	b.ResetTimer()
 	var tool string
-	if _, err := exec.LookPath("iperf3"); err == nil {
+	_, noIperf := exec.LookPath("iperf3")
+	_, noPing := exec.LookPath("ping")
+	switch {
+	case noIperf == nil:
 		tool = "iperf3"
 		rx, lost := iperf(b, r)
 		b.ReportMetric(rx, "rx-pkts/s")
 		b.ReportMetric(lost, "%lost")
-	} else if _, err := exec.LookPath("ping"); err == nil {
+	case noPing == nil && !testenv.CI():
+		// A latency-bound stand-in, far below what iperf3 measures: in
+		// CI, where iperf3 is installed, its absence fails instead.
 		tool = "ping -f"
 		b.ReportMetric(pingFlood(b, r), "rx-pkts/s")
-	} else {
-		b.Skip("skipped: neither iperf3 nor ping is installed")
+	default:
+		testenv.NeedTool(b, "iperf3", "the UDP load of the veth benchmark")
 	}
 	b.StopTimer()
 	fwd := float64(tx.TxPackets.Load()-before) / time.Since(start).Seconds()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/demo"
 	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/internal/testenv"
 	"github.com/p4mesh/p4mesh/mtls"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
@@ -30,10 +31,7 @@ import (
 // buildDaemons builds the four commands into a temporary directory.
 func buildDaemons(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build the daemons with")
-	}
+	goBin := testenv.NeedTool(t, "go", "building the daemons")
 	dir := t.TempDir()
 	args := []string{"build", "-o", dir}
 	for _, c := range []string{"p4mesh-controller", "p4mesh-switch", "p4mesh-ohc", "p4meshctl"} {

@@ -26,20 +26,18 @@ import (
 	"github.com/p4mesh/p4mesh/demo"
 	gnmiserver "github.com/p4mesh/p4mesh/gnmi/server"
 	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/internal/testenv"
 )
 
 // buildGNMICLI builds the real gnmi_cli, pinned in go.mod as a tool
 // (openconfig/gnmi v0.14.1), into dir.
 func buildGNMICLI(t *testing.T, dir string) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build gnmi_cli with")
-	}
+	goBin := testenv.NeedTool(t, "go", "building gnmi_cli")
 	bin := filepath.Join(dir, "gnmi_cli")
 	out, err := exec.Command(goBin, "build", "-o", bin, "github.com/openconfig/gnmi/cmd/gnmi_cli").CombinedOutput()
 	if err != nil {
-		t.Skipf("cannot build gnmi_cli (no network for its modules?): %v\n%s", err, out)
+		testenv.Skipf(t, "cannot build gnmi_cli (no network for its modules?): %v\n%s", err, out)
 	}
 	return bin
 }

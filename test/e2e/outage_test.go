@@ -60,18 +60,23 @@ func redEndpoint(id, ip, host string, port uint16) controller.Endpoint {
 		MAC: mustMAC("02:aa:00:00:00:" + strings.Split(ip, ".")[3]), Host: host, Port: port}
 }
 
-// TestControllerDownOHCRestart: with c2 down, h1's OHC restarts. It
-// programs a red endpoint c1 adds at once, and a red endpoint c1 deletes
-// goes at once, while every entry it had stays as it was; c2 comes back and
-// what it changes lands.
+// TestControllerDownOHCRestart: with c2 down, h1's OHC restarts without
+// a ping to c2's blue-1 lost or a switch told to delete. It programs a red
+// endpoint c1 adds at once, and a red endpoint c1 deletes goes at once,
+// while every entry it had stays as it was; c2 comes back and what it
+// changes lands.
 func TestControllerDownOHCRestart(t *testing.T) {
-	m, topo := startMemMesh(t)
+	m, topo, log := startMemMeshLogged(t)
 	waitPing(t, m, "red-1", "10.2.0.10", 3) // h1 -> h2, red to blue
 	before := switchEntries(t, m, "h1")
 
+	mark := log.mark()
 	m.StopController("c2")
-	m.StopOHC("h1")
-	m.StartOHC(t.Context(), "h1")
+	acrossRestart(t, m, "red-1", "10.2.0.10", "h1's OHC restart with c2 down", func() {
+		m.StopOHC("h1")
+		m.StartOHC(t.Context(), "h1")
+		ohcsIdle(t, m, "h1")
+	})
 	// red-3 (on h3, port 5: not cabled, only its entries matter here).
 	if err := m.Apply("c1", func(c *controller.Config) {
 		c.Endpoints = append(c.Endpoints, redEndpoint("red-3", "10.1.0.12", "h3", 5))
@@ -84,6 +89,7 @@ func TestControllerDownOHCRestart(t *testing.T) {
 		t.Errorf("h1 lost or changed %d entries with c2 down and its OHC restarted:\n%s", len(gone), strings.Join(gone, "\n"))
 	}
 	waitPing(t, m, "red-1", "10.2.0.10", 3) // blue-1, c2's, still reached
+	log.noDeletes(t, mark, "with c2 down and h1's OHC restarted")
 
 	// A deletion c1 makes goes at once.
 	if err := m.Apply("c1", func(c *controller.Config) {

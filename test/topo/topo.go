@@ -11,7 +11,8 @@
 // them (no router solicitations, MLD or DAD) unless asked otherwise.
 //
 // The helpers need root (CAP_NET_ADMIN and CAP_SYS_ADMIN); tests call
-// RequireRoot first so they skip, with the reason, where that is missing.
+// RequireRoot first so they skip, with the reason, where that is missing
+// (and fail in CI, where it must not be: see internal/testenv).
 package topo
 
 import (
@@ -19,7 +20,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"github.com/p4mesh/p4mesh/internal/netnsrun"
 	"net"
 	"net/netip"
 	"os"
@@ -33,23 +33,25 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/p4mesh/p4mesh/internal/netnsrun"
+	"github.com/p4mesh/p4mesh/internal/testenv"
 )
 
 // RequireRoot skips the test unless it runs as root, which namespaces, veths
-// and AF_PACKET sockets need.
+// and AF_PACKET sockets need; in CI it fails it instead (testenv.NeedRoot).
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: needs root for network namespaces and veths")
-	}
+	testenv.NeedRoot(t, "network namespaces, veths and AF_PACKET sockets")
 }
 
-// RequireTool skips the test unless the named program is on PATH.
+// RequireTool skips the test unless the named program is on PATH, and ip
+// too, which runs it in a namespace (Netns.Run); in CI it fails it instead
+// (testenv.NeedTool).
 func RequireTool(t testing.TB, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("skipped: %s is not installed", name)
-	}
+	testenv.NeedTool(t, name, "this test, which runs it in a namespace")
+	testenv.NeedTool(t, "ip", "running "+name+" in a namespace (ip netns exec)")
 }
 
 // Netns is a network namespace: a named one made by NewNetns, or the test's
@@ -158,6 +160,9 @@ func (n *Netns) Command(ctx context.Context, name string, args ...string) *exec.
 // failing the test if it fails.
 func (n *Netns) Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
+	if n.Name != "" {
+		testenv.NeedTool(t, "ip", "running "+name+" in a namespace (ip netns exec)")
+	}
 	out, err := n.Command(t.Context(), name, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("topo: %s: %s %s: %v\n%s", n, name, strings.Join(args, " "), err, out)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,4 +96,110 @@ func TestVectorsInMemory(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lateIO is the far side of an in-memory port whose frames come late: each
+// again after delay (a copy), or only after delay.
+type lateIO struct {
+	memIO
+	out chan []byte
+}
+
+func newLateIO(t *testing.T, p *dataplane.MemPort, delay time.Duration, copy bool) lateIO {
+	l := lateIO{memIO: memIO{p}, out: make(chan []byte, 64)}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		for {
+			select {
+			case f := <-p.Output():
+				if copy {
+					l.out <- f
+				}
+				time.AfterFunc(delay, func() {
+					select {
+					case l.out <- f:
+					case <-ctx.Done():
+					}
+				})
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return l
+}
+
+func (l lateIO) Frames() <-chan []byte { return l.out }
+
+// lateTarget runs a switch whose ports' frames come as newLateIO makes them.
+func lateTarget(t *testing.T, delay time.Duration, copy bool) *Target {
+	ports := map[uint16]dataplane.Port{}
+	io := map[uint16]PortIO{}
+	for _, n := range []uint16{1, 2, 3, 4} {
+		p := dataplane.NewMemPort(64)
+		ports[n], io[n] = p, newLateIO(t, p, delay, copy)
+	}
+	info, _ := p4.P4Info()
+	return &Target{Client: startSwitch(t, ports), P4Info: info, Ports: io}
+}
+
+func loadCase(t *testing.T, name string) *Case {
+	t.Helper()
+	c, err := LoadFile("testdata/" + name + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func wantErr(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("Run passed; want an error with %q", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("the error lacks %q:\n%v", p, err)
+		}
+	}
+}
+
+// TestRunReportsLateCopies: a copy of each frame, after the settle, fails
+// the step the frame was for, the last one's included: the runner watches
+// after the last step instead of leaving it to the next case to throw away.
+func TestRunReportsLateCopies(t *testing.T) {
+	tg := lateTarget(t, 100*time.Millisecond, true)
+	tg.Settle = 50 * time.Millisecond
+	tg.Tail = 200 * time.Millisecond
+	err := Run(t.Context(), tg, loadCase(t, "02-local-vm"))
+	wantErr(t, err, "02-local-vm step 0", "02-local-vm step 1 (TCP", "late: a second copy of the expected frame on port 2")
+	t.Log(err)
+}
+
+// TestRunReportsLateFrames: a frame that comes after its step's timeout
+// fails that step as late, not the step in whose window it came.
+func TestRunReportsLateFrames(t *testing.T) {
+	tg := lateTarget(t, 150*time.Millisecond, false)
+	tg.Settle, tg.Timeout, tg.Tail = 20*time.Millisecond, 50*time.Millisecond, 400*time.Millisecond
+	err := Run(t.Context(), tg, loadCase(t, "02-local-vm"))
+	wantErr(t, err, "02-local-vm step 0 (step): late: the expected frame on port 2", "02-local-vm step 1 (TCP, with a DSCP: only the MAC and TTL change): late: the expected frame on port 2")
+	if strings.Contains(err.Error(), "unexpected") || strings.Contains(err.Error(), "no frame") {
+		t.Errorf("a late frame reported as missing or unexpected too:\n%v", err)
+	}
+	t.Log(err)
+}
+
+// TestRunReportsOutputAfterItsCase: what comes after a case's watch fails
+// the next case on the target, named as the earlier case's.
+func TestRunReportsOutputAfterItsCase(t *testing.T) {
+	tg := lateTarget(t, 300*time.Millisecond, true)
+	tg.Settle, tg.Tail = 20*time.Millisecond, 20*time.Millisecond
+	if err := Run(t.Context(), tg, loadCase(t, "04-encap-peered")); err != nil {
+		t.Fatalf("the copy came during the case: %v", err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	err := Run(t.Context(), tg, loadCase(t, "02-local-vm"))
+	wantErr(t, err, "02-local-vm: 1 outputs came before the first step (late output of case 04-encap-peered")
+	t.Log(err)
 }
