@@ -234,3 +234,27 @@ func otherTDFiles(o, l *lab) mtls.Files {
 	f.CA = filepath.Join(l.dir, pki.CACertFile)
 	return f
 }
+
+// TestFilesCheck: the three files go together, and the error names what
+// is missing.
+func TestFilesCheck(t *testing.T) {
+	for _, c := range []struct {
+		f     mtls.Files
+		empty bool
+		want  string
+	}{
+		{mtls.Files{}, true, ""},
+		{mtls.Files{Cert: "c"}, false, "missing [--tls-key --tls-ca]"},
+		{mtls.Files{Key: "k"}, false, "missing [--tls-cert --tls-ca]"},
+		{mtls.Files{CA: "a"}, false, "missing [--tls-cert --tls-key]"},
+		{mtls.Files{Cert: "c", Key: "k", CA: "a"}, false, ""},
+	} {
+		if got := c.f.Empty(); got != c.empty {
+			t.Errorf("%+v.Empty() = %v", c.f, got)
+		}
+		err := c.f.Check()
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v.Check() = %v, want %q", c.f, err, c.want)
+		}
+	}
+}
