@@ -59,6 +59,9 @@ type Server struct {
 
 	// applies and applyErrors count Apply calls, for metrics.
 	applies, applyErrors atomic.Uint64
+	// changeMu serialises ApplyChange: each reads the configuration it
+	// edits, which another change must not replace meanwhile.
+	changeMu sync.Mutex
 
 	// mu guards the fields below. Derived tables are recomputed whole from
 	// cfg and remote under it; watch tables turn equal items into no-ops,

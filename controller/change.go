@@ -1,0 +1,135 @@
+package controller
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// Change is an edit of some items of a configuration: what one gNMI Set,
+// one API call or one import does. Items are whole: a put replaces the
+// item with the same key (or adds it, at the end of its list), a delete
+// names a key (deleting an absent key does nothing). Deletes apply before
+// puts, so a Change can move an item by deleting and putting it.
+//
+// A Change is how the controller is meant to be edited at scale: its cost
+// is what it touches, where Apply of a whole Config costs the size of the
+// configuration.
+type Change struct {
+	// Controller, if not "", renames this controller.
+	Controller string
+
+	Directory       []ControllerEntry
+	DeleteDirectory []string // controller names
+
+	VPCs       []VPC
+	DeleteVPCs []string // names
+
+	Hosts       []Host
+	DeleteHosts []string // ids
+
+	Endpoints       []Endpoint
+	DeleteEndpoints []string // ids
+
+	LoadBalancers       []LoadBalancer
+	DeleteLoadBalancers []string // names
+
+	Routes       []Route
+	DeleteRoutes []RouteKey
+
+	ExportPolicies       []ExportPolicy
+	DeleteExportPolicies []string // names
+
+	Peerings       []Peering
+	DeletePeerings []PeeringKey
+}
+
+// RouteKey identifies a static route: a VPC may route one prefix to
+// several next hops, ranked by priority.
+type RouteKey struct {
+	VPC     string
+	Prefix  netip.Prefix
+	NextHop string
+}
+
+// Key is r's key.
+func (r Route) Key() RouteKey { return RouteKey{VPC: r.VPC, Prefix: r.Prefix, NextHop: r.NextHop} }
+
+// PeeringKey identifies this controller's side of a peering.
+type PeeringKey struct{ VPC, PeerVPC string }
+
+// Key is p's key.
+func (p Peering) Key() PeeringKey { return PeeringKey{VPC: p.VPC, PeerVPC: p.PeerVPC} }
+
+// Empty reports whether ch changes nothing.
+func (ch *Change) Empty() bool {
+	return ch.Controller == "" &&
+		len(ch.Directory)+len(ch.DeleteDirectory)+len(ch.VPCs)+len(ch.DeleteVPCs)+
+			len(ch.Hosts)+len(ch.DeleteHosts)+len(ch.Endpoints)+len(ch.DeleteEndpoints)+
+			len(ch.LoadBalancers)+len(ch.DeleteLoadBalancers)+len(ch.Routes)+len(ch.DeleteRoutes)+
+			len(ch.ExportPolicies)+len(ch.DeleteExportPolicies)+len(ch.Peerings)+len(ch.DeletePeerings) == 0
+}
+
+// ApplyTo returns c with ch applied, sharing nothing with c that ch
+// changes; c is not modified. It does not validate.
+func (ch *Change) ApplyTo(c *Config) *Config {
+	n := c.Clone()
+	if n == nil {
+		n = &Config{}
+	}
+	if ch.Controller != "" {
+		n.Controller = ch.Controller
+	}
+	n.Directory = edit(n.Directory, ch.DeleteDirectory, ch.Directory, func(e ControllerEntry) string { return e.Name })
+	n.VPCs = edit(n.VPCs, ch.DeleteVPCs, ch.VPCs, func(v VPC) string { return v.Name })
+	n.Hosts = edit(n.Hosts, ch.DeleteHosts, ch.Hosts, func(h Host) string { return h.ID })
+	n.Endpoints = edit(n.Endpoints, ch.DeleteEndpoints, ch.Endpoints, func(e Endpoint) string { return e.ID })
+	n.LoadBalancers = edit(n.LoadBalancers, ch.DeleteLoadBalancers, ch.LoadBalancers, func(lb LoadBalancer) string { return lb.Name })
+	n.Routes = edit(n.Routes, ch.DeleteRoutes, ch.Routes, Route.Key)
+	n.ExportPolicies = edit(n.ExportPolicies, ch.DeleteExportPolicies, ch.ExportPolicies, func(p ExportPolicy) string { return p.Name })
+	n.Peerings = edit(n.Peerings, ch.DeletePeerings, ch.Peerings, Peering.Key)
+	// The change's items are the caller's: the result must not share
+	// their slices.
+	return n.Clone()
+}
+
+// edit deletes the keys del from list, then puts each of put: in place
+// where its key is present, at the end where it is not.
+func edit[T any, K comparable](list []T, del []K, put []T, key func(T) K) []T {
+	if len(del) == 0 && len(put) == 0 {
+		return list
+	}
+	if len(del) > 0 {
+		gone := make(map[K]bool, len(del))
+		for _, k := range del {
+			gone[k] = true
+		}
+		list = slices.DeleteFunc(list, func(v T) bool { return gone[key(v)] })
+	}
+	at := make(map[K]int, len(list))
+	for i, v := range list {
+		at[key(v)] = i
+	}
+	for _, v := range put {
+		if i, ok := at[key(v)]; ok {
+			list[i] = v
+			continue
+		}
+		at[key(v)] = len(list)
+		list = append(list, v)
+	}
+	return list
+}
+
+// ApplyChange validates, persists and serves the current configuration
+// with ch applied; on error nothing changes. The result must be a valid
+// configuration as a whole, with the same errors Apply gives.
+func (s *Server) ApplyChange(ch *Change) error {
+	if ch.Empty() {
+		return nil
+	}
+	// Serialised with other changes by the store: two changes computed
+	// from the same configuration must not lose one another.
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	return s.Apply(ch.ApplyTo(s.Config()))
+}
