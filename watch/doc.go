@@ -6,14 +6,22 @@
 //
 // A stream is snapshot-then-deltas (see api/proto/p4mesh/v1/p4mesh.proto):
 // the server sends every item as a PUT, a SYNCED marker, then PUT / DELETE
-// deltas, each carrying the revision of the server's table after the
-// change. A client that reconnects sends the last revision it applied and
-// gets exactly what came after; when that is no longer possible it gets
-// RESET, a fresh snapshot and SYNCED.
+// deltas, each carrying the revision of the change. A client that
+// reconnects sends the last revision it applied and gets exactly what came
+// after; when that is no longer possible it gets RESET, a fresh snapshot
+// and SYNCED.
+//
+// Revisions are the owner's store's (Table.Commit): one store transaction
+// is one revision however many items it changes, every table of a
+// controller moves to each store revision whether or not it changed, and
+// replicas and restarts of a controller agree on them. So a client resumes
+// by revision wherever it reconnects, and is sent PROGRESS when the
+// revision moves with nothing for it, so that what it resumes from keeps
+// up with where a new leader's tables start.
 //
 // The server side is Table: a keyed set of protobuf messages with a
-// revision, a bounded change log to resume from and to feed every live
-// stream, and one snapshot per revision shared by the streams that start
+// revision, a bounded change log of whole revisions to resume from and to
+// feed every live stream, and one snapshot per revision shared by the streams that start
 // there, so a stream costs the table a position, not a copy; a client more
 // than a bounded number of changes behind is resynchronised instead of ever
 // slowing the producer. Table.Serve and Table.ServeFiltered are what a gRPC

@@ -42,6 +42,9 @@ type Handler struct {
 	// the backlog of a resumed stream. Consumers compile from the view only
 	// once it is synced.
 	Synced func(rev uint64)
+	// Progress says the server is at rev with nothing more for this view:
+	// the view is unchanged, and its revision is rev.
+	Progress func(rev uint64)
 	// OnEvent, if set, sees every event before it is applied: a hook for
 	// metrics (events by type, last revision) that needs no import here.
 	OnEvent func(ev *p4meshv1.Event)
@@ -85,8 +88,13 @@ type follower struct {
 	log     *slog.Logger
 	backoff backoff
 
-	rev   uint64 // last revision applied; meaningful only when whole
-	whole bool   // the view is complete as of rev (a SYNCED was seen since the last RESET)
+	// rev is the last revision applied whole (of a SYNCED, a PROGRESS, or
+	// a change event without more); meaningful only when whole. A change
+	// event with more leaves it where it is: the stream may break before
+	// the rest of its revision, and resuming from rev has the server send
+	// the whole of it again.
+	rev   uint64
+	whole bool // the view is complete as of rev (a SYNCED was seen since the last RESET)
 	// partial: events of an unfinished snapshot have been applied, so the
 	// view must be dropped before starting over.
 	partial bool
@@ -133,12 +141,12 @@ func (f *follower) apply(ev *p4meshv1.Event) {
 	}
 	switch ev.GetType() {
 	case p4meshv1.Event_PUT:
-		f.applied(ev.GetRevision())
+		f.applied(ev)
 		if f.h.Put != nil {
 			f.h.Put(ev.GetKey(), ev)
 		}
 	case p4meshv1.Event_DELETE:
-		f.applied(ev.GetRevision())
+		f.applied(ev)
 		if f.h.Delete != nil {
 			f.h.Delete(ev.GetKey(), ev.GetRevision())
 		}
@@ -153,6 +161,15 @@ func (f *follower) apply(ev *p4meshv1.Event) {
 		if f.h.Reset != nil {
 			f.h.Reset()
 		}
+	case p4meshv1.Event_PROGRESS:
+		// A server sends it only after SYNCED; one in a snapshot would
+		// say nothing about a view that is not whole.
+		if f.whole && ev.GetRevision() > f.rev {
+			f.rev = ev.GetRevision()
+			if f.h.Progress != nil {
+				f.h.Progress(f.rev)
+			}
+		}
 	default:
 		// A type from a newer server: skipping it is safer than breaking
 		// a stream that would hit it again on every reconnect.
@@ -160,11 +177,12 @@ func (f *follower) apply(ev *p4meshv1.Event) {
 	}
 }
 
-// applied records a PUT or DELETE at rev.
-func (f *follower) applied(rev uint64) {
-	f.rev = rev
+// applied records a PUT or DELETE.
+func (f *follower) applied(ev *p4meshv1.Event) {
 	if !f.whole {
 		f.partial = true
+	} else if !ev.GetMore() {
+		f.rev = ev.GetRevision()
 	}
 }
 

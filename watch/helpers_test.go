@@ -29,22 +29,33 @@ type ev struct {
 	Rev  uint64
 	Key  string
 	IP   string // the Destination's ip, for PUTs
+	More bool
 }
 
-func (e ev) String() string { return fmt.Sprintf("%s@%d %s=%s", e.Type, e.Rev, e.Key, e.IP) }
+func (e ev) String() string {
+	s := fmt.Sprintf("%s@%d %s=%s", e.Type, e.Rev, e.Key, e.IP)
+	if e.More {
+		s += "+more"
+	}
+	return s
+}
 
 func summarize(e *p4meshv1.Event) ev {
-	s := ev{Type: e.GetType().String(), Rev: e.GetRevision(), Key: e.GetKey()}
+	s := ev{Type: e.GetType().String(), Rev: e.GetRevision(), Key: e.GetKey(), More: e.GetMore()}
 	if d := e.GetDestination(); d != nil {
 		s.IP = d.GetIp()
 	}
 	return s
 }
 
-func put(rev uint64, key, ip string) ev { return ev{"PUT", rev, key, ip} }
-func del(rev uint64, key string) ev     { return ev{"DELETE", rev, key, ""} }
-func synced(rev uint64) ev              { return ev{"SYNCED", rev, "", ""} }
-func reset(rev uint64) ev               { return ev{"RESET", rev, "", ""} }
+func put(rev uint64, key, ip string) ev { return ev{Type: "PUT", Rev: rev, Key: key, IP: ip} }
+func del(rev uint64, key string) ev     { return ev{Type: "DELETE", Rev: rev, Key: key} }
+func synced(rev uint64) ev              { return ev{Type: "SYNCED", Rev: rev} }
+func reset(rev uint64) ev               { return ev{Type: "RESET", Rev: rev} }
+func progress(rev uint64) ev            { return ev{Type: "PROGRESS", Rev: rev} }
+
+// more marks a change event as not the last of its revision.
+func more(e ev) ev { e.More = true; return e }
 
 // subscription is a Serve call running in its own goroutine, its events
 // delivered to a channel.

@@ -22,6 +22,10 @@ import (
 const (
 	DefaultLogSize = 4096
 	DefaultBuffer  = 1024
+	// DefaultProgressInterval bounds PROGRESS to one a second per stream:
+	// often enough that a client's resume revision is seconds behind the
+	// server's at worst, rarely enough to cost nothing against the changes.
+	DefaultProgressInterval = time.Second
 )
 
 // Options tune a Table. The zero value means the defaults.
@@ -34,13 +38,20 @@ type Options struct {
 	// the log before it is considered behind and forced to resynchronise.
 	// 0 means DefaultBuffer.
 	Buffer int
-	// Epoch is the revision the table starts at. 0 means the current Unix
-	// time in nanoseconds, which is what production wants: revisions then
-	// grow across process restarts, so a resume revision handed out before
-	// a controller restart is below the new table's range and gets RESET
-	// instead of being mistaken for a current one. Tests set it to be
-	// deterministic.
+	// Epoch is the base revision: the table starts at it, and what the
+	// owner fills it with before serving is its content at that revision.
+	// Nothing before it can be resumed. An owner whose revisions are its
+	// store's passes the store's revision when it builds the table, so a
+	// client that was told that revision by another replica, or by the
+	// process before a restart, resumes with no RESET. 0 means the current
+	// Unix time in nanoseconds, for owners that number changes with
+	// Put/Delete/Replace: revisions then grow across restarts, so a resume
+	// revision from before one is below the new table's range and gets
+	// RESET instead of being mistaken for a current one.
 	Epoch uint64
+	// ProgressInterval is the least time between two PROGRESS events on a
+	// stream. 0 means DefaultProgressInterval.
+	ProgressInterval time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -52,6 +63,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Epoch == 0 {
 		o.Epoch = uint64(time.Now().UnixNano())
+	}
+	if o.ProgressInterval <= 0 {
+		o.ProgressInterval = DefaultProgressInterval
 	}
 	return o
 }
@@ -74,8 +88,11 @@ type Stats struct {
 // change is one entry of the log.
 type change struct {
 	rev uint64
-	key string
-	val proto.Message // nil: the item was deleted
+	// last is set, on the copies a stream takes, on the last change of its
+	// revision: the stream's last event of the revision goes without more.
+	last bool
+	key  string
+	val  proto.Message // nil: the item was deleted
 	// prev is the value before the change (nil: absent). A filtered stream
 	// resumed without a snapshot uses it to tell whether the client holds
 	// the item, since it has no record of what an earlier stream sent.
@@ -87,13 +104,15 @@ type change struct {
 // reading costs the table the same whether one change or a thousand are
 // waiting for it.
 type subscriber struct {
-	// from is the revision when the stream subscribed (set before it is
-	// in Table.subs) and taken the last revision it has copied out of the
-	// log. Changes after max(from, taken) are what it still has to take:
-	// its backlog at from was bounded when it subscribed, and only changes
+	// from is the log position (Table.seq) when the stream subscribed,
+	// fromRev the revision then (both set before it is in Table.subs), and
+	// taken the position of the last change it has copied out of the log.
+	// Changes after max(from, taken) are what it still has to take: its
+	// backlog at from was bounded when it subscribed, and only changes
 	// since count against the buffer.
-	from  uint64
-	taken atomic.Uint64
+	from    uint64
+	fromRev uint64
+	taken   atomic.Uint64
 	// wake holds a token when the log has grown since the stream last
 	// looked; the producer never waits to leave one.
 	wake chan struct{}
@@ -107,10 +126,14 @@ type subscriber struct {
 // Table is a keyed set of items (protobuf messages) with a revision and a
 // bounded change log, served to any number of watch streams.
 //
-// Each change (a Put of a new or different value, or a Delete of a present
-// key) advances the revision by exactly one, which is what lets a resumed
-// stream prove it has no gap: the log holds every revision in
-// (compacted, rev].
+// Revisions are given by the owner: Commit and ReplaceAt log every change
+// they make at the revision they are given, which is the owner's store's,
+// so any number of changes may share a revision and revisions have gaps
+// (other tables changed). Put, Delete and Replace number their own: each
+// change they make is one revision after the table's. Either way the log
+// holds every change with a revision in (compacted, rev], and drops whole
+// revisions only, which is what lets a stream resumed at any revision in
+// that range prove it has no gap.
 //
 // Stored values are clones owned by the table and never modified, so
 // snapshots and events share them without copying. A Table is safe for
@@ -136,10 +159,14 @@ type Table struct {
 	// from queues of their own: the producer write-locks logMu once per
 	// change, briefly, and streams read-lock it.
 	logMu     sync.RWMutex
-	rev       uint64 // revision after the last change
+	rev       uint64 // the table's revision: of the last Commit or change
 	compacted uint64 // newest revision dropped from log; resumable from >= compacted
-	// log holds revisions compacted+1 .. rev, in order: the last LogSize,
-	// and any older ones a subscriber has yet to take.
+	// log holds every change with a revision in (compacted, rev], in
+	// order: at least the last LogSize, whole revisions, and any older
+	// ones a subscriber has yet to take. Streams hold positions in it, not
+	// revisions, since a revision may be half sent: seq is the position of
+	// its last entry, and log[i] is at seq-len(log)+1+i.
+	seq       uint64
 	log       []change
 	subs      map[*subscriber]struct{}
 	serving   int // Serve calls in progress, subscribed or not
@@ -161,37 +188,134 @@ func NewTable(name string, o Options) *Table {
 	}
 }
 
-// Put stores a clone of v under key and returns the revision after it.
-// A v equal (proto.Equal) to the current value is a no-op returning the
-// current revision, so a caller may recompute a derived view and Put all of
-// it without waking subscribers for what did not change. v must not be nil.
+// NewTableFrom returns a table holding clones of items at its base
+// revision o.Epoch, with nothing to resume from before it: what an owner
+// builds from its store at the store's revision, after a restart or when
+// it becomes the leader, so that clients told that revision resume with no
+// RESET. A nil value is a bug in the owner and panics.
+func NewTableFrom(name string, items map[string]proto.Message, o Options) *Table {
+	t := NewTable(name, o)
+	for k, v := range items {
+		if v == nil {
+			panic(fmt.Sprintf("watch %s: NewTableFrom with nil value for %q", name, k))
+		}
+		t.items[k] = proto.Clone(v)
+	}
+	return t
+}
+
+// Put stores a clone of v under key at the revision after the table's and
+// returns the revision after it. A v equal (proto.Equal) to the current
+// value is a no-op returning the current revision, so a caller may
+// recompute a derived view and Put all of it without waking subscribers
+// for what did not change. v must not be nil.
 func (t *Table) Put(key string, v proto.Message) uint64 {
 	if v == nil {
 		panic(fmt.Sprintf("watch %s: Put(%q, nil)", t.name, key))
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.putLocked(key, v)
+	if c, ok := t.putChange(key, v); ok {
+		t.record(t.rev+1, c)
+	}
 	return t.rev
 }
 
-// Delete removes key and returns the revision after it; deleting an absent
-// key is a no-op.
+// Delete removes key at the revision after the table's and returns the
+// revision after it; deleting an absent key is a no-op.
 func (t *Table) Delete(key string) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.deleteLocked(key)
+	if c, ok := t.deleteChange(key); ok {
+		t.record(t.rev+1, c)
+	}
 	return t.rev
 }
 
-// Replace makes the contents exactly items: a put for each new or changed
-// item and a delete for each removed one, one revision step each, in key
-// order so two tables fed the same inputs log the same sequence. It is for
-// owners that recompute a whole view and want only the difference sent.
-// It returns the revision after the last change.
-func (t *Table) Replace(items map[string]proto.Message) uint64 {
+// Commit applies one transaction of the owner's store to the table at the
+// store's revision rev: a clone of each value of puts is stored under its
+// key, and each key of deletes removed. Every change it makes is logged at
+// rev, in key order, so two tables fed the same commits from the same base
+// log the same sequence; a put equal (proto.Equal) to the current value and
+// a delete of an absent key are no-ops. The table's revision becomes rev
+// even if nothing in it changed: the store changed at rev, and streams are
+// told so (PROGRESS), so that their clients' resume revisions keep up with
+// the store's. It returns the number of changes made.
+//
+// rev must be above the table's revision, no value may be nil and no key
+// both put and deleted: any of these is a bug in the owner (its store's
+// revisions only grow, and one transaction leaves a key in one state), so
+// Commit panics, as Put(key, nil) does, before changing anything.
+func (t *Table) Commit(rev uint64, puts map[string]proto.Message, deletes []string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.checkRev("Commit", rev)
+	keys := make([]string, 0, len(puts)+len(deletes))
+	for k, v := range puts {
+		if v == nil {
+			panic(fmt.Sprintf("watch %s: Commit at revision %d puts nil for %q", t.name, rev, k))
+		}
+		keys = append(keys, k)
+	}
+	for _, k := range deletes {
+		if _, ok := puts[k]; ok {
+			panic(fmt.Sprintf("watch %s: Commit at revision %d both puts and deletes %q", t.name, rev, k))
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys) // a key deleted twice is deleted once
+	return t.commitLocked(rev, keys, puts)
+}
+
+// ReplaceAt makes the content exactly items at revision rev: Commit of
+// every new or changed item and a delete of every key not in items. It is
+// for owners that recompute a whole view at a store revision. rev and nil
+// values are checked as by Commit.
+func (t *Table) ReplaceAt(rev uint64, items map[string]proto.Message) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.checkRev("ReplaceAt", rev)
+	for k, v := range items {
+		if v == nil {
+			panic(fmt.Sprintf("watch %s: ReplaceAt revision %d with nil value for %q", t.name, rev, k))
+		}
+	}
+	return t.commitLocked(rev, t.replaceKeys(items), items)
+}
+
+// checkRev panics unless rev may follow the table's revision. t.mu must be
+// held.
+func (t *Table) checkRev(op string, rev uint64) {
+	if rev <= t.rev {
+		panic(fmt.Sprintf("watch %s: %s at revision %d, not above the table's revision %d", t.name, op, rev, t.rev))
+	}
+}
+
+// commitLocked applies, at rev, a put of puts[k] for each of keys in puts
+// and a delete of each other one; keys are sorted and distinct. The
+// changes reach the log at once, so a stream never sees half of the
+// revision as if it were all of it. t.mu must be held.
+func (t *Table) commitLocked(rev uint64, keys []string, puts map[string]proto.Message) int {
+	var changes []change
+	for _, k := range keys {
+		var c change
+		var ok bool
+		if v, put := puts[k]; put {
+			c, ok = t.putChange(k, v)
+		} else {
+			c, ok = t.deleteChange(k)
+		}
+		if ok {
+			changes = append(changes, c)
+		}
+	}
+	t.record(rev, changes...)
+	return len(changes)
+}
+
+// replaceKeys returns, sorted, the keys of items and of the table.
+func (t *Table) replaceKeys(items map[string]proto.Message) []string {
 	keys := make([]string, 0, len(items)+len(t.items))
 	for k := range items {
 		keys = append(keys, k)
@@ -202,52 +326,78 @@ func (t *Table) Replace(items map[string]proto.Message) uint64 {
 		}
 	}
 	slices.Sort(keys)
-	for _, k := range keys {
-		if v, ok := items[k]; ok {
+	return keys
+}
+
+// Replace makes the contents exactly items: a put for each new or changed
+// item and a delete for each removed one, one revision step each, in key
+// order so two tables fed the same inputs log the same sequence. It is for
+// owners that recompute a whole view and want only the difference sent.
+// It returns the revision after the last change.
+func (t *Table) Replace(items map[string]proto.Message) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range t.replaceKeys(items) {
+		var c change
+		var ok bool
+		if v, put := items[k]; put {
 			if v == nil {
 				panic(fmt.Sprintf("watch %s: Replace with nil value for %q", t.name, k))
 			}
-			t.putLocked(k, v)
+			c, ok = t.putChange(k, v)
 		} else {
-			t.deleteLocked(k)
+			c, ok = t.deleteChange(k)
+		}
+		if ok {
+			t.record(t.rev+1, c)
 		}
 	}
 	return t.rev
 }
 
-func (t *Table) putLocked(key string, v proto.Message) {
+// putChange stores a clone of v under key and returns the change, or false
+// if v equals what key holds. t.mu must be held.
+func (t *Table) putChange(key string, v proto.Message) (change, bool) {
 	prev, ok := t.items[key]
 	if ok && proto.Equal(prev, v) {
-		return
+		return change{}, false
 	}
 	v = proto.Clone(v)
 	t.items[key] = v
-	t.record(change{key: key, val: v, prev: prev})
+	return change{key: key, val: v, prev: prev}, true
 }
 
-func (t *Table) deleteLocked(key string) {
+// deleteChange removes key and returns the change, or false if it was
+// absent. t.mu must be held.
+func (t *Table) deleteChange(key string) (change, bool) {
 	prev, ok := t.items[key]
 	if !ok {
-		return
+		return change{}, false
 	}
 	delete(t.items, key)
-	t.record(change{key: key, prev: prev})
+	return change{key: key, prev: prev}, true
 }
 
-// record advances the revision, logs c and wakes every subscriber. t.mu
-// must be held. A subscriber more than Buffer changes behind is dropped and
-// marked rather than waited for: the producer's latency must not depend on
-// the slowest client.
-func (t *Table) record(c change) {
+// record moves the table to revision rev, logs cs (none: only the revision
+// moved) at it and wakes every subscriber, also for none, as they may owe
+// their clients a PROGRESS. t.mu must be held. A subscriber more than
+// Buffer changes behind is dropped and marked rather than waited for: the
+// producer's latency must not depend on the slowest client. So a revision
+// of more than Buffer changes resynchronises every subscriber, which costs
+// them no more than being sent the changes.
+func (t *Table) record(rev uint64, cs ...change) {
 	t.logMu.Lock()
 	defer t.logMu.Unlock()
-	t.rev++
-	c.rev = t.rev
-	t.log = append(t.log, c)
-	keep := t.rev // the log keeps every revision after this one
+	t.rev = rev
+	for _, c := range cs {
+		c.rev = rev
+		t.log = append(t.log, c)
+	}
+	t.seq += uint64(len(cs))
+	keep := t.seq // the log keeps every change after this position
 	for s := range t.subs {
 		taken := s.taken.Load()
-		if t.rev-max(s.from, taken) > uint64(t.opts.Buffer) {
+		if t.seq-max(s.from, taken) > uint64(t.opts.Buffer) {
 			s.lost.Store(true)
 			delete(t.subs, s)
 			t.resyncs++
@@ -261,11 +411,20 @@ func (t *Table) record(c change) {
 	}
 	// A subscriber is at most its backlog at subscription plus Buffer
 	// behind, so keeping what subscribers still need bounds the log at
-	// LogSize or 2*Buffer changes, whichever is more.
-	for len(t.log) > t.opts.LogSize && t.log[0].rev <= keep {
-		t.compacted = t.log[0].rev
-		t.log[0] = change{} // release the values to the collector
-		t.log = t.log[1:]
+	// LogSize or 2*Buffer changes, whichever is more, plus the rest of a
+	// revision: half of one could not be resumed from.
+	for len(t.log) > t.opts.LogSize {
+		first := t.log[0].rev
+		n := 1
+		for n < len(t.log) && t.log[n].rev == first {
+			n++
+		}
+		if t.seq-uint64(len(t.log))+uint64(n) > keep {
+			break
+		}
+		clear(t.log[:n]) // release the values to the collector
+		t.log = t.log[n:]
+		t.compacted = first
 	}
 }
 
@@ -331,6 +490,7 @@ type item struct {
 // reading) cost one copy of the table's index between them, not one each.
 type snapshot struct {
 	rev    uint64
+	seq    uint64 // the log position at rev
 	sorted sync.Once
 	items  []item
 }
@@ -344,7 +504,9 @@ func (t *Table) takeSnapshot() *snapshot {
 	t.logMu.Unlock()
 	s := t.snap.Value()
 	if s == nil || s.rev != t.rev {
-		s = &snapshot{rev: t.rev, items: make([]item, 0, len(t.items))}
+		// seq read under t.mu alone: only writers of the log, who hold
+		// t.mu too, change it.
+		s = &snapshot{rev: t.rev, seq: t.seq, items: make([]item, 0, len(t.items))}
 		for k, v := range t.items {
 			s.items = append(s.items, item{k, v})
 		}
@@ -362,12 +524,17 @@ func (t *Table) takeSnapshot() *snapshot {
 // Serve streams the table to one client per the watch discipline and
 // blocks until ctx ends (returning nil) or send fails (returning its error).
 //
-// If fromRev is 0, older than the oldest change still in the log, or from
-// another epoch (above the current revision, as after a controller
-// restart), Serve sends RESET (unless fromRev is 0), the snapshot as PUTs
-// all carrying the snapshot revision, and SYNCED. Otherwise it sends the
-// logged changes after fromRev, then SYNCED. Live changes follow. A client
-// that falls behind its buffer is sent RESET, a new snapshot and SYNCED.
+// If fromRev is 0, below the newest revision compacted away or the table's
+// base, or above the table's revision (from another epoch, as after a
+// restart of an owner numbering its own revisions), Serve sends RESET
+// (unless fromRev is 0), the snapshot as PUTs all carrying the snapshot
+// revision, and SYNCED. Otherwise it sends the logged changes with a
+// revision after fromRev, whether or not the table changed at fromRev,
+// then SYNCED. SYNCED carries the table's revision. Live changes follow,
+// each but the last of a revision with more set, and PROGRESS at the
+// table's revision when it moved with nothing to send (see
+// Options.ProgressInterval). A client that falls behind its buffer is sent
+// RESET, a new snapshot and SYNCED.
 //
 // send is called from this goroutine only and may block (a gRPC Send);
 // while it does, changes wait in the table's log, up to Buffer of them. wrap
@@ -442,44 +609,68 @@ func (t *Table) serve(ctx context.Context, fromRev uint64, keep func(string, pro
 // stream stalled in Send holds stays small.
 const takeBatch = 16
 
-// subscribe registers a stream whose client is at cur, if cur is in the log
-// and the backlog after it short enough that live changes are unlikely to
-// push the stream past the buffer while the backlog is being sent; until
-// then a long catch-up costs the producer nothing. It returns nil if not.
-func (t *Table) subscribe(cur uint64) *subscriber {
+// locate returns the log position of a client that has applied revision
+// rev: that of the last change at or before rev. ok is false when only a
+// snapshot can make the client whole: rev was compacted away, or is above
+// the table's revision (from another epoch).
+func (t *Table) locate(rev uint64) (pos uint64, ok bool) {
+	t.logMu.RLock()
+	defer t.logMu.RUnlock()
+	if rev < t.compacted || rev > t.rev {
+		return 0, false
+	}
+	i, _ := slices.BinarySearchFunc(t.log, rev+1, func(c change, r uint64) int { return cmp.Compare(c.rev, r) })
+	return t.seq - uint64(len(t.log)) + uint64(i), true
+}
+
+// subscribe registers a stream whose client is at log position pos, if pos
+// is in the log and the backlog after it short enough that live changes
+// are unlikely to push the stream past the buffer while the backlog is
+// being sent; until then a long catch-up costs the producer nothing. It
+// returns nil if not.
+func (t *Table) subscribe(pos uint64) *subscriber {
 	t.logMu.Lock()
 	defer t.logMu.Unlock()
-	if cur < t.compacted || cur > t.rev || t.rev-cur > uint64(t.opts.Buffer) {
+	if pos < t.seq-uint64(len(t.log)) || pos > t.seq || t.seq-pos > uint64(t.opts.Buffer) {
 		return nil
 	}
-	s := &subscriber{from: t.rev, wake: make(chan struct{}, 1)}
-	s.taken.Store(cur)
+	s := &subscriber{from: t.seq, fromRev: t.rev, wake: make(chan struct{}, 1)}
+	s.taken.Store(pos)
 	t.subs[s] = struct{}{}
 	return s
 }
 
-// take copies into batch the next changes after cur for a stream (sub is
-// nil if it has not subscribed) and reports whether they bring it to the
-// end of the log. ok is false when only a snapshot can make the client
-// whole: sub fell behind, or cur was compacted away or is from another
-// epoch. A subscriber's changes are never compacted.
-func (t *Table) take(sub *subscriber, cur uint64, synced bool, batch []change) (n int, caughtUp, ok bool) {
+// take copies into batch the next changes after log position pos for a
+// stream (sub is nil if it has not subscribed), marking the last of each
+// revision, and reports whether they bring it to the end of the log and
+// the table's revision then. ok is false when only a snapshot can make the
+// client whole: sub fell behind, or pos was compacted away. A subscriber's
+// changes are never compacted.
+func (t *Table) take(sub *subscriber, pos uint64, synced bool, batch []change) (n int, caughtUp bool, rev uint64, ok bool) {
 	t.logMu.RLock()
 	defer t.logMu.RUnlock()
-	if sub != nil && sub.lost.Load() || cur < t.compacted || cur > t.rev {
-		return 0, false, false
+	first := t.seq - uint64(len(t.log)) // position before log[0]
+	if sub != nil && sub.lost.Load() || pos < first || pos > t.seq {
+		return 0, false, 0, false
 	}
-	end := t.rev
+	end := t.seq
 	if sub != nil && !synced {
 		// A resumed stream's SYNCED comes after its backlog, before what
 		// changed since it subscribed.
 		end = sub.from
 	}
-	n = copy(batch[:min(end-cur, uint64(len(batch)))], t.log[cur-t.compacted:])
-	if sub != nil {
-		sub.taken.Store(cur + uint64(n)) // revisions in the log are consecutive
+	i := int(pos - first)
+	n = copy(batch[:min(end-pos, uint64(len(batch)))], t.log[i:])
+	for j := range n {
+		// The log's last change ends its revision: commits reach the log
+		// whole.
+		next := i + j + 1
+		batch[j].last = next == len(t.log) || t.log[next].rev != batch[j].rev
 	}
-	return n, cur+uint64(n) == t.rev, true
+	if sub != nil {
+		sub.taken.Store(pos + uint64(n))
+	}
+	return n, pos+uint64(n) == t.seq, t.rev, true
 }
 
 func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string, proto.Message) bool, g Gate, send func(*p4meshv1.Event) error, wrap func(string, proto.Message, *p4meshv1.Event)) error {
@@ -496,13 +687,29 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 		t.logMu.Unlock()
 	}()
 
-	st := &stream{name: t.name, keep: keep, send: send, wrap: wrap, ctx: ctx, gate: g}
+	st := &stream{name: t.name, keep: keep, send: send, wrap: wrap, ctx: ctx, gate: g, told: fromRev}
 	defer st.leave()
 	var batch [takeBatch]change
-	cur := fromRev           // the revision the client's view is at
+	var pos uint64           // the log position of the client's view
 	snapshot := fromRev == 0 // send a snapshot before anything else
 	reset := false           // precede that snapshot with RESET
 	synced := false          // SYNCED has been sent on this stream
+	if !snapshot {
+		var ok bool
+		if pos, ok = t.locate(fromRev); !ok {
+			snapshot, reset = true, true
+		}
+	}
+	// progress fires when a PROGRESS may be sent again; lastTold is when
+	// the client was last told a revision with no change (SYNCED,
+	// PROGRESS).
+	var progress *time.Timer
+	defer func() {
+		if progress != nil {
+			progress.Stop()
+		}
+	}()
+	var lastTold time.Time
 	for ctx.Err() == nil {
 		if snapshot {
 			// In the gate before taking the snapshot: a stream waiting
@@ -526,17 +733,18 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: snap.rev}); err != nil {
 				return err
 			}
-			cur, synced, snapshot = snap.rev, true, false
+			pos, synced, snapshot, lastTold = snap.seq, true, false, time.Now()
 		}
 
 		if sub == nil {
-			sub = t.subscribe(cur)
+			sub = t.subscribe(pos)
 		}
-		n, caughtUp, ok := t.take(sub, cur, synced, batch[:])
+		n, caughtUp, rev, ok := t.take(sub, pos, synced, batch[:])
 		if !ok {
 			// A subscriber that fell behind was already removed from
 			// t.subs by the producer.
 			sub = nil
+			st.held = nil // what follows the RESET replaces it
 			snapshot, reset = true, true
 			continue
 		}
@@ -548,25 +756,44 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 			if err := st.change(c); err != nil {
 				return err
 			}
-			cur = c.rev
+			pos++
 		}
 		clear(batch[:n]) // hold no values while waiting
 		if sub == nil || sub.lost.Load() {
 			continue
 		}
-		if !synced && cur == sub.from {
-			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: cur}); err != nil {
+		if !synced && pos == sub.from {
+			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: sub.fromRev}); err != nil {
 				return err
 			}
-			synced = true
+			synced, lastTold = true, time.Now()
 		}
-		if caughtUp {
-			st.leave()
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-sub.wake:
+		if !caughtUp {
+			continue
+		}
+		var wait <-chan time.Time
+		if synced && rev > st.told {
+			// The table moved with nothing for this client to apply.
+			if d := time.Until(lastTold.Add(t.opts.ProgressInterval)); d > 0 {
+				if progress == nil {
+					progress = time.NewTimer(d)
+				} else {
+					progress.Reset(d)
+				}
+				wait = progress.C
+			} else {
+				if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_PROGRESS, Revision: rev}); err != nil {
+					return err
+				}
+				lastTold = time.Now()
 			}
+		}
+		st.leave()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.wake:
+		case <-wait:
 		}
 	}
 	return nil
@@ -584,6 +811,15 @@ type stream struct {
 	ctx  context.Context
 	gate Gate
 	in   bool
+
+	// held is the last change event made, kept back until the stream
+	// knows whether another event of its revision follows (it is then sent
+	// with more set) or the revision ends; a filtered stream cannot know
+	// before, since the revision's later changes may not be for it.
+	held *p4meshv1.Event
+	// told is the newest revision the client has applied: of the last
+	// SYNCED, PROGRESS or change event without more.
+	told uint64
 
 	// sent records, for a filtered stream, whether the client holds a key.
 	// After a snapshot it is authoritative: true entries only, a missing
@@ -609,16 +845,37 @@ func (s *stream) put(key string, v proto.Message, rev uint64) error {
 		}
 		s.sent[key] = true
 	}
-	return s.emitPut(key, v, rev)
+	return s.emit(s.putEvent(key, v, rev))
 }
 
-// change sends a logged change as this subscriber should see it.
+// change sends a logged change as this subscriber should see it, and ends
+// its revision if c is the last change of it.
 func (s *stream) change(c change) error {
+	ev := s.event(c)
+	if ev != nil {
+		if s.held != nil {
+			// Of c's revision: a revision's last change releases it.
+			s.held.More = true
+			if err := s.emit(s.held); err != nil {
+				return err
+			}
+		}
+		s.held = ev
+	}
+	if c.last && s.held != nil {
+		ev, s.held = s.held, nil
+		return s.emit(ev)
+	}
+	return nil
+}
+
+// event returns the event a logged change is to this subscriber, or nil.
+func (s *stream) event(c change) *p4meshv1.Event {
 	if s.keep == nil {
 		if c.val == nil {
-			return s.emit(&p4meshv1.Event{Type: p4meshv1.Event_DELETE, Revision: c.rev, Key: c.key})
+			return &p4meshv1.Event{Type: p4meshv1.Event_DELETE, Revision: c.rev, Key: c.key}
 		}
-		return s.emitPut(c.key, c.val, c.rev)
+		return s.putEvent(c.key, c.val, c.rev)
 	}
 	if s.sent == nil {
 		s.sent = make(map[string]bool)
@@ -631,24 +888,24 @@ func (s *stream) change(c change) error {
 	switch {
 	case now:
 		s.sent[c.key] = true
-		return s.emitPut(c.key, c.val, c.rev)
+		return s.putEvent(c.key, c.val, c.rev)
 	case s.authoritative:
 		delete(s.sent, c.key)
 	default:
 		s.sent[c.key] = false
 	}
 	if had {
-		return s.emit(&p4meshv1.Event{Type: p4meshv1.Event_DELETE, Revision: c.rev, Key: c.key})
+		return &p4meshv1.Event{Type: p4meshv1.Event_DELETE, Revision: c.rev, Key: c.key}
 	}
 	return nil
 }
 
-func (s *stream) emitPut(key string, v proto.Message, rev uint64) error {
+func (s *stream) putEvent(key string, v proto.Message, rev uint64) *p4meshv1.Event {
 	ev := &p4meshv1.Event{Type: p4meshv1.Event_PUT, Revision: rev, Key: key}
 	if s.wrap != nil {
 		s.wrap(key, v, ev)
 	}
-	return s.emit(ev)
+	return ev
 }
 
 // enter enters the gate if there is one and the stream is not in it.
@@ -677,6 +934,14 @@ func (s *stream) emit(ev *p4meshv1.Event) error {
 	}
 	if err != nil {
 		return fmt.Errorf("watch %s: send %v at revision %d: %w", s.name, ev.GetType(), ev.GetRevision(), err)
+	}
+	switch ev.GetType() {
+	case p4meshv1.Event_SYNCED, p4meshv1.Event_PROGRESS:
+		s.told = ev.GetRevision()
+	case p4meshv1.Event_PUT, p4meshv1.Event_DELETE:
+		if !ev.GetMore() {
+			s.told = ev.GetRevision()
+		}
 	}
 	return nil
 }

@@ -58,6 +58,14 @@ func (v *View) MarkSynced(rev uint64) {
 	v.synced = true
 }
 
+// Progress records that the server is at rev with nothing more for this
+// view: the items are as they were.
+func (v *View) Progress(rev uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.rev = rev
+}
+
 // Synced reports whether the view is whole: a SYNCED has been received
 // since the last Reset. Before that Items is a partial snapshot.
 func (v *View) Synced() bool {
@@ -66,7 +74,8 @@ func (v *View) Synced() bool {
 	return v.synced
 }
 
-// Revision returns the server revision of the last event applied.
+// Revision returns the server revision of the last event applied,
+// PROGRESS included.
 func (v *View) Revision() uint64 {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -127,5 +136,7 @@ func (v *View) Handler(onChange func()) Handler {
 			v.MarkSynced(rev)
 			notify()
 		},
+		// Not notified: nothing a consumer compiles from changed.
+		Progress: v.Progress,
 	}
 }
