@@ -90,7 +90,7 @@ type Agent struct {
 
 	kick chan struct{}
 
-	events  [5]atomic.Uint64 // by p4meshv1.Event_Type
+	events  [6]atomic.Uint64 // by p4meshv1.Event_Type, up to PROGRESS
 	streams atomic.Int64     // streams followed now
 	// unsynced and pastGrace count the sources not synced now, and those
 	// of them unsynced for longer than the grace.
@@ -99,8 +99,8 @@ type Agent struct {
 
 // AgentStats counts what the agent receives.
 type AgentStats struct {
-	// Events by type: PUT, DELETE, SYNCED, RESET.
-	Puts, Deletes, Synced, Resets uint64
+	// Events by type: PUT, DELETE, SYNCED, RESET, PROGRESS.
+	Puts, Deletes, Synced, Resets, Progress uint64
 	// Streams is the number of watch streams followed.
 	Streams int64
 	// Pulled is the number of connectivity services pulled.
@@ -119,7 +119,7 @@ func (a *Agent) Stats() AgentStats {
 	return AgentStats{
 		Puts: a.events[p4meshv1.Event_PUT].Load(), Deletes: a.events[p4meshv1.Event_DELETE].Load(),
 		Synced: a.events[p4meshv1.Event_SYNCED].Load(), Resets: a.events[p4meshv1.Event_RESET].Load(),
-		Streams: a.streams.Load(), Pulled: pulled,
+		Progress: a.events[p4meshv1.Event_PROGRESS].Load(), Streams: a.streams.Load(), Pulled: pulled,
 		Unsynced: a.unsynced.Load(), PastGrace: a.pastGrace.Load(),
 	}
 }

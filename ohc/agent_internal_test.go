@@ -107,3 +107,42 @@ func TestAssembleBySource(t *testing.T) {
 		t.Errorf("c1 whole again without red-1: local %+v, stale %q", whole.view.Local, whole.stale)
 	}
 }
+
+// TestEventsCounted: every event type a controller sends is counted, and
+// PROGRESS moves the view's revision without waking the agent to rebuild.
+func TestEventsCounted(t *testing.T) {
+	a, err := NewAgent(AgentOptions{Host: "a", Controllers: []string{"c1"}, Programmer: &Programmer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &hostProgramming{view: &watch.View{}}
+	h := a.handler(p.view, &p.part)
+	for _, ev := range []*p4meshv1.Event{
+		{Type: p4meshv1.Event_PUT, Revision: 5, Key: "host", Value: &p4meshv1.Event_Host{Host: &p4meshv1.HostInfo{Id: "a"}}},
+		{Type: p4meshv1.Event_SYNCED, Revision: 5},
+		{Type: p4meshv1.Event_DELETE, Revision: 6, Key: "host"},
+		{Type: p4meshv1.Event_PROGRESS, Revision: 9},
+		{Type: p4meshv1.Event_PROGRESS, Revision: 12},
+		{Type: p4meshv1.Event_RESET, Revision: 20},
+	} {
+		h.OnEvent(ev)
+		switch ev.GetType() {
+		case p4meshv1.Event_PUT:
+			h.Put(ev.GetKey(), ev)
+		case p4meshv1.Event_DELETE:
+			h.Delete(ev.GetKey(), ev.GetRevision())
+		case p4meshv1.Event_SYNCED:
+			h.Synced(ev.GetRevision())
+		case p4meshv1.Event_PROGRESS:
+			before := p.changes.Load()
+			h.Progress(ev.GetRevision())
+			if p.changes.Load() != before || p.view.Revision() != ev.GetRevision() {
+				t.Errorf("PROGRESS %d: %d changes, view at %d; want none, at %d", ev.GetRevision(), p.changes.Load()-before, p.view.Revision(), ev.GetRevision())
+			}
+		}
+	}
+	want := AgentStats{Puts: 1, Deletes: 1, Synced: 1, Resets: 1, Progress: 2}
+	if got := a.Stats(); got.Puts != want.Puts || got.Deletes != want.Deletes || got.Synced != want.Synced || got.Resets != want.Resets || got.Progress != want.Progress {
+		t.Errorf("Stats = %+v, want events %+v", got, want)
+	}
+}

@@ -77,7 +77,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(st.Held))
 	if c.agent != nil {
 		as := c.agent.Stats()
-		for typ, n := range map[string]uint64{"put": as.Puts, "delete": as.Deletes, "synced": as.Synced, "reset": as.Resets} {
+		for typ, n := range map[string]uint64{"put": as.Puts, "delete": as.Deletes, "synced": as.Synced, "reset": as.Resets, "progress": as.Progress} {
 			ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(n), typ)
 		}
 		ch <- prometheus.MustNewConstMetric(c.streams, prometheus.GaugeValue, float64(as.Streams))
