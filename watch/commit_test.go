@@ -482,3 +482,68 @@ func TestFollowRevisions(t *testing.T) {
 		t.Errorf("view holds %d items, want a b c d", n)
 	}
 }
+
+// BenchmarkCommit is one-key Commits on tables of growing size, with and
+// without live subscribers: what a commit costs must not grow with the
+// table (the owner's store transactions go through it one by one).
+func BenchmarkCommit(b *testing.B) {
+	for _, size := range []int{10_000, 100_000, 1_000_000} {
+		items := make(map[string]proto.Message, size)
+		keys := make([]string, size)
+		for i := range size {
+			keys[i] = fmt.Sprintf("10.%d.%d.%d", i>>16, i>>8&0xff, i&0xff)
+			items[keys[i]] = dest("red", keys[i])
+		}
+		for _, subs := range []int{0, 100} {
+			b.Run(fmt.Sprintf("items=%d/subs=%d", size, subs), func(b *testing.B) {
+				// A buffer no run fills: commits come faster than 100
+				// streams on a few cores can send them, and a resync
+				// would measure snapshots of the table, not commits.
+				tab := NewTableFrom("dest", items, Options{Epoch: 1, Buffer: 1 << 24})
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				var sent atomic.Int64
+				done := make(chan struct{})
+				for range subs {
+					go func() {
+						defer func() { done <- struct{}{} }()
+						// Resumed at the base: no snapshot, only what
+						// the benchmark commits.
+						_ = tab.Serve(ctx, 1, func(*p4meshv1.Event) error { sent.Add(1); return nil }, wrapDest)
+					}()
+				}
+				for tab.Subscribers() < subs {
+					time.Sleep(time.Millisecond)
+				}
+				puts := make(map[string]proto.Message, 1)
+				vals := [2]*p4meshv1.Destination{dest("red", "x"), dest("red", "y")}
+				rev := uint64(1)
+				i := 0
+				b.ReportAllocs()
+				for b.Loop() {
+					clear(puts)
+					puts[keys[i%size]] = vals[(i/size)&1]
+					rev += 2 // other tables' revisions in between
+					tab.Commit(rev, puts, nil)
+					i++
+				}
+				// Timed until every stream has sent every change (and its
+				// SYNCED): with subscribers, ns/op is a commit delivered.
+				for sent.Load() < int64(subs*(b.N+1)) {
+					time.Sleep(50 * time.Microsecond)
+				}
+				b.StopTimer()
+				cancel()
+				for range subs {
+					<-done
+				}
+				if subs > 0 {
+					b.ReportMetric(float64(sent.Load())/float64(b.N)/float64(subs), "events/commit/sub")
+				}
+				if n := tab.Stats().ResyncsForced; n != 0 {
+					b.Errorf("%d subscribers resynced: the run measured snapshots", n)
+				}
+			})
+		}
+	}
+}
