@@ -54,7 +54,9 @@ type Handler struct {
 // with open(ctx, resumeRev), applies its events to h, and when the stream
 // fails reconnects after an exponential backoff with jitter (50ms doubling
 // to 5s, back to 50ms after each SYNCED), resuming from the last revision
-// applied, so the view sees every change once and in order. open must bind
+// applied whole, so the view sees every change in order, and once unless
+// the stream broke in the middle of a revision (whose events then come
+// again, which PUT and DELETE being idempotent makes harmless). open must bind
 // the stream to the ctx it is given: Follow cancels it to release a stream
 // it is done with. Follow returns nil when ctx ends; there is no other way
 // out, since a watch that gives up would leave its consumer with a silently

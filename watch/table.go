@@ -137,7 +137,8 @@ type subscriber struct {
 //
 // Stored values are clones owned by the table and never modified, so
 // snapshots and events share them without copying. A Table is safe for
-// concurrent use; Put, Delete and Replace never wait for subscribers.
+// concurrent use; Commit, ReplaceAt, Put, Delete and Replace never wait for
+// subscribers.
 type Table struct {
 	name string
 	opts Options
@@ -242,7 +243,11 @@ func (t *Table) Delete(key string) uint64 {
 // told so (PROGRESS), so that their clients' resume revisions keep up with
 // the store's. It returns the number of changes made.
 //
-// rev must be above the table's revision, no value may be nil and no key
+// A commit of more changes than Options.Buffer resynchronises every live
+// stream (a snapshot then costs them no more than the changes would).
+//
+// rev must be above the table's revision (so an owner that commits its
+// store's revisions sets Options.Epoch), no value may be nil and no key
 // both put and deleted: any of these is a bug in the owner (its store's
 // revisions only grow, and one transaction leaves a key in one state), so
 // Commit panics, as Put(key, nil) does, before changing anything.
@@ -440,7 +445,8 @@ func (t *Table) Snapshot() (map[string]proto.Message, uint64) {
 	return m, t.rev
 }
 
-// Revision returns the revision after the last change.
+// Revision returns the table's revision: that of the last Commit or
+// ReplaceAt, or of the last change Put, Delete or Replace made.
 func (t *Table) Revision() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
