@@ -83,6 +83,7 @@ func TestCommit(t *testing.T) {
 	mustPanic(t, `both puts and deletes "a"`, func() { tab.Commit(109, dests("a=2", "b=3"), []string{"a"}) })
 	mustPanic(t, "ReplaceAt at revision 108, not above", func() { tab.ReplaceAt(108, nil) })
 	mustPanic(t, `ReplaceAt revision 109 with nil value for "x"`, func() { tab.ReplaceAt(109, map[string]proto.Message{"x": nil}) })
+	mustPanic(t, `Replace with nil value for "x"`, func() { tab.Replace(map[string]proto.Message{"a": dest("red", "2"), "x": nil}) })
 	after, rev := tab.Snapshot()
 	if rev != 108 || len(after) != len(before) {
 		t.Fatalf("after refused commits: revision %d, %d items; want 108, %d", rev, len(after), len(before))

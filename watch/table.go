@@ -342,13 +342,15 @@ func (t *Table) replaceKeys(items map[string]proto.Message) []string {
 func (t *Table) Replace(items map[string]proto.Message) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for k, v := range items {
+		if v == nil { // checked first, so that a bad call changes nothing
+			panic(fmt.Sprintf("watch %s: Replace with nil value for %q", t.name, k))
+		}
+	}
 	for _, k := range t.replaceKeys(items) {
 		var c change
 		var ok bool
 		if v, put := items[k]; put {
-			if v == nil {
-				panic(fmt.Sprintf("watch %s: Replace with nil value for %q", t.name, k))
-			}
 			c, ok = t.putChange(k, v)
 		} else {
 			c, ok = t.deleteChange(k)
