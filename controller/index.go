@@ -303,13 +303,22 @@ func (m *model) delEndpoint(id string) {
 }
 
 func (m *model) unindexEndpoint(e Endpoint) {
-	delete(m.epIP, vpcIP{e.VPC, e.IP})
-	delete(m.epMAC, vpcMAC{e.VPC, e.MAC})
-	delete(m.epPort, hostPort{e.Host, e.Port})
+	// Within one change two endpoints may swap an address: the entry may
+	// already be the other one's.
+	deleteIf(m.epIP, vpcIP{e.VPC, e.IP}, e.ID)
+	deleteIf(m.epMAC, vpcMAC{e.VPC, e.MAC}, e.ID)
+	deleteIf(m.epPort, hostPort{e.Host, e.Port}, e.ID)
 	delFrom(m.onHost, e.Host, e.ID)
 	delFrom(m.inVPC, e.VPC, e.ID)
 	count(m.hostVPCs, e.Host, e.VPC, -1)
 	count(m.vpcHosts, e.VPC, e.Host, -1)
+}
+
+// deleteIf deletes k from m if it maps to v.
+func deleteIf[K, V comparable](m map[K]V, k K, v V) {
+	if m[k] == v {
+		delete(m, k)
+	}
 }
 
 func (m *model) putLB(lb LoadBalancer) {
@@ -336,8 +345,8 @@ func (m *model) delLB(name string) {
 
 func (m *model) unindexLB(lb LoadBalancer) {
 	delFrom(m.lbVIP, vpcIP{lb.VPC, lb.VIP}, lb.Name)
-	if f, ok := frontendOf(lb); ok && m.lbFront[f] == lb.Name {
-		delete(m.lbFront, f)
+	if f, ok := frontendOf(lb); ok {
+		deleteIf(m.lbFront, f, lb.Name)
 	}
 	for _, b := range lb.Backends {
 		delFrom(m.lbOf, b.Endpoint, lb.Name)
