@@ -153,6 +153,11 @@ func NewServer(o ServerOptions) (*Server, error) {
 	if o.Store == nil || o.Store.Current() == nil {
 		return nil, errors.New("controller: no configuration applied")
 	}
+	// A Persistence stores, it does not validate: what it starts from
+	// must be valid for the model's invariants to hold.
+	if err := o.Store.Current().Validate(); err != nil {
+		return nil, fmt.Errorf("controller: invalid configuration:\n%w", err)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
