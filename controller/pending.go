@@ -252,21 +252,18 @@ func (pd *pending) check() error {
 	for k := range pd.routes.put {
 		routes[k] = struct{}{}
 	}
-	for _, ids := range []map[string]Endpoint{pd.eps.put} {
-		for id := range ids {
-			for k := range m.rtHop[id] {
-				if !pd.routes.touched(k) {
-					routes[k] = struct{}{}
-				}
-			}
-		}
-	}
-	for id := range pd.eps.gone {
+	hops := func(id string) {
 		for k := range m.rtHop[id] {
 			if !pd.routes.touched(k) {
 				routes[k] = struct{}{}
 			}
 		}
+	}
+	for id := range pd.eps.put {
+		hops(id)
+	}
+	for id := range pd.eps.gone {
+		hops(id)
 	}
 	for _, k := range pd.routes.sorted(routes) {
 		r, _ := pd.routes.after(k)
