@@ -123,13 +123,23 @@ func edit[T any, K comparable](list []T, del []K, put []T, key func(T) K) []T {
 // ApplyChange validates, persists and serves the current configuration
 // with ch applied; on error nothing changes. The result must be a valid
 // configuration as a whole, with the same errors Apply gives.
+//
+// A change of endpoints, load balancers and routes only costs what it
+// touches: it is checked against the indexes (pending.check) and updates
+// the watch tables by deltas (Server.applyLocked). A change of anything
+// else (the directory, VPCs, hosts, export policies, peerings, the
+// controller's name) can affect any item, and is applied as the whole
+// configuration it makes, with every table recomputed.
 func (s *Server) ApplyChange(ch *Change) error {
 	if ch.Empty() {
 		return nil
 	}
-	// Serialised with other changes by the store: two changes computed
-	// from the same configuration must not lose one another.
+	// Two changes computed from the same configuration must not lose one
+	// another.
 	s.changeMu.Lock()
 	defer s.changeMu.Unlock()
-	return s.Apply(ch.ApplyTo(s.Config()))
+	if !ch.incremental() {
+		return s.counted(s.applyWhole(ch.ApplyTo(s.Config())))
+	}
+	return s.counted(s.applyChange(ch))
 }

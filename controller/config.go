@@ -599,6 +599,29 @@ func (s *Store) Apply(c *Config) error {
 	return nil
 }
 
+var _ Persistence = (*Store)(nil)
+
+// Commit persists the configuration with ch applied, as a whole file: a
+// change costs the size of the configuration here.
+func (s *Store) Commit(ch *Change, whole func() *Config) error {
+	return s.CommitAll(whole())
+}
+
+// CommitAll persists c, which the caller has validated, and makes it
+// current; c must not be modified afterwards.
+func (s *Store) CommitAll(c *Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.save(c); err != nil {
+		return err
+	}
+	s.cur = c
+	return nil
+}
+
+// Dir is the data directory.
+func (s *Store) Dir() string { return filepath.Dir(s.path) }
+
 // Current returns the current configuration, nil before the first Apply.
 // It is shared and must not be modified.
 func (s *Store) Current() *Config {

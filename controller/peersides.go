@@ -33,13 +33,21 @@ import (
 // p4mesh: it is accepted, with a warning, and saved again with a checksum.
 const peerSidesFile = "peer-sides.json"
 
+// peerSidesPath is where the peer sides are kept, "" if nowhere.
 func (s *Server) peerSidesPath() string {
-	return filepath.Join(filepath.Dir(s.opts.Store.Path()), peerSidesFile)
+	dir := s.opts.Store.Dir()
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, peerSidesFile)
 }
 
 // savePeerSidesLocked writes s.remote; a failure is logged, as it only
 // costs the fast path of a later restart.
 func (s *Server) savePeerSidesLocked() {
+	if s.peerSidesPath() == "" {
+		return
+	}
 	doc := map[string]map[string]json.RawMessage{}
 	for ctl, sides := range s.remote {
 		doc[ctl] = map[string]json.RawMessage{}
@@ -95,6 +103,9 @@ func unsealPeerSides(path string, data []byte) (sides []byte, legacy bool, err e
 // loadPeerSides reads the sides saved by a previous run, for controllers
 // still in the directory.
 func (s *Server) loadPeerSides() (_ map[string]map[string]*p4meshv1.PeerSide, legacy bool, err error) {
+	if s.peerSidesPath() == "" {
+		return nil, false, nil
+	}
 	b, err := os.ReadFile(s.peerSidesPath())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false, nil

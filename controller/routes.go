@@ -38,10 +38,8 @@ func (c *Config) ChooseRoutes() []RouteStatus {
 		w := c.Routes[best[k]]
 		st := RouteStatus{Route: r, Chosen: best[k] == i}
 		switch {
-		case count[k] == 1:
-			st.Reason = "the only route for its prefix"
 		case st.Chosen:
-			st.Reason = fmt.Sprintf("lowest priority value (%d) of %d static routes for its prefix", r.Priority, count[k])
+			st.Reason = chosenReason(r, count[k])
 		case w.Priority == r.Priority:
 			st.Reason = fmt.Sprintf("same priority as the route via %s, configured first", nextHopName(w))
 		default:
@@ -57,4 +55,12 @@ func nextHopName(r Route) string {
 		return "drop"
 	}
 	return r.NextHop
+}
+
+// chosenReason says why r won its prefix over n-1 other routes.
+func chosenReason(r Route, n int) string {
+	if n == 1 {
+		return "the only route for its prefix"
+	}
+	return fmt.Sprintf("lowest priority value (%d) of %d static routes for its prefix", r.Priority, n)
 }

@@ -25,8 +25,10 @@ import (
 
 // ServerOptions configure a Server.
 type ServerOptions struct {
-	// Store holds the accepted configuration; its Current config is served.
-	Store  *Store
+	// Store keeps the accepted configuration durable; the Server starts
+	// from its Current one. *Store, the YAML file of a data directory,
+	// is one.
+	Store  Persistence
 	Logger *slog.Logger
 	// DialOptions reach the other controllers of the directory; nil means
 	// plaintext.
@@ -59,18 +61,30 @@ type Server struct {
 
 	// applies and applyErrors count Apply calls, for metrics.
 	applies, applyErrors atomic.Uint64
-	// changeMu serialises ApplyChange: each reads the configuration it
-	// edits, which another change must not replace meanwhile.
+	// changeMu serialises Apply and ApplyChange: each reads the
+	// configuration it edits, which another must not replace meanwhile.
+	// The model is written only with both changeMu and mu held, so a
+	// holder of changeMu reads it without mu.
 	changeMu sync.Mutex
 
-	// mu guards the fields below. Derived tables are recomputed whole from
-	// cfg and remote under it; watch tables turn equal items into no-ops,
-	// so a recompute wakes only the subscribers whose view changed.
-	mu       sync.Mutex
-	cfg      *Config
+	// mu guards the fields below. A change of endpoints, load balancers
+	// or routes updates m and the items of the tables it affects; any
+	// other change rebuilds m and recomputes the tables whole from it and
+	// remote, and watch tables turn equal items into no-ops, so a
+	// recompute wakes only the subscribers whose view changed.
+	mu sync.Mutex
+	m  *model // the configuration being served
+	// snap is m materialised, nil until Config asks for it after a change.
+	snap *Config
+	// gen counts whole configurations applied, for revokeLocked.
+	gen      uint64
 	remote   map[string]map[string]*p4meshv1.PeerSide // controller -> "vpc/peer_vpc" -> side
 	hosts    map[string]*watch.Table                  // host programming, by host id
 	services map[PublishedService]*service
+	svcByVPC map[string][]*service
+	// vpcItems are, per VPC, the items it brings to the table of every
+	// host it has an endpoint on (vpcItemsLocked).
+	vpcItems map[string]map[string]proto.Message
 	peers    *watch.Table // this controller's sides of its peerings
 	changed  chan struct{}
 	// ready is closed once host programming may be served: every peer
@@ -80,16 +94,19 @@ type Server struct {
 	// reports is what the OHCs report of their switches; it has its own
 	// lock, as reports come at any time.
 	reports hostReports
-	// authCfg is the configuration the open connectivity streams were
-	// last authorised against, and authRemote counts changes of the peer
-	// sides (which vouch for other controllers' hosts): only a change of
-	// either can revoke.
-	authCfg               *Config
-	authRemote, remoteGen uint64
+	// authGen is the whole configuration (gen) the open connectivity
+	// streams were last all authorised against, and authRemote counts
+	// changes of the peer sides (which vouch for other controllers'
+	// hosts): only a change of either can revoke, besides the changes
+	// that revoke for themselves (revokeHostsLocked).
+	authGen, authRemote, remoteGen uint64
 }
 
 // service is the published connectivity of one (VPC, export policy).
 type service struct {
+	ps PublishedService
+	// exported is what the service exports of its VPC's subnets.
+	exported               []netip.Prefix
 	dest, fwd, lbs, routes *watch.Table
 	// streams are the connectivity streams being served from the tables,
 	// so that a configuration change can end those it no longer
@@ -136,6 +153,11 @@ func NewServer(o ServerOptions) (*Server, error) {
 	if o.Store == nil || o.Store.Current() == nil {
 		return nil, errors.New("controller: no configuration applied")
 	}
+	// A Persistence stores, it does not validate: what it starts from
+	// must be valid for the model's invariants to hold.
+	if err := o.Store.Current().Validate(); err != nil {
+		return nil, fmt.Errorf("controller: invalid configuration:\n%w", err)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -145,7 +167,8 @@ func NewServer(o ServerOptions) (*Server, error) {
 	s := &Server{
 		opts:     o,
 		log:      o.Logger,
-		cfg:      o.Store.Current(),
+		m:        newModel(o.Store.Current()),
+		snap:     o.Store.Current(),
 		remote:   map[string]map[string]*p4meshv1.PeerSide{},
 		hosts:    map[string]*watch.Table{},
 		services: map[PublishedService]*service{},
@@ -193,24 +216,87 @@ func (s *Server) Register(g *grpc.Server) {
 	p4meshv1.RegisterPeersServer(g, peers{s: s})
 }
 
-// Config is the configuration being served. Callers must not modify it.
+// Config is the configuration being served, an immutable snapshot:
+// callers must not modify it. It is built when first asked for after a
+// change (in time linear in the configuration's size) and shared until
+// the next one.
 func (s *Server) Config() *Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.cfg
+	return s.configLocked()
+}
+
+func (s *Server) configLocked() *Config {
+	if s.snap == nil {
+		s.snap = s.m.config()
+	}
+	return s.snap
 }
 
 // Apply validates, persists and serves a new configuration; on error
-// nothing changes.
+// nothing changes. The configuration being served again is a no-op.
 func (s *Server) Apply(c *Config) error {
-	if err := s.opts.Store.Apply(c); err != nil {
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	return s.counted(s.applyWhole(c))
+}
+
+func (s *Server) counted(err error) error {
+	if err != nil {
 		s.applyErrors.Add(1)
+	} else {
+		s.applies.Add(1)
+	}
+	return err
+}
+
+// applyWhole is Apply, with changeMu held. It recomputes every table.
+func (s *Server) applyWhole(c *Config) error {
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if c.Equal(s.Config()) {
+		return nil
+	}
+	c = c.Clone()
+	if err := s.opts.Store.CommitAll(c); err != nil {
 		return err
 	}
-	s.applies.Add(1)
+	m := newModel(c)
 	s.mu.Lock()
-	s.cfg = s.opts.Store.Current()
+	s.m, s.snap = m, c
+	s.gen++
 	s.recomputeLocked()
+	s.mu.Unlock()
+	s.notify()
+	return nil
+}
+
+// applyChange is ApplyChange of a change of endpoints, load balancers and
+// routes only, with changeMu held: checked against the model, persisted,
+// then applied to the model and the tables it affects.
+func (s *Server) applyChange(ch *Change) error {
+	pd := newPending(s.m, ch)
+	if err := pd.check(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if pd.noop() {
+		return nil
+	}
+	var whole *Config
+	err := s.opts.Store.Commit(ch, func() *Config {
+		if whole == nil {
+			whole = ch.ApplyTo(s.Config())
+		}
+		return whole
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.applyLocked(pd)
+	// If the store built the new configuration, it is the snapshot.
+	s.snap = whole
 	s.mu.Unlock()
 	s.notify()
 	return nil
@@ -286,8 +372,9 @@ func (s *Server) peerControllers() map[string]string {
 
 func (s *Server) peerControllersLocked() map[string]string {
 	out := map[string]string{}
-	for _, p := range s.cfg.Peerings {
-		if o, ok := s.cfg.Owner(p.PeerVPC); ok && o.Name != s.cfg.Controller {
+	c := s.m.base
+	for _, p := range c.Peerings {
+		if o, ok := c.Owner(p.PeerVPC); ok && o.Name != c.Controller {
 			out[o.Name] = o.Address
 		}
 	}
@@ -308,7 +395,7 @@ func (s *Server) followPeer(ctx context.Context, name, addr string) {
 	// a peering). Before SYNCED the view is partial and kept to itself.
 	synced := false
 	watch.Follow(ctx, "peers/"+name, s.log, func(ctx context.Context, rev uint64) (watch.Stream, error) {
-		return client.WatchPeerSides(ctx, &p4meshv1.WatchRequest{Controller: s.Config().Controller, ResumeRevision: rev})
+		return client.WatchPeerSides(ctx, &p4meshv1.WatchRequest{Controller: s.name(), ResumeRevision: rev})
 	}, watch.Handler{
 		Put: func(key string, ev *p4meshv1.Event) {
 			if ps := ev.GetPeerSide(); ps != nil {
@@ -336,6 +423,13 @@ func (s *Server) followPeer(ctx context.Context, name, addr string) {
 			s.log.Info("peer controller synced", "controller", name, "sides", len(view))
 		},
 	})
+}
+
+// name is this controller's name.
+func (s *Server) name() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m.base.Controller
 }
 
 func maps(m map[string]*p4meshv1.PeerSide) map[string]*p4meshv1.PeerSide {
@@ -402,7 +496,7 @@ func (s *Server) Stats() Stats {
 		PublishedServices: len(s.services), Hosts: len(s.hosts), Subscribers: s.peers.Subscribers(),
 		Applies: s.applies.Load(), ApplyErrors: s.applyErrors.Load(),
 		HostEntries: s.reports.totals(), HostSwitchPrimary: s.reports.primaries(),
-		Routes: s.cfg.ChooseRoutes(),
+		Routes: s.configLocked().ChooseRoutes(),
 	}
 	for _, t := range s.hosts {
 		st.Subscribers += t.Subscribers()
@@ -410,7 +504,7 @@ func (s *Server) Stats() Stats {
 	for _, svc := range s.services {
 		st.Subscribers += svc.dest.Subscribers() + svc.fwd.Subscribers() + svc.lbs.Subscribers() + svc.routes.Subscribers()
 	}
-	for _, p := range s.cfg.Peerings {
+	for _, p := range s.m.base.Peerings {
 		st.Peerings++
 		if _, active, _ := s.peerStateLocked(p); active {
 			st.ActivePeerings++
@@ -431,21 +525,11 @@ func (s *Server) Peerings() []PeeringStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []PeeringStatus
-	for _, p := range s.cfg.Peerings {
+	for _, p := range s.m.base.Peerings {
 		_, active, reason := s.peerStateLocked(p)
 		out = append(out, PeeringStatus{VPC: p.VPC, PeerVPC: p.PeerVPC, Active: active, Reason: reason})
 	}
 	return out
-}
-
-// peerSideOf is how this controller describes its side of peering p.
-func (c *Config) peerSideOf(p Peering) *p4meshv1.PeerSide {
-	v, _ := c.VPC(p.VPC)
-	return &p4meshv1.PeerSide{
-		Vpc: p.VPC, PeerVpc: p.PeerVPC, Configured: true, ExportPolicy: p.ExportPolicy,
-		Vni: v.VNI, Subnets: prefixStrings(v.Subnets), ExportedPrefixes: prefixStrings(c.ExportedPrefixes(p.VPC, p.ExportPolicy)),
-		Hosts: c.HostsOfVPC(p.VPC),
-	}
 }
 
 // peerStateLocked finds the other side of peering p: from this
@@ -453,14 +537,15 @@ func (c *Config) peerSideOf(p Peering) *p4meshv1.PeerSide {
 // peer controller's stream. The peering is active when the other side is
 // configured back and nothing conflicts.
 func (s *Server) peerStateLocked(p Peering) (*p4meshv1.PeerSide, bool, string) {
-	owner, ok := s.cfg.Owner(p.PeerVPC)
+	c := s.m.base
+	owner, ok := c.Owner(p.PeerVPC)
 	if !ok {
 		return nil, false, fmt.Sprintf("peer VPC %s is in no controller's directory entry", p.PeerVPC)
 	}
 	var other *p4meshv1.PeerSide
-	if owner.Name == s.cfg.Controller {
-		if back, ok := s.cfg.Peering(p.PeerVPC, p.VPC); ok {
-			other = s.cfg.peerSideOf(back)
+	if owner.Name == c.Controller {
+		if back, ok := c.Peering(p.PeerVPC, p.VPC); ok {
+			other = s.peerSideLocked(back)
 		}
 	} else {
 		sides, synced := s.remote[owner.Name]
@@ -472,19 +557,21 @@ func (s *Server) peerStateLocked(p Peering) (*p4meshv1.PeerSide, bool, string) {
 	if other == nil || !other.GetConfigured() {
 		return nil, false, fmt.Sprintf("%s has not configured a peering with %s", p.PeerVPC, p.VPC)
 	}
-	local, _ := s.cfg.VPC(p.VPC)
+	local, _ := c.VPC(p.VPC)
 	if reason := PeeringConflict(local, parsePrefixes(other.GetSubnets()), other.GetVni()); reason != "" {
 		return other, false, reason
 	}
 	return other, true, ""
 }
 
-// recomputeLocked derives every watch table from cfg and the remote sides.
+// recomputeLocked derives every watch table from the model and the remote
+// sides.
 func (s *Server) recomputeLocked() {
-	c := s.cfg
+	m := s.m
+	c := m.base
 	sides := map[string]proto.Message{}
 	for _, p := range c.Peerings {
-		sides[p.VPC+"/"+p.PeerVPC] = c.peerSideOf(p)
+		sides[p.VPC+"/"+p.PeerVPC] = s.peerSideLocked(p)
 	}
 	s.peers.Replace(sides)
 
@@ -497,11 +584,13 @@ func (s *Server) recomputeLocked() {
 	// Before any table changes, so that a stream the new configuration
 	// no longer authorises is sent nothing of it.
 	s.revokeLocked(want)
+	s.svcByVPC = map[string][]*service{}
 	for _, ps := range published {
 		svc := s.services[ps]
 		if svc == nil {
 			name := ps.VPC + "/" + ps.Policy
 			svc = &service{
+				ps:      ps,
 				dest:    watch.NewTable("destinations/"+name, s.opts.Watch),
 				fwd:     watch.NewTable("forwarding/"+name, s.opts.Watch),
 				lbs:     watch.NewTable("load-balancers/"+name, s.opts.Watch),
@@ -510,7 +599,9 @@ func (s *Server) recomputeLocked() {
 			}
 			s.services[ps] = svc
 		}
-		dest, fwd, lbs, routes := c.connectivity(ps)
+		svc.exported = m.exportedPrefixes(ps.VPC, ps.Policy)
+		s.svcByVPC[ps.VPC] = append(s.svcByVPC[ps.VPC], svc)
+		dest, fwd, lbs, routes := s.connectivityLocked(svc)
 		svc.dest.Replace(dest)
 		svc.fwd.Replace(fwd)
 		svc.lbs.Replace(lbs)
@@ -528,9 +619,13 @@ func (s *Server) recomputeLocked() {
 
 	// Host programming, per host with endpoints here (and every host a
 	// stream asked for, which then sees an empty view).
+	s.vpcItems = map[string]map[string]proto.Message{}
+	for _, v := range c.VPCs {
+		s.vpcItems[v.Name] = s.vpcItemsLocked(v.Name)
+	}
 	hostIDs := map[string]bool{}
-	for _, e := range c.Endpoints {
-		hostIDs[e.Host] = true
+	for id := range m.onHost {
+		hostIDs[id] = true
 	}
 	for id := range s.hosts {
 		hostIDs[id] = true
@@ -539,7 +634,7 @@ func (s *Server) recomputeLocked() {
 		hostIDs[h.ID] = true
 	}
 	for id := range hostIDs {
-		if _, ok := c.Host(id); !ok && len(c.EndpointsOnHost(id)) == 0 {
+		if m.hosts[id] == nil && len(m.onHost[id]) == 0 {
 			// A host no configuration names: keep its table only while
 			// someone watches it, so stray watches cannot grow memory.
 			if t := s.hosts[id]; t != nil && t.Subscribers() == 0 {
@@ -558,10 +653,10 @@ func (s *Server) recomputeLocked() {
 // publishes. Their clients reconnect and are told why; without this a
 // stream opened once would be served for as long as it stays open.
 func (s *Server) revokeLocked(want map[PublishedService]bool) {
-	if s.authCfg == s.cfg && s.authRemote == s.remoteGen {
+	if s.authGen == s.gen && s.authRemote == s.remoteGen {
 		return
 	}
-	s.authCfg, s.authRemote = s.cfg, s.remoteGen
+	s.authGen, s.authRemote = s.gen, s.remoteGen
 	for ps, svc := range s.services {
 		for cs := range svc.streams {
 			_, err := s.authorizeLocked(cs.req, cs.caller)
@@ -569,6 +664,50 @@ func (s *Server) revokeLocked(want map[PublishedService]bool) {
 				err = status.Errorf(codes.Unavailable, "%s is no longer published", ps)
 			}
 			if err != nil {
+				cs.cancel(err)
+				delete(svc.streams, cs)
+			}
+		}
+	}
+}
+
+// revokeHostsLocked is revokeLocked after a change that took hosts' last
+// endpoints in VPCs away (lost), the one way a change of endpoints can
+// revoke: only those hosts' streams of the services those VPCs let them
+// watch (their own view, and what VPCs peered with them export to them)
+// are authorised again.
+func (s *Server) revokeHostsLocked(lost []hostVPC) {
+	if len(lost) == 0 {
+		return
+	}
+	hosts, vpcs := set[string]{}, set[string]{}
+	for _, p := range lost {
+		hosts[p.host] = struct{}{}
+		vpcs[p.vpc] = struct{}{}
+	}
+	affected := set[PublishedService]{}
+	for v := range vpcs {
+		affected[PublishedService{VPC: v}] = struct{}{}
+	}
+	for _, p := range s.m.base.Peerings {
+		if _, ok := vpcs[p.PeerVPC]; ok {
+			affected[PublishedService{VPC: p.VPC, Policy: p.ExportPolicy}] = struct{}{}
+		}
+	}
+	for ps := range affected {
+		svc := s.services[ps]
+		if svc == nil {
+			continue
+		}
+		for cs := range svc.streams {
+			host := cs.req.GetHost()
+			if cs.caller.authed {
+				host = cs.caller.id.Name
+			}
+			if _, ok := hosts[host]; !ok {
+				continue
+			}
+			if _, err := s.authorizeLocked(cs.req, cs.caller); err != nil {
 				cs.cancel(err)
 				delete(svc.streams, cs)
 			}
@@ -585,46 +724,6 @@ func (s *Server) hostTableLocked(id string) *watch.Table {
 	return t
 }
 
-// hostItemsLocked is what host id needs from this controller: the host, its
-// endpoints in VPCs owned here, those VPCs, and their peerings with where
-// to pull each peer's connectivity from.
-func (s *Server) hostItemsLocked(id string) map[string]proto.Message {
-	c := s.cfg
-	items := map[string]proto.Message{}
-	// The host goes out whenever it is configured, endpoints or not: a
-	// host whose last endpoint left must still get a view, one that
-	// removes that endpoint's entries.
-	if h, ok := c.Host(id); ok {
-		items["host"] = hostInfo(h)
-	}
-	eps := c.EndpointsOnHost(id)
-	if len(eps) == 0 {
-		return items
-	}
-	vpcs := map[string]bool{}
-	for _, e := range eps {
-		v, _ := c.VPC(e.VPC)
-		items["endpoint/"+e.ID] = &p4meshv1.LocalEndpoint{
-			Id: e.ID, Vpc: e.VPC, Vni: v.VNI, Ip: e.IP.String(), Mac: e.MAC.String(), Port: uint32(e.Port), Kind: string(e.Kind),
-		}
-		vpcs[e.VPC] = true
-	}
-	for name := range vpcs {
-		v, _ := c.VPC(name)
-		gw, gwMAC := v.Gateway()
-		items["vpc/"+name] = &p4meshv1.VPC{Name: name, Vni: v.VNI, Subnets: prefixStrings(v.Subnets), GatewayIp: gw.String(), GatewayMac: gwMAC.String()}
-		for _, p := range c.PeeringsOf(name) {
-			other, active, reason := s.peerStateLocked(p)
-			owner, _ := c.Owner(p.PeerVPC)
-			items["peering/"+name+"/"+p.PeerVPC] = &p4meshv1.Peering{
-				Vpc: name, PeerVpc: p.PeerVPC, PeerVni: other.GetVni(), PeerExportPolicy: other.GetExportPolicy(),
-				PeerController: owner.Address, Active: active, Reason: reason, PeerPrefixes: other.GetExportedPrefixes(),
-			}
-		}
-	}
-	return items
-}
-
 func hostInfo(h Host) *p4meshv1.HostInfo {
 	hi := &p4meshv1.HostInfo{Id: h.ID, UnderlayIp: h.UnderlayIP.String(), Mac: h.MAC.String()}
 	for _, r := range h.UnderlayRoutes {
@@ -635,7 +734,9 @@ func hostInfo(h Host) *p4meshv1.HostInfo {
 	return hi
 }
 
-// connectivity is what service ps publishes: the VPC's endpoints, where
+// connectivity is what service ps publishes, derived from the whole
+// configuration: the reference the Server's derivation from its model
+// (derive.go) is tested against. It is the VPC's endpoints, where
 // they are, its load balancers and routes, all limited to what the export
 // policy exports, a load balancer's backends included (everything for the
 // VPC's own hosts, policy "").
@@ -801,9 +902,10 @@ func (s *Server) hostOf(ctx context.Context, asked string) (string, error) {
 	if host == "" {
 		return "", status.Error(codes.InvalidArgument, "the request names no host")
 	}
-	cfg := s.Config()
-	if _, ok := cfg.Host(host); !ok && len(cfg.EndpointsOnHost(host)) == 0 {
-		return "", status.Errorf(codes.NotFound, "host %q is not in controller %s's configuration", host, cfg.Controller)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m.hosts[host] == nil && len(s.m.onHost[host]) == 0 {
+		return "", status.Errorf(codes.NotFound, "host %q is not in controller %s's configuration", host, s.m.base.Controller)
 	}
 	return host, nil
 }
@@ -816,7 +918,7 @@ type connectivity struct {
 // authorizeLocked checks that the host asking req may watch the service it
 // names under the current configuration and peer sides.
 func (s *Server) authorizeLocked(req *p4meshv1.WatchRequest, c caller) (PublishedService, error) {
-	cfg := s.cfg
+	cfg := s.m.base
 	vpc, policy := req.GetVpc(), req.GetExportPolicy()
 	if owner, ok := cfg.Owner(vpc); !ok {
 		return PublishedService{}, status.Errorf(codes.NotFound, "VPC %q is in no controller's directory entry", vpc)
@@ -833,7 +935,7 @@ func (s *Server) authorizeLocked(req *p4meshv1.WatchRequest, c caller) (Publishe
 		host = c.id.Name
 		hostVPCs = s.vpcsOfHostLocked(host)
 	case policy == "":
-		hostVPCs = cfg.VPCsOfHost(host)
+		hostVPCs = s.m.vpcsOfHost(host)
 	case req.GetPeerVpc() != "":
 		// --insecure: the asker's claim (see Authorized).
 		hostVPCs = []string{req.GetPeerVpc()}
@@ -937,8 +1039,10 @@ func (p peers) WatchPeerSides(req *p4meshv1.WatchRequest, st grpc.ServerStreamin
 	if who.authed {
 		name = who.id.Name
 	}
-	cfg := p.s.Config()
-	if !slices.ContainsFunc(cfg.Directory, func(e ControllerEntry) bool { return e.Name == name }) {
+	p.s.mu.Lock()
+	dir := p.s.m.base.Directory
+	p.s.mu.Unlock()
+	if !slices.ContainsFunc(dir, func(e ControllerEntry) bool { return e.Name == name }) {
 		return status.Errorf(codes.PermissionDenied, "controller %q (%s) is not in the directory", name, who)
 	}
 	return p.s.serve(st.Context(), p.s.peers, req.GetResumeRevision(), st.Send)
@@ -948,7 +1052,7 @@ func (p peers) WatchPeerSides(req *p4meshv1.WatchRequest, st grpc.ServerStreamin
 // controller knows: its own configuration, and the peer sides other
 // controllers sent, in which each owner lists its VPC's hosts.
 func (s *Server) vpcsOfHostLocked(host string) []string {
-	out := s.cfg.VPCsOfHost(host)
+	out := s.m.vpcsOfHost(host)
 	for _, sides := range s.remote {
 		for _, side := range sides {
 			if slices.Contains(side.GetHosts(), host) && !slices.Contains(out, side.GetVpc()) {

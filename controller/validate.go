@@ -28,15 +28,11 @@ const (
 // arrives (PeeringConflict), and an unconfigured peer side leaves a
 // peering inactive rather than invalid.
 func (c *Config) Validate() error {
-	v := &validator{
-		c:        c,
-		owner:    map[string]string{},
-		vpcs:     map[string]*VPC{},
-		hosts:    map[string]*Host{},
-		eps:      map[string]*Endpoint{},
-		policies: map[string]*ExportPolicy{},
-		ips:      map[vpcIP]string{},
-	}
+	v := newValidator(c)
+	v.owner = map[string]string{}
+	v.vpcs = map[string]*VPC{}
+	v.hosts = map[string]*Host{}
+	v.policies = map[string]*ExportPolicy{}
 	v.directory()
 	v.checkVPCs()
 	v.checkHosts()
@@ -82,6 +78,44 @@ type validator struct {
 	eps      map[string]*Endpoint
 	policies map[string]*ExportPolicy
 	ips      map[vpcIP]string // endpoint addresses → endpoint id
+	macs     map[vpcMAC]string
+	ports    map[hostPort]string
+	lbNames  map[string]bool
+	fronts   map[frontend]string
+	routes   map[RouteKey]bool
+	// inc, when checking a change (pending.check), answers for the
+	// endpoints the change leaves alone, which are not checked again.
+	inc *pending
+}
+
+// newValidator makes a validator of c with the per-item indexes empty.
+func newValidator(c *Config) *validator {
+	return &validator{
+		c:       c,
+		eps:     map[string]*Endpoint{},
+		ips:     map[vpcIP]string{},
+		macs:    map[vpcMAC]string{},
+		ports:   map[hostPort]string{},
+		lbNames: map[string]bool{},
+		fronts:  map[frontend]string{},
+		routes:  map[RouteKey]bool{},
+	}
+}
+
+// endpoint resolves a reference to an endpoint.
+func (v *validator) endpoint(id string) *Endpoint {
+	if e := v.eps[id]; e != nil || v.inc == nil {
+		return e
+	}
+	return v.inc.untouchedEndpoint(id)
+}
+
+// ipOwner is the endpoint whose IP an address of a VPC is.
+func (v *validator) ipOwner(k vpcIP) (string, bool) {
+	if id, ok := v.ips[k]; ok || v.inc == nil {
+		return id, ok
+	}
+	return v.inc.untouchedIPOwner(k)
 }
 
 type vpcIP struct {
@@ -379,71 +413,66 @@ func (v *validator) checkHosts() {
 }
 
 func (v *validator) checkEndpoints() {
-	type vpcMAC struct {
-		vpc string
-		mac MAC
-	}
-	type hostPort struct {
-		host string
-		port uint16
-	}
-	macs := map[vpcMAC]string{}
-	ports := map[hostPort]string{}
 	for i := range v.c.Endpoints {
 		e := &v.c.Endpoints[i]
-		p := item("endpoints", i, e.ID)
-		v.name(p, "id", e.ID)
-		if _, dup := v.eps[e.ID]; dup && e.ID != "" {
-			v.addf(p, "endpoint defined twice")
-			continue
+		v.checkEndpoint(item("endpoints", i, e.ID), e)
+	}
+}
+
+// checkEndpoint checks endpoint e, at path p, against those checked before
+// it: in list order, so that a duplicate is reported on the later one.
+func (v *validator) checkEndpoint(p string, e *Endpoint) {
+	v.name(p, "id", e.ID)
+	if _, dup := v.eps[e.ID]; dup && e.ID != "" {
+		v.addf(p, "endpoint defined twice")
+		return
+	}
+	if e.ID != "" {
+		v.eps[e.ID] = e
+	}
+	if !e.Kind.Valid() {
+		v.addf(p+".kind", "%q is not one of vm, ilb, vpn, interconnect, router", e.Kind)
+	}
+	vpc := v.ownedVPC(p+".vpc", e.VPC)
+	if v.addr4(p+".ip", "IP", e.IP) && vpc != nil && v.hostAddr(p+".ip", vpc, e.IP) {
+		if gw, _ := vpc.Gateway(); e.IP == gw {
+			v.addf(p+".ip", "%s is the gateway address of VPC %s", e.IP, vpc.Name)
+		} else if o, dup := v.ips[vpcIP{e.VPC, e.IP}]; dup {
+			v.addf(p+".ip", "%s is also the IP of endpoint %s in VPC %s", e.IP, o, e.VPC)
+		} else {
+			v.ips[vpcIP{e.VPC, e.IP}] = e.ID
 		}
-		if e.ID != "" {
-			v.eps[e.ID] = e
+	}
+	if v.mac(p+".mac", "MAC", e.MAC) && vpc != nil {
+		if _, gw := vpc.Gateway(); e.MAC == gw {
+			v.addf(p+".mac", "%s is the gateway MAC of VPC %s", e.MAC, vpc.Name)
+		} else if o, dup := v.macs[vpcMAC{e.VPC, e.MAC}]; dup {
+			v.addf(p+".mac", "%s is also the MAC of endpoint %s in VPC %s", e.MAC, o, e.VPC)
+		} else {
+			v.macs[vpcMAC{e.VPC, e.MAC}] = e.ID
 		}
-		if !e.Kind.Valid() {
-			v.addf(p+".kind", "%q is not one of vm, ilb, vpn, interconnect, router", e.Kind)
-		}
-		vpc := v.ownedVPC(p+".vpc", e.VPC)
-		if v.addr4(p+".ip", "IP", e.IP) && vpc != nil && v.hostAddr(p+".ip", vpc, e.IP) {
-			if gw, _ := vpc.Gateway(); e.IP == gw {
-				v.addf(p+".ip", "%s is the gateway address of VPC %s", e.IP, vpc.Name)
-			} else if o, dup := v.ips[vpcIP{e.VPC, e.IP}]; dup {
-				v.addf(p+".ip", "%s is also the IP of endpoint %s in VPC %s", e.IP, o, e.VPC)
-			} else {
-				v.ips[vpcIP{e.VPC, e.IP}] = e.ID
-			}
-		}
-		if v.mac(p+".mac", "MAC", e.MAC) && vpc != nil {
-			if _, gw := vpc.Gateway(); e.MAC == gw {
-				v.addf(p+".mac", "%s is the gateway MAC of VPC %s", e.MAC, vpc.Name)
-			} else if o, dup := macs[vpcMAC{e.VPC, e.MAC}]; dup {
-				v.addf(p+".mac", "%s is also the MAC of endpoint %s in VPC %s", e.MAC, o, e.VPC)
-			} else {
-				macs[vpcMAC{e.VPC, e.MAC}] = e.ID
-			}
-		}
-		if e.Host == "" {
-			v.addf(p+".host", "host is required")
-			continue
-		}
-		h := v.hosts[e.Host]
-		if h == nil {
-			v.addf(p+".host", "host %q is not defined", e.Host)
-			continue
-		}
-		if !v.port(p+".port", e.Port) {
-			continue
-		}
-		switch o, dup := ports[hostPort{e.Host, e.Port}]; {
-		case dup:
-			v.addf(p+".port", "port %d of host %s is also endpoint %s's", e.Port, e.Host, o)
-		case e.Port == h.UplinkPort:
-			v.addf(p+".port", "port %d is host %s's uplink port", e.Port, e.Host)
-		case underlayPort(h, e.Port):
-			v.addf(p+".port", "port %d of host %s carries underlay routes", e.Port, e.Host)
-		default:
-			ports[hostPort{e.Host, e.Port}] = e.ID
-		}
+	}
+	if e.Host == "" {
+		v.addf(p+".host", "host is required")
+		return
+	}
+	h := v.hosts[e.Host]
+	if h == nil {
+		v.addf(p+".host", "host %q is not defined", e.Host)
+		return
+	}
+	if !v.port(p+".port", e.Port) {
+		return
+	}
+	switch o, dup := v.ports[hostPort{e.Host, e.Port}]; {
+	case dup:
+		v.addf(p+".port", "port %d of host %s is also endpoint %s's", e.Port, e.Host, o)
+	case e.Port == h.UplinkPort:
+		v.addf(p+".port", "port %d is host %s's uplink port", e.Port, e.Host)
+	case underlayPort(h, e.Port):
+		v.addf(p+".port", "port %d of host %s carries underlay routes", e.Port, e.Host)
+	default:
+		v.ports[hostPort{e.Host, e.Port}] = e.ID
 	}
 }
 
@@ -457,105 +486,106 @@ func underlayPort(h *Host, port uint16) bool {
 }
 
 func (v *validator) checkLoadBalancers() {
-	type frontend struct {
-		vpc   string
-		vip   netip.Addr
-		proto string
-		port  uint16
-	}
-	names := map[string]bool{}
-	fronts := map[frontend]string{}
 	for i := range v.c.LoadBalancers {
 		lb := &v.c.LoadBalancers[i]
-		p := item("load_balancers", i, lb.Name)
-		v.name(p, "name", lb.Name)
-		if names[lb.Name] && lb.Name != "" {
-			v.addf(p, "load balancer defined twice")
+		v.checkLoadBalancer(item("load_balancers", i, lb.Name), lb)
+	}
+}
+
+// checkLoadBalancer checks load balancer lb, at path p, against the
+// endpoints and the load balancers checked before it.
+func (v *validator) checkLoadBalancer(p string, lb *LoadBalancer) {
+	v.name(p, "name", lb.Name)
+	if v.lbNames[lb.Name] && lb.Name != "" {
+		v.addf(p, "load balancer defined twice")
+		return
+	}
+	v.lbNames[lb.Name] = true
+	vpc := v.ownedVPC(p+".vpc", lb.VPC)
+	if v.addr4(p+".vip", "VIP", lb.VIP) && vpc != nil && v.hostAddr(p+".vip", vpc, lb.VIP) {
+		if gw, _ := vpc.Gateway(); lb.VIP == gw {
+			v.addf(p+".vip", "%s is the gateway address of VPC %s", lb.VIP, vpc.Name)
+		}
+		if e, ok := v.ipOwner(vpcIP{lb.VPC, lb.VIP}); ok {
+			v.addf(p+".vip", "%s is the IP of endpoint %s", lb.VIP, e)
+		}
+	}
+	protoOK := lb.Protocol == "tcp" || lb.Protocol == "udp"
+	if !protoOK {
+		v.addf(p+".protocol", "%q is not tcp or udp", lb.Protocol)
+	}
+	if lb.Port == 0 {
+		v.addf(p+".port", "port is required")
+	}
+	if protoOK && lb.Port != 0 && lb.VIP.IsValid() {
+		f := frontend{lb.VPC, lb.VIP, lb.Protocol, lb.Port}
+		if o, dup := v.fronts[f]; dup {
+			v.addf(p, "%s %s:%d is also load balancer %s's frontend", lb.Protocol, lb.VIP, lb.Port, o)
+		} else {
+			v.fronts[f] = lb.Name
+		}
+	}
+	// An action selector group with no members behaves differently on
+	// every target, so a load balancer always has a backend.
+	if len(lb.Backends) == 0 {
+		v.addf(p+".backends", "a load balancer needs at least one backend")
+	}
+	seen := map[string]bool{}
+	for k, b := range lb.Backends {
+		bp := item(p+".backends", k, b.Endpoint)
+		if b.Weight == 0 {
+			v.addf(bp+".weight", "weight must be at least 1")
+		}
+		if b.Endpoint == "" {
+			v.addf(bp, "endpoint is required")
 			continue
 		}
-		names[lb.Name] = true
-		vpc := v.ownedVPC(p+".vpc", lb.VPC)
-		if v.addr4(p+".vip", "VIP", lb.VIP) && vpc != nil && v.hostAddr(p+".vip", vpc, lb.VIP) {
-			if gw, _ := vpc.Gateway(); lb.VIP == gw {
-				v.addf(p+".vip", "%s is the gateway address of VPC %s", lb.VIP, vpc.Name)
-			}
-			if e, ok := v.ips[vpcIP{lb.VPC, lb.VIP}]; ok {
-				v.addf(p+".vip", "%s is the IP of endpoint %s", lb.VIP, e)
-			}
+		if seen[b.Endpoint] {
+			v.addf(bp, "backend listed twice")
+			continue
 		}
-		protoOK := lb.Protocol == "tcp" || lb.Protocol == "udp"
-		if !protoOK {
-			v.addf(p+".protocol", "%q is not tcp or udp", lb.Protocol)
-		}
-		if lb.Port == 0 {
-			v.addf(p+".port", "port is required")
-		}
-		if protoOK && lb.Port != 0 && lb.VIP.IsValid() {
-			f := frontend{lb.VPC, lb.VIP, lb.Protocol, lb.Port}
-			if o, dup := fronts[f]; dup {
-				v.addf(p, "%s %s:%d is also load balancer %s's frontend", lb.Protocol, lb.VIP, lb.Port, o)
-			} else {
-				fronts[f] = lb.Name
-			}
-		}
-		// An action selector group with no members behaves differently on
-		// every target, so a load balancer always has a backend.
-		if len(lb.Backends) == 0 {
-			v.addf(p+".backends", "a load balancer needs at least one backend")
-		}
-		seen := map[string]bool{}
-		for k, b := range lb.Backends {
-			bp := item(p+".backends", k, b.Endpoint)
-			if b.Weight == 0 {
-				v.addf(bp+".weight", "weight must be at least 1")
-			}
-			if b.Endpoint == "" {
-				v.addf(bp, "endpoint is required")
-				continue
-			}
-			if seen[b.Endpoint] {
-				v.addf(bp, "backend listed twice")
-				continue
-			}
-			seen[b.Endpoint] = true
-			switch e := v.eps[b.Endpoint]; {
-			case e == nil:
-				v.addf(bp, "endpoint %q is not defined", b.Endpoint)
-			case e.VPC != lb.VPC:
-				v.addf(bp, "endpoint %q is in VPC %s, not %s", b.Endpoint, e.VPC, lb.VPC)
-			}
+		seen[b.Endpoint] = true
+		switch e := v.endpoint(b.Endpoint); {
+		case e == nil:
+			v.addf(bp, "endpoint %q is not defined", b.Endpoint)
+		case e.VPC != lb.VPC:
+			v.addf(bp, "endpoint %q is in VPC %s, not %s", b.Endpoint, e.VPC, lb.VPC)
 		}
 	}
 }
 
 func (v *validator) checkRoutes() {
-	type key struct {
-		vpc     string
-		prefix  netip.Prefix
-		nextHop string
-	}
-	seen := map[key]bool{}
 	for i, r := range v.c.Routes {
-		p := fmt.Sprintf("routes[%d]", i)
-		if r.VPC != "" && r.Prefix.IsValid() {
-			p = fmt.Sprintf("routes[%s %s]", r.VPC, r.Prefix)
-		}
-		v.ownedVPC(p+".vpc", r.VPC)
-		v.prefix(p+".prefix", r.Prefix)
-		if r.NextHop != "" {
-			switch e := v.eps[r.NextHop]; {
-			case e == nil:
-				v.addf(p+".next_hop", "endpoint %q is not defined", r.NextHop)
-			case e.VPC != r.VPC:
-				v.addf(p+".next_hop", "endpoint %q is in VPC %s, not %s", r.NextHop, e.VPC, r.VPC)
-			}
-		}
-		k := key{r.VPC, r.Prefix, r.NextHop}
-		if seen[k] {
-			v.addf(p, "route defined twice (same VPC, prefix and next hop)")
-		}
-		seen[k] = true
+		v.checkRoute(routePath(i, r), r)
 	}
+}
+
+// routePath names the i-th route: by VPC and prefix when it has both.
+func routePath(i int, r Route) string {
+	if r.VPC != "" && r.Prefix.IsValid() {
+		return fmt.Sprintf("routes[%s %s]", r.VPC, r.Prefix)
+	}
+	return fmt.Sprintf("routes[%d]", i)
+}
+
+// checkRoute checks route r, at path p, against the endpoints and the
+// routes checked before it.
+func (v *validator) checkRoute(p string, r Route) {
+	v.ownedVPC(p+".vpc", r.VPC)
+	v.prefix(p+".prefix", r.Prefix)
+	if r.NextHop != "" {
+		switch e := v.endpoint(r.NextHop); {
+		case e == nil:
+			v.addf(p+".next_hop", "endpoint %q is not defined", r.NextHop)
+		case e.VPC != r.VPC:
+			v.addf(p+".next_hop", "endpoint %q is in VPC %s, not %s", r.NextHop, e.VPC, r.VPC)
+		}
+	}
+	k := r.Key()
+	if v.routes[k] {
+		v.addf(p, "route defined twice (same VPC, prefix and next hop)")
+	}
+	v.routes[k] = true
 }
 
 func (v *validator) checkExportPolicies() {

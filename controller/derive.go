@@ -1,0 +1,371 @@
+package controller
+
+import (
+	"net/netip"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/p4mesh/p4mesh/api/p4meshv1"
+	"github.com/p4mesh/p4mesh/watch"
+)
+
+// Derivation of the watch tables from the model: whole (recomputeLocked,
+// after an Apply of a whole configuration or a change of the peer sides)
+// or by deltas (applyLocked, after a Change of endpoints, load balancers
+// and routes). Both build every item with the same functions, so they
+// agree item by item; Config.connectivity is the reference both are
+// tested against (incr_test.go).
+
+// exports reports whether svc exports ip.
+func (svc *service) exports(ip netip.Addr) bool {
+	for _, p := range svc.exported {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// exportsProtocol is Config.ExportsProtocol from the model.
+func (m *model) exportsProtocol(policy string, proto uint8) bool {
+	if policy == "" {
+		return true
+	}
+	pol := m.policies[policy]
+	if pol == nil {
+		return false
+	}
+	if len(pol.Protocols) == 0 {
+		return true
+	}
+	for _, name := range pol.Protocols {
+		if n, ok := IPProtocol(name); ok && n == proto {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *model) hostIP(id string) string {
+	if h := m.hosts[id]; h != nil {
+		return h.UnderlayIP.String()
+	}
+	return ""
+}
+
+// endpointItems are e's destination and forwarding in svc, nil if svc
+// does not export it.
+func (m *model) endpointItems(svc *service, e Endpoint) (*p4meshv1.Destination, *p4meshv1.Forwarding) {
+	if e.VPC != svc.ps.VPC || !svc.exports(e.IP) {
+		return nil, nil
+	}
+	key := e.IP.String()
+	return &p4meshv1.Destination{Vpc: e.VPC, Ip: key, Endpoint: e.ID},
+		&p4meshv1.Forwarding{Vpc: e.VPC, Ip: key, Mac: e.MAC.String(), Host: e.Host, HostIp: m.hostIP(e.Host)}
+}
+
+// lbItem is load balancer lb in svc, nil if svc does not export it.
+func (m *model) lbItem(svc *service, lb LoadBalancer) *p4meshv1.LoadBalancer {
+	ps := svc.ps
+	proto, _ := IPProtocol(lb.Protocol)
+	if lb.VPC != ps.VPC || !svc.exports(lb.VIP) || (ps.Policy != "" && !m.exportsProtocol(ps.Policy, proto)) {
+		return nil
+	}
+	out := &p4meshv1.LoadBalancer{Name: lb.Name, Vpc: lb.VPC, Vip: lb.VIP.String(), Protocol: uint32(proto), Port: uint32(lb.Port)}
+	for _, b := range lb.Backends {
+		// As in Config.connectivity: a backend the policy does not
+		// export stays hidden.
+		e, ok := m.eps.get(b.Endpoint)
+		if !ok || !svc.exports(e.IP) {
+			continue
+		}
+		out.Backends = append(out.Backends, &p4meshv1.Backend{Endpoint: e.ID, Ip: e.IP.String(), Mac: e.MAC.String(), HostIp: m.hostIP(e.Host), Weight: max(b.Weight, 1)})
+	}
+	if len(out.Backends) == 0 {
+		return nil
+	}
+	return out
+}
+
+// routeItem is the route svc publishes for g, nil if none.
+func (m *model) routeItem(svc *service, g routeGroup) *p4meshv1.Route {
+	r, reason, ok := m.chooseRoute(g)
+	if !ok || r.VPC != svc.ps.VPC || (svc.ps.Policy != "" && !prefixExported(svc.exported, r.Prefix)) {
+		return nil
+	}
+	out := &p4meshv1.Route{Vpc: r.VPC, Prefix: r.Prefix.String(), Origin: "static", Priority: r.Priority, Reason: reason}
+	if e, ok := m.eps.get(r.NextHop); ok && r.NextHop != "" && svc.exports(e.IP) {
+		out.NextHopIp = e.IP.String()
+	}
+	return out
+}
+
+func localEndpoint(m *model, e Endpoint) *p4meshv1.LocalEndpoint {
+	var vni uint32
+	if v := m.vpcs[e.VPC]; v != nil {
+		vni = v.VNI
+	}
+	return &p4meshv1.LocalEndpoint{
+		Id: e.ID, Vpc: e.VPC, Vni: vni, Ip: e.IP.String(), Mac: e.MAC.String(), Port: uint32(e.Port), Kind: string(e.Kind),
+	}
+}
+
+// peerSideLocked is how this controller describes its side of peering p.
+func (s *Server) peerSideLocked(p Peering) *p4meshv1.PeerSide {
+	m := s.m
+	var v VPC
+	if vp := m.vpcs[p.VPC]; vp != nil {
+		v = *vp
+	}
+	return &p4meshv1.PeerSide{
+		Vpc: p.VPC, PeerVpc: p.PeerVPC, Configured: true, ExportPolicy: p.ExportPolicy,
+		Vni: v.VNI, Subnets: prefixStrings(v.Subnets), ExportedPrefixes: prefixStrings(m.exportedPrefixes(p.VPC, p.ExportPolicy)),
+		Hosts: m.hostsOf(p.VPC),
+	}
+}
+
+// vpcItemsLocked are the host-programming items VPC name brings to every
+// host it has an endpoint on: the VPC and its peerings, with where to
+// pull each peer's connectivity from. They are the same on every host.
+func (s *Server) vpcItemsLocked(name string) map[string]proto.Message {
+	m := s.m
+	items := map[string]proto.Message{}
+	v := m.vpcs[name]
+	if v == nil {
+		return items
+	}
+	gw, gwMAC := v.Gateway()
+	items["vpc/"+name] = &p4meshv1.VPC{Name: name, Vni: v.VNI, Subnets: prefixStrings(v.Subnets), GatewayIp: gw.String(), GatewayMac: gwMAC.String()}
+	for _, p := range m.base.Peerings {
+		if p.VPC != name {
+			continue
+		}
+		other, active, reason := s.peerStateLocked(p)
+		owner, _ := m.base.Owner(p.PeerVPC)
+		items["peering/"+name+"/"+p.PeerVPC] = &p4meshv1.Peering{
+			Vpc: name, PeerVpc: p.PeerVPC, PeerVni: other.GetVni(), PeerExportPolicy: other.GetExportPolicy(),
+			PeerController: owner.Address, Active: active, Reason: reason, PeerPrefixes: other.GetExportedPrefixes(),
+		}
+	}
+	return items
+}
+
+// hostItemsLocked is what host id needs from this controller: the host, its
+// endpoints in VPCs owned here, those VPCs, and their peerings.
+func (s *Server) hostItemsLocked(id string) map[string]proto.Message {
+	m := s.m
+	items := map[string]proto.Message{}
+	// The host goes out whenever it is configured, endpoints or not: a
+	// host whose last endpoint left must still get a view, one that
+	// removes that endpoint's entries.
+	if h := m.hosts[id]; h != nil {
+		items["host"] = hostInfo(*h)
+	}
+	for eid := range m.onHost[id] {
+		e, _ := m.eps.get(eid)
+		items["endpoint/"+eid] = localEndpoint(m, e)
+	}
+	for vpc := range m.hostVPCs[id] {
+		for k, v := range s.vpcItems[vpc] {
+			items[k] = v
+		}
+	}
+	return items
+}
+
+// connectivityLocked is what svc publishes, from the model.
+func (s *Server) connectivityLocked(svc *service) (dest, fwd, lbs, routes map[string]proto.Message) {
+	m, vpc := s.m, svc.ps.VPC
+	dest, fwd, lbs, routes = map[string]proto.Message{}, map[string]proto.Message{}, map[string]proto.Message{}, map[string]proto.Message{}
+	for id := range m.inVPC[vpc] {
+		e, _ := m.eps.get(id)
+		if d, f := m.endpointItems(svc, e); d != nil {
+			dest[d.Ip], fwd[f.Ip] = d, f
+		}
+	}
+	for name := range m.lbInVPC[vpc] {
+		lb, _ := m.lbs.get(name)
+		if it := m.lbItem(svc, lb); it != nil {
+			lbs[name] = it
+		}
+	}
+	for prefix := range m.rtInVPC[vpc] {
+		if it := m.routeItem(svc, routeGroup{vpc, prefix}); it != nil {
+			routes[prefix.String()] = it
+		}
+	}
+	return dest, fwd, lbs, routes
+}
+
+func putOrDelete[M proto.Message](t *watch.Table, key string, v M, ok bool) {
+	if ok {
+		t.Put(key, v)
+	} else {
+		t.Delete(key)
+	}
+}
+
+type hostVPC struct{ host, vpc string }
+
+// applyLocked applies a checked change to the model and the watch tables,
+// touching only what the change affects: the services of the VPCs of the
+// endpoints, load balancers and routes it changes, the host tables of the
+// hosts those endpoints leave and join, and the peer sides of VPCs whose
+// hosts change. Every table change is a Put or a Delete of one item.
+func (s *Server) applyLocked(pd *pending) {
+	m := s.m
+	// What was there before, for what the change moves away from.
+	oldEps := map[string]Endpoint{}
+	pairs := map[hostVPC]bool{} // (host, VPC) pairs the change may add or remove → present before
+	note := func(e Endpoint) {
+		p := hostVPC{e.Host, e.VPC}
+		if _, seen := pairs[p]; !seen {
+			pairs[p] = m.hostVPCs[e.Host][e.VPC] > 0
+		}
+	}
+	for _, ids := range []map[string]struct{}{pd.eps.gone, keysOf(pd.eps.put)} {
+		for id := range ids {
+			if e, ok := m.eps.get(id); ok {
+				oldEps[id] = e
+				note(e)
+			}
+		}
+	}
+	for _, e := range pd.eps.put {
+		note(e)
+	}
+	oldLBs := map[string]LoadBalancer{}
+	for _, names := range []map[string]struct{}{pd.lbs.gone, keysOf(pd.lbs.put)} {
+		for name := range names {
+			if lb, ok := m.lbs.get(name); ok {
+				oldLBs[name] = lb
+			}
+		}
+	}
+	pd.apply()
+
+	// Authorization first, so that a stream the change no longer
+	// authorises is sent nothing of it: a host that lost its last
+	// endpoint in a VPC may have lost the right to streams.
+	var lost []hostVPC
+	vpcHostsChanged := set[string]{}
+	for p, before := range pairs {
+		if now := m.hostVPCs[p.host][p.vpc] > 0; now != before {
+			vpcHostsChanged[p.vpc] = struct{}{}
+			if before {
+				lost = append(lost, p)
+			}
+		}
+	}
+	s.revokeHostsLocked(lost)
+
+	// Endpoints: every old key goes before any new one is put, so that
+	// two endpoints swapping addresses end up with both.
+	touched := keysOf(pd.eps.put)
+	for id := range pd.eps.gone {
+		touched[id] = struct{}{}
+	}
+	for id := range touched {
+		old, had := oldEps[id]
+		if !had {
+			continue
+		}
+		now, has := m.eps.get(id)
+		if !has || now.Host != old.Host {
+			s.hostTableLocked(old.Host).Delete("endpoint/" + id)
+		}
+		if has && now.VPC == old.VPC && now.IP == old.IP {
+			continue
+		}
+		for _, svc := range s.svcByVPC[old.VPC] {
+			if svc.exports(old.IP) {
+				svc.dest.Delete(old.IP.String())
+				svc.fwd.Delete(old.IP.String())
+			}
+		}
+	}
+	for id := range touched {
+		e, ok := m.eps.get(id)
+		if !ok {
+			continue
+		}
+		s.hostTableLocked(e.Host).Put("endpoint/"+id, localEndpoint(m, e))
+		for _, svc := range s.svcByVPC[e.VPC] {
+			if d, f := m.endpointItems(svc, e); d != nil {
+				svc.dest.Put(d.Ip, d)
+				svc.fwd.Put(f.Ip, f)
+			}
+		}
+	}
+	// A VPC arriving on a host brings its items there; leaving, takes them.
+	for p, before := range pairs {
+		if now := m.hostVPCs[p.host][p.vpc] > 0; now != before {
+			t := s.hostTableLocked(p.host)
+			for k, v := range s.vpcItems[p.vpc] {
+				putOrDelete(t, k, v, now)
+			}
+		}
+	}
+	for vpc := range vpcHostsChanged {
+		for _, p := range m.base.Peerings {
+			if p.VPC == vpc {
+				s.peers.Put(p.VPC+"/"+p.PeerVPC, s.peerSideLocked(p))
+			}
+		}
+	}
+
+	// Load balancers: those changed, and those whose backends did.
+	lbs := keysOf(pd.lbs.put)
+	for name := range pd.lbs.gone {
+		lbs[name] = struct{}{}
+	}
+	for id := range touched {
+		for name := range m.lbOf[id] {
+			lbs[name] = struct{}{}
+		}
+	}
+	for name := range lbs {
+		old, had := oldLBs[name]
+		now, has := m.lbs.get(name)
+		if had && (!has || now.VPC != old.VPC) {
+			for _, svc := range s.svcByVPC[old.VPC] {
+				svc.lbs.Delete(name)
+			}
+		}
+		if has {
+			for _, svc := range s.svcByVPC[now.VPC] {
+				it := m.lbItem(svc, now)
+				putOrDelete(svc.lbs, name, it, it != nil)
+			}
+		}
+	}
+
+	// Routes: each prefix a changed route competes for, or whose routes'
+	// next hop changed, is chosen again.
+	groups := set[routeGroup]{}
+	for k := range pd.routes.put {
+		groups[routeGroup{k.VPC, k.Prefix}] = struct{}{}
+	}
+	for k := range pd.routes.gone {
+		groups[routeGroup{k.VPC, k.Prefix}] = struct{}{}
+	}
+	for id := range touched {
+		for k := range m.rtHop[id] {
+			groups[routeGroup{k.VPC, k.Prefix}] = struct{}{}
+		}
+	}
+	for g := range groups {
+		for _, svc := range s.svcByVPC[g.vpc] {
+			it := m.routeItem(svc, g)
+			putOrDelete(svc.routes, g.prefix.String(), it, it != nil)
+		}
+	}
+}
+
+func keysOf[K comparable, V any](m map[K]V) set[K] {
+	out := make(set[K], len(m))
+	for k := range m {
+		out[k] = struct{}{}
+	}
+	return out
+}

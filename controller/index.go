@@ -1,0 +1,453 @@
+package controller
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// The Server's configuration, indexed. A *Config is a set of lists, and
+// every question a change asks of one (who else has this IP, which hosts
+// hold this VPC, which load balancers have this backend) is a scan of a
+// list: fine once per configuration, not once per change of a
+// configuration of a million endpoints. The model holds the same
+// configuration as items by key plus the indexes those questions need,
+// so that a change costs what it touches (change.go), and materialises a
+// *Config only when one is asked for (Server.Config).
+
+// ordered is a list of items by key that keeps the order items were first
+// added in, as Config's lists do (Change.ApplyTo appends new items and
+// replaces existing ones in place), with lookup, put and delete in O(1).
+// Deleted items leave a hole until holes are the majority, when the list
+// is compacted: positions compare in list order, but change then.
+type ordered[K comparable, V any] struct {
+	slots []slot[V]
+	at    map[K]int
+	dead  int
+}
+
+type slot[V any] struct {
+	v    V
+	live bool
+}
+
+func newOrdered[K comparable, V any](n int) ordered[K, V] {
+	return ordered[K, V]{slots: make([]slot[V], 0, n), at: make(map[K]int, n)}
+}
+
+func (o *ordered[K, V]) get(k K) (V, bool) {
+	if i, ok := o.at[k]; ok {
+		return o.slots[i].v, true
+	}
+	var zero V
+	return zero, false
+}
+
+// pos is k's position: positions order items as the list does.
+func (o *ordered[K, V]) pos(k K) (int, bool) {
+	i, ok := o.at[k]
+	return i, ok
+}
+
+// end is the position the next new item gets.
+func (o *ordered[K, V]) end() int { return len(o.slots) }
+
+func (o *ordered[K, V]) put(k K, v V) {
+	if i, ok := o.at[k]; ok {
+		o.slots[i].v = v
+		return
+	}
+	o.at[k] = len(o.slots)
+	o.slots = append(o.slots, slot[V]{v: v, live: true})
+}
+
+func (o *ordered[K, V]) del(k K, key func(V) K) {
+	i, ok := o.at[k]
+	if !ok {
+		return
+	}
+	delete(o.at, k)
+	var zero V
+	o.slots[i] = slot[V]{v: zero}
+	o.dead++
+	if o.dead > 64 && o.dead > len(o.slots)/2 {
+		o.compact(key)
+	}
+}
+
+// compact drops the holes. It is O(n), once per n/2 deletes.
+func (o *ordered[K, V]) compact(key func(V) K) {
+	live := o.slots[:0]
+	for _, s := range o.slots {
+		if s.live {
+			o.at[key(s.v)] = len(live)
+			live = append(live, s)
+		}
+	}
+	clear(o.slots[len(live):])
+	o.slots = live
+	o.dead = 0
+}
+
+func (o *ordered[K, V]) len() int { return len(o.at) }
+
+// rank is the index in the list of the item at position p. It is O(n):
+// only error messages about items without a name need it.
+func (o *ordered[K, V]) rank(p int) int {
+	n := 0
+	for _, s := range o.slots[:min(p, len(o.slots))] {
+		if s.live {
+			n++
+		}
+	}
+	return n + max(0, p-len(o.slots))
+}
+
+// values is the list, nil if empty.
+func (o *ordered[K, V]) values() []V {
+	if o.len() == 0 {
+		return nil
+	}
+	out := make([]V, 0, o.len())
+	for _, s := range o.slots {
+		if s.live {
+			out = append(out, s.v)
+		}
+	}
+	return out
+}
+
+type vpcMAC struct {
+	vpc string
+	mac MAC
+}
+
+type hostPort struct {
+	host string
+	port uint16
+}
+
+type frontend struct {
+	vpc   string
+	vip   netip.Addr
+	proto string
+	port  uint16
+}
+
+func frontendOf(lb LoadBalancer) (frontend, bool) {
+	if (lb.Protocol != "tcp" && lb.Protocol != "udp") || lb.Port == 0 || !lb.VIP.IsValid() {
+		return frontend{}, false
+	}
+	return frontend{lb.VPC, lb.VIP, lb.Protocol, lb.Port}, true
+}
+
+// routeGroup is the routes that compete for one prefix of a VPC.
+type routeGroup struct {
+	vpc    string
+	prefix netip.Prefix
+}
+
+func groupOf(r Route) routeGroup { return routeGroup{r.VPC, r.Prefix} }
+
+type set[K comparable] map[K]struct{}
+
+func addTo[A, B comparable](m map[A]set[B], a A, b B) {
+	s := m[a]
+	if s == nil {
+		s = set[B]{}
+		m[a] = s
+	}
+	s[b] = struct{}{}
+}
+
+func delFrom[A, B comparable](m map[A]set[B], a A, b B) {
+	if s := m[a]; s != nil {
+		delete(s, b)
+		if len(s) == 0 {
+			delete(m, a)
+		}
+	}
+}
+
+func count[A, B comparable](m map[A]map[B]int, a A, b B, d int) {
+	n := m[a]
+	if n == nil {
+		n = map[B]int{}
+		m[a] = n
+	}
+	n[b] += d
+	if n[b] == 0 {
+		delete(n, b)
+		if len(n) == 0 {
+			delete(m, a)
+		}
+	}
+}
+
+// model is an accepted (valid) configuration, indexed. Endpoints, load
+// balancers and routes, the kinds that come by the hundred thousand and
+// change one at a time, are items by key with indexes; the other kinds
+// stay in base, a *Config with those three lists nil, replaced whole when
+// they change (Server.Apply).
+type model struct {
+	base     *Config
+	owner    map[string]string // directory: VPC → controller
+	vpcs     map[string]*VPC
+	hosts    map[string]*Host
+	policies map[string]*ExportPolicy
+
+	eps    ordered[string, Endpoint]
+	lbs    ordered[string, LoadBalancer]
+	routes ordered[RouteKey, Route]
+
+	// Endpoints by what makes one unique (validate.go), and where they are.
+	epIP     map[vpcIP]string
+	epMAC    map[vpcMAC]string
+	epPort   map[hostPort]string
+	onHost   map[string]set[string]       // host → endpoint ids
+	inVPC    map[string]set[string]       // VPC → endpoint ids
+	hostVPCs map[string]map[string]int    // host → VPC → endpoints
+	vpcHosts map[string]map[string]int    // VPC → host → endpoints
+	lbVIP    map[vpcIP]set[string]        // load balancers by VIP
+	lbFront  map[frontend]string          // load balancers by frontend
+	lbOf     map[string]set[string]       // backend endpoint → load balancers
+	lbInVPC  map[string]set[string]       // VPC → load balancers
+	rtHop    map[string]set[RouteKey]     // next hop endpoint → routes
+	rtGroup  map[routeGroup]set[RouteKey] // (VPC, prefix) → routes
+	rtInVPC  map[string]set[netip.Prefix] // VPC → prefixes routed
+}
+
+func newModel(c *Config) *model {
+	base := *c
+	base.Endpoints, base.LoadBalancers, base.Routes = nil, nil, nil
+	m := &model{
+		base:     &base,
+		owner:    map[string]string{},
+		vpcs:     map[string]*VPC{},
+		hosts:    map[string]*Host{},
+		policies: map[string]*ExportPolicy{},
+		eps:      newOrdered[string, Endpoint](len(c.Endpoints)),
+		lbs:      newOrdered[string, LoadBalancer](len(c.LoadBalancers)),
+		routes:   newOrdered[RouteKey, Route](len(c.Routes)),
+		epIP:     make(map[vpcIP]string, len(c.Endpoints)),
+		epMAC:    make(map[vpcMAC]string, len(c.Endpoints)),
+		epPort:   make(map[hostPort]string, len(c.Endpoints)),
+		onHost:   map[string]set[string]{},
+		inVPC:    map[string]set[string]{},
+		hostVPCs: map[string]map[string]int{},
+		vpcHosts: map[string]map[string]int{},
+		lbVIP:    map[vpcIP]set[string]{},
+		lbFront:  map[frontend]string{},
+		lbOf:     map[string]set[string]{},
+		lbInVPC:  map[string]set[string]{},
+		rtHop:    map[string]set[RouteKey]{},
+		rtGroup:  map[routeGroup]set[RouteKey]{},
+		rtInVPC:  map[string]set[netip.Prefix]{},
+	}
+	for _, e := range c.Directory {
+		for _, v := range e.VPCs {
+			if _, dup := m.owner[v]; !dup {
+				m.owner[v] = e.Name
+			}
+		}
+	}
+	for i := range base.VPCs {
+		m.vpcs[base.VPCs[i].Name] = &base.VPCs[i]
+	}
+	for i := range base.Hosts {
+		m.hosts[base.Hosts[i].ID] = &base.Hosts[i]
+	}
+	for i := range base.ExportPolicies {
+		m.policies[base.ExportPolicies[i].Name] = &base.ExportPolicies[i]
+	}
+	for _, e := range c.Endpoints {
+		m.putEndpoint(e)
+	}
+	for _, lb := range c.LoadBalancers {
+		m.putLB(lb)
+	}
+	for _, r := range c.Routes {
+		m.putRoute(r)
+	}
+	return m
+}
+
+// config materialises the configuration. It shares base's lists, which
+// are never modified.
+func (m *model) config() *Config {
+	c := *m.base
+	c.Endpoints = m.eps.values()
+	c.LoadBalancers = m.lbs.values()
+	c.Routes = m.routes.values()
+	return &c
+}
+
+func (m *model) putEndpoint(e Endpoint) {
+	if old, ok := m.eps.get(e.ID); ok {
+		m.unindexEndpoint(old)
+	}
+	m.eps.put(e.ID, e)
+	m.epIP[vpcIP{e.VPC, e.IP}] = e.ID
+	m.epMAC[vpcMAC{e.VPC, e.MAC}] = e.ID
+	m.epPort[hostPort{e.Host, e.Port}] = e.ID
+	addTo(m.onHost, e.Host, e.ID)
+	addTo(m.inVPC, e.VPC, e.ID)
+	count(m.hostVPCs, e.Host, e.VPC, 1)
+	count(m.vpcHosts, e.VPC, e.Host, 1)
+}
+
+func (m *model) delEndpoint(id string) {
+	if old, ok := m.eps.get(id); ok {
+		m.unindexEndpoint(old)
+		m.eps.del(id, func(e Endpoint) string { return e.ID })
+	}
+}
+
+func (m *model) unindexEndpoint(e Endpoint) {
+	// Within one change two endpoints may swap an address: the entry may
+	// already be the other one's.
+	deleteIf(m.epIP, vpcIP{e.VPC, e.IP}, e.ID)
+	deleteIf(m.epMAC, vpcMAC{e.VPC, e.MAC}, e.ID)
+	deleteIf(m.epPort, hostPort{e.Host, e.Port}, e.ID)
+	delFrom(m.onHost, e.Host, e.ID)
+	delFrom(m.inVPC, e.VPC, e.ID)
+	count(m.hostVPCs, e.Host, e.VPC, -1)
+	count(m.vpcHosts, e.VPC, e.Host, -1)
+}
+
+// deleteIf deletes k from m if it maps to v.
+func deleteIf[K, V comparable](m map[K]V, k K, v V) {
+	if m[k] == v {
+		delete(m, k)
+	}
+}
+
+func (m *model) putLB(lb LoadBalancer) {
+	if old, ok := m.lbs.get(lb.Name); ok {
+		m.unindexLB(old)
+	}
+	m.lbs.put(lb.Name, lb)
+	addTo(m.lbVIP, vpcIP{lb.VPC, lb.VIP}, lb.Name)
+	if f, ok := frontendOf(lb); ok {
+		m.lbFront[f] = lb.Name
+	}
+	for _, b := range lb.Backends {
+		addTo(m.lbOf, b.Endpoint, lb.Name)
+	}
+	addTo(m.lbInVPC, lb.VPC, lb.Name)
+}
+
+func (m *model) delLB(name string) {
+	if old, ok := m.lbs.get(name); ok {
+		m.unindexLB(old)
+		m.lbs.del(name, func(lb LoadBalancer) string { return lb.Name })
+	}
+}
+
+func (m *model) unindexLB(lb LoadBalancer) {
+	delFrom(m.lbVIP, vpcIP{lb.VPC, lb.VIP}, lb.Name)
+	if f, ok := frontendOf(lb); ok {
+		deleteIf(m.lbFront, f, lb.Name)
+	}
+	for _, b := range lb.Backends {
+		delFrom(m.lbOf, b.Endpoint, lb.Name)
+	}
+	delFrom(m.lbInVPC, lb.VPC, lb.Name)
+}
+
+func (m *model) putRoute(r Route) {
+	k := r.Key()
+	if old, ok := m.routes.get(k); ok {
+		m.unindexRoute(old)
+	}
+	m.routes.put(k, r)
+	if r.NextHop != "" {
+		addTo(m.rtHop, r.NextHop, k)
+	}
+	addTo(m.rtGroup, groupOf(r), k)
+	addTo(m.rtInVPC, r.VPC, r.Prefix)
+}
+
+func (m *model) delRoute(k RouteKey) {
+	if old, ok := m.routes.get(k); ok {
+		m.unindexRoute(old)
+		m.routes.del(k, Route.Key)
+	}
+}
+
+func (m *model) unindexRoute(r Route) {
+	k := r.Key()
+	if r.NextHop != "" {
+		delFrom(m.rtHop, r.NextHop, k)
+	}
+	g := groupOf(r)
+	delFrom(m.rtGroup, g, k)
+	if m.rtGroup[g] == nil {
+		delFrom(m.rtInVPC, r.VPC, r.Prefix)
+	}
+}
+
+// chooseRoute is ChooseRoutes for the routes of one (VPC, prefix): the
+// winner and why, false if there are none.
+func (m *model) chooseRoute(g routeGroup) (Route, string, bool) {
+	keys := m.rtGroup[g]
+	if len(keys) == 0 {
+		return Route{}, "", false
+	}
+	var best RouteKey
+	bestPos := -1
+	var bestPrio uint32
+	for k := range keys {
+		r, _ := m.routes.get(k)
+		p, _ := m.routes.pos(k)
+		if bestPos < 0 || r.Priority < bestPrio || (r.Priority == bestPrio && p < bestPos) {
+			best, bestPos, bestPrio = k, p, r.Priority
+		}
+	}
+	r, _ := m.routes.get(best)
+	return r, chosenReason(r, len(keys)), true
+}
+
+// hostsOf returns, sorted, the hosts with an endpoint in vpc.
+func (m *model) hostsOf(vpc string) []string {
+	return sortedKeys(m.vpcHosts[vpc])
+}
+
+// vpcsOfHost returns, sorted, the VPCs host has endpoints in.
+func (m *model) vpcsOfHost(host string) []string {
+	return sortedKeys(m.hostVPCs[host])
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// exportedPrefixes is Config.ExportedPrefixes from the indexes.
+func (m *model) exportedPrefixes(vpc, policy string) []netip.Prefix {
+	v := m.vpcs[vpc]
+	if v == nil {
+		return nil
+	}
+	out := slices.Clone(v.Subnets)
+	if policy == "" {
+		return normalize(out)
+	}
+	pol := m.policies[policy]
+	if pol == nil {
+		return nil
+	}
+	if len(pol.Prefixes) > 0 {
+		out = intersect(out, pol.Prefixes)
+	}
+	if pol.PrivateOnly {
+		out = intersect(out, privateRanges)
+	}
+	return normalize(out)
+}
