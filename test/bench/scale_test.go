@@ -44,11 +44,13 @@ import (
 // their gNMI servers, and OHCs programming in-process p4mesh-switches over
 // P4Runtime for a sample of hosts.
 //
-//	go test -run '^$' -bench 'Scale/10k' -benchtime 1x -timeout 60m ./test/bench/
+//	go test -run '^$' -bench 'Scale/10k' -benchtime 1x -timeout 60m ./test/bench/ -args -scale.changes=100
 //
 // -scale.changes sets how many endpoint changes one iteration makes (the
 // latencies are over all of them), -scale.hosts how many peered hosts run
-// an OHC besides the host of the changed endpoints.
+// an OHC besides the host of the changed endpoints. They go after -args
+// (or as -scale.changes=N): go test does not know them, and would take a
+// separate value for a package.
 var (
 	scaleChanges = flag.Int("scale.changes", 100, "BenchmarkScale: gNMI Sets (one new endpoint each) per iteration")
 	scaleHosts   = flag.Int("scale.hosts", 8, "BenchmarkScale: peered hosts running an OHC and a switch, besides the host of the changed endpoints")
