@@ -789,12 +789,12 @@ func TestScaleHarness(t *testing.T) {
 		all[h] = h
 	}
 	r := startScale(t, topo, all)
-	r.waitProgrammed(t, 8*time.Second)
+	r.waitProgrammed(t, time.Minute)
 
 	const v = 0
 	x := int(topo.host[v])
-	app := r.addEndpoint(t, v, x, false, 5*time.Second)
-	data := r.addEndpoint(t, v, x, true, 5*time.Second)
+	app := r.addEndpoint(t, v, x, false, 30*time.Second)
+	data := r.addEndpoint(t, v, x, true, 30*time.Second)
 
 	if len(app.must) < 3 {
 		t.Fatalf("only %d hosts must hold %s: the topology measures too little", len(app.must), app.id)
