@@ -709,6 +709,8 @@ func peakRSS() uint64 {
 //   - set-p50/p99-ms: a Set's answer; last-host-p50/p99-ms: until the
 //     last sampled host that must hold the endpoint has it in its switch
 //     (the switch's write log, dataplane.Options.OnWrite);
+//   - cpu-ms/change: the CPU the process used during the changes (all
+//     its parts: controllers, gNMI, OHCs, switches) per change;
 //   - peak-RSS-MiB: the whole process (controllers, OHCs, switches).
 func BenchmarkScale(b *testing.B) {
 	for _, size := range []struct {
@@ -727,13 +729,16 @@ func BenchmarkScale(b *testing.B) {
 			program := time.Since(start)
 
 			var accepted, last []time.Duration
+			var cpu time.Duration
 			for b.Loop() {
 				var cs []change
+				cpu0 := cpuTime()
 				for range *scaleChanges {
 					c := r.addEndpoint(b, v, x, false, limit)
 					accepted, last = append(accepted, c.accepted), append(last, c.last)
 					cs = append(cs, c)
 				}
+				cpu += cpuTime() - cpu0
 				b.StopTimer()
 				r.deleteEndpoints(b, v, cs)
 				b.StartTimer()
@@ -757,6 +762,7 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(pct(accepted, 99), "set-p99-ms")
 			b.ReportMetric(pct(last, 50), "last-host-p50-ms")
 			b.ReportMetric(pct(last, 99), "last-host-p99-ms")
+			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(len(accepted)), "cpu-ms/change")
 			b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MiB")
 			b.ReportMetric(float64(len(r.hosts)), "hosts-sampled")
 		})
