@@ -38,9 +38,10 @@ import (
 // VPCs between them, N endpoints spread over N/100 hosts that every shard
 // has VMs on, each VPC peered with two or three others (one at least on
 // another shard) under export policies. Everything runs in this process
-// over loopback gRPC in plaintext (identity.Auth{Insecure: true}: the
-// production default is mutual TLS, whose handshakes happen once per
-// connection and are not what is measured): the four controllers with
+// over loopback gRPC in plaintext (identity.Auth{Insecure: true}; the
+// production default is mutual TLS, which adds a handshake per long-lived
+// connection and the encryption of each message, small next to what a
+// change costs today): the four controllers with
 // their gNMI servers, and OHCs programming in-process p4mesh-switches over
 // P4Runtime for a sample of hosts.
 //
@@ -99,8 +100,9 @@ func newScaleTopo(s scaleSpec) *scaleTopo {
 	}
 	t := &scaleTopo{scaleSpec: s, host: make([]int32, s.Endpoints), port: make([]uint16, s.Endpoints),
 		nextPort: make([]uint16, s.Hosts), free: map[int][]uint16{}, peers: make([][]int, s.VPCs), exportAll: map[[2]int]bool{}}
-	// Every host gets the same number of endpoints (±1), at random:
-	// a host runs VMs of many VPCs of every shard, as in a real cloud.
+	// Hosts are filled at random, none beyond per (all exactly per when
+	// Hosts divides Endpoints): a host runs VMs of many VPCs of every
+	// shard, as in a real cloud.
 	slots := make([]int32, 0, per*s.Hosts)
 	for h := range s.Hosts {
 		for range per {
