@@ -8,4 +8,10 @@
 //
 // Tests here need root and skip without it; the throughput benchmark uses
 // iperf3 (UDP, 64-byte payloads) and falls back to a ping flood.
+//
+// The control-plane benchmarks run controllers, gNMI servers, OHCs and
+// switches in one process over loopback gRPC and need no root: convergence
+// and memory (controlplane_test.go), gNMI Set to switch entry
+// (gnmi_test.go), idle watches (watchload_test.go), and the four-shard,
+// 1,000-VPC topology at 10k, 100k and 1M endpoints (scale_test.go).
 package bench
