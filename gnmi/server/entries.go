@@ -69,7 +69,9 @@ func listOf[T, K any](elems, keys []string, items func(*controller.Config) *[]T,
 		copyItem: func(dst, src *controller.Config, i int) {
 			*items(dst) = append(*items(dst), (*items(src))[i])
 		},
-		put: func(ch *controller.Change, c *controller.Config, i int) { *puts(ch) = append(*puts(ch), (*items(c))[i]) },
+		put: func(ch *controller.Change, c *controller.Config, i int) {
+			*puts(ch) = append(*puts(ch), (*items(c))[i])
+		},
 		del: func(ch *controller.Change, c *controller.Config, i int) {
 			*dels(ch) = append(*dels(ch), itemKey((*items(c))[i]))
 		},
