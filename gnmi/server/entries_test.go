@@ -128,6 +128,14 @@ func TestSetEntriesMatchesWhole(t *testing.T) {
 				c.Endpoints = slices.Insert(c.Endpoints, 0, controller.Endpoint{ID: "outside", VPC: "red", Kind: controller.KindVM,
 					IP: netip.MustParseAddr("10.1.0.70"), MAC: controller.MAC{2, 1, 0, 0, 0, 0x70}, Host: "h1", Port: 11})
 			}},
+		// A running configuration the schema refuses (the controller's
+		// rules let a protocol be spelled "0006") refuses every Set on the
+		// whole tree; setEntries, which checks only what a Set touches,
+		// must leave such Sets to it.
+		{name: "a running configuration the schema refuses", req: &gnmi.SetRequest{Update: []*gnmi.Update{up(ep("outside", "/config/port"), uintVal(14))}},
+			outside: func(c *controller.Config) { c.ExportPolicies[0].Protocols = []string{"0006"} }},
+		{name: "schema-clean again", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{up(ep("outside", "/config/port"), uintVal(15))}},
+			outside: func(c *controller.Config) { c.ExportPolicies[0].Protocols = nil }},
 		{name: "delete before, then touch after", fast: true, req: &gnmi.SetRequest{Delete: []*gnmi.Path{path(t, ep("outside", ""))}}},
 		{name: "an entry past the deleted one", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{up(ep("green-vm1", "/config/port"), uintVal(13))}}},
 		{name: "replace the last entry", fast: true, req: &gnmi.SetRequest{Replace: []*gnmi.Update{up(ep("green-vm1", ""), ietfVal(`{"p4mesh:id":"green-vm1","p4mesh:config":{"id":"green-vm1","vpc":"green","kind":"vm","ip":"10.3.0.10","mac":"02:03:00:00:00:0a","host":"h3","port":2}}`))}}},
@@ -167,6 +175,11 @@ func TestSetEntriesMatchesWhole(t *testing.T) {
 			if !proto.Equal(fr, wr) {
 				t.Errorf("%s: answers differ\n entries: %v\n   whole: %v", st.name, fr, wr)
 			}
+		}
+		// An accepted Set leaves the index describing the configuration
+		// it made: were it lost, the next Set would pay a rebuild.
+		if ok && ferr == nil && fast.ent.cfg != fastCtl.Config() {
+			t.Errorf("%s: the index lost track of the configuration", st.name)
 		}
 		if f, w := fastCtl.Config(), wholeCtl.Config(); !f.Equal(w) {
 			t.Fatalf("%s: the configurations differ: %v", st.name, controller.DiffConfigs(w, f, "whole", "entries"))
