@@ -284,6 +284,36 @@ func (s *Server) syncEntries(cur *controller.Config) {
 // file). It reports ok false, having changed nothing, for a Set it cannot
 // take: setWhole takes it.
 func (s *Server) setEntries(req *gnmi.SetRequest) (_ *gnmi.SetResponse, ok bool, _ error) {
+	p, ok, err := s.planEntries(req)
+	if !ok || err != nil {
+		return nil, ok, err
+	}
+	if err := s.o.Controller.ApplyChange(p.ch); err != nil {
+		// Explaining a refusal takes the whole configuration the Change
+		// would make: controller errors name items by position, and
+		// setWhole's name them in that configuration.
+		if verr := p4gnmi.ValidateConfig(p.ch.ApplyTo(p.cur)); verr != nil {
+			return nil, true, invalidSet(verr)
+		}
+		return nil, true, status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
+	}
+	s.advanceEntries(p.gone, p.after)
+	return p.resp, true, nil
+}
+
+// entryPlan is what setEntries makes of a Set before the controller sees
+// it.
+type entryPlan struct {
+	resp  *gnmi.SetResponse
+	ch    *controller.Change
+	cur   *controller.Config // the configuration ch applies to
+	gone  []touch            // the entries ch deletes
+	after *controller.Config // the entries ch puts
+}
+
+// planEntries is setEntries up to the Change; it changes nothing but
+// s.ent's index, which it may build.
+func (s *Server) planEntries(req *gnmi.SetRequest) (_ *entryPlan, ok bool, _ error) {
 	if s.wholeOnly {
 		return nil, false, nil
 	}
@@ -394,17 +424,7 @@ func (s *Server) setEntries(req *gnmi.SetRequest) (_ *gnmi.SetResponse, ok bool,
 			l.put(ch, after, i)
 		}
 	}
-	if err := s.o.Controller.ApplyChange(ch); err != nil {
-		// Explaining a refusal takes the whole configuration the Change
-		// would make: controller errors name items by position, and
-		// setWhole's name them in that configuration.
-		if verr := p4gnmi.ValidateConfig(ch.ApplyTo(cur)); verr != nil {
-			return nil, true, invalidSet(verr)
-		}
-		return nil, true, status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
-	}
-	s.advanceEntries(gone, after)
-	return resp, true, nil
+	return &entryPlan{resp: resp, ch: ch, cur: cur, gone: gone, after: after}, true, nil
 }
 
 // advanceEntries moves s.ent past a Change that deleted gone and put the

@@ -1,8 +1,10 @@
 // Package server is p4mesh's gNMI server: Capabilities, Get, Set and
 // Subscribe over the p4mesh YANG model, in front of one controller. A Set is
-// one transaction: the whole resulting configuration is validated (YANG
-// schema and p4mesh's own rules) and applied, and persisted, whole, or
-// refused whole with a message naming the path.
+// one transaction: the resulting configuration is validated (YANG schema
+// and p4mesh's own rules), applied and persisted, or refused whole with a
+// message naming the path. A Set inside entries of the model's lists (an
+// endpoint, a VPC's VNI, a route) costs what it touches: only those
+// entries are built, checked and handed to the controller as a Change.
 package server
 
 import (
