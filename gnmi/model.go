@@ -369,6 +369,24 @@ func Validate(d *oc.Device) error {
 	if err != nil {
 		return err
 	}
+	return ValidateConfig(c)
+}
+
+// CheckSchema is the first stage of Validate alone: d against the YANG
+// schema, leafrefs left to the controller. It looks at nothing outside d,
+// so a tree holding only some list entries can be checked by itself: what
+// it reports about an entry is what it reports about the same entry in a
+// whole tree.
+func CheckSchema(d *oc.Device) error {
+	if d == nil {
+		return errors.New("no configuration")
+	}
+	return checkSchema(d)
+}
+
+// ValidateConfig is the last stage of Validate alone: the controller's
+// rules over c, a whole configuration, with errors naming YANG paths.
+func ValidateConfig(c *controller.Config) error {
 	if err := c.Validate(); err != nil {
 		return translateErrors(c, err)
 	}

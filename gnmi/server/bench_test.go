@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -19,14 +20,8 @@ import (
 	"github.com/p4mesh/p4mesh/identity"
 )
 
-// BenchmarkGetEndpoints: a Get of /p4mesh/endpoints (config and state)
-// with 100k endpoints configured (one VPC over 1000 hosts), as JSON_IETF,
-// through Server.Get without gRPC (the answer is far above gRPC's default
-// 4 MB message limit). Reports the answer's size. Two cases: the tree
-// shared between Gets (configuration and state unchanged), and rebuilt
-// for every Get (the first Get after a change).
-func BenchmarkGetEndpoints(b *testing.B) {
-	const endpoints, hosts = 100_000, 1000
+// bigConfig is one VPC, "big", of n endpoints spread over hosts hosts.
+func bigConfig(n, hosts int) *controller.Config {
 	var hs []controller.Host
 	for i := range hosts {
 		hs = append(hs, controller.Host{ID: fmt.Sprintf("h%d", i), UnderlayIP: netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i + 1)}),
@@ -35,16 +30,33 @@ func BenchmarkGetEndpoints(b *testing.B) {
 	cfg := &controller.Config{Controller: "c1", Hosts: hs,
 		Directory: []controller.ControllerEntry{{Name: "c1", Address: "127.0.0.1:1", VPCs: []string{"big"}}},
 		VPCs:      []controller.VPC{{Name: "big", VNI: 100, Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}}
-	for i := range endpoints {
-		cfg.Endpoints = append(cfg.Endpoints, controller.Endpoint{ID: fmt.Sprintf("vm-%d", i), VPC: "big", Kind: controller.KindVM,
-			IP:  netip.AddrFrom4([4]byte{10, byte((i + 2) >> 16), byte((i + 2) >> 8), byte(i + 2)}),
-			MAC: controller.MAC{2, 1, 0, byte(i >> 16), byte(i >> 8), byte(i)}, Host: fmt.Sprintf("h%d", i%hosts), Port: uint16(2 + i/hosts)})
+	cfg.Endpoints = make([]controller.Endpoint, 0, n)
+	for i := range n {
+		cfg.Endpoints = append(cfg.Endpoints, bigEndpoint(i, hosts))
 	}
+	return cfg
+}
+
+// bigEndpoint is the i-th endpoint of bigConfig.
+func bigEndpoint(i, hosts int) controller.Endpoint {
+	return controller.Endpoint{ID: fmt.Sprintf("vm-%d", i), VPC: "big", Kind: controller.KindVM,
+		IP:  netip.AddrFrom4([4]byte{10, byte((i + 2) >> 16), byte((i + 2) >> 8), byte(i + 2)}),
+		MAC: controller.MAC{2, 1, 0, byte(i >> 16), byte(i >> 8), byte(i)}, Host: fmt.Sprintf("h%d", i%hosts), Port: uint16(2 + i/hosts)}
+}
+
+// BenchmarkGetEndpoints: a Get of /p4mesh/endpoints (config and state)
+// with 100k endpoints configured (one VPC over 1000 hosts), as JSON_IETF,
+// through Server.Get without gRPC (the answer is far above gRPC's default
+// 4 MB message limit). Reports the answer's size. Two cases: the tree
+// shared between Gets (configuration and state unchanged), and rebuilt
+// for every Get (the first Get after a change).
+func BenchmarkGetEndpoints(b *testing.B) {
+	const endpoints, hosts = 100_000, 1000
 	store, err := controller.OpenStore(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := store.Apply(cfg); err != nil {
+	if err := store.Apply(bigConfig(endpoints, hosts)); err != nil {
 		b.Fatal(err)
 	}
 	ctl, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
@@ -188,4 +200,130 @@ func BenchmarkOnChangeFanout(b *testing.B) {
 	b.ReportMetric(ms(each[len(each)*99/100]), "p99-ms")
 	b.ReportMetric(ms(all[len(all)/2]), "p50-all-ms")
 	b.ReportMetric(ms(all[len(all)*99/100]), "p99-all-ms")
+}
+
+// BenchmarkSetOneEndpoint: a gNMI Set, over gRPC on loopback, adding one
+// endpoint (an update of /p4mesh/endpoints/endpoint[id=X]/config, as
+// `p4meshctl set --update` sends it) to a controller holding 10k or 100k
+// endpoints (one VPC over 1,000 hosts), its store in a temporary
+// directory; 1M too with P4MESH_BENCH_1M=1 (several GB and minutes), over
+// 10,000 hosts (a host has at most 509 ports).
+// Each size runs four ways:
+//   - entries: the Set as the server takes it (setEntries);
+//   - whole: the same Set forced onto the whole tree (setWhole), the cost
+//     before setEntries;
+//   - controller: controller.Server.ApplyChange of the same Change alone,
+//     without gNMI: what of "entries" is the controller's;
+//   - gnmi: what of "entries" is the gNMI server's: setEntries up to the
+//     Change (planEntries), without gRPC and without applying it;
+//   - entries+get: the Set, then a Get of the new endpoint's port, as a
+//     client reading back what it wrote; get-p50-ms is the Get alone.
+//
+// Reports p50 and p99 of each Set.
+func BenchmarkSetOneEndpoint(b *testing.B) {
+	sizes := []int{10_000, 100_000}
+	if os.Getenv("P4MESH_BENCH_1M") != "" {
+		sizes = append(sizes, 1_000_000)
+	}
+	for _, n := range sizes {
+		hosts := max(1000, n/100)
+		store, err := controller.OpenStore(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := store.Apply(bigConfig(n, hosts)); err != nil {
+			b.Fatalf("%.2000s", err) // one line per endpoint if the generator is wrong
+		}
+		ctl, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv, err := New(Options{Auth: identity.Auth{Insecure: true}, Controller: ctl})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		g := grpc.NewServer()
+		srv.Register(g)
+		go g.Serve(lis)
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := gnmi.NewGNMIClient(conn)
+		next := n // the index of the next endpoint to add
+		request := func(e controller.Endpoint) *gnmi.SetRequest {
+			return &gnmi.SetRequest{Update: []*gnmi.Update{{
+				Path: &gnmi.Path{Elem: []*gnmi.PathElem{{Name: "p4mesh"}, {Name: "endpoints"}, {Name: "endpoint", Key: map[string]string{"id": e.ID}}, {Name: "config"}}},
+				Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: fmt.Appendf(nil,
+					`{"id":%q,"vpc":"big","kind":"vm","ip":"%s","mac":"%s","host":%q,"port":%d}`, e.ID, e.IP, e.MAC, e.Host, e.Port)}},
+			}}}
+		}
+		set := func(b *testing.B) (string, time.Duration) {
+			e := bigEndpoint(next, hosts)
+			next++
+			start := time.Now()
+			_, err := c.Set(b.Context(), request(e))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return e.ID, time.Since(start)
+		}
+		for _, how := range []string{"entries", "whole", "controller", "gnmi", "entries+get"} {
+			b.Run(fmt.Sprintf("endpoints=%d/%s", n, how), func(b *testing.B) {
+				srv.wholeOnly = how == "whole"
+				defer func() { srv.wholeOnly = false }()
+				set(b) // the first Set after a change made elsewhere indexes the configuration
+				var sets, gets []time.Duration
+				for b.Loop() {
+					if how == "gnmi" {
+						req := request(bigEndpoint(next, hosts)) // the same one each time: nothing is applied
+						start := time.Now()
+						srv.setMu.Lock()
+						p, ok, err := srv.planEntries(req)
+						srv.setMu.Unlock()
+						if !ok || err != nil || len(p.ch.Endpoints) != 1 {
+							b.Fatalf("planEntries = %v, %v, %v", p, ok, err)
+						}
+						sets = append(sets, time.Since(start))
+						continue
+					}
+					if how == "controller" {
+						e := bigEndpoint(next, hosts)
+						next++
+						start := time.Now()
+						if err := ctl.ApplyChange(&controller.Change{Endpoints: []controller.Endpoint{e}}); err != nil {
+							b.Fatal(err)
+						}
+						sets = append(sets, time.Since(start))
+						continue
+					}
+					id, d := set(b)
+					sets = append(sets, d)
+					if how == "entries+get" {
+						start := time.Now()
+						if _, err := c.Get(b.Context(), &gnmi.GetRequest{Encoding: gnmi.Encoding_JSON_IETF, Path: []*gnmi.Path{{Elem: []*gnmi.PathElem{
+							{Name: "p4mesh"}, {Name: "endpoints"}, {Name: "endpoint", Key: map[string]string{"id": id}}, {Name: "config"}, {Name: "port"}}}}}); err != nil {
+							b.Fatal(err)
+						}
+						gets = append(gets, time.Since(start))
+					}
+				}
+				ms := func(ds []time.Duration, q int) float64 {
+					slices.Sort(ds)
+					return float64(ds[(len(ds)-1)*q/100].Microseconds()) / 1000
+				}
+				b.ReportMetric(ms(sets, 50), "p50-ms")
+				b.ReportMetric(ms(sets, 99), "p99-ms")
+				if len(gets) > 0 {
+					b.ReportMetric(ms(gets, 50), "get-p50-ms")
+				}
+			})
+		}
+		conn.Close()
+		g.Stop()
+	}
 }

@@ -1,8 +1,10 @@
 // Package server is p4mesh's gNMI server: Capabilities, Get, Set and
 // Subscribe over the p4mesh YANG model, in front of one controller. A Set is
-// one transaction: the whole resulting configuration is validated (YANG
-// schema and p4mesh's own rules) and applied, and persisted, whole, or
-// refused whole with a message naming the path.
+// one transaction: the resulting configuration is validated (YANG schema
+// and p4mesh's own rules), applied and persisted, or refused whole with a
+// message naming the path. A Set inside entries of the model's lists (an
+// endpoint, a VPC's VNI, a route) costs what it touches: only those
+// entries are built, checked and handed to the controller as a Change.
 package server
 
 import (
@@ -55,8 +57,13 @@ type Server struct {
 	log    *slog.Logger
 	schema *ytypes.Schema
 	// setMu serialises Sets: each reads the configuration, changes it and
-	// applies it, and two interleaved would lose one's change.
+	// applies it, and two interleaved would lose one's change. It guards
+	// ent.
 	setMu sync.Mutex
+	ent   entryState
+	// wholeOnly makes every Set take the whole tree (tests compare the
+	// two ways).
+	wholeOnly bool
 
 	// snapMu guards snap and snapAt: the flattened tree that Subscribe
 	// streams share, so that N subscribers polling cost one tree build
@@ -317,7 +324,9 @@ func setError(code codes.Code, path *gnmi.Path, format string, args ...any) erro
 
 // Set implements gNMI: deletes, then replaces, then updates, on a copy of
 // the configuration; the result is validated and applied whole, or nothing
-// changes.
+// changes. A Set whose paths all lie inside entries of the model's
+// top-level lists costs what it touches (setEntries); any other takes the
+// whole tree (setWhole). Both give the same answers and errors.
 func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetResponse, error) {
 	if err := s.allow(ctx, true); err != nil {
 		s.log.Warn("gNMI Set refused", "caller", identity.Peer(ctx), "err", err)
@@ -325,12 +334,58 @@ func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetRespon
 	}
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
+	resp, ok, err := s.setEntries(req)
+	how := "entries"
+	if !ok {
+		how = "whole"
+		resp, err = s.setWhole(req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.dropSnapshot()
+	s.log.Info("gnmi set applied", "deletes", len(req.GetDelete()), "replaces", len(req.GetReplace()), "updates", len(req.GetUpdate()), "path", how)
+	return resp, nil
+}
+
+// setWhole is a Set on a tree of the whole running configuration,
+// validated whole and applied with Controller.Apply: its cost is the size
+// of the configuration. It stays on Apply rather than diffing into a
+// controller.Change: it serves the Sets that may change anything (/, a
+// whole list, wildcards, the controller's name, which a Change cannot
+// clear), where a diff would cost as much as the Apply it saves.
+func (s *Server) setWhole(req *gnmi.SetRequest) (*gnmi.SetResponse, error) {
 	// A fresh tree, sharing nothing with the running configuration or the
 	// tree Gets read: this Set may change it freely.
 	dev, err := p4gnmi.FromConfig(s.o.Controller.Config())
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "build the tree: %v", err)
 	}
+	resp, err := s.applyOps(dev, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := p4gnmi.Validate(dev); err != nil {
+		return nil, invalidSet(err)
+	}
+	cfg, err := p4gnmi.ToConfig(dev)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
+	}
+	if err := s.o.Controller.Apply(cfg); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
+	}
+	return resp, nil
+}
+
+// invalidSet is the refusal of a Set whose result does not validate.
+func invalidSet(err error) error {
+	return status.Errorf(codes.InvalidArgument, "the configuration this Set would make is invalid, nothing changed:\n%v", err)
+}
+
+// applyOps applies req's deletes, replaces and updates to dev, in that
+// order, and returns the answer the Set gives if the result is accepted.
+func (s *Server) applyOps(dev *oc.Device, req *gnmi.SetRequest) (*gnmi.SetResponse, error) {
 	resp := &gnmi.SetResponse{Timestamp: time.Now().UnixNano()}
 	root := s.schema.RootSchema()
 	for _, p := range req.GetDelete() {
@@ -367,18 +422,6 @@ func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetRespon
 		}
 		resp.Response = append(resp.Response, &gnmi.UpdateResult{Path: u.GetPath(), Op: gnmi.UpdateResult_UPDATE})
 	}
-	if err := p4gnmi.Validate(dev); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "the configuration this Set would make is invalid, nothing changed:\n%v", err)
-	}
-	cfg, err := p4gnmi.ToConfig(dev)
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
-	}
-	if err := s.o.Controller.Apply(cfg); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
-	}
-	s.dropSnapshot()
-	s.log.Info("gnmi set applied", "deletes", len(req.GetDelete()), "replaces", len(req.GetReplace()), "updates", len(req.GetUpdate()))
 	return resp, nil
 }
 
