@@ -172,26 +172,35 @@ func testBadOps(t *testing.T, open Opener) {
 	}
 }
 
-// Collect reads n batches from b's watch after rev, or fails t.
+// Collect reads n batches from b's watch after rev, or fails t. It
+// calls t.Fatalf: use it only on the test's goroutine; elsewhere use Read.
 func Collect(t testing.TB, b store.Backend, after uint64, n int) []store.Batch {
 	t.Helper()
+	got, err := Read(b, after, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// Read reads n batches from b's watch after rev, within Deadline.
+func Read(b store.Backend, after uint64, n int) ([]store.Batch, error) {
 	c, cancel := context.WithTimeout(context.Background(), Deadline)
 	defer cancel()
 	var got []store.Batch
 	if n == 0 {
-		return nil
+		return nil, nil
 	}
 	for batch, err := range b.Watch(c, after) {
 		if err != nil {
-			t.Fatalf("watch after %d, after %d batches: %v", after, len(got), err)
+			return got, fmt.Errorf("watch after %d, after %d batches: %w", after, len(got), err)
 		}
 		got = append(got, batch)
 		if len(got) == n {
-			return got
+			return got, nil
 		}
 	}
-	t.Fatalf("watch after %d: %d batches within %v, want %d", after, len(got), Deadline, n)
-	return nil
+	return got, fmt.Errorf("watch after %d: %d batches within %v, want %d", after, len(got), Deadline, n)
 }
 
 func sameOps(a, b []store.Op) bool {
