@@ -32,18 +32,7 @@ func (m *model) exportsProtocol(policy string, proto uint8) bool {
 		return true
 	}
 	pol := m.policies[policy]
-	if pol == nil {
-		return false
-	}
-	if len(pol.Protocols) == 0 {
-		return true
-	}
-	for _, name := range pol.Protocols {
-		if n, ok := IPProtocol(name); ok && n == proto {
-			return true
-		}
-	}
-	return false
+	return pol != nil && pol.exportsProtocol(proto)
 }
 
 func (m *model) hostIP(id string) string {

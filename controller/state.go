@@ -190,13 +190,16 @@ func (c *Config) ExportsProtocol(policy string, proto uint8) bool {
 		return true
 	}
 	pol, ok := c.ExportPolicy(policy)
-	if !ok {
-		return false
-	}
-	if len(pol.Protocols) == 0 {
+	return ok && pol.exportsProtocol(proto)
+}
+
+// exportsProtocol reports whether p lets peers reach IP protocol proto:
+// a policy with no protocols lets everything through.
+func (p *ExportPolicy) exportsProtocol(proto uint8) bool {
+	if len(p.Protocols) == 0 {
 		return true
 	}
-	for _, name := range pol.Protocols {
+	for _, name := range p.Protocols {
 		if n, ok := IPProtocol(name); ok && n == proto {
 			return true
 		}
