@@ -35,10 +35,23 @@ type configDoc struct {
 	Peerings       []peeringDoc    `yaml:"peerings,omitempty"`
 }
 
+// controllerDoc is a directory entry. A controller that runs as a
+// replica set lists every replica's address under replicas:
+//
+//   - name: c1
+//     replicas: [10.0.0.1:7001, 10.0.0.2:7001, 10.0.0.3:7001]
+//     vpcs: [red]
+//
+// and one that does not has its one address, as it always had:
+//
+//   - name: c2
+//     address: 10.0.1.1:7001
+//     vpcs: [blue]
 type controllerDoc struct {
-	Name    string   `yaml:"name"`
-	Address string   `yaml:"address"`
-	VPCs    []string `yaml:"vpcs,omitempty"`
+	Name     string   `yaml:"name"`
+	Address  string   `yaml:"address,omitempty"`
+	Replicas []string `yaml:"replicas,omitempty"`
+	VPCs     []string `yaml:"vpcs,omitempty"`
 }
 
 type vpcDoc struct {
@@ -152,7 +165,7 @@ func (d *configDoc) config() (*Config, error) {
 	var cv converter
 	c := &Config{Controller: d.Controller}
 	for _, e := range d.Directory {
-		c.Directory = append(c.Directory, ControllerEntry{Name: e.Name, Address: e.Address, VPCs: e.VPCs})
+		c.Directory = append(c.Directory, ControllerEntry{Name: e.Name, Address: e.Address, Replicas: e.Replicas, VPCs: e.VPCs})
 	}
 	for i, v := range d.VPCs {
 		p := item("vpcs", i, v.Name)
@@ -263,7 +276,7 @@ func macText(m MAC) string {
 func docOf(c *Config) *configDoc {
 	d := &configDoc{Controller: c.Controller}
 	for _, e := range c.Directory {
-		d.Directory = append(d.Directory, controllerDoc{Name: e.Name, Address: e.Address, VPCs: e.VPCs})
+		d.Directory = append(d.Directory, controllerDoc{Name: e.Name, Address: e.Address, Replicas: e.Replicas, VPCs: e.VPCs})
 	}
 	for _, v := range c.VPCs {
 		vd := vpcDoc{Name: v.Name, VNI: v.VNI, GatewayIP: text(v.GatewayIP), GatewayMAC: macText(v.GatewayMAC)}

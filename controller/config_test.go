@@ -69,6 +69,63 @@ func TestYAMLRoundTrip(t *testing.T) {
 	}
 }
 
+// TestYAMLReplicas reads a directory whose c2 runs as a replica set and
+// checks it round-trips, while a one-address controller is written as it
+// always was.
+func TestYAMLReplicas(t *testing.T) {
+	in := strings.Replace(string(mustRead(t, "testdata/red-blue.yaml")),
+		"    address: 127.0.0.1:7002\n",
+		"    replicas:\n      - 127.0.0.1:7002\n      - 10.0.0.2:7002\n      - 10.0.0.3:7002\n", 1)
+	c, err := ParseConfig([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"127.0.0.1:7002", "10.0.0.2:7002", "10.0.0.3:7002"}
+	if got := c.Directory[1].Addresses(); !reflect.DeepEqual(got, want) || c.Directory[1].Address != "" {
+		t.Fatalf("c2: address %q, addresses %q; want none and %q", c.Directory[1].Address, got, want)
+	}
+	if got := c.Directory[0].Addresses(); !reflect.DeepEqual(got, []string{"127.0.0.1:7001"}) {
+		t.Fatalf("c1's addresses = %q, want its one address", got)
+	}
+	out, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseConfig(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("round trip changed the configuration:\n%s", out)
+	}
+	if !strings.Contains(string(out), "  - name: c1\n    address: 127.0.0.1:7001\n    vpcs:") ||
+		!strings.Contains(string(out), "  - name: c2\n    replicas:\n      - 127.0.0.1:7002\n      - 10.0.0.2:7002\n") {
+		t.Errorf("directory not written as expected:\n%s", out)
+	}
+	if plain, _ := example(t).YAML(); strings.Contains(string(plain), "replicas") {
+		t.Errorf("a directory without replica sets is written with replicas:\n%s", plain)
+	}
+	// Clone copies the replicas: a caller editing its copy changes no
+	// accepted configuration.
+	cl := c.Clone()
+	cl.Directory[1].Replicas[0] = "10.9.9.9:1"
+	if c.Directory[1].Replicas[0] != "127.0.0.1:7002" {
+		t.Error("Clone shares the replicas slice")
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string

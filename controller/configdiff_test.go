@@ -24,6 +24,10 @@ func TestDiffConfigs(t *testing.T) {
 		}, "host h3: only in a; export policy web: only in b; peering red->blue: only in a"},
 		{"renamed controller", func(c *Config) { c.Controller = "c9" }, `controller: "c1" in a, "c9" in b`},
 		{"route keyed by VPC and prefix", func(c *Config) { c.Routes[0].Priority = 7 }, "route red 172.16.0.0/12: priority differs"},
+		{"replicas", func(c *Config) { c.Directory[1].Replicas = []string{"127.0.0.1:7002", "10.0.0.2:7002"} }, "directory c2: replicas differs"},
+		{"replicas instead of address", func(c *Config) {
+			c.Directory[1].Address, c.Directory[1].Replicas = "", []string{"127.0.0.1:7002"}
+		}, "directory c2: address, replicas differ"},
 		{"order", func(c *Config) { c.Directory[0], c.Directory[1] = c.Directory[1], c.Directory[0] }, "directory: the same entries in another order"},
 		{"a repeated key is still compared", func(c *Config) {
 			c.Endpoints = append(c.Endpoints, c.Endpoints[0])

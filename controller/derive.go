@@ -133,7 +133,9 @@ func (s *Server) vpcItemsLocked(name string) map[string]proto.Message {
 		owner, _ := m.base.Owner(p.PeerVPC)
 		items["peering/"+name+"/"+p.PeerVPC] = &p4meshv1.Peering{
 			Vpc: name, PeerVpc: p.PeerVPC, PeerVni: other.GetVni(), PeerExportPolicy: other.GetExportPolicy(),
-			PeerController: owner.Address, Active: active, Reason: reason, PeerPrefixes: other.GetExportedPrefixes(),
+			// peer_controller is for OHCs that predate peer_controllers.
+			PeerController: owner.Addresses()[0], PeerControllers: owner.Addresses(),
+			Active: active, Reason: reason, PeerPrefixes: other.GetExportedPrefixes(),
 		}
 	}
 	return items

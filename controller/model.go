@@ -55,10 +55,26 @@ type Config struct {
 // ControllerEntry is one controller of the directory.
 type ControllerEntry struct {
 	Name string
-	// Address is the controller's gRPC address, "host:port".
+	// Address is the controller's gRPC address, "host:port". A controller
+	// that runs as a replica set lists its replicas in Replicas instead
+	// (Address may stay set, to one of them).
 	Address string
+	// Replicas are the addresses of every replica of a controller that
+	// runs as a replica set: one shard, one elected leader serving at a
+	// time. OHCs and peer controllers dial them all and follow whichever
+	// serves (internal/replicaset). Empty means the one replica Address.
+	Replicas []string
 	// VPCs are the names of the VPCs the controller owns.
 	VPCs []string
+}
+
+// Addresses are where the controller is reached: its Replicas, or its
+// one Address. Clients dial them as one replica set.
+func (e ControllerEntry) Addresses() []string {
+	if len(e.Replicas) > 0 {
+		return e.Replicas
+	}
+	return []string{e.Address}
 }
 
 // VPC is a virtual network: one VNI on the wire and a set of subnets.
@@ -302,6 +318,7 @@ func (c *Config) Clone() *Config {
 	}
 	n := &Config{Controller: c.Controller}
 	n.Directory = cloneEach(c.Directory, func(e ControllerEntry) ControllerEntry {
+		e.Replicas = cloneSlice(e.Replicas)
 		e.VPCs = cloneSlice(e.VPCs)
 		return e
 	})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
 	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/internal/replicaset"
 	"github.com/p4mesh/p4mesh/watch"
 )
 
@@ -333,9 +334,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	for {
 		want := s.peerControllers()
-		// A controller no longer wanted, or moved to another address (a
-		// directory change), stops being followed; what it said is
-		// forgotten, so its peerings wait for the new stream.
+		// A controller no longer wanted, or moved to other addresses (a
+		// directory change, replicas added or removed), stops being
+		// followed; what it said is forgotten, so its peerings wait for
+		// the new stream.
 		for name, f := range following {
 			if addr, ok := want[name]; !ok || addr != f.addr {
 				f.cancel()
@@ -363,7 +365,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// peerControllers are the other controllers that own a peer VPC of ours.
+// peerControllers are the other controllers that own a peer VPC of ours,
+// each with its replica set's addresses (replicaset.Join).
 func (s *Server) peerControllers() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -375,16 +378,19 @@ func (s *Server) peerControllersLocked() map[string]string {
 	c := s.m.base
 	for _, p := range c.Peerings {
 		if o, ok := c.Owner(p.PeerVPC); ok && o.Name != c.Controller {
-			out[o.Name] = o.Address
+			out[o.Name] = replicaset.Join(o.Addresses())
 		}
 	}
 	return out
 }
 
-func (s *Server) followPeer(ctx context.Context, name, addr string) {
-	conn, err := grpc.NewClient(addr, s.opts.DialOptions...)
+// followPeer follows the peer sides of controller name, a replica set
+// at addrs: whichever of its replicas leads serves them, and the stream
+// resumes at the next leader by revision.
+func (s *Server) followPeer(ctx context.Context, name, addrs string) {
+	conn, err := replicaset.Dial(strings.Split(addrs, ","), s.opts.DialOptions...)
 	if err != nil {
-		s.log.Error("peer controller address", "controller", name, "addr", addr, "err", err)
+		s.log.Error("peer controller address", "controller", name, "addr", addrs, "err", err)
 		return
 	}
 	defer conn.Close()
@@ -550,7 +556,7 @@ func (s *Server) peerStateLocked(p Peering) (*p4meshv1.PeerSide, bool, string) {
 	} else {
 		sides, synced := s.remote[owner.Name]
 		if !synced {
-			return nil, false, fmt.Sprintf("waiting for controller %s (%s), which owns %s", owner.Name, owner.Address, p.PeerVPC)
+			return nil, false, fmt.Sprintf("waiting for controller %s (%s), which owns %s", owner.Name, replicaset.Join(owner.Addresses()), p.PeerVPC)
 		}
 		other = sides[p.PeerVPC+"/"+p.VPC]
 	}
@@ -923,7 +929,7 @@ func (s *Server) authorizeLocked(req *p4meshv1.WatchRequest, c caller) (Publishe
 	if owner, ok := cfg.Owner(vpc); !ok {
 		return PublishedService{}, status.Errorf(codes.NotFound, "VPC %q is in no controller's directory entry", vpc)
 	} else if owner.Name != cfg.Controller {
-		return PublishedService{}, status.Errorf(codes.NotFound, "VPC %s is owned by controller %s at %s, not %s", vpc, owner.Name, owner.Address, cfg.Controller)
+		return PublishedService{}, status.Errorf(codes.NotFound, "VPC %s is owned by controller %s at %s, not %s", vpc, owner.Name, replicaset.Join(owner.Addresses()), cfg.Controller)
 	}
 	host := req.GetHost()
 	var hostVPCs []string

@@ -448,7 +448,7 @@ func TestPeeringActivation(t *testing.T) {
 	})
 	want := &p4meshv1.Peering{
 		Vpc: "red", PeerVpc: "blue", PeerVni: 200, PeerExportPolicy: "blue-web",
-		PeerController: c2.addr, Active: true, PeerPrefixes: []string{"10.2.1.0/24"},
+		PeerController: c2.addr, PeerControllers: []string{c2.addr}, Active: true, PeerPrefixes: []string{"10.2.1.0/24"},
 	}
 	if got := peeringOf(&h1.view, "red", "blue"); !proto.Equal(got, want) {
 		t.Errorf("h1's peering = %v\nwant %v", got, want)
@@ -461,7 +461,7 @@ func TestPeeringActivation(t *testing.T) {
 	})
 	want = &p4meshv1.Peering{
 		Vpc: "blue", PeerVpc: "red", PeerVni: 100, PeerExportPolicy: "all",
-		PeerController: c1.addr, Active: true, PeerPrefixes: []string{"10.1.0.0/16"},
+		PeerController: c1.addr, PeerControllers: []string{c1.addr}, Active: true, PeerPrefixes: []string{"10.1.0.0/16"},
 	}
 	if got := peeringOf(&h2.view, "blue", "red"); !proto.Equal(got, want) {
 		t.Errorf("h2's peering = %v\nwant %v", got, want)

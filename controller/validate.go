@@ -3,9 +3,10 @@ package controller
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"strconv"
+	"slices"
+
+	"github.com/p4mesh/p4mesh/internal/replicaset"
 )
 
 // Switch port limits of vpc_peering.p4 on v1model: ports are 9 bits, 511
@@ -219,6 +220,7 @@ func (v *validator) mac(path, field string, m MAC) bool {
 func (v *validator) directory() {
 	c := v.c
 	seen := map[string]int{}
+	addrs := map[string]string{} // address → the controller reached there
 	for i, e := range c.Directory {
 		p := item("directory", i, e.Name)
 		v.name(p, "name", e.Name)
@@ -227,11 +229,7 @@ func (v *validator) directory() {
 			continue
 		}
 		seen[e.Name] = i
-		if host, port, err := net.SplitHostPort(e.Address); err != nil || host == "" {
-			v.addf(p+".address", "%q is not host:port", e.Address)
-		} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-			v.addf(p+".address", "%q has no valid port", e.Address)
-		}
+		v.addresses(p, e, addrs)
 		for k, name := range e.VPCs {
 			vp := fmt.Sprintf("%s.vpcs[%d]", p, k)
 			if name == "" {
@@ -261,6 +259,37 @@ func (v *validator) directory() {
 	v.mine = map[string]bool{}
 	for _, name := range c.Directory[i].VPCs {
 		v.mine[name] = true
+	}
+}
+
+// addresses checks where directory entry e (at path p) is reached: its
+// address, or its replicas, every one host:port and none shared with
+// another replica or controller (addrs, by address), for a client
+// dialing it would reach another controller, or one replica twice.
+func (v *validator) addresses(p string, e ControllerEntry, addrs map[string]string) {
+	check := func(path, a string) {
+		if err := replicaset.CheckAddr(a); err != nil {
+			v.addf(path, "%v", err)
+			return
+		}
+		switch other, dup := addrs[a]; {
+		case dup && other == e.Name:
+			v.addf(path, "%s is listed twice", a)
+		case dup:
+			v.addf(path, "%s is also an address of controller %s", a, other)
+		default:
+			addrs[a] = e.Name
+		}
+	}
+	if len(e.Replicas) == 0 {
+		check(p+".address", e.Address)
+		return
+	}
+	for k, a := range e.Replicas {
+		check(fmt.Sprintf("%s.replicas[%d]", p, k), a)
+	}
+	if e.Address != "" && !slices.Contains(e.Replicas, e.Address) {
+		v.addf(p+".address", "%q is not one of replicas: list every replica's address in replicas (address may be left out)", e.Address)
 	}
 }
 

@@ -92,6 +92,13 @@ func TestValidateAccepts(t *testing.T) {
 		}},
 		{"drop route", func(c *Config) { c.Routes = append(c.Routes, Route{VPC: "red", Prefix: pfx("10.99.0.0/16")}) }},
 		{"protocol numbers", func(c *Config) { c.ExportPolicies[0].Protocols = []string{"tcp", "47", "icmp"} }},
+		{"a replica set", func(c *Config) {
+			c.Directory[1].Address = ""
+			c.Directory[1].Replicas = []string{"127.0.0.1:7002", "10.0.0.2:7002", "[fd00::3]:7002", "c2-r4.example:7002"}
+		}},
+		{"a replica set with address one of its replicas", func(c *Config) {
+			c.Directory[1].Replicas = []string{"10.0.0.1:7002", "127.0.0.1:7002"}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := example(t)
@@ -123,6 +130,24 @@ func TestValidateRejects(t *testing.T) {
 			[]string{`directory[c2].address: "nowhere" is not host:port`}},
 		{"address with port 0", func(c *Config) { c.Directory[1].Address = "h:0" },
 			[]string{`directory[c2].address: "h:0" has no valid port`}},
+		{"address of another controller", func(c *Config) { c.Directory[1].Address = "127.0.0.1:7001" },
+			[]string{"directory[c2].address: 127.0.0.1:7001 is also an address of controller c1"}},
+		{"bad replica", func(c *Config) { c.Directory[1].Replicas = []string{"127.0.0.1:7002", "10.0.0.2", "h:0"} },
+			[]string{`directory[c2].replicas[1]: "10.0.0.2" is not host:port`, `directory[c2].replicas[2]: "h:0" has no valid port`}},
+		{"replica listed twice", func(c *Config) {
+			c.Directory[1].Replicas = []string{"127.0.0.1:7002", "10.0.0.2:7002", "127.0.0.1:7002"}
+		}, []string{"directory[c2].replicas[2]: 127.0.0.1:7002 is listed twice"}},
+		{"replica of another controller", func(c *Config) {
+			c.Directory[1].Replicas = []string{"127.0.0.1:7002", "127.0.0.1:7001"}
+		}, []string{"directory[c2].replicas[1]: 127.0.0.1:7001 is also an address of controller c1"}},
+		{"a replica of another controller's replica set", func(c *Config) {
+			c.Directory[0].Replicas = []string{"127.0.0.1:7001", "10.0.0.9:7001"}
+			c.Directory[1].Replicas = []string{"10.0.0.9:7001", "127.0.0.1:7002"}
+		}, []string{"directory[c2].replicas[0]: 10.0.0.9:7001 is also an address of controller c1"}},
+		{"address not one of the replicas", func(c *Config) { c.Directory[1].Replicas = []string{"10.0.0.2:7002", "10.0.0.3:7002"} },
+			[]string{`directory[c2].address: "127.0.0.1:7002" is not one of replicas: list every replica's address in replicas (address may be left out)`}},
+		{"neither address nor replicas", func(c *Config) { c.Directory[1].Address = "" },
+			[]string{`directory[c2].address: "" is not host:port`}},
 		{"VPC owned by two controllers", func(c *Config) {
 			c.Directory[1].VPCs = append(c.Directory[1].VPCs, "red")
 		}, []string{`directory[c2].vpcs[1]: VPC "red" is also owned by c1: every VPC has exactly one owner`}},

@@ -527,7 +527,7 @@ func (m *Mesh) StartOHC(ctx context.Context, host string) {
 	m.ohcs[host] = func() { cancel(); <-done }
 	var addrs []string
 	for _, e := range m.Topology.Configs["c1"].Directory {
-		addrs = append(addrs, e.Address)
+		addrs = append(addrs, strings.Join(e.Addresses(), ","))
 	}
 	o := ohc.DaemonOptions{Host: host, Controllers: addrs, Switch: m.SwitchAddrs[host], DeviceID: 1, ElectionID: 1, Logger: m.log.With("ohc", host)}
 	if m.PKI != nil {

@@ -65,7 +65,7 @@ func FromConfig(c *controller.Config) (*oc.Device, error) {
 			continue
 		}
 		cfg := x.GetOrCreateConfig()
-		cfg.Name, cfg.Address, cfg.Vpcs = str(e.Name), str(e.Address), cloneSlice(e.VPCs)
+		cfg.Name, cfg.Address, cfg.Replicas, cfg.Vpcs = str(e.Name), str(e.Address), cloneSlice(e.Replicas), cloneSlice(e.VPCs)
 	}
 	for _, v := range c.VPCs {
 		x, err := m.GetOrCreateVpcs().AppendNewVpc(v.Name)
@@ -218,7 +218,7 @@ func ToConfig(d *oc.Device) (*controller.Config, error) {
 		cfg := x.GetConfig()
 		cv.key(p+"/config/name", x.GetName(), cfg.GetName)
 		c.Directory = append(c.Directory, controller.ControllerEntry{
-			Name: x.GetName(), Address: cfg.GetAddress(), VPCs: cloneSlice(cfg.GetVpcs()),
+			Name: x.GetName(), Address: cfg.GetAddress(), Replicas: cloneSlice(cfg.GetReplicas()), VPCs: cloneSlice(cfg.GetVpcs()),
 		})
 	}
 	for _, x := range vpcList(m) {

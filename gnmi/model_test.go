@@ -57,6 +57,7 @@ func sameConfig(t *testing.T, got, want *controller.Config) {
 const redBlue = "../controller/testdata/red-blue.yaml"
 
 // odd holds what a configuration may hold that red-blue.yaml does not:
+// controllers that run as replica sets (with and without an address),
 // several routes for one prefix, a drop route, IPv6, negative preference,
 // policy filters, an explicit gateway, and values that are representable
 // but invalid (VNI 0, weight 0, an empty MAC), which must survive the
@@ -67,6 +68,11 @@ directory:
   - name: c1
     address: "[::1]:7001"
     vpcs: [b, a]
+  - name: c2
+    replicas: ["[::1]:7002", 10.0.0.2:7002]
+  - name: c3
+    address: 10.0.0.3:7003
+    replicas: [10.0.0.4:7003, 10.0.0.3:7003]
 vpcs:
   - name: b
     vni: 0
@@ -367,6 +373,25 @@ func TestValidate(t *testing.T) {
 		{"empty next hop", func(m *oc.P4Mesh_P4Mesh) {
 			m.Routes.AppendNewRoute("red", "10.9.0.0/16", "")
 		}, []string{`/p4mesh/routes/route[vpc=red][prefix=10.9.0.0/16][next-hop=]/next-hop: "" is not a valid next-hop`}},
+		{"replica set", func(m *oc.P4Mesh_P4Mesh) {
+			c2 := m.Directory.Controllers.GetController("c2").Config
+			c2.Address, c2.Replicas = nil, []string{"127.0.0.1:7002", "10.0.0.2:7002", "c2-r3.example:7002"}
+		}, nil},
+		{"replica listed twice", func(m *oc.P4Mesh_P4Mesh) {
+			m.Directory.Controllers.GetController("c2").Config.Replicas = []string{"127.0.0.1:7002", "10.0.0.2:7002", "10.0.0.2:7002"}
+		}, []string{`/p4mesh/directory/controllers/controller[name=c2]/config/replicas: 10.0.0.2:7002 is listed twice`}},
+		{"replica of another controller", func(m *oc.P4Mesh_P4Mesh) {
+			m.Directory.Controllers.GetController("c2").Config.Replicas = []string{"127.0.0.1:7002", "127.0.0.1:7001"}
+		}, []string{`/p4mesh/directory/controllers/controller[name=c2]/config/replicas: 127.0.0.1:7001 is also an address of controller c1`}},
+		{"address not a replica", func(m *oc.P4Mesh_P4Mesh) {
+			m.Directory.Controllers.GetController("c2").Config.Replicas = []string{"10.0.0.2:7002", "10.0.0.3:7002"}
+		}, []string{`/p4mesh/directory/controllers/controller[name=c2]/config/address: "127.0.0.1:7002" is not one of replicas`}},
+		{"replica without port", func(m *oc.P4Mesh_P4Mesh) {
+			m.Directory.Controllers.GetController("c2").Config.Replicas = []string{"127.0.0.1:7002", "10.0.0.2"}
+		}, []string{`/p4mesh/directory/controllers/controller[name=c2]/config/replicas: "10.0.0.2" is not a valid host-port`}},
+		{"replica with port 0", func(m *oc.P4Mesh_P4Mesh) {
+			m.Directory.Controllers.GetController("c2").Config.Replicas = []string{"127.0.0.1:7002", "10.0.0.2:0"}
+		}, []string{`/p4mesh/directory/controllers/controller[name=c2]/config/replicas: "10.0.0.2:0" has no valid port`}},
 		{"unknown controller", func(m *oc.P4Mesh_P4Mesh) {
 			m.Controller.Config.Name = ygot.String("c9")
 		}, []string{`/p4mesh/controller/config/name: "c9" has no entry in directory`}},

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
+	"github.com/p4mesh/p4mesh/internal/replicaset"
 	"github.com/p4mesh/p4mesh/watch"
 )
 
@@ -36,7 +38,10 @@ type AgentOptions struct {
 	// Host is this host's id, as the controllers know it.
 	Host string
 	// Controllers are the addresses of every controller of the directory:
-	// each streams the host's programming for the VPCs it owns.
+	// each streams the host's programming for the VPCs it owns. A
+	// controller that runs as a replica set is its replicas' addresses
+	// joined by commas (replicaset.Join): the agent follows whichever
+	// replica serves.
 	Controllers []string
 	// DialOptions reach the controllers; nil means plaintext.
 	DialOptions []grpc.DialOption
@@ -270,14 +275,16 @@ func (a *Agent) changed() {
 	}
 }
 
-// conn returns the shared connection to a controller.
+// conn returns the shared connection to a controller, addr being its
+// replica set joined by commas (one address for most): one connection
+// follows whichever replica leads.
 func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if c := a.conns[addr]; c != nil {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, a.o.DialOptions...)
+	c, err := replicaset.Dial(strings.Split(addr, ","), a.o.DialOptions...)
 	if err != nil {
 		return nil, fmt.Errorf("controller %s: %w", addr, err)
 	}
@@ -534,10 +541,20 @@ func wantsOf(addr string, items map[string]*p4meshv1.Event) map[subKey]bool {
 			want[subKey{addr: addr, vpc: ev.GetVpc().GetName()}] = true
 		case ev.GetPeering() != nil && ev.GetPeering().GetActive():
 			p := ev.GetPeering()
-			want[subKey{addr: p.GetPeerController(), vpc: p.GetPeerVpc(), policy: p.GetPeerExportPolicy(), peerVPC: p.GetVpc()}] = true
+			want[subKey{addr: peerController(p), vpc: p.GetPeerVpc(), policy: p.GetPeerExportPolicy(), peerVPC: p.GetVpc()}] = true
 		}
 	}
 	return want
+}
+
+// peerController is where to pull a peering's peer from: every replica of
+// the controller that owns it, or, from a controller that predates
+// replica sets, its one address.
+func peerController(p *p4meshv1.Peering) string {
+	if addrs := p.GetPeerControllers(); len(addrs) > 0 {
+		return replicaset.Join(addrs)
+	}
+	return p.GetPeerController()
 }
 
 // assembly is one view the agent assembled, and which sources it lacks.

@@ -146,3 +146,23 @@ func TestEventsCounted(t *testing.T) {
 		t.Errorf("Stats = %+v, want events %+v", got, want)
 	}
 }
+
+// TestWantsOfReplicaSet: an active peering is pulled from every replica of
+// the peer's owner, or, from a controller that predates replica sets (no
+// peer_controllers), from its one peer_controller.
+func TestWantsOfReplicaSet(t *testing.T) {
+	peering := func(p *p4meshv1.Peering) map[string]*p4meshv1.Event {
+		return map[string]*p4meshv1.Event{"peering/red/blue": {Type: p4meshv1.Event_PUT, Value: &p4meshv1.Event_Peering{Peering: p}}}
+	}
+	got := wantsOf("c1:1", peering(&p4meshv1.Peering{Vpc: "red", PeerVpc: "blue", PeerExportPolicy: "all", Active: true,
+		PeerController: "c2a:1", PeerControllers: []string{"c2a:1", "c2b:1", "c2c:1"}}))
+	want := map[subKey]bool{{addr: "c2a:1,c2b:1,c2c:1", vpc: "blue", policy: "all", peerVPC: "red"}: true}
+	if !maps.Equal(got, want) {
+		t.Errorf("with peer_controllers: %v, want %v", got, want)
+	}
+	got = wantsOf("c1:1", peering(&p4meshv1.Peering{Vpc: "red", PeerVpc: "blue", PeerExportPolicy: "all", Active: true, PeerController: "c2a:1"}))
+	want = map[subKey]bool{{addr: "c2a:1", vpc: "blue", policy: "all", peerVPC: "red"}: true}
+	if !maps.Equal(got, want) {
+		t.Errorf("from an older controller: %v, want %v", got, want)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/ohc"
 	"github.com/p4mesh/p4mesh/p4rt"
+	"github.com/p4mesh/p4mesh/watch"
 )
 
 // The agent with real controllers and a real switch, in process over
@@ -32,8 +33,12 @@ import (
 // start again from what it saved.
 type testController struct {
 	name, addr, dir string
-	srv             *controller.Server
-	stop            func()
+	// epoch is the watch tables' base revision (0: the start time): two
+	// replicas of one controller built from the same configuration with
+	// the same epoch number every change alike.
+	epoch uint64
+	srv   *controller.Server
+	stop  func()
 }
 
 func (c *testController) start(t *testing.T, cfg *controller.Config) {
@@ -64,7 +69,7 @@ func (c *testController) start(t *testing.T, cfg *controller.Config) {
 	if err := store.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	c.srv, err = controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
+	c.srv, err = controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store, Watch: watch.Options{Epoch: c.epoch}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +135,16 @@ func startControllers(t *testing.T) (c1, c2 *testController) {
 		c.addr = l.Addr().String()
 		l.Close()
 	}
-	dir := []controller.ControllerEntry{{Name: "c1", Address: c1.addr, VPCs: []string{"red"}}, {Name: "c2", Address: c2.addr, VPCs: []string{"blue"}}}
+	cfg1, cfg2 := testConfigs([]controller.ControllerEntry{{Name: "c1", Address: c1.addr, VPCs: []string{"red"}}, {Name: "c2", Address: c2.addr, VPCs: []string{"blue"}}})
+	c1.start(t, cfg1)
+	c2.start(t, cfg2)
+	return c1, c2
+}
+
+// testConfigs are c1's and c2's configurations with directory dir: c1
+// owns red, c2 blue, red and blue are peered both ways under "all";
+// red-1 and blue-1 on host a, red-2 and blue-2 on host b.
+func testConfigs(dir []controller.ControllerEntry) (c1, c2 *controller.Config) {
 	hosts := []controller.Host{
 		{ID: "a", UnderlayIP: ip(hostA), MAC: ctlMAC(hostAMAC), UplinkPort: 10, UnderlayRoutes: []controller.UnderlayRoute{
 			{Prefix: pfx("192.168.0.0/16"), Port: 10, SrcMAC: ctlMAC(hostAMAC), DstMAC: ctlMAC(uplinkMAC)}}},
@@ -143,11 +157,10 @@ func startControllers(t *testing.T) (c1, c2 *testController) {
 			Peerings:       []controller.Peering{{VPC: vpc, PeerVPC: peer, ExportPolicy: "all"}},
 			Endpoints:      eps}
 	}
-	c1.start(t, cfg("c1", "red", 100, "10.1.0.0/16", "blue",
-		endpoint("red-1", "red", "10.1.0.10", "a", 1, 1), endpoint("red-2", "red", "10.1.0.11", "b", 1, 2)))
-	c2.start(t, cfg("c2", "blue", 200, "10.2.0.0/16", "red",
-		endpoint("blue-1", "blue", "10.2.0.10", "a", 2, 1), endpoint("blue-2", "blue", "10.2.0.11", "b", 2, 2)))
-	return c1, c2
+	return cfg("c1", "red", 100, "10.1.0.0/16", "blue",
+			endpoint("red-1", "red", "10.1.0.10", "a", 1, 1), endpoint("red-2", "red", "10.1.0.11", "b", 1, 2)),
+		cfg("c2", "blue", 200, "10.2.0.0/16", "red",
+			endpoint("blue-1", "blue", "10.2.0.10", "a", 2, 1), endpoint("blue-2", "blue", "10.2.0.11", "b", 2, 2))
 }
 
 // agentOHC is a whole OHC daemon for host a.
@@ -165,6 +178,12 @@ func startAgent(t *testing.T, sw string, grace time.Duration, controllers ...*te
 	for _, c := range controllers {
 		addrs = append(addrs, c.addr)
 	}
+	return startAgentAt(t, sw, grace, addrs...)
+}
+
+// startAgentAt starts the OHC of host a with --controller addrs.
+func startAgentAt(t *testing.T, sw string, grace time.Duration, addrs ...string) *agentOHC {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &agentOHC{cancel: cancel, done: make(chan struct{})}
 	ready := make(chan struct{})

@@ -258,6 +258,40 @@ func OpenLab(dir, trustDomain string) (*Lab, error) {
 // Issue makes (or remakes) the certificate of kind/name in the lab's
 // directory, valid for a year, and returns the files a daemon is given.
 func (l *Lab) Issue(kind identity.Kind, name string, hosts ...string) (mtls.Files, error) {
+	return l.issue(kind, name, "", hosts)
+}
+
+// IssueReplica is Issue for one replica of a controller that runs as a
+// replica set: the certificate carries the controller's identity, as
+// clients check it (any replica of controller c2 is
+// spiffe://<domain>/controller/c2), with a key of its own, saved under
+// ReplicaFileBase so that replicas' files do not overwrite each other and
+// one replica's key can be replaced alone.
+func (l *Lab) IssueReplica(kind identity.Kind, name, replica string, hosts ...string) (mtls.Files, error) {
+	if !validReplica(replica) {
+		return mtls.Files{}, fmt.Errorf("replica %q: want 1 to 63 letters, digits, '-', '_' or '.' (e.g. its index, 1, 2, 3)", replica)
+	}
+	return l.issue(kind, name, replica, hosts)
+}
+
+// ReplicaFileBase is the file name of one replica's certificate:
+// controller-c2@1. '@' is in no identity name, so it cannot clash with
+// another identity's FileBase.
+func ReplicaFileBase(id identity.ID, replica string) string { return FileBase(id) + "@" + replica }
+
+func validReplica(r string) bool {
+	if r == "" || len(r) > 63 {
+		return false
+	}
+	for _, c := range r {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return r != "." && r != ".."
+}
+
+func (l *Lab) issue(kind identity.Kind, name, replica string, hosts []string) (mtls.Files, error) {
 	id, err := identity.New(l.CA.TrustDomain, kind, name)
 	if err != nil {
 		return mtls.Files{}, err
@@ -266,7 +300,11 @@ func (l *Lab) Issue(kind identity.Kind, name string, hosts ...string) (mtls.File
 	if err != nil {
 		return mtls.Files{}, err
 	}
-	cert, key, err := SaveLeaf(l.Dir, FileBase(id), leaf)
+	base := FileBase(id)
+	if replica != "" {
+		base = ReplicaFileBase(id, replica)
+	}
+	cert, key, err := SaveLeaf(l.Dir, base, leaf)
 	if err != nil {
 		return mtls.Files{}, err
 	}

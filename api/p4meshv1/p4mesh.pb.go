@@ -769,15 +769,24 @@ type Peering struct {
 	// The export policy the peer applies to what it exports to vpc: the id
 	// to watch the peer's connectivity with.
 	PeerExportPolicy string `protobuf:"bytes,4,opt,name=peer_export_policy,json=peerExportPolicy,proto3" json:"peer_export_policy,omitempty"`
-	// The address of the controller that owns peer_vpc.
+	// The address of the controller that owns peer_vpc: its first replica's
+	// when it runs as a replica set (see peer_controllers).
 	PeerController string `protobuf:"bytes,5,opt,name=peer_controller,json=peerController,proto3" json:"peer_controller,omitempty"`
 	Active         bool   `protobuf:"varint,6,opt,name=active,proto3" json:"active,omitempty"`
 	Reason         string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The prefixes the peer exports to vpc (its subnets under the policy):
 	// the sources the data plane admits from the peer.
-	PeerPrefixes  []string `protobuf:"bytes,8,rep,name=peer_prefixes,json=peerPrefixes,proto3" json:"peer_prefixes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PeerPrefixes []string `protobuf:"bytes,8,rep,name=peer_prefixes,json=peerPrefixes,proto3" json:"peer_prefixes,omitempty"`
+	// The addresses of every replica of the controller that owns peer_vpc,
+	// in directory order; one for a controller that is not a replica set.
+	// An OHC dials them all and follows whichever replica serves (only the
+	// leader does). Added 2026-12: an OHC from before knows only
+	// peer_controller, so it follows the peer's first replica alone and
+	// its pulled connectivity stays unsynced (the switch keeping what it
+	// was last programmed with) while another replica leads.
+	PeerControllers []string `protobuf:"bytes,9,rep,name=peer_controllers,json=peerControllers,proto3" json:"peer_controllers,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Peering) Reset() {
@@ -862,6 +871,13 @@ func (x *Peering) GetReason() string {
 func (x *Peering) GetPeerPrefixes() []string {
 	if x != nil {
 		return x.PeerPrefixes
+	}
+	return nil
+}
+
+func (x *Peering) GetPeerControllers() []string {
+	if x != nil {
+		return x.PeerControllers
 	}
 	return nil
 }
@@ -1530,7 +1546,7 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\x02ip\x18\x04 \x01(\tR\x02ip\x12\x10\n" +
 	"\x03mac\x18\x05 \x01(\tR\x03mac\x12\x12\n" +
 	"\x04port\x18\x06 \x01(\rR\x04port\x12\x12\n" +
-	"\x04kind\x18\a \x01(\tR\x04kind\"\xfd\x01\n" +
+	"\x04kind\x18\a \x01(\tR\x04kind\"\xa8\x02\n" +
 	"\aPeering\x12\x10\n" +
 	"\x03vpc\x18\x01 \x01(\tR\x03vpc\x12\x19\n" +
 	"\bpeer_vpc\x18\x02 \x01(\tR\apeerVpc\x12\x19\n" +
@@ -1539,7 +1555,8 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\x0fpeer_controller\x18\x05 \x01(\tR\x0epeerController\x12\x16\n" +
 	"\x06active\x18\x06 \x01(\bR\x06active\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12#\n" +
-	"\rpeer_prefixes\x18\b \x03(\tR\fpeerPrefixes\"K\n" +
+	"\rpeer_prefixes\x18\b \x03(\tR\fpeerPrefixes\x12)\n" +
+	"\x10peer_controllers\x18\t \x03(\tR\x0fpeerControllers\"K\n" +
 	"\vDestination\x12\x10\n" +
 	"\x03vpc\x18\x01 \x01(\tR\x03vpc\x12\x0e\n" +
 	"\x02ip\x18\x02 \x01(\tR\x02ip\x12\x1a\n" +

@@ -39,6 +39,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -457,27 +458,29 @@ func reload(log *slog.Logger, srv *controller.Server, o options, bound net.Addr)
 	return true
 }
 
-// checkAddress warns when this controller's directory entry names another
-// address than the one it is reached at (--advertise, else the bound
+// checkAddress warns when this controller's directory entry names other
+// addresses than the one it is reached at (--advertise, else the bound
 // --listen address): OHCs and peer controllers dial the directory's
-// address, so with a mismatch nobody reaches this controller.
+// addresses (every replica's, when the controller is a replica set), so
+// with a mismatch nobody reaches this controller.
 func checkAddress(log *slog.Logger, cfg *controller.Config, advertise string, bound net.Addr) {
-	var entry string
+	var entry []string
 	for _, e := range cfg.Directory {
 		if e.Name == cfg.Controller {
-			entry = e.Address
+			entry = e.Addresses()
 		}
 	}
+	directory := strings.Join(entry, ",")
 	if advertise != "" {
-		if entry != advertise {
-			log.Warn("--advertise differs from this controller's directory address: OHCs and peers dial the directory's",
-				"advertise", advertise, "directory", entry, "controller", cfg.Controller)
+		if !slices.Contains(entry, advertise) {
+			log.Warn("--advertise differs from this controller's directory addresses (every replica's): OHCs and peers dial the directory's",
+				"advertise", advertise, "directory", directory, "controller", cfg.Controller)
 		}
 		return
 	}
-	if !sameAddress(bound, entry) {
+	if !slices.ContainsFunc(entry, func(a string) bool { return sameAddress(bound, a) }) {
 		log.Warn("listening on another address than this controller's directory entry: OHCs and peers dial the directory's (use --advertise if it reaches this one)",
-			"listen", bound.String(), "directory", entry, "controller", cfg.Controller)
+			"listen", bound.String(), "directory", directory, "controller", cfg.Controller)
 	}
 }
 

@@ -4,6 +4,11 @@
 //
 //	p4mesh-ohc --host h1 --controller 127.0.0.1:7001 --controller 127.0.0.1:7002 \
 //	    --switch 127.0.0.1:9559 --device-id 1
+//
+// A controller that runs as a replica set is one --controller listing
+// every replica, joined by commas; the OHC follows whichever one leads:
+//
+//	p4mesh-ohc --host h1 --controller 10.0.0.1:7001,10.0.0.2:7001,10.0.0.3:7001 ...
 package main
 
 import (
@@ -17,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +33,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/internal/daemon"
+	"github.com/p4mesh/p4mesh/internal/replicaset"
 	"github.com/p4mesh/p4mesh/mtls"
 	"github.com/p4mesh/p4mesh/ohc"
 
@@ -39,18 +46,35 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stderr))
 }
 
-type listFlag []string
+// controllersFlag is the repeatable --controller: one controller each,
+// its replica set's addresses joined by commas.
+type controllersFlag []string
 
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+func (l *controllersFlag) String() string { return strings.Join(*l, " ") }
+
+func (l *controllersFlag) Set(v string) error {
+	addrs, err := replicaset.Parse(v)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		for _, other := range *l {
+			if slices.Contains(strings.Split(other, ","), a) {
+				return fmt.Errorf("%s is already in --controller %s: one flag per controller, naming each of its replicas once", a, other)
+			}
+		}
+	}
+	*l = append(*l, replicaset.Join(addrs))
+	return nil
+}
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("p4mesh-ohc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o ohc.DaemonOptions
-	var controllers listFlag
+	var controllers controllersFlag
 	fs.StringVar(&o.Host, "host", "", "this host's id, as the controllers know it (required)")
-	fs.Var(&controllers, "controller", "address of a controller of the directory (repeatable; at least one)")
+	fs.Var(&controllers, "controller", "address of a controller of the directory, or of each of its replicas joined by commas when it runs as a replica set (repeatable, once per controller; at least one)")
 	fs.StringVar(&o.Switch, "switch", "127.0.0.1:9559", "P4Runtime address of this host's switch")
 	fs.Uint64Var(&o.DeviceID, "device-id", 1, "P4Runtime device id of the switch (never 0)")
 	fs.Uint64Var(&o.ElectionID, "election-id", 0, "P4Runtime election id: the switch makes the highest primary (0: the start time in Unix nanoseconds, so that a restarted OHC takes the switch back)")

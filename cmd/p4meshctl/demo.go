@@ -232,7 +232,7 @@ func row(tw io.Writer, cells ...string) {
 func addressOf(c *controller.Config, name string) string {
 	for _, e := range c.Directory {
 		if e.Name == name {
-			return e.Address
+			return strings.Join(e.Addresses(), ",")
 		}
 	}
 	return "?"

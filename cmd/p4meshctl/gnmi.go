@@ -29,6 +29,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/controller"
 	p4gnmi "github.com/p4mesh/p4mesh/gnmi"
+	"github.com/p4mesh/p4mesh/internal/replicaset"
 )
 
 // defaultGNMITarget is where p4mesh-controller serves gNMI by convention
@@ -48,7 +49,7 @@ type gnmiFlags struct {
 
 func addGNMIFlags(fs *flag.FlagSet) *gnmiFlags {
 	g := &gnmiFlags{}
-	fs.StringVar(&g.target, "target", defaultGNMITarget, "the controller's gNMI address, host:port")
+	fs.StringVar(&g.target, "target", defaultGNMITarget, "the controller's gNMI address, host:port; for a controller that runs as a replica set, each replica's joined by commas (whichever serves answers)")
 	fs.BoolVar(&g.insecure, "insecure", false, "plaintext gRPC, for a controller started with --gnmi-insecure")
 	fs.StringVar(&g.ca, "tls-ca", "", "CA certificate (PEM) that signed the controller's certificate; default the system's roots")
 	fs.StringVar(&g.cert, "tls-cert", "", "client certificate (PEM), for mTLS")
@@ -96,7 +97,16 @@ func (g *gnmiFlags) dial() (gnmi.GNMIClient, func(), error) {
 		}
 		creds = credentials.NewTLS(cfg)
 	}
-	conn, err := grpc.NewClient(g.target, grpc.WithTransportCredentials(creds),
+	// One target is dialed as given (any gRPC target, as before); a
+	// comma is a replica set, whose every address must be host:port.
+	addrs := []string{g.target}
+	if strings.Contains(g.target, ",") {
+		var err error
+		if addrs, err = replicaset.Parse(g.target); err != nil {
+			return nil, nil, fmt.Errorf("%w: --target: %v", errUsage, err)
+		}
+	}
+	conn, err := replicaset.Dial(addrs, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(g.maxMsgSize), grpc.MaxCallSendMsgSize(g.maxMsgSize)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("--target %s: %w", g.target, err)

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -145,6 +146,28 @@ func TestGNMIGetSet(t *testing.T) {
 		if _, err := runCmd(t, args...); !errors.Is(err, errUsage) {
 			t.Errorf("run(%q) = %v; want a usage error", args, err)
 		}
+	}
+}
+
+// TestGNMITargetReplicaSet points --target at a replica set whose first
+// replica does not serve: the one that does answers.
+func TestGNMITargetReplicaSet(t *testing.T) {
+	_, conn := startGNMI(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby := lis.Addr().String()
+	lis.Close()
+	set := slices.Clone(conn)
+	set[1] = standby + "," + conn[1]
+	out, err := runCmd(t, append([]string{"get", "/p4mesh/vpcs/vpc[name=red]/config/vni"}, set...)...)
+	if err != nil || !strings.Contains(out, "/p4mesh/vpcs/vpc[name=red]/config/vni: 100\n") {
+		t.Errorf("get from a replica set = %v:\n%s", err, out)
+	}
+	set[1] = standby + ",nowhere"
+	if _, err := runCmd(t, append([]string{"get", "/"}, set...)...); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), `"nowhere" is not host:port`) {
+		t.Errorf("a bad replica in --target = %v; want a usage error naming it", err)
 	}
 }
 

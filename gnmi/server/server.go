@@ -129,7 +129,7 @@ func (s *Server) Capabilities(ctx context.Context, _ *gnmi.CapabilityRequest) (*
 		return nil, err
 	}
 	return &gnmi.CapabilityResponse{
-		SupportedModels:    []*gnmi.ModelData{{Name: "p4mesh", Organization: "p4mesh", Version: "2026-12-06"}},
+		SupportedModels:    []*gnmi.ModelData{{Name: "p4mesh", Organization: "p4mesh", Version: "2026-12-07"}},
 		SupportedEncodings: []gnmi.Encoding{gnmi.Encoding_JSON_IETF, gnmi.Encoding_JSON},
 		GNMIVersion:        Version,
 	}, nil
