@@ -105,15 +105,15 @@ type options struct {
 	overrideSaved bool
 	dataDir       string
 	// store is --store: bolt (the default) or yaml.
-	store string
-	listen        string
-	advertise     string
-	metricsAddr   string
-	logLevel      slog.Level
-	gnmi          gnmiOptions
-	peerGrace     time.Duration
-	tls           mtls.Flags
-	limits        daemon.Limits
+	store       string
+	listen      string
+	advertise   string
+	metricsAddr string
+	logLevel    slog.Level
+	gnmi        gnmiOptions
+	peerGrace   time.Duration
+	tls         mtls.Flags
+	limits      daemon.Limits
 	// gate: its Conns and Logger are set at start.
 	gate sendgate.Options
 }
