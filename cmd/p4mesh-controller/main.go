@@ -15,12 +15,15 @@
 // logged at WARN, with what it replaces). With nothing saved, --config is
 // applied and saved. See controller.Store.Startup.
 //
-// The saved configuration carries a SHA-256 on its last line. A saved file
-// that does not match it (cut short, a flipped byte, edited by hand) stops
-// the controller with an error saying what to do: restore it from a
-// backup, or start from --config with --config-overrides-saved, which
-// moves the damaged file aside. A file without a checksum, written by an
-// older p4mesh, is accepted with a warning and saved again with one.
+// The configuration is kept in --data-dir/store.db (--store bolt, the
+// default): one key per item, each accepted change one transaction, and
+// the store's revision is the watch revision, so OHCs resume across a
+// restart without a snapshot. A data directory of an older p4mesh
+// (config.yaml, peer-sides.json) is imported on the first start and its
+// files renamed *.migrated. --store yaml keeps config.yaml, written whole
+// per change with a SHA-256 on its last line: a file that does not match
+// stops the controller with an error saying what to do (restore it, or
+// --config-overrides-saved, which moves it aside).
 //
 // SIGHUP re-reads --config and applies it, replacing what was accepted
 // since: that is an operator's explicit request. An invalid one is
