@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/p4mesh/p4mesh/api/p4meshv1"
 )
 
 // The YAML form of a Config. Addresses, prefixes and MACs are strings in
@@ -520,6 +522,9 @@ type Store struct {
 	// cur change in the same order when Applies race.
 	mu  sync.Mutex
 	cur *Config
+	// sides are the peer sides, written whole to peer-sides.json
+	// (peersides.go).
+	sides map[string]map[string]*p4meshv1.PeerSide
 }
 
 // OpenStore opens (creating it if needed) the data directory dir. It
@@ -614,22 +619,25 @@ func (s *Store) Apply(c *Config) error {
 
 var _ Persistence = (*Store)(nil)
 
+// Revision is 0: a YAML file has no revisions.
+func (s *Store) Revision() uint64 { return 0 }
+
 // Commit persists the configuration with ch applied, as a whole file: a
 // change costs the size of the configuration here.
-func (s *Store) Commit(ch *Change, whole func() *Config) error {
+func (s *Store) Commit(ch *Change, whole func() *Config) (uint64, error) {
 	return s.CommitAll(whole())
 }
 
 // CommitAll persists c, which the caller has validated, and makes it
 // current; c must not be modified afterwards.
-func (s *Store) CommitAll(c *Config) error {
+func (s *Store) CommitAll(c *Config) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.save(c); err != nil {
-		return err
+		return 0, err
 	}
 	s.cur = c
-	return nil
+	return 0, nil
 }
 
 // Dir is the data directory.

@@ -188,11 +188,62 @@ func (s *Server) connectivityLocked(svc *service) (dest, fwd, lbs, routes map[st
 	return dest, fwd, lbs, routes
 }
 
-func putOrDelete[M proto.Message](t *watch.Table, key string, v M, ok bool) {
+// batches are the table changes of one Change, gathered so that each
+// table takes them in one Commit at the change's revision: a client then
+// sees one revision per change, as the store has it. Each key keeps the
+// last thing done to it (nil: deleted), so a delete then a put of a key is
+// a put.
+type batches map[*watch.Table]map[string]proto.Message
+
+func (b batches) put(t *watch.Table, key string, v proto.Message) {
+	if b[t] == nil {
+		b[t] = map[string]proto.Message{}
+	}
+	b[t][key] = v
+}
+
+func (b batches) del(t *watch.Table, key string) { b.put(t, key, nil) }
+
+func putOrDelete[M proto.Message](b batches, t *watch.Table, key string, v M, ok bool) {
 	if ok {
-		t.Put(key, v)
+		b.put(t, key, v)
 	} else {
-		t.Delete(key)
+		b.del(t, key)
+	}
+}
+
+// commitLocked moves every table to s.rev: each its batch, and the others
+// with nothing, so that their streams are told the revision (PROGRESS)
+// and a client of any table resumes at the store's revision after a
+// restart. A table made during the change is at s.rev already, with what
+// the batch would have given it.
+func (s *Server) commitLocked(b batches) {
+	move := func(t *watch.Table) {
+		if t.Revision() >= s.rev {
+			return
+		}
+		var puts map[string]proto.Message
+		var dels []string
+		for k, v := range b[t] {
+			if v == nil {
+				dels = append(dels, k)
+				continue
+			}
+			if puts == nil {
+				puts = map[string]proto.Message{}
+			}
+			puts[k] = v
+		}
+		t.Commit(s.rev, puts, dels)
+	}
+	move(s.peers)
+	for _, svc := range s.services {
+		for _, t := range svc.tables() {
+			move(t)
+		}
+	}
+	for _, t := range s.hosts {
+		move(t)
 	}
 }
 
@@ -202,9 +253,11 @@ type hostVPC struct{ host, vpc string }
 // touching only what the change affects: the services of the VPCs of the
 // endpoints, load balancers and routes it changes, the host tables of the
 // hosts those endpoints leave and join, and the peer sides of VPCs whose
-// hosts change. Every table change is a Put or a Delete of one item.
+// hosts change. Every table moves to s.rev, in one Commit each.
 func (s *Server) applyLocked(pd *pending) {
 	m := s.m
+	b := batches{}
+	defer s.commitLocked(b)
 	// What was there before, for what the change moves away from.
 	oldEps := map[string]Endpoint{}
 	pairs := map[hostVPC]bool{} // (host, VPC) pairs the change may add or remove → present before
@@ -263,15 +316,15 @@ func (s *Server) applyLocked(pd *pending) {
 		}
 		now, has := m.eps.get(id)
 		if !has || now.Host != old.Host {
-			s.hostTableLocked(old.Host).Delete("endpoint/" + id)
+			b.del(s.hostTableLocked(old.Host), "endpoint/"+id)
 		}
 		if has && now.VPC == old.VPC && now.IP == old.IP {
 			continue
 		}
 		for _, svc := range s.svcByVPC[old.VPC] {
 			if svc.exports(old.IP) {
-				svc.dest.Delete(old.IP.String())
-				svc.fwd.Delete(old.IP.String())
+				b.del(svc.dest, old.IP.String())
+				b.del(svc.fwd, old.IP.String())
 			}
 		}
 	}
@@ -280,11 +333,11 @@ func (s *Server) applyLocked(pd *pending) {
 		if !ok {
 			continue
 		}
-		s.hostTableLocked(e.Host).Put("endpoint/"+id, localEndpoint(m, e))
+		b.put(s.hostTableLocked(e.Host), "endpoint/"+id, localEndpoint(m, e))
 		for _, svc := range s.svcByVPC[e.VPC] {
 			if d, f := m.endpointItems(svc, e); d != nil {
-				svc.dest.Put(d.Ip, d)
-				svc.fwd.Put(f.Ip, f)
+				b.put(svc.dest, d.Ip, d)
+				b.put(svc.fwd, f.Ip, f)
 			}
 		}
 	}
@@ -293,14 +346,14 @@ func (s *Server) applyLocked(pd *pending) {
 		if now := m.hostVPCs[p.host][p.vpc] > 0; now != before {
 			t := s.hostTableLocked(p.host)
 			for k, v := range s.vpcItems[p.vpc] {
-				putOrDelete(t, k, v, now)
+				putOrDelete(b, t, k, v, now)
 			}
 		}
 	}
 	for vpc := range vpcHostsChanged {
 		for _, p := range m.base.Peerings {
 			if p.VPC == vpc {
-				s.peers.Put(p.VPC+"/"+p.PeerVPC, s.peerSideLocked(p))
+				b.put(s.peers, p.VPC+"/"+p.PeerVPC, s.peerSideLocked(p))
 			}
 		}
 	}
@@ -320,13 +373,13 @@ func (s *Server) applyLocked(pd *pending) {
 		now, has := m.lbs.get(name)
 		if had && (!has || now.VPC != old.VPC) {
 			for _, svc := range s.svcByVPC[old.VPC] {
-				svc.lbs.Delete(name)
+				b.del(svc.lbs, name)
 			}
 		}
 		if has {
 			for _, svc := range s.svcByVPC[now.VPC] {
 				it := m.lbItem(svc, now)
-				putOrDelete(svc.lbs, name, it, it != nil)
+				putOrDelete(b, svc.lbs, name, it, it != nil)
 			}
 		}
 	}
@@ -348,7 +401,7 @@ func (s *Server) applyLocked(pd *pending) {
 	for g := range groups {
 		for _, svc := range s.svcByVPC[g.vpc] {
 			it := m.routeItem(svc, g)
-			putOrDelete(svc.routes, g.prefix.String(), it, it != nil)
+			putOrDelete(b, svc.routes, g.prefix.String(), it, it != nil)
 		}
 	}
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // The other controllers' sides of the peerings, as last heard, are kept
-// beside the configuration. After a restart the controller serves its
+// with the configuration (Persistence.CommitPeerSides): in the item store,
+// or, for the YAML Store, in peer-sides.json beside config.yaml. After a restart the controller serves its
 // peerings from them until each peer controller is heard from again, so a
 // restart while a peer controller is down does not make every OHC drop
 // that peer's entries.
@@ -33,40 +34,42 @@ import (
 // p4mesh: it is accepted, with a warning, and saved again with a checksum.
 const peerSidesFile = "peer-sides.json"
 
-// peerSidesPath is where the peer sides are kept, "" if nowhere.
-func (s *Server) peerSidesPath() string {
-	dir := s.opts.Store.Dir()
-	if dir == "" {
-		return ""
-	}
-	return filepath.Join(dir, peerSidesFile)
-}
+// peerSidesPath is where the peer sides are kept.
+func (st *Store) peerSidesPath() string { return filepath.Join(st.Dir(), peerSidesFile) }
 
-// savePeerSidesLocked writes s.remote; a failure is logged, as it only
-// costs the fast path of a later restart.
-func (s *Server) savePeerSidesLocked() {
-	if s.peerSidesPath() == "" {
-		return
+// CommitPeerSides records sides as all that controller said and writes
+// every controller's sides to the file: it is small (sides, not
+// endpoints), so writing it whole is cheap.
+func (st *Store) CommitPeerSides(controller string, sides map[string]*p4meshv1.PeerSide) (uint64, bool, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.sides == nil {
+		st.sides = map[string]map[string]*p4meshv1.PeerSide{}
+	}
+	if len(sides) == 0 {
+		delete(st.sides, controller)
+	} else {
+		st.sides[controller] = sides
 	}
 	doc := map[string]map[string]json.RawMessage{}
-	for ctl, sides := range s.remote {
+	for ctl, sides := range st.sides {
 		doc[ctl] = map[string]json.RawMessage{}
 		for k, side := range sides {
 			b, err := protojson.Marshal(side)
 			if err != nil {
-				s.log.Error("peer sides not saved", "err", err)
-				return
+				return 0, true, fmt.Errorf("save peer sides: %w", err)
 			}
 			doc[ctl][k] = b
 		}
 	}
-	sides, err := json.MarshalIndent(doc, "  ", "  ")
+	b, err := json.MarshalIndent(doc, "  ", "  ")
 	if err == nil {
-		err = writeFileAtomic(s.peerSidesPath(), sealPeerSides(sides), 0o600)
+		err = writeFileAtomic(st.peerSidesPath(), sealPeerSides(b), 0o600)
 	}
 	if err != nil {
-		s.log.Error("peer sides not saved", "err", err)
+		return 0, true, fmt.Errorf("save peer sides: %w", err)
 	}
+	return 0, true, nil
 }
 
 // sealPeerSides frames the JSON of the sides with their checksum.
@@ -100,41 +103,37 @@ func unsealPeerSides(path string, data []byte) (sides []byte, legacy bool, err e
 	return sides, false, nil
 }
 
-// loadPeerSides reads the sides saved by a previous run, for controllers
-// still in the directory.
-func (s *Server) loadPeerSides() (_ map[string]map[string]*p4meshv1.PeerSide, legacy bool, err error) {
-	if s.peerSidesPath() == "" {
-		return nil, false, nil
-	}
-	b, err := os.ReadFile(s.peerSidesPath())
+// PeerSides reads the sides saved by a previous run.
+func (st *Store) PeerSides() (_ map[string]map[string]*p4meshv1.PeerSide, legacy bool, err error) {
+	path := st.peerSidesPath()
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	b, legacy, err = unsealPeerSides(s.peerSidesPath(), b)
+	b, legacy, err = unsealPeerSides(path, b)
 	if err != nil {
 		return nil, false, err
 	}
 	var doc map[string]map[string]json.RawMessage
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, false, fmt.Errorf("%s: %w", s.peerSidesPath(), err)
+		return nil, false, fmt.Errorf("%s: %w", path, err)
 	}
-	peers := s.peerControllersLocked()
 	out := map[string]map[string]*p4meshv1.PeerSide{}
 	for ctl, sides := range doc {
-		if _, ok := peers[ctl]; !ok {
-			continue
-		}
 		out[ctl] = map[string]*p4meshv1.PeerSide{}
 		for k, raw := range sides {
 			side := &p4meshv1.PeerSide{}
 			if err := protojson.Unmarshal(raw, side); err != nil {
-				return nil, false, fmt.Errorf("%s: %s: %w", s.peerSidesPath(), k, err)
+				return nil, false, fmt.Errorf("%s: %s: %w", path, k, err)
 			}
 			out[ctl][k] = side
 		}
 	}
+	st.mu.Lock()
+	st.sides = out
+	st.mu.Unlock()
 	return out, legacy, nil
 }

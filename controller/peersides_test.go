@@ -44,11 +44,8 @@ func peerSidesServer(t *testing.T, dir string) (*Server, *syncBuffer) {
 func savedPeerSides(t *testing.T, dir string) []byte {
 	t.Helper()
 	s, _ := peerSidesServer(t, dir)
-	s.mu.Lock()
-	s.remote["c2"] = map[string]*p4meshv1.PeerSide{"blue/red": blueSide()}
-	s.savePeerSidesLocked()
-	s.mu.Unlock()
-	b, err := os.ReadFile(s.peerSidesPath())
+	s.setRemote(t.Context(), "c2", map[string]*p4meshv1.PeerSide{"blue/red": blueSide()})
+	b, err := os.ReadFile(filepath.Join(dir, peerSidesFile))
 	if err != nil {
 		t.Fatal(err)
 	}

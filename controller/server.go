@@ -77,6 +77,10 @@ type Server struct {
 	m  *model // the configuration being served
 	// snap is m materialised, nil until Config asks for it after a change.
 	snap *Config
+	// rev is the revision every watch table is at: the store's revision
+	// of the last commit (ItemStore), or, for a store without revisions,
+	// one the Server numbers from the wall clock at its start.
+	rev uint64
 	// gen counts whole configurations applied, for revokeLocked.
 	gen      uint64
 	remote   map[string]map[string]*p4meshv1.PeerSide // controller -> "vpc/peer_vpc" -> side
@@ -173,7 +177,6 @@ func NewServer(o ServerOptions) (*Server, error) {
 		remote:   map[string]map[string]*p4meshv1.PeerSide{},
 		hosts:    map[string]*watch.Table{},
 		services: map[PublishedService]*service{},
-		peers:    watch.NewTable("peers", o.Watch),
 		changed:  make(chan struct{}, 1),
 		ready:    make(chan struct{}),
 	}
@@ -181,20 +184,41 @@ func NewServer(o ServerOptions) (*Server, error) {
 		s.opts.PeerGrace = 10 * time.Second
 	}
 	s.mu.Lock()
-	saved, legacy, err := s.loadPeerSides()
+	defer s.mu.Unlock()
+	saved, legacy, err := o.Store.PeerSides()
 	if err != nil {
 		s.log.Warn("saved peer sides unusable, ignored; waiting to hear from the peer controllers", "err", err)
 	}
+	// The store keeps exactly the sides in remote, so that a side heard
+	// again unchanged needs no commit (setRemote): those of controllers
+	// that are no longer peers go, those of an older p4mesh are saved
+	// again with a checksum.
+	peers := s.peerControllersLocked()
 	for ctl, sides := range saved {
-		s.remote[ctl] = sides
+		_, keep := peers[ctl]
+		if keep {
+			s.remote[ctl] = sides
+		}
+		if !keep || legacy {
+			if !keep {
+				sides = nil
+			}
+			if _, _, err := o.Store.CommitPeerSides(ctl, sides); err != nil {
+				s.log.Error("saved peer sides not updated", "controller", ctl, "err", err)
+			}
+		}
 	}
 	if legacy {
-		s.log.Warn("saved peer sides had no checksum (an older p4mesh wrote them): accepted and saved again with one", "path", s.peerSidesPath())
-		s.savePeerSidesLocked()
+		s.log.Warn("saved peer sides had no checksum (an older p4mesh wrote them): accepted and saved again with one")
+	}
+	// The tables are built at the store's revision, so that a client the
+	// process before a restart told that revision resumes with no RESET.
+	s.rev = o.Store.Revision()
+	if s.rev == 0 {
+		s.rev = uint64(time.Now().UnixNano())
 	}
 	s.recomputeLocked()
 	s.checkReadyLocked()
-	s.mu.Unlock()
 	return s, nil
 }
 
@@ -260,14 +284,17 @@ func (s *Server) applyWhole(c *Config) error {
 		return nil
 	}
 	c = c.Clone()
-	if err := s.opts.Store.CommitAll(c); err != nil {
+	rev, err := s.opts.Store.CommitAll(c)
+	if err != nil {
 		return err
 	}
 	m := newModel(c)
 	s.mu.Lock()
 	s.m, s.snap = m, c
 	s.gen++
-	s.recomputeLocked()
+	if s.advanceLocked(rev) {
+		s.recomputeLocked()
+	}
 	s.mu.Unlock()
 	s.notify()
 	return nil
@@ -285,7 +312,7 @@ func (s *Server) applyChange(ch *Change) error {
 		return nil
 	}
 	var whole *Config
-	err := s.opts.Store.Commit(ch, func() *Config {
+	rev, err := s.opts.Store.Commit(ch, func() *Config {
 		if whole == nil {
 			whole = ch.ApplyTo(s.Config())
 		}
@@ -295,12 +322,31 @@ func (s *Server) applyChange(ch *Change) error {
 		return err
 	}
 	s.mu.Lock()
-	s.applyLocked(pd)
+	if s.advanceLocked(rev) {
+		s.applyLocked(pd)
+	} else {
+		pd.apply()
+	}
 	// If the store built the new configuration, it is the snapshot.
 	s.snap = whole
 	s.mu.Unlock()
 	s.notify()
 	return nil
+}
+
+// advanceLocked moves s.rev to rev, the revision a commit got (0: the
+// store has none, and the next one is numbered here), and reports whether
+// the tables are to follow. A revision not above s.rev is a commit that
+// wrote nothing, which changed no table either.
+func (s *Server) advanceLocked(rev uint64) bool {
+	if rev == 0 {
+		rev = s.rev + 1
+	}
+	if rev <= s.rev {
+		return false
+	}
+	s.rev = rev
+	return true
 }
 
 func (s *Server) notify() {
@@ -451,26 +497,53 @@ func maps(m map[string]*p4meshv1.PeerSide) map[string]*p4meshv1.PeerSide {
 // recomputes. Once Run has cancelled the follower (and forgotten the
 // controller), a last update racing in from it is dropped instead of
 // resurrecting stale sides.
+//
+// The sides are committed first: the tables move to the revision that
+// commit got. changeMu keeps the commits of sides and of configuration
+// changes in the order their tables follow them. If the commit fails the
+// update is dropped (logged): the tables cannot take a revision the store
+// did not give, and a store that cannot commit refuses configuration
+// changes as well.
 func (s *Server) setRemote(follower context.Context, controller string, sides map[string]*p4meshv1.PeerSide) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
 	if follower.Err() != nil {
 		return
 	}
+	rev, changed, err := s.opts.Store.CommitPeerSides(controller, sides)
+	if err != nil {
+		s.log.Error("peer sides not saved: update dropped", "controller", controller, "err", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, known := s.remote[controller]
 	s.remote[controller] = sides
-	s.remoteGen++
-	s.savePeerSidesLocked()
-	s.recomputeLocked()
+	// Unchanged sides are the ones remote held already (the store keeps
+	// exactly remote's), so no table changes.
+	if (changed || !known) && s.advanceLocked(rev) {
+		s.remoteGen++
+		s.recomputeLocked()
+	}
 	s.checkReadyLocked()
 }
 
 // forgetRemote drops what controller said: it is no longer followed.
 func (s *Server) forgetRemote(controller string) {
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	rev, _, err := s.opts.Store.CommitPeerSides(controller, nil)
+	if err != nil {
+		s.log.Error("peer sides not forgotten: still served", "controller", controller, "err", err)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.remote, controller)
-	s.remoteGen++
-	s.recomputeLocked()
+	if s.advanceLocked(rev) {
+		s.remoteGen++
+		s.recomputeLocked()
+	}
 }
 
 // Stats reports what the controller publishes, for metrics.
@@ -570,8 +643,24 @@ func (s *Server) peerStateLocked(p Peering) (*p4meshv1.PeerSide, bool, string) {
 	return other, true, ""
 }
 
+// tableLocked makes a table holding items at s.rev: what the owner's
+// store holds at that revision, with nothing before it to resume from.
+func (s *Server) tableLocked(name string, items map[string]proto.Message) *watch.Table {
+	o := s.opts.Watch
+	o.Epoch = s.rev
+	return watch.NewTableFrom(name, items, o)
+}
+
+// replaceLocked moves t to s.rev with exactly items; a table made at
+// s.rev already holds them.
+func (s *Server) replaceLocked(t *watch.Table, items map[string]proto.Message) {
+	if t.Revision() < s.rev {
+		t.ReplaceAt(s.rev, items)
+	}
+}
+
 // recomputeLocked derives every watch table from the model and the remote
-// sides.
+// sides, at s.rev.
 func (s *Server) recomputeLocked() {
 	m := s.m
 	c := m.base
@@ -579,7 +668,10 @@ func (s *Server) recomputeLocked() {
 	for _, p := range c.Peerings {
 		sides[p.VPC+"/"+p.PeerVPC] = s.peerSideLocked(p)
 	}
-	s.peers.Replace(sides)
+	if s.peers == nil {
+		s.peers = s.tableLocked("peers", sides)
+	}
+	s.replaceLocked(s.peers, sides)
 
 	// Connectivity, one set of tables per published service.
 	published := c.PublishedServices()
@@ -593,31 +685,32 @@ func (s *Server) recomputeLocked() {
 	s.svcByVPC = map[string][]*service{}
 	for _, ps := range published {
 		svc := s.services[ps]
-		if svc == nil {
-			name := ps.VPC + "/" + ps.Policy
-			svc = &service{
-				ps:      ps,
-				dest:    watch.NewTable("destinations/"+name, s.opts.Watch),
-				fwd:     watch.NewTable("forwarding/"+name, s.opts.Watch),
-				lbs:     watch.NewTable("load-balancers/"+name, s.opts.Watch),
-				routes:  watch.NewTable("routes/"+name, s.opts.Watch),
-				streams: map[*connStream]struct{}{},
-			}
+		isNew := svc == nil
+		if isNew {
+			svc = &service{ps: ps, streams: map[*connStream]struct{}{}}
 			s.services[ps] = svc
 		}
 		svc.exported = m.exportedPrefixes(ps.VPC, ps.Policy)
 		s.svcByVPC[ps.VPC] = append(s.svcByVPC[ps.VPC], svc)
 		dest, fwd, lbs, routes := s.connectivityLocked(svc)
-		svc.dest.Replace(dest)
-		svc.fwd.Replace(fwd)
-		svc.lbs.Replace(lbs)
-		svc.routes.Replace(routes)
+		if isNew {
+			name := ps.VPC + "/" + ps.Policy
+			svc.dest = s.tableLocked("destinations/"+name, dest)
+			svc.fwd = s.tableLocked("forwarding/"+name, fwd)
+			svc.lbs = s.tableLocked("load-balancers/"+name, lbs)
+			svc.routes = s.tableLocked("routes/"+name, routes)
+			continue
+		}
+		s.replaceLocked(svc.dest, dest)
+		s.replaceLocked(svc.fwd, fwd)
+		s.replaceLocked(svc.lbs, lbs)
+		s.replaceLocked(svc.routes, routes)
 	}
 	for ps, svc := range s.services {
 		if !want[ps] {
 			// Streams still open on it see everything deleted.
-			for _, t := range []*watch.Table{svc.dest, svc.fwd, svc.lbs, svc.routes} {
-				t.Replace(nil)
+			for _, t := range svc.tables() {
+				s.replaceLocked(t, nil)
 			}
 			delete(s.services, ps)
 		}
@@ -648,8 +741,11 @@ func (s *Server) recomputeLocked() {
 				continue
 			}
 		}
-		t := s.hostTableLocked(id)
-		t.Replace(s.hostItemsLocked(id))
+		if t := s.hosts[id]; t != nil {
+			s.replaceLocked(t, s.hostItemsLocked(id))
+		} else {
+			s.hostTableLocked(id)
+		}
 	}
 }
 
@@ -721,13 +817,19 @@ func (s *Server) revokeHostsLocked(lost []hostVPC) {
 	}
 }
 
+// hostTableLocked returns host id's table, making it, with what the model
+// says of the host, if there is none.
 func (s *Server) hostTableLocked(id string) *watch.Table {
 	t := s.hosts[id]
 	if t == nil {
-		t = watch.NewTable("host/"+id, s.opts.Watch)
+		t = s.tableLocked("host/"+id, s.hostItemsLocked(id))
 		s.hosts[id] = t
 	}
 	return t
+}
+
+func (svc *service) tables() [4]*watch.Table {
+	return [4]*watch.Table{svc.dest, svc.fwd, svc.lbs, svc.routes}
 }
 
 func hostInfo(h Host) *p4meshv1.HostInfo {
@@ -881,9 +983,10 @@ func (h hostProgramming) Watch(req *p4meshv1.WatchRequest, st grpc.ServerStreami
 	case <-st.Context().Done():
 		return nil
 	}
+	// Every change moves every host table, so one that exists is
+	// current; a new one is made from the model.
 	h.s.mu.Lock()
 	t := h.s.hostTableLocked(host)
-	t.Replace(h.s.hostItemsLocked(host))
 	h.s.mu.Unlock()
 	h.s.log.Info("host programming watch", "host", host, "resume", req.GetResumeRevision())
 	return h.s.serve(st.Context(), t, req.GetResumeRevision(), st.Send)

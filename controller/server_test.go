@@ -229,6 +229,12 @@ func watchRaw(t *testing.T, conn *grpc.ClientConn, open openFunc, req *p4meshv1.
 				e.done <- err
 				return
 			}
+			// Every table moves to every revision of the store, so
+			// idle streams get PROGRESS at any time; these tests are
+			// about what changes.
+			if ev.GetType() == p4meshv1.Event_PROGRESS {
+				continue
+			}
 			select {
 			case e.ch <- ev:
 			case <-ctx.Done():
@@ -696,8 +702,8 @@ func TestDeltas(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := dest.next(t)
-	if ev.GetType() != p4meshv1.Event_PUT || ev.GetKey() != "10.1.0.12" || ev.GetDestination().GetEndpoint() != "red-vm3" || ev.GetRevision() != rev+1 {
-		t.Fatalf("after adding red-vm3: %v, want PUT 10.1.0.12 (red-vm3) at revision %d", ev, rev+1)
+	if ev.GetType() != p4meshv1.Event_PUT || ev.GetKey() != "10.1.0.12" || ev.GetDestination().GetEndpoint() != "red-vm3" || ev.GetRevision() <= rev {
+		t.Fatalf("after adding red-vm3: %v, want PUT 10.1.0.12 (red-vm3) at a revision after %d", ev, rev)
 	}
 	rev = ev.GetRevision()
 
@@ -723,8 +729,8 @@ func TestDeltas(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev = dest.next(t)
-	if ev.GetType() != p4meshv1.Event_DELETE || ev.GetKey() != "10.1.0.12" || ev.GetRevision() != rev+1 {
-		t.Fatalf("after deleting red-vm3: %v, want DELETE 10.1.0.12 at revision %d", ev, rev+1)
+	if ev.GetType() != p4meshv1.Event_DELETE || ev.GetKey() != "10.1.0.12" || ev.GetRevision() <= rev {
+		t.Fatalf("after deleting red-vm3: %v, want DELETE 10.1.0.12 at a revision after %d", ev, rev)
 	}
 	// Re-applying the same configuration sends nothing either.
 	if err := c1.srv.Apply(base.Clone()); err != nil {

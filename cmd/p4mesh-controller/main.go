@@ -15,12 +15,15 @@
 // logged at WARN, with what it replaces). With nothing saved, --config is
 // applied and saved. See controller.Store.Startup.
 //
-// The saved configuration carries a SHA-256 on its last line. A saved file
-// that does not match it (cut short, a flipped byte, edited by hand) stops
-// the controller with an error saying what to do: restore it from a
-// backup, or start from --config with --config-overrides-saved, which
-// moves the damaged file aside. A file without a checksum, written by an
-// older p4mesh, is accepted with a warning and saved again with one.
+// The configuration is kept in --data-dir/store.db (--store bolt, the
+// default): one key per item, each accepted change one transaction, and
+// the store's revision is the watch revision, so OHCs resume across a
+// restart without a snapshot. A data directory of an older p4mesh
+// (config.yaml, peer-sides.json) is imported on the first start and its
+// files renamed *.migrated. --store yaml keeps config.yaml, written whole
+// per change with a SHA-256 on its last line: a file that does not match
+// stops the controller with an error saying what to do (restore it, or
+// --config-overrides-saved, which moves it aside).
 //
 // SIGHUP re-reads --config and applies it, replacing what was accepted
 // since: that is an operator's explicit request. An invalid one is
@@ -39,6 +42,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -55,6 +59,7 @@ import (
 	"github.com/p4mesh/p4mesh/internal/daemon"
 	"github.com/p4mesh/p4mesh/internal/sendgate"
 	"github.com/p4mesh/p4mesh/mtls"
+	"github.com/p4mesh/p4mesh/store/boltstore"
 )
 
 // shutdownGrace bounds a stop: how long RPCs and scrapes in flight get to
@@ -103,14 +108,16 @@ type options struct {
 	// (Store.Startup).
 	overrideSaved bool
 	dataDir       string
-	listen        string
-	advertise     string
-	metricsAddr   string
-	logLevel      slog.Level
-	gnmi          gnmiOptions
-	peerGrace     time.Duration
-	tls           mtls.Flags
-	limits        daemon.Limits
+	// store is --store: bolt (the default) or yaml.
+	store       string
+	listen      string
+	advertise   string
+	metricsAddr string
+	logLevel    slog.Level
+	gnmi        gnmiOptions
+	peerGrace   time.Duration
+	tls         mtls.Flags
+	limits      daemon.Limits
 	// gate: its Conns and Logger are set at start.
 	gate sendgate.Options
 }
@@ -129,6 +136,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.configPath, "config", "", "YAML configuration to start with when --data-dir has none (a saved one wins, see --config-overrides-saved); SIGHUP re-reads and applies it")
 	fs.BoolVar(&o.overrideSaved, "config-overrides-saved", false, "start from --config even when the saved configuration differs, discarding changes accepted since (e.g. over gNMI); a damaged saved configuration is moved aside")
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory the accepted configuration is persisted in (required); it survives restarts")
+	fs.StringVar(&o.store, "store", "bolt", "how --data-dir keeps the configuration: bolt (store.db, one transaction per change; a config.yaml of an older p4mesh is imported on first start) or yaml (config.yaml, the whole file written per change)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:7001", "gRPC address for OHCs and peer controllers; must be this controller's address in the directory unless --advertise is")
 	fs.StringVar(&o.advertise, "advertise", "", "address OHCs and peers reach this controller at, when not --listen (NAT, a load balancer); checked against the directory")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "Prometheus /metrics listen address, e.g. 127.0.0.1:9101 (empty: off)")
@@ -160,6 +168,9 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if o.listen == "" {
 		return o, usageErr("--listen is required")
+	}
+	if o.store != "bolt" && o.store != "yaml" {
+		return o, usageErr("--store %q: bolt or yaml", o.store)
 	}
 	for _, f := range []struct {
 		name string
@@ -213,53 +224,100 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 	return 0
 }
 
+// configStore is what startup opens: a Persistence that decides the
+// configuration to start with.
+type configStore interface {
+	controller.Persistence
+	Startup(fromFlag *controller.Config, overrideSaved bool) (controller.StartupResult, error)
+}
+
+// openStore opens --store in the data directory: the item store in
+// store.db, importing an older p4mesh's config.yaml on its first start, or
+// the YAML file. close releases it.
+func openStore(o options, log *slog.Logger) (st configStore, path string, close func(), err error) {
+	if o.store == "yaml" {
+		y, err := controller.OpenStore(o.dataDir)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("--data-dir: %w", err)
+		}
+		return y, y.Path(), func() {}, nil
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return nil, "", nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	path = filepath.Join(o.dataDir, "store.db")
+	b, err := boltstore.Open(path, boltstore.Options{})
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	items, err := controller.OpenItemStore(ctx, b)
+	if err == nil {
+		var from string
+		from, err = items.MigrateDataDir(o.dataDir, log.Warn)
+		if from != "" && err == nil {
+			log.Warn("imported the configuration and peer sides an older p4mesh kept as files into the store, in one commit; the files are renamed *.migrated",
+				"from", from, "store", path, "revision", items.Revision())
+		}
+	}
+	if err != nil {
+		b.Close()
+		return nil, "", nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	return items, path, func() { b.Close() }, nil
+}
+
 // startup opens the data directory and decides the configuration to
 // start with.
-func startup(o options, log *slog.Logger) (*controller.Store, error) {
+func startup(o options, log *slog.Logger) (controller.Persistence, func(), error) {
 	var fromFlag *controller.Config
 	if o.configPath != "" {
 		c, err := controller.LoadFile(o.configPath)
 		if err != nil {
-			return nil, fmt.Errorf("--config: %w", err)
+			return nil, nil, fmt.Errorf("--config: %w", err)
 		}
 		fromFlag = c
 	}
-	store, err := controller.OpenStore(o.dataDir)
+	store, path, closeStore, err := openStore(o, log)
 	if err != nil {
-		return nil, fmt.Errorf("--data-dir: %w", err)
+		return nil, nil, err
 	}
 	res, err := store.Startup(fromFlag, o.overrideSaved)
 	if err != nil {
-		return nil, err
+		closeStore()
+		return nil, nil, err
 	}
 	if res.SetAside != "" {
 		log.Warn("saved configuration unusable: moved aside, starting from --config (--config-overrides-saved)",
 			"moved_to", res.SetAside, "err", res.Unloadable)
 	}
 	if res.Migrated {
-		log.Warn("saved configuration had no checksum (an older p4mesh wrote it): accepted and saved again with one", "path", store.Path())
+		log.Warn("saved configuration had no checksum (an older p4mesh wrote it): accepted and saved again with one", "path", path)
 	}
 	switch {
 	case res.FromSaved && res.Differences != nil:
 		log.Warn("configuration: the saved one, which differs from --config: it holds the changes accepted since; --config-overrides-saved would start from --config",
-			"path", store.Path(), "config", o.configPath, "differences", res.Differences.String())
+			"path", path, "config", o.configPath, "differences", res.Differences.String())
 	case res.FromSaved:
-		log.Info("configuration: the saved one", "path", store.Path(), "config_flag", o.configPath)
+		log.Info("configuration: the saved one", "path", path, "config_flag", o.configPath)
 	case res.Differences != nil:
 		log.Warn("configuration: from --config (--config-overrides-saved), replacing the saved one and the changes accepted since",
-			"config", o.configPath, "path", store.Path(), "differences", res.Differences.String())
+			"config", o.configPath, "path", path, "differences", res.Differences.String())
 	default:
-		log.Info("configuration: from --config, now saved", "config", o.configPath, "path", store.Path())
+		log.Info("configuration: from --config, now saved", "config", o.configPath, "path", path)
 	}
-	return store, nil
+	return store, closeStore, nil
 }
 
 // serve runs the controller until ctx ends or a server fails.
 func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error) {
-	store, err := startup(o, log)
+	store, closeStore, err := startup(o, log)
 	if err != nil {
 		return err
 	}
+	// Deferred first, so it runs last: after every server that commits.
+	defer closeStore()
 	grpcOpts, auth, err := o.tls.Server(o.listen, log)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)

@@ -461,7 +461,9 @@ func TestDamagedSavedConfiguration(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	cfgPath := writeConfig(t, filepath.Join(dir, "c1.yaml"), closedPort(t), nil)
-	args := []string{"--config", cfgPath, "--data-dir", data, "--listen", "127.0.0.1:0"}
+	// The YAML store: the item store's damaged items are
+	// controller.TestItemStoreDamagedItem's.
+	args := []string{"--config", cfgPath, "--data-dir", data, "--listen", "127.0.0.1:0", "--store", "yaml"}
 	start(t, args...).stop(t)
 
 	saved := filepath.Join(data, "config.yaml")
@@ -491,4 +493,43 @@ func TestDamagedSavedConfiguration(t *testing.T) {
 	if !strings.Contains(o.logs.String(), `endpoints=4`) {
 		t.Error("--config-overrides-saved did not start from --config")
 	}
+}
+
+// A data directory the YAML store kept is imported into store.db on the
+// first start with the default store, and the saved configuration (with a
+// change --config does not have) still wins over --config.
+func TestMigratesYAMLDataDir(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfgPath := writeConfig(t, filepath.Join(dir, "c1.yaml"), closedPort(t), nil)
+	args := []string{"--config", cfgPath, "--data-dir", data, "--listen", "127.0.0.1:0"}
+	start(t, append(args, "--store", "yaml")...).stop(t)
+	// What --config no longer says, so that starting from it would show.
+	os.WriteFile(cfgPath, []byte(strings.Replace(readFile(t, cfgPath), "vni: 100", "vni: 101", 1)), 0o600)
+
+	p := start(t, args...)
+	p.waitLog(t, `level=WARN msg="imported the configuration and peer sides an older p4mesh kept as files into the store`)
+	if logs := p.logs.String(); !strings.Contains(logs, `msg="configuration: the saved one, which differs from --config`) {
+		t.Errorf("after the import the saved configuration did not win:\n%s", logs)
+	}
+	p.stop(t)
+	if _, err := os.Stat(filepath.Join(data, "config.yaml.migrated")); err != nil {
+		t.Errorf("config.yaml not renamed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "config.yaml")); err == nil {
+		t.Error("config.yaml still there")
+	}
+	again := start(t, args...)
+	if strings.Contains(again.logs.String(), "imported") {
+		t.Error("imported twice")
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/controller"
 	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/store/boltstore"
 )
 
 // bigConfig is one VPC, "big", of n endpoints spread over hosts hosts.
@@ -205,8 +207,8 @@ func BenchmarkOnChangeFanout(b *testing.B) {
 // BenchmarkSetOneEndpoint: a gNMI Set, over gRPC on loopback, adding one
 // endpoint (an update of /p4mesh/endpoints/endpoint[id=X]/config, as
 // `p4meshctl set --update` sends it) to a controller holding 10k or 100k
-// endpoints (one VPC over 1,000 hosts), its store in a temporary
-// directory; 1M too with P4MESH_BENCH_1M=1 (several GB and minutes), over
+// endpoints (one VPC over 1,000 hosts), its store the daemon's default
+// (bbolt, controller.ItemStore) in a temporary directory; 1M too with P4MESH_BENCH_1M=1 (several GB and minutes), over
 // 10,000 hosts (a host has at most 509 ports).
 // Each size runs four ways:
 //   - entries: the Set as the server takes it (setEntries);
@@ -227,12 +229,22 @@ func BenchmarkSetOneEndpoint(b *testing.B) {
 	}
 	for _, n := range sizes {
 		hosts := max(1000, n/100)
-		store, err := controller.OpenStore(b.TempDir())
+		// The daemon's default store: bbolt, one key per item.
+		dbPath := filepath.Join(b.TempDir(), "store.db")
+		backend, err := boltstore.Open(dbPath, boltstore.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := store.Apply(bigConfig(n, hosts)); err != nil {
+		defer backend.Close()
+		store, err := controller.OpenItemStore(b.Context(), backend)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := store.Startup(bigConfig(n, hosts), false); err != nil {
 			b.Fatalf("%.2000s", err) // one line per endpoint if the generator is wrong
+		}
+		if fi, err := os.Stat(dbPath); err == nil {
+			b.Logf("store.db at %d endpoints: %d bytes", n, fi.Size())
 		}
 		ctl, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
 		if err != nil {

@@ -1,0 +1,713 @@
+package controller
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	gomaps "maps"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/p4mesh/p4mesh/api/p4meshv1"
+	"github.com/p4mesh/p4mesh/store"
+)
+
+// ItemStore keeps a controller's configuration in a store.Backend, one key
+// per item, so that a change is one commit of what it touches and never a
+// write of the whole configuration (which at 100k endpoints took seconds
+// as YAML). The keys:
+//
+//	controller                               this controller's name
+//	directory/<name>  vpc/<name>  host/<id>  endpoint/<id>  lb/<name>
+//	policy/<name>  peering/<vpc>/<peer vpc>  route/<vpc>/<prefix>/<next hop>
+//	peer-side/<controller>/<vpc>/<peer vpc>  another controller's side
+//	migrated-from                            the data dir's YAML, once imported
+//
+// each component path-escaped, so no name can make two keys collide.
+//
+// A configuration item's value is JSON: {"seq": n, "item": <its YAML
+// document type>} (Go field names, so a field renamed in config.go is a
+// format change). seq is the order the item was added in: lists are
+// ordered in a configuration (the route manager and exports iterate them),
+// and a store's keys are sorted, so a restart rebuilds each list by seq.
+// A put of an existing item keeps its seq (it stays in place, as
+// Change.ApplyTo does); a new item, or one deleted and put again in one
+// change, gets the next one. A peer side's value is its protobuf,
+// deterministically marshalled so that an unchanged side is an unchanged
+// value.
+//
+// Revisions are the backend's: Commit, CommitAll and CommitPeerSides
+// return the revision their commit got, which the Server gives its watch
+// tables.
+type ItemStore struct {
+	b store.Backend
+
+	// mu guards the fields below and is held through each commit, so
+	// that the in-memory record of what is stored changes in commit order.
+	mu sync.Mutex
+	// rev is the backend's revision as of the last load or commit.
+	rev uint64
+	// seq is the order number of each configuration item stored, by key;
+	// next is the one the next new item gets.
+	seq  map[string]uint64
+	next uint64
+	// sides are the peer sides stored, by controller then by "vpc/peer
+	// vpc", and sideBytes their stored values by key.
+	sides     map[string]map[string]*p4meshv1.PeerSide
+	sideBytes map[string][]byte
+	// cur is the configuration stored, nil when a Commit made it stale
+	// (Current loads it again: building it per change would cost the
+	// size of the configuration); damaged lists the items that did not
+	// decode, by key.
+	cur     *Config
+	damaged map[string]error
+	// migrated is the migrated-from value: the data directory whose
+	// YAML files were imported, "" if none.
+	migrated string
+}
+
+var _ Persistence = (*ItemStore)(nil)
+
+const (
+	controllerKey   = "controller"
+	migratedKey     = "migrated-from"
+	peerSidePrefix  = "peer-side/"
+	damagedPrefix   = "damaged/"
+	itemCommitLimit = 30 * time.Second
+)
+
+// itemValue is a configuration item's stored value.
+type itemValue struct {
+	Seq  uint64          `json:"seq"`
+	Item json.RawMessage `json:"item"`
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+func keyOf(kind string, parts ...string) string {
+	var b strings.Builder
+	b.WriteString(kind)
+	for _, p := range parts {
+		b.WriteByte('/')
+		b.WriteString(esc(p))
+	}
+	return b.String()
+}
+
+func routeStoreKey(k RouteKey) string {
+	return keyOf("route", k.VPC, text(k.Prefix), k.NextHop)
+}
+
+// OpenItemStore reads the configuration and peer sides kept in b. An item
+// that does not decode is not an error here: Startup reports it (and
+// --config-overrides-saved replaces it), as for a damaged YAML file.
+func OpenItemStore(ctx context.Context, b store.Backend) (*ItemStore, error) {
+	s := &ItemStore{b: b}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// load reads everything from the backend. s.mu must be held, or s not yet
+// shared.
+func (s *ItemStore) load(ctx context.Context) error {
+	items, rev, err := s.b.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("load the configuration store: %w", err)
+	}
+	s.rev, s.next = rev, 1
+	s.seq = map[string]uint64{}
+	s.sides = map[string]map[string]*p4meshv1.PeerSide{}
+	s.sideBytes = map[string][]byte{}
+	s.damaged = map[string]error{}
+	s.migrated = ""
+	type entry struct {
+		key string
+		seq uint64
+		raw json.RawMessage
+	}
+	lists := map[string][]entry{}
+	var d configDoc
+	for k, v := range items {
+		kind, rest, _ := strings.Cut(k, "/")
+		switch {
+		case k == migratedKey:
+			s.migrated = string(v)
+			continue
+		case kind+"/" == peerSidePrefix:
+			parts := strings.Split(rest, "/")
+			side := &p4meshv1.PeerSide{}
+			if len(parts) != 3 {
+				s.damaged[k] = errors.New("a peer side's key is peer-side/<controller>/<vpc>/<peer vpc>")
+				continue
+			}
+			if err := proto.Unmarshal(v, side); err != nil {
+				s.damaged[k] = err
+				continue
+			}
+			ctl, _ := url.PathUnescape(parts[0])
+			if s.sides[ctl] == nil {
+				s.sides[ctl] = map[string]*p4meshv1.PeerSide{}
+			}
+			s.sides[ctl][side.GetVpc()+"/"+side.GetPeerVpc()] = side
+			s.sideBytes[k] = v
+			continue
+		case kind+"/" == damagedPrefix:
+			continue
+		}
+		var iv itemValue
+		if err := json.Unmarshal(v, &iv); err != nil {
+			s.damaged[k] = err
+			continue
+		}
+		s.seq[k] = iv.Seq
+		s.next = max(s.next, iv.Seq+1)
+		if k == controllerKey {
+			if err := json.Unmarshal(iv.Item, &d.Controller); err != nil {
+				s.damaged[k] = err
+			}
+			continue
+		}
+		lists[kind] = append(lists[kind], entry{k, iv.Seq, iv.Item})
+	}
+	decode := func(kind string, add func(json.RawMessage) error) {
+		es := lists[kind]
+		slices.SortFunc(es, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
+		for _, e := range es {
+			if err := add(e.raw); err != nil {
+				s.damaged[e.key] = err
+			}
+		}
+		delete(lists, kind)
+	}
+	decode("directory", appendJSON(&d.Directory))
+	decode("vpc", appendJSON(&d.VPCs))
+	decode("host", appendJSON(&d.Hosts))
+	decode("endpoint", appendJSON(&d.Endpoints))
+	decode("lb", appendJSON(&d.LoadBalancers))
+	decode("route", appendJSON(&d.Routes))
+	decode("policy", appendJSON(&d.ExportPolicies))
+	decode("peering", appendJSON(&d.Peerings))
+	for _, es := range lists {
+		for _, e := range es {
+			s.damaged[e.key] = errors.New("not a kind of item this p4mesh knows")
+		}
+	}
+	s.cur = nil
+	if len(items) == 0 || rev == 0 {
+		return nil
+	}
+	c, err := d.config()
+	if err != nil {
+		s.damaged["(items)"] = err
+		return nil
+	}
+	if d.Controller == "" && len(s.seq) == 0 {
+		return nil // peer sides only: no configuration
+	}
+	s.cur = c
+	return nil
+}
+
+func appendJSON[T any](list *[]T) func(json.RawMessage) error {
+	return func(raw json.RawMessage) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return err
+		}
+		*list = append(*list, v)
+		return nil
+	}
+}
+
+// damagedErr describes the items that did not decode, nil if none.
+func (s *ItemStore) damagedErr() error {
+	if len(s.damaged) == 0 {
+		return nil
+	}
+	keys := slices.Sorted(gomaps.Keys(s.damaged))
+	var errs []error
+	for i, k := range keys {
+		if i == 10 {
+			errs = append(errs, fmt.Errorf("and %d more", len(keys)-i))
+			break
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", k, s.damaged[k]))
+	}
+	return fmt.Errorf("the configuration store holds items that do not decode:\n%w", errors.Join(errs...))
+}
+
+// Current is the configuration stored, nil if none. After a Commit it is
+// loaded again from the backend, at the cost of the configuration's size:
+// a Server asks for it once, at its start.
+func (s *ItemStore) Current() *Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil && len(s.seq) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), itemCommitLimit)
+		defer cancel()
+		if err := s.load(ctx); err != nil {
+			return nil
+		}
+	}
+	return s.cur
+}
+
+// Revision is the backend's revision as of the last load or commit.
+func (s *ItemStore) Revision() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rev
+}
+
+// Commit makes ch one commit of the items it puts and deletes. It never
+// calls whole.
+func (s *ItemStore) Commit(ch *Change, _ func() *Config) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ops, seqs, err := s.changeOps(ch)
+	if err != nil {
+		return 0, err
+	}
+	if len(ops) == 0 {
+		return s.rev, nil
+	}
+	rev, err := s.commit(ops)
+	if err != nil {
+		return 0, err
+	}
+	for k, q := range seqs {
+		if q == 0 {
+			delete(s.seq, k)
+		} else {
+			s.seq[k] = q
+		}
+	}
+	s.cur = nil
+	return rev, nil
+}
+
+func (s *ItemStore) commit(ops []store.Op) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), itemCommitLimit)
+	defer cancel()
+	rev, err := s.b.Commit(ctx, ops)
+	if err != nil {
+		return 0, fmt.Errorf("persist the change: %w", err)
+	}
+	s.rev = rev
+	return rev, nil
+}
+
+// changeOps are the ops of ch and the seq each key will have (0: deleted).
+func (s *ItemStore) changeOps(ch *Change) ([]store.Op, map[string]uint64, error) {
+	b := opBuilder{s: s, at: map[string]int{}, seqs: map[string]uint64{}, next: s.next}
+	if ch.Controller != "" {
+		if err := b.put(controllerKey, ch.Controller, false); err != nil {
+			return nil, nil, err
+		}
+	}
+	dels := func(kind string, names []string) {
+		for _, n := range names {
+			b.del(keyOf(kind, n))
+		}
+	}
+	dels("directory", ch.DeleteDirectory)
+	dels("vpc", ch.DeleteVPCs)
+	dels("host", ch.DeleteHosts)
+	dels("endpoint", ch.DeleteEndpoints)
+	dels("lb", ch.DeleteLoadBalancers)
+	dels("policy", ch.DeleteExportPolicies)
+	for _, k := range ch.DeleteRoutes {
+		b.del(routeStoreKey(k))
+	}
+	for _, k := range ch.DeletePeerings {
+		b.del(keyOf("peering", k.VPC, k.PeerVPC))
+	}
+	// The docs of the items put, in the form the YAML has: one place
+	// says how an item is written.
+	d := docOf(&Config{Directory: ch.Directory, VPCs: ch.VPCs, Hosts: ch.Hosts, Endpoints: ch.Endpoints,
+		LoadBalancers: ch.LoadBalancers, Routes: ch.Routes, ExportPolicies: ch.ExportPolicies, Peerings: ch.Peerings})
+	if err := b.putAll(d, false); err != nil {
+		return nil, nil, err
+	}
+	s.next = b.next
+	return b.ops, b.seqs, nil
+}
+
+// opBuilder collects the ops of one commit, one per key, the last word on
+// a key winning.
+type opBuilder struct {
+	s    *ItemStore
+	ops  []store.Op
+	at   map[string]int    // key -> index in ops
+	seqs map[string]uint64 // key -> seq after the commit, 0 deleted
+	next uint64
+	// last is, per kind, the seq of the item last put by putAll, which
+	// keeps the whole configuration's order (CommitAll).
+	last map[string]uint64
+}
+
+func (b *opBuilder) op(key string, v []byte) {
+	if i, ok := b.at[key]; ok {
+		b.ops[i].Value = v
+		return
+	}
+	b.at[key] = len(b.ops)
+	b.ops = append(b.ops, store.Op{Key: key, Value: v})
+}
+
+func (b *opBuilder) del(key string) {
+	_, stored := b.s.seq[key]
+	if _, ok := b.at[key]; !ok && !stored {
+		return // absent: deleting it does nothing
+	}
+	b.op(key, nil)
+	b.seqs[key] = 0
+}
+
+// put stores item under key. An item already stored keeps its seq, unless
+// this commit deleted it (it then moves to the end, as ApplyTo moves it)
+// or, ordered, keeping it would put it before an item put earlier in its
+// list.
+func (b *opBuilder) put(key string, item any, ordered bool) error {
+	raw, err := json.Marshal(item)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	kind, _, _ := strings.Cut(key, "/")
+	q, pending := b.seqs[key]
+	if !pending {
+		q = b.s.seq[key]
+	}
+	if q == 0 || (ordered && q <= b.last[kind]) {
+		q = b.next
+		b.next++
+	}
+	if ordered {
+		b.last[kind] = q
+	}
+	v, err := json.Marshal(itemValue{Seq: q, Item: raw})
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	b.op(key, v)
+	b.seqs[key] = q
+	return nil
+}
+
+// putAll puts every item of d, in order.
+func (b *opBuilder) putAll(d *configDoc, ordered bool) error {
+	var errs []error
+	put := func(key string, item any) { errs = append(errs, b.put(key, item, ordered)) }
+	for _, e := range d.Directory {
+		put(keyOf("directory", e.Name), e)
+	}
+	for _, v := range d.VPCs {
+		put(keyOf("vpc", v.Name), v)
+	}
+	for _, h := range d.Hosts {
+		put(keyOf("host", h.ID), h)
+	}
+	for _, e := range d.Endpoints {
+		put(keyOf("endpoint", e.ID), e)
+	}
+	for _, l := range d.LoadBalancers {
+		put(keyOf("lb", l.Name), l)
+	}
+	for _, r := range d.Routes {
+		put(keyOf("route", r.VPC, r.Prefix, r.NextHop), r)
+	}
+	for _, p := range d.ExportPolicies {
+		put(keyOf("policy", p.Name), p)
+	}
+	for _, p := range d.Peerings {
+		put(keyOf("peering", p.VPC, p.PeerVPC), p)
+	}
+	return errors.Join(errs...)
+}
+
+// CommitAll makes c the stored configuration in one commit of the
+// difference: the items that changed, moved or went. The whole
+// configuration is one commit, so an import is atomic; a backend that
+// caps the ops of a commit (etcd: 127 by default) refuses an import
+// larger than that, with an error saying so, and changes nothing.
+func (s *ItemStore) CommitAll(c *Config) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commitAll(c, nil)
+}
+
+// commitAll is CommitAll with extra ops in the same commit. s.mu must be
+// held.
+func (s *ItemStore) commitAll(c *Config, extra []store.Op) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), itemCommitLimit)
+	defer cancel()
+	stored, _, err := s.b.Load(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("persist the configuration: %w", err)
+	}
+	b := opBuilder{s: s, at: map[string]int{}, seqs: map[string]uint64{}, next: s.next, last: map[string]uint64{}}
+	for _, op := range extra {
+		b.op(op.Key, op.Value)
+	}
+	if err := b.put(controllerKey, c.Controller, false); err != nil {
+		return 0, err
+	}
+	if err := b.putAll(docOf(c), true); err != nil {
+		return 0, err
+	}
+	// What did not change is not written; what is no longer there goes.
+	ops := b.ops[:0]
+	for _, op := range b.ops {
+		if old, ok := stored[op.Key]; ok && op.Value != nil && string(old) == string(op.Value) {
+			continue
+		}
+		ops = append(ops, op)
+	}
+	for k := range stored {
+		if _, ok := b.at[k]; ok || k == migratedKey || strings.HasPrefix(k, peerSidePrefix) || strings.HasPrefix(k, damagedPrefix) {
+			continue
+		}
+		ops = append(ops, store.Op{Key: k})
+		b.seqs[k] = 0
+	}
+	if len(ops) == 0 {
+		s.cur = c
+		return s.rev, nil
+	}
+	rev, err := s.commit(ops)
+	if err != nil {
+		return 0, err
+	}
+	s.next = b.next
+	for k, q := range b.seqs {
+		if q == 0 {
+			delete(s.seq, k)
+		} else {
+			s.seq[k] = q
+		}
+	}
+	for _, op := range extra {
+		if !strings.HasPrefix(op.Key, peerSidePrefix) {
+			continue
+		}
+		if op.Value == nil {
+			delete(s.sideBytes, op.Key)
+		} else {
+			s.sideBytes[op.Key] = op.Value
+		}
+	}
+	s.cur = c
+	clear(s.damaged)
+	return rev, nil
+}
+
+// PeerSides returns the peer sides stored, by controller; they are the
+// caller's.
+func (s *ItemStore) PeerSides() (map[string]map[string]*p4meshv1.PeerSide, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]map[string]*p4meshv1.PeerSide{}
+	for ctl, sides := range s.sides {
+		out[ctl] = gomaps.Clone(sides)
+	}
+	return out, false, nil
+}
+
+// CommitPeerSides stores sides as all of controller's, in one commit of
+// what changed; none (nil) forgets the controller. changed is false when
+// they are what is stored, and nothing was committed.
+func (s *ItemStore) CommitPeerSides(controller string, sides map[string]*p4meshv1.PeerSide) (rev uint64, changed bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ops, err := s.sideOps(controller, sides)
+	if err != nil || len(ops) == 0 {
+		return s.rev, false, err
+	}
+	if rev, err = s.commit(ops); err != nil {
+		return 0, false, err
+	}
+	for _, op := range ops {
+		if op.Value == nil {
+			delete(s.sideBytes, op.Key)
+		} else {
+			s.sideBytes[op.Key] = op.Value
+		}
+	}
+	if len(sides) == 0 {
+		delete(s.sides, controller)
+	} else {
+		s.sides[controller] = gomaps.Clone(sides)
+	}
+	return rev, true, nil
+}
+
+// sideOps are the ops that make sides controller's stored ones. s.mu must
+// be held.
+func (s *ItemStore) sideOps(controller string, sides map[string]*p4meshv1.PeerSide) ([]store.Op, error) {
+	var ops []store.Op
+	want := map[string]bool{}
+	for _, side := range sides {
+		k := keyOf("peer-side", controller, side.GetVpc(), side.GetPeerVpc())
+		v, err := proto.MarshalOptions{Deterministic: true}.Marshal(side)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", k, err)
+		}
+		if want[k] {
+			continue
+		}
+		want[k] = true
+		if old, ok := s.sideBytes[k]; ok && string(old) == string(v) {
+			continue
+		}
+		ops = append(ops, store.Op{Key: k, Value: v})
+	}
+	prefix := keyOf("peer-side", controller) + "/"
+	for k := range s.sideBytes {
+		if strings.HasPrefix(k, prefix) && !want[k] {
+			ops = append(ops, store.Op{Key: k})
+		}
+	}
+	return ops, nil
+}
+
+// Startup is Store.Startup on the items: the same rule decides between
+// what is stored and fromFlag. Items that do not decode are the damaged
+// file's case: an error, unless overrideSaved, which moves them aside
+// (under damaged/<time>/ in the store, never deleted) in the commit that
+// applies fromFlag.
+func (s *ItemStore) Startup(fromFlag *Config, overrideSaved bool) (StartupResult, error) {
+	var res StartupResult
+	s.mu.Lock()
+	saved, derr := s.cur, s.damagedErr()
+	s.mu.Unlock()
+	if derr != nil {
+		if !overrideSaved || fromFlag == nil {
+			return res, fmt.Errorf("%w\nThe controller does not start from it. Restore the data directory from a backup; or start from --config "+
+				"with --config-overrides-saved, which moves those items aside (under %s<time>/ in the store) and loses what was accepted since --config was written",
+				derr, damagedPrefix)
+		}
+		if verr := fromFlag.Validate(); verr != nil {
+			return res, fmt.Errorf("--config: invalid configuration:\n%w", verr)
+		}
+		fromFlag = fromFlag.Clone()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), itemCommitLimit)
+		defer cancel()
+		items, _, err := s.b.Load(ctx)
+		if err != nil {
+			return res, err
+		}
+		aside := damagedPrefix + time.Now().UTC().Format("20060102T150405Z") + "/"
+		var extra []store.Op
+		for k := range s.damaged {
+			if v, ok := items[k]; ok {
+				extra = append(extra, store.Op{Key: k}, store.Op{Key: aside + k, Value: v})
+			}
+		}
+		if _, err := s.commitAll(fromFlag, extra); err != nil {
+			return res, fmt.Errorf("--config: %w", err)
+		}
+		res.SetAside, res.Unloadable = aside+" in the store", derr
+		return res, nil
+	}
+	if saved != nil && fromFlag != nil && !fromFlag.Equal(saved) {
+		res.Differences = DiffConfigs(saved, fromFlag, "saved", "--config")
+	}
+	switch {
+	case saved != nil && (res.Differences == nil || !overrideSaved):
+		if err := saved.Validate(); err != nil {
+			return res, fmt.Errorf("saved configuration: invalid configuration:\n%w\nTo replace it, start with a corrected --config and --config-overrides-saved", err)
+		}
+		res.FromSaved = true
+		return res, nil
+	case fromFlag != nil:
+		if err := fromFlag.Validate(); err != nil {
+			return res, fmt.Errorf("--config: invalid configuration:\n%w", err)
+		}
+		if _, err := s.CommitAll(fromFlag.Clone()); err != nil {
+			return res, fmt.Errorf("--config: %w", err)
+		}
+		return res, nil
+	default:
+		return res, ErrNoConfig
+	}
+}
+
+// MigrateDataDir imports what an older p4mesh kept in the data directory
+// dir (config.yaml, peer-sides.json) into an empty store, in one commit,
+// and then renames those files to *.migrated so that nobody mistakes them
+// for what is current. It reports the file imported, "" when there was
+// nothing to do: no config.yaml, or a store that already has a
+// configuration. A crash between the commit and the renames is finished
+// on the next start (the commit records that it imported dir).
+//
+// A config.yaml that is damaged or does not validate is an error, as it
+// was for the YAML store, and nothing is imported; a damaged
+// peer-sides.json only costs the fast path and is skipped (warn says so).
+func (s *ItemStore) MigrateDataDir(dir string, warn func(msg string, args ...any)) (string, error) {
+	yamlStore := &Store{path: filepath.Join(dir, storeFile)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := os.Stat(yamlStore.path); errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if s.migrated != "" || len(s.seq) > 0 {
+		if s.migrated == "" {
+			warn("the data directory holds a config.yaml but the store already has a configuration: the file is ignored", "path", yamlStore.path)
+			return "", nil
+		}
+		return yamlStore.path, renameMigrated(dir)
+	}
+	c, ok, _, err := yamlStore.load()
+	if err != nil {
+		return "", fmt.Errorf("migrate %s into the store: %w\nRestore it from a backup, or move it away to start from --config", yamlStore.path, err)
+	}
+	if !ok {
+		return "", nil
+	}
+	if err := c.Validate(); err != nil {
+		return "", fmt.Errorf("migrate %s into the store: invalid configuration:\n%w", yamlStore.path, err)
+	}
+	extra := []store.Op{{Key: migratedKey, Value: []byte(dir)}}
+	sides, _, err := yamlStore.PeerSides()
+	if err != nil {
+		warn("saved peer sides unusable, not imported; waiting to hear from the peer controllers", "err", err)
+	}
+	for ctl, cs := range sides {
+		ops, err := s.sideOps(ctl, cs)
+		if err != nil {
+			return "", err
+		}
+		extra = append(extra, ops...)
+	}
+	if _, err := s.commitAll(c, extra); err != nil {
+		return "", fmt.Errorf("migrate %s into the store: %w", yamlStore.path, err)
+	}
+	s.migrated = dir
+	for ctl, cs := range sides {
+		s.sides[ctl] = cs
+	}
+	return yamlStore.path, renameMigrated(dir)
+}
+
+func renameMigrated(dir string) error {
+	for _, f := range []string{storeFile, peerSidesFile} {
+		p := filepath.Join(dir, f)
+		if err := os.Rename(p, p+".migrated"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("imported into the store, but: %w", err)
+		}
+	}
+	return nil
+}
