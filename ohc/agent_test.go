@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,7 +23,7 @@ import (
 	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/ohc"
 	"github.com/p4mesh/p4mesh/p4rt"
-	"github.com/p4mesh/p4mesh/watch"
+	"github.com/p4mesh/p4mesh/store/boltstore"
 )
 
 // The agent with real controllers and a real switch, in process over
@@ -33,12 +34,8 @@ import (
 // start again from what it saved.
 type testController struct {
 	name, addr, dir string
-	// epoch is the watch tables' base revision (0: the start time): two
-	// replicas of one controller built from the same configuration with
-	// the same epoch number every change alike.
-	epoch uint64
-	srv   *controller.Server
-	stop  func()
+	srv  *controller.Server
+	stop func()
 }
 
 func (c *testController) start(t *testing.T, cfg *controller.Config) {
@@ -55,22 +52,24 @@ func (c *testController) start(t *testing.T, cfg *controller.Config) {
 		t.Fatal(err)
 	}
 	c.addr = lis.Addr().String()
-	store, err := controller.OpenStore(c.dir)
+	// The item store, as p4mesh-controller keeps it: its revision is what
+	// the watch tables start at, so a restart, or another replica opening
+	// the same store, serves the revisions the clients were told.
+	b, err := boltstore.Open(filepath.Join(c.dir, "store.db"), boltstore.Options{LockTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg == nil {
-		saved, ok, err := store.Load()
-		if err != nil || !ok {
-			t.Fatalf("%s: nothing saved to restart from: %v", c.name, err)
-		}
-		cfg = saved
+	store, err := controller.OpenItemStore(context.Background(), b)
+	if err == nil {
+		_, err = store.Startup(cfg, cfg != nil)
 	}
-	if err := store.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	c.srv, err = controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store, Watch: watch.Options{Epoch: c.epoch}})
 	if err != nil {
+		b.Close()
+		t.Fatalf("%s: %v", c.name, err)
+	}
+	c.srv, err = controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
+	if err != nil {
+		b.Close()
 		t.Fatal(err)
 	}
 	g := grpc.NewServer()
@@ -86,6 +85,7 @@ func (c *testController) start(t *testing.T, cfg *controller.Config) {
 			cancel()
 			g.Stop()
 			wg.Wait()
+			b.Close()
 		})
 	}
 	t.Cleanup(c.stop)

@@ -64,12 +64,11 @@ func snapshots(t *testing.T, c *testController) float64 {
 // addresses of which one serves at a time, as only an elected leader
 // does. The OHC (--controller with the three) and c1 (whose directory
 // lists them) sync from the leader; it stops, and another replica starts
-// serving on its own address, built from the same configuration at the
-// same base revision, as a new leader is from the store. Every stream
+// serving on its own address, built from the same store (the
+// file the old leader released), as a new leader is from etcd. Every stream
 // resumes there by revision: no RESET, no snapshot, no entry taken off
 // the switch; and the new leader's changes reach the switch.
 func TestAgentFollowsReplicaSetLeader(t *testing.T) {
-	const epoch = 1_000_000 // the store revision both replicas start at
 	s := schema(t)
 	addrs := freeAddrs(t, 4)
 	c1 := &testController{name: "c1", addr: addrs[0], dir: t.TempDir()}
@@ -78,7 +77,7 @@ func TestAgentFollowsReplicaSetLeader(t *testing.T) {
 		{Name: "c1", Address: c1.addr, VPCs: []string{"red"}},
 		{Name: "c2", Replicas: replicas, VPCs: []string{"blue"}},
 	})
-	leader := &testController{name: "c2", addr: replicas[1], dir: t.TempDir(), epoch: epoch}
+	leader := &testController{name: "c2", addr: replicas[1], dir: t.TempDir()}
 	leader.start(t, cfg2)
 	c1.start(t, cfg1)
 	ts := startSwitch(t, "127.0.0.1:0")
@@ -99,7 +98,9 @@ func TestAgentFollowsReplicaSetLeader(t *testing.T) {
 	// Failover: the leader stops serving; the last replica is elected
 	// and serves on its own address.
 	leader.stop()
-	next := &testController{name: "c2", addr: replicas[2], dir: t.TempDir(), epoch: epoch}
+	// The replicas share the store (etcd, in production; here the file the
+	// old leader released), so the new one starts at its revision.
+	next := &testController{name: "c2", addr: replicas[2], dir: leader.dir}
 	next.start(t, cfg2.Clone())
 	deadline := time.Now().Add(20 * time.Second)
 	for next.srv.Stats().Subscribers < streams {
