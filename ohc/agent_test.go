@@ -34,8 +34,8 @@ import (
 // start again from what it saved.
 type testController struct {
 	name, addr, dir string
-	srv  *controller.Server
-	stop func()
+	srv             *controller.Server
+	stop            func()
 }
 
 func (c *testController) start(t *testing.T, cfg *controller.Config) {
