@@ -30,6 +30,7 @@ import (
 	gnmiserver "github.com/p4mesh/p4mesh/gnmi/server"
 	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/ohc"
+	"github.com/p4mesh/p4mesh/store/boltstore"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
 )
@@ -412,7 +413,7 @@ type scaleRig struct {
 	dirs   []string
 	gnmi   []gnmi.GNMIClient
 	hosts  []*scaleHost
-	// apply is each shard's startup import: Store.Apply of its whole
+	// apply is each shard's startup import: the item store's commit of its whole
 	// configuration (validate, write the file) and NewServer (derive
 	// everything published), what p4mesh-controller does at a start.
 	apply []time.Duration
@@ -476,11 +477,18 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		cfg := t.config(i, addrs)
 		dir := tb.TempDir()
 		start := time.Now()
-		store, err := controller.OpenStore(dir)
+		// The item store p4mesh-controller keeps by default: one key per
+		// item in bbolt, a change one transaction.
+		b, err := boltstore.Open(filepath.Join(dir, "store.db"), boltstore.Options{})
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if err := store.Apply(cfg); err != nil {
+		tb.Cleanup(func() { b.Close() })
+		store, err := controller.OpenItemStore(ctx, b)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := store.Startup(cfg, true); err != nil {
 			tb.Fatal(err)
 		}
 		srv, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
@@ -700,12 +708,13 @@ func peakRSS() uint64 {
 // vpc500 on shard 0), one gNMI Set each, on the host of vpc0's first
 // endpoint, then deletes them in one Set (not measured). Reported:
 //
-//   - apply-s: the slowest shard's startup import (Store.Apply of its
-//     whole configuration and NewServer), apply-total-s all four's;
+//   - apply-s: the slowest shard's startup import (one item-store commit
+//     of its whole configuration, and NewServer), apply-total-s all
+//     four's;
 //   - ctl-heap-MiB: the live heap of the four controllers and their gNMI
 //     servers after GC, before any OHC connects;
-//   - data-MiB: the four data directories (today config.yaml and the saved
-//     peer sides);
+//   - data-MiB: the four data directories (each a bbolt store.db holding
+//     the configuration and the peer sides);
 //   - program-s: from the OHCs' start until every sampled switch holds
 //     exactly its hosts' vnet_destination entries;
 //   - set-p50/p99-ms: a Set's answer; last-host-p50/p99-ms: until the
