@@ -86,7 +86,7 @@ func (s *Server) setJSON(dev *oc.Device, p *gnmi.Path, e *yang.Entry, doc any) e
 	if err := ytypes.Unmarshal(e, fresh, obj); err != nil {
 		return setError(codes.InvalidArgument, p, "the value does not fit the model: %s", plain(err))
 	}
-	if err := merge(reflect.ValueOf(node), reflect.ValueOf(fresh)); err != nil {
+	if err := merge(e, reflect.ValueOf(node), reflect.ValueOf(fresh), obj); err != nil {
 		return setError(codes.InvalidArgument, p, "%s", plain(err))
 	}
 	return nil
@@ -307,29 +307,39 @@ func refuse(code codes.Code, at, format string, args ...any) error {
 	return status.Errorf(code, "%s: %s", at, fmt.Sprintf(format, args...))
 }
 
-// merge merges src into dst, both pointers to generated structs of one
-// type: what src sets replaces dst's leaves and leaf-lists, its
-// containers and list entries merge into dst's, entry by key, new entries
-// going to the end of their lists (§3.4.4).
-func merge(dst, src reflect.Value) error {
+// merge merges src into dst, both pointers to generated structs of
+// schema node e, as doc, the JSON src was unmarshalled from, says: the
+// leaves and leaf-lists it gives replace dst's (an empty leaf-list
+// empties it, though ygot leaves it nil in src), its containers and list
+// entries merge into dst's, entry by key, new entries going to the end of
+// their lists (§3.4.4).
+func merge(e *yang.Entry, dst, src reflect.Value, doc map[string]any) error {
 	d, s := dst.Elem(), src.Elem()
 	for i := range s.NumField() {
-		sf, df := s.Field(i), d.Field(i)
-		if !df.CanSet() {
+		name := s.Type().Field(i).Tag.Get("path")
+		given, ok := doc[name]
+		if !ok {
 			continue
 		}
+		sf, df := s.Field(i), d.Field(i)
+		child := e.Dir[name]
 		switch {
-		case sf.Kind() == reflect.Pointer && sf.IsNil(), sf.Kind() == reflect.Slice && sf.IsNil(),
-			sf.Kind() == reflect.Interface && sf.IsNil(), sf.Kind() == reflect.Int64 && sf.Int() == 0:
-			continue
-		case df.Kind() == reflect.Pointer && df.IsNil():
+		case child == nil || !child.IsDir():
 			df.Set(sf)
-		case sf.Type().Implements(orderedType):
+		case sf.IsNil():
+		case df.IsNil():
+			df.Set(sf)
+		case child.IsList():
 			keys := sf.MethodByName("Keys").Call(nil)[0]
 			vals := sf.MethodByName("Values").Call(nil)[0]
+			entries, _ := given.([]any)
+			if len(entries) != vals.Len() {
+				return fmt.Errorf("%s: %d entries given, %d read", name, len(entries), vals.Len())
+			}
 			for j := range vals.Len() {
 				if have := df.MethodByName("Get").Call([]reflect.Value{keys.Index(j)})[0]; !have.IsNil() {
-					if err := merge(have, vals.Index(j)); err != nil {
+					sub, _ := entries[j].(map[string]any)
+					if err := merge(child, have, vals.Index(j), sub); err != nil {
 						return err
 					}
 					continue
@@ -338,12 +348,11 @@ func merge(dst, src reflect.Value) error {
 					return err.Interface().(error)
 				}
 			}
-		case sf.Kind() == reflect.Pointer && sf.Elem().Kind() == reflect.Struct:
-			if err := merge(df, sf); err != nil {
+		default:
+			sub, _ := given.(map[string]any)
+			if err := merge(child, df, sf, sub); err != nil {
 				return err
 			}
-		default:
-			df.Set(sf)
 		}
 	}
 	return nil
