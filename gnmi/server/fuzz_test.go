@@ -105,6 +105,22 @@ func FuzzSet(f *testing.F) {
 		// Values only the YANG model refuses.
 		{0, "/p4mesh/hosts/host[id=h1]/config/mac", `"02-aa-00-00-00-09"`},
 		{0, "/p4mesh/export-policies/export-policy[name=all]/config/protocols", `["0006"]`},
+		// JSON (op&4), as gnmic and pygnmi send by default: leaves,
+		// containers, lists as objects by key, merges into what exists.
+		{4, "/p4mesh/vpcs/vpc[name=red]/config/vni", `102`},
+		{4, "/p4mesh/vpcs/vpc[name=red]/config", `{"vni":103,"subnets":["10.1.0.0/16"]}`},
+		{4, "/p4mesh/vpcs", `{"vpc":{"red":{"config":{"name":"red","vni":104}}}}`},
+		{5, "/p4mesh/peerings", `{"peering":{"red blue":{"config":{"vpc":"red","peer-vpc":"blue","export-policy":"all"}}}}`},
+		{0, "/p4mesh/vpcs", `{"p4mesh:vpc":[{"name":"red","config":{"name":"red","vni":105}}]}`},
+		{0, "/", `{"p4mesh:p4mesh":{"vpcs":{"vpc":[{"name":"green","config":{"vni":301}}]}}}`},
+		{4, "/p4mesh/vpcs/vpc[name=red]", `{"name":"blue"}`},
+		// Wildcards: expanded on delete, refused where a value is set.
+		{2, "/p4mesh/vpcs/vpc[name=*]/config/gateway-ip", ``},
+		{2, "/p4mesh/vpcs/vpc/config/gateway-mac", ``},
+		{2, "/p4mesh/peerings/peering[vpc=blue]", ``},
+		{2, "/p4mesh/endpoints/endpoint[id=*]/config/port", ``},
+		{0, "/p4mesh/vpcs/vpc[name=*]/config/vni", `7`},
+		{2, "/p4mesh/vpcs/vpc[id=red]", ``},
 	}
 	for _, s := range seeds {
 		f.Add(s.op, s.path, s.json)

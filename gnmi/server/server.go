@@ -221,6 +221,17 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 	if len(paths) == 0 {
 		paths = []*gnmi.Path{{}}
 	}
+	if err := checkModels(req.GetUseModels()); err != nil {
+		return nil, err
+	}
+	for _, p := range paths {
+		if err := checkOrigin(req.GetPrefix(), p); err != nil {
+			return nil, err
+		}
+		if _, err := s.schemaAt(fullPath(req.GetPrefix(), p)); err != nil {
+			return nil, err
+		}
+	}
 	for _, p := range paths {
 		full := fullPath(req.GetPrefix(), p)
 		nodes, err := ytypes.GetNode(s.schema.RootSchema(), d, full, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
@@ -230,7 +241,7 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 			}
 			return nil, status.Errorf(codes.InvalidArgument, "%s: %v", pathString(full), err)
 		}
-		n := &gnmi.Notification{Timestamp: now}
+		n := &gnmi.Notification{Timestamp: now, Prefix: targetPrefix(req.GetPrefix())}
 		for _, node := range nodes {
 			if isNil(node.Data) {
 				continue
@@ -247,6 +258,16 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 		resp.Notification = append(resp.Notification, n)
 	}
 	return resp, nil
+}
+
+// targetPrefix is the prefix of a response's notifications: the
+// request's target, which every response echoes (§2.2.2.1), and nothing
+// else, since their paths are full.
+func targetPrefix(prefix *gnmi.Path) *gnmi.Path {
+	if prefix.GetTarget() == "" {
+		return nil
+	}
+	return &gnmi.Path{Target: prefix.GetTarget()}
 }
 
 func isNil(v any) bool { return v == nil || util.IsValueNil(v) }
@@ -386,38 +407,69 @@ func invalidSet(err error) error {
 // applyOps applies req's deletes, replaces and updates to dev, in that
 // order, and returns the answer the Set gives if the result is accepted.
 func (s *Server) applyOps(dev *oc.Device, req *gnmi.SetRequest) (*gnmi.SetResponse, error) {
-	resp := &gnmi.SetResponse{Timestamp: time.Now().UnixNano()}
+	if ur := req.GetUnionReplace(); len(ur) > 0 {
+		// Silence would tell the client its configuration was replaced.
+		var ps []string
+		for _, u := range ur {
+			ps = append(ps, pathString(fullPath(req.GetPrefix(), u.GetPath())))
+		}
+		return nil, status.Errorf(codes.Unimplemented, "union_replace is not supported (%s): use replace, which p4mesh's one model makes equivalent", strings.Join(ps, ", "))
+	}
+	resp := &gnmi.SetResponse{Timestamp: time.Now().UnixNano(), Prefix: req.GetPrefix()}
 	root := s.schema.RootSchema()
 	for _, p := range req.GetDelete() {
 		full := fullPath(req.GetPrefix(), p)
-		if err := checkWritable(full); err != nil {
+		if _, err := s.checkSet(req.GetPrefix(), p); err != nil {
 			return nil, err
 		}
-		// Deleting what is not there succeeds (gNMI spec §3.4.6).
-		if err := ytypes.DeleteNode(root, dev, full); err != nil && status.Code(err) != codes.NotFound {
-			return nil, setError(pathCode(err), full, "delete: %v", err)
+		targets := []*gnmi.Path{full}
+		if s.wildcard(full) {
+			// Wildcards are expanded against the tree (§3.4.6): ygot would
+			// look for an entry keyed "*" and find nothing to delete.
+			nodes, err := ytypes.GetNode(root, dev, full, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
+			if err != nil && status.Code(err) != codes.NotFound {
+				return nil, setError(codes.InvalidArgument, full, "delete: %s", plain(err))
+			}
+			targets = targets[:0]
+			for _, n := range nodes {
+				targets = append(targets, n.Path)
+			}
+		}
+		for _, t := range targets {
+			// Deleting what is not there succeeds (gNMI spec §3.4.6).
+			if err := ytypes.DeleteNode(root, dev, t); err != nil && status.Code(err) != codes.NotFound {
+				return nil, setError(codes.InvalidArgument, t, "delete: %s", plain(err))
+			}
 		}
 		resp.Response = append(resp.Response, &gnmi.UpdateResult{Path: p, Op: gnmi.UpdateResult_DELETE})
 	}
 	for _, u := range req.GetReplace() {
 		full := fullPath(req.GetPrefix(), u.GetPath())
-		if err := checkWritable(full); err != nil {
+		e, err := s.checkSet(req.GetPrefix(), u.GetPath())
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkOne(full); err != nil {
 			return nil, err
 		}
 		if err := ytypes.DeleteNode(root, dev, full); err != nil && status.Code(err) != codes.NotFound {
-			return nil, setError(pathCode(err), full, "replace: %v", err)
+			return nil, setError(codes.InvalidArgument, full, "replace: %s", plain(err))
 		}
-		if err := s.setNode(dev, full, u.GetVal()); err != nil {
+		if err := s.setNode(dev, full, e, u.GetVal()); err != nil {
 			return nil, err
 		}
 		resp.Response = append(resp.Response, &gnmi.UpdateResult{Path: u.GetPath(), Op: gnmi.UpdateResult_REPLACE})
 	}
 	for _, u := range req.GetUpdate() {
 		full := fullPath(req.GetPrefix(), u.GetPath())
-		if err := checkWritable(full); err != nil {
+		e, err := s.checkSet(req.GetPrefix(), u.GetPath())
+		if err != nil {
 			return nil, err
 		}
-		if err := s.setNode(dev, full, u.GetVal()); err != nil {
+		if err := s.checkOne(full); err != nil {
+			return nil, err
+		}
+		if err := s.setNode(dev, full, e, u.GetVal()); err != nil {
 			return nil, err
 		}
 		resp.Response = append(resp.Response, &gnmi.UpdateResult{Path: u.GetPath(), Op: gnmi.UpdateResult_UPDATE})
@@ -425,13 +477,34 @@ func (s *Server) applyOps(dev *oc.Device, req *gnmi.SetRequest) (*gnmi.SetRespon
 	return resp, nil
 }
 
-// pathCode is the status for a failure to resolve or set a path: NotFound
-// for a path the schema does not have, InvalidArgument otherwise.
-func pathCode(err error) codes.Code {
-	if strings.Contains(err.Error(), "no match found") || strings.Contains(err.Error(), "not found") {
-		return codes.NotFound
+// checkSet checks a Set's path: its origin, that the model has it, that
+// it is not state, and that wildcards are only in keys, and returns its
+// schema entry.
+func (s *Server) checkSet(prefix, p *gnmi.Path) (*yang.Entry, error) {
+	full := fullPath(prefix, p)
+	if err := checkOrigin(prefix, p); err != nil {
+		return nil, err
 	}
-	return codes.InvalidArgument
+	e, err := s.schemaAt(full)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
+		return nil, setError(codes.InvalidArgument, full, "a Set names its elements: wildcards (* and ...) are taken in keys only, and by delete only")
+	}
+	if err := checkWritable(full); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// checkOne refuses a wildcard where a value is set: it would set the
+// value into an entry keyed "*".
+func (s *Server) checkOne(full *gnmi.Path) error {
+	if s.wildcard(full) {
+		return setError(codes.InvalidArgument, full, "a value is set at one node: name every list entry by all its keys (wildcards are for Get, Subscribe and delete)")
+	}
+	return nil
 }
 
 // checkWritable refuses state paths: state is what the controller reports.
@@ -444,34 +517,68 @@ func checkWritable(p *gnmi.Path) error {
 	return nil
 }
 
-// setNode sets the value at p, a JSON(_IETF) subtree or a scalar.
-func (s *Server) setNode(dev *oc.Device, p *gnmi.Path, val *gnmi.TypedValue) error {
+// setNode sets val at p, whose schema entry is e: a JSON or JSON_IETF
+// value anywhere, or a scalar at a leaf.
+func (s *Server) setNode(dev *oc.Device, p *gnmi.Path, e *yang.Entry, val *gnmi.TypedValue) error {
 	if val == nil {
 		return setError(codes.InvalidArgument, p, "no value")
 	}
-	switch val.GetValue().(type) {
-	case *gnmi.TypedValue_JsonIetfVal, *gnmi.TypedValue_JsonVal:
+	var raw []byte
+	switch v := val.GetValue().(type) {
+	case *gnmi.TypedValue_JsonIetfVal:
+		raw = v.JsonIetfVal
+	case *gnmi.TypedValue_JsonVal:
+		raw = v.JsonVal
 	case *gnmi.TypedValue_StringVal, *gnmi.TypedValue_UintVal, *gnmi.TypedValue_IntVal, *gnmi.TypedValue_BoolVal, *gnmi.TypedValue_LeaflistVal:
-	default:
-		return setError(codes.Unimplemented, p, "value encoding %T is not supported: use JSON_IETF, JSON or a scalar", val.GetValue())
-	}
-	if len(p.GetElem()) == 0 {
-		// The whole tree: unmarshal into the root.
-		var b []byte
-		if j := val.GetJsonIetfVal(); j != nil {
-			b = j
-		} else {
-			b = val.GetJsonVal()
+		if e.IsDir() {
+			return setError(codes.InvalidArgument, p, "%s is a container: set it with a JSON_IETF or JSON object, or set its leaves", e.Name)
 		}
-		if err := oc.Unmarshal(b, dev); err != nil {
-			return setError(codes.InvalidArgument, p, "%v", err)
+		if err := ytypes.SetNode(s.schema.RootSchema(), dev, p, val, &ytypes.InitMissingElements{}); err != nil {
+			return setError(codes.InvalidArgument, p, "%s is %s; %s is not one", e.Name, typeName(e.Type), scalarText(val))
 		}
 		return nil
+	default:
+		return setError(codes.Unimplemented, p, "values encoded as %s are not supported: use JSON_IETF or JSON (or, for a leaf, a scalar value)", encodingOf(val))
 	}
-	if err := ytypes.SetNode(s.schema.RootSchema(), dev, p, val, &ytypes.InitMissingElements{}); err != nil {
-		return setError(pathCode(err), p, "%v", err)
+	doc, err := decodeJSON(raw)
+	if err != nil {
+		return setError(codes.InvalidArgument, p, "the value is not JSON: %v", err)
 	}
-	return nil
+	return s.setJSON(dev, p, e, doc)
+}
+
+// encodingOf names the encoding a value that is not JSON was sent in.
+func encodingOf(v *gnmi.TypedValue) string {
+	switch v.GetValue().(type) {
+	case *gnmi.TypedValue_ProtoBytes, *gnmi.TypedValue_AnyVal:
+		return "PROTO"
+	case *gnmi.TypedValue_AsciiVal:
+		return "ASCII"
+	case *gnmi.TypedValue_BytesVal:
+		return "BYTES"
+	}
+	return fmt.Sprintf("%T", v.GetValue())
+}
+
+// scalarText is a scalar value as a client would write it.
+func scalarText(v *gnmi.TypedValue) string {
+	switch x := v.GetValue().(type) {
+	case *gnmi.TypedValue_StringVal:
+		return fmt.Sprintf("%q", x.StringVal)
+	case *gnmi.TypedValue_UintVal:
+		return fmt.Sprint(x.UintVal)
+	case *gnmi.TypedValue_IntVal:
+		return fmt.Sprint(x.IntVal)
+	case *gnmi.TypedValue_BoolVal:
+		return fmt.Sprint(x.BoolVal)
+	case *gnmi.TypedValue_LeaflistVal:
+		var el []string
+		for _, e := range x.LeaflistVal.GetElement() {
+			el = append(el, scalarText(e))
+		}
+		return "[" + strings.Join(el, ", ") + "]"
+	}
+	return v.String()
 }
 
 // leaves flattens the tree into its leaf updates, by path string. ygot's

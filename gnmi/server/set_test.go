@@ -1,11 +1,18 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/goyang/pkg/yang"
+	"github.com/openconfig/ygot/util"
+	"github.com/openconfig/ygot/ygot"
 	"github.com/openconfig/ygot/ytypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -110,31 +117,96 @@ func TestSetAtomicAtEachValue(t *testing.T) {
 
 // applySet is what a Set of req makes of base, worked out without the
 // server: base as a tree, changed with ygot in the order the gNMI
-// specification gives (deletes, replaces, updates). An error means the
-// request cannot be applied as it stands: a path or value that does not fit
-// the model. Nothing is validated here, so that a test can check each stage
-// of what the server must check on its own.
+// specification gives (deletes, replaces, updates). Deletes expand
+// wildcards (§3.4.6); a JSON value merges into what is there (§3.4.4),
+// worked out here on JSON documents: what is there marshalled, merged
+// with the value member by member and list entry by key, then set in
+// place of it. An error means the request cannot be applied as it stands:
+// a path or value that does not fit the model. Nothing is validated here,
+// so that a test can check each stage of what the server must check on
+// its own.
 func applySet(root *yang.Entry, base *controller.Config, req *gnmi.SetRequest) (*oc.Device, error) {
 	d, err := p4gnmi.FromConfig(base)
 	if err != nil {
 		return nil, err
 	}
 	del := func(p *gnmi.Path) error {
-		// Deleting what is not there is no error (specification §3.4.6).
-		if err := ytypes.DeleteNode(root, d, p); err != nil && status.Code(err) != codes.NotFound {
+		nodes, err := ytypes.GetNode(root, d, p, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
+		if err != nil && status.Code(err) != codes.NotFound {
 			return err
+		}
+		for _, n := range nodes {
+			// Deleting what is not there is no error (specification §3.4.6).
+			if err := ytypes.DeleteNode(root, d, n.Path); err != nil && status.Code(err) != codes.NotFound {
+				return err
+			}
 		}
 		return nil
 	}
 	set := func(p *gnmi.Path, v *gnmi.TypedValue) error {
-		if len(p.GetElem()) == 0 {
-			b := v.GetJsonIetfVal()
-			if b == nil {
-				b = v.GetJsonVal()
+		for _, e := range p.GetElem() {
+			for _, k := range e.GetKey() {
+				if k == "*" {
+					return fmt.Errorf("a value set at a wildcard")
+				}
 			}
-			return oc.Unmarshal(b, d)
 		}
-		return ytypes.SetNode(root, d, p, v, &ytypes.InitMissingElements{})
+		b := v.GetJsonIetfVal()
+		if b == nil {
+			b = v.GetJsonVal()
+		}
+		if b == nil {
+			return ytypes.SetNode(root, d, p, v, &ytypes.InitMissingElements{})
+		}
+		e := root
+		for _, el := range p.GetElem() {
+			if e = e.Dir[el.GetName()]; e == nil {
+				return fmt.Errorf("no %s in the model", el.GetName())
+			}
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		var val any
+		if err := dec.Decode(&val); err != nil {
+			return err
+		}
+		conv := oracleIETF
+		if e.IsList() { // the path names one entry
+			conv = oracleObject
+		}
+		val, err := conv(e, val)
+		if err != nil {
+			return err
+		}
+		if e.IsDir() {
+			var cur any = map[string]any{}
+			if nodes, err := ytypes.GetNode(root, d, p); err == nil && len(nodes) == 1 {
+				if gs, ok := nodes[0].Data.(ygot.GoStruct); ok && !util.IsValueNil(gs) {
+					j, err := ygot.Marshal7951(gs)
+					if err != nil {
+						return err
+					}
+					if cur, err = decodeNumbers(j); err != nil {
+						return err
+					}
+				}
+			}
+			if val, err = oracleMerge(e, cur, val); err != nil {
+				return err
+			}
+		}
+		merged, err := json.Marshal(val)
+		if err != nil {
+			return err
+		}
+		if len(p.GetElem()) == 0 {
+			d = &oc.Device{}
+			return oc.Unmarshal(merged, d)
+		}
+		if err := ytypes.DeleteNode(root, d, p); err != nil && status.Code(err) != codes.NotFound {
+			return err
+		}
+		return ytypes.SetNode(root, d, p, &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: merged}}, &ytypes.InitMissingElements{})
 	}
 	for _, p := range req.GetDelete() {
 		if err := del(fullPath(req.GetPrefix(), p)); err != nil {
@@ -156,6 +228,146 @@ func applySet(root *yang.Entry, base *controller.Config, req *gnmi.SetRequest) (
 		}
 	}
 	return d, nil
+}
+
+func decodeNumbers(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	return v, dec.Decode(&v)
+}
+
+// oracleIETF is v, the JSON value of schema node e, in JSON_IETF's form:
+// module prefixes dropped, lists given as objects by key made arrays (in
+// key order), 64-bit integers quoted.
+func oracleIETF(e *yang.Entry, v any) (any, error) {
+	switch {
+	case e.IsList():
+		if m, ok := v.(map[string]any); ok {
+			var arr []any
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				entry, ok := m[k].(map[string]any)
+				if !ok {
+					return nil, fmt.Errorf("a list entry that is no object")
+				}
+				entry = maps.Clone(entry)
+				keys := strings.Fields(e.Key)
+				if parts := strings.Split(k, " "); len(parts) == len(keys) {
+					for i, kn := range keys {
+						if _, ok := entry[kn]; !ok {
+							entry[kn] = parts[i]
+						}
+					}
+				}
+				arr = append(arr, entry)
+			}
+			v = arr
+		}
+		arr, ok := v.([]any)
+		if !ok {
+			return nil, fmt.Errorf("a list that is no array")
+		}
+		out := make([]any, len(arr))
+		for i, x := range arr {
+			var err error
+			if out[i], err = oracleObject(e, x); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case e.IsDir():
+		return oracleObject(e, v)
+	case e.Type != nil && (e.Type.Kind == yang.Yint64 || e.Type.Kind == yang.Yuint64):
+		if n, ok := v.(json.Number); ok {
+			return n.String(), nil
+		}
+	}
+	return v, nil
+}
+
+func oracleObject(e *yang.Entry, v any) (any, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v, nil // ygot says what is wrong
+	}
+	out := map[string]any{}
+	for k, x := range m {
+		if i := strings.IndexByte(k, ':'); i >= 0 {
+			k = k[i+1:]
+		}
+		c := e.Dir[k]
+		if c == nil {
+			return nil, fmt.Errorf("no %s in %s", k, e.Name)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("%s twice", k)
+		}
+		var err error
+		if out[k], err = oracleIETF(c, x); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// oracleMerge merges JSON_IETF value v of container or list entry e into
+// cur: members of v replace cur's, containers and list entries (by key)
+// merge.
+func oracleMerge(e *yang.Entry, cur, v any) (any, error) {
+	cm, ok1 := cur.(map[string]any)
+	vm, ok2 := v.(map[string]any)
+	if !ok1 || !ok2 {
+		return v, nil
+	}
+	out := map[string]any{}
+	for k, x := range cm {
+		if i := strings.IndexByte(k, ':'); i >= 0 {
+			k = k[i+1:]
+		}
+		out[k] = x
+	}
+	for k, x := range vm {
+		c := e.Dir[k]
+		old, had := out[k]
+		switch {
+		case !had || c == nil:
+			out[k] = x
+		case c.IsList():
+			olds, _ := old.([]any)
+			news, _ := x.([]any)
+			keyOf := func(x any) string {
+				m, _ := x.(map[string]any)
+				var ks []string
+				for _, kn := range strings.Fields(c.Key) {
+					ks = append(ks, fmt.Sprint(m[kn]))
+				}
+				return strings.Join(ks, "\x00")
+			}
+			merged := slices.Clone(olds)
+			for _, n := range news {
+				i := slices.IndexFunc(merged, func(o any) bool { return keyOf(o) == keyOf(n) })
+				if i < 0 {
+					merged = append(merged, n)
+					continue
+				}
+				m, err := oracleMerge(c, merged[i], n)
+				if err != nil {
+					return nil, err
+				}
+				merged[i] = m
+			}
+			out[k] = merged
+		case c.IsDir():
+			m, err := oracleMerge(c, old, x)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = m
+		default:
+			out[k] = x
+		}
+	}
+	return out, nil
 }
 
 // checkYANG validates d against the YANG model with ygot. References

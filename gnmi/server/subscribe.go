@@ -37,20 +37,32 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 	if len(subs) == 0 {
 		subs = []*gnmi.Subscription{{Path: &gnmi.Path{}}}
 	}
+	if err := checkModels(list.GetUseModels()); err != nil {
+		return err
+	}
 	var paths []*gnmi.Path
 	for _, sub := range subs {
-		paths = append(paths, fullPath(list.GetPrefix(), sub.GetPath()))
+		if err := checkOrigin(list.GetPrefix(), sub.GetPath()); err != nil {
+			return err
+		}
+		full := fullPath(list.GetPrefix(), sub.GetPath())
+		// A path the model cannot have would stream nothing, ever: say so.
+		if _, err := s.schemaAt(full); err != nil {
+			return err
+		}
+		paths = append(paths, full)
 	}
+	target := targetPrefix(list.GetPrefix())
 	ctx := st.Context()
 	switch list.GetMode() {
 	case gnmi.SubscriptionList_ONCE:
-		if _, err := s.dump(st, paths, list.GetUpdatesOnly()); err != nil {
+		if _, err := s.dump(st, target, paths, list.GetUpdatesOnly()); err != nil {
 			return err
 		}
 		return st.Send(syncResponse())
 	case gnmi.SubscriptionList_POLL:
 		for {
-			if _, err := s.dump(st, paths, false); err != nil {
+			if _, err := s.dump(st, target, paths, false); err != nil {
 				return err
 			}
 			if err := st.Send(syncResponse()); err != nil {
@@ -94,7 +106,7 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 		}
 		streams = append(streams, ss)
 	}
-	last, err := s.dump(st, paths, list.GetUpdatesOnly())
+	last, err := s.dump(st, target, paths, list.GetUpdatesOnly())
 	if err != nil {
 		return err
 	}
@@ -118,7 +130,7 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 			return status.Errorf(codes.Internal, "%v", err)
 		}
 		now := time.Now()
-		n := &gnmi.Notification{Timestamp: now.UnixNano()}
+		n := &gnmi.Notification{Timestamp: now.UnixNano(), Prefix: target}
 		// Each subscription stands on its own: a leaf goes out when it
 		// changed and some subscription covers it, or when a SAMPLE
 		// subscription covering it is due — even if another, earlier
@@ -156,15 +168,15 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 	}
 }
 
-// dump sends every leaf under paths as one notification (unless
+// dump sends every leaf under paths, with target's prefix, as one notification (unless
 // updatesOnly) and returns the leaves it looked at, for change detection.
-func (s *Server) dump(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.SubscribeResponse], paths []*gnmi.Path, updatesOnly bool) (map[string]*gnmi.Update, error) {
+func (s *Server) dump(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.SubscribeResponse], target *gnmi.Path, paths []*gnmi.Path, updatesOnly bool) (map[string]*gnmi.Update, error) {
 	all, err := s.snapshot()
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
 	kept := map[string]*gnmi.Update{}
-	n := &gnmi.Notification{Timestamp: time.Now().UnixNano()}
+	n := &gnmi.Notification{Timestamp: time.Now().UnixNano(), Prefix: target}
 	for key, u := range all {
 		if slices.ContainsFunc(paths, func(p *gnmi.Path) bool { return matches(p, u.GetPath()) }) {
 			kept[key] = u
