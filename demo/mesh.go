@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,6 +34,7 @@ import (
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
 	"github.com/p4mesh/p4mesh/pki"
+	"github.com/p4mesh/p4mesh/store/boltstore"
 )
 
 // Fabric gives the switches their ports and the VMs a way to ping: the
@@ -433,23 +435,32 @@ func (m *Mesh) RestartSwitch(host string) error {
 // startController serves controller name on lis: from its saved state when
 // cfg is nil (a restart), else after applying cfg.
 func (m *Mesh) startController(name string, lis net.Listener, cfg *controller.Config) error {
-	store, err := controller.OpenStore(fmt.Sprintf("%s/%s", m.dataDir, name))
-	if err != nil {
+	// The item store p4mesh-controller keeps by default: a restart serves
+	// the revisions the OHCs were told, so they resume without RESET.
+	dir := fmt.Sprintf("%s/%s", m.dataDir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if cfg != nil {
-		if err := store.Apply(cfg); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-	} else {
-		saved, ok, err := store.Load()
-		if err != nil || !ok {
-			return fmt.Errorf("%s: no saved configuration to restart from: %v", name, err)
-		}
-		if err := store.Apply(saved); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
+	b, err := boltstore.Open(filepath.Join(dir, "store.db"), boltstore.Options{})
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
+	store, err := controller.OpenItemStore(m.ctx, b)
+	if err == nil {
+		// A restart (cfg nil) starts from what was saved; else cfg
+		// replaces it.
+		_, err = store.Startup(cfg, cfg != nil)
+	}
+	if err != nil {
+		b.Close()
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			b.Close()
+		}
+	}()
 	opts, err := m.serverOptions(identity.Controller, name)
 	if err != nil {
 		return err
@@ -471,10 +482,12 @@ func (m *Mesh) startController(name string, lis net.Listener, cfg *controller.Co
 	go func() { defer wg.Done(); g.Serve(lis) }()
 	go func() { defer wg.Done(); srv.Run(ctx) }()
 	m.Controllers[name] = srv
+	started = true
 	m.ctls[name] = func() {
 		cancel()
 		g.Stop()
 		wg.Wait()
+		b.Close()
 	}
 	return nil
 }
