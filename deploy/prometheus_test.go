@@ -119,10 +119,11 @@ func get(ctx context.Context, url string) (int, string, error) {
 // sampleName is a sample line's metric name in the text exposition format.
 var sampleName = regexp.MustCompile(`(?m)^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]`)
 
-// exported runs the three daemons as in production (a controller, a
-// switch, its OHC, on loopback) until the OHC is ready, and returns the
-// metric names each serves, by daemon, with the paths it serves.
-func exported(t *testing.T) map[string]map[string]bool {
+// runDaemons runs the three daemons as in production (a controller, a
+// switch, its OHC, on loopback) until every one is ready, and returns
+// their metrics listeners' addresses.
+func runDaemons(t *testing.T) map[string]string {
+	t.Helper()
 	bin := buildDaemons(t)
 	dir := t.TempDir()
 	ctl, sw := freeAddr(t), freeAddr(t)
@@ -146,6 +147,15 @@ func exported(t *testing.T) map[string]map[string]bool {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	return metrics
+}
+
+// exported are the metric names each daemon serves once ready.
+func exported(t *testing.T) map[string]map[string]bool {
+	t.Helper()
+	metrics := runDaemons(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
 	names := map[string]map[string]bool{}
 	for _, d := range daemons {
 		code, body, err := get(ctx, "http://"+metrics[d]+"/metrics")
