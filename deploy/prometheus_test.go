@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -174,8 +175,8 @@ func exported(t *testing.T) map[string]map[string]bool {
 var promIdent = regexp.MustCompile(`\b(p4mesh_[a-z0-9_]+|up)\b`)
 
 // TestPrometheus: the scrape configuration scrapes each daemon where
-// deploy/systemd serves its metrics, and every metric an alert rule names
-// is one the running daemons export.
+// deploy/systemd serves its metrics, and every metric an alert rule or the
+// Grafana dashboard names is one the running daemons export.
 func TestPrometheus(t *testing.T) {
 	var cfg promConfig
 	readYAML(t, filepath.Join("prometheus", "prometheus.yml"), &cfg)
@@ -256,5 +257,40 @@ func TestPrometheus(t *testing.T) {
 	}
 	if rules == 0 {
 		t.Error("no alert rules")
+	}
+
+	// The Grafana dashboard's queries, likewise.
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	b, err := os.ReadFile(filepath.Join("grafana", "p4mesh.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("grafana/p4mesh.json: %v", err)
+	}
+	var queries int
+	for _, p := range dash.Panels {
+		for _, q := range p.Targets {
+			queries++
+			idents := promIdent.FindAllString(q.Expr, -1)
+			if len(idents) == 0 {
+				t.Errorf("panel %q: %q names no metric", p.Title, q.Expr)
+			}
+			for _, n := range idents {
+				if !all[n] {
+					t.Errorf("panel %q names %s, which no daemon exports", p.Title, n)
+				}
+			}
+		}
+	}
+	if queries == 0 {
+		t.Error("the dashboard has no queries")
 	}
 }
