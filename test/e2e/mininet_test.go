@@ -69,6 +69,26 @@ func TestMininet(t *testing.T) {
 	if procs := processesUnder(t, bin); len(procs) > 0 {
 		t.Errorf("processes left behind: %q", procs)
 	}
+	// Mininet's nodes are shells (bash ... mininet:red1), each holding
+	// its network namespace: one left is a namespace left.
+	if shells := processesMatching(t, "mininet:"); len(shells) > 0 {
+		t.Errorf("Mininet node shells (and their namespaces) left behind: %q", shells)
+	}
+}
+
+// processesMatching are the command lines of running processes that
+// contain s.
+func processesMatching(t *testing.T, s string) []string {
+	t.Helper()
+	var procs []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), s) {
+			procs = append(procs, strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "))
+		}
+	}
+	return procs
 }
 
 // links are the names of the root namespace's interfaces.
