@@ -1,7 +1,7 @@
 # p4mesh — common tasks. Every target works on a fresh machine with Go 1.26.
 GO ?= go
 
-.PHONY: build test lint p4 bench bench-scale mutate
+.PHONY: build test lint p4 bench bench-scale mutate mininet
 
 build:
 	$(GO) build ./...
@@ -19,6 +19,18 @@ lint:
 # p4/build/vpc_peering.json and p4/build/vpc_peering.p4info.txtpb.
 p4:
 	bash p4/compile.sh
+
+# The demo's topology on Mininet (deploy/mininet/README.md): root and
+# Debian's mininet package. TARGET=bmv2 insists on BMv2 (and says how to get
+# it), TARGET=p4mesh on p4mesh-switch; auto takes BMv2 when installed.
+# MININET_ARGS=--test pings the expectations headless instead of the CLI.
+TARGET ?= auto
+MININET_ARGS ?=
+MININET_BIN ?= $(CURDIR)/.mininet/bin
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+mininet:
+	$(GO) build -o $(MININET_BIN)/ ./cmd/p4mesh-controller ./cmd/p4mesh-switch ./cmd/p4mesh-ohc ./cmd/p4meshctl
+	$(SUDO) /usr/bin/python3 deploy/mininet/p4mesh_mininet.py --bin $(MININET_BIN) --target $(TARGET) $(MININET_ARGS)
 
 # Benchmarks recorded in docs/benchmarks.md (test/bench's veth benchmark
 # needs root and iperf3).

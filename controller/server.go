@@ -234,6 +234,18 @@ func (s *Server) checkReadyLocked() {
 	s.readyOnce.Do(func() { close(s.ready) })
 }
 
+// Ready reports whether host programming is served: every controller
+// owning a peer VPC heard from (or its side saved by the previous run), or
+// PeerGrace passed since Run started. It stays true.
+func (s *Server) Ready() bool {
+	select {
+	case <-s.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // Register adds the controller's services to g.
 func (s *Server) Register(g *grpc.Server) {
 	p4meshv1.RegisterHostProgrammingServer(g, hostProgramming{s: s})

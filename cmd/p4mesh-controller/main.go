@@ -139,7 +139,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.store, "store", "bolt", "how --data-dir keeps the configuration: bolt (store.db, one transaction per change; a config.yaml of an older p4mesh is imported on first start) or yaml (config.yaml, the whole file written per change)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:7001", "gRPC address for OHCs and peer controllers; must be this controller's address in the directory unless --advertise is")
 	fs.StringVar(&o.advertise, "advertise", "", "address OHCs and peers reach this controller at, when not --listen (NAT, a load balancer); checked against the directory")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "Prometheus /metrics listen address, e.g. 127.0.0.1:9101 (empty: off)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "Prometheus /metrics, /healthz and /readyz (ready: every peer controller heard from, or --peer-grace passed) listen address, e.g. 127.0.0.1:9101 (empty: off)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&o.peerGrace, "peer-grace", 10*time.Second, "after a start, how long host programming waits to hear from the controllers owning peer VPCs before serving their peerings as inactive")
 	o.tls.Register(fs, "the controller API (OHCs, peer controllers) and, unless --gnmi-tls-* say otherwise, gNMI")
@@ -397,6 +397,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+		daemon.HandleHealth(mux, func() error { return controllerReady(srv, o.peerGrace) })
 		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	for _, r := range []string{"ok", "error"} {
@@ -481,6 +482,17 @@ loop:
 	<-done
 	<-done
 	return err
+}
+
+// controllerReady is the controller's readiness. Its configuration is
+// loaded before anything is served, so what remains is whether it serves
+// host programming: until every peer controller is heard from or
+// --peer-grace passes, OHCs would get peerings it cannot yet vouch for.
+func controllerReady(srv *controller.Server, grace time.Duration) error {
+	if !srv.Ready() {
+		return fmt.Errorf("waiting to hear from every peer controller (at most --peer-grace %s after the start)", grace)
+	}
+	return nil
 }
 
 // reload re-reads --config and applies it, reporting whether it did. On

@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		"how long a controller's stream may stay unsynced before it is reported down (a warning, and the "+
 			"p4mesh_ohc_sources_unsynced_past_grace metric). Programming never waits for it, and the switch "+
 			"keeps what it holds for it, before the grace and after, until it syncs")
-	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this address (off when empty)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz (ready: primary on the switch, which holds a whole view of every source) on this address (off when empty)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	var tlsFlags mtls.Flags
 	tlsFlags.Register(fs, "its channels to the controllers and the switch")
@@ -129,7 +129,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 			o.Logger.Error("metrics not served", "addr", *metricsAddr, "err", err)
 			return
 		}
-		srv = &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		daemon.HandleHealth(mux, func() error { return ohcReady(prog, client, agent) })
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(lis)
 		o.Logger.Info("metrics", "addr", lis.Addr().String())
 	}
@@ -145,6 +148,32 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// ohcReady is the OHC's readiness: it is primary on its switch, and the
+// switch holds a whole view, every source (its controllers' host
+// programming, each pulled service) synced. Until then the switch may
+// forward with entries of an earlier run or without some peers'. A
+// controller that goes away after a sync does not make the OHC unready:
+// its streams resume from their revision and the switch holds what they
+// said; a source is unsynced again only when a controller resets it.
+func ohcReady(prog *ohc.Programmer, client *p4rt.Client, agent *ohc.Agent) error {
+	if !client.IsPrimary() {
+		return errors.New("not the primary controller of its switch")
+	}
+	st := prog.Stats()
+	switch {
+	case st.Applied == 0:
+		return errors.New("nothing programmed yet: waiting for its controller's host programming")
+	case st.LastError != nil:
+		return fmt.Errorf("the last programming of the switch failed: %w", st.LastError)
+	case len(st.Missing) > 0:
+		return fmt.Errorf("programmed without sources not synced yet: %s", strings.Join(st.Missing, ", "))
+	}
+	if n := agent.Stats().Unsynced; n > 0 {
+		return fmt.Errorf("%d sources not synced", n)
+	}
+	return nil
 }
 
 // dialOptions sets how the OHC reaches its controllers and its switch. With

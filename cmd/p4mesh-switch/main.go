@@ -159,7 +159,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	memPorts := fs.String("mem-ports", "", "comma-separated P4 ports backed by in-memory queues (demo without root)")
 	cpu := fs.Uint("cpu-port", cpuPort, "CPU port; vpc_peering.p4 fixes it at 255")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "Prometheus /metrics listen address, e.g. 127.0.0.1:9560 (empty: off)")
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "Prometheus /metrics, /healthz and /readyz (ready: a pipeline is loaded) listen address, e.g. 127.0.0.1:9560 (empty: off)")
 	cfg.tls.Register(fs, "P4Runtime")
 	fs.StringVar(&cfg.host, "host", "", "with mutual TLS, the host this switch belongs to: only its OHC (spiffe://<trust-domain>/host/<host>) and operators may connect; default: the host of --tls-cert's identity")
 	if err := fs.Parse(args); err != nil {
@@ -241,6 +241,16 @@ func serverOptions(cfg config, log *slog.Logger) ([]grpc.ServerOption, error) {
 	return append(opts, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)), nil
 }
 
+// switchReady is the switch's readiness: it forwards nothing until a
+// controller has committed a pipeline, which it loses only with the
+// process.
+func switchReady(sw *dataplane.Switch) error {
+	if sw.Pipeline() == nil {
+		return errors.New("no pipeline: waiting for a controller (the OHC) to push one")
+	}
+	return nil
+}
+
 // serve runs the switch until ctx ends or a server fails.
 func serve(ctx context.Context, cfg config, log *slog.Logger, h hooks) (err error) {
 	info, err := p4.P4Info()
@@ -305,6 +315,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, h hooks) (err erro
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+		daemon.HandleHealth(mux, func() error { return switchReady(sw) })
 		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 

@@ -69,6 +69,14 @@ func TestRunServesP4RuntimeAndMetrics(t *testing.T) {
 	if err := c.WaitPrimary(ctx); err != nil {
 		t.Fatalf("WaitPrimary: %v (%v)", err, c.LastError())
 	}
+	// Arbitrated but with no pipeline, the switch forwards nothing: alive,
+	// not ready.
+	if code, body := probe(t, a.metrics, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no pipeline") {
+		t.Errorf("/readyz before a pipeline = %d %q; want 503, no pipeline", code, body)
+	}
+	if code, _ := probe(t, a.metrics, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d, want 200", code)
+	}
 	info, err := p4.P4Info()
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +118,9 @@ func TestRunServesP4RuntimeAndMetrics(t *testing.T) {
 		t.Fatalf("read back %v, want the set_vnet entry", got)
 	}
 
+	if code, body := probe(t, a.metrics, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz with a pipeline = %d %q; want 200", code, body)
+	}
 	resp, err := http.Get("http://" + a.metrics.String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +158,21 @@ func TestRunServesP4RuntimeAndMetrics(t *testing.T) {
 	case <-time.After(2 * shutdownGrace):
 		t.Fatal("run did not return after cancel")
 	}
+}
+
+// probe GETs path on the metrics listener at addr.
+func probe(t *testing.T, addr net.Addr, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr.String() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 func TestRunRejectsBadFlags(t *testing.T) {

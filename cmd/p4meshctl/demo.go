@@ -53,8 +53,13 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	keep := fs.Bool("keep", false, "after the checks, keep the mesh running until Ctrl-C to ping by hand")
 	inMemory := fs.Bool("in-memory", false, "use in-memory ports even where network namespaces are available")
 	level := fs.String("log-level", "error", "log level of the controllers, switches and OHCs (to stderr): debug, info, warn or error")
+	write := fs.String("write", "", "do not run: write the demo's controller configurations (c1.yaml, c2.yaml) and its topology and expected pings (topology.json, for deploy/mininet) into this directory")
+	ctlAddrs := fs.String("controller-addrs", "127.0.0.1:7001,127.0.0.1:7002", "with --write, the gRPC addresses of c1 and c2, comma-separated")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
+	}
+	if *write != "" {
+		return writeDemo(*write, *ctlAddrs, stdout)
 	}
 	log, err := newLogger(stderr, *level)
 	if err != nil {
@@ -479,6 +484,15 @@ type pingCase struct {
 	reply    bool
 }
 
+// demoPings are what the demo expects of the topology's VMs; the Mininet
+// lab (demo --write) checks the same.
+var demoPings = []pingCase{
+	{"red-1", "blue-1", "across the red–blue peering", true},
+	{"red-1", "red-2", "within red", true},
+	{"blue-1", "red-1", "across the peering, the other way", true},
+	{"red-1", "green-1", "green is not peered with red", false},
+}
+
 func (d *demoRun) pings(ctx context.Context) error {
 	t := d.mesh.Topology
 	how := "through the in-memory ports"
@@ -487,12 +501,7 @@ func (d *demoRun) pings(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.w, "\nPings (%d echo requests each, %s)\n", pingCount, how)
 	tw := tabwriter.NewWriter(d.w, 0, 4, 2, ' ', 0)
-	for _, c := range []pingCase{
-		{"red-1", "blue-1", "across the red–blue peering", true},
-		{"red-1", "red-2", "within red", true},
-		{"blue-1", "red-1", "across the peering, the other way", true},
-		{"red-1", "green-1", "green is not peered with red", false},
-	} {
+	for _, c := range demoPings {
 		if err := d.ping(ctx, tw, c); err != nil {
 			return err
 		}
