@@ -30,9 +30,9 @@ import (
 	gnmiserver "github.com/p4mesh/p4mesh/gnmi/server"
 	"github.com/p4mesh/p4mesh/identity"
 	"github.com/p4mesh/p4mesh/ohc"
-	"github.com/p4mesh/p4mesh/store/boltstore"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
+	"github.com/p4mesh/p4mesh/store/boltstore"
 )
 
 // The controller at scale (issue 14): four controller shards owning 1,000
