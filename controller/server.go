@@ -661,7 +661,7 @@ func (s *Server) Stats() Stats {
 		PublishedServices: len(s.services), Hosts: len(s.hosts), Subscribers: s.peers.Subscribers(),
 		Applies: s.applies.Load(), ApplyErrors: s.applyErrors.Load(),
 		HostEntries: s.reports.totals(), HostSwitchPrimary: s.reports.primaries(),
-		Routes: s.configLocked().ChooseRoutes(),
+		Routes: s.m.chooseRoutes(),
 	}
 	for _, t := range s.hosts {
 		st.Subscribers += t.Subscribers()
