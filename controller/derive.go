@@ -10,9 +10,9 @@ import (
 )
 
 // Derivation of the watch tables from the model: whole (recomputeLocked,
-// after an Apply of a whole configuration or a change of the peer sides)
-// or by deltas (applyLocked, after a Change of endpoints, load balancers
-// and routes). Both build every item with the same functions, so they
+// after an Apply of a whole configuration) or by deltas (applyLocked,
+// after a Change of endpoints, load balancers and routes;
+// remoteChangedLocked, after a change of a peer controller's sides). Both build every item with the same functions, so they
 // agree item by item; Config.connectivity is the reference both are
 // tested against (incr_test.go).
 
@@ -129,16 +129,21 @@ func (s *Server) vpcItemsLocked(name string) map[string]proto.Message {
 		if p.VPC != name {
 			continue
 		}
-		other, active, reason := s.peerStateLocked(p)
-		owner, _ := m.base.Owner(p.PeerVPC)
-		items["peering/"+name+"/"+p.PeerVPC] = &p4meshv1.Peering{
-			Vpc: name, PeerVpc: p.PeerVPC, PeerVni: other.GetVni(), PeerExportPolicy: other.GetExportPolicy(),
-			// peer_controller is for OHCs that predate peer_controllers.
-			PeerController: owner.Addresses()[0], PeerControllers: owner.Addresses(),
-			Active: active, Reason: reason, PeerPrefixes: other.GetExportedPrefixes(),
-		}
+		items["peering/"+name+"/"+p.PeerVPC] = s.peeringItemLocked(p)
 	}
 	return items
+}
+
+// peeringItemLocked is peering p as the hosts of its VPC are told it.
+func (s *Server) peeringItemLocked(p Peering) *p4meshv1.Peering {
+	other, active, reason := s.peerStateLocked(p)
+	owner, _ := s.m.base.Owner(p.PeerVPC)
+	return &p4meshv1.Peering{
+		Vpc: p.VPC, PeerVpc: p.PeerVPC, PeerVni: other.GetVni(), PeerExportPolicy: other.GetExportPolicy(),
+		// peer_controller is for OHCs that predate peer_controllers.
+		PeerController: owner.Addresses()[0], PeerControllers: owner.Addresses(),
+		Active: active, Reason: reason, PeerPrefixes: other.GetExportedPrefixes(),
+	}
 }
 
 // hostItemsLocked is what host id needs from this controller: the host, its

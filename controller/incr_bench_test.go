@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/p4mesh/p4mesh/api/p4meshv1"
 )
 
 // benchSizes are the configuration sizes the benchmarks run at, in
@@ -198,4 +201,37 @@ func benchApplyWhole(b *testing.B, store string, n int) {
 	b.StopTimer()
 	b.ReportMetric(heapMiB(), "heap-MiB")
 	runtime.KeepAlive(s)
+}
+
+// BenchmarkPeerSideChange measures a peer controller's side changing
+// under a controller of n endpoints: c2's VPC p, peered with v0, gains a
+// host, then loses it, in turn, the change a peer controller sends
+// whenever an endpoint of p lands on a host new to p. Persistence is
+// NoPersistence, so this is the controller's own cost: the peering items
+// of the hosts holding v0, the streams to re-authorise, readiness.
+func BenchmarkPeerSideChange(b *testing.B) {
+	for _, n := range benchSizes[:2] {
+		b.Run(fmt.Sprintf("endpoints=%d", n), func(b *testing.B) {
+			cfg := scaleConfig(n)
+			cfg.Directory = append(cfg.Directory, ControllerEntry{Name: "c2", Address: "127.0.0.1:7002", VPCs: []string{"p"}})
+			cfg.Peerings = append(cfg.Peerings, Peering{VPC: "v0", PeerVPC: "p", ExportPolicy: "all"})
+			s, err := NewServer(ServerOptions{Store: NoPersistence{Start: cfg}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			side := func(hosts int) map[string]*p4meshv1.PeerSide {
+				ps := &p4meshv1.PeerSide{Vpc: "p", PeerVpc: "v0", Configured: true, ExportPolicy: "all", Vni: 900,
+					Subnets: []string{"10.200.0.0/16"}, ExportedPrefixes: []string{"10.200.0.0/16"}}
+				for h := range hosts {
+					ps.Hosts = append(ps.Hosts, "ph"+strconv.Itoa(h))
+				}
+				return map[string]*p4meshv1.PeerSide{"p/v0": ps}
+			}
+			ctx := context.Background()
+			s.setRemote(ctx, "c2", side(100))
+			for i := 0; b.Loop(); i++ {
+				s.setRemote(ctx, "c2", side(100+i%2))
+			}
+		})
+	}
 }

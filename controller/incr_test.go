@@ -307,6 +307,9 @@ func TestApplyChangeMatchesWholeApply(t *testing.T) {
 		if d := referenceDiff(inc); d != "" {
 			t.Fatalf("step %d: %s\nwatch tables differ from the reference derivation:\n%s", step, describeChange(ch), d)
 		}
+		if got, want := inc.Stats().Routes, whole.Config().ChooseRoutes(); !slices.Equal(got, want) && len(got)+len(want) > 0 {
+			t.Fatalf("step %d: %s\nroute choices from the model:\n%v\nfrom the configuration:\n%v", step, describeChange(ch), got, want)
+		}
 	}
 	t.Logf("%d changes accepted, %d refused; load balancers after %d steps, routes after %d; %d endpoints, %d load balancers, %d routes at the end",
 		accepted, refused, withLBs, withRoutes, len(inc.Config().Endpoints), len(inc.Config().LoadBalancers), len(inc.Config().Routes))

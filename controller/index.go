@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 )
@@ -405,6 +406,43 @@ func (m *model) chooseRoute(g routeGroup) (Route, string, bool) {
 	}
 	r, _ := m.routes.get(best)
 	return r, chosenReason(r, len(keys)), true
+}
+
+// chooseRoutes is Config.ChooseRoutes from the indexes, in time linear in
+// the routes rather than in the whole configuration: metrics and gNMI
+// state ask for it after every change.
+func (m *model) chooseRoutes() []RouteStatus {
+	rs := m.routes.values()
+	if len(rs) == 0 {
+		return nil
+	}
+	type choice struct {
+		best Route
+		n    int
+	}
+	chosen := map[routeGroup]choice{}
+	out := make([]RouteStatus, len(rs))
+	for i, r := range rs {
+		g := groupOf(r)
+		c, ok := chosen[g]
+		if !ok {
+			c.best, _, _ = m.chooseRoute(g)
+			c.n = len(m.rtGroup[g])
+			chosen[g] = c
+		}
+		w := c.best
+		st := RouteStatus{Route: r, Chosen: w.Key() == r.Key()}
+		switch {
+		case st.Chosen:
+			st.Reason = chosenReason(r, c.n)
+		case w.Priority == r.Priority:
+			st.Reason = fmt.Sprintf("same priority as the route via %s, configured first", nextHopName(w))
+		default:
+			st.Reason = fmt.Sprintf("priority %d loses to %d (via %s)", r.Priority, w.Priority, nextHopName(w))
+		}
+		out[i] = st
+	}
+	return out
 }
 
 // hostsOf returns, sorted, the hosts with an endpoint in vpc.

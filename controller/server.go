@@ -69,7 +69,8 @@ type Server struct {
 	changeMu sync.Mutex
 
 	// mu guards the fields below. A change of endpoints, load balancers
-	// or routes updates m and the items of the tables it affects; any
+	// or routes updates m and the items of the tables it affects, and a
+	// change of a peer controller's sides the items that read them; any
 	// other change rebuilds m and recomputes the tables whole from it and
 	// remote, and watch tables turn equal items into no-ops, so a
 	// recompute wakes only the subscribers whose view changed.
@@ -100,11 +101,11 @@ type Server struct {
 	// lock, as reports come at any time.
 	reports hostReports
 	// authGen is the whole configuration (gen) the open connectivity
-	// streams were last all authorised against, and authRemote counts
-	// changes of the peer sides (which vouch for other controllers'
-	// hosts): only a change of either can revoke, besides the changes
-	// that revoke for themselves (revokeHostsLocked).
-	authGen, authRemote, remoteGen uint64
+	// streams were last all authorised against: only a new one makes
+	// revokeLocked check them all; the changes that can revoke otherwise
+	// check the streams they can affect (revokeHostsLocked,
+	// revokeVouchedLocked).
+	authGen uint64
 }
 
 // service is the published connectivity of one (VPC, export policy).
@@ -505,8 +506,8 @@ func maps(m map[string]*p4meshv1.PeerSide) map[string]*p4meshv1.PeerSide {
 }
 
 // setRemote records what a peer controller says about its peer sides, as
-// the follower of that controller whose context is follower, and
-// recomputes. Once Run has cancelled the follower (and forgotten the
+// the follower of that controller whose context is follower, and updates
+// what reads them (remoteChangedLocked). Once Run has cancelled the follower (and forgotten the
 // controller), a last update racing in from it is dropped instead of
 // resurrecting stale sides.
 //
@@ -529,13 +530,12 @@ func (s *Server) setRemote(follower context.Context, controller string, sides ma
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, known := s.remote[controller]
+	before, known := s.remote[controller]
 	s.remote[controller] = sides
 	// Unchanged sides are the ones remote held already (the store keeps
 	// exactly remote's), so no table changes.
 	if (changed || !known) && s.advanceLocked(rev) {
-		s.remoteGen++
-		s.recomputeLocked()
+		s.remoteChangedLocked(controller, before, known)
 	}
 	s.checkReadyLocked()
 }
@@ -551,10 +551,96 @@ func (s *Server) forgetRemote(controller string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	before, known := s.remote[controller]
 	delete(s.remote, controller)
 	if s.advanceLocked(rev) {
-		s.remoteGen++
-		s.recomputeLocked()
+		s.remoteChangedLocked(controller, before, known)
+	}
+}
+
+// remoteChangedLocked follows controller's sides from before (wasKnown:
+// it had been heard from) to what remote now holds, at s.rev, paying for
+// what changed rather than for the configuration: a peer side changes
+// with the hosts of its VPC, as often as endpoints land on new hosts.
+//
+// The sides reach two things. The peering items of the local VPCs peered
+// with controller's (active, reason, the peer's VNI and prefixes), held
+// by the tables of the hosts with endpoints in those VPCs; and the
+// authorisation of the connectivity streams of the hosts the sides
+// vouch for. Nothing else reads remote: published services, their
+// tables and this controller's own sides come from the model alone.
+func (s *Server) remoteChangedLocked(controller string, before map[string]*p4meshv1.PeerSide, wasKnown bool) {
+	after, known := s.remote[controller]
+	keys, hosts := set[string]{}, set[string]{}
+	diff := func(a, b map[string]*p4meshv1.PeerSide) {
+		for k, v := range a {
+			if w, ok := b[k]; ok && proto.Equal(v, w) {
+				continue
+			}
+			keys[k] = struct{}{}
+			for _, h := range v.GetHosts() {
+				hosts[h] = struct{}{}
+			}
+		}
+	}
+	diff(before, after)
+	diff(after, before)
+
+	// Authorisation first, so that a stream the change no longer
+	// authorises is sent nothing of it.
+	s.revokeVouchedLocked(hosts)
+
+	b := batches{}
+	defer s.commitLocked(b)
+	m := s.m
+	for _, p := range m.base.Peerings {
+		if m.owner[p.PeerVPC] != controller {
+			continue
+		}
+		// A controller heard from for the first time, or forgotten,
+		// changes every peering it owns the peer of: "waiting for" comes
+		// or goes even where no side does.
+		if _, ok := keys[p.PeerVPC+"/"+p.VPC]; !ok && known == wasKnown {
+			continue
+		}
+		items := s.vpcItems[p.VPC]
+		if items == nil {
+			continue
+		}
+		key := "peering/" + p.VPC + "/" + p.PeerVPC
+		it := s.peeringItemLocked(p)
+		if proto.Equal(items[key], it) {
+			continue
+		}
+		items[key] = it
+		for h := range m.vpcHosts[p.VPC] {
+			b.put(s.hostTableLocked(h), key, it)
+		}
+	}
+}
+
+// revokeVouchedLocked is revokeLocked after a change of peer sides that
+// vouched for hosts before or after it: only their streams can have lost
+// their authorisation, and only those an authenticated host opened, as
+// the VPCs of an unauthenticated one are its own claim or this
+// controller's configuration, never a peer side (authorizeLocked).
+func (s *Server) revokeVouchedLocked(hosts set[string]) {
+	if len(hosts) == 0 {
+		return
+	}
+	for _, svc := range s.services {
+		for cs := range svc.streams {
+			if !cs.caller.authed {
+				continue
+			}
+			if _, ok := hosts[cs.caller.id.Name]; !ok {
+				continue
+			}
+			if _, err := s.authorizeLocked(cs.req, cs.caller); err != nil {
+				cs.cancel(err)
+				delete(svc.streams, cs)
+			}
+		}
 	}
 }
 
@@ -587,7 +673,7 @@ func (s *Server) Stats() Stats {
 		PublishedServices: len(s.services), Hosts: len(s.hosts), Subscribers: s.peers.Subscribers(),
 		Applies: s.applies.Load(), ApplyErrors: s.applyErrors.Load(),
 		HostEntries: s.reports.totals(), HostSwitchPrimary: s.reports.primaries(),
-		Routes: s.configLocked().ChooseRoutes(),
+		Routes: s.m.chooseRoutes(),
 	}
 	for _, t := range s.hosts {
 		st.Subscribers += t.Subscribers()
@@ -767,10 +853,10 @@ func (s *Server) recomputeLocked() {
 // publishes. Their clients reconnect and are told why; without this a
 // stream opened once would be served for as long as it stays open.
 func (s *Server) revokeLocked(want map[PublishedService]bool) {
-	if s.authGen == s.gen && s.authRemote == s.remoteGen {
+	if s.authGen == s.gen {
 		return
 	}
-	s.authGen, s.authRemote = s.gen, s.remoteGen
+	s.authGen = s.gen
 	for ps, svc := range s.services {
 		for cs := range svc.streams {
 			_, err := s.authorizeLocked(cs.req, cs.caller)
