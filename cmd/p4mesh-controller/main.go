@@ -25,6 +25,12 @@
 // stops the controller with an error saying what to do (restore it, or
 // --config-overrides-saved, which moves it aside).
 //
+// --store etcd runs the controller as one replica of a replica set: the
+// shard (--shard, else --config's controller:) is kept in etcd
+// (--etcd-endpoints), one replica leads and only it listens on --listen
+// and --gnmi-addr; a leader that loses its lease exits with status 1, to
+// be restarted as a standby. See etcd.go.
+//
 // SIGHUP re-reads --config and applies it, replacing what was accepted
 // since: that is an operator's explicit request. An invalid one is
 // refused, logged, and changes nothing. SIGINT and SIGTERM stop the
