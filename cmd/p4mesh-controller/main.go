@@ -25,6 +25,12 @@
 // stops the controller with an error saying what to do (restore it, or
 // --config-overrides-saved, which moves it aside).
 //
+// --store etcd runs the controller as one replica of a replica set: the
+// shard (--shard, else --config's controller:) is kept in etcd
+// (--etcd-endpoints), one replica leads and only it listens on --listen
+// and --gnmi-addr; a leader that loses its lease exits with status 1, to
+// be restarted as a standby. See etcd.go.
+//
 // SIGHUP re-reads --config and applies it, replacing what was accepted
 // since: that is an operator's explicit request. An invalid one is
 // refused, logged, and changes nothing. SIGINT and SIGTERM stop the
@@ -108,8 +114,9 @@ type options struct {
 	// (Store.Startup).
 	overrideSaved bool
 	dataDir       string
-	// store is --store: bolt (the default) or yaml.
+	// store is --store: bolt (the default), yaml or etcd.
 	store       string
+	etcd        etcdOptions
 	listen      string
 	advertise   string
 	metricsAddr string
@@ -136,7 +143,8 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.configPath, "config", "", "YAML configuration to start with when --data-dir has none (a saved one wins, see --config-overrides-saved); SIGHUP re-reads and applies it")
 	fs.BoolVar(&o.overrideSaved, "config-overrides-saved", false, "start from --config even when the saved configuration differs, discarding changes accepted since (e.g. over gNMI); a damaged saved configuration is moved aside")
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory the accepted configuration is persisted in (required); it survives restarts")
-	fs.StringVar(&o.store, "store", "bolt", "how --data-dir keeps the configuration: bolt (store.db, one transaction per change; a config.yaml of an older p4mesh is imported on first start) or yaml (config.yaml, the whole file written per change)")
+	fs.StringVar(&o.store, "store", "bolt", "how --data-dir keeps the configuration: bolt (store.db, one transaction per change; a config.yaml of an older p4mesh is imported on first start) or yaml (config.yaml, the whole file written per change); or etcd, shared by the shard's replicas, one leading (no --data-dir; see --etcd-endpoints)")
+	o.etcd.register(fs)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:7001", "gRPC address for OHCs and peer controllers; must be this controller's address in the directory unless --advertise is")
 	fs.StringVar(&o.advertise, "advertise", "", "address OHCs and peers reach this controller at, when not --listen (NAT, a load balancer); checked against the directory")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "Prometheus /metrics, /healthz and /readyz (ready: every peer controller heard from, or --peer-grace passed) listen address, e.g. 127.0.0.1:9101 (empty: off)")
@@ -163,14 +171,17 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, usageErr("unexpected arguments %q", fs.Args())
 	}
-	if o.dataDir == "" {
+	if o.store != "bolt" && o.store != "yaml" && o.store != "etcd" {
+		return o, usageErr("--store %q: bolt, yaml or etcd", o.store)
+	}
+	if err := o.etcd.check(fs, &o); err != nil {
+		return o, err
+	}
+	if o.dataDir == "" && o.store != "etcd" {
 		return o, usageErr("--data-dir is required: it is where the controller keeps its configuration across restarts")
 	}
 	if o.listen == "" {
 		return o, usageErr("--listen is required")
-	}
-	if o.store != "bolt" && o.store != "yaml" {
-		return o, usageErr("--store %q: bolt or yaml", o.store)
 	}
 	for _, f := range []struct {
 		name string
@@ -235,6 +246,9 @@ type configStore interface {
 // store.db, importing an older p4mesh's config.yaml on its first start, or
 // the YAML file. close releases it.
 func openStore(o options, log *slog.Logger) (st configStore, path string, close func(), err error) {
+	if o.store == "etcd" {
+		return openEtcd(o.etcd.leader)
+	}
 	if o.store == "yaml" {
 		y, err := controller.OpenStore(o.dataDir)
 		if err != nil {
@@ -312,6 +326,17 @@ func startup(o options, log *slog.Logger) (controller.Persistence, func(), error
 
 // serve runs the controller until ctx ends or a server fails.
 func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error) {
+	// With --store etcd, nothing is opened or listened on (but this)
+	// until this replica leads its shard; deposed is when it stops.
+	var deposed <-chan error
+	if o.store == "etcd" {
+		rs, err := lead(ctx, o, log)
+		if rs == nil {
+			return err
+		}
+		defer rs.close()
+		o.etcd.leader, deposed = rs, rs.Deposed()
+	}
 	store, closeStore, err := startup(o, log)
 	if err != nil {
 		return err
@@ -345,6 +370,10 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	if err != nil {
 		lis.Close()
 		return err
+	}
+	if o.store == "etcd" && srv.Config().Controller != o.etcd.leader.shard {
+		lis.Close()
+		return fmt.Errorf("the configuration in etcd shard %q is controller %q's", o.etcd.leader.shard, srv.Config().Controller)
 	}
 	checkAddress(log, srv.Config(), o.advertise, lis.Addr())
 
@@ -464,6 +493,12 @@ loop:
 			log.Info("stopping", "cause", context.Cause(ctx))
 			break loop
 		case err = <-errc:
+			break loop
+		case err = <-deposed:
+			// Stop serving at once: clients must not stay on a
+			// replica that no longer leads.
+			log.Error("deposed: no longer the shard's leader; stopping, to restart as a standby", "err", err)
+			lis.Close()
 			break loop
 		case <-hup:
 			if reload(log, srv, o, lis.Addr()) {

@@ -213,9 +213,11 @@ func refused(err error) bool {
 		errors.Is(err, rpctypes.ErrRequestTooLarge) || errors.Is(err, rpctypes.ErrDuplicateKey))
 }
 
-// Load implements store.Backend in pages, all at the revision of the
-// first, so a large shard never needs one huge response. A compaction
-// of that revision while paging starts it over.
+// Load implements store.Backend in pages, all at the etcd revision of
+// the first, so a large shard never needs one huge response. A
+// compaction of that revision while paging starts it over. The revision
+// returned is the shard's: that of its last commit (the ModRevision of
+// its marker key), which commits to other shards do not move.
 func (s *Store) Load(ctx context.Context) (map[string][]byte, uint64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -238,11 +240,24 @@ func (s *Store) Load(ctx context.Context) (map[string][]byte, uint64, error) {
 func (s *Store) load(ctx context.Context) (map[string][]byte, uint64, error) {
 	end := clientv3.GetPrefixRangeEnd(s.items)
 	page := int64(s.opts.PageSize)
-	resp, err := s.cli.Get(ctx, s.items, clientv3.WithRange(end), clientv3.WithLimit(page))
+	// The marker and the first page at one revision: the shard's
+	// revision is its last commit's (the marker's ModRevision), not the
+	// header's, which every other shard's commits advance. A client told
+	// revision r by one leader must find the same r at the next one,
+	// whatever the other shards committed in between.
+	tresp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.marker),
+		clientv3.OpGet(s.items, clientv3.WithRange(end), clientv3.WithLimit(page)),
+	).Commit()
 	if err != nil {
 		return nil, 0, err
 	}
-	rev := resp.Header.Revision
+	at := tresp.Header.Revision
+	var rev int64
+	if kvs := tresp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		rev = kvs[0].ModRevision
+	}
+	resp := (*clientv3.GetResponse)(tresp.Responses[1].GetResponseRange())
 	items := make(map[string][]byte, resp.Count)
 	for {
 		for _, kv := range resp.Kvs {
@@ -251,12 +266,15 @@ func (s *Store) load(ctx context.Context) (map[string][]byte, uint64, error) {
 				v = []byte{}
 			}
 			items[string(kv.Key[len(s.items):])] = v
+			// An item written without the marker (by hand, by an older
+			// p4mesh) is still part of what was loaded.
+			rev = max(rev, kv.ModRevision)
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			return items, uint64(rev), nil
 		}
 		next := string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
-		resp, err = s.cli.Get(ctx, next, clientv3.WithRange(end), clientv3.WithLimit(page), clientv3.WithRev(rev))
+		resp, err = s.cli.Get(ctx, next, clientv3.WithRange(end), clientv3.WithLimit(page), clientv3.WithRev(at))
 		if err != nil {
 			return nil, 0, err
 		}

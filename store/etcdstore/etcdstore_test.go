@@ -315,3 +315,48 @@ func TestFailover(t *testing.T) {
 		t.Errorf("resigned r2's commit: %v, want ErrNotLeader", err)
 	}
 }
+
+// TestShardRevisionIgnoresOtherShards: a shard's revision is its own last
+// commit's. etcd's revisions are the cluster's; were Load to return the
+// header's, another shard's commits would move it, and a new leader
+// would build its watch tables above the revision its clients hold and
+// reset them. A watch from that revision sees only what this shard
+// commits next.
+func TestShardRevisionIgnoresOtherShards(t *testing.T) {
+	cli := client(t, startEtcd(t))
+	a, b := newStore(t, cli, "a"), newStore(t, cli, "b")
+	r1, err := a.Commit(ctx(t), []store.Op{{Key: "k", Value: []byte("1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := b.Commit(ctx(t), []store.Op{{Key: fmt.Sprint(i), Value: []byte("b")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, rev := storetest.MustLoad(t, a); rev != r1 {
+		t.Fatalf("shard a loads at revision %d after shard b's commits; want its own last commit's, %d", rev, r1)
+	}
+	if _, rev := storetest.MustLoad(t, newStore(t, cli, "empty")); rev != 0 {
+		t.Errorf("a shard never committed to loads at revision %d, want 0", rev)
+	}
+	r2, err := a.Commit(ctx(t), []store.Op{{Key: "k", Value: []byte("2")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, rev := storetest.MustLoad(t, a); rev != r2 {
+		t.Fatalf("shard a loads at revision %d, want its last commit's, %d", rev, r2)
+	}
+	// From r1, a watch yields a's second commit and nothing of b's.
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	for batch, err := range a.Watch(wctx, r1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if batch.Rev != r2 || len(batch.Ops) != 1 || string(batch.Ops[0].Value) != "2" {
+			t.Fatalf("watch of shard a after %d: batch %+v, want its commit at %d", r1, batch, r2)
+		}
+		break
+	}
+}
