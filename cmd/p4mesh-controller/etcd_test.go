@@ -3,16 +3,14 @@ package main
 import (
 	"errors"
 	"log/slog"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 
+	"github.com/p4mesh/p4mesh/internal/etcdtest"
 	"github.com/p4mesh/p4mesh/store"
 	"github.com/p4mesh/p4mesh/store/etcdstore"
 )
@@ -50,20 +48,7 @@ func TestEtcdFlagErrors(t *testing.T) {
 // (here the election key was deleted behind the leader's back, its lease
 // still alive) deposes the replica, which serve turns into an exit.
 func TestGuardedCommitDeposes(t *testing.T) {
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	u, _ := url.Parse("http://127.0.0.1:0")
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*u}, []url.URL{*u}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*u}, []url.URL{*u}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	<-e.Server.ReadyNotify()
-	ep := e.Clients[0].Addr().String()
+	ep := etcdtest.Start(t)
 
 	o := options{store: "etcd", listen: "127.0.0.1:7002", etcd: etcdOptions{endpoints: []string{ep}, shard: "c2", replicaID: "r0", leaseTTL: 5 * time.Second}}
 	rs, err := lead(t.Context(), o, slog.New(slog.DiscardHandler))

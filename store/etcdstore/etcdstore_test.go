@@ -4,46 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 
+	"github.com/p4mesh/p4mesh/internal/etcdtest"
 	"github.com/p4mesh/p4mesh/store"
 	"github.com/p4mesh/p4mesh/store/etcdstore"
 	"github.com/p4mesh/p4mesh/store/storetest"
 )
-
-// startEtcd runs a one-member etcd in this process, on loopback ports the
-// kernel picks, until the test ends.
-func startEtcd(t testing.TB) string {
-	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	u, _ := url.Parse("http://127.0.0.1:0")
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*u}, []url.URL{*u}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*u}, []url.URL{*u}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatalf("etcd: %v", err)
-	case <-time.After(storetest.Deadline):
-		t.Fatal("etcd not ready")
-	}
-	return e.Clients[0].Addr().String()
-}
 
 func client(t testing.TB, endpoint string) *clientv3.Client {
 	t.Helper()
@@ -74,7 +46,7 @@ type ownClient struct {
 func (o ownClient) Close() error { o.Store.Close(); return o.cli.Close() }
 
 func TestSuite(t *testing.T) {
-	ep := startEtcd(t)
+	ep := etcdtest.Start(t)
 	var n atomic.Int64
 	storetest.Run(t, func(t *testing.T) storetest.Opener {
 		shard := fmt.Sprintf("suite%d", n.Add(1))
@@ -95,7 +67,7 @@ func ctx(t *testing.T) context.Context {
 }
 
 func TestShardsApartAndLimits(t *testing.T) {
-	cli := client(t, startEtcd(t))
+	cli := client(t, etcdtest.Start(t))
 	a, b := newStore(t, cli, "a"), newStore(t, cli, "ab")
 	if _, err := a.Commit(ctx(t), []store.Op{{Key: "k", Value: []byte("a")}}); err != nil {
 		t.Fatal(err)
@@ -125,7 +97,7 @@ func TestShardsApartAndLimits(t *testing.T) {
 // TestLoadPages: a Load in pages returns every item once, at the
 // revision of its first page, whatever commits land meanwhile.
 func TestLoadPages(t *testing.T) {
-	cli := client(t, startEtcd(t))
+	cli := client(t, etcdtest.Start(t))
 	s, err := etcdstore.New(cli, "p", etcdstore.Options{PageSize: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +117,7 @@ func TestLoadPages(t *testing.T) {
 }
 
 func TestWatchCompacted(t *testing.T) {
-	cli := client(t, startEtcd(t))
+	cli := client(t, etcdtest.Start(t))
 	s := newStore(t, cli, "c")
 	r1, _ := s.Commit(ctx(t), []store.Op{{Key: "k", Value: []byte("1")}})
 	r2, _ := s.Commit(ctx(t), []store.Op{{Key: "k", Value: []byte("2")}})
@@ -195,7 +167,7 @@ func replicas(t *testing.T, cli *clientv3.Client, shard string) string {
 // refused from then on, and a standby following the watch saw every
 // commit of both leaders in order.
 func TestFailover(t *testing.T) {
-	ep := startEtcd(t)
+	ep := etcdtest.Start(t)
 	const shard, ttl = "s1", 2 * time.Second
 	cli1, cli2, cliStandby := client(t, ep), client(t, ep), client(t, ep)
 	r1, err := etcdstore.Join(ctx(t), cli1, shard, "r1", "10.0.0.1:9339", ttl)
@@ -323,7 +295,7 @@ func TestFailover(t *testing.T) {
 // reset them. A watch from that revision sees only what this shard
 // commits next.
 func TestShardRevisionIgnoresOtherShards(t *testing.T) {
-	cli := client(t, startEtcd(t))
+	cli := client(t, etcdtest.Start(t))
 	a, b := newStore(t, cli, "a"), newStore(t, cli, "b")
 	r1, err := a.Commit(ctx(t), []store.Op{{Key: "k", Value: []byte("1")}})
 	if err != nil {

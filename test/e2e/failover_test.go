@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,13 +18,12 @@ import (
 	"github.com/openconfig/gnmi/proto/gnmi"
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/p4mesh/p4mesh/demo"
+	"github.com/p4mesh/p4mesh/internal/etcdtest"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/store"
 	"github.com/p4mesh/p4mesh/store/etcdstore"
@@ -44,7 +42,7 @@ import (
 func TestReplicaSetFailover(t *testing.T) {
 	bin := buildDaemons(t)
 	dir := t.TempDir()
-	etcdAddr := startEtcd(t)
+	etcdAddr := etcdtest.Start(t)
 	cli, err := etcdstore.NewClient(t.Context(), etcdstore.ClientConfig{Endpoints: []string{etcdAddr}})
 	if err != nil {
 		t.Fatal(err)
@@ -268,32 +266,6 @@ func process(t *testing.T, bin, name string, args ...string) (*exec.Cmd, <-chan 
 		}
 	})
 	return cmd, exited, out
-}
-
-// startEtcd runs a one-member etcd in the test process, on loopback
-// ports the kernel picks, until the test ends.
-func startEtcd(t *testing.T) string {
-	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	u, _ := url.Parse("http://127.0.0.1:0")
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*u}, []url.URL{*u}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*u}, []url.URL{*u}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatalf("etcd: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("etcd not ready")
-	}
-	return e.Clients[0].Addr().String()
 }
 
 func waitUntil(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
