@@ -48,15 +48,6 @@ hosts:
 	}
 	args := []string{"--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--listen", listen, "--insecure",
 		"--gnmi-addr", gnmiAddr, "--gnmi-insecure"}
-	run := func() (*exec.Cmd, *lockedBuffer) {
-		out := &lockedBuffer{}
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd, out
-	}
 	conn, err := grpc.NewClient(gnmiAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +91,7 @@ hosts:
 		}
 	}
 
-	cmd, out := run()
+	cmd, exited, out := process(t, bin, "p4mesh-controller before the crash", args...)
 	waitUp(out)
 	const clients, perClient = 4, 120
 	var (
@@ -152,7 +143,7 @@ hosts:
 		})
 	}
 	wg.Wait()
-	cmd.Wait()
+	<-exited
 	select {
 	case <-killed:
 	default:
@@ -163,14 +154,7 @@ hosts:
 	}
 	t.Logf("killed after %d acknowledged Sets: %d acknowledged, %d refused, %d cut off", killAt, len(acked), len(refused), unknowns.Load())
 
-	cmd, out = run()
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("p4mesh-controller after the restart:\n%s", out.String())
-		}
-	}()
+	_, _, out = process(t, bin, "p4mesh-controller after the restart", args...)
 	waitUp(out)
 	have, err := endpoints(t.Context())
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,26 +63,7 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 // and shows its output if the test failed.
 func daemon(t *testing.T, bin, name string, args ...string) *lockedBuffer {
 	t.Helper()
-	out := &lockedBuffer{}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("%s:\n%s", name, out.String())
-		}
-	})
+	_, _, out := process(t, bin, name, args...)
 	return out
 }
 

@@ -241,8 +241,9 @@ func TestReplicaSetFailover(t *testing.T) {
 	})
 }
 
-// process starts bin as daemon does, and returns its command, so that
-// the test can kill it, its exit and its output.
+// process starts bin with args until the test ends (SIGTERM, then wait,
+// then kill), shows its output if the test failed, and returns its
+// command, its exit and its output, for a test that kills it.
 func process(t *testing.T, bin, name string, args ...string) (*exec.Cmd, <-chan error, *lockedBuffer) {
 	t.Helper()
 	out := &lockedBuffer{}
