@@ -17,5 +17,11 @@
 //     reconnection.
 //   - Reconciler makes the tables a writer owns equal to a desired set with
 //     the fewest writes, which is why a restart never flushes a switch.
-//   - Target packs the per-target device config for a pipeline push.
+//   - Target packs the per-target device config for a pipeline push: BMv2's
+//     JSON, Stratum's BfPipelineConfig for Tofino, IPDK's TDI pipeline
+//     config for P4-DPDK (docs/targets.md).
+//   - Capabilities says what the switch running a pipeline takes (port
+//     width and CPU port, table sizes as budgets, one-shot selectors or
+//     not), from the P4Info and the target's TargetProfile, so that a
+//     writer never asks which target it is writing to.
 package p4rt

@@ -13,8 +13,9 @@ import (
 )
 
 // Target packs the device config that SetForwardingPipelineConfig carries
-// for one kind of switch: BMv2 takes p4c's JSON, Tofino and DPDK targets take
-// their own binaries. The rest of p4mesh sees only this interface.
+// for one kind of switch: BMv2 takes p4c's JSON, Stratum on Tofino and IPDK
+// on P4-DPDK take protobufs of their compiler's outputs (Tofino, DPDK).
+// The rest of p4mesh sees only this interface.
 type Target interface {
 	// Name names the target in logs and errors ("bmv2").
 	Name() string
@@ -42,16 +43,24 @@ func (b BMv2) DeviceConfig() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bmv2: %w", err)
 	}
+	if err := checkBMv2JSON(data); err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, b.JSONPath)
+	}
+	return data, nil
+}
+
+// checkBMv2JSON checks that data is a BMv2 JSON program.
+func checkBMv2JSON(data []byte) error {
 	var prog struct {
 		Pipelines json.RawMessage `json:"pipelines"`
 	}
 	if err := json.Unmarshal(data, &prog); err != nil {
-		return nil, fmt.Errorf("bmv2: %s is not JSON: %w", b.JSONPath, err)
+		return fmt.Errorf("bmv2: not JSON: %w", err)
 	}
 	if prog.Pipelines == nil {
-		return nil, fmt.Errorf("bmv2: %s has no \"pipelines\": not a p4c-bm2-ss output", b.JSONPath)
+		return errors.New(`bmv2: no "pipelines": not a p4c-bm2-ss output`)
 	}
-	return data, nil
+	return nil
 }
 
 // Cookie fingerprints a pipeline (P4Info and device config). Pushing with it
