@@ -1,7 +1,9 @@
 // Command p4meshctl is p4mesh's operator CLI. It works with the pipeline the
 // binary carries: `pipeline show` lists its tables and actions as the switch
 // sees them, `pipeline push` loads it onto a P4Runtime switch (BMv2's
-// simple_switch_grpc, or any target p4rt packs a device config for). `demo`
+// simple_switch_grpc, or any target p4rt packs a device config for), and
+// `pipeline pack` packs a compiler's outputs into the device config of a
+// BMv2, Tofino (Stratum) or P4-DPDK (IPDK) switch. `demo`
 // runs the demo topology (package demo) and checks what it should do.
 // `get`, `set`, `subscribe` and `apply -f FILE` configure and observe a
 // controller over gNMI (gnmi.go).
@@ -32,6 +34,7 @@ func main() {
 }
 
 var errUsage = errors.New(`usage: p4meshctl pipeline show | pipeline push [flags] | demo [--keep] [--in-memory] [--log-level L] | demo --write DIR [--controller-addrs A,B]
+       p4meshctl pipeline pack --target bmv2|tofino|dpdk --in PATH --out FILE [--p4info FILE]   (--help: each target's inputs)
        p4meshctl get [gnmi flags] [--encoding json_ietf|json] PATH...
        p4meshctl set [gnmi flags] [--delete PATH] [--replace PATH=JSON] [--update PATH=JSON]...
        p4meshctl subscribe [gnmi flags] [--mode once|poll|stream] [--stream-mode on_change|sample] [--sample-interval D] PATH...
@@ -65,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return pipelineShow(stdout)
 	case "push":
 		return pipelinePush(ctx, args[2:], stdout, stderr)
+	case "pack":
+		return pipelinePack(args[2:], stdout, stderr)
 	}
 	return errUsage
 }
