@@ -9,6 +9,13 @@
 // every replica, joined by commas; the OHC follows whichever one leads:
 //
 //	p4mesh-ohc --host h1 --controller 10.0.0.1:7001,10.0.0.2:7001,10.0.0.3:7001 ...
+//
+// --target names the kind of switch (bmv2, p4mesh, tofino for Stratum,
+// dpdk for IPDK infrap4d) and --device-config the device config packed
+// for it by `p4meshctl pipeline pack`; docs/targets.md says what each
+// takes:
+//
+//	p4mesh-ohc --host h1 --controller ... --target tofino --device-config vpc_peering.tofino.pb.bin
 package main
 
 import (
@@ -27,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	p4configv1 "github.com/p4lang/p4runtime/go/p4/config/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
@@ -36,7 +44,7 @@ import (
 	"github.com/p4mesh/p4mesh/internal/replicaset"
 	"github.com/p4mesh/p4mesh/mtls"
 	"github.com/p4mesh/p4mesh/ohc"
-
+	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
 )
 
@@ -78,7 +86,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.Switch, "switch", "127.0.0.1:9559", "P4Runtime address of this host's switch")
 	fs.Uint64Var(&o.DeviceID, "device-id", 1, "P4Runtime device id of the switch (never 0)")
 	fs.Uint64Var(&o.ElectionID, "election-id", 0, "P4Runtime election id: the switch makes the highest primary (0: the start time in Unix nanoseconds, so that a restarted OHC takes the switch back)")
-	devConfig := fs.String("device-config", "", "device config for the pipeline push (BMv2: p4c's JSON); empty for p4mesh-switch")
+	target := fs.String("target", "", "the kind of switch: "+strings.Join(p4rt.TargetNames(), ", ")+
+		" (default: bmv2 with --device-config, p4mesh without). It says what --device-config must be and what the "+
+		"switch can take (port width, CPU port, table sizes, one-shot selectors); see docs/targets.md")
+	devConfig := fs.String("device-config", "", "the device config the pipeline push carries, as `p4meshctl pipeline pack --target T` "+
+		"writes it (for bmv2, p4c-bm2-ss's JSON as is); none for p4mesh-switch")
 	fs.DurationVar(&o.SourceGrace, "source-grace", ohc.DefaultSourceGrace,
 		"how long a controller's stream may stay unsynced before it is reported down (a warning, and the "+
 			"p4mesh_ohc_sources_unsynced_past_grace metric). Programming never waits for it, and the switch "+
@@ -109,14 +121,22 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "p4mesh-ohc:", err)
 		return 2
 	}
-	if *devConfig != "" {
-		b, err := os.ReadFile(*devConfig)
-		if err != nil {
-			fmt.Fprintln(stderr, "p4mesh-ohc: --device-config:", err)
-			return 2
-		}
-		o.DeviceConfig = b
+	info, err := p4.P4Info()
+	if err != nil {
+		fmt.Fprintln(stderr, "p4mesh-ohc:", err)
+		return 1
 	}
+	caps, cfg, err := targetConfig(*target, *devConfig, info)
+	if err != nil {
+		fmt.Fprintln(stderr, "p4mesh-ohc:", err)
+		return 2
+	}
+	o.DeviceConfig = cfg
+	// TODO(issue 12): hand caps to the compiler, which is to check its
+	// entries against caps.CheckBudget before writing and program
+	// selectors one-shot only when caps.OneShotSelectors.
+	o.Logger.Info("target", "target", caps.Target, "arch", caps.Arch, "port_bits", caps.PortBits,
+		"port_translation", caps.PortTranslation, "cpu_port", cpuPortAttr(caps), "one_shot_selectors", caps.OneShotSelectors)
 	var srv *http.Server
 	ready := func(prog *ohc.Programmer, client *p4rt.Client, agent *ohc.Agent) {
 		if *metricsAddr == "" {
@@ -136,7 +156,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		go srv.Serve(lis)
 		o.Logger.Info("metrics", "addr", lis.Addr().String())
 	}
-	err := ohc.RunDaemon(ctx, o, ready)
+	err = ohc.RunDaemon(ctx, o, ready)
 	if srv != nil {
 		srv.Close()
 	}
@@ -209,4 +229,53 @@ func dialOptions(o *ohc.DaemonOptions, f *mtls.Flags) error {
 	o.ControllerDial = []grpc.DialOption{cd, daemon.ClientKeepalive()}
 	o.SwitchDial = []grpc.DialOption{sd, daemon.ClientKeepalive()}
 	return nil
+}
+
+// targetConfig resolves --target and --device-config: the target's
+// capabilities for the embedded pipeline, and the device config, checked
+// to be the target's before any switch sees it. The config is packed
+// ahead (p4meshctl pipeline pack) rather than here from the compiler's
+// output directory: one file, built once, is what every host of a fleet
+// pushes, and a host needs no compiler output tree.
+func targetConfig(target, devConfig string, info *p4configv1.P4Info) (*p4rt.Capabilities, []byte, error) {
+	if target == "" {
+		// Before --target, a --device-config was BMv2's JSON and its
+		// absence meant p4mesh-switch; keep meaning that.
+		target = "p4mesh"
+		if devConfig != "" {
+			target = "bmv2"
+		}
+	}
+	tp, err := p4rt.LookupTarget(target)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--target: %w", err)
+	}
+	caps, err := tp.Capabilities(info)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--target %s: the embedded pipeline does not run there: %w", target, err)
+	}
+	if tp.CheckDeviceConfig == nil {
+		if devConfig != "" {
+			return nil, nil, fmt.Errorf("--target %s: %s takes no --device-config", target, tp.Server)
+		}
+		return caps, nil, nil
+	}
+	if devConfig == "" {
+		return nil, nil, fmt.Errorf("--target %s: %s needs --device-config (p4meshctl pipeline pack --target %s)", target, tp.Server, target)
+	}
+	b, err := os.ReadFile(devConfig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--device-config: %w", err)
+	}
+	if err := tp.CheckDeviceConfig(b); err != nil {
+		return nil, nil, fmt.Errorf("--device-config %s is no %s device config: %w", devConfig, target, err)
+	}
+	return caps, b, nil
+}
+
+func cpuPortAttr(c *p4rt.Capabilities) any {
+	if !c.HasCPUPort {
+		return "unknown"
+	}
+	return c.CPUPort
 }
