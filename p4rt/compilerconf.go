@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -103,9 +104,10 @@ func findConf(path string, f compilerFlavor) (string, error) {
 // in the directory path) describes, with every file it names, and checks
 // them as far as their formats are known: what Stratum and the SDE would
 // only reject at push time, or load into a switch wrongly, is refused
-// here with the file at fault. Relative paths in the .conf are taken from
-// the .conf's directory: bf-p4c writes them relative to its output
-// directory, where the .conf is.
+// here with the file at fault. A relative path in the .conf is taken from
+// the .conf's directory, where bf-p4c writes them relative to (its output
+// directory), else from the working directory, where Stratum's and IPDK's
+// builders read them from.
 func loadCompilerOutput(path string, f compilerFlavor) (*compiledProgram, error) {
 	confPath, err := findConf(path, f)
 	if err != nil {
@@ -139,22 +141,30 @@ func loadCompilerOutput(path string, f compilerFlavor) (*compiledProgram, error)
 	if err := checkPathName(p.name); err != nil {
 		return nil, errf("program-name: %v", err)
 	}
-	resolve := func(key, file string) (string, error) {
+	// read reads the file the .conf names under key.
+	read := func(key, file string) ([]byte, string, error) {
 		if file == "" {
-			return "", fmt.Errorf("no %q", key)
+			return nil, "", fmt.Errorf("no %q", key)
 		}
-		if !filepath.IsAbs(file) {
-			file = filepath.Join(filepath.Dir(confPath), file)
+		if filepath.IsAbs(file) {
+			b, err := os.ReadFile(file)
+			return b, file, err
 		}
-		return file, nil
+		fromConf := filepath.Join(filepath.Dir(confPath), file)
+		b, err := os.ReadFile(fromConf)
+		if !errors.Is(err, fs.ErrNotExist) {
+			return b, fromConf, err
+		}
+		if b, cwdErr := os.ReadFile(file); !errors.Is(cwdErr, fs.ErrNotExist) {
+			return b, file, cwdErr
+		}
+		return nil, fromConf, fmt.Errorf("%s: %q is neither in the .conf's directory (%s) nor in the working directory", key, file, fromConf)
 	}
-	bfrtPath, err := resolve("bfrt-config", prog.BfrtConfig)
+	bfrt, bfrtPath, err := read("bfrt-config", prog.BfrtConfig)
 	if err != nil {
 		return nil, errf("program %s: %v", p.name, err)
 	}
-	if p.bfrt, err = os.ReadFile(bfrtPath); err != nil {
-		return nil, errf("program %s: bfrt-config: %v", p.name, err)
-	}
+	p.bfrt = bfrt
 	if err := checkBfrtJSON(p.bfrt); err != nil {
 		return nil, errf("bfrt-config %s: %v", bfrtPath, err)
 	}
@@ -174,22 +184,16 @@ func loadCompilerOutput(path string, f compilerFlavor) (*compiledProgram, error)
 			return nil, errf("pipeline %s has no pipe_scope", pl.Name)
 		}
 		pipe := compiledPipe{name: pl.Name, scope: slices.Clone(*pl.PipeScope)}
-		ctxPath, err := resolve("context", pl.Context)
-		if err != nil {
+		var ctxPath string
+		if pipe.context, ctxPath, err = read("context", pl.Context); err != nil {
 			return nil, errf("pipeline %s: %v (its context.json)", pl.Name, err)
-		}
-		if pipe.context, err = os.ReadFile(ctxPath); err != nil {
-			return nil, errf("pipeline %s: context: %v", pl.Name, err)
 		}
 		if err := checkContextJSON(pipe.context, p.name, f.contexts); err != nil {
 			return nil, errf("pipeline %s: context %s: %v", pl.Name, ctxPath, err)
 		}
-		binPath, err := resolve("config", pl.Config)
-		if err != nil {
+		var binPath string
+		if pipe.binary, binPath, err = read("config", pl.Config); err != nil {
 			return nil, errf("pipeline %s: %v (its %s)", pl.Name, err, f.binary)
-		}
-		if pipe.binary, err = os.ReadFile(binPath); err != nil {
-			return nil, errf("pipeline %s: config: %v", pl.Name, err)
 		}
 		if err := f.checkBinary(pipe.binary); err != nil {
 			return nil, errf("pipeline %s: config %s: %v", pl.Name, binPath, err)

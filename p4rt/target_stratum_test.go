@@ -100,8 +100,24 @@ func TestTofinoRoundTrip(t *testing.T) {
 		}
 		configs = append(configs, b)
 	}
-	if !bytes.Equal(configs[0], configs[1]) {
-		t.Error("packing the directory and its .conf differ")
+	// A .conf whose relative paths are from the working directory (as
+	// Stratum's bf_pipeline_builder reads them) packs the same too.
+	elsewhere := filepath.Join(t.TempDir(), "vpc_peering.conf")
+	os.WriteFile(elsewhere, mustRead(t, "testdata/bf-p4c/vpc_peering.conf"), 0o644)
+	editConf(t, elsewhere, func(prog, pipe, _ map[string]any) {
+		prog["bfrt-config"] = "testdata/bf-p4c/bfrt.json"
+		pipe["context"] = "testdata/bf-p4c/pipe/context.json"
+		pipe["config"] = "testdata/bf-p4c/pipe/tofino.bin"
+	})
+	b, err := Tofino{Conf: elsewhere}.DeviceConfig()
+	if err != nil {
+		t.Fatalf("pack with paths from the working directory: %v", err)
+	}
+	configs = append(configs, b)
+	for i := range configs[1:] {
+		if !bytes.Equal(configs[0], configs[i+1]) {
+			t.Errorf("packing input %d differs from packing the directory", i+1)
+		}
 	}
 	got, err := ParseTofinoDeviceConfig(configs[0])
 	if err != nil {
@@ -262,10 +278,10 @@ func TestTofinoErrors(t *testing.T) {
 		}, nil, `no "tables"`},
 		{"bfrt.json missing", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "bfrt.json"))
-		}, nil, "bfrt-config: open"},
+		}, nil, `bfrt-config: "bfrt.json" is neither in the .conf's directory`},
 		{"context.json missing", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "pipe", "context.json"))
-		}, nil, "pipeline pipe: context: open"},
+		}, nil, `pipeline pipe: context: "pipe/context.json" is neither in the .conf's directory`},
 		{"no context key", func(t *testing.T, dir string) {
 			editConf(t, filepath.Join(dir, "vpc_peering.conf"), func(_, pipe, _ map[string]any) { delete(pipe, "context") })
 		}, nil, `pipeline pipe: no "context" (its context.json)`},
@@ -401,7 +417,7 @@ func TestDPDKErrors(t *testing.T) {
 		}, "no apply block"},
 		{"spec missing", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "pipe", "vpc_peering.spec"))
-		}, "pipeline pipe: config: open"},
+		}, `pipeline pipe: config: "pipe/vpc_peering.spec" is neither in the .conf's directory`},
 		{"context of Tofino", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "pipe", "context.json"), readFixture(t, "bf-p4c", "pipe", "context.json"), 0o644)
 		}, `compiled for target "tofino", not DPDK`},
