@@ -27,8 +27,8 @@ import (
 //	OUT/<pipe>/context.json        per pipeline profile ("context")
 //	OUT/<pipe>/tofino.bin          per profile ("config"; tofino2.bin on T2)
 //
-// Paths in the .conf are read as written, relative ones from the .conf's
-// directory. Stratum's legacy packed format (name, tofino.bin and
+// A relative path in the .conf is read from the .conf's directory, else
+// from the working directory. Stratum's legacy packed format (name, tofino.bin and
 // context.json, each after a little-endian uint32 length) is not made: it
 // was the PI-based stratum_bf's, which Stratum removed in 2022 (commit
 // b951c5d1, "Remove Stratum-bf"); stratum_bfrt refuses it.

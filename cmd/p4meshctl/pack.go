@@ -36,7 +36,8 @@ client); see docs/targets.md.
           bf-rt.json, pipe/context.json and the SWX pipeline's .spec, and
           may give "pktio-args". Writes IPDK's TDI BfPipelineConfig for
           infrap4d: what tdi_pipeline_builder makes of it (its .pb.bin).
-Relative paths in a .conf are taken from the .conf's directory.
+A relative path in a .conf is taken from the .conf's directory, else from
+the working directory (as Stratum's and IPDK's builders read them).
 
 --p4info FILE, the P4Info (text or binary) the config will be pushed with,
 checks that both are of one program: its tables must be in bfrt.json.
