@@ -259,9 +259,12 @@ type TargetProfile struct {
 	// kSdnCpuPortId (stratum/hal/lib/common/constants.h) and maps it to
 	// the chip's PCIe CPU port (bfrt_p4runtime_translator.cc).
 	TranslatedCPUPort map[string]uint64
-	// CheckDeviceConfig checks a packed device config for this target;
-	// nil when the target takes none (p4mesh-switch).
-	CheckDeviceConfig func([]byte) error
+	// CheckDeviceConfig checks a packed device config for this target
+	// and, when info is not nil, that it is of the P4Info's program (a
+	// push of the two of different programs is accepted by the switch,
+	// whose tables then answer every write wrongly); nil when the target
+	// takes no device config (p4mesh-switch).
+	CheckDeviceConfig func(cfg []byte, info *p4configv1.P4Info) error
 }
 
 // stratumSDNCPUPort is Stratum's kSdnCpuPortId.
@@ -270,7 +273,8 @@ const stratumSDNCPUPort = 0xFFFFFFFD
 var targetProfiles = []TargetProfile{
 	{
 		Name: "bmv2", Server: "BMv2 simple_switch_grpc (PI)", Archs: []string{"v1model"},
-		OneShotSelectors: true, CheckDeviceConfig: checkBMv2JSON,
+		OneShotSelectors:  true,
+		CheckDeviceConfig: func(b []byte, _ *p4configv1.P4Info) error { return checkBMv2JSON(b) },
 	},
 	{
 		Name: "p4mesh", Server: "p4mesh-switch", Archs: []string{"v1model"},
@@ -282,14 +286,32 @@ var targetProfiles = []TargetProfile{
 		Name: "tofino", Server: "Stratum stratum_bfrt", Archs: []string{"tna", "t2na"},
 		OneShotSelectors:  false,
 		TranslatedCPUPort: map[string]uint64{"tna/PortId_t": stratumSDNCPUPort},
-		CheckDeviceConfig: func(b []byte) error { _, err := ParseTofinoDeviceConfig(b); return err },
+		CheckDeviceConfig: func(b []byte, info *p4configv1.P4Info) error {
+			c, err := ParseTofinoDeviceConfig(b)
+			if err != nil {
+				return err
+			}
+			if err := checkP4InfoAgainstBfrt(info, c.GetP4Name(), c.GetBfruntimeInfo()); err != nil {
+				return fmt.Errorf("tofino: %w", err)
+			}
+			return nil
+		},
 	},
 	{
 		// ipdk-io/stratum-dev tdi_table_manager.cc: kActionProfileActionSet
 		// is ERR_UNIMPLEMENTED, as in Stratum.
 		Name: "dpdk", Server: "IPDK infrap4d (P4-DPDK)", Archs: []string{"pna", "psa"},
-		OneShotSelectors:  false,
-		CheckDeviceConfig: func(b []byte) error { _, err := ParseDPDKDeviceConfig(b); return err },
+		OneShotSelectors: false,
+		CheckDeviceConfig: func(b []byte, info *p4configv1.P4Info) error {
+			c, err := ParseDPDKDeviceConfig(b)
+			if err != nil {
+				return err
+			}
+			if err := checkP4InfoAgainstBfrt(info, c.GetP4Name(), c.GetBfruntimeInfo()); err != nil {
+				return fmt.Errorf("dpdk: %w", err)
+			}
+			return nil
+		},
 	},
 }
 

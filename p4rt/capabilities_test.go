@@ -241,8 +241,20 @@ func TestTargetDeviceConfigChecks(t *testing.T) {
 		{"dpdk", dpdkCfg, true}, {"dpdk", bmv2Cfg, false},
 	} {
 		tp, _ := LookupTarget(tc.target)
-		if err := tp.CheckDeviceConfig(tc.cfg); (err == nil) != tc.ok {
+		if err := tp.CheckDeviceConfig(tc.cfg, nil); (err == nil) != tc.ok {
 			t.Errorf("%s: check = %v; want ok %v", tc.target, err, tc.ok)
+		}
+	}
+	// With the P4Info it will be pushed with, the config must be of the
+	// same program.
+	same, other := fixtureP4Info(t, "VpcIngress.port_vnet"), fixtureP4Info(t, "SwitchIngress.forward")
+	for target, cfg := range map[string][]byte{"tofino": tofinoCfg, "dpdk": dpdkCfg} {
+		tp, _ := LookupTarget(target)
+		if err := tp.CheckDeviceConfig(cfg, same); err != nil {
+			t.Errorf("%s with its P4Info: %v", target, err)
+		}
+		if err := tp.CheckDeviceConfig(cfg, other); err == nil || !strings.Contains(err.Error(), target+": the P4Info's tables SwitchIngress.forward are not in bfrt.json") {
+			t.Errorf("%s with another program's P4Info: %v", target, err)
 		}
 	}
 	if tp, _ := LookupTarget("p4mesh"); tp.CheckDeviceConfig != nil {

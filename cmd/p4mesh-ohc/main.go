@@ -267,7 +267,7 @@ func targetConfig(target, devConfig string, info *p4configv1.P4Info) (*p4rt.Capa
 	if err != nil {
 		return nil, nil, fmt.Errorf("--device-config: %w", err)
 	}
-	if err := tp.CheckDeviceConfig(b); err != nil {
+	if err := tp.CheckDeviceConfig(b, info); err != nil {
 		return nil, nil, fmt.Errorf("--device-config %s is no %s device config: %w", devConfig, target, err)
 	}
 	return caps, b, nil

@@ -97,7 +97,7 @@ func pipelinePack(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := profile.CheckDeviceConfig(cfg); err != nil {
+	if err := profile.CheckDeviceConfig(cfg, info); err != nil {
 		return fmt.Errorf("packed config does not read back: %w", err)
 	}
 	if err := writeFileAtomic(*out, cfg); err != nil {
