@@ -3,6 +3,7 @@ package p4rt
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -260,10 +261,10 @@ type TargetProfile struct {
 	// the chip's PCIe CPU port (bfrt_p4runtime_translator.cc).
 	TranslatedCPUPort map[string]uint64
 	// CheckDeviceConfig checks a packed device config for this target
-	// and, when info is not nil, that it is of the P4Info's program (a
-	// push of the two of different programs is accepted by the switch,
-	// whose tables then answer every write wrongly); nil when the target
-	// takes no device config (p4mesh-switch).
+	// and, when info is not nil, that both are of one program: a switch
+	// takes a push of a P4Info and a device config of two programs, and
+	// then fails or misplaces every write. Nil when the target takes no
+	// device config (p4mesh-switch).
 	CheckDeviceConfig func(cfg []byte, info *p4configv1.P4Info) error
 }
 
@@ -328,6 +329,9 @@ func TargetNames() []string {
 func LookupTarget(name string) (TargetProfile, error) {
 	for _, p := range targetProfiles {
 		if p.Name == name {
+			// A copy: the caller may keep or change it.
+			p.Archs = slices.Clone(p.Archs)
+			p.TranslatedCPUPort = maps.Clone(p.TranslatedCPUPort)
 			return p, nil
 		}
 	}
