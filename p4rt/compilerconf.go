@@ -33,10 +33,10 @@ type compilerConf struct {
 			ProgramName string `json:"program-name"`
 			BfrtConfig  string `json:"bfrt-config"`
 			P4Pipelines []struct {
-				Name      string    `json:"p4_pipeline_name"`
-				Context   string    `json:"context"`
-				Config    string    `json:"config"`
-				PipeScope *[]uint32 `json:"pipe_scope"`
+				Name      string   `json:"p4_pipeline_name"`
+				Context   string   `json:"context"`
+				Config    string   `json:"config"`
+				PipeScope []uint32 `json:"pipe_scope"`
 			} `json:"p4_pipelines"`
 		} `json:"p4_programs"`
 	} `json:"p4_devices"`
@@ -105,9 +105,9 @@ func findConf(path string, f compilerFlavor) (string, error) {
 // them as far as their formats are known: what Stratum and the SDE would
 // only reject at push time, or load into a switch wrongly, is refused
 // here with the file at fault. A relative path in the .conf is taken from
-// the .conf's directory, where bf-p4c writes them relative to (its output
-// directory), else from the working directory, where Stratum's and IPDK's
-// builders read them from.
+// the .conf's directory first (bf-p4c writes paths relative to its output
+// directory, where the .conf is), then from the working directory (from
+// where Stratum's and IPDK's builders read them).
 func loadCompilerOutput(path string, f compilerFlavor) (*compiledProgram, error) {
 	confPath, err := findConf(path, f)
 	if err != nil {
@@ -178,12 +178,9 @@ func loadCompilerOutput(path string, f compilerFlavor) (*compiledProgram, error)
 		if slices.ContainsFunc(p.pipes, func(q compiledPipe) bool { return q.name == pl.Name }) {
 			return nil, errf("pipeline %q appears twice", pl.Name)
 		}
-		// The builders iterate pipe_scope unconditionally: a pipeline
-		// without one is a hand-edited .conf, not a compiler's.
-		if pl.PipeScope == nil {
-			return nil, errf("pipeline %s has no pipe_scope", pl.Name)
-		}
-		pipe := compiledPipe{name: pl.Name, scope: slices.Clone(*pl.PipeScope)}
+		// Without a pipe_scope the builders pack an empty one, which the
+		// SDE takes as every pipe; so does this.
+		pipe := compiledPipe{name: pl.Name, scope: slices.Clone(pl.PipeScope)}
 		var ctxPath string
 		if pipe.context, ctxPath, err = read("context", pl.Context); err != nil {
 			return nil, errf("pipeline %s: %v (its context.json)", pl.Name, err)

@@ -109,6 +109,13 @@ func TestTofinoRoundTrip(t *testing.T) {
 		pipe["context"] = "testdata/bf-p4c/pipe/context.json"
 		pipe["config"] = "testdata/bf-p4c/pipe/tofino.bin"
 	})
+	lone := copyTree(t, "bf-p4c")
+	editConf(t, filepath.Join(lone, "vpc_peering.conf"), func(_, pipe, _ map[string]any) { delete(pipe, "pipe_scope") })
+	if b, err := (Tofino{Conf: lone}).DeviceConfig(); err != nil {
+		t.Errorf("a lone profile without pipe_scope: %v", err)
+	} else if c, err := ParseTofinoDeviceConfig(b); err != nil || len(c.GetProfiles()[0].GetPipeScope()) != 0 {
+		t.Errorf("a lone profile without pipe_scope packs %v, %v; want an empty scope (every pipe)", c, err)
+	}
 	b, err := Tofino{Conf: elsewhere}.DeviceConfig()
 	if err != nil {
 		t.Fatalf("pack with paths from the working directory: %v", err)
@@ -297,9 +304,13 @@ func TestTofinoErrors(t *testing.T) {
 		{"empty tofino.bin", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "pipe", "tofino.bin"), nil, 0o644)
 		}, nil, "empty: not a tofino.bin"},
-		{"no pipe_scope", func(t *testing.T, dir string) {
-			editConf(t, filepath.Join(dir, "vpc_peering.conf"), func(_, pipe, _ map[string]any) { delete(pipe, "pipe_scope") })
-		}, nil, "pipeline pipe has no pipe_scope"},
+		{"no pipe_scope beside another profile", func(t *testing.T, dir string) {
+			editConf(t, filepath.Join(dir, "vpc_peering.conf"), func(prog, pipe, _ map[string]any) {
+				delete(pipe, "pipe_scope")
+				other := map[string]any{"p4_pipeline_name": "pipe1", "context": pipe["context"], "config": pipe["config"], "pipe_scope": []int{3}}
+				prog["p4_pipelines"] = []any{pipe, other}
+			})
+		}, nil, "pipeline pipe has an empty pipe_scope (every pipe) beside 1 other"},
 		{"pipe 4", func(t *testing.T, dir string) {
 			editConf(t, filepath.Join(dir, "vpc_peering.conf"), func(_, pipe, _ map[string]any) { pipe["pipe_scope"] = []int{4} })
 		}, nil, "pipe 4 is not a Tofino pipe (0..3)"},
