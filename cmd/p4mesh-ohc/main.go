@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	target := fs.String("target", "", "the kind of switch: "+strings.Join(p4rt.TargetNames(), ", ")+
 		" (default: bmv2 with --device-config, p4mesh without). It says what --device-config must be and what the "+
 		"switch can take (port width, CPU port, table sizes, one-shot selectors); see docs/targets.md")
-	devConfig := fs.String("device-config", "", "the device config the pipeline push carries, as `p4meshctl pipeline pack --target T` "+
+	devConfig := fs.String("device-config", "", "the device config `FILE` the pipeline push carries, as 'p4meshctl pipeline pack --target T' "+
 		"writes it (for bmv2, p4c-bm2-ss's JSON as is); none for p4mesh-switch")
 	fs.DurationVar(&o.SourceGrace, "source-grace", ohc.DefaultSourceGrace,
 		"how long a controller's stream may stay unsynced before it is reported down (a warning, and the "+

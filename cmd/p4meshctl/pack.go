@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -56,6 +57,9 @@ func pipelinePack(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "where to write the device config (required)")
 	p4infoPath := fs.String("p4info", "", "the P4Info the config will be pushed with, to check against the compiler output")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // asked for: the help went to stderr
+		}
 		return errUsage
 	}
 	if fs.NArg() > 0 {

@@ -119,7 +119,9 @@ func TestPipelinePackErrors(t *testing.T) {
 		t.Errorf("a failed pack left %s (%v)", out, err)
 	}
 	var stderr bytes.Buffer
-	run(context.Background(), []string{"pipeline", "pack", "--help"}, &bytes.Buffer{}, &stderr)
+	if err := run(context.Background(), []string{"pipeline", "pack", "--help"}, &bytes.Buffer{}, &stderr); err != nil {
+		t.Errorf("--help = %v; want no error", err)
+	}
 	for _, want := range []string{"tofino  bf-p4c's output directory", "dpdk    the .conf p4c-dpdk writes with --tdi-builder-conf", "bmv2    the JSON p4c-bm2-ss wrote", "-p4info"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, stderr.String())
