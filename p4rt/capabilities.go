@@ -112,7 +112,7 @@ func (c *Capabilities) readPorts(info *p4configv1.P4Info) error {
 			}
 		}
 		for _, a := range h.GetPreamble().GetAnnotations() {
-			if !strings.HasPrefix(a, "@"+CPUPortAnnotation) {
+			if name, _, _ := strings.Cut(a, "("); strings.TrimSpace(name) != "@"+CPUPortAnnotation {
 				continue
 			}
 			m := cpuPortRE.FindStringSubmatch(a)

@@ -67,7 +67,7 @@ func TestCapabilitiesFromP4Info(t *testing.T) {
 	if err != nil || c.CPUPort != 510 {
 		t.Errorf("@p4mesh_cpu_port(0x1FE) = %+v, %v; want CPU port 510", c, err)
 	}
-	c, err = FromP4Info(capsP4Info(t, "v1model", "bitwidth: 9", "", ""))
+	c, err = FromP4Info(capsP4Info(t, "v1model", "bitwidth: 9", `annotations: "@p4mesh_cpu_port_note(\"x\")"`, ""))
 	if err != nil || c.HasCPUPort || c.CheckPort(255) != nil {
 		t.Errorf("without the annotation: %+v, %v; want no CPU port", c, err)
 	}
