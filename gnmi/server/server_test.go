@@ -33,6 +33,12 @@ func start(t *testing.T) (gnmi.GNMIClient, *controller.Server) {
 // controller's own services (OHCs' host programming) as well as gNMI.
 func startConn(t *testing.T) (*grpc.ClientConn, *controller.Server) {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith is startConn with the gNMI server's options changed by opt.
+func startWith(t *testing.T, opt func(*Options)) (*grpc.ClientConn, *controller.Server) {
+	t.Helper()
 	cfg, err := controller.LoadFile("../../controller/testdata/red-blue.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +58,11 @@ func startConn(t *testing.T) (*grpc.ClientConn, *controller.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{Auth: identity.Auth{Insecure: true}, Controller: ctl, Poll: 20 * time.Millisecond})
+	o := Options{Auth: identity.Auth{Insecure: true}, Controller: ctl, Poll: 20 * time.Millisecond}
+	if opt != nil {
+		opt(&o)
+	}
+	srv, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
