@@ -8,6 +8,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -743,28 +744,34 @@ func scalarText(v *gnmi.TypedValue) string {
 
 // leaves flattens the tree into its leaves, by path string. ygot's
 // TogNMINotifications cannot flatten nested ordered-by-user lists, which
-// the model has, so the tree is walked from its RFC 7951 JSON with the
-// schema giving each list's keys.
+// the model has, so the tree is walked from its RFC 7951 JSON, parsed
+// once, with the schema giving each list's keys. It runs once per change
+// of the tree, for every subscriber (snapshot), so on the path of every
+// ON_CHANGE notification.
 func (s *Server) leaves(d *oc.Device) (map[string]*leaf, error) {
 	b, err := marshalIETF(d)
 	if err != nil {
 		return nil, err
 	}
-	var root map[string]json.RawMessage
-	if err := json.Unmarshal(b, &root); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // numbers stay as written
+	var root map[string]any
+	if err := dec.Decode(&root); err != nil {
 		return nil, err
 	}
 	out := map[string]*leaf{}
-	if err := flatten(s.schema.RootSchema(), root, nil, out); err != nil {
+	if err := flatten(s.schema.RootSchema(), root, nil, "", out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
 // flatten walks one JSON object whose schema is e, under the path elements
-// elems, adding every leaf to out.
-func flatten(e *yang.Entry, obj map[string]json.RawMessage, elems []*gnmi.PathElem, out map[string]*leaf) error {
-	for name, raw := range obj {
+// elems, adding every leaf to out. Leaves are keyed by their path spelled
+// as key is built along the way (keys in the schema's order): cheaper than
+// ygot's PathToString per leaf, and only ever compared with itself.
+func flatten(e *yang.Entry, obj map[string]any, elems []*gnmi.PathElem, key string, out map[string]*leaf) error {
+	for name, v := range obj {
 		if _, after, ok := strings.Cut(name, ":"); ok {
 			name = after
 		}
@@ -774,40 +781,38 @@ func flatten(e *yang.Entry, obj map[string]json.RawMessage, elems []*gnmi.PathEl
 		}
 		switch {
 		case child.IsList():
-			var items []map[string]json.RawMessage
-			if err := json.Unmarshal(raw, &items); err != nil {
-				return err
-			}
-			for _, item := range items {
+			items, _ := v.([]any)
+			for _, it := range items {
+				item, _ := it.(map[string]any)
 				keys := map[string]string{}
+				ek := key + "/" + name
 				for _, k := range strings.Fields(child.Key) {
-					v := item[k]
-					if v == nil {
-						v = item["p4mesh:"+k]
+					kv, ok := item[k]
+					if !ok {
+						kv = item["p4mesh:"+k]
 					}
-					var str string
-					if json.Unmarshal(v, &str) != nil {
-						str = strings.Trim(string(v), `"`)
-					}
-					keys[k] = str
+					keys[k] = fmt.Sprint(kv)
+					ek += "[" + k + "=" + keys[k] + "]"
 				}
 				el := append(slices.Clone(elems), &gnmi.PathElem{Name: name, Key: keys})
-				if err := flatten(child, item, el, out); err != nil {
+				if err := flatten(child, item, el, ek, out); err != nil {
 					return err
 				}
 			}
 		case child.IsContainer():
-			var sub map[string]json.RawMessage
-			if err := json.Unmarshal(raw, &sub); err != nil {
-				return err
-			}
-			if err := flatten(child, sub, append(slices.Clone(elems), &gnmi.PathElem{Name: name}), out); err != nil {
+			sub, _ := v.(map[string]any)
+			if err := flatten(child, sub, append(slices.Clone(elems), &gnmi.PathElem{Name: name}), key+"/"+name, out); err != nil {
 				return err
 			}
 		default: // leaf or leaf-list
 			p := &gnmi.Path{Elem: append(slices.Clone(elems), &gnmi.PathElem{Name: name})}
-			ietf := slices.Clone(raw)
-			out[pathString(p)] = &leaf{path: p,
+			// Marshalled again as the direct writer wrote it: strings
+			// escaped as encoding/json does, numbers as written.
+			ietf, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			out[key+"/"+name] = &leaf{path: p,
 				ietf: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: ietf}},
 				json: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonVal{JsonVal: jsonLeaf(child, ietf)}},
 			}
