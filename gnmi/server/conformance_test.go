@@ -361,8 +361,19 @@ var conformanceCases = []conformance{
 		for _, origin := range []string{"", "p4mesh"} {
 			p := path(t, "/p4mesh/vpcs/vpc[name=red]/config/vni")
 			p.Origin = origin
-			if _, err := c.Get(t.Context(), &gnmi.GetRequest{Path: []*gnmi.Path{p}}); err != nil {
+			g, err := c.Get(t.Context(), &gnmi.GetRequest{Path: []*gnmi.Path{p}})
+			if err != nil {
 				t.Errorf("Get with origin %q: %v", origin, err)
+				continue
+			}
+			// The origin asked for is echoed, so that a client matching
+			// answers to its paths by origin (ygnmi) finds them.
+			if got := g.GetNotification()[0].GetPrefix().GetOrigin(); got != origin {
+				t.Errorf("Get with origin %q: notification prefix origin %q", origin, got)
+			}
+			rs, err := subscribeOnce(t, c, &gnmi.SubscriptionList{Subscription: []*gnmi.Subscription{{Path: p}}})
+			if err != nil || rs[0].GetUpdate().GetPrefix().GetOrigin() != origin {
+				t.Errorf("Subscribe with origin %q: %v, %v; want the origin echoed", origin, rs, err)
 			}
 		}
 		_, err := c.Get(t.Context(), &gnmi.GetRequest{Path: []*gnmi.Path{path(t, "/")}, UseModels: []*gnmi.ModelData{{Name: "openconfig-interfaces"}}})

@@ -257,7 +257,7 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 	}
 	for _, p := range paths {
 		full := fullPath(req.GetPrefix(), p)
-		n := &gnmi.Notification{Timestamp: now, Prefix: targetPrefix(req.GetPrefix())}
+		n := &gnmi.Notification{Timestamp: now, Prefix: respPrefix(req.GetPrefix(), p)}
 		for _, x := range s.expand(full) {
 			nodes, err := ytypes.GetNode(s.schema.RootSchema(), d, x, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
 			if err != nil && status.Code(err) != codes.NotFound {
@@ -315,14 +315,21 @@ func (s *Server) missing(d *oc.Device, p *gnmi.Path) error {
 	return nil
 }
 
-// targetPrefix is the prefix of a response's notifications: the
-// request's target, which every response echoes (§2.2.2.1), and nothing
-// else, since their paths are full.
-func targetPrefix(prefix *gnmi.Path) *gnmi.Path {
-	if prefix.GetTarget() == "" {
+// respPrefix is the prefix of a response's notifications: the request's
+// target, which every response echoes (§2.2.2.1), and the p4mesh origin if
+// the request named it, in its prefix or in one of paths, so that a client
+// matching answers to its paths by origin (ygnmi, ygot's
+// util.PathMatchesQuery) finds them; nothing else, since the notifications'
+// paths are full.
+func respPrefix(prefix *gnmi.Path, paths ...*gnmi.Path) *gnmi.Path {
+	out := &gnmi.Path{Target: prefix.GetTarget()}
+	if prefix.GetOrigin() == origin || slices.ContainsFunc(paths, func(p *gnmi.Path) bool { return p.GetOrigin() == origin }) {
+		out.Origin = origin
+	}
+	if out.Target == "" && out.Origin == "" {
 		return nil
 	}
-	return &gnmi.Path{Target: prefix.GetTarget()}
+	return out
 }
 
 func isNil(v any) bool { return v == nil || util.IsValueNil(v) }

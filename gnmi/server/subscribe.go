@@ -197,7 +197,11 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 		}
 		paths = append(paths, full)
 	}
-	target := targetPrefix(list.GetPrefix())
+	var asked []*gnmi.Path
+	for _, sub := range subs {
+		asked = append(asked, sub.GetPath())
+	}
+	target := respPrefix(list.GetPrefix(), asked...)
 	ctx := st.Context()
 	switch list.GetMode() {
 	case gnmi.SubscriptionList_ONCE:
