@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
 	"google.golang.org/grpc/codes"
@@ -672,5 +674,35 @@ func TestConformance(t *testing.T) {
 			conn, ctl := startWith(t, func(o *Options) { o.StateInterval = time.Hour })
 			tc.run(t, gnmi.NewGNMIClient(conn), ctl)
 		})
+	}
+}
+
+// TestChainHoldsNoTrees: a subscriber that has not read since a generation
+// holds that generation's link, and through it what changed since; not the
+// generations' leaves (a copy of the tree per change, for as long as the
+// slowest subscriber lags).
+func TestChainHoldsNoTrees(t *testing.T) {
+	srv, ctl, _ := fuzzServer(t)
+	g, err := srv.snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := g.link
+	gone := weak.Make(g)
+	cfg := ctl.Config().Clone()
+	cfg.VPCs[0].VNI = 110
+	if err := ctl.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	g = nil
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Error("a superseded generation is still reachable while only its link is held")
+	}
+	if ch := changedSince(held, srv.gen.link); len(ch) == 0 {
+		t.Error("the held link does not lead to the change")
 	}
 }

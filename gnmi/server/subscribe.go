@@ -36,34 +36,43 @@ func (l *leaf) val(enc gnmi.Encoding) *gnmi.TypedValue {
 }
 
 // generation is the tree's leaves at one moment, shared by every
-// subscription. Generations form a chain: when a newer one is made, the
-// older learns which of its leaves changed or went (changed) and then
-// where the chain goes on (next). A subscription keeps the generation it
-// last looked at and, woken, follows the chain to the newest: what it
-// must send is the union of the changed sets on the way, computed once
-// per generation for all subscriptions rather than once per subscription.
+// subscription. Generations are joined by a chain of links: when a newer
+// one is made, the older one's link learns which of its leaves changed or
+// went (changed) and then where the chain goes on (next). A subscription
+// keeps the link of the generation it last looked at and, woken, follows
+// the chain to the newest: what it must send is the union of the changed
+// sets on the way, computed once per generation for all subscriptions
+// rather than once per subscription. The chain holds only those sets, not
+// the generations' leaves: a subscriber slow to read keeps what changed
+// since it last looked alive, not a copy of the tree per change.
 type generation struct {
 	tree   *oc.Device
 	leaves map[string]*leaf
+	link   *link
+}
+
+// link follows one generation in the chain.
+type link struct {
 	// changed is written once, before next is stored, and read only
 	// after next is loaded.
 	changed map[string]*gnmi.Path
-	next    atomic.Pointer[generation]
+	next    atomic.Pointer[link]
 }
 
-// changedSince is what changed between from and to, a later generation:
-// the leaves that differ or went, by path string, with their paths.
-func changedSince(from, to *generation) map[string]*gnmi.Path {
+// changedSince is what changed from the generation of link from to that of
+// link to, a later one: the leaves that differ or went, by path string,
+// with their paths.
+func changedSince(from, to *link) map[string]*gnmi.Path {
 	out := map[string]*gnmi.Path{}
-	for g := from; g != nil && g != to; {
-		n := g.next.Load()
+	for l := from; l != nil && l != to; {
+		n := l.next.Load()
 		if n == nil {
 			break
 		}
-		for k, p := range g.changed {
+		for k, p := range l.changed {
 			out[k] = p
 		}
-		g = n
+		l = n
 	}
 	return out
 }
@@ -85,7 +94,7 @@ func (s *Server) snapshot() (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &generation{tree: d, leaves: m}
+	g := &generation{tree: d, leaves: m, link: &link{}}
 	if old := s.gen; old != nil {
 		changed := map[string]*gnmi.Path{}
 		for k, l := range old.leaves {
@@ -98,8 +107,8 @@ func (s *Server) snapshot() (*generation, error) {
 				changed[k] = l.path
 			}
 		}
-		old.changed = changed
-		old.next.Store(g)
+		old.link.changed = changed
+		old.link.next.Store(g.link)
 	}
 	s.gen = g
 	return g, nil
@@ -119,11 +128,12 @@ type sub struct {
 	path     *gnmi.Path
 	only     int
 	onChange bool
-	// sample, if not 0, is a SAMPLE interval; sampled the generation of
-	// the last sample, from which suppress_redundant sends what changed.
+	// sample, if not 0, is a SAMPLE interval; sampled the link of the
+	// generation of the last sample, from which suppress_redundant sends
+	// what changed.
 	sample     time.Duration
 	suppress   bool
-	sampled    *generation
+	sampled    *link
 	nextSample time.Time
 	// heartbeat, if not 0, resends every covered leaf that often
 	// (§3.5.1.5.2), whatever changed.
@@ -236,16 +246,17 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 	// Take the notification channel before reading: a change in between
 	// then wakes the loop at once.
 	wake := s.o.Controller.Changed()
-	last, err := s.dump(st, target, paths, list.GetUpdatesOnly(), enc)
+	first, err := s.dump(st, target, paths, list.GetUpdatesOnly(), enc)
 	if err != nil {
 		return err
 	}
 	if err := st.Send(syncResponse()); err != nil {
 		return err
 	}
+	last := first.link // the generation sent up to
 	now := time.Now()
 	for _, sb := range streams {
-		sb.sampled, sb.nextSample, sb.nextBeat = last, now.Add(sb.sample), now.Add(sb.heartbeat)
+		sb.sampled, sb.nextSample, sb.nextBeat = first.link, now.Add(sb.sample), now.Add(sb.heartbeat)
 	}
 	state := time.NewTicker(s.o.StateInterval)
 	defer state.Stop()
@@ -279,7 +290,7 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 			return status.Errorf(codes.Internal, "build the tree: %v", err)
 		}
 		n := s.streamNotification(streams, last, cur, time.Now(), target, enc)
-		last = cur
+		last = cur.link
 		if len(n.Update)+len(n.Delete) == 0 {
 			continue
 		}
@@ -331,13 +342,13 @@ func (s *Server) streamSubs(subs []*gnmi.Subscription, paths []*gnmi.Path) ([]*s
 }
 
 // streamNotification is what a STREAM list sends at now, having sent up
-// to generation last and now seeing cur: the leaves that changed under an
+// to the generation of link last and now seeing cur: the leaves that changed under an
 // ON_CHANGE subscription, everything under a subscription whose sample
 // (or, with suppress_redundant, what changed since its last sample) or
 // heartbeat is due. Each subscription stands on its own: a leaf another
 // subscription of the list covers too is still sent when this one is
 // due.
-func (s *Server) streamNotification(streams []*sub, last, cur *generation, now time.Time, target *gnmi.Path, enc gnmi.Encoding) *gnmi.Notification {
+func (s *Server) streamNotification(streams []*sub, last *link, cur *generation, now time.Time, target *gnmi.Path, enc gnmi.Encoding) *gnmi.Notification {
 	ups := map[string]*leaf{}
 	dels := map[string]*gnmi.Path{}
 	note := func(k string, p *gnmi.Path) {
@@ -358,7 +369,7 @@ func (s *Server) streamNotification(streams []*sub, last, cur *generation, now t
 	for _, sb := range streams {
 		if sb.onChange {
 			if changed == nil {
-				changed = changedSince(last, cur)
+				changed = changedSince(last, cur.link)
 			}
 			for k, p := range changed {
 				if sb.covers(p) {
@@ -367,7 +378,7 @@ func (s *Server) streamNotification(streams []*sub, last, cur *generation, now t
 			}
 		}
 		if sb.sample > 0 && !now.Before(sb.nextSample) {
-			for k, p := range changedSince(sb.sampled, cur) {
+			for k, p := range changedSince(sb.sampled, cur.link) {
 				if sb.covers(p) {
 					note(k, p)
 				}
@@ -375,7 +386,7 @@ func (s *Server) streamNotification(streams []*sub, last, cur *generation, now t
 			if !sb.suppress {
 				all(sb)
 			}
-			sb.sampled, sb.nextSample = cur, now.Add(sb.sample)
+			sb.sampled, sb.nextSample = cur.link, now.Add(sb.sample)
 		}
 		if sb.heartbeat > 0 && !now.Before(sb.nextBeat) {
 			all(sb)
