@@ -291,6 +291,24 @@ var conformanceCases = []conformance{
 			t.Error("delete of peering[vpc=blue] deleted red's peering too")
 		}
 	}},
+	{item: 8, name: "* and ... as element names are expanded on delete", run: func(t *testing.T, c gnmi.GNMIClient, ctl *controller.Server) {
+		if _, err := set(t, c, &gnmi.SetRequest{Delete: []*gnmi.Path{path(t, "/p4mesh/.../gateway-mac")}}); err != nil {
+			t.Fatal(err)
+		}
+		if v := vpcOf(t, ctl, "green"); v.GatewayMAC != (controller.MAC{}) {
+			t.Errorf("delete /p4mesh/.../gateway-mac left green's gateway MAC %v", v.GatewayMAC)
+		}
+		if _, err := set(t, c, &gnmi.SetRequest{Delete: []*gnmi.Path{path(t, "/p4mesh/vpcs/vpc[name=green]/*/gateway-ip")}}); err != nil {
+			t.Fatal(err)
+		}
+		if v := vpcOf(t, ctl, "green"); v.GatewayIP.IsValid() {
+			t.Error("delete of green's */gateway-ip left its gateway IP")
+		}
+		unchanged(t, ctl, func() {
+			_, err := set(t, c, &gnmi.SetRequest{Delete: []*gnmi.Path{path(t, "/p4mesh/.../bogus")}})
+			refused(t, err, codes.NotFound, "/p4mesh/.../bogus")
+		})
+	}},
 	{item: 4, name: "union_replace is refused, not ignored", run: func(t *testing.T, c gnmi.GNMIClient, ctl *controller.Server) {
 		unchanged(t, ctl, func() {
 			_, err := set(t, c, &gnmi.SetRequest{UnionReplace: []*gnmi.Update{{Path: path(t, "/p4mesh/vpcs/vpc[name=red]/config/vni"), Val: uintVal(9)}}})

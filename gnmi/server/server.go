@@ -587,18 +587,26 @@ func (s *Server) applyOps(dev *oc.Device, req *gnmi.SetRequest) (*gnmi.SetRespon
 	root := s.schema.RootSchema()
 	for _, p := range req.GetDelete() {
 		full := fullPath(req.GetPrefix(), p)
-		if _, err := s.checkSet(req.GetPrefix(), p); err != nil {
+		if err := s.checkDelete(req.GetPrefix(), p); err != nil {
 			return nil, err
 		}
-		targets := []*gnmi.Path{full}
-		if s.wildcard(full) {
-			// Wildcards are expanded against the tree (§3.4.6): ygot would
-			// look for an entry keyed "*" and find nothing to delete.
-			nodes, err := ytypes.GetNode(root, dev, full, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
+		// Wildcards are expanded against the schema ("*" and "..." as
+		// element names) and the tree (keys), as Get expands them
+		// (§3.4.6): ygot would look for an entry keyed "*" and find
+		// nothing to delete.
+		var targets []*gnmi.Path
+		for _, x := range s.expand(full) {
+			if isState(x) && !isState(full) {
+				continue // what "..." or "*" reaches of state is the controller's
+			}
+			if !s.wildcard(x) {
+				targets = append(targets, x)
+				continue
+			}
+			nodes, err := ytypes.GetNode(root, dev, x, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
 			if err != nil && status.Code(err) != codes.NotFound {
 				return nil, setError(codes.InvalidArgument, full, "delete: %s", plain(err))
 			}
-			targets = targets[:0]
 			for _, n := range nodes {
 				targets = append(targets, n.Path)
 			}
@@ -664,6 +672,19 @@ func (s *Server) checkSet(prefix, p *gnmi.Path) (*yang.Entry, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// checkDelete checks a delete's path: its origin, that some node of the
+// model matches it (wildcards included) and that it does not name state.
+func (s *Server) checkDelete(prefix, p *gnmi.Path) error {
+	full := fullPath(prefix, p)
+	if err := checkOrigin(prefix, p); err != nil {
+		return err
+	}
+	if err := s.checkRead(full); err != nil {
+		return err
+	}
+	return checkWritable(full)
 }
 
 // checkOne refuses a wildcard where a value is set: it would set the
