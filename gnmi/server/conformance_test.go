@@ -291,6 +291,31 @@ var conformanceCases = []conformance{
 			t.Error("delete of peering[vpc=blue] deleted red's peering too")
 		}
 	}},
+	{name: "POLL with updates_only: sync_response first, then everything on each poll", run: func(t *testing.T, c gnmi.GNMIClient, ctl *controller.Server) {
+		st, err := c.Subscribe(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Send(&gnmi.SubscribeRequest{Request: &gnmi.SubscribeRequest_Subscribe{Subscribe: &gnmi.SubscriptionList{Mode: gnmi.SubscriptionList_POLL, UpdatesOnly: true,
+			Subscription: []*gnmi.Subscription{{Path: path(t, "/p4mesh/vpcs/vpc[name=red]/config/vni")}}}}})
+		for round := range 2 {
+			var updates int
+			for {
+				r, err := st.Recv()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.GetSyncResponse() {
+					break
+				}
+				updates += len(r.GetUpdate().GetUpdate())
+			}
+			if want := round; updates != want {
+				t.Errorf("POLL updates_only, answer %d: %d updates; want %d", round, updates, want)
+			}
+			st.Send(&gnmi.SubscribeRequest{Request: &gnmi.SubscribeRequest_Poll{Poll: &gnmi.Poll{}}})
+		}
+	}},
 	{item: 8, name: "* and ... as element names are expanded on delete", run: func(t *testing.T, c gnmi.GNMIClient, ctl *controller.Server) {
 		if _, err := set(t, c, &gnmi.SetRequest{Delete: []*gnmi.Path{path(t, "/p4mesh/.../gateway-mac")}}); err != nil {
 			t.Fatal(err)

@@ -220,10 +220,14 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 		}
 		return st.Send(syncResponse())
 	case gnmi.SubscriptionList_POLL:
+		// updates_only: the first answer is sync_response alone; each poll
+		// then gets everything (§3.5.1.2).
+		only := list.GetUpdatesOnly()
 		for {
-			if _, err := s.dump(st, target, paths, false, enc); err != nil {
+			if _, err := s.dump(st, target, paths, only, enc); err != nil {
 				return err
 			}
+			only = false
 			if err := st.Send(syncResponse()); err != nil {
 				return err
 			}
