@@ -176,6 +176,27 @@ func gnmicClient(t *testing.T, addr string, admin mtls.Files) {
 		t.Errorf("after replacing the export policies with Get's JSON: %s", v)
 	}
 
+	// The other encoding of each: a leaf in JSON_IETF, a leaf-list
+	// replaced in JSON, a container updated in JSON, a list entry in
+	// JSON_IETF, then deleted.
+	mustSet("leaf, JSON_IETF", gnmicapi.Update(gnmicapi.Path(red+"/config/vni"), gnmicapi.Value("107", "json_ietf")))
+	mustSet("leaf-list replace, JSON", gnmicapi.Replace(gnmicapi.Path(red+"/config/subnets"), gnmicapi.Value(`["10.1.0.0/16","10.7.0.0/16"]`, "json")))
+	mustSet("container update, JSON", gnmicapi.Update(gnmicapi.Path(red+"/config"), gnmicapi.Value(`{"vni":108}`, "json")))
+	if v := jsonOf(firstVal(t, get(red+"/config", "json"))); !strings.Contains(v, `"vni":108`) || !strings.Contains(v, "10.7.0.0/16") {
+		t.Errorf("after the JSON_IETF leaf, JSON leaf-list and JSON container Sets: %s", v)
+	}
+	const dns = "/p4mesh/export-policies/export-policy[name=dns]"
+	mustSet("list entry, JSON_IETF", gnmicapi.Update(gnmicapi.Path(dns), gnmicapi.Value(`{"p4mesh:name":"dns","p4mesh:config":{"name":"dns","protocols":["udp"]}}`, "json_ietf")))
+	if v := jsonOf(firstVal(t, get(dns+"/config/protocols", "json"))); v != `["udp"]` {
+		t.Errorf("export policy dns's protocols = %s", v)
+	}
+	mustSet("delete a list entry", gnmicapi.Delete(dns))
+	if req, err := gnmicapi.NewGetRequest(gnmicapi.Path(dns)); err != nil {
+		t.Fatal(err)
+	} else if _, err := tg.Get(ctx, req); status.Code(err) != codes.NotFound {
+		t.Errorf("get of the deleted export policy dns = %v; want NotFound", err)
+	}
+
 	// A merging update of an existing entry keeps what it does not name.
 	mustSet("merge", gnmicapi.Update(gnmicapi.Path("/p4mesh/vpcs"), gnmicapi.Value(`{"vpc":[{"name":"red","config":{"name":"red","vni":103}}]}`, "json_ietf")))
 	if v := jsonOf(firstVal(t, get(red+"/config", "json_ietf"))); !strings.Contains(v, `vni":103`) || !strings.Contains(v, "10.1.0.0/16") {
@@ -507,6 +528,23 @@ func ygnmiClient(t *testing.T, addr string, admin mtls.Files) {
 	}
 	if v, err := ygnmi.Get(ctx, c, vpcVNI(t, "green"), jsonIETF); err != nil || v != 303 {
 		t.Errorf("green's VNI after a refused Set = %d, %v; want 303", v, err)
+	}
+
+	// A list entry, replaced whole and deleted.
+	pol := ygnmi.NewConfigQuery[*oc.P4Mesh_P4Mesh_ExportPolicies_ExportPolicy]("P4Mesh_P4Mesh_ExportPolicies_ExportPolicy", false, false, false, false, false, false,
+		pathOf(elemsOf(t, "/p4mesh/export-policies/export-policy[name=ssh]")...), nil, nil, ocSchema, nil, nil)
+	if _, err := ygnmi.Replace(ctx, c, pol, &oc.P4Mesh_P4Mesh_ExportPolicies_ExportPolicy{Name: ygot.String("ssh"),
+		Config: &oc.P4Mesh_P4Mesh_ExportPolicies_ExportPolicy_Config{Name: ygot.String("ssh"), Protocols: []string{"tcp"}}}); err != nil {
+		t.Fatalf("ygnmi Replace export policy ssh: %v", err)
+	}
+	if p, err := ygnmi.Get(ctx, c, pol, ygnmi.WithUseGet()); err != nil || !slices.Equal(p.GetConfig().Protocols, []string{"tcp"}) {
+		t.Errorf("export policy ssh = %v, %v", p, err)
+	}
+	if _, err := ygnmi.Delete(ctx, c, pol); err != nil {
+		t.Fatalf("ygnmi Delete export policy ssh: %v", err)
+	}
+	if v, err := ygnmi.Lookup(ctx, c, pol, jsonIETF); err != nil || v.IsPresent() {
+		t.Errorf("export policy ssh after its delete = %v, %v; want absent", v, err)
 	}
 
 	// STREAM ON_CHANGE (ygnmi's Watch): the new value arrives, and
