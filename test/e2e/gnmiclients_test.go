@@ -288,6 +288,10 @@ func gnmicClient(t *testing.T, addr string, admin mtls.Files) {
 
 	// STREAM ON_CHANGE with a heartbeat: the dump, heartbeats with
 	// nothing changed, and a change at once; then updates_only: no dump.
+	// stream opens a STREAM subscription with gnmic's SubscribeStreamChan
+	// and forwards what it receives until cancelled. (gnmic's goroutine
+	// behind it blocks on its unbuffered error channel once the stream
+	// ends and nobody reads: it stays until the test binary exits.)
 	stream := func(name string, opts ...gnmicapi.GNMIOption) (chan *gnmi.SubscribeResponse, context.CancelFunc) {
 		sreq, err := gnmicapi.NewSubscribeRequest(append([]gnmicapi.GNMIOption{gnmicapi.SubscriptionListMode("stream"), gnmicapi.Encoding("json_ietf")}, opts...)...)
 		must(sreq, err)
