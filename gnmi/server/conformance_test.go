@@ -316,6 +316,40 @@ var conformanceCases = []conformance{
 			st.Send(&gnmi.SubscribeRequest{Request: &gnmi.SubscribeRequest_Poll{Poll: &gnmi.Poll{}}})
 		}
 	}},
+	{name: "a second SubscriptionList on a STREAM RPC is InvalidArgument; the client closing its side is not", run: func(t *testing.T, c gnmi.GNMIClient, ctl *controller.Server) {
+		list := &gnmi.SubscriptionList{Mode: gnmi.SubscriptionList_STREAM, Subscription: []*gnmi.Subscription{{Path: path(t, "/p4mesh/vpcs/vpc[name=red]/config/vni"), Mode: gnmi.SubscriptionMode_ON_CHANGE}}}
+		st, err := c.Subscribe(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Send(&gnmi.SubscribeRequest{Request: &gnmi.SubscribeRequest_Subscribe{Subscribe: list}})
+		st.CloseSend()
+		for r, err := st.Recv(); !r.GetSyncResponse(); r, err = st.Recv() {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := set(t, c, &gnmi.SetRequest{Update: []*gnmi.Update{{Path: path(t, "/p4mesh/vpcs/vpc[name=red]/config/vni"), Val: uintVal(111)}}}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := st.Recv(); err != nil || len(r.GetUpdate().GetUpdate()) != 1 {
+			t.Fatalf("after CloseSend, a change: %v, %v; want its update", r, err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		again, err := c.Subscribe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again.Send(&gnmi.SubscribeRequest{Request: &gnmi.SubscribeRequest_Subscribe{Subscribe: list}})
+		again.Send(&gnmi.SubscribeRequest{Request: &gnmi.SubscribeRequest_Subscribe{Subscribe: list}})
+		for {
+			if _, err = again.Recv(); err != nil {
+				break
+			}
+		}
+		refused(t, err, codes.InvalidArgument, "SubscriptionList")
+	}},
 	{item: 8, name: "* and ... as element names are expanded on delete", run: func(t *testing.T, c gnmi.GNMIClient, ctl *controller.Server) {
 		if _, err := set(t, c, &gnmi.SetRequest{Delete: []*gnmi.Path{path(t, "/p4mesh/.../gateway-mac")}}); err != nil {
 			t.Fatal(err)

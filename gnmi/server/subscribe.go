@@ -262,6 +262,21 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 	for _, sb := range streams {
 		sb.sampled, sb.nextSample, sb.nextBeat = first.link, now.Add(sb.sample), now.Add(sb.heartbeat)
 	}
+	// The client may still send: a second SubscriptionList on the same
+	// RPC is an error (§3.5.1.1); its end of the stream closing is not.
+	refused := make(chan error, 1)
+	go func() {
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				return // EOF: the client sends no more; else the RPC ended
+			}
+			if r.GetSubscribe() != nil {
+				refused <- status.Error(codes.InvalidArgument, "this Subscribe RPC has its SubscriptionList already: a subscription is changed by opening another RPC")
+				return
+			}
+		}
+	}()
 	state := time.NewTicker(s.o.StateInterval)
 	defer state.Stop()
 	timer := time.NewTimer(time.Hour)
@@ -284,6 +299,8 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-refused:
+			return err
 		case <-wake:
 			wake = s.o.Controller.Changed()
 		case <-state.C:
