@@ -77,6 +77,10 @@ type Server struct {
 	// cost one tree build and one diff, not N.
 	snapMu sync.Mutex
 	gen    *generation
+	// lookedAt is when snapshot last asked device(), lookWake the
+	// controller's Changed channel taken just before.
+	lookedAt time.Time
+	lookWake <-chan struct{}
 
 	// treeMu guards the tree device() last built and what it was built
 	// from; Get, Subscribe and the snapshot share it, read-only.
