@@ -348,7 +348,7 @@ var conformanceCases = []conformance{
 				break
 			}
 		}
-		refused(t, err, codes.InvalidArgument, "SubscriptionList")
+		refused(t, err, codes.InvalidArgument, "/p4mesh/vpcs/vpc[name=red]/config/vni", "SubscriptionList")
 	}},
 	{item: 8, name: "* and ... as element names are expanded on delete", run: func(t *testing.T, c gnmi.GNMIClient, ctl *controller.Server) {
 		if _, err := set(t, c, &gnmi.SetRequest{Delete: []*gnmi.Path{path(t, "/p4mesh/.../gateway-mac")}}); err != nil {
@@ -638,7 +638,7 @@ var conformanceCases = []conformance{
 		}
 		for _, enc := range []gnmi.Encoding{gnmi.Encoding_PROTO, gnmi.Encoding_ASCII, gnmi.Encoding_BYTES} {
 			_, err := subscribeOnce(t, c, &gnmi.SubscriptionList{Encoding: enc, Subscription: []*gnmi.Subscription{{Path: p}}})
-			refused(t, err, codes.Unimplemented, enc.String(), "JSON_IETF", "JSON")
+			refused(t, err, codes.Unimplemented, pathString(p), enc.String(), "JSON_IETF", "JSON")
 		}
 	}},
 	{item: 8, name: "... in Get and Subscribe: zero or more levels", run: func(t *testing.T, c gnmi.GNMIClient, ctl *controller.Server) {

@@ -221,7 +221,7 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 	}
 	enc := req.GetEncoding()
 	if enc != gnmi.Encoding_JSON_IETF && enc != gnmi.Encoding_JSON {
-		return nil, status.Errorf(codes.Unimplemented, "encoding %s is not supported: use JSON_IETF or JSON", enc)
+		return nil, status.Errorf(codes.Unimplemented, "%s: encoding %s is not supported: p4mesh answers in JSON_IETF or JSON", pathList(req.GetPrefix(), req.GetPath()), enc)
 	}
 	d, err := s.device()
 	if err != nil {
@@ -317,6 +317,18 @@ func (s *Server) missing(d *oc.Device, p *gnmi.Path) error {
 		return status.Errorf(codes.NotFound, "%s: not set (and the model gives it no default)", pathString(p))
 	}
 	return nil
+}
+
+// pathList names a request's paths, for a refusal of the whole request.
+func pathList(prefix *gnmi.Path, paths []*gnmi.Path) string {
+	if len(paths) == 0 {
+		return pathString(prefix)
+	}
+	var out []string
+	for _, p := range paths {
+		out = append(out, pathString(fullPath(prefix, p)))
+	}
+	return strings.Join(out, ", ")
 }
 
 // respPrefix is the prefix of a response's notifications: the request's

@@ -200,13 +200,17 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 	if list == nil {
 		return status.Error(codes.InvalidArgument, "the first SubscribeRequest must carry a SubscriptionList")
 	}
-	enc := list.GetEncoding()
-	if enc != gnmi.Encoding_JSON_IETF && enc != gnmi.Encoding_JSON {
-		return status.Errorf(codes.Unimplemented, "encoding %s is not supported: p4mesh sends JSON_IETF or JSON", enc)
-	}
 	subs := list.GetSubscription()
 	if len(subs) == 0 {
 		subs = []*gnmi.Subscription{{Path: &gnmi.Path{}}}
+	}
+	var asked []*gnmi.Path
+	for _, sub := range subs {
+		asked = append(asked, sub.GetPath())
+	}
+	enc := list.GetEncoding()
+	if enc != gnmi.Encoding_JSON_IETF && enc != gnmi.Encoding_JSON {
+		return status.Errorf(codes.Unimplemented, "%s: encoding %s is not supported: p4mesh sends JSON_IETF or JSON", pathList(list.GetPrefix(), asked), enc)
 	}
 	if err := checkModels(list.GetUseModels()); err != nil {
 		return err
@@ -222,10 +226,6 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 			return err
 		}
 		paths = append(paths, full)
-	}
-	var asked []*gnmi.Path
-	for _, sub := range subs {
-		asked = append(asked, sub.GetPath())
 	}
 	target := respPrefix(list.GetPrefix(), asked...)
 	ctx := st.Context()
@@ -288,7 +288,7 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 				return // EOF: the client sends no more; else the RPC ended
 			}
 			if r.GetSubscribe() != nil {
-				refused <- status.Error(codes.InvalidArgument, "this Subscribe RPC has its SubscriptionList already: a subscription is changed by opening another RPC")
+				refused <- status.Errorf(codes.InvalidArgument, "%s: this Subscribe RPC has its SubscriptionList already: a subscription is changed by opening another RPC", pathList(list.GetPrefix(), asked))
 				return
 			}
 		}
