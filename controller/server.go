@@ -93,6 +93,10 @@ type Server struct {
 	vpcItems map[string]map[string]proto.Message
 	peers    *watch.Table // this controller's sides of its peerings
 	changed  chan struct{}
+	// served is closed, and forgotten, when what the Server serves
+	// changes (Changed): readers that follow it, such as gNMI's ON_CHANGE
+	// subscriptions, wait on it instead of polling. nil: nobody waits.
+	served chan struct{}
 	// ready is closed once host programming may be served: every peer
 	// controller heard from, or PeerGrace passed.
 	ready     chan struct{}
@@ -362,7 +366,34 @@ func (s *Server) advanceLocked(rev uint64) bool {
 	return true
 }
 
+// Changed returns a channel closed at the next change of what the Server
+// serves: its configuration (Apply, ApplyChange) or a peer controller's
+// sides, and so the peerings' state. A reader takes the channel before it
+// reads what it follows, so that a change in between is not missed, and
+// reads again once the channel is closed. What the OHCs report (Stats'
+// HostEntries, HostSwitchPrimary) does not close it: a reader that shows
+// those looks at them on its own schedule.
+func (s *Server) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.served == nil {
+		s.served = make(chan struct{})
+	}
+	return s.served
+}
+
+// changedLocked wakes the readers waiting on Changed.
+func (s *Server) changedLocked() {
+	if s.served != nil {
+		close(s.served)
+		s.served = nil
+	}
+}
+
 func (s *Server) notify() {
+	s.mu.Lock()
+	s.changedLocked()
+	s.mu.Unlock()
 	select {
 	case s.changed <- struct{}{}:
 	default:
@@ -536,6 +567,7 @@ func (s *Server) setRemote(follower context.Context, controller string, sides ma
 	// exactly remote's), so no table changes.
 	if (changed || !known) && s.advanceLocked(rev) {
 		s.remoteChangedLocked(controller, before, known)
+		s.changedLocked()
 	}
 	s.checkReadyLocked()
 }
@@ -555,6 +587,7 @@ func (s *Server) forgetRemote(controller string) {
 	delete(s.remote, controller)
 	if s.advanceLocked(rev) {
 		s.remoteChangedLocked(controller, before, known)
+		s.changedLocked()
 	}
 }
 

@@ -121,6 +121,13 @@ func FuzzSet(f *testing.F) {
 		{2, "/p4mesh/endpoints/endpoint[id=*]/config/port", ``},
 		{0, "/p4mesh/vpcs/vpc[name=*]/config/vni", `7`},
 		{2, "/p4mesh/vpcs/vpc[id=red]", ``},
+		// Element wildcards on delete: "..." any depth, "*" any name.
+		{2, "/p4mesh/.../gateway-mac", ``},
+		{2, "/.../config/priority", ``},
+		{2, "/p4mesh/vpcs/vpc[name=green]/*/gateway-ip", ``},
+		{2, "/p4mesh/*/load-balancer", ``},
+		{2, "/p4mesh/.../bogus", ``},
+		{0, "/p4mesh/.../vni", `7`},
 	}
 	for _, s := range seeds {
 		f.Add(s.op, s.path, s.json)

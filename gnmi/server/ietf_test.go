@@ -194,6 +194,7 @@ func getRef(t *testing.T, ctl *controller.Server, p *gnmi.Path, enc gnmi.Encodin
 		t.Fatal(err)
 	}
 	p4gnmi.WithState(d, ctl.Peerings(), ctl.Stats())
+	d.PopulateDefaults() // defaults in use are read (§3.3.4)
 	schema, err := oc.Schema()
 	if err != nil {
 		t.Fatal(err)

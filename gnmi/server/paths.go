@@ -141,3 +141,69 @@ func plain(err error) string {
 	})
 	return strings.ReplaceAll(msg, "list Statement", "list")
 }
+
+// checkRead checks a Get or Subscribe path against the model: schemaAt,
+// and for a path with wildcard element names ("*", "...") that some node
+// of the model matches it.
+func (s *Server) checkRead(p *gnmi.Path) error {
+	if _, err := s.schemaAt(p); err != nil {
+		return err
+	}
+	if len(s.expand(p)) == 0 {
+		return status.Errorf(codes.NotFound, "%s: no node of the model matches it", pathString(p))
+	}
+	return nil
+}
+
+func isDots(e *gnmi.PathElem) bool { return e.GetName() == "..." }
+
+// expand spells out p's wildcard element names against the schema: "*"
+// is any child, "..." any number of levels, none included (§2.2.2.1).
+// A list reached through them is left without keys, which matches every
+// entry. A "..." at the end adds nothing (a path is its node and all
+// below it, §2.4.3) and is dropped. p without wildcard names is itself.
+func (s *Server) expand(p *gnmi.Path) []*gnmi.Path {
+	elems := p.GetElem()
+	for len(elems) > 0 && isDots(elems[len(elems)-1]) {
+		elems = elems[:len(elems)-1]
+	}
+	if !slices.ContainsFunc(elems, func(e *gnmi.PathElem) bool { return isDots(e) || e.GetName() == "*" }) {
+		return []*gnmi.Path{{Elem: elems}}
+	}
+	var out []*gnmi.Path
+	seen := map[string]bool{}
+	var walk func(e *yang.Entry, rest, built []*gnmi.PathElem)
+	walk = func(e *yang.Entry, rest, built []*gnmi.PathElem) {
+		if len(rest) == 0 {
+			q := &gnmi.Path{Elem: slices.Clone(built)}
+			if k := pathString(q); !seen[k] {
+				seen[k] = true
+				out = append(out, q)
+			}
+			return
+		}
+		el := rest[0]
+		switch el.GetName() {
+		case "...":
+			walk(e, rest[1:], built)
+			for _, name := range slices.Sorted(mapKeys(e.Dir)) {
+				walk(e.Dir[name], rest, append(built, &gnmi.PathElem{Name: name}))
+			}
+		case "*":
+			for _, name := range slices.Sorted(mapKeys(e.Dir)) {
+				c := e.Dir[name]
+				ne := &gnmi.PathElem{Name: name}
+				if c.IsList() {
+					ne.Key = el.GetKey()
+				}
+				walk(c, rest[1:], append(built, ne))
+			}
+		default:
+			if c := e.Dir[el.GetName()]; c != nil {
+				walk(c, rest[1:], append(built, el))
+			}
+		}
+	}
+	walk(s.schema.RootSchema(), elems, nil)
+	return out
+}

@@ -8,6 +8,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,9 +43,15 @@ const Version = "0.10.0"
 type Options struct {
 	Controller *controller.Server
 	Logger     *slog.Logger
-	// Poll is how often STREAM subscriptions look for changes (ON_CHANGE)
-	// and the shortest SAMPLE interval accepted; 0 means 100ms.
+	// Poll is the shortest SAMPLE and heartbeat interval accepted, and
+	// what a SAMPLE interval of 0 ("as fast as possible") means; 0 means
+	// 100ms.
 	Poll time.Duration
+	// StateInterval is how often STREAM subscriptions look at the state
+	// that changes without the controller telling (what OHCs report:
+	// programmed entries, switch mastership); configuration and peering
+	// changes wake them at once (controller.Server.Changed). 0 means 1s.
+	StateInterval time.Duration
 	// Auth decides who calls: operators may Set, operators and viewers
 	// may read; Insecure lets anyone do anything (labs).
 	Auth identity.Auth
@@ -65,13 +72,15 @@ type Server struct {
 	// two ways).
 	wholeOnly bool
 
-	// snapMu guards snap and snapAt: the flattened tree that Subscribe
-	// streams share, so that N subscribers polling cost one tree build
-	// per half poll period rather than N. A Set drops it.
-	snapMu   sync.Mutex
-	snap     map[string]*gnmi.Update
-	snapAt   time.Time
-	snapTree *oc.Device // the tree snap flattens
+	// snapMu guards gen, the newest generation of the tree's leaves that
+	// Subscribe streams share (snapshot): N subscribers woken by one change
+	// cost one tree build and one diff, not N.
+	snapMu sync.Mutex
+	gen    *generation
+	// lookedAt is when snapshot last asked device(), lookWake the
+	// controller's Changed channel taken just before.
+	lookedAt time.Time
+	lookWake <-chan struct{}
 
 	// treeMu guards the tree device() last built and what it was built
 	// from; Get, Subscribe and the snapshot share it, read-only.
@@ -92,6 +101,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Poll <= 0 {
 		o.Poll = 100 * time.Millisecond
+	}
+	if o.StateInterval <= 0 {
+		o.StateInterval = time.Second
 	}
 	schema, err := oc.Schema()
 	if err != nil {
@@ -164,6 +176,10 @@ func (s *Server) device() (*oc.Device, error) {
 		return nil, err
 	}
 	p4gnmi.WithState(d, peerings, st)
+	// A leaf whose YANG default is in use reads as that default
+	// (§3.3.4), in Get and Subscribe alike; the conversion to the
+	// controller's configuration reads a default as unset.
+	d.PopulateDefaults()
 	s.tree, s.treeCfg, s.treePeerings, s.treeStats = d, cfg, peerings, st
 	return d, nil
 }
@@ -205,7 +221,7 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 	}
 	enc := req.GetEncoding()
 	if enc != gnmi.Encoding_JSON_IETF && enc != gnmi.Encoding_JSON {
-		return nil, status.Errorf(codes.Unimplemented, "encoding %s is not supported: use JSON_IETF or JSON", enc)
+		return nil, status.Errorf(codes.Unimplemented, "%s: encoding %s is not supported: p4mesh answers in JSON_IETF or JSON", pathList(req.GetPrefix(), req.GetPath()), enc)
 	}
 	d, err := s.device()
 	if err != nil {
@@ -239,54 +255,109 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 		if err := checkOrigin(req.GetPrefix(), p); err != nil {
 			return nil, err
 		}
-		if _, err := s.schemaAt(fullPath(req.GetPrefix(), p)); err != nil {
+		if err := s.checkRead(fullPath(req.GetPrefix(), p)); err != nil {
 			return nil, err
 		}
 	}
 	for _, p := range paths {
 		full := fullPath(req.GetPrefix(), p)
-		nodes, err := ytypes.GetNode(s.schema.RootSchema(), d, full, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
-		if err != nil {
-			if status.Code(err) == codes.NotFound {
-				return nil, status.Errorf(codes.NotFound, "%s: nothing there", pathString(full))
+		n := &gnmi.Notification{Timestamp: now, Prefix: respPrefix(req.GetPrefix(), p)}
+		for _, x := range s.expand(full) {
+			nodes, err := ytypes.GetNode(s.schema.RootSchema(), d, x, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
+			if err != nil && status.Code(err) != codes.NotFound {
+				return nil, status.Errorf(codes.InvalidArgument, "%s: %s", pathString(full), plain(err))
 			}
-			return nil, status.Errorf(codes.InvalidArgument, "%s: %v", pathString(full), err)
-		}
-		n := &gnmi.Notification{Timestamp: now, Prefix: targetPrefix(req.GetPrefix())}
-		for _, node := range nodes {
-			if isNil(node.Data) {
-				continue
+			for _, node := range nodes {
+				if isNil(node.Data) {
+					continue
+				}
+				val, err := encodeValue(node.Data, node.Schema, enc)
+				if err != nil {
+					return nil, status.Errorf(codes.Internal, "%s: %v", pathString(node.Path), err)
+				}
+				if j := string(val.GetJsonVal()) + string(val.GetJsonIetfVal()); j == "{}" {
+					continue // an empty container: nothing there
+				}
+				n.Update = append(n.Update, &gnmi.Update{Path: node.Path, Val: val})
 			}
-			val, err := encodeValue(node.Data, enc)
-			if err != nil {
-				return nil, status.Errorf(codes.Internal, "%s: %v", pathString(node.Path), err)
-			}
-			n.Update = append(n.Update, &gnmi.Update{Path: node.Path, Val: val})
 		}
 		if len(n.Update) == 0 {
-			return nil, status.Errorf(codes.NotFound, "%s: nothing there", pathString(full))
+			// Nothing there: NotFound if the path names what does not
+			// exist, else (an empty list or container, a wildcard
+			// matching nothing) an empty notification.
+			if err := s.missing(d, full); err != nil {
+				return nil, err
+			}
 		}
 		resp.Notification = append(resp.Notification, n)
 	}
 	return resp, nil
 }
 
-// targetPrefix is the prefix of a response's notifications: the
-// request's target, which every response echoes (§2.2.2.1), and nothing
-// else, since their paths are full.
-func targetPrefix(prefix *gnmi.Path) *gnmi.Path {
-	if prefix.GetTarget() == "" {
+// missing says whether p, which found nothing in d, names something that
+// does not exist (NotFound): a list entry given by all its keys, or a leaf
+// that is not set and has no default. An empty container or list, or a
+// wildcard that matches nothing, is not missing: it reads as nothing.
+func (s *Server) missing(d *oc.Device, p *gnmi.Path) error {
+	e := s.schema.RootSchema()
+	for i, el := range p.GetElem() {
+		if e = e.Dir[el.GetName()]; e == nil {
+			return nil // a wildcard name: no one thing is named
+		}
+		if !e.IsList() || len(el.GetKey()) != len(strings.Fields(e.Key)) || slices.Contains(slices.Collect(maps.Values(el.GetKey())), "*") {
+			continue
+		}
+		at := &gnmi.Path{Elem: p.GetElem()[:i+1]}
+		nodes, _ := ytypes.GetNode(s.schema.RootSchema(), d, at)
+		if len(nodes) == 0 || isNil(nodes[0].Data) {
+			return status.Errorf(codes.NotFound, "%s: %s does not exist", pathString(p), pathString(at))
+		}
+	}
+	if e != nil && !e.IsDir() && !s.wildcard(p) {
+		return status.Errorf(codes.NotFound, "%s: not set (and the model gives it no default)", pathString(p))
+	}
+	return nil
+}
+
+// pathList names a request's paths, for a refusal of the whole request.
+func pathList(prefix *gnmi.Path, paths []*gnmi.Path) string {
+	if len(paths) == 0 {
+		return pathString(prefix)
+	}
+	var out []string
+	for _, p := range paths {
+		out = append(out, pathString(fullPath(prefix, p)))
+	}
+	return strings.Join(out, ", ")
+}
+
+// respPrefix is the prefix of a response's notifications: the request's
+// target, which every response echoes (§2.2.2.1), and the p4mesh origin if
+// the request named it, in its prefix or in one of paths, so that a client
+// matching answers to its paths by origin (ygnmi, ygot's
+// util.PathMatchesQuery) finds them; nothing else, since the notifications'
+// paths are full.
+func respPrefix(prefix *gnmi.Path, paths ...*gnmi.Path) *gnmi.Path {
+	out := &gnmi.Path{Target: prefix.GetTarget()}
+	if prefix.GetOrigin() == origin || slices.ContainsFunc(paths, func(p *gnmi.Path) bool { return p.GetOrigin() == origin }) {
+		out.Origin = origin
+	}
+	if out.Target == "" && out.Origin == "" {
 		return nil
 	}
-	return &gnmi.Path{Target: prefix.GetTarget()}
+	return out
 }
 
 func isNil(v any) bool { return v == nil || util.IsValueNil(v) }
 
-// encodeValue encodes a subtree (a GoStruct) as JSON or a leaf as its
-// scalar TypedValue.
-func encodeValue(v any, enc gnmi.Encoding) (*gnmi.TypedValue, error) {
+// encodeValue encodes a subtree (a GoStruct) as JSON, a leaf-list as a
+// JSON array (as Subscribe sends it), both in enc, or a leaf as its scalar
+// TypedValue.
+func encodeValue(v any, e *yang.Entry, enc gnmi.Encoding) (*gnmi.TypedValue, error) {
 	gs, ok := v.(ygot.GoStruct)
+	if !ok && e != nil && e.IsLeafList() {
+		return leafListJSON(v, e, enc)
+	}
 	if !ok {
 		return ygot.EncodeTypedValue(v, enc)
 	}
@@ -304,6 +375,43 @@ func encodeValue(v any, enc gnmi.Encoding) (*gnmi.TypedValue, error) {
 	b, err := marshalIETF(gs)
 	if err != nil {
 		return nil, err
+	}
+	return &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: b}}, nil
+}
+
+// leafListJSON is a leaf-list's value as a JSON array in enc: its
+// elements as JSON_IETF writes them, then as JSON would (jsonLeaf).
+func leafListJSON(v any, e *yang.Entry, enc gnmi.Encoding) (*gnmi.TypedValue, error) {
+	tv, err := ygot.EncodeTypedValue(v, gnmi.Encoding_JSON_IETF)
+	if err != nil {
+		return nil, err
+	}
+	arr := []any{}
+	for _, el := range tv.GetLeaflistVal().GetElement() {
+		switch x := el.GetValue().(type) {
+		case *gnmi.TypedValue_StringVal:
+			arr = append(arr, x.StringVal)
+		case *gnmi.TypedValue_BoolVal:
+			arr = append(arr, x.BoolVal)
+		case *gnmi.TypedValue_UintVal:
+			arr = append(arr, x.UintVal)
+		case *gnmi.TypedValue_IntVal:
+			arr = append(arr, x.IntVal)
+		default:
+			return nil, fmt.Errorf("a leaf-list element of type %T", x)
+		}
+	}
+	if k := e.Type; k != nil && (k.Kind == yang.Yint64 || k.Kind == yang.Yuint64) {
+		for i, x := range arr { // RFC 7951 quotes 64-bit numbers
+			arr[i] = fmt.Sprint(x)
+		}
+	}
+	b, err := json.Marshal(arr)
+	if err != nil {
+		return nil, err
+	}
+	if enc == gnmi.Encoding_JSON {
+		return &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonVal{JsonVal: jsonLeaf(e, b)}}, nil
 	}
 	return &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: b}}, nil
 }
@@ -373,11 +481,76 @@ func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetRespon
 		resp, err = s.setWhole(req)
 	}
 	if err != nil {
-		return nil, err
+		return nil, s.explainAbsent(req, err)
 	}
-	s.dropSnapshot()
 	s.log.Info("gnmi set applied", "deletes", len(req.GetDelete()), "replaces", len(req.GetReplace()), "updates", len(req.GetUpdate()), "path", how)
 	return resp, nil
+}
+
+// needs says what a new entry of a list must be given, by list name.
+var needs = map[string]string{
+	"vpc": "a new VPC needs config/vni (1..16777215), at least one prefix in config/subnets, and its name among this controller's VPCs in the directory (/p4mesh/directory/controllers/controller[name=…]/config/vpcs)",
+}
+
+// explainAbsent rewords err, a Set's refusal, when the Set reached below a
+// list entry that does not exist: setting one leaf of it makes an entry
+// with only that leaf, whose many validation errors (a VNI of 0, no
+// subnet) would hide the one thing to say, that the entry is not there.
+func (s *Server) explainAbsent(req *gnmi.SetRequest, err error) error {
+	// Only a refusal of the configuration the Set makes (invalidSet, or
+	// the controller's) is reworded; one of the request itself stands.
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "nothing changed:") {
+		return err
+	}
+	d, derr := s.device()
+	if derr != nil {
+		return err
+	}
+	made := map[string]bool{} // entries the Set gives whole
+	for _, u := range slices.Concat(req.GetReplace(), req.GetUpdate()) {
+		made[pathString(fullPath(req.GetPrefix(), u.GetPath()))] = true
+	}
+	for _, u := range slices.Concat(req.GetReplace(), req.GetUpdate()) {
+		full := fullPath(req.GetPrefix(), u.GetPath())
+		if len(full.GetElem()) == 0 {
+			continue
+		}
+		e := s.schema.RootSchema()
+		for i, el := range full.GetElem()[:len(full.GetElem())-1] {
+			if e = e.Dir[el.GetName()]; e == nil {
+				break
+			}
+			if !e.IsList() || !sameKeys(el.GetKey(), strings.Fields(e.Key)) {
+				continue
+			}
+			at := &gnmi.Path{Elem: full.GetElem()[:i+1]}
+			if made[pathString(at)] {
+				break
+			}
+			if nodes, _ := ytypes.GetNode(s.schema.RootSchema(), d, at); len(nodes) > 0 && !isNil(nodes[0].Data) {
+				continue
+			}
+			need, ok := needs[e.Name]
+			if !ok {
+				need = "a new " + e.Name + " needs its whole config: Get an existing one for its shape"
+			}
+			return status.Errorf(codes.InvalidArgument, "%s: %s does not exist, and this Set would make it with only what the path sets, nothing changed. %s; create it with one update of %s giving them", pathString(full), pathString(at), need, pathString(at))
+		}
+	}
+	return err
+}
+
+// sameKeys: the path element's keys are the list's, each given a value.
+func sameKeys(got map[string]string, keys []string) bool {
+	if len(got) != len(keys) {
+		return false
+	}
+	for _, k := range keys {
+		if v, ok := got[k]; !ok || v == "*" {
+			return false
+		}
+	}
+	return true
 }
 
 // setWhole is a Set on a tree of the whole running configuration,
@@ -430,18 +603,26 @@ func (s *Server) applyOps(dev *oc.Device, req *gnmi.SetRequest) (*gnmi.SetRespon
 	root := s.schema.RootSchema()
 	for _, p := range req.GetDelete() {
 		full := fullPath(req.GetPrefix(), p)
-		if _, err := s.checkSet(req.GetPrefix(), p); err != nil {
+		if err := s.checkDelete(req.GetPrefix(), p); err != nil {
 			return nil, err
 		}
-		targets := []*gnmi.Path{full}
-		if s.wildcard(full) {
-			// Wildcards are expanded against the tree (§3.4.6): ygot would
-			// look for an entry keyed "*" and find nothing to delete.
-			nodes, err := ytypes.GetNode(root, dev, full, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
+		// Wildcards are expanded against the schema ("*" and "..." as
+		// element names) and the tree (keys), as Get expands them
+		// (§3.4.6): ygot would look for an entry keyed "*" and find
+		// nothing to delete.
+		var targets []*gnmi.Path
+		for _, x := range s.expand(full) {
+			if isState(x) && !isState(full) {
+				continue // what "..." or "*" reaches of state is the controller's
+			}
+			if !s.wildcard(x) {
+				targets = append(targets, x)
+				continue
+			}
+			nodes, err := ytypes.GetNode(root, dev, x, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
 			if err != nil && status.Code(err) != codes.NotFound {
 				return nil, setError(codes.InvalidArgument, full, "delete: %s", plain(err))
 			}
-			targets = targets[:0]
 			for _, n := range nodes {
 				targets = append(targets, n.Path)
 			}
@@ -507,6 +688,19 @@ func (s *Server) checkSet(prefix, p *gnmi.Path) (*yang.Entry, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// checkDelete checks a delete's path: its origin, that some node of the
+// model matches it (wildcards included) and that it does not name state.
+func (s *Server) checkDelete(prefix, p *gnmi.Path) error {
+	full := fullPath(prefix, p)
+	if err := checkOrigin(prefix, p); err != nil {
+		return err
+	}
+	if err := s.checkRead(full); err != nil {
+		return err
+	}
+	return checkWritable(full)
 }
 
 // checkOne refuses a wildcard where a value is set: it would set the
@@ -592,61 +786,36 @@ func scalarText(v *gnmi.TypedValue) string {
 	return v.String()
 }
 
-// leaves flattens the tree into its leaf updates, by path string. ygot's
+// leaves flattens the tree into its leaves, by path string. ygot's
 // TogNMINotifications cannot flatten nested ordered-by-user lists, which
-// the model has, so the tree is walked from its RFC 7951 JSON with the
-// schema giving each list's keys; leaf values travel as JSON_IETF scalars.
-func (s *Server) leaves(d *oc.Device) (map[string]*gnmi.Update, error) {
+// the model has, so the tree is walked from its RFC 7951 JSON, parsed
+// once, with the schema giving each list's keys. It runs once per change
+// of the tree, for every subscriber (snapshot), so on the path of every
+// ON_CHANGE notification.
+func (s *Server) leaves(d *oc.Device) (map[string]*leaf, error) {
 	b, err := marshalIETF(d)
 	if err != nil {
 		return nil, err
 	}
-	var root map[string]json.RawMessage
-	if err := json.Unmarshal(b, &root); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // numbers stay as written
+	var root map[string]any
+	if err := dec.Decode(&root); err != nil {
 		return nil, err
 	}
-	out := map[string]*gnmi.Update{}
-	if err := flatten(s.schema.RootSchema(), root, nil, out); err != nil {
+	out := map[string]*leaf{}
+	if err := flatten(s.schema.RootSchema(), root, nil, "", out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// snapshot is the leaves of device() shared between subscriptions: at most Poll/2 old
-// (a change made outside gNMI shows within that), never older than the
-// last Set made here. Callers must not modify the map or its updates.
-func (s *Server) snapshot() (map[string]*gnmi.Update, error) {
-	s.snapMu.Lock()
-	defer s.snapMu.Unlock()
-	if s.snap != nil && time.Since(s.snapAt) < s.o.Poll/2 {
-		return s.snap, nil
-	}
-	d, err := s.device()
-	if err != nil {
-		return nil, err
-	}
-	if s.snap != nil && d == s.snapTree { // the same tree: the same leaves
-		s.snapAt = time.Now()
-		return s.snap, nil
-	}
-	m, err := s.leaves(d)
-	if err != nil {
-		return nil, err
-	}
-	s.snap, s.snapAt, s.snapTree = m, time.Now(), d
-	return m, nil
-}
-
-func (s *Server) dropSnapshot() {
-	s.snapMu.Lock()
-	s.snap = nil
-	s.snapMu.Unlock()
-}
-
 // flatten walks one JSON object whose schema is e, under the path elements
-// elems, adding every leaf to out.
-func flatten(e *yang.Entry, obj map[string]json.RawMessage, elems []*gnmi.PathElem, out map[string]*gnmi.Update) error {
-	for name, raw := range obj {
+// elems, adding every leaf to out. Leaves are keyed by their path spelled
+// as key is built along the way (keys in the schema's order): cheaper than
+// ygot's PathToString per leaf, and only ever compared with itself.
+func flatten(e *yang.Entry, obj map[string]any, elems []*gnmi.PathElem, key string, out map[string]*leaf) error {
+	for name, v := range obj {
 		if _, after, ok := strings.Cut(name, ":"); ok {
 			name = after
 		}
@@ -656,51 +825,60 @@ func flatten(e *yang.Entry, obj map[string]json.RawMessage, elems []*gnmi.PathEl
 		}
 		switch {
 		case child.IsList():
-			var items []map[string]json.RawMessage
-			if err := json.Unmarshal(raw, &items); err != nil {
-				return err
-			}
-			for _, item := range items {
+			items, _ := v.([]any)
+			for _, it := range items {
+				item, _ := it.(map[string]any)
 				keys := map[string]string{}
+				ek := key + "/" + name
 				for _, k := range strings.Fields(child.Key) {
-					v := item[k]
-					if v == nil {
-						v = item["p4mesh:"+k]
+					kv, ok := item[k]
+					if !ok {
+						kv = item["p4mesh:"+k]
 					}
-					var str string
-					if json.Unmarshal(v, &str) != nil {
-						str = strings.Trim(string(v), `"`)
-					}
-					keys[k] = str
+					keys[k] = fmt.Sprint(kv)
+					ek += "[" + k + "=" + keys[k] + "]"
 				}
 				el := append(slices.Clone(elems), &gnmi.PathElem{Name: name, Key: keys})
-				if err := flatten(child, item, el, out); err != nil {
+				if err := flatten(child, item, el, ek, out); err != nil {
 					return err
 				}
 			}
 		case child.IsContainer():
-			var sub map[string]json.RawMessage
-			if err := json.Unmarshal(raw, &sub); err != nil {
-				return err
-			}
-			if err := flatten(child, sub, append(slices.Clone(elems), &gnmi.PathElem{Name: name}), out); err != nil {
+			sub, _ := v.(map[string]any)
+			if err := flatten(child, sub, append(slices.Clone(elems), &gnmi.PathElem{Name: name}), key+"/"+name, out); err != nil {
 				return err
 			}
 		default: // leaf or leaf-list
 			p := &gnmi.Path{Elem: append(slices.Clone(elems), &gnmi.PathElem{Name: name})}
-			out[pathString(p)] = &gnmi.Update{Path: p, Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: slices.Clone(raw)}}}
+			// Marshalled again as the direct writer wrote it: strings
+			// escaped as encoding/json does, numbers as written.
+			ietf, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			out[key+"/"+name] = &leaf{path: p,
+				ietf: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: ietf}},
+				json: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonVal{JsonVal: jsonLeaf(child, ietf)}},
+			}
 		}
 	}
 	return nil
 }
 
 // matches reports whether leaf path l lies under subscription path p, with
-// "*" for any element name or key value and "..." for any depth.
-func matches(p, l *gnmi.Path) bool {
-	pe, le := p.GetElem(), l.GetElem()
+// "*" for any element name or key value and "..." for any number of
+// elements, none included (§2.2.2.1).
+func matches(p, l *gnmi.Path) bool { return matchElems(p.GetElem(), l.GetElem()) }
+
+func matchElems(pe, le []*gnmi.PathElem) bool {
 	for i, e := range pe {
 		if e.GetName() == "..." {
-			return true
+			for j := i; j <= len(le); j++ {
+				if matchElems(pe[i+1:], le[j:]) {
+					return true
+				}
+			}
+			return false
 		}
 		if i >= len(le) {
 			return false

@@ -33,6 +33,12 @@ func start(t *testing.T) (gnmi.GNMIClient, *controller.Server) {
 // controller's own services (OHCs' host programming) as well as gNMI.
 func startConn(t *testing.T) (*grpc.ClientConn, *controller.Server) {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith is startConn with the gNMI server's options changed by opt.
+func startWith(t *testing.T, opt func(*Options)) (*grpc.ClientConn, *controller.Server) {
+	t.Helper()
 	cfg, err := controller.LoadFile("../../controller/testdata/red-blue.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +58,11 @@ func startConn(t *testing.T) (*grpc.ClientConn, *controller.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{Auth: identity.Auth{Insecure: true}, Controller: ctl, Poll: 20 * time.Millisecond})
+	o := Options{Auth: identity.Auth{Insecure: true}, Controller: ctl, Poll: 20 * time.Millisecond}
+	if opt != nil {
+		opt(&o)
+	}
+	srv, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,5 +396,27 @@ func TestHostSwitchPrimary(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("h1's state lacks %s:\n%s", want, got)
 		}
+	}
+}
+
+// TestStateRefresh: what OHCs report changes without the controller's
+// change notification; an ON_CHANGE subscription still sees it, within
+// Options.StateInterval.
+func TestStateRefresh(t *testing.T) {
+	conn, _ := startWith(t, func(o *Options) { o.StateInterval = 200 * time.Millisecond })
+	c, ohc := gnmi.NewGNMIClient(conn), p4meshv1.NewHostProgrammingClient(conn)
+	st := stream(t, c, &gnmi.SubscriptionList{Encoding: gnmi.Encoding_JSON_IETF, Subscription: []*gnmi.Subscription{
+		{Path: path(t, "/p4mesh/hosts/host[id=h1]/state/programmed-entries"), Mode: gnmi.SubscriptionMode_ON_CHANGE}}})
+	st.leaves(t, 1, 500*time.Millisecond) // the dump, if any
+	start := time.Now()
+	if _, err := ohc.Report(t.Context(), &p4meshv1.HostReport{Host: "h1", Entries: map[string]uint64{"port_vnet": 7}}); err != nil {
+		t.Fatal(err)
+	}
+	got := st.leaves(t, 1, 5*time.Second)
+	if len(got) != 1 || !strings.HasSuffix(got[0], `= "7"`) {
+		t.Fatalf("after a report of 7 entries: %v; want programmed-entries 7", got)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the report reached the subscriber after %s; StateInterval is 200ms", d)
 	}
 }

@@ -130,7 +130,7 @@ func applySet(root *yang.Entry, base *controller.Config, req *gnmi.SetRequest) (
 	if err != nil {
 		return nil, err
 	}
-	del := func(p *gnmi.Path) error {
+	delOne := func(p *gnmi.Path) error {
 		nodes, err := ytypes.GetNode(root, d, p, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
 		if err != nil && status.Code(err) != codes.NotFound {
 			return err
@@ -138,6 +138,24 @@ func applySet(root *yang.Entry, base *controller.Config, req *gnmi.SetRequest) (
 		for _, n := range nodes {
 			// Deleting what is not there is no error (specification §3.4.6).
 			if err := ytypes.DeleteNode(root, d, n.Path); err != nil && status.Code(err) != codes.NotFound {
+				return err
+			}
+		}
+		return nil
+	}
+	del := func(p *gnmi.Path) error {
+		if !slices.ContainsFunc(p.GetElem(), func(e *gnmi.PathElem) bool { return e.GetName() == "*" || e.GetName() == "..." }) {
+			return delOne(p)
+		}
+		// Element wildcards: every configuration node of the schema whose
+		// path the pattern matches, keyless (every entry), shallowest
+		// first.
+		ps := oracleMatches(root, p)
+		if len(ps) == 0 {
+			return fmt.Errorf("no node of the model matches %v", p)
+		}
+		for _, q := range ps {
+			if err := delOne(q); err != nil {
 				return err
 			}
 		}
@@ -228,6 +246,56 @@ func applySet(root *yang.Entry, base *controller.Config, req *gnmi.SetRequest) (
 		}
 	}
 	return d, nil
+}
+
+// oracleMatches lists every node of the schema under root, as a path with
+// no keys but those pattern gives, that pattern matches whole: "*" any one
+// element, "..." any number, none included; other elements by name. It
+// leaves out state, and sorts by depth.
+func oracleMatches(root *yang.Entry, pattern *gnmi.Path) []*gnmi.Path {
+	var all [][]*yang.Entry
+	var walk func(e *yang.Entry, up []*yang.Entry)
+	walk = func(e *yang.Entry, up []*yang.Entry) {
+		all = append(all, up)
+		for _, c := range e.Dir {
+			walk(c, append(slices.Clone(up), c))
+		}
+	}
+	walk(root, nil)
+	var match func(pe []*gnmi.PathElem, es []*yang.Entry) bool
+	match = func(pe []*gnmi.PathElem, es []*yang.Entry) bool {
+		if len(pe) == 0 {
+			return len(es) == 0
+		}
+		if pe[0].GetName() == "..." {
+			for i := 0; i <= len(es); i++ {
+				if match(pe[1:], es[i:]) {
+					return true
+				}
+			}
+			return false
+		}
+		return len(es) > 0 && (pe[0].GetName() == "*" || pe[0].GetName() == es[0].Name) && match(pe[1:], es[1:])
+	}
+	var out []*gnmi.Path
+	for _, es := range all {
+		if !match(pattern.GetElem(), es) || slices.ContainsFunc(es, func(e *yang.Entry) bool { return e.Name == "state" }) {
+			continue
+		}
+		q := &gnmi.Path{}
+		for i, e := range es {
+			el := &gnmi.PathElem{Name: e.Name}
+			// Keys the pattern gives at the same depth, when it has no
+			// "..." before (keys after one cannot be placed by depth).
+			if i < len(pattern.GetElem()) && !slices.ContainsFunc(pattern.GetElem()[:i], func(x *gnmi.PathElem) bool { return x.GetName() == "..." }) {
+				el.Key = pattern.GetElem()[i].GetKey()
+			}
+			q.Elem = append(q.Elem, el)
+		}
+		out = append(out, q)
+	}
+	slices.SortStableFunc(out, func(a, b *gnmi.Path) int { return len(a.GetElem()) - len(b.GetElem()) })
+	return out
 }
 
 func decodeNumbers(b []byte) (any, error) {

@@ -1,23 +1,193 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/goyang/pkg/yang"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/p4mesh/p4mesh/gnmi/oc"
 )
 
 func marshalJSON(v any) ([]byte, error) { return json.Marshal(v) }
 
+// leaf is one leaf or leaf-list of the tree as Subscribe sends it, its
+// value in both encodings a client may ask for (§2.3.1: a bare JSON value;
+// a leaf-list a JSON array).
+type leaf struct {
+	path       *gnmi.Path
+	ietf, json *gnmi.TypedValue
+}
+
+func (l *leaf) val(enc gnmi.Encoding) *gnmi.TypedValue {
+	if enc == gnmi.Encoding_JSON {
+		return l.json
+	}
+	return l.ietf
+}
+
+// generation is the tree's leaves at one moment, shared by every
+// subscription. Generations are joined by a chain of links: when a newer
+// one is made, the older one's link learns which of its leaves changed or
+// went (changed) and then where the chain goes on (next). A subscription
+// keeps the link of the generation it last looked at and, woken, follows
+// the chain to the newest: what it must send is the union of the changed
+// sets on the way, computed once per generation for all subscriptions
+// rather than once per subscription. The chain holds only those sets, not
+// the generations' leaves: a subscriber slow to read keeps what changed
+// since it last looked alive, not a copy of the tree per change.
+type generation struct {
+	tree   *oc.Device
+	leaves map[string]*leaf
+	link   *link
+}
+
+// link follows one generation in the chain.
+type link struct {
+	// changed is written once, before next is stored, and read only
+	// after next is loaded.
+	changed map[string]*gnmi.Path
+	next    atomic.Pointer[link]
+}
+
+// changedSince is what changed from the generation of link from to that of
+// link to, a later one: the leaves that differ or went, by path string,
+// with their paths.
+func changedSince(from, to *link) map[string]*gnmi.Path {
+	out := map[string]*gnmi.Path{}
+	for l := from; l != nil && l != to; {
+		n := l.next.Load()
+		if n == nil {
+			break
+		}
+		for k, p := range l.changed {
+			out[k] = p
+		}
+		l = n
+	}
+	return out
+}
+
+// snapshot is the newest generation: a new one when the tree device()
+// answers with is not the last one's. It is made under snapMu, so that
+// generations follow the trees in order.
+//
+// device() reads the controller's state whole (Stats, Peerings) to know
+// whether the tree changed. A configuration or peering change closes
+// Changed, so while the channel taken at the last look is open only what
+// OHCs report can have moved: within StateInterval/2 of that look, the
+// last generation is answered without asking, so that N subscribers
+// ticking every StateInterval cost about two looks per interval, not N.
+func (s *Server) snapshot() (*generation, error) {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	if s.gen != nil && time.Since(s.lookedAt) < s.o.StateInterval/2 {
+		select {
+		case <-s.lookWake:
+		default:
+			return s.gen, nil
+		}
+	}
+	wake := s.o.Controller.Changed()
+	d, err := s.device()
+	if err != nil {
+		return nil, err
+	}
+	s.lookedAt, s.lookWake = time.Now(), wake
+	if s.gen != nil && s.gen.tree == d {
+		return s.gen, nil
+	}
+	m, err := s.leaves(d)
+	if err != nil {
+		return nil, err
+	}
+	g := &generation{tree: d, leaves: m, link: &link{}}
+	if old := s.gen; old != nil {
+		changed := map[string]*gnmi.Path{}
+		for k, l := range old.leaves {
+			if n, ok := m[k]; !ok || !bytes.Equal(n.ietf.GetJsonIetfVal(), l.ietf.GetJsonIetfVal()) {
+				changed[k] = l.path
+			}
+		}
+		for k, l := range m {
+			if _, ok := old.leaves[k]; !ok {
+				changed[k] = l.path
+			}
+		}
+		old.link.changed = changed
+		old.link.next.Store(g.link)
+	}
+	s.gen = g
+	return g, nil
+}
+
+// Which leaves a subscription covers: TARGET_DEFINED splits its path into
+// the configuration (sent on change) and the state (sampled when the
+// client gave an interval).
+const (
+	allLeaves = iota
+	configLeaves
+	stateLeaves
+)
+
+// sub is one subscription of a STREAM list.
+type sub struct {
+	path     *gnmi.Path
+	only     int
+	onChange bool
+	// sample, if not 0, is a SAMPLE interval; sampled the link of the
+	// generation of the last sample, from which suppress_redundant sends
+	// what changed.
+	sample     time.Duration
+	suppress   bool
+	sampled    *link
+	nextSample time.Time
+	// heartbeat, if not 0, resends every covered leaf that often
+	// (§3.5.1.5.2), whatever changed.
+	heartbeat time.Duration
+	nextBeat  time.Time
+}
+
+func (sb *sub) covers(p *gnmi.Path) bool {
+	if !matches(sb.path, p) {
+		return false
+	}
+	switch sb.only {
+	case configLeaves:
+		return !isState(p)
+	case stateLeaves:
+		return isState(p)
+	}
+	return true
+}
+
+// isState: the leaf is in a state container, what the controller reports.
+func isState(p *gnmi.Path) bool {
+	return slices.ContainsFunc(p.GetElem(), func(e *gnmi.PathElem) bool { return e.GetName() == "state" })
+}
+
 // Subscribe implements gNMI: ONCE (everything, sync_response, close), POLL
-// (everything again on each poll) and STREAM with ON_CHANGE (a full dump,
-// sync_response, then only changes) or SAMPLE (everything every interval).
+// (everything again on each poll) and STREAM, each subscription of which
+// is ON_CHANGE (a full dump, sync_response, then only changes, and every
+// heartbeat_interval everything), SAMPLE (everything every interval, or
+// with suppress_redundant what changed, and everything every heartbeat)
+// or TARGET_DEFINED (configuration on change, state sampled at the
+// interval given, else on change too).
+//
+// Nothing polls the controller for configuration: a STREAM subscription
+// sleeps until the controller says what it serves changed (Changed), a
+// sample or heartbeat is due, or StateInterval passes (what OHCs report
+// changes without telling), and only then builds the tree (once for all
+// subscriptions, snapshot) and sends what changed.
 func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.SubscribeResponse]) error {
 	if err := s.allow(st.Context(), false); err != nil {
 		return err
@@ -30,12 +200,17 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 	if list == nil {
 		return status.Error(codes.InvalidArgument, "the first SubscribeRequest must carry a SubscriptionList")
 	}
-	if enc := list.GetEncoding(); enc != gnmi.Encoding_JSON_IETF && enc != gnmi.Encoding_JSON && enc != gnmi.Encoding_PROTO {
-		return status.Errorf(codes.Unimplemented, "encoding %s is not supported", enc)
-	}
 	subs := list.GetSubscription()
 	if len(subs) == 0 {
 		subs = []*gnmi.Subscription{{Path: &gnmi.Path{}}}
+	}
+	var asked []*gnmi.Path
+	for _, sub := range subs {
+		asked = append(asked, sub.GetPath())
+	}
+	enc := list.GetEncoding()
+	if enc != gnmi.Encoding_JSON_IETF && enc != gnmi.Encoding_JSON {
+		return status.Errorf(codes.Unimplemented, "%s: encoding %s is not supported: p4mesh sends JSON_IETF or JSON", pathList(list.GetPrefix(), asked), enc)
 	}
 	if err := checkModels(list.GetUseModels()); err != nil {
 		return err
@@ -47,24 +222,28 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 		}
 		full := fullPath(list.GetPrefix(), sub.GetPath())
 		// A path the model cannot have would stream nothing, ever: say so.
-		if _, err := s.schemaAt(full); err != nil {
+		if err := s.checkRead(full); err != nil {
 			return err
 		}
 		paths = append(paths, full)
 	}
-	target := targetPrefix(list.GetPrefix())
+	target := respPrefix(list.GetPrefix(), asked...)
 	ctx := st.Context()
 	switch list.GetMode() {
 	case gnmi.SubscriptionList_ONCE:
-		if _, err := s.dump(st, target, paths, list.GetUpdatesOnly()); err != nil {
+		if _, err := s.dump(st, target, paths, list.GetUpdatesOnly(), enc); err != nil {
 			return err
 		}
 		return st.Send(syncResponse())
 	case gnmi.SubscriptionList_POLL:
+		// updates_only: the first answer is sync_response alone; each poll
+		// then gets everything (§3.5.1.2).
+		only := list.GetUpdatesOnly()
 		for {
-			if _, err := s.dump(st, target, paths, false); err != nil {
+			if _, err := s.dump(st, target, paths, only, enc); err != nil {
 				return err
 			}
+			only = false
 			if err := st.Send(syncResponse()); err != nil {
 				return err
 			}
@@ -80,114 +259,209 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 			}
 		}
 	}
-	// STREAM: one loop serves every subscription of the list; each has
-	// its mode and, for SAMPLE, its interval.
-	type stream struct {
-		path     *gnmi.Path
-		sample   time.Duration
-		nextSend time.Time
+	streams, err := s.streamSubs(subs, paths)
+	if err != nil {
+		return err
 	}
-	var streams []*stream
-	for i, sub := range subs {
-		ss := &stream{path: paths[i]}
-		switch sub.GetMode() {
-		case gnmi.SubscriptionMode_SAMPLE:
-			iv := time.Duration(sub.GetSampleInterval())
-			if iv == 0 {
-				iv = s.o.Poll // "as fast as possible" is the poll period
-			}
-			if iv < s.o.Poll {
-				return status.Errorf(codes.InvalidArgument, "%s: sample interval %s is below the minimum %s", pathString(paths[i]), iv, s.o.Poll)
-			}
-			ss.sample = iv
-		case gnmi.SubscriptionMode_ON_CHANGE, gnmi.SubscriptionMode_TARGET_DEFINED:
-		default:
-			return status.Errorf(codes.InvalidArgument, "subscription mode %s is not supported", sub.GetMode())
-		}
-		streams = append(streams, ss)
-	}
-	last, err := s.dump(st, target, paths, list.GetUpdatesOnly())
+	// Take the notification channel before reading: a change in between
+	// then wakes the loop at once.
+	wake := s.o.Controller.Changed()
+	first, err := s.dump(st, target, paths, list.GetUpdatesOnly(), enc)
 	if err != nil {
 		return err
 	}
 	if err := st.Send(syncResponse()); err != nil {
 		return err
 	}
+	last := first.link // the generation sent up to
 	now := time.Now()
-	for _, ss := range streams {
-		ss.nextSend = now.Add(ss.sample)
+	for _, sb := range streams {
+		sb.sampled, sb.nextSample, sb.nextBeat = first.link, now.Add(sb.sample), now.Add(sb.heartbeat)
 	}
-	tick := time.NewTicker(s.o.Poll)
-	defer tick.Stop()
+	// The client may still send: a second SubscriptionList on the same
+	// RPC is an error (§3.5.1.1); its end of the stream closing is not.
+	refused := make(chan error, 1)
+	go func() {
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				return // EOF: the client sends no more; else the RPC ended
+			}
+			if r.GetSubscribe() != nil {
+				refused <- status.Errorf(codes.InvalidArgument, "%s: this Subscribe RPC has its SubscriptionList already: a subscription is changed by opening another RPC", pathList(list.GetPrefix(), asked))
+				return
+			}
+		}
+	}()
+	state := time.NewTicker(s.o.StateInterval)
+	defer state.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
+		var due time.Time
+		for _, sb := range streams {
+			if sb.sample > 0 && (due.IsZero() || sb.nextSample.Before(due)) {
+				due = sb.nextSample
+			}
+			if sb.heartbeat > 0 && (due.IsZero() || sb.nextBeat.Before(due)) {
+				due = sb.nextBeat
+			}
+		}
+		var timed <-chan time.Time
+		if !due.IsZero() {
+			timer.Reset(time.Until(due))
+			timed = timer.C
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case err := <-refused:
+			return err
+		case <-wake:
+			wake = s.o.Controller.Changed()
+		case <-state.C:
+		case <-timed:
 		}
 		cur, err := s.snapshot()
 		if err != nil {
-			return status.Errorf(codes.Internal, "%v", err)
+			return status.Errorf(codes.Internal, "build the tree: %v", err)
 		}
-		now := time.Now()
-		n := &gnmi.Notification{Timestamp: now.UnixNano(), Prefix: target}
-		// Each subscription stands on its own: a leaf goes out when it
-		// changed and some subscription covers it, or when a SAMPLE
-		// subscription covering it is due — even if another, earlier
-		// subscription of the list covers it too.
-		covered := func(l *gnmi.Path, want func(*stream) bool) bool {
-			return slices.ContainsFunc(streams, func(x *stream) bool { return want(x) && matches(x.path, l) })
-		}
-		due := func(x *stream) bool { return x.sample > 0 && !now.Before(x.nextSend) }
-		every := func(*stream) bool { return true }
-		for key, u := range cur {
-			old, ok := last[key]
-			changed := !ok || !proto.Equal(old.GetVal(), u.GetVal())
-			if (changed && covered(u.GetPath(), every)) || covered(u.GetPath(), due) {
-				n.Update = append(n.Update, u)
-			}
-		}
-		for key, u := range last {
-			if _, ok := cur[key]; !ok && covered(u.GetPath(), every) {
-				n.Delete = append(n.Delete, u.GetPath())
-			}
-		}
-		for _, ss := range streams {
-			if ss.sample > 0 && !now.Before(ss.nextSend) {
-				ss.nextSend = now.Add(ss.sample)
-			}
-		}
-		last = cur
+		n := s.streamNotification(streams, last, cur, time.Now(), target, enc)
+		last = cur.link
 		if len(n.Update)+len(n.Delete) == 0 {
 			continue
 		}
-		sortNotification(n)
 		if err := st.Send(&gnmi.SubscribeResponse{Response: &gnmi.SubscribeResponse_Update{Update: n}}); err != nil {
 			return err
 		}
 	}
 }
 
-// dump sends every leaf under paths, with target's prefix, as one notification (unless
-// updatesOnly) and returns the leaves it looked at, for change detection.
-func (s *Server) dump(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.SubscribeResponse], target *gnmi.Path, paths []*gnmi.Path, updatesOnly bool) (map[string]*gnmi.Update, error) {
-	all, err := s.snapshot()
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "%v", err)
-	}
-	kept := map[string]*gnmi.Update{}
-	n := &gnmi.Notification{Timestamp: time.Now().UnixNano(), Prefix: target}
-	for key, u := range all {
-		if slices.ContainsFunc(paths, func(p *gnmi.Path) bool { return matches(p, u.GetPath()) }) {
-			kept[key] = u
-			n.Update = append(n.Update, u)
+// streamSubs checks a STREAM list's subscriptions and makes them subs.
+func (s *Server) streamSubs(subs []*gnmi.Subscription, paths []*gnmi.Path) ([]*sub, error) {
+	var out []*sub
+	for i, sn := range subs {
+		p := paths[i]
+		hb := time.Duration(sn.GetHeartbeatInterval())
+		if hb != 0 && hb < s.o.Poll {
+			return nil, status.Errorf(codes.InvalidArgument, "%s: heartbeat interval %s is below the minimum %s", pathString(p), hb, s.o.Poll)
+		}
+		iv := time.Duration(sn.GetSampleInterval())
+		if iv != 0 && iv < s.o.Poll {
+			return nil, status.Errorf(codes.InvalidArgument, "%s: sample interval %s is below the minimum %s", pathString(p), iv, s.o.Poll)
+		}
+		switch sn.GetMode() {
+		case gnmi.SubscriptionMode_SAMPLE:
+			if iv == 0 {
+				iv = s.o.Poll // "as fast as possible" is the shortest interval
+			}
+			out = append(out, &sub{path: p, sample: iv, suppress: sn.GetSuppressRedundant(), heartbeat: hb})
+		case gnmi.SubscriptionMode_ON_CHANGE:
+			out = append(out, &sub{path: p, onChange: true, heartbeat: hb})
+		case gnmi.SubscriptionMode_TARGET_DEFINED:
+			// Per leaf (§3.5.1.5.2): configuration changes only when
+			// someone sets it and the controller says so, so on change;
+			// state is what the controller and OHCs report, some of it
+			// counters, so sampled when the client gave an interval.
+			out = append(out, &sub{path: p, only: configLeaves, onChange: true, heartbeat: hb})
+			st := &sub{path: p, only: stateLeaves, heartbeat: hb}
+			if iv > 0 {
+				st.sample = iv
+			} else {
+				st.onChange = true
+			}
+			out = append(out, st)
+		default:
+			return nil, status.Errorf(codes.InvalidArgument, "%s: subscription mode %s is not supported", pathString(p), sn.GetMode())
 		}
 	}
-	if updatesOnly || len(n.Update) == 0 {
-		return kept, nil
+	return out, nil
+}
+
+// streamNotification is what a STREAM list sends at now, having sent up
+// to the generation of link last and now seeing cur: the leaves that changed under an
+// ON_CHANGE subscription, everything under a subscription whose sample
+// (or, with suppress_redundant, what changed since its last sample) or
+// heartbeat is due. Each subscription stands on its own: a leaf another
+// subscription of the list covers too is still sent when this one is
+// due.
+func (s *Server) streamNotification(streams []*sub, last *link, cur *generation, now time.Time, target *gnmi.Path, enc gnmi.Encoding) *gnmi.Notification {
+	ups := map[string]*leaf{}
+	dels := map[string]*gnmi.Path{}
+	note := func(k string, p *gnmi.Path) {
+		if l, ok := cur.leaves[k]; ok {
+			ups[k] = l
+		} else {
+			dels[k] = p
+		}
+	}
+	var changed map[string]*gnmi.Path
+	all := func(sb *sub) {
+		for k, l := range cur.leaves {
+			if sb.covers(l.path) {
+				ups[k] = l
+			}
+		}
+	}
+	for _, sb := range streams {
+		if sb.onChange {
+			if changed == nil {
+				changed = changedSince(last, cur.link)
+			}
+			for k, p := range changed {
+				if sb.covers(p) {
+					note(k, p)
+				}
+			}
+		}
+		if sb.sample > 0 && !now.Before(sb.nextSample) {
+			for k, p := range changedSince(sb.sampled, cur.link) {
+				if sb.covers(p) {
+					note(k, p)
+				}
+			}
+			if !sb.suppress {
+				all(sb)
+			}
+			sb.sampled, sb.nextSample = cur.link, now.Add(sb.sample)
+		}
+		if sb.heartbeat > 0 && !now.Before(sb.nextBeat) {
+			all(sb)
+			sb.nextBeat = now.Add(sb.heartbeat)
+		}
+	}
+	n := &gnmi.Notification{Timestamp: now.UnixNano(), Prefix: target}
+	for _, l := range ups {
+		n.Update = append(n.Update, &gnmi.Update{Path: l.path, Val: l.val(enc)})
+	}
+	for _, p := range dels {
+		n.Delete = append(n.Delete, p)
 	}
 	sortNotification(n)
-	return kept, st.Send(&gnmi.SubscribeResponse{Response: &gnmi.SubscribeResponse_Update{Update: n}})
+	return n
+}
+
+// dump sends every leaf under paths, with target's prefix, as one
+// notification (unless updatesOnly) and returns the generation it read.
+func (s *Server) dump(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.SubscribeResponse], target *gnmi.Path, paths []*gnmi.Path, updatesOnly bool, enc gnmi.Encoding) (*generation, error) {
+	g, err := s.snapshot()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "build the tree: %v", err)
+	}
+	if updatesOnly {
+		return g, nil
+	}
+	n := &gnmi.Notification{Timestamp: time.Now().UnixNano(), Prefix: target}
+	for _, l := range g.leaves {
+		if slices.ContainsFunc(paths, func(p *gnmi.Path) bool { return matches(p, l.path) }) {
+			n.Update = append(n.Update, &gnmi.Update{Path: l.path, Val: l.val(enc)})
+		}
+	}
+	if len(n.Update) == 0 {
+		return g, nil
+	}
+	sortNotification(n)
+	return g, st.Send(&gnmi.SubscribeResponse{Response: &gnmi.SubscribeResponse_Update{Update: n}})
 }
 
 func syncResponse() *gnmi.SubscribeResponse {
@@ -197,17 +471,55 @@ func syncResponse() *gnmi.SubscribeResponse {
 // sortNotification orders updates and deletes by path, so output is stable.
 func sortNotification(n *gnmi.Notification) {
 	slices.SortFunc(n.Update, func(a, b *gnmi.Update) int {
-		return compareStrings(pathString(a.GetPath()), pathString(b.GetPath()))
+		return strings.Compare(pathString(a.GetPath()), pathString(b.GetPath()))
 	})
-	slices.SortFunc(n.Delete, func(a, b *gnmi.Path) int { return compareStrings(pathString(a), pathString(b)) })
+	slices.SortFunc(n.Delete, func(a, b *gnmi.Path) int { return strings.Compare(pathString(a), pathString(b)) })
 }
 
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// jsonLeaf is a leaf's JSON_IETF value as JSON: the same but for 64-bit
+// numbers, which RFC 7951 (§6.1) quotes and JSON does not, and
+// identities, which RFC 7951 qualifies by module.
+func jsonLeaf(e *yang.Entry, raw []byte) []byte {
+	if e.Type == nil {
+		return raw
 	}
-	return 0
+	var fix func(any) any
+	switch e.Type.Kind {
+	case yang.Yint64, yang.Yuint64, yang.Ydecimal64:
+		fix = func(v any) any {
+			if s, ok := v.(string); ok && json.Valid([]byte(s)) {
+				return json.Number(s)
+			}
+			return v
+		}
+	case yang.Yidentityref:
+		fix = func(v any) any {
+			if s, ok := v.(string); ok {
+				if _, after, ok := strings.Cut(s, ":"); ok {
+					return after
+				}
+			}
+			return v
+		}
+	default:
+		return raw
+	}
+	var v any
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if d.Decode(&v) != nil {
+		return raw
+	}
+	if arr, ok := v.([]any); ok {
+		for i := range arr {
+			arr[i] = fix(arr[i])
+		}
+	} else {
+		v = fix(v)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return raw
+	}
+	return b
 }
