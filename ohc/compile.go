@@ -34,9 +34,11 @@ const (
 	tLBBackend       = "lb_backend"
 	tVnetRoute       = "vnet_route"
 	tGatewayPool     = "gateway_pool"
+	tRouteECMP       = "route_ecmp"
 
 	pLBSelector      = "lb_selector"
 	pGatewaySelector = "gateway_selector"
+	pRouteSelector   = "route_selector"
 
 	aSetLocalHost = "set_local_host"
 	aSetUnderlay  = "set_underlay"
@@ -47,6 +49,7 @@ const (
 	aToLocalVM    = "to_local_vm"
 	aEncapToHost  = "encap_to_host"
 	aToLB         = "to_lb"
+	aToRouteGroup = "to_route_group"
 	aDrop         = "drop"
 )
 
@@ -59,9 +62,9 @@ var (
 	ownedTables = []string{
 		tLocalHost, tUnderlayNexthop, tPortVnet, tVMSourceGuard, tTunnelTerm,
 		tVnetSourceCheck, tArpProxy, tVnetDestination, tLBFrontend, tLBBackend,
-		tVnetRoute, tGatewayPool,
+		tVnetRoute, tGatewayPool, tRouteECMP,
 	}
-	ownedProfiles = []string{pLBSelector, pGatewaySelector}
+	ownedProfiles = []string{pLBSelector, pGatewaySelector, pRouteSelector}
 )
 
 // Limits of vpc_peering.p4's fields.
@@ -320,6 +323,11 @@ func validate(v *View) error {
 		}
 		if err := checkPort(e.Port); err != nil {
 			return fmt.Errorf("local endpoint %q: %w", e.ID, err)
+		}
+		if e.RouterMAC != nil {
+			if err := checkMAC(e.RouterMAC); err != nil {
+				return fmt.Errorf("local endpoint %q: router MAC: %w", e.ID, err)
+			}
 		}
 		if other, dup := ports[e.Port]; dup {
 			return fmt.Errorf("local endpoint %q: port %d is already endpoint %q's", e.ID, e.Port, other)
@@ -866,14 +874,31 @@ func (c *compiler) lbBackends(lb LoadBalancer, id uint16, lbVNI uint32, what str
 	return nil
 }
 
-// routes compiles the winning routes of the local VPCs into vnet_route: to
-// the host of the next-hop endpoint, or drop when there is no next hop.
+// routes compiles the winning routes of the local VPCs into vnet_route:
+// out of a local port (an attachment, with its router's MAC; or an endpoint
+// acting as a router), to the host of a remote next hop, to an ECMP group
+// in route_ecmp when several next hops tie, or drop when there is no next
+// hop. Routes are resolved first and the groups they need given ids after,
+// all at once, so that an id depends only on the set of groups (see
+// RouteGroupIDs), never on the order routes came in.
 func (c *compiler) routes() error {
 	rs := slices.Clone(c.v.Routes)
 	slices.SortFunc(rs, func(a, b Route) int {
 		return cmp.Or(cmp.Compare(a.VPC, b.VPC), a.Prefix.Addr().Compare(b.Prefix.Addr()),
 			cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()), a.NextHopIP.Compare(b.NextHopIP))
 	})
+	type resolved struct {
+		what  string
+		match []p4rt.Match
+		drop  bool
+		hops  []routeHop // ≥ 1 unless drop
+		group RouteGroupKey
+	}
+	var (
+		out    []resolved
+		groups []RouteGroupKey
+		hopsOf = map[RouteGroupKey][]routeHop{}
+	)
 	for _, r := range rs {
 		if c.local[r.VPC] == nil {
 			continue // no endpoint here sends in that VPC
@@ -883,35 +908,119 @@ func (c *compiler) routes() error {
 			c.warnf("%s: not IPv4; vpc_peering.p4 forwards IPv4 only", what)
 			continue
 		}
-		match := []p4rt.Match{p4rt.Exact("vni", p4rt.Uint(c.v.VPCs[r.VPC].VNI)), p4rt.Prefix("dst_ip", r.Prefix.Masked())}
-		if !r.NextHopIP.IsValid() {
-			if err := c.add(tVnetRoute, named(what+" (drop)"), match, p4rt.Call(aDrop)); err != nil {
-				return err
+		x := resolved{what: what, match: []p4rt.Match{p4rt.Exact("vni", p4rt.Uint(c.v.VPCs[r.VPC].VNI)), p4rt.Prefix("dst_ip", r.Prefix.Masked())}}
+		if !r.NextHopIP.IsValid() && len(r.NextHopIPs) == 0 {
+			x.drop = true
+			out = append(out, x)
+			continue
+		}
+		if slices.ContainsFunc(r.NextHopIPs, func(a netip.Addr) bool { return !a.IsValid() }) {
+			c.warnf("%s: a next hop that is no address is left out", what)
+		}
+		for _, nh := range r.NextHops() {
+			if h, ok := c.nextHop(r.VPC, nh, what); ok {
+				x.hops = append(x.hops, h)
 			}
-			continue
 		}
-		call, ok := c.nextHop(r, what)
-		if !ok {
-			continue
+		// A host that holds some of the next hops itself uses only those.
+		// A packet another host tunnelled here for this route must leave
+		// here: that host's group may order the members differently (BMv2
+		// orders them by handle, which follows each switch's own write
+		// history), so re-hashing could send it on to a third host or back,
+		// costing hops and TTL. The VMs here then take the nearest exit,
+		// as routers prefer a directly connected next hop.
+		if slices.ContainsFunc(x.hops, func(h routeHop) bool { return h.local }) {
+			x.hops = slices.DeleteFunc(x.hops, func(h routeHop) bool { return !h.local })
 		}
-		if err := c.add(tVnetRoute, named(fmt.Sprintf("%s via %v", what, r.NextHopIP)), match, call); err != nil {
+		switch len(x.hops) {
+		case 0:
+			continue // each next hop was warned about
+		case 1:
+		default:
+			ips := make([]string, len(x.hops))
+			for i, h := range x.hops {
+				ips[i] = h.ip.String()
+			}
+			x.group = RouteGroupKey{VPC: r.VPC, NextHops: strings.Join(ips, ",")}
+			if _, dup := hopsOf[x.group]; !dup {
+				groups = append(groups, x.group)
+				hopsOf[x.group] = x.hops
+			}
+		}
+		out = append(out, x)
+	}
+
+	ids := RouteGroupIDs(groups)
+	for _, k := range groups {
+		if err := c.routeGroup(k, ids[k], hopsOf[k]); err != nil {
+			return err
+		}
+	}
+	for _, x := range out {
+		var err error
+		switch {
+		case x.drop:
+			err = c.add(tVnetRoute, named(x.what+" (drop)"), x.match, p4rt.Call(aDrop))
+		case len(x.hops) == 1:
+			err = c.add(tVnetRoute, named(fmt.Sprintf("%s via %v", x.what, x.hops[0].ip)), x.match, x.hops[0].call)
+		default:
+			err = c.add(tVnetRoute, named(fmt.Sprintf("%s via %s", x.what, x.group.NextHops)), x.match,
+				p4rt.Call(aToRouteGroup, p4rt.P("group_id", p4rt.Uint(ids[x.group]))))
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// nextHop resolves a route's next hop to an endpoint of the route's VPC or
-// of an active peer exporting it. vnet_route can only tunnel (it has no
-// to_local_vm), so a next hop on this host cannot be programmed here.
-func (c *compiler) nextHop(r Route, what string) (p4rt.ActionCall, bool) {
-	nh := r.NextHopIP
-	onHost := func() (p4rt.ActionCall, bool) {
-		c.warnf("%s: next hop %v is on this host, which vnet_route cannot deliver to; left out", what, nh)
-		return p4rt.ActionCall{}, false
+// routeHop is a route's next hop resolved to what reaches it.
+type routeHop struct {
+	ip    netip.Addr
+	call  p4rt.ActionCall // to_local_vm or encap_to_host
+	local bool            // out of a port of this switch
+}
+
+// routeGroup writes the route_selector members and group of one set of
+// equal-cost next hops and the route_ecmp entry that points at it. Every
+// route with that set shares them.
+func (c *compiler) routeGroup(k RouteGroupKey, id uint16, hops []routeHop) error {
+	what := fmt.Sprintf("ECMP group %d of VPC %s via %s", id, k.VPC, k.NextHops)
+	ips := make([]netip.Addr, len(hops))
+	for i, h := range hops {
+		ips[i] = h.ip
 	}
-	if _, ok := c.local[r.VPC][nh]; ok {
-		return onHost()
+	slots := RouteMemberIDs(id, ips)
+	group := make([]p4rt.GroupMember, 0, len(hops))
+	for _, h := range hops {
+		m, err := c.s.ActionProfileMember(pRouteSelector, slots[h.ip], h.call)
+		if err != nil {
+			return fmt.Errorf("%s: next hop %v: %w", what, h.ip, err)
+		}
+		c.members = append(c.members, m)
+		group = append(group, p4rt.GroupMember{ID: slots[h.ip], Weight: 1})
+	}
+	g, err := c.s.ActionProfileGroup(pRouteSelector, uint32(id), group, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	c.groups = append(c.groups, g)
+	te, err := c.s.TableEntry(p4rt.Entry{Table: tRouteECMP, Group: uint32(id),
+		Match: []p4rt.Match{p4rt.Exact("group_id", p4rt.Uint(id))}})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	c.put(tRouteECMP, named(what), te)
+	return nil
+}
+
+// nextHop resolves one next hop of a route of VPC vpc to an endpoint of
+// that VPC or of an active peer exporting it: out of its port when it is on
+// this host, else to its host.
+func (c *compiler) nextHop(vpc string, nh netip.Addr, what string) (routeHop, bool) {
+	if !nh.Is4() {
+		c.warnf("%s: next hop %v is not IPv4; left out", what, nh)
+		return routeHop{}, false
 	}
 	find := func(vpc string) (RemoteEndpoint, bool) {
 		for _, e := range sortedRemote(c.v.Remote[vpc]) {
@@ -921,28 +1030,53 @@ func (c *compiler) nextHop(r Route, what string) (p4rt.ActionCall, bool) {
 		}
 		return RemoteEndpoint{}, false
 	}
-	if e, ok := find(r.VPC); ok {
-		if e.HostIP == c.v.Host.IP {
-			return onHost()
+	// Local is authoritative for this host's endpoints, as for
+	// destinations.
+	resolve := func(vpc string, vni uint32) (routeHop, bool, bool) {
+		if le, ok := c.local[vpc][nh]; ok {
+			h, ok := c.localHop(le, what)
+			return h, ok, true
 		}
-		return encapCall(c.v.VPCs[r.VPC].VNI, e.HostIP, e.MAC), true
+		e, ok := find(vpc)
+		if !ok {
+			return routeHop{}, false, false
+		}
+		if e.HostIP == c.v.Host.IP {
+			c.warnf("%s: next hop %v is on this host but not a local endpoint yet; left out", what, nh)
+			return routeHop{}, false, true
+		}
+		return routeHop{ip: nh, call: encapCall(vni, e.HostIP, e.MAC)}, true, true
 	}
-	for _, p := range c.peers[r.VPC] {
+	if h, ok, found := resolve(vpc, c.v.VPCs[vpc].VNI); found {
+		return h, ok
+	}
+	for _, p := range c.peers[vpc] {
 		if !inAny(nh, p.PeerPrefixes) {
 			continue
 		}
-		if _, ok := c.local[p.PeerVPC][nh]; ok {
-			return onHost()
-		}
-		if e, ok := find(p.PeerVPC); ok {
-			if e.HostIP == c.v.Host.IP {
-				return onHost()
-			}
-			return encapCall(p.PeerVNI, e.HostIP, e.MAC), true
+		if h, ok, found := resolve(p.PeerVPC, p.PeerVNI); found {
+			return h, ok
 		}
 	}
 	c.warnf("%s: next hop %v is no known endpoint of the VPC or an active peer; left out", what, nh)
-	return p4rt.ActionCall{}, false
+	return routeHop{}, false
+}
+
+// localHop is delivery out of a local endpoint's port. Traffic routed
+// through an attachment is for the on-prem router behind it, so it goes to
+// the router's MAC; an endpoint that is a router itself (an appliance VM)
+// gets it with its own MAC, as any destination on its port does.
+func (c *compiler) localHop(e LocalEndpoint, what string) (routeHop, bool) {
+	dmac := e.MAC
+	switch {
+	case e.RouterMAC != nil:
+		dmac = e.RouterMAC
+	case e.IsAttachment():
+		c.warnf("%s: next hop %v is attachment %q, which has no router MAC; left out", what, e.IP, e.ID)
+		return routeHop{}, false
+	}
+	return routeHop{ip: e.IP, local: true,
+		call: p4rt.Call(aToLocalVM, p4rt.P("port", p4rt.Uint(e.Port)), p4rt.P("dmac", p4rt.MAC(dmac)))}, true
 }
 
 // add builds a table entry, or takes it from the cache, and files it under
@@ -1101,13 +1235,46 @@ func MemberIDs(lbID uint16, backends []Backend) map[netip.Addr]uint32 {
 	for _, b := range backends {
 		ips = append(ips, b.IP)
 	}
+	return memberIDs(lbID, ips)
+}
+
+// memberIDs is id<<16 | slot for each address, the slot FNV-1a of the
+// address folded into 1..65535 (next free on a collision, in address order).
+func memberIDs(id uint16, ips []netip.Addr) map[netip.Addr]uint32 {
+	ips = slices.Clone(ips)
 	slices.SortFunc(ips, netip.Addr.Compare)
 	slots := assign(ips, func(a netip.Addr) []byte { return a.AsSlice() })
 	out := make(map[netip.Addr]uint32, len(slots))
 	for ip, s := range slots {
-		out[ip] = uint32(lbID)<<16 | uint32(s)
+		out[ip] = uint32(id)<<16 | uint32(s)
 	}
 	return out
+}
+
+// RouteGroupKey identifies an ECMP group of routes: a VPC and the set of
+// next hops its routes are spread over, as addresses in ascending order
+// joined by ",". Routes of a VPC with the same next hops share one group.
+type RouteGroupKey struct{ VPC, NextHops string }
+
+// RouteGroupIDs assigns each group of equal-cost next hops its group id in
+// route_selector (also its route_ecmp key and to_route_group's argument):
+// FNV-1a of "vpc\x00nexthops" folded into 1..65535, taking the next free
+// value on a collision, groups visited in (VPC, next hops) order. As with
+// LBIDs, an id depends only on what the group is, so an OHC restart or a
+// route coming or going elsewhere does not renumber it.
+func RouteGroupIDs(keys []RouteGroupKey) map[RouteGroupKey]uint16 {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, func(a, b RouteGroupKey) int {
+		return cmp.Or(cmp.Compare(a.VPC, b.VPC), cmp.Compare(a.NextHops, b.NextHops))
+	})
+	return assign(keys, func(k RouteGroupKey) []byte { return []byte(k.VPC + "\x00" + k.NextHops) })
+}
+
+// RouteMemberIDs assigns the route_selector member id of each next hop of
+// group groupID, as MemberIDs does for a load balancer's backends:
+// groupID<<16 | a slot derived from the next hop's address.
+func RouteMemberIDs(groupID uint16, nextHops []netip.Addr) map[netip.Addr]uint32 {
+	return memberIDs(groupID, nextHops)
 }
 
 // assign gives each key a value in 1..65535 from its hash, probing upwards
