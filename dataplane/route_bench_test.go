@@ -184,3 +184,31 @@ func BenchmarkVnetRoute(b *testing.B) {
 		})
 	}
 }
+
+// TestVnetRouteHolds100k: vnet_route takes a 100k-route feed (its size is
+// 131072) and every route's own first address finds a route.
+func TestVnetRouteHolds100k(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100k inserts")
+	}
+	ps := newPipelineSwitch(t)
+	feed := routeFeed(100_000)
+	for _, w := range routeUpdates(t, ps, feed, p4v1.Update_INSERT, 1000) {
+		if _, err := ps.srv.Write(nil, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt := ps.pipe.vnetRoute
+	if rt.Len() != len(feed) {
+		t.Fatalf("vnet_route holds %d routes, want %d", rt.Len(), len(feed))
+	}
+	st := ps.srv.Store()
+	st.RLock()
+	defer st.RUnlock()
+	for _, p := range feed {
+		a := p.Addr().As4()
+		if e := rt.Lookup([]byte{0, 1, 0, a[0], a[1], a[2], a[3]}); e == rt.Default {
+			t.Fatalf("%v: no route", p)
+		}
+	}
+}

@@ -515,6 +515,13 @@ func TestCompilerMatchesCompile(t *testing.T) {
 		{"local endpoint gone", func(v *ohc.View) { v.Local = v.Local[:1] }},
 		{"backend weight", func(v *ohc.View) { v.LBs[0].Backends[0].Weight = 5 }},
 		{"route changed", func(v *ohc.View) { v.Routes[1].NextHopIP = ip("10.2.1.5") }},
+		{"attachment and ECMP routes", func(v *ohc.View) { *v = *routeView() }},
+		{"ECMP next hop moved", func(v *ohc.View) { *v = *routeView(); v.Remote["red"][3].HostIP = ip("192.168.0.4") }},
+		{"router MAC changed", func(v *ohc.View) { *v = *routeView(); v.Local[2].RouterMAC = mac("02:ee:00:00:00:02") }},
+		{"ECMP next hop added", func(v *ohc.View) {
+			*v = *routeView()
+			v.Routes[3].NextHopIPs = append(v.Routes[3].NextHopIPs, ip("10.1.0.9"))
+		}},
 		{"VNI changed", func(v *ohc.View) { x := v.VPCs["red"]; x.VNI = 101; v.VPCs["red"] = x }},
 		{"does not compile", func(v *ohc.View) { v.Local[1].Port = 1 }},
 		{"test view after a failure", func(*ohc.View) {}},
