@@ -38,11 +38,11 @@ type Pipeline struct {
 
 	portVnet, vmSourceGuard, arpProxy, tunnelTerm, vnetSourceCheck *Table
 	lbFrontend, vnetDestination, vnetRoute, gatewayPool, lbBackend *Table
-	underlayNexthop, localHost, routeECMP                          *Table
+	underlayNexthop, localHost, routeECMP, attachmentSourceCheck   *Table
 
 	aDrop, aSetVnet, aPermit, aARPReply, aSendToCPU, aDecap, aLBMiss, aToLB                 uint32
 	aDestinationMiss, aToLocalVM, aEncapToHost, aToGatewayPool, aSetUnderlay, aSetLocalHost uint32
-	aToRouteGroup                                                                           uint32
+	aToRouteGroup, aSetAttachment                                                           uint32
 
 	digestID uint32
 	// Controller metadata ids of packet_in.ingress_port, packet_in._pad and
@@ -90,7 +90,7 @@ func NewPipeline(st *Store) (*Pipeline, error) {
 	p.tunnelTerm, p.vnetSourceCheck, p.lbFrontend = table("tunnel_term"), table("vnet_source_check"), table("lb_frontend")
 	p.vnetDestination, p.vnetRoute, p.gatewayPool = table("vnet_destination"), table("vnet_route"), table("gateway_pool")
 	p.lbBackend, p.underlayNexthop, p.localHost = table("lb_backend"), table("underlay_nexthop"), table("local_host")
-	p.routeECMP = table("route_ecmp")
+	p.routeECMP, p.attachmentSourceCheck = table("route_ecmp"), table("attachment_source_check")
 	// The selectors are reached through each entry's member or group, so
 	// their ids are not kept; resolving them checks the program has them.
 	profile("gateway_selector")
@@ -100,7 +100,7 @@ func NewPipeline(st *Store) (*Pipeline, error) {
 	p.aSendToCPU, p.aDecap, p.aLBMiss, p.aToLB = action("send_to_cpu"), action("decap"), action("lb_miss"), action("to_lb")
 	p.aDestinationMiss, p.aToLocalVM, p.aEncapToHost = action("destination_miss"), action("to_local_vm"), action("encap_to_host")
 	p.aToGatewayPool, p.aSetUnderlay, p.aSetLocalHost = action("to_gateway_pool"), action("set_underlay"), action("set_local_host")
-	p.aToRouteGroup = action("to_route_group")
+	p.aToRouteGroup, p.aSetAttachment = action("to_route_group"), action("set_attachment")
 	if d, err := s.Digest("gateway_digest_t"); err != nil {
 		errs = append(errs, err)
 	} else {
@@ -133,6 +133,7 @@ type meta struct {
 	vni        uint32
 	vmMAC      uint64
 	fromVM     bool
+	fromAtt    bool // from_attachment
 	doRoute    bool
 	l4Src      uint16
 	l4Dst      uint16
@@ -248,6 +249,15 @@ func (p *Pipeline) fromVM(h *headers, m *meta) {
 		}
 		if h.innerIPv4[0] != 0x45 {
 			m.markToDrop()
+			return
+		}
+		if m.fromAtt {
+			// An on-prem router's traffic: admitted by source prefix.
+			binary.BigEndian.PutUint16(key[0:], m.inPort)
+			copy(key[2:6], h.innerIPv4[12:16])
+			if p.applyDirect(p.attachmentSourceCheck, key[:6], h, m) {
+				m.doRoute = true
+			}
 			return
 		}
 		put24(key[0:], m.vni)
@@ -434,6 +444,8 @@ func (p *Pipeline) runAction(id uint32, args []uint64, h *headers, m *meta) {
 		m.markToDrop()
 	case p.aSetVnet:
 		m.vni, m.vmMAC, m.fromVM = uint32(args[0]), args[1], true
+	case p.aSetAttachment:
+		m.vni, m.vmMAC, m.fromVM, m.fromAtt = uint32(args[0]), args[1], true, true
 	case p.aPermit, p.aLBMiss, p.aDestinationMiss:
 	case p.aARPReply:
 		a := &h.arp

@@ -23,7 +23,10 @@
  *        IPv4         -> the VM's frame is moved into the inner_* headers (so
  *                        every later stage works on one place), then
  *                        vm_source_guard checks (VNI, port, src IP, src MAC):
- *                        a VM can only send as itself (anti-spoofing).
+ *                        a VM can only send as itself (anti-spoofing). On an
+ *                        attachment's port (set_attachment) the sender is an
+ *                        on-prem router: attachment_source_check (port, src
+ *                        LPM) admits the prefixes routed out of that port.
  *        anything else (and VXLAN sent *by* a VM) is dropped.
  *   4. Uplink: tunnel_term (outer dst IP, VNI) -> decap(); the VNI on the wire
  *      is the destination VPC's. vnet_source_check (VNI, inner src LPM) then
@@ -194,7 +197,8 @@ struct headers_t {
 struct metadata_t {
     bit<24> vni;          // VPC the tenant packet is looked up in
     bit<48> vm_mac;       // MAC of the VM on the ingress port
-    bit<1>  from_vm;      // 1: arrived on a VM port (set_vnet)
+    bit<1>  from_vm;      // 1: arrived on a VM port (set_vnet, set_attachment)
+    bit<1>  from_attachment; // 1: the port is an attachment's (set_attachment)
     bit<1>  do_route;     // 1: admitted, run the routing stage
     bit<16> l4_src_port;  // inner TCP/UDP ports, 0 when there are none
     bit<16> l4_dst_port;
@@ -431,6 +435,18 @@ control VpcIngress(inout headers_t hdr,
         meta.route_group = group_id;
     }
 
+    // port_vnet: the ingress port is a VPN or interconnect attachment's. What
+    // arrives is the on-prem router's traffic, from any on-prem source, so
+    // attachment_source_check admits it by prefix instead of
+    // vm_source_guard; ARP answers go to the router's MAC.
+    @id(0x01000010)
+    action set_attachment(bit<24> vni, bit<48> router_mac) {
+        meta.vni = vni;
+        meta.vm_mac = router_mac;
+        meta.from_vm = 1;
+        meta.from_attachment = 1;
+    }
+
     // ----------------------------------------------------------------- tables
 
     @id(0x02000001)
@@ -440,6 +456,7 @@ control VpcIngress(inout headers_t hdr,
         }
         actions = {
             set_vnet;
+            set_attachment;
             drop;
         }
         const default_action = drop();
@@ -699,6 +716,23 @@ control VpcIngress(inout headers_t hdr,
         size = 1024;
     }
 
+    // The sources an attachment's port may send from: the prefixes routed
+    // out of it (what the on-prem router announced), a uRPF check per port.
+    // Sized like vnet_route, whose routes through attachments these mirror.
+    @id(0x0200000E)
+    table attachment_source_check {
+        key = {
+            standard_metadata.ingress_port: exact @name("ingress_port");
+            hdr.inner_ipv4.src_addr:        lpm @name("src_ip");
+        }
+        actions = {
+            permit;
+            @defaultonly drop;
+        }
+        const default_action = drop();
+        size = 131072;
+    }
+
     // ------------------------------------------------------------------ apply
 
     apply {
@@ -743,6 +777,10 @@ control VpcIngress(inout headers_t hdr,
                         }
                         if (hdr.inner_ipv4.version != 4 || hdr.inner_ipv4.ihl != 5) {
                             mark_to_drop(standard_metadata);
+                        } else if (meta.from_attachment == 1) {
+                            if (attachment_source_check.apply().hit) {
+                                meta.do_route = 1;
+                            }
                         } else if (vm_source_guard.apply().hit) {
                             meta.do_route = 1;
                         }

@@ -167,6 +167,7 @@ var cases = []struct {
 	{"11-packet-io", "packet-out leaves the named port as it is; an ARP punted by arp_proxy reaches the controller as a packet-in", packetIO},
 	{"12-route-attachment", "an LPM route whose next hop is an attachment on this host leaves its port with the on-prem router's MAC, from a VM (one hop) and from a tunnel after decap (the sender routed it)", routeAttachment},
 	{"13-route-ecmp", "an LPM route over two equal-cost next hops (an attachment here, one on host B) picks one by the crc16 of the 5-tuple, as BMv2 orders a group by member handle", routeECMP},
+	{"14-attachment-ingress", "an attachment's port takes the on-prem router's traffic from the prefixes routed out of it (attachment_source_check), and answers its ARP for the attachment's IP", attachmentIngress},
 }
 
 func main() {
@@ -449,12 +450,44 @@ func hexCanon(v uint64, width int) string {
 	return hex.EncodeToString(b)
 }
 
-// attachment programs red's VPN attachment on port 4, as the OHC does for
-// a local endpoint.
+// attachment programs red's VPN attachment on port 4, as the OHC does: an
+// attachment port of red whose router may send from the on-prem prefix.
 func (g *gen) attachment() {
-	g.entry("port_vnet", p4rt.Call("set_vnet", p4rt.P("vni", U(red)), p4rt.P("vm_mac", MAC(attMAC))), p4rt.Exact("ingress_port", U(portAtt)))
-	g.entry("vm_source_guard", p4rt.Call("permit"),
-		p4rt.Exact("vni", U(red)), p4rt.Exact("ingress_port", U(portAtt)), p4rt.Exact("src_ip", IP(attIP)), p4rt.Exact("src_mac", MAC(attMAC)))
+	g.entry("port_vnet", p4rt.Call("set_attachment", p4rt.P("vni", U(red)), p4rt.P("router_mac", MAC(routerMAC))), p4rt.Exact("ingress_port", U(portAtt)))
+	g.entry("attachment_source_check", p4rt.Call("permit"),
+		p4rt.Exact("ingress_port", U(portAtt)), p4rt.Prefix("src_ip", netip.MustParsePrefix(onPrem)))
+}
+
+func attachmentIngress(g *gen) {
+	g.attachment()
+	g.entry("arp_proxy", p4rt.Call("arp_reply", p4rt.P("mac", MAC(attMAC))), p4rt.Exact("vni", U(red)), p4rt.Exact("target_ip", IP(attIP)))
+	g.entry("vnet_destination", toLocal(portA1, a1MAC), p4rt.Exact("vni", U(red)), p4rt.Exact("dst_ip", IP(a1IP)))
+	g.entry("vnet_destination", encapTo(red, hostB, b1MAC), p4rt.Exact("vni", U(red)), p4rt.Exact("dst_ip", IP(b1IP)))
+	g.step(vectors.Step{
+		Comment: "the router asks for the attachment's VPC-side IP, its BGP next hop: answered to the router's MAC",
+		In:      in(portAtt, cat(eth(bcast, routerMAC, 0x0806), arp(1, routerMAC, "172.20.0.1", zeroMAC, attIP))),
+		Out:     out(portAtt, cat(eth(routerMAC, attMAC, 0x0806), arp(2, attMAC, attIP, routerMAC, "172.20.0.1"))),
+	})
+	f := udpFlow("172.20.1.5", a1IP, 53, 40000)
+	g.step(vectors.Step{
+		Comment: "from an on-prem host to a1: admitted by attachment_source_check, delivered, TTL decremented",
+		In:      in(portAtt, f.frame(attMAC, routerMAC, 64)),
+		Out:     out(portA1, f.frame(a1MAC, routerMAC, 63)),
+	})
+	tb := flow{src: "172.20.200.9", dst: b1IP, proto: 6, sport: 179, dport: 33000}
+	g.step(vectors.Step{
+		Comment: "from an on-prem host to b1 on host B: tunnelled",
+		In:      in(portAtt, tb.frame(attMAC, routerMAC, 64)),
+		Out:     out(portUplink, tb.encap(router, hostAMAC, hostA, hostB, red, b1MAC, routerMAC, 63)),
+	})
+	g.step(vectors.Step{
+		Comment: "a source outside the prefixes routed out of the attachment: dropped",
+		In:      in(portAtt, udpFlow("172.21.0.1", a1IP, 53, 40000).frame(attMAC, routerMAC, 64)),
+	})
+	g.step(vectors.Step{
+		Comment: "a source that is the VPC's own: dropped too (no anti-spoofing hole)",
+		In:      in(portAtt, udpFlow(a2IP, a1IP, 53, 40000).frame(attMAC, routerMAC, 64)),
+	})
 }
 
 func routeAttachment(g *gen) {
