@@ -35,6 +35,7 @@ const (
 	tVnetRoute       = "vnet_route"
 	tGatewayPool     = "gateway_pool"
 	tRouteECMP       = "route_ecmp"
+	tAttSourceCheck  = "attachment_source_check"
 
 	pLBSelector      = "lb_selector"
 	pGatewaySelector = "gateway_selector"
@@ -43,6 +44,7 @@ const (
 	aSetLocalHost = "set_local_host"
 	aSetUnderlay  = "set_underlay"
 	aSetVnet      = "set_vnet"
+	aSetAttach    = "set_attachment"
 	aPermit       = "permit"
 	aDecap        = "decap"
 	aArpReply     = "arp_reply"
@@ -62,7 +64,7 @@ var (
 	ownedTables = []string{
 		tLocalHost, tUnderlayNexthop, tPortVnet, tVMSourceGuard, tTunnelTerm,
 		tVnetSourceCheck, tArpProxy, tVnetDestination, tLBFrontend, tLBBackend,
-		tVnetRoute, tGatewayPool, tRouteECMP,
+		tVnetRoute, tGatewayPool, tRouteECMP, tAttSourceCheck,
 	}
 	ownedProfiles = []string{pLBSelector, pGatewaySelector, pRouteSelector}
 )
@@ -586,7 +588,11 @@ func (c *compiler) hostEntries() error {
 }
 
 // localEndpoint: the endpoint's port is a VM port of its VPC, and the VM may
-// send only as itself.
+// send only as itself. An attachment's port belongs to the on-prem router
+// behind it: ARP answers go to the router's MAC, and what it may send from
+// is what is routed out of the port (attachment_source_check, see routes).
+// An attachment without a router MAC cannot be told from a VM here: it is
+// programmed as one, and routes through it are left out with a warning.
 func (c *compiler) localEndpoint(e LocalEndpoint) error {
 	if !e.IP.Is4() {
 		c.warnf("local endpoint %q: %v is not IPv4; vpc_peering.p4 forwards IPv4 only", e.ID, e.IP)
@@ -594,6 +600,10 @@ func (c *compiler) localEndpoint(e LocalEndpoint) error {
 	}
 	vni := c.v.VPCs[e.VPC].VNI
 	what := named("local endpoint " + e.ID)
+	if e.IsAttachment() && e.RouterMAC != nil {
+		return c.add(tPortVnet, what, []p4rt.Match{p4rt.Exact("ingress_port", p4rt.Uint(e.Port))},
+			p4rt.Call(aSetAttach, p4rt.P("vni", p4rt.Uint(vni)), p4rt.P("router_mac", p4rt.MAC(e.RouterMAC))))
+	}
 	if err := c.add(tPortVnet, what, []p4rt.Match{p4rt.Exact("ingress_port", p4rt.Uint(e.Port))},
 		p4rt.Call(aSetVnet, p4rt.P("vni", p4rt.Uint(vni)), p4rt.P("vm_mac", p4rt.MAC(e.MAC)))); err != nil {
 		return err
@@ -635,6 +645,7 @@ func (c *compiler) vpc(name string) error {
 	if err := sources("VPC "+name+" subnets", x.Subnets); err != nil {
 		return err
 	}
+	// And, from routes, where it routes to (see routes).
 	for _, p := range c.peers[name] {
 		if err := sources("peering "+name+"-"+p.PeerVPC, p.PeerPrefixes); err != nil {
 			return err
@@ -932,6 +943,28 @@ func (c *compiler) routes() error {
 		if slices.ContainsFunc(x.hops, func(h routeHop) bool { return h.local }) {
 			x.hops = slices.DeleteFunc(x.hops, func(h routeHop) bool { return !h.local })
 		}
+		// A VPC hears from where it routes to: replies from an on-prem
+		// network behind an attachment come tunnelled from the
+		// attachment's host with the on-prem source, and out of the
+		// attachment's own port from its router, which may send from what
+		// is routed out of that port.
+		if len(x.hops) > 0 {
+			if err := c.add(tVnetSourceCheck, named(what+" (source)"), []p4rt.Match{
+				p4rt.Exact("vni", p4rt.Uint(c.v.VPCs[r.VPC].VNI)), p4rt.Prefix("src_ip", r.Prefix.Masked()),
+			}, p4rt.Call(aPermit)); err != nil {
+				return err
+			}
+		}
+		for _, h := range x.hops {
+			if h.attPort >= 0 {
+				err := c.add(tAttSourceCheck, named(fmt.Sprintf("%s via attachment %v", what, h.ip)), []p4rt.Match{
+					p4rt.Exact("ingress_port", p4rt.Uint(h.attPort)), p4rt.Prefix("src_ip", r.Prefix.Masked()),
+				}, p4rt.Call(aPermit))
+				if err != nil {
+					return err
+				}
+			}
+		}
 		switch len(x.hops) {
 		case 0:
 			continue // each next hop was warned about
@@ -979,6 +1012,9 @@ type routeHop struct {
 	ip    netip.Addr
 	call  p4rt.ActionCall // to_local_vm or encap_to_host
 	local bool            // out of a port of this switch
+	// attPort is the port of a local attachment, whose router may send
+	// from the route's prefix; -1 for any other next hop.
+	attPort int
 }
 
 // routeGroup writes the route_selector members and group of one set of
@@ -1045,7 +1081,7 @@ func (c *compiler) nextHop(vpc string, nh netip.Addr, what string) (routeHop, bo
 			c.warnf("%s: next hop %v is on this host but not a local endpoint yet; left out", what, nh)
 			return routeHop{}, false, true
 		}
-		return routeHop{ip: nh, call: encapCall(vni, e.HostIP, e.MAC)}, true, true
+		return routeHop{ip: nh, call: encapCall(vni, e.HostIP, e.MAC), attPort: -1}, true, true
 	}
 	if h, ok, found := resolve(vpc, c.v.VPCs[vpc].VNI); found {
 		return h, ok
@@ -1075,8 +1111,12 @@ func (c *compiler) localHop(e LocalEndpoint, what string) (routeHop, bool) {
 		c.warnf("%s: next hop %v is attachment %q, which has no router MAC; left out", what, e.IP, e.ID)
 		return routeHop{}, false
 	}
-	return routeHop{ip: e.IP, local: true,
-		call: p4rt.Call(aToLocalVM, p4rt.P("port", p4rt.Uint(e.Port)), p4rt.P("dmac", p4rt.MAC(dmac)))}, true
+	h := routeHop{ip: e.IP, local: true, attPort: -1,
+		call: p4rt.Call(aToLocalVM, p4rt.P("port", p4rt.Uint(e.Port)), p4rt.P("dmac", p4rt.MAC(dmac)))}
+	if e.IsAttachment() {
+		h.attPort = int(e.Port)
+	}
+	return h, true
 }
 
 // add builds a table entry, or takes it from the cache, and files it under

@@ -96,16 +96,30 @@ func TestCompileRoutes(t *testing.T) {
 	if len(routeMembers) != 2 {
 		t.Errorf("route members = %q, want B and C once each", routeMembers)
 	}
-	// The attachment itself is an endpoint like any other: its port, its
-	// own address as the source it may use, its own MAC for ARP.
+	// The attachment's port is its router's: ARP answers go to the
+	// router's MAC (set_attachment), which may send from what is routed out
+	// of the port; the attachment's own address is an endpoint like any
+	// other. Every host of red hears from where red routes to.
 	for _, want := range []string{
-		"port_vnet ingress_port=5 -> set_vnet(vni=100, vm_mac=" + vpnMAC + ")",
+		"port_vnet ingress_port=5 -> set_attachment(vni=100, router_mac=" + routerMAC + ")",
+		"attachment_source_check ingress_port=5 src_ip=172.20.0.0/16 -> permit()",
+		"attachment_source_check ingress_port=5 src_ip=172.40.0.0/16 -> permit()",
 		"arp_proxy vni=100 target_ip=10.1.0.50 -> arp_reply(mac=" + vpnMAC + ")",
 		"vnet_destination vni=100 dst_ip=10.1.0.50 -> to_local_vm(port=5, dmac=" + vpnMAC + ")",
+		"vnet_source_check vni=100 src_ip=172.20.0.0/16 -> permit()",
+		"vnet_source_check vni=100 src_ip=172.30.0.0/16 -> permit()",
 	} {
 		if !slices.Contains(got, want) {
 			t.Errorf("missing %q", want)
 		}
+	}
+	// Only what is routed out of this host's attachment, and no guard that
+	// would hold its router to the attachment's own address.
+	if got := withPrefix(got, "attachment_source_check"); len(got) != 2 {
+		t.Errorf("attachment_source_check = %q, want 172.20.0.0/16 and 172.40.0.0/16", got)
+	}
+	if l := withPrefix(got, "vm_source_guard vni=100 ingress_port=5 "); len(l) != 0 {
+		t.Errorf("attachment port has a VM's source guard: %q", l)
 	}
 }
 

@@ -284,9 +284,14 @@ func TestCompileEntries(t *testing.T) {
 			}
 		}
 	}
+	// Its subnet, blue's export, and where red routes to (its routes with
+	// a next hop that resolves; not 10.99.0.0/16, whose next hop is
+	// unknown).
 	if got, want := withPrefix(got, "vnet_source_check"), []string{
 		"vnet_source_check vni=100 src_ip=10.1.0.0/16 -> permit()",
 		"vnet_source_check vni=100 src_ip=10.2.1.0/24 -> permit()",
+		"vnet_source_check vni=100 src_ip=172.16.0.0/12 -> permit()",
+		"vnet_source_check vni=100 src_ip=192.168.100.0/24 -> permit()",
 	}; !slices.Equal(got, want) {
 		t.Errorf("vnet_source_check = %q, want %q", got, want)
 	}

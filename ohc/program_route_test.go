@@ -14,7 +14,8 @@ import (
 // TestProgrammerRoutes programs routeView (an attachment on port 5, an
 // ECMP group over hosts B and C) into a real p4mesh-switch and sends
 // packets through it: a VM's packet and a tunnelled one leave the
-// attachment's port to the on-prem router's MAC, ECMP flows are spread over
+// attachment's port to the on-prem router's MAC, the router's replies come
+// back in from the on-prem prefix only, ECMP flows are spread over
 // both hosts, an OHC restart rewrites nothing (the group ids are derived
 // from content), and the group is deleted after the routes that use it.
 func TestProgrammerRoutes(t *testing.T) {
@@ -60,6 +61,26 @@ func TestProgrammerRoutes(t *testing.T) {
 	fixChecksum(inner[14:34])
 	ts.uplink.Inject(vxlanFrame(hostB, hostA, 100, inner))
 	checkRouted(recv(ts.att, "tunnel to on-prem"), inner, 63)
+
+	// The reply: the router sends from the on-prem address out of the
+	// attachment's port; it reaches red-vm1 here, and red's VM on host B
+	// through a tunnel.
+	reply := udpFrameFrom(routerMAC, "172.20.1.1", "10.1.0.2")
+	ts.att.Inject(reply)
+	if out := recv(ts.vm1, "on-prem to a VM here"); !bytes.Equal(out[:6], mac(redVM1MAC)) || out[14+8] != 63 {
+		t.Errorf("reply to red-vm1: %x, want to its MAC with TTL 63", out)
+	}
+	ts.att.Inject(udpFrameFrom(routerMAC, "172.20.1.1", "10.1.0.9"))
+	if out := recv(ts.uplink, "on-prem to a VM on host B"); netip.AddrFrom4([4]byte(out[14+16:14+20])) != ip(hostB) {
+		t.Errorf("reply to host B's VM tunnelled to %v, want %s", netip.AddrFrom4([4]byte(out[14+16:14+20])), hostB)
+	}
+	// Not from a source that is not routed out of the attachment.
+	ts.att.Inject(udpFrameFrom(routerMAC, "172.99.1.1", "10.1.0.2"))
+	select {
+	case out := <-ts.vm1.Output():
+		t.Errorf("a source not routed out of the attachment was forwarded: %x", out)
+	case <-time.After(100 * time.Millisecond):
+	}
 
 	// ECMP over hosts B and C: each flow goes to one of them, and the
 	// flows use both.

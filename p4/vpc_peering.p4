@@ -30,7 +30,8 @@
  *        anything else (and VXLAN sent *by* a VM) is dropped.
  *   4. Uplink: tunnel_term (outer dst IP, VNI) -> decap(); the VNI on the wire
  *      is the destination VPC's. vnet_source_check (VNI, inner src LPM) then
- *      admits only sources of that VPC and of the VPCs peered with it.
+ *      admits only sources of that VPC, of the VPCs peered with it, and of
+ *      the prefixes it routes to (on-prem networks behind attachments).
  *   5. Route the tenant packet in meta.vni, first match wins:
  *        lb_frontend (VIP, protocol, port) -> to_lb, else
  *        vnet_destination (exact dst IP)   -> to_local_vm | encap_to_host | to_lb, else
@@ -509,6 +510,10 @@ control VpcIngress(inout headers_t hdr,
         size = 1024;
     }
 
+    // Admitted sources per VPC: its subnets, what each peer exports, and the
+    // prefixes it routes to (on-prem networks behind its attachments, whose
+    // replies come back tunnelled from the attachment's host). The routes
+    // make it as large as vnet_route.
     @id(0x02000005)
     table vnet_source_check {
         key = {
@@ -520,7 +525,7 @@ control VpcIngress(inout headers_t hdr,
             @defaultonly drop;
         }
         const default_action = drop();
-        size = 4096;
+        size = 131072;
     }
 
     @id(0x02000006)
