@@ -324,8 +324,11 @@ func (ix *lpmIndex) index(t *Table, e *Entry, k lpmKey, d int32) {
 	n := ix.counts[lk] + d
 	if n > 0 {
 		ix.counts[lk] = n
-	} else {
-		delete(ix.counts, lk)
+	} else if delete(ix.counts, lk); len(ix.counts) == 0 {
+		// clear drops the deleted-slot markers too, which otherwise lengthen
+		// every probe after the table was emptied and filled again (a
+		// resync, a BGP session reset).
+		clear(ix.counts)
 	}
 	first, last := d > 0 && n == 1, d < 0 && n == 0
 	if !first && !last {
@@ -337,8 +340,8 @@ func (ix *lpmIndex) index(t *Table, e *Entry, k lpmKey, d int32) {
 		ix.short ^= bit
 	} else if m := bits[bucket] ^ bit; m != 0 {
 		bits[bucket] = m
-	} else {
-		delete(bits, bucket)
+	} else if delete(bits, bucket); len(bits) == 0 {
+		clear(bits) // as counts above
 	}
 }
 
