@@ -85,7 +85,8 @@ var ErrBadView = errors.New("bad view")
 // reach their own VPCs and, under each active peering's export policy, their
 // peers. It is pure and deterministic: the same View always gives the same
 // entities in the same order (selector members by id, then groups, then
-// table entries table by table in P4Info order, sorted by match). Items that
+// table entries table by table, the selector tables first and the others in
+// P4Info order, sorted by match). Items that
 // cannot be programmed but do not make the View malformed (an unknown route
 // next hop, an IPv6 address) are left out; CompileWithWarnings says which.
 func Compile(s *p4rt.Schema, v *View) ([]*p4v1.Entity, error) {
@@ -1208,7 +1209,12 @@ func matchKey(te *p4v1.TableEntry) string {
 
 // entities returns the output in its deterministic order: members in
 // ascending id (the order BMv2 hands out member handles in, which its
-// selectors pick by), groups, then table entries by table in P4Info order.
+// selectors pick by), groups, then table entries by table: the selector
+// tables (route_ecmp, lb_backend, gateway_pool) first, then the others in
+// P4Info order. A reconcile writes inserts in this order, in as many Writes
+// as it takes: an entry that names a group id in its action (vnet_route's
+// to_route_group, lb_frontend's to_lb) then never goes in before the
+// selector entry that resolves it, when traffic would find nothing there.
 func (c *compiler) entities() []*p4v1.Entity {
 	out := make([]*p4v1.Entity, 0, len(c.members)+len(c.groups)+len(c.filed))
 	slices.SortFunc(c.members, func(a, b *p4v1.ActionProfileMember) int {
@@ -1229,6 +1235,9 @@ func (c *compiler) entities() []*p4v1.Entity {
 	pos := make(map[uint32]int, len(c.s.Tables()))
 	for i, t := range c.s.Tables() {
 		pos[t.ID()] = i
+		if t.Profile != nil {
+			pos[t.ID()] -= len(c.s.Tables())
+		}
 	}
 	order := make([]int, len(c.filed))
 	tpos := make([]int, len(c.filed))

@@ -123,9 +123,11 @@ func TestCompileRoutes(t *testing.T) {
 	}
 }
 
-// TestCompileRouteOrder: entities come members, then groups, then table
-// entries, route_ecmp (which points at a group) among them: the order the
-// reconciler writes them in.
+// TestCompileRouteOrder: entities come members, then groups, then the
+// selector tables' entries (route_ecmp points at a group), then the other
+// tables' (vnet_route's to_route_group names a route_ecmp key): the order
+// the reconciler inserts them in, so that no route is in before what it
+// resolves through.
 func TestCompileRouteOrder(t *testing.T) {
 	s := schema(t)
 	got, _ := compile(t, s, routeView())
@@ -135,11 +137,13 @@ func TestCompileRouteOrder(t *testing.T) {
 			return 0
 		case strings.HasPrefix(l, "group "):
 			return 1
+		case strings.HasPrefix(l, "route_ecmp "), strings.HasPrefix(l, "lb_backend "):
+			return 2
 		}
-		return 2
+		return 3
 	}
 	if !slices.IsSortedFunc(got, func(a, b string) int { return kind(a) - kind(b) }) {
-		t.Errorf("entities are not members, groups, entries: %q", got)
+		t.Errorf("entities are not members, groups, selector entries, other entries: %q", got)
 	}
 }
 
