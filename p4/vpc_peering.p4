@@ -585,9 +585,9 @@ control VpcIngress(inout headers_t hdr,
     // routes in the order of 10^5 per pipe, shared with every other LPM
     // table of the program (here vnet_source_check, attachment_source_check
     // and underlay_nexthop), and P4-DPDK bounds it by the memory given to
-    // the table. A hardware
-    // profile would set this per target, and the controller should refuse
-    // routes beyond it rather than let inserts fail.
+    // the table. A hardware profile would set this per target, and the
+    // controller should refuse routes beyond it rather than let inserts
+    // fail.
     @id(0x02000008)
     table vnet_route {
         key = {
