@@ -470,6 +470,9 @@ type compiler struct {
 
 	// cache, when not nil, holds the entries of earlier compiles.
 	cache *entryCache
+	// remote indexes View.Remote by VPC and address, built when a route
+	// first needs a VPC's (see remoteByIP).
+	remote map[string]map[netip.Addr]RemoteEndpoint
 
 	// filed are the table entries in the order they were filed, and
 	// byMatch finds one by its table and match.
@@ -1008,6 +1011,27 @@ func (c *compiler) routes() error {
 	return nil
 }
 
+// remoteByIP is the remote endpoints of vpc by address: of two records for
+// one address, the first in sortedRemote's order, as for destinations. A
+// feed of 100k routes resolves its next hops here, one map lookup each,
+// rather than by a scan of the VPC's endpoints per route.
+func (c *compiler) remoteByIP(vpc string) map[netip.Addr]RemoteEndpoint {
+	if m, ok := c.remote[vpc]; ok {
+		return m
+	}
+	if c.remote == nil {
+		c.remote = map[string]map[netip.Addr]RemoteEndpoint{}
+	}
+	m := map[netip.Addr]RemoteEndpoint{}
+	for _, e := range sortedRemote(c.v.Remote[vpc]) {
+		if _, dup := m[e.IP]; !dup && e.HostIP.Is4() {
+			m[e.IP] = e
+		}
+	}
+	c.remote[vpc] = m
+	return m
+}
+
 // routeHop is a route's next hop resolved to what reaches it.
 type routeHop struct {
 	ip    netip.Addr
@@ -1060,12 +1084,8 @@ func (c *compiler) nextHop(vpc string, nh netip.Addr, what string) (routeHop, bo
 		return routeHop{}, false
 	}
 	find := func(vpc string) (RemoteEndpoint, bool) {
-		for _, e := range sortedRemote(c.v.Remote[vpc]) {
-			if e.IP == nh && e.HostIP.Is4() {
-				return e, true
-			}
-		}
-		return RemoteEndpoint{}, false
+		e, ok := c.remoteByIP(vpc)[nh]
+		return e, ok
 	}
 	// Local is authoritative for this host's endpoints, as for
 	// destinations.
