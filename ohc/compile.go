@@ -505,6 +505,9 @@ type origin struct {
 	ip   netip.Addr // its address,
 	vpc  string     // its VPC,
 	peer string     // and the VPC it is a peer endpoint for ("" for its own)
+	// route is a route's prefix (of VPC vpc); name then says what of the
+	// route the entry is, after "route P of VPC V".
+	route netip.Prefix
 }
 
 // named is the origin called name.
@@ -512,6 +515,8 @@ func named(name string) origin { return origin{name: name} }
 
 func (o origin) String() string {
 	switch {
+	case o.route.IsValid():
+		return fmt.Sprintf("route %v of VPC %s%s", o.route, o.vpc, o.name)
 	case !o.ip.IsValid():
 		return o.name
 	case o.peer == "":
@@ -903,11 +908,12 @@ func (c *compiler) routes() error {
 			cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()), a.NextHopIP.Compare(b.NextHopIP))
 	})
 	type resolved struct {
-		what  string
-		match []p4rt.Match
-		drop  bool
-		hops  []routeHop // ≥ 1 unless drop
-		group RouteGroupKey
+		what   origin
+		vni    p4rt.Uint
+		prefix netip.Prefix
+		drop   bool
+		hops   []routeHop // ≥ 1 unless drop
+		group  RouteGroupKey
 	}
 	var (
 		out    []resolved
@@ -918,12 +924,12 @@ func (c *compiler) routes() error {
 		if c.local[r.VPC] == nil {
 			continue // no endpoint here sends in that VPC
 		}
-		what := fmt.Sprintf("route %v of VPC %s", r.Prefix, r.VPC)
+		what := origin{route: r.Prefix, vpc: r.VPC}
 		if !r.Prefix.Addr().Is4() {
 			c.warnf("%s: not IPv4; vpc_peering.p4 forwards IPv4 only", what)
 			continue
 		}
-		x := resolved{what: what, match: []p4rt.Match{p4rt.Exact("vni", p4rt.Uint(c.v.VPCs[r.VPC].VNI)), p4rt.Prefix("dst_ip", r.Prefix.Masked())}}
+		x := resolved{what: what, vni: p4rt.Uint(c.v.VPCs[r.VPC].VNI), prefix: r.Prefix.Masked()}
 		if !r.NextHopIP.IsValid() && len(r.NextHopIPs) == 0 {
 			x.drop = true
 			out = append(out, x)
@@ -953,20 +959,27 @@ func (c *compiler) routes() error {
 		// attachment's own port from its router, which may send from what
 		// is routed out of that port.
 		if len(x.hops) > 0 {
-			if err := c.add(tVnetSourceCheck, named(what+" (source)"), []p4rt.Match{
-				p4rt.Exact("vni", p4rt.Uint(c.v.VPCs[r.VPC].VNI)), p4rt.Prefix("src_ip", r.Prefix.Masked()),
-			}, p4rt.Call(aPermit)); err != nil {
+			src := what
+			src.name = " (source)"
+			if err := c.routeEntry(endpointEntry{table: tVnetSourceCheck, action: aPermit, vni: x.vni}, x.prefix, nil, src,
+				func() (string, []p4rt.Match, p4rt.ActionCall) {
+					return tVnetSourceCheck, []p4rt.Match{p4rt.Exact("vni", x.vni), p4rt.Prefix("src_ip", x.prefix)}, p4rt.Call(aPermit)
+				}); err != nil {
 				return err
 			}
 		}
 		for _, h := range x.hops {
-			if h.attPort >= 0 {
-				err := c.add(tAttSourceCheck, named(fmt.Sprintf("%s via attachment %v", what, h.ip)), []p4rt.Match{
-					p4rt.Exact("ingress_port", p4rt.Uint(h.attPort)), p4rt.Prefix("src_ip", r.Prefix.Masked()),
-				}, p4rt.Call(aPermit))
-				if err != nil {
-					return err
-				}
+			if h.attPort < 0 {
+				continue
+			}
+			src := what
+			src.name = " (source at its attachment)"
+			port := p4rt.Uint(h.attPort)
+			if err := c.routeEntry(endpointEntry{table: tAttSourceCheck, action: aPermit, n: uint64(port)}, x.prefix, nil, src,
+				func() (string, []p4rt.Match, p4rt.ActionCall) {
+					return tAttSourceCheck, []p4rt.Match{p4rt.Exact("ingress_port", port), p4rt.Prefix("src_ip", x.prefix)}, p4rt.Call(aPermit)
+				}); err != nil {
+				return err
 			}
 		}
 		switch len(x.hops) {
@@ -994,22 +1007,43 @@ func (c *compiler) routes() error {
 		}
 	}
 	for _, x := range out {
-		var err error
+		k := endpointEntry{table: tVnetRoute, vni: x.vni}
+		var mac net.HardwareAddr
+		var call p4rt.ActionCall
 		switch {
 		case x.drop:
-			err = c.add(tVnetRoute, named(x.what+" (drop)"), x.match, p4rt.Call(aDrop))
+			k.action, call = aDrop, p4rt.Call(aDrop)
 		case len(x.hops) == 1:
-			err = c.add(tVnetRoute, named(fmt.Sprintf("%s via %v", x.what, x.hops[0].ip)), x.match, x.hops[0].call)
+			h := x.hops[0]
+			k.action, k.n, k.host, mac, call = h.action, h.n, h.host, h.mac, h.call
 		default:
-			err = c.add(tVnetRoute, named(fmt.Sprintf("%s via %s", x.what, x.group.NextHops)), x.match,
-				p4rt.Call(aToRouteGroup, p4rt.P("group_id", p4rt.Uint(ids[x.group]))))
+			id := ids[x.group]
+			k.action, k.n, call = aToRouteGroup, uint64(id), p4rt.Call(aToRouteGroup, p4rt.P("group_id", p4rt.Uint(id)))
 		}
-		if err != nil {
+		if err := c.routeEntry(k, x.prefix, mac, x.what, func() (string, []p4rt.Match, p4rt.ActionCall) {
+			return tVnetRoute, []p4rt.Match{p4rt.Exact("vni", x.vni), p4rt.Prefix("dst_ip", x.prefix)}, call
+		}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// routeEntry is addEndpoint for an entry keyed by a prefix: k, completed
+// with p, is every input of the entry build makes (mac that of its action,
+// or nil). A feed of 100k routes is most of a view's entries, and this
+// finds them in the cache without their description being encoded first.
+func (c *compiler) routeEntry(k endpointEntry, p netip.Prefix, mac net.HardwareAddr, what origin, build func() (string, []p4rt.Match, p4rt.ActionCall)) error {
+	k.ip, k.plen = p.Addr(), p.Bits()
+	if mac == nil {
+		mac = noMAC
+	}
+	return c.addEndpoint(k, mac, what, build)
+}
+
+// noMAC stands for the MAC of an entry whose action has none, in its
+// endpointEntry.
+var noMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 
 // remoteByIP is the remote endpoints of vpc by address: of two records for
 // one address, the first in sortedRemote's order, as for destinations. A
@@ -1034,9 +1068,14 @@ func (c *compiler) remoteByIP(vpc string) map[netip.Addr]RemoteEndpoint {
 
 // routeHop is a route's next hop resolved to what reaches it.
 type routeHop struct {
-	ip    netip.Addr
-	call  p4rt.ActionCall // to_local_vm or encap_to_host
-	local bool            // out of a port of this switch
+	ip   netip.Addr
+	call p4rt.ActionCall // to_local_vm or encap_to_host
+	// action, n, host and mac are call's inputs, as in endpointEntry.
+	action string
+	n      uint64
+	host   netip.Addr
+	mac    net.HardwareAddr
+	local  bool // out of a port of this switch
 	// attPort is the port of a local attachment, whose router may send
 	// from the route's prefix; -1 for any other next hop.
 	attPort int
@@ -1078,7 +1117,7 @@ func (c *compiler) routeGroup(k RouteGroupKey, id uint16, hops []routeHop) error
 // nextHop resolves one next hop of a route of VPC vpc to an endpoint of
 // that VPC or of an active peer exporting it: out of its port when it is on
 // this host, else to its host.
-func (c *compiler) nextHop(vpc string, nh netip.Addr, what string) (routeHop, bool) {
+func (c *compiler) nextHop(vpc string, nh netip.Addr, what origin) (routeHop, bool) {
 	if !nh.Is4() {
 		c.warnf("%s: next hop %v is not IPv4; left out", what, nh)
 		return routeHop{}, false
@@ -1102,7 +1141,8 @@ func (c *compiler) nextHop(vpc string, nh netip.Addr, what string) (routeHop, bo
 			c.warnf("%s: next hop %v is on this host but not a local endpoint yet; left out", what, nh)
 			return routeHop{}, false, true
 		}
-		return routeHop{ip: nh, call: encapCall(vni, e.HostIP, e.MAC), attPort: -1}, true, true
+		return routeHop{ip: nh, call: encapCall(vni, e.HostIP, e.MAC), attPort: -1,
+			action: aEncapToHost, n: uint64(vni), host: e.HostIP, mac: e.MAC}, true, true
 	}
 	if h, ok, found := resolve(vpc, c.v.VPCs[vpc].VNI); found {
 		return h, ok
@@ -1123,7 +1163,7 @@ func (c *compiler) nextHop(vpc string, nh netip.Addr, what string) (routeHop, bo
 // through an attachment is for the on-prem router behind it, so it goes to
 // the router's MAC; an endpoint that is a router itself (an appliance VM)
 // gets it with its own MAC, as any destination on its port does.
-func (c *compiler) localHop(e LocalEndpoint, what string) (routeHop, bool) {
+func (c *compiler) localHop(e LocalEndpoint, what origin) (routeHop, bool) {
 	dmac := e.MAC
 	switch {
 	case e.RouterMAC != nil:
@@ -1132,7 +1172,7 @@ func (c *compiler) localHop(e LocalEndpoint, what string) (routeHop, bool) {
 		c.warnf("%s: next hop %v is attachment %q, which has no router MAC; left out", what, e.IP, e.ID)
 		return routeHop{}, false
 	}
-	h := routeHop{ip: e.IP, local: true, attPort: -1,
+	h := routeHop{ip: e.IP, local: true, attPort: -1, action: aToLocalVM, n: uint64(e.Port), mac: dmac,
 		call: p4rt.Call(aToLocalVM, p4rt.P("port", p4rt.Uint(e.Port)), p4rt.P("dmac", p4rt.MAC(dmac)))}
 	if e.IsAttachment() {
 		h.attPort = int(e.Port)
@@ -1167,9 +1207,10 @@ type endpointEntry struct {
 	table, action string
 	vni           p4rt.Uint  // of the sender
 	ip            netip.Addr // the endpoint
-	n             uint64     // dst_vni (encap_to_host) or port (to_local_vm)
+	n             uint64     // dst_vni (encap_to_host), port (to_local_vm, attachment_source_check) or group_id
 	host          netip.Addr // host_ip (encap_to_host)
 	mac           [6]byte
+	plen          int // the prefix length of an LPM entry (a route); 0 for an exact one
 }
 
 // addEndpoint is add for the entry k, with k's MAC mac: build describes it
