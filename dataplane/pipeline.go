@@ -38,10 +38,11 @@ type Pipeline struct {
 
 	portVnet, vmSourceGuard, arpProxy, tunnelTerm, vnetSourceCheck *Table
 	lbFrontend, vnetDestination, vnetRoute, gatewayPool, lbBackend *Table
-	underlayNexthop, localHost                                     *Table
+	underlayNexthop, localHost, routeECMP, attachmentSourceCheck   *Table
 
 	aDrop, aSetVnet, aPermit, aARPReply, aSendToCPU, aDecap, aLBMiss, aToLB                 uint32
 	aDestinationMiss, aToLocalVM, aEncapToHost, aToGatewayPool, aSetUnderlay, aSetLocalHost uint32
+	aToRouteGroup, aSetAttachment                                                           uint32
 
 	digestID uint32
 	// Controller metadata ids of packet_in.ingress_port, packet_in._pad and
@@ -89,14 +90,17 @@ func NewPipeline(st *Store) (*Pipeline, error) {
 	p.tunnelTerm, p.vnetSourceCheck, p.lbFrontend = table("tunnel_term"), table("vnet_source_check"), table("lb_frontend")
 	p.vnetDestination, p.vnetRoute, p.gatewayPool = table("vnet_destination"), table("vnet_route"), table("gateway_pool")
 	p.lbBackend, p.underlayNexthop, p.localHost = table("lb_backend"), table("underlay_nexthop"), table("local_host")
+	p.routeECMP, p.attachmentSourceCheck = table("route_ecmp"), table("attachment_source_check")
 	// The selectors are reached through each entry's member or group, so
 	// their ids are not kept; resolving them checks the program has them.
 	profile("gateway_selector")
 	profile("lb_selector")
+	profile("route_selector")
 	p.aDrop, p.aSetVnet, p.aPermit, p.aARPReply = action("drop"), action("set_vnet"), action("permit"), action("arp_reply")
 	p.aSendToCPU, p.aDecap, p.aLBMiss, p.aToLB = action("send_to_cpu"), action("decap"), action("lb_miss"), action("to_lb")
 	p.aDestinationMiss, p.aToLocalVM, p.aEncapToHost = action("destination_miss"), action("to_local_vm"), action("encap_to_host")
 	p.aToGatewayPool, p.aSetUnderlay, p.aSetLocalHost = action("to_gateway_pool"), action("set_underlay"), action("set_local_host")
+	p.aToRouteGroup, p.aSetAttachment = action("to_route_group"), action("set_attachment")
 	if d, err := s.Digest("gateway_digest_t"); err != nil {
 		errs = append(errs, err)
 	} else {
@@ -129,6 +133,7 @@ type meta struct {
 	vni        uint32
 	vmMAC      uint64
 	fromVM     bool
+	fromAtt    bool // from_attachment
 	doRoute    bool
 	l4Src      uint16
 	l4Dst      uint16
@@ -137,6 +142,8 @@ type meta struct {
 	lbID       uint16
 	toGateway  bool
 	poolID     uint16
+	toRoute    bool // to_route_group
+	routeGroup uint16
 	tunnelVNI  uint32
 	tunnelDst  uint32
 	hostIP     uint32
@@ -244,6 +251,15 @@ func (p *Pipeline) fromVM(h *headers, m *meta) {
 			m.markToDrop()
 			return
 		}
+		if m.fromAtt {
+			// An on-prem router's traffic: admitted by source prefix.
+			binary.BigEndian.PutUint16(key[0:], m.inPort)
+			copy(key[2:6], h.innerIPv4[12:16])
+			if p.applyDirect(p.attachmentSourceCheck, key[:6], h, m) {
+				m.doRoute = true
+			}
+			return
+		}
 		put24(key[0:], m.vni)
 		binary.BigEndian.PutUint16(key[3:], m.inPort)
 		copy(key[5:9], h.innerIPv4[12:16])
@@ -276,7 +292,9 @@ func (p *Pipeline) fromUplink(h *headers, m *meta) {
 }
 
 // route is the routing stage: load balancers, destinations, routes, the
-// selectors, TTL and encapsulation.
+// selectors, TTL and encapsulation. A tunnelled packet takes it after decap
+// as a VM's packet does, so a route out of a local port (an attachment)
+// serves both.
 func (p *Pipeline) route(h *headers, m *meta) {
 	switch {
 	case h.vInnerTCP:
@@ -301,7 +319,7 @@ func (p *Pipeline) route(h *headers, m *meta) {
 		}
 	}
 	var sel [13]byte
-	if m.toLB || m.toGateway {
+	if m.toLB || m.toGateway || m.toRoute {
 		copy(sel[0:8], h.innerIPv4[12:20])
 		sel[8] = h.innerIPv4[9]
 		binary.BigEndian.PutUint16(sel[9:], m.l4Src)
@@ -314,6 +332,10 @@ func (p *Pipeline) route(h *headers, m *meta) {
 	if m.toGateway {
 		binary.BigEndian.PutUint16(key[:], m.poolID)
 		p.applySelector(p.gatewayPool, key[:2], sel[:], h, m)
+	}
+	if m.toRoute {
+		binary.BigEndian.PutUint16(key[:], m.routeGroup)
+		p.applySelector(p.routeECMP, key[:2], sel[:], h, m)
 	}
 
 	switch {
@@ -422,6 +444,8 @@ func (p *Pipeline) runAction(id uint32, args []uint64, h *headers, m *meta) {
 		m.markToDrop()
 	case p.aSetVnet:
 		m.vni, m.vmMAC, m.fromVM = uint32(args[0]), args[1], true
+	case p.aSetAttachment:
+		m.vni, m.vmMAC, m.fromVM, m.fromAtt = uint32(args[0]), args[1], true, true
 	case p.aPermit, p.aLBMiss, p.aDestinationMiss:
 	case p.aARPReply:
 		a := &h.arp
@@ -453,6 +477,8 @@ func (p *Pipeline) runAction(id uint32, args []uint64, h *headers, m *meta) {
 		putMAC48(h.innerEth[0:], args[2])
 	case p.aToGatewayPool:
 		m.toGateway, m.poolID = true, uint16(args[0])
+	case p.aToRouteGroup:
+		m.toRoute, m.routeGroup = true, uint16(args[0])
 	case p.aSetUnderlay:
 		m.egressSpec = uint16(args[0])
 		putMAC48(h.eth[6:], args[1])

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	mathbits "math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -127,9 +128,14 @@ type Table struct {
 	// of every entry. For exact tables it is also the lookup map.
 	entries map[string]*Entry
 	// byLen[p] maps the masked lookup key of the entries with prefix length
-	// p (kindLPM); lens lists the lengths present, longest first.
-	byLen    []map[string]*Entry
-	lens     []int
+	// p (kindLPM without lpmIx); lens lists the lengths present, longest
+	// first (kindLPM).
+	byLen []map[string]*Entry
+	lens  []int
+	// lpmIx holds the entries of an LPM table whose key fits an lpmKey and
+	// whose LPM field has 16 to 80 bits (every LPM table of vpc_peering.p4)
+	// in place of byLen, with an index of the lengths present.
+	lpmIx    *lpmIndex
 	prio     []*Entry // kindTernary: highest priority first, then oldest first
 	head     *Entry   // insertion order, for reads that come back in a stable order
 	tail     *Entry
@@ -159,7 +165,13 @@ func newTable(ti *p4rt.Table) *Table {
 	}
 	if t.kind == kindExact && lpm == 1 {
 		t.kind = kindLPM
-		t.byLen = make([]map[string]*Entry, t.fields[t.lpmField].width+1)
+		w := t.fields[t.lpmField].width
+		if w >= 16 && w <= 16+64 && t.keyLen <= len(lpmKey{}) {
+			t.lpmIx = &lpmIndex{byLen: make([]map[lpmKey]*Entry, w+1),
+				long: map[lpmKey]uint64{}, mid: map[lpmKey]uint64{}, counts: map[lenKey]int32{}}
+		} else {
+			t.byLen = make([]map[string]*Entry, w+1)
+		}
 	} else if lpm > 1 {
 		// More than one LPM field has no longest-prefix order of its own;
 		// P4 targets treat such a key like a ternary one.
@@ -179,8 +191,9 @@ func (t *Table) KeyLen() int { return t.keyLen }
 //
 // key is the concatenation of the table's match field values in field-ID
 // order, each big-endian and padded to (bitwidth+7)/8 bytes. Exact tables
-// cost one map lookup; LPM tables one per prefix length present, longest
-// first; ternary, range and optional tables a scan in priority order.
+// cost one map lookup; LPM tables one per prefix length that has entries
+// under the key's /16 or /8 (see lpmIndex), longest first; ternary, range
+// and optional tables a scan in priority order.
 // Lookup does not allocate.
 func (t *Table) Lookup(key []byte) *Entry {
 	if len(key) != t.keyLen {
@@ -206,6 +219,9 @@ func (t *Table) Lookup(key []byte) *Entry {
 }
 
 func (t *Table) lookupLPM(key []byte) *Entry {
+	if t.lpmIx != nil {
+		return t.lookupIndexed(key)
+	}
 	var stack [64]byte
 	var buf []byte
 	if len(key) <= len(stack) {
@@ -226,6 +242,107 @@ func (t *Table) lookupLPM(key []byte) *Entry {
 		}
 	}
 	return nil
+}
+
+// lpmKey is an LPM table's lookup key held in place, zero-padded: as a map
+// key it is hashed and compared without following a pointer, where a
+// string key costs a second cache miss per probe in a table of 100k routes.
+type lpmKey [16]byte
+
+// lpmIndex holds an LPM table's entries by prefix length, and says which
+// lengths have entries under each /16 and each /8 of the LPM field (per
+// value of the exact fields), so that a lookup probes only the lengths
+// that can match rather than every length the table holds. An on-prem BGP
+// feed has 20 to 25 lengths, and under one /16 there are one or two: at
+// 100k routes a lookup costs an index probe and a few entry probes instead
+// of up to 25 entry probes, most of them cache misses.
+type lpmIndex struct {
+	byLen []map[lpmKey]*Entry // the entries of each prefix length, by masked key
+	// long has bit p-17 set for the lengths p > 16 with entries under the
+	// key masked to 16 bits; mid bit p-9 for 9 ≤ p ≤ 16 under the key masked
+	// to 8 bits; short bit p for p ≤ 8 in the whole table.
+	long, mid map[lpmKey]uint64
+	short     uint64
+	// counts are the entries of each length under each bucket (the key
+	// masked to 16 or 8 bits, zero for short), so that a delete knows when
+	// a bit goes. Only writes read it.
+	counts map[lenKey]int32
+}
+
+type lenKey struct {
+	bucket lpmKey
+	plen   int
+}
+
+func (t *Table) lookupIndexed(key []byte) *Entry {
+	ix := t.lpmIx
+	f := &t.fields[t.lpmField]
+	lead := f.n*8 - f.width
+	var k lpmKey
+	copy(k[:], key)
+	// Each probe clears more bits than the last, since lengths are taken
+	// longest first, so masking k in place is enough.
+	probe := func(bits uint64, base int) *Entry {
+		for bits != 0 {
+			b := 63 - mathbits.LeadingZeros64(bits)
+			bits &^= 1 << b
+			maskFrom(k[f.off:f.off+f.n], lead+base+b)
+			if e := ix.byLen[base+b][k]; e != nil {
+				return e
+			}
+		}
+		return nil
+	}
+	c := k
+	maskFrom(c[f.off:f.off+f.n], lead+16)
+	if e := probe(ix.long[c], 17); e != nil {
+		return e
+	}
+	k = c
+	maskFrom(c[f.off:f.off+f.n], lead+8)
+	if e := probe(ix.mid[c], 9); e != nil {
+		return e
+	}
+	return probe(ix.short, 0)
+}
+
+// index counts e in (d = 1) or out of (d = -1) its bucket.
+func (ix *lpmIndex) index(t *Table, e *Entry, k lpmKey, d int32) {
+	f := &t.fields[t.lpmField]
+	var bucket lpmKey
+	var bits map[lpmKey]uint64
+	bit := uint64(1) << e.prefix
+	switch {
+	case e.prefix > 16:
+		bucket, bits, bit = k, ix.long, 1<<(e.prefix-17)
+		maskFrom(bucket[f.off:f.off+f.n], f.n*8-f.width+16)
+	case e.prefix > 8:
+		bucket, bits, bit = k, ix.mid, 1<<(e.prefix-9)
+		maskFrom(bucket[f.off:f.off+f.n], f.n*8-f.width+8)
+	}
+	lk := lenKey{bucket, e.prefix}
+	n := ix.counts[lk] + d
+	if n > 0 {
+		ix.counts[lk] = n
+	} else if delete(ix.counts, lk); len(ix.counts) == 0 {
+		// clear drops the deleted-slot markers too, which otherwise lengthen
+		// every probe after the table was emptied and filled again (a
+		// resync, a BGP session reset).
+		clear(ix.counts)
+	}
+	first, last := d > 0 && n == 1, d < 0 && n == 0
+	if !first && !last {
+		return
+	}
+	// The first entry of its length in the bucket sets the bit, the last
+	// clears it.
+	if bits == nil {
+		ix.short ^= bit
+	} else if m := bits[bucket] ^ bit; m != 0 {
+		bits[bucket] = m
+	} else if delete(bits, bucket); len(bits) == 0 {
+		clear(bits) // as counts above
+	}
 }
 
 // maskFrom clears every bit of b from bit index keep (0 = MSB of b[0]) on.
@@ -441,17 +558,35 @@ func (p *profile) purge(ms []*Member) {
 	}
 }
 
+// addLen notes that entries of prefix length plen exist.
+func (t *Table) addLen(plen int) {
+	i, _ := slices.BinarySearchFunc(t.lens, plen, func(a, b int) int { return b - a })
+	t.lens = slices.Insert(t.lens, i, plen)
+}
+
 // insert adds e, whose key, proto and match data are set, to t.
 func (t *Table) insert(e *Entry) {
 	t.entries[e.key] = e
 	switch t.kind {
 	case kindLPM:
+		if ix := t.lpmIx; ix != nil {
+			var k lpmKey
+			copy(k[:], e.key[:t.keyLen])
+			m := ix.byLen[e.prefix]
+			if m == nil {
+				m = map[lpmKey]*Entry{}
+				ix.byLen[e.prefix] = m
+				t.addLen(e.prefix)
+			}
+			m[k] = e
+			ix.index(t, e, k, 1)
+			break
+		}
 		m := t.byLen[e.prefix]
 		if m == nil {
 			m = map[string]*Entry{}
 			t.byLen[e.prefix] = m
-			i, _ := slices.BinarySearchFunc(t.lens, e.prefix, func(a, b int) int { return b - a })
-			t.lens = slices.Insert(t.lens, i, e.prefix)
+			t.addLen(e.prefix)
 		}
 		m[e.key[:t.keyLen]] = e
 	case kindTernary:
@@ -480,13 +615,23 @@ func (t *Table) remove(e *Entry) {
 	delete(t.entries, e.key)
 	switch t.kind {
 	case kindLPM:
+		if ix := t.lpmIx; ix != nil {
+			var k lpmKey
+			copy(k[:], e.key[:t.keyLen])
+			m := ix.byLen[e.prefix]
+			delete(m, k)
+			ix.index(t, e, k, -1)
+			if len(m) == 0 {
+				ix.byLen[e.prefix] = nil
+				t.lens = slices.DeleteFunc(t.lens, func(p int) bool { return p == e.prefix })
+			}
+			break
+		}
 		m := t.byLen[e.prefix]
 		delete(m, e.key[:t.keyLen])
 		if len(m) == 0 {
 			t.byLen[e.prefix] = nil
-			if i := slices.Index(t.lens, e.prefix); i >= 0 {
-				t.lens = slices.Delete(t.lens, i, i+1)
-			}
+			t.lens = slices.DeleteFunc(t.lens, func(p int) bool { return p == e.prefix })
 		}
 	case kindTernary:
 		lo, _ := slices.BinarySearchFunc(t.prio, e.priority, func(x *Entry, p int32) int {
@@ -524,6 +669,12 @@ func (t *Table) replace(old, n *Entry) {
 	t.entries[n.key] = n
 	switch t.kind {
 	case kindLPM:
+		if ix := t.lpmIx; ix != nil {
+			var k lpmKey
+			copy(k[:], n.key[:t.keyLen])
+			ix.byLen[n.prefix][k] = n
+			break
+		}
 		t.byLen[n.prefix][n.key[:t.keyLen]] = n
 	case kindTernary:
 		if i := slices.Index(t.prio, old); i >= 0 {

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
@@ -237,4 +238,83 @@ func TestModifyKeepsCounterAndPosition(t *testing.T) {
 	if e.Args[1] != 2 || e.Packets.Load() != 1 || e.Bytes.Load() != 100 {
 		t.Errorf("after MODIFY: args %v, counter %d/%d; want the new action and the old counter", e.Args, e.Packets.Load(), e.Bytes.Load())
 	}
+}
+
+// TestLookupLPMMatchesBruteForce checks the LPM lookup (and its index of
+// prefix lengths per /16 and /8) against a scan of every entry, over nested
+// random routes of every length in two VNIs, after inserts, deletes and
+// modifies.
+func TestLookupLPMMatchesBruteForce(t *testing.T) {
+	s := newCommitted(t)
+	rt := s.Store().Table(tRoute)
+	r := rand.New(rand.NewPCG(1, 2))
+	type route struct {
+		vni  byte
+		plen int
+		ip   uint32
+	}
+	// Few /8s and /16s, so that routes nest and share index buckets.
+	addr := func() uint32 {
+		return uint32(10+r.IntN(3))<<24 | uint32(r.IntN(4))<<16 | uint32(r.IntN(8))<<8 | uint32(r.IntN(256))
+	}
+	routes := map[route]uint32{} // -> the host_ip argument, its identity
+	id := uint32(1)
+	var order []route
+	upsert := func(typ p4v1.Update_Type, rt route, v uint32) {
+		t.Helper()
+		must(t, s, upd(typ, te(tRoute, 0, encap(1, v, 1), exact(1, rt.vni), lpm(2, int32(rt.plen), u32(rt.ip)...))))
+	}
+	for len(routes) < 3000 {
+		plen := 1 + r.IntN(32)
+		x := route{vni: byte(1 + r.IntN(2)), plen: plen, ip: addr() &^ (1<<(32-plen) - 1)}
+		if plen == 32 {
+			x.ip = addr()
+		}
+		if _, dup := routes[x]; dup {
+			continue
+		}
+		routes[x] = id
+		order = append(order, x)
+		upsert(p4v1.Update_INSERT, x, id)
+		id++
+	}
+	check := func(when string) {
+		t.Helper()
+		s.Store().RLock()
+		defer s.Store().RUnlock()
+		for range 5000 {
+			vni, dst := byte(1+r.IntN(2)), addr()
+			want, best := uint32(0), -1
+			for x, v := range routes {
+				if x.vni == vni && x.plen > best && (x.plen == 0 || dst>>(32-x.plen) == x.ip>>(32-x.plen)) {
+					want, best = v, x.plen
+				}
+			}
+			got := uint32(0)
+			if e := rt.Lookup(append([]byte{0, 0, vni}, u32(dst)...)); e != nil && e != rt.Default {
+				got = uint32(e.Args[1])
+			}
+			if got != want {
+				t.Fatalf("%s: vni %d dst %#x: route %d, want %d (/%d)", when, vni, dst, got, want, best)
+			}
+		}
+	}
+	check("after inserts")
+	for _, x := range order[:1500] {
+		must(t, s, upd(p4v1.Update_DELETE, te(tRoute, 0, nil, exact(1, x.vni), lpm(2, int32(x.plen), u32(x.ip)...))))
+		delete(routes, x)
+	}
+	check("after deletes")
+	for _, x := range order[1500:2000] {
+		routes[x] = id
+		upsert(p4v1.Update_MODIFY, x, id)
+		id++
+	}
+	check("after modifies")
+	for _, x := range order[:700] {
+		routes[x] = id
+		upsert(p4v1.Update_INSERT, x, id)
+		id++
+	}
+	check("after re-inserts")
 }

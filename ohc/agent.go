@@ -716,7 +716,8 @@ func parseHostItem(ev *p4meshv1.Event) any {
 		return vpc
 	case ev.GetLocalEndpoint() != nil:
 		e := ev.GetLocalEndpoint()
-		return LocalEndpoint{ID: e.GetId(), VPC: e.GetVpc(), IP: addr(e.GetIp()), MAC: hw(e.GetMac()), Port: uint16(e.GetPort())}
+		return LocalEndpoint{ID: e.GetId(), VPC: e.GetVpc(), IP: addr(e.GetIp()), MAC: hw(e.GetMac()), Port: uint16(e.GetPort()),
+			Kind: e.GetKind(), RouterMAC: hw(e.GetRouterMac())}
 	case ev.GetPeering() != nil:
 		p := ev.GetPeering()
 		peering := Peering{VPC: p.GetVpc(), PeerVPC: p.GetPeerVpc(), PeerVNI: p.GetPeerVni(), Active: p.GetActive()}
@@ -785,7 +786,13 @@ func parseRoute(ev *p4meshv1.Event) any {
 	if err != nil {
 		return nil
 	}
-	return Route{VPC: r.GetVpc(), Prefix: p, NextHopIP: addr(r.GetNextHopIp())}
+	route := Route{VPC: r.GetVpc(), Prefix: p, NextHopIP: addr(r.GetNextHopIp())}
+	for _, s := range r.GetNextHopIps() {
+		// A next hop that does not parse is kept as the zero Addr, which
+		// NextHops drops: the others still carry the route.
+		route.NextHopIPs = append(route.NextHopIPs, addr(s))
+	}
+	return route
 }
 
 // addr parses an address, the zero Addr for a bad or empty one: the

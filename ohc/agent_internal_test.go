@@ -166,3 +166,32 @@ func TestWantsOfReplicaSet(t *testing.T) {
 		t.Errorf("from an older controller: %v, want %v", got, want)
 	}
 }
+
+// TestParseRouteAndAttachment: the proto fields of issue 10 reach the view:
+// an attachment's kind and router MAC, and every next hop of an
+// equal-cost route (one that does not parse dropped by NextHops, not
+// turning the route into a drop route).
+func TestParseRouteAndAttachment(t *testing.T) {
+	le, ok := parseHostItem(&p4meshv1.Event{Value: &p4meshv1.Event_LocalEndpoint{LocalEndpoint: &p4meshv1.LocalEndpoint{
+		Id: "vpn1", Vpc: "red", Ip: "10.1.0.50", Mac: "02:00:00:01:00:50", Port: 5, Kind: "vpn", RouterMac: "02:ee:00:00:00:01",
+	}}}).(LocalEndpoint)
+	if !ok || !le.IsAttachment() || le.RouterMAC.String() != "02:ee:00:00:00:01" || le.Port != 5 {
+		t.Errorf("local endpoint = %+v", le)
+	}
+	r, ok := parseRoute(&p4meshv1.Event{Value: &p4meshv1.Event_Route{Route: &p4meshv1.Route{
+		Vpc: "red", Prefix: "172.30.0.0/16", NextHopIp: "10.1.0.51", NextHopIps: []string{"10.1.0.52", "10.1.0.51", "bogus"},
+	}}}).(Route)
+	if !ok {
+		t.Fatal("no route")
+	}
+	var hops []string
+	for _, a := range r.NextHops() {
+		hops = append(hops, a.String())
+	}
+	if !slices.Equal(hops, []string{"10.1.0.51", "10.1.0.52"}) {
+		t.Errorf("next hops = %q, want 10.1.0.51 and 10.1.0.52", hops)
+	}
+	if len(r.NextHopIPs) != 3 {
+		t.Errorf("NextHopIPs = %v: the bad one must stay visible to the compiler, which warns", r.NextHopIPs)
+	}
+}

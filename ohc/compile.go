@@ -34,19 +34,24 @@ const (
 	tLBBackend       = "lb_backend"
 	tVnetRoute       = "vnet_route"
 	tGatewayPool     = "gateway_pool"
+	tRouteECMP       = "route_ecmp"
+	tAttSourceCheck  = "attachment_source_check"
 
 	pLBSelector      = "lb_selector"
 	pGatewaySelector = "gateway_selector"
+	pRouteSelector   = "route_selector"
 
 	aSetLocalHost = "set_local_host"
 	aSetUnderlay  = "set_underlay"
 	aSetVnet      = "set_vnet"
+	aSetAttach    = "set_attachment"
 	aPermit       = "permit"
 	aDecap        = "decap"
 	aArpReply     = "arp_reply"
 	aToLocalVM    = "to_local_vm"
 	aEncapToHost  = "encap_to_host"
 	aToLB         = "to_lb"
+	aToRouteGroup = "to_route_group"
 	aDrop         = "drop"
 )
 
@@ -59,9 +64,9 @@ var (
 	ownedTables = []string{
 		tLocalHost, tUnderlayNexthop, tPortVnet, tVMSourceGuard, tTunnelTerm,
 		tVnetSourceCheck, tArpProxy, tVnetDestination, tLBFrontend, tLBBackend,
-		tVnetRoute, tGatewayPool,
+		tVnetRoute, tGatewayPool, tRouteECMP, tAttSourceCheck,
 	}
-	ownedProfiles = []string{pLBSelector, pGatewaySelector}
+	ownedProfiles = []string{pLBSelector, pGatewaySelector, pRouteSelector}
 )
 
 // Limits of vpc_peering.p4's fields.
@@ -80,7 +85,8 @@ var ErrBadView = errors.New("bad view")
 // reach their own VPCs and, under each active peering's export policy, their
 // peers. It is pure and deterministic: the same View always gives the same
 // entities in the same order (selector members by id, then groups, then
-// table entries table by table in P4Info order, sorted by match). Items that
+// table entries table by table, the selector tables first and the others in
+// P4Info order, sorted by match). Items that
 // cannot be programmed but do not make the View malformed (an unknown route
 // next hop, an IPv6 address) are left out; CompileWithWarnings says which.
 func Compile(s *p4rt.Schema, v *View) ([]*p4v1.Entity, error) {
@@ -321,6 +327,11 @@ func validate(v *View) error {
 		if err := checkPort(e.Port); err != nil {
 			return fmt.Errorf("local endpoint %q: %w", e.ID, err)
 		}
+		if e.RouterMAC != nil {
+			if err := checkMAC(e.RouterMAC); err != nil {
+				return fmt.Errorf("local endpoint %q: router MAC: %w", e.ID, err)
+			}
+		}
 		if other, dup := ports[e.Port]; dup {
 			return fmt.Errorf("local endpoint %q: port %d is already endpoint %q's", e.ID, e.Port, other)
 		}
@@ -459,6 +470,9 @@ type compiler struct {
 
 	// cache, when not nil, holds the entries of earlier compiles.
 	cache *entryCache
+	// remote indexes View.Remote by VPC and address, built when a route
+	// first needs a VPC's (see remoteByIP).
+	remote map[string]map[netip.Addr]RemoteEndpoint
 
 	// filed are the table entries in the order they were filed, and
 	// byMatch finds one by its table and match.
@@ -491,6 +505,9 @@ type origin struct {
 	ip   netip.Addr // its address,
 	vpc  string     // its VPC,
 	peer string     // and the VPC it is a peer endpoint for ("" for its own)
+	// route is a route's prefix (of VPC vpc); name then says what of the
+	// route the entry is, after "route P of VPC V".
+	route netip.Prefix
 }
 
 // named is the origin called name.
@@ -498,6 +515,8 @@ func named(name string) origin { return origin{name: name} }
 
 func (o origin) String() string {
 	switch {
+	case o.route.IsValid():
+		return fmt.Sprintf("route %v of VPC %s%s", o.route, o.vpc, o.name)
 	case !o.ip.IsValid():
 		return o.name
 	case o.peer == "":
@@ -578,7 +597,11 @@ func (c *compiler) hostEntries() error {
 }
 
 // localEndpoint: the endpoint's port is a VM port of its VPC, and the VM may
-// send only as itself.
+// send only as itself. An attachment's port belongs to the on-prem router
+// behind it: ARP answers go to the router's MAC, and what it may send from
+// is what is routed out of the port (attachment_source_check, see routes).
+// An attachment without a router MAC cannot be told from a VM here: it is
+// programmed as one, and routes through it are left out with a warning.
 func (c *compiler) localEndpoint(e LocalEndpoint) error {
 	if !e.IP.Is4() {
 		c.warnf("local endpoint %q: %v is not IPv4; vpc_peering.p4 forwards IPv4 only", e.ID, e.IP)
@@ -586,6 +609,10 @@ func (c *compiler) localEndpoint(e LocalEndpoint) error {
 	}
 	vni := c.v.VPCs[e.VPC].VNI
 	what := named("local endpoint " + e.ID)
+	if e.IsAttachment() && e.RouterMAC != nil {
+		return c.add(tPortVnet, what, []p4rt.Match{p4rt.Exact("ingress_port", p4rt.Uint(e.Port))},
+			p4rt.Call(aSetAttach, p4rt.P("vni", p4rt.Uint(vni)), p4rt.P("router_mac", p4rt.MAC(e.RouterMAC))))
+	}
 	if err := c.add(tPortVnet, what, []p4rt.Match{p4rt.Exact("ingress_port", p4rt.Uint(e.Port))},
 		p4rt.Call(aSetVnet, p4rt.P("vni", p4rt.Uint(vni)), p4rt.P("vm_mac", p4rt.MAC(e.MAC)))); err != nil {
 		return err
@@ -627,6 +654,7 @@ func (c *compiler) vpc(name string) error {
 	if err := sources("VPC "+name+" subnets", x.Subnets); err != nil {
 		return err
 	}
+	// And, from routes, where it routes to (see routes).
 	for _, p := range c.peers[name] {
 		if err := sources("peering "+name+"-"+p.PeerVPC, p.PeerPrefixes); err != nil {
 			return err
@@ -866,83 +894,290 @@ func (c *compiler) lbBackends(lb LoadBalancer, id uint16, lbVNI uint32, what str
 	return nil
 }
 
-// routes compiles the winning routes of the local VPCs into vnet_route: to
-// the host of the next-hop endpoint, or drop when there is no next hop.
+// routes compiles the winning routes of the local VPCs into vnet_route:
+// out of a local port (an attachment, with its router's MAC; or an endpoint
+// acting as a router), to the host of a remote next hop, to an ECMP group
+// in route_ecmp when several next hops tie, or drop when there is no next
+// hop. Routes are resolved first and the groups they need given ids after,
+// all at once, so that an id depends only on the set of groups (see
+// RouteGroupIDs), never on the order routes came in.
 func (c *compiler) routes() error {
 	rs := slices.Clone(c.v.Routes)
 	slices.SortFunc(rs, func(a, b Route) int {
 		return cmp.Or(cmp.Compare(a.VPC, b.VPC), a.Prefix.Addr().Compare(b.Prefix.Addr()),
 			cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()), a.NextHopIP.Compare(b.NextHopIP))
 	})
+	type resolved struct {
+		what   origin
+		vni    p4rt.Uint
+		prefix netip.Prefix
+		drop   bool
+		hops   []routeHop // ≥ 1 unless drop
+		group  RouteGroupKey
+	}
+	var (
+		out    []resolved
+		groups []RouteGroupKey
+		hopsOf = map[RouteGroupKey][]routeHop{}
+	)
 	for _, r := range rs {
 		if c.local[r.VPC] == nil {
 			continue // no endpoint here sends in that VPC
 		}
-		what := fmt.Sprintf("route %v of VPC %s", r.Prefix, r.VPC)
+		what := origin{route: r.Prefix, vpc: r.VPC}
 		if !r.Prefix.Addr().Is4() {
 			c.warnf("%s: not IPv4; vpc_peering.p4 forwards IPv4 only", what)
 			continue
 		}
-		match := []p4rt.Match{p4rt.Exact("vni", p4rt.Uint(c.v.VPCs[r.VPC].VNI)), p4rt.Prefix("dst_ip", r.Prefix.Masked())}
-		if !r.NextHopIP.IsValid() {
-			if err := c.add(tVnetRoute, named(what+" (drop)"), match, p4rt.Call(aDrop)); err != nil {
+		x := resolved{what: what, vni: p4rt.Uint(c.v.VPCs[r.VPC].VNI), prefix: r.Prefix.Masked()}
+		if !r.NextHopIP.IsValid() && len(r.NextHopIPs) == 0 {
+			x.drop = true
+			out = append(out, x)
+			continue
+		}
+		if slices.ContainsFunc(r.NextHopIPs, func(a netip.Addr) bool { return !a.IsValid() }) {
+			c.warnf("%s: a next hop that is no address is left out", what)
+		}
+		for _, nh := range r.NextHops() {
+			if h, ok := c.nextHop(r.VPC, nh, what); ok {
+				x.hops = append(x.hops, h)
+			}
+		}
+		// A host that holds some of the next hops itself uses only those.
+		// A packet another host tunnelled here for this route must leave
+		// here: that host's group may order the members differently (BMv2
+		// orders them by handle, which follows each switch's own write
+		// history), so re-hashing could send it on to a third host or back,
+		// costing hops and TTL. The VMs here then take the nearest exit,
+		// as routers prefer a directly connected next hop.
+		if slices.ContainsFunc(x.hops, func(h routeHop) bool { return h.local }) {
+			x.hops = slices.DeleteFunc(x.hops, func(h routeHop) bool { return !h.local })
+		}
+		// A VPC hears from where it routes to: replies from an on-prem
+		// network behind an attachment come tunnelled from the
+		// attachment's host with the on-prem source, and out of the
+		// attachment's own port from its router, which may send from what
+		// is routed out of that port.
+		if len(x.hops) > 0 {
+			src := what
+			src.name = " (source)"
+			if err := c.routeEntry(endpointEntry{table: tVnetSourceCheck, action: aPermit, vni: x.vni}, x.prefix, nil, src,
+				func() (string, []p4rt.Match, p4rt.ActionCall) {
+					return tVnetSourceCheck, []p4rt.Match{p4rt.Exact("vni", x.vni), p4rt.Prefix("src_ip", x.prefix)}, p4rt.Call(aPermit)
+				}); err != nil {
 				return err
 			}
-			continue
 		}
-		call, ok := c.nextHop(r, what)
-		if !ok {
-			continue
+		for _, h := range x.hops {
+			if h.attPort < 0 {
+				continue
+			}
+			src := what
+			src.name = " (source at its attachment)"
+			port := p4rt.Uint(h.attPort)
+			if err := c.routeEntry(endpointEntry{table: tAttSourceCheck, action: aPermit, n: uint64(port)}, x.prefix, nil, src,
+				func() (string, []p4rt.Match, p4rt.ActionCall) {
+					return tAttSourceCheck, []p4rt.Match{p4rt.Exact("ingress_port", port), p4rt.Prefix("src_ip", x.prefix)}, p4rt.Call(aPermit)
+				}); err != nil {
+				return err
+			}
 		}
-		if err := c.add(tVnetRoute, named(fmt.Sprintf("%s via %v", what, r.NextHopIP)), match, call); err != nil {
+		switch len(x.hops) {
+		case 0:
+			continue // each next hop was warned about
+		case 1:
+		default:
+			ips := make([]string, len(x.hops))
+			for i, h := range x.hops {
+				ips[i] = h.ip.String()
+			}
+			x.group = RouteGroupKey{VPC: r.VPC, NextHops: strings.Join(ips, ",")}
+			if _, dup := hopsOf[x.group]; !dup {
+				groups = append(groups, x.group)
+				hopsOf[x.group] = x.hops
+			}
+		}
+		out = append(out, x)
+	}
+
+	ids := RouteGroupIDs(groups)
+	for _, k := range groups {
+		if err := c.routeGroup(k, ids[k], hopsOf[k]); err != nil {
+			return err
+		}
+	}
+	for _, x := range out {
+		k := endpointEntry{table: tVnetRoute, vni: x.vni}
+		var mac net.HardwareAddr
+		var call p4rt.ActionCall
+		switch {
+		case x.drop:
+			k.action, call = aDrop, p4rt.Call(aDrop)
+		case len(x.hops) == 1:
+			h := x.hops[0]
+			k.action, k.n, k.host, mac, call = h.action, h.n, h.host, h.mac, h.call
+		default:
+			id := ids[x.group]
+			k.action, k.n, call = aToRouteGroup, uint64(id), p4rt.Call(aToRouteGroup, p4rt.P("group_id", p4rt.Uint(id)))
+		}
+		if err := c.routeEntry(k, x.prefix, mac, x.what, func() (string, []p4rt.Match, p4rt.ActionCall) {
+			return tVnetRoute, []p4rt.Match{p4rt.Exact("vni", x.vni), p4rt.Prefix("dst_ip", x.prefix)}, call
+		}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// nextHop resolves a route's next hop to an endpoint of the route's VPC or
-// of an active peer exporting it. vnet_route can only tunnel (it has no
-// to_local_vm), so a next hop on this host cannot be programmed here.
-func (c *compiler) nextHop(r Route, what string) (p4rt.ActionCall, bool) {
-	nh := r.NextHopIP
-	onHost := func() (p4rt.ActionCall, bool) {
-		c.warnf("%s: next hop %v is on this host, which vnet_route cannot deliver to; left out", what, nh)
-		return p4rt.ActionCall{}, false
+// routeEntry is addEndpoint for an entry keyed by a prefix: k, completed
+// with p, is every input of the entry build makes (mac that of its action,
+// or nil). A feed of 100k routes is most of a view's entries, and this
+// finds them in the cache without their description being encoded first.
+func (c *compiler) routeEntry(k endpointEntry, p netip.Prefix, mac net.HardwareAddr, what origin, build func() (string, []p4rt.Match, p4rt.ActionCall)) error {
+	k.ip, k.plen = p.Addr(), p.Bits()
+	if mac == nil {
+		mac = noMAC
 	}
-	if _, ok := c.local[r.VPC][nh]; ok {
-		return onHost()
+	return c.addEndpoint(k, mac, what, build)
+}
+
+// noMAC stands for the MAC of an entry whose action has none, in its
+// endpointEntry.
+var noMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+
+// remoteByIP is the remote endpoints of vpc by address: of two records for
+// one address, the first in sortedRemote's order, as for destinations. A
+// feed of 100k routes resolves its next hops here, one map lookup each,
+// rather than by a scan of the VPC's endpoints per route.
+func (c *compiler) remoteByIP(vpc string) map[netip.Addr]RemoteEndpoint {
+	if m, ok := c.remote[vpc]; ok {
+		return m
+	}
+	if c.remote == nil {
+		c.remote = map[string]map[netip.Addr]RemoteEndpoint{}
+	}
+	m := map[netip.Addr]RemoteEndpoint{}
+	for _, e := range sortedRemote(c.v.Remote[vpc]) {
+		if _, dup := m[e.IP]; !dup && e.HostIP.Is4() {
+			m[e.IP] = e
+		}
+	}
+	c.remote[vpc] = m
+	return m
+}
+
+// routeHop is a route's next hop resolved to what reaches it.
+type routeHop struct {
+	ip   netip.Addr
+	call p4rt.ActionCall // to_local_vm or encap_to_host
+	// action, n, host and mac are call's inputs, as in endpointEntry.
+	action string
+	n      uint64
+	host   netip.Addr
+	mac    net.HardwareAddr
+	local  bool // out of a port of this switch
+	// attPort is the port of a local attachment, whose router may send
+	// from the route's prefix; -1 for any other next hop.
+	attPort int
+}
+
+// routeGroup writes the route_selector members and group of one set of
+// equal-cost next hops and the route_ecmp entry that points at it. Every
+// route with that set shares them.
+func (c *compiler) routeGroup(k RouteGroupKey, id uint16, hops []routeHop) error {
+	what := fmt.Sprintf("ECMP group %d of VPC %s via %s", id, k.VPC, k.NextHops)
+	ips := make([]netip.Addr, len(hops))
+	for i, h := range hops {
+		ips[i] = h.ip
+	}
+	slots := RouteMemberIDs(id, ips)
+	group := make([]p4rt.GroupMember, 0, len(hops))
+	for _, h := range hops {
+		m, err := c.s.ActionProfileMember(pRouteSelector, slots[h.ip], h.call)
+		if err != nil {
+			return fmt.Errorf("%s: next hop %v: %w", what, h.ip, err)
+		}
+		c.members = append(c.members, m)
+		group = append(group, p4rt.GroupMember{ID: slots[h.ip], Weight: 1})
+	}
+	g, err := c.s.ActionProfileGroup(pRouteSelector, uint32(id), group, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	c.groups = append(c.groups, g)
+	te, err := c.s.TableEntry(p4rt.Entry{Table: tRouteECMP, Group: uint32(id),
+		Match: []p4rt.Match{p4rt.Exact("group_id", p4rt.Uint(id))}})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	c.put(tRouteECMP, named(what), te)
+	return nil
+}
+
+// nextHop resolves one next hop of a route of VPC vpc to an endpoint of
+// that VPC or of an active peer exporting it: out of its port when it is on
+// this host, else to its host.
+func (c *compiler) nextHop(vpc string, nh netip.Addr, what origin) (routeHop, bool) {
+	if !nh.Is4() {
+		c.warnf("%s: next hop %v is not IPv4; left out", what, nh)
+		return routeHop{}, false
 	}
 	find := func(vpc string) (RemoteEndpoint, bool) {
-		for _, e := range sortedRemote(c.v.Remote[vpc]) {
-			if e.IP == nh && e.HostIP.Is4() {
-				return e, true
-			}
-		}
-		return RemoteEndpoint{}, false
+		e, ok := c.remoteByIP(vpc)[nh]
+		return e, ok
 	}
-	if e, ok := find(r.VPC); ok {
+	// Local is authoritative for this host's endpoints, as for
+	// destinations.
+	resolve := func(vpc string, vni uint32) (routeHop, bool, bool) {
+		if le, ok := c.local[vpc][nh]; ok {
+			h, ok := c.localHop(le, what)
+			return h, ok, true
+		}
+		e, ok := find(vpc)
+		if !ok {
+			return routeHop{}, false, false
+		}
 		if e.HostIP == c.v.Host.IP {
-			return onHost()
+			c.warnf("%s: next hop %v is on this host but not a local endpoint yet; left out", what, nh)
+			return routeHop{}, false, true
 		}
-		return encapCall(c.v.VPCs[r.VPC].VNI, e.HostIP, e.MAC), true
+		return routeHop{ip: nh, call: encapCall(vni, e.HostIP, e.MAC), attPort: -1,
+			action: aEncapToHost, n: uint64(vni), host: e.HostIP, mac: e.MAC}, true, true
 	}
-	for _, p := range c.peers[r.VPC] {
+	if h, ok, found := resolve(vpc, c.v.VPCs[vpc].VNI); found {
+		return h, ok
+	}
+	for _, p := range c.peers[vpc] {
 		if !inAny(nh, p.PeerPrefixes) {
 			continue
 		}
-		if _, ok := c.local[p.PeerVPC][nh]; ok {
-			return onHost()
-		}
-		if e, ok := find(p.PeerVPC); ok {
-			if e.HostIP == c.v.Host.IP {
-				return onHost()
-			}
-			return encapCall(p.PeerVNI, e.HostIP, e.MAC), true
+		if h, ok, found := resolve(p.PeerVPC, p.PeerVNI); found {
+			return h, ok
 		}
 	}
 	c.warnf("%s: next hop %v is no known endpoint of the VPC or an active peer; left out", what, nh)
-	return p4rt.ActionCall{}, false
+	return routeHop{}, false
+}
+
+// localHop is delivery out of a local endpoint's port. Traffic routed
+// through an attachment is for the on-prem router behind it, so it goes to
+// the router's MAC; an endpoint that is a router itself (an appliance VM)
+// gets it with its own MAC, as any destination on its port does.
+func (c *compiler) localHop(e LocalEndpoint, what origin) (routeHop, bool) {
+	dmac := e.MAC
+	switch {
+	case e.RouterMAC != nil:
+		dmac = e.RouterMAC
+	case e.IsAttachment():
+		c.warnf("%s: next hop %v is attachment %q, which has no router MAC; left out", what, e.IP, e.ID)
+		return routeHop{}, false
+	}
+	h := routeHop{ip: e.IP, local: true, attPort: -1, action: aToLocalVM, n: uint64(e.Port), mac: dmac,
+		call: p4rt.Call(aToLocalVM, p4rt.P("port", p4rt.Uint(e.Port)), p4rt.P("dmac", p4rt.MAC(dmac)))}
+	if e.IsAttachment() {
+		h.attPort = int(e.Port)
+	}
+	return h, true
 }
 
 // add builds a table entry, or takes it from the cache, and files it under
@@ -972,9 +1207,10 @@ type endpointEntry struct {
 	table, action string
 	vni           p4rt.Uint  // of the sender
 	ip            netip.Addr // the endpoint
-	n             uint64     // dst_vni (encap_to_host) or port (to_local_vm)
+	n             uint64     // dst_vni (encap_to_host), port (to_local_vm, attachment_source_check) or group_id
 	host          netip.Addr // host_ip (encap_to_host)
 	mac           [6]byte
+	plen          int // the prefix length of an LPM entry (a route); 0 for an exact one
 }
 
 // addEndpoint is add for the entry k, with k's MAC mac: build describes it
@@ -1034,7 +1270,12 @@ func matchKey(te *p4v1.TableEntry) string {
 
 // entities returns the output in its deterministic order: members in
 // ascending id (the order BMv2 hands out member handles in, which its
-// selectors pick by), groups, then table entries by table in P4Info order.
+// selectors pick by), groups, then table entries by table: the selector
+// tables (route_ecmp, lb_backend, gateway_pool) first, then the others in
+// P4Info order. A reconcile writes inserts in this order, in as many Writes
+// as it takes: an entry that names a group id in its action (vnet_route's
+// to_route_group, lb_frontend's to_lb) then never goes in before the
+// selector entry that resolves it, when traffic would find nothing there.
 func (c *compiler) entities() []*p4v1.Entity {
 	out := make([]*p4v1.Entity, 0, len(c.members)+len(c.groups)+len(c.filed))
 	slices.SortFunc(c.members, func(a, b *p4v1.ActionProfileMember) int {
@@ -1055,6 +1296,9 @@ func (c *compiler) entities() []*p4v1.Entity {
 	pos := make(map[uint32]int, len(c.s.Tables()))
 	for i, t := range c.s.Tables() {
 		pos[t.ID()] = i
+		if t.Profile != nil {
+			pos[t.ID()] -= len(c.s.Tables())
+		}
 	}
 	order := make([]int, len(c.filed))
 	tpos := make([]int, len(c.filed))
@@ -1101,13 +1345,46 @@ func MemberIDs(lbID uint16, backends []Backend) map[netip.Addr]uint32 {
 	for _, b := range backends {
 		ips = append(ips, b.IP)
 	}
+	return memberIDs(lbID, ips)
+}
+
+// memberIDs is id<<16 | slot for each address, the slot FNV-1a of the
+// address folded into 1..65535 (next free on a collision, in address order).
+func memberIDs(id uint16, ips []netip.Addr) map[netip.Addr]uint32 {
+	ips = slices.Clone(ips)
 	slices.SortFunc(ips, netip.Addr.Compare)
 	slots := assign(ips, func(a netip.Addr) []byte { return a.AsSlice() })
 	out := make(map[netip.Addr]uint32, len(slots))
 	for ip, s := range slots {
-		out[ip] = uint32(lbID)<<16 | uint32(s)
+		out[ip] = uint32(id)<<16 | uint32(s)
 	}
 	return out
+}
+
+// RouteGroupKey identifies an ECMP group of routes: a VPC and the set of
+// next hops its routes are spread over, as addresses in ascending order
+// joined by ",". Routes of a VPC with the same next hops share one group.
+type RouteGroupKey struct{ VPC, NextHops string }
+
+// RouteGroupIDs assigns each group of equal-cost next hops its group id in
+// route_selector (also its route_ecmp key and to_route_group's argument):
+// FNV-1a of "vpc\x00nexthops" folded into 1..65535, taking the next free
+// value on a collision, groups visited in (VPC, next hops) order. As with
+// LBIDs, an id depends only on what the group is, so an OHC restart or a
+// route coming or going elsewhere does not renumber it.
+func RouteGroupIDs(keys []RouteGroupKey) map[RouteGroupKey]uint16 {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, func(a, b RouteGroupKey) int {
+		return cmp.Or(cmp.Compare(a.VPC, b.VPC), cmp.Compare(a.NextHops, b.NextHops))
+	})
+	return assign(keys, func(k RouteGroupKey) []byte { return []byte(k.VPC + "\x00" + k.NextHops) })
+}
+
+// RouteMemberIDs assigns the route_selector member id of each next hop of
+// group groupID, as MemberIDs does for a load balancer's backends:
+// groupID<<16 | a slot derived from the next hop's address.
+func RouteMemberIDs(groupID uint16, nextHops []netip.Addr) map[netip.Addr]uint32 {
+	return memberIDs(groupID, nextHops)
 }
 
 // assign gives each key a value in 1..65535 from its hash, probing upwards

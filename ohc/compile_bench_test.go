@@ -64,3 +64,44 @@ func BenchmarkCompile(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCompileRoutes: compiling benchView(1000) (1000 remote red
+// endpoints) plus n routes of red, an on-prem feed through two attachments
+// on other hosts, every third route over both (ECMP), from scratch and
+// reusing the previous compile's entries. Its scale is the issue-10 goal:
+// 100k routes programmed into a host switch.
+func BenchmarkCompileRoutes(b *testing.B) {
+	s := schema(b)
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		v := benchView(1000)
+		att := []netip.Addr{v.Remote["red"][10].IP, v.Remote["red"][20].IP}
+		for i := range n {
+			r := ohc.Route{VPC: "red", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(16 + i>>16), byte(i >> 8), byte(i)}), 32).Masked(),
+				NextHopIP: att[i%2]}
+			if i%3 == 0 {
+				r.NextHopIP, r.NextHopIPs = att[0], att
+			}
+			v.Routes = append(v.Routes, r)
+		}
+		b.Run(fmt.Sprintf("routes=%d/scratch", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ohc.Compile(s, v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("routes=%d/reuse", n), func(b *testing.B) {
+			c := ohc.NewCompiler(s)
+			if _, _, err := c.Compile(v); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := c.Compile(v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

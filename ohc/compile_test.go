@@ -284,9 +284,14 @@ func TestCompileEntries(t *testing.T) {
 			}
 		}
 	}
+	// Its subnet, blue's export, and where red routes to (its routes with
+	// a next hop that resolves; not 10.99.0.0/16, whose next hop is
+	// unknown).
 	if got, want := withPrefix(got, "vnet_source_check"), []string{
 		"vnet_source_check vni=100 src_ip=10.1.0.0/16 -> permit()",
 		"vnet_source_check vni=100 src_ip=10.2.1.0/24 -> permit()",
+		"vnet_source_check vni=100 src_ip=172.16.0.0/12 -> permit()",
+		"vnet_source_check vni=100 src_ip=192.168.100.0/24 -> permit()",
 	}; !slices.Equal(got, want) {
 		t.Errorf("vnet_source_check = %q, want %q", got, want)
 	}
@@ -515,6 +520,13 @@ func TestCompilerMatchesCompile(t *testing.T) {
 		{"local endpoint gone", func(v *ohc.View) { v.Local = v.Local[:1] }},
 		{"backend weight", func(v *ohc.View) { v.LBs[0].Backends[0].Weight = 5 }},
 		{"route changed", func(v *ohc.View) { v.Routes[1].NextHopIP = ip("10.2.1.5") }},
+		{"attachment and ECMP routes", func(v *ohc.View) { *v = *routeView() }},
+		{"ECMP next hop moved", func(v *ohc.View) { *v = *routeView(); v.Remote["red"][3].HostIP = ip("192.168.0.4") }},
+		{"router MAC changed", func(v *ohc.View) { *v = *routeView(); v.Local[2].RouterMAC = mac("02:ee:00:00:00:02") }},
+		{"ECMP next hop added", func(v *ohc.View) {
+			*v = *routeView()
+			v.Routes[3].NextHopIPs = append(v.Routes[3].NextHopIPs, ip("10.1.0.9"))
+		}},
 		{"VNI changed", func(v *ohc.View) { x := v.VPCs["red"]; x.VNI = 101; v.VPCs["red"] = x }},
 		{"does not compile", func(v *ohc.View) { v.Local[1].Port = 1 }},
 		{"test view after a failure", func(*ohc.View) {}},

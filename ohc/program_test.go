@@ -33,6 +33,7 @@ type testSwitch struct {
 	g      *grpc.Server
 	vm1    *dataplane.MemPort
 	uplink *dataplane.MemPort
+	att    *dataplane.MemPort // port 5: red's VPN attachment in routeView
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -45,10 +46,10 @@ func startSwitch(t *testing.T, addr string) *testSwitch {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testSwitch{vm1: dataplane.NewMemPort(16), uplink: dataplane.NewMemPort(16), done: make(chan struct{})}
+	ts := &testSwitch{vm1: dataplane.NewMemPort(16), uplink: dataplane.NewMemPort(16), att: dataplane.NewMemPort(16), done: make(chan struct{})}
 	ts.sw, err = dataplane.NewSwitch(dataplane.SwitchOptions{
 		Server: dataplane.Options{P4Info: info},
-		Ports:  map[uint16]dataplane.Port{1: ts.vm1, 2: dataplane.NewMemPort(16), 10: ts.uplink},
+		Ports:  map[uint16]dataplane.Port{1: ts.vm1, 2: dataplane.NewMemPort(16), 5: ts.att, 10: ts.uplink},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -142,17 +143,19 @@ func (o *testOHC) wait(t *testing.T) {
 // and sorted; ok is false if the read failed (the switch is restarting).
 func switchLines(t *testing.T, s *p4rt.Schema, c *p4rt.Client) ([]string, bool) {
 	t.Helper()
-	lb, err := s.ActionProfile("lb_selector")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	es, err := c.ReadAll(ctx, []*p4v1.Entity{
-		{Entity: &p4v1.Entity_TableEntry{TableEntry: &p4v1.TableEntry{}}},
-		{Entity: &p4v1.Entity_ActionProfileMember{ActionProfileMember: &p4v1.ActionProfileMember{ActionProfileId: lb.ID()}}},
-		{Entity: &p4v1.Entity_ActionProfileGroup{ActionProfileGroup: &p4v1.ActionProfileGroup{ActionProfileId: lb.ID()}}},
-	})
+	read := []*p4v1.Entity{{Entity: &p4v1.Entity_TableEntry{TableEntry: &p4v1.TableEntry{}}}}
+	for _, name := range []string{"lb_selector", "route_selector"} {
+		ap, err := s.ActionProfile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read = append(read,
+			&p4v1.Entity{Entity: &p4v1.Entity_ActionProfileMember{ActionProfileMember: &p4v1.ActionProfileMember{ActionProfileId: ap.ID()}}},
+			&p4v1.Entity{Entity: &p4v1.Entity_ActionProfileGroup{ActionProfileGroup: &p4v1.ActionProfileGroup{ActionProfileId: ap.ID()}}})
+	}
+	es, err := c.ReadAll(ctx, read)
 	if err != nil {
 		return nil, false
 	}
@@ -169,7 +172,9 @@ func switchLines(t *testing.T, s *p4rt.Schema, c *p4rt.Client) ([]string, bool) 
 func wantLines(t *testing.T, s *p4rt.Schema, v *ohc.View) []string {
 	t.Helper()
 	lines, _ := compile(t, s, v)
-	lines = slices.DeleteFunc(lines, func(l string) bool { return l == withPrefix(lines, "local_host default")[0] })
+	// Found before deleting: DeleteFunc moves the lines it keeps as it goes.
+	def := withPrefix(lines, "local_host default")[0]
+	lines = slices.DeleteFunc(lines, func(l string) bool { return l == def })
 	slices.Sort(lines)
 	return lines
 }
@@ -190,13 +195,17 @@ func waitLines(t *testing.T, s *p4rt.Schema, c *p4rt.Client, want []string) {
 }
 
 // udpFrame is red-vm1 sending a UDP datagram to dst through its gateway.
-func udpFrame(dst string) []byte {
+func udpFrame(dst string) []byte { return udpFrameFrom(redVM1MAC, "10.1.0.2", dst) }
+
+// udpFrameFrom is a UDP datagram from src (with MAC srcMAC) to dst, sent to
+// red's gateway MAC.
+func udpFrameFrom(srcMAC, src, dst string) []byte {
 	payload := []byte("p4mesh")
-	f := append(append([]byte{}, mac("02:00:00:01:00:01")...), mac(redVM1MAC)...)
+	f := append(append([]byte{}, mac("02:00:00:01:00:01")...), mac(srcMAC)...)
 	f = binary.BigEndian.AppendUint16(f, 0x0800)
 	iph := []byte{0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0}
 	binary.BigEndian.PutUint16(iph[2:], uint16(20+8+len(payload)))
-	iph = append(iph, ip("10.1.0.2").AsSlice()...)
+	iph = append(iph, ip(src).AsSlice()...)
 	iph = append(iph, ip(dst).AsSlice()...)
 	var sum uint32
 	for i := 0; i < 20; i += 2 {

@@ -3,6 +3,7 @@ package ohc
 import (
 	"net"
 	"net/netip"
+	"slices"
 )
 
 // View is everything the OHC knows that matters to its switch, assembled from
@@ -74,6 +75,25 @@ type LocalEndpoint struct {
 	IP   netip.Addr
 	MAC  net.HardwareAddr
 	Port uint16
+	// Kind is the endpoint's kind as the controller names it: "vm", "ilb",
+	// "router", or an attachment's "vpn" or "interconnect". Empty is a VM.
+	Kind string
+	// RouterMAC is, for an attachment, the MAC of the on-prem router behind
+	// it: the destination MAC of traffic a route sends out of its port. An
+	// attachment without one cannot be a route's next hop.
+	RouterMAC net.HardwareAddr
+}
+
+// Kinds of LocalEndpoint that are attachments: their port leads to an
+// on-prem router, not to the endpoint itself.
+const (
+	KindVPN          = "vpn"
+	KindInterconnect = "interconnect"
+)
+
+// IsAttachment reports whether e is a VPN or interconnect attachment.
+func (e LocalEndpoint) IsAttachment() bool {
+	return e.Kind == KindVPN || e.Kind == KindInterconnect
 }
 
 // Peering is one peering of a VPC the host has endpoints in.
@@ -126,10 +146,31 @@ type Backend struct {
 }
 
 // Route is a winning route of a VPC: traffic to Prefix goes to the endpoint
-// NextHopIP (of the VPC or of a peer), or is dropped when NextHopIP is the
-// zero Addr.
+// NextHopIP (of the VPC or of a peer), or is dropped when it has no next
+// hop at all.
 type Route struct {
 	VPC       string
 	Prefix    netip.Prefix
 	NextHopIP netip.Addr
+	// NextHopIPs are every next hop of an equal-cost winner (attachments of
+	// one VPC whose routes tie), sorted, NextHopIP first. Flows are spread
+	// over them by the inner 5-tuple hash. Empty, or NextHopIP alone, is a
+	// route with one next hop.
+	NextHopIPs []netip.Addr
+}
+
+// NextHops returns the route's next hops: NextHopIP and NextHopIPs, sorted
+// and without duplicates or zero Addrs. It is empty for a drop route.
+func (r Route) NextHops() []netip.Addr {
+	out := make([]netip.Addr, 0, 1+len(r.NextHopIPs))
+	if r.NextHopIP.IsValid() {
+		out = append(out, r.NextHopIP)
+	}
+	for _, a := range r.NextHopIPs {
+		if a.IsValid() {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
 }

@@ -23,18 +23,26 @@
  *        IPv4         -> the VM's frame is moved into the inner_* headers (so
  *                        every later stage works on one place), then
  *                        vm_source_guard checks (VNI, port, src IP, src MAC):
- *                        a VM can only send as itself (anti-spoofing).
+ *                        a VM can only send as itself (anti-spoofing). On an
+ *                        attachment's port (set_attachment) the sender is an
+ *                        on-prem router: attachment_source_check (port, src
+ *                        LPM) admits the prefixes routed out of that port.
  *        anything else (and VXLAN sent *by* a VM) is dropped.
  *   4. Uplink: tunnel_term (outer dst IP, VNI) -> decap(); the VNI on the wire
  *      is the destination VPC's. vnet_source_check (VNI, inner src LPM) then
- *      admits only sources of that VPC and of the VPCs peered with it.
+ *      admits only sources of that VPC, of the VPCs peered with it, and of
+ *      the prefixes it routes to (on-prem networks behind attachments).
  *   5. Route the tenant packet in meta.vni, first match wins:
  *        lb_frontend (VIP, protocol, port) -> to_lb, else
  *        vnet_destination (exact dst IP)   -> to_local_vm | encap_to_host | to_lb, else
- *        vnet_route (dst LPM)              -> encap_to_host | to_gateway_pool | drop.
+ *        vnet_route (dst LPM)              -> encap_to_host | to_local_vm |
+ *                                             to_route_group | to_gateway_pool | drop.
  *      to_lb picks a backend in lb_backend, to_gateway_pool a gateway in
- *      gateway_pool; both are action-selector tables keyed by the id an earlier
- *      table set, hashing the inner 5-tuple.
+ *      gateway_pool, to_route_group an equal-cost next hop in route_ecmp; all
+ *      three are action-selector tables keyed by the id an earlier table set,
+ *      hashing the inner 5-tuple. A tunnelled packet takes the same path after
+ *      decap, so a route out of a local attachment port serves traffic that
+ *      other hosts sent here as well as this host's VMs.
  *   6. TTL: every pass that routes decrements the inner TTL (TTL <= 1 is
  *      dropped) except the final delivery of a tunnelled packet to a local VM:
  *      the sender's host already routed it. So VM to VM costs one hop whether
@@ -190,7 +198,8 @@ struct headers_t {
 struct metadata_t {
     bit<24> vni;          // VPC the tenant packet is looked up in
     bit<48> vm_mac;       // MAC of the VM on the ingress port
-    bit<1>  from_vm;      // 1: arrived on a VM port (set_vnet)
+    bit<1>  from_vm;      // 1: arrived on a VM port (set_vnet, set_attachment)
+    bit<1>  from_attachment; // 1: the port is an attachment's (set_attachment)
     bit<1>  do_route;     // 1: admitted, run the routing stage
     bit<16> l4_src_port;  // inner TCP/UDP ports, 0 when there are none
     bit<16> l4_dst_port;
@@ -199,6 +208,8 @@ struct metadata_t {
     bit<16> lb_id;
     bit<1>  to_gateway;
     bit<16> pool_id;
+    bit<1>  to_route_group;
+    bit<16> route_group;
     bit<24> tunnel_vni;   // encap_to_host: VNI of the destination VPC
     bit<32> tunnel_dst;   // encap_to_host: underlay IP of the destination host
     bit<32> host_ip;      // local_host
@@ -418,6 +429,25 @@ control VpcIngress(inout headers_t hdr,
         meta.host_mac = host_mac;
     }
 
+    // vnet_route: equal-cost next hops; route_ecmp picks one by the flow.
+    @id(0x0100000F)
+    action to_route_group(bit<16> group_id) {
+        meta.to_route_group = 1;
+        meta.route_group = group_id;
+    }
+
+    // port_vnet: the ingress port is a VPN or interconnect attachment's. What
+    // arrives is the on-prem router's traffic, from any on-prem source, so
+    // attachment_source_check admits it by prefix instead of
+    // vm_source_guard; ARP answers go to the router's MAC.
+    @id(0x01000010)
+    action set_attachment(bit<24> vni, bit<48> router_mac) {
+        meta.vni = vni;
+        meta.vm_mac = router_mac;
+        meta.from_vm = 1;
+        meta.from_attachment = 1;
+    }
+
     // ----------------------------------------------------------------- tables
 
     @id(0x02000001)
@@ -427,6 +457,7 @@ control VpcIngress(inout headers_t hdr,
         }
         actions = {
             set_vnet;
+            set_attachment;
             drop;
         }
         const default_action = drop();
@@ -479,6 +510,10 @@ control VpcIngress(inout headers_t hdr,
         size = 1024;
     }
 
+    // Admitted sources per VPC: its subnets, what each peer exports, and the
+    // prefixes it routes to (on-prem networks behind its attachments, whose
+    // replies come back tunnelled from the attachment's host). The routes
+    // make it as large as vnet_route.
     @id(0x02000005)
     table vnet_source_check {
         key = {
@@ -490,7 +525,7 @@ control VpcIngress(inout headers_t hdr,
             @defaultonly drop;
         }
         const default_action = drop();
-        size = 4096;
+        size = 131072;
     }
 
     @id(0x02000006)
@@ -534,6 +569,25 @@ control VpcIngress(inout headers_t hdr,
     @id(0x13000002)
     direct_counter(CounterType.packets_and_bytes) vnet_route_counter;
 
+    // A route's next hop is an endpoint on another host (encap_to_host),
+    // an endpoint on this one (to_local_vm: a VPN or interconnect
+    // attachment's port with dmac = the on-prem router's MAC, or a VM acting
+    // as a router with its own MAC; the source MAC stays the sender's, as
+    // for any local delivery), the gateway pool, a group of equal-cost next
+    // hops (to_route_group, resolved in route_ecmp), or nothing (drop).
+    //
+    // Routes are learnt from on-prem BGP, so the table must hold full
+    // feeds: 131072 (2^17) entries, the first power of two above the 100k
+    // routes p4mesh is sized for. BMv2 and p4mesh-switch only use the
+    // number to refuse inserts beyond it. A hardware target pays for it in
+    // its LPM budget, and the 56-bit (VNI, dst) key costs more than a plain
+    // IPv4 FIB entry: switch ASICs with algorithmic LPM (Tofino's ALPM) hold
+    // routes in the order of 10^5 per pipe, shared with every other LPM
+    // table of the program (here vnet_source_check, attachment_source_check
+    // and underlay_nexthop), and P4-DPDK bounds it by the memory given to
+    // the table. A hardware profile would set this per target, and the
+    // controller should refuse routes beyond it rather than let inserts
+    // fail.
     @id(0x02000008)
     table vnet_route {
         key = {
@@ -542,15 +596,17 @@ control VpcIngress(inout headers_t hdr,
         }
         actions = {
             encap_to_host;
+            to_local_vm;
+            to_route_group;
             to_gateway_pool;
             drop;
         }
         const default_action = drop();
         counters = vnet_route_counter;
-        size = 16384;
+        size = 131072;
     }
 
-    // Both selectors hash the inner 5-tuple (src IP, dst IP, protocol, src
+    // The selectors hash the inner 5-tuple (src IP, dst IP, protocol, src
     // port, dst port; 13 bytes in that order) with BMv2's crc16
     // (CRC-16/ARC: poly 0x8005 reflected, init 0, no final xor) and take
     // member (hash % group size) of the group, members ordered by BMv2 member
@@ -631,6 +687,58 @@ control VpcIngress(inout headers_t hdr,
         size = 1;
     }
 
+    // ECMP for routes, as gateway_pool and lb_backend spread flows: the
+    // same 5-tuple, crc16 and member order. It is a table of its own,
+    // keyed by the group id vnet_route sets, rather than an implementation
+    // of vnet_route itself: a selector table takes only member and group
+    // references and can have no default action on BMv2, so every one of
+    // the (mostly single next hop) 100k routes would need a member of its
+    // own, vnet_route would lose its drop default, and its direct counter
+    // would sit on an indirect table. Here a route with one next hop stays
+    // a direct action, the routes that share a set of next hops share one
+    // group (one route_ecmp entry), and the OHC programs it with members
+    // and groups as it does lb_backend. Groups are sets of next hops, not
+    // routes, hence the smaller sizes.
+    @id(0x11000003)
+    action_selector(HashAlgorithm.crc16, 32w4096, 32w16) route_selector;
+
+    @id(0x0200000D)
+    table route_ecmp {
+        key = {
+            meta.route_group:        exact @name("group_id");
+            hdr.inner_ipv4.src_addr: selector @name("src_ip");
+            hdr.inner_ipv4.dst_addr: selector @name("dst_ip");
+            hdr.inner_ipv4.protocol: selector @name("protocol");
+            meta.l4_src_port:        selector @name("src_port");
+            meta.l4_dst_port:        selector @name("dst_port");
+        }
+        actions = {
+            encap_to_host;
+            to_local_vm;
+            @defaultonly drop;
+        }
+        const default_action = drop();
+        implementation = route_selector;
+        size = 1024;
+    }
+
+    // The sources an attachment's port may send from: the prefixes routed
+    // out of it (what the on-prem router announced), a uRPF check per port.
+    // Sized like vnet_route, whose routes through attachments these mirror.
+    @id(0x0200000E)
+    table attachment_source_check {
+        key = {
+            standard_metadata.ingress_port: exact @name("ingress_port");
+            hdr.inner_ipv4.src_addr:        lpm @name("src_ip");
+        }
+        actions = {
+            permit;
+            @defaultonly drop;
+        }
+        const default_action = drop();
+        size = 131072;
+    }
+
     // ------------------------------------------------------------------ apply
 
     apply {
@@ -675,6 +783,10 @@ control VpcIngress(inout headers_t hdr,
                         }
                         if (hdr.inner_ipv4.version != 4 || hdr.inner_ipv4.ihl != 5) {
                             mark_to_drop(standard_metadata);
+                        } else if (meta.from_attachment == 1) {
+                            if (attachment_source_check.apply().hit) {
+                                meta.do_route = 1;
+                            }
                         } else if (vm_source_guard.apply().hit) {
                             meta.do_route = 1;
                         }
@@ -721,6 +833,9 @@ control VpcIngress(inout headers_t hdr,
                 }
                 if (meta.to_gateway == 1) {
                     gateway_pool.apply();
+                }
+                if (meta.to_route_group == 1) {
+                    route_ecmp.apply();
                 }
 
                 if (meta.fwd == FWD_NONE) {

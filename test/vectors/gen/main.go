@@ -41,8 +41,16 @@ const (
 	b1IP, b1MAC = "10.1.0.10", "02:bb:00:00:00:10" // red, on host B
 	b2IP, b2MAC = "10.2.0.5", "02:bb:00:00:00:05"  // blue (peered with red), on host B
 	g1IP        = "10.3.0.7"                       // green (not peered)
-	bcast       = "ff:ff:ff:ff:ff:ff"
-	zeroMAC     = "00:00:00:00:00:00"
+
+	// A VPN attachment of red on host A's port 4, the on-prem router
+	// behind it, and a second attachment of red on host B.
+	portAtt            = 4
+	attIP, attMAC      = "10.1.0.50", "02:aa:00:00:00:50"
+	routerMAC          = "02:ee:00:00:00:01"
+	attBIP, attBMAC    = "10.1.0.51", "02:bb:00:00:00:51"
+	onPrem, onPremECMP = "172.20.0.0/16", "172.30.0.0/16"
+	bcast              = "ff:ff:ff:ff:ff:ff"
+	zeroMAC            = "00:00:00:00:00:00"
 )
 
 type gen struct {
@@ -157,6 +165,9 @@ var cases = []struct {
 	{"09-ttl", "TTL 1 from a VM is dropped; TTL 2 leaves with TTL 1", ttl},
 	{"10-table-miss", "no destination and no route, an unknown port, and no underlay route are all drops", tableMiss},
 	{"11-packet-io", "packet-out leaves the named port as it is; an ARP punted by arp_proxy reaches the controller as a packet-in", packetIO},
+	{"12-route-attachment", "an LPM route whose next hop is an attachment on this host leaves its port with the on-prem router's MAC, from a VM (one hop) and from a tunnel after decap (the sender routed it)", routeAttachment},
+	{"13-route-ecmp", "an LPM route over two equal-cost next hops (an attachment here, one on host B) picks one by the crc16 of the 5-tuple, as BMv2 orders a group by member handle", routeECMP},
+	{"14-attachment-ingress", "an attachment's port takes the on-prem router's traffic from the prefixes routed out of it (attachment_source_check), and answers its ARP for the attachment's IP", attachmentIngress},
 }
 
 func main() {
@@ -437,4 +448,118 @@ func hexCanon(v uint64, width int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// attachment programs red's VPN attachment on port 4, as the OHC does: an
+// attachment port of red whose router may send from the on-prem prefix.
+func (g *gen) attachment() {
+	g.entry("port_vnet", p4rt.Call("set_attachment", p4rt.P("vni", U(red)), p4rt.P("router_mac", MAC(routerMAC))), p4rt.Exact("ingress_port", U(portAtt)))
+	g.entry("attachment_source_check", p4rt.Call("permit"),
+		p4rt.Exact("ingress_port", U(portAtt)), p4rt.Prefix("src_ip", netip.MustParsePrefix(onPrem)))
+}
+
+func attachmentIngress(g *gen) {
+	g.attachment()
+	g.entry("arp_proxy", p4rt.Call("arp_reply", p4rt.P("mac", MAC(attMAC))), p4rt.Exact("vni", U(red)), p4rt.Exact("target_ip", IP(attIP)))
+	g.entry("vnet_destination", toLocal(portA1, a1MAC), p4rt.Exact("vni", U(red)), p4rt.Exact("dst_ip", IP(a1IP)))
+	g.entry("vnet_destination", encapTo(red, hostB, b1MAC), p4rt.Exact("vni", U(red)), p4rt.Exact("dst_ip", IP(b1IP)))
+	g.step(vectors.Step{
+		Comment: "the router asks for the attachment's VPC-side IP, its BGP next hop: answered to the router's MAC",
+		In:      in(portAtt, cat(eth(bcast, routerMAC, 0x0806), arp(1, routerMAC, "172.20.0.1", zeroMAC, attIP))),
+		Out:     out(portAtt, cat(eth(routerMAC, attMAC, 0x0806), arp(2, attMAC, attIP, routerMAC, "172.20.0.1"))),
+	})
+	f := udpFlow("172.20.1.5", a1IP, 53, 40000)
+	g.step(vectors.Step{
+		Comment: "from an on-prem host to a1: admitted by attachment_source_check, delivered, TTL decremented",
+		In:      in(portAtt, f.frame(attMAC, routerMAC, 64)),
+		Out:     out(portA1, f.frame(a1MAC, routerMAC, 63)),
+	})
+	tb := flow{src: "172.20.200.9", dst: b1IP, proto: 6, sport: 179, dport: 33000}
+	g.step(vectors.Step{
+		Comment: "from an on-prem host to b1 on host B: tunnelled",
+		In:      in(portAtt, tb.frame(attMAC, routerMAC, 64)),
+		Out:     out(portUplink, tb.encap(router, hostAMAC, hostA, hostB, red, b1MAC, routerMAC, 63)),
+	})
+	g.step(vectors.Step{
+		Comment: "a source outside the prefixes routed out of the attachment: dropped",
+		In:      in(portAtt, udpFlow("172.21.0.1", a1IP, 53, 40000).frame(attMAC, routerMAC, 64)),
+	})
+	g.step(vectors.Step{
+		Comment: "a source that is the VPC's own: dropped too (no anti-spoofing hole)",
+		In:      in(portAtt, udpFlow(a2IP, a1IP, 53, 40000).frame(attMAC, routerMAC, 64)),
+	})
+}
+
+func routeAttachment(g *gen) {
+	g.attachment()
+	g.entry("vnet_route", toLocal(portAtt, routerMAC), p4rt.Exact("vni", U(red)), p4rt.Prefix("dst_ip", netip.MustParsePrefix(onPrem)))
+	g.entry("vnet_route", encapTo(red, hostB, attBMAC), p4rt.Exact("vni", U(red)), p4rt.Prefix("dst_ip", netip.MustParsePrefix("172.20.9.0/24")))
+	g.entry("tunnel_term", p4rt.Call("decap"), p4rt.Exact("dst_ip", IP(hostA)), p4rt.Exact("vni", U(red)))
+	g.entry("vnet_source_check", p4rt.Call("permit"), p4rt.Exact("vni", U(red)), p4rt.Prefix("src_ip", netip.MustParsePrefix("10.1.0.0/16")))
+
+	f := udpFlow(a1IP, "172.20.1.5", 40000, 53)
+	g.step(vectors.Step{
+		Comment: "a1 to an on-prem address: out of the attachment's port to the router's MAC, TTL decremented",
+		In:      in(portA1, f.frame(hostAMAC, a1MAC, 64)),
+		Out:     out(portAtt, f.frame(routerMAC, a1MAC, 63)),
+	})
+	t := flow{src: a1IP, dst: "172.20.200.1", proto: 6, sport: 33000, dport: 179, tos: 0x10}
+	g.step(vectors.Step{
+		Comment: "TCP: only the destination MAC and the TTL change",
+		In:      in(portA1, t.frame(hostAMAC, a1MAC, 64)),
+		Out:     out(portAtt, t.frame(routerMAC, a1MAC, 63)),
+	})
+	fromB := udpFlow(b1IP, "172.20.3.4", 5000, 6000)
+	g.step(vectors.Step{
+		Comment: "b1 on host B, tunnelled here by its host's route: decapsulated, then routed by vnet_route out of the attachment, TTL untouched",
+		In:      in(portUplink, fromB.encap(hostAMAC, router, hostB, hostA, red, attMAC, b1MAC, 63)),
+		Out:     out(portAtt, fromB.frame(routerMAC, b1MAC, 63)),
+	})
+	longer := udpFlow(a1IP, "172.20.9.9", 40000, 53)
+	g.step(vectors.Step{
+		Comment: "172.20.9.0/24 is longer than 172.20.0.0/16: to the attachment on host B instead",
+		In:      in(portA1, longer.frame(hostAMAC, a1MAC, 64)),
+		Out:     out(portUplink, longer.encap(router, hostAMAC, hostA, hostB, red, attBMAC, a1MAC, 63)),
+	})
+	g.step(vectors.Step{
+		Comment: "an on-prem address outside every route: dropped",
+		In:      in(portA1, udpFlow(a1IP, "172.21.0.1", 40000, 53).frame(hostAMAC, a1MAC, 64)),
+	})
+}
+
+func routeECMP(g *gen) {
+	g.attachment()
+	g.entry("vnet_route", p4rt.Call("to_route_group", p4rt.P("group_id", U(7))),
+		p4rt.Exact("vni", U(red)), p4rt.Prefix("dst_ip", netip.MustParsePrefix(onPremECMP)))
+	// Members in ascending id order on a cleared switch, as for the
+	// gateway pool: slot 0 is the attachment here, slot 1 the one on host B.
+	g.member("route_selector", 1, toLocal(portAtt, routerMAC))
+	g.member("route_selector", 2, encapTo(red, hostB, attBMAC))
+	g.group("route_selector", 70, 1, 2)
+	g.groupEntry("route_ecmp", 7, 70, "group_id")
+	g.entry("vnet_route", p4rt.Call("to_route_group", p4rt.P("group_id", U(8))),
+		p4rt.Exact("vni", U(red)), p4rt.Prefix("dst_ip", netip.MustParsePrefix("172.31.0.0/16")))
+
+	seen := map[int]bool{}
+	for i := range 6 {
+		f := udpFlow(a1IP, fmt.Sprintf("172.30.%d.%d", i, 20+i), uint16(42000+13*i), 443)
+		pick := int(crc16ARC(f.fiveTuple())) % 2
+		seen[pick] = true
+		s := vectors.Step{In: in(portA1, f.frame(hostAMAC, a1MAC, 64))}
+		if pick == 0 {
+			s.Comment = fmt.Sprintf("flow to %s: crc16 %% 2 = 0, the attachment on this host", f.dst)
+			s.Out = out(portAtt, f.frame(routerMAC, a1MAC, 63))
+		} else {
+			s.Comment = fmt.Sprintf("flow to %s: crc16 %% 2 = 1, the attachment on host B", f.dst)
+			s.Out = out(portUplink, f.encap(router, hostAMAC, hostA, hostB, red, attBMAC, a1MAC, 63))
+		}
+		g.step(s)
+	}
+	if len(seen) != 2 {
+		g.fail(fmt.Errorf("the flows all pick one next hop; choose flows that exercise both"))
+	}
+	g.step(vectors.Step{
+		Comment: "a group id with no route_ecmp entry: dropped",
+		In:      in(portA1, udpFlow(a1IP, "172.31.0.1", 40000, 53).frame(hostAMAC, a1MAC, 64)),
+	})
 }
