@@ -41,10 +41,12 @@
 // With Neighbor.GracefulRestart the speaker is a helper (RFC 4724): if the
 // neighbor also negotiated graceful restart and its session drops without
 // a NOTIFICATION (TCP reset, process killed) or the hold timer expires,
-// its routes are kept, redelivered with Stale set, for the restart time the
-// neighbor announced. If the neighbor comes back and sends End-of-RIB, the
-// routes it announced again are fresh and the others are withdrawn; if it
-// does not come back in time, all are withdrawn. Without graceful restart
+// its routes are kept, unchanged for the consumer, for the restart time the
+// neighbor announced (Neighbors shows the session down, with the reason).
+// If the neighbor comes back and sends End-of-RIB, the routes it announced
+// again stay and the others are withdrawn; if it does not come back in
+// time, all are withdrawn. (GoBGP marks the kept routes stale, but the
+// mark does not survive its conversion into the VRF, so Route has none.) Without graceful restart
 // on both sides, a dropped session withdraws everything at once.
 //
 // # Limits

@@ -153,9 +153,10 @@ func (p *testPeer) neighbor(name, vpc string, vni uint32, nextHop string) Neighb
 
 // learned collects what the speaker delivers, as its consumer would.
 type learned struct {
-	mu      sync.Mutex
-	routes  map[routeKey]Route
-	batches int
+	mu        sync.Mutex
+	routes    map[routeKey]Route
+	withdrawn map[netip.Prefix]int // withdrawals of routes it had
+	batches   int
 }
 
 type routeKey struct {
@@ -170,11 +171,20 @@ func (l *learned) deliver(us []Update) {
 	for _, u := range us {
 		k := routeKey{u.Route.VPC, u.Route.Neighbor, u.Route.Prefix}
 		if u.Withdraw {
+			if _, ok := l.routes[k]; ok {
+				l.withdrawn[k.prefix]++
+			}
 			delete(l.routes, k)
 		} else {
 			l.routes[k] = u.Route
 		}
 	}
+}
+
+func (l *learned) withdrawals(p string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.withdrawn[netip.MustParsePrefix(p)]
 }
 
 // inVPC returns the routes of vpc by prefix, with the neighbor's name.
@@ -205,7 +215,7 @@ func testLogger(testing.TB) *slog.Logger {
 // returned collector.
 func startSpeaker(t testing.TB) (*Speaker, *learned) {
 	t.Helper()
-	l := &learned{routes: make(map[routeKey]Route)}
+	l := &learned{routes: make(map[routeKey]Route), withdrawn: make(map[netip.Prefix]int)}
 	s, err := New(Config{RouterID: netip.MustParseAddr("10.255.0.1"), LocalAS: speakerAS, ListenPort: -1, Deliver: l.deliver}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

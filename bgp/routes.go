@@ -19,9 +19,6 @@ type Route struct {
 	MED      uint32
 	// LocalPref is what the neighbor sent; eBGP neighbors send none (0).
 	LocalPref uint32
-	// Stale marks a route kept while its neighbor restarts gracefully; it
-	// is withdrawn if the neighbor does not announce it again in time.
-	Stale bool
 }
 
 // Update is one change to the learned routes. A route is identified by
@@ -105,7 +102,8 @@ func (s *Speaker) deliverLoop() {
 }
 
 // Learned returns the routes learned in vpc now, from every neighbor of
-// the VPC (not only the best per prefix), stale ones included.
+// the VPC (not only the best per prefix), including those kept while a
+// neighbor restarts gracefully.
 func (s *Speaker) Learned(ctx context.Context, vpc string) ([]Route, error) {
 	s.op.Lock()
 	if err := s.running(); err != nil {
@@ -181,7 +179,6 @@ func decodePath(p *api.Path) (Route, uint32, error) {
 	if err != nil {
 		return rt, 0, fmt.Errorf("prefix %s/%d: %w", pfx, bits, err)
 	}
-	rt.Stale = p.Stale
 	if p.IsWithdraw {
 		return rt, vni, nil
 	}

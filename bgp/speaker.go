@@ -363,7 +363,10 @@ func (s *Speaker) addVrf(ctx context.Context, vpc string, vni uint32) error {
 	// another VPC's VRF only through a target that VRF imports, and no
 	// two VPCs share one.
 	err = s.srv.AddVrf(ctx, &api.AddVrfRequest{Vrf: &api.Vrf{
-		Name: vpc, Rd: r, ImportRt: []*anypb.Any{rt}, ExportRt: []*anypb.Any{rt}, Id: vni,
+		// Id 0: GoBGP uses VRF ids only for zebra, and for every learned
+		// path it matches each VRF with an id against the path's targets,
+		// compiling a regexp each time (pkg/server setPathVrfIdMap).
+		Name: vpc, Rd: r, ImportRt: []*anypb.Any{rt}, ExportRt: []*anypb.Any{rt}, Id: 0,
 	}})
 	if err != nil {
 		return fmt.Errorf("bgp: add VRF for VPC %s (VNI %d): %w", vpc, vni, err)

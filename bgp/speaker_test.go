@@ -380,5 +380,5 @@ func mapsEqual[K, V comparable](a, b map[K]V) bool {
 
 func routeEqual(a, b Route) bool {
 	return a.VPC == b.VPC && a.Neighbor == b.Neighbor && a.Prefix == b.Prefix && a.NextHop == b.NextHop &&
-		slices.Equal(a.ASPath, b.ASPath) && a.MED == b.MED && a.LocalPref == b.LocalPref && a.Stale == b.Stale
+		slices.Equal(a.ASPath, b.ASPath) && a.MED == b.MED && a.LocalPref == b.LocalPref
 }

@@ -116,11 +116,9 @@ func (g *gobgpLogger) record(msg string, f gobgplog.Fields) {
 		}
 		why = "neighbor sent more prefixes than its max-prefixes limit; session shut down until the neighbor is reconfigured"
 	case "Peer Down":
-		why = fmt.Sprintf("session down: %v", f["Reason"])
+		why = downReason(fmt.Sprint(f["Reason"]))
 	case "hold timer expired":
-		why = "hold timer expired: nothing received from the neighbor within the hold time"
-	case "received notification":
-		why = fmt.Sprintf("notification received: code %v subcode %v", f["Code"], f["Subcode"])
+		why = downReason("hold-timer-expired")
 	default:
 		return
 	}
@@ -132,6 +130,26 @@ func (g *gobgpLogger) record(msg string, f gobgplog.Fields) {
 		return
 	}
 	g.lastErr[addr] = why
+}
+
+// downReason puts GoBGP's reason for a session going down (fsm.go's
+// fsmStateReason) in words.
+func downReason(r string) string {
+	switch {
+	case r == "hold-timer-expired":
+		return "hold timer expired: nothing received from the neighbor within the hold time"
+	case r == "graceful-restart":
+		return "connection lost; the neighbor restarts gracefully, its routes are kept for its restart time"
+	case r == "read-failed" || r == "write-failed":
+		return "connection lost (" + r + ")"
+	case strings.HasPrefix(r, "notification-received "):
+		return "neighbor sent a NOTIFICATION: " + strings.TrimPrefix(r, "notification-received ")
+	case strings.HasPrefix(r, "notification-sent "):
+		return "speaker sent a NOTIFICATION: " + strings.TrimPrefix(r, "notification-sent ")
+	case r == "restart-timer-expired":
+		return "the neighbor did not come back within its graceful-restart time; its routes were withdrawn"
+	}
+	return "session down: " + r
 }
 
 func (g *gobgpLogger) attrs(f gobgplog.Fields) []any {
