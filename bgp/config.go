@@ -102,7 +102,8 @@ type Neighbor struct {
 	// Password is the TCP MD5 signature key (RFC 2385); empty means none.
 	Password string
 	// MaxPrefixes, when not 0, ends the session (NOTIFICATION cease,
-	// maximum number of prefixes reached) when the neighbor sends more.
+	// maximum number of prefixes reached) when the neighbor sends more; it
+	// stays down until SetNeighbors gives the neighbor another limit.
 	MaxPrefixes uint32
 	// Import, when not empty, is the only prefixes accepted from the
 	// neighbor; others are dropped (and still count for MaxPrefixes).
@@ -210,7 +211,10 @@ func sessionEqual(a, b Neighbor) bool {
 	return a.VPC == b.VPC && a.VNI == b.VNI && a.Address == b.Address && a.Port == b.Port &&
 		a.PeerAS == b.PeerAS && a.LocalAS == b.LocalAS && a.HoldTime == b.HoldTime &&
 		a.KeepaliveInterval == b.KeepaliveInterval && a.ConnectRetry == b.ConnectRetry &&
-		a.Password == b.Password && a.GracefulRestart == b.GracefulRestart
+		a.Password == b.Password && a.GracefulRestart == b.GracefulRestart &&
+		// A session shut down for too many prefixes stays down in GoBGP
+		// until it is reset; a new limit is when to start again.
+		a.MaxPrefixes == b.MaxPrefixes
 }
 
 // policyEqual reports whether a and b need the same policy statements.

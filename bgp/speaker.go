@@ -189,9 +189,9 @@ func (s *Speaker) running() error {
 // SetNeighbors makes ns the speaker's whole set of neighbors: it adds the
 // new ones, removes the ones not in ns, and changes the others in place.
 // A change of session parameters (AS, address, port, password, timers,
-// graceful restart, VPC) restarts that one session; a change of import
-// filters, next hop or max-prefixes does not (filters and next hop are
-// applied by a soft reset). Unchanged sessions are never touched.
+// graceful restart, max-prefixes, VPC) restarts that one session; a change
+// of import filters or next hop does not (a soft reset applies them).
+// Unchanged sessions are never touched.
 //
 // A neighbor keeps its name while it keeps its address and VPC: renaming
 // one in place is refused, because the withdrawals GoBGP still has in
@@ -276,11 +276,6 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 			}
 			s.neighbors[addr] = n
 			continue
-		}
-		if old.MaxPrefixes != n.MaxPrefixes {
-			if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: s.peer(n)}); err != nil {
-				return fmt.Errorf("bgp: update max-prefixes of neighbor %s: %w", n.Name, err)
-			}
 		}
 		dir := api.ResetPeerRequest_BOTH
 		switch {

@@ -200,6 +200,17 @@ func TestMaxPrefixes(t *testing.T) {
 		return st.State != "established" && strings.Contains(st.LastError, "max-prefixes") && len(got.inVPC("red")) == 0,
 			fmt.Sprintf("%+v, routes %v", st, got.inVPC("red"))
 	})
+	time.Sleep(2 * time.Second)
+	if st := state(t, s, "red-vpn"); st.State == "established" {
+		t.Fatalf("session came back on its own after a max-prefix shutdown: %+v", st)
+	}
+	n.MaxPrefixes = 10
+	if err := s.SetNeighbors(ctx, []Neighbor{n}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "a higher limit starts a new session with all 4 routes", func() (bool, string) {
+		return len(got.inVPC("red")) == 4, fmt.Sprint(got.inVPC("red"))
+	})
 }
 
 func TestSetNeighborsChangesOnlyWhatChanged(t *testing.T) {

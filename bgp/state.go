@@ -114,7 +114,7 @@ func (g *gobgpLogger) record(msg string, f gobgplog.Fields) {
 		if _, warning := f["Pct"]; warning {
 			return
 		}
-		why = "neighbor sent more prefixes than its max-prefixes limit; session shut down until the neighbor is reconfigured"
+		why = "neighbor sent more prefixes than its max-prefixes limit; session shut down until the neighbor gets another limit"
 	case "Peer Down":
 		why = downReason(fmt.Sprint(f["Reason"]))
 	case "hold timer expired":
@@ -185,11 +185,17 @@ func (g *gobgpLogger) Info(msg string, f gobgplog.Fields) {
 	if msg == "Peer Up" || msg == "Peer Down" {
 		lvl = slog.LevelInfo
 	}
-	g.log.Log(context.Background(), lvl, "gobgp: "+msg, g.attrs(f)...)
+	g.logAt(lvl, msg, f)
 }
 
-func (g *gobgpLogger) Debug(msg string, f gobgplog.Fields) {
-	g.log.Debug("gobgp: "+msg, g.attrs(f)...)
+func (g *gobgpLogger) Debug(msg string, f gobgplog.Fields) { g.logAt(slog.LevelDebug, msg, f) }
+
+// logAt builds the attributes only when the line will be written: GoBGP
+// logs at debug level per path and per message.
+func (g *gobgpLogger) logAt(lvl slog.Level, msg string, f gobgplog.Fields) {
+	if g.log.Enabled(context.Background(), lvl) {
+		g.log.Log(context.Background(), lvl, "gobgp: "+msg, g.attrs(f)...)
+	}
 }
 
 func (g *gobgpLogger) SetLevel(gobgplog.LogLevel) {}
