@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 //
 //	s/learn        session start to the N-th route delivered
 //	routes/s       N over that time
+//	cpu-s          CPU time of the process over that time (both GoBGPs):
+//	               on a shared machine, the cost that wall time hides
 //	MiB-heap       Go heap in use after GC, speaker and router together
 //	MiB-speaker    heap growth from before the session to after delivery:
 //	               the speaker's RIB (adj-RIB-in + VPN table) and GoBGP's
@@ -60,6 +63,7 @@ func learnOnce(b *testing.B, n int) {
 	defer s.Stop()
 	before := heapInUse()
 
+	cpu0 := cpuTime()
 	b.StartTimer()
 	start := time.Now()
 	if err := s.SetNeighbors(context.Background(), []Neighbor{red.neighbor("red-vpn", "red", 100, "10.1.0.254")}); err != nil {
@@ -72,10 +76,12 @@ func learnOnce(b *testing.B, n int) {
 	}
 	took := time.Since(start)
 	b.StopTimer()
+	cpu := cpuTime() - cpu0
 
 	after := heapInUse()
 	b.ReportMetric(took.Seconds(), "s/learn")
 	b.ReportMetric(float64(n)/took.Seconds(), "routes/s")
+	b.ReportMetric(cpu.Seconds(), "cpu-s")
 	b.ReportMetric(float64(after)/(1<<20), "MiB-heap")
 	b.ReportMetric(float64(int64(after)-int64(before))/(1<<20), "MiB-speaker")
 	b.ReportMetric(0, "ns/op") // the wall time above is the measure
@@ -96,6 +102,12 @@ func announceMany(b *testing.B, p *testPeer, n int) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func heapInUse() uint64 {

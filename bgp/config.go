@@ -22,7 +22,10 @@ type Config struct {
 	// dials out, which is what tests that run several speakers want).
 	ListenPort int32
 	// Deliver receives learned routes as they change, in order, from one
-	// goroutine, never concurrently. See Update. It may be nil.
+	// goroutine, never concurrently; the slice is the callee's. While it
+	// runs, updates queue (without bound) and come in the next call, so a
+	// slow consumer gets bigger batches and never slows BGP down. It must
+	// not call the Speaker's methods (Stop waits for it). It may be nil.
 	Deliver func([]Update)
 }
 
