@@ -393,3 +393,27 @@ func routeEqual(a, b Route) bool {
 	return a.VPC == b.VPC && a.Neighbor == b.Neighbor && a.Prefix == b.Prefix && a.NextHop == b.NextHop &&
 		slices.Equal(a.ASPath, b.ASPath) && a.MED == b.MED && a.LocalPref == b.LocalPref
 }
+
+// A router that moves to another VPC (same address): its routes leave the
+// old VPC, under the old neighbor's name, and arrive in the new one.
+func TestNeighborMovesVPC(t *testing.T) {
+	s, got := startSpeaker(t)
+	p := newTestPeer(t, "127.0.0.2", 65001)
+	if err := s.SetNeighbors(ctx, []Neighbor{p.neighbor("red-vpn", "red", 100, "10.1.0.254")}); err != nil {
+		t.Fatal(err)
+	}
+	waitEstablished(t, s, "red-vpn")
+	p.announce(t, route{prefix: "192.168.1.0/24"})
+	eventually(t, 10*time.Second, "route in red", func() (bool, string) { return len(got.inVPC("red")) == 1, "" })
+
+	if err := s.SetNeighbors(ctx, []Neighbor{p.neighbor("blue-vpn", "blue", 200, "10.2.0.254")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "route gone from red, learned in blue from blue-vpn", func() (bool, string) {
+		r, b := got.inVPC("red"), got.inVPC("blue")
+		return len(r) == 0 && len(b) == 1 && b["192.168.1.0/24"].Neighbor == "blue-vpn", fmt.Sprint(r, b)
+	})
+	if n := got.withdrawals("192.168.1.0/24"); n != 1 {
+		t.Errorf("%d withdrawals of red's route, want 1", n)
+	}
+}
