@@ -71,6 +71,14 @@ func TestFRRLearnAndWithdraw(t *testing.T) {
 		_, ok := rs["192.168.51.0/24"]
 		return len(rs) == 1 && ok, fmt.Sprint(rs)
 	})
+
+	// bgpd stopping sends a NOTIFICATION: the routes go at once, not
+	// after the 9 s hold time.
+	r.Stop()
+	eventually(t, 3*time.Second, "routes gone on FRR's NOTIFICATION", func() (bool, string) {
+		st := state(t, s, "learn")
+		return len(got.inVPC("red")) == 0 && strings.Contains(st.LastError, "NOTIFICATION"), fmt.Sprintf("%+v", st)
+	})
 }
 
 func TestFRRSeesAdvertised(t *testing.T) {

@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -415,5 +416,26 @@ func TestNeighborMovesVPC(t *testing.T) {
 	})
 	if n := got.withdrawals("192.168.1.0/24"); n != 1 {
 		t.Errorf("%d withdrawals of red's route, want 1", n)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	s, err := New(Config{RouterID: netip.MustParseAddr("10.255.0.1"), LocalAS: speakerAS, ListenPort: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Advertise(ctx, "red", nil); !errors.Is(err, ErrNotStarted) {
+		t.Errorf("Advertise before Start: err = %v, want ErrNotStarted", err)
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err == nil {
+		t.Error("second Start succeeded; GoBGP cannot start twice")
+	}
+	s.Stop()
+	s.Stop()
+	if err := s.SetNeighbors(ctx, nil); !errors.Is(err, ErrNotStarted) {
+		t.Errorf("SetNeighbors after Stop: err = %v, want ErrNotStarted", err)
 	}
 }
