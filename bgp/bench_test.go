@@ -34,13 +34,29 @@ func BenchmarkLearn(b *testing.B) {
 	for _, n := range []int{10_000, 100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) {
 			for range b.N {
-				learnOnce(b, n)
+				learnOnce(b, n, 0)
 			}
 		})
 	}
 }
 
-func learnOnce(b *testing.B, n int) {
+// BenchmarkLearnAttachments is BenchmarkLearn at 10k with other VPCs'
+// sessions established alongside (idle: they announce nothing): GoBGP
+// considers every learned path for every VRF neighbor, so the cost per
+// route grows with the number of attachments on the speaker.
+//
+// Run: go test -run '^$' -bench BenchmarkLearnAttachments -benchtime 1x ./bgp/
+func BenchmarkLearnAttachments(b *testing.B) {
+	for _, others := range []int{0, 10, 40} {
+		b.Run(fmt.Sprintf("10k/%d-others", others), func(b *testing.B) {
+			for range b.N {
+				learnOnce(b, 10_000, others)
+			}
+		})
+	}
+}
+
+func learnOnce(b *testing.B, n, others int) {
 	b.StopTimer()
 	var adds atomic.Int64
 	done := make(chan struct{})
@@ -66,6 +82,20 @@ func learnOnce(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	defer s.Stop()
+	var ns []Neighbor
+	if others > 0 {
+		var names []string
+		for i := range others {
+			p := newTestPeer(b, fmt.Sprintf("127.0.1.%d", i+1), uint32(65100+i))
+			name := fmt.Sprintf("other-%d", i)
+			ns = append(ns, p.neighbor(name, name, uint32(1000+i), "10.9.0.254"))
+			names = append(names, name)
+		}
+		if err := s.SetNeighbors(context.Background(), ns); err != nil {
+			b.Fatal(err)
+		}
+		waitEstablished(b, s, names...)
+	}
 	before := heapInUse()
 
 	cpu0 := cpuTime()
@@ -73,7 +103,7 @@ func learnOnce(b *testing.B, n int) {
 	start := time.Now()
 	nb := red.neighbor("red-vpn", "red", 100, "10.1.0.254")
 	nb.HoldTime, nb.KeepaliveInterval = 180*time.Second, 60*time.Second
-	if err := s.SetNeighbors(context.Background(), []Neighbor{nb}); err != nil {
+	if err := s.SetNeighbors(context.Background(), append(ns, nb)); err != nil {
 		b.Fatal(err)
 	}
 	select {
