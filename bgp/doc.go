@@ -49,6 +49,20 @@
 // mark does not survive its conversion into the VRF, so Route has none.) Without graceful restart
 // on both sides, a dropped session withdraws everything at once.
 //
+// # Wiring
+//
+// New, then Start, then SetNeighbors with the whole set of attachment
+// neighbors whenever configuration changes, and Advertise per VPC whenever
+// its subnets or exported peer subnets change (before its neighbors exist
+// is fine). Deliver gets the learned-route deltas; Learned and Neighbors
+// answer state reads. The speaker dials every neighbor (at Neighbor.Port,
+// default 179) and, unless Config.ListenPort is negative, also accepts
+// sessions on ListenAddress:ListenPort (179 by default, which needs root or
+// CAP_NET_BIND_SERVICE). On the router's side, eBGP needs what FRR calls
+// "no bgp ebgp-requires-policy" (or route-maps in and out), the same TCP
+// MD5 password if one is set, and "bgp graceful-restart" for helper mode
+// to matter.
+//
 // # Limits
 //
 // IPv4 only. GoBGP sends one BGP identifier for all sessions, so a per-VPC
