@@ -1,0 +1,239 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Route is a route learned from an on-prem neighbor.
+type Route struct {
+	VPC      string
+	Neighbor string // the neighbor's Name
+	Prefix   netip.Prefix
+	NextHop  netip.Addr
+	ASPath   []uint32 // sets flattened in order, as for AS-path length
+	MED      uint32
+	// LocalPref is what the neighbor sent; eBGP neighbors send none (0).
+	LocalPref uint32
+}
+
+// Update is one change to the learned routes. A route is identified by
+// (VPC, Neighbor, Prefix): an update that is not a withdrawal adds or
+// replaces it, a withdrawal removes it. A withdrawal of a route the
+// consumer does not have (one that an import filter dropped) is a no-op.
+type Update struct {
+	Route    Route
+	Withdraw bool
+}
+
+// onEvent runs on GoBGP's watch goroutine, once per learned path; it only
+// decodes and queues, so GoBGP never waits on the consumer.
+func (s *Speaker) onEvent(r *api.WatchEventResponse) {
+	t := r.GetTable()
+	if t == nil || len(t.Paths) == 0 {
+		return
+	}
+	var batch [8]Update
+	us := batch[:0]
+	s.mu.RLock()
+	for _, p := range t.Paths {
+		if p.IsWithdraw && p.Nlri == nil {
+			continue
+		}
+		rt, vni, err := decodePath(p)
+		if err != nil {
+			s.log.Warn("bgp: cannot decode a learned path; dropped", "neighbor", p.NeighborIp, "err", err)
+			continue
+		}
+		vpc, ok := s.vpcs[vni]
+		if !ok {
+			continue // not one of our VRFs (cannot happen while VRFs are ours)
+		}
+		rt.VPC = vpc
+		rt.Neighbor = s.labels[label{sourceOf(p), vni}]
+		if rt.Neighbor == "" {
+			continue
+		}
+		us = append(us, Update{Route: rt, Withdraw: p.IsWithdraw})
+	}
+	s.mu.RUnlock()
+	if len(us) == 0 {
+		return
+	}
+	s.pmu.Lock()
+	s.pending = append(s.pending, us...)
+	s.pmu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sourceOf is the address of the neighbor p was learned from; invalid for
+// a path the speaker originated.
+func sourceOf(p *api.Path) netip.Addr {
+	a, _ := netip.ParseAddr(p.NeighborIp)
+	return a
+}
+
+// deliverLoop hands queued updates to Deliver, a whole queue at a time:
+// under a burst the batches grow, so the consumer pays per batch, not per
+// route.
+func (s *Speaker) deliverLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.wake:
+		case <-s.done:
+			return
+		}
+		s.pmu.Lock()
+		batch := s.pending
+		s.pending = nil
+		s.pmu.Unlock()
+		if len(batch) > 0 && s.cfg.Deliver != nil {
+			s.cfg.Deliver(batch)
+		}
+	}
+}
+
+// Learned returns the routes learned in vpc now, from every neighbor of
+// the VPC (not only the best per prefix), including those kept while a
+// neighbor restarts gracefully.
+func (s *Speaker) Learned(ctx context.Context, vpc string) ([]Route, error) {
+	s.op.Lock()
+	if err := s.running(); err != nil {
+		s.op.Unlock()
+		return nil, err
+	}
+	vni, ok := s.vrfs[vpc]
+	s.op.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	var out []Route
+	var derr error
+	err := s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_VRF, Name: vpc, Family: ipv4Unicast}, func(d *api.Destination) {
+		for _, p := range d.Paths {
+			src := sourceOf(p)
+			if !src.IsValid() {
+				continue // advertised by us
+			}
+			rt, _, err := decodePath(p)
+			if err != nil {
+				derr = err
+				continue
+			}
+			rt.VPC = vpc
+			s.mu.RLock()
+			rt.Neighbor = s.labels[label{src, vni}]
+			s.mu.RUnlock()
+			out = append(out, rt)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bgp: list routes of VPC %s: %w", vpc, err)
+	}
+	if derr != nil {
+		return out, fmt.Errorf("bgp: list routes of VPC %s: %w", vpc, derr)
+	}
+	return out, nil
+}
+
+// decodePath reads the route in p, and the VNI of the VRF it belongs to
+// when p is a VPNv4 path (0 for plain IPv4).
+func decodePath(p *api.Path) (Route, uint32, error) {
+	var rt Route
+	var vni uint32
+	var pfx string
+	var bits uint32
+	switch {
+	case p.Nlri.MessageIs((*api.LabeledVPNIPAddressPrefix)(nil)):
+		var n api.LabeledVPNIPAddressPrefix
+		if err := p.Nlri.UnmarshalTo(&n); err != nil {
+			return rt, 0, err
+		}
+		var d api.RouteDistinguisherTwoOctetASN
+		if n.Rd == nil || n.Rd.UnmarshalTo(&d) != nil {
+			return rt, 0, fmt.Errorf("path %s: route distinguisher is not one of ours", n.Prefix)
+		}
+		vni, pfx, bits = d.Assigned, n.Prefix, n.PrefixLen
+	case p.Nlri.MessageIs((*api.IPAddressPrefix)(nil)):
+		var n api.IPAddressPrefix
+		if err := p.Nlri.UnmarshalTo(&n); err != nil {
+			return rt, 0, err
+		}
+		pfx, bits = n.Prefix, n.PrefixLen
+	default:
+		return rt, 0, fmt.Errorf("unexpected NLRI type %s", p.Nlri.GetTypeUrl())
+	}
+	a, err := netip.ParseAddr(pfx)
+	if err != nil {
+		return rt, 0, fmt.Errorf("prefix %q: %w", pfx, err)
+	}
+	rt.Prefix, err = a.Prefix(int(bits))
+	if err != nil {
+		return rt, 0, fmt.Errorf("prefix %s/%d: %w", pfx, bits, err)
+	}
+	if p.IsWithdraw {
+		return rt, vni, nil
+	}
+	for _, a := range p.Pattrs {
+		if err := decodeAttr(a, &rt); err != nil {
+			return rt, 0, fmt.Errorf("path %v: %w", rt.Prefix, err)
+		}
+	}
+	return rt, vni, nil
+}
+
+func decodeAttr(a *anypb.Any, rt *Route) error {
+	switch {
+	case a.MessageIs((*api.AsPathAttribute)(nil)):
+		var v api.AsPathAttribute
+		if err := a.UnmarshalTo(&v); err != nil {
+			return err
+		}
+		for _, seg := range v.Segments {
+			rt.ASPath = append(rt.ASPath, seg.Numbers...)
+		}
+	case a.MessageIs((*api.MultiExitDiscAttribute)(nil)):
+		var v api.MultiExitDiscAttribute
+		if err := a.UnmarshalTo(&v); err != nil {
+			return err
+		}
+		rt.MED = v.Med
+	case a.MessageIs((*api.LocalPrefAttribute)(nil)):
+		var v api.LocalPrefAttribute
+		if err := a.UnmarshalTo(&v); err != nil {
+			return err
+		}
+		rt.LocalPref = v.LocalPref
+	case a.MessageIs((*api.NextHopAttribute)(nil)):
+		var v api.NextHopAttribute
+		if err := a.UnmarshalTo(&v); err != nil {
+			return err
+		}
+		nh, err := netip.ParseAddr(v.NextHop)
+		if err != nil {
+			return fmt.Errorf("next hop %q: %w", v.NextHop, err)
+		}
+		rt.NextHop = nh
+	case a.MessageIs((*api.MpReachNLRIAttribute)(nil)):
+		var v api.MpReachNLRIAttribute
+		if err := a.UnmarshalTo(&v); err != nil {
+			return err
+		}
+		if len(v.NextHops) > 0 {
+			nh, err := netip.ParseAddr(v.NextHops[0])
+			if err != nil {
+				return fmt.Errorf("next hop %q: %w", v.NextHops[0], err)
+			}
+			rt.NextHop = nh
+		}
+	}
+	return nil
+}
