@@ -69,10 +69,34 @@ func checkIPv4L4(t *testing.T, f []byte) (ip, l4 []byte) {
 	return ip, l4
 }
 
+// wirePort is what both kinds of port offer the tests.
+type wirePort interface {
+	ReadPacket([]byte) (int, error)
+	WritePacket([]byte) error
+	Close() error
+	Stats() *Stats
+}
+
+// modes open a port of each kind in a namespace.
+var modes = []struct {
+	name string
+	open func(ns, ifname string) (wirePort, error)
+}{
+	{"afpacket", func(ns, ifname string) (wirePort, error) { return OpenNetns(ns, ifname) }},
+	{"ring", func(ns, ifname string) (wirePort, error) { return OpenRingNetns(ns, ifname, RingOptions{}) }},
+}
+
+// eachMode runs f as a subtest per kind of port.
+func eachMode(t *testing.T, f func(t *testing.T, open func(ns, ifname string) (wirePort, error))) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { f(t, m.open) })
+	}
+}
+
 // stackAndPort makes a namespace with a veth pair: "s" carries an IPv4
 // stack with TX checksum and segmentation offload left on, as a VM's or a
 // container's interface has them, and the Port is opened on its peer "p".
-func stackAndPort(t *testing.T) (*topo.Netns, *Port) {
+func stackAndPort(t *testing.T, open func(ns, ifname string) (wirePort, error)) (*topo.Netns, wirePort) {
 	t.Helper()
 	topo.RequireRoot(t)
 	ns := topo.NewNetns(t, "off")
@@ -82,7 +106,7 @@ func stackAndPort(t *testing.T) (*topo.Netns, *Port) {
 	}
 	s.AddAddr(t, netip.PrefixFrom(ipStack, 24))
 	s.AddNeigh(t, ipFar, macPort)
-	p, err := OpenNetns(ns.Name, "p")
+	p, err := open(ns.Name, "p")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +115,7 @@ func stackAndPort(t *testing.T) (*topo.Netns, *Port) {
 }
 
 // readUDP reads frames from p until a UDP/IPv4 one to port dport, up to 5s.
-func readUDP(t *testing.T, p *Port, dport uint16) []byte {
+func readUDP(t *testing.T, p wirePort, dport uint16) []byte {
 	t.Helper()
 	type res struct {
 		f   []byte
@@ -167,7 +191,9 @@ func udpSend(t *testing.T, ns *topo.Netns, dport uint16, gso int, payloads ...[]
 // with the tag stripped by the kernel into metadata; the Port puts it back,
 // byte for byte, for 802.1Q, 802.1ad and a double tag (the kernel strips
 // only the outer one).
-func TestVLANTagRestored(t *testing.T) {
+func TestVLANTagRestored(t *testing.T) { eachMode(t, testVLANTagRestored) }
+
+func testVLANTagRestored(t *testing.T, open func(ns, ifname string) (wirePort, error)) {
 	topo.RequireRoot(t)
 	ns := topo.NewNetns(t, "vlan")
 	topo.Veth(t, topo.End{NS: ns, Name: "a", MAC: macStack}, topo.End{NS: ns, Name: "b", MAC: macPort}, topo.VethOptions{})
@@ -176,7 +202,7 @@ func TestVLANTagRestored(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := OpenNetns(ns.Name, "b")
+	b, err := open(ns.Name, "b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +249,13 @@ func TestVLANTagRestored(t *testing.T) {
 // offload reaches the veth's peer with a partial checksum; the Port
 // completes it.
 func TestChecksumCompleted(t *testing.T) {
-	ns, p := stackAndPort(t)
+	eachMode(t, func(t *testing.T, open func(ns, ifname string) (wirePort, error)) {
+		testChecksumCompleted(t, open)
+	})
+}
+
+func testChecksumCompleted(t *testing.T, open func(ns, ifname string) (wirePort, error)) {
+	ns, p := stackAndPort(t, open)
 	udpSend(t, ns, 7001, 0, []byte("partial checksum, please complete"))
 	f := readUDP(t, p, 7001)
 	_, l4 := checkIPv4L4(t, f)
@@ -238,8 +270,10 @@ func TestChecksumCompleted(t *testing.T) {
 // TestUDPSegmented: a UDP_SEGMENT send of several datagrams arrives on the
 // peer as one GSO super-frame; the Port reads the datagrams that would have
 // been on the wire.
-func TestUDPSegmented(t *testing.T) {
-	ns, p := stackAndPort(t)
+func TestUDPSegmented(t *testing.T) { eachMode(t, testUDPSegmented) }
+
+func testUDPSegmented(t *testing.T, open func(ns, ifname string) (wirePort, error)) {
+	ns, p := stackAndPort(t, open)
 	const seg = 500
 	payload := make([]byte, 4*seg+123)
 	for i := range payload {
@@ -279,7 +313,9 @@ func TestUDPSegmented(t *testing.T) {
 // stack checks checksums (RX checksum offload off on its end, else veth
 // would vouch for whatever the port wrote) and would drop anything larger
 // than its MTU, and a super-frame written as is fails with EMSGSIZE.
-func TestTCPThroughPorts(t *testing.T) {
+func TestTCPThroughPorts(t *testing.T) { eachMode(t, testTCPThroughPorts) }
+
+func testTCPThroughPorts(t *testing.T, open func(ns, ifname string) (wirePort, error)) {
 	topo.RequireRoot(t)
 	nsA, nsB, sw := topo.NewNetns(t, "tcpa"), topo.NewNetns(t, "tcpb"), topo.NewNetns(t, "tcpsw")
 	macA, macB := net.HardwareAddr{2, 0, 0, 0, 1, 0xa}, net.HardwareAddr{2, 0, 0, 0, 1, 0xb}
@@ -300,16 +336,16 @@ func TestTCPThroughPorts(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	p1, err := OpenNetns(sw.Name, "p1")
+	p1, err := open(sw.Name, "p1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, err := OpenNetns(sw.Name, "p2")
+	p2, err := open(sw.Name, "p2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	wire := func(from, to *Port) {
+	wire := func(from, to wirePort) {
 		defer wg.Done()
 		buf := make([]byte, 65536+64)
 		for {
@@ -404,14 +440,25 @@ func TestCoalescingOffWhileOpen(t *testing.T) {
 	if gro(-1) == 0 {
 		t.Skip("GRO cannot be turned on on this veth")
 	}
-	p, err := OpenNetns(ns.Name, "b")
+	p, err := OpenRingNetns(ns.Name, "b", RingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gro(-1) != 0 {
+		t.Error("GRO on while a ring is open")
+	}
+	p.Close()
+	if gro(-1) == 0 {
+		t.Error("GRO not back on after the ring's Close")
+	}
+	q, err := OpenNetns(ns.Name, "b")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if gro(-1) != 0 {
 		t.Error("GRO still on while the port is open")
 	}
-	p.Close()
+	q.Close()
 	if gro(-1) == 0 {
 		t.Error("GRO not back on after Close")
 	}

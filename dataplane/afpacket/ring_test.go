@@ -1,0 +1,136 @@
+//go:build linux
+
+package afpacket
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/p4mesh/p4mesh/test/topo"
+)
+
+// ringPair makes a veth pair in a fresh namespace with a Ring on each end.
+func ringPair(t *testing.T) (a, b *Ring) {
+	t.Helper()
+	topo.RequireRoot(t)
+	ns := topo.NewNetns(t, "ring")
+	topo.Veth(t, topo.End{NS: ns, Name: "a", MAC: macStack}, topo.End{NS: ns, Name: "b", MAC: macPort}, topo.VethOptions{})
+	var err error
+	if a, err = OpenRingNetns(ns.Name, "a", RingOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if b, err = OpenRingNetns(ns.Name, "b", RingOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, b
+}
+
+// numbered is a 64-byte frame of a local experimental ethertype carrying i.
+func numbered(i int) []byte {
+	f := append(append([]byte{}, macPort...), macStack...)
+	f = append(f, 0x88, 0xb5)
+	f = binary.BigEndian.AppendUint32(f, uint32(i))
+	for len(f) < 64 {
+		f = append(f, byte(len(f)))
+	}
+	return f
+}
+
+// TestRingBatches: a batch written with one WriteBatch comes out of the
+// peer's ring whole, in order, in one or more ReadBatch calls, and the
+// reader's own sends never show up on its ring.
+func TestRingBatches(t *testing.T) {
+	a, b := ringPair(t)
+	const n = 500
+	var frames [][]byte
+	for i := range n {
+		frames = append(frames, numbered(i))
+	}
+	if err := a.WriteBatch(frames); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	calls := 0
+	deadline := time.Now().Add(5 * time.Second)
+	for got < n && time.Now().Before(deadline) {
+		calls++
+		if err := b.ReadBatch(func(f []byte) {
+			if !bytes.Equal(f, frames[min(got, n-1)]) {
+				t.Fatalf("frame %d: %x, want %x", got, f, frames[min(got, n-1)])
+			}
+			got++
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got != n {
+		t.Fatalf("read %d frames, want %d", got, n)
+	}
+	t.Logf("%d frames in %d ReadBatch calls", n, calls)
+	// a sent them: nothing for a to read but what b sends.
+	if err := b.WritePacket(numbered(-1)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	k, err := a.ReadPacket(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf[:k], numbered(-1)) {
+		t.Fatalf("a read %x, want b's frame", buf[:k])
+	}
+}
+
+// TestRingNoAllocations: a write and a batched read in steady state
+// allocate nothing.
+func TestRingNoAllocations(t *testing.T) {
+	a, b := ringPair(t)
+	batch := [][]byte{numbered(1), numbered(2), numbered(3), numbered(4)}
+	seen := 0
+	fn := func(f []byte) { seen++ }
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := a.WriteBatch(batch); err != nil {
+			t.Fatal(err)
+		}
+		for want := seen + len(batch); seen < want; {
+			if err := b.ReadBatch(fn); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per batch written and read, want 0", allocs)
+	}
+}
+
+// TestRingCloseUnblocksReader: Close wakes a ReadBatch blocked on an empty
+// ring, and calls after Close fail with ErrClosed.
+func TestRingCloseUnblocksReader(t *testing.T) {
+	a, _ := ringPair(t)
+	done := make(chan error, 1)
+	go func() { done <- a.ReadBatch(func([]byte) {}) }()
+	time.Sleep(50 * time.Millisecond)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("ReadBatch after Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("ReadBatch still blocked 2s after Close")
+	}
+	if err := a.WriteBatch([][]byte{numbered(0)}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WriteBatch after Close = %v", err)
+	}
+	if _, err := a.ReadPacket(make([]byte, 100)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("ReadPacket after Close = %v", err)
+	}
+}
