@@ -64,3 +64,18 @@ func (p *MemPort) Close() error {
 	p.once.Do(func() { close(p.done) })
 	return nil
 }
+
+// BatchReader is a port that hands over frames a batch at a time (a
+// PACKET_MMAP ring, afpacket.Ring): the switch runs a whole batch through
+// the pipeline before it sends, so sends are batched too.
+type BatchReader interface {
+	// ReadBatch waits for frames and calls fn with each frame of one
+	// batch, in order. A frame is valid only during its fn call.
+	ReadBatch(fn func(frame []byte)) error
+}
+
+// BatchWriter is a port that sends several frames per system call.
+type BatchWriter interface {
+	// WriteBatch sends the frames in order; it must not keep them.
+	WriteBatch(frames [][]byte) error
+}
