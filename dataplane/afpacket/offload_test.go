@@ -5,6 +5,7 @@ package afpacket
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -356,7 +357,7 @@ func testTCPThroughPorts(t *testing.T, open func(ns, ifname string) (wirePort, e
 			if n > 1514 {
 				t.Errorf("read a %d-byte frame: more than the MTU", n)
 			}
-			if err := to.WritePacket(buf[:n]); err != nil {
+			if err := to.WritePacket(buf[:n]); err != nil && !errors.Is(err, ErrClosed) {
 				t.Errorf("write: %v", err)
 			}
 		}

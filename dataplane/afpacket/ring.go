@@ -17,9 +17,13 @@ import (
 // RingOptions size a Ring's receive ring. The zero value is the default.
 type RingOptions struct {
 	// BlockSize is the size of one ring block, a power of two multiple of
-	// the page size holding at least one 64 KiB super-frame; 0 is 256 KiB.
+	// the page size holding at least one 64 KiB super-frame; 0 is 128 KiB.
 	BlockSize int
-	// Blocks is the number of blocks; 0 is 16 (4 MiB of ring).
+	// Blocks is the number of blocks; 0 is 64 (8 MiB of ring). The kernel
+	// hands a block over when it is full or RetireMicros after its first
+	// frame, so at a low rate each block holds a few frames and the ring
+	// bridges Blocks × RetireMicros of a stalled reader (64 ms by default),
+	// at a high one about 35,000 small frames.
 	Blocks int
 	// RetireMicros is how long the kernel waits, in microseconds rounded
 	// up to milliseconds, before handing over a block that is not full;
@@ -147,10 +151,10 @@ func packetSocket(ifname string, proto int) (int, int, error) {
 
 func openRing(ifname string, o RingOptions) (*Ring, error) {
 	if o.BlockSize == 0 {
-		o.BlockSize = 256 << 10
+		o.BlockSize = 128 << 10
 	}
 	if o.Blocks == 0 {
-		o.Blocks = 16
+		o.Blocks = 64
 	}
 	if o.RetireMicros == 0 {
 		o.RetireMicros = 1000
