@@ -76,6 +76,8 @@ type BatchReader interface {
 
 // BatchWriter is a port that sends several frames per system call.
 type BatchWriter interface {
-	// WriteBatch sends the frames in order; it must not keep them.
-	WriteBatch(frames [][]byte) error
+	// WriteBatch sends the frames in order; it must not keep them. It
+	// returns how many it could not send, and the first error: a frame
+	// refused does not stop the ones after it.
+	WriteBatch(frames [][]byte) (failed int, err error)
 }

@@ -304,11 +304,11 @@ func (sw *Switch) send(egress uint16, frames [][]byte) {
 		bytes += uint64(len(f))
 	}
 	if bw, ok := port.(BatchWriter); ok {
-		if err := bw.WriteBatch(frames); err != nil {
-			st.TxErrors.Add(uint64(len(frames)))
-			return
-		}
-		st.TxPackets.Add(uint64(len(frames)))
+		// A refused frame is counted as an error and its bytes as sent:
+		// the batch is not walked again to find which one it was.
+		failed, _ := bw.WriteBatch(frames)
+		st.TxErrors.Add(uint64(failed))
+		st.TxPackets.Add(uint64(len(frames) - failed))
 		st.TxBytes.Add(bytes)
 		return
 	}

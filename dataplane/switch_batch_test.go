@@ -51,9 +51,12 @@ func (p *batchPort) ReadBatch(fn func([]byte)) error {
 
 func (p *batchPort) ReadPacket([]byte) (int, error) { <-p.done; return 0, ErrPortClosed }
 
-func (p *batchPort) WritePacket(b []byte) error { return p.WriteBatch([][]byte{b}) }
+func (p *batchPort) WritePacket(b []byte) error {
+	_, err := p.WriteBatch([][]byte{b})
+	return err
+}
 
-func (p *batchPort) WriteBatch(frames [][]byte) error {
+func (p *batchPort) WriteBatch(frames [][]byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.batches++
@@ -62,7 +65,7 @@ func (p *batchPort) WriteBatch(frames [][]byte) error {
 			p.out = append(p.out, append([]byte(nil), f...))
 		}
 	}
-	return nil
+	return 0, nil
 }
 
 func (p *batchPort) Close() error { p.once.Do(func() { close(p.done) }); return nil }

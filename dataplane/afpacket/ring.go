@@ -428,34 +428,50 @@ func (r *Ring) ReadPacket(buf []byte) (int, error) {
 // WritePacket sends one frame as it is.
 func (r *Ring) WritePacket(b []byte) error {
 	one := [1][]byte{b}
-	return r.WriteBatch(one[:])
+	_, err := r.WriteBatch(one[:])
+	return err
 }
 
 // txBatch is the most frames one sendmmsg call sends.
 const txBatch = 64
 
 // WriteBatch sends the frames in order, with as few sendmmsg calls as it
-// can. When the socket's send buffer is full it waits for room, as
-// WritePacket of Port does. Empty frames are an error.
-func (r *Ring) WriteBatch(frames [][]byte) error {
+// can, and returns how many could not be sent and the first error. A frame
+// the interface refuses (larger than its MTU, empty) is skipped and the
+// rest still go. When the socket's send buffer is full it waits for room,
+// as WritePacket of Port does; Close ends the wait, and the frames not yet
+// sent count as failed.
+func (r *Ring) WriteBatch(frames [][]byte) (failed int, err error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
-		return ErrClosed
+		return len(frames), ErrClosed
+	}
+	fail := func(e error) {
+		failed++
+		if err == nil {
+			err = e
+		}
 	}
 	var iov [txBatch]unix.Iovec
 	var msgs [txBatch]unix.Mmsghdr
 	for len(frames) > 0 {
-		k := min(len(frames), txBatch)
-		for i, f := range frames[:k] {
+		if len(frames[0]) == 0 {
+			fail(errors.New("afpacket: WriteBatch: empty frame"))
+			frames = frames[1:]
+			continue
+		}
+		k := 0
+		for _, f := range frames[:min(len(frames), txBatch)] {
 			if len(f) == 0 {
-				return errors.New("afpacket: WriteBatch: empty frame")
+				break // sent alone next time round, and refused
 			}
-			iov[i].Base = &f[0]
-			iov[i].SetLen(len(f))
-			msgs[i] = unix.Mmsghdr{}
-			msgs[i].Hdr.Iov = &iov[i]
-			msgs[i].Hdr.SetIovlen(1)
+			iov[k].Base = &f[0]
+			iov[k].SetLen(len(f))
+			msgs[k] = unix.Mmsghdr{}
+			msgs[k].Hdr.Iov = &iov[k]
+			msgs[k].Hdr.SetIovlen(1)
+			k++
 		}
 		sent, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(r.txfd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(k), 0, 0, 0)
 		switch errno {
@@ -463,14 +479,21 @@ func (r *Ring) WriteBatch(frames [][]byte) error {
 			frames = frames[sent:]
 		case unix.EINTR:
 		case unix.EAGAIN, unix.ENOBUFS:
-			if err := r.waitTx(); err != nil {
-				return err
+			if werr := r.waitTx(); werr != nil {
+				failed += len(frames)
+				if err == nil {
+					err = werr
+				}
+				return failed, err
 			}
 		default:
-			return fmt.Errorf("afpacket: %s: %w", r.name, os.NewSyscallError("sendmmsg", errno))
+			// sendmmsg fails only when the first frame fails: that
+			// frame is refused, the others go on.
+			fail(fmt.Errorf("afpacket: %s: %w", r.name, os.NewSyscallError("sendmmsg", errno)))
+			frames = frames[1:]
 		}
 	}
-	return nil
+	return failed, err
 }
 
 func (r *Ring) waitTx() error {

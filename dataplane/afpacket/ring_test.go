@@ -52,7 +52,7 @@ func TestRingBatches(t *testing.T) {
 	for i := range n {
 		frames = append(frames, numbered(i))
 	}
-	if err := a.WriteBatch(frames); err != nil {
+	if _, err := a.WriteBatch(frames); err != nil {
 		t.Fatal(err)
 	}
 	got := 0
@@ -95,7 +95,7 @@ func TestRingNoAllocations(t *testing.T) {
 	seen := 0
 	fn := func(f []byte) { seen++ }
 	allocs := testing.AllocsPerRun(100, func() {
-		if err := a.WriteBatch(batch); err != nil {
+		if _, err := a.WriteBatch(batch); err != nil {
 			t.Fatal(err)
 		}
 		for want := seen + len(batch); seen < want; {
@@ -127,10 +127,49 @@ func TestRingCloseUnblocksReader(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("ReadBatch still blocked 2s after Close")
 	}
-	if err := a.WriteBatch([][]byte{numbered(0)}); !errors.Is(err, ErrClosed) {
+	if _, err := a.WriteBatch([][]byte{numbered(0)}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("WriteBatch after Close = %v", err)
 	}
 	if _, err := a.ReadPacket(make([]byte, 100)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("ReadPacket after Close = %v", err)
+	}
+}
+
+// TestRingWriteBatchSkipsRefused: a frame the interface refuses (larger
+// than the MTU, as an encapsulated full-size frame is on a 1500-byte
+// uplink) fails alone; the frames before and after it in the batch go.
+func TestRingWriteBatchSkipsRefused(t *testing.T) {
+	a, b := ringPair(t)
+	big := append(numbered(1), make([]byte, 3000)...)
+	failed, err := a.WriteBatch([][]byte{numbered(0), big, numbered(2), numbered(3)})
+	if failed != 1 || err == nil {
+		t.Fatalf("WriteBatch = %d, %v; want 1 failed with an error", failed, err)
+	}
+	t.Log(err)
+	var got [][]byte
+	done := make(chan error, 1)
+	go func() {
+		for len(got) < 3 {
+			if err := b.ReadBatch(func(f []byte) { got = append(got, append([]byte(nil), f...)) }); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		b.Close()
+		<-done
+		t.Fatalf("read %d frames in 5s, want the 3 sendable ones", len(got))
+	}
+	for i, want := range [][]byte{numbered(0), numbered(2), numbered(3)} {
+		if !bytes.Equal(got[i], want) {
+			t.Errorf("frame %d: %x, want %x", i, got[i], want)
+		}
 	}
 }

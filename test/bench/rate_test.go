@@ -278,7 +278,7 @@ func runTrial(tb testing.TB, r *rateRig, in, out *afpacket.Ring, frame []byte, o
 			}
 			n = int(min(due-sent, burst))
 		}
-		if err := in.WriteBatch(batch[:n]); err != nil {
+		if _, err := in.WriteBatch(batch[:n]); err != nil {
 			tb.Fatal(err)
 		}
 		sent += uint64(n)
