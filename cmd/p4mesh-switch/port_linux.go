@@ -24,12 +24,17 @@ const (
 	portModeAFPacket = "afpacket"
 )
 
+// openRing opens a ring port; a test replaces it to see the fallback.
+var openRing = func(ifname string) (*afpacket.Ring, error) {
+	return afpacket.OpenRing(ifname, afpacket.RingOptions{})
+}
+
 // openPort binds a P4 port to a Linux interface in the given mode and
 // returns the mode it got: mmap falls back to afpacket, with a warning
 // saying why, where the kernel refuses a ring.
 func openPort(ifname, mode string, log *slog.Logger) (dataplane.Port, string, error) {
 	if mode == portModeMmap {
-		r, rerr := afpacket.OpenRing(ifname, afpacket.RingOptions{})
+		r, rerr := openRing(ifname)
 		if rerr == nil {
 			return r, portModeMmap, nil
 		}
