@@ -81,3 +81,20 @@ type BatchWriter interface {
 	// refused does not stop the ones after it.
 	WriteBatch(frames [][]byte) (failed int, err error)
 }
+
+// KernelCounters is a port that counts what happens beneath it: frames the
+// kernel dropped before the port read them (a full ring or socket buffer:
+// the switch did not keep up), and the fix-ups that turned what the kernel
+// handed over into the frames that were on the wire. The collector exports
+// them per port.
+type KernelCounters interface {
+	KernelStats() KernelStats
+}
+
+// KernelStats are a port's KernelCounters, totals since it was opened.
+type KernelStats struct {
+	RxDropped                       uint64 // dropped by the kernel before the port read them
+	VLANRestored, ChecksumCompleted uint64 // frames fixed up
+	Segmented, Segments             uint64 // super-frames cut, and the frames they gave
+	Unsupported                     uint64 // frames that could not be made wire frames (dropped)
+}

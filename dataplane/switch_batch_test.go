@@ -9,6 +9,7 @@ import (
 	"time"
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
@@ -221,3 +222,45 @@ func TestBatchNoAllocations(t *testing.T) {
 }
 
 func (p *batchPort) String() string { return fmt.Sprintf("batchPort(%p)", p) }
+
+// KernelStats makes batchPort a KernelCounters with fixed counts.
+func (p *batchPort) KernelStats() KernelStats {
+	return KernelStats{RxDropped: 7, VLANRestored: 3, ChecksumCompleted: 2, Segmented: 1, Segments: 5}
+}
+
+// TestCollectorKernelCounters: the collector exports a port's kernel drops
+// and fix-ups per port.
+func TestCollectorKernelCounters(t *testing.T) {
+	sw, _ := newBatchWorld(t)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(sw))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		"p4mesh_switch_port_kernel_rx_dropped_total":  7,
+		"p4mesh_switch_port_vlan_restored_total":      3,
+		"p4mesh_switch_port_checksum_completed_total": 2,
+		"p4mesh_switch_port_segmented_total":          1,
+		"p4mesh_switch_port_segments_total":           5,
+	}
+	for _, mf := range mfs {
+		w, ok := want[mf.GetName()]
+		if !ok {
+			continue
+		}
+		delete(want, mf.GetName())
+		if len(mf.GetMetric()) != 4 {
+			t.Errorf("%s: %d series, want one per port (4)", mf.GetName(), len(mf.GetMetric()))
+		}
+		for _, m := range mf.GetMetric() {
+			if v := m.GetCounter().GetValue(); v != w {
+				t.Errorf("%s%v = %v, want %v", mf.GetName(), m.GetLabel(), v, w)
+			}
+		}
+	}
+	for name := range want {
+		t.Errorf("%s not exported", name)
+	}
+}

@@ -31,6 +31,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/p4mesh/p4mesh/dataplane"
 )
 
 // ErrClosed is returned by a closed Port's methods. It wraps net.ErrClosed,
@@ -80,6 +82,8 @@ type Port struct {
 
 	was   coalescing
 	stats Stats
+	// drops totals PACKET_STATISTICS' drops, which reset on each read.
+	drops atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -162,6 +166,30 @@ type Stats struct {
 
 // Stats returns the port's offload counters.
 func (p *Port) Stats() *Stats { return &p.stats }
+
+// KernelStats implements dataplane.KernelCounters: the frames the kernel
+// dropped because the socket's receive buffer was full, and the fix-ups.
+func (p *Port) KernelStats() dataplane.KernelStats {
+	p.mu.RLock()
+	if !p.closed {
+		if st, err := unix.GetsockoptTpacketStats(p.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			p.drops.Add(uint64(st.Drops))
+		}
+	}
+	p.mu.RUnlock()
+	return p.stats.kernel(p.drops.Load())
+}
+
+func (s *Stats) kernel(drops uint64) dataplane.KernelStats {
+	return dataplane.KernelStats{
+		RxDropped:         drops,
+		VLANRestored:      s.VLANRestored.Load(),
+		ChecksumCompleted: s.ChecksumCompleted.Load(),
+		Segmented:         s.Segmented.Load(),
+		Segments:          s.Segments.Load(),
+		Unsupported:       s.Unsupported.Load(),
+	}
+}
 
 // vlanTag is a tag the kernel stripped from a received frame.
 type vlanTag struct {

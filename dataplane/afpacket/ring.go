@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/p4mesh/p4mesh/dataplane"
 )
 
 // RingOptions size a Ring's receive ring. The zero value is the default.
@@ -68,6 +70,7 @@ type Ring struct {
 
 	was   coalescing
 	stats Stats
+	drops atomic.Uint64 // PACKET_STATISTICS' drops, totalled
 
 	closeOnce sync.Once
 	closeErr  error
@@ -237,7 +240,8 @@ func (r *Ring) Name() string { return r.name }
 func (r *Ring) Stats() *Stats { return &r.stats }
 
 // Drops returns the frames the kernel dropped because the ring was full
-// since the last call (PACKET_STATISTICS, which resets on read).
+// since the last call (PACKET_STATISTICS, which resets on read; KernelStats
+// keeps the total).
 func (r *Ring) Drops() (uint64, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -248,7 +252,15 @@ func (r *Ring) Drops() (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("afpacket: %s: PACKET_STATISTICS: %w", r.name, err)
 	}
+	r.drops.Add(uint64(st.Drops))
 	return uint64(st.Drops), nil
+}
+
+// KernelStats implements dataplane.KernelCounters: the frames the kernel
+// dropped because the ring was full, and the fix-ups.
+func (r *Ring) KernelStats() dataplane.KernelStats {
+	r.Drops()
+	return r.stats.kernel(r.drops.Load())
 }
 
 // Layout of a TPACKET_V3 block descriptor (struct tpacket_block_desc with

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p4mesh/p4mesh/dataplane"
 	"github.com/p4mesh/p4mesh/test/topo"
 )
 
@@ -171,5 +172,64 @@ func TestRingWriteBatchSkipsRefused(t *testing.T) {
 		if !bytes.Equal(got[i], want) {
 			t.Errorf("frame %d: %x, want %x", i, got[i], want)
 		}
+	}
+}
+
+var (
+	_ dataplane.KernelCounters = (*Ring)(nil)
+	_ dataplane.KernelCounters = (*Port)(nil)
+)
+
+// TestKernelDropsCounted: frames the kernel drops because nobody reads the
+// ring or the socket are counted, and the count is a total that later
+// reads do not reset.
+func TestKernelDropsCounted(t *testing.T) {
+	topo.RequireRoot(t)
+	ns := topo.NewNetns(t, "drops")
+	topo.Veth(t, topo.End{NS: ns, Name: "a", MAC: macStack}, topo.End{NS: ns, Name: "b", MAC: macPort}, topo.VethOptions{})
+	topo.Veth(t, topo.End{NS: ns, Name: "c", MAC: macStack}, topo.End{NS: ns, Name: "d", MAC: macPort}, topo.VethOptions{})
+	a, err := OpenRingNetns(ns.Name, "a", RingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ring, err := OpenRingNetns(ns.Name, "b", RingOptions{Blocks: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	c, err := OpenRingNetns(ns.Name, "c", RingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sock, err := OpenNetns(ns.Name, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	batch := make([][]byte, 64)
+	for i := range batch {
+		batch[i] = numbered(i)
+	}
+	for _, tc := range []struct {
+		name string
+		from *Ring
+		to   dataplane.KernelCounters
+		n    int
+	}{{"ring", a, ring, 5000}, {"socket", c, sock, 40000}} {
+		for sent := 0; sent < tc.n; sent += len(batch) {
+			if _, err := tc.from.WriteBatch(batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		first := tc.to.KernelStats().RxDropped
+		if first == 0 {
+			t.Errorf("%s: %d frames sent, none read, no drop counted", tc.name, tc.n)
+		}
+		if again := tc.to.KernelStats().RxDropped; again < first {
+			t.Errorf("%s: drops went from %d to %d: not a total", tc.name, first, again)
+		}
+		t.Logf("%s: %d of %d dropped", tc.name, first, tc.n)
 	}
 }
