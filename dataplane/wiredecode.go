@@ -549,6 +549,13 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 
 var decoders = sync.Pool{New: func() any { return &writeDecoder{} }}
 
+// The largest request and batch a pooled decoder is kept for: the
+// controller's batches (1000 updates, well under 1 MB) many times over.
+const (
+	maxPooledRequest = 16 << 20
+	maxPooledUpdates = 1 << 16
+)
+
 // writeHandler is the P4Runtime Write method's gRPC handler: the generated
 // one, decoding into a pooled writeFrame.
 func (s *Server) writeHandler(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
@@ -557,7 +564,13 @@ func (s *Server) writeHandler(_ any, ctx context.Context, dec func(any) error, i
 	// reused.
 	if s.opts.OnWrite == nil {
 		d := decoders.Get().(*writeDecoder)
-		defer decoders.Put(d)
+		defer func() {
+			// A decoder that grew for an outsized request is left to
+			// the garbage collector rather than kept.
+			if cap(d.buf) <= maxPooledRequest && cap(d.updates) <= maxPooledUpdates {
+				decoders.Put(d)
+			}
+		}()
 		f.d = d
 	}
 	if err := dec(f); err != nil {
