@@ -16,6 +16,8 @@ type Collector struct {
 	sw *Switch
 
 	rxPackets, rxBytes, txPackets, txBytes, portDropped, txErrors *prometheus.Desc
+	kernelDropped, vlanRestored, csumCompleted, segmented         *prometheus.Desc
+	segments, offloadUnsupported                                  *prometheus.Desc
 	pipelineDropped, pipelineLoaded                               *prometheus.Desc
 	tableEntries, tableHits, tableHitBytes                        *prometheus.Desc
 	writes, writeErrors, updates, updateErrors, reads             *prometheus.Desc
@@ -30,29 +32,35 @@ func NewCollector(sw *Switch) *Collector {
 		return prometheus.NewDesc(ns+"_"+name, help, labels, nil)
 	}
 	return &Collector{
-		sw:              sw,
-		rxPackets:       d("port_rx_packets_total", "Frames received on the P4 port.", "port"),
-		rxBytes:         d("port_rx_bytes_total", "Bytes received on the P4 port.", "port"),
-		txPackets:       d("port_tx_packets_total", "Frames sent out of the P4 port.", "port"),
-		txBytes:         d("port_tx_bytes_total", "Bytes sent out of the P4 port.", "port"),
-		portDropped:     d("port_dropped_total", "Frames dropped at the P4 port.", "port"),
-		txErrors:        d("port_tx_errors_total", "Frames the P4 port failed to send.", "port"),
-		pipelineDropped: d("pipeline_dropped_packets_total", "Packets the pipeline dropped, or sent to a port that does not exist."),
-		pipelineLoaded:  d("pipeline_loaded", "1 when a controller has committed a pipeline, else 0 (nothing is forwarded)."),
-		tableEntries:    d("table_entries", "Entries in the table, the default entry aside.", "table"),
-		tableHits:       d("table_direct_counter_packets", "Sum of the direct counters (packets) of the table's present entries: hits, less those of deleted entries.", "table"),
-		tableHitBytes:   d("table_direct_counter_bytes", "Sum of the direct counters (bytes) of the table's present entries.", "table"),
-		writes:          d("p4runtime_writes_total", "P4Runtime Write RPCs."),
-		writeErrors:     d("p4runtime_write_errors_total", "P4Runtime Write RPCs that did not return OK."),
-		updates:         d("p4runtime_updates_total", "Updates in P4Runtime Write RPCs."),
-		updateErrors:    d("p4runtime_update_errors_total", "Updates that failed."),
-		reads:           d("p4runtime_reads_total", "P4Runtime Read RPCs."),
-		packetIns:       d("p4runtime_packet_ins_total", "Packet-ins queued to the primary controller."),
-		packetInDrops:   d("p4runtime_packet_in_drops_total", "Packet-ins dropped: no primary, or its queue full."),
-		packetOuts:      d("p4runtime_packet_outs_total", "Packet-outs handed to the pipeline."),
-		packetOutDrops:  d("p4runtime_packet_out_drops_total", "Packet-outs refused."),
-		digestLists:     d("p4runtime_digest_lists_total", "Digest lists queued to the primary controller."),
-		digestDrops:     d("p4runtime_digest_drops_total", "Digest messages dropped: disabled, no primary, or queue full."),
+		sw:                 sw,
+		rxPackets:          d("port_rx_packets_total", "Frames received on the P4 port.", "port"),
+		rxBytes:            d("port_rx_bytes_total", "Bytes received on the P4 port.", "port"),
+		txPackets:          d("port_tx_packets_total", "Frames sent out of the P4 port.", "port"),
+		txBytes:            d("port_tx_bytes_total", "Bytes sent out of the P4 port.", "port"),
+		portDropped:        d("port_dropped_total", "Frames dropped at the P4 port.", "port"),
+		txErrors:           d("port_tx_errors_total", "Frames the P4 port failed to send.", "port"),
+		kernelDropped:      d("port_kernel_rx_dropped_total", "Frames the kernel dropped before the P4 port read them (ring or socket buffer full: the switch did not keep up).", "port"),
+		vlanRestored:       d("port_vlan_restored_total", "Frames whose 802.1Q tag, stripped by the kernel, the port put back.", "port"),
+		csumCompleted:      d("port_checksum_completed_total", "Frames whose partial checksum (a local sender's TX offload) the port completed.", "port"),
+		segmented:          d("port_segmented_total", "GSO/GRO super-frames the port cut into wire frames.", "port"),
+		segments:           d("port_segments_total", "Wire frames cut from super-frames.", "port"),
+		offloadUnsupported: d("port_offload_unsupported_total", "Frames the port could not turn into wire frames (dropped).", "port"),
+		pipelineDropped:    d("pipeline_dropped_packets_total", "Packets the pipeline dropped, or sent to a port that does not exist."),
+		pipelineLoaded:     d("pipeline_loaded", "1 when a controller has committed a pipeline, else 0 (nothing is forwarded)."),
+		tableEntries:       d("table_entries", "Entries in the table, the default entry aside.", "table"),
+		tableHits:          d("table_direct_counter_packets", "Sum of the direct counters (packets) of the table's present entries: hits, less those of deleted entries.", "table"),
+		tableHitBytes:      d("table_direct_counter_bytes", "Sum of the direct counters (bytes) of the table's present entries.", "table"),
+		writes:             d("p4runtime_writes_total", "P4Runtime Write RPCs."),
+		writeErrors:        d("p4runtime_write_errors_total", "P4Runtime Write RPCs that did not return OK."),
+		updates:            d("p4runtime_updates_total", "Updates in P4Runtime Write RPCs."),
+		updateErrors:       d("p4runtime_update_errors_total", "Updates that failed."),
+		reads:              d("p4runtime_reads_total", "P4Runtime Read RPCs."),
+		packetIns:          d("p4runtime_packet_ins_total", "Packet-ins queued to the primary controller."),
+		packetInDrops:      d("p4runtime_packet_in_drops_total", "Packet-ins dropped: no primary, or its queue full."),
+		packetOuts:         d("p4runtime_packet_outs_total", "Packet-outs handed to the pipeline."),
+		packetOutDrops:     d("p4runtime_packet_out_drops_total", "Packet-outs refused."),
+		digestLists:        d("p4runtime_digest_lists_total", "Digest lists queued to the primary controller."),
+		digestDrops:        d("p4runtime_digest_drops_total", "Digest messages dropped: disabled, no primary, or queue full."),
 	}
 }
 
@@ -60,6 +68,7 @@ func NewCollector(sw *Switch) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.portDropped, c.txErrors,
+		c.kernelDropped, c.vlanRestored, c.csumCompleted, c.segmented, c.segments, c.offloadUnsupported,
 		c.pipelineDropped, c.pipelineLoaded, c.tableEntries, c.tableHits, c.tableHitBytes,
 		c.writes, c.writeErrors, c.updates, c.updateErrors, c.reads,
 		c.packetIns, c.packetInDrops, c.packetOuts, c.packetOutDrops, c.digestLists, c.digestDrops,
@@ -82,6 +91,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.txBytes, st.TxBytes.Load(), p)
 		counter(c.portDropped, st.Dropped.Load(), p)
 		counter(c.txErrors, st.TxErrors.Load(), p)
+		if kc, ok := c.sw.ports[n].(KernelCounters); ok {
+			k := kc.KernelStats()
+			counter(c.kernelDropped, k.RxDropped, p)
+			counter(c.vlanRestored, k.VLANRestored, p)
+			counter(c.csumCompleted, k.ChecksumCompleted, p)
+			counter(c.segmented, k.Segmented, p)
+			counter(c.segments, k.Segments, p)
+			counter(c.offloadUnsupported, k.Unsupported, p)
+		}
 	}
 	counter(c.pipelineDropped, c.sw.Dropped.Load())
 

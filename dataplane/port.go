@@ -64,3 +64,37 @@ func (p *MemPort) Close() error {
 	p.once.Do(func() { close(p.done) })
 	return nil
 }
+
+// BatchReader is a port that hands over frames a batch at a time (a
+// PACKET_MMAP ring, afpacket.Ring): the switch runs a whole batch through
+// the pipeline before it sends, so sends are batched too.
+type BatchReader interface {
+	// ReadBatch waits for frames and calls fn with each frame of one
+	// batch, in order. A frame is valid only during its fn call.
+	ReadBatch(fn func(frame []byte)) error
+}
+
+// BatchWriter is a port that sends several frames per system call.
+type BatchWriter interface {
+	// WriteBatch sends the frames in order; it must not keep them. It
+	// returns how many it could not send, and the first error: a frame
+	// refused does not stop the ones after it.
+	WriteBatch(frames [][]byte) (failed int, err error)
+}
+
+// KernelCounters is a port that counts what happens beneath it: frames the
+// kernel dropped before the port read them (a full ring or socket buffer:
+// the switch did not keep up), and the fix-ups that turned what the kernel
+// handed over into the frames that were on the wire. The collector exports
+// them per port.
+type KernelCounters interface {
+	KernelStats() KernelStats
+}
+
+// KernelStats are a port's KernelCounters, totals since it was opened.
+type KernelStats struct {
+	RxDropped                       uint64 // dropped by the kernel before the port read them
+	VLANRestored, ChecksumCompleted uint64 // frames fixed up
+	Segmented, Segments             uint64 // super-frames cut, and the frames they gave
+	Unsupported                     uint64 // frames that could not be made wire frames (dropped)
+}

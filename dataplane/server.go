@@ -147,11 +147,13 @@ func NewServer(o Options) (*Server, error) {
 // of up to 64 MB (the spec asks for at least 4 MB, and a large batch of
 // entries easily exceeds gRPC's default).
 func NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
-	return grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20)}, opts...)...)
+	return grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20), grpc.ForceServerCodecV2(newCodec())}, opts...)...)
 }
 
-// Register registers the P4Runtime service on g.
-func (s *Server) Register(g *grpc.Server) { p4v1.RegisterP4RuntimeServer(g, s) }
+// Register registers the P4Runtime service on g. On a server made by
+// NewGRPCServer, Writes of table entries are decoded without allocating
+// per update (wiredecode.go); on any other, as protobuf-go decodes them.
+func (s *Server) Register(g *grpc.Server) { g.RegisterService(s.serviceDesc(), s) }
 
 // Store is the store of the committed pipeline, or nil before the first
 // commit. It is nil-safe so callers can use it on a nil *Server.

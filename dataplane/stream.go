@@ -428,7 +428,7 @@ func checkPacketOut(schema *p4rt.Schema, po *p4v1.PacketOut) error {
 			return fmt.Errorf("packet_out metadata %s given twice", fields[i].GetName())
 		}
 		seen[i] = true
-		if _, err := canon(m.GetValue(), int(fields[i].GetBitwidth()), "packet_out metadata "+fields[i].GetName()); err != nil {
+		if _, err := canon(m.GetValue(), int(fields[i].GetBitwidth()), desc{"packet_out metadata ", fields[i].GetName()}); err != nil {
 			return err
 		}
 	}

@@ -32,12 +32,48 @@ type scratch struct {
 	found []*p4v1.FieldMatch
 	id    []byte
 	param []*p4v1.Action_Param
+	// blk, while a table entry is being written, is where its direct
+	// action's messages go.
+	blk *entryBlock
+}
+
+// entryBlock is a table entry with the messages of its canonical form, in
+// one allocation: a stored entry lives and dies with them.
+type entryBlock struct {
+	e     Entry
+	te    p4v1.TableEntry
+	ta    p4v1.TableAction
+	taAct p4v1.TableAction_Action
+	act   p4v1.Action
+}
+
+// matchBlock is one exact or LPM field of a stored entry's canonical
+// match, in one allocation with the other fields'.
+type matchBlock struct {
+	fm   p4v1.FieldMatch
+	exW  p4v1.FieldMatch_Exact_
+	ex   p4v1.FieldMatch_Exact
+	lpmW p4v1.FieldMatch_Lpm
+	lpm  p4v1.FieldMatch_LPM
+}
+
+// desc names what a value is for in an error message, built only when the
+// error is: concatenating the name of every field and parameter of every
+// update up front cost a few allocations per update.
+type desc [4]string
+
+func (d desc) String() string { return d[0] + d[1] + d[2] + d[3] }
+
+// with is d with suffix in its last part.
+func (d desc) with(suffix string) desc {
+	d[3] += suffix
+	return d
 }
 
 // canon checks a bytestring received for a field of width bits and returns
 // its canonical form (a sub-slice of b). Padded values are accepted as the
 // spec requires; empty or too wide ones are OUT_OF_RANGE (spec §8.4).
-func canon(b []byte, width int, what string) ([]byte, error) {
+func canon(b []byte, width int, what desc) ([]byte, error) {
 	if len(b) == 0 {
 		return nil, errf(codes.OutOfRange, "%s: empty bytestring", what)
 	}
@@ -107,8 +143,10 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, e *Entry, arena *[]by
 		return nil, errf(codes.InvalidArgument, "table %s has no ternary, range or optional field: priority must be 0, not %d", name, prio)
 	}
 	var matches []*p4v1.FieldMatch
+	var blocks []matchBlock
 	if e != nil {
 		matches = make([]*p4v1.FieldMatch, 0, len(te.GetMatch()))
+		blocks = make([]matchBlock, 0, len(te.GetMatch()))
 		e.priority = prio
 		if t.kind == kindTernary {
 			e.value = make([]byte, t.keyLen)
@@ -120,7 +158,7 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, e *Entry, arena *[]by
 	for i := range t.fields {
 		f := &t.fields[i]
 		fm := sc.found[i]
-		what := name + " field " + f.name
+		what := desc{name, " field ", f.name}
 		start := len(id)
 		switch f.kind {
 		case p4configv1.MatchField_EXACT:
@@ -137,7 +175,12 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, e *Entry, arena *[]by
 			}
 			id = appendPadded(id, v, f.n)
 			if e != nil {
-				matches = append(matches, &p4v1.FieldMatch{FieldId: f.id, FieldMatchType: &p4v1.FieldMatch_Exact_{Exact: &p4v1.FieldMatch_Exact{Value: keep(arena, v)}}})
+				blocks = blocks[:len(blocks)+1]
+				mb := &blocks[len(blocks)-1]
+				mb.ex.Value = keep(arena, v)
+				mb.exW.Exact = &mb.ex
+				mb.fm.FieldId, mb.fm.FieldMatchType = f.id, &mb.exW
+				matches = append(matches, &mb.fm)
 				if e.mask != nil {
 					copy(e.value[f.off:], id[start:])
 					fill(e.mask[f.off:f.off+f.n], 0xff)
@@ -168,7 +211,12 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, e *Entry, arena *[]by
 				id = binary.BigEndian.AppendUint16(id, uint16(plen))
 			}
 			if e != nil {
-				matches = append(matches, &p4v1.FieldMatch{FieldId: f.id, FieldMatchType: &p4v1.FieldMatch_Lpm{Lpm: &p4v1.FieldMatch_LPM{Value: keep(arena, v), PrefixLen: int32(plen)}}})
+				blocks = blocks[:len(blocks)+1]
+				mb := &blocks[len(blocks)-1]
+				mb.lpm.Value, mb.lpm.PrefixLen = keep(arena, v), int32(plen)
+				mb.lpmW.Lpm = &mb.lpm
+				mb.fm.FieldId, mb.fm.FieldMatchType = f.id, &mb.lpmW
+				matches = append(matches, &mb.fm)
 				if e.mask != nil {
 					copy(e.value[f.off:], id[start:start+f.n])
 					m := e.mask[f.off : f.off+f.n]
@@ -189,7 +237,7 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, e *Entry, arena *[]by
 			if err != nil {
 				return nil, err
 			}
-			m, err := canon(x.GetMask(), f.width, what+" mask")
+			m, err := canon(x.GetMask(), f.width, what.with(" mask"))
 			if err != nil {
 				return nil, err
 			}
@@ -219,11 +267,11 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, e *Entry, arena *[]by
 			if x == nil {
 				return nil, errf(codes.InvalidArgument, "%s is a range match field", what)
 			}
-			lo, err := canon(x.GetLow(), f.width, what+" low")
+			lo, err := canon(x.GetLow(), f.width, what.with(" low"))
 			if err != nil {
 				return nil, err
 			}
-			hi, err := canon(x.GetHigh(), f.width, what+" high")
+			hi, err := canon(x.GetHigh(), f.width, what.with(" high"))
 			if err != nil {
 				return nil, err
 			}
@@ -356,19 +404,25 @@ func (s *Store) parseAction(a *p4v1.Action, sc *scratch, arena *[]byte) (actionD
 		sc.param[i] = p
 	}
 	d := actionData{id: ai.ID(), args: make([]uint64, len(specs)), params: make([][]byte, len(specs))}
-	d.proto = &p4v1.Action{ActionId: ai.ID(), Params: make([]*p4v1.Action_Param, len(specs))}
+	if sc.blk != nil {
+		d.proto = &sc.blk.act
+	} else {
+		d.proto = &p4v1.Action{}
+	}
+	d.proto.ActionId, d.proto.Params = ai.ID(), make([]*p4v1.Action_Param, len(specs))
+	pv := make([]p4v1.Action_Param, len(specs))
 	for i, spec := range specs {
 		p := sc.param[i]
 		if p == nil {
 			return actionData{}, errf(codes.InvalidArgument, "action %s: parameter %s is missing", ai.Name(), spec.GetName())
 		}
 		w := int(spec.GetBitwidth())
-		v, err := canon(p.GetValue(), w, "action "+ai.Name()+" parameter "+spec.GetName())
+		v, err := canon(p.GetValue(), w, desc{"action ", ai.Name(), " parameter ", spec.GetName()})
 		if err != nil {
 			return actionData{}, err
 		}
-		cv := keep(arena, v)
-		d.proto.Params[i] = &p4v1.Action_Param{ParamId: spec.GetId(), Value: cv}
+		pv[i].ParamId, pv[i].Value = spec.GetId(), keep(arena, v)
+		d.proto.Params[i] = &pv[i]
 		n := (w + 7) / 8
 		start := len(*arena)
 		*arena = appendPadded(*arena, v, n)
@@ -448,7 +502,8 @@ func (s *Store) writeTableEntry(typ p4v1.Update_Type, te *p4v1.TableEntry, sc *s
 		return errf(codes.InvalidArgument, "update type %v", typ)
 	}
 	arena := make([]byte, 0, 2*t.keyLen+32)
-	e := &Entry{}
+	blk := &entryBlock{}
+	e := &blk.e
 	matches, err := t.parseKey(te, sc, e, &arena)
 	if err != nil {
 		return err
@@ -465,18 +520,16 @@ func (s *Store) writeTableEntry(typ p4v1.Update_Type, te *p4v1.TableEntry, sc *s
 	if err := s.checkDirect(t, te); err != nil {
 		return err
 	}
-	proto := &p4v1.TableEntry{
-		TableId:            t.Info.ID(),
-		Match:              matches,
-		Priority:           te.GetPriority(),
-		ControllerMetadata: te.GetControllerMetadata(),
-	}
+	proto := &blk.te
+	proto.TableId, proto.Match, proto.Priority, proto.ControllerMetadata = t.Info.ID(), matches, te.GetPriority(), te.GetControllerMetadata()
 	if md := te.GetMetadata(); len(md) > 0 {
 		proto.Metadata = keep(&arena, md)
 	}
 	switch {
 	case te.GetAction() != nil:
+		sc.blk = blk
 		a, err := s.entryAction(t, e, old, te.GetAction(), sc, &arena)
+		sc.blk = nil
 		if err != nil {
 			return err
 		}
@@ -510,6 +563,10 @@ func (s *Store) writeTableEntry(typ p4v1.Update_Type, te *p4v1.TableEntry, sc *s
 func (s *Store) entryAction(t *Table, e, old *Entry, ta *p4v1.TableAction, sc *scratch, arena *[]byte) (*p4v1.TableAction, error) {
 	name := t.Info.Name()
 	prof := t.Info.Profile
+	// Only a direct action's messages go in the entry's block; one-shot
+	// members' actions must not.
+	blk := sc.blk
+	sc.blk = nil
 	switch x := ta.GetType().(type) {
 	case *p4v1.TableAction_Action:
 		if prof != nil {
@@ -518,11 +575,18 @@ func (s *Store) entryAction(t *Table, e, old *Entry, ta *p4v1.TableAction, sc *s
 		if err := tableAction(t, x.Action.GetActionId(), false); err != nil {
 			return nil, err
 		}
+		sc.blk = blk
 		d, err := s.parseAction(x.Action, sc, arena)
+		sc.blk = nil
 		if err != nil {
 			return nil, err
 		}
 		e.ActionID, e.Args, e.Params = d.id, d.args, d.params
+		if b := blk; b != nil {
+			b.taAct.Action = d.proto
+			b.ta.Type = &b.taAct
+			return &b.ta, nil
+		}
 		return &p4v1.TableAction{Type: &p4v1.TableAction_Action{Action: d.proto}}, nil
 	case *p4v1.TableAction_ActionProfileMemberId:
 		if prof == nil {

@@ -173,12 +173,18 @@ func fieldMatch(f *p4configv1.MatchField, m Match) (*p4v1.FieldMatch, error) {
 	if err != nil {
 		return nil, err
 	}
-	fm := &p4v1.FieldMatch{FieldId: f.GetId()}
+	var fm *p4v1.FieldMatch
 	switch m.Kind {
 	case p4configv1.MatchField_EXACT:
-		fm.FieldMatchType = &p4v1.FieldMatch_Exact_{Exact: &p4v1.FieldMatch_Exact{Value: v}}
+		// The field, its oneof wrapper and its value message in one
+		// allocation: exact fields are most of what a controller builds.
+		b := &exactMatch{}
+		b.x.Value = v
+		b.w.Exact = &b.x
+		b.fm.FieldId, b.fm.FieldMatchType = f.GetId(), &b.w
+		return &b.fm, nil
 	case p4configv1.MatchField_OPTIONAL:
-		fm.FieldMatchType = &p4v1.FieldMatch_Optional_{Optional: &p4v1.FieldMatch_Optional{Value: v}}
+		fm = &p4v1.FieldMatch{FieldId: f.GetId(), FieldMatchType: &p4v1.FieldMatch_Optional_{Optional: &p4v1.FieldMatch_Optional{Value: v}}}
 	case p4configv1.MatchField_LPM:
 		if m.PrefixLen == 0 {
 			return nil, nil
@@ -187,7 +193,7 @@ func fieldMatch(f *p4configv1.MatchField, m Match) (*p4v1.FieldMatch, error) {
 		if err != nil {
 			return nil, err
 		}
-		fm.FieldMatchType = &p4v1.FieldMatch_Lpm{Lpm: &p4v1.FieldMatch_LPM{Value: v, PrefixLen: int32(m.PrefixLen)}}
+		fm = &p4v1.FieldMatch{FieldId: f.GetId(), FieldMatchType: &p4v1.FieldMatch_Lpm{Lpm: &p4v1.FieldMatch_LPM{Value: v, PrefixLen: int32(m.PrefixLen)}}}
 	case p4configv1.MatchField_TERNARY:
 		if m.Mask == nil {
 			return nil, fmt.Errorf("%w: ternary match without a mask", ErrValue)
@@ -199,7 +205,7 @@ func fieldMatch(f *p4configv1.MatchField, m Match) (*p4v1.FieldMatch, error) {
 		if err := CheckTernary(v, mask, w); err != nil {
 			return nil, err
 		}
-		fm.FieldMatchType = &p4v1.FieldMatch_Ternary_{Ternary: &p4v1.FieldMatch_Ternary{Value: v, Mask: mask}}
+		fm = &p4v1.FieldMatch{FieldId: f.GetId(), FieldMatchType: &p4v1.FieldMatch_Ternary_{Ternary: &p4v1.FieldMatch_Ternary{Value: v, Mask: mask}}}
 	case p4configv1.MatchField_RANGE:
 		if m.High == nil {
 			return nil, fmt.Errorf("%w: range match without a high bound", ErrValue)
@@ -212,11 +218,18 @@ func fieldMatch(f *p4configv1.MatchField, m Match) (*p4v1.FieldMatch, error) {
 		if string(padTo(v, n)) > string(padTo(hi, n)) {
 			return nil, fmt.Errorf("%w: range low 0x%x above high 0x%x", ErrValue, v, hi)
 		}
-		fm.FieldMatchType = &p4v1.FieldMatch_Range_{Range: &p4v1.FieldMatch_Range{Low: v, High: hi}}
+		fm = &p4v1.FieldMatch{FieldId: f.GetId(), FieldMatchType: &p4v1.FieldMatch_Range_{Range: &p4v1.FieldMatch_Range{Low: v, High: hi}}}
 	default:
 		return nil, fmt.Errorf("%w: unsupported match kind %s", ErrValue, m.Kind)
 	}
 	return fm, nil
+}
+
+// exactMatch is an exact FieldMatch with its messages, allocated together.
+type exactMatch struct {
+	fm p4v1.FieldMatch
+	w  p4v1.FieldMatch_Exact_
+	x  p4v1.FieldMatch_Exact
 }
 
 func (s *Schema) tableAction(t *Table, e Entry, isDefault bool) (*p4v1.TableAction, error) {
@@ -258,7 +271,17 @@ func (s *Schema) tableAction(t *Table, e Entry, isDefault bool) (*p4v1.TableActi
 	case !isDefault && ref.GetScope() == p4configv1.ActionRef_DEFAULT_ONLY:
 		return nil, fmt.Errorf("table %s: action %s is @defaultonly", t.Name(), e.Action.Name)
 	}
-	return &p4v1.TableAction{Type: &p4v1.TableAction_Action{Action: a}}, nil
+	b := &directAction{}
+	b.w.Action = a
+	b.ta.Type = &b.w
+	return &b.ta, nil
+}
+
+// directAction is a TableAction of a direct action with its oneof wrapper,
+// allocated together.
+type directAction struct {
+	ta p4v1.TableAction
+	w  p4v1.TableAction_Action
 }
 
 // action encodes an action call: every parameter given once, by name.
@@ -272,8 +295,10 @@ func (s *Schema) action(c ActionCall) (*p4v1.Action, error) {
 		return nil, err
 	}
 	out := &p4v1.Action{ActionId: a.ID(), Params: make([]*p4v1.Action_Param, len(params))}
+	ps := make([]p4v1.Action_Param, len(params)) // one allocation for all
 	for i, p := range params {
-		out.Params[i] = &p4v1.Action_Param{ParamId: p.id, Value: p.value}
+		ps[i].ParamId, ps[i].Value = p.id, p.value
+		out.Params[i] = &ps[i]
 	}
 	return out, nil
 }
@@ -295,7 +320,13 @@ type paramSpec interface {
 // metadata), otherwise it is an error.
 func encodeParams[S paramSpec](owner string, specs []S, args []Param, zeroMissing bool) ([]encoded, error) {
 	out := make([]encoded, len(specs))
-	seen := make([]bool, len(specs))
+	var seenBuf [16]bool
+	seen := seenBuf[:0]
+	if len(specs) <= len(seenBuf) {
+		seen = seenBuf[:len(specs)]
+	} else {
+		seen = make([]bool, len(specs))
+	}
 	for _, arg := range args {
 		i := slices.IndexFunc(specs, func(p S) bool { return p.GetName() == arg.Name })
 		if i < 0 {

@@ -137,6 +137,14 @@ type Config struct {
 	// MaxBatch is the most updates sent in one WriteRequest (default
 	// DefaultMaxBatch). Each request is also kept under 4 MB.
 	MaxBatch int
+	// WritesInFlight is how many WriteRequests one Write call keeps in
+	// flight when it splits its updates into several (default 1: one
+	// after the other). A switch may apply the updates of one request in
+	// any order (P4Runtime §12), so a caller must not rely on order inside
+	// one Write call anyway, and requests of the same call in flight
+	// together change no guarantee; dependent updates (members before the
+	// groups naming them) belong in separate Write calls, each waited for.
+	WritesInFlight int
 	// Backoff paces reconnection attempts (default 100ms doubling to 10s).
 	Backoff Backoff
 	// Logger receives connection, arbitration and reconnect events. Default:
@@ -247,6 +255,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.WritesInFlight < 0 {
+		return nil, fmt.Errorf("p4rt: config: WritesInFlight %d is negative", cfg.WritesInFlight)
+	}
+	if cfg.WritesInFlight == 0 {
+		cfg.WritesInFlight = 1
 	}
 	if cfg.PacketInBuffer <= 0 {
 		cfg.PacketInBuffer = DefaultPacketInBuffer
@@ -808,7 +822,9 @@ func (c *Client) SetPipeline(ctx context.Context, p *p4configv1.P4Info, deviceCo
 // succeeded, a *WriteError naming each failed update by its index in updates,
 // or another error when nothing could be sent (no connection, client closed).
 // The switch may apply a batch in any order, so callers put dependencies
-// (members before groups before table entries) in separate Writes. Write
+// (members before groups before table entries) in separate Writes; for the
+// same reason the batches of one call may be in flight together
+// (WritesInFlight), the errors still reported in the caller's order. Write
 // waits, within ctx, for Run to have a connection; call WaitPrimary first,
 // since only the primary's writes are accepted.
 func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
@@ -820,10 +836,21 @@ func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
 		return err
 	}
 	rpc := p4v1.NewP4RuntimeClient(conn)
-	werr := &WriteError{Total: len(updates)}
-	var batchErrs []error
+	var bounds [][2]int
 	for start := 0; start < len(updates); {
 		end := c.batchEnd(updates, start)
+		bounds = append(bounds, [2]int{start, end})
+		start = end
+	}
+	// Each batch's outcome, merged in the caller's order at the end
+	// whatever order the requests finished in.
+	type outcome struct {
+		failed []UpdateError
+		why    error
+	}
+	res := make([]outcome, len(bounds))
+	send := func(i int) {
+		start, end := bounds[i][0], bounds[i][1]
 		batch := updates[start:end]
 		_, err := rpc.Write(ctx, &p4v1.WriteRequest{
 			DeviceId:   c.cfg.DeviceID,
@@ -833,25 +860,60 @@ func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
 			Atomicity:  p4v1.WriteRequest_CONTINUE_ON_ERROR,
 		})
 		if err != nil {
-			failed, why := decodeWriteStatus(err, batch, start)
-			werr.Failed = append(werr.Failed, failed...)
-			if why != nil {
-				batchErrs = append(batchErrs, why)
-			}
-			if ctx.Err() != nil && end < len(updates) {
-				// Report what was never sent, so the caller knows exactly
-				// which updates did not apply.
-				code := status.FromContextError(ctx.Err()).Code()
-				for i := end; i < len(updates); i++ {
-					werr.Failed = append(werr.Failed, UpdateError{
-						Index: i, Update: updates[i], Code: code, Message: "not sent: " + ctx.Err().Error(),
-					})
-				}
-				batchErrs = append(batchErrs, fmt.Errorf("updates %d..%d not sent: %w", end, len(updates)-1, ctx.Err()))
+			res[i].failed, res[i].why = decodeWriteStatus(err, batch, start)
+		}
+	}
+	// Up to WritesInFlight requests at once; a request starts only while
+	// ctx is live, so what was never sent is known exactly.
+	sent := len(bounds)
+	if c.cfg.WritesInFlight <= 1 || len(bounds) == 1 {
+		for i := range bounds {
+			send(i)
+			if res[i].failed != nil && ctx.Err() != nil && i+1 < len(bounds) {
+				sent = i + 1
 				break
 			}
 		}
-		start = end
+	} else {
+		slots := make(chan struct{}, c.cfg.WritesInFlight)
+		var wg sync.WaitGroup
+		for i := range bounds {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				sent = i
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				send(i)
+			}()
+		}
+		wg.Wait()
+	}
+	werr := &WriteError{Total: len(updates)}
+	var batchErrs []error
+	for i := range sent {
+		werr.Failed = append(werr.Failed, res[i].failed...)
+		if res[i].why != nil {
+			batchErrs = append(batchErrs, res[i].why)
+		}
+	}
+	if sent < len(bounds) {
+		// Report what was never sent, so the caller knows exactly which
+		// updates did not apply.
+		first := bounds[sent][0]
+		code := status.FromContextError(ctx.Err()).Code()
+		for i := first; i < len(updates); i++ {
+			werr.Failed = append(werr.Failed, UpdateError{
+				Index: i, Update: updates[i], Code: code, Message: "not sent: " + ctx.Err().Error(),
+			})
+		}
+		batchErrs = append(batchErrs, fmt.Errorf("updates %d..%d not sent: %w", first, len(updates)-1, ctx.Err()))
 	}
 	if len(werr.Failed) == 0 {
 		return nil

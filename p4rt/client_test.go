@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -462,6 +463,64 @@ func TestClientWriteBatchesAndWildcardRead(t *testing.T) {
 	})
 	if !errors.Is(err, stopErr) || n != 150 {
 		t.Fatalf("Read with a stopping callback: err %v after %d entities, want %v after 150", err, n, stopErr)
+	}
+}
+
+// TestClientWritePipelined: with WritesInFlight 2 one Write call keeps two
+// requests in flight, applies everything, and reports failed updates by
+// their index in the caller's slice whatever order the requests finished
+// in.
+func TestClientWritePipelined(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	ctx := testCtx(t)
+	srv := newP4RTTestServer(t, nil)
+	var inflight, most atomic.Int32
+	srv.beforeWrite = func() {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		// Give a second request the time to arrive.
+		deadline := time.Now().Add(200 * time.Millisecond)
+		for inflight.Load() < 2 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	c, _ := startClient(t, Config{Addr: srv.Addr(), ElectionID: ElectionID{Low: 1}, MaxBatch: 10, WritesInFlight: 2})
+	waitPrimary(t, c)
+	updates := inserts(1, 100)
+	// Duplicates inside their own batches, so they fail whatever order
+	// the batches are applied in: indexes 15 (batch 1) and 87 (batch 8).
+	updates[15] = updates[14]
+	updates[87] = updates[80]
+	err := c.Write(ctx, updates)
+	var werr *WriteError
+	if !errors.As(err, &werr) {
+		t.Fatalf("Write = %v, want a *WriteError", err)
+	}
+	var idx []int
+	for _, f := range werr.Failed {
+		idx = append(idx, f.Index)
+		if f.Code != codes.AlreadyExists || f.Update != updates[f.Index] {
+			t.Errorf("failed update %d: code %v, update %v", f.Index, f.Code, f.Update)
+		}
+	}
+	if !slices.Equal(idx, []int{15, 87}) {
+		t.Errorf("failed indexes %v, want [15 87]", idx)
+	}
+	if m := most.Load(); m != 2 {
+		t.Errorf("at most %d Writes in flight, want 2", m)
+	}
+	if got := len(srv.BatchSizes()); got != 10 {
+		t.Errorf("%d requests, want 10", got)
+	}
+	n := 0
+	if err := c.Read(ctx, wildcardTables(), func(*p4v1.Entity) error { n++; return nil }); err != nil || n != 98 {
+		t.Errorf("read back %d entries (err %v), want 98", n, err)
 	}
 }
 

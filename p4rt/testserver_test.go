@@ -58,6 +58,10 @@ type p4rtTestServer struct {
 	t      testing.TB
 	tlsCfg *tls.Config // nil = plaintext
 
+	// beforeWrite, if set before the server is used, runs at the start of
+	// every Write, outside mu (to watch how many are in flight).
+	beforeWrite func()
+
 	mu sync.Mutex
 	// mu guards the following fields. Stream sends happen with mu held, which
 	// keeps notifications ordered and Sends on one stream serialised.
@@ -367,6 +371,9 @@ func tsEntryKey(te *p4v1.TableEntry) string {
 
 // Write applies table-entry updates with CONTINUE_ON_ERROR semantics.
 func (s *p4rtTestServer) Write(ctx context.Context, req *p4v1.WriteRequest) (*p4v1.WriteResponse, error) {
+	if s.beforeWrite != nil {
+		s.beforeWrite()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.batchSizes = append(s.batchSizes, len(req.GetUpdates()))

@@ -7,6 +7,12 @@
 // and only a P4Info compatible with the pipeline built into the binary is
 // accepted.
 //
+// Interface ports read from a PACKET_MMAP ring and send in sendmmsg batches
+// (--port-mode mmap, the default) or make a socket call per frame
+// (--port-mode afpacket); either way the pipeline sees the frames that were
+// on the wire (VLAN tags restored, checksums completed, super-frames cut:
+// see dataplane/afpacket). AF_XDP is not implemented.
+//
 //	p4mesh-switch --device-id 1 --port 1=veth-vm1 --port 2=eth1 --metrics-addr 127.0.0.1:9560
 package main
 
@@ -67,6 +73,7 @@ type config struct {
 	grpcAddr    string
 	deviceID    uint64
 	ports       map[uint16]string // P4 port -> interface
+	portMode    string            // how interface ports read and send: mmap or afpacket
 	memPorts    []uint16
 	logLevel    slog.Level
 	metricsAddr string
@@ -156,6 +163,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.grpcAddr, "grpc-addr", "127.0.0.1:9559", "P4Runtime listen address (host:port; port 0 picks one and logs it)")
 	fs.Uint64Var(&cfg.deviceID, "device-id", 1, "P4Runtime device id (not 0, which P4Runtime 1.5 reserves)")
 	fs.Var(ports, "port", "P4 port bound to a Linux interface with AF_PACKET, N=IFNAME (repeatable)")
+	fs.StringVar(&cfg.portMode, "port-mode", portModeMmap, "how --port interfaces read and send frames: mmap (a PACKET_MMAP ring, sendmmsg batches; falls back to afpacket where the kernel refuses a ring) or afpacket (a socket call per frame)")
 	memPorts := fs.String("mem-ports", "", "comma-separated P4 ports backed by in-memory queues (demo without root)")
 	cpu := fs.Uint("cpu-port", cpuPort, "CPU port; vpc_peering.p4 fixes it at 255")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -179,6 +187,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return cfg, usageErr("--log-level %q: %v", *level, err)
+	}
+	switch cfg.portMode {
+	case portModeMmap, portModeAFPacket:
+	case "xdp":
+		return cfg, usageErr("--port-mode xdp: AF_XDP ports are not implemented; use mmap or afpacket")
+	default:
+		return cfg, usageErr("--port-mode %q: want mmap or afpacket", cfg.portMode)
 	}
 	cfg.ports = ports
 	if *memPorts != "" {
@@ -267,13 +282,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, h hooks) (err erro
 			p.Close()
 		}
 	}
+	modes := map[uint16]string{}
 	for n, ifname := range cfg.ports {
-		p, err := openPort(ifname)
+		p, mode, err := openPort(ifname, cfg.portMode, log.With("port", n, "interface", ifname))
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("port %d: %w", n, err)
 		}
-		ports[n] = p
+		ports[n], modes[n] = p, mode
 	}
 	for _, n := range cfg.memPorts {
 		ports[n] = dataplane.NewMemPort(1024)
@@ -344,7 +360,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, h hooks) (err erro
 	attrs := []any{"grpc_addr", lis.Addr().String(), "device_id", cfg.deviceID, "cpu_port", cpuPort, "mtls", cfg.tls.TLS()}
 	for _, n := range sw.Ports() {
 		if ifname, ok := cfg.ports[n]; ok {
-			attrs = append(attrs, "port_"+strconv.Itoa(int(n)), ifname)
+			attrs = append(attrs, "port_"+strconv.Itoa(int(n)), ifname+" ("+modes[n]+")")
 		} else {
 			attrs = append(attrs, "port_"+strconv.Itoa(int(n)), "memory")
 		}

@@ -10,22 +10,14 @@
 // it writes frames byte for byte: the pipeline computes every checksum it
 // changes, so nothing is left to the kernel.
 //
-// Things the kernel does to frames that a user of a Port has to know:
-//
-//   - Checksum offload. A frame that a local stack sent with TX checksum
-//     offload (veth advertises it, so every stack on the other end of a veth
-//     uses it by default) is handed to packet sockets with its TCP or UDP
-//     checksum only partially computed (CHECKSUM_PARTIAL: the pseudo-header
-//     sum, not the final one). Forwarded unchanged out of another
-//     interface, such a frame is dropped by the receiving stack for a bad
-//     checksum. Turn TX checksumming off on the interface the frames are
-//     sent from (ethtool -K IF tx off; test/topo's Link.DisableTxChecksum).
-//     That also turns off TSO, so frames are no larger than the MTU; GSO
-//     super-frames larger than the MTU would otherwise arrive whole and fail
-//     on the way out with EMSGSIZE.
-//   - VLAN offload. Interfaces with RX VLAN offload (veth among them) strip
-//     802.1Q tags into packet metadata, so tagged frames arrive untagged.
-//     vpc_peering.p4 carries no VLANs, so the Port does not restore them.
+// A Port reads the frames that were on the wire, not what the kernel made of
+// them (see offload.go): the 802.1Q tag that VLAN offload strips into
+// packet metadata is put back (PACKET_AUXDATA, as libpcap does), a TCP or
+// UDP checksum that TX checksum offload of a local sender left partial is
+// completed, and a GSO or GRO super-frame larger than the MTU is cut into
+// the frames it stands for (PACKET_VNET_HDR). The port also turns GRO and
+// LRO off on its interface while it is open, so the kernel does not merge
+// frames only for the port to split them again.
 package afpacket
 
 import (
@@ -35,9 +27,12 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/p4mesh/p4mesh/dataplane"
 )
 
 // ErrClosed is returned by a closed Port's methods. It wraps net.ErrClosed,
@@ -71,11 +66,24 @@ type Port struct {
 	// beside fd, so a blocked reader or writer wakes up at once.
 	efd int
 
-	// rmu serialises readers over rsa and rsalen, the recvfrom source
-	// address, kept here so a read does not allocate it.
-	rmu    sync.Mutex
-	rsa    unix.RawSockaddrLinklayer
-	rsalen uint32
+	// rmu serialises readers over the recvmsg state below, kept here so a
+	// read does not allocate it.
+	rmu  sync.Mutex
+	rsa  unix.RawSockaddrLinklayer
+	vh   [vnetHdrLen]byte
+	iov  [2]unix.Iovec
+	msg  unix.Msghdr
+	cmsg [64]byte
+	// seg cuts a super-frame, copied to gso, into wire frames that the
+	// next ReadPacket calls return; segTag is its VLAN tag to restore.
+	seg    segmenter
+	gso    []byte
+	segTag vlanTag
+
+	was   coalescing
+	stats Stats
+	// drops totals PACKET_STATISTICS' drops, which reset on each read.
+	drops atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -140,6 +148,78 @@ func openIn(nsName, ifname string) (p *Port, err error, restored bool) {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
+// Stats counts what a port did to make frames read equal the wire's.
+type Stats struct {
+	// VLANRestored counts frames whose stripped 802.1Q/802.1ad tag was
+	// put back.
+	VLANRestored atomic.Uint64
+	// ChecksumCompleted counts frames whose partial TCP/UDP checksum was
+	// completed.
+	ChecksumCompleted atomic.Uint64
+	// Segmented counts super-frames cut into wire frames; Segments the
+	// frames they gave.
+	Segmented, Segments atomic.Uint64
+	// Unsupported counts super-frames of a kind that cannot be cut
+	// (dropped), and frames with checksum offsets outside the frame.
+	Unsupported atomic.Uint64
+}
+
+// Stats returns the port's offload counters.
+func (p *Port) Stats() *Stats { return &p.stats }
+
+// KernelStats implements dataplane.KernelCounters: the frames the kernel
+// dropped because the socket's receive buffer was full, and the fix-ups.
+func (p *Port) KernelStats() dataplane.KernelStats {
+	p.mu.RLock()
+	if !p.closed {
+		if st, err := unix.GetsockoptTpacketStats(p.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			p.drops.Add(uint64(st.Drops))
+		}
+	}
+	p.mu.RUnlock()
+	return p.stats.kernel(p.drops.Load())
+}
+
+func (s *Stats) kernel(drops uint64) dataplane.KernelStats {
+	return dataplane.KernelStats{
+		RxDropped:         drops,
+		VLANRestored:      s.VLANRestored.Load(),
+		ChecksumCompleted: s.ChecksumCompleted.Load(),
+		Segmented:         s.Segmented.Load(),
+		Segments:          s.Segments.Load(),
+		Unsupported:       s.Unsupported.Load(),
+	}
+}
+
+// vlanTag is a tag the kernel stripped from a received frame.
+type vlanTag struct {
+	valid     bool
+	tpid, tci uint16
+}
+
+// tagOf reads the tag from a tpacket status and its tci and tpid fields.
+func tagOf(status uint32, tci, tpid uint16) vlanTag {
+	if status&unix.TP_STATUS_VLAN_VALID == 0 {
+		return vlanTag{}
+	}
+	if status&unix.TP_STATUS_VLAN_TPID_VALID == 0 || tpid == 0 {
+		tpid = 0x8100
+	}
+	return vlanTag{valid: true, tpid: tpid, tci: tci}
+}
+
+// setSocketOffloadInfo asks the kernel for each frame's stripped VLAN tag
+// (PACKET_AUXDATA) and checksum and segmentation state (PACKET_VNET_HDR).
+func setSocketOffloadInfo(fd int) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+		return fmt.Errorf("PACKET_AUXDATA: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+		return fmt.Errorf("PACKET_VNET_HDR: %w", err)
+	}
+	return nil
+}
+
 func open(ifname string) (*Port, error) {
 	// Protocol 0 receives nothing until bind, so no frame of another
 	// interface is queued in between.
@@ -172,6 +252,9 @@ func open(ifname string) (*Port, error) {
 	}
 	// Older kernels lack the option; ReadPacket filters by packet type too.
 	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, packetIgnoreOutgoing, 1)
+	if err := setSocketOffloadInfo(fd); err != nil {
+		return fail("socket options", err)
+	}
 	for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
 		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[0], SocketBuffer) != nil {
 			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[1], SocketBuffer); err != nil {
@@ -183,6 +266,13 @@ func open(ifname string) (*Port, error) {
 	if err != nil {
 		return fail("eventfd", err)
 	}
+	p.was = disableCoalescing(fd, ifname)
+	p.msg.Name = (*byte)(unsafe.Pointer(&p.rsa))
+	p.msg.Iov = &p.iov[0]
+	p.msg.SetIovlen(len(p.iov))
+	p.msg.Control = &p.cmsg[0]
+	p.iov[0].Base = &p.vh[0]
+	p.iov[0].SetLen(vnetHdrLen)
 	return p, nil
 }
 
@@ -193,12 +283,14 @@ func (p *Port) Name() string { return p.name }
 func (p *Port) Ifindex() int { return p.ifindex }
 
 // ReadPacket blocks for the next frame that arrived on the interface and
-// copies it into buf (which must not be empty); frames the host sent out of
-// the interface, the switch's own included, are skipped, and so are frames
-// longer than buf. It returns ErrClosed once Close was called.
+// copies it into buf (which must not be empty), as it was on the wire (see
+// the package comment); frames the host sent out of the interface, the
+// switch's own included, are skipped, and so are frames longer than buf
+// less 4 bytes (the room a restored VLAN tag needs). It returns ErrClosed
+// once Close was called.
 func (p *Port) ReadPacket(buf []byte) (int, error) {
-	if len(buf) == 0 {
-		return 0, errors.New("afpacket: ReadPacket: empty buffer")
+	if len(buf) <= 4+14 {
+		return 0, errors.New("afpacket: ReadPacket: buffer too small")
 	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -208,17 +300,26 @@ func (p *Port) ReadPacket(buf []byte) (int, error) {
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
 	for {
-		p.rsalen = unix.SizeofSockaddrLinklayer
-		r, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(p.fd),
-			uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), unix.MSG_TRUNC,
-			uintptr(unsafe.Pointer(&p.rsa)), uintptr(unsafe.Pointer(&p.rsalen)))
+		if !p.seg.done && p.seg.f != nil {
+			if n := p.nextSegment(buf); n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		p.msg.Namelen = unix.SizeofSockaddrLinklayer
+		p.msg.SetControllen(len(p.cmsg))
+		p.iov[1].Base = &buf[4]
+		p.iov[1].SetLen(len(buf) - 4)
+		r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(p.fd), uintptr(unsafe.Pointer(&p.msg)), unix.MSG_TRUNC)
 		switch errno {
 		case 0:
-			n := int(r)
-			if p.rsa.Pkttype == unix.PACKET_OUTGOING || n > len(buf) {
+			n := int(r) - vnetHdrLen
+			if p.rsa.Pkttype == unix.PACKET_OUTGOING || n > len(buf)-4 || n < 14 {
 				continue
 			}
-			return n, nil
+			if m := p.fixup(buf, n); m > 0 {
+				return m, nil
+			}
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
@@ -232,9 +333,87 @@ func (p *Port) ReadPacket(buf []byte) (int, error) {
 				return 0, err
 			}
 		default:
-			return 0, fmt.Errorf("afpacket: %s: %w", p.name, os.NewSyscallError("recvfrom", errno))
+			return 0, fmt.Errorf("afpacket: %s: %w", p.name, os.NewSyscallError("recvmsg", errno))
 		}
 	}
+}
+
+// auxTag finds the VLAN tag in the PACKET_AUXDATA control message of the
+// last recvmsg.
+func (p *Port) auxTag() vlanTag {
+	c := p.cmsg[:p.msg.Controllen]
+	hl := unix.CmsgLen(0)
+	for len(c) >= hl {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+		l := int(h.Len)
+		if l < hl || l > len(c) {
+			break
+		}
+		if h.Level == unix.SOL_PACKET && h.Type == unix.PACKET_AUXDATA && l >= hl+int(unsafe.Sizeof(unix.TpacketAuxdata{})) {
+			a := (*unix.TpacketAuxdata)(unsafe.Pointer(&c[hl]))
+			return tagOf(a.Status, a.Vlan_tci, a.Vlan_tpid)
+		}
+		c = c[min(len(c), unix.CmsgSpace(l-hl)):]
+	}
+	return vlanTag{}
+}
+
+// fixup turns the n-byte frame just read into buf[4:] into the wire frame
+// in buf and returns its length, 0 to read another.
+func (p *Port) fixup(buf []byte, n int) int {
+	h := decodeVnetHdr(p.vh[:])
+	tag := p.auxTag()
+	f := buf[4 : 4+n]
+	if h.gsoType != gsoNone {
+		if p.gso == nil {
+			p.gso = make([]byte, 65536+vnetHdrLen+64)
+		}
+		if n > len(p.gso) {
+			p.stats.Unsupported.Add(1)
+			return 0
+		}
+		g := p.gso[:copy(p.gso, f)]
+		if err := p.seg.init(g, h); err != nil {
+			p.seg = segmenter{}
+			p.stats.Unsupported.Add(1)
+			return 0
+		}
+		p.segTag = tag
+		p.stats.Segmented.Add(1)
+		return p.nextSegment(buf)
+	}
+	if h.flags&vnetNeedsCsum != 0 {
+		if !completeChecksum(f, int(h.csumStart), int(h.csumOffset)) {
+			p.stats.Unsupported.Add(1)
+			return 0
+		}
+		p.stats.ChecksumCompleted.Add(1)
+	}
+	if tag.valid {
+		p.stats.VLANRestored.Add(1)
+		return len(insertVLAN(buf, n, tag.tpid, tag.tci))
+	}
+	return copy(buf, f)
+}
+
+// nextSegment writes the next segment of the pending super-frame into buf,
+// returning 0 when there is none (or it does not fit).
+func (p *Port) nextSegment(buf []byte) int {
+	if len(buf)-4 < p.seg.hlen+p.seg.mss {
+		p.seg.done = true
+		p.stats.Unsupported.Add(1)
+		return 0
+	}
+	n := p.seg.next(buf[4:])
+	if n == 0 {
+		return 0
+	}
+	p.stats.Segments.Add(1)
+	if p.segTag.valid {
+		p.stats.VLANRestored.Add(1)
+		return len(insertVLAN(buf, n, p.segTag.tpid, p.segTag.tci))
+	}
+	return copy(buf, buf[4:4+n])
 }
 
 // WritePacket sends b out of the interface as it is. When the socket's send
@@ -246,8 +425,21 @@ func (p *Port) WritePacket(b []byte) error {
 	if p.closed {
 		return ErrClosed
 	}
+	if len(b) == 0 {
+		return errors.New("afpacket: WritePacket: empty frame")
+	}
+	// The socket has PACKET_VNET_HDR on: a zero header in front says the
+	// frame is final (no checksum to complete, nothing to segment).
+	var zero [vnetHdrLen]byte
+	iov := [2]unix.Iovec{{Base: &zero[0]}, {Base: &b[0]}}
+	iov[0].SetLen(vnetHdrLen)
+	iov[1].SetLen(len(b))
 	for {
-		_, err := unix.Write(p.fd, b)
+		_, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(p.fd), uintptr(unsafe.Pointer(&iov[0])), 2)
+		var err error
+		if errno != 0 {
+			err = errno
+		}
 		switch err {
 		case nil:
 			return nil
@@ -258,7 +450,7 @@ func (p *Port) WritePacket(b []byte) error {
 				return err
 			}
 		default:
-			return fmt.Errorf("afpacket: %s: %w", p.name, os.NewSyscallError("write", err))
+			return fmt.Errorf("afpacket: %s: %w", p.name, os.NewSyscallError("writev", err))
 		}
 	}
 }
@@ -302,6 +494,7 @@ func (p *Port) close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
+	p.was.restore(p.fd, p.name)
 	err := unix.Close(p.fd)
 	unix.Close(p.efd)
 	if err == nil && werr != nil {

@@ -8,6 +8,11 @@
 //
 // Tests here need root and skip without it; the throughput benchmark uses
 // iperf3 (UDP, 64-byte payloads) and falls back to a ping flood.
+// BenchmarkVethRate (rate_test.go) measures saturation and lossless rates
+// per port mode, path and frame size with a paced sendmmsg generator and a
+// ring counter in the test process. BenchmarkWriteProcess
+// (writeproc_test.go) writes entries from a child process over loopback
+// gRPC.
 //
 // The control-plane benchmarks run controllers, gNMI servers, OHCs and
 // switches in one process over loopback gRPC and need no root: convergence

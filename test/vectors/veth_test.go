@@ -15,8 +15,24 @@ import (
 
 // TestVectorsVeth plays every vector against p4mesh-switch with its ports
 // bound by AF_PACKET to veth pairs: real frames through the kernel. The
-// switch's ends are in one namespace, the runner's in another.
+// switch's ends are in one namespace, the runner's in another. It runs
+// with both kinds of switch port: a socket read frame by frame (afpacket)
+// and a PACKET_MMAP ring read a block at a time (mmap).
 func TestVectorsVeth(t *testing.T) {
+	for _, m := range []struct {
+		name string
+		open func(ns, ifname string) (dataplane.Port, error)
+	}{
+		{"afpacket", func(ns, ifname string) (dataplane.Port, error) { return afpacket.OpenNetns(ns, ifname) }},
+		{"mmap", func(ns, ifname string) (dataplane.Port, error) {
+			return afpacket.OpenRingNetns(ns, ifname, afpacket.RingOptions{})
+		}},
+	} {
+		t.Run(m.name, func(t *testing.T) { testVectorsVeth(t, m.open) })
+	}
+}
+
+func testVectorsVeth(t *testing.T, open func(ns, ifname string) (dataplane.Port, error)) {
 	topo.RequireRoot(t)
 	swNS := topo.NewNetns(t, "vsw")
 	hostNS := topo.NewNetns(t, "vhost")
@@ -24,7 +40,7 @@ func TestVectorsVeth(t *testing.T) {
 	io := map[uint16]PortIO{}
 	for _, n := range []uint16{1, 2, 3, 4} {
 		a, b := topo.Veth(t, topo.End{NS: swNS, Name: fmt.Sprintf("p%d", n)}, topo.End{NS: hostNS, Name: fmt.Sprintf("h%d", n)}, topo.VethOptions{})
-		sp, err := afpacket.OpenNetns(swNS.Name, a.Name)
+		sp, err := open(swNS.Name, a.Name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,360 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+
+	"github.com/p4mesh/p4mesh/dataplane"
+	"github.com/p4mesh/p4mesh/dataplane/afpacket"
+	"github.com/p4mesh/p4mesh/p4"
+	"github.com/p4mesh/p4mesh/p4rt"
+	"github.com/p4mesh/p4mesh/test/topo"
+)
+
+// The rate benchmark's world: a VM on P4 port 1 (namespace vm) and the
+// underlay on P4 port 2 (namespace net), the switch's ends in a namespace
+// of their own. A generator writes frames into one side with sendmmsg at a
+// set rate and a counter reads the other side from a PACKET_MMAP ring, in
+// the test process: generator, switch and counter share the machine.
+var (
+	rateVMMAC    = net.HardwareAddr{0x02, 0xaa, 0, 0, 0, 1}
+	rateHostMAC  = net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
+	rateRouter   = net.HardwareAddr{0x02, 0, 0, 0, 0xff, 0xff}
+	rateVMIP     = netip.MustParseAddr("10.1.0.1")
+	rateRemoteIP = netip.MustParseAddr("10.1.0.10")
+	rateHostIP   = netip.MustParseAddr("192.168.0.1")
+	rateHostB    = netip.MustParseAddr("192.168.0.2")
+)
+
+const rateVNI = 0x100
+
+// rateRig is the running switch with its generator and counter ends.
+type rateRig struct {
+	vm, net *afpacket.Ring // the VM's and the underlay's far ends
+	sw      *dataplane.Switch
+	rings   []*afpacket.Ring // the switch's ports, when they are rings
+	// counted is, per far end, the frames read of length want.
+	counted map[*afpacket.Ring]*atomic.Uint64
+	want    atomic.Int64
+}
+
+// count reads ring until it is closed, counting frames of length r.want.
+func (r *rateRig) count(ring *afpacket.Ring) {
+	n := r.counted[ring]
+	fn := func(f []byte) {
+		if int64(len(f)) == r.want.Load() {
+			n.Add(1)
+		}
+	}
+	for ring.ReadBatch(fn) == nil {
+	}
+}
+
+// openSwitchPort opens a switch port in the given mode.
+func openSwitchPort(tb testing.TB, mode, ns, ifname string) (dataplane.Port, *afpacket.Ring) {
+	tb.Helper()
+	switch mode {
+	case "afpacket":
+		p, err := afpacket.OpenNetns(ns, ifname)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return p, nil
+	case "mmap":
+		r, err := afpacket.OpenRingNetns(ns, ifname, afpacket.RingOptions{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return r, r
+	}
+	tb.Fatalf("mode %q", mode)
+	return nil, nil
+}
+
+func newRateRig(tb testing.TB, mode string) *rateRig {
+	tb.Helper()
+	topo.RequireRoot(tb)
+	vmNS, netNS, swNS := topo.NewNetns(tb, "rvm"), topo.NewNetns(tb, "rnet"), topo.NewNetns(tb, "rsw")
+	topo.Veth(tb, topo.End{NS: vmNS, Name: "eth0", MAC: rateVMMAC}, topo.End{NS: swNS, Name: "p1"}, topo.VethOptions{})
+	topo.Veth(tb, topo.End{NS: netNS, Name: "eth0", MAC: rateRouter}, topo.End{NS: swNS, Name: "p2"}, topo.VethOptions{})
+	r := &rateRig{}
+	ports := map[uint16]dataplane.Port{}
+	for i, name := range []string{"p1", "p2"} {
+		p, ring := openSwitchPort(tb, mode, swNS.Name, name)
+		ports[uint16(i+1)] = p
+		if ring != nil {
+			r.rings = append(r.rings, ring)
+		}
+	}
+	var err error
+	if r.vm, err = afpacket.OpenRingNetns(vmNS.Name, "eth0", afpacket.RingOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	if r.net, err = afpacket.OpenRingNetns(netNS.Name, "eth0", afpacket.RingOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	r.counted = map[*afpacket.Ring]*atomic.Uint64{r.vm: {}, r.net: {}}
+	counters := make(chan struct{}, 2)
+	for _, ring := range []*afpacket.Ring{r.vm, r.net} {
+		go func() { r.count(ring); counters <- struct{}{} }()
+	}
+	tb.Cleanup(func() { r.vm.Close(); r.net.Close(); <-counters; <-counters })
+
+	info, err := p4.P4Info()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sw, err := dataplane.NewSwitch(dataplane.SwitchOptions{Server: dataplane.Options{DeviceID: 1, P4Info: info, Logger: log}, Ports: ports})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.sw = sw
+	if err := sw.Server().Commit(&p4v1.ForwardingPipelineConfig{P4Info: info}); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sw.Run(ctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
+
+	s, err := p4rt.NewSchema(info)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var ups []*p4v1.Update
+	add := func(typ p4v1.Update_Type, msg any, err error) {
+		tb.Helper()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		u, err := p4rt.Update(typ, msg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ups = append(ups, u)
+	}
+	entry := func(table string, a p4rt.ActionCall, ms ...p4rt.Match) {
+		te, err := s.TableEntry(p4rt.Entry{Table: table, Match: ms, Action: &a})
+		add(p4v1.Update_INSERT, te, err)
+	}
+	U := func(v uint64) p4rt.Uint { return p4rt.Uint(v) }
+	IP := func(a netip.Addr) p4rt.IP { return p4rt.IP(a) }
+	MAC := func(m net.HardwareAddr) p4rt.MAC { return p4rt.MAC(m) }
+	def, err := s.DefaultEntry("local_host", p4rt.Call("set_local_host", p4rt.P("host_ip", IP(rateHostIP)), p4rt.P("host_mac", MAC(rateHostMAC))))
+	add(p4v1.Update_MODIFY, def, err)
+	entry("port_vnet", p4rt.Call("set_vnet", p4rt.P("vni", U(rateVNI)), p4rt.P("vm_mac", MAC(rateVMMAC))), p4rt.Exact("ingress_port", U(1)))
+	entry("vm_source_guard", p4rt.Call("permit"), p4rt.Exact("vni", U(rateVNI)), p4rt.Exact("ingress_port", U(1)),
+		p4rt.Exact("src_ip", IP(rateVMIP)), p4rt.Exact("src_mac", MAC(rateVMMAC)))
+	// Encap: the VM to a VM of its VPC on host B, out of the underlay.
+	entry("vnet_destination", p4rt.Call("encap_to_host", p4rt.P("dst_vni", U(rateVNI)), p4rt.P("host_ip", IP(rateHostB)), p4rt.P("dmac", MAC(rateRouter))),
+		p4rt.Exact("vni", U(rateVNI)), p4rt.Exact("dst_ip", IP(rateRemoteIP)))
+	entry("underlay_nexthop", p4rt.Call("set_underlay", p4rt.P("port", U(2)), p4rt.P("smac", MAC(rateHostMAC)), p4rt.P("dmac", MAC(rateRouter))),
+		p4rt.Prefix("dst_ip", netip.MustParsePrefix("192.168.0.0/16")))
+	// Decap: VXLAN from host B to the VM.
+	entry("tunnel_term", p4rt.Call("decap"), p4rt.Exact("dst_ip", IP(rateHostIP)), p4rt.Exact("vni", U(rateVNI)))
+	entry("vnet_source_check", p4rt.Call("permit"), p4rt.Exact("vni", U(rateVNI)), p4rt.Prefix("src_ip", netip.MustParsePrefix("10.1.0.0/16")))
+	entry("vnet_destination", p4rt.Call("to_local_vm", p4rt.P("port", U(1)), p4rt.P("dmac", MAC(rateVMMAC))),
+		p4rt.Exact("vni", U(rateVNI)), p4rt.Exact("dst_ip", IP(rateVMIP)))
+	if _, err := sw.Server().Write(context.Background(), &p4v1.WriteRequest{DeviceId: 1, Updates: ups}); err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// ipv4UDP is an IPv4/UDP packet (header checksum computed, UDP checksum 0)
+// with payload bytes of zeros.
+func ipv4UDP(src, dst netip.Addr, sport, dport uint16, payload int) []byte {
+	b := make([]byte, 28+payload)
+	b[0], b[8], b[9] = 0x45, 64, 17
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	s, d := src.As4(), dst.As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(b[10:], ^uint16(sum))
+	binary.BigEndian.PutUint16(b[20:], sport)
+	binary.BigEndian.PutUint16(b[22:], dport)
+	binary.BigEndian.PutUint16(b[24:], uint16(8+payload))
+	return b
+}
+
+func ether(dst, src net.HardwareAddr, pkt []byte) []byte {
+	return append(append(append(append([]byte{}, dst...), src...), 0x08, 0x00), pkt...)
+}
+
+// vmFrame is the VM's frame of size bytes (without FCS) to dst.
+func vmFrame(size int, src, dst netip.Addr) []byte {
+	return ether(rateHostMAC, rateVMMAC, ipv4UDP(src, dst, 40000, 5000, size-14-28))
+}
+
+// rateFrames are the frames the generator sends for a path and VM frame
+// size, the side they go in on, the side they leave on and their length
+// there.
+func rateFrames(r *rateRig, path string, size int) (in, out *afpacket.Ring, frames [][]byte, outLen int) {
+	switch path {
+	case "encap":
+		f := vmFrame(size, rateVMIP, rateRemoteIP)
+		return r.vm, r.net, [][]byte{f}, size + dataplane.Overhead
+	case "decap":
+		inner := vmFrame(size, netip.MustParseAddr("10.1.0.10"), rateVMIP)
+		vx := make([]byte, 8+len(inner))
+		vx[0] = 0x08
+		vx[4], vx[5], vx[6] = rateVNI>>16, rateVNI>>8&0xff, rateVNI&0xff
+		copy(vx[8:], inner)
+		outer := ipv4UDP(rateHostB, rateHostIP, 50000, 4789, len(vx))
+		copy(outer[28:], vx)
+		return r.net, r.vm, [][]byte{ether(rateHostMAC, rateRouter, outer)}, size
+	}
+	panic(path)
+}
+
+// trial is one run of the generator at rate pps (0: as fast as it can).
+type trial struct {
+	sent, received uint64
+	seconds        float64
+	switchRx       uint64 // frames the switch's input port read
+	ringDrops      uint64 // frames the kernel dropped at the switch's input ring
+}
+
+func (t trial) lossPct() float64 {
+	if t.sent == 0 {
+		return 0
+	}
+	return 100 * float64(t.sent-min(t.sent, t.received)) / float64(t.sent)
+}
+
+// runTrial offers frame into in at pps (0: as fast as the generator can)
+// for d and counts the frames of length outLen that leave out.
+func runTrial(tb testing.TB, r *rateRig, in, out *afpacket.Ring, frame []byte, outLen int, pps float64, d time.Duration) trial {
+	tb.Helper()
+	r.want.Store(int64(outLen))
+	inPort := uint16(1)
+	if in == r.net {
+		inPort = 2
+	}
+	rx0, got0 := r.sw.PortStats(inPort).RxPackets.Load(), r.counted[out].Load()
+	for _, ring := range r.rings {
+		ring.Drops() // PACKET_STATISTICS resets on read
+	}
+	const burst = 32
+	batch := make([][]byte, burst)
+	for i := range batch {
+		batch[i] = frame
+	}
+	var sent uint64
+	start := time.Now()
+	for {
+		el := time.Since(start)
+		if el >= d {
+			break
+		}
+		n := burst
+		if pps > 0 {
+			due := uint64(pps*el.Seconds()) + 1
+			if due <= sent {
+				time.Sleep(50 * time.Microsecond)
+				continue
+			}
+			n = int(min(due-sent, burst))
+		}
+		if _, err := in.WriteBatch(batch[:n]); err != nil {
+			tb.Fatal(err)
+		}
+		sent += uint64(n)
+	}
+	el := time.Since(start)
+	// The switch and the counter drain what is in flight.
+	time.Sleep(300 * time.Millisecond)
+	t := trial{sent: sent, received: r.counted[out].Load() - got0, seconds: el.Seconds(),
+		switchRx: r.sw.PortStats(inPort).RxPackets.Load() - rx0}
+	if len(r.rings) == 2 {
+		t.ringDrops, _ = r.rings[inPort-1].Drops()
+	}
+	return t
+}
+
+// rateSeconds is how long one trial lasts: P4MESH_RATE_SECONDS, or 2.
+func rateSeconds() time.Duration {
+	if s, err := strconv.ParseFloat(os.Getenv("P4MESH_RATE_SECONDS"), 64); err == nil && s > 0 {
+		return time.Duration(s * float64(time.Second))
+	}
+	return 2 * time.Second
+}
+
+// BenchmarkVethRate measures p4mesh-switch forwarding between veths in each
+// port mode, path (encap: VM → VXLAN; decap: VXLAN → VM) and VM frame size
+// (the decap input is 50 bytes longer): the saturation rate (frames
+// forwarded per second with the generator sending as fast as it can) and
+// the lossless rate (the highest offered rate with no frame lost, by
+// binary search over trials of P4MESH_RATE_SECONDS). One run takes about a
+// dozen trials whatever b.N is: read the metrics, not ns/op. Generator,
+// switch and counter run in this process on the same machine.
+func BenchmarkVethRate(b *testing.B) {
+	modes := []string{"afpacket", "mmap"}
+	if m := os.Getenv("P4MESH_RATE_MODES"); m != "" {
+		modes = strings.Split(m, ",")
+	}
+	for _, mode := range modes {
+		for _, path := range []string{"encap", "decap"} {
+			for _, size := range []int{64, 1400} {
+				b.Run(fmt.Sprintf("mode=%s/path=%s/size=%d", mode, path, size), func(b *testing.B) {
+					benchRate(b, mode, path, size)
+				})
+			}
+		}
+	}
+}
+
+func benchRate(b *testing.B, mode, path string, size int) {
+	r := newRateRig(b, mode)
+	in, out, frames, outLen := rateFrames(r, path, size)
+	d := rateSeconds()
+	// A short warm-up: first frames fault pages in and grow buffers.
+	runTrial(b, r, in, out, frames[0], outLen, 0, d/10)
+	b.ResetTimer()
+	sat := runTrial(b, r, in, out, frames[0], outLen, 0, d)
+	satPPS := float64(sat.received) / sat.seconds
+	b.Logf("%s %s %dB saturation: offered %.0f/s, forwarded %.0f/s (%.1f%% lost; switch read %d of %d, its ring dropped %d)",
+		mode, path, size, float64(sat.sent)/sat.seconds, satPPS, sat.lossPct(), sat.switchRx, sat.sent, sat.ringDrops)
+	// Lossless: binary search between 0 and what the generator offered.
+	lo, hi := 0.0, float64(sat.sent)/sat.seconds
+	for i := 0; i < 7 && hi-lo > 0.02*hi; i++ {
+		mid := (lo + hi) / 2
+		t := runTrial(b, r, in, out, frames[0], outLen, mid, d)
+		ok := t.received >= t.sent
+		verdict := "loss"
+		if ok {
+			verdict = "lossless"
+			lo = mid
+		} else {
+			hi = mid
+		}
+		b.Logf("  offered %.0f/s: sent %d received %d (%.2f%% lost; switch read %d, its ring dropped %d): %s",
+			mid, t.sent, t.received, t.lossPct(), t.switchRx, t.ringDrops, verdict)
+	}
+	b.StopTimer()
+	b.ReportMetric(satPPS, "sat-pps")
+	b.ReportMetric(lo, "lossless-pps")
+	b.ReportMetric(0, "ns/op")
+}
