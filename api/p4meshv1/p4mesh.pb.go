@@ -674,8 +674,11 @@ type LocalEndpoint struct {
 	Ip    string                 `protobuf:"bytes,4,opt,name=ip,proto3" json:"ip,omitempty"`
 	Mac   string                 `protobuf:"bytes,5,opt,name=mac,proto3" json:"mac,omitempty"`
 	// The switch port the endpoint is attached to.
-	Port          uint32 `protobuf:"varint,6,opt,name=port,proto3" json:"port,omitempty"`
-	Kind          string `protobuf:"bytes,7,opt,name=kind,proto3" json:"kind,omitempty"`
+	Port uint32 `protobuf:"varint,6,opt,name=port,proto3" json:"port,omitempty"`
+	Kind string `protobuf:"bytes,7,opt,name=kind,proto3" json:"kind,omitempty"`
+	// For an attachment (kind vpn or interconnect): the MAC of the on-prem
+	// router behind it, the destination MAC of traffic routed out its port.
+	RouterMac     string `protobuf:"bytes,8,opt,name=router_mac,json=routerMac,proto3" json:"router_mac,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -755,6 +758,13 @@ func (x *LocalEndpoint) GetPort() uint32 {
 func (x *LocalEndpoint) GetKind() string {
 	if x != nil {
 		return x.Kind
+	}
+	return ""
+}
+
+func (x *LocalEndpoint) GetRouterMac() string {
+	if x != nil {
+		return x.RouterMac
 	}
 	return ""
 }
@@ -1190,7 +1200,11 @@ type Route struct {
 	Origin    string `protobuf:"bytes,4,opt,name=origin,proto3" json:"origin,omitempty"`
 	Priority  uint32 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
 	// Why this route won, when chosen among several (the peer route manager).
-	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Every next hop of an equal-cost winner (attachments of one VPC whose
+	// routes tie), sorted; next_hop_ip is the first. Traffic is spread over
+	// them by the inner 5-tuple hash.
+	NextHopIps    []string `protobuf:"bytes,7,rep,name=next_hop_ips,json=nextHopIps,proto3" json:"next_hop_ips,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1265,6 +1279,13 @@ func (x *Route) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *Route) GetNextHopIps() []string {
+	if x != nil {
+		return x.NextHopIps
+	}
+	return nil
 }
 
 // PeerSide is what a controller tells another about its side of a peering:
@@ -1538,7 +1559,7 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\n" +
 	"gateway_ip\x18\x04 \x01(\tR\tgatewayIp\x12\x1f\n" +
 	"\vgateway_mac\x18\x05 \x01(\tR\n" +
-	"gatewayMac\"\x8d\x01\n" +
+	"gatewayMac\"\xac\x01\n" +
 	"\rLocalEndpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03vpc\x18\x02 \x01(\tR\x03vpc\x12\x10\n" +
@@ -1546,7 +1567,9 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\x02ip\x18\x04 \x01(\tR\x02ip\x12\x10\n" +
 	"\x03mac\x18\x05 \x01(\tR\x03mac\x12\x12\n" +
 	"\x04port\x18\x06 \x01(\rR\x04port\x12\x12\n" +
-	"\x04kind\x18\a \x01(\tR\x04kind\"\xa8\x02\n" +
+	"\x04kind\x18\a \x01(\tR\x04kind\x12\x1d\n" +
+	"\n" +
+	"router_mac\x18\b \x01(\tR\trouterMac\"\xa8\x02\n" +
 	"\aPeering\x12\x10\n" +
 	"\x03vpc\x18\x01 \x01(\tR\x03vpc\x12\x19\n" +
 	"\bpeer_vpc\x18\x02 \x01(\tR\apeerVpc\x12\x19\n" +
@@ -1580,14 +1603,16 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\x03vip\x18\x03 \x01(\tR\x03vip\x12\x1a\n" +
 	"\bprotocol\x18\x04 \x01(\rR\bprotocol\x12\x12\n" +
 	"\x04port\x18\x05 \x01(\rR\x04port\x12.\n" +
-	"\bbackends\x18\x06 \x03(\v2\x12.p4mesh.v1.BackendR\bbackends\"\x9d\x01\n" +
+	"\bbackends\x18\x06 \x03(\v2\x12.p4mesh.v1.BackendR\bbackends\"\xbf\x01\n" +
 	"\x05Route\x12\x10\n" +
 	"\x03vpc\x18\x01 \x01(\tR\x03vpc\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x1e\n" +
 	"\vnext_hop_ip\x18\x03 \x01(\tR\tnextHopIp\x12\x16\n" +
 	"\x06origin\x18\x04 \x01(\tR\x06origin\x12\x1a\n" +
 	"\bpriority\x18\x05 \x01(\rR\bpriority\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xeb\x01\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12 \n" +
+	"\fnext_hop_ips\x18\a \x03(\tR\n" +
+	"nextHopIps\"\xeb\x01\n" +
 	"\bPeerSide\x12\x10\n" +
 	"\x03vpc\x18\x01 \x01(\tR\x03vpc\x12\x19\n" +
 	"\bpeer_vpc\x18\x02 \x01(\tR\apeerVpc\x12\x1e\n" +
