@@ -92,7 +92,11 @@ type Server struct {
 	// host it has an endpoint on (vpcItemsLocked).
 	vpcItems map[string]map[string]proto.Message
 	peers    *watch.Table // this controller's sides of its peerings
-	changed  chan struct{}
+	// rib holds the runtime candidates of the VPCs' RIBs (ribserve.go);
+	// importers are, per export, the local VPCs importing it.
+	rib       *rib
+	importers map[PublishedService][]importer
+	changed   chan struct{}
 	// ready is closed once host programming may be served: every peer
 	// controller heard from, or PeerGrace passed.
 	ready     chan struct{}
@@ -114,6 +118,10 @@ type service struct {
 	// exported is what the service exports of its VPC's subnets.
 	exported               []netip.Prefix
 	dest, fwd, lbs, routes *watch.Table
+	// custom is routes with the BGP-learned winners the policy lets
+	// through: what peer controllers of peerings that export custom
+	// routes are served (ribserve.go). Empty for policy "".
+	custom *watch.Table
 	// streams are the connectivity streams being served from the tables,
 	// so that a configuration change can end those it no longer
 	// authorises: authorization holds for the life of a stream.
@@ -180,6 +188,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 		services: map[PublishedService]*service{},
 		changed:  make(chan struct{}, 1),
 		ready:    make(chan struct{}),
+		rib:      newRIB(),
 	}
 	if s.opts.PeerGrace <= 0 {
 		s.opts.PeerGrace = 10 * time.Second
@@ -762,6 +771,7 @@ func (s *Server) replaceLocked(t *watch.Table, items map[string]proto.Message) {
 func (s *Server) recomputeLocked() {
 	m := s.m
 	c := m.base
+	s.rebuildImportsLocked()
 	sides := map[string]proto.Message{}
 	for _, p := range c.Peerings {
 		sides[p.VPC+"/"+p.PeerVPC] = s.peerSideLocked(p)
@@ -790,19 +800,21 @@ func (s *Server) recomputeLocked() {
 		}
 		svc.exported = m.exportedPrefixes(ps.VPC, ps.Policy)
 		s.svcByVPC[ps.VPC] = append(s.svcByVPC[ps.VPC], svc)
-		dest, fwd, lbs, routes := s.connectivityLocked(svc)
+		dest, fwd, lbs, routes, custom := s.connectivityLocked(svc)
 		if isNew {
 			name := ps.VPC + "/" + ps.Policy
 			svc.dest = s.tableLocked("destinations/"+name, dest)
 			svc.fwd = s.tableLocked("forwarding/"+name, fwd)
 			svc.lbs = s.tableLocked("load-balancers/"+name, lbs)
 			svc.routes = s.tableLocked("routes/"+name, routes)
+			svc.custom = s.tableLocked("custom-routes/"+name, custom)
 			continue
 		}
 		s.replaceLocked(svc.dest, dest)
 		s.replaceLocked(svc.fwd, fwd)
 		s.replaceLocked(svc.lbs, lbs)
 		s.replaceLocked(svc.routes, routes)
+		s.replaceLocked(svc.custom, custom)
 	}
 	for ps, svc := range s.services {
 		if !want[ps] {
@@ -926,8 +938,8 @@ func (s *Server) hostTableLocked(id string) *watch.Table {
 	return t
 }
 
-func (svc *service) tables() [4]*watch.Table {
-	return [4]*watch.Table{svc.dest, svc.fwd, svc.lbs, svc.routes}
+func (svc *service) tables() [5]*watch.Table {
+	return [5]*watch.Table{svc.dest, svc.fwd, svc.lbs, svc.routes, svc.custom}
 }
 
 func hostInfo(h Host) *p4meshv1.HostInfo {
@@ -986,21 +998,60 @@ func (c *Config) connectivity(ps PublishedService) (dest, fwd, lbs, routes map[s
 		}
 		lbs[lb.Name] = m
 	}
-	// Only each prefix's chosen route is published: the routes stream is
-	// keyed by prefix, and the OHC programs one next hop per prefix.
-	for _, rs := range c.ChooseRoutes() {
-		r := rs.Route
-		if !rs.Chosen || r.VPC != ps.VPC || (ps.Policy != "" && !prefixExported(c.ExportedPrefixes(ps.VPC, ps.Policy), r.Prefix)) {
+	// Each prefix's winners among the VPC's subnets and static routes
+	// (the RIB without its runtime candidates), by the RIB's own rules
+	// and items (ribserve.go).
+	v, _ := c.VPC(ps.VPC)
+	groups := map[netip.Prefix][]Candidate{}
+	for i, r := range c.Routes {
+		if r.VPC != ps.VPC {
 			continue
 		}
-		m := &p4meshv1.Route{Vpc: r.VPC, Prefix: r.Prefix.String(), Origin: "static", Priority: r.Priority, Reason: rs.Reason}
-		// A next hop the policy does not export is an endpoint the peer
-		// may not learn of; the peer's hosts route by their own VPC's
-		// routes anyway.
-		if e, ok := c.Endpoint(r.NextHop); ok && exports(e.IP) {
-			m.NextHopIp = e.IP.String()
+		cand := Candidate{VPC: r.VPC, Prefix: r.Prefix, Origin: OriginStatic, Source: r.NextHop, Priority: r.Priority, pos: i}
+		if e, ok := c.Endpoint(r.NextHop); ok && r.NextHop != "" {
+			cand.NextHops = []netip.Addr{e.IP}
 		}
-		routes[r.Prefix.String()] = m
+		if groups[r.Prefix] == nil && slices.Contains(v.Subnets, r.Prefix) {
+			groups[r.Prefix] = []Candidate{{VPC: r.VPC, Prefix: r.Prefix, Origin: OriginSubnet, Source: r.VPC}}
+		}
+		groups[r.Prefix] = append(groups[r.Prefix], cand)
+	}
+	if ps.Policy == "" {
+		// What the VPC's active peers owned here export to it, each
+		// resolved as the peer's own export.
+		for _, p := range c.PeeringsOf(ps.VPC) {
+			back, ok := c.Peering(p.PeerVPC, p.VPC)
+			peer, owned := c.VPC(p.PeerVPC)
+			if !ok || !owned || PeeringConflict(v, peer.Subnets, peer.VNI) != "" {
+				continue
+			}
+			_, _, _, exported := c.connectivity(PublishedService{VPC: p.PeerVPC, Policy: back.ExportPolicy})
+			for key, it := range exported {
+				r := it.(*p4meshv1.Route)
+				prefix := netip.MustParsePrefix(key)
+				if groups[prefix] == nil && slices.Contains(v.Subnets, prefix) {
+					groups[prefix] = []Candidate{{VPC: ps.VPC, Prefix: prefix, Origin: OriginSubnet, Source: ps.VPC}}
+				}
+				groups[prefix] = append(groups[prefix], Candidate{VPC: ps.VPC, Prefix: prefix, Origin: OriginPeer, Source: p.PeerVPC,
+					PeerVNI: peer.VNI, Priority: r.GetPriority(), PeerOrigin: r.GetOrigin(), Preference: p.Preference, NextHops: routeNextHops(r)})
+			}
+		}
+	}
+	svc := &service{ps: ps, exported: c.ExportedPrefixes(ps.VPC, ps.Policy)}
+	var pol *ExportPolicy
+	if p, ok := c.ExportPolicy(ps.Policy); ok {
+		pol = &p
+	}
+	for prefix, cs := range groups {
+		n := resolve(cs, v.Subnets)
+		key := prefix.String()
+		it := ownRouteItem(cs, n, key)
+		if ps.Policy != "" {
+			it = exportRouteItem(svc, pol, cs, n, key, false)
+		}
+		if it != nil {
+			routes[key] = it
+		}
 	}
 	return dest, fwd, lbs, routes
 }
