@@ -406,3 +406,71 @@ func TestHostProgrammingSendsRouterMAC(t *testing.T) {
 		t.Errorf("a VM is sent router MAC %q", got)
 	}
 }
+
+// TestPeerRoutesAcrossControllers: c2's blue exports to c1's red over
+// the peer controllers' WatchRoutes; the custom routes only while the
+// peering exports them.
+func TestPeerRoutesAcrossControllers(t *testing.T) {
+	c1, c2, cfg2 := peeredWith(t, func(c *Config) {
+		c.Peerings[0].ExportCustomRoutes = true
+		// The policy filters custom routes by its prefixes as it does
+		// subnets: blue-web lets 172.16.0.0/12 through too.
+		c.ExportPolicies[0].Prefixes = append(c.ExportPolicies[0].Prefixes, pfx("172.16.0.0/12"))
+		c.Endpoints = append(c.Endpoints, Endpoint{ID: "blue-vpn", VPC: "blue", Kind: KindVPN, IP: ip("10.2.1.7"),
+			MAC: mustMAC("02:02:00:00:01:07"), Host: "h2", Port: 7, RouterMAC: mustMAC("02:fe:00:00:00:07")})
+		c.Routes = append(c.Routes, blueRoute("10.2.1.128/25"))
+	})
+	learn(t, c2.srv, "blue", bgp("blue-vpn", "172.16.0.0/16", 100, 0, 65002))
+	has := func(prefix string, origin string, hop string) func() bool {
+		return func() bool {
+			r := hostRoute(c1.srv, "red", prefix)
+			return r.GetOrigin() == origin && r.GetNextHopIp() == hop
+		}
+	}
+	eventually(t, "red's hosts route 172.16.0.0/16 to blue's attachment", has("172.16.0.0/16", "peer", "10.2.1.7"))
+	eventually(t, "red's hosts route blue's static route", has("10.2.1.128/25", "peer", "10.2.1.5"))
+	checkCandidates(t, c1.srv, "red", "172.16.0.0/16", want{OriginPeer, "blue", true, "the only route"})
+	if cs := candidatesOf(c1.srv, "red", "172.16.0.0/16"); cs[0].PeerOrigin != "bgp" || cs[0].PeerVNI != 200 || cs[0].Preference != 100 {
+		t.Errorf("red's candidate from blue: %+v, want peer origin bgp, VNI 200, preference 100", cs[0])
+	}
+
+	// A withdrawal at blue reaches red.
+	if err := c2.srv.UpdateLearnedRoutes("blue", nil, []LearnedRouteKey{{Neighbor: "blue-vpn", Prefix: pfx("172.16.0.0/16")}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "blue's withdrawn route gone from red", func() bool { return len(candidatesOf(c1.srv, "red", "172.16.0.0/16")) == 0 })
+
+	// Custom routes off: the stream is ended and followed again on the
+	// plain table, which has the static route and no BGP route.
+	learn(t, c2.srv, "blue", bgp("blue-vpn", "172.16.0.0/16", 100, 0, 65002))
+	eventually(t, "red has blue's route again", has("172.16.0.0/16", "peer", "10.2.1.7"))
+	cfg2.Peerings[0].ExportCustomRoutes = false
+	if err := c2.srv.Apply(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "blue's custom route gone from red", func() bool { return len(candidatesOf(c1.srv, "red", "172.16.0.0/16")) == 0 })
+	if !has("10.2.1.128/25", "peer", "10.2.1.5")() {
+		t.Error("blue's static route left red with the custom routes")
+	}
+}
+
+// TestPeerRoutesWatchAuthorization: only the controller that owns the
+// peer VPC may watch what a VPC exports to it.
+func TestPeerRoutesWatchAuthorization(t *testing.T) {
+	c1, _ := twoControllers(t, true)
+	conn := dial(t, c1.addr)
+	for _, tc := range []struct {
+		req  *p4meshv1.WatchRequest
+		code codes.Code
+		want string
+	}{
+		{&p4meshv1.WatchRequest{Controller: "c1", Vpc: "red", ExportPolicy: "all", PeerVpc: "blue"}, codes.PermissionDenied, `controller "c1" does not own VPC "blue"`},
+		{&p4meshv1.WatchRequest{Controller: "c2", Vpc: "red", ExportPolicy: "other", PeerVpc: "blue"}, codes.PermissionDenied, `VPC red exports nothing under policy "other" to blue`},
+		{&p4meshv1.WatchRequest{Controller: "c2", Vpc: "blue", ExportPolicy: "all", PeerVpc: "red"}, codes.NotFound, `VPC "blue" is not owned by controller c1`},
+	} {
+		ev := watchRaw(t, conn, routeWatch, tc.req)
+		if code, msg := ev.ended(t); code != tc.code || !strings.Contains(msg, tc.want) {
+			t.Errorf("%v: %v %q, want %v containing %q", tc.req, code, msg, tc.code, tc.want)
+		}
+	}
+}

@@ -2,15 +2,21 @@ package controller
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
+	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/internal/replicaset"
+	"github.com/p4mesh/p4mesh/watch"
 )
 
 // The Server's side of the RIB (rib.go): the runtime candidates (learned
@@ -594,4 +600,205 @@ func (s *Server) RIBs() map[string][]Candidate {
 		out[name] = s.ribLocked(name)
 	}
 	return out
+}
+
+// The peer route manager's exchange with other controllers: a
+// controller that owns a VPC peered with one owned here follows, per
+// active peering, the routes the peer exports to it (the WatchRoutes of
+// the peer's export, served to controllers as well as hosts), and this
+// controller serves its exports to them.
+
+// routeSource is a peer export this controller follows: what peer, owned
+// by the controller at addrs, exports to vpc under policy.
+type routeSource struct {
+	vpc, peer, policy, addrs string
+	vni                      uint32
+}
+
+// peerRouteSourcesLocked are the exports of remote peers to follow: one
+// per active peering with a VPC another controller owns.
+func (s *Server) peerRouteSourcesLocked() map[string]routeSource {
+	out := map[string]routeSource{}
+	m := s.m
+	for _, p := range m.base.Peerings {
+		owner, ok := m.base.Owner(p.PeerVPC)
+		if !ok || owner.Name == m.base.Controller {
+			continue
+		}
+		other, active, _ := s.peerStateLocked(p)
+		if !active {
+			continue
+		}
+		out[p.VPC+"/"+p.PeerVPC] = routeSource{vpc: p.VPC, peer: p.PeerVPC, policy: other.GetExportPolicy(),
+			addrs: replicaset.Join(owner.Addresses()), vni: other.GetVni()}
+	}
+	return out
+}
+
+// followPeerRoutes keeps src's routes in the RIB of src.vpc until ctx
+// ends. A revision is applied once whole (the last of its events, or the
+// snapshot at SYNCED), so that a stream of a million routes is a few
+// RIB updates, not a million.
+func (s *Server) followPeerRoutes(ctx context.Context, src routeSource) {
+	conn, err := replicaset.Dial(strings.Split(src.addrs, ","), s.opts.DialOptions...)
+	if err != nil {
+		s.log.Error("peer controller address", "vpc", src.peer, "addr", src.addrs, "err", err)
+		return
+	}
+	defer conn.Close()
+	s.log.Info("following peer routes", "vpc", src.vpc, "peer", src.peer, "policy", src.policy, "from", src.addrs)
+	client := p4meshv1.NewConnectivityClient(conn)
+	pending := map[string]*p4meshv1.Route{} // nil: deleted
+	// replace: the next flush is a whole snapshot, which replaces what
+	// was imported from src before (first, or after a RESET).
+	replace, synced, more := true, false, false
+	flush := func() {
+		if len(pending) == 0 && !replace {
+			return
+		}
+		s.setPeerRoutes(ctx, src, pending, replace)
+		pending, replace = map[string]*p4meshv1.Route{}, false
+	}
+	// Every stream starts from a snapshot that replaces what was
+	// imported, never from a resume revision: the peer serves the plain
+	// or the custom table as its peering says at the time (and ends the
+	// stream when that changes), and a revision of one says nothing of
+	// the other. A reconnect costs one snapshot of the export.
+	watch.Follow(ctx, "routes/"+src.peer+"->"+src.vpc, s.log, func(ctx context.Context, _ uint64) (watch.Stream, error) {
+		clear(pending)
+		replace, synced = true, false
+		return client.WatchRoutes(ctx, &p4meshv1.WatchRequest{Controller: s.name(), Vpc: src.peer, ExportPolicy: src.policy, PeerVpc: src.vpc})
+	}, watch.Handler{
+		OnEvent: func(ev *p4meshv1.Event) { more = ev.GetMore() },
+		Put: func(key string, ev *p4meshv1.Event) {
+			pending[key] = ev.GetRoute()
+			if synced && !more {
+				flush()
+			}
+		},
+		Delete: func(key string, _ uint64) {
+			pending[key] = nil
+			if synced && !more {
+				flush()
+			}
+		},
+		Reset: func() {
+			clear(pending)
+			replace, synced = true, false
+		},
+		Synced: func(uint64) {
+			synced = true
+			flush()
+		},
+	})
+}
+
+// setPeerRoutes applies what the follower of src (whose context is
+// follower) received: changes by prefix, replacing everything imported
+// from src before if replace. Once Run has cancelled the follower, a
+// last update racing in is dropped, as setRemote does.
+func (s *Server) setPeerRoutes(follower context.Context, src routeSource, changes map[string]*p4meshv1.Route, replace bool) {
+	err := s.runtimeChange(func() error {
+		if follower.Err() != nil {
+			return follower.Err()
+		}
+		return nil
+	}, func(work set[routeGroup]) {
+		byPrefix := s.rib.peer[src.vpc]
+		if replace {
+			for p, prs := range byPrefix {
+				if _, kept := changes[p.String()]; !kept && slices.ContainsFunc(prs, func(pr peerRoute) bool { return pr.peer == src.peer }) {
+					s.setPeerRouteLocked(src.vpc, src.peer, src.vni, p, nil)
+					work[routeGroup{src.vpc, p}] = struct{}{}
+				}
+			}
+		}
+		for key, r := range changes {
+			p, err := netip.ParsePrefix(key)
+			if err != nil || p.Masked() != p || (r != nil && r.GetPrefix() != key) {
+				s.log.Warn("peer route ignored: its key is no prefix of its own", "vpc", src.vpc, "peer", src.peer, "key", key)
+				continue
+			}
+			if s.setPeerRouteLocked(src.vpc, src.peer, src.vni, p, r) {
+				work[routeGroup{src.vpc, p}] = struct{}{}
+			}
+		}
+	})
+	if err != nil && follower.Err() == nil {
+		s.log.Error("peer routes not applied", "vpc", src.vpc, "peer", src.peer, "err", err)
+	}
+}
+
+// dropPeerRoutes forgets what src exported: its peering is no longer
+// followed (gone, inactive, or its peer moved).
+func (s *Server) dropPeerRoutes(src routeSource) {
+	s.setPeerRoutes(context.Background(), src, nil, true)
+}
+
+// authorizePeerRoutesLocked checks that controller name may watch the
+// routes req names: it owns req.peer_vpc (the directory says so, not the
+// request), and req.vpc, owned here, has a peering with it whose export
+// policy is req.export_policy. custom says which table it is served.
+func (s *Server) authorizePeerRoutesLocked(req *p4meshv1.WatchRequest, name string) (svc *service, custom bool, err error) {
+	cfg := s.m.base
+	vpc, peer, policy := req.GetVpc(), req.GetPeerVpc(), req.GetExportPolicy()
+	if owner, ok := cfg.Owner(vpc); !ok || owner.Name != cfg.Controller {
+		return nil, false, status.Errorf(codes.NotFound, "VPC %q is not owned by controller %s", vpc, cfg.Controller)
+	}
+	if owner, ok := cfg.Owner(peer); !ok || owner.Name != name {
+		return nil, false, status.Errorf(codes.PermissionDenied, "controller %q does not own VPC %q (the directory says so), so may not watch what %s exports to it", name, peer, vpc)
+	}
+	p, ok := s.peeringLocked(vpc, peer)
+	if !ok || p.ExportPolicy != policy {
+		return nil, false, status.Errorf(codes.PermissionDenied, "VPC %s exports nothing under policy %q to %s", vpc, policy, peer)
+	}
+	svc = s.services[PublishedService{VPC: vpc, Policy: policy}]
+	if svc == nil {
+		return nil, false, status.Errorf(codes.NotFound, "%s publishes nothing under policy %q", vpc, policy)
+	}
+	return svc, p.ExportCustomRoutes, nil
+}
+
+// watchPeerRoutes serves a peer controller the routes a VPC exports to
+// its peer VPC: the custom table if the peering exports custom routes.
+// The stream is recorded with the service's, so that a configuration
+// that no longer allows it (or flips export_custom_routes) ends it.
+func (c connectivity) watchPeerRoutes(req *p4meshv1.WatchRequest, st grpc.ServerStreamingServer[p4meshv1.Event]) error {
+	s := c.s
+	who, err := s.callerOf(st.Context(), identity.Controller)
+	if err != nil {
+		return err
+	}
+	name := req.GetController()
+	if who.authed {
+		name = who.id.Name
+	}
+	ctx, cancel := context.WithCancelCause(st.Context())
+	defer cancel(nil)
+	s.mu.Lock()
+	svc, custom, err := s.authorizePeerRoutesLocked(req, name)
+	if err != nil {
+		s.mu.Unlock()
+		s.log.Warn("peer routes watch refused", "controller", name, "caller", identity.Peer(st.Context()), "vpc", req.GetVpc(), "peer_vpc", req.GetPeerVpc(), "err", err)
+		return err
+	}
+	cs := &connStream{req: req, caller: who, cancel: cancel, controller: name, custom: custom}
+	svc.streams[cs] = struct{}{}
+	s.mu.Unlock()
+	defer c.unsubscribe(svc, cs)
+	t := svc.routes
+	if custom {
+		t = svc.custom
+	}
+	send := func(ev *p4meshv1.Event) error {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return st.Send(ev)
+	}
+	err = s.serve(ctx, t, req.GetResumeRevision(), send)
+	if ctx.Err() != nil && st.Context().Err() == nil {
+		err = context.Cause(ctx)
+	}
+	return err
 }

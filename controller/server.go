@@ -133,6 +133,25 @@ type connStream struct {
 	req    *p4meshv1.WatchRequest
 	caller caller
 	cancel context.CancelCauseFunc
+	// controller is the peer controller of a peer routes stream
+	// (watchPeerRoutes), "" for a host's; custom is the table it is
+	// served.
+	controller string
+	custom     bool
+}
+
+// reauthorizeLocked checks an open stream against the current
+// configuration, as its kind of caller is authorised.
+func (s *Server) reauthorizeLocked(cs *connStream) error {
+	if cs.controller == "" {
+		_, err := s.authorizeLocked(cs.req, cs.caller)
+		return err
+	}
+	_, custom, err := s.authorizePeerRoutesLocked(cs.req, cs.controller)
+	if err == nil && custom != cs.custom {
+		err = status.Errorf(codes.Unavailable, "%s's export of custom routes to %s changed", cs.req.GetVpc(), cs.req.GetPeerVpc())
+	}
+	return err
 }
 
 // caller is who makes a request: an authenticated identity, or (Insecure)
@@ -386,6 +405,11 @@ func (s *Server) Run(ctx context.Context) error {
 		cancel context.CancelFunc
 	}
 	following := map[string]follower{}
+	type routeFollower struct {
+		src    routeSource
+		cancel context.CancelFunc
+	}
+	routes := map[string]routeFollower{} // "vpc/peer vpc" → follower of the peer's routes
 	var wg sync.WaitGroup
 	grace := time.AfterFunc(s.opts.PeerGrace, func() {
 		s.readyOnce.Do(func() {
@@ -396,6 +420,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer grace.Stop()
 	defer func() {
 		for _, f := range following {
+			f.cancel()
+		}
+		for _, f := range routes {
 			f.cancel()
 		}
 		wg.Wait()
@@ -423,6 +450,31 @@ func (s *Server) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				s.followPeer(fctx, name, addr)
+			}()
+		}
+		// The routes of every active peering with a remote peer, for
+		// its VPC's RIB; a source that changed (policy, addresses, VNI)
+		// is followed afresh, and what a stopped one gave is dropped.
+		s.mu.Lock()
+		sources := s.peerRouteSourcesLocked()
+		s.mu.Unlock()
+		for key, f := range routes {
+			if src, ok := sources[key]; !ok || src != f.src {
+				f.cancel()
+				delete(routes, key)
+				s.dropPeerRoutes(f.src)
+			}
+		}
+		for key, src := range sources {
+			if _, ok := routes[key]; ok {
+				continue
+			}
+			fctx, cancel := context.WithCancel(ctx)
+			routes[key] = routeFollower{src: src, cancel: cancel}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.followPeerRoutes(fctx, src)
 			}()
 		}
 		select {
@@ -545,6 +597,9 @@ func (s *Server) setRemote(follower context.Context, controller string, sides ma
 	// exactly remote's), so no table changes.
 	if (changed || !known) && s.advanceLocked(rev) {
 		s.remoteChangedLocked(controller, before, known)
+		// A peering may have become active or inactive: Run follows
+		// the routes of the active ones.
+		s.notify()
 	}
 	s.checkReadyLocked()
 }
@@ -639,7 +694,7 @@ func (s *Server) revokeVouchedLocked(hosts set[string]) {
 	}
 	for _, svc := range s.services {
 		for cs := range svc.streams {
-			if !cs.caller.authed {
+			if !cs.caller.authed || cs.controller != "" {
 				continue
 			}
 			if _, ok := hosts[cs.caller.id.Name]; !ok {
@@ -871,7 +926,7 @@ func (s *Server) revokeLocked(want map[PublishedService]bool) {
 	s.authGen = s.gen
 	for ps, svc := range s.services {
 		for cs := range svc.streams {
-			_, err := s.authorizeLocked(cs.req, cs.caller)
+			err := s.reauthorizeLocked(cs)
 			if err == nil && !want[ps] {
 				err = status.Errorf(codes.Unavailable, "%s is no longer published", ps)
 			}
@@ -912,6 +967,9 @@ func (s *Server) revokeHostsLocked(lost []hostVPC) {
 			continue
 		}
 		for cs := range svc.streams {
+			if cs.controller != "" {
+				continue
+			}
 			host := cs.req.GetHost()
 			if cs.caller.authed {
 				host = cs.caller.id.Name
@@ -1276,8 +1334,16 @@ func (c connectivity) WatchLoadBalancers(req *p4meshv1.WatchRequest, st grpc.Ser
 	return c.watch(req, st, func(s *service) *watch.Table { return s.lbs })
 }
 
-// WatchRoutes streams the exported routes.
+// WatchRoutes streams the exported routes: to hosts, and to the peer
+// controllers that import them into their VPCs' RIBs (watchPeerRoutes).
 func (c connectivity) WatchRoutes(req *p4meshv1.WatchRequest, st grpc.ServerStreamingServer[p4meshv1.Event]) error {
+	id, authed, err := c.s.opts.Auth.Caller(st.Context())
+	if err != nil {
+		return err
+	}
+	if (authed && id.Kind == identity.Controller) || (!authed && req.GetController() != "") {
+		return c.watchPeerRoutes(req, st)
+	}
 	return c.watch(req, st, func(s *service) *watch.Table { return s.routes })
 }
 
