@@ -727,6 +727,12 @@ type Stats struct {
 	HostSwitchPrimary map[string]bool
 	// Routes are the configured routes with whether each won its prefix.
 	Routes []RouteStatus
+	// RIBRevision moves whenever a candidate of a VPC's RIB may have
+	// changed, so that a reader rebuilds what it shows of them only then;
+	// RIBs returns every RIB resolved, by VPC (Server.RIBs), costing the
+	// size of the RIBs. Nil in Stats not from a Server.
+	RIBRevision uint64
+	RIBs        func() map[string][]Candidate
 }
 
 // Stats counts published services, hosts and watch subscribers.
@@ -737,7 +743,8 @@ func (s *Server) Stats() Stats {
 		PublishedServices: len(s.services), Hosts: len(s.hosts), Subscribers: s.peers.Subscribers(),
 		Applies: s.applies.Load(), ApplyErrors: s.applyErrors.Load(),
 		HostEntries: s.reports.totals(), HostSwitchPrimary: s.reports.primaries(),
-		Routes: s.m.chooseRoutes(),
+		Routes:      s.m.chooseRoutes(),
+		RIBRevision: s.rib.rev, RIBs: s.RIBs,
 	}
 	for _, t := range s.hosts {
 		st.Subscribers += t.Subscribers()
