@@ -185,6 +185,14 @@ func (s *Server) connectivityLocked(svc *service) (dest, fwd, lbs, routes, custo
 // a put.
 type batches map[*watch.Table]map[string]proto.Message
 
+// reserve makes room in t's batch for n more keys, so that a large change
+// does not grow its map by rehashing.
+func (b batches) reserve(t *watch.Table, n int) {
+	if b[t] == nil {
+		b[t] = make(map[string]proto.Message, n)
+	}
+}
+
 func (b batches) put(t *watch.Table, key string, v proto.Message) {
 	if b[t] == nil {
 		b[t] = map[string]proto.Message{}
@@ -212,17 +220,15 @@ func (s *Server) commitLocked(b batches) {
 		if t.Revision() >= s.rev {
 			return
 		}
-		var puts map[string]proto.Message
+		// The batch is ours: its deletes leave it, and what stays is
+		// the puts, with no copy (a batch can hold a million routes).
 		var dels []string
-		for k, v := range b[t] {
+		puts := b[t]
+		for k, v := range puts {
 			if v == nil {
 				dels = append(dels, k)
-				continue
+				delete(puts, k)
 			}
-			if puts == nil {
-				puts = map[string]proto.Message{}
-			}
-			puts[k] = v
 		}
 		t.Commit(s.rev, puts, dels)
 	}

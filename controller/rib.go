@@ -188,6 +188,17 @@ func ecmp(a, b *Candidate) bool {
 // subnets, best first, and sets each one's Chosen and Reason. It returns
 // how many lead cs as winners: 0 (all refused), 1, or an ECMP set.
 func resolve(cs []Candidate, subnets []netip.Prefix) int {
+	if len(cs) == 1 {
+		// Most prefixes of a large RIB have one route: no order to make.
+		c := &cs[0]
+		if r := refusal(c, subnets); r != "" {
+			c.Chosen, c.Reason = false, r
+			return 0
+		}
+		c.Chosen = true
+		c.Reason = winReason(cs, []string{""}, 0, 1)
+		return 1
+	}
 	refused := make([]string, len(cs))
 	for i := range cs {
 		refused[i] = refusal(&cs[i], subnets)

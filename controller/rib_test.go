@@ -53,7 +53,7 @@ func ribConfig() *Config {
 	return c
 }
 
-func ribServer(t *testing.T, edit func(*Config)) *Server {
+func ribServer(t testing.TB, edit func(*Config)) *Server {
 	t.Helper()
 	c := ribConfig()
 	if edit != nil {

@@ -78,10 +78,56 @@ type importer struct {
 	custom bool   // the export's custom table, not its routes table
 }
 
-// candidatesLocked are the candidates of prefix p of vpc, unresolved.
-func (s *Server) candidatesLocked(vpc string, p netip.Prefix) []Candidate {
+// scratch is reused across the prefixes of one pass (publishRoutesLocked),
+// so that resolving a prefix of a large batch allocates only what it
+// publishes: the candidates and their next hops live in it until the next
+// prefix.
+type scratch struct {
+	cs   []Candidate
+	hops []netip.Addr
+	// lastHop is the next hop text formatted last: a batch is mostly
+	// routes of one neighbor.
+	lastHop     netip.Addr
+	lastHopText string
+}
+
+// hopText is h as text, formatted once per run of routes through it.
+func (sc *scratch) hopText(h netip.Addr) string {
+	if sc == nil {
+		return h.String()
+	}
+	if h != sc.lastHop || sc.lastHopText == "" {
+		sc.lastHop, sc.lastHopText = h, h.String()
+	}
+	return sc.lastHopText
+}
+
+// prefixKey is p's text, the key of its routes in the tables, in one
+// allocation.
+func prefixKey(p netip.Prefix) string {
+	var buf [len("255.255.255.255/32")]byte
+	return string(p.AppendTo(buf[:0]))
+}
+
+// candidatesLocked are the candidates of prefix p of vpc, unresolved, in
+// sc if it is not nil (valid until its next use), else newly allocated.
+func (s *Server) candidatesLocked(vpc string, p netip.Prefix, sc *scratch) []Candidate {
 	m := s.m
 	var cs []Candidate
+	var hops []netip.Addr
+	if sc != nil {
+		cs, hops = sc.cs[:0], sc.hops[:0]
+		defer func() { sc.cs, sc.hops = cs, hops }()
+	}
+	// one is a next hop list of a: in sc's arena, or allocated.
+	one := func(a netip.Addr) []netip.Addr {
+		if sc == nil {
+			return []netip.Addr{a}
+		}
+		hops = append(hops, a)
+		n := len(hops)
+		return hops[n-1 : n : n]
+	}
 	if v := m.vpcs[vpc]; v != nil && slices.Contains(v.Subnets, p) {
 		cs = append(cs, Candidate{VPC: vpc, Prefix: p, Origin: OriginSubnet, Source: vpc})
 	}
@@ -90,7 +136,7 @@ func (s *Server) candidatesLocked(vpc string, p netip.Prefix) []Candidate {
 		pos, _ := m.routes.pos(k)
 		c := Candidate{VPC: vpc, Prefix: p, Origin: OriginStatic, Source: r.NextHop, Priority: r.Priority, pos: pos}
 		if e, ok := m.eps.get(r.NextHop); ok && r.NextHop != "" {
-			c.NextHops = []netip.Addr{e.IP}
+			c.NextHops = one(e.IP)
 		}
 		cs = append(cs, c)
 	}
@@ -106,7 +152,7 @@ func (s *Server) candidatesLocked(vpc string, p netip.Prefix) []Candidate {
 		case !e.IsAttachment():
 			c.invalid = fmt.Sprintf("neighbor %s is a %s endpoint, not a vpn or interconnect attachment", l.neighbor, e.Kind)
 		default:
-			c.NextHops = []netip.Addr{e.IP}
+			c.NextHops = one(e.IP)
 		}
 		cs = append(cs, c)
 	}
@@ -160,10 +206,10 @@ func winnerHops(cs []Candidate, n int) []netip.Addr {
 
 // routeMessage is the published form of a prefix's winners with next hops
 // hops.
-func routeMessage(w *Candidate, prefix string, hops []netip.Addr) *p4meshv1.Route {
+func routeMessage(w *Candidate, prefix string, hops []netip.Addr, sc *scratch) *p4meshv1.Route {
 	out := &p4meshv1.Route{Vpc: w.VPC, Prefix: prefix, Origin: w.Origin.String(), Priority: w.Priority, Reason: w.Reason}
 	if len(hops) > 0 {
-		out.NextHopIp = hops[0].String()
+		out.NextHopIp = sc.hopText(hops[0])
 	}
 	if len(hops) > 1 {
 		for _, h := range hops {
@@ -175,17 +221,17 @@ func routeMessage(w *Candidate, prefix string, hops []netip.Addr) *p4meshv1.Rout
 
 // ownRouteItem is what the VPC's own hosts are sent for a prefix whose
 // resolved candidates are cs with n winners: nil for none, or a subnet.
-func ownRouteItem(cs []Candidate, n int, prefix string) *p4meshv1.Route {
+func ownRouteItem(cs []Candidate, n int, prefix string, sc *scratch) *p4meshv1.Route {
 	if n == 0 || cs[0].Origin == OriginSubnet {
 		return nil
 	}
-	return routeMessage(&cs[0], prefix, winnerHops(cs, n))
+	return routeMessage(&cs[0], prefix, winnerHops(cs, n), sc)
 }
 
 // exportRouteItem is what the export svc publishes for the prefix, in its
 // routes table (custom false) or its custom table: nil if the winner is
 // not local, or not exported.
-func exportRouteItem(svc *service, pol *ExportPolicy, cs []Candidate, n int, prefix string, custom bool) *p4meshv1.Route {
+func exportRouteItem(svc *service, pol *ExportPolicy, cs []Candidate, n int, prefix string, custom bool, sc *scratch) *p4meshv1.Route {
 	if n == 0 {
 		return nil
 	}
@@ -201,7 +247,7 @@ func exportRouteItem(svc *service, pol *ExportPolicy, cs []Candidate, n int, pre
 		if len(w.NextHops) > 0 && svc.exports(w.NextHops[0]) {
 			hops = w.NextHops
 		}
-		return routeMessage(w, prefix, hops)
+		return routeMessage(w, prefix, hops, sc)
 	case OriginBGP:
 		if !custom || pol == nil || !customExported(pol, w.Prefix) {
 			return nil
@@ -216,7 +262,7 @@ func exportRouteItem(svc *service, pol *ExportPolicy, cs []Candidate, n int, pre
 			// The peer could reach no attachment it goes through.
 			return nil
 		}
-		return routeMessage(w, prefix, hops)
+		return routeMessage(w, prefix, hops, sc)
 	}
 	return nil
 }
@@ -234,9 +280,9 @@ func customExported(pol *ExportPolicy, p netip.Prefix) bool {
 	return !pol.PrivateOnly || inside(privateRanges)
 }
 
-// resolveLocked resolves prefix p of vpc.
-func (s *Server) resolveLocked(vpc string, p netip.Prefix) ([]Candidate, int) {
-	cs := s.candidatesLocked(vpc, p)
+// resolveLocked resolves prefix p of vpc, in sc (see candidatesLocked).
+func (s *Server) resolveLocked(vpc string, p netip.Prefix, sc *scratch) ([]Candidate, int) {
+	cs := s.candidatesLocked(vpc, p, sc)
 	var subnets []netip.Prefix
 	if v := s.m.vpcs[vpc]; v != nil {
 		subnets = v.Subnets
@@ -253,22 +299,35 @@ func (s *Server) publishRoutesLocked(b batches, work set[routeGroup]) {
 	if len(work) > 0 {
 		s.rib.rev++
 	}
+	sc := &scratch{}
 	for len(work) > 0 {
+		if len(work) > 1000 {
+			// A large batch is mostly of one VPC (a BGP update is).
+			var g routeGroup
+			for g = range work {
+				break
+			}
+			for _, svc := range s.svcByVPC[g.vpc] {
+				b.reserve(svc.routes, len(work))
+				if svc.ps.Policy != "" {
+					b.reserve(svc.custom, len(work))
+				}
+			}
+		}
 		next := set[routeGroup]{}
 		for g := range work {
-			cs, n := s.resolveLocked(g.vpc, g.prefix)
-			key := g.prefix.String()
+			cs, n := s.resolveLocked(g.vpc, g.prefix, sc)
+			key := prefixKey(g.prefix)
 			for _, svc := range s.svcByVPC[g.vpc] {
 				if svc.ps.Policy == "" {
-					it := ownRouteItem(cs, n, key)
-					putOrDelete(b, svc.routes, key, it, it != nil)
+					setRoute(b, svc.routes, key, ownRouteItem(cs, n, key, sc))
 					continue
 				}
 				pol := s.m.policies[svc.ps.Policy]
-				plain := exportRouteItem(svc, pol, cs, n, key, false)
-				custom := exportRouteItem(svc, pol, cs, n, key, true)
-				putOrDelete(b, svc.routes, key, plain, plain != nil)
-				putOrDelete(b, svc.custom, key, custom, custom != nil)
+				plain := exportRouteItem(svc, pol, cs, n, key, false, sc)
+				custom := exportRouteItem(svc, pol, cs, n, key, true, sc)
+				setRoute(b, svc.routes, key, plain)
+				setRoute(b, svc.custom, key, custom)
 				for _, im := range s.importers[svc.ps] {
 					it := plain
 					if im.custom {
@@ -281,6 +340,20 @@ func (s *Server) publishRoutesLocked(b batches, work set[routeGroup]) {
 			}
 		}
 		work = next
+	}
+}
+
+// setRoute puts r under key in t's batch, or deletes key if r is nil and
+// t or the batch has it: most prefixes of a large batch are in none of a
+// VPC's exports, and a million deletes of absent keys would cost the
+// tables as much as the puts.
+func setRoute(b batches, t *watch.Table, key string, r *p4meshv1.Route) {
+	if r != nil {
+		b.put(t, key, r)
+		return
+	}
+	if _, batched := b[t][key]; batched || t.Has(key) {
+		b.del(t, key)
 	}
 }
 
@@ -381,11 +454,12 @@ func (s *Server) rebuildImportsLocked() {
 	for ps, ims := range s.importers {
 		svc := &service{ps: ps, exported: m.exportedPrefixes(ps.VPC, ps.Policy)}
 		pol := m.policies[ps.Policy]
+		sc := &scratch{}
 		for p := range s.prefixesLocked(ps.VPC) {
-			cs, n := s.resolveLocked(ps.VPC, p)
-			key := p.String()
-			plain := exportRouteItem(svc, pol, cs, n, key, false)
-			custom := exportRouteItem(svc, pol, cs, n, key, true)
+			cs, n := s.resolveLocked(ps.VPC, p, sc)
+			key := prefixKey(p)
+			plain := exportRouteItem(svc, pol, cs, n, key, false, sc)
+			custom := exportRouteItem(svc, pol, cs, n, key, true, sc)
 			for _, im := range ims {
 				it := plain
 				if im.custom {
@@ -404,19 +478,20 @@ func (s *Server) rebuildImportsLocked() {
 func (s *Server) routeItemsLocked(svc *service) (routes, custom map[string]proto.Message) {
 	routes, custom = map[string]proto.Message{}, map[string]proto.Message{}
 	pol := s.m.policies[svc.ps.Policy]
+	sc := &scratch{}
 	for p := range s.prefixesLocked(svc.ps.VPC) {
-		cs, n := s.resolveLocked(svc.ps.VPC, p)
-		key := p.String()
+		cs, n := s.resolveLocked(svc.ps.VPC, p, sc)
+		key := prefixKey(p)
 		if svc.ps.Policy == "" {
-			if it := ownRouteItem(cs, n, key); it != nil {
+			if it := ownRouteItem(cs, n, key, sc); it != nil {
 				routes[key] = it
 			}
 			continue
 		}
-		if it := exportRouteItem(svc, pol, cs, n, key, false); it != nil {
+		if it := exportRouteItem(svc, pol, cs, n, key, false, sc); it != nil {
 			routes[key] = it
 		}
-		if it := exportRouteItem(svc, pol, cs, n, key, true); it != nil {
+		if it := exportRouteItem(svc, pol, cs, n, key, true, sc); it != nil {
 			custom[key] = it
 		}
 	}
@@ -472,7 +547,7 @@ func (s *Server) UpdateLearnedRoutes(vpc string, adds []LearnedRoute, withdrawal
 			return err
 		}
 	}
-	return s.runtimeChange(func() error {
+	return s.runtimeChange(len(adds)+len(withdrawals), func() error {
 		if _, ok := s.m.vpcs[vpc]; !ok {
 			return status.Errorf(codes.NotFound, "learned route update: VPC %q is not owned by controller %s", vpc, s.m.base.Controller)
 		}
@@ -516,7 +591,7 @@ func (s *Server) UpdateLearnedRoutes(vpc string, adds []LearnedRoute, withdrawal
 // change gets a revision (runtimeRevision), edit changes the candidates
 // and names the prefixes it touched, and they are resolved and published
 // as one commit of every table.
-func (s *Server) runtimeChange(check func() error, edit func(work set[routeGroup])) error {
+func (s *Server) runtimeChange(size int, check func() error, edit func(work set[routeGroup])) error {
 	s.changeMu.Lock()
 	defer s.changeMu.Unlock()
 	// changeMu alone keeps the model from changing (see Server.changeMu).
@@ -529,7 +604,7 @@ func (s *Server) runtimeChange(check func() error, edit func(work set[routeGroup
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	work := set[routeGroup]{}
+	work := make(set[routeGroup], size) // size: how many prefixes the change names, at most
 	edit(work)
 	if len(work) == 0 {
 		return nil
@@ -585,7 +660,7 @@ func (s *Server) ribLocked(vpc string) []Candidate {
 	})
 	var out []Candidate
 	for _, p := range sorted {
-		cs, _ := s.resolveLocked(vpc, p)
+		cs, _ := s.resolveLocked(vpc, p, nil)
 		out = append(out, cs...)
 	}
 	return out
@@ -698,7 +773,7 @@ func (s *Server) followPeerRoutes(ctx context.Context, src routeSource) {
 // from src before if replace. Once Run has cancelled the follower, a
 // last update racing in is dropped, as setRemote does.
 func (s *Server) setPeerRoutes(follower context.Context, src routeSource, changes map[string]*p4meshv1.Route, replace bool) {
-	err := s.runtimeChange(func() error {
+	err := s.runtimeChange(len(changes), func() error {
 		if follower.Err() != nil {
 			return follower.Err()
 		}

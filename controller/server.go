@@ -1110,9 +1110,9 @@ func (c *Config) connectivity(ps PublishedService) (dest, fwd, lbs, routes map[s
 	for prefix, cs := range groups {
 		n := resolve(cs, v.Subnets)
 		key := prefix.String()
-		it := ownRouteItem(cs, n, key)
+		it := ownRouteItem(cs, n, key, nil)
 		if ps.Policy != "" {
-			it = exportRouteItem(svc, pol, cs, n, key, false)
+			it = exportRouteItem(svc, pol, cs, n, key, false, nil)
 		}
 		if it != nil {
 			routes[key] = it

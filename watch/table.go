@@ -302,7 +302,7 @@ func (t *Table) checkRev(op string, rev uint64) {
 // changes reach the log at once, so a stream never sees half of the
 // revision as if it were all of it. t.mu must be held.
 func (t *Table) commitLocked(rev uint64, keys []string, puts map[string]proto.Message) int {
-	var changes []change
+	changes := make([]change, 0, len(keys))
 	for _, k := range keys {
 		var c change
 		var ok bool
@@ -396,6 +396,7 @@ func (t *Table) record(rev uint64, cs ...change) {
 	t.logMu.Lock()
 	defer t.logMu.Unlock()
 	t.rev = rev
+	t.log = slices.Grow(t.log, len(cs))
 	for _, c := range cs {
 		c.rev = rev
 		t.log = append(t.log, c)
@@ -445,6 +446,16 @@ func (t *Table) Snapshot() (map[string]proto.Message, uint64) {
 		m[k] = v
 	}
 	return m, t.rev
+}
+
+// Has reports whether the table holds key: an owner deleting what a large
+// change may have left out checks it rather than commit deletes of keys
+// that were never there.
+func (t *Table) Has(key string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.items[key]
+	return ok
 }
 
 // Revision returns the table's revision: that of the last Commit or
