@@ -817,6 +817,10 @@ func (s *Server) peerStateLocked(p Peering) (*p4meshv1.PeerSide, bool, string) {
 func (s *Server) tableLocked(name string, items map[string]proto.Message) *watch.Table {
 	o := s.opts.Watch
 	o.Epoch = s.rev
+	// Every item the Server commits is a message made for it and never
+	// modified after: the tables keep them rather than clones, which at
+	// a million routes is a tenth of a commit's cost.
+	o.Owned = true
 	return watch.NewTableFrom(name, items, o)
 }
 
