@@ -65,7 +65,7 @@ type LearnedRoute struct {
 	Neighbor string
 	Prefix   netip.Prefix
 	// NextHop is the next hop the router announced (its own address
-	// beyond the attachment); kept for state, the VPC forwards to the
+	// beyond the attachment): shown in state; the VPC forwards to the
 	// attachment.
 	NextHop netip.Addr
 	// ASPath is kept, not copied: the caller must not modify it after.
@@ -106,9 +106,11 @@ type Candidate struct {
 	PeerVNI uint32
 	// PeerOrigin is the origin of a peer route in the peer VPC.
 	PeerOrigin string
-	// BGP attributes (BGP routes).
+	// BGP attributes (BGP routes): BGPNextHop is the next hop the router
+	// announced, beyond the attachment the VPC forwards to.
 	LocalPref, MED uint32
 	ASPath         []uint32
+	BGPNextHop     netip.Addr
 	// Chosen: the route is (one of) what the VPC forwards by.
 	Chosen bool
 	// Reason says, in words, why it was chosen or not.

@@ -142,7 +142,7 @@ func (s *Server) candidatesLocked(vpc string, p netip.Prefix, sc *scratch) []Can
 	}
 	for _, l := range s.rib.learned[vpc][p] {
 		c := Candidate{VPC: vpc, Prefix: p, Origin: OriginBGP, Source: l.neighbor,
-			ASPath: l.asPath, MED: l.med, LocalPref: l.localPref}
+			ASPath: l.asPath, MED: l.med, LocalPref: l.localPref, BGPNextHop: l.nextHop}
 		e, ok := m.eps.get(l.neighbor)
 		switch {
 		case !ok:

@@ -231,6 +231,9 @@ func ribRoute(routes *oc.P4Mesh_P4Mesh_Vpcs_Vpc_State_Routes, c controller.Candi
 		r.Priority = ygot.Uint32(c.Priority)
 	case controller.OriginBGP:
 		r.LocalPref, r.Med = ygot.Uint32(c.LocalPref), ygot.Uint32(c.MED)
+		if c.BGPNextHop.IsValid() {
+			r.BgpNextHop = str(c.BGPNextHop.String())
+		}
 		as := make([]string, len(c.ASPath))
 		for i, n := range c.ASPath {
 			as[i] = strconv.FormatUint(uint64(n), 10)

@@ -405,13 +405,13 @@ func TestRIBState(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := ctl.UpdateLearnedRoutes("red", []controller.LearnedRoute{{Neighbor: "red-vpn", Prefix: netip.MustParsePrefix("192.0.2.0/24"),
-		ASPath: []uint32{65001, 65002}, MED: 7, LocalPref: 100}}, nil); err != nil {
+		NextHop: netip.MustParseAddr("172.31.0.1"), ASPath: []uint32{65001, 65002}, MED: 7, LocalPref: 100}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	red := "/p4mesh/vpcs/vpc[name=red]/state/routes/route[prefix=192.0.2.0/24][origin=bgp][source=red-vpn]"
 	for leaf, want := range map[string]string{
 		"chosen": "bool_val:true", "reason": "the only route for its prefix", "next-hops": "10.1.0.77",
-		"as-path": "65001 65002", "med": "uint_val:7", "local-pref": "uint_val:100",
+		"as-path": "65001 65002", "med": "uint_val:7", "local-pref": "uint_val:100", "bgp-next-hop": "172.31.0.1",
 	} {
 		if got := getJSON(t, c, red+"/"+leaf); !strings.Contains(got, want) {
 			t.Errorf("%s = %q, want it to contain %q", leaf, got, want)
