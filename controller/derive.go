@@ -97,7 +97,7 @@ func (s *Server) peerSideLocked(p Peering) *p4meshv1.PeerSide {
 	return &p4meshv1.PeerSide{
 		Vpc: p.VPC, PeerVpc: p.PeerVPC, Configured: true, ExportPolicy: p.ExportPolicy,
 		Vni: v.VNI, Subnets: prefixStrings(v.Subnets), ExportedPrefixes: prefixStrings(m.exportedPrefixes(p.VPC, p.ExportPolicy)),
-		Hosts: m.hostsOf(p.VPC),
+		Hosts: m.hostsOf(p.VPC), ExportCustomRoutes: p.ExportCustomRoutes,
 	}
 }
 
@@ -406,7 +406,11 @@ func (s *Server) applyLocked(pd *pending) {
 			s.learnedOfLocked(now.VPC, id, groups)
 		}
 	}
-	s.publishRoutesLocked(b, groups)
+	work := make([]routeGroup, 0, len(groups))
+	for g := range groups {
+		work = append(work, g)
+	}
+	s.publishRoutesLocked(b, work)
 }
 
 func keysOf[K comparable, V any](m map[K]V) set[K] {

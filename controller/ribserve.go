@@ -290,12 +290,13 @@ func (s *Server) resolveLocked(vpc string, p netip.Prefix, sc *scratch) ([]Candi
 	return cs, resolve(cs, subnets)
 }
 
-// publishRoutesLocked resolves each prefix in work again and puts what it
-// publishes into b; the local VPCs importing an export that changed are
-// resolved in turn. It ends: an export holds local winners only, and an
-// import adds peer candidates, which never beat a local one, so an import
-// changes no export.
-func (s *Server) publishRoutesLocked(b batches, work set[routeGroup]) {
+// publishRoutesLocked resolves each prefix in work again (one named twice
+// is resolved twice, to the same result) and puts what it publishes into
+// b; the local VPCs importing an export that changed are resolved in turn.
+// It ends: an export holds local winners only, and an import adds peer
+// candidates, which never beat a local one, so an import changes no
+// export.
+func (s *Server) publishRoutesLocked(b batches, work []routeGroup) {
 	if len(work) > 0 {
 		s.rib.rev++
 	}
@@ -303,11 +304,7 @@ func (s *Server) publishRoutesLocked(b batches, work set[routeGroup]) {
 	for len(work) > 0 {
 		if len(work) > 1000 {
 			// A large batch is mostly of one VPC (a BGP update is).
-			var g routeGroup
-			for g = range work {
-				break
-			}
-			for _, svc := range s.svcByVPC[g.vpc] {
+			for _, svc := range s.svcByVPC[work[0].vpc] {
 				b.reserve(svc.routes, len(work))
 				if svc.ps.Policy != "" {
 					b.reserve(svc.custom, len(work))
@@ -315,7 +312,7 @@ func (s *Server) publishRoutesLocked(b batches, work set[routeGroup]) {
 			}
 		}
 		next := set[routeGroup]{}
-		for g := range work {
+		for _, g := range work {
 			cs, n := s.resolveLocked(g.vpc, g.prefix, sc)
 			key := prefixKey(g.prefix)
 			for _, svc := range s.svcByVPC[g.vpc] {
@@ -339,7 +336,10 @@ func (s *Server) publishRoutesLocked(b batches, work set[routeGroup]) {
 				}
 			}
 		}
-		work = next
+		work = make([]routeGroup, 0, len(next))
+		for g := range next {
+			work = append(work, g)
+		}
 	}
 }
 
@@ -552,7 +552,7 @@ func (s *Server) UpdateLearnedRoutes(vpc string, adds []LearnedRoute, withdrawal
 			return status.Errorf(codes.NotFound, "learned route update: VPC %q is not owned by controller %s", vpc, s.m.base.Controller)
 		}
 		return nil
-	}, func(work set[routeGroup]) {
+	}, func(work *[]routeGroup) {
 		byPrefix := s.rib.learned[vpc]
 		if byPrefix == nil {
 			byPrefix = make(map[netip.Prefix][]learnedRoute, len(adds))
@@ -569,7 +569,7 @@ func (s *Server) UpdateLearnedRoutes(vpc string, adds []LearnedRoute, withdrawal
 			} else {
 				byPrefix[w.Prefix] = slices.Delete(ls, i, i+1)
 			}
-			work[routeGroup{vpc, w.Prefix}] = struct{}{}
+			*work = append(*work, routeGroup{vpc, w.Prefix})
 		}
 		for _, a := range adds {
 			l := learnedRoute{neighbor: a.Neighbor, nextHop: a.NextHop, asPath: a.ASPath, med: a.MED, localPref: a.LocalPref}
@@ -581,7 +581,7 @@ func (s *Server) UpdateLearnedRoutes(vpc string, adds []LearnedRoute, withdrawal
 				// not a map, keeps 1M of them small.
 				byPrefix[a.Prefix] = append(ls, l)
 			}
-			work[routeGroup{vpc, a.Prefix}] = struct{}{}
+			*work = append(*work, routeGroup{vpc, a.Prefix})
 		}
 	})
 }
@@ -591,7 +591,7 @@ func (s *Server) UpdateLearnedRoutes(vpc string, adds []LearnedRoute, withdrawal
 // change gets a revision (runtimeRevision), edit changes the candidates
 // and names the prefixes it touched, and they are resolved and published
 // as one commit of every table.
-func (s *Server) runtimeChange(size int, check func() error, edit func(work set[routeGroup])) error {
+func (s *Server) runtimeChange(size int, check func() error, edit func(work *[]routeGroup)) error {
 	s.changeMu.Lock()
 	defer s.changeMu.Unlock()
 	// changeMu alone keeps the model from changing (see Server.changeMu).
@@ -604,8 +604,8 @@ func (s *Server) runtimeChange(size int, check func() error, edit func(work set[
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	work := make(set[routeGroup], size) // size: how many prefixes the change names, at most
-	edit(work)
+	work := make([]routeGroup, 0, size) // size: how many prefixes the change names, at most
+	edit(&work)
 	if len(work) == 0 {
 		return nil
 	}
@@ -688,6 +688,9 @@ func (s *Server) RIBs() map[string][]Candidate {
 type routeSource struct {
 	vpc, peer, policy, addrs string
 	vni                      uint32
+	// custom: the peer exports its custom routes to vpc, and serves the
+	// export's custom table.
+	custom bool
 }
 
 // peerRouteSourcesLocked are the exports of remote peers to follow: one
@@ -705,7 +708,7 @@ func (s *Server) peerRouteSourcesLocked() map[string]routeSource {
 			continue
 		}
 		out[p.VPC+"/"+p.PeerVPC] = routeSource{vpc: p.VPC, peer: p.PeerVPC, policy: other.GetExportPolicy(),
-			addrs: replicaset.Join(owner.Addresses()), vni: other.GetVni()}
+			addrs: replicaset.Join(owner.Addresses()), vni: other.GetVni(), custom: other.GetExportCustomRoutes()}
 	}
 	return out
 }
@@ -734,15 +737,12 @@ func (s *Server) followPeerRoutes(ctx context.Context, src routeSource) {
 		s.setPeerRoutes(ctx, src, pending, replace)
 		pending, replace = map[string]*p4meshv1.Route{}, false
 	}
-	// Every stream starts from a snapshot that replaces what was
-	// imported, never from a resume revision: the peer serves the plain
-	// or the custom table as its peering says at the time (and ends the
-	// stream when that changes), and a revision of one says nothing of
-	// the other. A reconnect costs one snapshot of the export.
-	watch.Follow(ctx, "routes/"+src.peer+"->"+src.vpc, s.log, func(ctx context.Context, _ uint64) (watch.Stream, error) {
-		clear(pending)
-		replace, synced = true, false
-		return client.WatchRoutes(ctx, &p4meshv1.WatchRequest{Controller: s.name(), Vpc: src.peer, ExportPolicy: src.policy, PeerVpc: src.vpc})
+	// A follower serves one table of the peer's export for its life: the
+	// peer's side says which (routeSource.custom), and Run follows afresh
+	// when that changes, so that a stream resumes by revision within one
+	// table only.
+	watch.Follow(ctx, "routes/"+src.peer+"->"+src.vpc, s.log, func(ctx context.Context, rev uint64) (watch.Stream, error) {
+		return client.WatchRoutes(ctx, &p4meshv1.WatchRequest{Controller: s.name(), Vpc: src.peer, ExportPolicy: src.policy, PeerVpc: src.vpc, ResumeRevision: rev})
 	}, watch.Handler{
 		OnEvent: func(ev *p4meshv1.Event) { more = ev.GetMore() },
 		Put: func(key string, ev *p4meshv1.Event) {
@@ -778,13 +778,13 @@ func (s *Server) setPeerRoutes(follower context.Context, src routeSource, change
 			return follower.Err()
 		}
 		return nil
-	}, func(work set[routeGroup]) {
+	}, func(work *[]routeGroup) {
 		byPrefix := s.rib.peer[src.vpc]
 		if replace {
 			for p, prs := range byPrefix {
 				if _, kept := changes[p.String()]; !kept && slices.ContainsFunc(prs, func(pr peerRoute) bool { return pr.peer == src.peer }) {
 					s.setPeerRouteLocked(src.vpc, src.peer, src.vni, p, nil)
-					work[routeGroup{src.vpc, p}] = struct{}{}
+					*work = append(*work, routeGroup{src.vpc, p})
 				}
 			}
 		}
@@ -795,7 +795,7 @@ func (s *Server) setPeerRoutes(follower context.Context, src routeSource, change
 				continue
 			}
 			if s.setPeerRouteLocked(src.vpc, src.peer, src.vni, p, r) {
-				work[routeGroup{src.vpc, p}] = struct{}{}
+				*work = append(*work, routeGroup{src.vpc, p})
 			}
 		}
 	})

@@ -453,8 +453,11 @@ func (s *Server) Run(ctx context.Context) error {
 			}()
 		}
 		// The routes of every active peering with a remote peer, for
-		// its VPC's RIB; a source that changed (policy, addresses, VNI)
-		// is followed afresh, and what a stopped one gave is dropped.
+		// its VPC's RIB. A source that changed (policy, addresses, VNI,
+		// custom routes) is followed afresh: the new follower's first
+		// snapshot replaces what the old one gave, in one change, so
+		// routes that stay never leave the hosts meanwhile. What a
+		// peering no longer followed gave is dropped.
 		s.mu.Lock()
 		sources := s.peerRouteSourcesLocked()
 		s.mu.Unlock()
@@ -462,7 +465,9 @@ func (s *Server) Run(ctx context.Context) error {
 			if src, ok := sources[key]; !ok || src != f.src {
 				f.cancel()
 				delete(routes, key)
-				s.dropPeerRoutes(f.src)
+				if !ok {
+					s.dropPeerRoutes(f.src)
+				}
 			}
 		}
 		for key, src := range sources {
