@@ -606,9 +606,10 @@ func (s *Server) runtimeChange(size int, check func() error, edit func(work *[]r
 	defer s.mu.Unlock()
 	work := make([]routeGroup, 0, size) // size: how many prefixes the change names, at most
 	edit(&work)
-	if len(work) == 0 {
-		return nil
-	}
+	// Even a change that named nothing moves the tables to the revision
+	// the store gave it (commitLocked sends streams PROGRESS): a client
+	// left below the store's revision would be RESET by the next leader,
+	// whose tables start at it.
 	if !s.advanceLocked(rev) {
 		// The store gave no newer revision: tables cannot move. It does
 		// not happen with a store that numbers every commit; say so
