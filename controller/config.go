@@ -87,6 +87,8 @@ type endpointDoc struct {
 	MAC  string `yaml:"mac"`
 	Host string `yaml:"host"`
 	Port uint16 `yaml:"port"`
+	// RouterMAC is an attachment's on-prem router MAC.
+	RouterMAC string `yaml:"router_mac,omitempty"`
 }
 
 type lbDoc struct {
@@ -124,6 +126,8 @@ type peeringDoc struct {
 	PeerVPC      string `yaml:"peer_vpc"`
 	ExportPolicy string `yaml:"export_policy"`
 	Preference   int    `yaml:"preference,omitempty"`
+	// ExportCustomRoutes: see Peering.
+	ExportCustomRoutes bool `yaml:"export_custom_routes,omitempty"`
 }
 
 // converter turns a configDoc into a Config, collecting what does not
@@ -211,6 +215,8 @@ func (d *configDoc) config() (*Config, error) {
 			MAC:  cv.mac(p+".mac", e.MAC),
 			Host: e.Host,
 			Port: e.Port,
+			// Optional in the document: Validate says which kinds need it.
+			RouterMAC: cv.mac(p+".router_mac", e.RouterMAC),
 		})
 	}
 	for i, l := range d.LoadBalancers {
@@ -299,6 +305,7 @@ func docOf(c *Config) *configDoc {
 	for _, e := range c.Endpoints {
 		d.Endpoints = append(d.Endpoints, endpointDoc{
 			ID: e.ID, VPC: e.VPC, Kind: string(e.Kind), IP: text(e.IP), MAC: macText(e.MAC), Host: e.Host, Port: e.Port,
+			RouterMAC: macText(e.RouterMAC),
 		})
 	}
 	for _, lb := range c.LoadBalancers {

@@ -15,6 +15,11 @@ import (
 
 func TestYAMLRoundTrip(t *testing.T) {
 	c := example(t)
+	// An attachment and a peering that exports custom routes, so that
+	// their fields are written and read back too.
+	e := endpointOf(c, "red-router")
+	e.Kind, e.RouterMAC = KindVPN, mustMAC("02:fe:00:00:00:09")
+	c.Peerings[0].ExportCustomRoutes = true
 	out, err := c.YAML()
 	if err != nil {
 		t.Fatal(err)
@@ -38,6 +43,11 @@ func TestYAMLRoundTrip(t *testing.T) {
 	// none written.
 	if strings.Count(string(out), "gateway_ip:") != 1 {
 		t.Errorf("want only green's gateway_ip written:\n%s", out)
+	}
+	for _, w := range []string{"router_mac: 02:fe:00:00:00:09", "export_custom_routes: true"} {
+		if strings.Count(string(out), w) != 1 {
+			t.Errorf("want %q written once:\n%s", w, out)
+		}
 	}
 
 	// yaml.Marshal and yaml.Unmarshal use the same form, for a Config

@@ -76,19 +76,6 @@ func (m *model) lbItem(svc *service, lb LoadBalancer) *p4meshv1.LoadBalancer {
 	return out
 }
 
-// routeItem is the route svc publishes for g, nil if none.
-func (m *model) routeItem(svc *service, g routeGroup) *p4meshv1.Route {
-	r, reason, ok := m.chooseRoute(g)
-	if !ok || r.VPC != svc.ps.VPC || (svc.ps.Policy != "" && !prefixExported(svc.exported, r.Prefix)) {
-		return nil
-	}
-	out := &p4meshv1.Route{Vpc: r.VPC, Prefix: r.Prefix.String(), Origin: "static", Priority: r.Priority, Reason: reason}
-	if e, ok := m.eps.get(r.NextHop); ok && r.NextHop != "" && svc.exports(e.IP) {
-		out.NextHopIp = e.IP.String()
-	}
-	return out
-}
-
 func localEndpoint(m *model, e Endpoint) *p4meshv1.LocalEndpoint {
 	var vni uint32
 	if v := m.vpcs[e.VPC]; v != nil {
@@ -96,6 +83,7 @@ func localEndpoint(m *model, e Endpoint) *p4meshv1.LocalEndpoint {
 	}
 	return &p4meshv1.LocalEndpoint{
 		Id: e.ID, Vpc: e.VPC, Vni: vni, Ip: e.IP.String(), Mac: e.MAC.String(), Port: uint32(e.Port), Kind: string(e.Kind),
+		RouterMac: macText(e.RouterMAC),
 	}
 }
 
@@ -109,7 +97,7 @@ func (s *Server) peerSideLocked(p Peering) *p4meshv1.PeerSide {
 	return &p4meshv1.PeerSide{
 		Vpc: p.VPC, PeerVpc: p.PeerVPC, Configured: true, ExportPolicy: p.ExportPolicy,
 		Vni: v.VNI, Subnets: prefixStrings(v.Subnets), ExportedPrefixes: prefixStrings(m.exportedPrefixes(p.VPC, p.ExportPolicy)),
-		Hosts: m.hostsOf(p.VPC),
+		Hosts: m.hostsOf(p.VPC), ExportCustomRoutes: p.ExportCustomRoutes,
 	}
 }
 
@@ -169,10 +157,12 @@ func (s *Server) hostItemsLocked(id string) map[string]proto.Message {
 	return items
 }
 
-// connectivityLocked is what svc publishes, from the model.
-func (s *Server) connectivityLocked(svc *service) (dest, fwd, lbs, routes map[string]proto.Message) {
+// connectivityLocked is what svc publishes, from the model and the RIB:
+// its routes and custom tables too (routeItemsLocked).
+func (s *Server) connectivityLocked(svc *service) (dest, fwd, lbs, routes, custom map[string]proto.Message) {
 	m, vpc := s.m, svc.ps.VPC
-	dest, fwd, lbs, routes = map[string]proto.Message{}, map[string]proto.Message{}, map[string]proto.Message{}, map[string]proto.Message{}
+	dest, fwd, lbs = map[string]proto.Message{}, map[string]proto.Message{}, map[string]proto.Message{}
+	routes, custom = s.routeItemsLocked(svc)
 	for id := range m.inVPC[vpc] {
 		e, _ := m.eps.get(id)
 		if d, f := m.endpointItems(svc, e); d != nil {
@@ -185,12 +175,7 @@ func (s *Server) connectivityLocked(svc *service) (dest, fwd, lbs, routes map[st
 			lbs[name] = it
 		}
 	}
-	for prefix := range m.rtInVPC[vpc] {
-		if it := m.routeItem(svc, routeGroup{vpc, prefix}); it != nil {
-			routes[prefix.String()] = it
-		}
-	}
-	return dest, fwd, lbs, routes
+	return dest, fwd, lbs, routes, custom
 }
 
 // batches are the table changes of one Change, gathered so that each
@@ -199,6 +184,14 @@ func (s *Server) connectivityLocked(svc *service) (dest, fwd, lbs, routes map[st
 // last thing done to it (nil: deleted), so a delete then a put of a key is
 // a put.
 type batches map[*watch.Table]map[string]proto.Message
+
+// reserve makes room in t's batch for n more keys, so that a large change
+// does not grow its map by rehashing.
+func (b batches) reserve(t *watch.Table, n int) {
+	if b[t] == nil {
+		b[t] = make(map[string]proto.Message, n)
+	}
+}
 
 func (b batches) put(t *watch.Table, key string, v proto.Message) {
 	if b[t] == nil {
@@ -227,17 +220,15 @@ func (s *Server) commitLocked(b batches) {
 		if t.Revision() >= s.rev {
 			return
 		}
-		var puts map[string]proto.Message
+		// The batch is ours: its deletes leave it, and what stays is
+		// the puts, with no copy (a batch can hold a million routes).
 		var dels []string
-		for k, v := range b[t] {
+		puts := b[t]
+		for k, v := range puts {
 			if v == nil {
 				dels = append(dels, k)
-				continue
+				delete(puts, k)
 			}
-			if puts == nil {
-				puts = map[string]proto.Message{}
-			}
-			puts[k] = v
 		}
 		t.Commit(s.rev, puts, dels)
 	}
@@ -390,7 +381,8 @@ func (s *Server) applyLocked(pd *pending) {
 	}
 
 	// Routes: each prefix a changed route competes for, or whose routes'
-	// next hop changed, is chosen again.
+	// next hop changed, or that an attachment whose identity changed
+	// carries, is resolved again.
 	groups := set[routeGroup]{}
 	for k := range pd.routes.put {
 		groups[routeGroup{k.VPC, k.Prefix}] = struct{}{}
@@ -402,13 +394,23 @@ func (s *Server) applyLocked(pd *pending) {
 		for k := range m.rtHop[id] {
 			groups[routeGroup{k.VPC, k.Prefix}] = struct{}{}
 		}
-	}
-	for g := range groups {
-		for _, svc := range s.svcByVPC[g.vpc] {
-			it := m.routeItem(svc, g)
-			putOrDelete(b, svc.routes, g.prefix.String(), it, it != nil)
+		old, had := oldEps[id]
+		now, has := m.eps.get(id)
+		if had && has && old.VPC == now.VPC && old.IP == now.IP && old.Kind == now.Kind {
+			continue
+		}
+		if had {
+			s.learnedOfLocked(old.VPC, id, groups)
+		}
+		if has {
+			s.learnedOfLocked(now.VPC, id, groups)
 		}
 	}
+	work := make([]routeGroup, 0, len(groups))
+	for g := range groups {
+		work = append(work, g)
+	}
+	s.publishRoutesLocked(b, work)
 }
 
 func keysOf[K comparable, V any](m map[K]V) set[K] {

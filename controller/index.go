@@ -195,6 +195,7 @@ type model struct {
 	vpcs     map[string]*VPC
 	hosts    map[string]*Host
 	policies map[string]*ExportPolicy
+	peerings map[[2]string]Peering // (VPC, peer VPC) → this side
 
 	eps    ordered[string, Endpoint]
 	lbs    ordered[string, LoadBalancer]
@@ -226,6 +227,7 @@ func newModel(c *Config) *model {
 		vpcs:     map[string]*VPC{},
 		hosts:    map[string]*Host{},
 		policies: map[string]*ExportPolicy{},
+		peerings: make(map[[2]string]Peering, len(c.Peerings)),
 		eps:      newOrdered[string, Endpoint](len(c.Endpoints)),
 		lbs:      newOrdered[string, LoadBalancer](len(c.LoadBalancers)),
 		routes:   newOrdered[RouteKey, Route](len(c.Routes)),
@@ -259,6 +261,9 @@ func newModel(c *Config) *model {
 	}
 	for i := range base.ExportPolicies {
 		m.policies[base.ExportPolicies[i].Name] = &base.ExportPolicies[i]
+	}
+	for _, p := range base.Peerings {
+		m.peerings[[2]string{p.VPC, p.PeerVPC}] = p
 	}
 	for _, e := range c.Endpoints {
 		m.putEndpoint(e)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +32,7 @@ import (
 //	policy/<name>  peering/<vpc>/<peer vpc>  route/<vpc>/<prefix>/<next hop>
 //	peer-side/<controller>/<vpc>/<peer vpc>  another controller's side
 //	migrated-from                            the data dir's YAML, once imported
+//	runtime-revision                         a marker CommitRuntime rewrites
 //
 // each component path-escaped, so no name can make two keys collide.
 //
@@ -80,6 +82,7 @@ var _ Persistence = (*ItemStore)(nil)
 const (
 	controllerKey   = "controller"
 	migratedKey     = "migrated-from"
+	runtimeKey      = "runtime-revision"
 	peerSidePrefix  = "peer-side/"
 	damagedPrefix   = "damaged/"
 	itemCommitLimit = 30 * time.Second
@@ -143,6 +146,8 @@ func (s *ItemStore) load(ctx context.Context) error {
 		switch {
 		case k == migratedKey:
 			s.migrated = string(v)
+			continue
+		case k == runtimeKey:
 			continue
 		case kind+"/" == peerSidePrefix:
 			parts := strings.Split(rest, "/")
@@ -510,6 +515,18 @@ func (s *ItemStore) commitAll(c *Config, extra []store.Op) (uint64, error) {
 	s.cur = c
 	clear(s.damaged)
 	return rev, nil
+}
+
+// CommitRuntime gives a change that is not persisted (routes learned
+// over BGP or imported from peers, which come back from their sources
+// after a restart) a revision of the store, so that the watch tables move
+// to one no commit of configuration will reuse. It rewrites one small
+// marker: the store's revisions number commits, and only a commit makes
+// one; a replica that leads next continues from it.
+func (s *ItemStore) CommitRuntime() (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commit([]store.Op{{Key: runtimeKey, Value: []byte(strconv.FormatUint(s.rev+1, 10))}})
 }
 
 // PeerSides returns the peer sides stored, by controller; they are the

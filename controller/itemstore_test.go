@@ -289,3 +289,49 @@ func TestRestartResumesWatches(t *testing.T) {
 		}
 	}
 }
+
+// An attachment and a peering exporting custom routes survive a restart
+// of the item store; the routes learned meanwhile do not (they come back
+// from BGP), and the marker their revisions were committed with is no
+// damaged item, and the revision keeps growing from it.
+func TestItemStoreKeepsAttachmentsNotLearnedRoutes(t *testing.T) {
+	dir := t.TempDir()
+	items, b := openItems(t, dir)
+	c := example(t)
+	e := endpointOf(c, "red-router")
+	e.Kind, e.RouterMAC = KindInterconnect, mustMAC("02:fe:00:00:00:09")
+	c.Peerings[0].ExportCustomRoutes = true
+	if _, err := items.Startup(c, false); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(ServerOptions{Store: items, Auth: identity.Auth{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := items.Revision()
+	learn(t, srv, "red", LearnedRoute{Neighbor: "red-router", Prefix: pfx("192.0.2.0/24")})
+	if items.Revision() <= before {
+		t.Errorf("a learned route update took no revision of the store (%d, was %d)", items.Revision(), before)
+	}
+	rev := items.Revision()
+	b.Close()
+
+	again, b2 := openItems(t, dir)
+	defer b2.Close()
+	if _, err := again.Startup(nil, false); err != nil {
+		t.Fatalf("start after learned routes: %v", err)
+	}
+	if got := again.Current(); !got.Equal(c) {
+		t.Errorf("after a restart the configuration differs:\n%s", DiffConfigs(c, got, "before", "after"))
+	}
+	if again.Revision() != rev {
+		t.Errorf("revision after a restart = %d, want %d", again.Revision(), rev)
+	}
+	srv2, err := NewServer(ServerOptions{Store: again, Auth: identity.Auth{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs := candidatesOf(srv2, "red", "192.0.2.0/24"); len(cs) != 0 {
+		t.Errorf("a learned route survived the restart: %+v", cs)
+	}
+}

@@ -41,6 +41,9 @@ func TestCollector(t *testing.T) {
 	reg.MustRegister(NewCollector(c1.srv))
 
 	eventually(t, "peering active", func() bool { return c1.srv.Stats().ActivePeerings == 1 })
+	// c2 follows c1's peer sides, and once its side of the peering is
+	// active, the routes red exports to blue.
+	eventually(t, "c2 following c1", func() bool { return c2.srv.Stats().ActivePeerings == 1 && c1.srv.Stats().Subscribers == 2 })
 	dest := watchRaw(t, dial(t, c1.addr), destWatch, &p4meshv1.WatchRequest{Host: "h1", Vpc: "red"})
 	dest.snapshot(t)
 
@@ -66,7 +69,8 @@ func TestCollector(t *testing.T) {
 		{"p4mesh_controller_config_applies_total", "", 1},
 		{"p4mesh_controller_config_apply_errors_total", "", 1},
 		{"p4mesh_controller_watch_subscribers", "destinations", 1},
-		{"p4mesh_controller_watch_subscribers", "routes", 0},
+		// c2's peer route manager imports what red exports to blue.
+		{"p4mesh_controller_watch_subscribers", "routes", 1},
 		// c2 follows c1's peer sides.
 		{"p4mesh_controller_watch_subscribers", "peers", 1},
 		// red (3 endpoints) twice, green (1) once.

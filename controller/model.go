@@ -180,7 +180,21 @@ type Endpoint struct {
 	Host string
 	// Port is the switch port on Host the endpoint is attached to.
 	Port uint16
+	// RouterMAC is, for an attachment (IsAttachment), the MAC of the
+	// on-prem router behind Port: the destination MAC of what the switch
+	// routes out of it. IP and MAC are then the attachment's VPC side,
+	// which the ARP proxy answers and BGP advertises as next hop. Only
+	// attachments have one.
+	RouterMAC MAC
 }
+
+// IsAttachment reports whether the endpoint is a VPN or interconnect
+// attachment: a switch port towards an on-prem router, the next hop of the
+// routes learned from it.
+func (e Endpoint) IsAttachment() bool { return e.Kind.IsAttachment() }
+
+// IsAttachment reports whether endpoints of kind k are attachments.
+func (k EndpointKind) IsAttachment() bool { return k == KindVPN || k == KindInterconnect }
 
 // LoadBalancer is an internal load balancer: connections to VIP, Protocol,
 // Port are spread over Backends by weight. It is pass-through: the VIP
@@ -238,8 +252,14 @@ type Peering struct {
 	// ExportPolicy names the policy VPC applies to what it exports to
 	// PeerVPC: the id the peer's OHCs watch VPC's connectivity with.
 	ExportPolicy string
-	// Preference ranks this peer's routes in conflicts (higher wins).
+	// Preference ranks this peer's routes in conflicts: lower wins (rule 3
+	// of the peer route manager, rib.go), as a route's priority does.
 	Preference int
+	// ExportCustomRoutes exports VPC's BGP-learned (custom) routes to
+	// PeerVPC, filtered by ExportPolicy like everything else. Off by
+	// default, as in the clouds: an on-prem network reachable from one VPC
+	// is not made reachable from its peers by accident.
+	ExportCustomRoutes bool
 }
 
 // MAC is an EUI-48 MAC address. It is an array, so it is comparable and a

@@ -16,8 +16,9 @@ type RouteStatus struct {
 // ChooseRoutes is the route manager for this controller's static routes:
 // for each (VPC, prefix), the route with the lowest priority value wins,
 // and among equals the first configured (so a reordering is an explicit
-// operator decision). Routes learned from peers and on-prem BGP join these
-// rules with the peer route manager.
+// operator decision). It is the static routes' view; what a VPC forwards
+// by, against its subnets, BGP-learned and peer routes too, is the RIB
+// (rib.go, Server.RIB), which applies these rules among static routes.
 func (c *Config) ChooseRoutes() []RouteStatus {
 	type key struct {
 		vpc    string

@@ -92,7 +92,11 @@ type Server struct {
 	// host it has an endpoint on (vpcItemsLocked).
 	vpcItems map[string]map[string]proto.Message
 	peers    *watch.Table // this controller's sides of its peerings
-	changed  chan struct{}
+	// rib holds the runtime candidates of the VPCs' RIBs (ribserve.go);
+	// importers are, per export, the local VPCs importing it.
+	rib       *rib
+	importers map[PublishedService][]importer
+	changed   chan struct{}
 	// served is closed, and forgotten, when what the Server serves
 	// changes (Changed): readers that follow it, such as gNMI's ON_CHANGE
 	// subscriptions, wait on it instead of polling. nil: nobody waits.
@@ -118,6 +122,10 @@ type service struct {
 	// exported is what the service exports of its VPC's subnets.
 	exported               []netip.Prefix
 	dest, fwd, lbs, routes *watch.Table
+	// custom is routes with the BGP-learned winners the policy lets
+	// through: what peer controllers of peerings that export custom
+	// routes are served (ribserve.go). Empty for policy "".
+	custom *watch.Table
 	// streams are the connectivity streams being served from the tables,
 	// so that a configuration change can end those it no longer
 	// authorises: authorization holds for the life of a stream.
@@ -129,6 +137,25 @@ type connStream struct {
 	req    *p4meshv1.WatchRequest
 	caller caller
 	cancel context.CancelCauseFunc
+	// controller is the peer controller of a peer routes stream
+	// (watchPeerRoutes), "" for a host's; custom is the table it is
+	// served.
+	controller string
+	custom     bool
+}
+
+// reauthorizeLocked checks an open stream against the current
+// configuration, as its kind of caller is authorised.
+func (s *Server) reauthorizeLocked(cs *connStream) error {
+	if cs.controller == "" {
+		_, err := s.authorizeLocked(cs.req, cs.caller)
+		return err
+	}
+	_, custom, err := s.authorizePeerRoutesLocked(cs.req, cs.controller)
+	if err == nil && custom != cs.custom {
+		err = status.Errorf(codes.Unavailable, "%s's export of custom routes to %s changed", cs.req.GetVpc(), cs.req.GetPeerVpc())
+	}
+	return err
 }
 
 // caller is who makes a request: an authenticated identity, or (Insecure)
@@ -184,6 +211,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 		services: map[PublishedService]*service{},
 		changed:  make(chan struct{}, 1),
 		ready:    make(chan struct{}),
+		rib:      newRIB(),
 	}
 	if s.opts.PeerGrace <= 0 {
 		s.opts.PeerGrace = 10 * time.Second
@@ -394,6 +422,11 @@ func (s *Server) notify() {
 	s.mu.Lock()
 	s.changedLocked()
 	s.mu.Unlock()
+	s.wakeRun()
+}
+
+// wakeRun tells Run to look at the peerings again, without waiting.
+func (s *Server) wakeRun() {
 	select {
 	case s.changed <- struct{}{}:
 	default:
@@ -408,6 +441,11 @@ func (s *Server) Run(ctx context.Context) error {
 		cancel context.CancelFunc
 	}
 	following := map[string]follower{}
+	type routeFollower struct {
+		src    routeSource
+		cancel context.CancelFunc
+	}
+	routes := map[string]routeFollower{} // "vpc/peer vpc" → follower of the peer's routes
 	var wg sync.WaitGroup
 	grace := time.AfterFunc(s.opts.PeerGrace, func() {
 		s.readyOnce.Do(func() {
@@ -418,6 +456,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer grace.Stop()
 	defer func() {
 		for _, f := range following {
+			f.cancel()
+		}
+		for _, f := range routes {
 			f.cancel()
 		}
 		wg.Wait()
@@ -445,6 +486,36 @@ func (s *Server) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				s.followPeer(fctx, name, addr)
+			}()
+		}
+		// The routes of every active peering with a remote peer, for
+		// its VPC's RIB. A source that changed (policy, addresses, VNI,
+		// custom routes) is followed afresh: the new follower's first
+		// snapshot replaces what the old one gave, in one change, so
+		// routes that stay never leave the hosts meanwhile. What a
+		// peering no longer followed gave is dropped.
+		s.mu.Lock()
+		sources := s.peerRouteSourcesLocked()
+		s.mu.Unlock()
+		for key, f := range routes {
+			if src, ok := sources[key]; !ok || src != f.src {
+				f.cancel()
+				delete(routes, key)
+				if !ok {
+					s.dropPeerRoutes(f.src)
+				}
+			}
+		}
+		for key, src := range sources {
+			if _, ok := routes[key]; ok {
+				continue
+			}
+			fctx, cancel := context.WithCancel(ctx)
+			routes[key] = routeFollower{src: src, cancel: cancel}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.followPeerRoutes(fctx, src)
 			}()
 		}
 		select {
@@ -568,6 +639,9 @@ func (s *Server) setRemote(follower context.Context, controller string, sides ma
 	if (changed || !known) && s.advanceLocked(rev) {
 		s.remoteChangedLocked(controller, before, known)
 		s.changedLocked()
+		// A peering may have become active or inactive: Run follows
+		// the routes of the active ones.
+		s.wakeRun()
 	}
 	s.checkReadyLocked()
 }
@@ -588,6 +662,7 @@ func (s *Server) forgetRemote(controller string) {
 	if s.advanceLocked(rev) {
 		s.remoteChangedLocked(controller, before, known)
 		s.changedLocked()
+		s.wakeRun()
 	}
 }
 
@@ -663,7 +738,7 @@ func (s *Server) revokeVouchedLocked(hosts set[string]) {
 	}
 	for _, svc := range s.services {
 		for cs := range svc.streams {
-			if !cs.caller.authed {
+			if !cs.caller.authed || cs.controller != "" {
 				continue
 			}
 			if _, ok := hosts[cs.caller.id.Name]; !ok {
@@ -696,6 +771,12 @@ type Stats struct {
 	HostSwitchPrimary map[string]bool
 	// Routes are the configured routes with whether each won its prefix.
 	Routes []RouteStatus
+	// RIBRevision moves whenever a candidate of a VPC's RIB may have
+	// changed, so that a reader rebuilds what it shows of them only then;
+	// RIBs returns every RIB resolved, by VPC (Server.RIBs), costing the
+	// size of the RIBs. Nil in Stats not from a Server.
+	RIBRevision uint64
+	RIBs        func() map[string][]Candidate
 }
 
 // Stats counts published services, hosts and watch subscribers.
@@ -706,7 +787,8 @@ func (s *Server) Stats() Stats {
 		PublishedServices: len(s.services), Hosts: len(s.hosts), Subscribers: s.peers.Subscribers(),
 		Applies: s.applies.Load(), ApplyErrors: s.applyErrors.Load(),
 		HostEntries: s.reports.totals(), HostSwitchPrimary: s.reports.primaries(),
-		Routes: s.m.chooseRoutes(),
+		Routes:      s.m.chooseRoutes(),
+		RIBRevision: s.rib.rev, RIBs: s.RIBs,
 	}
 	for _, t := range s.hosts {
 		st.Subscribers += t.Subscribers()
@@ -779,6 +861,10 @@ func (s *Server) peerStateLocked(p Peering) (*p4meshv1.PeerSide, bool, string) {
 func (s *Server) tableLocked(name string, items map[string]proto.Message) *watch.Table {
 	o := s.opts.Watch
 	o.Epoch = s.rev
+	// Every item the Server commits is a message made for it and never
+	// modified after: the tables keep them rather than clones, which at
+	// a million routes is a tenth of a commit's cost.
+	o.Owned = true
 	return watch.NewTableFrom(name, items, o)
 }
 
@@ -795,6 +881,7 @@ func (s *Server) replaceLocked(t *watch.Table, items map[string]proto.Message) {
 func (s *Server) recomputeLocked() {
 	m := s.m
 	c := m.base
+	s.rebuildImportsLocked()
 	sides := map[string]proto.Message{}
 	for _, p := range c.Peerings {
 		sides[p.VPC+"/"+p.PeerVPC] = s.peerSideLocked(p)
@@ -823,19 +910,21 @@ func (s *Server) recomputeLocked() {
 		}
 		svc.exported = m.exportedPrefixes(ps.VPC, ps.Policy)
 		s.svcByVPC[ps.VPC] = append(s.svcByVPC[ps.VPC], svc)
-		dest, fwd, lbs, routes := s.connectivityLocked(svc)
+		dest, fwd, lbs, routes, custom := s.connectivityLocked(svc)
 		if isNew {
 			name := ps.VPC + "/" + ps.Policy
 			svc.dest = s.tableLocked("destinations/"+name, dest)
 			svc.fwd = s.tableLocked("forwarding/"+name, fwd)
 			svc.lbs = s.tableLocked("load-balancers/"+name, lbs)
 			svc.routes = s.tableLocked("routes/"+name, routes)
+			svc.custom = s.tableLocked("custom-routes/"+name, custom)
 			continue
 		}
 		s.replaceLocked(svc.dest, dest)
 		s.replaceLocked(svc.fwd, fwd)
 		s.replaceLocked(svc.lbs, lbs)
 		s.replaceLocked(svc.routes, routes)
+		s.replaceLocked(svc.custom, custom)
 	}
 	for ps, svc := range s.services {
 		if !want[ps] {
@@ -892,7 +981,7 @@ func (s *Server) revokeLocked(want map[PublishedService]bool) {
 	s.authGen = s.gen
 	for ps, svc := range s.services {
 		for cs := range svc.streams {
-			_, err := s.authorizeLocked(cs.req, cs.caller)
+			err := s.reauthorizeLocked(cs)
 			if err == nil && !want[ps] {
 				err = status.Errorf(codes.Unavailable, "%s is no longer published", ps)
 			}
@@ -933,6 +1022,9 @@ func (s *Server) revokeHostsLocked(lost []hostVPC) {
 			continue
 		}
 		for cs := range svc.streams {
+			if cs.controller != "" {
+				continue
+			}
 			host := cs.req.GetHost()
 			if cs.caller.authed {
 				host = cs.caller.id.Name
@@ -959,8 +1051,8 @@ func (s *Server) hostTableLocked(id string) *watch.Table {
 	return t
 }
 
-func (svc *service) tables() [4]*watch.Table {
-	return [4]*watch.Table{svc.dest, svc.fwd, svc.lbs, svc.routes}
+func (svc *service) tables() [5]*watch.Table {
+	return [5]*watch.Table{svc.dest, svc.fwd, svc.lbs, svc.routes, svc.custom}
 }
 
 func hostInfo(h Host) *p4meshv1.HostInfo {
@@ -1019,21 +1111,60 @@ func (c *Config) connectivity(ps PublishedService) (dest, fwd, lbs, routes map[s
 		}
 		lbs[lb.Name] = m
 	}
-	// Only each prefix's chosen route is published: the routes stream is
-	// keyed by prefix, and the OHC programs one next hop per prefix.
-	for _, rs := range c.ChooseRoutes() {
-		r := rs.Route
-		if !rs.Chosen || r.VPC != ps.VPC || (ps.Policy != "" && !prefixExported(c.ExportedPrefixes(ps.VPC, ps.Policy), r.Prefix)) {
+	// Each prefix's winners among the VPC's subnets and static routes
+	// (the RIB without its runtime candidates), by the RIB's own rules
+	// and items (ribserve.go).
+	v, _ := c.VPC(ps.VPC)
+	groups := map[netip.Prefix][]Candidate{}
+	for i, r := range c.Routes {
+		if r.VPC != ps.VPC {
 			continue
 		}
-		m := &p4meshv1.Route{Vpc: r.VPC, Prefix: r.Prefix.String(), Origin: "static", Priority: r.Priority, Reason: rs.Reason}
-		// A next hop the policy does not export is an endpoint the peer
-		// may not learn of; the peer's hosts route by their own VPC's
-		// routes anyway.
-		if e, ok := c.Endpoint(r.NextHop); ok && exports(e.IP) {
-			m.NextHopIp = e.IP.String()
+		cand := Candidate{VPC: r.VPC, Prefix: r.Prefix, Origin: OriginStatic, Source: r.NextHop, Priority: r.Priority, pos: i}
+		if e, ok := c.Endpoint(r.NextHop); ok && r.NextHop != "" {
+			cand.NextHops = []netip.Addr{e.IP}
 		}
-		routes[r.Prefix.String()] = m
+		if groups[r.Prefix] == nil && slices.Contains(v.Subnets, r.Prefix) {
+			groups[r.Prefix] = []Candidate{{VPC: r.VPC, Prefix: r.Prefix, Origin: OriginSubnet, Source: r.VPC}}
+		}
+		groups[r.Prefix] = append(groups[r.Prefix], cand)
+	}
+	if ps.Policy == "" {
+		// What the VPC's active peers owned here export to it, each
+		// resolved as the peer's own export.
+		for _, p := range c.PeeringsOf(ps.VPC) {
+			back, ok := c.Peering(p.PeerVPC, p.VPC)
+			peer, owned := c.VPC(p.PeerVPC)
+			if !ok || !owned || PeeringConflict(v, peer.Subnets, peer.VNI) != "" {
+				continue
+			}
+			_, _, _, exported := c.connectivity(PublishedService{VPC: p.PeerVPC, Policy: back.ExportPolicy})
+			for key, it := range exported {
+				r := it.(*p4meshv1.Route)
+				prefix := netip.MustParsePrefix(key)
+				if groups[prefix] == nil && slices.Contains(v.Subnets, prefix) {
+					groups[prefix] = []Candidate{{VPC: ps.VPC, Prefix: prefix, Origin: OriginSubnet, Source: ps.VPC}}
+				}
+				groups[prefix] = append(groups[prefix], Candidate{VPC: ps.VPC, Prefix: prefix, Origin: OriginPeer, Source: p.PeerVPC,
+					PeerVNI: peer.VNI, Priority: r.GetPriority(), PeerOrigin: r.GetOrigin(), Preference: p.Preference, NextHops: routeNextHops(r)})
+			}
+		}
+	}
+	svc := &service{ps: ps, exported: c.ExportedPrefixes(ps.VPC, ps.Policy)}
+	var pol *ExportPolicy
+	if p, ok := c.ExportPolicy(ps.Policy); ok {
+		pol = &p
+	}
+	for prefix, cs := range groups {
+		n := resolve(cs, v.Subnets)
+		key := prefix.String()
+		it := ownRouteItem(cs, n, key, nil)
+		if ps.Policy != "" {
+			it = exportRouteItem(svc, pol, cs, n, key, false, nil)
+		}
+		if it != nil {
+			routes[key] = it
+		}
 	}
 	return dest, fwd, lbs, routes
 }
@@ -1258,8 +1389,16 @@ func (c connectivity) WatchLoadBalancers(req *p4meshv1.WatchRequest, st grpc.Ser
 	return c.watch(req, st, func(s *service) *watch.Table { return s.lbs })
 }
 
-// WatchRoutes streams the exported routes.
+// WatchRoutes streams the exported routes: to hosts, and to the peer
+// controllers that import them into their VPCs' RIBs (watchPeerRoutes).
 func (c connectivity) WatchRoutes(req *p4meshv1.WatchRequest, st grpc.ServerStreamingServer[p4meshv1.Event]) error {
+	id, authed, err := c.s.opts.Auth.Caller(st.Context())
+	if err != nil {
+		return err
+	}
+	if (authed && id.Kind == identity.Controller) || (!authed && req.GetController() != "") {
+		return c.watchPeerRoutes(req, st)
+	}
 	return c.watch(req, st, func(s *service) *watch.Table { return s.routes })
 }
 

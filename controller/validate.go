@@ -481,6 +481,14 @@ func (v *validator) checkEndpoint(p string, e *Endpoint) {
 			v.macs[vpcMAC{e.VPC, e.MAC}] = e.ID
 		}
 	}
+	switch {
+	case e.IsAttachment():
+		// The switch rewrites what it routes out of the attachment's port
+		// to this MAC: without one the on-prem router would drop it all.
+		v.mac(p+".router_mac", "router MAC (of the on-prem router behind the "+string(e.Kind)+" attachment)", e.RouterMAC)
+	case !e.RouterMAC.IsZero():
+		v.addf(p+".router_mac", "only vpn and interconnect attachments have a router MAC, not a %s endpoint", e.Kind)
+	}
 	if e.Host == "" {
 		v.addf(p+".host", "host is required")
 		return

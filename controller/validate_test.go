@@ -91,6 +91,10 @@ func TestValidateAccepts(t *testing.T) {
 			endpointOf(c, "green-vm1").IP = ip("10.4.0.7")
 		}},
 		{"drop route", func(c *Config) { c.Routes = append(c.Routes, Route{VPC: "red", Prefix: pfx("10.99.0.0/16")}) }},
+		{"an attachment with its router MAC", func(c *Config) {
+			e := endpointOf(c, "red-router")
+			e.Kind, e.RouterMAC = KindInterconnect, mustMAC("02:fe:00:00:00:09")
+		}},
 		{"protocol numbers", func(c *Config) { c.ExportPolicies[0].Protocols = []string{"tcp", "47", "icmp"} }},
 		{"a replica set", func(c *Config) {
 			c.Directory[1].Address = ""
@@ -222,6 +226,14 @@ func TestValidateRejects(t *testing.T) {
 			[]string{`endpoints[red-vm1].vpc: VPC "blue" is owned by c2, not by this controller`}},
 		{"endpoint in an unknown VPC", func(c *Config) { endpointOf(c, "red-vm1").VPC = "pink" },
 			[]string{`endpoints[red-vm1].vpc: VPC "pink" is not defined`}},
+		{"attachment without router MAC", func(c *Config) { endpointOf(c, "red-router").Kind = KindVPN },
+			[]string{"endpoints[red-router].router_mac: router MAC (of the on-prem router behind the vpn attachment) is required"}},
+		{"attachment with a multicast router MAC", func(c *Config) {
+			e := endpointOf(c, "red-router")
+			e.Kind, e.RouterMAC = KindInterconnect, mustMAC("01:00:5e:00:00:01")
+		}, []string{"endpoints[red-router].router_mac: router MAC (of the on-prem router behind the interconnect attachment) 01:00:5e:00:00:01 is a multicast address"}},
+		{"router MAC on a VM", func(c *Config) { endpointOf(c, "red-vm1").RouterMAC = mustMAC("02:fe:00:00:00:09") },
+			[]string{"endpoints[red-vm1].router_mac: only vpn and interconnect attachments have a router MAC, not a vm endpoint"}},
 		{"unknown kind", func(c *Config) { endpointOf(c, "red-vm1").Kind = "container" },
 			[]string{`endpoints[red-vm1].kind: "container" is not one of vm, ilb, vpn, interconnect, router`}},
 		{"endpoint IP outside the VPC", func(c *Config) { endpointOf(c, "red-vm1").IP = ip("10.3.0.99") },

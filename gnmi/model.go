@@ -113,6 +113,9 @@ func FromConfig(c *controller.Config) (*oc.Device, error) {
 			fail(endpointPath(e.ID)+"/config/kind", "%q is not one of vm, ilb, vpn, interconnect, router", e.Kind)
 		}
 		cfg.Kind = kind
+		if !e.RouterMAC.IsZero() {
+			cfg.RouterMac = str(macText(e.RouterMAC))
+		}
 	}
 	for _, lb := range c.LoadBalancers {
 		x, err := m.GetOrCreateLoadBalancers().AppendNewLoadBalancer(lb.Name)
@@ -183,6 +186,9 @@ func FromConfig(c *controller.Config) (*oc.Device, error) {
 			fail(peeringPath(pr.VPC, pr.PeerVPC)+"/config/preference", "%d is out of range %d..%d", pr.Preference, math.MinInt32, math.MaxInt32)
 		case pr.Preference != 0:
 			cfg.Preference = ygot.Int32(int32(pr.Preference))
+		}
+		if pr.ExportCustomRoutes {
+			cfg.ExportCustomRoutes = ygot.Bool(true)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -269,6 +275,8 @@ func ToConfig(d *oc.Device) (*controller.Config, error) {
 			MAC:  cv.mac(p+"/config/mac", cfg.GetMac()),
 			Host: cfg.GetHost(),
 			Port: cfg.GetPort(),
+			// Validate says which kinds must have one.
+			RouterMAC: cv.mac(p+"/config/router-mac", cfg.GetRouterMac()),
 		})
 	}
 	for _, x := range lbList(m) {
@@ -334,6 +342,7 @@ func ToConfig(d *oc.Device) (*controller.Config, error) {
 		cv.key(p+"/config/peer-vpc", x.GetPeerVpc(), cfg.GetPeerVpc)
 		c.Peerings = append(c.Peerings, controller.Peering{
 			VPC: x.GetVpc(), PeerVPC: x.GetPeerVpc(), ExportPolicy: cfg.GetExportPolicy(), Preference: int(cfg.GetPreference()),
+			ExportCustomRoutes: cfg.GetExportCustomRoutes(),
 		})
 	}
 

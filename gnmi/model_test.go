@@ -104,6 +104,7 @@ endpoints:
     mac: 02:01:00:00:00:0a
     host: h1
     port: 7
+    router_mac: 02:fe:00:00:00:0b
   - id: y
     vpc: a
     kind: router
@@ -143,6 +144,7 @@ peerings:
     peer_vpc: a
     export_policy: web
     preference: -5
+    export_custom_routes: true
   - vpc: a
     peer_vpc: b
     export_policy: none

@@ -3,6 +3,8 @@ package gnmi
 import (
 	"math"
 	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/openconfig/ygot/ygot"
@@ -17,8 +19,9 @@ import (
 // BGP password have no state leaf and stay out), configured routes are of
 // static origin, each peering in peerings gets its active flag and
 // reason, hosts get what their OHC reported (programmed entries, whether
-// it is primary on its switch), and the controller's counters come from
-// st. Peerings that d does not configure are ignored.
+// it is primary on its switch), each VPC's state lists every candidate of
+// its RIB (st.RIBs), and the controller's counters come from st.
+// Peerings and VPCs that d does not configure are ignored.
 //
 // d is typically a fresh FromConfig of the configuration the controller
 // runs; WithState must not be called on a Device that others read
@@ -64,6 +67,18 @@ func WithState(d *oc.Device, peerings []controller.PeeringStatus, st controller.
 	for host, primary := range st.HostSwitchPrimary {
 		if h := m.GetHosts().GetHost(host); h != nil {
 			h.GetOrCreateState().SwitchPrimary = ygot.Bool(primary)
+		}
+	}
+	if st.RIBs != nil {
+		for vpc, cs := range st.RIBs() {
+			v := m.GetVpcs().GetVpc(vpc)
+			if v == nil {
+				continue
+			}
+			routes := v.GetOrCreateState().GetOrCreateRoutes()
+			for _, c := range cs {
+				ribRoute(routes, c)
+			}
 		}
 	}
 	s := m.GetOrCreateState()
@@ -191,6 +206,44 @@ func copyLeaves(dst, src reflect.Value, leaves [][2]int) {
 			df.Set(reflect.AppendSlice(reflect.MakeSlice(sf.Type(), 0, sf.Len()), sf))
 		default:
 			df.Set(sf)
+		}
+	}
+}
+
+// ribRoute adds candidate c to a VPC's state routes.
+func ribRoute(routes *oc.P4Mesh_P4Mesh_Vpcs_Vpc_State_Routes, c controller.Candidate) {
+	origin, _ := enumOf[oc.E_P4Mesh_RouteOrigin](c.Origin.String())
+	source := c.Source
+	if source == "" {
+		source = dropNextHop // a static drop route, as its key says in config
+	}
+	// Candidates come by prefix, best first: appended in that order.
+	r, err := routes.AppendNewRoute(c.Prefix.String(), origin, source)
+	if err != nil {
+		return // (prefix, origin, source) is unique in a RIB
+	}
+	r.Chosen, r.Reason = ygot.Bool(c.Chosen), str(c.Reason)
+	for _, h := range c.NextHops {
+		r.NextHops = append(r.NextHops, h.String())
+	}
+	switch c.Origin {
+	case controller.OriginStatic:
+		r.Priority = ygot.Uint32(c.Priority)
+	case controller.OriginBGP:
+		r.LocalPref, r.Med = ygot.Uint32(c.LocalPref), ygot.Uint32(c.MED)
+		if c.BGPNextHop.IsValid() {
+			r.BgpNextHop = str(c.BGPNextHop.String())
+		}
+		as := make([]string, len(c.ASPath))
+		for i, n := range c.ASPath {
+			as[i] = strconv.FormatUint(uint64(n), 10)
+		}
+		r.AsPath = str(strings.Join(as, " "))
+	case controller.OriginPeer:
+		r.Priority, r.PeerVni = ygot.Uint32(c.Priority), ygot.Uint32(c.PeerVNI)
+		r.Preference = ygot.Int32(int32(max(min(c.Preference, math.MaxInt32), math.MinInt32)))
+		if c.PeerOrigin != "" {
+			r.PeerOrigin = str(c.PeerOrigin)
 		}
 	}
 }

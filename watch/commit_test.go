@@ -548,3 +548,21 @@ func BenchmarkCommit(b *testing.B) {
 		}
 	}
 }
+
+// TestOwnedKeepsTheOwnersMessages: a table of an owner that hands its
+// items over keeps them, one that does not keeps clones, so that a
+// message the owner changes afterwards changes nothing it serves.
+func TestOwnedKeepsTheOwnersMessages(t *testing.T) {
+	for _, owned := range []bool{false, true} {
+		tb := NewTable("t", Options{Epoch: 10, Owned: owned})
+		m := &p4meshv1.Destination{Vpc: "red", Ip: "10.1.0.1"}
+		tb.Commit(11, map[string]proto.Message{"a": m}, nil)
+		items, _ := tb.Snapshot()
+		if same := items["a"] == proto.Message(m); same != owned {
+			t.Errorf("Owned %v: the table keeps the owner's message: %v", owned, same)
+		}
+		if !proto.Equal(items["a"], m) {
+			t.Errorf("Owned %v: the table holds %v, want %v", owned, items["a"], m)
+		}
+	}
+}

@@ -1304,9 +1304,15 @@ type PeerSide struct {
 	// The hosts holding an endpoint of vpc. The owner of vpc vouches for
 	// them: the controller of peer_vpc serves its connectivity, under the
 	// policy of this peering, to exactly these hosts' authenticated OHCs.
-	Hosts         []string `protobuf:"bytes,8,rep,name=hosts,proto3" json:"hosts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Hosts []string `protobuf:"bytes,8,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// Whether the side exports its VPC's BGP-learned (custom) routes to
+	// peer_vpc: which of its exports the peer's controller is served by
+	// WatchRoutes. A peer controller follows them afresh when it changes, as
+	// a revision of one says nothing of the other. Added 2026-12 (issue 10):
+	// from an older controller it reads as false, which is what it exports.
+	ExportCustomRoutes bool `protobuf:"varint,9,opt,name=export_custom_routes,json=exportCustomRoutes,proto3" json:"export_custom_routes,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PeerSide) Reset() {
@@ -1393,6 +1399,13 @@ func (x *PeerSide) GetHosts() []string {
 		return x.Hosts
 	}
 	return nil
+}
+
+func (x *PeerSide) GetExportCustomRoutes() bool {
+	if x != nil {
+		return x.ExportCustomRoutes
+	}
+	return false
 }
 
 // HostReport is an OHC's account of its switch.
@@ -1612,7 +1625,7 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\bpriority\x18\x05 \x01(\rR\bpriority\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12 \n" +
 	"\fnext_hop_ips\x18\a \x03(\tR\n" +
-	"nextHopIps\"\xeb\x01\n" +
+	"nextHopIps\"\x9d\x02\n" +
 	"\bPeerSide\x12\x10\n" +
 	"\x03vpc\x18\x01 \x01(\tR\x03vpc\x12\x19\n" +
 	"\bpeer_vpc\x18\x02 \x01(\tR\apeerVpc\x12\x1e\n" +
@@ -1623,7 +1636,8 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\x03vni\x18\x05 \x01(\rR\x03vni\x12\x18\n" +
 	"\asubnets\x18\x06 \x03(\tR\asubnets\x12+\n" +
 	"\x11exported_prefixes\x18\a \x03(\tR\x10exportedPrefixes\x12\x14\n" +
-	"\x05hosts\x18\b \x03(\tR\x05hosts\"\xd9\x01\n" +
+	"\x05hosts\x18\b \x03(\tR\x05hosts\x120\n" +
+	"\x14export_custom_routes\x18\t \x01(\bR\x12exportCustomRoutes\"\xd9\x01\n" +
 	"\n" +
 	"HostReport\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12<\n" +

@@ -152,7 +152,7 @@ func (s *Server) Capabilities(ctx context.Context, _ *gnmi.CapabilityRequest) (*
 		return nil, err
 	}
 	return &gnmi.CapabilityResponse{
-		SupportedModels:    []*gnmi.ModelData{{Name: "p4mesh", Organization: "p4mesh", Version: "2026-12-07"}},
+		SupportedModels:    []*gnmi.ModelData{{Name: "p4mesh", Organization: "p4mesh", Version: "2026-12-08"}},
 		SupportedEncodings: []gnmi.Encoding{gnmi.Encoding_JSON_IETF, gnmi.Encoding_JSON},
 		GNMIVersion:        Version,
 	}, nil
@@ -190,7 +190,7 @@ func sameState(a, b controller.Stats) bool {
 	return a.PublishedServices == b.PublishedServices && a.Subscribers == b.Subscribers &&
 		a.Peerings == b.Peerings && a.ActivePeerings == b.ActivePeerings &&
 		maps.Equal(a.HostEntries, b.HostEntries) && maps.Equal(a.HostSwitchPrimary, b.HostSwitchPrimary) &&
-		slices.Equal(a.Routes, b.Routes)
+		slices.Equal(a.Routes, b.Routes) && a.RIBRevision == b.RIBRevision
 }
 
 // fullPath joins a request's prefix and a path.

@@ -420,3 +420,52 @@ func TestStateRefresh(t *testing.T) {
 		t.Errorf("the report reached the subscriber after %s; StateInterval is 200ms", d)
 	}
 }
+
+// TestRIBState: every candidate of a VPC's RIB is in its state, with its
+// origin, next hops, attributes, chosen and reason, local and imported.
+func TestRIBState(t *testing.T) {
+	c, ctl := start(t)
+	cfg := ctl.Config().Clone()
+	cfg.Endpoints = append(cfg.Endpoints, controller.Endpoint{ID: "red-vpn", VPC: "red", Kind: controller.KindVPN,
+		IP: netip.MustParseAddr("10.1.0.77"), MAC: controller.MAC{2, 1, 0, 0, 0, 0x77}, Host: "h1", Port: 9, RouterMAC: controller.MAC{2, 0xfe, 0, 0, 0, 1}})
+	for i := range cfg.Peerings {
+		if cfg.Peerings[i].VPC == "red" && cfg.Peerings[i].PeerVPC == "blue" {
+			cfg.Peerings[i].ExportCustomRoutes = true
+		}
+	}
+	if err := ctl.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.UpdateLearnedRoutes("red", []controller.LearnedRoute{{Neighbor: "red-vpn", Prefix: netip.MustParsePrefix("192.0.2.0/24"),
+		NextHop: netip.MustParseAddr("172.31.0.1"), ASPath: []uint32{65001, 65002}, MED: 7, LocalPref: 100}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	red := "/p4mesh/vpcs/vpc[name=red]/state/routes/route[prefix=192.0.2.0/24][origin=bgp][source=red-vpn]"
+	for leaf, want := range map[string]string{
+		"chosen": "bool_val:true", "reason": "the only route for its prefix", "next-hops": "10.1.0.77",
+		"as-path": "65001 65002", "med": "uint_val:7", "local-pref": "uint_val:100", "bgp-next-hop": "172.31.0.1",
+	} {
+		if got := getJSON(t, c, red+"/"+leaf); !strings.Contains(got, want) {
+			t.Errorf("%s = %q, want it to contain %q", leaf, got, want)
+		}
+	}
+	if got := getJSON(t, c, "/p4mesh/vpcs/vpc[name=red]/state/routes/route[prefix=10.1.0.0/16][origin=subnet][source=red]/reason"); !strings.Contains(got, "own subnet: always wins") {
+		t.Errorf("red's subnet reason = %q", got)
+	}
+	// blue imports red's custom route through the peering.
+	blue := "/p4mesh/vpcs/vpc[name=blue]/state/routes/route[prefix=192.0.2.0/24][origin=peer][source=red]"
+	for leaf, want := range map[string]string{"chosen": "bool_val:true", "peer-vni": "uint_val:100", "peer-origin": "bgp", "next-hops": "10.1.0.77"} {
+		if got := getJSON(t, c, blue+"/"+leaf); !strings.Contains(got, want) {
+			t.Errorf("blue's %s = %q, want it to contain %q", leaf, got, want)
+		}
+	}
+	// Withdrawn, it leaves both RIBs' state.
+	if err := ctl.UpdateLearnedRoutes("red", nil, []controller.LearnedRouteKey{{Neighbor: "red-vpn", Prefix: netip.MustParsePrefix("192.0.2.0/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{red, blue} {
+		if _, err := c.Get(t.Context(), &gnmi.GetRequest{Path: []*gnmi.Path{path(t, p)}}); status.Code(err) != codes.NotFound {
+			t.Errorf("Get %s after the withdrawal = %v; want NotFound", p, err)
+		}
+	}
+}
