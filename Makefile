@@ -15,8 +15,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Compiles p4/vpc_peering.p4 with p4c (or the p4lang/p4c image) into
-# p4/build/vpc_peering.json and p4/build/vpc_peering.p4info.txtpb.
+# Compiles p4/v1model/vpc_peering.p4 with p4c (or the p4lang/p4c image) into
+# p4/v1model/build/vpc_peering.json and p4/v1model/build/vpc_peering.p4info.txtpb.
 p4:
 	bash p4/compile.sh
 

@@ -1,6 +1,6 @@
 // Package p4 is the embedded p4mesh pipeline: the P4_16 source of the host
-// pipeline (vpc_peering.p4, v1model) and the P4Info that p4c emits for it
-// (build/vpc_peering.p4info.txtpb), committed so that the rest of p4mesh builds
+// pipeline (v1model/vpc_peering.p4) and the P4Info that p4c emits for it
+// (v1model/build/vpc_peering.p4info.txtpb), committed so that the rest of p4mesh builds
 // and tests without a P4 compiler.
 //
 // The P4Info is the control-plane contract: the client, the software switch
@@ -20,10 +20,10 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 )
 
-//go:embed build/vpc_peering.p4info.txtpb
+//go:embed v1model/build/vpc_peering.p4info.txtpb
 var p4infoText []byte
 
-//go:embed vpc_peering.p4
+//go:embed v1model/vpc_peering.p4
 var source []byte
 
 // P4Info parses the embedded P4Info. Every call returns a fresh message that

@@ -5,7 +5,7 @@
 // the target's links (the other ends of veth pairs).
 //
 //	p4mesh-vectors --target 127.0.0.1:9559 --device-id 1 \
-//	    --device-config p4/build/vpc_peering.json \
+//	    --device-config p4/v1model/build/vpc_peering.json \
 //	    --port 1=veth1 --port 2=veth3 --port 3=veth5 --port 4=veth7
 package main
 
@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	target := fs.String("target", "127.0.0.1:9559", "P4Runtime address of the switch")
 	device := fs.Uint64("device-id", 1, "P4Runtime device id (never 0)")
 	election := fs.Uint64("election-id", 1, "election id to become primary with")
-	devConfig := fs.String("device-config", "", "device config to push with the P4Info (BMv2: p4c's JSON, p4/build/vpc_peering.json); empty for p4mesh-switch")
+	devConfig := fs.String("device-config", "", "device config to push with the P4Info (BMv2: p4c's JSON, p4/v1model/build/vpc_peering.json); empty for p4mesh-switch")
 	dir := fs.String("dir", "test/vectors/testdata", "directory of vector files")
 	only := fs.String("run", "", "run only the cases whose name matches this regexp")
 	netns := fs.String("netns", "", "network namespace the --port interfaces are in (default: this one)")
