@@ -72,36 +72,17 @@
 // simple_switch_grpc must be started with --cpu-port 255.
 #define CPU_PORT 255
 
-const bit<16> ETHERTYPE_IPV4 = 0x0800;
-const bit<16> ETHERTYPE_ARP  = 0x0806;
-const bit<8>  IPPROTO_TCP    = 6;
-const bit<8>  IPPROTO_UDP    = 17;
-const bit<16> VXLAN_UDP_PORT = 4789;
-const bit<16> ARP_HTYPE_ETHERNET = 1;
-const bit<16> ARP_OPER_REQUEST   = 1;
-const bit<16> ARP_OPER_REPLY     = 2;
-
-// Outer IPv4 + UDP + VXLAN + inner Ethernet, added to the inner IPv4 total
-// length to give the outer IPv4 total length (20 + 8 + 8 + 14).
-const bit<16> VXLAN_OUTER_IPV4_OVERHEAD = 50;
-// UDP + VXLAN + inner Ethernet, for the outer UDP length (8 + 8 + 14).
-const bit<16> VXLAN_OUTER_UDP_OVERHEAD  = 30;
-// RFC 7348: the outer UDP source port carries a hash of the inner flow so the
-// underlay can spread tunnels over ECMP paths; we use the dynamic port range.
-const bit<16> VXLAN_SRC_PORT_BASE  = 49152;
-const bit<32> VXLAN_SRC_PORT_RANGE = 16384;
-
-// meta.fwd: what the routing stage decided.
-const bit<2> FWD_NONE  = 0;  // nothing forwarded it: drop
-const bit<2> FWD_LOCAL = 1;  // to a VM on this host (egress_spec is set)
-const bit<2> FWD_ENCAP = 2;  // VXLAN to another host (meta.tunnel_* are set)
+// The port number type, as common/headers.p4 expects it: v1model's 9 bits.
+typedef bit<9> vpc_port_t;
 
 /*************************************************************************
  * Headers
  *************************************************************************/
 
 // Sent to the controller with every packet on the CPU port.
-@controller_header("packet_in")
+// @p4mesh_cpu_port tells the control plane which port that is (the P4Info
+// has no constants; p4c copies the annotation into it).
+@controller_header("packet_in") @p4mesh_cpu_port(CPU_PORT)
 header packet_in_t {
     bit<9> ingress_port;
     bit<7> _pad;
@@ -115,106 +96,9 @@ header packet_out_t {
     bit<7> _pad;
 }
 
-header ethernet_t {
-    bit<48> dst_addr;
-    bit<48> src_addr;
-    bit<16> ether_type;
-}
-
-// ARP for IPv4 over Ethernet (the only kind we answer).
-header arp_t {
-    bit<16> htype;
-    bit<16> ptype;
-    bit<8>  hlen;
-    bit<8>  plen;
-    bit<16> oper;
-    bit<48> sha;
-    bit<32> spa;
-    bit<48> tha;
-    bit<32> tpa;
-}
-
-header ipv4_t {
-    bit<4>  version;
-    bit<4>  ihl;
-    bit<8>  diffserv;
-    bit<16> total_len;
-    bit<16> identification;
-    bit<3>  flags;
-    bit<13> frag_offset;
-    bit<8>  ttl;
-    bit<8>  protocol;
-    bit<16> hdr_checksum;
-    bit<32> src_addr;
-    bit<32> dst_addr;
-}
-
-header udp_t {
-    bit<16> src_port;
-    bit<16> dst_port;
-    bit<16> length;
-    bit<16> checksum;
-}
-
-// Only the ports of TCP: they are all the pipeline reads, and what is not
-// extracted stays payload, byte for byte.
-header tcp_ports_t {
-    bit<16> src_port;
-    bit<16> dst_port;
-}
-
-header vxlan_t {
-    bit<8>  flags;      // 0x08: the VNI is valid
-    bit<24> reserved;
-    bit<24> vni;
-    bit<8>  reserved2;
-}
-
-// The digest sent when a packet takes the gateway path: which destination, in
-// which VPC, is in use on this host (on-demand programming).
-struct gateway_digest_t {
-    bit<24> vni;
-    bit<32> dst_ip;
-}
-
-// Outer headers are the underlay (or, before a VM frame is moved inward, the
-// VM's own frame); inner_* always hold the tenant packet while it is routed.
-struct headers_t {
-    packet_out_t packet_out;
-    packet_in_t  packet_in;
-    ethernet_t   ethernet;
-    arp_t        arp;
-    ipv4_t       ipv4;
-    udp_t        udp;
-    tcp_ports_t  tcp;
-    vxlan_t      vxlan;
-    ethernet_t   inner_ethernet;
-    ipv4_t       inner_ipv4;
-    udp_t        inner_udp;
-    tcp_ports_t  inner_tcp;
-}
-
-// v1model zeroes user metadata for every packet; the flags below rely on it.
-struct metadata_t {
-    bit<24> vni;          // VPC the tenant packet is looked up in
-    bit<48> vm_mac;       // MAC of the VM on the ingress port
-    bit<1>  from_vm;      // 1: arrived on a VM port (set_vnet, set_attachment)
-    bit<1>  from_attachment; // 1: the port is an attachment's (set_attachment)
-    bit<1>  do_route;     // 1: admitted, run the routing stage
-    bit<16> l4_src_port;  // inner TCP/UDP ports, 0 when there are none
-    bit<16> l4_dst_port;
-    bit<2>  fwd;          // FWD_*
-    bit<1>  to_lb;
-    bit<16> lb_id;
-    bit<1>  to_gateway;
-    bit<16> pool_id;
-    bit<1>  to_route_group;
-    bit<16> route_group;
-    bit<24> tunnel_vni;   // encap_to_host: VNI of the destination VPC
-    bit<32> tunnel_dst;   // encap_to_host: underlay IP of the destination host
-    bit<32> host_ip;      // local_host
-    bit<48> host_mac;
-}
+// Constants, protocol headers, headers_t and metadata_t: shared with p4/tna
+// and p4/pna.
+#include "../common/headers.p4"
 
 /*************************************************************************
  * Parser
@@ -238,75 +122,8 @@ parser VpcParser(packet_in packet,
         transition accept;
     }
 
-    state parse_ethernet {
-        packet.extract(hdr.ethernet);
-        transition select(hdr.ethernet.ether_type) {
-            ETHERTYPE_IPV4: parse_ipv4;
-            ETHERTYPE_ARP:  parse_arp;
-            default:        accept;
-        }
-    }
-
-    state parse_arp {
-        packet.extract(hdr.arp);
-        transition accept;
-    }
-
-    // L4 ports are only where the header has no options (IHL 5) and this is
-    // the first fragment; IPv4 with options is dropped in ingress anyway.
-    state parse_ipv4 {
-        packet.extract(hdr.ipv4);
-        transition select(hdr.ipv4.ihl, hdr.ipv4.frag_offset, hdr.ipv4.protocol) {
-            (4w5, 13w0, IPPROTO_UDP): parse_udp;
-            (4w5, 13w0, IPPROTO_TCP): parse_tcp;
-            default:                  accept;
-        }
-    }
-
-    state parse_udp {
-        packet.extract(hdr.udp);
-        transition select(hdr.udp.dst_port) {
-            VXLAN_UDP_PORT: parse_vxlan;
-            default:        accept;
-        }
-    }
-
-    state parse_tcp {
-        packet.extract(hdr.tcp);
-        transition accept;
-    }
-
-    state parse_vxlan {
-        packet.extract(hdr.vxlan);
-        transition parse_inner_ethernet;
-    }
-
-    state parse_inner_ethernet {
-        packet.extract(hdr.inner_ethernet);
-        transition select(hdr.inner_ethernet.ether_type) {
-            ETHERTYPE_IPV4: parse_inner_ipv4;
-            default:        accept;
-        }
-    }
-
-    state parse_inner_ipv4 {
-        packet.extract(hdr.inner_ipv4);
-        transition select(hdr.inner_ipv4.ihl, hdr.inner_ipv4.frag_offset, hdr.inner_ipv4.protocol) {
-            (4w5, 13w0, IPPROTO_UDP): parse_inner_udp;
-            (4w5, 13w0, IPPROTO_TCP): parse_inner_tcp;
-            default:                  accept;
-        }
-    }
-
-    state parse_inner_udp {
-        packet.extract(hdr.inner_udp);
-        transition accept;
-    }
-
-    state parse_inner_tcp {
-        packet.extract(hdr.inner_tcp);
-        transition accept;
-    }
+    // parse_ethernet and everything after it (shared with p4/tna and p4/pna).
+#include "../common/parser.p4"
 }
 
 /*************************************************************************
