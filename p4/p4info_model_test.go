@@ -168,7 +168,8 @@ var (
 	// TNA
 	tnaProfileRe  = regexp.MustCompile(`\bActionProfile\s*\(\s*(?:32w)?(\d+)\s*\)\s*(\w+)\s*;`)
 	tnaSelectorRe = regexp.MustCompile(`\bActionSelector\s*\(\s*(\w+)\s*,\s*(\w+)\s*,\s*SelectorMode_t\.\w+\s*,\s*(?:32w)?(\d+)\s*,\s*(?:32w)?(\d+)\s*\)\s*(\w+)\s*;`)
-	tnaDigestRe   = regexp.MustCompile(`((?:@\w+(?:\([^)]*\))?\s*)*)\bDigest\s*<\s*(\w+)\s*>\s*\(\s*\)\s*(\w+)\s*;`)
+	// Digest<T>(digest_type) name; (or the deprecated Digest<T>())
+	tnaDigestRe = regexp.MustCompile(`((?:@\w+(?:\([^)]*\))?\s*)*)\bDigest\s*<\s*(\w+)\s*>\s*\(\s*\w*\s*\)\s*(\w+)\s*;`)
 	// PNA
 	pnaSelectorRe = regexp.MustCompile(`\bActionSelector\s*\(\s*PNA_HashAlgorithm_t\.\w+\s*,\s*(?:32w)?(\d+)\s*,\s*(?:32w)?(\d+)\s*\)\s*(\w+)\s*;`)
 

@@ -717,7 +717,7 @@ control VpcIngressDeparser(packet_out packet,
 
     // Which destination, in which VPC, took the gateway path on this host.
     @name(".gateway_digest_t")
-    Digest<gateway_digest_t>() gateway_digest;
+    Digest<gateway_digest_t>(DIGEST_GATEWAY) gateway_digest;
 
     apply {
         if (hdr.ipv4.isValid()) {
