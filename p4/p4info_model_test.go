@@ -649,14 +649,16 @@ func expectedP4Info(prog *program) (*p4configv1.P4Info, []string) {
 		TypeInfo: &p4configv1.P4TypeInfo{}, // p4c always sets it, even empty
 	}
 
-	// The names each architecture gives its symbols. Tables: TNA's keep
-	// bf-p4c's "pipe." in the symbol table (it makes the id and alias) and
-	// lose it in the standard P4Info; p4c-dpdk prefixes them in the P4Info.
+	// The names each architecture gives its symbols (which make the ids
+	// and aliases) and its P4Info entries. bf-p4c's symbols of tables and
+	// externs carry the pipe, which --p4runtime-force-std-externs strips
+	// from the P4Info; p4c-dpdk's symbols do not, and it adds the pipe to
+	// the P4Info names of tables and action profiles.
 	tableSym := func(ctl, n string) string {
-		if arch == V1Model {
-			return ctl + "." + n
+		if arch == TNA {
+			return pipe + "." + ctl + "." + n
 		}
-		return pipe + "." + ctl + "." + n
+		return ctl + "." + n
 	}
 	tableName := func(ctl, n string) string {
 		if arch == PNA {
@@ -664,11 +666,7 @@ func expectedP4Info(prog *program) (*p4configv1.P4Info, []string) {
 		}
 		return ctl + "." + n
 	}
-	profileSym := tableSym
-	profileName := tableName
-	if arch == PNA {
-		profileSym = func(ctl, n string) string { return ctl + "." + n }
-	}
+	profileSym, profileName := tableSym, tableName
 
 	// Symbols and ids. Explicit @id first; then, per resource type in
 	// increasing order and names in sorted order, the name hash with linear
