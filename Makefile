@@ -15,10 +15,14 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Compiles p4/vpc_peering.p4 with p4c (or the p4lang/p4c image) into
-# p4/build/vpc_peering.json and p4/build/vpc_peering.p4info.txtpb.
+# Compiles p4/v1model, p4/tna and p4/pna where their compilers are
+# installed (p4c-bm2-ss or the p4lang/p4c image; bf-p4c, else p4test with
+# P4C_TNA_INCLUDE; p4c-dpdk), diffs each P4Info against the committed one,
+# and names what it skipped. One architecture: make p4 P4_ARCHS=pna.
+# P4_CHECK=1 fails on a changed P4Info.
+P4_ARCHS ?=
 p4:
-	bash p4/compile.sh
+	bash p4/compile.sh $(P4_ARCHS)
 
 # The demo's topology on Mininet (deploy/mininet/README.md): root and
 # Debian's mininet package. TARGET=bmv2 insists on BMv2 (and says how to get

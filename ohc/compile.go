@@ -69,11 +69,10 @@ var (
 	ownedProfiles = []string{pLBSelector, pGatewaySelector, pRouteSelector}
 )
 
-// Limits of vpc_peering.p4's fields.
+// Limits of vpc_peering.p4's fields. Ports are the pipeline's: checkPorts
+// (target.go) reads them from its P4Info.
 const (
-	maxVNI  = 1<<24 - 1
-	cpuPort = 255 // the CPU port; never an endpoint or uplink
-	maxPort = 1<<9 - 1
+	maxVNI = 1<<24 - 1
 )
 
 // ErrBadView is wrapped by every error Compile returns for a malformed View,
@@ -275,9 +274,6 @@ func validate(v *View) error {
 		if !r.Prefix.IsValid() || !r.Prefix.Addr().Is4() {
 			return fmt.Errorf("host %q: underlay route %d: prefix %v is not an IPv4 prefix", v.Host.ID, i, r.Prefix)
 		}
-		if err := checkPort(r.Port); err != nil {
-			return fmt.Errorf("host %q: underlay route %v: %w", v.Host.ID, r.Prefix, err)
-		}
 		if err := checkMAC(r.SrcMAC); err != nil {
 			return fmt.Errorf("host %q: underlay route %v: source MAC: %w", v.Host.ID, r.Prefix, err)
 		}
@@ -323,9 +319,6 @@ func validate(v *View) error {
 		}
 		if err := checkMAC(e.MAC); err != nil {
 			return fmt.Errorf("local endpoint %q: MAC: %w", e.ID, err)
-		}
-		if err := checkPort(e.Port); err != nil {
-			return fmt.Errorf("local endpoint %q: %w", e.ID, err)
 		}
 		if e.RouterMAC != nil {
 			if err := checkMAC(e.RouterMAC); err != nil {
@@ -448,13 +441,6 @@ func checkVNI(vni uint32) error {
 	return nil
 }
 
-func checkPort(p uint16) error {
-	if p == cpuPort || p > maxPort {
-		return fmt.Errorf("port %d is not a P4 port for endpoints or uplinks (0..511 without the CPU port %d)", p, cpuPort)
-	}
-	return nil
-}
-
 // compiler holds one compilation's indexes and output.
 type compiler struct {
 	s *p4rt.Schema
@@ -556,6 +542,9 @@ func (c *compiler) warnf(format string, args ...any) {
 }
 
 func (c *compiler) run() error {
+	if err := c.checkPorts(); err != nil {
+		return err
+	}
 	if err := c.hostEntries(); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	p4configv1 "github.com/p4lang/p4runtime/go/p4/config/v1"
 	"google.golang.org/grpc"
 
 	"github.com/p4mesh/p4mesh/p4"
@@ -25,8 +26,11 @@ type DaemonOptions struct {
 	// ElectionIDAt the start, so that a restarted OHC takes the switch
 	// back.
 	ElectionID uint64
-	// DeviceConfig is what the pipeline push carries: BMv2's JSON, nothing
-	// for p4mesh-switch.
+	// P4Info is the pipeline the switch runs: the embedded program of the
+	// target's architecture (p4.P4InfoFor); nil is the v1model program.
+	P4Info *p4configv1.P4Info
+	// DeviceConfig is what the pipeline push carries: BMv2's JSON,
+	// Stratum's or IPDK's packed config, nothing for p4mesh-switch.
 	DeviceConfig []byte
 	Logger       *slog.Logger
 	// ControllerDial and SwitchDial reach the controllers and the switch
@@ -75,9 +79,12 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	log := o.Logger.With("host", o.Host)
-	info, err := p4.P4Info()
-	if err != nil {
-		return err
+	info := o.P4Info
+	if info == nil {
+		var err error
+		if info, err = p4.P4Info(); err != nil {
+			return err
+		}
 	}
 	election := p4rt.ElectionID{Low: o.ElectionID}
 	if election.IsZero() {

@@ -2,33 +2,37 @@ package p4
 
 import (
 	"fmt"
-	"math/big"
-	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
 	p4configv1 "github.com/p4lang/p4runtime/go/p4/config/v1"
-	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 )
 
-// These tests keep the committed P4Info honest without a P4 compiler: they
-// read vpc_peering.p4 with a small scanner, build the P4Info that p4c
-// (p4c-bm2-ss --p4runtime-files, P4Runtime 1.5) emits for it, following
-// p4c's control-plane serializer (control-plane/p4RuntimeSerializer.cpp,
-// p4RuntimeSymbolTable.cpp, p4RuntimeArchStandard.h), and compare message by
-// message. The scanner understands exactly the constructs the program uses and
-// reports anything it does not, so it cannot silently skip a declaration.
+// These tests keep the committed P4Infos honest without a P4 compiler: they
+// read each architecture's vpc_peering.p4 with a small scanner, build the
+// P4Info that the architecture's p4c emits for it (p4info_model_test.go) and
+// compare message by message.
 
 func TestP4InfoParses(t *testing.T) {
-	info, err := P4Info()
+	for _, arch := range Archs() {
+		t.Run(arch, func(t *testing.T) { testP4InfoParses(t, arch) })
+	}
+	if _, err := P4InfoFor("psa"); err == nil {
+		t.Error("P4InfoFor(psa): no error")
+	}
+	if _, err := SourceFor("psa"); err == nil {
+		t.Error("SourceFor(psa): no error")
+	}
+}
+
+func testP4InfoParses(t *testing.T, arch string) {
+	info, err := P4InfoFor(arch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := info.GetPkgInfo().GetArch(); got != "v1model" {
-		t.Errorf("pkg_info.arch = %q, want v1model", got)
+	if got := info.GetPkgInfo().GetArch(); got != arch {
+		t.Errorf("pkg_info.arch = %q, want %s", got, arch)
 	}
 	if len(info.GetTables()) == 0 || len(info.GetActions()) == 0 {
 		t.Fatalf("embedded P4Info has %d tables and %d actions", len(info.GetTables()), len(info.GetActions()))
@@ -104,40 +108,75 @@ func TestP4InfoParses(t *testing.T) {
 
 	// Each call hands out its own message.
 	info.Tables = nil
-	again, err := P4Info()
+	again, err := P4InfoFor(arch)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(again.GetTables()) == 0 {
-		t.Error("P4Info() returned a message shared with an earlier caller")
+		t.Error("P4InfoFor() returned a message shared with an earlier caller")
 	}
-	text := P4InfoText()
+	text, _ := P4InfoTextFor(arch)
 	text[0] ^= 0xff
-	if P4InfoText()[0] == text[0] {
-		t.Error("P4InfoText() returned the embedded slice itself")
+	if again, _ := P4InfoTextFor(arch); again[0] == text[0] {
+		t.Error("P4InfoTextFor() returned the embedded slice itself")
 	}
-	src := Source()
-	if !strings.Contains(string(src), "control VpcIngress(") {
-		t.Error("Source() does not look like vpc_peering.p4")
-	}
-}
-
-// TestP4InfoMatchesSource is the contract between vpc_peering.p4 and the
-// committed P4Info: same IDs, same names, same shape, nothing more.
-func TestP4InfoMatchesSource(t *testing.T) {
-	info, err := P4Info()
+	src, err := SourceFor(arch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range checkP4Info(string(Source()), info) {
-		t.Error(p)
+	if !strings.Contains(string(src), "control VpcIngress(") || !strings.Contains(string(src), "header vxlan_t {") ||
+		!strings.Contains(string(src), "state parse_inner_tcp {") || strings.Contains(string(src), `#include "`) {
+		t.Error("SourceFor() does not look like vpc_peering.p4 with common/ included")
+	}
+	if arch == V1Model {
+		if !strings.Contains(string(Source()), "control VpcIngress(") {
+			t.Error("Source() does not look like vpc_peering.p4")
+		}
+		if string(P4InfoText()) != string(mustText(t, V1Model)) {
+			t.Error("P4InfoText() is not the v1model P4Info")
+		}
+	}
+}
+
+func mustText(t *testing.T, arch string) []byte {
+	t.Helper()
+	b, err := P4InfoTextFor(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestP4InfoMatchesSource is the contract between each vpc_peering.p4 and
+// its committed P4Info: same IDs, same names, same shape, nothing more.
+func TestP4InfoMatchesSource(t *testing.T) {
+	for _, arch := range Archs() {
+		t.Run(arch, func(t *testing.T) {
+			info, err := P4InfoFor(arch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src, err := SourceFor(arch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range checkP4Info(arch, string(src), info) {
+				t.Error(p)
+			}
+		})
 	}
 }
 
 // TestP4InfoRules checks the properties the rest of p4mesh relies on, with a
 // message that says which rule broke.
 func TestP4InfoRules(t *testing.T) {
-	info, err := P4Info()
+	for _, arch := range Archs() {
+		t.Run(arch, func(t *testing.T) { testP4InfoRules(t, arch) })
+	}
+}
+
+func testP4InfoRules(t *testing.T, arch string) {
+	info, err := P4InfoFor(arch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,12 +301,16 @@ func TestJenkinsHash(t *testing.T) {
 // TestCheckerCatchesMistakes makes sure checkP4Info can fail: each mutation of
 // the P4Info or of the source must be reported.
 func TestCheckerCatchesMistakes(t *testing.T) {
-	src := string(Source())
+	b, err := SourceFor(V1Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
 	good, err := P4Info()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := checkP4Info(src, good); len(p) != 0 {
+	if p := checkP4Info(V1Model, src, good); len(p) != 0 {
 		t.Fatalf("unmutated P4Info already fails: %v", p)
 	}
 	tableNamed := func(info *p4configv1.P4Info, alias string) *p4configv1.Table {
@@ -327,7 +370,7 @@ func TestCheckerCatchesMistakes(t *testing.T) {
 		t.Run("p4info/"+tc.name, func(t *testing.T) {
 			info := proto.Clone(good).(*p4configv1.P4Info)
 			tc.mutate(info)
-			if p := checkP4Info(src, info); len(p) == 0 {
+			if p := checkP4Info(V1Model, src, info); len(p) == 0 {
 				t.Error("mutation not detected")
 			}
 		})
@@ -348,796 +391,67 @@ func TestCheckerCatchesMistakes(t *testing.T) {
 				t.Fatalf("source has no %q", tc.old)
 			}
 			mutated := strings.Replace(src, tc.old, tc.new, 1)
-			if p := checkP4Info(mutated, good); len(p) == 0 {
+			if p := checkP4Info(V1Model, mutated, good); len(p) == 0 {
 				t.Error("mutation not detected")
 			}
 		})
 	}
 }
 
-// checkP4Info returns every difference between info and the P4Info p4c emits
-// for src. An empty result means they agree.
-func checkP4Info(src string, info *p4configv1.P4Info) []string {
-	prog, problems := scanProgram(src)
-	want, more := expectedP4Info(prog)
-	problems = append(problems, more...)
-	if want == nil {
-		return problems
+// TestCheckerCatchesArchMistakes: the TNA and PNA models fail too, on what
+// their compilers do differently.
+func TestCheckerCatchesArchMistakes(t *testing.T) {
+	tests := []struct {
+		arch, name string
+		old, new   string                   // a source mutation, or
+		mutate     func(*p4configv1.P4Info) // a P4Info one
+	}{
+		{arch: TNA, name: "port translation dropped", old: "@p4runtime_translation(\"tna/PortId_t\", 32)\ntype", new: "type"},
+		{arch: TNA, name: "selector over another profile", old: "ActionSelector(lb_selector, ", new: "ActionSelector(route_selector, "},
+		{arch: TNA, name: "implementation names the profile", old: "implementation = lb_selector_groups;", new: "implementation = lb_selector;"},
+		{arch: TNA, name: "digest loses its global name", old: "@name(\".gateway_digest_t\")\n    Digest", new: "Digest"},
+		{arch: TNA, name: "direct counter", old: "table vnet_route {", new: "DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) c;\n    table vnet_route {"},
+		{arch: TNA, name: "@id taken for a profile id", mutate: func(i *p4configv1.P4Info) { i.ActionProfiles[0].Preamble.Id = 0x11000001 }},
+		{arch: TNA, name: "pipe prefix kept", mutate: func(i *p4configv1.P4Info) { i.Tables[0].Preamble.Name = "pipe." + i.Tables[0].Preamble.Name }},
+		{arch: TNA, name: "port metadata extern dropped", mutate: func(i *p4configv1.P4Info) { i.Externs = nil }},
+		{arch: TNA, name: "max_group_size dropped", mutate: func(i *p4configv1.P4Info) { i.ActionProfiles[1].MaxGroupSize = 0 }},
+		{arch: PNA, name: "v1model's implementation property", old: "pna_implementation = lb_selector;", new: "implementation = lb_selector;"},
+		{arch: PNA, name: "lpm beside ternary", old: `meta.vni:                exact @name("vni");
+            hdr.inner_ipv4.dst_addr: lpm @name("dst_ip");`, new: `meta.vni:                ternary @name("vni");
+            hdr.inner_ipv4.dst_addr: lpm @name("dst_ip");`},
+		{arch: PNA, name: "digest", old: "control VpcDeparser(packet_out packet,", new: "control VpcDigest(in headers_t hdr) {\n    Digest<gateway_digest_t>() d;\n    apply { }\n}\ncontrol VpcDeparser(packet_out packet,"},
+		{arch: PNA, name: "wide selector hash", old: "32w4096, 32w8) lb_selector;", new: "32w4096, 32w32) lb_selector;"},
+		{arch: PNA, name: "no pipe prefix", mutate: func(i *p4configv1.P4Info) { i.ActionProfiles[0].Preamble.Name = "VpcIngress.gateway_selector" }},
+		{arch: PNA, name: "selector extern's profile id", mutate: func(i *p4configv1.P4Info) {
+			i.Externs[0].Instances[0].Info.Value[len(i.Externs[0].Instances[0].Info.Value)-1]++
+		}},
+		{arch: PNA, name: "port width", mutate: func(i *p4configv1.P4Info) { i.ControllerPacketMetadata[1].Metadata[0].Bitwidth = 9 }},
 	}
-	return append(problems, compareP4Info(want, info)...)
-}
-
-// ---------------------------------------------------------------- the scanner
-
-type field struct {
-	name string
-	typ  string // "bit<N>" or a type name
-}
-
-type param struct {
-	name string
-	bits int
-}
-
-type keyElem struct {
-	expr, kind, name string
-}
-
-type actionRef struct {
-	name        string
-	annotations []string
-}
-
-type srcAction struct {
-	name   string
-	id     uint32
-	params []param
-}
-
-type srcTable struct {
-	name           string
-	id             uint32
-	keys           []keyElem
-	actions        []actionRef
-	defaultAction  string
-	defaultArgs    []*big.Int
-	defaultConst   bool
-	implementation string
-	counters       string
-	size           int64
-}
-
-type srcSelector struct {
-	name string
-	id   uint32
-	size int64
-}
-
-type srcCounter struct {
-	name string
-	id   uint32
-	unit string
-}
-
-type srcControl struct {
-	name      string
-	params    map[string]string // variable -> type name
-	actions   []srcAction
-	tables    []srcTable
-	selectors []srcSelector
-	counters  []srcCounter
-	digests   []string // digest<T> type names, in order of appearance
-}
-
-type ctrlHeader struct {
-	typeName, ctrlName string
-	fields             []field
-}
-
-type program struct {
-	types       map[string][]field // headers and structs
-	ctrlHeaders []ctrlHeader
-	controls    []srcControl
-}
-
-var (
-	blockCommentRe = regexp.MustCompile(`(?s)/\*.*?\*/`)
-	lineCommentRe  = regexp.MustCompile(`//[^\n]*`)
-	typeDeclRe     = regexp.MustCompile(`(?s)((?:@\w+(?:\("[^"]*"\))?\s*)*)\b(header|struct)\s+(\w+)\s*\{([^}]*)\}`)
-	fieldRe        = regexp.MustCompile(`^\s*(bit<\d+>|\w+)\s+(\w+)\s*$`)
-	ctrlHeaderRe   = regexp.MustCompile(`@controller_header\("([^"]*)"\)`)
-	controlRe      = regexp.MustCompile(`\bcontrol\s+(\w+)\s*\(([^)]*)\)\s*\{`)
-	ctrlParamRe    = regexp.MustCompile(`^\s*(?:in|out|inout)?\s*(\w+)\s+(\w+)\s*$`)
-	idAnnotRe      = regexp.MustCompile(`@id\(\s*(0x[0-9A-Fa-f]+|\d+)\s*\)`)
-	actionDeclRe   = regexp.MustCompile(`\baction\s+(\w+)\s*\(([^)]*)\)\s*\{`)
-	tableDeclRe    = regexp.MustCompile(`\btable\s+(\w+)\s*\{`)
-	selectorDeclRe = regexp.MustCompile(`\baction_selector\s*\(\s*HashAlgorithm\.\w+\s*,\s*(?:32w)?(\d+)\s*,\s*(?:32w)?\d+\s*\)\s*(\w+)\s*;`)
-	counterDeclRe  = regexp.MustCompile(`\bdirect_counter\s*\(\s*CounterType\.(\w+)\s*\)\s*(\w+)\s*;`)
-	otherExternRe  = regexp.MustCompile(`\b(counter|meter|direct_meter|register|action_profile|value_set)\s*[<(]`)
-	paramRe        = regexp.MustCompile(`^\s*bit<(\d+)>\s+(\w+)\s*$`)
-	keyBlockRe     = regexp.MustCompile(`(?s)\bkey\s*=\s*\{([^}]*)\}`)
-	keyElemRe      = regexp.MustCompile(`^\s*([\w.]+)\s*:\s*(\w+)\s*(?:@name\("([^"]*)"\))?\s*$`)
-	actionsBlockRe = regexp.MustCompile(`(?s)\bactions\s*=\s*\{([^}]*)\}`)
-	actionRefRe    = regexp.MustCompile(`^\s*((?:@\w+\s+)*)(\w+)\s*(?:\(\s*\))?\s*$`)
-	defaultRe      = regexp.MustCompile(`(?s)\b(const\s+)?default_action\s*=\s*(\w+)\s*\(([^)]*)\)\s*;`)
-	implRe         = regexp.MustCompile(`\bimplementation\s*=\s*(\w+)\s*;`)
-	countersPropRe = regexp.MustCompile(`\bcounters\s*=\s*(\w+)\s*;`)
-	sizeRe         = regexp.MustCompile(`\bsize\s*=\s*(\d+)\s*;`)
-	digestCallRe   = regexp.MustCompile(`\bdigest\s*<\s*(\w+)\s*>\s*\(`)
-	literalRe      = regexp.MustCompile(`^\s*(?:\d+w)?(0x[0-9A-Fa-f]+|\d+)\s*$`)
-)
-
-// scanProgram reads the declarations of src that reach the P4Info.
-func scanProgram(src string) (*program, []string) {
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-
-	src = blockCommentRe.ReplaceAllStringFunc(src, func(s string) string {
-		return strings.Repeat(" ", len(s)) // keep offsets for brace matching
-	})
-	src = lineCommentRe.ReplaceAllString(src, "")
-
-	prog := &program{types: map[string][]field{}}
-	for _, m := range typeDeclRe.FindAllStringSubmatch(src, -1) {
-		annots, kind, name, body := m[1], m[2], m[3], m[4]
-		var fields []field
-		for _, decl := range strings.Split(body, ";") {
-			if strings.TrimSpace(decl) == "" {
-				continue
-			}
-			fm := fieldRe.FindStringSubmatch(decl)
-			if fm == nil {
-				bad("%s %s: cannot read field %q", kind, name, strings.TrimSpace(decl))
-				continue
-			}
-			fields = append(fields, field{name: fm[2], typ: fm[1]})
-		}
-		prog.types[name] = fields
-		if cm := ctrlHeaderRe.FindStringSubmatch(annots); cm != nil {
-			if kind != "header" {
-				bad("@controller_header on %s %s", kind, name)
-			}
-			prog.ctrlHeaders = append(prog.ctrlHeaders, ctrlHeader{typeName: name, ctrlName: cm[1], fields: fields})
-		}
-	}
-
-	recognizedIDs := 0
-	for _, cm := range controlRe.FindAllStringSubmatchIndex(src, -1) {
-		ctl := srcControl{name: src[cm[2]:cm[3]], params: map[string]string{}}
-		for _, p := range strings.Split(src[cm[4]:cm[5]], ",") {
-			if pm := ctrlParamRe.FindStringSubmatch(p); pm != nil {
-				ctl.params[pm[2]] = pm[1]
-			}
-		}
-		bodyStart := cm[1] - 1
-		bodyEnd := matchBrace(src, bodyStart)
-		if bodyEnd < 0 {
-			bad("control %s: unbalanced braces", ctl.name)
-			continue
-		}
-		body := src[bodyStart+1 : bodyEnd]
-
-		// Declarations, each with the @id annotation right before it.
-		idBefore := func(pos int) (uint32, bool) {
-			prefix := strings.TrimRight(body[:pos], " \t\n")
-			loc := idAnnotRe.FindAllStringSubmatchIndex(prefix, -1)
-			if len(loc) == 0 {
-				return 0, false
-			}
-			last := loc[len(loc)-1]
-			if strings.TrimSpace(prefix[last[1]:]) != "" {
-				return 0, false
-			}
-			v, err := strconv.ParseUint(prefix[last[2]:last[3]], 0, 32)
+	for _, tc := range tests {
+		t.Run(tc.arch+"/"+tc.name, func(t *testing.T) {
+			b, err := SourceFor(tc.arch)
 			if err != nil {
-				return 0, false
+				t.Fatal(err)
 			}
-			recognizedIDs++
-			return uint32(v), true
-		}
-		for _, m := range actionDeclRe.FindAllStringSubmatchIndex(body, -1) {
-			a := srcAction{name: body[m[2]:m[3]]}
-			id, ok := idBefore(m[0])
-			if !ok {
-				bad("action %s.%s has no @id", ctl.name, a.name)
+			src := string(b)
+			info, err := P4InfoFor(tc.arch)
+			if err != nil {
+				t.Fatal(err)
 			}
-			a.id = id
-			for _, p := range strings.Split(body[m[4]:m[5]], ",") {
-				if strings.TrimSpace(p) == "" {
-					continue
-				}
-				pm := paramRe.FindStringSubmatch(p)
-				if pm == nil {
-					bad("action %s.%s: cannot read parameter %q", ctl.name, a.name, strings.TrimSpace(p))
-					continue
-				}
-				bits, _ := strconv.Atoi(pm[1])
-				a.params = append(a.params, param{name: pm[2], bits: bits})
+			if p := checkP4Info(tc.arch, src, info); len(p) != 0 {
+				t.Fatalf("unmutated %s P4Info already fails: %v", tc.arch, p)
 			}
-			ctl.actions = append(ctl.actions, a)
-		}
-		for _, m := range tableDeclRe.FindAllStringSubmatchIndex(body, -1) {
-			tbl := srcTable{name: body[m[2]:m[3]], size: 1024} // v1model's default size
-			id, ok := idBefore(m[0])
-			if !ok {
-				bad("table %s.%s has no @id", ctl.name, tbl.name)
-			}
-			tbl.id = id
-			end := matchBrace(body, m[1]-1)
-			if end < 0 {
-				bad("table %s.%s: unbalanced braces", ctl.name, tbl.name)
-				continue
-			}
-			tb := body[m[1]:end]
-			if km := keyBlockRe.FindStringSubmatch(tb); km != nil {
-				for _, e := range strings.Split(km[1], ";") {
-					if strings.TrimSpace(e) == "" {
-						continue
-					}
-					em := keyElemRe.FindStringSubmatch(e)
-					if em == nil {
-						bad("table %s.%s: cannot read key element %q", ctl.name, tbl.name, strings.TrimSpace(e))
-						continue
-					}
-					tbl.keys = append(tbl.keys, keyElem{expr: em[1], kind: em[2], name: em[3]})
-				}
-			}
-			if am := actionsBlockRe.FindStringSubmatch(tb); am != nil {
-				for _, e := range strings.Split(am[1], ";") {
-					if strings.TrimSpace(e) == "" {
-						continue
-					}
-					rm := actionRefRe.FindStringSubmatch(e)
-					if rm == nil {
-						bad("table %s.%s: cannot read action %q", ctl.name, tbl.name, strings.TrimSpace(e))
-						continue
-					}
-					tbl.actions = append(tbl.actions, actionRef{name: rm[2], annotations: strings.Fields(rm[1])})
-				}
-			}
-			if dm := defaultRe.FindStringSubmatch(tb); dm != nil {
-				tbl.defaultConst = dm[1] != ""
-				tbl.defaultAction = dm[2]
-				for _, arg := range strings.Split(dm[3], ",") {
-					if strings.TrimSpace(arg) == "" {
-						continue
-					}
-					v, ok := parseLiteral(arg)
-					if !ok {
-						bad("table %s.%s: default action argument %q is not a literal", ctl.name, tbl.name, strings.TrimSpace(arg))
-						continue
-					}
-					tbl.defaultArgs = append(tbl.defaultArgs, v)
-				}
-			}
-			if im := implRe.FindStringSubmatch(tb); im != nil {
-				tbl.implementation = im[1]
-			}
-			if cm := countersPropRe.FindStringSubmatch(tb); cm != nil {
-				tbl.counters = cm[1]
-			}
-			if sm := sizeRe.FindStringSubmatch(tb); sm != nil {
-				tbl.size, _ = strconv.ParseInt(sm[1], 10, 64)
-			}
-			ctl.tables = append(ctl.tables, tbl)
-		}
-		for _, m := range selectorDeclRe.FindAllStringSubmatchIndex(body, -1) {
-			s := srcSelector{name: body[m[4]:m[5]]}
-			s.size, _ = strconv.ParseInt(body[m[2]:m[3]], 10, 64)
-			id, ok := idBefore(m[0])
-			if !ok {
-				bad("action_selector %s.%s has no @id", ctl.name, s.name)
-			}
-			s.id = id
-			ctl.selectors = append(ctl.selectors, s)
-		}
-		for _, m := range counterDeclRe.FindAllStringSubmatchIndex(body, -1) {
-			c := srcCounter{name: body[m[4]:m[5]], unit: body[m[2]:m[3]]}
-			id, ok := idBefore(m[0])
-			if !ok {
-				bad("direct_counter %s.%s has no @id", ctl.name, c.name)
-			}
-			c.id = id
-			ctl.counters = append(ctl.counters, c)
-		}
-		if m := otherExternRe.FindStringSubmatch(body); m != nil {
-			bad("control %s declares a %s, which this test does not model", ctl.name, m[1])
-		}
-		for _, m := range digestCallRe.FindAllStringSubmatch(body, -1) {
-			if !slicesContains(ctl.digests, m[1]) {
-				ctl.digests = append(ctl.digests, m[1])
-			}
-		}
-		prog.controls = append(prog.controls, ctl)
-	}
-	if all := len(idAnnotRe.FindAllString(src, -1)); all != recognizedIDs {
-		bad("%d @id annotations in the source, but only %d on declarations this test reads", all, recognizedIDs)
-	}
-	return prog, problems
-}
-
-// parseLiteral reads an integer literal such as 10, 0x0a or 32w10.
-func parseLiteral(s string) (*big.Int, bool) {
-	m := literalRe.FindStringSubmatch(s)
-	if m == nil {
-		return nil, false
-	}
-	return new(big.Int).SetString(strings.ToLower(m[1]), 0)
-}
-
-// matchBrace returns the index of the brace closing the one at open, or -1.
-func matchBrace(s string, open int) int {
-	depth := 0
-	for i := open; i < len(s); i++ {
-		switch s[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return -1
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-// --------------------------------------------------------- p4c's P4Info rules
-
-// jenkinsOneAtATime is the name hash of p4c's P4RuntimeSymbolTable.
-func jenkinsOneAtATime(s string) uint32 {
-	var h uint32
-	for i := 0; i < len(s); i++ {
-		h += uint32(s[i])
-		h += h << 10
-		h ^= h >> 6
-	}
-	h += h << 3
-	h ^= h >> 11
-	h += h << 15
-	return h
-}
-
-// hashID is the id p4c gives a symbol without @id when nothing collides.
-func hashID(prefix p4configv1.P4Ids_Prefix, name string) uint32 {
-	return uint32(prefix)<<24 | jenkinsOneAtATime(name)&0xffffff
-}
-
-// standardMetadataBits are the v1model standard_metadata fields the program
-// may use as keys.
-var standardMetadataBits = map[string]int{"ingress_port": 9, "egress_spec": 9, "egress_port": 9}
-
-// expectedP4Info builds the P4Info p4c emits for prog.
-func expectedP4Info(prog *program) (*p4configv1.P4Info, []string) {
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-
-	info := &p4configv1.P4Info{
-		PkgInfo:  &p4configv1.PkgInfo{Arch: "v1model"},
-		TypeInfo: &p4configv1.P4TypeInfo{}, // p4c always sets it, even empty
-	}
-
-	// Symbols and ids. Explicit @id first; then, per resource type in
-	// increasing order and names in sorted order, the name hash with linear
-	// probing over every id taken so far (computeIdsForSymbols).
-	assigned := map[uint32]string{}
-	allNames := []string{}
-	take := func(id uint32, prefix p4configv1.P4Ids_Prefix, what string) {
-		if id>>24 != uint32(prefix) {
-			bad("%s: @id %#08x does not carry resource type %#02x", what, id, uint32(prefix))
-		}
-		if prev, dup := assigned[id]; dup {
-			bad("%s: @id %#08x is also %s", what, id, prev)
-		}
-		assigned[id] = what
-	}
-	for _, ctl := range prog.controls {
-		for _, a := range ctl.actions {
-			take(a.id, p4configv1.P4Ids_ACTION, "action "+ctl.name+"."+a.name)
-			allNames = append(allNames, ctl.name+"."+a.name)
-		}
-		for _, tb := range ctl.tables {
-			take(tb.id, p4configv1.P4Ids_TABLE, "table "+ctl.name+"."+tb.name)
-			allNames = append(allNames, ctl.name+"."+tb.name)
-		}
-		for _, s := range ctl.selectors {
-			take(s.id, p4configv1.P4Ids_ACTION_PROFILE, "action selector "+ctl.name+"."+s.name)
-			allNames = append(allNames, ctl.name+"."+s.name)
-		}
-		for _, c := range ctl.counters {
-			take(c.id, p4configv1.P4Ids_DIRECT_COUNTER, "direct counter "+ctl.name+"."+c.name)
-			allNames = append(allNames, ctl.name+"."+c.name)
-		}
-	}
-	hashed := map[string]uint32{}
-	probe := func(prefix p4configv1.P4Ids_Prefix, names []string) {
-		sort.Strings(names)
-		for _, n := range names {
-			v := jenkinsOneAtATime(n)
-			id := uint32(prefix)<<24 | v&0xffffff
-			for _, taken := assigned[id]; taken; _, taken = assigned[id] {
-				v++
-				id = uint32(prefix)<<24 | v&0xffffff
-			}
-			assigned[id] = n
-			hashed[n] = id
-		}
-	}
-	var ctrlNames, digestNames []string
-	for _, h := range prog.ctrlHeaders {
-		ctrlNames = append(ctrlNames, h.typeName)
-		allNames = append(allNames, h.typeName)
-	}
-	for _, ctl := range prog.controls {
-		for _, d := range ctl.digests {
-			if !slicesContains(digestNames, d) {
-				digestNames = append(digestNames, d)
-				allNames = append(allNames, d)
-			}
-		}
-	}
-	probe(p4configv1.P4Ids_CONTROLLER_HEADER, append([]string(nil), ctrlNames...))
-	probe(p4configv1.P4Ids_DIGEST, append([]string(nil), digestNames...))
-	alias := aliases(allNames)
-
-	bits := func(t string) (int, bool) {
-		if strings.HasPrefix(t, "bit<") {
-			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(t, "bit<"), ">"))
-			return n, err == nil
-		}
-		return 0, false
-	}
-	keyBits := func(ctl srcControl, expr string) (int, bool) {
-		parts := strings.Split(expr, ".")
-		typ, ok := ctl.params[parts[0]]
-		if !ok {
-			return 0, false
-		}
-		if typ == "standard_metadata_t" {
-			if len(parts) != 2 {
-				return 0, false
-			}
-			n, ok := standardMetadataBits[parts[1]]
-			return n, ok
-		}
-		for _, p := range parts[1:] {
-			found := false
-			for _, f := range prog.types[typ] {
-				if f.name == p {
-					typ, found = f.typ, true
-					break
-				}
-			}
-			if !found {
-				return 0, false
-			}
-		}
-		return bits(typ)
-	}
-	matchTypes := map[string]p4configv1.MatchField_MatchType{
-		"exact": p4configv1.MatchField_EXACT, "lpm": p4configv1.MatchField_LPM,
-		"ternary": p4configv1.MatchField_TERNARY, "range": p4configv1.MatchField_RANGE,
-		"optional": p4configv1.MatchField_OPTIONAL,
-	}
-	counterUnits := map[string]p4configv1.CounterSpec_Unit{
-		"packets": p4configv1.CounterSpec_PACKETS, "bytes": p4configv1.CounterSpec_BYTES,
-		"packets_and_bytes": p4configv1.CounterSpec_BOTH,
-	}
-
-	for _, ctl := range prog.controls {
-		q := func(n string) string { return ctl.name + "." + n }
-		preamble := func(id uint32, n string) *p4configv1.Preamble {
-			return &p4configv1.Preamble{Id: id, Name: q(n), Alias: alias[q(n)]}
-		}
-		actions := map[string]srcAction{}
-		for _, a := range ctl.actions {
-			actions[a.name] = a
-			act := &p4configv1.Action{Preamble: preamble(a.id, a.name)}
-			for i, p := range a.params {
-				act.Params = append(act.Params, &p4configv1.Action_Param{Id: uint32(i + 1), Name: p.name, Bitwidth: int32(p.bits)})
-			}
-			info.Actions = append(info.Actions, act)
-		}
-		selectors := map[string]srcSelector{}
-		for _, s := range ctl.selectors {
-			selectors[s.name] = s
-		}
-		counters := map[string]srcCounter{}
-		for _, c := range ctl.counters {
-			counters[c.name] = c
-		}
-		usedBy := map[string][]srcTable{}
-		for _, tb := range ctl.tables {
-			t := &p4configv1.Table{Preamble: preamble(tb.id, tb.name), Size: tb.size}
-			for i, k := range tb.keys {
-				if k.kind == "selector" {
-					continue // p4c gives selector fields an id but does not emit them
-				}
-				mt, ok := matchTypes[k.kind]
-				if !ok {
-					bad("table %s: match kind %q", q(tb.name), k.kind)
-				}
-				if k.name == "" {
-					bad("table %s: key %s has no @name", q(tb.name), k.expr)
-				}
-				n, ok := keyBits(ctl, k.expr)
-				if !ok {
-					bad("table %s: cannot tell the width of key %s", q(tb.name), k.expr)
-				}
-				t.MatchFields = append(t.MatchFields, &p4configv1.MatchField{
-					Id: uint32(i + 1), Name: k.name, Bitwidth: int32(n),
-					Match: &p4configv1.MatchField_MatchType_{MatchType: mt},
-				})
-			}
-			for _, r := range tb.actions {
-				a, ok := actions[r.name]
-				if !ok {
-					bad("table %s lists action %s, which %s does not declare", q(tb.name), r.name, ctl.name)
-					continue
-				}
-				ref := &p4configv1.ActionRef{Id: a.id}
-				for _, an := range r.annotations {
-					ref.Annotations = append(ref.Annotations, an)
-					switch an {
-					case "@defaultonly":
-						ref.Scope = p4configv1.ActionRef_DEFAULT_ONLY
-					case "@tableonly":
-						ref.Scope = p4configv1.ActionRef_TABLE_ONLY
-					}
-				}
-				t.ActionRefs = append(t.ActionRefs, ref)
-			}
-			if tb.defaultAction == "" {
-				bad("table %s has no explicit default action (p4c would add NoAction)", q(tb.name))
-			} else if a, ok := actions[tb.defaultAction]; !ok {
-				bad("table %s: default action %s is not declared", q(tb.name), tb.defaultAction)
+			if tc.mutate != nil {
+				tc.mutate(info)
 			} else {
-				call := &p4configv1.TableActionCall{ActionId: a.id}
-				if len(tb.defaultArgs) != len(a.params) {
-					bad("table %s: default action %s takes %d arguments, got %d", q(tb.name), a.name, len(a.params), len(tb.defaultArgs))
+				if !strings.Contains(src, tc.old) {
+					t.Fatalf("source has no %q", tc.old)
 				}
-				for i, v := range tb.defaultArgs {
-					if i >= len(a.params) {
-						break
-					}
-					width := (a.params[i].bits + 7) / 8
-					b := v.Bytes()
-					if len(b) > width {
-						bad("table %s: default argument %d does not fit %d bits", q(tb.name), i+1, a.params[i].bits)
-						continue
-					}
-					value := append(make([]byte, width-len(b)), b...)
-					call.Arguments = append(call.Arguments, &p4configv1.TableActionCall_Argument{ParamId: uint32(i + 1), Value: value})
-				}
-				t.InitialDefaultAction = call
-				if tb.defaultConst {
-					t.ConstDefaultActionId = a.id
-				}
+				src = strings.Replace(src, tc.old, tc.new, 1)
 			}
-			if tb.implementation != "" {
-				s, ok := selectors[tb.implementation]
-				if !ok {
-					bad("table %s: implementation %s is not a declared action_selector", q(tb.name), tb.implementation)
-				}
-				t.ImplementationId = s.id
-				usedBy[tb.implementation] = append(usedBy[tb.implementation], tb)
+			if p := checkP4Info(tc.arch, src, info); len(p) == 0 {
+				t.Error("mutation not detected")
 			}
-			if tb.counters != "" {
-				c, ok := counters[tb.counters]
-				if !ok {
-					bad("table %s: counters %s is not a declared direct_counter", q(tb.name), tb.counters)
-				}
-				t.DirectResourceIds = append(t.DirectResourceIds, c.id)
-				unit, ok := counterUnits[c.unit]
-				if !ok {
-					bad("direct counter %s: unit %s", q(c.name), c.unit)
-				}
-				// p4c adds a direct counter when it serializes its table.
-				info.DirectCounters = append(info.DirectCounters, &p4configv1.DirectCounter{
-					Preamble:      preamble(c.id, c.name),
-					Spec:          &p4configv1.CounterSpec{Unit: unit},
-					DirectTableId: tb.id,
-				})
-			}
-			info.Tables = append(info.Tables, t)
-		}
-		for _, s := range ctl.selectors {
-			ap := &p4configv1.ActionProfile{Preamble: preamble(s.id, s.name), WithSelector: true, Size: s.size}
-			tables := usedBy[s.name]
-			// p4c keeps the referencing tables in a std::set of names.
-			sort.Slice(tables, func(i, j int) bool { return tables[i].name < tables[j].name })
-			for _, tb := range tables {
-				ap.TableIds = append(ap.TableIds, tb.id)
-			}
-			info.ActionProfiles = append(info.ActionProfiles, ap)
-		}
-		for _, c := range ctl.counters {
-			attached := false
-			for _, tb := range ctl.tables {
-				attached = attached || tb.counters == c.name
-			}
-			if !attached {
-				bad("direct counter %s is attached to no table", q(c.name))
-			}
-		}
-	}
-
-	for _, h := range prog.ctrlHeaders {
-		m := &p4configv1.ControllerPacketMetadata{Preamble: &p4configv1.Preamble{
-			Id: hashed[h.typeName], Name: h.ctrlName, Alias: h.ctrlName,
-			Annotations: []string{fmt.Sprintf("@controller_header(%q)", h.ctrlName)},
-		}}
-		for i, f := range h.fields {
-			n, ok := bits(f.typ)
-			if !ok {
-				bad("controller header %s: field %s is not bit<W>", h.typeName, f.name)
-			}
-			m.Metadata = append(m.Metadata, &p4configv1.ControllerPacketMetadata_Metadata{Id: uint32(i + 1), Name: f.name, Bitwidth: int32(n)})
-		}
-		info.ControllerPacketMetadata = append(info.ControllerPacketMetadata, m)
-	}
-
-	for _, d := range digestNames {
-		fields, ok := prog.types[d]
-		if !ok {
-			bad("digest<%s>: no such struct", d)
-		}
-		info.Digests = append(info.Digests, &p4configv1.Digest{
-			Preamble: &p4configv1.Preamble{Id: hashed[d], Name: d, Alias: alias[d]},
-			TypeSpec: &p4configv1.P4DataTypeSpec{TypeSpec: &p4configv1.P4DataTypeSpec_Struct{Struct: &p4configv1.P4NamedType{Name: d}}},
-		})
-		st := &p4configv1.P4StructTypeSpec{}
-		for _, f := range fields {
-			n, ok := bits(f.typ)
-			if !ok {
-				bad("digest struct %s: field %s is not bit<W>", d, f.name)
-			}
-			st.Members = append(st.Members, &p4configv1.P4StructTypeSpec_Member{
-				Name: f.name,
-				TypeSpec: &p4configv1.P4DataTypeSpec{TypeSpec: &p4configv1.P4DataTypeSpec_Bitstring{
-					Bitstring: &p4configv1.P4BitstringLikeTypeSpec{TypeSpec: &p4configv1.P4BitstringLikeTypeSpec_Bit{
-						Bit: &p4configv1.P4BitTypeSpec{Bitwidth: int32(n)},
-					}},
-				}},
-			})
-		}
-		if info.TypeInfo.Structs == nil {
-			info.TypeInfo.Structs = map[string]*p4configv1.P4StructTypeSpec{}
-		}
-		info.TypeInfo.Structs[d] = st
-	}
-	return info, problems
-}
-
-// aliases gives every name its shortest unique suffix of dot-separated
-// components, counted over all P4Runtime symbols (P4SymbolSuffixSet).
-func aliases(names []string) map[string]string {
-	count := map[string]int{}
-	for _, n := range names {
-		parts := strings.Split(n, ".")
-		for i := range parts {
-			count[strings.Join(parts[i:], ".")]++
-		}
-	}
-	out := map[string]string{}
-	for _, n := range names {
-		parts := strings.Split(n, ".")
-		out[n] = n
-		for i := len(parts) - 1; i >= 0; i-- {
-			if s := strings.Join(parts[i:], "."); count[s] < 2 {
-				out[n] = s
-				break
-			}
-		}
-	}
-	return out
-}
-
-// compareP4Info lists the differences between want and got, one entity at a
-// time so a failure names what is wrong.
-func compareP4Info(want, got *p4configv1.P4Info) []string {
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	text := func(m proto.Message) string {
-		return prototext.MarshalOptions{}.Format(m)
-	}
-	type entity struct {
-		name string
-		msg  proto.Message
-	}
-	compare := func(kind string, want, got []entity) {
-		before := len(problems)
-		gotByName := map[string]proto.Message{}
-		var wantOrder, gotOrder []string
-		for _, e := range got {
-			if _, dup := gotByName[e.name]; dup {
-				bad("%s %s appears twice", kind, e.name)
-			}
-			gotByName[e.name] = e.msg
-			gotOrder = append(gotOrder, e.name)
-		}
-		for _, e := range want {
-			wantOrder = append(wantOrder, e.name)
-			g, ok := gotByName[e.name]
-			if !ok {
-				bad("%s %s is missing from the P4Info; want %s", kind, e.name, text(e.msg))
-				continue
-			}
-			if !proto.Equal(e.msg, g) {
-				bad("%s %s differs:\n got: %s\nwant: %s", kind, e.name, text(g), text(e.msg))
-			}
-			delete(gotByName, e.name)
-		}
-		for n, g := range gotByName {
-			bad("%s %s is in the P4Info but not in the source: %s", kind, n, text(g))
-		}
-		if len(problems) == before && strings.Join(wantOrder, ",") != strings.Join(gotOrder, ",") {
-			bad("%s order is %v, p4c emits %v", kind, gotOrder, wantOrder)
-		}
-	}
-	entities := func(n int, at func(int) (string, proto.Message)) []entity {
-		out := make([]entity, n)
-		for i := range out {
-			out[i].name, out[i].msg = at(i)
-		}
-		return out
-	}
-	tables := func(i *p4configv1.P4Info) []entity {
-		return entities(len(i.GetTables()), func(k int) (string, proto.Message) {
-			return i.GetTables()[k].GetPreamble().GetName(), i.GetTables()[k]
 		})
 	}
-	actions := func(i *p4configv1.P4Info) []entity {
-		return entities(len(i.GetActions()), func(k int) (string, proto.Message) {
-			return i.GetActions()[k].GetPreamble().GetName(), i.GetActions()[k]
-		})
-	}
-	profiles := func(i *p4configv1.P4Info) []entity {
-		return entities(len(i.GetActionProfiles()), func(k int) (string, proto.Message) {
-			return i.GetActionProfiles()[k].GetPreamble().GetName(), i.GetActionProfiles()[k]
-		})
-	}
-	counters := func(i *p4configv1.P4Info) []entity {
-		return entities(len(i.GetDirectCounters()), func(k int) (string, proto.Message) {
-			return i.GetDirectCounters()[k].GetPreamble().GetName(), i.GetDirectCounters()[k]
-		})
-	}
-	packetMeta := func(i *p4configv1.P4Info) []entity {
-		return entities(len(i.GetControllerPacketMetadata()), func(k int) (string, proto.Message) {
-			return i.GetControllerPacketMetadata()[k].GetPreamble().GetName(), i.GetControllerPacketMetadata()[k]
-		})
-	}
-	digests := func(i *p4configv1.P4Info) []entity {
-		return entities(len(i.GetDigests()), func(k int) (string, proto.Message) {
-			return i.GetDigests()[k].GetPreamble().GetName(), i.GetDigests()[k]
-		})
-	}
-	compare("table", tables(want), tables(got))
-	compare("action", actions(want), actions(got))
-	compare("action profile", profiles(want), profiles(got))
-	compare("direct counter", counters(want), counters(got))
-	compare("controller packet metadata", packetMeta(want), packetMeta(got))
-	compare("digest", digests(want), digests(got))
-
-	if !proto.Equal(want.GetPkgInfo(), got.GetPkgInfo()) {
-		bad("pkg_info differs:\n got: %s\nwant: %s", text(got.GetPkgInfo()), text(want.GetPkgInfo()))
-	}
-	if got.TypeInfo == nil || !proto.Equal(want.GetTypeInfo(), got.GetTypeInfo()) {
-		bad("type_info differs:\n got: %s\nwant: %s", text(got.GetTypeInfo()), text(want.GetTypeInfo()))
-	}
-	// Whatever is left must be equal too (counters, meters, registers, value
-	// sets, externs: the program has none).
-	if len(problems) == 0 && !proto.Equal(want, got) {
-		bad("P4Info differs from what p4c emits for the source:\n got: %s\nwant: %s", text(got), text(want))
-	}
-	return problems
 }

@@ -3,6 +3,7 @@ package p4rt
 import (
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -283,4 +284,75 @@ func TestBMv2DeviceConfig(t *testing.T) {
 			t.Errorf("%s: %v; want %q naming %s", tc.content, err, tc.want, path)
 		}
 	}
+}
+
+// TestCapabilitiesEachArch reads the three programs p4mesh ships with the
+// targets that run them: what differs is in each P4Info, and nothing else.
+func TestCapabilitiesEachArch(t *testing.T) {
+	tests := []struct {
+		arch, target string
+		portBits     int32
+		translation  string
+		cpuPort      uint64
+		oneShot      bool
+		maxGroup     int32 // lb_selector's max_group_size
+	}{
+		{"v1model", "bmv2", 9, "", 255, true, 0},
+		{"v1model", "p4mesh", 9, "", 255, true, 0},
+		{"tna", "tofino", 32, "tna/PortId_t", 0xFFFFFFFD, false, 128},
+		{"pna", "dpdk", 32, "", 255, false, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arch+"/"+tc.target, func(t *testing.T) {
+			info, err := p4.P4InfoFor(tc.arch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tp, err := LookupTarget(tc.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := tp.Capabilities(info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.PortBits != tc.portBits || c.PortTranslation != tc.translation || !c.HasCPUPort || c.CPUPort != tc.cpuPort ||
+				c.OneShotSelectors != tc.oneShot || c.Arch != tc.arch {
+				t.Errorf("caps = %+v", c)
+			}
+			if err := c.CheckPort(tc.cpuPort); err == nil {
+				t.Errorf("CheckPort(CPU port %d): no error", tc.cpuPort)
+			}
+			if err := c.CheckPort(1); err != nil {
+				t.Errorf("CheckPort(1): %v", err)
+			}
+			if got := c.MaxGroupSize[profileName(info, "lb_selector")]; got != tc.maxGroup {
+				t.Errorf("lb_selector max_group_size %d; want %d", got, tc.maxGroup)
+			}
+			for _, tb := range info.GetTables() {
+				if got := c.TableSize[tb.GetPreamble().GetName()]; got != tb.GetSize() || got == 0 {
+					t.Errorf("budget of %s = %d; want its size %d", tb.GetPreamble().GetName(), got, tb.GetSize())
+				}
+			}
+			// Every other target refuses the architecture.
+			for _, other := range TargetNames() {
+				otp, _ := LookupTarget(other)
+				if slices.Contains(otp.Archs, tc.arch) {
+					continue
+				}
+				if _, err := otp.Capabilities(info); err == nil {
+					t.Errorf("%s takes the %s program", other, tc.arch)
+				}
+			}
+		})
+	}
+}
+
+func profileName(info *p4configv1.P4Info, alias string) string {
+	for _, p := range info.GetActionProfiles() {
+		if p.GetPreamble().GetAlias() == alias {
+			return p.GetPreamble().GetName()
+		}
+	}
+	return ""
 }

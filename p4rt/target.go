@@ -26,7 +26,7 @@ type Target interface {
 // BMv2 is the target config of BMv2's simple_switch_grpc: the JSON p4c-bm2-ss
 // writes beside the P4Info.
 type BMv2 struct {
-	// JSONPath is the file p4c wrote (p4/build/vpc_peering.json).
+	// JSONPath is the file p4c wrote (p4/v1model/build/vpc_peering.json).
 	JSONPath string
 }
 
@@ -37,7 +37,7 @@ func (BMv2) Name() string { return "bmv2" }
 // program, since simple_switch_grpc answers a wrong file with a bare error.
 func (b BMv2) DeviceConfig() ([]byte, error) {
 	if b.JSONPath == "" {
-		return nil, errors.New("bmv2: no p4c JSON file given (run `make p4` to build p4/build/vpc_peering.json)")
+		return nil, errors.New("bmv2: no p4c JSON file given (run `make p4` to build p4/v1model/build/vpc_peering.json)")
 	}
 	data, err := os.ReadFile(b.JSONPath)
 	if err != nil {

@@ -121,20 +121,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "p4mesh-ohc:", err)
 		return 2
 	}
-	info, err := p4.P4Info()
-	if err != nil {
-		fmt.Fprintln(stderr, "p4mesh-ohc:", err)
-		return 1
-	}
-	caps, cfg, err := targetConfig(*target, *devConfig, info)
+	info, caps, cfg, err := targetConfig(*target, *devConfig)
 	if err != nil {
 		fmt.Fprintln(stderr, "p4mesh-ohc:", err)
 		return 2
 	}
-	o.DeviceConfig = cfg
-	// TODO(issue 12): hand caps to the compiler, which is to check its
-	// entries against caps.CheckBudget before writing and program
-	// selectors one-shot only when caps.OneShotSelectors.
+	o.P4Info, o.DeviceConfig = info, cfg
+	// The compiler reads the ports it may write from the P4Info (ohc's
+	// checkPorts) and programs selectors with members and groups, which
+	// every target takes, so caps.OneShotSelectors changes nothing.
+	// TODO(issue 12): once the programmer's write path settles (issue 14),
+	// refuse a compile over caps' budgets before writing (ohc.CheckBudget).
 	o.Logger.Info("target", "target", caps.Target, "arch", caps.Arch, "port_bits", caps.PortBits,
 		"port_translation", caps.PortTranslation, "cpu_port", cpuPortAttr(caps), "one_shot_selectors", caps.OneShotSelectors)
 	var srv *http.Server
@@ -231,13 +228,14 @@ func dialOptions(o *ohc.DaemonOptions, f *mtls.Flags) error {
 	return nil
 }
 
-// targetConfig resolves --target and --device-config: the target's
-// capabilities for the embedded pipeline, and the device config, checked
-// to be the target's before any switch sees it. The config is packed
-// ahead (p4meshctl pipeline pack) rather than here from the compiler's
-// output directory: one file, built once, is what every host of a fleet
-// pushes, and a host needs no compiler output tree.
-func targetConfig(target, devConfig string, info *p4configv1.P4Info) (*p4rt.Capabilities, []byte, error) {
+// targetConfig resolves --target and --device-config: the embedded
+// pipeline of the target's architecture (p4/v1model, p4/tna or p4/pna), the
+// target's capabilities for it, and the device config, checked to be the
+// target's and of that pipeline before any switch sees it. The config is
+// packed ahead (p4meshctl pipeline pack) rather than here from the
+// compiler's output directory: one file, built once, is what every host of
+// a fleet pushes, and a host needs no compiler output tree.
+func targetConfig(target, devConfig string) (*p4configv1.P4Info, *p4rt.Capabilities, []byte, error) {
 	if target == "" {
 		// Before --target, a --device-config was BMv2's JSON and its
 		// absence meant p4mesh-switch; keep meaning that.
@@ -248,29 +246,43 @@ func targetConfig(target, devConfig string, info *p4configv1.P4Info) (*p4rt.Capa
 	}
 	tp, err := p4rt.LookupTarget(target)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--target: %w", err)
+		return nil, nil, nil, fmt.Errorf("--target: %w", err)
+	}
+	arch := ""
+	for _, a := range tp.Archs {
+		if slices.Contains(p4.Archs(), a) {
+			arch = a
+			break
+		}
+	}
+	if arch == "" {
+		return nil, nil, nil, fmt.Errorf("--target %s: p4mesh has no %s program", target, strings.Join(tp.Archs, " or "))
+	}
+	info, err := p4.P4InfoFor(arch)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	caps, err := tp.Capabilities(info)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--target %s: the embedded pipeline does not run there: %w", target, err)
+		return nil, nil, nil, fmt.Errorf("--target %s: the embedded %s pipeline does not run there: %w", target, arch, err)
 	}
 	if tp.CheckDeviceConfig == nil {
 		if devConfig != "" {
-			return nil, nil, fmt.Errorf("--target %s: %s takes no --device-config", target, tp.Server)
+			return nil, nil, nil, fmt.Errorf("--target %s: %s takes no --device-config", target, tp.Server)
 		}
-		return caps, nil, nil
+		return info, caps, nil, nil
 	}
 	if devConfig == "" {
-		return nil, nil, fmt.Errorf("--target %s: %s needs --device-config (p4meshctl pipeline pack --target %s)", target, tp.Server, target)
+		return nil, nil, nil, fmt.Errorf("--target %s: %s needs --device-config (p4meshctl pipeline pack --target %s)", target, tp.Server, target)
 	}
 	b, err := os.ReadFile(devConfig)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--device-config: %w", err)
+		return nil, nil, nil, fmt.Errorf("--device-config: %w", err)
 	}
 	if err := tp.CheckDeviceConfig(b, info); err != nil {
-		return nil, nil, fmt.Errorf("--device-config %s is no %s device config: %w", devConfig, target, err)
+		return nil, nil, nil, fmt.Errorf("--device-config %s is no %s device config for p4/%s: %w", devConfig, target, arch, err)
 	}
-	return caps, b, nil
+	return info, caps, b, nil
 }
 
 func cpuPortAttr(c *p4rt.Capabilities) any {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
 )
@@ -55,13 +57,13 @@ func TestTargetFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--target", "nope"}, `--target: unknown target "nope": want one of bmv2, p4mesh, tofino, dpdk`},
-		// The embedded pipeline is v1model: Tofino and DPDK need their
-		// own programs (p4/tna, p4/pna; issue 12).
-		{[]string{"--target", "tofino", "--device-config", tofinoPath}, `--target tofino: the embedded pipeline does not run there: capabilities: the P4Info is for "v1model", and tofino runs tna or t2na programs`},
-		{[]string{"--target", "dpdk"}, `the P4Info is for "v1model", and dpdk runs pna or psa programs`},
+		// Tofino and DPDK run p4/tna and p4/pna: the fixture's bfrt.json
+		// (two tables) is not of that program, and DPDK needs a config.
+		{[]string{"--target", "tofino", "--device-config", tofinoPath}, "is no tofino device config for p4/tna: tofino: the P4Info's tables VpcIngress.vm_source_guard, "},
+		{[]string{"--target", "dpdk"}, "--target dpdk: IPDK infrap4d (P4-DPDK) needs --device-config (p4meshctl pipeline pack --target dpdk)"},
 		{[]string{"--target", "bmv2"}, "--target bmv2: BMv2 simple_switch_grpc (PI) needs --device-config (p4meshctl pipeline pack --target bmv2)"},
 		{[]string{"--target", "p4mesh", "--device-config", bmv2JSON}, "--target p4mesh: p4mesh-switch takes no --device-config"},
-		{[]string{"--target", "bmv2", "--device-config", tofinoPath}, "--device-config " + tofinoPath + " is no bmv2 device config: bmv2: not JSON"},
+		{[]string{"--target", "bmv2", "--device-config", tofinoPath}, "--device-config " + tofinoPath + " is no bmv2 device config for p4/v1model: bmv2: not JSON"},
 		// Without --target a device config is BMv2's, as before.
 		{[]string{"--device-config", tofinoPath}, "is no bmv2 device config"},
 	} {
@@ -72,10 +74,6 @@ func TestTargetFlags(t *testing.T) {
 		}
 	}
 
-	info, err := p4.P4Info()
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		target, devConfig string
 		wantTarget        string
@@ -86,10 +84,13 @@ func TestTargetFlags(t *testing.T) {
 		{"bmv2", bmv2JSON, "bmv2", true},
 		{"p4mesh", "", "p4mesh", false},
 	} {
-		caps, cfg, err := targetConfig(tc.target, tc.devConfig, info)
+		info, caps, cfg, err := targetConfig(tc.target, tc.devConfig)
 		if err != nil {
 			t.Errorf("targetConfig(%q, %q): %v", tc.target, tc.devConfig, err)
 			continue
+		}
+		if want, _ := p4.P4Info(); !proto.Equal(info, want) {
+			t.Errorf("targetConfig(%q, %q): not the v1model P4Info", tc.target, tc.devConfig)
 		}
 		if caps.Target != tc.wantTarget || (cfg != nil) != tc.wantConfig {
 			t.Errorf("targetConfig(%q, %q) = target %s, %d config bytes; want %s, config %v", tc.target, tc.devConfig, caps.Target, len(cfg), tc.wantTarget, tc.wantConfig)
@@ -99,5 +100,59 @@ func TestTargetFlags(t *testing.T) {
 				t.Errorf("targetConfig(%q, %q): the config is not the file's", tc.target, tc.devConfig)
 			}
 		}
+	}
+}
+
+// TestTargetConfigHardware: --target tofino and dpdk run p4/tna and p4/pna,
+// with a device config of that program (the compiler fixtures, their
+// BF-Runtime schema listing the program's tables), and the capabilities
+// their P4Infos say.
+func TestTargetConfigHardware(t *testing.T) {
+	for _, tc := range []struct {
+		target, fixture, bfrt, arch string
+		portBits                    int32
+		cpuPort                     uint64
+		pack                        func(conf string) ([]byte, error)
+	}{
+		{"tofino", "bf-p4c", "bfrt.json", "tna", 32, 0xFFFFFFFD, func(c string) ([]byte, error) { return p4rt.Tofino{Conf: c}.DeviceConfig() }},
+		{"dpdk", "p4c-dpdk", "bf-rt.json", "pna", 32, 255, func(c string) ([]byte, error) { return p4rt.DPDK{Conf: c}.DeviceConfig() }},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			want, err := p4.P4InfoFor(tc.arch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := os.CopyFS(dir, os.DirFS(filepath.Join("../../p4rt/testdata", tc.fixture))); err != nil {
+				t.Fatal(err)
+			}
+			// The fixture's schema with every table of the program, as
+			// the compiler names them ("pipe." and the P4Info name).
+			var tables []string
+			for _, tb := range want.GetTables() {
+				n := tb.GetPreamble().GetName()
+				if !strings.HasPrefix(n, "pipe.") {
+					n = "pipe." + n
+				}
+				tables = append(tables, `{"name": "`+n+`"}`)
+			}
+			bfrt := `{"schema_version": "1.0.0", "tables": [` + strings.Join(tables, ",") + `], "learn_filters": []}`
+			if err := os.WriteFile(filepath.Join(dir, tc.bfrt), []byte(bfrt), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := tc.pack(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "config.pb.bin")
+			os.WriteFile(path, cfg, 0o644)
+			info, caps, got, err := targetConfig(tc.target, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(info, want) || caps.Arch != tc.arch || caps.PortBits != tc.portBits || caps.CPUPort != tc.cpuPort || caps.OneShotSelectors || !bytes.Equal(got, cfg) {
+				t.Errorf("targetConfig(%s) = arch %s, caps %+v", tc.target, info.GetPkgInfo().GetArch(), caps)
+			}
+		})
 	}
 }

@@ -25,7 +25,7 @@ of switch. Give the file to p4mesh-ohc --device-config (or any P4Runtime
 client); see docs/targets.md.
 
 --in, by target:
-  bmv2    the JSON p4c-bm2-ss wrote (p4/build/vpc_peering.json); it is
+  bmv2    the JSON p4c-bm2-ss wrote (p4/v1model/build/vpc_peering.json); it is
           checked and copied as is.
   tofino  bf-p4c's output directory, or the <program>.conf in it. The .conf
           names bfrt.json and, per pipeline profile, context.json and

@@ -36,13 +36,13 @@ from mininet.net import Mininet
 from mininet.node import Switch
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-BMV2_JSON = os.path.join(REPO, 'p4', 'build', 'vpc_peering.json')
+BMV2_JSON = os.path.join(REPO, 'p4', 'v1model', 'build', 'vpc_peering.json')
 CPU_PORT = 255
 # The underlay carries VXLAN: a VM's 1500-byte frame plus 50 bytes of
 # encapsulation must fit.
 UNDERLAY_MTU = 9000
 
-BMV2_HELP = """BMv2's simple_switch_grpc is not installed, or p4/build/vpc_peering.json
+BMV2_HELP = """BMv2's simple_switch_grpc is not installed, or p4/v1model/build/vpc_peering.json
 is missing. To run on BMv2:
   - install simple_switch_grpc: Debian/Ubuntu packages p4lang-bmv2 from the
     p4lang repository on the openSUSE Build Service

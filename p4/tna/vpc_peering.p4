@@ -1,232 +1,101 @@
 /*
- * vpc_peering.p4 — the p4mesh host pipeline (P4_16, v1model, BMv2 simple_switch_grpc).
+ * vpc_peering.p4 for TNA -- the p4mesh host pipeline on Intel Tofino (P4_16,
+ * Tofino Native Architecture, bf-p4c; run under Stratum's stratum_bfrt).
  *
- * Every host runs this pipeline next to its VMs. It gives each VM direct,
- * proxyless connectivity to every endpoint of its own VPC and of the VPCs it is
- * peered with: a packet is VXLAN-encapsulated by the sender's host straight to
- * the destination's host, with the *destination* VPC's VNI on the wire. Gateway
- * nodes run the same program with full state, for destinations a host has no
- * direct entry for.
+ * The same pipeline as p4/v1model/vpc_peering.p4, whose header comment walks
+ * a packet through it, with the same control-plane contract: the tables,
+ * actions, parameters, action profiles and digest that p4mesh writes and
+ * reads have the names, match kinds, sizes and (for tables and actions) @ids
+ * of the v1model program; the OHC resolves everything by name through the
+ * P4Info. What TNA forces, and how the P4Info says it:
  *
- * Packet walk (ingress):
+ *   - Ports: Tofino's PortId_t is a 9-bit dev port (pipe << 7 | port).
+ *     vpc_port_t carries @p4runtime_translation("tna/PortId_t", 32), as
+ *     Stratum expects, so every port the controller writes or reads (keys,
+ *     action parameters, packet_in/packet_out) is one of Stratum's 32-bit
+ *     singleton port ids, translated by stratum_bfrt to the dev port. The
+ *     P4Info gives those fields bitwidth 32 and type_name vpc_port_t, and
+ *     type_info.new_types says the translation.
+ *   - CPU port: the chip's PCIe CPU port (CPU_PORT, 192 on 2-pipe Tofino 1
+ *     such as the Wedge100BF-32X; -DCPU_PORT=320 on 4-pipe, 0 on Tofino 2),
+ *     annotated @p4mesh_cpu_port. With translated ports the controller uses
+ *     Stratum's kSdnCpuPortId (0xFFFFFFFD) instead, which p4rt's tofino
+ *     profile supplies.
+ *   - Selectors: an ActionProfile (members; the P4Info's action profile, by
+ *     the v1model selector's name and size) with an ActionSelector over it
+ *     (a CRC16 Hash, FAIR mode, max_group_size, groups): the P4Info's action
+ *     profile carries max_group_size. bf-p4c --p4runtime-force-std-externs
+ *     (what Stratum takes) emits them as standard action_profiles, with ids
+ *     of its own: bf-p4c ignores @id on TNA externs, so action profile and
+ *     digest ids differ from v1model's (tables and actions keep theirs).
+ *   - Digest: a Digest extern packed in the ingress deparser when ingress
+ *     sets digest_type; @name(".gateway_digest_t") gives it the v1model
+ *     digest's name.
+ *   - No direct counters: a TNA DirectCounter counts only in actions that
+ *     call its count(), and vnet_destination's and vnet_route's actions
+ *     (to_local_vm, encap_to_host, drop, ...) are shared with other tables,
+ *     which cannot call another table's counter; p4c also refuses two actions
+ *     with one control-plane name. The P4Info has no direct_counters.
+ *   - Drops: drop_ctl, which a later forwarding action clears, as v1model's
+ *     egress_spec assignment undoes mark_to_drop.
+ *   - packet_in is added in ingress (send_to_cpu); egress does nothing.
  *
- *   0. From the CPU port: a packet_out header names the egress port; the header
- *      is removed and the rest goes out untouched. Nothing else is looked up.
- *   1. local_host (keyless) loads this host's underlay IP and MAC, the outer
- *      source of every tunnel we build.
- *   2. port_vnet: is the ingress port a VM port? set_vnet gives the VM's VPC
- *      (VNI) and MAC. A miss means "not a VM port" (an uplink): only VXLAN
- *      addressed to this host is accepted there, see 4.
- *   3. VM port:
- *        ARP request  -> arp_proxy answers in the data plane (arp_reply), back
- *                        out of the ingress port; nothing is flooded, ever.
- *        IPv4         -> the VM's frame is moved into the inner_* headers (so
- *                        every later stage works on one place), then
- *                        vm_source_guard checks (VNI, port, src IP, src MAC):
- *                        a VM can only send as itself (anti-spoofing). On an
- *                        attachment's port (set_attachment) the sender is an
- *                        on-prem router: attachment_source_check (port, src
- *                        LPM) admits the prefixes routed out of that port.
- *        anything else (and VXLAN sent *by* a VM) is dropped.
- *   4. Uplink: tunnel_term (outer dst IP, VNI) -> decap(); the VNI on the wire
- *      is the destination VPC's. vnet_source_check (VNI, inner src LPM) then
- *      admits only sources of that VPC, of the VPCs peered with it, and of
- *      the prefixes it routes to (on-prem networks behind attachments).
- *   5. Route the tenant packet in meta.vni, first match wins:
- *        lb_frontend (VIP, protocol, port) -> to_lb, else
- *        vnet_destination (exact dst IP)   -> to_local_vm | encap_to_host | to_lb, else
- *        vnet_route (dst LPM)              -> encap_to_host | to_local_vm |
- *                                             to_route_group | to_gateway_pool | drop.
- *      to_lb picks a backend in lb_backend, to_gateway_pool a gateway in
- *      gateway_pool, to_route_group an equal-cost next hop in route_ecmp; all
- *      three are action-selector tables keyed by the id an earlier table set,
- *      hashing the inner 5-tuple. A tunnelled packet takes the same path after
- *      decap, so a route out of a local attachment port serves traffic that
- *      other hosts sent here as well as this host's VMs.
- *   6. TTL: every pass that routes decrements the inner TTL (TTL <= 1 is
- *      dropped) except the final delivery of a tunnelled packet to a local VM:
- *      the sender's host already routed it. So VM to VM costs one hop whether
- *      the peer is local or remote, and a gateway adds one (loops die out).
- *   7. encap_to_host builds outer Ethernet / IPv4 / UDP 4789 / VXLAN(dst VNI),
- *      outer source = local host; underlay_nexthop (outer dst LPM) picks the
- *      uplink port and MACs. The gateway path sends a digest (VNI, dst IP) so
- *      the on-host controller learns which destinations are in use.
- *
- * Egress only adds the packet_in header on the CPU port. VpcComputeChecksum
- * recomputes the outer and inner IPv4 header checksums; the outer UDP checksum
- * is 0 (allowed for UDP over IPv4, RFC 7348).
- *
- * The P4Runtime IDs are fixed with @id (resource type in the top byte) so that
- * the committed P4Info (build/vpc_peering.p4info.txtpb) does not move when the
- * program is edited. Code never hard-codes them: it resolves names through the
- * P4Info. Every table has an explicit default action, so NoAction is never part
- * of the control-plane API.
- *
- * The Go software target (dataplane/) implements exactly this program; the
- * packet vectors in test/vectors are the contract that keeps the two equal.
+ * Compile (Stratum): bf-p4c --target tofino --arch tna --std p4-16
+ *   --p4runtime-force-std-externs --p4runtime-files vpc_peering.p4info.txtpb
  */
 
 #include <core.p4>
-#include <v1model.p4>
+#include <tna.p4>
 
-// simple_switch_grpc must be started with --cpu-port 255.
-#define CPU_PORT 255
+#ifndef CPU_PORT
+#define CPU_PORT 192
+#endif
 
-const bit<16> ETHERTYPE_IPV4 = 0x0800;
-const bit<16> ETHERTYPE_ARP  = 0x0806;
-const bit<8>  IPPROTO_TCP    = 6;
-const bit<8>  IPPROTO_UDP    = 17;
-const bit<16> VXLAN_UDP_PORT = 4789;
-const bit<16> ARP_HTYPE_ETHERNET = 1;
-const bit<16> ARP_OPER_REQUEST   = 1;
-const bit<16> ARP_OPER_REPLY     = 2;
+// ig_dprsr_md.digest_type of the gateway digest.
+const bit<3> DIGEST_GATEWAY = 1;
 
-// Outer IPv4 + UDP + VXLAN + inner Ethernet, added to the inner IPv4 total
-// length to give the outer IPv4 total length (20 + 8 + 8 + 14).
-const bit<16> VXLAN_OUTER_IPV4_OVERHEAD = 50;
-// UDP + VXLAN + inner Ethernet, for the outer UDP length (8 + 8 + 14).
-const bit<16> VXLAN_OUTER_UDP_OVERHEAD  = 30;
-// RFC 7348: the outer UDP source port carries a hash of the inner flow so the
-// underlay can spread tunnels over ECMP paths; we use the dynamic port range.
-const bit<16> VXLAN_SRC_PORT_BASE  = 49152;
-const bit<32> VXLAN_SRC_PORT_RANGE = 16384;
-
-// meta.fwd: what the routing stage decided.
-const bit<2> FWD_NONE  = 0;  // nothing forwarded it: drop
-const bit<2> FWD_LOCAL = 1;  // to a VM on this host (egress_spec is set)
-const bit<2> FWD_ENCAP = 2;  // VXLAN to another host (meta.tunnel_* are set)
+// The port number as the controller writes it (common/headers.p4).
+@p4runtime_translation("tna/PortId_t", 32)
+type bit<9> vpc_port_t;
 
 /*************************************************************************
  * Headers
  *************************************************************************/
 
 // Sent to the controller with every packet on the CPU port.
-@controller_header("packet_in")
+@controller_header("packet_in") @p4mesh_cpu_port(CPU_PORT)
 header packet_in_t {
-    bit<9> ingress_port;
-    bit<7> _pad;
+    vpc_port_t ingress_port;
+    bit<7>     _pad;
 }
 
 // Prepended by the controller to every packet it sends; the packet goes out
 // egress_port as it is.
 @controller_header("packet_out")
 header packet_out_t {
-    bit<9> egress_port;
-    bit<7> _pad;
+    vpc_port_t egress_port;
+    bit<7>     _pad;
 }
 
-header ethernet_t {
-    bit<48> dst_addr;
-    bit<48> src_addr;
-    bit<16> ether_type;
-}
-
-// ARP for IPv4 over Ethernet (the only kind we answer).
-header arp_t {
-    bit<16> htype;
-    bit<16> ptype;
-    bit<8>  hlen;
-    bit<8>  plen;
-    bit<16> oper;
-    bit<48> sha;
-    bit<32> spa;
-    bit<48> tha;
-    bit<32> tpa;
-}
-
-header ipv4_t {
-    bit<4>  version;
-    bit<4>  ihl;
-    bit<8>  diffserv;
-    bit<16> total_len;
-    bit<16> identification;
-    bit<3>  flags;
-    bit<13> frag_offset;
-    bit<8>  ttl;
-    bit<8>  protocol;
-    bit<16> hdr_checksum;
-    bit<32> src_addr;
-    bit<32> dst_addr;
-}
-
-header udp_t {
-    bit<16> src_port;
-    bit<16> dst_port;
-    bit<16> length;
-    bit<16> checksum;
-}
-
-// Only the ports of TCP: they are all the pipeline reads, and what is not
-// extracted stays payload, byte for byte.
-header tcp_ports_t {
-    bit<16> src_port;
-    bit<16> dst_port;
-}
-
-header vxlan_t {
-    bit<8>  flags;      // 0x08: the VNI is valid
-    bit<24> reserved;
-    bit<24> vni;
-    bit<8>  reserved2;
-}
-
-// The digest sent when a packet takes the gateway path: which destination, in
-// which VPC, is in use on this host (on-demand programming).
-struct gateway_digest_t {
-    bit<24> vni;
-    bit<32> dst_ip;
-}
-
-// Outer headers are the underlay (or, before a VM frame is moved inward, the
-// VM's own frame); inner_* always hold the tenant packet while it is routed.
-struct headers_t {
-    packet_out_t packet_out;
-    packet_in_t  packet_in;
-    ethernet_t   ethernet;
-    arp_t        arp;
-    ipv4_t       ipv4;
-    udp_t        udp;
-    tcp_ports_t  tcp;
-    vxlan_t      vxlan;
-    ethernet_t   inner_ethernet;
-    ipv4_t       inner_ipv4;
-    udp_t        inner_udp;
-    tcp_ports_t  inner_tcp;
-}
-
-// v1model zeroes user metadata for every packet; the flags below rely on it.
-struct metadata_t {
-    bit<24> vni;          // VPC the tenant packet is looked up in
-    bit<48> vm_mac;       // MAC of the VM on the ingress port
-    bit<1>  from_vm;      // 1: arrived on a VM port (set_vnet, set_attachment)
-    bit<1>  from_attachment; // 1: the port is an attachment's (set_attachment)
-    bit<1>  do_route;     // 1: admitted, run the routing stage
-    bit<16> l4_src_port;  // inner TCP/UDP ports, 0 when there are none
-    bit<16> l4_dst_port;
-    bit<2>  fwd;          // FWD_*
-    bit<1>  to_lb;
-    bit<16> lb_id;
-    bit<1>  to_gateway;
-    bit<16> pool_id;
-    bit<1>  to_route_group;
-    bit<16> route_group;
-    bit<24> tunnel_vni;   // encap_to_host: VNI of the destination VPC
-    bit<32> tunnel_dst;   // encap_to_host: underlay IP of the destination host
-    bit<32> host_ip;      // local_host
-    bit<48> host_mac;
-}
+// Constants, protocol headers, headers_t and metadata_t: shared with
+// p4/v1model and p4/pna.
+#include "../common/headers.p4"
 
 /*************************************************************************
- * Parser
+ * Ingress parser
  *************************************************************************/
 
-parser VpcParser(packet_in packet,
-                 out headers_t hdr,
-                 inout metadata_t meta,
-                 inout standard_metadata_t standard_metadata) {
+parser VpcIngressParser(packet_in packet,
+                        out headers_t hdr,
+                        out metadata_t meta,
+                        out ingress_intrinsic_metadata_t ig_intr_md) {
 
     state start {
-        transition select(standard_metadata.ingress_port) {
+        packet.extract(ig_intr_md);
+        packet.advance(PORT_METADATA_SIZE);
+        P4MESH_INIT_METADATA(meta);
+        meta.ingress_port = (vpc_port_t) ig_intr_md.ingress_port;
+        transition select(ig_intr_md.ingress_port) {
             CPU_PORT: parse_packet_out;
             default:  parse_ethernet;
         }
@@ -238,85 +107,8 @@ parser VpcParser(packet_in packet,
         transition accept;
     }
 
-    state parse_ethernet {
-        packet.extract(hdr.ethernet);
-        transition select(hdr.ethernet.ether_type) {
-            ETHERTYPE_IPV4: parse_ipv4;
-            ETHERTYPE_ARP:  parse_arp;
-            default:        accept;
-        }
-    }
-
-    state parse_arp {
-        packet.extract(hdr.arp);
-        transition accept;
-    }
-
-    // L4 ports are only where the header has no options (IHL 5) and this is
-    // the first fragment; IPv4 with options is dropped in ingress anyway.
-    state parse_ipv4 {
-        packet.extract(hdr.ipv4);
-        transition select(hdr.ipv4.ihl, hdr.ipv4.frag_offset, hdr.ipv4.protocol) {
-            (4w5, 13w0, IPPROTO_UDP): parse_udp;
-            (4w5, 13w0, IPPROTO_TCP): parse_tcp;
-            default:                  accept;
-        }
-    }
-
-    state parse_udp {
-        packet.extract(hdr.udp);
-        transition select(hdr.udp.dst_port) {
-            VXLAN_UDP_PORT: parse_vxlan;
-            default:        accept;
-        }
-    }
-
-    state parse_tcp {
-        packet.extract(hdr.tcp);
-        transition accept;
-    }
-
-    state parse_vxlan {
-        packet.extract(hdr.vxlan);
-        transition parse_inner_ethernet;
-    }
-
-    state parse_inner_ethernet {
-        packet.extract(hdr.inner_ethernet);
-        transition select(hdr.inner_ethernet.ether_type) {
-            ETHERTYPE_IPV4: parse_inner_ipv4;
-            default:        accept;
-        }
-    }
-
-    state parse_inner_ipv4 {
-        packet.extract(hdr.inner_ipv4);
-        transition select(hdr.inner_ipv4.ihl, hdr.inner_ipv4.frag_offset, hdr.inner_ipv4.protocol) {
-            (4w5, 13w0, IPPROTO_UDP): parse_inner_udp;
-            (4w5, 13w0, IPPROTO_TCP): parse_inner_tcp;
-            default:                  accept;
-        }
-    }
-
-    state parse_inner_udp {
-        packet.extract(hdr.inner_udp);
-        transition accept;
-    }
-
-    state parse_inner_tcp {
-        packet.extract(hdr.inner_tcp);
-        transition accept;
-    }
-}
-
-/*************************************************************************
- * Checksum verification
- *************************************************************************/
-
-// Nothing is verified: a bad checksum on the underlay is the NIC's business,
-// and a tenant packet's header checksum is recomputed before it leaves.
-control VpcVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
-    apply { }
+    // parse_ethernet and everything after it (shared with p4/v1model and p4/pna).
+#include "../common/parser.p4"
 }
 
 /*************************************************************************
@@ -325,13 +117,19 @@ control VpcVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control VpcIngress(inout headers_t hdr,
                    inout metadata_t meta,
-                   inout standard_metadata_t standard_metadata) {
+                   in ingress_intrinsic_metadata_t ig_intr_md,
+                   in ingress_intrinsic_metadata_from_parser_t ig_prsr_md,
+                   inout ingress_intrinsic_metadata_for_deparser_t ig_dprsr_md,
+                   inout ingress_intrinsic_metadata_for_tm_t ig_tm_md) {
+
+    // Computes the outer UDP source port from the inner flow (RFC 7348).
+    Hash<bit<16>>(HashAlgorithm_t.CRC16) vxlan_src_port_hash;
 
     // ---------------------------------------------------------------- actions
 
     @id(0x01000001)
     action drop() {
-        mark_to_drop(standard_metadata);
+        ig_dprsr_md.drop_ctl = 1;
     }
 
     // port_vnet: the ingress port is a VM's port.
@@ -358,14 +156,19 @@ control VpcIngress(inout headers_t hdr,
         hdr.arp.tpa = hdr.arp.spa;
         hdr.arp.sha = mac;
         hdr.arp.spa = target_ip;
-        standard_metadata.egress_spec = standard_metadata.ingress_port;
+        ig_tm_md.ucast_egress_port = ig_intr_md.ingress_port;
+        ig_dprsr_md.drop_ctl = 0;
     }
 
     // arp_proxy: hand the request to the on-host controller (packet_in). Not
     // the default: the controller chooses, per target or as the default.
     @id(0x01000005)
     action send_to_cpu() {
-        standard_metadata.egress_spec = CPU_PORT;
+        ig_tm_md.ucast_egress_port = CPU_PORT;
+        ig_dprsr_md.drop_ctl = 0;
+        hdr.packet_in.setValid();
+        hdr.packet_in.ingress_port = meta.ingress_port;
+        hdr.packet_in._pad = 0;
     }
 
     // tunnel_term: strip the underlay; the tenant packet is already in inner_*.
@@ -393,9 +196,10 @@ control VpcIngress(inout headers_t hdr,
     action destination_miss() { }
 
     @id(0x0100000A)
-    action to_local_vm(bit<9> port, bit<48> dmac) {
+    action to_local_vm(vpc_port_t port, bit<48> dmac) {
         meta.fwd = FWD_LOCAL;
-        standard_metadata.egress_spec = port;
+        ig_tm_md.ucast_egress_port = (PortId_t) port;
+        ig_dprsr_md.drop_ctl = 0;
         hdr.inner_ethernet.dst_addr = dmac;
     }
 
@@ -417,8 +221,9 @@ control VpcIngress(inout headers_t hdr,
 
     // underlay_nexthop: uplink port and MACs towards the outer destination.
     @id(0x0100000D)
-    action set_underlay(bit<9> port, bit<48> smac, bit<48> dmac) {
-        standard_metadata.egress_spec = port;
+    action set_underlay(vpc_port_t port, bit<48> smac, bit<48> dmac) {
+        ig_tm_md.ucast_egress_port = (PortId_t) port;
+        ig_dprsr_md.drop_ctl = 0;
         hdr.ethernet.src_addr = smac;
         hdr.ethernet.dst_addr = dmac;
     }
@@ -453,7 +258,7 @@ control VpcIngress(inout headers_t hdr,
     @id(0x02000001)
     table port_vnet {
         key = {
-            standard_metadata.ingress_port: exact @name("ingress_port");
+            meta.ingress_port:              exact @name("ingress_port");
         }
         actions = {
             set_vnet;
@@ -468,7 +273,7 @@ control VpcIngress(inout headers_t hdr,
     table vm_source_guard {
         key = {
             meta.vni:                    exact @name("vni");
-            standard_metadata.ingress_port: exact @name("ingress_port");
+            meta.ingress_port:              exact @name("ingress_port");
             hdr.inner_ipv4.src_addr:     exact @name("src_ip");
             hdr.inner_ethernet.src_addr: exact @name("src_mac");
         }
@@ -544,11 +349,6 @@ control VpcIngress(inout headers_t hdr,
         size = 4096;
     }
 
-    // Direct counters count every hit of their table; v1model needs no
-    // count() call in the actions.
-    @id(0x13000001)
-    direct_counter(CounterType.packets_and_bytes) vnet_destination_counter;
-
     @id(0x02000007)
     table vnet_destination {
         key = {
@@ -562,12 +362,8 @@ control VpcIngress(inout headers_t hdr,
             @defaultonly destination_miss;
         }
         const default_action = destination_miss();
-        counters = vnet_destination_counter;
         size = 65536;
     }
-
-    @id(0x13000002)
-    direct_counter(CounterType.packets_and_bytes) vnet_route_counter;
 
     // A route's next hop is an endpoint on another host (encap_to_host),
     // an endpoint on this one (to_local_vm: a VPN or interconnect
@@ -602,18 +398,19 @@ control VpcIngress(inout headers_t hdr,
             drop;
         }
         const default_action = drop();
-        counters = vnet_route_counter;
         size = 131072;
     }
 
     // The selectors hash the inner 5-tuple (src IP, dst IP, protocol, src
-    // port, dst port; 13 bytes in that order) with BMv2's crc16
-    // (CRC-16/ARC: poly 0x8005 reflected, init 0, no final xor) and take
-    // member (hash % group size) of the group, members ordered by BMv2 member
-    // handle. The software target reproduces exactly this, so keep the
-    // algorithm and the selector field order. 32w16 is the hash output width.
+    // port, dst port) with Tofino's CRC16 (the same polynomial as BMv2's
+    // crc16); which member a hash picks is the chip's (FAIR mode), not
+    // BMv2's hash % group size. Each selector is an ActionProfile (its
+    // members: the P4Info action profile, under the same name and size as on
+    // v1model) and an ActionSelector over it (groups, max_group_size).
     @id(0x11000001)
-    action_selector(HashAlgorithm.crc16, 32w1024, 32w16) gateway_selector;
+    ActionProfile(1024) gateway_selector;
+    Hash<bit<16>>(HashAlgorithm_t.CRC16) gateway_selector_hash;
+    ActionSelector(gateway_selector, gateway_selector_hash, SelectorMode_t.FAIR, 64, 256) gateway_selector_groups;
 
     // A selector table can only point at members and groups: on BMv2 it can
     // have no default action (p4c drops it with a warning). Without one, p4c
@@ -634,12 +431,14 @@ control VpcIngress(inout headers_t hdr,
             @defaultonly drop;
         }
         const default_action = drop();
-        implementation = gateway_selector;
+        implementation = gateway_selector_groups;
         size = 256;
     }
 
     @id(0x11000002)
-    action_selector(HashAlgorithm.crc16, 32w4096, 32w16) lb_selector;
+    ActionProfile(4096) lb_selector;
+    Hash<bit<16>>(HashAlgorithm_t.CRC16) lb_selector_hash;
+    ActionSelector(lb_selector, lb_selector_hash, SelectorMode_t.FAIR, 128, 1024) lb_selector_groups;
 
     // Pass-through load balancing: the VIP stays the inner destination; the
     // backend is reached by its host (encap_to_host) or locally (to_local_vm).
@@ -659,7 +458,7 @@ control VpcIngress(inout headers_t hdr,
             @defaultonly drop;
         }
         const default_action = drop();
-        implementation = lb_selector;
+        implementation = lb_selector_groups;
         size = 1024;
     }
 
@@ -700,7 +499,9 @@ control VpcIngress(inout headers_t hdr,
     // and groups as it does lb_backend. Groups are sets of next hops, not
     // routes, hence the smaller sizes.
     @id(0x11000003)
-    action_selector(HashAlgorithm.crc16, 32w4096, 32w16) route_selector;
+    ActionProfile(4096) route_selector;
+    Hash<bit<16>>(HashAlgorithm_t.CRC16) route_selector_hash;
+    ActionSelector(route_selector, route_selector_hash, SelectorMode_t.FAIR, 64, 1024) route_selector_groups;
 
     @id(0x0200000D)
     table route_ecmp {
@@ -718,7 +519,7 @@ control VpcIngress(inout headers_t hdr,
             @defaultonly drop;
         }
         const default_action = drop();
-        implementation = route_selector;
+        implementation = route_selector_groups;
         size = 1024;
     }
 
@@ -728,7 +529,7 @@ control VpcIngress(inout headers_t hdr,
     @id(0x0200000E)
     table attachment_source_check {
         key = {
-            standard_metadata.ingress_port: exact @name("ingress_port");
+            meta.ingress_port:              exact @name("ingress_port");
             hdr.inner_ipv4.src_addr:        lpm @name("src_ip");
         }
         actions = {
@@ -743,10 +544,10 @@ control VpcIngress(inout headers_t hdr,
 
     apply {
         if (hdr.packet_out.isValid()) {
-            standard_metadata.egress_spec = hdr.packet_out.egress_port;
+            ig_tm_md.ucast_egress_port = (PortId_t) hdr.packet_out.egress_port;
             hdr.packet_out.setInvalid();
-        } else if (standard_metadata.parser_error != error.NoError) {
-            mark_to_drop(standard_metadata);
+        } else if (ig_prsr_md.parser_err != 0) {
+            ig_dprsr_md.drop_ctl = 1;
         } else {
             local_host.apply();
 
@@ -756,7 +557,7 @@ control VpcIngress(inout headers_t hdr,
                     if (hdr.vxlan.isValid()) {
                         // A VM's own UDP/4789 traffic: the parser cannot tell
                         // it from a tunnel, and it is not supported.
-                        mark_to_drop(standard_metadata);
+                        ig_dprsr_md.drop_ctl = 1;
                     } else if (hdr.arp.isValid()) {
                         if (hdr.arp.oper == ARP_OPER_REQUEST &&
                             hdr.arp.htype == ARP_HTYPE_ETHERNET &&
@@ -764,7 +565,7 @@ control VpcIngress(inout headers_t hdr,
                             hdr.arp.hlen == 6 && hdr.arp.plen == 4) {
                             arp_proxy.apply();
                         } else {
-                            mark_to_drop(standard_metadata);
+                            ig_dprsr_md.drop_ctl = 1;
                         }
                     } else if (hdr.ipv4.isValid()) {
                         // Move the VM's frame into inner_*; the outer slots
@@ -782,7 +583,7 @@ control VpcIngress(inout headers_t hdr,
                             hdr.tcp.setInvalid();
                         }
                         if (hdr.inner_ipv4.version != 4 || hdr.inner_ipv4.ihl != 5) {
-                            mark_to_drop(standard_metadata);
+                            ig_dprsr_md.drop_ctl = 1;
                         } else if (meta.from_attachment == 1) {
                             if (attachment_source_check.apply().hit) {
                                 meta.do_route = 1;
@@ -791,7 +592,7 @@ control VpcIngress(inout headers_t hdr,
                             meta.do_route = 1;
                         }
                     } else {
-                        mark_to_drop(standard_metadata);
+                        ig_dprsr_md.drop_ctl = 1;
                     }
                 }
             } else if (hdr.vxlan.isValid()) {
@@ -804,7 +605,7 @@ control VpcIngress(inout headers_t hdr,
                         }
                     }
                 } else {
-                    mark_to_drop(standard_metadata);
+                    ig_dprsr_md.drop_ctl = 1;
                 }
             }
             // Anything else on a non-VM port was dropped by port_vnet's default.
@@ -839,16 +640,17 @@ control VpcIngress(inout headers_t hdr,
                 }
 
                 if (meta.fwd == FWD_NONE) {
-                    mark_to_drop(standard_metadata);
+                    ig_dprsr_md.drop_ctl = 1;
                 } else if (meta.from_vm == 0 && meta.fwd == FWD_LOCAL) {
                     // Last hop of a tunnelled packet: the sender routed it.
                 } else if (hdr.inner_ipv4.ttl <= 1) {
-                    mark_to_drop(standard_metadata);
+                    ig_dprsr_md.drop_ctl = 1;
                 } else {
                     hdr.inner_ipv4.ttl = hdr.inner_ipv4.ttl - 1;
 
                     if (meta.to_gateway == 1) {
-                        digest<gateway_digest_t>(1, { meta.vni, hdr.inner_ipv4.dst_addr });
+                        // VpcIngressDeparser packs the digest.
+                        ig_dprsr_md.digest_type = DIGEST_GATEWAY;
                     }
 
                     if (meta.fwd == FWD_ENCAP) {
@@ -872,13 +674,13 @@ control VpcIngress(inout headers_t hdr,
                         hdr.ipv4.dst_addr = meta.tunnel_dst;
 
                         hdr.udp.setValid();
-                        hash(hdr.udp.src_port, HashAlgorithm.crc16, VXLAN_SRC_PORT_BASE,
-                             { hdr.inner_ipv4.src_addr,
-                               hdr.inner_ipv4.dst_addr,
-                               hdr.inner_ipv4.protocol,
-                               meta.l4_src_port,
-                               meta.l4_dst_port },
-                             VXLAN_SRC_PORT_RANGE);
+                        // VXLAN_SRC_PORT_RANGE is 2^14: base | 14 hash bits.
+                        hdr.udp.src_port = VXLAN_SRC_PORT_BASE |
+                            (vxlan_src_port_hash.get({ hdr.inner_ipv4.src_addr,
+                                                       hdr.inner_ipv4.dst_addr,
+                                                       hdr.inner_ipv4.protocol,
+                                                       meta.l4_src_port,
+                                                       meta.l4_dst_port }) & 0x3fff);
                         hdr.udp.dst_port = VXLAN_UDP_PORT;
                         hdr.udp.length = hdr.inner_ipv4.total_len + VXLAN_OUTER_UDP_OVERHEAD;
                         hdr.udp.checksum = 0;
@@ -900,68 +702,55 @@ control VpcIngress(inout headers_t hdr,
 }
 
 /*************************************************************************
- * Egress
+ * Ingress deparser
  *************************************************************************/
 
-control VpcEgress(inout headers_t hdr,
-                  inout metadata_t meta,
-                  inout standard_metadata_t standard_metadata) {
+// Recomputes the outer and inner IPv4 header checksums (the outer one is
+// valid only on packets we encapsulated, the inner one on every routed
+// tenant packet) and packs the gateway digest.
+control VpcIngressDeparser(packet_out packet,
+                           inout headers_t hdr,
+                           in metadata_t meta,
+                           in ingress_intrinsic_metadata_for_deparser_t ig_dprsr_md) {
+    Checksum() ipv4_checksum;
+    Checksum() inner_ipv4_checksum;
+
+    // Which destination, in which VPC, took the gateway path on this host.
+    @name(".gateway_digest_t")
+    Digest<gateway_digest_t>(DIGEST_GATEWAY) gateway_digest;
+
     apply {
-        if (standard_metadata.egress_port == CPU_PORT) {
-            hdr.packet_in.setValid();
-            hdr.packet_in.ingress_port = standard_metadata.ingress_port;
-            hdr.packet_in._pad = 0;
+        if (hdr.ipv4.isValid()) {
+            hdr.ipv4.hdr_checksum = ipv4_checksum.update({
+                hdr.ipv4.version,
+                hdr.ipv4.ihl,
+                hdr.ipv4.diffserv,
+                hdr.ipv4.total_len,
+                hdr.ipv4.identification,
+                hdr.ipv4.flags,
+                hdr.ipv4.frag_offset,
+                hdr.ipv4.ttl,
+                hdr.ipv4.protocol,
+                hdr.ipv4.src_addr,
+                hdr.ipv4.dst_addr });
         }
-    }
-}
-
-/*************************************************************************
- * Checksum computation
- *************************************************************************/
-
-// The outer IPv4 header is valid only on packets we encapsulated; the inner
-// one on every routed tenant packet (its TTL may have changed).
-control VpcComputeChecksum(inout headers_t hdr, inout metadata_t meta) {
-    apply {
-        update_checksum(
-            hdr.ipv4.isValid(),
-            { hdr.ipv4.version,
-              hdr.ipv4.ihl,
-              hdr.ipv4.diffserv,
-              hdr.ipv4.total_len,
-              hdr.ipv4.identification,
-              hdr.ipv4.flags,
-              hdr.ipv4.frag_offset,
-              hdr.ipv4.ttl,
-              hdr.ipv4.protocol,
-              hdr.ipv4.src_addr,
-              hdr.ipv4.dst_addr },
-            hdr.ipv4.hdr_checksum,
-            HashAlgorithm.csum16);
-        update_checksum(
-            hdr.inner_ipv4.isValid(),
-            { hdr.inner_ipv4.version,
-              hdr.inner_ipv4.ihl,
-              hdr.inner_ipv4.diffserv,
-              hdr.inner_ipv4.total_len,
-              hdr.inner_ipv4.identification,
-              hdr.inner_ipv4.flags,
-              hdr.inner_ipv4.frag_offset,
-              hdr.inner_ipv4.ttl,
-              hdr.inner_ipv4.protocol,
-              hdr.inner_ipv4.src_addr,
-              hdr.inner_ipv4.dst_addr },
-            hdr.inner_ipv4.hdr_checksum,
-            HashAlgorithm.csum16);
-    }
-}
-
-/*************************************************************************
- * Deparser
- *************************************************************************/
-
-control VpcDeparser(packet_out packet, in headers_t hdr) {
-    apply {
+        if (hdr.inner_ipv4.isValid()) {
+            hdr.inner_ipv4.hdr_checksum = inner_ipv4_checksum.update({
+                hdr.inner_ipv4.version,
+                hdr.inner_ipv4.ihl,
+                hdr.inner_ipv4.diffserv,
+                hdr.inner_ipv4.total_len,
+                hdr.inner_ipv4.identification,
+                hdr.inner_ipv4.flags,
+                hdr.inner_ipv4.frag_offset,
+                hdr.inner_ipv4.ttl,
+                hdr.inner_ipv4.protocol,
+                hdr.inner_ipv4.src_addr,
+                hdr.inner_ipv4.dst_addr });
+        }
+        if (ig_dprsr_md.digest_type == DIGEST_GATEWAY) {
+            gateway_digest.pack({ meta.vni, hdr.inner_ipv4.dst_addr });
+        }
         packet.emit(hdr.packet_in);
         packet.emit(hdr.ethernet);
         packet.emit(hdr.arp);
@@ -976,9 +765,41 @@ control VpcDeparser(packet_out packet, in headers_t hdr) {
     }
 }
 
-V1Switch(VpcParser(),
-         VpcVerifyChecksum(),
+/*************************************************************************
+ * Egress: nothing to do; the packet leaves as ingress deparsed it.
+ *************************************************************************/
+
+parser VpcEgressParser(packet_in packet,
+                       out headers_t hdr,
+                       out metadata_t meta,
+                       out egress_intrinsic_metadata_t eg_intr_md) {
+    state start {
+        packet.extract(eg_intr_md);
+        transition accept;
+    }
+}
+
+control VpcEgress(inout headers_t hdr,
+                  inout metadata_t meta,
+                  in egress_intrinsic_metadata_t eg_intr_md,
+                  in egress_intrinsic_metadata_from_parser_t eg_prsr_md,
+                  inout egress_intrinsic_metadata_for_deparser_t eg_dprsr_md,
+                  inout egress_intrinsic_metadata_for_output_port_t eg_oport_md) {
+    apply { }
+}
+
+control VpcEgressDeparser(packet_out packet,
+                          inout headers_t hdr,
+                          in metadata_t meta,
+                          in egress_intrinsic_metadata_for_deparser_t eg_dprsr_md) {
+    apply { }
+}
+
+Pipeline(VpcIngressParser(),
          VpcIngress(),
+         VpcIngressDeparser(),
+         VpcEgressParser(),
          VpcEgress(),
-         VpcComputeChecksum(),
-         VpcDeparser()) main;
+         VpcEgressDeparser()) pipe;
+
+Switch(pipe) main;
