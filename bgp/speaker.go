@@ -278,17 +278,9 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 		delete(v.neighbors, addr)
 		s.gl.forget(addr)
 	}
-	// A VPC left without neighbors keeps its idle server; its policies
-	// go with its neighbors.
-	for _, vpc := range slices.Sorted(maps.Keys(s.servers)) {
-		v := s.servers[vpc]
-		if _, ok := byVPC[vpc]; ok || len(v.neighbors) > 0 {
-			continue
-		}
-		if err := v.setPolicies(ctx, nil); err != nil {
-			return err
-		}
-	}
+	// A VPC left without neighbors keeps its idle server (doc.go,
+	// Limits), and its policy statements, which name no neighbor it has:
+	// they are replaced when it has neighbors again.
 
 	for _, vpc := range slices.Sorted(maps.Keys(byVPC)) {
 		vns := byVPC[vpc]
