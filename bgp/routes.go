@@ -30,44 +30,53 @@ type Update struct {
 	Withdraw bool
 }
 
-// onEvent runs on GoBGP's watch goroutine, once per learned path; it only
-// decodes and queues, so GoBGP never waits on the consumer.
+// onEvent runs on GoBGP's watch goroutine of v's server, once per UPDATE
+// message (pre-policy), End-of-RIB or session state change; it only
+// decodes, filters and queues, so GoBGP never waits on the consumer.
 func (s *Speaker) onEvent(v *vpcServer, r *api.WatchEventResponse) {
+	defer s.fence(v)
+	if pe := r.GetPeer(); pe != nil {
+		s.onPeer(v, pe)
+		return
+	}
 	t := r.GetTable()
 	if t == nil || len(t.Paths) == 0 {
 		return
 	}
-	var batch [8]Update
-	us := batch[:0]
-	v.mu.RLock()
+	us := make([]Update, 0, len(t.Paths))
+	v.mu.Lock()
 	for _, p := range t.Paths {
-		if p.IsWithdraw && p.Nlri == nil {
+		n := v.nbrs[sourceOf(p)]
+		if n == nil {
 			continue
+		}
+		if p.Nlri == nil {
+			// End-of-RIB: after a graceful restart, GoBGP drops the
+			// routes the neighbor did not announce again.
+			if n.stale > 0 {
+				us = n.withdrawAll(v.vpc, true, us)
+			}
+			continue
+		}
+		if !n.deletedAt.IsZero() && !p.GetAge().AsTime().After(n.deletedAt) {
+			continue // from a deleted session, whose routes are withdrawn
 		}
 		rt, _, err := decodePath(p)
 		if err != nil {
-			s.log.Warn("bgp: cannot decode a learned path; dropped", "vpc", v.vpc, "neighbor", p.NeighborIp, "err", err)
+			s.log.Warn("bgp: cannot decode a learned path; dropped", "vpc", v.vpc, "neighbor", n.name, "err", err)
 			continue
 		}
-		rt.VPC = v.vpc
-		rt.Neighbor = v.names[sourceOf(p)]
-		if rt.Neighbor == "" {
+		k := pkey(rt.Prefix)
+		if p.IsWithdraw || !n.accepts(&rt) {
+			us = n.withdraw(v.vpc, k, us)
 			continue
 		}
-		us = append(us, Update{Route: rt, Withdraw: p.IsWithdraw})
+		n.learn(k)
+		rt.VPC, rt.Neighbor = v.vpc, n.name
+		us = append(us, Update{Route: rt})
 	}
-	v.mu.RUnlock()
-	if len(us) == 0 {
-		return
-	}
-	s.pmu.Lock()
-	s.pending = append(s.pending, us...)
-	s.pmu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	s.fence(v)
+	s.queue(us)
+	v.mu.Unlock()
 }
 
 // fence works around a data race in GoBGP v3.37: the paths its watch
@@ -167,12 +176,17 @@ func (s *Speaker) Learned(ctx context.Context, vpc string) ([]Route, error) {
 				continue
 			}
 			rt.VPC = vpc
-			v.mu.RLock()
-			rt.Neighbor = v.names[src]
-			v.mu.RUnlock()
+			v.mu.Lock()
+			if n := v.nbrs[src]; n != nil {
+				rt.Neighbor = n.name
+			}
+			v.mu.Unlock()
 			out = append(out, rt)
 		}
 	})
+	// Order the reads of the listed paths before GoBGP's next writes
+	// (see fence).
+	v.srv.GetBgp(ctx, &api.GetBgpRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("bgp: list routes of VPC %s: %w", vpc, err)
 	}

@@ -63,6 +63,10 @@ type Speaker struct {
 	// testHookStartVPC, when set, runs before each new GoBGP server
 	// starts (see fenceAll).
 	testHookStartVPC func()
+
+	// smu guards all: every VPC server, for staleLoop.
+	smu sync.Mutex
+	all []*vpcServer
 }
 
 // vpcServer is the GoBGP server of one VPC. It is created when the VPC
@@ -78,12 +82,11 @@ type vpcServer struct {
 	neighbors map[netip.Addr]Neighbor
 	applied   map[netip.Prefix]bool // what is in its table (Advertise)
 
-	// mu guards names, which the watch callback reads: the neighbor name
-	// by address. Names are never deleted: GoBGP reports the withdrawals
-	// of a deleted session after the deletion, and they must still reach
-	// the consumer under the neighbor they were learned from.
-	mu    sync.RWMutex
-	names map[netip.Addr]string
+	// mu guards nbrs: what was delivered from each neighbor address,
+	// with its name and filter (learn.go). Entries stay when a neighbor
+	// is removed, so that its session's late events are recognized.
+	mu   sync.Mutex
+	nbrs map[netip.Addr]*nbrRoutes
 }
 
 // New returns a speaker for cfg that logs to log; Start runs it.
@@ -118,9 +121,10 @@ func (s *Speaker) Start(ctx context.Context) error {
 		return errors.New("bgp: speaker already started; GoBGP cannot start twice")
 	}
 	s.started = true
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.deliverLoop()
 	go s.fenceLoop()
+	go s.staleLoop()
 	return nil
 }
 
@@ -132,7 +136,7 @@ func (s *Speaker) startVPC(ctx context.Context, vpc string) (*vpcServer, error) 
 		srv:       server.NewBgpServer(server.LoggerOption(s.gl)),
 		neighbors: make(map[netip.Addr]Neighbor),
 		applied:   make(map[netip.Prefix]bool),
-		names:     make(map[netip.Addr]string),
+		nbrs:      make(map[netip.Addr]*nbrRoutes),
 	}
 	go v.srv.Serve()
 	s.fenceAll(ctx)
@@ -167,12 +171,16 @@ func (s *Speaker) startVPC(ctx context.Context, vpc string) (*vpcServer, error) 
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	v.stopWatch = cancel
-	// POST_POLICY: each neighbor's routes after its import filter, with
-	// withdrawals for session loss, hold-timer expiry, NOTIFICATION and
-	// the end of a graceful restart, all decided by GoBGP's own RIB.
-	err := v.srv.WatchEvent(wctx, &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
-		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_POST_POLICY, Init: true}},
-	}}, func(r *api.WatchEventResponse) { s.onEvent(v, r) })
+	// ADJIN: each UPDATE's paths, before the import policy (learn.go);
+	// EOR and session states: when GoBGP decides on its own. One watch,
+	// so all arrive in GoBGP's order.
+	err := v.srv.WatchEvent(wctx, &api.WatchEventRequest{
+		Peer: &api.WatchEventRequest_Peer{},
+		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
+			{Type: api.WatchEventRequest_Table_Filter_ADJIN},
+			{Type: api.WatchEventRequest_Table_Filter_EOR},
+		}},
+	}, func(r *api.WatchEventResponse) { s.onEvent(v, r) })
 	if err != nil {
 		cancel()
 		v.srv.Stop()
@@ -277,6 +285,16 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 		delete(s.neighbors, addr)
 		delete(v.neighbors, addr)
 		s.gl.forget(addr)
+		// GoBGP drops the session's routes without a watched event:
+		// withdraw them here, and ignore what its session still has
+		// queued in the watch.
+		v.mu.Lock()
+		if nr := v.nbrs[addr]; nr != nil {
+			nr.deletedAt = time.Now()
+			nr.up = false
+			s.queue(nr.withdrawAll(v.vpc, false, nil))
+		}
+		v.mu.Unlock()
 	}
 	// A VPC left without neighbors keeps its idle server (doc.go,
 	// Limits), and its policy statements, which name no neighbor it has:
@@ -291,13 +309,25 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 				return err
 			}
 			s.servers[vpc] = v
+			s.smu.Lock()
+			s.all = append(s.all, v)
+			s.smu.Unlock()
 			if err := s.reconcileVPC(ctx, vpc); err != nil {
 				return err
 			}
 		}
 		v.mu.Lock()
 		for _, n := range vns {
-			v.names[n.Address] = n.Name
+			nr := v.nbrs[n.Address]
+			if nr == nil {
+				nr = &nbrRoutes{routes: make(map[uint64]bool)}
+				v.nbrs[n.Address] = nr
+			}
+			nr.name, nr.filter = n.Name, n.Import
+			nr.localAS = n.LocalAS
+			if nr.localAS == 0 {
+				nr.localAS = s.cfg.LocalAS
+			}
 		}
 		v.mu.Unlock()
 		// Policies first, so that a new session's first routes already
@@ -329,6 +359,10 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 			if !policyEqual(old, n) {
 				if err := v.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: dir}); err != nil {
 					return fmt.Errorf("bgp: apply new filters or next hop to neighbor %s: %w", n.Name, err)
+				}
+				if !slices.Equal(old.Import, n.Import) {
+					// GoBGP re-filters without a watched event.
+					s.resync(ctx, v, addr, false, true)
 				}
 			}
 			s.neighbors[addr] = n
