@@ -31,16 +31,18 @@
 // against the other servers' reads. A server stays, idle, when its VPC
 // loses its last neighbor (see Limits).
 //
-// Options measured or read and not taken: GoBGP's BEST watch reports only
-// the best path per prefix, and the speaker must deliver every neighbor's
-// route (several attachments of one VPC are ECMP); the pre-policy (ADJIN)
-// watch costs one neighbor-config copy per UPDATE instead of per path,
-// but it does not report what GoBGP's RIB decides on its own (session
-// loss, graceful-restart stale routes and their end), which the speaker
-// would then have to re-implement; GoBGP v3.37 has no option that skips
-// the post-policy watch's per-path copy of the neighbor's configuration
-// (toConfig), which is now the largest part of the speaker's CPU per
-// route after garbage collection.
+// Options measured or read: GoBGP's BEST watch reports only the best path
+// per prefix, and the speaker must deliver every neighbor's route (several
+// attachments of one VPC are ECMP), so it is not used. GoBGP's
+// post-policy watch (the first design's) copies the neighbor's whole
+// configuration and capabilities for every path (toConfig), a quarter of
+// all CPU even after the change to servers; the pre-policy (ADJIN) watch
+// does that once per UPDATE (hundreds of paths), so the speaker uses it,
+// filters in Go, and reads back what GoBGP decides without an UPDATE
+// (Learned routes, below). GoBGP v3.37 has no setting that removes the
+// per-path copy, and nothing else (table types, best-path options) that
+// this speaker could use to do less work; GC tuning (GOGC, GOMEMLIMIT) is
+// for the controller binary, not for a library.
 //
 // GoBGP applies import and export policies per neighbor only to
 // route-server clients; for ordinary neighbors they are global. Each
@@ -53,13 +55,28 @@
 //
 // # Learned routes
 //
-// The speaker watches each server's post-policy adj-RIB-in: every path a
-// neighbor announced and its import filter accepted, and a withdrawal
-// whenever GoBGP's RIB drops one (UPDATE withdrawal, NOTIFICATION, hold
-// timer expiry, TCP loss, neighbor removed, restart time over). The watch
-// callback only decodes and queues; one goroutine hands everything queued
-// since its last call to Config.Deliver, so a burst of a million prefixes
-// reaches the consumer in a few large batches and GoBGP never waits.
+// The speaker watches each server's pre-policy adj-RIB-in (every UPDATE's
+// paths, announced and withdrawn), End-of-RIB and session states, in one
+// watch so they arrive in GoBGP's order, and applies each neighbor's
+// import filter itself (plus GoBGP's AS-loop rule; GoBGP's own import
+// policy stays, for NeighborState's counters and Learned). It keeps, per
+// neighbor, the prefixes it delivered (8 bytes of key each) and whether
+// each is stale. What GoBGP's RIB decides without an UPDATE is read back
+// from GoBGP at the moments that tell (learn.go): when a session leaves
+// established, the neighbor's adj-RIB-in says whether GoBGP dropped its
+// routes (NOTIFICATION, hold timer without graceful restart, TCP loss,
+// max-prefixes) or kept them stale (graceful restart); End-of-RIB
+// withdraws the stale ones not announced again; while a neighbor is down
+// with stale routes, its route count is read every second and reaching 0
+// means the restart time ran out; a filter change re-reads the
+// neighbor's adj-RIB-in. A removed neighbor's routes are withdrawn by
+// SetNeighbors itself, and its session's events still queued in the watch
+// are recognized by their receive time and ignored. Each of these sets or
+// removes whole routes, so events queued from before a read-back bring
+// the same end state. The watch callback only decodes, filters and
+// queues; one goroutine hands everything queued since its last call to
+// Config.Deliver, so a burst of a million prefixes reaches the consumer in
+// a few large batches and GoBGP never waits.
 //
 // # Timers and graceful restart
 //
@@ -103,5 +120,11 @@
 // idle, after its last neighbor goes, and reused if the VPC gets
 // neighbors again, until Stop: stopping it would drop withdrawals GoBGP
 // still has queued for its watch. That costs an idle GoBGP server per VPC
-// ever configured since the speaker started.
+// ever configured since the speaker started. The read-backs (Learned
+// routes) follow GoBGP's decisions with two gaps: a removed session's
+// late events are told apart by wall-clock receive time, so a clock step
+// backwards at that moment could let one through; and if a neighbor comes
+// back within its restart time but the time runs out before its
+// End-of-RIB, the stale routes GoBGP drops then are withdrawn only at
+// that End-of-RIB or the session's next state change.
 package bgp
