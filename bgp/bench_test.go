@@ -78,6 +78,7 @@ func learnOnce(b *testing.B, n, others int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	s.testHookStartVPC = fenceTestRouters
 	if err := s.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}

@@ -15,11 +15,14 @@ type Config struct {
 	// LocalAS is the speaker's AS, used for every neighbor that does not
 	// set its own.
 	LocalAS uint32
-	// ListenAddress is the address to accept sessions on; empty means all.
+	// ListenAddress is the local address the speaker dials neighbors
+	// from; empty means the kernel chooses.
 	ListenAddress string
-	// ListenPort is the TCP port to accept sessions on: 0 means 179, a
-	// negative port means do not listen at all (the speaker then only
-	// dials out, which is what tests that run several speakers want).
+	// ListenPort is validated and otherwise unused: the speaker runs one
+	// GoBGP server per VPC, GoBGP cannot share a listening socket between
+	// servers, so the speaker dials every neighbor and accepts no
+	// connection (the router must accept, as FRR does by default). Kept
+	// so configuration that sets it still loads; see doc.go.
 	ListenPort int32
 	// Deliver receives learned routes as they change, in order, from one
 	// goroutine, never concurrently; the slice is the callee's. While it
@@ -76,12 +79,13 @@ type Neighbor struct {
 	// Name identifies the neighbor; the controller uses the attachment's
 	// endpoint id. Routes learned from it carry it.
 	Name string
-	// VPC is the VPC the attachment belongs to, and VNI that VPC's VNI:
-	// the VRF that keeps the VPC's routes apart is derived from it.
+	// VPC is the VPC the attachment belongs to, and VNI that VPC's VNI
+	// (checked for consistency: one VNI per VPC and one VPC per VNI). The
+	// neighbor's session runs in its VPC's GoBGP server.
 	VPC string
 	VNI uint32
-	// Address is the on-prem router's address. GoBGP keys sessions by
-	// address, so it is unique across all VPCs of one speaker.
+	// Address is the on-prem router's address. The speaker keys sessions
+	// by address, so it is unique across all VPCs of one speaker.
 	Address netip.Addr
 	// Port is the on-prem router's BGP port; 0 means 179.
 	Port uint16
@@ -90,10 +94,10 @@ type Neighbor struct {
 	// LocalAS overrides the speaker's AS for this session; 0 means the
 	// speaker's.
 	LocalAS uint32
-	// RouterID must be unset or the speaker's: GoBGP sends one BGP
-	// identifier for all sessions, so a per-VPC router id needs a speaker
-	// of its own. Kept so configuration that sets it is refused, not
-	// silently ignored.
+	// RouterID must be unset or the speaker's: every VPC's server sends
+	// Config.RouterID (a per-VPC router id is possible with a server per
+	// VPC, but not implemented yet). Kept so configuration that sets it
+	// is refused, not silently ignored.
 	RouterID netip.Addr
 	// HoldTime and KeepaliveInterval, whole seconds; 0 means 90 s and a
 	// third of the hold time.
@@ -194,7 +198,7 @@ func validateSet(ns []Neighbor, rid netip.Addr) error {
 		}
 		addrs[n.Address] = n.Name
 		if n.RouterID.IsValid() && n.RouterID != rid {
-			return fmt.Errorf("bgp: neighbor %s: router id %v differs from the speaker's %v; GoBGP sends one router id on all sessions", n.Name, n.RouterID, rid)
+			return fmt.Errorf("bgp: neighbor %s: router id %v differs from the speaker's %v; the speaker sends one router id on all sessions (per-VPC router ids are not supported yet)", n.Name, n.RouterID, rid)
 		}
 		if v, ok := vnis[n.VPC]; ok && v != n.VNI {
 			return fmt.Errorf("bgp: neighbor %s: VPC %s has VNI %d here and %d on another neighbor", n.Name, n.VPC, n.VNI, v)

@@ -4,35 +4,79 @@
 // manager, and advertises each VPC's prefixes with the attachment's
 // VPC-side address as next hop.
 //
-// # One VRF per VPC
+// # One GoBGP server per VPC
 //
-// Each VPC is a GoBGP VRF whose route distinguisher and route target are
-// derived from the VPC's VNI (0:VNI; they never leave the speaker, since
-// neighbors exchange plain IPv4 unicast). A neighbor belongs to its VPC's
-// VRF, so what it announces is stored under that VPC's RD and can only be
-// imported by a VRF that imports that VPC's target, which no other VPC
-// does. VPCs may therefore use overlapping prefixes, and two VPCs may
-// advertise the same prefix with different next hops: tagging neighbors in
-// one global table could not keep those apart, because best-path selection
-// would pick one of the two.
+// Each VPC has a GoBGP server of its own, started with its first neighbor;
+// the server's global IPv4 unicast table is the VPC's routing table. A
+// neighbor belongs to its VPC's server, so what it announces can only
+// reach that VPC's table and that VPC's neighbors. VPCs may therefore use
+// overlapping prefixes, and two VPCs may advertise the same prefix with
+// different next hops: tagging neighbors in one global table could not
+// keep those apart, because best-path selection would pick one of the two.
+//
+// Why servers and not VRFs (the first design: one server, one VRF per VPC
+// with RD/RT 0:VNI, measured in docs/benchmarks.md): GoBGP converts every
+// path a VRF neighbor sends into a VPNv4 copy in its global table (each
+// route held twice), and for every learned path and every other
+// established VRF neighbor it checks the VRF's route targets, compiling a
+// regexp each time (table.CanImportToVrf, from prePolicyFilterpath), so
+// the CPU per route grew by about 13 µs per established session of any
+// VPC: with 1,000 VPCs a route would cost milliseconds. With a server per
+// VPC there is no VPN copy, and a learned path is only considered for the
+// neighbors of its own VPC. The price: GoBGP cannot share a listening
+// socket between servers, so the speaker dials every session and accepts
+// none (Config.ListenPort); every server has a few goroutines and one
+// GoBGP never ends (Serve); and GoBGP keeps its route-selection options in
+// package variables that each StartBgp writes, which fenceAll orders
+// against the other servers' reads. A server stays, idle, when its VPC
+// loses its last neighbor (see Limits).
+//
+// Options measured or read: GoBGP's BEST watch reports only the best path
+// per prefix, and the speaker must deliver every neighbor's route (several
+// attachments of one VPC are ECMP), so it is not used. GoBGP's
+// post-policy watch (the first design's) copies the neighbor's whole
+// configuration and capabilities for every path (toConfig), a quarter of
+// all CPU even after the change to servers; the pre-policy (ADJIN) watch
+// does that once per UPDATE (hundreds of paths), so the speaker uses it,
+// filters in Go, and reads back what GoBGP decides without an UPDATE
+// (Learned routes, below). GoBGP v3.37 has no setting that removes the
+// per-path copy, and nothing else (table types, best-path options) that
+// this speaker could use to do less work; GC tuning (GOGC, GOMEMLIMIT) is
+// for the controller binary, not for a library.
 //
 // GoBGP applies import and export policies per neighbor only to
-// route-server clients; for ordinary neighbors they are global. The
-// speaker therefore keeps two global policies with statements per neighbor
-// address: import accepts only a neighbor's filtered prefixes (when it has
-// filters), export accepts only routes the speaker originated (Advertise),
-// sets the next hop to that neighbor's NextHop, and rejects everything
-// else, so a route learned from one on-prem router never goes to another.
+// route-server clients; for ordinary neighbors they are global. Each
+// VPC's server therefore keeps two global policies with statements per
+// neighbor address: import accepts only a neighbor's filtered prefixes
+// (when it has filters), export accepts only routes the speaker
+// originated (Advertise), sets the next hop to that neighbor's NextHop,
+// and rejects everything else, so a route learned from one on-prem router
+// never goes to another.
 //
 // # Learned routes
 //
-// The speaker watches GoBGP's post-policy adj-RIB-in: every path a
-// neighbor announced and its import filter accepted, and a withdrawal
-// whenever GoBGP's RIB drops one (UPDATE withdrawal, NOTIFICATION, hold
-// timer expiry, TCP loss, neighbor removed, restart time over). The watch
-// callback only decodes and queues; one goroutine hands everything queued
-// since its last call to Config.Deliver, so a burst of a million prefixes
-// reaches the consumer in a few large batches and GoBGP never waits.
+// The speaker watches each server's pre-policy adj-RIB-in (every UPDATE's
+// paths, announced and withdrawn), End-of-RIB and session states, in one
+// watch so they arrive in GoBGP's order, and applies each neighbor's
+// import filter itself (plus GoBGP's AS-loop rule; GoBGP's own import
+// policy stays, for NeighborState's counters and Learned). It keeps, per
+// neighbor, the prefixes it delivered (8 bytes of key each) and whether
+// each is stale. What GoBGP's RIB decides without an UPDATE is read back
+// from GoBGP at the moments that tell (learn.go): when a session leaves
+// established, the neighbor's adj-RIB-in says whether GoBGP dropped its
+// routes (NOTIFICATION, hold timer without graceful restart, TCP loss,
+// max-prefixes) or kept them stale (graceful restart); End-of-RIB
+// withdraws the stale ones not announced again; while a neighbor is down
+// with stale routes, its route count is read every second and reaching 0
+// means the restart time ran out; a filter change re-reads the
+// neighbor's adj-RIB-in. A removed neighbor's routes are withdrawn by
+// SetNeighbors itself, and its session's events still queued in the watch
+// are recognized by their receive time and ignored. Each of these sets or
+// removes whole routes, so events queued from before a read-back bring
+// the same end state. The watch callback only decodes, filters and
+// queues; one goroutine hands everything queued since its last call to
+// Config.Deliver, so a burst of a million prefixes reaches the consumer in
+// a few large batches and GoBGP never waits.
 //
 // # Timers and graceful restart
 //
@@ -45,9 +89,10 @@
 // neighbor announced (Neighbors shows the session down, with the reason).
 // If the neighbor comes back and sends End-of-RIB, the routes it announced
 // again stay and the others are withdrawn; if it does not come back in
-// time, all are withdrawn. (GoBGP marks the kept routes stale, but the
-// mark does not survive its conversion into the VRF, so Route has none.) Without graceful restart
-// on both sides, a dropped session withdraws everything at once.
+// time, all are withdrawn. (GoBGP marks the kept routes stale; Route has
+// no such mark, and the consumer sees no change until the end.) Without
+// graceful restart on both sides, a dropped session withdraws everything
+// at once.
 //
 // # Wiring
 //
@@ -56,16 +101,30 @@
 // its subnets or exported peer subnets change (before its neighbors exist
 // is fine). Deliver gets the learned-route deltas; Learned and Neighbors
 // answer state reads. The speaker dials every neighbor (at Neighbor.Port,
-// default 179) and, unless Config.ListenPort is negative, also accepts
-// sessions on ListenAddress:ListenPort (179 by default, which needs root or
-// CAP_NET_BIND_SERVICE). On the router's side, eBGP needs what FRR calls
-// "no bgp ebgp-requires-policy" (or route-maps in and out), the same TCP
-// MD5 password if one is set, and "bgp graceful-restart" for helper mode
-// to matter.
+// default 179, from Config.ListenAddress when set) and listens nowhere:
+// the on-prem router must accept the speaker's connection, which FRR does
+// by default (and also with "neighbor X passive"); a router configured to
+// only dial out never peers. On the router's side, eBGP needs what FRR
+// calls "no bgp ebgp-requires-policy" (or route-maps in and out), the
+// same TCP MD5 password if one is set, and "bgp graceful-restart" for
+// helper mode to matter.
 //
 // # Limits
 //
-// IPv4 only. GoBGP sends one BGP identifier for all sessions, so a per-VPC
-// router id needs a speaker per VPC. Neighbors are keyed by address, so two
-// VPCs cannot peer with routers at the same address through one speaker.
+// IPv4 only. All VPCs' servers use Config.RouterID; a router id per VPC
+// is now possible (each server sends its own) but not yet configurable,
+// so Neighbor.RouterID must still be unset or the speaker's. Neighbors are
+// keyed by address across the speaker, so two VPCs cannot peer with
+// routers at the same address (the servers could; the Neighbor API and
+// the logger's reasons are keyed by address). A VPC's server is kept,
+// idle, after its last neighbor goes, and reused if the VPC gets
+// neighbors again, until Stop: stopping it would drop withdrawals GoBGP
+// still has queued for its watch. That costs an idle GoBGP server per VPC
+// ever configured since the speaker started. The read-backs (Learned
+// routes) follow GoBGP's decisions with two gaps: a removed session's
+// late events are told apart by wall-clock receive time, so a clock step
+// backwards at that moment could let one through; and if a neighbor comes
+// back within its restart time but the time runs out before its
+// End-of-RIB, the stale routes GoBGP drops then are withdrawn only at
+// that End-of-RIB or the session's next state change.
 package bgp

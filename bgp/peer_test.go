@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,25 @@ import (
 // the speaker (127.0.0.1) dials it at 127.0.0.N on a free high port.
 
 const speakerAS = 64512
+
+// testRouters are all the test routers' servers, for fenceTestRouters.
+var (
+	testRoutersMu sync.Mutex
+	testRouters   []*server.BgpServer
+)
+
+// fenceTestRouters is the speaker's fenceAll for the test routers: GoBGP
+// writes package variables in StartBgp that every server reads, so the
+// routers' reads so far must be ordered before a speaker's new server
+// starts (a production speaker has no other GoBGP in its process).
+func fenceTestRouters() {
+	testRoutersMu.Lock()
+	rs := slices.Clone(testRouters)
+	testRoutersMu.Unlock()
+	for _, r := range rs {
+		r.GetBgp(context.Background(), &api.GetBgpRequest{})
+	}
+}
 
 // testPeer is a plain GoBGP server standing in for an on-prem router.
 type testPeer struct {
@@ -61,6 +81,9 @@ func newTestPeer(t testing.TB, addr string, as uint32, opts ...func(*api.Peer)) 
 		t.Fatalf("start test router %s: %v", addr, err)
 	}
 	t.Cleanup(p.srv.Stop)
+	testRoutersMu.Lock()
+	testRouters = append(testRouters, p.srv)
+	testRoutersMu.Unlock()
 	n := &api.Peer{
 		Conf:      &api.PeerConf{NeighborAddress: "127.0.0.1", PeerAsn: speakerAS},
 		Transport: &api.Transport{PassiveMode: true},
@@ -220,6 +243,7 @@ func startSpeaker(t testing.TB) (*Speaker, *learned) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.testHookStartVPC = fenceTestRouters
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

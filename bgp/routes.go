@@ -30,46 +30,93 @@ type Update struct {
 	Withdraw bool
 }
 
-// onEvent runs on GoBGP's watch goroutine, once per learned path; it only
-// decodes and queues, so GoBGP never waits on the consumer.
-func (s *Speaker) onEvent(r *api.WatchEventResponse) {
+// onEvent runs on GoBGP's watch goroutine of v's server, once per UPDATE
+// message (pre-policy), End-of-RIB or session state change; it only
+// decodes, filters and queues, so GoBGP never waits on the consumer.
+func (s *Speaker) onEvent(v *vpcServer, r *api.WatchEventResponse) {
+	defer s.fence(v)
+	if pe := r.GetPeer(); pe != nil {
+		s.onPeer(v, pe)
+		return
+	}
 	t := r.GetTable()
 	if t == nil || len(t.Paths) == 0 {
 		return
 	}
-	var batch [8]Update
-	us := batch[:0]
-	s.mu.RLock()
+	us := make([]Update, 0, len(t.Paths))
+	v.mu.Lock()
 	for _, p := range t.Paths {
-		if p.IsWithdraw && p.Nlri == nil {
+		n := v.nbrs[sourceOf(p)]
+		if n == nil {
 			continue
 		}
-		rt, vni, err := decodePath(p)
+		if p.Nlri == nil {
+			// End-of-RIB: after a graceful restart, GoBGP drops the
+			// routes the neighbor did not announce again.
+			if n.stale > 0 {
+				us = n.withdrawAll(v.vpc, true, us)
+			}
+			continue
+		}
+		if !n.deletedAt.IsZero() && !p.GetAge().AsTime().After(n.deletedAt) {
+			continue // from a deleted session, whose routes are withdrawn
+		}
+		rt, _, err := decodePath(p)
 		if err != nil {
-			s.log.Warn("bgp: cannot decode a learned path; dropped", "neighbor", p.NeighborIp, "err", err)
+			s.log.Warn("bgp: cannot decode a learned path; dropped", "vpc", v.vpc, "neighbor", n.name, "err", err)
 			continue
 		}
-		vpc, ok := s.vpcs[vni]
-		if !ok {
-			continue // not one of our VRFs (cannot happen while VRFs are ours)
-		}
-		rt.VPC = vpc
-		rt.Neighbor = s.labels[label{sourceOf(p), vni}]
-		if rt.Neighbor == "" {
+		k := pkey(rt.Prefix)
+		if p.IsWithdraw || !n.accepts(&rt) {
+			us = n.withdraw(v.vpc, k, us)
 			continue
 		}
-		us = append(us, Update{Route: rt, Withdraw: p.IsWithdraw})
+		n.learn(k)
+		rt.VPC, rt.Neighbor = v.vpc, n.name
+		us = append(us, Update{Route: rt})
 	}
-	s.mu.RUnlock()
-	if len(us) == 0 {
-		return
-	}
-	s.pmu.Lock()
-	s.pending = append(s.pending, us...)
-	s.pmu.Unlock()
+	s.queue(us)
+	v.mu.Unlock()
+}
+
+// fence works around a data race in GoBGP v3.37: the paths its watch
+// converts share their origin with the adj-RIB-in's, and when a neighbor
+// that negotiated graceful restart goes down, GoBGP's server goroutine
+// marks them stale (Path.MarkStale) while nothing orders the watch
+// goroutine's earlier reads (toPathAPI reads IsStale) before that write.
+// (With VRFs the watched paths were VRF copies with an origin of their
+// own, which is also why the stale mark never reached Route.) The race is
+// benign (a bool, set while nothing reads it) but the race detector is
+// right to report it; fence orders the watch's reads before the server's
+// next operations: the watch goroutine marks v dirty under fmu, and
+// fenceLoop takes the dirty set under fmu and makes one management call
+// to each dirty server (which its server goroutine receives before it
+// handles anything else). One call per burst of events, not per path.
+func (s *Speaker) fence(v *vpcServer) {
+	s.fmu.Lock()
+	s.dirty[v] = true
+	s.fmu.Unlock()
 	select {
-	case s.wake <- struct{}{}:
+	case s.fenceWake <- struct{}{}:
 	default:
+	}
+}
+
+func (s *Speaker) fenceLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.fenceWake:
+		case <-s.done:
+			return
+		}
+		s.fmu.Lock()
+		dirty := s.dirty
+		s.dirty = make(map[*vpcServer]bool)
+		s.fmu.Unlock()
+		for v := range dirty {
+			v.srv.GetBgp(context.Background(), &api.GetBgpRequest{})
+		}
 	}
 }
 
@@ -110,14 +157,14 @@ func (s *Speaker) Learned(ctx context.Context, vpc string) ([]Route, error) {
 		s.op.Unlock()
 		return nil, err
 	}
-	vni, ok := s.vrfs[vpc]
+	v, ok := s.servers[vpc]
 	s.op.Unlock()
 	if !ok {
 		return nil, nil
 	}
 	var out []Route
 	var derr error
-	err := s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_VRF, Name: vpc, Family: ipv4Unicast}, func(d *api.Destination) {
+	err := v.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: ipv4Unicast}, func(d *api.Destination) {
 		for _, p := range d.Paths {
 			src := sourceOf(p)
 			if !src.IsValid() {
@@ -129,12 +176,17 @@ func (s *Speaker) Learned(ctx context.Context, vpc string) ([]Route, error) {
 				continue
 			}
 			rt.VPC = vpc
-			s.mu.RLock()
-			rt.Neighbor = s.labels[label{src, vni}]
-			s.mu.RUnlock()
+			v.mu.Lock()
+			if n := v.nbrs[src]; n != nil {
+				rt.Neighbor = n.name
+			}
+			v.mu.Unlock()
 			out = append(out, rt)
 		}
 	})
+	// Order the reads of the listed paths before GoBGP's next writes
+	// (see fence).
+	v.srv.GetBgp(ctx, &api.GetBgpRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("bgp: list routes of VPC %s: %w", vpc, err)
 	}

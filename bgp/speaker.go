@@ -12,8 +12,6 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/apiutil"
-	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -32,22 +30,12 @@ const (
 	exportPolicy = "p4mesh-export"
 )
 
-// label names the neighbor a learned route came from, at the time GoBGP
-// reported it. It is keyed by address and VNI, and labels are never
-// deleted: GoBGP reports the withdrawals of a deleted session after the
-// deletion, and they must still reach the consumer under the neighbor and
-// VPC they were learned for.
-type label struct {
-	addr netip.Addr
-	vni  uint32
-}
-
-// Speaker is the controller's BGP speaker: a GoBGP server with one VRF per
-// VPC and one session per attachment neighbor.
+// Speaker is the controller's BGP speaker: one GoBGP server per VPC, whose
+// global table is that VPC's routing table, with one session per
+// attachment neighbor of the VPC.
 type Speaker struct {
 	cfg Config
 	log *slog.Logger
-	srv *server.BgpServer
 	gl  *gobgpLogger
 
 	// op serializes the methods that change configuration, so each
@@ -55,16 +43,9 @@ type Speaker struct {
 	op sync.Mutex
 	// The following are guarded by op.
 	started, stopped bool
-	neighbors        map[netip.Addr]Neighbor          // configured sessions
-	vrfs             map[string]uint32                // VPC -> VNI of its VRF in GoBGP
+	neighbors        map[netip.Addr]Neighbor          // configured sessions, all VPCs
+	servers          map[string]*vpcServer            // VPC -> its GoBGP server
 	desired          map[string]map[netip.Prefix]bool // VPC -> what Advertise asked for
-	applied          map[string]map[netip.Prefix]bool // VPC -> what is in its VRF
-	stopWatch        context.CancelFunc
-
-	// mu guards the lookups the watch callback makes.
-	mu     sync.RWMutex
-	labels map[label]string // neighbor name
-	vpcs   map[uint32]string
 
 	// pmu guards pending: updates decoded but not yet handed to Deliver.
 	pmu     sync.Mutex
@@ -72,6 +53,40 @@ type Speaker struct {
 	wake    chan struct{}
 	done    chan struct{}
 	wg      sync.WaitGroup
+
+	// fmu guards dirty: the servers whose watch delivered since the last
+	// fence (see fence).
+	fmu       sync.Mutex
+	dirty     map[*vpcServer]bool
+	fenceWake chan struct{}
+
+	// testHookStartVPC, when set, runs before each new GoBGP server
+	// starts (see fenceAll).
+	testHookStartVPC func()
+
+	// smu guards all: every VPC server, for staleLoop.
+	smu sync.Mutex
+	all []*vpcServer
+}
+
+// vpcServer is the GoBGP server of one VPC. It is created when the VPC
+// gets its first neighbor and runs until the speaker stops, also while the
+// VPC has no neighbors (see doc.go: stopping it could lose withdrawals
+// GoBGP still has in flight for the watch).
+type vpcServer struct {
+	vpc       string
+	srv       *server.BgpServer
+	stopWatch context.CancelFunc
+
+	// Guarded by Speaker.op.
+	neighbors map[netip.Addr]Neighbor
+	applied   map[netip.Prefix]bool // what is in its table (Advertise)
+
+	// mu guards nbrs: what was delivered from each neighbor address,
+	// with its name and filter (learn.go). Entries stay when a neighbor
+	// is removed, so that its session's late events are recognized.
+	mu   sync.Mutex
+	nbrs map[netip.Addr]*nbrRoutes
 }
 
 // New returns a speaker for cfg that logs to log; Start runs it.
@@ -82,25 +97,23 @@ func New(cfg Config, log *slog.Logger) (*Speaker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	gl := newGoBGPLogger(log)
 	return &Speaker{
 		cfg:       cfg,
 		log:       log,
-		gl:        gl,
-		srv:       server.NewBgpServer(server.LoggerOption(gl)),
+		gl:        newGoBGPLogger(log),
 		neighbors: make(map[netip.Addr]Neighbor),
-		vrfs:      make(map[string]uint32),
+		servers:   make(map[string]*vpcServer),
 		desired:   make(map[string]map[netip.Prefix]bool),
-		applied:   make(map[string]map[netip.Prefix]bool),
-		labels:    make(map[label]string),
-		vpcs:      make(map[uint32]string),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
+		dirty:     make(map[*vpcServer]bool),
+		fenceWake: make(chan struct{}, 1),
 	}, nil
 }
 
-// Start starts the BGP server: it listens (unless ListenPort < 0) and
-// begins delivering learned routes. Neighbors come with SetNeighbors.
+// Start starts delivering learned routes. GoBGP servers start with the
+// first neighbor of each VPC (SetNeighbors). The speaker dials every
+// neighbor and does not listen: see Config.ListenPort.
 func (s *Speaker) Start(ctx context.Context) error {
 	s.op.Lock()
 	defer s.op.Unlock()
@@ -108,52 +121,90 @@ func (s *Speaker) Start(ctx context.Context) error {
 		return errors.New("bgp: speaker already started; GoBGP cannot start twice")
 	}
 	s.started = true
-	go s.srv.Serve()
+	s.wg.Add(3)
+	go s.deliverLoop()
+	go s.fenceLoop()
+	go s.staleLoop()
+	return nil
+}
+
+// startVPC starts the GoBGP server of vpc, with its policies (no
+// neighbors yet) and its watch of learned routes.
+func (s *Speaker) startVPC(ctx context.Context, vpc string) (*vpcServer, error) {
+	v := &vpcServer{
+		vpc:       vpc,
+		srv:       server.NewBgpServer(server.LoggerOption(s.gl)),
+		neighbors: make(map[netip.Addr]Neighbor),
+		applied:   make(map[netip.Prefix]bool),
+		nbrs:      make(map[netip.Addr]*nbrRoutes),
+	}
+	go v.srv.Serve()
+	s.fenceAll(ctx)
 	g := &api.Global{
 		Asn:      s.cfg.LocalAS,
 		RouterId: s.cfg.RouterID.String(),
-		// No Families: GoBGP then keeps a table for every family. The
-		// speaker needs IPv4 VPN (every VPC's routes, under its RD) and
-		// GoBGP's VRF code needs the route-target table too.
-		ListenPort: s.cfg.ListenPort,
+		// IPv4 unicast only: the server's global table is the VPC's
+		// table; no VPN or route-target tables.
+		Families: []uint32{0}, // oc.IntToAfiSafiTypeMap: 0 is IPv4 unicast
+		// GoBGP cannot share a listener between servers; every session
+		// is dialed (Config.ListenPort).
+		ListenPort: -1,
 	}
-	if s.cfg.ListenAddress != "" {
-		g.ListenAddresses = []string{s.cfg.ListenAddress}
+	if err := v.srv.StartBgp(ctx, &api.StartBgpRequest{Global: g}); err != nil {
+		return nil, fmt.Errorf("bgp: start GoBGP for VPC %s: %w", vpc, err)
 	}
-	if err := s.srv.StartBgp(ctx, &api.StartBgpRequest{Global: g}); err != nil {
-		s.stopped = true
-		return fmt.Errorf("bgp: start GoBGP on port %d: %w", s.cfg.ListenPort, err)
-	}
-	if err := s.setPolicies(ctx); err != nil {
-		return err
+	if err := v.setPolicies(ctx, nil); err != nil {
+		v.srv.Stop()
+		return nil, err
 	}
 	for _, a := range []*api.PolicyAssignment{
 		// Learned routes are accepted unless a neighbor's filter says no.
 		{Name: "global", Direction: api.PolicyDirection_IMPORT, Policies: []*api.Policy{{Name: importPolicy}}, DefaultAction: api.RouteAction_ACCEPT},
-		// Only what Advertise put in a VPC goes out, and only to that
-		// VPC's neighbors; a route learned from one on-prem router is
-		// never passed on to another.
+		// Only what Advertise put in the VPC goes out; a route learned
+		// from one on-prem router is never passed on to another.
 		{Name: "global", Direction: api.PolicyDirection_EXPORT, Policies: []*api.Policy{{Name: exportPolicy}}, DefaultAction: api.RouteAction_REJECT},
 	} {
-		if err := s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: a}); err != nil {
-			return fmt.Errorf("bgp: assign policy %s: %w", a.Policies[0].Name, err)
+		if err := v.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: a}); err != nil {
+			v.srv.Stop()
+			return nil, fmt.Errorf("bgp: VPC %s: assign policy %s: %w", vpc, a.Policies[0].Name, err)
 		}
 	}
 	wctx, cancel := context.WithCancel(context.Background())
-	s.stopWatch = cancel
-	// POST_POLICY: each neighbor's routes after its import filter, with
-	// withdrawals for session loss, hold-timer expiry, NOTIFICATION and
-	// the end of a graceful restart, all decided by GoBGP's own RIB.
-	err := s.srv.WatchEvent(wctx, &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
-		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_POST_POLICY, Init: true}},
-	}}, s.onEvent)
+	v.stopWatch = cancel
+	// ADJIN: each UPDATE's paths, before the import policy (learn.go);
+	// EOR and session states: when GoBGP decides on its own. One watch,
+	// so all arrive in GoBGP's order.
+	err := v.srv.WatchEvent(wctx, &api.WatchEventRequest{
+		Peer: &api.WatchEventRequest_Peer{},
+		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
+			{Type: api.WatchEventRequest_Table_Filter_ADJIN},
+			{Type: api.WatchEventRequest_Table_Filter_EOR},
+		}},
+	}, func(r *api.WatchEventResponse) { s.onEvent(v, r) })
 	if err != nil {
 		cancel()
-		return fmt.Errorf("bgp: watch learned routes: %w", err)
+		v.srv.Stop()
+		return nil, fmt.Errorf("bgp: VPC %s: watch learned routes: %w", vpc, err)
 	}
-	s.wg.Add(1)
-	go s.deliverLoop()
-	return nil
+	return v, nil
+}
+
+// fenceAll works around GoBGP v3.37 keeping route-selection options in
+// package variables (table.SelectionOptions, table.UseMultiplePaths) that
+// every StartBgp writes (with the same values, for the speaker's servers)
+// and every server goroutine reads while it selects routes. A round trip
+// to each running server orders what it read so far before the StartBgp
+// that follows; a read in the microseconds between the two is still
+// unordered (and harmless: same values), which only the race detector
+// could notice. testHookStartVPC lets tests do the same for the GoBGP
+// routers they run in the process.
+func (s *Speaker) fenceAll(ctx context.Context) {
+	for _, v := range s.servers {
+		v.srv.GetBgp(ctx, &api.GetBgpRequest{})
+	}
+	if s.testHookStartVPC != nil {
+		s.testHookStartVPC()
+	}
 }
 
 // Stop ends every session and stops delivering updates. The routes the
@@ -168,15 +219,16 @@ func (s *Speaker) Stop() {
 		return
 	}
 	s.stopped = true
-	// The watch must end before StopBgp, or StopBgp waits on it forever
-	// (osrg/gobgp#3366).
-	if s.stopWatch != nil {
-		s.stopWatch()
+	for _, vpc := range slices.Sorted(maps.Keys(s.servers)) {
+		v := s.servers[vpc]
+		// The watch must end before StopBgp, or StopBgp waits on it
+		// forever (osrg/gobgp#3366).
+		v.stopWatch()
+		v.srv.Stop()
 	}
-	s.srv.Stop()
 	close(s.done)
 	s.wg.Wait()
-	// GoBGP's Serve goroutine has no way to end; it stays parked.
+	// GoBGP's Serve goroutines have no way to end; they stay parked.
 }
 
 func (s *Speaker) running() error {
@@ -207,9 +259,14 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 		return err
 	}
 	want := make(map[netip.Addr]Neighbor, len(ns))
+	byVPC := make(map[string]map[netip.Addr]Neighbor)
 	for _, n := range ns {
 		n.Import = slices.Clone(n.Import)
 		want[n.Address] = n
+		if byVPC[n.VPC] == nil {
+			byVPC[n.VPC] = make(map[netip.Addr]Neighbor)
+		}
+		byVPC[n.VPC][n.Address] = n
 		if old, ok := s.neighbors[n.Address]; ok && old.VPC == n.VPC && old.Name != n.Name {
 			return fmt.Errorf("bgp: neighbor %v of VPC %s is configured as %s; renaming it to %s in place is not supported: remove it, then add it in a later call", n.Address, n.VPC, old.Name, n.Name)
 		}
@@ -221,77 +278,112 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 		if n, ok := want[addr]; ok && sessionEqual(old, n) {
 			continue
 		}
-		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
+		v := s.servers[old.VPC]
+		if err := v.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
 			return fmt.Errorf("bgp: remove neighbor %s (%v): %w", old.Name, addr, err)
 		}
 		delete(s.neighbors, addr)
+		delete(v.neighbors, addr)
 		s.gl.forget(addr)
-	}
-	// VRFs of VPCs that have no neighbor left, or whose VNI changed.
-	vnis := make(map[string]uint32)
-	for _, n := range want {
-		vnis[n.VPC] = n.VNI
-	}
-	for _, vpc := range slices.Sorted(maps.Keys(s.vrfs)) {
-		if v, ok := vnis[vpc]; ok && v == s.vrfs[vpc] {
-			continue
+		// GoBGP drops the session's routes without a watched event:
+		// withdraw them here, and ignore what its session still has
+		// queued in the watch.
+		v.mu.Lock()
+		if nr := v.nbrs[addr]; nr != nil {
+			nr.deletedAt = time.Now()
+			nr.up = false
+			s.queue(nr.withdrawAll(v.vpc, false, nil))
 		}
-		if err := s.srv.DeleteVrf(ctx, &api.DeleteVrfRequest{Name: vpc}); err != nil {
-			return fmt.Errorf("bgp: remove VRF of VPC %s: %w", vpc, err)
-		}
-		delete(s.vrfs, vpc)
-		delete(s.applied, vpc)
+		v.mu.Unlock()
 	}
+	// A VPC left without neighbors keeps its idle server (doc.go,
+	// Limits), and its policy statements, which name no neighbor it has:
+	// they are replaced when it has neighbors again.
 
-	s.mu.Lock()
-	for _, n := range want {
-		s.labels[label{n.Address, n.VNI}] = n.Name
-		s.vpcs[n.VNI] = n.VPC
-	}
-	s.mu.Unlock()
-
-	// Policies first, so that a new session's first routes already meet
-	// its filters and its first advertisements carry its next hop.
-	if err := s.setPoliciesFor(ctx, want); err != nil {
-		return err
-	}
-	for _, vpc := range slices.Sorted(maps.Keys(vnis)) {
-		if _, ok := s.vrfs[vpc]; ok {
-			continue
-		}
-		if err := s.addVrf(ctx, vpc, vnis[vpc]); err != nil {
-			return err
-		}
-		s.vrfs[vpc] = vnis[vpc]
-		if err := s.reconcileVPC(ctx, vpc); err != nil {
-			return err
-		}
-	}
-	for _, addr := range sortedAddrs(want) {
-		n := want[addr]
-		old, ok := s.neighbors[addr]
+	for _, vpc := range slices.Sorted(maps.Keys(byVPC)) {
+		vns := byVPC[vpc]
+		v, ok := s.servers[vpc]
 		if !ok {
-			if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.peer(n)}); err != nil {
-				return fmt.Errorf("bgp: add neighbor %s (%v): %w", n.Name, addr, err)
+			var err error
+			if v, err = s.startVPC(ctx, vpc); err != nil {
+				return err
+			}
+			s.servers[vpc] = v
+			s.smu.Lock()
+			s.all = append(s.all, v)
+			s.smu.Unlock()
+			if err := s.reconcileVPC(ctx, vpc); err != nil {
+				return err
+			}
+		}
+		v.mu.Lock()
+		for _, n := range vns {
+			nr := v.nbrs[n.Address]
+			if nr == nil {
+				nr = &nbrRoutes{routes: make(map[uint64]bool)}
+				v.nbrs[n.Address] = nr
+			}
+			nr.name, nr.filter = n.Name, n.Import
+			nr.localAS = n.LocalAS
+			if nr.localAS == 0 {
+				nr.localAS = s.cfg.LocalAS
+			}
+		}
+		v.mu.Unlock()
+		// Policies first, so that a new session's first routes already
+		// meet its filters and its first advertisements carry its next
+		// hop.
+		if v.policiesChange(vns) {
+			if err := v.setPolicies(ctx, vns); err != nil {
+				return err
+			}
+		}
+		for _, addr := range sortedAddrs(vns) {
+			n := vns[addr]
+			old, ok := v.neighbors[addr]
+			if !ok {
+				if err := v.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.peer(n)}); err != nil {
+					return fmt.Errorf("bgp: add neighbor %s (%v): %w", n.Name, addr, err)
+				}
+				s.neighbors[addr] = n
+				v.neighbors[addr] = n
+				continue
+			}
+			dir := api.ResetPeerRequest_BOTH
+			switch {
+			case old.NextHop == n.NextHop && !slices.Equal(old.Import, n.Import):
+				dir = api.ResetPeerRequest_IN
+			case old.NextHop != n.NextHop && slices.Equal(old.Import, n.Import):
+				dir = api.ResetPeerRequest_OUT
+			}
+			if !policyEqual(old, n) {
+				if err := v.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: dir}); err != nil {
+					return fmt.Errorf("bgp: apply new filters or next hop to neighbor %s: %w", n.Name, err)
+				}
+				if !slices.Equal(old.Import, n.Import) {
+					// GoBGP re-filters without a watched event.
+					s.resync(ctx, v, addr, false, true)
+				}
 			}
 			s.neighbors[addr] = n
-			continue
+			v.neighbors[addr] = n
 		}
-		dir := api.ResetPeerRequest_BOTH
-		switch {
-		case old.NextHop == n.NextHop && !slices.Equal(old.Import, n.Import):
-			dir = api.ResetPeerRequest_IN
-		case old.NextHop != n.NextHop && slices.Equal(old.Import, n.Import):
-			dir = api.ResetPeerRequest_OUT
-		}
-		if !policyEqual(old, n) {
-			if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: dir}); err != nil {
-				return fmt.Errorf("bgp: apply new filters or next hop to neighbor %s: %w", n.Name, err)
-			}
-		}
-		s.neighbors[addr] = n
 	}
 	return nil
+}
+
+// policiesChange reports whether the VPC's policies must change for it to
+// have the neighbors ns (its neighbors now are v.neighbors).
+func (v *vpcServer) policiesChange(ns map[netip.Addr]Neighbor) bool {
+	if len(ns) != len(v.neighbors) {
+		return true
+	}
+	for addr, n := range ns {
+		if old, ok := v.neighbors[addr]; !ok || !policyEqual(old, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // peer is n as GoBGP's peer configuration.
@@ -311,7 +403,6 @@ func (s *Speaker) peer(n Neighbor) *api.Peer {
 			LocalAsn:        n.LocalAS,
 			AuthPassword:    n.Password,
 			Description:     n.Name,
-			Vrf:             n.VPC,
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			HoldTime:          hold,
@@ -338,37 +429,6 @@ func (s *Speaker) peer(n Neighbor) *api.Peer {
 	return p
 }
 
-// rd is the route distinguisher (and route target) of the VPC with VNI
-// vni. It never leaves the speaker: neighbors get plain IPv4 unicast, so
-// the administrator field is 0 and only the VNI matters.
-func rd(vni uint32) bgp.RouteDistinguisherInterface {
-	return bgp.NewRouteDistinguisherTwoOctetAS(0, vni)
-}
-
-func (s *Speaker) addVrf(ctx context.Context, vpc string, vni uint32) error {
-	r, err := apiutil.MarshalRD(rd(vni))
-	if err != nil {
-		return fmt.Errorf("bgp: VRF of VPC %s: %w", vpc, err)
-	}
-	rt, err := apiutil.MarshalRT(bgp.NewTwoOctetAsSpecificExtended(bgp.EC_SUBTYPE_ROUTE_TARGET, 0, vni, true))
-	if err != nil {
-		return fmt.Errorf("bgp: VRF of VPC %s: %w", vpc, err)
-	}
-	// Import and export the VPC's own target only: a route can reach
-	// another VPC's VRF only through a target that VRF imports, and no
-	// two VPCs share one.
-	err = s.srv.AddVrf(ctx, &api.AddVrfRequest{Vrf: &api.Vrf{
-		// Id 0: GoBGP uses VRF ids only for zebra, and for every learned
-		// path it matches each VRF with an id against the path's targets,
-		// compiling a regexp each time (pkg/server setPathVrfIdMap).
-		Name: vpc, Rd: r, ImportRt: []*anypb.Any{rt}, ExportRt: []*anypb.Any{rt}, Id: 0,
-	}})
-	if err != nil {
-		return fmt.Errorf("bgp: add VRF for VPC %s (VNI %d): %w", vpc, vni, err)
-	}
-	return nil
-}
-
 // Advertise makes prefixes what the speaker advertises to the neighbors of
 // vpc, each with that neighbor's NextHop, and to no one else. It may be
 // called before the VPC has neighbors; the prefixes go out when it has.
@@ -393,25 +453,22 @@ func (s *Speaker) Advertise(ctx context.Context, vpc string, prefixes []netip.Pr
 	} else {
 		s.desired[vpc] = set
 	}
-	if _, ok := s.vrfs[vpc]; !ok {
+	if _, ok := s.servers[vpc]; !ok {
 		return nil
 	}
 	return s.reconcileVPC(ctx, vpc)
 }
 
-// reconcileVPC brings the VRF of vpc to the prefixes Advertise asked for,
-// adding and deleting only the difference.
+// reconcileVPC brings the table of vpc's server to the prefixes Advertise
+// asked for, adding and deleting only the difference.
 func (s *Speaker) reconcileVPC(ctx context.Context, vpc string) error {
-	want, have := s.desired[vpc], s.applied[vpc]
-	if have == nil {
-		have = make(map[netip.Prefix]bool)
-		s.applied[vpc] = have
-	}
+	v := s.servers[vpc]
+	want, have := s.desired[vpc], v.applied
 	for _, p := range sortedPrefixes(have) {
 		if want[p] {
 			continue
 		}
-		err := s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_VRF, VrfId: vpc, Family: ipv4Unicast, Path: localPath(p)})
+		err := v.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: ipv4Unicast, Path: localPath(p)})
 		if err != nil {
 			return fmt.Errorf("bgp: withdraw %v from VPC %s: %w", p, vpc, err)
 		}
@@ -421,7 +478,7 @@ func (s *Speaker) reconcileVPC(ctx context.Context, vpc string) error {
 		if have[p] {
 			continue
 		}
-		_, err := s.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_VRF, VrfId: vpc, Path: localPath(p)})
+		_, err := v.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: localPath(p)})
 		if err != nil {
 			return fmt.Errorf("bgp: advertise %v in VPC %s: %w", p, vpc, err)
 		}
@@ -439,15 +496,11 @@ func localPath(p netip.Prefix) *api.Path {
 	return &api.Path{Family: ipv4Unicast, Nlri: nlri, Pattrs: []*anypb.Any{origin, nh}}
 }
 
-func (s *Speaker) setPolicies(ctx context.Context) error {
-	return s.setPoliciesFor(ctx, s.neighbors)
-}
-
-// setPoliciesFor replaces the import and export policies with the
-// statements ns need. GoBGP applies them to routes that arrive or leave
-// from now on; SetNeighbors soft-resets the sessions whose statements
-// changed.
-func (s *Speaker) setPoliciesFor(ctx context.Context, ns map[netip.Addr]Neighbor) error {
+// setPolicies replaces the import and export policies of the VPC's server
+// with the statements its neighbors ns need. GoBGP applies them to routes
+// that arrive or leave from now on; SetNeighbors soft-resets the sessions
+// whose statements changed.
+func (v *vpcServer) setPolicies(ctx context.Context, ns map[netip.Addr]Neighbor) error {
 	var sets []*api.DefinedSet
 	in := &api.Policy{Name: importPolicy}
 	out := &api.Policy{Name: exportPolicy}
@@ -484,9 +537,9 @@ func (s *Speaker) setPoliciesFor(ctx context.Context, ns map[netip.Addr]Neighbor
 			Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT, Nexthop: &api.NexthopAction{Address: n.NextHop.String()}},
 		})
 	}
-	err := s.srv.SetPolicies(ctx, &api.SetPoliciesRequest{DefinedSets: sets, Policies: []*api.Policy{in, out}})
+	err := v.srv.SetPolicies(ctx, &api.SetPoliciesRequest{DefinedSets: sets, Policies: []*api.Policy{in, out}})
 	if err != nil {
-		return fmt.Errorf("bgp: set import filters and next hops: %w", err)
+		return fmt.Errorf("bgp: VPC %s: set import filters and next hops: %w", v.vpc, err)
 	}
 	return nil
 }

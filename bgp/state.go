@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/server"
 )
 
 // NeighborState is what the speaker knows about one session now.
@@ -42,9 +44,13 @@ func (s *Speaker) Neighbors(ctx context.Context) ([]NeighborState, error) {
 	for a, n := range s.neighbors {
 		cfg[a] = n
 	}
+	var srvs []*server.BgpServer
+	for _, vpc := range slices.Sorted(maps.Keys(s.servers)) {
+		srvs = append(srvs, s.servers[vpc].srv)
+	}
 	s.op.Unlock()
 	var out []NeighborState
-	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+	each := func(p *api.Peer) {
 		addr, err := netip.ParseAddr(p.GetConf().GetNeighborAddress())
 		if err != nil {
 			return
@@ -65,9 +71,11 @@ func (s *Speaker) Neighbors(ctx context.Context) ([]NeighborState, error) {
 			st.Accepted += af.GetState().GetAccepted()
 		}
 		out = append(out, st)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("bgp: list neighbors: %w", err)
+	}
+	for _, srv := range srvs {
+		if err := srv.ListPeer(ctx, &api.ListPeerRequest{}, each); err != nil {
+			return nil, fmt.Errorf("bgp: list neighbors: %w", err)
+		}
 	}
 	slices.SortFunc(out, func(a, b NeighborState) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
