@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
+	"time"
 )
 
 // BGP is the configuration of the controller's BGP speaker: one embedded
@@ -155,6 +157,7 @@ func (v *validator) checkBGP() {
 	}
 	keys := map[string]bool{}
 	addrs := map[netip.Addr]string{}
+	byAttachment := map[string]string{}
 	for _, n := range b.Neighbors {
 		p := fmt.Sprintf("bgp.neighbors[%s]", n.Key())
 		vpc := v.ownedVPC(p+".vpc", n.VPC)
@@ -179,6 +182,12 @@ func (v *validator) checkBGP() {
 			v.addf(p+".attachment", "endpoint %s is of kind %s; a BGP neighbor needs a vpn or interconnect endpoint", e.ID, e.Kind)
 		case vpc != nil && e.VPC != n.VPC:
 			v.addf(p+".attachment", "endpoint %s is in VPC %s, not %s", e.ID, e.VPC, n.VPC)
+		default:
+			// Learned routes name their session by attachment.
+			if other, ok := byAttachment[e.ID]; ok {
+				v.addf(p+".attachment", "attachment %s already has neighbor %s: one BGP session per attachment", e.ID, other)
+			}
+			byAttachment[e.ID] = n.Key()
 		}
 		if n.PeerAS == 0 {
 			v.addf(p+".peer_as", "peer AS is required (and 0 is not an AS number)")
@@ -322,4 +331,72 @@ func (ch *Change) touchesBGP(c *Config) bool {
 	}
 	return slices.ContainsFunc(ch.DeleteEndpoints, func(id string) bool { return att[id] }) ||
 		slices.ContainsFunc(ch.Endpoints, func(e Endpoint) bool { return att[e.ID] })
+}
+
+// BGPNeighborStatus is what the BGP speaker reports of one neighbor, for
+// gNMI state.
+type BGPNeighborStatus struct {
+	VPC     string
+	Address netip.Addr
+	// Attachment is the neighbor's attachment endpoint.
+	Attachment string
+	// State is the session's BGP FSM state ("established", "active", ...).
+	State string
+	// Since is when the session was last established; zero if it is not.
+	Since time.Time
+	// Received and Accepted count the prefixes the neighbor announced
+	// and the import filter let in.
+	Received, Accepted uint64
+	// LastError says why the session last went down, "" if it never did.
+	LastError string
+}
+
+// bgpStatus holds the speaker's last report; it has its own lock, as
+// reports come at any time.
+type bgpStatus struct {
+	mu sync.Mutex
+	ns []BGPNeighborStatus
+}
+
+// SetBGPNeighbors records the BGP speaker's view of its neighbors, which
+// Stats returns (gNMI state). The slice is the Server's.
+func (s *Server) SetBGPNeighbors(ns []BGPNeighborStatus) {
+	s.bgp.mu.Lock()
+	s.bgp.ns = ns
+	s.bgp.mu.Unlock()
+}
+
+func (b *bgpStatus) get() []BGPNeighborStatus {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.ns)
+}
+
+// AdvertisedPrefixes is what vpc's BGP neighbors are told, sorted: the
+// VPC's subnets and, for each of its active peerings, what the peer VPC
+// exports to it under its side's export policy. Routes the VPC learned
+// (over BGP or from peers) are not passed on.
+func (s *Server) AdvertisedPrefixes(vpc string) []netip.Prefix {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.m.base
+	v, ok := c.VPC(vpc)
+	if !ok {
+		return nil
+	}
+	out := slices.Clone(v.Subnets)
+	for _, p := range c.PeeringsOf(vpc) {
+		other, active, _ := s.peerStateLocked(p)
+		if !active {
+			continue
+		}
+		out = append(out, parsePrefixes(other.GetExportedPrefixes())...)
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	return slices.Compact(out)
 }
