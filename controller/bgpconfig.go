@@ -201,11 +201,16 @@ func (v *validator) checkBGP() {
 		if len(n.Password) > 80 {
 			v.addf(p+".password", "password is %d bytes; TCP MD5 keys are at most 80", len(n.Password))
 		}
+		filters := map[netip.Prefix]bool{}
 		for k, f := range n.Import {
 			fp := fmt.Sprintf("%s.import[%d]", p, k)
 			if !v.prefix(fp+".prefix", f.Prefix) {
 				continue
 			}
+			if filters[f.Prefix] {
+				v.addf(fp, "a second filter for %s: one per prefix (give it ge and le)", f.Prefix)
+			}
+			filters[f.Prefix] = true
 			ge, le := int(f.GE), int(f.LE)
 			if ge == 0 {
 				ge = f.Prefix.Bits()
