@@ -74,9 +74,10 @@ type NetnsFabric struct {
 	suffix string
 	lock   *os.File
 
-	hostNS map[string]string // namespace by host id
-	vmNS   map[string]string // namespace by VM id
-	ulNS   string
+	hostNS   map[string]string // namespace by host id
+	vmNS     map[string]string // namespace by VM id
+	routerNS map[string]string // namespace by router id
+	ulNS     string
 	// made lists every namespace created, in order, for Close.
 	made []string
 
@@ -122,7 +123,7 @@ func NewNetnsFabric(t *Topology, log *slog.Logger) (*NetnsFabric, error) {
 	if err := deleteStale(log); err != nil {
 		return nil, fmt.Errorf("netns fabric: delete stale namespaces: %w", err)
 	}
-	f := &NetnsFabric{topo: t, hostNS: map[string]string{}, vmNS: map[string]string{}}
+	f := &NetnsFabric{topo: t, hostNS: map[string]string{}, vmNS: map[string]string{}, routerNS: map[string]string{}}
 	if err := f.claimSuffix(); err != nil {
 		return nil, fmt.Errorf("netns fabric: %w", err)
 	}
@@ -341,6 +342,22 @@ func (f *NetnsFabric) build() error {
 		}
 		switchSide, otherSide = append(switchSide, port), append(otherSide, eth)
 	}
+	for _, r := range f.topo.Routers {
+		hn, ok := hosts[r.Host]
+		if !ok {
+			return fmt.Errorf("router %s is on unknown host %s", r.ID, r.Host)
+		}
+		rn, err := newNS(r.ID)
+		if err != nil {
+			return err
+		}
+		f.routerNS[r.ID] = rn.name
+		port, eth, err := veth(hn, portName(r.Port), nil, rn, vmIfName, r.MAC, vmMTU)
+		if err != nil {
+			return err
+		}
+		switchSide, otherSide = append(switchSide, port), append(otherSide, eth)
+	}
 
 	for _, l := range slices.Concat(switchSide, otherSide) {
 		if err := disableTxChecksum(l); err != nil {
@@ -551,6 +568,11 @@ func (f *NetnsFabric) Name() string {
 // `ip netns exec NS ping ...` by hand.
 func (f *NetnsFabric) Namespace(vm string) string { return f.vmNS[vm] }
 
+// RouterNamespace is the namespace of router id's cable, its eth0 the
+// peer of the router's switch port ("" if there is none). A test may move
+// that eth0 into the namespace of the router it runs.
+func (f *NetnsFabric) RouterNamespace(id string) string { return f.routerNS[id] }
+
 // HostNamespace is the namespace holding host's switch ports.
 func (f *NetnsFabric) HostNamespace(host string) string { return f.hostNS[host] }
 
@@ -568,6 +590,11 @@ func (f *NetnsFabric) Ports(host string) (map[uint16]dataplane.Port, error) {
 	for _, v := range f.topo.VMs {
 		if v.Host == host {
 			names[v.Port] = portName(v.Port)
+		}
+	}
+	for _, r := range f.topo.Routers {
+		if r.Host == host {
+			names[r.Port] = portName(r.Port)
 		}
 	}
 	f.mu.Lock()
