@@ -116,6 +116,13 @@ func TestBGPFRR(t *testing.T) {
 			attachment: "blue-vpn", attIP: addr("10.2.255.1"), attMAC: "02:02:00:00:ff:01", linkIP: addr("10.2.255.2"),
 			loopbacks: []netip.Prefix{pf("192.168.102.1/32"), pf("172.20.0.1/32")},
 			reachVia:  []netip.Prefix{pf("10.2.0.0/16"), pf("10.1.0.0/16")}, speakerAS: 64513},
+		// A second router of red, on h2, in the same AS as the first:
+		// what both announce is an ECMP pair for hosts holding neither
+		// attachment (h3, red-2's).
+		{id: "red-r2", vpc: "red", ctl: "c1", host: "h2", port: 6, as: 65001, mac: net.HardwareAddr{0x02, 0xfe, 0x01, 0, 0, 0x02},
+			attachment: "red-vpn2", attIP: addr("10.1.255.3"), attMAC: "02:01:00:00:ff:03", linkIP: addr("10.1.255.4"),
+			loopbacks: []netip.Prefix{pf("192.168.103.1/32"), pf("172.30.0.1/32")},
+			reachVia:  []netip.Prefix{pf("10.1.0.0/16")}, speakerAS: 64512},
 	}
 	for _, o := range routers {
 		o.r = frrtest.New(t, frrtest.Config{Name: o.id, AS: o.as, RouterID: o.r0id()})
@@ -128,9 +135,12 @@ func TestBGPFRR(t *testing.T) {
 			c := topo.Configs[o.ctl]
 			c.Endpoints = append(c.Endpoints, controller.Endpoint{ID: o.attachment, VPC: o.vpc, Kind: controller.KindVPN,
 				IP: o.attIP, MAC: mustMAC(o.attMAC), Host: o.host, Port: o.port, RouterMAC: mustMAC(o.mac.String())})
-			c.BGP = &controller.BGP{LocalAS: o.speakerAS, RouterID: o.r.Local, ListenPort: -1, Neighbors: []controller.BGPNeighbor{{
+			if c.BGP == nil {
+				c.BGP = &controller.BGP{LocalAS: o.speakerAS, RouterID: o.r.Local, ListenPort: -1}
+			}
+			c.BGP.Neighbors = append(c.BGP.Neighbors, controller.BGPNeighbor{
 				VPC: o.vpc, Address: o.r.Addr, Attachment: o.attachment, PeerAS: o.as, HoldTime: 9, Keepalive: 3,
-			}}}
+			})
 			// Each side exports its BGP-learned routes to the other.
 			for i := range c.Peerings {
 				c.Peerings[i].ExportCustomRoutes = true
@@ -162,11 +172,13 @@ func TestBGPFRR(t *testing.T) {
 		for _, p := range o.reachVia {
 			runIn(t, "ip", "-n", o.r.NS, "route", "add", p.String(), "via", o.attIP.String(), "dev", "eth0", "onlink")
 		}
-		o.r.Announce(overlap)
+		if o.id != "red-r2" {
+			o.r.Announce(overlap)
+		}
 		o.r.Announce(pf(o.loopbacks[0].Addr().String() + "/24").Masked())
 		o.r.Start()
 	}
-	red, blue := routers[0], routers[1]
+	red, blue, red2 := routers[0], routers[1], routers[2]
 	c1, c2 := m.Controllers["c1"], m.Controllers["c2"]
 
 	for _, o := range routers {
@@ -301,6 +313,50 @@ func TestBGPFRR(t *testing.T) {
 		} else {
 			t.Logf("blue's session: %s, last error %q", ns[0].State, ns[0].LastError)
 		}
+	})
+
+	t.Run("two routers of red: flows spread over both, then all to the one left", func(t *testing.T) {
+		ecmp := pf("172.30.0.0/24")
+		red.r.Announce(ecmp)
+		red2.r.Announce(ecmp)
+		bgpWait(t, "both routers' routes chosen in red", 10*time.Second, func() bool {
+			st := routeStates(t, c1, "red")
+			return strings.HasPrefix(st["172.30.0.0/24 bgp red-vpn"], "chosen=true") &&
+				strings.HasPrefix(st["172.30.0.0/24 bgp red-vpn2"], "chosen=true")
+		})
+		t.Logf("red: 172.30.0.0/24 bgp red-vpn2: %s", routeStates(t, c1, "red")["172.30.0.0/24 bgp red-vpn2"])
+		waitPing(t, m, "red-1", "192.168.103.1", 3) // red-r2 itself, on h2
+		// 64 UDP flows from red-2 (bash opens a socket, with a new source
+		// port, per redirection), counted at each router's cable. red-2
+		// is on h3, which holds neither attachment: a host that holds one
+		// sends out of it alone (the OHC's nearest exit).
+		flows := func() (a, b uint64) {
+			a0, b0 := rxPackets(t, red.r.NS), rxPackets(t, red2.r.NS)
+			out, err := f.Exec(t.Context(), "red-2", "bash", "-c", "for i in $(seq 64); do echo x > /dev/udp/172.30.0.1/9; done")
+			if err != nil {
+				t.Fatalf("send flows: %v: %s", err, out)
+			}
+			time.Sleep(300 * time.Millisecond)
+			return rxPackets(t, red.r.NS) - a0, rxPackets(t, red2.r.NS) - b0
+		}
+		var a, b uint64
+		bgpWait(t, "flows over both routers", 10*time.Second, func() bool {
+			a, b = flows()
+			t.Logf("flows: %d at red-r1, %d at red-r2", a, b)
+			return a > 0 && b > 0 && a+b >= 64
+		})
+		t.Logf("64 flows: %d packets at red-r1, %d at red-r2", a, b)
+
+		red2.r.Stop()
+		bgpWait(t, "red-r2's route gone", 5*time.Second, func() bool {
+			_, ok := routeStates(t, c1, "red")["172.30.0.0/24 bgp red-vpn2"]
+			return !ok
+		})
+		bgpWait(t, "every flow at red-r1", 10*time.Second, func() bool {
+			a, b = flows()
+			return a >= 64 && b == 0
+		})
+		t.Logf("after red-r2 stopped, 64 flows: %d packets at red-r1, %d at red-r2", a, b)
 	})
 }
 
