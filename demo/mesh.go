@@ -154,6 +154,16 @@ type Router struct {
 	Host string
 	Port uint16
 	MAC  net.HardwareAddr
+	// What the fabric sets up behind the cable, when LinkIP is set: the
+	// router's address on it, host addresses Behind it that answer
+	// pings, and VPCRoutes back through the attachment (AttachmentIP,
+	// AttachmentMAC: the VPC side). Unset, the cable is bare (netns) or
+	// silent (in memory).
+	LinkIP        netip.Addr
+	Behind        []netip.Prefix
+	VPCRoutes     []netip.Prefix
+	AttachmentIP  netip.Addr
+	AttachmentMAC net.HardwareAddr
 }
 
 // Topology is the demo's world.

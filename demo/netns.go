@@ -390,6 +390,11 @@ func (f *NetnsFabric) build() error {
 			return err
 		}
 	}
+	for _, r := range f.topo.Routers {
+		if err := configureRouter(f.routerNS[r.ID], r); err != nil {
+			return err
+		}
+	}
 	for _, l := range all {
 		if err := waitOperUp(l, 5*time.Second); err != nil {
 			return err
@@ -461,6 +466,28 @@ func configureVM(n *nsh, v VM) error {
 	r := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: v.Gateway.AsSlice(), Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}}
 	if err := n.nl.RouteAdd(r); err != nil {
 		return fmt.Errorf("VM %s: default route via %s: %w", v.ID, v.Gateway, err)
+	}
+	return nil
+}
+
+// configureRouter sets up what is behind a router's cable, if r says:
+// its link address, the addresses behind it on lo, and routes back to the
+// VPC through the attachment.
+func configureRouter(ns string, r Router) error {
+	if !r.LinkIP.IsValid() {
+		return nil
+	}
+	cmds := [][]string{{"addr", "add", netip.PrefixFrom(r.LinkIP, 32).String(), "dev", vmIfName}}
+	for _, p := range r.Behind {
+		cmds = append(cmds, []string{"addr", "add", p.String(), "dev", "lo"})
+	}
+	for _, p := range r.VPCRoutes {
+		cmds = append(cmds, []string{"route", "add", p.String(), "via", r.AttachmentIP.String(), "dev", vmIfName, "onlink"})
+	}
+	for _, c := range cmds {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, c...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("router %s: ip %s: %w: %s", r.ID, strings.Join(c, " "), err, out)
+		}
 	}
 	return nil
 }

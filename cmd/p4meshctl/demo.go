@@ -69,9 +69,21 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintln(w, "p4mesh demo: two controllers, three hosts, VPCs red and blue peered, green not")
 	fmt.Fprintln(w)
 
-	// The fabric needs the hosts and VMs only, which do not depend on the
-	// controllers' addresses.
-	topo := demo.DemoTopology([2]string{})
+	// The on-prem router behind red's VPN attachment: a GoBGP server in
+	// this process, on loopback, that c1's BGP speaker peers with.
+	router, err := demo.StartGoBGPRouter(ctx, netip.MustParseAddr("127.0.0.2"))
+	if err != nil {
+		return err
+	}
+	defer router.Close()
+	build := func(addrs [2]string) *demo.Topology {
+		t := demo.DemoTopology(addrs)
+		demo.WithOnPrem(t, router.Addr())
+		return t
+	}
+	// The fabric needs the hosts, VMs and router cables only, which do
+	// not depend on the controllers' addresses.
+	topo := build([2]string{})
 	var fabric demo.Fabric
 	var nsf *demo.NetnsFabric
 	switch err := demo.NetnsAvailable(); {
@@ -104,7 +116,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer os.RemoveAll(dir)
-	m, err := demo.Start(ctx, demo.Options{Fabric: fabric, DataDir: dir, Logger: log})
+	m, err := demo.Start(ctx, demo.Options{Fabric: fabric, DataDir: dir, Logger: log, Topology: build})
 	if err != nil {
 		return fmt.Errorf("start the mesh: %w", err)
 	}
@@ -135,6 +147,9 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if err := d.pings(ctx); err != nil {
+		return err
+	}
+	if err := d.onPrem(ctx, router); err != nil {
 		return err
 	}
 
@@ -576,4 +591,41 @@ func (d *demoRun) printByHand() {
 	tw.Flush()
 	fmt.Fprintf(d.w, "Switch ports are in the hosts' namespaces (e.g. ip -n %s link), the underlay bridge in %s.\n",
 		d.netns.HostNamespace("h1"), d.netns.UnderlayNamespace())
+}
+
+// onPrem shows the on-prem router: c1's speaker peers with it, it
+// announces a network, c1 resolves it in red's RIB, and red-1 pings a host
+// in it through the VPN attachment's port.
+func (d *demoRun) onPrem(ctx context.Context, router *demo.GoBGPRouter) error {
+	c1 := d.mesh.Controllers["c1"]
+	fmt.Fprintf(d.w, "\nOn-prem router behind red's VPN attachment %s (h1 port 5): BGP AS %d (GoBGP in this process, at %s), c1's speaker AS %d\n",
+		demo.OnPremAttachment, demo.OnPremAS, router.Addr(), demo.SpeakerAS)
+	up := demo.WaitEstablished(ctx, c1, convergeTimeout)
+	d.check(d.w, up, "c1's BGP session with the on-prem router is established")
+	if !up {
+		return nil
+	}
+	if err := router.Announce(ctx, demo.OnPremPrefix); err != nil {
+		return fmt.Errorf("announce %s: %w", demo.OnPremPrefix, err)
+	}
+	var chosen *controller.Candidate
+	for deadline := time.Now().Add(reachTimeout); time.Now().Before(deadline) && chosen == nil; time.Sleep(100 * time.Millisecond) {
+		for _, c := range c1.RIB("red") {
+			if c.Prefix == demo.OnPremPrefix && c.Origin == controller.OriginBGP && c.Chosen {
+				chosen = &c
+			}
+		}
+	}
+	if chosen == nil {
+		d.check(d.w, false, fmt.Sprintf("red's RIB chooses %s, learned over BGP", demo.OnPremPrefix))
+		return nil
+	}
+	fmt.Fprintf(d.w, "  red's RIB: %s from %s, next hop %v: %s\n", chosen.Prefix, chosen.Source, chosen.NextHops, chosen.Reason)
+	got, err := d.pingUntil(ctx, "red-1", demo.OnPremHost, pingCount, reachTimeout)
+	if err != nil {
+		return err
+	}
+	d.check(d.w, got == pingCount, fmt.Sprintf("red-1 → %s (behind the on-prem router, out of %s's port): expected %d replies, got %d",
+		demo.OnPremHost, demo.OnPremAttachment, pingCount, got))
+	return nil
 }
