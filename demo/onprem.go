@@ -111,6 +111,25 @@ func (r *GoBGPRouter) Announce(ctx context.Context, prefix netip.Prefix) error {
 // Close stops the router.
 func (r *GoBGPRouter) Close() { r.srv.Stop() }
 
+// Describe says what the router is.
+func (r *GoBGPRouter) Describe() string {
+	return fmt.Sprintf("GoBGP in this process, at %s", r.addr)
+}
+
+// OnPremRouter is the demo's on-prem router: FRR's bgpd or a GoBGP server
+// in-process.
+type OnPremRouter interface {
+	Addr() netip.AddrPort
+	Announce(ctx context.Context, prefix netip.Prefix) error
+	Describe() string
+	Close()
+}
+
+var (
+	_ OnPremRouter = (*GoBGPRouter)(nil)
+	_ OnPremRouter = (*FRRRouter)(nil)
+)
+
 // quietLogger drops GoBGP's log lines: the speaker's side logs the session.
 type quietLogger struct{}
 

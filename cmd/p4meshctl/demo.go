@@ -69,20 +69,16 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintln(w, "p4mesh demo: two controllers, three hosts, VPCs red and blue peered, green not")
 	fmt.Fprintln(w)
 
-	// The on-prem router behind red's VPN attachment: a GoBGP server in
-	// this process, on loopback, that c1's BGP speaker peers with.
-	router, err := demo.StartGoBGPRouter(ctx, netip.MustParseAddr("127.0.0.2"))
-	if err != nil {
-		return err
-	}
-	defer router.Close()
+	// c1's BGP neighbor, the on-prem router behind red's VPN attachment,
+	// is known once the router runs, after the fabric is made.
+	var peer netip.AddrPort
 	build := func(addrs [2]string) *demo.Topology {
 		t := demo.DemoTopology(addrs)
-		demo.WithOnPrem(t, router.Addr())
+		demo.WithOnPrem(t, peer)
 		return t
 	}
 	// The fabric needs the hosts, VMs and router cables only, which do
-	// not depend on the controllers' addresses.
+	// not depend on the controllers' addresses or the router's.
 	topo := build([2]string{})
 	var fabric demo.Fabric
 	var nsf *demo.NetnsFabric
@@ -109,7 +105,33 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fabric = demo.NewMemFabric(topo)
 	}
 	defer fabric.Close()
-	fmt.Fprintf(w, "fabric: %s\n\n", fabric.Name())
+	fmt.Fprintf(w, "fabric: %s\n", fabric.Name())
+
+	// The on-prem router: FRR's bgpd in the router's namespace where it
+	// can run, else a GoBGP server in this process on loopback.
+	var router demo.OnPremRouter
+	if nsf != nil {
+		err := demo.FRRAvailable()
+		if err == nil {
+			var r *demo.FRRRouter
+			if r, err = demo.StartFRR(nsf.RouterNamespace("red-onprem")); err == nil {
+				router = r
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(w, "%v: the on-prem router is GoBGP in this process\n", err)
+		}
+	}
+	if router == nil {
+		r, err := demo.StartGoBGPRouter(ctx, netip.MustParseAddr("127.0.0.2"))
+		if err != nil {
+			return err
+		}
+		router = r
+	}
+	defer router.Close()
+	peer = router.Addr()
+	fmt.Fprintf(w, "on-prem router: %s\n\n", router.Describe())
 
 	dir, err := os.MkdirTemp("", "p4mesh-demo-")
 	if err != nil {
@@ -596,10 +618,10 @@ func (d *demoRun) printByHand() {
 // onPrem shows the on-prem router: c1's speaker peers with it, it
 // announces a network, c1 resolves it in red's RIB, and red-1 pings a host
 // in it through the VPN attachment's port.
-func (d *demoRun) onPrem(ctx context.Context, router *demo.GoBGPRouter) error {
+func (d *demoRun) onPrem(ctx context.Context, router demo.OnPremRouter) error {
 	c1 := d.mesh.Controllers["c1"]
-	fmt.Fprintf(d.w, "\nOn-prem router behind red's VPN attachment %s (h1 port 5): BGP AS %d (GoBGP in this process, at %s), c1's speaker AS %d\n",
-		demo.OnPremAttachment, demo.OnPremAS, router.Addr(), demo.SpeakerAS)
+	fmt.Fprintf(d.w, "\nOn-prem router behind red's VPN attachment %s (h1 port 5): BGP AS %d (%s), c1's speaker AS %d\n",
+		demo.OnPremAttachment, demo.OnPremAS, router.Describe(), demo.SpeakerAS)
 	up := demo.WaitEstablished(ctx, c1, convergeTimeout)
 	d.check(d.w, up, "c1's BGP session with the on-prem router is established")
 	if !up {
