@@ -57,7 +57,16 @@ type Link struct {
 	neighbors []bgp.Neighbor
 	adv       map[string][]netip.Prefix
 	sessions  map[string]string // neighbor name → last state logged
+	// failed is the identity a speaker last failed to start with, and
+	// when: it is tried again only after startRetry (or with another
+	// identity), as every failed GoBGP server leaves a goroutine behind.
+	failed   ident
+	failedAt time.Time
 }
+
+// startRetry is how long a speaker that failed to start (its listen port
+// taken, say) waits before it is tried again with the same identity.
+const startRetry = 30 * time.Second
 
 // ident is what a speaker is made with: changing it takes a new speaker.
 type ident struct {
@@ -137,9 +146,14 @@ func (l *Link) reconcile(ctx context.Context, c *controller.Config) error {
 		l.stopSpeaker()
 	}
 	if l.sp == nil {
-		if err := l.startSpeaker(ctx, id); err != nil {
-			return err
+		if id == l.failed && time.Since(l.failedAt) < startRetry {
+			return nil // said when it failed
 		}
+		if err := l.startSpeaker(ctx, id); err != nil {
+			l.failed, l.failedAt = id, time.Now()
+			return fmt.Errorf("%w (tried again in %v, or at once with another AS, router id or listen address)", err, startRetry)
+		}
+		l.failed = ident{}
 	}
 	want := Neighbors(c, l.o.ConnectRetry)
 	if err := l.setNeighbors(ctx, want); err != nil {
