@@ -183,6 +183,16 @@ func TestBGPFRR(t *testing.T) {
 
 	for _, o := range routers {
 		bgpWait(t, o.id+" established with its controller", 30*time.Second, func() bool { return o.r.Established(o.r.Local) })
+		bgpWait(t, o.id+"'s session established in gNMI state", 10*time.Second, func() bool {
+			srv := m.Controllers[o.ctl]
+			d, err := p4gnmi.FromConfig(srv.Config())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p4gnmi.WithState(d, srv.Peerings(), srv.Stats())
+			n := d.P4Mesh.GetBgp().GetNeighbors().GetNeighbor(o.vpc, o.r.Addr.String()).GetState()
+			return n.GetSessionState() == "established" && n.GetAttachment() == o.attachment
+		})
 	}
 
 	t.Run("RIB: local before peer, peer's unique prefix through the peering", func(t *testing.T) {
@@ -307,12 +317,19 @@ func TestBGPFRR(t *testing.T) {
 		if n, _ := m.Ping(t.Context(), "red-1", addr("192.168.102.1"), 1); n != 0 {
 			t.Error("blue's FRR still answers through the peering after its routes left")
 		}
-		ns := c2.Stats().BGPNeighbors
-		if len(ns) != 1 || ns[0].State == "established" {
-			t.Errorf("blue's session state after bgpd stopped: %+v", ns)
-		} else {
-			t.Logf("blue's session: %s, last error %q", ns[0].State, ns[0].LastError)
-		}
+		// The session's state in gNMI says it is down, and why.
+		var st string
+		bgpWait(t, "blue's session down in gNMI state", 5*time.Second, func() bool {
+			d, err := p4gnmi.FromConfig(c2.Config())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p4gnmi.WithState(d, c2.Peerings(), c2.Stats())
+			n := d.P4Mesh.GetBgp().GetNeighbors().GetNeighbor("blue", blue.r.Addr.String()).GetState()
+			st = fmt.Sprintf("session-state %s, last-error %q", n.GetSessionState(), n.GetLastError())
+			return n.GetSessionState() != "" && n.GetSessionState() != "established" && strings.Contains(n.GetLastError(), "NOTIFICATION")
+		})
+		t.Logf("/p4mesh/bgp/neighbors/neighbor[vpc=blue][address=%s]/state: %s", blue.r.Addr, st)
 	})
 
 	t.Run("two routers of red: flows spread over both, then all to the one left", func(t *testing.T) {
