@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -130,5 +131,81 @@ func TestBGPAttachmentChangeRefused(t *testing.T) {
 	}
 	if !srv.Config().Equal(c) {
 		t.Error("a refused change changed the configuration")
+	}
+}
+
+// With a bgp section, random changes (the incremental test's, and changes
+// of the attachment a neighbor names) are accepted or refused by
+// ApplyChange exactly as by Apply of the configuration they make, and
+// leave the same configuration; only those that touch the attachment go
+// the whole way.
+func TestApplyChangeMatchesWholeApplyWithBGP(t *testing.T) {
+	steps := 300
+	if testing.Short() {
+		steps = 80
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	base := incrBase()
+	att := Endpoint{ID: "att1", VPC: "red", Kind: KindVPN, IP: netip.MustParseAddr("10.1.1.250"), MAC: MAC{2, 1, 0, 0, 0xff, 1},
+		Host: "h0", Port: 30, RouterMAC: MAC{2, 0xfe, 0, 0, 0, 9}}
+	base.Endpoints = append(base.Endpoints, att)
+	base.BGP = &BGP{LocalAS: 64512, RouterID: netip.MustParseAddr("10.255.0.1"), Neighbors: []BGPNeighbor{{
+		VPC: "red", Address: netip.MustParseAddr("192.0.2.1"), Attachment: "att1", PeerAS: 65001}}}
+	store, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Apply(base); err != nil {
+		t.Fatal(err)
+	}
+	inc := newIncrServer(t, store)
+	whole := newIncrServer(t, NoPersistence{Start: base.Clone()})
+	g := &changer{r: rand.New(rand.NewPCG(seed, 2)), cfg: whole.Config}
+	touched, refusedTouched := 0, 0
+	for step := range steps {
+		ch := g.change()
+		if g.chance(0.3) {
+			a := att
+			switch g.pick(4) {
+			case 0:
+				ch.DeleteEndpoints = append(ch.DeleteEndpoints, "att1")
+			case 1:
+				a.Kind, a.RouterMAC = KindVM, MAC{}
+			case 2:
+				a.VPC, a.IP = "green", netip.MustParseAddr("10.3.0.250")
+			case 3:
+				a.Port = uint16(30 + g.pick(3)) // still valid
+			}
+			if len(ch.DeleteEndpoints) == 0 || ch.DeleteEndpoints[len(ch.DeleteEndpoints)-1] != "att1" {
+				ch.Endpoints = append(ch.Endpoints, a)
+			}
+		}
+		bgpChange := ch.touchesBGP(inc.Config())
+		gen := inc.gen
+		errInc := inc.ApplyChange(ch)
+		errWhole := whole.Apply(ch.ApplyTo(whole.Config()))
+		if errText(errInc) != errText(errWhole) {
+			t.Fatalf("step %d: %s\nApplyChange: %v\nApply:       %v", step, describeChange(ch), errInc, errWhole)
+		}
+		if !inc.Config().Equal(whole.Config()) {
+			t.Fatalf("step %d: %s\nconfigurations differ:\n%s", step, describeChange(ch), configDiff(t, whole.Config(), inc.Config()))
+		}
+		if !store.Current().Equal(whole.Config()) {
+			t.Fatalf("step %d: the store persisted another configuration", step)
+		}
+		if ch.incremental() && !bgpChange && inc.gen != gen {
+			t.Fatalf("step %d: %s: a change that does not touch the attachment was applied whole", step, describeChange(ch))
+		}
+		if bgpChange {
+			touched++
+			if errInc != nil {
+				refusedTouched++
+			}
+		}
+	}
+	t.Logf("%d steps, %d touched the neighbor's attachment (%d refused)", steps, touched, refusedTouched)
+	if touched == 0 || refusedTouched == 0 || refusedTouched == touched {
+		t.Errorf("the attachment was touched %d times, refused %d: the test does not exercise both outcomes", touched, refusedTouched)
 	}
 }
