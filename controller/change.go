@@ -129,7 +129,9 @@ func edit[T any, K comparable](list []T, del []K, put []T, key func(T) K) []T {
 // the watch tables by deltas (Server.applyLocked). A change of anything
 // else (the directory, VPCs, hosts, export policies, peerings, the
 // controller's name) can affect any item, and is applied as the whole
-// configuration it makes, with every table recomputed.
+// configuration it makes, with every table recomputed; so is a change of
+// an endpoint a BGP neighbor names as its attachment. A Change cannot
+// edit the bgp section: that goes through Apply.
 func (s *Server) ApplyChange(ch *Change) error {
 	if ch.Empty() {
 		return nil
@@ -138,7 +140,7 @@ func (s *Server) ApplyChange(ch *Change) error {
 	// another.
 	s.changeMu.Lock()
 	defer s.changeMu.Unlock()
-	if !ch.incremental() {
+	if !ch.incremental() || ch.touchesBGP(s.Config()) {
 		return s.counted(s.applyWhole(ch.ApplyTo(s.Config())))
 	}
 	return s.counted(s.applyChange(ch))

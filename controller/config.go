@@ -35,6 +35,7 @@ type configDoc struct {
 	Routes         []routeDoc      `yaml:"routes,omitempty"`
 	ExportPolicies []policyDoc     `yaml:"export_policies,omitempty"`
 	Peerings       []peeringDoc    `yaml:"peerings,omitempty"`
+	BGP            *bgpDoc         `yaml:"bgp,omitempty"`
 }
 
 // controllerDoc is a directory entry. A controller that runs as a
@@ -256,6 +257,7 @@ func (d *configDoc) config() (*Config, error) {
 	for _, pr := range d.Peerings {
 		c.Peerings = append(c.Peerings, Peering(pr))
 	}
+	c.BGP = cv.bgp(d.BGP)
 	if err := errors.Join(cv.errs...); err != nil {
 		return nil, err
 	}
@@ -328,6 +330,7 @@ func docOf(c *Config) *configDoc {
 	for _, p := range c.Peerings {
 		d.Peerings = append(d.Peerings, peeringDoc(p))
 	}
+	d.BGP = bgpDocOf(c.BGP)
 	return d
 }
 
@@ -417,6 +420,12 @@ func (c *Config) YAML() ([]byte, error) {
 			if err := encodeYAML(&b, v.Index(i).Interface(), "  - "); err != nil {
 				return nil, err
 			}
+		}
+	}
+	if d.BGP != nil {
+		b.WriteString("bgp:\n")
+		if err := encodeYAML(&b, d.BGP, "  "); err != nil {
+			return nil, err
 		}
 	}
 	return b.Bytes(), nil

@@ -42,6 +42,16 @@ func DiffConfigs(a, b *Config, aName, bName string) ConfigDiff {
 	diffList(dd, "routes", "route", da.Routes, db.Routes, func(r routeDoc) string { return r.VPC + " " + r.Prefix })
 	diffList(dd, "export_policies", "export policy", da.ExportPolicies, db.ExportPolicies, func(p policyDoc) string { return p.Name })
 	diffList(dd, "peerings", "peering", da.Peerings, db.Peerings, func(p peeringDoc) string { return p.VPC + "->" + p.PeerVPC })
+	var ga, gb []bgpGlobalDoc
+	var na, nb []bgpNeighborDoc
+	if da.BGP != nil {
+		ga, na = []bgpGlobalDoc{*da.BGP.global()}, da.BGP.Neighbors
+	}
+	if db.BGP != nil {
+		gb, nb = []bgpGlobalDoc{*db.BGP.global()}, db.BGP.Neighbors
+	}
+	diffList(dd, "bgp", "bgp section", ga, gb, func(bgpGlobalDoc) string { return "speaker" })
+	diffList(dd, "bgp.neighbors", "BGP neighbor", na, nb, func(n bgpNeighborDoc) string { return n.VPC + "/" + n.Address })
 	return dd.items
 }
 

@@ -81,6 +81,7 @@ var _ Persistence = (*ItemStore)(nil)
 
 const (
 	controllerKey   = "controller"
+	bgpKey          = "bgp"
 	migratedKey     = "migrated-from"
 	runtimeKey      = "runtime-revision"
 	peerSidePrefix  = "peer-side/"
@@ -183,6 +184,15 @@ func (s *ItemStore) load(ctx context.Context) error {
 			}
 			continue
 		}
+		if k == bgpKey {
+			var g bgpGlobalDoc
+			if err := json.Unmarshal(iv.Item, &g); err != nil {
+				s.damaged[k] = err
+				continue
+			}
+			d.BGP = &bgpDoc{LocalAS: g.LocalAS, RouterID: g.RouterID, ListenAddress: g.ListenAddress, ListenPort: g.ListenPort, VPCs: g.VPCs}
+			continue
+		}
 		lists[kind] = append(lists[kind], entry{k, iv.Seq, iv.Item})
 	}
 	decode := func(kind string, add func(json.RawMessage) error) {
@@ -203,6 +213,13 @@ func (s *ItemStore) load(ctx context.Context) error {
 	decode("route", appendJSON(&d.Routes))
 	decode("policy", appendJSON(&d.ExportPolicies))
 	decode("peering", appendJSON(&d.Peerings))
+	var neighbors []bgpNeighborDoc
+	decode("bgp-neighbor", appendJSON(&neighbors))
+	if d.BGP != nil {
+		d.BGP.Neighbors = neighbors
+	} else if len(neighbors) > 0 {
+		s.damaged[bgpKey] = errors.New("BGP neighbors are stored without the bgp section")
+	}
 	for _, es := range lists {
 		for _, e := range es {
 			s.damaged[e.key] = errors.New("not a kind of item this p4mesh knows")
@@ -437,6 +454,13 @@ func (b *opBuilder) putAll(d *configDoc, ordered bool) error {
 	}
 	for _, p := range d.Peerings {
 		put(keyOf("peering", p.VPC, p.PeerVPC), p)
+	}
+	if d.BGP != nil {
+		// The speaker's settings are one item, each neighbor another.
+		put(bgpKey, d.BGP.global())
+		for _, n := range d.BGP.Neighbors {
+			put(keyOf("bgp-neighbor", n.VPC, n.Address), n)
+		}
 	}
 	return errors.Join(errs...)
 }

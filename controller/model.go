@@ -50,6 +50,9 @@ type Config struct {
 	ExportPolicies []ExportPolicy
 	// Peerings are this controller's side of each peering of a VPC it owns.
 	Peerings []Peering
+	// BGP configures the BGP speaker and its sessions with on-prem
+	// routers; nil runs none.
+	BGP *BGP
 }
 
 // ControllerEntry is one controller of the directory.
@@ -362,6 +365,7 @@ func (c *Config) Clone() *Config {
 		return p
 	})
 	n.Peerings = cloneSlice(c.Peerings)
+	n.BGP = c.BGP.Clone()
 	return n
 }
 

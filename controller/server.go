@@ -108,6 +108,8 @@ type Server struct {
 	// reports is what the OHCs report of their switches; it has its own
 	// lock, as reports come at any time.
 	reports hostReports
+	// bgp is what the BGP speaker last reported of its neighbors.
+	bgp bgpStatus
 	// authGen is the whole configuration (gen) the open connectivity
 	// streams were last all authorised against: only a new one makes
 	// revokeLocked check them all; the changes that can revoke otherwise
@@ -777,6 +779,9 @@ type Stats struct {
 	// size of the RIBs. Nil in Stats not from a Server.
 	RIBRevision uint64
 	RIBs        func() map[string][]Candidate
+	// BGPNeighbors is what the BGP speaker last reported of its
+	// neighbors (SetBGPNeighbors).
+	BGPNeighbors []BGPNeighborStatus
 }
 
 // Stats counts published services, hosts and watch subscribers.
@@ -789,6 +794,7 @@ func (s *Server) Stats() Stats {
 		HostEntries: s.reports.totals(), HostSwitchPrimary: s.reports.primaries(),
 		Routes:      s.m.chooseRoutes(),
 		RIBRevision: s.rib.rev, RIBs: s.RIBs,
+		BGPNeighbors: s.bgp.get(),
 	}
 	for _, t := range s.hosts {
 		st.Subscribers += t.Subscribers()

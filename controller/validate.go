@@ -42,6 +42,7 @@ func (c *Config) Validate() error {
 	v.checkRoutes()
 	v.checkExportPolicies()
 	v.checkPeerings()
+	v.checkBGP()
 	return errors.Join(v.errs...)
 }
 

@@ -114,6 +114,10 @@ func NewMemFabric(t *Topology) *MemFabric {
 		f.vmPorts[v.ID] = dataplane.NewMemPort(1024)
 		f.replies[v.ID] = make(chan echoReply, 256)
 	}
+	// A router's cable is a port like a VM's (by the router's id).
+	for _, r := range t.Routers {
+		f.vmPorts[r.ID] = dataplane.NewMemPort(1024)
+	}
 	for id, up := range f.uplinks {
 		f.wg.Add(1)
 		go func() {
@@ -126,6 +130,13 @@ func NewMemFabric(t *Topology) *MemFabric {
 		go func() {
 			defer f.wg.Done()
 			f.vmStack(v)
+		}()
+	}
+	for _, r := range t.Routers {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.routerStack(r)
 		}()
 	}
 	for _, wire := range append(slices.Collect(maps.Values(f.uplinks)), slices.Collect(maps.Values(f.vmPorts))...) {
@@ -152,6 +163,11 @@ func (f *MemFabric) Ports(host string) (map[uint16]dataplane.Port, error) {
 	for _, v := range f.topo.VMs {
 		if v.Host == host {
 			wires[v.Port] = f.vmPorts[v.ID]
+		}
+	}
+	for _, r := range f.topo.Routers {
+		if r.Host == host {
+			wires[r.Port] = f.vmPorts[r.ID]
 		}
 	}
 	f.mu.Lock()
@@ -206,6 +222,26 @@ func (f *MemFabric) vmStack(v VM) {
 			default:
 			}
 		}
+	}
+}
+
+// routerStack answers echo requests to the addresses behind an on-prem
+// router, sending the replies to the attachment (the router's next hop
+// into the VPC).
+func (f *MemFabric) routerStack(r Router) {
+	port := f.vmPorts[r.ID]
+	for {
+		var frame []byte
+		select {
+		case <-f.ctx.Done():
+			return
+		case frame = <-port.Output():
+		}
+		icmpType, src, dst, id, seq, ok := parseEcho(frame)
+		if !ok || icmpType != 8 || !slices.ContainsFunc(r.Behind, func(p netip.Prefix) bool { return p.Contains(dst) }) {
+			continue
+		}
+		port.Inject(echoFrame(r.AttachmentMAC, r.MAC, dst, src, 0, id, seq, 64))
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/p4mesh/p4mesh/controller"
 	"github.com/p4mesh/p4mesh/dataplane"
 	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/internal/bgplink"
 	"github.com/p4mesh/p4mesh/mtls"
 	"github.com/p4mesh/p4mesh/ohc"
 	"github.com/p4mesh/p4mesh/p4"
@@ -144,10 +145,33 @@ type VM struct {
 	Prefix     netip.Prefix // the VPC subnet, for the VM's address
 }
 
+// Router is the cable of an on-prem router: a switch port of Host wired
+// to a namespace of its own (netns fabric) whose eth0 has MAC. What runs
+// there (FRR, addresses, routes) is the caller's; the VPC side is an
+// attachment endpoint on Host's Port with router_mac MAC.
+type Router struct {
+	ID   string
+	Host string
+	Port uint16
+	MAC  net.HardwareAddr
+	// What the fabric sets up behind the cable, when LinkIP is set: the
+	// router's address on it, host addresses Behind it that answer
+	// pings, and VPCRoutes back through the attachment (AttachmentIP,
+	// AttachmentMAC: the VPC side). Unset, the cable is bare (netns) or
+	// silent (in memory).
+	LinkIP        netip.Addr
+	Behind        []netip.Prefix
+	VPCRoutes     []netip.Prefix
+	AttachmentIP  netip.Addr
+	AttachmentMAC net.HardwareAddr
+}
+
 // Topology is the demo's world.
 type Topology struct {
 	Hosts []Host
 	VMs   []VM
+	// Routers are on-prem routers' cables; the demo topology has none.
+	Routers []Router
 	// Configs are the controllers' configurations, by controller name.
 	Configs map[string]*controller.Config
 }
@@ -304,6 +328,9 @@ type Options struct {
 	// the mesh starts, restarted ones included: tests set OnWrite and
 	// OnCommit there to see everything a switch is told.
 	SwitchOptions func(host string, o *dataplane.Options)
+	// Topology, if set, builds the topology from the controllers'
+	// addresses in place of DemoTopology (which it may extend).
+	Topology func(addrs [2]string) *Topology
 }
 
 // runningOHC is the parts of a running OHC that tests look into.
@@ -345,7 +372,11 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 		}
 		lis[i], addrs[i] = l, l.Addr().String()
 	}
-	m.Topology = DemoTopology(addrs)
+	if o.Topology != nil {
+		m.Topology = o.Topology(addrs)
+	} else {
+		m.Topology = DemoTopology(addrs)
+	}
 	for i, name := range []string{"c1", "c2"} {
 		m.ctlAddr[name] = addrs[i]
 		if err := m.startController(name, lis[i], m.Topology.Configs[name]); err != nil {
@@ -477,10 +508,14 @@ func (m *Mesh) startController(name string, lis net.Listener, cfg *controller.Co
 	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	ctx, cancel := context.WithCancel(m.ctx)
+	// The BGP speaker, as p4mesh-controller runs it: idle until the
+	// configuration has a bgp section.
+	link := bgplink.New(srv, bgplink.Options{Logger: m.log.With("controller", name), Interval: 200 * time.Millisecond, ConnectRetry: time.Second})
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); g.Serve(lis) }()
 	go func() { defer wg.Done(); srv.Run(ctx) }()
+	go func() { defer wg.Done(); link.Run(ctx) }()
 	m.Controllers[name] = srv
 	started = true
 	m.ctls[name] = func() {

@@ -74,9 +74,10 @@ type NetnsFabric struct {
 	suffix string
 	lock   *os.File
 
-	hostNS map[string]string // namespace by host id
-	vmNS   map[string]string // namespace by VM id
-	ulNS   string
+	hostNS   map[string]string // namespace by host id
+	vmNS     map[string]string // namespace by VM id
+	routerNS map[string]string // namespace by router id
+	ulNS     string
 	// made lists every namespace created, in order, for Close.
 	made []string
 
@@ -122,7 +123,7 @@ func NewNetnsFabric(t *Topology, log *slog.Logger) (*NetnsFabric, error) {
 	if err := deleteStale(log); err != nil {
 		return nil, fmt.Errorf("netns fabric: delete stale namespaces: %w", err)
 	}
-	f := &NetnsFabric{topo: t, hostNS: map[string]string{}, vmNS: map[string]string{}}
+	f := &NetnsFabric{topo: t, hostNS: map[string]string{}, vmNS: map[string]string{}, routerNS: map[string]string{}}
 	if err := f.claimSuffix(); err != nil {
 		return nil, fmt.Errorf("netns fabric: %w", err)
 	}
@@ -341,6 +342,22 @@ func (f *NetnsFabric) build() error {
 		}
 		switchSide, otherSide = append(switchSide, port), append(otherSide, eth)
 	}
+	for _, r := range f.topo.Routers {
+		hn, ok := hosts[r.Host]
+		if !ok {
+			return fmt.Errorf("router %s is on unknown host %s", r.ID, r.Host)
+		}
+		rn, err := newNS(r.ID)
+		if err != nil {
+			return err
+		}
+		f.routerNS[r.ID] = rn.name
+		port, eth, err := veth(hn, portName(r.Port), nil, rn, vmIfName, r.MAC, vmMTU)
+		if err != nil {
+			return err
+		}
+		switchSide, otherSide = append(switchSide, port), append(otherSide, eth)
+	}
 
 	for _, l := range slices.Concat(switchSide, otherSide) {
 		if err := disableTxChecksum(l); err != nil {
@@ -370,6 +387,11 @@ func (f *NetnsFabric) build() error {
 	}
 	for _, v := range f.topo.VMs {
 		if err := configureVM(vms[v.ID], v); err != nil {
+			return err
+		}
+	}
+	for _, r := range f.topo.Routers {
+		if err := configureRouter(f.routerNS[r.ID], r); err != nil {
 			return err
 		}
 	}
@@ -444,6 +466,28 @@ func configureVM(n *nsh, v VM) error {
 	r := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: v.Gateway.AsSlice(), Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}}
 	if err := n.nl.RouteAdd(r); err != nil {
 		return fmt.Errorf("VM %s: default route via %s: %w", v.ID, v.Gateway, err)
+	}
+	return nil
+}
+
+// configureRouter sets up what is behind a router's cable, if r says:
+// its link address, the addresses behind it on lo, and routes back to the
+// VPC through the attachment.
+func configureRouter(ns string, r Router) error {
+	if !r.LinkIP.IsValid() {
+		return nil
+	}
+	cmds := [][]string{{"addr", "add", netip.PrefixFrom(r.LinkIP, 32).String(), "dev", vmIfName}}
+	for _, p := range r.Behind {
+		cmds = append(cmds, []string{"addr", "add", p.String(), "dev", "lo"})
+	}
+	for _, p := range r.VPCRoutes {
+		cmds = append(cmds, []string{"route", "add", p.String(), "via", r.AttachmentIP.String(), "dev", vmIfName, "onlink"})
+	}
+	for _, c := range cmds {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, c...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("router %s: ip %s: %w: %s", r.ID, strings.Join(c, " "), err, out)
+		}
 	}
 	return nil
 }
@@ -551,6 +595,11 @@ func (f *NetnsFabric) Name() string {
 // `ip netns exec NS ping ...` by hand.
 func (f *NetnsFabric) Namespace(vm string) string { return f.vmNS[vm] }
 
+// RouterNamespace is the namespace of router id's cable, its eth0 the
+// peer of the router's switch port ("" if there is none). A test may move
+// that eth0 into the namespace of the router it runs.
+func (f *NetnsFabric) RouterNamespace(id string) string { return f.routerNS[id] }
+
 // HostNamespace is the namespace holding host's switch ports.
 func (f *NetnsFabric) HostNamespace(host string) string { return f.hostNS[host] }
 
@@ -568,6 +617,11 @@ func (f *NetnsFabric) Ports(host string) (map[uint16]dataplane.Port, error) {
 	for _, v := range f.topo.VMs {
 		if v.Host == host {
 			names[v.Port] = portName(v.Port)
+		}
+	}
+	for _, r := range f.topo.Routers {
+		if r.Host == host {
+			names[r.Port] = portName(r.Port)
 		}
 	}
 	f.mu.Lock()

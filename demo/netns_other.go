@@ -48,3 +48,24 @@ func (*NetnsFabric) Exec(context.Context, string, ...string) ([]byte, error) { r
 
 // Close implements Fabric.
 func (*NetnsFabric) Close() error { return nil }
+
+// FRRAvailable reports that FRR is not used here.
+func FRRAvailable() error { return errNoNetns }
+
+// FRRRouter is FRR as the demo's on-prem router, Linux only.
+type FRRRouter struct{}
+
+// StartFRR fails here.
+func StartFRR(string) (*FRRRouter, error) { return nil, errNoNetns }
+
+// Addr is nothing here.
+func (*FRRRouter) Addr() netip.AddrPort { return netip.AddrPort{} }
+
+// Announce does nothing here.
+func (*FRRRouter) Announce(context.Context, netip.Prefix) error { return nil }
+
+// Describe says nothing here.
+func (*FRRRouter) Describe() string { return "" }
+
+// Close does nothing here.
+func (*FRRRouter) Close() {}

@@ -263,6 +263,8 @@ func yangPath(c *controller.Config, p string) (string, bool) {
 			return "", false
 		}
 		base = peeringPath(vpc, peer)
+	case "bgp":
+		return bgpYANGPath(rest)
 	default:
 		return "", false
 	}
@@ -336,4 +338,41 @@ func orRoot(path string) string {
 		return "/"
 	}
 	return path
+}
+
+// bgpYANGPath translates the rest of a controller path under bgp.
+func bgpYANGPath(rest []segment) (string, bool) {
+	leaf := func(s segment) string {
+		if s.name == "password" {
+			return "auth-password"
+		}
+		return strings.ReplaceAll(s.name, "_", "-")
+	}
+	switch {
+	case len(rest) == 0:
+		return "/p4mesh/bgp", true
+	case !rest[0].keyed && len(rest) == 1:
+		return "/p4mesh/bgp/config/" + leaf(rest[0]), true
+	case rest[0].name == "vpcs" && rest[0].keyed:
+		base := bgpVPCPath(rest[0].key)
+		if len(rest) == 1 {
+			return base, true
+		}
+		return base + "/config/" + leaf(rest[1]), len(rest) == 2
+	case rest[0].name == "neighbors" && rest[0].keyed:
+		vpc, addr, ok := strings.Cut(rest[0].key, "/")
+		if !ok {
+			return "", false
+		}
+		base := neighborPath(vpc, addr)
+		switch {
+		case len(rest) == 1:
+			return base, true
+		case rest[1].name == "import":
+			return base + "/import-filters", true
+		case len(rest) == 2:
+			return base + "/config/" + leaf(rest[1]), true
+		}
+	}
+	return "", false
 }

@@ -191,6 +191,70 @@ func FromConfig(c *controller.Config) (*oc.Device, error) {
 			cfg.ExportCustomRoutes = ygot.Bool(true)
 		}
 	}
+	if b := c.BGP; b != nil {
+		g := m.GetOrCreateBgp()
+		cfg := g.GetOrCreateConfig()
+		if b.LocalAS != 0 {
+			cfg.LocalAs = ygot.Uint32(b.LocalAS)
+		}
+		cfg.RouterId, cfg.ListenAddress = str(text(b.RouterID)), str(text(b.ListenAddress))
+		if b.ListenPort != 0 {
+			cfg.ListenPort = ygot.Int32(b.ListenPort)
+		}
+		for _, o := range b.VPCs {
+			x, err := g.GetOrCreateVpcs().AppendNewVpc(o.VPC)
+			if err != nil {
+				fail(bgpVPCPath(o.VPC), "VPC has two entries")
+				continue
+			}
+			vc := x.GetOrCreateConfig()
+			vc.Vpc, vc.RouterId = str(o.VPC), str(text(o.RouterID))
+			if o.LocalAS != 0 {
+				vc.LocalAs = ygot.Uint32(o.LocalAS)
+			}
+		}
+		for _, n := range b.Neighbors {
+			x, err := g.GetOrCreateNeighbors().AppendNewNeighbor(n.VPC, text(n.Address))
+			if err != nil {
+				fail(neighborPath(n.VPC, text(n.Address)), "neighbor defined twice")
+				continue
+			}
+			nc := x.GetOrCreateConfig()
+			nc.Vpc, nc.Address, nc.Attachment, nc.AuthPassword = str(n.VPC), str(text(n.Address)), str(n.Attachment), str(n.Password)
+			set32 := func(v uint32) *uint32 {
+				if v == 0 {
+					return nil
+				}
+				return ygot.Uint32(v)
+			}
+			set16 := func(v uint16) *uint16 {
+				if v == 0 {
+					return nil
+				}
+				return ygot.Uint16(v)
+			}
+			nc.PeerAs, nc.LocalAs, nc.MaxPrefixes = set32(n.PeerAS), set32(n.LocalAS), set32(n.MaxPrefixes)
+			nc.HoldTime, nc.Keepalive, nc.Port = set16(n.HoldTime), set16(n.Keepalive), set16(n.Port)
+			if n.GracefulRestart {
+				nc.GracefulRestart = ygot.Bool(true)
+			}
+			for _, f := range n.Import {
+				fx, err := x.GetOrCreateImportFilters().AppendNewImportFilter(text(f.Prefix))
+				if err != nil {
+					fail(neighborPath(n.VPC, text(n.Address))+"/import-filters", "import filter %s defined twice", text(f.Prefix))
+					continue
+				}
+				fc := fx.GetOrCreateConfig()
+				fc.Prefix = str(text(f.Prefix))
+				if f.GE != 0 {
+					fc.Ge = ygot.Uint8(f.GE)
+				}
+				if f.LE != 0 {
+					fc.Le = ygot.Uint8(f.LE)
+				}
+			}
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -207,7 +271,7 @@ func FromConfig(c *controller.Config) (*oc.Device, error) {
 // It does not validate (Validate does): it fails only on what
 // controller.Config cannot hold — an address, prefix or MAC that does not
 // parse, a key its config contradicts, and parts of the model the
-// controller does not implement yet (BGP neighbors, gateway pools), which
+// controller does not implement yet (gateway pools), which
 // are refused rather than silently dropped. Every error names its YANG
 // path; all of them are reported, joined.
 func ToConfig(d *oc.Device) (*controller.Config, error) {
@@ -346,8 +410,47 @@ func ToConfig(d *oc.Device) (*controller.Config, error) {
 		})
 	}
 
-	for _, x := range neighborList(m) {
-		cv.addf(neighborPath(x.GetVpc(), x.GetAddress()), "BGP neighbors are not supported by this controller yet")
+	if g := m.GetBgp(); g != nil && (g.GetConfig() != nil || len(neighborList(m)) > 0 || g.GetVpcs() != nil && g.GetVpcs().Vpc.Len() > 0) {
+		cfg := g.GetConfig()
+		b := &controller.BGP{
+			LocalAS:       cfg.GetLocalAs(),
+			RouterID:      cv.addr("/p4mesh/bgp/config/router-id", cfg.GetRouterId()),
+			ListenAddress: cv.addr("/p4mesh/bgp/config/listen-address", cfg.GetListenAddress()),
+			ListenPort:    cfg.GetListenPort(),
+		}
+		if g.GetVpcs() != nil {
+			for _, x := range g.GetVpcs().Vpc.Values() {
+				p := bgpVPCPath(x.GetVpc())
+				vc := x.GetConfig()
+				cv.key(p+"/config/vpc", x.GetVpc(), vc.GetVpc)
+				b.VPCs = append(b.VPCs, controller.BGPVPC{
+					VPC: x.GetVpc(), LocalAS: vc.GetLocalAs(), RouterID: cv.addr(p+"/config/router-id", vc.GetRouterId()),
+				})
+			}
+		}
+		for _, x := range neighborList(m) {
+			p := neighborPath(x.GetVpc(), x.GetAddress())
+			nc := x.GetConfig()
+			cv.key(p+"/config/vpc", x.GetVpc(), nc.GetVpc)
+			cv.key(p+"/config/address", x.GetAddress(), nc.GetAddress)
+			n := controller.BGPNeighbor{
+				VPC: x.GetVpc(), Address: cv.addr(p+"/address", x.GetAddress()), Attachment: nc.GetAttachment(),
+				PeerAS: nc.GetPeerAs(), LocalAS: nc.GetLocalAs(), HoldTime: nc.GetHoldTime(), Keepalive: nc.GetKeepalive(),
+				Password: nc.GetAuthPassword(), MaxPrefixes: nc.GetMaxPrefixes(), GracefulRestart: nc.GetGracefulRestart(),
+				Port: nc.GetPort(),
+			}
+			if x.GetImportFilters() != nil {
+				for _, f := range x.GetImportFilters().ImportFilter.Values() {
+					fp := p + keyed("/import-filters/import-filter", "prefix", f.GetPrefix())
+					cv.key(fp+"/config/prefix", f.GetPrefix(), f.GetConfig().GetPrefix)
+					n.Import = append(n.Import, controller.BGPPrefixFilter{
+						Prefix: cv.prefix(fp+"/prefix", f.GetPrefix()), GE: f.GetConfig().GetGe(), LE: f.GetConfig().GetLe(),
+					})
+				}
+			}
+			b.Neighbors = append(b.Neighbors, n)
+		}
+		c.BGP = b
 	}
 	for _, x := range poolList(m) {
 		cv.addf(keyed("/p4mesh/gateway-pools/gateway-pool", "name", x.GetName()), "gateway pools are not supported by this controller yet")
@@ -568,6 +671,8 @@ func routePath(vpc, prefix, nextHop string) string {
 func peeringPath(vpc, peer string) string {
 	return keyed("/p4mesh/peerings/peering", "vpc", vpc, "peer-vpc", peer)
 }
+func bgpVPCPath(vpc string) string { return keyed("/p4mesh/bgp/vpcs/vpc", "vpc", vpc) }
+
 func neighborPath(vpc, addr string) string {
 	return keyed("/p4mesh/bgp/neighbors/neighbor", "vpc", vpc, "address", addr)
 }

@@ -409,7 +409,18 @@ func TestValidate(t *testing.T) {
 		{"BGP", func(m *oc.P4Mesh_P4Mesh) {
 			n, _ := m.GetOrCreateBgp().GetOrCreateNeighbors().AppendNewNeighbor("red", "10.1.0.1")
 			n.GetOrCreateConfig().Vpc, n.Config.Address = ygot.String("red"), ygot.String("10.1.0.1")
-		}, []string{`/p4mesh/bgp/neighbors/neighbor[vpc=red][address=10.1.0.1]: BGP neighbors are not supported by this controller yet`}},
+			n.Config.Attachment, n.Config.PeerAs = ygot.String("red-vm1"), ygot.Uint32(65001)
+			m.Bgp.GetOrCreateConfig().RouterId = ygot.String("10.255.0.1")
+		}, []string{
+			`/p4mesh/bgp/config/local-as: local AS is required`,
+			`/p4mesh/bgp/neighbors/neighbor[vpc=red][address=10.1.0.1]/config/attachment: endpoint red-vm1 is of kind vm; a BGP neighbor needs a vpn or interconnect endpoint`,
+		}},
+		{"BGP router id per VPC", func(m *oc.P4Mesh_P4Mesh) {
+			c := m.GetOrCreateBgp().GetOrCreateConfig()
+			c.RouterId, c.LocalAs = ygot.String("10.255.0.1"), ygot.Uint32(64512)
+			v, _ := m.Bgp.GetOrCreateVpcs().AppendNewVpc("red")
+			v.GetOrCreateConfig().RouterId = ygot.String("10.9.9.9")
+		}, []string{`/p4mesh/bgp/vpcs/vpc[vpc=red]/config/router-id: router id 10.9.9.9 differs from the speaker's 10.255.0.1: one GoBGP speaker sends one BGP identifier on all sessions`}},
 		{"several at once", func(m *oc.P4Mesh_P4Mesh) {
 			m.Vpcs.GetVpc("green").Config.Vni = ygot.Uint32(100)
 			m.Endpoints.GetEndpoint("red-vm1").Config.Host = ygot.String("h9")

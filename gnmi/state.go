@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/openconfig/ygot/ygot"
 
@@ -79,6 +80,20 @@ func WithState(d *oc.Device, peerings []controller.PeeringStatus, st controller.
 			for _, c := range cs {
 				ribRoute(routes, c)
 			}
+		}
+	}
+	for _, n := range st.BGPNeighbors {
+		x := m.GetBgp().GetNeighbors().GetNeighbor(n.VPC, n.Address.String())
+		if x == nil {
+			continue
+		}
+		ns := x.GetOrCreateState()
+		ns.SessionState = str(n.State)
+		ns.Received, ns.Accepted = ygot.Uint64(n.Received), ygot.Uint64(n.Accepted)
+		ns.LastError = str(n.LastError)
+		if !n.Since.IsZero() {
+			ns.EstablishedSince = ygot.Uint64(uint64(n.Since.UnixNano()))
+			ns.Uptime = ygot.Uint64(uint64(time.Since(n.Since) / time.Second))
 		}
 	}
 	s := m.GetOrCreateState()

@@ -46,6 +46,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -62,6 +63,7 @@ import (
 	"github.com/p4mesh/p4mesh/controller"
 	p4gnmi "github.com/p4mesh/p4mesh/gnmi"
 	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/internal/bgplink"
 	"github.com/p4mesh/p4mesh/internal/daemon"
 	"github.com/p4mesh/p4mesh/internal/sendgate"
 	"github.com/p4mesh/p4mesh/mtls"
@@ -127,6 +129,10 @@ type options struct {
 	limits      daemon.Limits
 	// gate: its Conns and Logger are set at start.
 	gate sendgate.Options
+	// bgpListen is --bgp-listen, parsed: it overrides the bgp section's
+	// listen address and port (port -1: do not listen).
+	bgpListenAddr string
+	bgpListenPort int32
 }
 
 // errUsage marks command-line errors, which exit with status 2.
@@ -149,6 +155,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.advertise, "advertise", "", "address OHCs and peers reach this controller at, when not --listen (NAT, a load balancer); checked against the directory")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "Prometheus /metrics, /healthz and /readyz (ready: every peer controller heard from, or --peer-grace passed) listen address, e.g. 127.0.0.1:9101 (empty: off)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	bgpListen := fs.String("bgp-listen", "", "where the BGP speaker (configuration section bgp) accepts sessions, address:port, overriding bgp.listen_address and bgp.listen_port; \"none\" to only dial out (empty: as configured)")
 	fs.DurationVar(&o.peerGrace, "peer-grace", 10*time.Second, "after a start, how long host programming waits to hear from the controllers owning peer VPCs before serving their peerings as inactive")
 	o.tls.Register(fs, "the controller API (OHCs, peer controllers) and, unless --gnmi-tls-* say otherwise, gNMI")
 	fs.IntVar(&o.limits.StreamsPerPeer, "max-streams-per-peer", 8192, "watch streams one identity (or, unauthenticated, one connection) may hold open; more are refused with RESOURCE_EXHAUSTED")
@@ -209,6 +216,17 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if err := o.gnmi.check(&o.tls); err != nil {
 		return o, err
+	}
+	switch *bgpListen {
+	case "":
+	case "none":
+		o.bgpListenPort = -1
+	default:
+		ap, err := netip.ParseAddrPort(*bgpListen)
+		if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
+			return o, usageErr("--bgp-listen %q: an IPv4 address:port, or none", *bgpListen)
+		}
+		o.bgpListenAddr, o.bgpListenPort = ap.Addr().String(), int32(ap.Port())
 	}
 	return o, nil
 }
@@ -442,7 +460,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	errc := make(chan error, 3)
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 4)
 	go func() {
 		defer func() { done <- struct{}{} }()
 		if err := srv.Run(runCtx); err != nil {
@@ -456,6 +474,13 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 	go func() {
 		defer func() { done <- struct{}{} }()
 		gate.Run(runCtx)
+	}()
+	// The BGP speaker runs while the configuration has a bgp section;
+	// stopped, it withdraws what it learned.
+	link := bgplink.New(srv, bgplink.Options{Logger: log, ListenAddress: o.bgpListenAddr, ListenPort: o.bgpListenPort})
+	go func() {
+		defer func() { done <- struct{}{} }()
+		_ = link.Run(runCtx)
 	}()
 	go func() {
 		if err := gs.Serve(lis); err != nil {
@@ -513,6 +538,7 @@ loop:
 	endStreams()
 	daemon.StopGRPC(gs, shutdownGrace, log)
 	daemon.StopHTTP(hs, shutdownGrace)
+	<-done
 	<-done
 	<-done
 	<-done

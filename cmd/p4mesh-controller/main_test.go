@@ -95,6 +95,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--data-dir", dir, "--max-sending-streams", "0"}, 2, "--max-sending-streams must be positive"},
 		{[]string{"--data-dir", dir, "--max-sending-streams-per-peer", "-1"}, 2, "--max-sending-streams-per-peer must be positive"},
 		{[]string{"--data-dir", dir, "--stall-timeout", "0s"}, 2, "--stall-timeout must be positive"},
+		{[]string{"--data-dir", dir, "--bgp-listen", "179"}, 2, `--bgp-listen "179": an IPv4 address:port, or none`},
 		{[]string{"--data-dir", t.TempDir(), "--config", filepath.Join(dir, "missing.yaml")}, 1, "--config: open " + filepath.Join(dir, "missing.yaml") + ": no such file or directory"},
 		{[]string{"--data-dir", t.TempDir(), "--config", invalid}, 1, "vpcs[red].vni: 0 is out of range"},
 		{[]string{"--data-dir", t.TempDir()}, 1, "no configuration"},
@@ -532,4 +533,27 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// --bgp-listen overrides where the BGP speaker listens; none: not at all.
+func TestBGPListenFlag(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		arg  string
+		addr string
+		port int32
+	}{
+		{"", "", 0},
+		{"none", "", -1},
+		{"127.0.0.1:1179", "127.0.0.1", 1179},
+	} {
+		args := []string{"--data-dir", dir}
+		if tc.arg != "" {
+			args = append(args, "--bgp-listen", tc.arg)
+		}
+		o, err := parseFlags(args, io.Discard)
+		if err != nil || o.bgpListenAddr != tc.addr || o.bgpListenPort != tc.port {
+			t.Errorf("--bgp-listen %q: %q %d, %v; want %q %d", tc.arg, o.bgpListenAddr, o.bgpListenPort, err, tc.addr, tc.port)
+		}
+	}
 }

@@ -69,9 +69,17 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintln(w, "p4mesh demo: two controllers, three hosts, VPCs red and blue peered, green not")
 	fmt.Fprintln(w)
 
-	// The fabric needs the hosts and VMs only, which do not depend on the
-	// controllers' addresses.
-	topo := demo.DemoTopology([2]string{})
+	// c1's BGP neighbor, the on-prem router behind red's VPN attachment,
+	// is known once the router runs, after the fabric is made.
+	var peer netip.AddrPort
+	build := func(addrs [2]string) *demo.Topology {
+		t := demo.DemoTopology(addrs)
+		demo.WithOnPrem(t, peer)
+		return t
+	}
+	// The fabric needs the hosts, VMs and router cables only, which do
+	// not depend on the controllers' addresses or the router's.
+	topo := build([2]string{})
 	var fabric demo.Fabric
 	var nsf *demo.NetnsFabric
 	switch err := demo.NetnsAvailable(); {
@@ -97,14 +105,40 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fabric = demo.NewMemFabric(topo)
 	}
 	defer fabric.Close()
-	fmt.Fprintf(w, "fabric: %s\n\n", fabric.Name())
+	fmt.Fprintf(w, "fabric: %s\n", fabric.Name())
+
+	// The on-prem router: FRR's bgpd in the router's namespace where it
+	// can run, else a GoBGP server in this process on loopback.
+	var router demo.OnPremRouter
+	if nsf != nil {
+		err := demo.FRRAvailable()
+		if err == nil {
+			var r *demo.FRRRouter
+			if r, err = demo.StartFRR(nsf.RouterNamespace("red-onprem")); err == nil {
+				router = r
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(w, "%v: the on-prem router is GoBGP in this process\n", err)
+		}
+	}
+	if router == nil {
+		r, err := demo.StartGoBGPRouter(ctx, netip.MustParseAddr("127.0.0.2"))
+		if err != nil {
+			return err
+		}
+		router = r
+	}
+	defer router.Close()
+	peer = router.Addr()
+	fmt.Fprintf(w, "on-prem router: %s\n\n", router.Describe())
 
 	dir, err := os.MkdirTemp("", "p4mesh-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	m, err := demo.Start(ctx, demo.Options{Fabric: fabric, DataDir: dir, Logger: log})
+	m, err := demo.Start(ctx, demo.Options{Fabric: fabric, DataDir: dir, Logger: log, Topology: build})
 	if err != nil {
 		return fmt.Errorf("start the mesh: %w", err)
 	}
@@ -135,6 +169,9 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if err := d.pings(ctx); err != nil {
+		return err
+	}
+	if err := d.onPrem(ctx, router); err != nil {
 		return err
 	}
 
@@ -576,4 +613,41 @@ func (d *demoRun) printByHand() {
 	tw.Flush()
 	fmt.Fprintf(d.w, "Switch ports are in the hosts' namespaces (e.g. ip -n %s link), the underlay bridge in %s.\n",
 		d.netns.HostNamespace("h1"), d.netns.UnderlayNamespace())
+}
+
+// onPrem shows the on-prem router: c1's speaker peers with it, it
+// announces a network, c1 resolves it in red's RIB, and red-1 pings a host
+// in it through the VPN attachment's port.
+func (d *demoRun) onPrem(ctx context.Context, router demo.OnPremRouter) error {
+	c1 := d.mesh.Controllers["c1"]
+	fmt.Fprintf(d.w, "\nOn-prem router behind red's VPN attachment %s (h1 port 5): BGP AS %d (%s), c1's speaker AS %d\n",
+		demo.OnPremAttachment, demo.OnPremAS, router.Describe(), demo.SpeakerAS)
+	up := demo.WaitEstablished(ctx, c1, convergeTimeout)
+	d.check(d.w, up, "c1's BGP session with the on-prem router is established")
+	if !up {
+		return nil
+	}
+	if err := router.Announce(ctx, demo.OnPremPrefix); err != nil {
+		return fmt.Errorf("announce %s: %w", demo.OnPremPrefix, err)
+	}
+	var chosen *controller.Candidate
+	for deadline := time.Now().Add(reachTimeout); time.Now().Before(deadline) && chosen == nil; time.Sleep(100 * time.Millisecond) {
+		for _, c := range c1.RIB("red") {
+			if c.Prefix == demo.OnPremPrefix && c.Origin == controller.OriginBGP && c.Chosen {
+				chosen = &c
+			}
+		}
+	}
+	if chosen == nil {
+		d.check(d.w, false, fmt.Sprintf("red's RIB chooses %s, learned over BGP", demo.OnPremPrefix))
+		return nil
+	}
+	fmt.Fprintf(d.w, "  red's RIB: %s from %s, next hop %v: %s\n", chosen.Prefix, chosen.Source, chosen.NextHops, chosen.Reason)
+	got, err := d.pingUntil(ctx, "red-1", demo.OnPremHost, pingCount, reachTimeout)
+	if err != nil {
+		return err
+	}
+	d.check(d.w, got == pingCount, fmt.Sprintf("red-1 → %s (behind the on-prem router, out of %s's port): expected %d replies, got %d",
+		demo.OnPremHost, demo.OnPremAttachment, pingCount, got))
+	return nil
 }

@@ -48,7 +48,10 @@ func TestDemoInMemory(t *testing.T) {
 		"✓ red-1 → green-1",
 		"expected no reply, got 0/3",
 		"✓ red-1 → blue-2",
-		"All 7 expectations held.",
+		"✓ c1's BGP session with the on-prem router is established",
+		"red's RIB: 192.168.100.0/24 from red-vpn",
+		"✓ red-1 → 192.168.100.1 (behind the on-prem router",
+		"All 9 expectations held.",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, got)
@@ -72,7 +75,7 @@ func TestDemoKeep(t *testing.T) {
 	if err := run(ctx, []string{"demo", "--in-memory", "--keep"}, out, &lockedBuffer{}); err != nil {
 		t.Fatalf("demo --keep: %v\n%s", err, out.String())
 	}
-	if got := out.String(); !strings.Contains(got, "All 7 expectations held.") || !strings.HasSuffix(got, "stopping\n") {
+	if got := out.String(); !strings.Contains(got, "All 9 expectations held.") || !strings.HasSuffix(got, "stopping\n") {
 		t.Errorf("demo --keep output:\n%s", got)
 	}
 }
