@@ -155,7 +155,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.advertise, "advertise", "", "address OHCs and peers reach this controller at, when not --listen (NAT, a load balancer); checked against the directory")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "Prometheus /metrics, /healthz and /readyz (ready: every peer controller heard from, or --peer-grace passed) listen address, e.g. 127.0.0.1:9101 (empty: off)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	bgpListen := fs.String("bgp-listen", "", "where the BGP speaker (configuration section bgp) accepts sessions, address:port, overriding bgp.listen_address and bgp.listen_port; \"none\" to only dial out (empty: as configured)")
+	bgpListen := fs.String("bgp-listen", "", "the BGP speaker's (configuration section bgp) local address, address:port, overriding bgp.listen_address and bgp.listen_port; the speaker dials every neighbor from that address and accepts no connection (one GoBGP server per VPC cannot share a port), so the port is ignored and \"none\" changes nothing but the address (empty: as configured)")
 	fs.DurationVar(&o.peerGrace, "peer-grace", 10*time.Second, "after a start, how long host programming waits to hear from the controllers owning peer VPCs before serving their peerings as inactive")
 	o.tls.Register(fs, "the controller API (OHCs, peer controllers) and, unless --gnmi-tls-* say otherwise, gNMI")
 	fs.IntVar(&o.limits.StreamsPerPeer, "max-streams-per-peer", 8192, "watch streams one identity (or, unauthenticated, one connection) may hold open; more are refused with RESOURCE_EXHAUSTED")

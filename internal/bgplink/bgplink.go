@@ -283,11 +283,16 @@ func (l *Link) startSpeaker(ctx context.Context, id ident) error {
 	l.sp, l.ident = sp, id
 	l.neighbors = nil
 	clear(l.adv)
-	listen := fmt.Sprintf("%s:%d", id.listenAddress, cmp.Or(id.listenPort, 179))
-	if id.listenPort < 0 {
-		listen = "not listening"
+	// The speaker runs one GoBGP server per VPC, which cannot share a
+	// listening socket, so it dials every neighbor and accepts nothing: a
+	// configured listen port would mislead the operator into expecting
+	// routers to connect in. Say so once, where they look.
+	from := cmp.Or(id.listenAddress, "the kernel's choice")
+	l.log.Info("BGP: speaker started; it dials every neighbor (routers must accept the connection, as FRR does by default)",
+		"local_as", id.as, "router_id", id.routerID, "source_address", from)
+	if id.listenPort > 0 {
+		l.log.Warn("BGP: bgp.listen_port (or --bgp-listen's port) is ignored: the speaker does not listen, it dials every neighbor from its source address", "listen_port", id.listenPort)
 	}
-	l.log.Info("BGP: speaker started", "local_as", id.as, "router_id", id.routerID, "listen", listen)
 	return nil
 }
 
