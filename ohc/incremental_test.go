@@ -275,4 +275,3 @@ func sortView(v *ohc.View) *ohc.View {
 	}
 	return v
 }
-
