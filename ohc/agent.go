@@ -191,6 +191,9 @@ type part struct {
 	built   uint64
 	rev     uint64
 	items   parsed
+	// pending is what changed in the part's items since the agent last
+	// handed the programmer a view made with them.
+	pending ViewChange
 }
 
 // update rebuilds the part's items with add when its streams changed
@@ -200,6 +203,7 @@ func (p *part) update(add func(f *View)) {
 	if p.frag != nil && n == p.built {
 		return
 	}
+	first := p.frag == nil
 	p.frag = &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}}
 	p.hasHost = false
 	if p.items.last == nil {
@@ -207,12 +211,24 @@ func (p *part) update(add func(f *View)) {
 	}
 	add(p.frag)
 	for _, es := range p.frag.Remote {
-		// In the compiler's order, so it need not sort them each time.
+		// In the compiler's order, so it need not sort them each time,
+		// and can find an address's records by binary search.
 		slices.SortFunc(es, compareRemote)
 	}
 	p.built = n
-	if !p.items.end() {
+	var ch ViewChange
+	if !p.items.end(func(item any) {
+		switch it := item.(type) {
+		case nil:
+		case RemoteEndpoint:
+			ch.Remote = append(ch.Remote, RemoteKey{VPC: it.VPC, IP: it.IP})
+		default:
+			ch.Other = true
+		}
+	}) {
 		p.rev++
+		ch.Other = ch.Other || first
+		p.pending.Merge(ch)
 	}
 }
 
@@ -231,13 +247,27 @@ func (p *part) mergeInto(v *View) {
 	v.Peerings = append(v.Peerings, f.Peerings...)
 	for name, es := range f.Remote {
 		if cur, ok := v.Remote[name]; ok {
-			v.Remote[name] = append(cur, es...)
+			v.Remote[name] = mergeRemote(cur, es)
 		} else {
 			v.Remote[name] = slices.Clip(es)
 		}
 	}
 	v.LBs = append(v.LBs, f.LBs...)
 	v.Routes = append(v.Routes, f.Routes...)
+}
+
+// mergeRemote merges two lists sorted by compareRemote into a new one,
+// sorted too: the compiler finds an address's records by binary search.
+func mergeRemote(a, b []RemoteEndpoint) []RemoteEndpoint {
+	out := make([]RemoteEndpoint, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if compareRemote(b[0], a[0]) < 0 {
+			out, b = append(out, b[0]), b[1:]
+		} else {
+			out, a = append(out, a[0]), a[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 func (s *subscription) synced() bool {
@@ -367,9 +397,19 @@ func (a *Agent) Run(ctx context.Context) error {
 			// this view already.
 			continue
 		}
+		// What changed since the view handed over last: the parts'
+		// changes, or everything when the parts are not the same ones.
+		change := ViewChange{Other: len(as.madeOf) != len(handed)}
+		for p := range as.madeOf {
+			if _, ok := handed[p]; !ok {
+				change.Other = true
+			}
+			change.Merge(p.pending)
+			p.pending = ViewChange{}
+		}
 		switch {
 		case len(as.missing) == 0:
-			a.o.Programmer.Update(as.view)
+			a.o.Programmer.UpdateChange(as.view, nil, change)
 			if !partialSince.IsZero() {
 				a.log.Info("every source synced; programming whole views again", "after", time.Since(partialSince).Round(time.Millisecond))
 				partialSince = time.Time{}
@@ -379,7 +419,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			// for the others: one unreachable controller must not stop
 			// the programming of every VPC on the host. The programmer
 			// keeps the switch's entries that no synced source explains.
-			a.o.Programmer.UpdatePartial(as.view, as.missing)
+			a.o.Programmer.UpdateChange(as.view, as.missing, change)
 			if partialSince.IsZero() {
 				partialSince = time.Now()
 				a.log.Info("programming the switch without some sources until they sync; entries no synced source explains are kept", "waiting_for", as.missing)
@@ -656,7 +696,7 @@ type itemKey struct{ ev, fwd *p4meshv1.Event }
 // again would be wasted; and items made of the same events are the same.
 type parsed struct {
 	last, cur map[itemKey]any // the items of the last build, of this one
-	fresh     int             // items of this build not in last
+	fresh     []any           // items of this build not in last
 }
 
 // get returns the item parsed from k, parsing it when the last build did
@@ -665,19 +705,30 @@ func (p *parsed) get(k itemKey, parse func() any) any {
 	v, ok := p.last[k]
 	if !ok {
 		v = parse()
-		p.fresh++
+		p.fresh = append(p.fresh, v)
 	}
 	p.cur[k] = v
 	return v
 }
 
 // end ends a build and reports whether it had exactly the items of the
-// last one.
-func (p *parsed) end() (same bool) {
-	same = p.fresh == 0 && len(p.cur) == len(p.last)
+// last one. If not, it calls changed (if not nil) with each item that
+// came or went: an item that changed is a new item made of new events.
+func (p *parsed) end(changed func(item any)) (same bool) {
+	same = len(p.fresh) == 0 && len(p.cur) == len(p.last)
+	if !same && changed != nil {
+		for k, v := range p.last {
+			if _, ok := p.cur[k]; !ok {
+				changed(v)
+			}
+		}
+		for _, v := range p.fresh {
+			changed(v)
+		}
+	}
 	p.last, p.cur = p.cur, p.last
 	clear(p.cur)
-	p.fresh = 0
+	p.fresh = p.fresh[:0]
 	return same
 }
 

@@ -11,7 +11,9 @@ import (
 
 // TestPartRevision: a part's items are rebuilt only after its streams
 // change, and its revision moves only when the items do, so the agent
-// hands the programmer a view only when something in it changed.
+// hands the programmer a view only when something in it changed; and
+// the part says what changed: the address of a remote endpoint that
+// came, moved or went, or everything for its first items.
 func TestPartRevision(t *testing.T) {
 	s := &subscription{dest: &watch.View{}, fwd: &watch.View{}, lbs: &watch.View{}, routes: &watch.View{}}
 	dest := func(ip string) *p4meshv1.Event {
@@ -30,6 +32,24 @@ func TestPartRevision(t *testing.T) {
 		v.Put(ev.GetKey(), ev)
 		s.changes.Add(1)
 	}
+	// pending takes the part's change and checks it.
+	pending := func(what string, other bool, ips ...string) {
+		t.Helper()
+		ch := s.pending
+		s.pending = ViewChange{}
+		var got []string
+		for _, k := range ch.Remote {
+			if k.VPC != "red" {
+				t.Errorf("%s: change names VPC %q", what, k.VPC)
+			}
+			got = append(got, k.IP.String())
+		}
+		slices.Sort(got)
+		got = slices.Compact(got)
+		if ch.Other != other || !slices.Equal(got, ips) {
+			t.Errorf("%s: change %+v, want other %v and addresses %q", what, ch, other, ips)
+		}
+	}
 
 	change(s.dest, dest("10.1.0.2"))
 	change(s.fwd, fwd("10.1.0.2", "192.168.0.2"))
@@ -37,31 +57,41 @@ func TestPartRevision(t *testing.T) {
 	if len(r) != 1 || r[0].HostIP.String() != "192.168.0.2" {
 		t.Fatalf("remote = %+v", r)
 	}
+	pending("first items", true)
 	if rev, _ := build(); rev != rev1 {
 		t.Errorf("no change: revision %d, then %d", rev1, rev)
 	}
+	pending("no change", false)
 	// A destination whose forwarding has not come: no item, no new view.
 	change(s.dest, dest("10.1.0.3"))
 	if rev, r := build(); rev != rev1 || len(r) != 1 {
 		t.Errorf("destination alone: revision %d (was %d), remote %+v", rev, rev1, r)
 	}
+	pending("destination alone", false)
 	change(s.fwd, fwd("10.1.0.3", "192.168.0.3"))
 	rev2, r := build()
 	if rev2 == rev1 || len(r) != 2 || r[0].IP.String() != "10.1.0.2" {
 		t.Errorf("forwarding came: revision %d (was %d), remote %+v", rev2, rev1, r)
 	}
+	pending("forwarding came", false, "10.1.0.3")
 	// The endpoint moves: a new forwarding event for the same key.
 	change(s.fwd, fwd("10.1.0.3", "192.168.0.4"))
 	rev3, r := build()
 	if rev3 == rev2 || len(r) != 2 || r[1].HostIP.String() != "192.168.0.4" {
 		t.Errorf("moved: revision %d (was %d), remote %+v", rev3, rev2, r)
 	}
+	pending("moved", false, "10.1.0.3")
 	// Deleted.
 	s.dest.Delete("10.1.0.3", 0)
 	s.changes.Add(1)
 	if rev, r := build(); rev == rev3 || len(r) != 1 {
 		t.Errorf("deleted: revision %d (was %d), remote %+v", rev, rev3, r)
 	}
+	pending("deleted", false, "10.1.0.3")
+	// A load balancer is not a remote endpoint: the whole view.
+	change(s.lbs, &p4meshv1.Event{Type: p4meshv1.Event_PUT, Key: "web", Value: &p4meshv1.Event_LoadBalancer{LoadBalancer: &p4meshv1.LoadBalancer{Name: "web", Vpc: "red", Vip: "10.1.0.100"}}})
+	build()
+	pending("load balancer", true)
 }
 
 // TestAssembleBySource: a source that has been whole and is not now (its
