@@ -169,8 +169,10 @@ type hostProgramming struct {
 	part
 	view *watch.View
 	// wants is the connectivity the stream's last whole snapshot called
-	// for (see wantedLocked); a.mu guards it.
-	wants map[subKey]bool
+	// for (see wantedLocked), as of the stream's change count wantsAt;
+	// a.mu guards both.
+	wants   map[subKey]bool
+	wantsAt uint64
 }
 
 // part is one source of view items: a controller's host programming or a
@@ -557,12 +559,17 @@ func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 func (a *Agent) wantedLocked() map[subKey]bool {
 	want := map[subKey]bool{}
 	for addr, hp := range a.hosts {
-		if hp.view.Synced() {
+		// Read before the items: a change counted later is seen next
+		// time. Every change to a whole stream is counted, so with the
+		// count unchanged the items are too, and reading them again on
+		// every wake-up (every endpoint change anywhere) would be wasted.
+		n := hp.changes.Load()
+		if hp.view.Synced() && (hp.wants == nil || n != hp.wantsAt) {
 			items := hp.view.Items()
 			// A RESET between the two reads would leave items half a
 			// snapshot: keep the last whole one then.
 			if hp.view.Synced() {
-				hp.wants = wantsOf(addr, items)
+				hp.wants, hp.wantsAt = wantsOf(addr, items), n
 			}
 		}
 		for k := range hp.wants {
