@@ -95,6 +95,13 @@ type Agent struct {
 
 	kick chan struct{}
 
+	// handedView is the last view handed to the programmer, and
+	// handedParts the parts it was made of, in order: the base the next
+	// view is patched from when only remote endpoints changed. Only
+	// assemble's caller (Run) sets them.
+	handedView  *View
+	handedParts []*part
+
 	events  [6]atomic.Uint64 // by p4meshv1.Event_Type, up to PROGRESS
 	streams atomic.Int64     // streams followed now
 	// unsynced and pastGrace count the sources not synced now, and those
@@ -399,16 +406,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			// this view already.
 			continue
 		}
-		// What changed since the view handed over last: the parts'
-		// changes, or everything when the parts are not the same ones.
-		change := ViewChange{Other: len(as.madeOf) != len(handed)}
-		for p := range as.madeOf {
-			if _, ok := handed[p]; !ok {
-				change.Other = true
-			}
-			change.Merge(p.pending)
+		change := as.change
+		for _, p := range as.parts {
 			p.pending = ViewChange{}
 		}
+		a.handedView, a.handedParts = as.view, as.parts
 		switch {
 		case len(as.missing) == 0:
 			a.o.Programmer.UpdateChange(as.view, nil, change)
@@ -617,6 +619,11 @@ type assembly struct {
 	// hasHost says whether the view has the host: whether some
 	// controller's host programming has been whole.
 	hasHost bool
+	// parts are the parts the view is made of, in the order merged, and
+	// change what changed since the view handed over last (handedView):
+	// the parts' changes, or everything when they are not the same parts.
+	parts  []*part
+	change ViewChange
 }
 
 // assemble joins the streams into one View, source by source: a synced
@@ -629,7 +636,8 @@ func (a *Agent) assemble() assembly {
 		view:   &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}},
 		madeOf: make(map[*part]uint64, len(a.hosts)+len(a.subs)),
 	}
-	// take merges p, rebuilt first if its streams are whole now.
+	// take adds p to the view's parts, rebuilt first if its streams are
+	// whole now.
 	take := func(p *part, name string, whole bool, build func(f *View)) {
 		switch {
 		case whole:
@@ -640,7 +648,7 @@ func (a *Agent) assemble() assembly {
 		default:
 			as.stale = append(as.stale, name)
 		}
-		p.mergeInto(as.view)
+		as.parts = append(as.parts, p)
 		as.hasHost = as.hasHost || p.hasHost
 		as.madeOf[p] = p.rev
 	}
@@ -651,7 +659,8 @@ func (a *Agent) assemble() assembly {
 			as.missing = append(as.missing, k.String()+" (not pulled)")
 		}
 	}
-	for addr, hp := range a.hosts {
+	for _, addr := range sortedKeys(a.hosts) {
+		hp := a.hosts[addr]
 		take(&hp.part, "host-programming@"+addr, hp.view.Synced(), func(f *View) {
 			for _, ev := range hp.view.Items() {
 				hp.addHostItem(f, ev)
@@ -668,10 +677,53 @@ func (a *Agent) assemble() assembly {
 		s := a.subs[k]
 		take(&s.part, k.String(), s.synced(), func(f *View) { s.addConnectivity(f, k) })
 	}
-	as.view.LBs = dedupeLBs(as.view.LBs)
+	as.change = ViewChange{Other: !slices.Equal(as.parts, a.handedParts)}
+	for _, p := range as.parts {
+		as.change.Merge(p.pending)
+	}
+	if a.handedView != nil && !as.change.Other {
+		as.view = patchRemote(a.handedView, as.parts, as.change.Remote)
+	} else {
+		for _, p := range as.parts {
+			p.mergeInto(as.view)
+		}
+		as.view.LBs = dedupeLBs(as.view.LBs)
+	}
 	slices.Sort(as.missing)
 	slices.Sort(as.stale)
 	return as
+}
+
+// patchRemote is the view the parts make, given that it is base but for
+// the remote endpoints of the VPCs in keys: it shares everything else with
+// base (views are not modified once made) and merges again only those
+// VPCs' lists, from the parts in the same order as mergeInto, so the
+// result is what merging every part would give. A change of one endpoint
+// then costs the size of its VPC's list and the number of VPCs, not the
+// whole view.
+func patchRemote(base *View, parts []*part, keys []RemoteKey) *View {
+	v := *base
+	v.Remote = maps.Clone(base.Remote)
+	done := map[string]bool{}
+	for _, k := range keys {
+		if done[k.VPC] {
+			continue
+		}
+		done[k.VPC] = true
+		delete(v.Remote, k.VPC)
+		for _, p := range parts {
+			es, ok := p.frag.Remote[k.VPC]
+			if !ok {
+				continue
+			}
+			if cur, ok := v.Remote[k.VPC]; ok {
+				v.Remote[k.VPC] = mergeRemote(cur, es)
+			} else {
+				v.Remote[k.VPC] = slices.Clip(es)
+			}
+		}
+	}
+	return &v
 }
 
 // String names the service for the log: VPC/policy@controller.

@@ -1,7 +1,10 @@
 package ohc
 
 import (
+	"fmt"
 	"maps"
+	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -223,5 +226,74 @@ func TestParseRouteAndAttachment(t *testing.T) {
 	}
 	if len(r.NextHopIPs) != 3 {
 		t.Errorf("NextHopIPs = %v: the bad one must stay visible to the compiler, which warns", r.NextHopIPs)
+	}
+}
+
+// TestAssemblePatchesRemote: when only remote endpoints changed, the view
+// the agent hands over is patched from the one before (patchRemote); it
+// must be exactly what merging every part gives, over random changes of
+// destinations and forwarding on two services that both carry red (the
+// host's own and a peering's).
+func TestAssemblePatchesRemote(t *testing.T) {
+	a, err := NewAgent(AgentOptions{Host: "a", Controllers: []string{"c1"}, Programmer: &Programmer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hp := &hostProgramming{view: &watch.View{}}
+	a.hosts["c1"] = hp
+	h := a.handler(hp.view, &hp.part)
+	h.Put("host", &p4meshv1.Event{Type: p4meshv1.Event_PUT, Key: "host", Value: &p4meshv1.Event_Host{Host: &p4meshv1.HostInfo{Id: "a", UnderlayIp: "192.168.0.1", Mac: "02:00:00:00:00:01"}}})
+	h.Synced(1)
+	type svc struct {
+		s         *subscription
+		dest, fwd watch.Handler
+		vpcs      []string
+		rev       uint64
+	}
+	var svcs []*svc
+	for _, k := range []subKey{{addr: "c1", vpc: "red"}, {addr: "c2", vpc: "blue", policy: "all", peerVPC: "red"}} {
+		s := &subscription{dest: &watch.View{}, fwd: &watch.View{}, lbs: &watch.View{}, routes: &watch.View{}}
+		a.subs[k] = s
+		x := &svc{s: s, dest: a.handler(s.dest, &s.part), fwd: a.handler(s.fwd, &s.part), vpcs: []string{"red", k.vpc}}
+		for _, w := range []*watch.View{s.dest, s.fwd, s.lbs, s.routes} {
+			a.handler(w, &s.part).Synced(1)
+		}
+		svcs = append(svcs, x)
+	}
+	rng := rand.New(rand.NewPCG(14, 2))
+	for step := range 300 {
+		x := svcs[rng.IntN(len(svcs))]
+		vpc := x.vpcs[rng.IntN(2)]
+		ip := fmt.Sprintf("10.%d.0.%d", map[string]int{"red": 1, "blue": 2}[vpc], 1+rng.IntN(8))
+		key := vpc + "/" + ip
+		x.rev++
+		switch rng.IntN(4) {
+		case 0:
+			x.dest.Delete(key, x.rev)
+		case 1:
+			x.fwd.Delete(key, x.rev)
+		case 2:
+			x.dest.Put(key, &p4meshv1.Event{Type: p4meshv1.Event_PUT, Key: key, Revision: x.rev, Value: &p4meshv1.Event_Destination{Destination: &p4meshv1.Destination{Vpc: vpc, Ip: ip}}})
+		default:
+			x.fwd.Put(key, &p4meshv1.Event{Type: p4meshv1.Event_PUT, Key: key, Revision: x.rev, Value: &p4meshv1.Event_Forwarding{Forwarding: &p4meshv1.Forwarding{Vpc: vpc, Ip: ip,
+				Mac: fmt.Sprintf("02:00:00:00:00:%02x", rng.IntN(3)), HostIp: fmt.Sprintf("192.168.0.%d", 1+rng.IntN(3))}}})
+		}
+		as := a.assemble()
+		// What every part merged gives.
+		want := &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}}
+		for _, p := range as.parts {
+			p.mergeInto(want)
+		}
+		if !reflect.DeepEqual(as.view.Remote, want.Remote) {
+			t.Fatalf("step %d: patched remote\n%v\nwant\n%v", step, as.view.Remote, want.Remote)
+		}
+		if step > 0 && as.change.Other {
+			t.Fatalf("step %d: a change of remote endpoints came as Other", step)
+		}
+		// As Run hands it over.
+		for _, p := range as.parts {
+			p.pending = ViewChange{}
+		}
+		a.handedView, a.handedParts = as.view, as.parts
 	}
 }
