@@ -79,7 +79,10 @@ type Delta struct {
 type incState struct {
 	// last is the last successful whole compile, its entries (filed,
 	// byMatch) patched by the incremental compiles since: a nil entry in
-	// filed is one they took away. nil before the first success.
+	// filed is one they took away, whose slot byMatch keeps for the
+	// entry's return (an endpoint that goes and comes back, as in a
+	// move or a restart, takes its old slot). nil before the first
+	// success.
 	last *compiler
 	// ok is false after a failed compile: the view it failed on is not
 	// the one last describes, so a change relative to it means nothing.
@@ -290,7 +293,7 @@ func (cc *Compiler) compileRemote(v *View, keys []RemoteKey) bool {
 	}
 	// Plan every entry first: a reason to compile whole found half way
 	// must leave the last compile as it was.
-	var plans []keyPlan
+	plans := make([]keyPlan, 0, 2*len(units))
 	for _, u := range units {
 		oldARP, oldDest, ok := c.claims(old, u)
 		if !ok {
@@ -310,7 +313,7 @@ func (cc *Compiler) compileRemote(v *View, keys []RemoteKey) bool {
 	}
 	var gone, came []built
 	for _, p := range plans {
-		var was *p4v1.Entity
+		var was *p4v1.Entity // nil for nothing, or an emptied slot
 		if p.idx >= 0 {
 			was = c.filed[p.idx].ent
 		}
@@ -319,8 +322,11 @@ func (cc *Compiler) compileRemote(v *View, keys []RemoteKey) bool {
 		case p.next == nil:
 			gone = append(gone, c.filed[p.idx])
 			c.filed[p.idx].ent = nil
-			delete(c.byMatch, p.tm)
 			st.removed++
+		case was == nil && p.idx >= 0: // back in its slot
+			c.filed[p.idx].ent = p.next.ent
+			st.removed--
+			came = append(came, c.filed[p.idx])
 		case was == nil:
 			b := built{tableMatch: p.tm, ent: p.next.ent, what: origin{ip: p.where.ip, vpc: p.where.vpc}}
 			c.byMatch[p.tm] = len(c.filed)
@@ -340,7 +346,7 @@ func (cc *Compiler) compileRemote(v *View, keys []RemoteKey) bool {
 	if len(gone)+len(came) > 0 {
 		st.desired = nil
 	}
-	if st.removed > 1024 && st.removed > len(c.filed)/2 {
+	if st.removed > 0 && (compactAfter < 0 || st.removed > compactAfter && st.removed > len(c.filed)/2) {
 		c.compact()
 		st.removed = 0
 	}
@@ -360,7 +366,7 @@ func (cc *Compiler) plan(c *compiler, u addrUnit, before, after []claim) (keyPla
 		}
 		p.tm = tableMatch{e.ent.GetTableEntry().GetTableId(), e.key}
 		i, ok := c.byMatch[p.tm]
-		if !ok {
+		if !ok || c.filed[i].ent == nil {
 			return p, false
 		}
 		p.idx = i
@@ -372,8 +378,11 @@ func (cc *Compiler) plan(c *compiler, u addrUnit, before, after []claim) (keyPla
 		}
 		tm := tableMatch{e.ent.GetTableEntry().GetTableId(), e.key}
 		if p.idx < 0 {
-			if _, taken := c.byMatch[tm]; taken {
-				return p, false // filed by something else: not ours to patch
+			if i, ok := c.byMatch[tm]; ok {
+				if c.filed[i].ent != nil {
+					return p, false // filed by something else: not ours to patch
+				}
+				p.idx = i // a slot an earlier change emptied
 			}
 		} else if tm != p.tm {
 			return p, false
@@ -484,13 +493,22 @@ func lookupRemote(es []RemoteEndpoint, ip netip.Addr) []RemoteEndpoint {
 	return es[i:j]
 }
 
-// compact drops the entries incremental compiles took away from filed.
+// compactAfter is how many emptied slots filed may hold before more than
+// half of it being empty has compact run: the slots cost little, and most
+// are taken again as endpoints come back. A variable for tests, where a
+// negative value compacts after every change that leaves a slot empty.
+var compactAfter = 1024
+
+// compact drops the slots incremental compiles emptied from filed and
+// byMatch.
 func (c *compiler) compact() {
 	filed := make([]built, 0, len(c.filed))
 	for _, b := range c.filed {
 		if b.ent != nil {
 			c.byMatch[b.tableMatch] = len(filed)
 			filed = append(filed, b)
+		} else {
+			delete(c.byMatch, b.tableMatch)
 		}
 	}
 	c.filed = filed
