@@ -330,4 +330,10 @@ func TestProgrammerWritesOnlyTheChange(t *testing.T) {
 		}
 		prev = want
 	}
+	// The writes above are only the incremental path's if it was taken;
+	// the edits' collisions and bursts with other edits compile whole
+	// about as often.
+	if st := o.p.Stats(); st.IncrementalCompiles < 10 {
+		t.Errorf("%d incremental and %d whole compiles: want at least 10 incremental", st.IncrementalCompiles, st.Compiles)
+	}
 }

@@ -86,6 +86,10 @@ type ProgrammerStats struct {
 	Reconciles, PipelinePushes, Errors uint64
 	// LastError is the last failure, nil after a success.
 	LastError error
+	// Compiles counts the views compiled whole, IncrementalCompiles those
+	// compiled from what changed (see Compiler.CompileChange): most
+	// should be incremental when endpoints come and go elsewhere.
+	Compiles, IncrementalCompiles uint64
 	// LastConvergence is how long the last applied view took from Update
 	// to being on the switch (compile, coalescing, diff and writes).
 	LastConvergence time.Duration
@@ -560,8 +564,10 @@ func (p *Programmer) compile() (latest, good *compiled) {
 		return c, good
 	}
 	c = &compiled{gen: gen, missing: missing}
+	inc := p.compiler.inc.incremental
 	c.warnings, c.err = p.compiler.CompileChange(v, ch)
 	c.delta = p.compiler.Delta()
+	incremental := p.compiler.inc.incremental != inc
 	for i, w := range c.warnings {
 		if i == maxLoggedWarnings {
 			p.log.Warn("more compile warnings", "generation", gen, "count", len(c.warnings)-i)
@@ -572,6 +578,11 @@ func (p *Programmer) compile() (latest, good *compiled) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.compiled = c
+	if incremental {
+		p.stats.IncrementalCompiles++
+	} else {
+		p.stats.Compiles++
+	}
 	if c.err != nil {
 		p.log.Error("view does not compile; the switch keeps the last good view", "generation", gen, "err", c.err)
 		p.stats.Errors++
