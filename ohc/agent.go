@@ -95,6 +95,13 @@ type Agent struct {
 
 	kick chan struct{}
 
+	// handedView is the last view handed to the programmer, and
+	// handedParts the parts it was made of, in order: the base the next
+	// view is patched from when only remote endpoints changed. Only
+	// assemble's caller (Run) sets them.
+	handedView  *View
+	handedParts []*part
+
 	events  [6]atomic.Uint64 // by p4meshv1.Event_Type, up to PROGRESS
 	streams atomic.Int64     // streams followed now
 	// unsynced and pastGrace count the sources not synced now, and those
@@ -169,8 +176,10 @@ type hostProgramming struct {
 	part
 	view *watch.View
 	// wants is the connectivity the stream's last whole snapshot called
-	// for (see wantedLocked); a.mu guards it.
-	wants map[subKey]bool
+	// for (see wantedLocked), as of the stream's change count wantsAt;
+	// a.mu guards both.
+	wants   map[subKey]bool
+	wantsAt uint64
 }
 
 // part is one source of view items: a controller's host programming or a
@@ -191,6 +200,9 @@ type part struct {
 	built   uint64
 	rev     uint64
 	items   parsed
+	// pending is what changed in the part's items since the agent last
+	// handed the programmer a view made with them.
+	pending ViewChange
 }
 
 // update rebuilds the part's items with add when its streams changed
@@ -200,6 +212,7 @@ func (p *part) update(add func(f *View)) {
 	if p.frag != nil && n == p.built {
 		return
 	}
+	first := p.frag == nil
 	p.frag = &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}}
 	p.hasHost = false
 	if p.items.last == nil {
@@ -207,12 +220,24 @@ func (p *part) update(add func(f *View)) {
 	}
 	add(p.frag)
 	for _, es := range p.frag.Remote {
-		// In the compiler's order, so it need not sort them each time.
+		// In the compiler's order, so it need not sort them each time,
+		// and can find an address's records by binary search.
 		slices.SortFunc(es, compareRemote)
 	}
 	p.built = n
-	if !p.items.end() {
+	var ch ViewChange
+	if !p.items.end(func(item any) {
+		switch it := item.(type) {
+		case nil:
+		case RemoteEndpoint:
+			ch.Remote = append(ch.Remote, RemoteKey{VPC: it.VPC, IP: it.IP})
+		default:
+			ch.Other = true
+		}
+	}) {
 		p.rev++
+		ch.Other = ch.Other || first
+		p.pending.Merge(ch)
 	}
 }
 
@@ -231,13 +256,27 @@ func (p *part) mergeInto(v *View) {
 	v.Peerings = append(v.Peerings, f.Peerings...)
 	for name, es := range f.Remote {
 		if cur, ok := v.Remote[name]; ok {
-			v.Remote[name] = append(cur, es...)
+			v.Remote[name] = mergeRemote(cur, es)
 		} else {
 			v.Remote[name] = slices.Clip(es)
 		}
 	}
 	v.LBs = append(v.LBs, f.LBs...)
 	v.Routes = append(v.Routes, f.Routes...)
+}
+
+// mergeRemote merges two lists sorted by compareRemote into a new one,
+// sorted too: the compiler finds an address's records by binary search.
+func mergeRemote(a, b []RemoteEndpoint) []RemoteEndpoint {
+	out := make([]RemoteEndpoint, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if compareRemote(b[0], a[0]) < 0 {
+			out, b = append(out, b[0]), b[1:]
+		} else {
+			out, a = append(out, a[0]), a[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 func (s *subscription) synced() bool {
@@ -367,9 +406,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			// this view already.
 			continue
 		}
+		change := as.change
+		for _, p := range as.parts {
+			p.pending = ViewChange{}
+		}
+		a.handedView, a.handedParts = as.view, as.parts
 		switch {
 		case len(as.missing) == 0:
-			a.o.Programmer.Update(as.view)
+			a.o.Programmer.UpdateChange(as.view, nil, change)
 			if !partialSince.IsZero() {
 				a.log.Info("every source synced; programming whole views again", "after", time.Since(partialSince).Round(time.Millisecond))
 				partialSince = time.Time{}
@@ -379,7 +423,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			// for the others: one unreachable controller must not stop
 			// the programming of every VPC on the host. The programmer
 			// keeps the switch's entries that no synced source explains.
-			a.o.Programmer.UpdatePartial(as.view, as.missing)
+			a.o.Programmer.UpdateChange(as.view, as.missing, change)
 			if partialSince.IsZero() {
 				partialSince = time.Now()
 				a.log.Info("programming the switch without some sources until they sync; entries no synced source explains are kept", "waiting_for", as.missing)
@@ -517,12 +561,17 @@ func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 func (a *Agent) wantedLocked() map[subKey]bool {
 	want := map[subKey]bool{}
 	for addr, hp := range a.hosts {
-		if hp.view.Synced() {
+		// Read before the items: a change counted later is seen next
+		// time. Every change to a whole stream is counted, so with the
+		// count unchanged the items are too, and reading them again on
+		// every wake-up (every endpoint change anywhere) would be wasted.
+		n := hp.changes.Load()
+		if hp.view.Synced() && (hp.wants == nil || n != hp.wantsAt) {
 			items := hp.view.Items()
 			// A RESET between the two reads would leave items half a
 			// snapshot: keep the last whole one then.
 			if hp.view.Synced() {
-				hp.wants = wantsOf(addr, items)
+				hp.wants, hp.wantsAt = wantsOf(addr, items), n
 			}
 		}
 		for k := range hp.wants {
@@ -570,6 +619,11 @@ type assembly struct {
 	// hasHost says whether the view has the host: whether some
 	// controller's host programming has been whole.
 	hasHost bool
+	// parts are the parts the view is made of, in the order merged, and
+	// change what changed since the view handed over last (handedView):
+	// the parts' changes, or everything when they are not the same parts.
+	parts  []*part
+	change ViewChange
 }
 
 // assemble joins the streams into one View, source by source: a synced
@@ -582,7 +636,8 @@ func (a *Agent) assemble() assembly {
 		view:   &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}},
 		madeOf: make(map[*part]uint64, len(a.hosts)+len(a.subs)),
 	}
-	// take merges p, rebuilt first if its streams are whole now.
+	// take adds p to the view's parts, rebuilt first if its streams are
+	// whole now.
 	take := func(p *part, name string, whole bool, build func(f *View)) {
 		switch {
 		case whole:
@@ -593,7 +648,7 @@ func (a *Agent) assemble() assembly {
 		default:
 			as.stale = append(as.stale, name)
 		}
-		p.mergeInto(as.view)
+		as.parts = append(as.parts, p)
 		as.hasHost = as.hasHost || p.hasHost
 		as.madeOf[p] = p.rev
 	}
@@ -604,7 +659,8 @@ func (a *Agent) assemble() assembly {
 			as.missing = append(as.missing, k.String()+" (not pulled)")
 		}
 	}
-	for addr, hp := range a.hosts {
+	for _, addr := range sortedKeys(a.hosts) {
+		hp := a.hosts[addr]
 		take(&hp.part, "host-programming@"+addr, hp.view.Synced(), func(f *View) {
 			for _, ev := range hp.view.Items() {
 				hp.addHostItem(f, ev)
@@ -621,10 +677,53 @@ func (a *Agent) assemble() assembly {
 		s := a.subs[k]
 		take(&s.part, k.String(), s.synced(), func(f *View) { s.addConnectivity(f, k) })
 	}
-	as.view.LBs = dedupeLBs(as.view.LBs)
+	as.change = ViewChange{Other: !slices.Equal(as.parts, a.handedParts)}
+	for _, p := range as.parts {
+		as.change.Merge(p.pending)
+	}
+	if a.handedView != nil && !as.change.Other {
+		as.view = patchRemote(a.handedView, as.parts, as.change.Remote)
+	} else {
+		for _, p := range as.parts {
+			p.mergeInto(as.view)
+		}
+		as.view.LBs = dedupeLBs(as.view.LBs)
+	}
 	slices.Sort(as.missing)
 	slices.Sort(as.stale)
 	return as
+}
+
+// patchRemote is the view the parts make, given that it is base but for
+// the remote endpoints of the VPCs in keys: it shares everything else with
+// base (views are not modified once made) and merges again only those
+// VPCs' lists, from the parts in the same order as mergeInto, so the
+// result is what merging every part would give. A change of one endpoint
+// then costs the size of its VPC's list and the number of VPCs, not the
+// whole view.
+func patchRemote(base *View, parts []*part, keys []RemoteKey) *View {
+	v := *base
+	v.Remote = maps.Clone(base.Remote)
+	done := map[string]bool{}
+	for _, k := range keys {
+		if done[k.VPC] {
+			continue
+		}
+		done[k.VPC] = true
+		delete(v.Remote, k.VPC)
+		for _, p := range parts {
+			es, ok := p.frag.Remote[k.VPC]
+			if !ok {
+				continue
+			}
+			if cur, ok := v.Remote[k.VPC]; ok {
+				v.Remote[k.VPC] = mergeRemote(cur, es)
+			} else {
+				v.Remote[k.VPC] = slices.Clip(es)
+			}
+		}
+	}
+	return &v
 }
 
 // String names the service for the log: VPC/policy@controller.
@@ -656,7 +755,7 @@ type itemKey struct{ ev, fwd *p4meshv1.Event }
 // again would be wasted; and items made of the same events are the same.
 type parsed struct {
 	last, cur map[itemKey]any // the items of the last build, of this one
-	fresh     int             // items of this build not in last
+	fresh     []any           // items of this build not in last
 }
 
 // get returns the item parsed from k, parsing it when the last build did
@@ -665,19 +764,30 @@ func (p *parsed) get(k itemKey, parse func() any) any {
 	v, ok := p.last[k]
 	if !ok {
 		v = parse()
-		p.fresh++
+		p.fresh = append(p.fresh, v)
 	}
 	p.cur[k] = v
 	return v
 }
 
 // end ends a build and reports whether it had exactly the items of the
-// last one.
-func (p *parsed) end() (same bool) {
-	same = p.fresh == 0 && len(p.cur) == len(p.last)
+// last one. If not, it calls changed (if not nil) with each item that
+// came or went: an item that changed is a new item made of new events.
+func (p *parsed) end(changed func(item any)) (same bool) {
+	same = len(p.fresh) == 0 && len(p.cur) == len(p.last)
+	if !same && changed != nil {
+		for k, v := range p.last {
+			if _, ok := p.cur[k]; !ok {
+				changed(v)
+			}
+		}
+		for _, v := range p.fresh {
+			changed(v)
+		}
+	}
 	p.last, p.cur = p.cur, p.last
 	clear(p.cur)
-	p.fresh = 0
+	p.fresh = p.fresh[:0]
 	return same
 }
 

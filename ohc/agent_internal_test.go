@@ -1,7 +1,10 @@
 package ohc
 
 import (
+	"fmt"
 	"maps"
+	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -11,7 +14,9 @@ import (
 
 // TestPartRevision: a part's items are rebuilt only after its streams
 // change, and its revision moves only when the items do, so the agent
-// hands the programmer a view only when something in it changed.
+// hands the programmer a view only when something in it changed; and
+// the part says what changed: the address of a remote endpoint that
+// came, moved or went, or everything for its first items.
 func TestPartRevision(t *testing.T) {
 	s := &subscription{dest: &watch.View{}, fwd: &watch.View{}, lbs: &watch.View{}, routes: &watch.View{}}
 	dest := func(ip string) *p4meshv1.Event {
@@ -30,6 +35,24 @@ func TestPartRevision(t *testing.T) {
 		v.Put(ev.GetKey(), ev)
 		s.changes.Add(1)
 	}
+	// pending takes the part's change and checks it.
+	pending := func(what string, other bool, ips ...string) {
+		t.Helper()
+		ch := s.pending
+		s.pending = ViewChange{}
+		var got []string
+		for _, k := range ch.Remote {
+			if k.VPC != "red" {
+				t.Errorf("%s: change names VPC %q", what, k.VPC)
+			}
+			got = append(got, k.IP.String())
+		}
+		slices.Sort(got)
+		got = slices.Compact(got)
+		if ch.Other != other || !slices.Equal(got, ips) {
+			t.Errorf("%s: change %+v, want other %v and addresses %q", what, ch, other, ips)
+		}
+	}
 
 	change(s.dest, dest("10.1.0.2"))
 	change(s.fwd, fwd("10.1.0.2", "192.168.0.2"))
@@ -37,31 +60,41 @@ func TestPartRevision(t *testing.T) {
 	if len(r) != 1 || r[0].HostIP.String() != "192.168.0.2" {
 		t.Fatalf("remote = %+v", r)
 	}
+	pending("first items", true)
 	if rev, _ := build(); rev != rev1 {
 		t.Errorf("no change: revision %d, then %d", rev1, rev)
 	}
+	pending("no change", false)
 	// A destination whose forwarding has not come: no item, no new view.
 	change(s.dest, dest("10.1.0.3"))
 	if rev, r := build(); rev != rev1 || len(r) != 1 {
 		t.Errorf("destination alone: revision %d (was %d), remote %+v", rev, rev1, r)
 	}
+	pending("destination alone", false)
 	change(s.fwd, fwd("10.1.0.3", "192.168.0.3"))
 	rev2, r := build()
 	if rev2 == rev1 || len(r) != 2 || r[0].IP.String() != "10.1.0.2" {
 		t.Errorf("forwarding came: revision %d (was %d), remote %+v", rev2, rev1, r)
 	}
+	pending("forwarding came", false, "10.1.0.3")
 	// The endpoint moves: a new forwarding event for the same key.
 	change(s.fwd, fwd("10.1.0.3", "192.168.0.4"))
 	rev3, r := build()
 	if rev3 == rev2 || len(r) != 2 || r[1].HostIP.String() != "192.168.0.4" {
 		t.Errorf("moved: revision %d (was %d), remote %+v", rev3, rev2, r)
 	}
+	pending("moved", false, "10.1.0.3")
 	// Deleted.
 	s.dest.Delete("10.1.0.3", 0)
 	s.changes.Add(1)
 	if rev, r := build(); rev == rev3 || len(r) != 1 {
 		t.Errorf("deleted: revision %d (was %d), remote %+v", rev, rev3, r)
 	}
+	pending("deleted", false, "10.1.0.3")
+	// A load balancer is not a remote endpoint: the whole view.
+	change(s.lbs, &p4meshv1.Event{Type: p4meshv1.Event_PUT, Key: "web", Value: &p4meshv1.Event_LoadBalancer{LoadBalancer: &p4meshv1.LoadBalancer{Name: "web", Vpc: "red", Vip: "10.1.0.100"}}})
+	build()
+	pending("load balancer", true)
 }
 
 // TestAssembleBySource: a source that has been whole and is not now (its
@@ -193,5 +226,74 @@ func TestParseRouteAndAttachment(t *testing.T) {
 	}
 	if len(r.NextHopIPs) != 3 {
 		t.Errorf("NextHopIPs = %v: the bad one must stay visible to the compiler, which warns", r.NextHopIPs)
+	}
+}
+
+// TestAssemblePatchesRemote: when only remote endpoints changed, the view
+// the agent hands over is patched from the one before (patchRemote); it
+// must be exactly what merging every part gives, over random changes of
+// destinations and forwarding on two services that both carry red (the
+// host's own and a peering's).
+func TestAssemblePatchesRemote(t *testing.T) {
+	a, err := NewAgent(AgentOptions{Host: "a", Controllers: []string{"c1"}, Programmer: &Programmer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hp := &hostProgramming{view: &watch.View{}}
+	a.hosts["c1"] = hp
+	h := a.handler(hp.view, &hp.part)
+	h.Put("host", &p4meshv1.Event{Type: p4meshv1.Event_PUT, Key: "host", Value: &p4meshv1.Event_Host{Host: &p4meshv1.HostInfo{Id: "a", UnderlayIp: "192.168.0.1", Mac: "02:00:00:00:00:01"}}})
+	h.Synced(1)
+	type svc struct {
+		s         *subscription
+		dest, fwd watch.Handler
+		vpcs      []string
+		rev       uint64
+	}
+	var svcs []*svc
+	for _, k := range []subKey{{addr: "c1", vpc: "red"}, {addr: "c2", vpc: "blue", policy: "all", peerVPC: "red"}} {
+		s := &subscription{dest: &watch.View{}, fwd: &watch.View{}, lbs: &watch.View{}, routes: &watch.View{}}
+		a.subs[k] = s
+		x := &svc{s: s, dest: a.handler(s.dest, &s.part), fwd: a.handler(s.fwd, &s.part), vpcs: []string{"red", k.vpc}}
+		for _, w := range []*watch.View{s.dest, s.fwd, s.lbs, s.routes} {
+			a.handler(w, &s.part).Synced(1)
+		}
+		svcs = append(svcs, x)
+	}
+	rng := rand.New(rand.NewPCG(14, 2))
+	for step := range 300 {
+		x := svcs[rng.IntN(len(svcs))]
+		vpc := x.vpcs[rng.IntN(2)]
+		ip := fmt.Sprintf("10.%d.0.%d", map[string]int{"red": 1, "blue": 2}[vpc], 1+rng.IntN(8))
+		key := vpc + "/" + ip
+		x.rev++
+		switch rng.IntN(4) {
+		case 0:
+			x.dest.Delete(key, x.rev)
+		case 1:
+			x.fwd.Delete(key, x.rev)
+		case 2:
+			x.dest.Put(key, &p4meshv1.Event{Type: p4meshv1.Event_PUT, Key: key, Revision: x.rev, Value: &p4meshv1.Event_Destination{Destination: &p4meshv1.Destination{Vpc: vpc, Ip: ip}}})
+		default:
+			x.fwd.Put(key, &p4meshv1.Event{Type: p4meshv1.Event_PUT, Key: key, Revision: x.rev, Value: &p4meshv1.Event_Forwarding{Forwarding: &p4meshv1.Forwarding{Vpc: vpc, Ip: ip,
+				Mac: fmt.Sprintf("02:00:00:00:00:%02x", rng.IntN(3)), HostIp: fmt.Sprintf("192.168.0.%d", 1+rng.IntN(3))}}})
+		}
+		as := a.assemble()
+		// What every part merged gives.
+		want := &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}}
+		for _, p := range as.parts {
+			p.mergeInto(want)
+		}
+		if !reflect.DeepEqual(as.view.Remote, want.Remote) {
+			t.Fatalf("step %d: patched remote\n%v\nwant\n%v", step, as.view.Remote, want.Remote)
+		}
+		if step > 0 && as.change.Other {
+			t.Fatalf("step %d: a change of remote endpoints came as Other", step)
+		}
+		// As Run hands it over.
+		for _, p := range as.parts {
+			p.pending = ViewChange{}
+		}
+		a.handedView, a.handedParts = as.view, as.parts
 	}
 }

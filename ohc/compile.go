@@ -112,19 +112,23 @@ func CompileWithWarnings(s *p4rt.Schema, v *View) ([]*p4v1.Entity, []string, err
 	return c.entities(), c.warnings, nil
 }
 
-// A Compiler compiles views exactly as CompileWithWarnings does, reusing
-// the table entries it built for earlier views: an entry made from the same
-// table, match and action values as one the previous compile made is that
-// same entry, P4Runtime encoding and match key included. The OHC compiles
-// its whole view on every change and most of a view does not change, so a
-// compile after a change builds only the entries of what changed. Entries
-// the latest compile did not use are dropped.
+// A Compiler compiles views exactly as CompileWithWarnings does, and keeps
+// what it compiled for the next view. A whole compile (Compile, or
+// CompileChange with ViewChange.Other) reuses the table entries it built
+// for earlier views: an entry made from the same table, match and action
+// values as one the previous compile made is that same entry, P4Runtime
+// encoding and match key included. A change of remote endpoints only
+// (CompileChange) recompiles just the entries of the addresses that
+// changed (see incremental.go). Entries no compile uses any longer are
+// dropped.
 //
 // The entities returned are shared with later compiles and must not be
 // modified. A Compiler is not safe for concurrent use.
 type Compiler struct {
 	s     *p4rt.Schema
 	cache entryCache
+	// inc is what the last successful compile left for the next one.
+	inc incState
 }
 
 // NewCompiler returns a Compiler for schema s.
@@ -132,9 +136,19 @@ func NewCompiler(s *p4rt.Schema) *Compiler {
 	return &Compiler{s: s, cache: entryCache{entries: map[string]*cachedEntry{}, endpoints: map[endpointEntry]*cachedEntry{}}}
 }
 
-// Compile is CompileWithWarnings with the entries of earlier compiles
-// reused.
+// Compile compiles the whole of v, as CompileWithWarnings does, with the
+// entries of earlier compiles reused.
 func (cc *Compiler) Compile(v *View) ([]*p4v1.Entity, []string, error) {
+	warnings, err := cc.CompileChange(v, ViewChange{Other: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	return cc.Desired(), warnings, nil
+}
+
+// compileWhole is Compile's work: every entry of v, the previous ones
+// reused through the cache.
+func (cc *Compiler) compileWhole(v *View) (*compiler, []*p4v1.Entity, error) {
 	if cc.s == nil {
 		return nil, nil, errors.New("compile: nil schema")
 	}
@@ -150,7 +164,7 @@ func (cc *Compiler) Compile(v *View) ([]*p4v1.Entity, []string, error) {
 		return nil, nil, fmt.Errorf("compile: %w", err)
 	}
 	cc.cache.sweep()
-	return c.entities(), c.warnings, nil
+	return c, c.entities(), nil
 }
 
 // entryCache holds table entries by what they were built from.
@@ -166,6 +180,7 @@ type entryCache struct {
 type cachedEntry struct {
 	ent  *p4v1.Entity // a table entry
 	key  string       // its matchKey
+	spec string       // its key in entries ("" when it has none)
 	used uint64       // the last compile that used it
 }
 
@@ -186,7 +201,8 @@ func (ec *entryCache) get(s *p4rt.Schema, table string, match []p4rt.Match, a *p
 	}
 	e := &cachedEntry{ent: &p4v1.Entity{Entity: &p4v1.Entity_TableEntry{TableEntry: te}}, key: matchKey(te), used: ec.gen}
 	if ok {
-		ec.entries[string(b)] = e
+		e.spec = string(b)
+		ec.entries[e.spec] = e
 	}
 	return e, nil
 }
@@ -374,22 +390,8 @@ func validate(v *View) error {
 	}
 	for _, name := range sortedKeys(v.Remote) {
 		for _, e := range v.Remote[name] {
-			if e.VPC != "" && e.VPC != name {
-				return fmt.Errorf("remote endpoint %v of VPC %q is filed under %q", e.IP, e.VPC, name)
-			}
-			if !e.IP.IsValid() {
-				return fmt.Errorf("remote endpoint of VPC %q: no IP address", name)
-			}
-			if err := checkMAC(e.MAC); err != nil {
-				return fmt.Errorf("remote endpoint %v of VPC %q: MAC: %w", e.IP, name, err)
-			}
-			if !e.HostIP.IsValid() {
-				return fmt.Errorf("remote endpoint %v of VPC %q: no host IP", e.IP, name)
-			}
-			if e.VNI != 0 {
-				if x, ok := v.VPCs[name]; ok && x.VNI != e.VNI {
-					return fmt.Errorf("remote endpoint %v of VPC %q: VNI %d, but the VPC has VNI %d", e.IP, name, e.VNI, x.VNI)
-				}
+			if err := checkRemote(v, name, e); err != nil {
+				return err
 			}
 		}
 	}
@@ -422,6 +424,29 @@ func validate(v *View) error {
 	for _, r := range v.Routes {
 		if !r.Prefix.IsValid() {
 			return fmt.Errorf("route of VPC %q: invalid prefix", r.VPC)
+		}
+	}
+	return nil
+}
+
+// checkRemote is validate for one remote endpoint of View.Remote[name]; the
+// incremental compile checks the records that changed with it.
+func checkRemote(v *View, name string, e RemoteEndpoint) error {
+	if e.VPC != "" && e.VPC != name {
+		return fmt.Errorf("remote endpoint %v of VPC %q is filed under %q", e.IP, e.VPC, name)
+	}
+	if !e.IP.IsValid() {
+		return fmt.Errorf("remote endpoint of VPC %q: no IP address", name)
+	}
+	if err := checkMAC(e.MAC); err != nil {
+		return fmt.Errorf("remote endpoint %v of VPC %q: MAC: %w", e.IP, name, err)
+	}
+	if !e.HostIP.IsValid() {
+		return fmt.Errorf("remote endpoint %v of VPC %q: no host IP", e.IP, name)
+	}
+	if e.VNI != 0 {
+		if x, ok := v.VPCs[name]; ok && x.VNI != e.VNI {
+			return fmt.Errorf("remote endpoint %v of VPC %q: VNI %d, but the VPC has VNI %d", e.IP, name, e.VNI, x.VNI)
 		}
 	}
 	return nil
@@ -658,11 +683,8 @@ func (c *compiler) vpc(name string) error {
 			c.warnf("%s: %v is not IPv4; no ARP entry", what, ip)
 			return nil
 		}
-		k := endpointEntry{table: tArpProxy, action: aArpReply, vni: vni, ip: ip}
-		return c.addEndpoint(k, mac, what, func() (string, []p4rt.Match, p4rt.ActionCall) {
-			return tArpProxy, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("target_ip", p4rt.IP(ip))},
-				p4rt.Call(aArpReply, p4rt.P("mac", p4rt.MAC(mac)))
-		})
+		k, build := arpEntry(vni, ip, mac)
+		return c.addEndpoint(k, mac, what, build)
 	}
 	if x.GatewayIP.IsValid() {
 		if err := arp(named("VPC "+name+" gateway"), x.GatewayIP, x.GatewayMAC); err != nil {
@@ -751,11 +773,8 @@ func (c *compiler) peerDestinations(name string, vni p4rt.Uint, p Peering) error
 }
 
 func (c *compiler) toLocal(vni p4rt.Uint, e LocalEndpoint, what origin) error {
-	k := endpointEntry{table: tVnetDestination, action: aToLocalVM, vni: vni, ip: e.IP, n: uint64(e.Port)}
-	return c.addEndpoint(k, e.MAC, what, func() (string, []p4rt.Match, p4rt.ActionCall) {
-		return tVnetDestination, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("dst_ip", p4rt.IP(e.IP))},
-			p4rt.Call(aToLocalVM, p4rt.P("port", p4rt.Uint(e.Port)), p4rt.P("dmac", p4rt.MAC(e.MAC)))
-	})
+	k, build := toLocalEntry(vni, e)
+	return c.addEndpoint(k, e.MAC, what, build)
 }
 
 func (c *compiler) encap(vni p4rt.Uint, dstVNI uint32, e RemoteEndpoint, what origin) error {
@@ -763,11 +782,33 @@ func (c *compiler) encap(vni p4rt.Uint, dstVNI uint32, e RemoteEndpoint, what or
 		c.warnf("%s: host %v is not IPv4; the underlay is IPv4", what, e.HostIP)
 		return nil
 	}
-	k := endpointEntry{table: tVnetDestination, action: aEncapToHost, vni: vni, ip: e.IP, n: uint64(dstVNI), host: e.HostIP}
-	return c.addEndpoint(k, e.MAC, what, func() (string, []p4rt.Match, p4rt.ActionCall) {
+	k, build := encapEntry(vni, dstVNI, e)
+	return c.addEndpoint(k, e.MAC, what, build)
+}
+
+// arpEntry, toLocalEntry and encapEntry describe the entries made for an
+// endpoint address: its endpointEntry (MAC not yet filled in) and how to
+// build it. The whole compile and the incremental one (incremental.go)
+// share them, so an address's entry is the same whichever made it.
+func arpEntry(vni p4rt.Uint, ip netip.Addr, mac net.HardwareAddr) (endpointEntry, func() (string, []p4rt.Match, p4rt.ActionCall)) {
+	return endpointEntry{table: tArpProxy, action: aArpReply, vni: vni, ip: ip}, func() (string, []p4rt.Match, p4rt.ActionCall) {
+		return tArpProxy, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("target_ip", p4rt.IP(ip))},
+			p4rt.Call(aArpReply, p4rt.P("mac", p4rt.MAC(mac)))
+	}
+}
+
+func toLocalEntry(vni p4rt.Uint, e LocalEndpoint) (endpointEntry, func() (string, []p4rt.Match, p4rt.ActionCall)) {
+	return endpointEntry{table: tVnetDestination, action: aToLocalVM, vni: vni, ip: e.IP, n: uint64(e.Port)}, func() (string, []p4rt.Match, p4rt.ActionCall) {
+		return tVnetDestination, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("dst_ip", p4rt.IP(e.IP))},
+			p4rt.Call(aToLocalVM, p4rt.P("port", p4rt.Uint(e.Port)), p4rt.P("dmac", p4rt.MAC(e.MAC)))
+	}
+}
+
+func encapEntry(vni p4rt.Uint, dstVNI uint32, e RemoteEndpoint) (endpointEntry, func() (string, []p4rt.Match, p4rt.ActionCall)) {
+	return endpointEntry{table: tVnetDestination, action: aEncapToHost, vni: vni, ip: e.IP, n: uint64(dstVNI), host: e.HostIP}, func() (string, []p4rt.Match, p4rt.ActionCall) {
 		return tVnetDestination, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Exact("dst_ip", p4rt.IP(e.IP))},
 			encapCall(dstVNI, e.HostIP, e.MAC)
-	})
+	}
 }
 
 func encapCall(dstVNI uint32, host netip.Addr, mac net.HardwareAddr) p4rt.ActionCall {
@@ -1210,18 +1251,41 @@ func (c *compiler) addEndpoint(k endpointEntry, mac net.HardwareAddr, what origi
 		return c.add(table, what, match, a)
 	}
 	copy(k.mac[:], mac)
-	e := c.cache.endpoints[k]
+	e, err := c.cache.endpoint(c.s, k, build)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	c.file(k.table, what, e.ent, e.key)
+	return nil
+}
+
+// endpoint returns the cached entry for k (its MAC filled in), building it
+// with build on a miss, and marks it used by the running compile.
+func (ec *entryCache) endpoint(s *p4rt.Schema, k endpointEntry, build func() (string, []p4rt.Match, p4rt.ActionCall)) (*cachedEntry, error) {
+	e := ec.endpoints[k]
 	if e == nil {
 		table, match, a := build()
 		var err error
-		if e, err = c.cache.get(c.s, table, match, &a); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+		if e, err = ec.get(s, table, match, &a); err != nil {
+			return nil, err
 		}
-		c.cache.endpoints[k] = e
+		ec.endpoints[k] = e
 	}
-	e.used = c.cache.gen
-	c.file(k.table, what, e.ent, e.key)
-	return nil
+	e.used = ec.gen
+	return e, nil
+}
+
+// evict drops k's entry from the cache: an incremental compile found that
+// nothing calls for it any longer, and no whole compile will sweep it.
+func (ec *entryCache) evict(k endpointEntry) {
+	e := ec.endpoints[k]
+	if e == nil {
+		return
+	}
+	delete(ec.endpoints, k)
+	if e.spec != "" && ec.entries[e.spec] == e {
+		delete(ec.entries, e.spec)
+	}
 }
 
 // put files te under its match key.
@@ -1279,31 +1343,48 @@ func (c *compiler) entities() []*p4v1.Entity {
 	for _, g := range c.groups {
 		out = append(out, &p4v1.Entity{Entity: &p4v1.Entity_ActionProfileGroup{ActionProfileGroup: g}})
 	}
-	// Entries are filed mostly in match order already (endpoints by
-	// address), which the sort makes use of; it moves indexes, not
-	// entries.
-	pos := make(map[uint32]int, len(c.s.Tables()))
-	for i, t := range c.s.Tables() {
-		pos[t.ID()] = i
-		if t.Profile != nil {
-			pos[t.ID()] -= len(c.s.Tables())
-		}
-	}
-	order := make([]int, len(c.filed))
-	tpos := make([]int, len(c.filed))
-	for i, b := range c.filed {
-		order[i], tpos[i] = i, pos[b.table]
-	}
-	slices.SortFunc(order, func(i, j int) int {
-		return cmp.Or(cmp.Compare(tpos[i], tpos[j]), strings.Compare(c.filed[i].key, c.filed[j].key))
-	})
-	for _, i := range order {
-		out = append(out, c.filed[i].ent)
-	}
+	out = appendFiled(out, c.s, c.filed)
 	if c.cache != nil {
 		c.cache.filed = len(c.filed)
 	}
 	return out
+}
+
+// appendFiled appends the table entries of filed to out in entities'
+// order, leaving out the ones an incremental compile took away (nil).
+func appendFiled(out []*p4v1.Entity, s *p4rt.Schema, filed []built) []*p4v1.Entity {
+	// Entries are filed mostly in match order already (endpoints by
+	// address), which the sort makes use of; it moves indexes, not
+	// entries.
+	pos := tablePositions(s)
+	order := make([]int, 0, len(filed))
+	tpos := make([]int, len(filed))
+	for i, b := range filed {
+		if b.ent != nil {
+			order = append(order, i)
+			tpos[i] = pos[b.table]
+		}
+	}
+	slices.SortFunc(order, func(i, j int) int {
+		return cmp.Or(cmp.Compare(tpos[i], tpos[j]), strings.Compare(filed[i].key, filed[j].key))
+	})
+	for _, i := range order {
+		out = append(out, filed[i].ent)
+	}
+	return out
+}
+
+// tablePositions gives each table its place in entities' order: the
+// selector tables first, then the others, each in P4Info order.
+func tablePositions(s *p4rt.Schema) map[uint32]int {
+	pos := make(map[uint32]int, len(s.Tables()))
+	for i, t := range s.Tables() {
+		pos[t.ID()] = i
+		if t.Profile != nil {
+			pos[t.ID()] -= len(s.Tables())
+		}
+	}
+	return pos
 }
 
 // LBKey identifies a load balancer: its VPC and name.

@@ -1,9 +1,12 @@
 package ohc_test
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/p4mesh/p4mesh/ohc"
@@ -103,5 +106,95 @@ func BenchmarkCompileRoutes(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// changeViews are two views of one host that differ by one remote
+// endpoint: red (local, one VM here) with n remote endpoints on n/100
+// hosts, peered with blue (n/10 endpoints, half of them exported), and
+// one more red endpoint in the second view. Lists are sorted as the agent
+// sorts them.
+func changeViews(n int) (without, with *ohc.View, added ohc.RemoteKey) {
+	hostIP := netip.MustParseAddr("192.168.0.1")
+	hm := net.HardwareAddr{2, 0xfe, 0, 0, 0, 1}
+	addr := func(base uint32, i int) netip.Addr {
+		x := base + uint32(i)
+		return netip.AddrFrom4([4]byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)})
+	}
+	remote := func(vpc string, base uint32, i int) ohc.RemoteEndpoint {
+		h := i % max(n/100, 1)
+		return ohc.RemoteEndpoint{IP: addr(base, i), MAC: net.HardwareAddr{2, 1, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)},
+			HostIP: netip.AddrFrom4([4]byte{192, 169, byte(h >> 8), byte(h)}), VPC: vpc}
+	}
+	const red, blue = 10<<24 | 1<<16, 11<<24 | 1<<16
+	without = &ohc.View{
+		Host: ohc.Host{ID: "h0", IP: hostIP, MAC: hm,
+			UnderlayRoutes: []ohc.UnderlayRoute{{Prefix: netip.MustParsePrefix("192.168.0.0/15"), Port: 1, SrcMAC: hm, DstMAC: net.HardwareAddr{2, 0xfd, 0, 0, 0, 0}}}},
+		VPCs: map[string]ohc.VPC{
+			"red": {Name: "red", VNI: 100, Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		},
+		Local: []ohc.LocalEndpoint{{ID: "red-0", VPC: "red", IP: netip.MustParseAddr("10.0.0.10"), MAC: net.HardwareAddr{2, 1, 0, 0, 0, 0}, Port: 2}},
+		Peerings: []ohc.Peering{{VPC: "red", PeerVPC: "blue", PeerVNI: 200, Active: true,
+			PeerPrefixes: []netip.Prefix{netip.PrefixFrom(addr(blue, 0), 16).Masked()}}},
+		Remote: map[string][]ohc.RemoteEndpoint{},
+	}
+	for i := range n {
+		without.Remote["red"] = append(without.Remote["red"], remote("red", red, i))
+	}
+	for i := range n / 10 {
+		// Every other one outside the exported /16.
+		without.Remote["blue"] = append(without.Remote["blue"], remote("blue", blue, i*(1+i%2)<<8))
+	}
+	sortRemote(without.Remote["blue"])
+	e := remote("red", red, n) // the new endpoint, last in address order
+	with = &ohc.View{}
+	*with = *without
+	with.Remote = map[string][]ohc.RemoteEndpoint{"red": append(slices.Clip(without.Remote["red"]), e), "blue": without.Remote["blue"]}
+	return without, with, ohc.RemoteKey{VPC: "red", IP: e.IP}
+}
+
+func sortRemote(es []ohc.RemoteEndpoint) {
+	slices.SortFunc(es, func(a, b ohc.RemoteEndpoint) int {
+		return cmp.Or(a.IP.Compare(b.IP), a.HostIP.Compare(b.HostIP), bytes.Compare(a.MAC, b.MAC))
+	})
+}
+
+// BenchmarkCompileChange: what the OHC's compile costs per endpoint
+// change at 10k, 100k and 1M remote endpoints: one red endpoint added,
+// then removed, and so on. "whole" compiles the whole view each time,
+// reusing the previous compile's entries (the programmer before the
+// incremental compile: Compiler.Compile, plus the diff of the desired
+// sets, here the Delta); "incremental" is CompileChange told the address.
+// entities/op is what the compile hands the programmer to write (Gone
+// plus Came); the programmer's reconcile writes the difference.
+func BenchmarkCompileChange(b *testing.B) {
+	s := schema(b)
+	sizes := []int{10_000, 100_000, 1_000_000}
+	for _, n := range sizes {
+		without, with, k := changeViews(n)
+		for _, mode := range []string{"whole", "incremental"} {
+			b.Run(fmt.Sprintf("remote=%d/%s", n, mode), func(b *testing.B) {
+				c := ohc.NewCompiler(s)
+				if _, err := c.CompileChange(without, ohc.ViewChange{Other: true}); err != nil {
+					b.Fatal(err)
+				}
+				ch := ohc.ViewChange{Remote: []ohc.RemoteKey{k}, Other: mode == "whole"}
+				views := [2]*ohc.View{with, without}
+				var out, i int
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := c.CompileChange(views[i%2], ch); err != nil {
+						b.Fatal(err)
+					}
+					d := c.Delta()
+					out += len(d.Gone) + len(d.Came)
+					i++
+				}
+				b.ReportMetric(float64(out)/float64(i), "entities/op")
+				if mode == "incremental" && ohc.IncrementalCompiles(c) != uint64(i) {
+					b.Fatalf("%d of %d compiles incremental", ohc.IncrementalCompiles(c), i)
+				}
+			})
+		}
 	}
 }

@@ -11,7 +11,10 @@
 //   - View is the assembled state in plain Go types (netip addresses), free
 //     of the wire format the subscribers receive it in.
 //   - Compile turns a View into the desired P4Runtime entities of
-//     vpc_peering.p4, purely and deterministically.
+//     vpc_peering.p4, purely and deterministically. A Compiler does the
+//     same and keeps the result: told what changed (ViewChange), it
+//     recompiles only that when it is remote endpoints, and says which
+//     entities changed (Delta).
 //   - Programmer is handed Views (latest wins) and reconciles the switch
 //     towards them with p4rt.Reconciler: it reads back, writes only the
 //     difference, and so never flushes the switch on an OHC restart, while a

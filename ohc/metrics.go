@@ -16,7 +16,7 @@ type Collector struct {
 
 	entries, changes, reconciles, errors, pushes, lastDuration, primary, arbitrations *prometheus.Desc
 	convergence, events, streams, pulled                                              *prometheus.Desc
-	unsynced, pastGrace, held                                                         *prometheus.Desc
+	unsynced, pastGrace, held, compiles                                               *prometheus.Desc
 }
 
 // NewCollector makes a collector for prog and its client; agent may be nil.
@@ -32,6 +32,7 @@ func NewCollector(prog *Programmer, client *p4rt.Client, agent *Agent) *Collecto
 		pulled:       d("pulled_services", "Connectivity services pulled: own VPCs and active peers under their export policy."),
 		unsynced:     d("sources_unsynced", "Sources (a controller's host programming, a pulled service) not synced now: programmed as last seen, or not at all when never seen since the OHC started."),
 		pastGrace:    d("sources_unsynced_past_grace", "Sources unsynced for longer than --source-grace."),
+		compiles:     d("compiles_total", "Views compiled, by kind: whole, or incremental (only the remote endpoints that changed).", "kind"),
 		held:         d("entries_held", "Entries kept on the switch that no synced source explains, while the view lacks sources the OHC has not heard from since it started."),
 		entries:      d("entries_desired", "Entries the OHC wants in each table of its switch.", "table"),
 		changes:      d("entries_changed_total", "Entries written to the switch, by table and kind of change.", "table", "change"),
@@ -47,7 +48,7 @@ func NewCollector(prog *Programmer, client *p4rt.Client, agent *Agent) *Collecto
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.entries, c.changes, c.reconciles, c.errors, c.pushes, c.lastDuration, c.primary, c.arbitrations,
-		c.convergence, c.events, c.streams, c.pulled, c.unsynced, c.pastGrace, c.held} {
+		c.convergence, c.events, c.streams, c.pulled, c.unsynced, c.pastGrace, c.held, c.compiles} {
 		ch <- d
 	}
 }
@@ -75,6 +76,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.arbitrations, prometheus.CounterValue, float64(c.client.Stats().Arbitrations))
 	ch <- prometheus.MustNewConstMetric(c.convergence, prometheus.GaugeValue, st.LastConvergence.Seconds())
 	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(st.Held))
+	ch <- prometheus.MustNewConstMetric(c.compiles, prometheus.CounterValue, float64(st.Compiles), "whole")
+	ch <- prometheus.MustNewConstMetric(c.compiles, prometheus.CounterValue, float64(st.IncrementalCompiles), "incremental")
 	if c.agent != nil {
 		as := c.agent.Stats()
 		for typ, n := range map[string]uint64{"put": as.Puts, "delete": as.Deletes, "synced": as.Synced, "reset": as.Resets, "progress": as.Progress} {

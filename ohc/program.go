@@ -86,6 +86,10 @@ type ProgrammerStats struct {
 	Reconciles, PipelinePushes, Errors uint64
 	// LastError is the last failure, nil after a success.
 	LastError error
+	// Compiles counts the views compiled whole, IncrementalCompiles those
+	// compiled from what changed (see Compiler.CompileChange): most
+	// should be incremental when endpoints come and go elsewhere.
+	Compiles, IncrementalCompiles uint64
 	// LastConvergence is how long the last applied view took from Update
 	// to being on the switch (compile, coalescing, diff and writes).
 	LastConvergence time.Duration
@@ -119,11 +123,12 @@ type Programmer struct {
 	// updates between two reconciles wake Run once.
 	wake chan struct{}
 
-	// Run's goroutine alone uses these: what the switch is known to hold
-	// (the desired set of the last successful pass, nil when unknown), in
-	// which term as primary (the client's election count), and whether the
-	// next pass must read it back.
-	known     []*p4v1.Entity
+	// Run's goroutine alone uses these: whether the switch is known to
+	// hold what the compiler's generation knownGen compiled (the last
+	// successful pass's), in which term as primary (the client's election
+	// count), and whether the next pass must read it back.
+	known     bool
+	knownGen  uint64
 	knownTerm uint64
 	fullNext  bool
 	// held are the entities on the switch, by p4rt.Key, that partial
@@ -137,8 +142,11 @@ type Programmer struct {
 
 	mu sync.Mutex
 	// mu guards the following fields.
-	view      *View
-	missing   []string // the sources view lacks (UpdatePartial)
+	view    *View
+	missing []string // the sources view lacks (UpdatePartial)
+	// change is what changed from the view Run compiled last to view:
+	// the changes of every view handed over since, merged.
+	change    ViewChange
 	gen       uint64
 	started   bool
 	failed    uint64 // generation whose compile failed (0: none)
@@ -151,10 +159,12 @@ type Programmer struct {
 }
 
 // compiled caches a view's compile, so a retry or a resync does not redo it.
+// What it compiled is the compiler's Desired (for the latest good compile)
+// and delta, what that compile changed in it.
 type compiled struct {
 	gen      uint64
 	missing  []string // the sources the view lacks
-	desired  []*p4v1.Entity
+	delta    Delta
 	warnings []string
 	err      error
 }
@@ -234,7 +244,7 @@ func NewProgrammer(o ProgrammerOptions) (*Programmer, error) {
 // Until the first view, Run leaves the switch alone: an OHC that just
 // restarted knows nothing yet, and reconciling an empty view would flush
 // the switch.
-func (p *Programmer) Update(v *View) { p.update(v, nil) }
+func (p *Programmer) Update(v *View) { p.update(v, nil, ViewChange{Other: true}) }
 
 // UpdatePartial hands over a view that lacks some sources: streams the OHC
 // has had no snapshot of since it started (a controller that is down), named
@@ -246,13 +256,23 @@ func (p *Programmer) Update(v *View) { p.update(v, nil) }
 // until a whole view comes (Update) and the full reconcile prunes what is
 // still unexplained.
 func (p *Programmer) UpdatePartial(v *View, missing []string) {
-	p.update(v, slices.Clip(missing))
+	p.update(v, slices.Clip(missing), ViewChange{Other: true})
 }
 
-func (p *Programmer) update(v *View, missing []string) {
+// UpdateChange is Update (missing empty) or UpdatePartial with what
+// changed from the view handed over before: the compiler then recompiles
+// only that (see Compiler.CompileChange, whose conditions on v and ch
+// apply), and the programmer writes only the entities that changed. Views
+// handed over faster than they are compiled have their changes merged.
+func (p *Programmer) UpdateChange(v *View, missing []string, ch ViewChange) {
+	p.update(v, slices.Clip(missing), ch)
+}
+
+func (p *Programmer) update(v *View, missing []string, ch ViewChange) {
 	p.mu.Lock()
 	p.view = v
 	p.missing = missing
+	p.change.Merge(ch)
 	p.gen++
 	p.stats.Generation = p.gen
 	p.updatedAt = time.Now()
@@ -392,11 +412,11 @@ func (p *Programmer) pass(ctx context.Context) error {
 	// ones, to prune what they kept.
 	term := p.client.Stats().Elections
 	partial := len(c.missing) > 0
-	full := p.known == nil || term != p.knownTerm || p.fullNext || (!partial && len(p.held) > 0)
+	full := !p.known || term != p.knownTerm || p.fullNext || (!partial && len(p.held) > 0)
 	if full {
 		pushed, err := p.client.SetPipeline(ctx, p.info, p.devCfg, p.cookie, p4v1.SetForwardingPipelineConfigRequest_VERIFY_AND_COMMIT)
 		if err != nil {
-			p.known = nil
+			p.known = false
 			return p.fail(fmt.Errorf("ohc: push pipeline: %w", err))
 		}
 		if pushed {
@@ -416,17 +436,19 @@ func (p *Programmer) pass(ctx context.Context) error {
 			keep = p.keep
 		}
 		var kept []*p4v1.Entity
-		res, kept, err = p.rec.ReconcileKeeping(ctx, c.desired, keep)
+		res, kept, err = p.rec.ReconcileKeeping(ctx, p.compiler.Desired(), keep)
 		if err == nil {
 			p.hold(kept, c.missing)
 		}
-	} else {
-		// Entities the compiler reused are the same pointers in both
-		// sets: only the others can differ. Keys are unique within a
-		// compile's output, so diffing what left against what came is
-		// diffing the whole sets.
-		gone, came := changed(p.known, c.desired)
-		current, reclaimed := gone, p.reclaim(came)
+	} else if c.gen != p.knownGen {
+		// The switch holds what the compile before c's compiled (every
+		// successful compile is followed by a pass that writes it, or
+		// the switch is not known), so c's delta is the difference:
+		// what it took away is what the switch has and no longer
+		// needs, what it brought is to be written. Its size is that of
+		// the change, not of the view.
+		gone, came := c.delta.Gone, c.delta.Came
+		current, reclaimed := slices.Clip(gone), p.reclaim(came)
 		for _, k := range reclaimed {
 			current = append(current, p.held[k])
 		}
@@ -439,9 +461,9 @@ func (p *Programmer) pass(ctx context.Context) error {
 	}
 	took := time.Since(start)
 	if err != nil {
-		p.known = nil
+		p.known = false
 	} else {
-		p.known, p.knownTerm = c.desired, term
+		p.known, p.knownGen, p.knownTerm = true, c.gen, term
 		if full {
 			p.fullNext = false
 		}
@@ -527,34 +549,13 @@ func (p *Programmer) reclaim(came []*p4v1.Entity) []string {
 	return ks
 }
 
-// changed returns the entities of before that are not in after and those
-// of after that are not in before, by identity.
-func changed(before, after []*p4v1.Entity) (gone, came []*p4v1.Entity) {
-	in := make(map[*p4v1.Entity]struct{}, len(before))
-	for _, e := range before {
-		in[e] = struct{}{}
-	}
-	for _, e := range after {
-		if _, ok := in[e]; ok {
-			delete(in, e)
-			continue
-		}
-		came = append(came, e)
-	}
-	for _, e := range before {
-		if _, ok := in[e]; ok {
-			gone = append(gone, e)
-		}
-	}
-	return gone, came
-}
-
 // compile returns the compile of the latest view, from the cache when the
 // view has not changed (nil when there is no view yet), and the latest
 // compile without error.
 func (p *Programmer) compile() (latest, good *compiled) {
 	p.mu.Lock()
-	v, missing, gen, c, good := p.view, p.missing, p.gen, p.compiled, p.good
+	v, missing, gen, c, good, ch := p.view, p.missing, p.gen, p.compiled, p.good, p.change
+	p.change = ViewChange{}
 	p.mu.Unlock()
 	if v == nil {
 		return nil, nil
@@ -563,7 +564,10 @@ func (p *Programmer) compile() (latest, good *compiled) {
 		return c, good
 	}
 	c = &compiled{gen: gen, missing: missing}
-	c.desired, c.warnings, c.err = p.compiler.Compile(v)
+	inc := p.compiler.inc.incremental
+	c.warnings, c.err = p.compiler.CompileChange(v, ch)
+	c.delta = p.compiler.Delta()
+	incremental := p.compiler.inc.incremental != inc
 	for i, w := range c.warnings {
 		if i == maxLoggedWarnings {
 			p.log.Warn("more compile warnings", "generation", gen, "count", len(c.warnings)-i)
@@ -574,6 +578,11 @@ func (p *Programmer) compile() (latest, good *compiled) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.compiled = c
+	if incremental {
+		p.stats.IncrementalCompiles++
+	} else {
+		p.stats.Compiles++
+	}
 	if c.err != nil {
 		p.log.Error("view does not compile; the switch keeps the last good view", "generation", gen, "err", c.err)
 		p.stats.Errors++
@@ -584,10 +593,22 @@ func (p *Programmer) compile() (latest, good *compiled) {
 	}
 	p.good = c
 	p.stats.Warnings = c.warnings
-	p.stats.Desired = map[string]int{}
-	for _, e := range c.desired {
-		p.stats.Desired[p.ownerName(e)]++
+	// Counted from the delta, as the compile was: the same counts as
+	// counting Desired, at the cost of the change.
+	desired := maps.Clone(p.stats.Desired)
+	if desired == nil {
+		desired = map[string]int{}
 	}
+	for _, e := range c.delta.Gone {
+		n := p.ownerName(e)
+		if desired[n]--; desired[n] == 0 {
+			delete(desired, n)
+		}
+	}
+	for _, e := range c.delta.Came {
+		desired[p.ownerName(e)]++
+	}
+	p.stats.Desired = desired
 	return c, c
 }
 

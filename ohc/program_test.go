@@ -42,13 +42,20 @@ type testSwitch struct {
 // ("127.0.0.1:0" for a new port; an old address to play a restart).
 func startSwitch(t *testing.T, addr string) *testSwitch {
 	t.Helper()
+	return startSwitchLogged(t, addr, nil)
+}
+
+// startSwitchLogged is startSwitch with onWrite (may be nil) called with
+// every update the switch applies.
+func startSwitchLogged(t *testing.T, addr string, onWrite func(*p4v1.Update)) *testSwitch {
+	t.Helper()
 	info, err := p4.P4Info()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := &testSwitch{vm1: dataplane.NewMemPort(16), uplink: dataplane.NewMemPort(16), att: dataplane.NewMemPort(16), done: make(chan struct{})}
 	ts.sw, err = dataplane.NewSwitch(dataplane.SwitchOptions{
-		Server: dataplane.Options{P4Info: info},
+		Server: dataplane.Options{P4Info: info, OnWrite: onWrite},
 		Ports:  map[uint16]dataplane.Port{1: ts.vm1, 2: dataplane.NewMemPort(16), 5: ts.att, 10: ts.uplink},
 	})
 	if err != nil {

@@ -1,0 +1,515 @@
+package ohc
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"strings"
+
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+
+	"github.com/p4mesh/p4mesh/p4rt"
+)
+
+// The incremental compile. Almost every change an OHC sees is an endpoint
+// added, removed or moved somewhere in the peering group: one address in
+// View.Remote. Compiling the whole view for it costs the view's size
+// (tens of thousands of entries on a host of a large group); the entries
+// that depend on one address are a handful. So a Compiler told which
+// addresses changed (ViewChange) recompiles only those: for each local VPC
+// that sees the address (its own VPC if that is local, and each local VPC
+// with an active peering to it), the ARP answer and the destination of the
+// address, with every record that claims them (the gateway, a local
+// endpoint, each remote record, each peer's) in the whole compile's order,
+// so the same one wins. It patches the last whole compile's entries by
+// match and reports the entities that changed (Delta), which is all the
+// programmer writes.
+//
+// It takes the whole compile instead whenever the change could reach
+// beyond those entries or the result could differ from Compile's in any
+// way: anything but remote endpoints changed, the last compile failed, an
+// address is a route's next hop (route groups depend on it), is not IPv4,
+// a changed record is malformed (the whole compile names the error), or
+// the address's entries warn now or warned before (a conflict, a peer
+// endpoint on this host not local yet): warnings are then recomputed in
+// the whole compile's order. TestCompileChangeMatchesCompile holds it to
+// Compile on random edit sequences.
+
+// RemoteKey names the records of one address in one VPC: those of
+// View.Remote[VPC] whose IP is IP.
+type RemoteKey struct {
+	VPC string
+	IP  netip.Addr
+}
+
+// ViewChange says how a view differs from the one compiled before it.
+type ViewChange struct {
+	// Remote are the addresses whose remote endpoint records may have
+	// changed (been added, removed or modified). A key listed that did not
+	// change costs a little work and nothing else.
+	Remote []RemoteKey
+	// Other says that something else may have changed too: the host, a
+	// VPC, a local endpoint, a peering, a load balancer or a route. The
+	// view is then compiled whole.
+	Other bool
+}
+
+// Merge adds o to ch: ch then describes both changes, one after the other.
+func (ch *ViewChange) Merge(o ViewChange) {
+	ch.Other = ch.Other || o.Other
+	if ch.Other {
+		ch.Remote = nil
+		return
+	}
+	ch.Remote = append(ch.Remote, o.Remote...)
+}
+
+// Delta is what a compile changed in the desired entities: the entities of
+// the previous compile it no longer has (Gone) and those it has that the
+// previous one did not (Came). An entity in both, by key, is one whose
+// content may have changed. Came is in entities' order (members, groups,
+// the selector tables' entries, then the others), Gone in the reverse, the
+// orders a reconcile writes inserts and deletes in.
+type Delta struct {
+	Gone, Came []*p4v1.Entity
+}
+
+// incState is what a Compiler's last successful compile leaves for the
+// next.
+type incState struct {
+	// last is the last successful whole compile, its entries (filed,
+	// byMatch) patched by the incremental compiles since: a nil entry in
+	// filed is one they took away, whose slot byMatch keeps for the
+	// entry's return (an endpoint that goes and comes back, as in a
+	// move or a restart, takes its old slot). nil before the first
+	// success.
+	last *compiler
+	// ok is false after a failed compile: the view it failed on is not
+	// the one last describes, so a change relative to it means nothing.
+	ok bool
+	// sorted says the last view's Remote lists are sorted by
+	// compareRemote, so an address's records are found by binary search.
+	sorted   bool
+	warnings []string
+	// hops are the next hops of the last view's routes, in any VPC.
+	hops map[netip.Addr]bool
+	// peersOf lists, for a VPC, the local VPCs with an active peering to
+	// it: those that see its endpoints.
+	peersOf map[string][]string
+	// selectors are the members and groups of the last whole compile,
+	// which incremental compiles never change.
+	selectors []*p4v1.Entity
+	// desired is the output in entities' order; nil when it must be
+	// made again (Desired).
+	desired []*p4v1.Entity
+	delta   Delta
+	// removed counts the nil entries in last.filed.
+	removed int
+	// incremental counts the compiles that took the incremental path.
+	incremental uint64
+}
+
+// CompileChange compiles v, given that it differs from the view of the
+// previous call as ch says, and returns v's warnings. The result is what
+// Compile would give for v: Desired returns it, and Delta what changed.
+// When the previous call failed, or ch says something besides remote
+// endpoints changed, it compiles v whole; otherwise only the entries of
+// the addresses in ch. For that, v's Remote lists must be sorted by
+// address, then host and MAC (as the agent makes them), and ch must name
+// every address whose records differ: what it does not name is taken to
+// be as before. On error, nothing changes: Desired is still the last
+// successful compile's.
+func (cc *Compiler) CompileChange(v *View, ch ViewChange) ([]string, error) {
+	st := &cc.inc
+	st.delta = Delta{}
+	if !ch.Other && st.ok && st.sorted && v != nil && cc.compileRemote(v, ch.Remote) {
+		st.incremental++
+		return st.warnings, nil
+	}
+	c, desired, err := cc.compileWhole(v)
+	if err != nil {
+		st.ok = false
+		return nil, err
+	}
+	nsel := len(c.members) + len(c.groups)
+	sel := desired[:nsel:nsel]
+	st.delta = wholeDelta(cc.s, st.last, st.selectors, c, sel)
+	c.remote = nil // the routes' index: stale after the next change, and large
+	st.last, st.ok, st.selectors, st.desired, st.warnings, st.removed = c, true, sel, desired, c.warnings, 0
+	st.sorted = true
+	for _, es := range v.Remote {
+		if !slices.IsSortedFunc(es, compareRemote) {
+			st.sorted = false
+			break
+		}
+	}
+	st.hops = map[netip.Addr]bool{}
+	for _, r := range v.Routes {
+		for _, nh := range r.NextHops() {
+			st.hops[nh] = true
+		}
+	}
+	st.peersOf = map[string][]string{}
+	for _, name := range c.localVPCs {
+		for _, p := range c.peers[name] {
+			st.peersOf[p.PeerVPC] = append(st.peersOf[p.PeerVPC], name)
+		}
+	}
+	return c.warnings, nil
+}
+
+// Desired returns the entities of the last successful compile, in
+// Compile's order; nil before the first. After an incremental compile it
+// sorts them again: a full reconcile needs them, a change does not.
+func (cc *Compiler) Desired() []*p4v1.Entity {
+	st := &cc.inc
+	if st.desired == nil && st.last != nil {
+		out := make([]*p4v1.Entity, 0, len(st.selectors)+len(st.last.filed)-st.removed)
+		out = append(out, st.selectors...)
+		st.desired = appendFiled(out, cc.s, st.last.filed)
+	}
+	return st.desired
+}
+
+// Delta returns what the last compile changed in Desired (nothing when it
+// failed).
+func (cc *Compiler) Delta() Delta { return cc.inc.delta }
+
+// wholeDelta compares a whole compile c with the previous state old (nil:
+// none), entries by match and pointer: the cache makes an unchanged entry
+// the same pointer. Members and groups are built anew by every whole
+// compile; they are few, and a reconcile finds them unchanged by content.
+func wholeDelta(s *p4rt.Schema, old *compiler, oldSel []*p4v1.Entity, c *compiler, sel []*p4v1.Entity) Delta {
+	var gone, came []built
+	if old != nil {
+		for _, b := range old.filed {
+			if b.ent == nil {
+				continue
+			}
+			if i, ok := c.byMatch[b.tableMatch]; !ok || c.filed[i].ent != b.ent {
+				gone = append(gone, b)
+			}
+		}
+	}
+	for _, b := range c.filed {
+		if old != nil {
+			if i, ok := old.byMatch[b.tableMatch]; ok && old.filed[i].ent == b.ent {
+				continue
+			}
+		}
+		came = append(came, b)
+	}
+	return orderDelta(s, oldSel, gone, sel, came)
+}
+
+// orderDelta puts a delta in the orders a reconcile writes in: inserts as
+// entities orders them, deletes the other way round.
+func orderDelta(s *p4rt.Schema, goneSel []*p4v1.Entity, gone []built, cameSel []*p4v1.Entity, came []built) Delta {
+	pos := tablePositions(s)
+	sortBuilt := func(bs []built) {
+		slices.SortFunc(bs, func(a, b built) int {
+			return cmp.Or(cmp.Compare(pos[a.table], pos[b.table]), strings.Compare(a.key, b.key))
+		})
+	}
+	sortBuilt(gone)
+	sortBuilt(came)
+	var d Delta
+	if n := len(cameSel) + len(came); n > 0 {
+		d.Came = make([]*p4v1.Entity, 0, n)
+		d.Came = append(d.Came, cameSel...)
+		for _, b := range came {
+			d.Came = append(d.Came, b.ent)
+		}
+	}
+	if n := len(goneSel) + len(gone); n > 0 {
+		d.Gone = make([]*p4v1.Entity, 0, n)
+		for i := len(gone) - 1; i >= 0; i-- {
+			d.Gone = append(d.Gone, gone[i].ent)
+		}
+		for i := len(goneSel) - 1; i >= 0; i-- {
+			d.Gone = append(d.Gone, goneSel[i])
+		}
+	}
+	return d
+}
+
+// claim is one record's bid for an address's entry: its endpointEntry
+// (MAC filled in) and how to build the entry.
+type claim struct {
+	k     endpointEntry
+	build func() (string, []p4rt.Match, p4rt.ActionCall)
+}
+
+// addrUnit is one local VPC's entries for one address.
+type addrUnit struct {
+	vpc string
+	ip  netip.Addr
+}
+
+// keyPlan is the change of one entry: what last.filed holds for it (at
+// idx; -1 for nothing), what it becomes (nil for nothing), and the cache
+// entries only the old claims used.
+type keyPlan struct {
+	tm    tableMatch
+	idx   int
+	next  *cachedEntry
+	drop  []endpointEntry
+	where addrUnit
+}
+
+// compileRemote is CompileChange for a change of remote endpoints only. It
+// reports false, having changed nothing the whole compile relies on, when
+// the change needs the whole compile (see the comment at the top).
+func (cc *Compiler) compileRemote(v *View, keys []RemoteKey) bool {
+	st := &cc.inc
+	c := st.last
+	old := c.v
+	if v.Host.IP != old.Host.IP {
+		return false // not a change of remote endpoints only
+	}
+	var units []addrUnit
+	seen := map[addrUnit]bool{}
+	add := func(u addrUnit) {
+		if !seen[u] {
+			seen[u] = true
+			units = append(units, u)
+		}
+	}
+	for _, k := range keys {
+		if !k.IP.Is4() || st.hops[k.IP] {
+			return false
+		}
+		for _, e := range lookupRemote(v.Remote[k.VPC], k.IP) {
+			if checkRemote(v, k.VPC, e) != nil {
+				return false
+			}
+		}
+		if c.local[k.VPC] != nil {
+			add(addrUnit{k.VPC, k.IP})
+		}
+		for _, name := range st.peersOf[k.VPC] {
+			add(addrUnit{name, k.IP})
+		}
+	}
+	// Plan every entry first: a reason to compile whole found half way
+	// must leave the last compile as it was.
+	plans := make([]keyPlan, 0, 2*len(units))
+	for _, u := range units {
+		oldARP, oldDest, ok := c.claims(old, u)
+		if !ok {
+			return false
+		}
+		newARP, newDest, ok := c.claims(v, u)
+		if !ok {
+			return false
+		}
+		for _, pair := range [2][2][]claim{{oldARP, newARP}, {oldDest, newDest}} {
+			p, ok := cc.plan(c, u, pair[0], pair[1])
+			if !ok {
+				return false
+			}
+			plans = append(plans, p)
+		}
+	}
+	var gone, came []built
+	for _, p := range plans {
+		var was *p4v1.Entity // nil for nothing, or an emptied slot
+		if p.idx >= 0 {
+			was = c.filed[p.idx].ent
+		}
+		switch {
+		case p.next == nil && was == nil:
+		case p.next == nil:
+			gone = append(gone, c.filed[p.idx])
+			c.filed[p.idx].ent = nil
+			st.removed++
+		case was == nil && p.idx >= 0: // back in its slot
+			c.filed[p.idx].ent = p.next.ent
+			st.removed--
+			came = append(came, c.filed[p.idx])
+		case was == nil:
+			b := built{tableMatch: p.tm, ent: p.next.ent, what: origin{ip: p.where.ip, vpc: p.where.vpc}}
+			c.byMatch[p.tm] = len(c.filed)
+			c.filed = append(c.filed, b)
+			came = append(came, b)
+		case was != p.next.ent:
+			gone = append(gone, c.filed[p.idx])
+			c.filed[p.idx].ent = p.next.ent
+			came = append(came, c.filed[p.idx])
+		}
+		for _, k := range p.drop {
+			cc.cache.evict(k)
+		}
+	}
+	c.v = v
+	st.delta = orderDelta(cc.s, nil, gone, nil, came)
+	if len(gone)+len(came) > 0 {
+		st.desired = nil
+	}
+	if st.removed > 0 && (compactAfter < 0 || st.removed > compactAfter && st.removed > len(c.filed)/2) {
+		c.compact()
+		st.removed = 0
+	}
+	return true
+}
+
+// plan works out the change of one entry from the claims on it before and
+// after. It reports false when the entry's old winner is not where the
+// last compile filed it, which would be a bug: the whole compile then
+// puts things right.
+func (cc *Compiler) plan(c *compiler, u addrUnit, before, after []claim) (keyPlan, bool) {
+	p := keyPlan{idx: -1, where: u}
+	if len(before) > 0 {
+		e := cc.cache.endpoints[before[0].k]
+		if e == nil {
+			return p, false
+		}
+		p.tm = tableMatch{e.ent.GetTableEntry().GetTableId(), e.key}
+		i, ok := c.byMatch[p.tm]
+		if !ok || c.filed[i].ent == nil {
+			return p, false
+		}
+		p.idx = i
+	}
+	if len(after) > 0 {
+		e, err := cc.cache.endpoint(cc.s, after[0].k, after[0].build)
+		if err != nil {
+			return p, false
+		}
+		tm := tableMatch{e.ent.GetTableEntry().GetTableId(), e.key}
+		if p.idx < 0 {
+			if i, ok := c.byMatch[tm]; ok {
+				if c.filed[i].ent != nil {
+					return p, false // filed by something else: not ours to patch
+				}
+				p.idx = i // a slot an earlier change emptied
+			}
+		} else if tm != p.tm {
+			return p, false
+		}
+		p.tm, p.next = tm, e
+	}
+	for _, b := range before {
+		if !slices.ContainsFunc(after, func(a claim) bool { return a.k == b.k }) && !slices.ContainsFunc(p.drop, func(k endpointEntry) bool { return k == b.k }) {
+			p.drop = append(p.drop, b.k)
+		}
+	}
+	return p, true
+}
+
+// claims returns the claims on the ARP answer and on the destination of
+// address u.ip in local VPC u.vpc, under view v, in the order the whole
+// compile files them (vpc and peerDestinations): the first is the entry.
+// ok is false when the whole compile would warn or fail on them: a
+// conflict (claims with different actions), a peer endpoint on this host
+// that is not local, a peer record with the wrong VNI. Only v's Remote
+// lists are read: the rest is as last compiled.
+func (c *compiler) claims(v *View, u addrUnit) (arp, dest []claim, ok bool) {
+	x := c.v.VPCs[u.vpc]
+	vni := p4rt.Uint(x.VNI)
+	host := c.v.Host.IP
+	put := func(to *[]claim, k endpointEntry, mac []byte, build func() (string, []p4rt.Match, p4rt.ActionCall)) bool {
+		if len(mac) != len(k.mac) {
+			return false
+		}
+		copy(k.mac[:], mac)
+		if len(*to) > 0 && (*to)[0].k != k {
+			return false // a conflict: the whole compile warns
+		}
+		*to = append(*to, claim{k, build})
+		return true
+	}
+	own := lookupRemote(v.Remote[u.vpc], u.ip)
+	le, local := c.local[u.vpc][u.ip]
+	if x.GatewayIP == u.ip {
+		if k, b := arpEntry(vni, u.ip, x.GatewayMAC); !put(&arp, k, x.GatewayMAC, b) {
+			return nil, nil, false
+		}
+	}
+	if local {
+		if k, b := arpEntry(vni, u.ip, le.MAC); !put(&arp, k, le.MAC, b) {
+			return nil, nil, false
+		}
+	}
+	for _, e := range own {
+		if k, b := arpEntry(vni, u.ip, e.MAC); !put(&arp, k, e.MAC, b) {
+			return nil, nil, false
+		}
+	}
+	if local {
+		if k, b := toLocalEntry(vni, le); !put(&dest, k, le.MAC, b) {
+			return nil, nil, false
+		}
+	}
+	for _, e := range own {
+		if e.HostIP == host {
+			continue // ours: Local is authoritative
+		}
+		if !e.HostIP.Is4() {
+			return nil, nil, false
+		}
+		if k, b := encapEntry(vni, x.VNI, e); !put(&dest, k, e.MAC, b) {
+			return nil, nil, false
+		}
+	}
+	for _, p := range c.peers[u.vpc] {
+		recs := lookupRemote(v.Remote[p.PeerVPC], u.ip)
+		if len(recs) == 0 || !inAny(u.ip, p.PeerPrefixes) {
+			continue
+		}
+		for _, e := range recs {
+			if e.VNI != 0 && e.VNI != p.PeerVNI {
+				return nil, nil, false
+			}
+			if e.HostIP == host {
+				pl, ok := c.local[p.PeerVPC][u.ip]
+				if !ok {
+					return nil, nil, false
+				}
+				if k, b := toLocalEntry(vni, pl); !put(&dest, k, pl.MAC, b) {
+					return nil, nil, false
+				}
+				continue
+			}
+			if !e.HostIP.Is4() {
+				return nil, nil, false
+			}
+			if k, b := encapEntry(vni, p.PeerVNI, e); !put(&dest, k, e.MAC, b) {
+				return nil, nil, false
+			}
+		}
+	}
+	return arp, dest, true
+}
+
+// lookupRemote returns the records of ip in es, a list sorted by
+// compareRemote.
+func lookupRemote(es []RemoteEndpoint, ip netip.Addr) []RemoteEndpoint {
+	i, _ := slices.BinarySearchFunc(es, ip, func(e RemoteEndpoint, ip netip.Addr) int { return e.IP.Compare(ip) })
+	j := i
+	for j < len(es) && es[j].IP == ip {
+		j++
+	}
+	return es[i:j]
+}
+
+// compactAfter is how many emptied slots filed may hold before more than
+// half of it being empty has compact run: the slots cost little, and most
+// are taken again as endpoints come back. A variable for tests, where a
+// negative value compacts after every change that leaves a slot empty.
+var compactAfter = 1024
+
+// compact drops the slots incremental compiles emptied from filed and
+// byMatch.
+func (c *compiler) compact() {
+	filed := make([]built, 0, len(c.filed))
+	for _, b := range c.filed {
+		if b.ent != nil {
+			c.byMatch[b.tableMatch] = len(filed)
+			filed = append(filed, b)
+		} else {
+			delete(c.byMatch, b.tableMatch)
+		}
+	}
+	c.filed = filed
+}

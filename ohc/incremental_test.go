@@ -1,0 +1,339 @@
+package ohc_test
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/p4mesh/p4mesh/ohc"
+	"github.com/p4mesh/p4mesh/p4rt"
+)
+
+// TestCompileChangeMatchesCompile is the incremental compile's reference
+// test: on random sequences of view edits (remote endpoints added,
+// removed, moved to another host or this one, given another MAC, made
+// malformed; and now and then a local endpoint, a peering's prefixes, an
+// LB or a route), after each edit a Compiler told only what changed gives
+// exactly what Compile gives for the whole view — the same error, the
+// same warnings, the same entities in the same order — and its Delta,
+// written as a reconcile writes it, is exactly the diff between the
+// previous desired set and the new one, in dependency order.
+func TestCompileChangeMatchesCompile(t *testing.T) {
+	s := schema(t)
+	var steps, incremental uint64
+	// Half the seeds compact the compiler's emptied slots at once.
+	defer ohc.SetCompactAfter(ohc.SetCompactAfter(1024))
+	for seed := range 40 {
+		ohc.SetCompactAfter([]int{-1, 1024}[seed%2])
+		rng := rand.New(rand.NewPCG(uint64(seed), 14))
+		cc := ohc.NewCompiler(s)
+		v := sortView(testView())
+		ch := ohc.ViewChange{Other: true}
+		var prev []*p4v1.Entity
+		for step := range 120 {
+			name := fmt.Sprintf("seed %d step %d", seed, step)
+			prev = checkStep(t, s, cc, v, ch, prev, name)
+			steps++
+			if rng.IntN(12) == 0 {
+				// A malformed record: the compile fails and the
+				// compiler keeps the last good view; the next view
+				// drops the record again.
+				bad, ch := editRemote(rng, v, true)
+				checkStep(t, s, cc, bad, ch, prev, name+" (malformed)")
+				steps++
+			}
+			v, ch = edit(rng, v)
+		}
+		incremental += ohc.IncrementalCompiles(cc)
+	}
+	// The test is only worth its name if many edits took the incremental
+	// path. Not all can: the pools are small so that records collide,
+	// and a conflict, an edit that is not of remote endpoints, a
+	// malformed record and the compile after it are compiled whole.
+	if incremental < steps*2/5 {
+		t.Errorf("%d of %d compiles were incremental, want at least 40%%", incremental, steps)
+	}
+	t.Logf("%d of %d compiles incremental", incremental, steps)
+}
+
+// checkStep compiles v with cc, told ch, and checks it against Compile and
+// prev (the desired set before). It returns the desired set after.
+func checkStep(t *testing.T, s *p4rt.Schema, cc *ohc.Compiler, v *ohc.View, ch ohc.ViewChange, prev []*p4v1.Entity, name string) []*p4v1.Entity {
+	t.Helper()
+	want, wantWarn, wantErr := ohc.CompileWithWarnings(s, v)
+	gotWarn, gotErr := cc.CompileChange(v, ch)
+	if (wantErr == nil) != (gotErr == nil) || (wantErr != nil && wantErr.Error() != gotErr.Error()) {
+		t.Fatalf("%s: error %v, want %v", name, gotErr, wantErr)
+	}
+	got := cc.Desired()
+	if wantErr != nil {
+		if !slices.Equal(got, prev) {
+			t.Fatalf("%s: a failed compile changed the desired set", name)
+		}
+		if d := cc.Delta(); len(d.Gone)+len(d.Came) != 0 {
+			t.Fatalf("%s: a failed compile has a delta", name)
+		}
+		return prev
+	}
+	if !slices.Equal(gotWarn, wantWarn) {
+		t.Fatalf("%s: warnings %q, want %q", name, gotWarn, wantWarn)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d entities, want %d", name, len(got), len(want))
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Fatalf("%s: entity %d is\n%s\nwant\n%s", name, i, render(t, s, got[i]), render(t, s, want[i]))
+		}
+	}
+	d := cc.Delta()
+	if a, b := planOf(t, s, p4rt.Diff(d.Gone, d.Came)), planOf(t, s, p4rt.Diff(prev, got)); !slices.Equal(a, b) {
+		t.Fatalf("%s: the delta writes\n%q\nthe diff is\n%q", name, a, b)
+	}
+	// Came in the order of the desired set (members, groups, selector
+	// tables, then the rest); Gone in the reverse of the old one's.
+	inOrder(t, name+": came", d.Came, got, 1)
+	inOrder(t, name+": gone", d.Gone, prev, -1)
+	return got
+}
+
+// planOf renders a plan's writes, sorted: what a reconcile of it sends.
+func planOf(t *testing.T, s *p4rt.Schema, p p4rt.Plan) []string {
+	var out []string
+	for _, x := range []struct {
+		op string
+		es []*p4v1.Entity
+	}{{"insert", p.Inserts}, {"modify", p.Modifies}, {"delete", p.Deletes}} {
+		for _, e := range x.es {
+			out = append(out, x.op+" "+render(t, s, e))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// inOrder checks that es appear in set in order (dir 1) or in reverse
+// (dir -1), by key.
+func inOrder(t *testing.T, name string, es, set []*p4v1.Entity, dir int) {
+	t.Helper()
+	pos := make(map[string]int, len(set))
+	for i, e := range set {
+		pos[p4rt.Key(e)] = i * dir
+	}
+	last := -1 << 62
+	for _, e := range es {
+		i, ok := pos[p4rt.Key(e)]
+		if !ok {
+			t.Fatalf("%s: %s is not in the desired set", name, p4rt.Key(e))
+		}
+		if i < last {
+			t.Fatalf("%s: out of order", name)
+		}
+		last = i
+	}
+}
+
+// The pools edits draw from: few enough that records collide (two
+// records of one address, a peer's address that is also ours, the
+// gateway's), with this host among the hosts.
+var (
+	editVPCs  = []string{"red", "red", "blue", "blue", "green", "purple"}
+	editHosts = []string{hostA, hostB, hostB, "192.168.0.3"}
+	editMACs  = []string{"02:00:00:0e:00:01", "02:00:00:0e:00:02", redRemMAC}
+)
+
+func editAddr(rng *rand.Rand, vpc string) netip.Addr {
+	switch vpc {
+	case "red":
+		return netip.AddrFrom4([4]byte{10, 1, 0, byte(1 + rng.IntN(24))})
+	case "blue":
+		if rng.IntN(6) == 0 {
+			return ip("10.2.2.5") // not exported to red
+		}
+		if rng.IntN(8) == 0 {
+			return ip("10.1.0.9") // also red's
+		}
+		return netip.AddrFrom4([4]byte{10, 2, 1, byte(4 + rng.IntN(12))})
+	case "green":
+		return netip.AddrFrom4([4]byte{10, 3, 0, byte(5 + rng.IntN(3))})
+	}
+	return netip.AddrFrom4([4]byte{10, 9, 0, byte(1 + rng.IntN(3))})
+}
+
+// edit returns a new view, v with one random edit, and what changed.
+func edit(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
+	if rng.IntN(7) != 0 {
+		return editRemote(rng, v, false)
+	}
+	n := cloneView(v)
+	switch rng.IntN(6) {
+	case 0: // a local VM comes or goes (and may collide with a remote record)
+		if i := slices.IndexFunc(n.Local, func(e ohc.LocalEndpoint) bool { return e.ID == "red-vm3" }); i >= 0 {
+			n.Local = slices.Delete(n.Local, i, i+1)
+		} else {
+			n.Local = append(n.Local, ohc.LocalEndpoint{ID: "red-vm3", VPC: "red", IP: ip("10.1.0.4"), MAC: mac("02:00:00:01:00:04"), Port: 4})
+		}
+	case 1: // blue exports more, or less
+		if len(n.Peerings[0].PeerPrefixes) == 1 && n.Peerings[0].PeerPrefixes[0] == pfx("10.2.1.0/24") {
+			n.Peerings[0].PeerPrefixes = []netip.Prefix{pfx("10.2.0.0/16"), pfx("10.1.0.0/28")}
+		} else {
+			n.Peerings[0].PeerPrefixes = []netip.Prefix{pfx("10.2.1.0/24")}
+		}
+	case 2: // green's peering comes up or goes down
+		n.Peerings[1].Active = !n.Peerings[1].Active
+	case 3: // a route to an address the edits move around
+		n.Routes = append(n.Routes, ohc.Route{VPC: "red", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte(rng.IntN(256)), 0}), 24),
+			NextHopIP: editAddr(rng, "red")})
+	case 4:
+		if len(n.Routes) > 0 {
+			i := rng.IntN(len(n.Routes))
+			n.Routes = slices.Delete(n.Routes, i, i+1)
+		}
+	case 5:
+		n.LBs[0].Backends[0].Weight = uint32(rng.IntN(4))
+	}
+	return n, ohc.ViewChange{Other: true}
+}
+
+// editRemote returns v with one remote record added, removed, moved or
+// given another MAC (or, if bad, made malformed), and the addresses
+// changed. Now and then it names an address that did not change, too.
+func editRemote(rng *rand.Rand, v *ohc.View, bad bool) (*ohc.View, ohc.ViewChange) {
+	n := cloneView(v)
+	vpc := editVPCs[rng.IntN(len(editVPCs))]
+	es := n.Remote[vpc]
+	var ch ohc.ViewChange
+	op := rng.IntN(4)
+	if len(es) == 0 || bad {
+		op = 0
+	}
+	switch op {
+	case 0:
+		e := ohc.RemoteEndpoint{IP: editAddr(rng, vpc), MAC: mac(editMACs[rng.IntN(len(editMACs))]), HostIP: ip(editHosts[rng.IntN(len(editHosts))])}
+		if bad {
+			if rng.IntN(2) == 0 {
+				e.MAC = nil
+			} else {
+				e.VNI = 999
+			}
+		}
+		es = append(es, e)
+		ch.Remote = append(ch.Remote, ohc.RemoteKey{VPC: vpc, IP: e.IP})
+	case 1:
+		i := rng.IntN(len(es))
+		ch.Remote = append(ch.Remote, ohc.RemoteKey{VPC: vpc, IP: es[i].IP})
+		es = slices.Delete(es, i, i+1)
+	case 2:
+		i := rng.IntN(len(es))
+		es[i].HostIP = ip(editHosts[rng.IntN(len(editHosts))])
+		ch.Remote = append(ch.Remote, ohc.RemoteKey{VPC: vpc, IP: es[i].IP})
+	case 3:
+		i := rng.IntN(len(es))
+		es[i].MAC = mac(editMACs[rng.IntN(len(editMACs))])
+		ch.Remote = append(ch.Remote, ohc.RemoteKey{VPC: vpc, IP: es[i].IP})
+	}
+	n.Remote[vpc] = es
+	if rng.IntN(5) == 0 {
+		other := editVPCs[rng.IntN(len(editVPCs))]
+		ch.Remote = append(ch.Remote, ohc.RemoteKey{VPC: other, IP: editAddr(rng, other)})
+	}
+	return sortView(n), ch
+}
+
+// cloneView copies what edits modify, so that views handed over are never
+// modified.
+func cloneView(v *ohc.View) *ohc.View {
+	n := *v
+	n.Local = slices.Clone(v.Local)
+	n.Peerings = slices.Clone(v.Peerings)
+	for i := range n.Peerings {
+		n.Peerings[i].PeerPrefixes = slices.Clone(n.Peerings[i].PeerPrefixes)
+	}
+	n.Remote = make(map[string][]ohc.RemoteEndpoint, len(v.Remote))
+	for k, es := range v.Remote {
+		n.Remote[k] = slices.Clone(es)
+	}
+	n.LBs = slices.Clone(v.LBs)
+	for i := range n.LBs {
+		n.LBs[i].Backends = slices.Clone(n.LBs[i].Backends)
+	}
+	n.Routes = slices.Clone(v.Routes)
+	return &n
+}
+
+// sortView sorts v's Remote lists as the agent does: by address, host and
+// MAC.
+func sortView(v *ohc.View) *ohc.View {
+	for _, es := range v.Remote {
+		slices.SortFunc(es, func(a, b ohc.RemoteEndpoint) int {
+			return cmp.Or(a.IP.Compare(b.IP), a.HostIP.Compare(b.HostIP), bytes.Compare(a.MAC, b.MAC))
+		})
+	}
+	return v
+}
+
+// TestProgrammerWritesOnlyTheChange: a programmer handed views with what
+// changed (UpdateChange), some of them faster than it programs, keeps the
+// switch equal to Compile of the latest view, and the writes the switch
+// applies for each step are exactly the diff between the desired sets
+// before and after: nothing rewritten, nothing missed.
+func TestProgrammerWritesOnlyTheChange(t *testing.T) {
+	s := schema(t)
+	var (
+		mu     sync.Mutex
+		writes []string
+	)
+	ts := startSwitchLogged(t, "127.0.0.1:0", func(u *p4v1.Update) {
+		mu.Lock()
+		defer mu.Unlock()
+		writes = append(writes, strings.ToLower(u.GetType().String())+" "+render(t, s, u.GetEntity()))
+	})
+	o := startOHC(t, ts.addr, 1)
+	rng := rand.New(rand.NewPCG(14, 1))
+	v := sortView(testView())
+	o.converge(t, v)
+	prev, err := ohc.Compile(s, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step := range 60 {
+		mu.Lock()
+		writes = nil
+		mu.Unlock()
+		// One view, or a burst of up to three the programmer may
+		// coalesce.
+		for range 1 + rng.IntN(3) {
+			var ch ohc.ViewChange
+			v, ch = edit(rng, v)
+			o.p.UpdateChange(v, nil, ch)
+		}
+		o.wait(t)
+		want, err := ohc.Compile(s, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitLines(t, s, o.c, wantLines(t, s, v))
+		mu.Lock()
+		got := slices.Sorted(slices.Values(writes))
+		mu.Unlock()
+		if diff := planOf(t, s, p4rt.Diff(prev, want)); !slices.Equal(got, diff) {
+			t.Fatalf("step %d: the switch was written\n%q\nthe diff is\n%q", step, got, diff)
+		}
+		prev = want
+	}
+	// The writes above are only the incremental path's if it was taken;
+	// the edits' collisions and bursts with other edits compile whole
+	// about as often.
+	if st := o.p.Stats(); st.IncrementalCompiles < 10 {
+		t.Errorf("%d incremental and %d whole compiles: want at least 10 incremental", st.IncrementalCompiles, st.Compiles)
+	}
+}
