@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -173,6 +174,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// settledLines is what the switch holds once two reads 300ms apart agree.
+func settledLines(t *testing.T, s *p4rt.Schema, c *p4rt.Client) []string {
+	t.Helper()
+	var last []string
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		got, ok := switchLines(t, s, c)
+		if ok && last != nil && slices.Equal(got, last) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the switch's entities never settled: last %d, now %d", len(last), len(got))
+		}
+		last = got
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
 // reportedPrimary is what the controller holds of h1's mastership.
 func reportedPrimary(ctl *controller.Server) (primary, ok bool) {
 	primary, ok = ctl.Stats().HostSwitchPrimary["h1"]
@@ -205,9 +224,11 @@ func TestMastershipTakenIsLoudAndReclaimed(t *testing.T) {
 	}
 	go reader.Run(t.Context())
 	defer reader.Close()
-	programmed, ok := switchLines(t, s, reader)
-	if !ok || len(programmed) == 0 {
-		t.Fatalf("the OHC programmed nothing: %q", programmed)
+	// The first reconcile may come before every source has synced: the
+	// reference is what the OHC holds the switch at once it stops writing.
+	programmed := settledLines(t, s, reader)
+	if len(programmed) == 0 {
+		t.Fatalf("the OHC programmed nothing")
 	}
 
 	intruder, err := p4rt.New(p4rt.Config{Addr: ts.addr, DeviceID: 1, ElectionID: p4rt.ElectionID{Low: 100}})
@@ -221,6 +242,9 @@ func TestMastershipTakenIsLoudAndReclaimed(t *testing.T) {
 	if err := intruder.WaitPrimary(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// From here the switch refuses the OHC's writes: what it holds now is
+	// what the intruder's deletions count against.
+	held, _ := switchLines(t, s, reader)
 	entries, err := intruder.ReadAll(ctx, []*p4v1.Entity{{Entity: &p4v1.Entity_TableEntry{TableEntry: &p4v1.TableEntry{}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -244,8 +268,8 @@ func TestMastershipTakenIsLoudAndReclaimed(t *testing.T) {
 	// backup, and says so again.
 	intruder.Close()
 	d1.waitLog(t, "level=ERROR", "the switch has no primary", "highest_election_id=100")
-	if after, _ := switchLines(t, s, reader); len(after) != len(programmed)-len(dels) {
-		t.Errorf("the switch holds %d entities after the intruder deleted %d of %d: the backup OHC wrote", len(after), len(dels), len(programmed))
+	if after, _ := switchLines(t, s, reader); len(after) != len(held)-len(dels) {
+		t.Errorf("the switch holds %d entities after the intruder deleted %d of %d: the backup OHC wrote", len(after), len(dels), len(held))
 	}
 
 	d1.stop()
