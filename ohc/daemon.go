@@ -32,7 +32,11 @@ type DaemonOptions struct {
 	// DeviceConfig is what the pipeline push carries: BMv2's JSON,
 	// Stratum's or IPDK's packed config, nothing for p4mesh-switch.
 	DeviceConfig []byte
-	Logger       *slog.Logger
+	// Capabilities are the target's (p4rt.LookupTarget): the table sizes
+	// views are checked against before writing. nil: P4Info's.
+	Capabilities *p4rt.Capabilities
+
+	Logger *slog.Logger
 	// ControllerDial and SwitchDial reach the controllers and the switch
 	// (mutual TLS, keepalive); nil means plaintext.
 	ControllerDial, SwitchDial []grpc.DialOption
@@ -94,7 +98,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 	if err != nil {
 		return err
 	}
-	prog, err := NewProgrammer(ProgrammerOptions{Client: client, P4Info: info, DeviceConfig: o.DeviceConfig, Logger: log})
+	prog, err := NewProgrammer(ProgrammerOptions{Client: client, P4Info: info, DeviceConfig: o.DeviceConfig, Capabilities: o.Capabilities, Logger: log})
 	if err != nil {
 		return err
 	}

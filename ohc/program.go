@@ -61,6 +61,12 @@ type ProgrammerOptions struct {
 	// Backoff paces retries of a failed reconcile (default 100ms doubling
 	// to 10s, jittered).
 	Backoff p4rt.Backoff
+	// Capabilities are the target's (p4rt.LookupTarget); nil reads them
+	// from P4Info alone. A view needing more entries than a table's size,
+	// or more members than a profile's, is refused before anything is
+	// written, as a view that does not compile is: the switch keeps the
+	// last view that fit, and the error names every table over.
+	Capabilities *p4rt.Capabilities
 }
 
 // ProgrammerStats describe what the programmer did, for metrics and tests.
@@ -118,6 +124,14 @@ type Programmer struct {
 	resync   time.Duration
 	backoff  p4rt.Backoff
 	tableIDs map[string]string // owner name (as the reconciler reports it) → short name
+	caps     *p4rt.Capabilities
+	// entries and members count the compiler's desired table entries (a
+	// default entry is not one) by table and action profile members by
+	// profile, full names, kept from each compile's delta: the budget
+	// check costs the change, not the view. Run's goroutine alone.
+	entries, members map[string]int
+	// overBudget: the last compile was refused for its size.
+	overBudget bool
 
 	// wake has room for one signal: Update never blocks, and any number of
 	// updates between two reconciles wake Run once.
@@ -217,7 +231,16 @@ func NewProgrammer(o ProgrammerOptions) (*Programmer, error) {
 	if o.ResyncInterval == 0 {
 		o.ResyncInterval = DefaultResyncInterval
 	}
+	caps := o.Capabilities
+	if caps == nil {
+		if caps, err = p4rt.FromP4Info(o.P4Info); err != nil {
+			return nil, fmt.Errorf("ohc: programmer: %w", err)
+		}
+	}
 	return &Programmer{
+		caps:     caps,
+		entries:  map[string]int{},
+		members:  map[string]int{},
 		client:   o.Client,
 		info:     o.P4Info,
 		devCfg:   o.DeviceConfig,
@@ -398,7 +421,10 @@ func (p *Programmer) pass(ctx context.Context) error {
 	if c.err != nil {
 		compileErr = c.err
 		bad = fmt.Errorf("%w: %w", c.err, errNoRetry)
-		if good == nil {
+		// Over budget, the compiler's Desired is the refused view: the
+		// switch keeps what it holds, even through a resync (a switch
+		// that restarts meanwhile stays empty until a view fits).
+		if good == nil || p.overBudget {
 			return bad
 		}
 		c = good
@@ -591,6 +617,22 @@ func (p *Programmer) compile() (latest, good *compiled) {
 		p.notifyLocked()
 		return c, p.good
 	}
+	if err := p.budgetLocked(c.delta); err != nil {
+		// The compiler has moved on to the refused view: its Desired is
+		// that view, so nothing may be written until a view fits (see
+		// pass), and then not as a delta from the refused one.
+		c.err = err
+		p.overBudget = true
+		p.log.Error("view does not fit the pipeline's tables; the switch keeps the last view that did", "generation", gen, "err", err)
+		p.stats.Errors++
+		p.stats.LastError = err
+		p.failed, p.failErr = gen, err
+		p.notifyLocked()
+		return c, p.good
+	}
+	if p.overBudget {
+		p.overBudget, p.fullNext = false, true
+	}
 	p.good = c
 	p.stats.Warnings = c.warnings
 	// Counted from the delta, as the compile was: the same counts as
@@ -610,6 +652,36 @@ func (p *Programmer) compile() (latest, good *compiled) {
 	}
 	p.stats.Desired = desired
 	return c, c
+}
+
+// budgetLocked counts d into the desired entries and members and checks
+// them against the pipeline's sizes.
+func (p *Programmer) budgetLocked(d Delta) error {
+	count := func(e *p4v1.Entity, n int) {
+		switch x := e.GetEntity().(type) {
+		case *p4v1.Entity_TableEntry:
+			if x.TableEntry.GetIsDefaultAction() {
+				return
+			}
+			if t, err := p.schema.TableByID(x.TableEntry.GetTableId()); err == nil {
+				p.entries[t.Name()] += n
+			}
+		case *p4v1.Entity_ActionProfileMember:
+			if a, err := p.schema.ActionProfileByID(x.ActionProfileMember.GetActionProfileId()); err == nil {
+				p.members[a.Name()] += n
+			}
+		}
+	}
+	for _, e := range d.Gone {
+		count(e, -1)
+	}
+	for _, e := range d.Came {
+		count(e, 1)
+	}
+	if err := p.caps.CheckBudget(p.entries, p.members); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadView, err)
+	}
+	return nil
 }
 
 // fail records a failure of a pass.

@@ -101,6 +101,12 @@ type testOHC struct {
 
 func startOHC(t *testing.T, addr string, election uint64) *testOHC {
 	t.Helper()
+	return startOHCWith(t, addr, election, nil)
+}
+
+// startOHCWith is startOHC with the programmer's options edited by opt.
+func startOHCWith(t *testing.T, addr string, election uint64, opt func(*ohc.ProgrammerOptions)) *testOHC {
+	t.Helper()
 	info, err := p4.P4Info()
 	if err != nil {
 		t.Fatal(err)
@@ -111,8 +117,12 @@ func startOHC(t *testing.T, addr string, election uint64) *testOHC {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := ohc.NewProgrammer(ohc.ProgrammerOptions{Client: c, P4Info: info, Logger: log,
-		Backoff: p4rt.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
+	po := ohc.ProgrammerOptions{Client: c, P4Info: info, Logger: log,
+		Backoff: p4rt.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}}
+	if opt != nil {
+		opt(&po)
+	}
+	p, err := ohc.NewProgrammer(po)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,6 +369,60 @@ func TestProgrammerBadView(t *testing.T) {
 	waitLines(t, s, o.c, wantLines(t, s, good))
 
 	next := testView()
+	next.Local = next.Local[:1]
+	next.LBs[0].Backends = next.LBs[0].Backends[:1]
+	o.converge(t, next)
+	waitLines(t, s, o.c, wantLines(t, s, next))
+}
+
+// TestProgrammerRefusesOverBudget: a view needing more entries than a
+// table's size (here a target budget of 4 vnet_destination entries) is
+// refused before anything is written, naming the table; the switch keeps
+// the last view that fit, and the next one that fits goes in exactly.
+func TestProgrammerRefusesOverBudget(t *testing.T) {
+	s := schema(t)
+	ts := startSwitch(t, "127.0.0.1:0")
+	const table = "VpcIngress.vnet_destination"
+	o := startOHCWith(t, ts.addr, 1, func(po *ohc.ProgrammerOptions) {
+		caps, err := p4rt.FromP4Info(po.P4Info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := caps.TableSize[table]; !ok {
+			t.Fatalf("no table %s in the P4Info", table)
+		}
+		caps.TableSize[table] = 4
+		po.Capabilities = caps
+		// Resyncs while over budget must not write the refused view.
+		po.ResyncInterval = 50 * time.Millisecond
+	})
+	fits := testView()
+	o.converge(t, fits)
+	if n := o.p.Stats().Desired["vnet_destination"]; n != 4 {
+		t.Fatalf("the test view has %d vnet_destination entries; the budget is set for 4", n)
+	}
+	writes := ts.sw.Server().Stats().Writes
+
+	over := testView()
+	over.Remote["blue"] = append(over.Remote["blue"], ohc.RemoteEndpoint{IP: ip("10.2.1.6"), MAC: mac("02:00:00:02:01:06"), HostIP: ip(hostB)})
+	o.p.Update(over)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := o.p.WaitConverged(ctx)
+	var be *p4rt.BudgetError
+	if !errors.Is(err, ohc.ErrBadView) || !errors.As(err, &be) || len(be.Over) != 1 || be.Over[0].Table != table || be.Over[0].Want != 5 {
+		t.Fatalf("WaitConverged over budget = %v; want ErrBadView naming %s, 5 of 4", err, table)
+	}
+	time.Sleep(300 * time.Millisecond) // several resyncs
+	if w := ts.sw.Server().Stats().Writes; w != writes {
+		t.Errorf("%d Write RPCs for a view over budget, want none", w-writes)
+	}
+	waitLines(t, s, o.c, wantLines(t, s, fits))
+
+	// Back within budget, by another way than undoing the change: the
+	// switch gets exactly that view, not the delta from the refused one.
+	next := testView()
+	next.Remote["blue"] = append(next.Remote["blue"], ohc.RemoteEndpoint{IP: ip("10.2.1.6"), MAC: mac("02:00:00:02:01:06"), HostIP: ip(hostB)})
 	next.Local = next.Local[:1]
 	next.LBs[0].Backends = next.LBs[0].Backends[:1]
 	o.converge(t, next)

@@ -126,12 +126,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "p4mesh-ohc:", err)
 		return 2
 	}
-	o.P4Info, o.DeviceConfig = info, cfg
+	o.P4Info, o.DeviceConfig, o.Capabilities = info, cfg, caps
 	// The compiler reads the ports it may write from the P4Info (ohc's
 	// checkPorts) and programs selectors with members and groups, which
-	// every target takes, so caps.OneShotSelectors changes nothing.
-	// TODO(issue 12): once the programmer's write path settles (issue 14),
-	// refuse a compile over caps' budgets before writing (ohc.CheckBudget).
+	// every target takes, so caps.OneShotSelectors changes nothing; the
+	// programmer refuses a view over caps' table sizes before writing.
 	o.Logger.Info("target", "target", caps.Target, "arch", caps.Arch, "port_bits", caps.PortBits,
 		"port_translation", caps.PortTranslation, "cpu_port", cpuPortAttr(caps), "one_shot_selectors", caps.OneShotSelectors)
 	var srv *http.Server
