@@ -55,8 +55,16 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	level := fs.String("log-level", "error", "log level of the controllers, switches and OHCs (to stderr): debug, info, warn or error")
 	write := fs.String("write", "", "do not run: write the demo's controller configurations (c1.yaml, c2.yaml) and its topology and expected pings (topology.json, for deploy/mininet) into this directory")
 	ctlAddrs := fs.String("controller-addrs", "127.0.0.1:7001,127.0.0.1:7002", "with --write, the gRPC addresses of c1 and c2, comma-separated")
+	var configs configFiles
+	fs.Var(&configs, "config", "with --write, lay out a lab of the user's configuration instead of the demo's: a controller's YAML configuration, once per controller; their addresses move to free loopback ports")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
+	}
+	if len(configs) > 0 && *write == "" {
+		return fmt.Errorf("demo: --config needs --write DIR")
+	}
+	if len(configs) > 0 {
+		return writeLab(*write, configs, stdout)
 	}
 	if *write != "" {
 		return writeDemo(*write, *ctlAddrs, stdout)

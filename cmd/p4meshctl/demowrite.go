@@ -35,6 +35,8 @@ type labHost struct {
 	IP         string `json:"ip"`
 	MAC        string `json:"mac"`
 	UplinkPort uint16 `json:"uplink_port"`
+	// DeviceID is the P4Runtime device id of the host's switch.
+	DeviceID uint64 `json:"device_id"`
 }
 
 type labVM struct {
@@ -93,8 +95,8 @@ func writeDemo(dir, addrs string, stdout io.Writer) error {
 	for _, h := range topo.Configs["c1"].Hosts {
 		uplink = h.UplinkPort
 	}
-	for _, h := range topo.Hosts {
-		lab.Hosts = append(lab.Hosts, labHost{ID: h.ID, IP: h.IP.String(), MAC: h.MAC.String(), UplinkPort: uplink})
+	for i, h := range topo.Hosts {
+		lab.Hosts = append(lab.Hosts, labHost{ID: h.ID, IP: h.IP.String(), MAC: h.MAC.String(), UplinkPort: uplink, DeviceID: uint64(i + 1)})
 	}
 	for _, v := range topo.VMs {
 		lab.VMs = append(lab.VMs, labVM{ID: v.ID, VPC: v.VPC, IP: v.IP.String(), PrefixLen: v.Prefix.Bits(), MAC: v.MAC.String(),

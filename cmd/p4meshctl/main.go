@@ -33,7 +33,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New(`usage: p4meshctl pipeline show | pipeline push [flags] | demo [--keep] [--in-memory] [--log-level L] | demo --write DIR [--controller-addrs A,B]
+var errUsage = errors.New(`usage: p4meshctl pipeline show | pipeline push [flags] | demo [--keep] [--in-memory] [--log-level L] | demo --write DIR [--controller-addrs A,B | --config FILE ...]
        p4meshctl pipeline pack --target bmv2|tofino|dpdk --in PATH --out FILE [--p4info FILE]   (--help: each target's inputs)
        p4meshctl get [gnmi flags] [--encoding json_ietf|json] PATH...
        p4meshctl set [gnmi flags] [--delete PATH] [--replace PATH=JSON] [--update PATH=JSON]...

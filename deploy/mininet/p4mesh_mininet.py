@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""p4mesh on Mininet: the demo's topology with P4Runtime switches.
+"""p4mesh on Mininet: the demo's topology, or one's own, with P4Runtime switches.
 
 One host switch per host (p4mesh-switch, or BMv2's simple_switch_grpc when
 it is installed or asked for), the VMs as Mininet hosts on its ports, a
@@ -10,6 +10,15 @@ link`, the switches are P4Runtime targets programmed by the OHCs.
 
     sudo /usr/bin/python3 deploy/mininet/p4mesh_mininet.py --bin DIR   # CLI
     sudo /usr/bin/python3 deploy/mininet/p4mesh_mininet.py --bin DIR --test
+    sudo /usr/bin/python3 deploy/mininet/p4mesh_mininet.py --bin DIR \
+        --config c1.yaml --config c2.yaml [--test]
+
+With --config (once per controller) the lab is built from the controllers'
+own configurations instead of the demo's: `p4meshctl demo --write DIR
+--config ...` lays out the configurations (addresses moved to free loopback
+ports) and topology.json (hosts, VMs on their ports, and the pings the
+peerings and export policies promise), so the model is read by p4mesh's
+own code, not re-implemented here.
 
 `make mininet` builds the binaries and runs this. It needs Debian's
 `mininet` package and Debian's /usr/bin/python3 (the one Mininet is
@@ -183,11 +192,17 @@ class Lab:
                 '--tls-ca', os.path.join(self.pki, 'ca.pem')]
 
     def prepare(self):
-        """Writes the demo's configurations (p4meshctl knows the demo) and
-        the lab certificates."""
-        addrs = ','.join('127.0.0.1:%d' % free_port() for _ in range(2))
-        subprocess.run([self.tool('p4meshctl'), 'demo', '--write', self.conf,
-                        '--controller-addrs', addrs], check=True, stdout=subprocess.DEVNULL)
+        """Writes the demo's configurations, or the lab of the user's
+        (p4meshctl knows both), and the lab certificates."""
+        cmd = [self.tool('p4meshctl'), 'demo', '--write', self.conf]
+        if self.args.config:
+            for f in self.args.config:
+                cmd += ['--config', os.path.abspath(f)]
+        else:
+            cmd += ['--controller-addrs', ','.join('127.0.0.1:%d' % free_port() for _ in range(2))]
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+        if self.args.config:
+            print(out.strip(), flush=True)
         with open(os.path.join(self.conf, 'topology.json')) as f:
             self.topo = json.load(f)
         if self.tls:
@@ -215,8 +230,12 @@ class Lab:
         h = next(h for h in self.topo['hosts'] if h['id'] == host)
         return '%s-eth%d' % (host, h['uplink_port'])
 
+    def device_id(self, host):
+        h = next(h for h in self.topo['hosts'] if h['id'] == host)
+        return h.get('device_id') or int(host.lstrip('h'))
+
     def start_switch(self, host, grpc, ports):
-        device_id = int(host.lstrip('h'))
+        device_id = self.device_id(host)
         if self.target == 'bmv2':
             args = ['simple_switch_grpc', '--device-id', str(device_id), '--log-file',
                     os.path.join(self.logs, 'bmv2-' + host)]
@@ -235,7 +254,7 @@ class Lab:
         for h in self.topo['hosts']:
             sw = self.net.get(h['id'])
             args = [self.tool('p4mesh-ohc'), '--host', h['id'], '--switch', sw.grpc,
-                    '--device-id', str(int(h['id'].lstrip('h')))]
+                    '--device-id', str(self.device_id(h['id']))]
             for c in self.topo['controllers']:
                 args += ['--controller', c['address']]
             if self.target == 'bmv2':
@@ -351,6 +370,8 @@ def main():
     ap.add_argument('--target', choices=['auto', 'bmv2', 'p4mesh'], default='auto',
                     help='the host switches: BMv2 simple_switch_grpc, p4mesh-switch, or BMv2 when installed (auto)')
     ap.add_argument('--run-dir', help='configuration, certificates and logs (default: a new directory under /tmp)')
+    ap.add_argument('--config', action='append', metavar='FILE',
+                    help="a controller's YAML configuration, once per controller of its directory: the lab of these instead of the demo's")
     ap.add_argument('--test', action='store_true', help='no CLI: ping the expectations, print a table, exit 1 on any surprise')
     args = ap.parse_args()
     args.target = choose_target(args.target)
@@ -371,7 +392,10 @@ def main():
         if args.test:
             ok = lab.test()
         else:
-            info('*** p4mesh is up: try red1 ping blue1 (peered), red1 ping red2, red1 ping green1 (not peered: no reply)\n')
+            if args.config:
+                info('*** p4mesh is up: VMs %s\n' % ' '.join(node_name(v['id']) for v in lab.topo['vms']))
+            else:
+                info('*** p4mesh is up: try red1 ping blue1 (peered), red1 ping red2, red1 ping green1 (not peered: no reply)\n')
             CLI(lab.net)
             ok = True
     except KeyboardInterrupt:

@@ -50,6 +50,11 @@ type Config struct {
 	GracefulRestart bool
 	RestartTime     int
 	Neighbors       []Neighbor
+	// Conf, when not empty, is bgpd's whole configuration file, used as
+	// is: the fields above other than Name and AS (Announce's router bgp)
+	// and the announcements are not written. For testing a configuration
+	// a user is given (deploy/frr).
+	Conf string
 }
 
 // Router is a running (or killed) bgpd in its namespace.
@@ -120,6 +125,10 @@ func New(tb testing.TB, cfg Config) *Router {
 	return r
 }
 
+// SetConf replaces the configuration file bgpd starts with (Config.Conf):
+// written as is at the next Start.
+func (r *Router) SetConf(conf string) { r.cfg.Conf = conf }
+
 // SetNeighbors replaces the neighbors the router is configured with at its
 // next Start.
 func (r *Router) SetNeighbors(ns ...Neighbor) { r.cfg.Neighbors = ns }
@@ -133,6 +142,9 @@ func run(tb testing.TB, name string, args ...string) {
 
 // config is bgpd's configuration file for the current state.
 func (r *Router) config() string {
+	if r.cfg.Conf != "" {
+		return r.cfg.Conf
+	}
 	var b strings.Builder
 	c := r.cfg
 	fmt.Fprintf(&b, "frr defaults traditional\nhostname %s\n!\n", c.Name)
