@@ -457,21 +457,25 @@ func (p *Port) WritePacket(b []byte) error {
 
 // wait polls the socket for events and the close eventfd; p.mu is held
 // shared. It returns ErrClosed when Close was called.
-func (p *Port) wait(events int16) error {
-	fds := [2]unix.PollFd{{Fd: int32(p.fd), Events: events}, {Fd: int32(p.efd), Events: unix.POLLIN}}
+func (p *Port) wait(events int16) error { return pollOrClosed(p.name, p.fd, events, p.efd) }
+
+// pollOrClosed waits until fd has one of events or the eventfd efd, which
+// Close writes, is readable: then it returns ErrClosed. POLLERR (an
+// interface going down) is left for the next recvfrom/write to report as
+// its error.
+func pollOrClosed(name string, fd int, events int16, efd int) error {
+	fds := [2]unix.PollFd{{Fd: int32(fd), Events: events}, {Fd: int32(efd), Events: unix.POLLIN}}
 	for {
 		_, err := unix.Poll(fds[:], -1)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("afpacket: %s: %w", p.name, os.NewSyscallError("poll", err))
+			return fmt.Errorf("afpacket: %s: %w", name, os.NewSyscallError("poll", err))
 		}
 		if fds[1].Revents != 0 {
 			return ErrClosed
 		}
-		// POLLERR (an interface going down) is read by the next
-		// recvfrom/write as its error.
 		return nil
 	}
 }

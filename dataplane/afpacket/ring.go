@@ -286,16 +286,8 @@ func (r *Ring) waitBlock() error {
 			r.held = true
 			return nil
 		}
-		fds := [2]unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN}, {Fd: int32(r.efd), Events: unix.POLLIN}}
-		_, err := unix.Poll(fds[:], -1)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("afpacket: %s: %w", r.name, os.NewSyscallError("poll", err))
-		}
-		if fds[1].Revents != 0 {
-			return ErrClosed
+		if err := pollOrClosed(r.name, r.fd, unix.POLLIN, r.efd); err != nil {
+			return err
 		}
 	}
 }
@@ -508,22 +500,7 @@ func (r *Ring) WriteBatch(frames [][]byte) (failed int, err error) {
 	return failed, err
 }
 
-func (r *Ring) waitTx() error {
-	fds := [2]unix.PollFd{{Fd: int32(r.txfd), Events: unix.POLLOUT}, {Fd: int32(r.efd), Events: unix.POLLIN}}
-	for {
-		_, err := unix.Poll(fds[:], -1)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("afpacket: %s: %w", r.name, os.NewSyscallError("poll", err))
-		}
-		if fds[1].Revents != 0 {
-			return ErrClosed
-		}
-		return nil
-	}
-}
+func (r *Ring) waitTx() error { return pollOrClosed(r.name, r.txfd, unix.POLLOUT, r.efd) }
 
 // Close unmaps the ring and closes the sockets. Blocked calls return
 // ErrClosed at once; Close waits for them to leave first. Closing twice is
