@@ -231,6 +231,8 @@ func (p *part) update(add func(f *View)) {
 		case nil:
 		case RemoteEndpoint:
 			ch.Remote = append(ch.Remote, RemoteKey{VPC: it.VPC, IP: it.IP})
+		case LocalEndpoint: // the one that went and the one that came
+			ch.Local = append(ch.Local, RemoteKey{VPC: it.VPC, IP: it.IP})
 		default:
 			ch.Other = true
 		}
@@ -682,7 +684,7 @@ func (a *Agent) assemble() assembly {
 		as.change.Merge(p.pending)
 	}
 	if a.handedView != nil && !as.change.Other {
-		as.view = patchRemote(a.handedView, as.parts, as.change.Remote)
+		as.view = patchRemote(a.handedView, as.parts, as.change.Remote, len(as.change.Local) > 0)
 	} else {
 		for _, p := range as.parts {
 			p.mergeInto(as.view)
@@ -695,14 +697,21 @@ func (a *Agent) assemble() assembly {
 }
 
 // patchRemote is the view the parts make, given that it is base but for
-// the remote endpoints of the VPCs in keys: it shares everything else with
-// base (views are not modified once made) and merges again only those
-// VPCs' lists, from the parts in the same order as mergeInto, so the
+// the remote endpoints of the VPCs in keys and, if local, the local
+// endpoints: it shares everything else with base (views are not modified
+// once made) and merges again only those VPCs' lists (and the host's few
+// local endpoints), from the parts in the same order as mergeInto, so the
 // result is what merging every part would give. A change of one endpoint
 // then costs the size of its VPC's list and the number of VPCs, not the
 // whole view.
-func patchRemote(base *View, parts []*part, keys []RemoteKey) *View {
+func patchRemote(base *View, parts []*part, keys []RemoteKey, local bool) *View {
 	v := *base
+	if local {
+		v.Local = nil
+		for _, p := range parts {
+			v.Local = append(v.Local, p.frag.Local...)
+		}
+	}
 	v.Remote = maps.Clone(base.Remote)
 	done := map[string]bool{}
 	for _, k := range keys {

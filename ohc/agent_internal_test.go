@@ -1,6 +1,7 @@
 package ohc
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -261,7 +262,53 @@ func TestAssemblePatchesRemote(t *testing.T) {
 		svcs = append(svcs, x)
 	}
 	rng := rand.New(rand.NewPCG(14, 2))
+	var hrev uint64 = 1
 	for step := range 300 {
+		if rng.IntN(5) == 0 {
+			// A local endpoint comes, goes, or changes port or address.
+			id := fmt.Sprintf("vm-%d", rng.IntN(3))
+			hrev++
+			if rng.IntN(3) == 0 {
+				h.Delete("endpoint/"+id, hrev)
+			} else {
+				h.Put("endpoint/"+id, &p4meshv1.Event{Type: p4meshv1.Event_PUT, Key: "endpoint/" + id, Revision: hrev, Value: &p4meshv1.Event_LocalEndpoint{LocalEndpoint: &p4meshv1.LocalEndpoint{
+					Id: id, Vpc: "red", Ip: fmt.Sprintf("10.1.0.%d", 1+rng.IntN(8)), Mac: "02:00:00:00:01:02", Port: uint32(1 + rng.IntN(8))}}})
+			}
+			as := a.assemble()
+			want := &View{VPCs: map[string]VPC{}, Remote: map[string][]RemoteEndpoint{}}
+			for _, p := range as.parts {
+				p.mergeInto(want)
+			}
+			// In any order: a part lists its local endpoints in the
+			// order of its events' map, which the compile sorts.
+			byID := func(es []LocalEndpoint) []LocalEndpoint {
+				return slices.SortedFunc(slices.Values(es), func(x, y LocalEndpoint) int { return cmp.Compare(x.ID, y.ID) })
+			}
+			if !reflect.DeepEqual(byID(as.view.Local), byID(want.Local)) || !reflect.DeepEqual(as.view.Remote, want.Remote) {
+				t.Fatalf("step %d: patched local\n%v\nwant\n%v", step, as.view.Local, want.Local)
+			}
+			if step > 0 && as.change.Other {
+				t.Fatalf("step %d: a change of local endpoints came as Other", step)
+			}
+			// Every local endpoint that came or went is named.
+			named := func(es, others []LocalEndpoint) {
+				for _, e := range es {
+					if !slices.ContainsFunc(others, func(o LocalEndpoint) bool { return reflect.DeepEqual(o, e) }) &&
+						!slices.Contains(as.change.Local, RemoteKey{VPC: e.VPC, IP: e.IP}) {
+						t.Fatalf("step %d: local endpoint %+v changed but the change %+v does not name it", step, e, as.change)
+					}
+				}
+			}
+			if a.handedView != nil {
+				named(as.view.Local, a.handedView.Local)
+				named(a.handedView.Local, as.view.Local)
+			}
+			for _, p := range as.parts {
+				p.pending = ViewChange{}
+			}
+			a.handedView, a.handedParts = as.view, as.parts
+			continue
+		}
 		x := svcs[rng.IntN(len(svcs))]
 		vpc := x.vpcs[rng.IntN(2)]
 		ip := fmt.Sprintf("10.%d.0.%d", map[string]int{"red": 1, "blue": 2}[vpc], 1+rng.IntN(8))

@@ -324,39 +324,8 @@ func validate(v *View) error {
 			}
 		}
 	}
-	ports := map[uint16]string{}
-	addrs := map[string]map[netip.Addr]string{}
-	for _, e := range v.Local {
-		if _, ok := v.VPCs[e.VPC]; !ok {
-			return fmt.Errorf("local endpoint %q: VPC %q is not in the view", e.ID, e.VPC)
-		}
-		if !e.IP.IsValid() {
-			return fmt.Errorf("local endpoint %q: no IP address", e.ID)
-		}
-		if err := checkMAC(e.MAC); err != nil {
-			return fmt.Errorf("local endpoint %q: MAC: %w", e.ID, err)
-		}
-		if e.RouterMAC != nil {
-			if err := checkMAC(e.RouterMAC); err != nil {
-				return fmt.Errorf("local endpoint %q: router MAC: %w", e.ID, err)
-			}
-		}
-		if other, dup := ports[e.Port]; dup {
-			return fmt.Errorf("local endpoint %q: port %d is already endpoint %q's", e.ID, e.Port, other)
-		}
-		ports[e.Port] = e.ID
-		if addrs[e.VPC] == nil {
-			addrs[e.VPC] = map[netip.Addr]string{}
-		}
-		if other, dup := addrs[e.VPC][e.IP]; dup {
-			return fmt.Errorf("local endpoint %q: %v in VPC %q is already endpoint %q's", e.ID, e.IP, e.VPC, other)
-		}
-		addrs[e.VPC][e.IP] = e.ID
-	}
-	for _, r := range v.Host.UnderlayRoutes {
-		if other, dup := ports[r.Port]; dup {
-			return fmt.Errorf("underlay route %v: port %d is endpoint %q's", r.Prefix, r.Port, other)
-		}
+	if err := validateLocal(v); err != nil {
+		return err
 	}
 	pairs := map[[2]string]bool{}
 	for _, p := range v.Peerings {
@@ -424,6 +393,47 @@ func validate(v *View) error {
 	for _, r := range v.Routes {
 		if !r.Prefix.IsValid() {
 			return fmt.Errorf("route of VPC %q: invalid prefix", r.VPC)
+		}
+	}
+	return nil
+}
+
+// validateLocal is validate for the local endpoints (and the ports the
+// underlay routes use, which they must not share); the incremental compile
+// checks them with it when a local endpoint changed.
+func validateLocal(v *View) error {
+	ports := map[uint16]string{}
+	addrs := map[string]map[netip.Addr]string{}
+	for _, e := range v.Local {
+		if _, ok := v.VPCs[e.VPC]; !ok {
+			return fmt.Errorf("local endpoint %q: VPC %q is not in the view", e.ID, e.VPC)
+		}
+		if !e.IP.IsValid() {
+			return fmt.Errorf("local endpoint %q: no IP address", e.ID)
+		}
+		if err := checkMAC(e.MAC); err != nil {
+			return fmt.Errorf("local endpoint %q: MAC: %w", e.ID, err)
+		}
+		if e.RouterMAC != nil {
+			if err := checkMAC(e.RouterMAC); err != nil {
+				return fmt.Errorf("local endpoint %q: router MAC: %w", e.ID, err)
+			}
+		}
+		if other, dup := ports[e.Port]; dup {
+			return fmt.Errorf("local endpoint %q: port %d is already endpoint %q's", e.ID, e.Port, other)
+		}
+		ports[e.Port] = e.ID
+		if addrs[e.VPC] == nil {
+			addrs[e.VPC] = map[netip.Addr]string{}
+		}
+		if other, dup := addrs[e.VPC][e.IP]; dup {
+			return fmt.Errorf("local endpoint %q: %v in VPC %q is already endpoint %q's", e.ID, e.IP, e.VPC, other)
+		}
+		addrs[e.VPC][e.IP] = e.ID
+	}
+	for _, r := range v.Host.UnderlayRoutes {
+		if other, dup := ports[r.Port]; dup {
+			return fmt.Errorf("underlay route %v: port %d is endpoint %q's", r.Prefix, r.Port, other)
 		}
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/p4mesh/p4mesh/ohc"
+	"github.com/p4mesh/p4mesh/p4rt"
 )
 
 // benchView is a host of the convergence benchmark: one VM in red, red
@@ -172,29 +173,47 @@ func BenchmarkCompileChange(b *testing.B) {
 	sizes := []int{10_000, 100_000, 1_000_000}
 	for _, n := range sizes {
 		without, with, k := changeViews(n)
-		for _, mode := range []string{"whole", "incremental"} {
-			b.Run(fmt.Sprintf("remote=%d/%s", n, mode), func(b *testing.B) {
-				c := ohc.NewCompiler(s)
-				if _, err := c.CompileChange(without, ohc.ViewChange{Other: true}); err != nil {
-					b.Fatal(err)
-				}
-				ch := ohc.ViewChange{Remote: []ohc.RemoteKey{k}, Other: mode == "whole"}
-				views := [2]*ohc.View{with, without}
-				var out, i int
-				b.ReportAllocs()
-				for b.Loop() {
-					if _, err := c.CompileChange(views[i%2], ch); err != nil {
-						b.Fatal(err)
-					}
-					d := c.Delta()
-					out += len(d.Gone) + len(d.Came)
-					i++
-				}
-				b.ReportMetric(float64(out)/float64(i), "entities/op")
-				if mode == "incremental" && ohc.IncrementalCompiles(c) != uint64(i) {
-					b.Fatalf("%d of %d compiles incremental", ohc.IncrementalCompiles(c), i)
-				}
-			})
+		// The same endpoint, started on this host: a local endpoint and
+		// its record, on this host, in the mesh.
+		withLocal := &ohc.View{}
+		*withLocal = *without
+		le := ohc.LocalEndpoint{ID: "red-new", VPC: "red", IP: k.IP, MAC: net.HardwareAddr{2, 1, 0xff, 0, 0, 1}, Port: 3}
+		withLocal.Local = append(slices.Clip(without.Local), le)
+		withLocal.Remote = map[string][]ohc.RemoteEndpoint{"red": append(slices.Clip(without.Remote["red"]),
+			ohc.RemoteEndpoint{IP: le.IP, MAC: le.MAC, HostIP: without.Host.IP, VPC: "red"}), "blue": without.Remote["blue"]}
+		for _, c := range []struct {
+			what  string
+			with  *ohc.View
+			local []ohc.RemoteKey
+		}{{"remote", with, nil}, {"local", withLocal, []ohc.RemoteKey{k}}} {
+			for _, mode := range []string{"whole", "incremental"} {
+				b.Run(fmt.Sprintf("%s=%d/%s", c.what, n, mode), func(b *testing.B) {
+					benchChange(b, s, without, c.with, ohc.ViewChange{Remote: []ohc.RemoteKey{k}, Local: c.local, Other: mode == "whole"}, mode)
+				})
+			}
 		}
+	}
+}
+
+// benchChange compiles with and without in turn, told ch.
+func benchChange(b *testing.B, s *p4rt.Schema, without, with *ohc.View, ch ohc.ViewChange, mode string) {
+	c := ohc.NewCompiler(s)
+	if _, err := c.CompileChange(without, ohc.ViewChange{Other: true}); err != nil {
+		b.Fatal(err)
+	}
+	views := [2]*ohc.View{with, without}
+	var out, i int
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.CompileChange(views[i%2], ch); err != nil {
+			b.Fatal(err)
+		}
+		d := c.Delta()
+		out += len(d.Gone) + len(d.Came)
+		i++
+	}
+	b.ReportMetric(float64(out)/float64(i), "entities/op")
+	if mode == "incremental" && ohc.IncrementalCompiles(c) != uint64(i) {
+		b.Fatalf("%d of %d compiles incremental", ohc.IncrementalCompiles(c), i)
 	}
 }

@@ -25,9 +25,15 @@ import (
 // match and reports the entities that changed (Delta), which is all the
 // programmer writes.
 //
+// A local endpoint that came, went or changed (ViewChange.Local) is
+// compiled the same way: its port_vnet and vm_source_guard entries, and
+// its address as above, in its VPC and in each local VPC with an active
+// peering to it (a peer's endpoint on this host is delivered to its port).
+// See planLocal for when that takes the whole compile.
+//
 // It takes the whole compile instead whenever the change could reach
 // beyond those entries or the result could differ from Compile's in any
-// way: anything but remote endpoints changed, the last compile failed, an
+// way: anything but endpoints changed, the last compile failed, an
 // address is a route's next hop (route groups depend on it), is not IPv4,
 // a changed record is malformed (the whole compile names the error), or
 // the address's entries warn now or warned before (a conflict, a peer
@@ -48,9 +54,15 @@ type ViewChange struct {
 	// changed (been added, removed or modified). A key listed that did not
 	// change costs a little work and nothing else.
 	Remote []RemoteKey
+	// Local are the (VPC, address) pairs of the local endpoints that may
+	// have come, gone or changed (port, MAC, ID): an endpoint that moved
+	// to another address or VPC is listed under both, the old and the
+	// new. As for Remote, a key listed that did not change costs a little
+	// work and nothing else.
+	Local []RemoteKey
 	// Other says that something else may have changed too: the host, a
-	// VPC, a local endpoint, a peering, a load balancer or a route. The
-	// view is then compiled whole.
+	// VPC, a peering, a load balancer or a route. The view is then
+	// compiled whole.
 	Other bool
 }
 
@@ -58,10 +70,11 @@ type ViewChange struct {
 func (ch *ViewChange) Merge(o ViewChange) {
 	ch.Other = ch.Other || o.Other
 	if ch.Other {
-		ch.Remote = nil
+		ch.Remote, ch.Local = nil, nil
 		return
 	}
 	ch.Remote = append(ch.Remote, o.Remote...)
+	ch.Local = append(ch.Local, o.Local...)
 }
 
 // Delta is what a compile changed in the desired entities: the entities of
@@ -113,7 +126,7 @@ type incState struct {
 // previous call as ch says, and returns v's warnings. The result is what
 // Compile would give for v: Desired returns it, and Delta what changed.
 // When the previous call failed, or ch says something besides remote
-// endpoints changed, it compiles v whole; otherwise only the entries of
+// and local endpoints changed, it compiles v whole; otherwise only the entries of
 // the addresses in ch. For that, v's Remote lists must be sorted by
 // address, then host and MAC (as the agent makes them), and ch must name
 // every address whose records differ: what it does not name is taken to
@@ -122,7 +135,7 @@ type incState struct {
 func (cc *Compiler) CompileChange(v *View, ch ViewChange) ([]string, error) {
 	st := &cc.inc
 	st.delta = Delta{}
-	if !ch.Other && st.ok && st.sorted && v != nil && cc.compileRemote(v, ch.Remote) {
+	if !ch.Other && st.ok && st.sorted && v != nil && cc.compileRemote(v, ch.Remote, ch.Local) {
 		st.incremental++
 		return st.warnings, nil
 	}
@@ -250,17 +263,18 @@ type addrUnit struct {
 // idx; -1 for nothing), what it becomes (nil for nothing), and the cache
 // entries only the old claims used.
 type keyPlan struct {
-	tm    tableMatch
-	idx   int
-	next  *cachedEntry
-	drop  []endpointEntry
-	where addrUnit
+	tm   tableMatch
+	idx  int
+	next *cachedEntry
+	drop []endpointEntry
+	what origin
 }
 
-// compileRemote is CompileChange for a change of remote endpoints only. It
-// reports false, having changed nothing the whole compile relies on, when
-// the change needs the whole compile (see the comment at the top).
-func (cc *Compiler) compileRemote(v *View, keys []RemoteKey) bool {
+// compileRemote is CompileChange for a change of remote and local
+// endpoints only. It reports false, having changed nothing the whole
+// compile relies on, when the change needs the whole compile (see the
+// comment at the top).
+func (cc *Compiler) compileRemote(v *View, keys, locals []RemoteKey) bool {
 	st := &cc.inc
 	c := st.last
 	old := c.v
@@ -293,13 +307,28 @@ func (cc *Compiler) compileRemote(v *View, keys []RemoteKey) bool {
 	}
 	// Plan every entry first: a reason to compile whole found half way
 	// must leave the last compile as it was.
-	plans := make([]keyPlan, 0, 2*len(units))
+	plans := make([]keyPlan, 0, 2*len(units)+4*len(locals))
+	local := c.local
+	if len(locals) > 0 {
+		var ok bool
+		if local, plans, ok = cc.planLocal(v, locals, plans); !ok {
+			return false
+		}
+		for _, k := range locals {
+			if c.local[k.VPC] != nil {
+				add(addrUnit{k.VPC, k.IP})
+			}
+			for _, name := range st.peersOf[k.VPC] {
+				add(addrUnit{name, k.IP})
+			}
+		}
+	}
 	for _, u := range units {
-		oldARP, oldDest, ok := c.claims(old, u)
+		oldARP, oldDest, ok := c.claims(old, c.local, u)
 		if !ok {
 			return false
 		}
-		newARP, newDest, ok := c.claims(v, u)
+		newARP, newDest, ok := c.claims(v, local, u)
 		if !ok {
 			return false
 		}
@@ -328,7 +357,7 @@ func (cc *Compiler) compileRemote(v *View, keys []RemoteKey) bool {
 			st.removed--
 			came = append(came, c.filed[p.idx])
 		case was == nil:
-			b := built{tableMatch: p.tm, ent: p.next.ent, what: origin{ip: p.where.ip, vpc: p.where.vpc}}
+			b := built{tableMatch: p.tm, ent: p.next.ent, what: p.what}
 			c.byMatch[p.tm] = len(c.filed)
 			c.filed = append(c.filed, b)
 			came = append(came, b)
@@ -341,7 +370,7 @@ func (cc *Compiler) compileRemote(v *View, keys []RemoteKey) bool {
 			cc.cache.evict(k)
 		}
 	}
-	c.v = v
+	c.v, c.local = v, local
 	st.delta = orderDelta(cc.s, nil, gone, nil, came)
 	if len(gone)+len(came) > 0 {
 		st.desired = nil
@@ -358,7 +387,7 @@ func (cc *Compiler) compileRemote(v *View, keys []RemoteKey) bool {
 // last compile filed it, which would be a bug: the whole compile then
 // puts things right.
 func (cc *Compiler) plan(c *compiler, u addrUnit, before, after []claim) (keyPlan, bool) {
-	p := keyPlan{idx: -1, where: u}
+	p := keyPlan{idx: -1, what: origin{ip: u.ip, vpc: u.vpc}}
 	if len(before) > 0 {
 		e := cc.cache.endpoints[before[0].k]
 		if e == nil {
@@ -403,8 +432,9 @@ func (cc *Compiler) plan(c *compiler, u addrUnit, before, after []claim) (keyPla
 // ok is false when the whole compile would warn or fail on them: a
 // conflict (claims with different actions), a peer endpoint on this host
 // that is not local, a peer record with the wrong VNI. Only v's Remote
-// lists are read: the rest is as last compiled.
-func (c *compiler) claims(v *View, u addrUnit) (arp, dest []claim, ok bool) {
+// lists and locals (the local endpoints by VPC and address) are read: the
+// rest is as last compiled.
+func (c *compiler) claims(v *View, locals map[string]map[netip.Addr]LocalEndpoint, u addrUnit) (arp, dest []claim, ok bool) {
 	x := c.v.VPCs[u.vpc]
 	vni := p4rt.Uint(x.VNI)
 	host := c.v.Host.IP
@@ -420,7 +450,7 @@ func (c *compiler) claims(v *View, u addrUnit) (arp, dest []claim, ok bool) {
 		return true
 	}
 	own := lookupRemote(v.Remote[u.vpc], u.ip)
-	le, local := c.local[u.vpc][u.ip]
+	le, local := locals[u.vpc][u.ip]
 	if x.GatewayIP == u.ip {
 		if k, b := arpEntry(vni, u.ip, x.GatewayMAC); !put(&arp, k, x.GatewayMAC, b) {
 			return nil, nil, false
@@ -462,7 +492,7 @@ func (c *compiler) claims(v *View, u addrUnit) (arp, dest []claim, ok bool) {
 				return nil, nil, false
 			}
 			if e.HostIP == host {
-				pl, ok := c.local[p.PeerVPC][u.ip]
+				pl, ok := locals[p.PeerVPC][u.ip]
 				if !ok {
 					return nil, nil, false
 				}
@@ -512,4 +542,130 @@ func (c *compiler) compact() {
 		}
 	}
 	c.filed = filed
+}
+
+// planLocal plans the change of the local endpoints at keys: their
+// port_vnet and vm_source_guard entries. It returns the local endpoints of
+// v by VPC and address, for the claims on their addresses, and plans with
+// the entries' plans appended. ok is false when the change needs the whole
+// compile: v's local endpoints are malformed (the whole compile names the
+// error), a VPC gets its first local endpoint or loses its last (the VPC's
+// entries come or go), or an endpoint listed, before or after, is not
+// IPv4, is an attachment, is a route's next hop or a load balancer's
+// backend (routes and load balancers read local endpoints too).
+func (cc *Compiler) planLocal(v *View, keys []RemoteKey, plans []keyPlan) (map[string]map[netip.Addr]LocalEndpoint, []keyPlan, bool) {
+	st := &cc.inc
+	c := st.last
+	if validateLocal(v) != nil {
+		return nil, nil, false
+	}
+	if (&compiler{s: cc.s, v: v}).checkPorts() != nil {
+		return nil, nil, false
+	}
+	local := make(map[string]map[netip.Addr]LocalEndpoint, len(c.local))
+	for _, e := range v.Local {
+		if local[e.VPC] == nil {
+			if c.local[e.VPC] == nil {
+				return nil, nil, false // the VPC's first local endpoint
+			}
+			local[e.VPC] = make(map[netip.Addr]LocalEndpoint, len(c.local[e.VPC]))
+		}
+		local[e.VPC][e.IP] = e
+	}
+	if len(local) != len(c.local) {
+		return nil, nil, false // a VPC's last local endpoint went
+	}
+	backend := func(ip netip.Addr) bool {
+		for _, lb := range v.LBs {
+			for _, b := range lb.Backends {
+				if b.IP == ip {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	// The entries, by match, before and after.
+	type side struct {
+		before, after *cachedEntry
+		what          origin
+	}
+	ents := map[tableMatch]*side{}
+	var order []tableMatch
+	entries := func(e LocalEndpoint, after bool) bool {
+		vni := p4rt.Uint(c.v.VPCs[e.VPC].VNI) // VPCs are as last compiled
+		what := named("local endpoint " + e.ID)
+		for _, x := range [2]struct {
+			table string
+			match []p4rt.Match
+			a     p4rt.ActionCall
+		}{
+			{tPortVnet, []p4rt.Match{p4rt.Exact("ingress_port", p4rt.Uint(e.Port))},
+				p4rt.Call(aSetVnet, p4rt.P("vni", vni), p4rt.P("vm_mac", p4rt.MAC(e.MAC)))},
+			{tVMSourceGuard, []p4rt.Match{
+				p4rt.Exact("vni", vni), p4rt.Exact("ingress_port", p4rt.Uint(e.Port)),
+				p4rt.Exact("src_ip", p4rt.IP(e.IP)), p4rt.Exact("src_mac", p4rt.MAC(e.MAC)),
+			}, p4rt.Call(aPermit)},
+		} {
+			ce, err := cc.cache.get(cc.s, x.table, x.match, &x.a)
+			if err != nil {
+				return false
+			}
+			tm := tableMatch{ce.ent.GetTableEntry().GetTableId(), ce.key}
+			sd := ents[tm]
+			if sd == nil {
+				sd = &side{}
+				ents[tm] = sd
+				order = append(order, tm)
+			}
+			if after {
+				if sd.after != nil {
+					return false // two endpoints on one entry: validate stops this
+				}
+				sd.after, sd.what = ce, what
+			} else {
+				if sd.before != nil {
+					return false
+				}
+				sd.before = ce
+			}
+		}
+		return true
+	}
+	seen := map[RemoteKey]bool{}
+	for _, k := range keys {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if !k.IP.Is4() || st.hops[k.IP] || backend(k.IP) {
+			return nil, nil, false
+		}
+		for i, m := range []map[string]map[netip.Addr]LocalEndpoint{c.local, local} {
+			e, ok := m[k.VPC][k.IP]
+			if !ok {
+				continue
+			}
+			if e.IsAttachment() || !entries(e, i == 1) {
+				return nil, nil, false
+			}
+		}
+	}
+	for _, tm := range order {
+		sd := ents[tm]
+		p := keyPlan{tm: tm, idx: -1, next: sd.after, what: sd.what}
+		i, filed := c.byMatch[tm]
+		if filed && c.filed[i].ent != nil {
+			if sd.before == nil {
+				return nil, nil, false // filed by something else: not ours to patch
+			}
+			p.idx = i
+		} else if sd.before != nil {
+			return nil, nil, false // not where the last compile filed it: a bug
+		} else if filed {
+			p.idx = i // a slot an earlier change emptied
+		}
+		plans = append(plans, p)
+	}
+	return local, plans, true
 }

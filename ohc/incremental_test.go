@@ -29,20 +29,30 @@ import (
 // previous desired set and the new one, in dependency order.
 func TestCompileChangeMatchesCompile(t *testing.T) {
 	s := schema(t)
-	var steps, incremental uint64
+	var steps, incremental, localSteps, localInc uint64
 	// Half the seeds compact the compiler's emptied slots at once.
 	defer ohc.SetCompactAfter(ohc.SetCompactAfter(1024))
 	for seed := range 40 {
 		ohc.SetCompactAfter([]int{-1, 1024}[seed%2])
 		rng := rand.New(rand.NewPCG(uint64(seed), 14))
 		cc := ohc.NewCompiler(s)
-		v := sortView(testView())
+		v := testView()
+		// A blue VM on this host too, which red's peering to blue
+		// reaches straight at its port (to_local_vm keyed by red's VNI).
+		v.Local = append(v.Local, ohc.LocalEndpoint{ID: "blue-vm1", VPC: "blue", IP: ip("10.2.1.7"), MAC: mac("02:00:00:0b:00:07"), Port: 7})
+		v.Remote["blue"] = append(v.Remote["blue"], ohc.RemoteEndpoint{IP: ip("10.2.1.7"), MAC: mac("02:00:00:0b:00:07"), HostIP: ip(hostA)})
+		v = sortView(v)
 		ch := ohc.ViewChange{Other: true}
 		var prev []*p4v1.Entity
 		for step := range 120 {
 			name := fmt.Sprintf("seed %d step %d", seed, step)
+			before := ohc.IncrementalCompiles(cc)
 			prev = checkStep(t, s, cc, v, ch, prev, name)
 			steps++
+			if len(ch.Local) > 0 {
+				localSteps++
+				localInc += ohc.IncrementalCompiles(cc) - before
+			}
 			if rng.IntN(12) == 0 {
 				// A malformed record: the compile fails and the
 				// compiler keeps the last good view; the next view
@@ -62,7 +72,12 @@ func TestCompileChangeMatchesCompile(t *testing.T) {
 	if incremental < steps*2/5 {
 		t.Errorf("%d of %d compiles were incremental, want at least 40%%", incremental, steps)
 	}
-	t.Logf("%d of %d compiles incremental", incremental, steps)
+	// Local endpoint edits too: most keep their VPC's first and last
+	// endpoint, collide with nothing and can go incremental.
+	if localSteps == 0 || localInc < localSteps/4 {
+		t.Errorf("%d of %d local endpoint edits were compiled incrementally, want at least 25%%", localInc, localSteps)
+	}
+	t.Logf("%d of %d compiles incremental; %d of %d local endpoint edits", incremental, steps, localInc, localSteps)
 }
 
 // checkStep compiles v with cc, told ch, and checks it against Compile and
@@ -171,7 +186,11 @@ func editAddr(rng *rand.Rand, vpc string) netip.Addr {
 
 // edit returns a new view, v with one random edit, and what changed.
 func edit(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
-	if rng.IntN(7) != 0 {
+	switch rng.IntN(7) {
+	case 0:
+	case 1, 2:
+		return editLocal(rng, v)
+	default:
 		return editRemote(rng, v, false)
 	}
 	n := cloneView(v)
@@ -179,7 +198,7 @@ func edit(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
 	case 0: // a local VM comes or goes (and may collide with a remote record)
 		if i := slices.IndexFunc(n.Local, func(e ohc.LocalEndpoint) bool { return e.ID == "red-vm3" }); i >= 0 {
 			n.Local = slices.Delete(n.Local, i, i+1)
-		} else {
+		} else if !slices.ContainsFunc(n.Local, func(e ohc.LocalEndpoint) bool { return e.Port == 4 || e.VPC == "red" && e.IP == ip("10.1.0.4") }) {
 			n.Local = append(n.Local, ohc.LocalEndpoint{ID: "red-vm3", VPC: "red", IP: ip("10.1.0.4"), MAC: mac("02:00:00:01:00:04"), Port: 4})
 		}
 	case 1: // blue exports more, or less
@@ -245,6 +264,85 @@ func editRemote(rng *rand.Rand, v *ohc.View, bad bool) (*ohc.View, ohc.ViewChang
 	if rng.IntN(5) == 0 {
 		other := editVPCs[rng.IntN(len(editVPCs))]
 		ch.Remote = append(ch.Remote, ohc.RemoteKey{VPC: other, IP: editAddr(rng, other)})
+	}
+	return sortView(n), ch
+}
+
+// editLocal returns v with a local endpoint added, removed, moved to
+// another address (or VPC) or given another port or MAC, and the local
+// keys changed. Now and then it names a key that did not change, or a
+// remote record of the endpoint comes or goes with it.
+func editLocal(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
+	n := cloneView(v)
+	var ch ohc.ViewChange
+	key := func(e ohc.LocalEndpoint) { ch.Local = append(ch.Local, ohc.RemoteKey{VPC: e.VPC, IP: e.IP}) }
+	vpcs := []string{"red", "blue"}
+	free := func(vpc string) (netip.Addr, bool) {
+		a := editAddr(rng, vpc)
+		return a, !slices.ContainsFunc(n.Local, func(e ohc.LocalEndpoint) bool { return e.VPC == vpc && e.IP == a })
+	}
+	port := func() (uint16, bool) {
+		p := uint16(1 + rng.IntN(9))
+		return p, p != 10 && !slices.ContainsFunc(n.Local, func(e ohc.LocalEndpoint) bool { return e.Port == p })
+	}
+	op := rng.IntN(5)
+	if len(n.Local) == 0 {
+		op = 0
+	}
+	switch op {
+	case 0: // a VM comes
+		vpc := vpcs[rng.IntN(2)]
+		a, ok1 := free(vpc)
+		p, ok2 := port()
+		if !ok1 || !ok2 {
+			break
+		}
+		e := ohc.LocalEndpoint{ID: fmt.Sprintf("vm-%d", rng.IntN(1000)), VPC: vpc, IP: a, MAC: mac(editMACs[rng.IntN(len(editMACs))]), Port: p}
+		n.Local = append(n.Local, e)
+		key(e)
+		if vpc == "blue" && rng.IntN(2) == 0 { // and its record, on this host
+			n.Remote[vpc] = append(n.Remote[vpc], ohc.RemoteEndpoint{IP: a, MAC: e.MAC, HostIP: ip(hostA)})
+			ch.Remote = append(ch.Remote, ohc.RemoteKey{VPC: vpc, IP: a})
+		}
+	case 1: // a VM goes
+		i := rng.IntN(len(n.Local))
+		key(n.Local[i])
+		n.Local = slices.Delete(n.Local, i, i+1)
+	case 2: // a VM moves to another address, maybe of the other VPC
+		i := rng.IntN(len(n.Local))
+		e := &n.Local[i]
+		key(*e)
+		vpc := e.VPC
+		if rng.IntN(4) == 0 {
+			vpc = vpcs[rng.IntN(2)]
+		}
+		a, ok := free(vpc)
+		if !ok {
+			break
+		}
+		e.VPC, e.IP = vpc, a
+		key(*e)
+	case 3: // a VM gets another port
+		i := rng.IntN(len(n.Local))
+		p, ok := port()
+		key(n.Local[i])
+		if ok {
+			n.Local[i].Port = p
+		}
+	case 4: // or another MAC, or ID
+		i := rng.IntN(len(n.Local))
+		key(n.Local[i])
+		n.Local[i].MAC = mac(editMACs[rng.IntN(len(editMACs))])
+		if rng.IntN(3) == 0 {
+			n.Local[i].ID += "x"
+		}
+	}
+	if rng.IntN(6) == 0 {
+		vpc := vpcs[rng.IntN(2)]
+		ch.Local = append(ch.Local, ohc.RemoteKey{VPC: vpc, IP: editAddr(rng, vpc)})
+	}
+	if len(ch.Local) == 0 {
+		ch.Other = true
 	}
 	return sortView(n), ch
 }
