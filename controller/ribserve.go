@@ -880,3 +880,17 @@ func (c connectivity) watchPeerRoutes(req *p4meshv1.WatchRequest, st grpc.Server
 	}
 	return err
 }
+
+// PublishedRoutes is how many routes vpc's hosts are served (its routes
+// table: every prefix resolved, with its winner), read in constant time:
+// what a benchmark or a metric polls, where RIB would resolve every
+// prefix again. 0 for a VPC not owned here.
+func (s *Server) PublishedRoutes(vpc string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	svc := s.services[PublishedService{VPC: vpc}]
+	if svc == nil {
+		return 0
+	}
+	return svc.routes.Len()
+}

@@ -403,15 +403,27 @@ func (q *queue) take() ([]entry, bool) {
 	return es, q.closed
 }
 
-type routeKey struct {
-	vpc string
-	controller.LearnedRouteKey
+// nbKey is a neighbor of a VPC; learned keeps, per neighbor, the prefixes
+// the route manager took from it, packed (pack): pointer-free maps, which
+// the collector does not scan, with 8-byte keys rather than two strings
+// and a netip.Prefix per route.
+type nbKey struct{ vpc, neighbor string }
+
+// pack is an IPv4 prefix as one integer: the speaker learns IPv4 only,
+// and the route manager refuses anything else.
+func pack(p netip.Prefix) uint64 {
+	a := p.Addr().As4()
+	return uint64(a[0])<<32 | uint64(a[1])<<24 | uint64(a[2])<<16 | uint64(a[3])<<8 | uint64(p.Bits())
+}
+
+func unpack(k uint64) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(k >> 32), byte(k >> 24), byte(k >> 16), byte(k >> 8)}), int(byte(k)))
 }
 
 // applyLoop hands what the speaker delivered to the route manager, all
 // that queued up while the last call ran in one call per VPC.
 func (l *Link) applyLoop() {
-	learned := map[routeKey]bool{}
+	learned := map[nbKey]map[uint64]struct{}{}
 	for {
 		<-l.q.wake
 		es, closed := l.q.take()
@@ -427,63 +439,92 @@ func (l *Link) applyLoop() {
 
 // apply applies es in order. Within a run of deliveries the last update
 // of a route wins; a dropAll marker withdraws what was learned before it.
-func (l *Link) apply(es []entry, learned map[routeKey]bool) {
-	adds := map[routeKey]controller.LearnedRoute{}
-	gone := map[routeKey]bool{}
+//
+// Adds are kept per VPC in arrival order, with no map of them: the route
+// manager takes a later add of a route as replacing an earlier one. A
+// withdrawal remembers how many of its VPC's adds came before it, so that
+// those of its route are dropped at the flush (the route manager applies
+// withdrawals first); an add after it cancels it.
+func (l *Link) apply(es []entry, learned map[nbKey]map[uint64]struct{}) {
+	type batch struct {
+		adds []controller.LearnedRoute
+		// gone: withdrawn route → how many adds preceded the withdrawal.
+		gone map[controller.LearnedRouteKey]int
+	}
+	per := map[string]*batch{}
+	get := func(vpc string) *batch {
+		b := per[vpc]
+		if b == nil {
+			b = &batch{gone: map[controller.LearnedRouteKey]int{}}
+			per[vpc] = b
+		}
+		return b
+	}
 	flush := func() {
-		type batch struct {
-			adds []controller.LearnedRoute
-			wd   []controller.LearnedRouteKey
-		}
-		per := map[string]*batch{}
-		get := func(vpc string) *batch {
-			if per[vpc] == nil {
-				per[vpc] = &batch{}
+		for _, vpc := range slices.Sorted(maps.Keys(per)) {
+			b := per[vpc]
+			adds := b.adds
+			var wd []controller.LearnedRouteKey
+			if len(b.gone) > 0 {
+				adds = adds[:0:0]
+				for i, r := range b.adds {
+					if before, ok := b.gone[r.Key()]; !ok || i >= before {
+						adds = append(adds, r)
+					}
+				}
+				wd = slices.Collect(maps.Keys(b.gone))
 			}
-			return per[vpc]
-		}
-		for k, r := range adds {
-			get(k.vpc).adds = append(get(k.vpc).adds, r)
-		}
-		for k := range gone {
-			get(k.vpc).wd = append(get(k.vpc).wd, k.LearnedRouteKey)
-		}
-		for vpc, b := range per {
-			if err := l.srv.UpdateLearnedRoutes(vpc, b.adds, b.wd); err != nil {
-				l.log.Error("BGP: learned routes not taken by the route manager", "vpc", vpc, "adds", len(b.adds), "withdrawals", len(b.wd), "err", err)
+			if err := l.srv.UpdateLearnedRoutes(vpc, adds, wd); err != nil {
+				l.log.Error("BGP: learned routes not taken by the route manager", "vpc", vpc, "adds", len(adds), "withdrawals", len(wd), "err", err)
 				continue
 			}
-			for _, r := range b.adds {
-				learned[routeKey{vpc, controller.LearnedRouteKey{Neighbor: r.Neighbor, Prefix: r.Prefix}}] = true
+			for _, k := range wd {
+				if ps := learned[nbKey{vpc, k.Neighbor}]; ps != nil {
+					delete(ps, pack(k.Prefix))
+					if len(ps) == 0 {
+						delete(learned, nbKey{vpc, k.Neighbor})
+					}
+				}
 			}
-			for _, k := range b.wd {
-				delete(learned, routeKey{vpc, k})
+			var last nbKey
+			var ps map[uint64]struct{}
+			for _, r := range adds {
+				if k := (nbKey{vpc, r.Neighbor}); ps == nil || k != last {
+					last, ps = k, learned[k]
+					if ps == nil {
+						ps = map[uint64]struct{}{}
+						learned[k] = ps
+					}
+				}
+				ps[pack(r.Prefix)] = struct{}{}
 			}
 		}
-		clear(adds)
-		clear(gone)
+		clear(per)
 	}
 	for _, e := range es {
 		if e.dropAll {
 			flush()
-			for k := range learned {
-				gone[k] = true
+			for k, ps := range learned {
+				b := get(k.vpc)
+				for p := range ps {
+					b.gone[controller.LearnedRouteKey{Neighbor: k.neighbor, Prefix: unpack(p)}] = 0
+				}
 			}
 			flush()
 			continue
 		}
 		for _, u := range e.us {
 			r := u.Route
-			k := routeKey{r.VPC, controller.LearnedRouteKey{Neighbor: r.Neighbor, Prefix: r.Prefix}}
+			b := get(r.VPC)
+			k := controller.LearnedRouteKey{Neighbor: r.Neighbor, Prefix: r.Prefix}
 			if u.Withdraw {
-				delete(adds, k)
-				gone[k] = true
+				b.gone[k] = len(b.adds)
 				continue
 			}
-			delete(gone, k)
-			adds[k] = controller.LearnedRoute{
+			delete(b.gone, k)
+			b.adds = append(b.adds, controller.LearnedRoute{
 				Neighbor: r.Neighbor, Prefix: r.Prefix, NextHop: r.NextHop, ASPath: r.ASPath, MED: r.MED, LocalPref: r.LocalPref,
-			}
+			})
 		}
 	}
 	flush()
