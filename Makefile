@@ -10,6 +10,8 @@ build:
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	# Skipped under -race (GoBGP v3.37's package variables, see the test).
+	$(GO) test -count=1 -run '^TestBGPFRR$$' ./test/e2e/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

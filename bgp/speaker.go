@@ -139,6 +139,10 @@ func (s *Speaker) startVPC(ctx context.Context, vpc string) (*vpcServer, error) 
 		nbrs:      make(map[netip.Addr]*nbrRoutes),
 	}
 	go v.srv.Serve()
+	// Every GoBGP server start in the process, of any speaker, is
+	// serialized and fenced (fenceAll).
+	started.Lock()
+	defer started.Unlock()
 	s.fenceAll(ctx)
 	g := &api.Global{
 		Asn:      s.cfg.LocalAS,
@@ -186,21 +190,39 @@ func (s *Speaker) startVPC(ctx context.Context, vpc string) (*vpcServer, error) 
 		v.srv.Stop()
 		return nil, fmt.Errorf("bgp: VPC %s: watch learned routes: %w", vpc, err)
 	}
+	started.servers[v.srv] = struct{}{}
 	return v, nil
+}
+
+// started holds every GoBGP server the process's speakers started: a
+// process may run several speakers (the demo's and the end-to-end tests'
+// controllers share one), and GoBGP's package variables are the
+// process's, not a speaker's (see fenceAll). Its lock serializes starts.
+var started = struct {
+	sync.Mutex
+	servers map[*server.BgpServer]struct{}
+}{servers: map[*server.BgpServer]struct{}{}}
+
+// forget drops a stopped server from started.
+func forget(srv *server.BgpServer) {
+	started.Lock()
+	delete(started.servers, srv)
+	started.Unlock()
 }
 
 // fenceAll works around GoBGP v3.37 keeping route-selection options in
 // package variables (table.SelectionOptions, table.UseMultiplePaths) that
-// every StartBgp writes (with the same values, for the speaker's servers)
-// and every server goroutine reads while it selects routes. A round trip
-// to each running server orders what it read so far before the StartBgp
-// that follows; a read in the microseconds between the two is still
-// unordered (and harmless: same values), which only the race detector
-// could notice. testHookStartVPC lets tests do the same for the GoBGP
-// routers they run in the process.
+// every StartBgp writes (with the same values, for every speaker's
+// servers) and every server goroutine reads while it selects routes.
+// Starts are serialized (started's lock, held by the caller), and a round
+// trip to each running server of the process orders what it read so far
+// before the StartBgp that follows; a read in the microseconds between the
+// two is still unordered (and harmless: same values), which only the race
+// detector could notice. testHookStartVPC lets tests do the same for the
+// GoBGP routers they run in the process.
 func (s *Speaker) fenceAll(ctx context.Context) {
-	for _, v := range s.servers {
-		v.srv.GetBgp(ctx, &api.GetBgpRequest{})
+	for srv := range started.servers {
+		srv.GetBgp(ctx, &api.GetBgpRequest{})
 	}
 	if s.testHookStartVPC != nil {
 		s.testHookStartVPC()
@@ -225,6 +247,7 @@ func (s *Speaker) Stop() {
 		// forever (osrg/gobgp#3366).
 		v.stopWatch()
 		v.srv.Stop()
+		forget(v.srv)
 	}
 	close(s.done)
 	s.wg.Wait()

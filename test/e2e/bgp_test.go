@@ -103,6 +103,15 @@ func rxPackets(t *testing.T, ns string) uint64 {
 // through the peering; withdrawals and a stopped bgpd take routes away;
 // FRR sees the VPC's subnets and the peer's exported ones.
 func TestBGPFRR(t *testing.T) {
+	if raceBuild {
+		// GoBGP v3.37 writes its route-selection options, package
+		// variables, in every StartBgp (the same values each time) while
+		// other servers read them; with several controllers' speakers,
+		// a GoBGP server per VPC each, in one process, the race detector
+		// sees it (bgp's fenceAll narrows it to a window, not away).
+		// make test runs this test again without -race.
+		t.Skip("GoBGP servers race on package variables under -race; make test runs TestBGPFRR without it")
+	}
 	requireNetns(t)
 	frrtest.Need(t)
 
