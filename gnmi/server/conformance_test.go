@@ -21,13 +21,10 @@ import (
 
 // conformance is one check of the gNMI specification as real clients
 // (gnmic, pygnmi) use it, against a real server on loopback. item is the
-// number of the defect in issue 8 it was written for; todo, if set, says
-// the defect is not fixed yet and skips the case (the report of the
-// session lists it).
+// number of the defect in issue 8 it was written for.
 type conformance struct {
 	item int
 	name string
-	todo string
 	run  func(t *testing.T, c gnmi.GNMIClient, ctl *controller.Server)
 }
 
@@ -743,9 +740,6 @@ var conformanceCases = []conformance{
 func TestConformance(t *testing.T) {
 	for _, tc := range conformanceCases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.todo != "" {
-				t.Skipf("issue 8 %s is not fixed yet", tc.todo)
-			}
 			// State is looked at only every hour: what streams must come
 			// from the controller's change notifications.
 			conn, ctl := startWith(t, func(o *Options) { o.StateInterval = time.Hour })
