@@ -240,6 +240,7 @@ type Event struct {
 	//	*Event_Route
 	//	*Event_Host
 	//	*Event_PeerSide
+	//	*Event_GatewayDuty
 	Value         isEvent_Value `protobuf_oneof:"value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -391,6 +392,15 @@ func (x *Event) GetPeerSide() *PeerSide {
 	return nil
 }
 
+func (x *Event) GetGatewayDuty() *GatewayDuty {
+	if x != nil {
+		if x, ok := x.Value.(*Event_GatewayDuty); ok {
+			return x.GatewayDuty
+		}
+	}
+	return nil
+}
+
 type isEvent_Value interface {
 	isEvent_Value()
 }
@@ -431,6 +441,10 @@ type Event_PeerSide struct {
 	PeerSide *PeerSide `protobuf:"bytes,18,opt,name=peer_side,json=peerSide,proto3,oneof"`
 }
 
+type Event_GatewayDuty struct {
+	GatewayDuty *GatewayDuty `protobuf:"bytes,19,opt,name=gateway_duty,json=gatewayDuty,proto3,oneof"`
+}
+
 func (*Event_LocalEndpoint) isEvent_Value() {}
 
 func (*Event_Vpc) isEvent_Value() {}
@@ -448,6 +462,8 @@ func (*Event_Route) isEvent_Value() {}
 func (*Event_Host) isEvent_Value() {}
 
 func (*Event_PeerSide) isEvent_Value() {}
+
+func (*Event_GatewayDuty) isEvent_Value() {}
 
 // HostInfo is the host itself: its underlay identity and uplink.
 type HostInfo struct {
@@ -795,8 +811,21 @@ type Peering struct {
 	// its pulled connectivity stays unsynced (the switch keeping what it
 	// was last programmed with) while another replica leads.
 	PeerControllers []string `protobuf:"bytes,9,rep,name=peer_controllers,json=peerControllers,proto3" json:"peer_controllers,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How the hosts of vpc reach peer_vpc's destinations. "direct" (or
+	// empty, from a controller before issue 13): every exported destination
+	// is programmed on each host. "pool": the host sends what it has no
+	// direct entry for to gateway_pool (a vnet_route per peer prefix to
+	// to_gateway_pool) and programs only destinations it promoted on demand
+	// (from the gateway path's digest). A peering with a pool keeps the pool
+	// route in either mode: in "direct" it only catches misses.
+	Mode string `protobuf:"bytes,10,opt,name=mode,proto3" json:"mode,omitempty"`
+	// Why the peering is in mode, in words ("load 1200 pps above 1000:
+	// direct", "no pool serves blue: direct").
+	ModeReason string `protobuf:"bytes,11,opt,name=mode_reason,json=modeReason,proto3" json:"mode_reason,omitempty"`
+	// The pool serving peer_vpc, with its live members; absent when none.
+	GatewayPool   *GatewayPool `protobuf:"bytes,12,opt,name=gateway_pool,json=gatewayPool,proto3" json:"gateway_pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Peering) Reset() {
@@ -892,6 +921,280 @@ func (x *Peering) GetPeerControllers() []string {
 	return nil
 }
 
+func (x *Peering) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *Peering) GetModeReason() string {
+	if x != nil {
+		return x.ModeReason
+	}
+	return ""
+}
+
+func (x *Peering) GetGatewayPool() *GatewayPool {
+	if x != nil {
+		return x.GatewayPool
+	}
+	return nil
+}
+
+// GatewayPool is a pool of gateway nodes serving one VPC: hosts running the
+// pipeline in gateway role with every destination of the VPC, through
+// which hosts of its peers reach destinations they hold no direct entry
+// for. Members are interchangeable; a host spreads flows over them by the
+// inner 5-tuple hash (gateway_pool's selector).
+type GatewayPool struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The VPC served (the destination side) and its VNI, the VNI a host
+	// encapsulates with towards a member.
+	Vpc string `protobuf:"bytes,2,opt,name=vpc,proto3" json:"vpc,omitempty"`
+	Vni uint32 `protobuf:"varint,3,opt,name=vni,proto3" json:"vni,omitempty"`
+	// The live members, sorted by host: a member whose OHC has not reported
+	// within the pool's health timeout is left out, so every host drops it
+	// from its group.
+	Members []*GatewayMember `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	// On-demand promotion, applied by the sending hosts' OHCs: a destination
+	// is promoted to a direct entry once promote_packets digests of it came
+	// within promote_window_ms; a promoted entry idle (its direct counter
+	// unchanged) for idle_timeout_ms is demoted. 0 means the OHC's default.
+	PromotePackets  uint32 `protobuf:"varint,5,opt,name=promote_packets,json=promotePackets,proto3" json:"promote_packets,omitempty"`
+	PromoteWindowMs uint32 `protobuf:"varint,6,opt,name=promote_window_ms,json=promoteWindowMs,proto3" json:"promote_window_ms,omitempty"`
+	IdleTimeoutMs   uint32 `protobuf:"varint,7,opt,name=idle_timeout_ms,json=idleTimeoutMs,proto3" json:"idle_timeout_ms,omitempty"`
+	// Load-triggered direct peering, decided by the controller of the
+	// sending VPC from its hosts' reports: above direct_above_pps of traffic
+	// from a VPC to this one the pair goes "direct", below pool_below_pps
+	// back to "pool". 0 disables the trigger (always "pool").
+	DirectAbovePps uint64 `protobuf:"varint,8,opt,name=direct_above_pps,json=directAbovePps,proto3" json:"direct_above_pps,omitempty"`
+	PoolBelowPps   uint64 `protobuf:"varint,9,opt,name=pool_below_pps,json=poolBelowPps,proto3" json:"pool_below_pps,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GatewayPool) Reset() {
+	*x = GatewayPool{}
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayPool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayPool) ProtoMessage() {}
+
+func (x *GatewayPool) ProtoReflect() protoreflect.Message {
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayPool.ProtoReflect.Descriptor instead.
+func (*GatewayPool) Descriptor() ([]byte, []int) {
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GatewayPool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GatewayPool) GetVpc() string {
+	if x != nil {
+		return x.Vpc
+	}
+	return ""
+}
+
+func (x *GatewayPool) GetVni() uint32 {
+	if x != nil {
+		return x.Vni
+	}
+	return 0
+}
+
+func (x *GatewayPool) GetMembers() []*GatewayMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GatewayPool) GetPromotePackets() uint32 {
+	if x != nil {
+		return x.PromotePackets
+	}
+	return 0
+}
+
+func (x *GatewayPool) GetPromoteWindowMs() uint32 {
+	if x != nil {
+		return x.PromoteWindowMs
+	}
+	return 0
+}
+
+func (x *GatewayPool) GetIdleTimeoutMs() uint32 {
+	if x != nil {
+		return x.IdleTimeoutMs
+	}
+	return 0
+}
+
+func (x *GatewayPool) GetDirectAbovePps() uint64 {
+	if x != nil {
+		return x.DirectAbovePps
+	}
+	return 0
+}
+
+func (x *GatewayPool) GetPoolBelowPps() uint64 {
+	if x != nil {
+		return x.PoolBelowPps
+	}
+	return 0
+}
+
+type GatewayMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Host          string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	UnderlayIp    string                 `protobuf:"bytes,2,opt,name=underlay_ip,json=underlayIp,proto3" json:"underlay_ip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayMember) Reset() {
+	*x = GatewayMember{}
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayMember) ProtoMessage() {}
+
+func (x *GatewayMember) ProtoReflect() protoreflect.Message {
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayMember.ProtoReflect.Descriptor instead.
+func (*GatewayMember) Descriptor() ([]byte, []int) {
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GatewayMember) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *GatewayMember) GetUnderlayIp() string {
+	if x != nil {
+		return x.UnderlayIp
+	}
+	return ""
+}
+
+// GatewayDuty tells a host's OHC that it runs in gateway role for a pool
+// serving vpc: it pulls vpc's whole connectivity (own VPC, no export
+// policy) as an OHC with an endpoint there does, terminates tunnels to vpc
+// from the peers' hosts (vpc's peerings come on the same stream), and
+// re-encapsulates to the destination's host. It reports every
+// heartbeat_ms while it has a duty, changed or not: the controller takes a
+// member whose reports stop for the pool's health timeout out of the pool.
+type GatewayDuty struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pool          string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	Vpc           string                 `protobuf:"bytes,2,opt,name=vpc,proto3" json:"vpc,omitempty"`
+	Vni           uint32                 `protobuf:"varint,3,opt,name=vni,proto3" json:"vni,omitempty"`
+	HeartbeatMs   uint32                 `protobuf:"varint,4,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayDuty) Reset() {
+	*x = GatewayDuty{}
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayDuty) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayDuty) ProtoMessage() {}
+
+func (x *GatewayDuty) ProtoReflect() protoreflect.Message {
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayDuty.ProtoReflect.Descriptor instead.
+func (*GatewayDuty) Descriptor() ([]byte, []int) {
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GatewayDuty) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *GatewayDuty) GetVpc() string {
+	if x != nil {
+		return x.Vpc
+	}
+	return ""
+}
+
+func (x *GatewayDuty) GetVni() uint32 {
+	if x != nil {
+		return x.Vni
+	}
+	return 0
+}
+
+func (x *GatewayDuty) GetHeartbeatMs() uint32 {
+	if x != nil {
+		return x.HeartbeatMs
+	}
+	return 0
+}
+
 // Destination is an endpoint address of a VPC, as exported under a policy.
 type Destination struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -904,7 +1207,7 @@ type Destination struct {
 
 func (x *Destination) Reset() {
 	*x = Destination{}
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[7]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1219,7 @@ func (x *Destination) String() string {
 func (*Destination) ProtoMessage() {}
 
 func (x *Destination) ProtoReflect() protoreflect.Message {
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[7]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1232,7 @@ func (x *Destination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Destination.ProtoReflect.Descriptor instead.
 func (*Destination) Descriptor() ([]byte, []int) {
-	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{7}
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Destination) GetVpc() string {
@@ -967,7 +1270,7 @@ type Forwarding struct {
 
 func (x *Forwarding) Reset() {
 	*x = Forwarding{}
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[8]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1282,7 @@ func (x *Forwarding) String() string {
 func (*Forwarding) ProtoMessage() {}
 
 func (x *Forwarding) ProtoReflect() protoreflect.Message {
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[8]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1295,7 @@ func (x *Forwarding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forwarding.ProtoReflect.Descriptor instead.
 func (*Forwarding) Descriptor() ([]byte, []int) {
-	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{8}
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Forwarding) GetVpc() string {
@@ -1043,7 +1346,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[9]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1358,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[9]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1371,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{9}
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Backend) GetEndpoint() string {
@@ -1120,7 +1423,7 @@ type LoadBalancer struct {
 
 func (x *LoadBalancer) Reset() {
 	*x = LoadBalancer{}
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[10]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1435,7 @@ func (x *LoadBalancer) String() string {
 func (*LoadBalancer) ProtoMessage() {}
 
 func (x *LoadBalancer) ProtoReflect() protoreflect.Message {
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[10]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1448,7 @@ func (x *LoadBalancer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadBalancer.ProtoReflect.Descriptor instead.
 func (*LoadBalancer) Descriptor() ([]byte, []int) {
-	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{10}
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LoadBalancer) GetName() string {
@@ -1211,7 +1514,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[11]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1526,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[11]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1539,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{11}
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Route) GetVpc() string {
@@ -1311,13 +1614,16 @@ type PeerSide struct {
 	// a revision of one says nothing of the other. Added 2026-12 (issue 10):
 	// from an older controller it reads as false, which is what it exports.
 	ExportCustomRoutes bool `protobuf:"varint,9,opt,name=export_custom_routes,json=exportCustomRoutes,proto3" json:"export_custom_routes,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The gateway pool serving vpc, with its live members, if one does. The
+	// controller of peer_vpc passes it on to its hosts in their Peering.
+	GatewayPool   *GatewayPool `protobuf:"bytes,10,opt,name=gateway_pool,json=gatewayPool,proto3" json:"gateway_pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerSide) Reset() {
 	*x = PeerSide{}
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[12]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1635,7 @@ func (x *PeerSide) String() string {
 func (*PeerSide) ProtoMessage() {}
 
 func (x *PeerSide) ProtoReflect() protoreflect.Message {
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[12]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1648,7 @@ func (x *PeerSide) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSide.ProtoReflect.Descriptor instead.
 func (*PeerSide) Descriptor() ([]byte, []int) {
-	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{12}
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PeerSide) GetVpc() string {
@@ -1408,6 +1714,13 @@ func (x *PeerSide) GetExportCustomRoutes() bool {
 	return false
 }
 
+func (x *PeerSide) GetGatewayPool() *GatewayPool {
+	if x != nil {
+		return x.GatewayPool
+	}
+	return nil
+}
+
 // HostReport is an OHC's account of its switch.
 type HostReport struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1422,13 +1735,19 @@ type HostReport struct {
 	// stream to it is down. Optional so that a report from an OHC older
 	// than this field (2026-12) reads as unknown, not as "not primary".
 	SwitchPrimary *bool `protobuf:"varint,3,opt,name=switch_primary,json=switchPrimary,proto3,oneof" json:"switch_primary,omitempty"`
+	// Packets this host sent from a VPC to a peer VPC served by a gateway
+	// pool, through the pool or through promoted entries, since the OHC
+	// started, keyed "vpc/peer_vpc" (from vnet_route's and vnet_destination's
+	// direct counters). The controller of vpc derives the pair's rate for
+	// the load trigger from successive reports.
+	PeerPackets   map[string]uint64 `protobuf:"bytes,4,rep,name=peer_packets,json=peerPackets,proto3" json:"peer_packets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HostReport) Reset() {
 	*x = HostReport{}
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[13]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1759,7 @@ func (x *HostReport) String() string {
 func (*HostReport) ProtoMessage() {}
 
 func (x *HostReport) ProtoReflect() protoreflect.Message {
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[13]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1772,7 @@ func (x *HostReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostReport.ProtoReflect.Descriptor instead.
 func (*HostReport) Descriptor() ([]byte, []int) {
-	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{13}
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HostReport) GetHost() string {
@@ -1477,6 +1796,13 @@ func (x *HostReport) GetSwitchPrimary() bool {
 	return false
 }
 
+func (x *HostReport) GetPeerPackets() map[string]uint64 {
+	if x != nil {
+		return x.PeerPackets
+	}
+	return nil
+}
+
 type HostReportAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1485,7 +1811,7 @@ type HostReportAck struct {
 
 func (x *HostReportAck) Reset() {
 	*x = HostReportAck{}
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[14]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1823,7 @@ func (x *HostReportAck) String() string {
 func (*HostReportAck) ProtoMessage() {}
 
 func (x *HostReportAck) ProtoReflect() protoreflect.Message {
-	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[14]
+	mi := &file_p4mesh_v1_p4mesh_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1836,7 @@ func (x *HostReportAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostReportAck.ProtoReflect.Descriptor instead.
 func (*HostReportAck) Descriptor() ([]byte, []int) {
-	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{14}
+	return file_p4mesh_v1_p4mesh_proto_rawDescGZIP(), []int{17}
 }
 
 var File_p4mesh_v1_p4mesh_proto protoreflect.FileDescriptor
@@ -1526,7 +1852,7 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\x03vpc\x18\x03 \x01(\tR\x03vpc\x12#\n" +
 	"\rexport_policy\x18\x04 \x01(\tR\fexportPolicy\x12\x19\n" +
 	"\bpeer_vpc\x18\x05 \x01(\tR\apeerVpc\x12'\n" +
-	"\x0fresume_revision\x18\x06 \x01(\x04R\x0eresumeRevision\"\xaa\x05\n" +
+	"\x0fresume_revision\x18\x06 \x01(\x04R\x0eresumeRevision\"\xe7\x05\n" +
 	"\x05Event\x12)\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x15.p4mesh.v1.Event.TypeR\x04type\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x10\n" +
@@ -1543,7 +1869,8 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\rload_balancer\x18\x0f \x01(\v2\x17.p4mesh.v1.LoadBalancerH\x00R\floadBalancer\x12(\n" +
 	"\x05route\x18\x10 \x01(\v2\x10.p4mesh.v1.RouteH\x00R\x05route\x12)\n" +
 	"\x04host\x18\x11 \x01(\v2\x13.p4mesh.v1.HostInfoH\x00R\x04host\x122\n" +
-	"\tpeer_side\x18\x12 \x01(\v2\x13.p4mesh.v1.PeerSideH\x00R\bpeerSide\"V\n" +
+	"\tpeer_side\x18\x12 \x01(\v2\x13.p4mesh.v1.PeerSideH\x00R\bpeerSide\x12;\n" +
+	"\fgateway_duty\x18\x13 \x01(\v2\x16.p4mesh.v1.GatewayDutyH\x00R\vgatewayDuty\"V\n" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\a\n" +
 	"\x03PUT\x10\x01\x12\n" +
@@ -1582,7 +1909,7 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\x04port\x18\x06 \x01(\rR\x04port\x12\x12\n" +
 	"\x04kind\x18\a \x01(\tR\x04kind\x12\x1d\n" +
 	"\n" +
-	"router_mac\x18\b \x01(\tR\trouterMac\"\xa8\x02\n" +
+	"router_mac\x18\b \x01(\tR\trouterMac\"\x98\x03\n" +
 	"\aPeering\x12\x10\n" +
 	"\x03vpc\x18\x01 \x01(\tR\x03vpc\x12\x19\n" +
 	"\bpeer_vpc\x18\x02 \x01(\tR\apeerVpc\x12\x19\n" +
@@ -1592,7 +1919,31 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\x06active\x18\x06 \x01(\bR\x06active\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12#\n" +
 	"\rpeer_prefixes\x18\b \x03(\tR\fpeerPrefixes\x12)\n" +
-	"\x10peer_controllers\x18\t \x03(\tR\x0fpeerControllers\"K\n" +
+	"\x10peer_controllers\x18\t \x03(\tR\x0fpeerControllers\x12\x12\n" +
+	"\x04mode\x18\n" +
+	" \x01(\tR\x04mode\x12\x1f\n" +
+	"\vmode_reason\x18\v \x01(\tR\n" +
+	"modeReason\x129\n" +
+	"\fgateway_pool\x18\f \x01(\v2\x16.p4mesh.v1.GatewayPoolR\vgatewayPool\"\xc6\x02\n" +
+	"\vGatewayPool\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03vpc\x18\x02 \x01(\tR\x03vpc\x12\x10\n" +
+	"\x03vni\x18\x03 \x01(\rR\x03vni\x122\n" +
+	"\amembers\x18\x04 \x03(\v2\x18.p4mesh.v1.GatewayMemberR\amembers\x12'\n" +
+	"\x0fpromote_packets\x18\x05 \x01(\rR\x0epromotePackets\x12*\n" +
+	"\x11promote_window_ms\x18\x06 \x01(\rR\x0fpromoteWindowMs\x12&\n" +
+	"\x0fidle_timeout_ms\x18\a \x01(\rR\ridleTimeoutMs\x12(\n" +
+	"\x10direct_above_pps\x18\b \x01(\x04R\x0edirectAbovePps\x12$\n" +
+	"\x0epool_below_pps\x18\t \x01(\x04R\fpoolBelowPps\"D\n" +
+	"\rGatewayMember\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x1f\n" +
+	"\vunderlay_ip\x18\x02 \x01(\tR\n" +
+	"underlayIp\"h\n" +
+	"\vGatewayDuty\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x10\n" +
+	"\x03vpc\x18\x02 \x01(\tR\x03vpc\x12\x10\n" +
+	"\x03vni\x18\x03 \x01(\rR\x03vni\x12!\n" +
+	"\fheartbeat_ms\x18\x04 \x01(\rR\vheartbeatMs\"K\n" +
 	"\vDestination\x12\x10\n" +
 	"\x03vpc\x18\x01 \x01(\tR\x03vpc\x12\x0e\n" +
 	"\x02ip\x18\x02 \x01(\tR\x02ip\x12\x1a\n" +
@@ -1625,7 +1976,7 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\bpriority\x18\x05 \x01(\rR\bpriority\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12 \n" +
 	"\fnext_hop_ips\x18\a \x03(\tR\n" +
-	"nextHopIps\"\x9d\x02\n" +
+	"nextHopIps\"\xd8\x02\n" +
 	"\bPeerSide\x12\x10\n" +
 	"\x03vpc\x18\x01 \x01(\tR\x03vpc\x12\x19\n" +
 	"\bpeer_vpc\x18\x02 \x01(\tR\apeerVpc\x12\x1e\n" +
@@ -1637,13 +1988,19 @@ const file_p4mesh_v1_p4mesh_proto_rawDesc = "" +
 	"\asubnets\x18\x06 \x03(\tR\asubnets\x12+\n" +
 	"\x11exported_prefixes\x18\a \x03(\tR\x10exportedPrefixes\x12\x14\n" +
 	"\x05hosts\x18\b \x03(\tR\x05hosts\x120\n" +
-	"\x14export_custom_routes\x18\t \x01(\bR\x12exportCustomRoutes\"\xd9\x01\n" +
+	"\x14export_custom_routes\x18\t \x01(\bR\x12exportCustomRoutes\x129\n" +
+	"\fgateway_pool\x18\n" +
+	" \x01(\v2\x16.p4mesh.v1.GatewayPoolR\vgatewayPool\"\xe4\x02\n" +
 	"\n" +
 	"HostReport\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12<\n" +
 	"\aentries\x18\x02 \x03(\v2\".p4mesh.v1.HostReport.EntriesEntryR\aentries\x12*\n" +
-	"\x0eswitch_primary\x18\x03 \x01(\bH\x00R\rswitchPrimary\x88\x01\x01\x1a:\n" +
+	"\x0eswitch_primary\x18\x03 \x01(\bH\x00R\rswitchPrimary\x88\x01\x01\x12I\n" +
+	"\fpeer_packets\x18\x04 \x03(\v2&.p4mesh.v1.HostReport.PeerPacketsEntryR\vpeerPackets\x1a:\n" +
 	"\fEntriesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a>\n" +
+	"\x10PeerPacketsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01B\x11\n" +
 	"\x0f_switch_primary\"\x0f\n" +
@@ -1672,7 +2029,7 @@ func file_p4mesh_v1_p4mesh_proto_rawDescGZIP() []byte {
 }
 
 var file_p4mesh_v1_p4mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_p4mesh_v1_p4mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_p4mesh_v1_p4mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_p4mesh_v1_p4mesh_proto_goTypes = []any{
 	(Event_Type)(0),       // 0: p4mesh.v1.Event.Type
 	(*WatchRequest)(nil),  // 1: p4mesh.v1.WatchRequest
@@ -1682,49 +2039,58 @@ var file_p4mesh_v1_p4mesh_proto_goTypes = []any{
 	(*VPC)(nil),           // 5: p4mesh.v1.VPC
 	(*LocalEndpoint)(nil), // 6: p4mesh.v1.LocalEndpoint
 	(*Peering)(nil),       // 7: p4mesh.v1.Peering
-	(*Destination)(nil),   // 8: p4mesh.v1.Destination
-	(*Forwarding)(nil),    // 9: p4mesh.v1.Forwarding
-	(*Backend)(nil),       // 10: p4mesh.v1.Backend
-	(*LoadBalancer)(nil),  // 11: p4mesh.v1.LoadBalancer
-	(*Route)(nil),         // 12: p4mesh.v1.Route
-	(*PeerSide)(nil),      // 13: p4mesh.v1.PeerSide
-	(*HostReport)(nil),    // 14: p4mesh.v1.HostReport
-	(*HostReportAck)(nil), // 15: p4mesh.v1.HostReportAck
-	nil,                   // 16: p4mesh.v1.HostReport.EntriesEntry
+	(*GatewayPool)(nil),   // 8: p4mesh.v1.GatewayPool
+	(*GatewayMember)(nil), // 9: p4mesh.v1.GatewayMember
+	(*GatewayDuty)(nil),   // 10: p4mesh.v1.GatewayDuty
+	(*Destination)(nil),   // 11: p4mesh.v1.Destination
+	(*Forwarding)(nil),    // 12: p4mesh.v1.Forwarding
+	(*Backend)(nil),       // 13: p4mesh.v1.Backend
+	(*LoadBalancer)(nil),  // 14: p4mesh.v1.LoadBalancer
+	(*Route)(nil),         // 15: p4mesh.v1.Route
+	(*PeerSide)(nil),      // 16: p4mesh.v1.PeerSide
+	(*HostReport)(nil),    // 17: p4mesh.v1.HostReport
+	(*HostReportAck)(nil), // 18: p4mesh.v1.HostReportAck
+	nil,                   // 19: p4mesh.v1.HostReport.EntriesEntry
+	nil,                   // 20: p4mesh.v1.HostReport.PeerPacketsEntry
 }
 var file_p4mesh_v1_p4mesh_proto_depIdxs = []int32{
 	0,  // 0: p4mesh.v1.Event.type:type_name -> p4mesh.v1.Event.Type
 	6,  // 1: p4mesh.v1.Event.local_endpoint:type_name -> p4mesh.v1.LocalEndpoint
 	5,  // 2: p4mesh.v1.Event.vpc:type_name -> p4mesh.v1.VPC
 	7,  // 3: p4mesh.v1.Event.peering:type_name -> p4mesh.v1.Peering
-	8,  // 4: p4mesh.v1.Event.destination:type_name -> p4mesh.v1.Destination
-	9,  // 5: p4mesh.v1.Event.forwarding:type_name -> p4mesh.v1.Forwarding
-	11, // 6: p4mesh.v1.Event.load_balancer:type_name -> p4mesh.v1.LoadBalancer
-	12, // 7: p4mesh.v1.Event.route:type_name -> p4mesh.v1.Route
+	11, // 4: p4mesh.v1.Event.destination:type_name -> p4mesh.v1.Destination
+	12, // 5: p4mesh.v1.Event.forwarding:type_name -> p4mesh.v1.Forwarding
+	14, // 6: p4mesh.v1.Event.load_balancer:type_name -> p4mesh.v1.LoadBalancer
+	15, // 7: p4mesh.v1.Event.route:type_name -> p4mesh.v1.Route
 	3,  // 8: p4mesh.v1.Event.host:type_name -> p4mesh.v1.HostInfo
-	13, // 9: p4mesh.v1.Event.peer_side:type_name -> p4mesh.v1.PeerSide
-	4,  // 10: p4mesh.v1.HostInfo.underlay_routes:type_name -> p4mesh.v1.UnderlayRoute
-	10, // 11: p4mesh.v1.LoadBalancer.backends:type_name -> p4mesh.v1.Backend
-	16, // 12: p4mesh.v1.HostReport.entries:type_name -> p4mesh.v1.HostReport.EntriesEntry
-	1,  // 13: p4mesh.v1.HostProgramming.Watch:input_type -> p4mesh.v1.WatchRequest
-	14, // 14: p4mesh.v1.HostProgramming.Report:input_type -> p4mesh.v1.HostReport
-	1,  // 15: p4mesh.v1.Connectivity.WatchDestinations:input_type -> p4mesh.v1.WatchRequest
-	1,  // 16: p4mesh.v1.Connectivity.WatchForwarding:input_type -> p4mesh.v1.WatchRequest
-	1,  // 17: p4mesh.v1.Connectivity.WatchLoadBalancers:input_type -> p4mesh.v1.WatchRequest
-	1,  // 18: p4mesh.v1.Connectivity.WatchRoutes:input_type -> p4mesh.v1.WatchRequest
-	1,  // 19: p4mesh.v1.Peers.WatchPeerSides:input_type -> p4mesh.v1.WatchRequest
-	2,  // 20: p4mesh.v1.HostProgramming.Watch:output_type -> p4mesh.v1.Event
-	15, // 21: p4mesh.v1.HostProgramming.Report:output_type -> p4mesh.v1.HostReportAck
-	2,  // 22: p4mesh.v1.Connectivity.WatchDestinations:output_type -> p4mesh.v1.Event
-	2,  // 23: p4mesh.v1.Connectivity.WatchForwarding:output_type -> p4mesh.v1.Event
-	2,  // 24: p4mesh.v1.Connectivity.WatchLoadBalancers:output_type -> p4mesh.v1.Event
-	2,  // 25: p4mesh.v1.Connectivity.WatchRoutes:output_type -> p4mesh.v1.Event
-	2,  // 26: p4mesh.v1.Peers.WatchPeerSides:output_type -> p4mesh.v1.Event
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	16, // 9: p4mesh.v1.Event.peer_side:type_name -> p4mesh.v1.PeerSide
+	10, // 10: p4mesh.v1.Event.gateway_duty:type_name -> p4mesh.v1.GatewayDuty
+	4,  // 11: p4mesh.v1.HostInfo.underlay_routes:type_name -> p4mesh.v1.UnderlayRoute
+	8,  // 12: p4mesh.v1.Peering.gateway_pool:type_name -> p4mesh.v1.GatewayPool
+	9,  // 13: p4mesh.v1.GatewayPool.members:type_name -> p4mesh.v1.GatewayMember
+	13, // 14: p4mesh.v1.LoadBalancer.backends:type_name -> p4mesh.v1.Backend
+	8,  // 15: p4mesh.v1.PeerSide.gateway_pool:type_name -> p4mesh.v1.GatewayPool
+	19, // 16: p4mesh.v1.HostReport.entries:type_name -> p4mesh.v1.HostReport.EntriesEntry
+	20, // 17: p4mesh.v1.HostReport.peer_packets:type_name -> p4mesh.v1.HostReport.PeerPacketsEntry
+	1,  // 18: p4mesh.v1.HostProgramming.Watch:input_type -> p4mesh.v1.WatchRequest
+	17, // 19: p4mesh.v1.HostProgramming.Report:input_type -> p4mesh.v1.HostReport
+	1,  // 20: p4mesh.v1.Connectivity.WatchDestinations:input_type -> p4mesh.v1.WatchRequest
+	1,  // 21: p4mesh.v1.Connectivity.WatchForwarding:input_type -> p4mesh.v1.WatchRequest
+	1,  // 22: p4mesh.v1.Connectivity.WatchLoadBalancers:input_type -> p4mesh.v1.WatchRequest
+	1,  // 23: p4mesh.v1.Connectivity.WatchRoutes:input_type -> p4mesh.v1.WatchRequest
+	1,  // 24: p4mesh.v1.Peers.WatchPeerSides:input_type -> p4mesh.v1.WatchRequest
+	2,  // 25: p4mesh.v1.HostProgramming.Watch:output_type -> p4mesh.v1.Event
+	18, // 26: p4mesh.v1.HostProgramming.Report:output_type -> p4mesh.v1.HostReportAck
+	2,  // 27: p4mesh.v1.Connectivity.WatchDestinations:output_type -> p4mesh.v1.Event
+	2,  // 28: p4mesh.v1.Connectivity.WatchForwarding:output_type -> p4mesh.v1.Event
+	2,  // 29: p4mesh.v1.Connectivity.WatchLoadBalancers:output_type -> p4mesh.v1.Event
+	2,  // 30: p4mesh.v1.Connectivity.WatchRoutes:output_type -> p4mesh.v1.Event
+	2,  // 31: p4mesh.v1.Peers.WatchPeerSides:output_type -> p4mesh.v1.Event
+	25, // [25:32] is the sub-list for method output_type
+	18, // [18:25] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_p4mesh_v1_p4mesh_proto_init() }
@@ -1742,15 +2108,16 @@ func file_p4mesh_v1_p4mesh_proto_init() {
 		(*Event_Route)(nil),
 		(*Event_Host)(nil),
 		(*Event_PeerSide)(nil),
+		(*Event_GatewayDuty)(nil),
 	}
-	file_p4mesh_v1_p4mesh_proto_msgTypes[13].OneofWrappers = []any{}
+	file_p4mesh_v1_p4mesh_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_p4mesh_v1_p4mesh_proto_rawDesc), len(file_p4mesh_v1_p4mesh_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
