@@ -810,6 +810,8 @@ func (p *part) addHostItem(v *View, ev *p4meshv1.Event) {
 		v.Local = append(v.Local, it)
 	case Peering:
 		v.Peerings = append(v.Peerings, it)
+	case GatewayDuty:
+		v.Duties = append(v.Duties, it)
 	}
 }
 
@@ -839,15 +841,32 @@ func parseHostItem(ev *p4meshv1.Event) any {
 			Kind: e.GetKind(), RouterMAC: hw(e.GetRouterMac())}
 	case ev.GetPeering() != nil:
 		p := ev.GetPeering()
-		peering := Peering{VPC: p.GetVpc(), PeerVPC: p.GetPeerVpc(), PeerVNI: p.GetPeerVni(), Active: p.GetActive()}
+		peering := Peering{VPC: p.GetVpc(), PeerVPC: p.GetPeerVpc(), PeerVNI: p.GetPeerVni(), Active: p.GetActive(), Mode: p.GetMode()}
 		for _, s := range p.GetPeerPrefixes() {
 			if pr, err := netip.ParsePrefix(s); err == nil {
 				peering.PeerPrefixes = append(peering.PeerPrefixes, pr)
 			}
 		}
+		if gp := p.GetGatewayPool(); gp != nil {
+			peering.Pool = parseGatewayPool(gp)
+		}
 		return peering
+	case ev.GetGatewayDuty() != nil:
+		d := ev.GetGatewayDuty()
+		return GatewayDuty{Pool: d.GetPool(), VPC: d.GetVpc(), VNI: d.GetVni(), Heartbeat: time.Duration(d.GetHeartbeatMs()) * time.Millisecond}
 	}
 	return nil
+}
+
+// parseGatewayPool is the pool of a peering event.
+func parseGatewayPool(gp *p4meshv1.GatewayPool) *GatewayPool {
+	pool := &GatewayPool{Name: gp.GetName(), VPC: gp.GetVpc(), VNI: gp.GetVni(), PromotePackets: gp.GetPromotePackets(),
+		PromoteWindow: time.Duration(gp.GetPromoteWindowMs()) * time.Millisecond,
+		IdleTimeout:   time.Duration(gp.GetIdleTimeoutMs()) * time.Millisecond}
+	for _, m := range gp.GetMembers() {
+		pool.Members = append(pool.Members, GatewayMember{Host: m.GetHost(), IP: addr(m.GetUnderlayIp())})
+	}
+	return pool
 }
 
 // addConnectivity joins a service's destinations with where they live, and

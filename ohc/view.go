@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // View is everything the OHC knows that matters to its switch, assembled from
@@ -34,6 +35,8 @@ type View struct {
 	LBs []LoadBalancer
 	// Routes are the winning routes of the host's VPCs.
 	Routes []Route
+	// Duties are the gateway pools this host serves as a gateway.
+	Duties []GatewayDuty
 }
 
 // Host is this host's underlay identity: the outer source of every tunnel it
@@ -108,6 +111,49 @@ type Peering struct {
 	// sources the data plane admits from the peer, and the only peer
 	// destinations VPC's endpoints are given entries for.
 	PeerPrefixes []netip.Prefix
+	// Mode is how VPC's endpoints reach PeerVPC: ModeDirect (every exported
+	// destination programmed) or ModePool (through Pool, with destinations
+	// in use promoted to direct entries on demand). Empty reads as direct.
+	Mode string
+	// Pool is the gateway pool serving PeerVPC, with its live members; nil
+	// when none does.
+	Pool *GatewayPool
+}
+
+// Peering modes (Peering.Mode).
+const (
+	ModeDirect = "direct"
+	ModePool   = "pool"
+)
+
+// GatewayPool is a pool of gateways serving one VPC (see p4meshv1.GatewayPool).
+type GatewayPool struct {
+	Name string
+	// VPC and VNI are the VPC served: a host encapsulates towards a member
+	// with VNI.
+	VPC string
+	VNI uint32
+	// Members are the live gateways, sorted by host.
+	Members []GatewayMember
+	// Promotion and demotion on the sending host; zero means the OHC's
+	// default.
+	PromotePackets uint32
+	PromoteWindow  time.Duration
+	IdleTimeout    time.Duration
+}
+
+// GatewayMember is one gateway of a pool.
+type GatewayMember struct {
+	Host string
+	IP   netip.Addr // underlay IP
+}
+
+// GatewayDuty says this host runs in gateway role for Pool, serving VPC.
+type GatewayDuty struct {
+	Pool      string
+	VPC       string
+	VNI       uint32
+	Heartbeat time.Duration
 }
 
 // RemoteEndpoint is an endpoint address and the host it lives on.
