@@ -102,6 +102,13 @@ type Agent struct {
 	handedView  *View
 	handedParts []*part
 
+	// heartbeat is how often Report must report while the host has a
+	// gateway duty (the shortest duty's), in nanoseconds; 0 without one.
+	// Run sets it with each view it hands over and kicks reportKick when
+	// it changes.
+	heartbeat  atomic.Int64
+	reportKick chan struct{}
+
 	events  [6]atomic.Uint64 // by p4meshv1.Event_Type, up to PROGRESS
 	streams atomic.Int64     // streams followed now
 	// unsynced and pastGrace count the sources not synced now, and those
@@ -265,6 +272,7 @@ func (p *part) mergeInto(v *View) {
 	}
 	v.LBs = append(v.LBs, f.LBs...)
 	v.Routes = append(v.Routes, f.Routes...)
+	v.Duties = append(v.Duties, f.Duties...)
 }
 
 // mergeRemote merges two lists sorted by compareRemote into a new one,
@@ -305,7 +313,7 @@ func NewAgent(o AgentOptions) (*Agent, error) {
 	return &Agent{
 		o: o, log: o.Logger.With("host", o.Host),
 		conns: map[string]*grpc.ClientConn{}, hosts: map[string]*hostProgramming{}, subs: map[subKey]*subscription{},
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), reportKick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -413,6 +421,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			p.pending = ViewChange{}
 		}
 		a.handedView, a.handedParts = as.view, as.parts
+		a.setHeartbeat(as.view.Duties)
 		switch {
 		case len(as.missing) == 0:
 			a.o.Programmer.UpdateChange(as.view, nil, change)
@@ -584,14 +593,32 @@ func (a *Agent) wantedLocked() map[subKey]bool {
 }
 
 // wantsOf is the connectivity a controller's host programming calls for.
+// A gateway duty for a VPC calls for the VPC's own connectivity, as an
+// endpoint of it does; but while the host has no endpoint in it, not for
+// its peers': nothing here sends in the VPC, and a gateway of a VPC peered
+// with many would otherwise hold every peer's exports for nothing.
 func wantsOf(addr string, items map[string]*p4meshv1.Event) map[subKey]bool {
 	want := map[subKey]bool{}
+	local, duty := map[string]bool{}, map[string]bool{}
+	for _, ev := range items {
+		if e := ev.GetLocalEndpoint(); e != nil {
+			local[e.GetVpc()] = true
+		}
+		if d := ev.GetGatewayDuty(); d != nil {
+			duty[d.GetVpc()] = true
+		}
+	}
 	for _, ev := range items {
 		switch {
 		case ev.GetVpc() != nil:
 			want[subKey{addr: addr, vpc: ev.GetVpc().GetName()}] = true
+		case ev.GetGatewayDuty() != nil:
+			want[subKey{addr: addr, vpc: ev.GetGatewayDuty().GetVpc()}] = true
 		case ev.GetPeering() != nil && ev.GetPeering().GetActive():
 			p := ev.GetPeering()
+			if duty[p.GetVpc()] && !local[p.GetVpc()] {
+				continue
+			}
 			want[subKey{addr: peerController(p), vpc: p.GetPeerVpc(), policy: p.GetPeerExportPolicy(), peerVPC: p.GetVpc()}] = true
 		}
 	}

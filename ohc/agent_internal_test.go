@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
 	"github.com/p4mesh/p4mesh/watch"
@@ -342,5 +343,62 @@ func TestAssemblePatchesRemote(t *testing.T) {
 			p.pending = ViewChange{}
 		}
 		a.handedView, a.handedParts = as.view, as.parts
+	}
+}
+
+// TestGatewayDutyWanted: a gateway duty reaches the view (merged like any
+// host item), pulls the VPC's own connectivity, and, while the host has no
+// endpoint of the VPC, not its peers' (a gateway forwards into the VPC and
+// sends nothing from it). An endpoint of the VPC on the host pulls the
+// peers as before.
+func TestGatewayDutyWanted(t *testing.T) {
+	ev := func(key string, e *p4meshv1.Event) *p4meshv1.Event {
+		e.Type, e.Key = p4meshv1.Event_PUT, key
+		return e
+	}
+	items := map[string]*p4meshv1.Event{
+		"host":         ev("host", &p4meshv1.Event{Value: &p4meshv1.Event_Host{Host: &p4meshv1.HostInfo{Id: "g1", UnderlayIp: "192.168.1.1", Mac: "02:00:00:00:01:01"}}}),
+		"vpc/blue":     ev("vpc/blue", &p4meshv1.Event{Value: &p4meshv1.Event_Vpc{Vpc: &p4meshv1.VPC{Name: "blue", Vni: 200, Subnets: []string{"10.2.0.0/16"}}}}),
+		"duty/blue-gw": ev("duty/blue-gw", &p4meshv1.Event{Value: &p4meshv1.Event_GatewayDuty{GatewayDuty: &p4meshv1.GatewayDuty{Pool: "blue-gw", Vpc: "blue", Vni: 200, HeartbeatMs: 250}}}),
+		"peering/blue/red": ev("peering/blue/red", &p4meshv1.Event{Value: &p4meshv1.Event_Peering{Peering: &p4meshv1.Peering{
+			Vpc: "blue", PeerVpc: "red", PeerVni: 100, Active: true, PeerExportPolicy: "all", PeerController: "c2:1", PeerPrefixes: []string{"10.1.0.0/16"}}}}),
+	}
+	got := wantsOf("c1:1", items)
+	want := map[subKey]bool{{addr: "c1:1", vpc: "blue"}: true}
+	if !maps.Equal(got, want) {
+		t.Errorf("gateway of blue: wants %v, want %v", got, want)
+	}
+	// Without the VPC event the duty still pulls the VPC.
+	noVPC := maps.Clone(items)
+	delete(noVPC, "vpc/blue")
+	if got := wantsOf("c1:1", noVPC); !maps.Equal(got, want) {
+		t.Errorf("duty without the VPC event: wants %v, want %v", got, want)
+	}
+	withVM := maps.Clone(items)
+	withVM["endpoint/blue-vm"] = ev("endpoint/blue-vm", &p4meshv1.Event{Value: &p4meshv1.Event_LocalEndpoint{LocalEndpoint: &p4meshv1.LocalEndpoint{
+		Id: "blue-vm", Vpc: "blue", Ip: "10.2.0.9", Mac: "02:00:00:02:00:09", Port: 1}}})
+	want[subKey{addr: "c2:1", vpc: "red", policy: "all", peerVPC: "blue"}] = true
+	if got := wantsOf("c1:1", withVM); !maps.Equal(got, want) {
+		t.Errorf("gateway with a VM of blue: wants %v, want %v", got, want)
+	}
+
+	a, err := NewAgent(AgentOptions{Host: "g1", Controllers: []string{"c1:1"}, Programmer: &Programmer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &hostProgramming{view: &watch.View{}}
+	a.hosts["c1:1"] = p
+	h := a.handler(p.view, &p.part)
+	for k, e := range items {
+		h.Put(k, e)
+	}
+	h.Synced(1)
+	as := a.assemble()
+	wantDuty := []GatewayDuty{{Pool: "blue-gw", VPC: "blue", VNI: 200, Heartbeat: 250 * time.Millisecond}}
+	if !slices.Equal(as.view.Duties, wantDuty) {
+		t.Errorf("view duties %+v, want %+v", as.view.Duties, wantDuty)
+	}
+	if len(as.view.Peerings) != 1 || as.view.Peerings[0].PeerVPC != "red" {
+		t.Errorf("view peerings %+v, want blue's with red", as.view.Peerings)
 	}
 }

@@ -52,14 +52,12 @@ const (
 	aEncapToHost  = "encap_to_host"
 	aToLB         = "to_lb"
 	aToRouteGroup = "to_route_group"
+	aToPool       = "to_gateway_pool"
 	aDrop         = "drop"
 )
 
 // ownedTables and ownedProfiles are everything the OHC writes on its switch:
-// the reconciler reads back and prunes exactly these. gateway_pool and its
-// selector are owned although the compiler writes nothing there yet, so that
-// stale gateway entries of an earlier OHC are removed rather than left to
-// forward traffic.
+// the reconciler reads back and prunes exactly these.
 var (
 	ownedTables = []string{
 		tLocalHost, tUnderlayNexthop, tPortVnet, tVMSourceGuard, tTunnelTerm,
@@ -356,6 +354,18 @@ func validate(v *View) error {
 				return fmt.Errorf("peering %s-%s: invalid peer prefix", p.VPC, p.PeerVPC)
 			}
 		}
+		if err := checkPool(p); err != nil {
+			return err
+		}
+	}
+	for _, d := range v.Duties {
+		x, ok := v.VPCs[d.VPC]
+		if !ok {
+			return fmt.Errorf("gateway duty for pool %q: VPC %q is not in the view", d.Pool, d.VPC)
+		}
+		if d.VNI != 0 && d.VNI != x.VNI {
+			return fmt.Errorf("gateway duty for pool %q: VNI %d, but VPC %q has VNI %d", d.Pool, d.VNI, d.VPC, x.VNI)
+		}
 	}
 	for _, name := range sortedKeys(v.Remote) {
 		for _, e := range v.Remote[name] {
@@ -462,6 +472,25 @@ func checkRemote(v *View, name string, e RemoteEndpoint) error {
 	return nil
 }
 
+// checkPool is validate for the gateway pool of an active peering: it
+// serves the peer, so it carries the peer's VNI, and its name is part of
+// its id on the switch (PoolIDs).
+func checkPool(p Peering) error {
+	if p.Pool == nil {
+		return nil
+	}
+	if p.Pool.Name == "" {
+		return fmt.Errorf("peering %s-%s: gateway pool without a name", p.VPC, p.PeerVPC)
+	}
+	if p.Pool.VNI != 0 && p.Pool.VNI != p.PeerVNI {
+		return fmt.Errorf("peering %s-%s: gateway pool %q serves VNI %d, but the peer has VNI %d", p.VPC, p.PeerVPC, p.Pool.Name, p.Pool.VNI, p.PeerVNI)
+	}
+	if p.Pool.VPC != "" && p.Pool.VPC != p.PeerVPC {
+		return fmt.Errorf("peering %s-%s: gateway pool %q serves VPC %q, not the peer", p.VPC, p.PeerVPC, p.Pool.Name, p.Pool.VPC)
+	}
+	return nil
+}
+
 func checkMAC(m net.HardwareAddr) error {
 	if len(m) != 6 {
 		return fmt.Errorf("%q is not a 48-bit MAC", m.String())
@@ -484,10 +513,21 @@ type compiler struct {
 	// local: the VPCs with an endpoint on this host, by name, each with its
 	// endpoints by IP. Only these VPCs get entries: a host programs what
 	// its own endpoints can reach, nothing more.
+	//
+	// A VPC this host is a gateway for (View.Duties) is here too, as if
+	// it had an endpoint: the gateway terminates its tunnels, admits its
+	// sources and holds its destinations and routes. dutyOnly marks those
+	// with no endpoint here: no VM of theirs sends here, so they get no
+	// ARP answers, no peer destinations and no pool routes.
 	local     map[string]map[netip.Addr]LocalEndpoint
 	localVPCs []string // sorted
+	dutyOnly  map[string]bool
 	// peers: the active peerings of each local VPC, sorted by peer name.
 	peers map[string][]Peering
+
+	// routed are the (VNI, prefix) pairs routes filed in vnet_route: a
+	// pool route for the same prefix gives way to them.
+	routed map[vniPrefix]bool
 
 	// cache, when not nil, holds the entries of earlier compiles.
 	cache *entryCache
@@ -548,7 +588,7 @@ func (o origin) String() string {
 
 func newCompiler(s *p4rt.Schema, v *View, cache *entryCache) *compiler {
 	c := &compiler{s: s, v: v, cache: cache, local: map[string]map[netip.Addr]LocalEndpoint{}, peers: map[string][]Peering{},
-		byMatch: map[tableMatch]int{}}
+		dutyOnly: map[string]bool{}, routed: map[vniPrefix]bool{}, byMatch: map[tableMatch]int{}}
 	if cache != nil {
 		// About as many entries as last time.
 		c.filed = make([]built, 0, cache.filed)
@@ -559,6 +599,12 @@ func newCompiler(s *p4rt.Schema, v *View, cache *entryCache) *compiler {
 			c.local[e.VPC] = map[netip.Addr]LocalEndpoint{}
 		}
 		c.local[e.VPC][e.IP] = e
+	}
+	for _, d := range v.Duties {
+		if c.local[d.VPC] == nil {
+			c.local[d.VPC] = map[netip.Addr]LocalEndpoint{}
+			c.dutyOnly[d.VPC] = true
+		}
 	}
 	c.localVPCs = sortedKeys(c.local)
 	for _, p := range v.Peerings {
@@ -596,7 +642,10 @@ func (c *compiler) run() error {
 	if err := c.loadBalancers(); err != nil {
 		return err
 	}
-	return c.routes()
+	if err := c.routes(); err != nil {
+		return err
+	}
+	return c.poolRoutes()
 }
 
 // hostEntries: the host's identity (the outer source of every tunnel) and
@@ -693,6 +742,9 @@ func (c *compiler) vpc(name string) error {
 			c.warnf("%s: %v is not IPv4; no ARP entry", what, ip)
 			return nil
 		}
+		if c.dutyOnly[name] {
+			return nil // no VM of the VPC here asks
+		}
 		k, build := arpEntry(vni, ip, mac)
 		return c.addEndpoint(k, mac, what, build)
 	}
@@ -734,6 +786,11 @@ func (c *compiler) vpc(name string) error {
 		if err := c.encap(vni, x.VNI, e, origin{ip: e.IP, vpc: name}); err != nil {
 			return err
 		}
+	}
+	if c.dutyOnly[name] {
+		// Nothing here sends in the VPC: a gateway forwards into it,
+		// and its replies go from the destination's host.
+		return nil
 	}
 	for _, p := range c.peers[name] {
 		if err := c.peerDestinations(name, vni, p); err != nil {
@@ -1065,8 +1122,191 @@ func (c *compiler) routes() error {
 		}); err != nil {
 			return err
 		}
+		c.routed[vniPrefix{x.vni, x.prefix}] = true
 	}
 	return nil
+}
+
+// vniPrefix is a vnet_route match: a sender's VNI and a destination prefix.
+type vniPrefix struct {
+	vni    p4rt.Uint
+	prefix netip.Prefix
+}
+
+// poolRoutes compiles the pool path of each local VPC S peered with a VPC
+// X that a gateway pool serves: vnet_route(s, each prefix X exports to S)
+// -> to_gateway_pool(pool id), and the pool's gateway_selector group with
+// one member per live gateway, encap_to_host(x, gateway). vnet_destination
+// is looked up first, so a destination with a direct entry never takes
+// the pool; vnet_route is LPM, so any longer route of S wins too, and a
+// route of S for exactly the prefix keeps it (routes are S's own
+// configuration; the pool only catches misses). This holds in either
+// mode: in ModeDirect every exported destination has its entry anyway,
+// and the pool route catches only what has none yet.
+//
+// The gateway rewrites the inner destination MAC from its own entry, so
+// the members carry none (zero). A member that is this host is left out:
+// a tunnel to itself leaves by the uplink and is not guaranteed to come
+// back. A pool with no member left gets no route, so destinations
+// without a direct entry are dropped, as without a pool.
+func (c *compiler) poolRoutes() error {
+	type poolUse struct {
+		key     PoolKey
+		pool    *GatewayPool
+		from    string // the peering that brought it, for messages
+		members []GatewayMember
+	}
+	var (
+		uses  []*poolUse
+		byKey = map[PoolKey]*poolUse{}
+		keys  []PoolKey
+	)
+	type route struct {
+		vni    p4rt.Uint
+		prefix netip.Prefix
+		use    *poolUse
+		what   origin
+	}
+	var routes []route
+	for _, name := range c.localVPCs {
+		if c.dutyOnly[name] {
+			continue
+		}
+		for _, p := range c.peers[name] {
+			if p.Pool == nil {
+				continue
+			}
+			k := PoolKey{Name: p.Pool.Name, VNI: p.PeerVNI}
+			u := byKey[k]
+			if u == nil {
+				u = &poolUse{key: k, pool: p.Pool, from: name + "-" + p.PeerVPC}
+				for _, m := range p.Pool.Members {
+					switch {
+					case !m.IP.Is4():
+						c.warnf("gateway pool %q (peering %s): member %q at %v is not IPv4; left out", k.Name, u.from, m.Host, m.IP)
+					case m.IP == c.v.Host.IP:
+						// This host is a gateway of the pool itself.
+					case slices.ContainsFunc(u.members, func(o GatewayMember) bool { return o.IP == m.IP }):
+					default:
+						u.members = append(u.members, m)
+					}
+				}
+				byKey[k] = u
+				uses = append(uses, u)
+				if len(u.members) > 0 {
+					keys = append(keys, k)
+				} else if len(p.Pool.Members) > 0 {
+					c.warnf("gateway pool %q (peering %s): no member but this host; destinations of %s without a direct entry are dropped", k.Name, u.from, p.PeerVPC)
+				}
+			} else if !slices.Equal(memberIPs(p.Pool.Members), memberIPs(u.pool.Members)) {
+				c.warnf("gateway pool %q: peering %s-%s lists other members than peering %s; the latter's are used", k.Name, name, p.PeerVPC, u.from)
+			}
+			if len(u.members) == 0 {
+				continue
+			}
+			vni := p4rt.Uint(c.v.VPCs[name].VNI)
+			for _, pf := range sortedPrefixes(p.PeerPrefixes) {
+				if !pf.Addr().Is4() {
+					continue // vpc warned about it
+				}
+				routes = append(routes, route{vni: vni, prefix: pf, use: u,
+					what: origin{route: pf, vpc: name, name: " (gateway pool " + k.Name + " of " + p.PeerVPC + ")"}})
+			}
+		}
+	}
+	ids := PoolIDs(keys)
+	for _, u := range uses {
+		if len(u.members) == 0 {
+			continue
+		}
+		if err := c.poolGroup(u.key, ids[u.key], u.members); err != nil {
+			return err
+		}
+	}
+	for _, r := range routes {
+		if c.routed[vniPrefix{r.vni, r.prefix}] {
+			continue // S's own route for the prefix
+		}
+		id := ids[r.use.key]
+		err := c.routeEntry(endpointEntry{table: tVnetRoute, action: aToPool, vni: r.vni, n: uint64(id)}, r.prefix, nil, r.what,
+			func() (string, []p4rt.Match, p4rt.ActionCall) {
+				return tVnetRoute, []p4rt.Match{p4rt.Exact("vni", r.vni), p4rt.Prefix("dst_ip", r.prefix)},
+					p4rt.Call(aToPool, p4rt.P("pool_id", p4rt.Uint(id)))
+			})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// poolGroup writes the gateway_selector members and group of one pool and
+// the gateway_pool entry that points at it. Member ids derive from the
+// gateways' addresses, so a gateway coming or going rewrites the group and
+// its own member only.
+func (c *compiler) poolGroup(k PoolKey, id uint16, members []GatewayMember) error {
+	what := fmt.Sprintf("gateway pool %q (VNI %d, id %d)", k.Name, k.VNI, id)
+	ips := memberIPs(members)
+	slots := PoolMemberIDs(id, ips)
+	slices.SortFunc(ips, netip.Addr.Compare)
+	group := make([]p4rt.GroupMember, 0, len(ips))
+	for _, a := range ips {
+		m, err := c.s.ActionProfileMember(pGatewaySelector, slots[a], encapCall(k.VNI, a, poolMAC))
+		if err != nil {
+			return fmt.Errorf("%s: gateway %v: %w", what, a, err)
+		}
+		c.members = append(c.members, m)
+		group = append(group, p4rt.GroupMember{ID: slots[a], Weight: 1})
+	}
+	g, err := c.s.ActionProfileGroup(pGatewaySelector, uint32(id), group, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	c.groups = append(c.groups, g)
+	te, err := c.s.TableEntry(p4rt.Entry{Table: tGatewayPool, Group: uint32(id),
+		Match: []p4rt.Match{p4rt.Exact("pool_id", p4rt.Uint(id))}})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	c.put(tGatewayPool, named(what), te)
+	return nil
+}
+
+// poolMAC is the inner destination MAC a host sends towards a gateway
+// with: the gateway looks the destination up and sets the real one.
+var poolMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+
+func memberIPs(ms []GatewayMember) []netip.Addr {
+	out := make([]netip.Addr, len(ms))
+	for i, m := range ms {
+		out[i] = m.IP
+	}
+	return out
+}
+
+// PoolKey identifies a gateway pool as a host sees it: its name and the
+// VNI of the VPC it serves.
+type PoolKey struct {
+	Name string
+	VNI  uint32
+}
+
+// PoolIDs assigns each gateway pool its pool_id (also its gateway_selector
+// group id): FNV-1a of "name\x00vni" folded into 1..65535, next free on a
+// collision, pools visited in (name, VNI) order. As with LBIDs, an id
+// depends only on the pool's identity, so it survives an OHC restart and
+// does not move when other pools come and go or members change.
+func PoolIDs(keys []PoolKey) map[PoolKey]uint16 {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, func(a, b PoolKey) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.VNI, b.VNI)) })
+	return assign(keys, func(k PoolKey) []byte { return fmt.Appendf(nil, "%s\x00%d", k.Name, k.VNI) })
+}
+
+// PoolMemberIDs assigns the gateway_selector member id of each gateway
+// (by underlay address) of pool poolID, as MemberIDs does for a load
+// balancer's backends: poolID<<16 | a slot derived from the address.
+func PoolMemberIDs(poolID uint16, gateways []netip.Addr) map[netip.Addr]uint32 {
+	return memberIDs(poolID, gateways)
 }
 
 // routeEntry is addEndpoint for an entry keyed by a prefix: k, completed

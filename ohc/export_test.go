@@ -11,3 +11,7 @@ func SetCompactAfter(n int) int {
 	compactAfter = n
 	return old
 }
+
+// SetDuties tells a's reporting the host's gateway duties, as Run does
+// with each view it hands over.
+func SetDuties(a *Agent, duties []GatewayDuty) { a.setHeartbeat(duties) }

@@ -61,8 +61,8 @@ type ViewChange struct {
 	// work and nothing else.
 	Local []RemoteKey
 	// Other says that something else may have changed too: the host, a
-	// VPC, a peering, a load balancer or a route. The view is then
-	// compiled whole.
+	// VPC, a peering (its gateway pool included), a gateway duty, a load
+	// balancer or a route. The view is then compiled whole.
 	Other bool
 }
 
@@ -451,7 +451,11 @@ func (c *compiler) claims(v *View, locals map[string]map[netip.Addr]LocalEndpoin
 	}
 	own := lookupRemote(v.Remote[u.vpc], u.ip)
 	le, local := locals[u.vpc][u.ip]
-	if x.GatewayIP == u.ip {
+	// A VPC present only by a gateway duty has no ARP answers and no
+	// peer destinations (see vpc); dutyOnly is as last compiled, and
+	// planLocal compiles whole when it would change.
+	dutyOnly := c.dutyOnly[u.vpc]
+	if x.GatewayIP == u.ip && !dutyOnly {
 		if k, b := arpEntry(vni, u.ip, x.GatewayMAC); !put(&arp, k, x.GatewayMAC, b) {
 			return nil, nil, false
 		}
@@ -462,6 +466,12 @@ func (c *compiler) claims(v *View, locals map[string]map[netip.Addr]LocalEndpoin
 		}
 	}
 	for _, e := range own {
+		if dutyOnly {
+			if len(e.MAC) != 6 {
+				return nil, nil, false
+			}
+			continue
+		}
 		if k, b := arpEntry(vni, u.ip, e.MAC); !put(&arp, k, e.MAC, b) {
 			return nil, nil, false
 		}
@@ -481,6 +491,9 @@ func (c *compiler) claims(v *View, locals map[string]map[netip.Addr]LocalEndpoin
 		if k, b := encapEntry(vni, x.VNI, e); !put(&dest, k, e.MAC, b) {
 			return nil, nil, false
 		}
+	}
+	if dutyOnly {
+		return arp, dest, true
 	}
 	for _, p := range c.peers[u.vpc] {
 		recs := lookupRemote(v.Remote[p.PeerVPC], u.ip)
@@ -565,15 +578,23 @@ func (cc *Compiler) planLocal(v *View, keys []RemoteKey, plans []keyPlan) (map[s
 	local := make(map[string]map[netip.Addr]LocalEndpoint, len(c.local))
 	for _, e := range v.Local {
 		if local[e.VPC] == nil {
-			if c.local[e.VPC] == nil {
+			if c.local[e.VPC] == nil || c.dutyOnly[e.VPC] {
 				return nil, nil, false // the VPC's first local endpoint
 			}
 			local[e.VPC] = make(map[netip.Addr]LocalEndpoint, len(c.local[e.VPC]))
 		}
 		local[e.VPC][e.IP] = e
 	}
+	for name := range c.local {
+		if local[name] == nil {
+			if !c.dutyOnly[name] {
+				return nil, nil, false // the VPC's last local endpoint went
+			}
+			local[name] = map[netip.Addr]LocalEndpoint{} // present by its duty
+		}
+	}
 	if len(local) != len(c.local) {
-		return nil, nil, false // a VPC's last local endpoint went
+		return nil, nil, false
 	}
 	backend := func(ip netip.Addr) bool {
 		for _, lb := range v.LBs {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -41,6 +42,13 @@ func TestCompileChangeMatchesCompile(t *testing.T) {
 		// reaches straight at its port (to_local_vm keyed by red's VNI).
 		v.Local = append(v.Local, ohc.LocalEndpoint{ID: "blue-vm1", VPC: "blue", IP: ip("10.2.1.7"), MAC: mac("02:00:00:0b:00:07"), Port: 7})
 		v.Remote["blue"] = append(v.Remote["blue"], ohc.RemoteEndpoint{IP: ip("10.2.1.7"), MAC: mac("02:00:00:0b:00:07"), HostIP: ip(hostA)})
+		if seed%4 == 3 {
+			// A gateway of purple, with red's peering to blue
+			// through a pool: edits of purple's records and local
+			// endpoints reach a VPC present by its duty alone, and
+			// the pool's members and the duty come and go.
+			v = withGateway(v)
+		}
 		v = sortView(v)
 		ch := ohc.ViewChange{Other: true}
 		var prev []*p4v1.Entity
@@ -194,7 +202,7 @@ func edit(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
 		return editRemote(rng, v, false)
 	}
 	n := cloneView(v)
-	switch rng.IntN(6) {
+	switch rng.IntN(8) {
 	case 0: // a local VM comes or goes (and may collide with a remote record)
 		if i := slices.IndexFunc(n.Local, func(e ohc.LocalEndpoint) bool { return e.ID == "red-vm3" }); i >= 0 {
 			n.Local = slices.Delete(n.Local, i, i+1)
@@ -219,8 +227,44 @@ func edit(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
 		}
 	case 5:
 		n.LBs[0].Backends[0].Weight = uint32(rng.IntN(4))
+	case 6: // a gateway of the pool comes or goes
+		if p := n.Peerings[0].Pool; p != nil {
+			np := *p
+			if len(p.Members) == 2 {
+				np.Members = p.Members[rng.IntN(2):][:1]
+			} else {
+				np.Members = bluePool(gw1, gw2).Members
+			}
+			n.Peerings[0].Pool = &np
+		}
+	case 7: // the duty ends, or comes back
+		if _, ok := n.VPCs["purple"]; ok {
+			if len(n.Duties) > 0 {
+				n.Duties = nil
+			} else {
+				n.Duties = purpleDuty()
+			}
+		}
 	}
 	return n, ohc.ViewChange{Other: true}
+}
+
+func purpleDuty() []ohc.GatewayDuty {
+	return []ohc.GatewayDuty{{Pool: "purple-gw", VPC: "purple", VNI: 400}}
+}
+
+// withGateway adds to v a duty for purple, a VPC with no endpoint on the
+// host, peered with red; and a pool of two gateways on red's peering with
+// blue.
+func withGateway(v *ohc.View) *ohc.View {
+	n := cloneView(v)
+	n.VPCs = maps.Clone(v.VPCs)
+	n.VPCs["purple"] = ohc.VPC{Name: "purple", VNI: 400, Subnets: []netip.Prefix{pfx("10.9.0.0/16")}, GatewayIP: ip("10.9.0.1"), GatewayMAC: mac("02:00:00:09:00:01")}
+	n.Peerings = append(n.Peerings, ohc.Peering{VPC: "purple", PeerVPC: "red", PeerVNI: 100, Active: true, PeerPrefixes: []netip.Prefix{pfx("10.1.0.0/16")}})
+	n.Peerings[0].Pool = bluePool(gw1, gw2)
+	n.Peerings[0].Mode = ohc.ModePool
+	n.Duties = purpleDuty()
+	return n
 }
 
 // editRemote returns v with one remote record added, removed, moved or
@@ -277,6 +321,9 @@ func editLocal(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
 	var ch ohc.ViewChange
 	key := func(e ohc.LocalEndpoint) { ch.Local = append(ch.Local, ohc.RemoteKey{VPC: e.VPC, IP: e.IP}) }
 	vpcs := []string{"red", "blue"}
+	if _, ok := n.VPCs["purple"]; ok {
+		vpcs = append(vpcs, "purple") // a gateway's duty VPC gains or loses a VM
+	}
 	free := func(vpc string) (netip.Addr, bool) {
 		a := editAddr(rng, vpc)
 		return a, !slices.ContainsFunc(n.Local, func(e ohc.LocalEndpoint) bool { return e.VPC == vpc && e.IP == a })
@@ -291,7 +338,7 @@ func editLocal(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
 	}
 	switch op {
 	case 0: // a VM comes
-		vpc := vpcs[rng.IntN(2)]
+		vpc := vpcs[rng.IntN(len(vpcs))]
 		a, ok1 := free(vpc)
 		p, ok2 := port()
 		if !ok1 || !ok2 {
@@ -314,7 +361,7 @@ func editLocal(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
 		key(*e)
 		vpc := e.VPC
 		if rng.IntN(4) == 0 {
-			vpc = vpcs[rng.IntN(2)]
+			vpc = vpcs[rng.IntN(len(vpcs))]
 		}
 		a, ok := free(vpc)
 		if !ok {
@@ -338,7 +385,7 @@ func editLocal(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
 		}
 	}
 	if rng.IntN(6) == 0 {
-		vpc := vpcs[rng.IntN(2)]
+		vpc := vpcs[rng.IntN(len(vpcs))]
 		ch.Local = append(ch.Local, ohc.RemoteKey{VPC: vpc, IP: editAddr(rng, vpc)})
 	}
 	if len(ch.Local) == 0 {
@@ -365,6 +412,7 @@ func cloneView(v *ohc.View) *ohc.View {
 		n.LBs[i].Backends = slices.Clone(n.LBs[i].Backends)
 	}
 	n.Routes = slices.Clone(v.Routes)
+	n.Duties = slices.Clone(v.Duties)
 	return &n
 }
 

@@ -163,7 +163,7 @@ func switchLines(t *testing.T, s *p4rt.Schema, c *p4rt.Client) ([]string, bool) 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	read := []*p4v1.Entity{{Entity: &p4v1.Entity_TableEntry{TableEntry: &p4v1.TableEntry{}}}}
-	for _, name := range []string{"lb_selector", "route_selector"} {
+	for _, name := range []string{"lb_selector", "route_selector", "gateway_selector"} {
 		ap, err := s.ActionProfile(name)
 		if err != nil {
 			t.Fatal(err)

@@ -14,6 +14,32 @@ import (
 // defaultReportInterval is AgentOptions.ReportInterval's default.
 const defaultReportInterval = 2 * time.Second
 
+// DefaultHeartbeat is how often a host with a gateway duty reports when
+// the duty names no heartbeat: the pool's controller takes a gateway out
+// of the pool when its reports stop for the pool's health timeout.
+const DefaultHeartbeat = 500 * time.Millisecond
+
+// setHeartbeat sets the report heartbeat for the host's gateway duties:
+// the shortest of theirs, 0 for none.
+func (a *Agent) setHeartbeat(duties []GatewayDuty) {
+	var hb time.Duration
+	for _, d := range duties {
+		h := d.Heartbeat
+		if h <= 0 {
+			h = DefaultHeartbeat
+		}
+		if hb == 0 || h < hb {
+			hb = h
+		}
+	}
+	if a.heartbeat.Swap(int64(hb)) != int64(hb) {
+		select {
+		case a.reportKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // Report tells every controller that knows this host what the programmer
 // has programmed, by table, and whether the OHC is primary on its switch
 // (role; nil leaves that out), every ReportInterval until ctx ends. Only
@@ -21,8 +47,21 @@ const defaultReportInterval = 2 * time.Second
 // once the switch has made the OHC a backup, that is reported at once,
 // with the entries last reported. A controller that does not know the host
 // (NotFound) is skipped.
+//
+// A report that says nothing new is not sent, except while the host has a
+// gateway duty: then one goes every heartbeat (the shortest duty's,
+// DefaultHeartbeat when it names none), changed or not, since the pool's
+// controller takes the silence of a gateway for its death. A gateway
+// whose switch holds nothing yet reports nothing, so it does not join a
+// pool before it can forward.
 func (a *Agent) Report(ctx context.Context, prog *Programmer, role *SwitchRole) error {
-	tick := time.NewTicker(a.o.ReportInterval)
+	every := func() time.Duration {
+		if hb := time.Duration(a.heartbeat.Load()); hb > 0 && hb < a.o.ReportInterval {
+			return hb
+		}
+		return a.o.ReportInterval
+	}
+	tick := time.NewTimer(every())
 	defer tick.Stop()
 	var changed <-chan struct{}
 	if role != nil {
@@ -35,9 +74,11 @@ func (a *Agent) Report(ctx context.Context, prog *Programmer, role *SwitchRole) 
 			return nil
 		case <-tick.C:
 		case <-changed:
+		case <-a.reportKick:
 		}
+		tick.Reset(every())
 		r := a.hostReport(prog, role, last)
-		if r == nil || proto.Equal(r, last) {
+		if r == nil || proto.Equal(r, last) && a.heartbeat.Load() == 0 {
 			continue
 		}
 		ok := true
