@@ -168,6 +168,8 @@ var cases = []struct {
 	{"12-route-attachment", "an LPM route whose next hop is an attachment on this host leaves its port with the on-prem router's MAC, from a VM (one hop) and from a tunnel after decap (the sender routed it)", routeAttachment},
 	{"13-route-ecmp", "an LPM route over two equal-cost next hops (an attachment here, one on host B) picks one by the crc16 of the 5-tuple, as BMv2 orders a group by member handle", routeECMP},
 	{"14-attachment-ingress", "an attachment's port takes the on-prem router's traffic from the prefixes routed out of it (attachment_source_check), and answers its ARP for the attachment's IP", attachmentIngress},
+	{"15-pool-path-peer", "the host's pool path as the OHC compiles it: a peer destination without a direct entry goes to a gateway of the peer's pool (crc16 of the 5-tuple) with the peer's VNI and a zero inner MAC, raising the digest (sender's VNI, destination); a direct entry bypasses the pool", poolPathPeer},
+	{"16-gateway-role", "a gateway of blue's pool: a tunnel from a host is decapsulated, admitted by vnet_source_check, looked up and re-encapsulated to the destination's host with blue's VNI and the TTL decremented (the gateway is a hop); unadmitted sources, unknown destinations and TTL 1 are dropped", gatewayRole},
 }
 
 func main() {
@@ -561,5 +563,99 @@ func routeECMP(g *gen) {
 	g.step(vectors.Step{
 		Comment: "a group id with no route_ecmp entry: dropped",
 		In:      in(portA1, udpFlow(a1IP, "172.31.0.1", 40000, 53).frame(hostAMAC, a1MAC, 64)),
+	})
+}
+
+// poolPathPeer is host A's pool path to blue as the OHC writes it (see
+// ohc.Compile): vnet_route(red, blue's export) -> to_gateway_pool, the
+// pool's group with a member per gateway encapsulating with blue's VNI and
+// a zero inner MAC (the gateway sets the real one), and a direct entry for
+// one of blue's addresses, as after promotion.
+func poolPathPeer(g *gen) {
+	g.c.Digests = []string{"gateway_digest_t"}
+	g.entry("vnet_route", p4rt.Call("to_gateway_pool", p4rt.P("pool_id", U(7))), p4rt.Exact("vni", U(red)), p4rt.Prefix("dst_ip", netip.MustParsePrefix("10.2.0.0/16")))
+	g.member("gateway_selector", 1, encapTo(blue, gw1, zeroMAC))
+	g.member("gateway_selector", 2, encapTo(blue, gw2, zeroMAC))
+	g.group("gateway_selector", 7, 1, 2)
+	g.groupEntry("gateway_pool", 7, 7, "pool_id")
+	g.entry("vnet_destination", encapTo(blue, hostB, b2MAC), p4rt.Exact("vni", U(red)), p4rt.Exact("dst_ip", IP(b2IP)))
+
+	gws := []string{gw1, gw2}
+	seen := map[int]bool{}
+	for i := 1; i <= 6; i++ {
+		f := udpFlow(a1IP, fmt.Sprintf("10.2.%d.%d", i, 20+i), uint16(43000+i), 8080)
+		pick := int(crc16ARC(f.fiveTuple())) % len(gws)
+		seen[pick] = true
+		g.step(vectors.Step{
+			Comment: fmt.Sprintf("flow to %s, no direct entry: gateway %s by crc16 %% 2, blue's VNI, digest (red, dst)", f.dst, gws[pick]),
+			In:      in(portA1, f.frame(hostAMAC, a1MAC, 64)),
+			Out:     out(portUplink, f.encap(router, hostAMAC, hostA, gws[pick], blue, zeroMAC, a1MAC, 63)),
+			Digests: []vectors.Digest{{Name: "gateway_digest_t", Members: []string{hexCanon(red, 24), hex.EncodeToString(canonIP(f.dst))}}},
+		})
+	}
+	if len(seen) != 2 {
+		g.fail(fmt.Errorf("the flows all pick one gateway; choose flows that exercise both"))
+	}
+	f := udpFlow(a1IP, b2IP, 43000, 8080)
+	g.step(vectors.Step{
+		Comment: "a destination with a direct entry: straight to its host, no gateway, no digest",
+		In:      in(portA1, f.frame(hostAMAC, a1MAC, 64)),
+		Out:     out(portUplink, f.encap(router, hostAMAC, hostA, hostB, blue, b2MAC, a1MAC, 63)),
+	})
+	g.step(vectors.Step{
+		Comment: "green is not peered: no route, no pool, dropped without a digest",
+		In:      in(portA1, udpFlow(a1IP, g1IP, 43000, 8080).frame(hostAMAC, a1MAC, 64)),
+	})
+}
+
+// gatewayRole plays host A as a gateway of blue's pool (a duty, no VM of
+// blue here), as the OHC programs it: tunnels with blue's VNI terminate
+// here, blue admits its own subnet and red's export, and every endpoint of
+// blue has a destination on its host.
+func gatewayRole(g *gen) {
+	const (
+		hostC    = "192.168.0.3"
+		redSrc   = "10.1.0.20"
+		redMAC   = "02:aa:00:00:00:20"
+		b3IP     = "10.2.0.6"
+		b3MAC    = "02:cc:00:00:00:06"
+		greenMAC = "02:cc:00:00:00:07"
+	)
+	// No digest is enabled: the gateway path raises none (only a
+	// host's to_gateway_pool does), and a case with a digest would not
+	// run on targets without one (p4/pna).
+	g.entry("tunnel_term", p4rt.Call("decap"), p4rt.Exact("dst_ip", IP(hostA)), p4rt.Exact("vni", U(blue)))
+	g.entry("vnet_source_check", p4rt.Call("permit"), p4rt.Exact("vni", U(blue)), p4rt.Prefix("src_ip", netip.MustParsePrefix("10.2.0.0/16")))
+	g.entry("vnet_source_check", p4rt.Call("permit"), p4rt.Exact("vni", U(blue)), p4rt.Prefix("src_ip", netip.MustParsePrefix("10.1.0.0/16")))
+	g.entry("vnet_destination", encapTo(blue, hostB, b2MAC), p4rt.Exact("vni", U(blue)), p4rt.Exact("dst_ip", IP(b2IP)))
+	g.entry("vnet_destination", encapTo(blue, hostC, b3MAC), p4rt.Exact("vni", U(blue)), p4rt.Exact("dst_ip", IP(b3IP)))
+
+	f := udpFlow(redSrc, b2IP, 43001, 8080)
+	g.step(vectors.Step{
+		Comment: "red's VM on host C through the pool: decapsulated, re-encapsulated to host B with blue's VNI and b2's MAC, TTL 63 -> 62",
+		In:      in(portUplink, f.encap(hostAMAC, router, hostC, hostA, blue, zeroMAC, redMAC, 63)),
+		Out:     out(portUplink, f.encap(router, hostAMAC, hostA, hostB, blue, b2MAC, redMAC, 62)),
+	})
+	t := flow{src: redSrc, dst: b3IP, proto: 6, sport: 33000, dport: 443, tos: 0x28}
+	g.step(vectors.Step{
+		Comment: "TCP with a DSCP to b3 on host C, the sender's own host: a tunnel back to it",
+		In:      in(portUplink, t.encap(hostAMAC, router, hostC, hostA, blue, zeroMAC, redMAC, 60)),
+		Out:     out(portUplink, t.encap(router, hostAMAC, hostA, hostC, blue, b3MAC, redMAC, 59)),
+	})
+	g.step(vectors.Step{
+		Comment: "from green, not peered with blue: dropped by vnet_source_check",
+		In:      in(portUplink, udpFlow(g1IP, b2IP, 43001, 8080).encap(hostAMAC, router, hostC, hostA, blue, zeroMAC, greenMAC, 63)),
+	})
+	g.step(vectors.Step{
+		Comment: "a destination blue does not have: dropped (vnet_route's default)",
+		In:      in(portUplink, udpFlow(redSrc, "10.2.0.77", 43001, 8080).encap(hostAMAC, router, hostC, hostA, blue, zeroMAC, redMAC, 63)),
+	})
+	g.step(vectors.Step{
+		Comment: "TTL 1 expires at the gateway",
+		In:      in(portUplink, f.encap(hostAMAC, router, hostC, hostA, blue, zeroMAC, redMAC, 1)),
+	})
+	g.step(vectors.Step{
+		Comment: "red's VNI: this gateway serves blue only, dropped by tunnel_term",
+		In:      in(portUplink, f.encap(hostAMAC, router, hostC, hostA, red, zeroMAC, redMAC, 63)),
 	})
 }
