@@ -2,6 +2,8 @@ package ohc
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -18,6 +20,11 @@ const defaultReportInterval = 2 * time.Second
 // the duty names no heartbeat: the pool's controller takes a gateway out
 // of the pool when its reports stop for the pool's health timeout.
 const DefaultHeartbeat = 500 * time.Millisecond
+
+// minReportTimeout bounds how short a heartbeat makes a report's deadline:
+// a controller busy for a moment should not turn every report into a
+// failure.
+const minReportTimeout = 250 * time.Millisecond
 
 // setHeartbeat sets the report heartbeat for the host's gateway duties:
 // the shortest of theirs, 0 for none.
@@ -81,24 +88,45 @@ func (a *Agent) Report(ctx context.Context, prog *Programmer, role *SwitchRole) 
 		if r == nil || proto.Equal(r, last) && a.heartbeat.Load() == 0 {
 			continue
 		}
-		ok := true
-		for _, addr := range a.o.Controllers {
-			conn, err := a.conn(addr)
-			if err != nil {
-				continue
-			}
-			rctx, cancel := context.WithTimeout(ctx, defaultReportInterval)
-			_, err = p4meshv1.NewHostProgrammingClient(conn).Report(rctx, r)
-			cancel()
-			if err != nil && status.Code(err) != codes.NotFound {
-				a.log.Debug("report to controller failed; retrying", "controller", addr, "err", err)
-				ok = false
-			}
+		timeout := defaultReportInterval
+		if hb := time.Duration(a.heartbeat.Load()); hb > 0 {
+			timeout = min(max(hb, minReportTimeout), defaultReportInterval)
 		}
-		if ok {
+		if a.send(ctx, r, timeout) {
 			last = r
 		}
 	}
+}
+
+// send sends r to every controller at once and reports whether each took
+// it (or does not know the host). Each send may take up to timeout (about
+// a heartbeat while on duty): a controller that hangs then delays the next
+// report by no more than that, so the pool's controller does not take a
+// gateway for dead because another controller is slow.
+func (a *Agent) send(ctx context.Context, r *p4meshv1.HostReport, timeout time.Duration) bool {
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Bool
+	)
+	for _, addr := range a.o.Controllers {
+		conn, err := a.conn(addr)
+		if err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, cancel := context.WithTimeout(ctx, timeout)
+			_, err := p4meshv1.NewHostProgrammingClient(conn).Report(rctx, r)
+			cancel()
+			if err != nil && status.Code(err) != codes.NotFound {
+				a.log.Debug("report to controller failed; retrying", "controller", addr, "err", err)
+				failed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	return !failed.Load()
 }
 
 // hostReport is what there is to report now, nil for nothing: the

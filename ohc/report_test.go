@@ -25,6 +25,29 @@ func (c *countingReports) Report(context.Context, *p4meshv1.HostReport) (*p4mesh
 	return &p4meshv1.HostReportAck{}, nil
 }
 
+// hangingReports is a controller that never answers a report.
+type hangingReports struct {
+	p4meshv1.UnimplementedHostProgrammingServer
+}
+
+func (hangingReports) Report(ctx context.Context, _ *p4meshv1.HostReport) (*p4meshv1.HostReportAck, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func serveReports(t *testing.T, srv p4meshv1.HostProgrammingServer) string {
+	t.Helper()
+	g := grpc.NewServer()
+	p4meshv1.RegisterHostProgrammingServer(g, srv)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	return lis.Addr().String()
+}
+
 // TestReportHeartbeat: an agent reports a switch that has not changed only
 // while the host has a gateway duty, then every heartbeat (the duty's, or
 // 500 ms when it names none) and from the moment the duty comes; when the
@@ -35,17 +58,10 @@ func TestReportHeartbeat(t *testing.T) {
 	o.converge(t, testView())
 
 	ctl := &countingReports{}
-	g := grpc.NewServer()
-	p4meshv1.RegisterHostProgrammingServer(g, ctl)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
+	addr := serveReports(t, ctl)
 
 	// An interval no test waits for: every report below is a heartbeat.
-	a, err := ohc.NewAgent(ohc.AgentOptions{Host: "a", Controllers: []string{lis.Addr().String()}, Programmer: o.p, ReportInterval: time.Hour})
+	a, err := ohc.NewAgent(ohc.AgentOptions{Host: "a", Controllers: []string{addr}, Programmer: o.p, ReportInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,4 +100,32 @@ func TestReportHeartbeat(t *testing.T) {
 	ohc.SetDuties(a, []ohc.GatewayDuty{{Pool: "p", VPC: "blue"}})
 	n := ctl.n.Load()
 	atLeast("the default heartbeat", n+3)
+}
+
+// TestReportHeartbeatPastAHungController: a controller that never answers
+// delays a gateway's heartbeat to the others by about a heartbeat, not by
+// the 2 s a report may otherwise take: the pool's controller must not take
+// the gateway for dead because another controller hangs.
+func TestReportHeartbeatPastAHungController(t *testing.T) {
+	ts := startSwitch(t, "127.0.0.1:0")
+	o := startOHC(t, ts.addr, 1)
+	o.converge(t, testView())
+	ctl := &countingReports{}
+	a, err := ohc.NewAgent(ohc.AgentOptions{Host: "a", Controllers: []string{serveReports(t, hangingReports{}), serveReports(t, ctl)},
+		Programmer: o.p, ReportInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Report(ctx, o.p, nil); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	ohc.SetDuties(a, []ohc.GatewayDuty{{Pool: "p", VPC: "blue", Heartbeat: 100 * time.Millisecond}})
+	time.Sleep(2 * time.Second)
+	// A report every 250 ms (the shortest deadline) or so; with a 2 s
+	// deadline per controller in turn, one or two.
+	if n := ctl.n.Load(); n < 5 {
+		t.Errorf("%d reports reached the answering controller in 2 s, want at least 5", n)
+	}
 }
