@@ -5,6 +5,9 @@
 // forwarding, load balancers, routes), and programs exactly that into the
 // local switch over P4Runtime. Nobody copies a whole peer VPC: a host's
 // entries grow with what its own VMs can reach, not with the peering group.
+// A peer served by a gateway pool is reached through the pool for what has
+// no direct entry; a host with a gateway duty holds the whole of the VPC it
+// serves and forwards into it (see Compile and architecture.md).
 //
 // The package is built in three layers, so each can be tested alone:
 //
