@@ -80,7 +80,9 @@ var ErrBadView = errors.New("bad view")
 // Compile returns the desired entities of vpc_peering.p4's tables and
 // selectors for v: what the switch must hold for the host's endpoints to
 // reach their own VPCs and, under each active peering's export policy, their
-// peers. It is pure and deterministic: the same View always gives the same
+// peers (directly, and through a peer's gateway pool for what has no direct
+// entry), and for the host to forward into each VPC it is a gateway for
+// (View.Duties). It is pure and deterministic: the same View always gives the same
 // entities in the same order (selector members by id, then groups, then
 // table entries table by table, the selector tables first and the others in
 // P4Info order, sorted by match). Items that
