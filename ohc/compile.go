@@ -82,11 +82,11 @@ var ErrBadView = errors.New("bad view")
 // reach their own VPCs and, under each active peering's export policy, their
 // peers (directly, and through a peer's gateway pool for what has no direct
 // entry), and for the host to forward into each VPC it is a gateway for
-// (View.Duties). It is pure and deterministic: the same View always gives the same
-// entities in the same order (selector members by id, then groups, then
-// table entries table by table, the selector tables first and the others in
-// P4Info order, sorted by match). Items that
-// cannot be programmed but do not make the View malformed (an unknown route
+// (View.Duties). It is pure and deterministic: the same View always gives
+// the same entities in the same order (selector members by id, then
+// groups, then table entries table by table, the selector tables first and
+// the others in P4Info order, sorted by match). Items that cannot be
+// programmed but do not make the View malformed (an unknown route
 // next hop, an IPv6 address) are left out; CompileWithWarnings says which.
 func Compile(s *p4rt.Schema, v *View) ([]*p4v1.Entity, error) {
 	es, _, err := CompileWithWarnings(s, v)
