@@ -1181,16 +1181,10 @@ func (c *compiler) poolRoutes() error {
 			k := PoolKey{Name: p.Pool.Name, VNI: p.PeerVNI}
 			u := byKey[k]
 			if u == nil {
-				u = &poolUse{key: k, pool: p.Pool, from: name + "-" + p.PeerVPC}
+				u = &poolUse{key: k, pool: p.Pool, from: name + "-" + p.PeerVPC, members: PoolMembers(p.Pool, c.v.Host.IP)}
 				for _, m := range p.Pool.Members {
-					switch {
-					case !m.IP.Is4():
+					if !m.IP.Is4() {
 						c.warnf("gateway pool %q (peering %s): member %q at %v is not IPv4; left out", k.Name, u.from, m.Host, m.IP)
-					case m.IP == c.v.Host.IP:
-						// This host is a gateway of the pool itself.
-					case slices.ContainsFunc(u.members, func(o GatewayMember) bool { return o.IP == m.IP }):
-					default:
-						u.members = append(u.members, m)
 					}
 				}
 				byKey[k] = u
@@ -1240,6 +1234,25 @@ func (c *compiler) poolRoutes() error {
 		}
 	}
 	return nil
+}
+
+// PoolMembers returns the members of pool that a host with underlay
+// address host sends to: the live IPv4 gateways other than itself, once
+// each. The compiler writes a pool path for a peering exactly when this is
+// not empty (and the peering is active, of a VPC with an endpoint on the
+// host); without one, a destination of the peer that has no direct entry
+// is dropped, so on-demand programming must not hold its entry back then.
+func PoolMembers(pool *GatewayPool, host netip.Addr) []GatewayMember {
+	if pool == nil {
+		return nil
+	}
+	var out []GatewayMember
+	for _, m := range pool.Members {
+		if m.IP.Is4() && m.IP != host && !slices.ContainsFunc(out, func(o GatewayMember) bool { return o.IP == m.IP }) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // poolGroup writes the gateway_selector members and group of one pool and

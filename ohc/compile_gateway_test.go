@@ -278,3 +278,18 @@ func TestPoolIDsStable(t *testing.T) {
 		t.Errorf("member ids %v, then %v", m1, m2)
 	}
 }
+
+// TestPoolMembers: what a host sends to is the pool's live IPv4 gateways
+// but itself, once each; nil for no pool.
+func TestPoolMembers(t *testing.T) {
+	got := ohc.PoolMembers(bluePool(gw2, hostA, gw1, "2001:db8::1", gw2), ip(hostA))
+	if len(got) != 2 || got[0].IP != ip(gw2) || got[1].IP != ip(gw1) {
+		t.Errorf("PoolMembers = %+v, want gw2 and gw1", got)
+	}
+	if got := ohc.PoolMembers(bluePool(hostA), ip(hostA)); len(got) != 0 {
+		t.Errorf("only this host: %+v, want none", got)
+	}
+	if got := ohc.PoolMembers(nil, ip(hostA)); got != nil {
+		t.Errorf("no pool: %+v", got)
+	}
+}
