@@ -133,8 +133,10 @@ func withSport(f []byte, sport uint16) []byte {
 // direct entry. Each flow goes A -> a gateway of blue's pool (chosen by the
 // flow hash; both are used) -> B, and arrives with the TTL decremented
 // twice (A and the gateway are a hop each). Blue's reply goes straight
-// back. With G1 taken out of A's pool, every flow goes through G2 and
-// still arrives.
+// back. A new endpoint of blue reaches the gateways as an incremental
+// compile and is reachable through them at once. With G1 taken out of A's
+// pool, every flow goes through G2 and still arrives; with no member left,
+// nothing does.
 func TestGatewayPoolEndToEnd(t *testing.T) {
 	sws := map[string]*testSwitch{}
 	for _, n := range []string{"a", "b", "g1", "g2"} {
@@ -212,6 +214,41 @@ func TestGatewayPoolEndToEnd(t *testing.T) {
 	}
 	if g := h.take("b"); len(g) != 1 || g[0] != ip(hostA) {
 		t.Errorf("reply went to %v, want straight to host A", g)
+	}
+
+	// A second VM of blue comes up on host B (port 5). The gateways learn
+	// it as a change of one remote endpoint, compiled incrementally, and
+	// A's flows to it need nothing new on A.
+	const blue2, blue2MAC = "10.2.0.6", "02:00:00:02:00:06"
+	vb := hostBView()
+	vb.Local = append(vb.Local, ohc.LocalEndpoint{ID: "blue-vm2", VPC: "blue", IP: ip(blue2), MAC: mac(blue2MAC), Port: 5})
+	vb.Remote["blue"] = append(vb.Remote["blue"], ohc.RemoteEndpoint{IP: ip(blue2), MAC: mac(blue2MAC), HostIP: ip(hostB)})
+	ohcs["b"].converge(t, sortView(vb))
+	for _, g := range []string{"g1", "g2"} {
+		v := gatewayHostView(g, map[string]string{"g1": gw1, "g2": gw2}[g], map[string]string{"g1": "02:aa:00:00:01:01", "g2": "02:aa:00:00:01:02"}[g])
+		v.Remote["blue"] = append(v.Remote["blue"], ohc.RemoteEndpoint{IP: ip(blue2), MAC: mac(blue2MAC), HostIP: ip(hostB)})
+		before := ohcs[g].p.Stats().IncrementalCompiles
+		ohcs[g].p.UpdateChange(sortView(v), nil, ohc.ViewChange{Remote: []ohc.RemoteKey{{VPC: "blue", IP: ip(blue2)}}})
+		ohcs[g].wait(t)
+		waitLines(t, s, ohcs[g].c, wantLines(t, s, v))
+		if st := ohcs[g].p.Stats(); st.IncrementalCompiles != before+1 {
+			t.Errorf("%s: the new endpoint took %d incremental compiles (%d whole in all), want 1", g, st.IncrementalCompiles-before, st.Compiles)
+		}
+	}
+	for i := range 8 {
+		in := withSport(udpFrameFrom(redVM1MAC, gwRedVM, blue2), uint16(42000+i))
+		sws["a"].vm1.Inject(in)
+		select {
+		case f := <-sws["b"].att.Output():
+			if string(f[:6]) != string(mac(blue2MAC)) || f[14+8] != 62 {
+				t.Errorf("flow %d to blue's new VM: MAC %x TTL %d, want %s and 62", i, f[:6], f[14+8], blue2MAC)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("flow %d did not reach blue's new VM", i)
+		}
+		h.take("a")
+		h.take("g1")
+		h.take("g2")
 	}
 
 	// G1 leaves the pool: every flow moves to G2, and only the group and
