@@ -65,7 +65,7 @@ const (
 	// (the switch sends them again once acknowledged).
 	digestInbox = 16384
 	// gatewayDigest is vpc_peering.p4's digest on the pool path.
-	gatewayDigest = "gateway_digest_t"
+	gatewayDigest  = "gateway_digest_t"
 	aToGatewayPool = "to_gateway_pool"
 )
 
