@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	p4configv1 "github.com/p4lang/p4runtime/go/p4/config/v1"
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
 	"google.golang.org/grpc/codes"
 
@@ -64,9 +65,9 @@ const (
 	// digestInbox bounds the digests waiting for Run; more are dropped
 	// (the switch sends them again once acknowledged).
 	digestInbox = 16384
-	// gatewayDigest is vpc_peering.p4's digest on the pool path.
-	gatewayDigest  = "gateway_digest_t"
-	aToGatewayPool = "to_gateway_pool"
+	// demandDigest is vpc_peering.p4's digest on the pool path.
+	demandDigest     = "gateway_digest_t"
+	demandPoolAction = "to_gateway_pool"
 )
 
 // gatewayDigestConfig batches digests for at most 1 ms (a scan's burst is
@@ -208,7 +209,7 @@ func newDemand(s *p4rt.Schema, budget int) (*demand, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, err := s.Action(aToGatewayPool)
+	pool, err := s.Action(demandPoolAction)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +235,7 @@ func newDemand(s *p4rt.Schema, budget int) (*demand, error) {
 		return nil, err
 	}
 	d.dstVNIParam = p.GetId()
-	if dg, err := s.Digest(gatewayDigest); err == nil {
+	if dg, err := s.Digest(demandDigest); err == nil {
 		d.digestID, d.hasDigest = dg.GetPreamble().GetId(), true
 	}
 	d.st.Budget = budget
@@ -792,7 +793,7 @@ func (d *demand) enableDigest(ctx context.Context, s *p4rt.Schema, c *p4rt.Clien
 	if !d.hasDigest {
 		return nil
 	}
-	de, err := s.DigestEntry(gatewayDigest, gatewayDigestConfig)
+	de, err := s.DigestEntry(demandDigest, gatewayDigestConfig)
 	if err != nil {
 		return err
 	}
@@ -1066,4 +1067,19 @@ func ParseTableBudget(s string) (string, int, error) {
 		return "", 0, fmt.Errorf("table budget %q: %q is not a number of entries (1 or more)", s, n)
 	}
 	return name, v, nil
+}
+
+// CheckTableBudgets checks configured table budgets against a P4Info: an
+// unknown table or a budget below 1 is an error naming it.
+func CheckTableBudgets(info *p4configv1.P4Info, budgets map[string]int) error {
+	s, err := p4rt.NewSchema(info)
+	if err != nil {
+		return err
+	}
+	caps, err := p4rt.FromP4Info(info)
+	if err != nil {
+		return err
+	}
+	_, _, err = applyBudgets(s, caps, budgets)
+	return err
 }
