@@ -176,8 +176,12 @@ type demand struct {
 	totals   map[string]uint64 // peer_packets
 	polled   bool              // a counter poll has run since the start
 	adopting bool              // the first full pass has not run yet
-	enabled  bool              // digest entry written in this term
-	st       DemandStats
+	// evicted are the promoted entries the last filter evicted: in its
+	// Gone, and to be deleted before its Came is written (see
+	// Programmer.pass), so the table never holds more than its budget.
+	evicted []*p4v1.Entity
+	enabled bool // digest entry written in this term
+	st      DemandStats
 
 	mu    sync.Mutex
 	inbox []digestEvent
@@ -477,6 +481,7 @@ func (d *demand) filter(v *View, in Delta, desired func() []*p4v1.Entity) Delta 
 		}
 	}
 	// Required entries first: promoted ones make room.
+	d.evicted = nil
 	var evicted map[destKey]bool
 	for d.budget > 0 && d.required+len(d.promo) > d.budget && d.lru.Len() > 0 {
 		pr := d.lru.Front().Value.(*promotedEntry)
@@ -484,6 +489,7 @@ func (d *demand) filter(v *View, in Delta, desired func() []*p4v1.Entity) Delta 
 			evicted = map[destKey]bool{}
 		}
 		evicted[pr.k] = true
+		d.evicted = append(d.evicted, pr.e)
 		if !passed[pr.k] {
 			out.Gone = append(out.Gone, pr.e)
 		} // else its old entry is in Gone already, and its new one leaves Came below
@@ -864,8 +870,14 @@ func (p *Programmer) promote(ctx context.Context, ready []digestEvent) bool {
 	dirty := false
 	var res p4rt.Result
 	if p.known {
+		// Room first: the budget may be the table's very size.
 		var err error
-		if res, err = p.rec.Apply(ctx, gone, came); err != nil {
+		if res, err = p.rec.Apply(ctx, gone, nil); err == nil {
+			var r p4rt.Result
+			r, err = p.rec.Apply(ctx, nil, came)
+			res = mergeResults(res, r)
+		}
+		if err != nil {
 			// The next pass reads the switch back and writes what the
 			// promotions recorded below call for.
 			p.known, dirty = false, true
@@ -1082,4 +1094,40 @@ func CheckTableBudgets(info *p4configv1.P4Info, budgets map[string]int) error {
 	}
 	_, _, err = applyBudgets(s, caps, budgets)
 	return err
+}
+
+// without returns es less the vnet_destination entries of drop's keys.
+func (d *demand) without(es, drop []*p4v1.Entity) []*p4v1.Entity {
+	keys := make(map[destKey]bool, len(drop))
+	for _, e := range drop {
+		_, k, _, _ := d.classify(e)
+		keys[k] = true
+	}
+	out := make([]*p4v1.Entity, 0, len(es))
+	for _, e := range es {
+		if kind, k, _, _ := d.classify(e); kind == kindDest && keys[k] {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// mergeResults adds b's changes to a's.
+func mergeResults(a, b p4rt.Result) p4rt.Result {
+	if len(a.Changes) == 0 {
+		return b
+	}
+	if len(b.Changes) == 0 {
+		return a
+	}
+	out := p4rt.Result{Changes: maps.Clone(a.Changes)}
+	for n, c := range b.Changes {
+		t := out.Changes[n]
+		t.Inserted += c.Inserted
+		t.Modified += c.Modified
+		t.Deleted += c.Deleted
+		out.Changes[n] = t
+	}
+	return out
 }

@@ -192,6 +192,9 @@ type compiled struct {
 	delta    Delta
 	warnings []string
 	err      error
+	// evict are the promoted entries in delta.Gone that make room for
+	// its Came: deleted first (see demand).
+	evict []*p4v1.Entity
 }
 
 // errNoRetry marks a failure that retrying cannot fix (a view that does not
@@ -495,8 +498,21 @@ func (p *Programmer) pass(ctx context.Context) error {
 	}
 
 	start := time.Now()
-	var res p4rt.Result
+	var res, pre p4rt.Result
 	var err error
+	if len(c.evict) > 0 && (full || c.gen != p.knownGen) {
+		// Evicted promoted entries leave before anything comes: the
+		// budget may be the table's very size. In a full pass they may
+		// not be on the switch; the reconcile below sees to the rest.
+		var gone []*p4v1.Entity
+		gone, c.delta.Gone = c.evict, p.dem.without(c.delta.Gone, c.evict)
+		c.evict = nil
+		if pre, err = p.rec.Apply(ctx, gone, nil); err != nil && !full {
+			p.known = false
+			return p.fail(fmt.Errorf("ohc: delete evicted entries: %w", err))
+		}
+		err = nil
+	}
 	if full {
 		var keep func(*p4v1.Entity) bool
 		if partial {
@@ -528,6 +544,7 @@ func (p *Programmer) pass(ctx context.Context) error {
 			}
 		}
 	}
+	res = mergeResults(pre, res)
 	took := time.Since(start)
 	if err != nil {
 		p.known = false
@@ -663,6 +680,7 @@ func (p *Programmer) compile() (latest, good *compiled) {
 		return c, p.good
 	}
 	c.delta = p.dem.filter(v, c.delta, p.compiler.Desired)
+	c.evict = p.dem.evicted
 	p.stats.Demand = p.dem.st
 	if err := p.budgetLocked(c.delta); err != nil {
 		// The compiler has moved on to the refused view: its Desired is
