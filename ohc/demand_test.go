@@ -151,36 +151,7 @@ func (r *demandRig) startOHC(election uint64, budget int) *testOHC {
 // would remove it, and the rig disables the periodic one.
 func (r *demandRig) poolPath(election uint64) {
 	r.t.Helper()
-	s := r.s
-	m, err := s.ActionProfileMember("gateway_selector", 1, p4rt.Call("encap_to_host",
-		p4rt.P("dst_vni", p4rt.Uint(200)), p4rt.P("host_ip", p4rt.IP(ip(gatewayIP))), p4rt.P("dmac", p4rt.MAC(mac(gatewayMAC)))))
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	g, err := s.ActionProfileGroup("gateway_selector", 1, []p4rt.GroupMember{{ID: 1, Weight: 1}}, 0)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	sel, err := s.TableEntry(p4rt.Entry{Table: "gateway_pool", Match: []p4rt.Match{p4rt.Exact("pool_id", p4rt.Uint(7))}, Group: 1})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	call := p4rt.Call("to_gateway_pool", p4rt.P("pool_id", p4rt.Uint(7)))
-	route, err := s.TableEntry(p4rt.Entry{Table: "vnet_route", Match: []p4rt.Match{p4rt.Exact("vni", p4rt.Uint(100)), p4rt.Prefix("dst_ip", pfx("10.2.1.0/24"))}, Action: &call})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	for _, msg := range []any{m, g, sel, route} {
-		u, err := p4rt.Update(p4v1.Update_INSERT, msg)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		_, err = r.ts.sw.Server().Write(context.Background(), &p4v1.WriteRequest{DeviceId: 1, ElectionId: &p4v1.Uint128{Low: election},
-			Updates: []*p4v1.Update{u}, Atomicity: p4v1.WriteRequest_CONTINUE_ON_ERROR})
-		if err != nil {
-			r.t.Fatalf("writing the pool path: %v", err)
-		}
-	}
+	r.poolPathFor(r.t, election, "10.2.1.0/24")
 }
 
 // send injects a UDP packet from red-vm1 to dst and returns the outer
