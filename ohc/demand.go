@@ -101,9 +101,11 @@ type DemandStats struct {
 	LastPromotion time.Duration
 }
 
+// destKey is a vnet_destination key: the sender's VNI and the IPv4
+// destination, pointer-free so that maps of a million are cheap to hash
+// and for the collector to skip.
 type destKey struct {
-	vni uint32
-	ip  netip.Addr
+	vni, ip uint32
 }
 
 type pairKey struct{ s, x uint32 }
@@ -260,7 +262,7 @@ func (d *demand) classify(e *p4v1.Entity) (kind int, k destKey, pk pairKey, rk r
 			case d.vniField:
 				k.vni = uint32(decodeUint(m.GetExact().GetValue()))
 			case d.dstField:
-				k.ip = decodeIPv4(m.GetExact().GetValue())
+				k.ip = uint32(decodeUint(m.GetExact().GetValue()))
 			}
 		}
 		if a := te.GetAction().GetAction(); a != nil && a.GetActionId() == d.encapID {
@@ -362,10 +364,14 @@ func (d *demand) withheld(pk pairKey) bool {
 // unpromoted ones out (desired is the compile's whole desired state, read
 // only then), and promoted entries make room, least recently used first,
 // for required ones. It follows the compile: call it for each compile
-// that succeeded, in order.
-func (d *demand) filter(v *View, in Delta, desired func() []*p4v1.Entity) Delta {
+// that succeeded, in order; whole says the compile was whole (an
+// incremental one changes no peering, so the pairs are not looked at
+// again: a change costs the delta, not the peerings).
+func (d *demand) filter(v *View, in Delta, desired func() []*p4v1.Entity, whole bool) Delta {
 	old := d.pairs
-	d.pairs, d.prefixes = pairsOf(v)
+	if whole {
+		d.pairs, d.prefixes = pairsOf(v)
+	}
 	if len(old) == 0 && len(d.pairs) == 0 && len(d.cands) == 0 && len(d.promo) == 0 && len(d.routes) == 0 && !d.anyRoute(in.Came) {
 		// No pool in sight: everything is required. Count the entries
 		// only, at the cost of the delta.
@@ -416,8 +422,15 @@ func (d *demand) filter(v *View, in Delta, desired func() []*p4v1.Entity) Delta 
 			modeChange = true
 		}
 	}
-	if modeChange {
-		came = map[destKey]bool{}
+	// Entries the compile did not change but whose pair changed mode are
+	// found in desired, told apart from those that came by came: unless
+	// everything came (a first compile), when there are none.
+	scan := modeChange && len(in.Came) < len(desired())
+	if scan {
+		came = make(map[destKey]bool, len(in.Came))
+	}
+	if len(d.cands) == 0 {
+		d.cands = make(map[destKey]*p4v1.Entity, len(in.Came))
 	}
 	for _, e := range in.Came {
 		kind, k, pk, rk := d.classify(e)
@@ -450,8 +463,7 @@ func (d *demand) filter(v *View, in Delta, desired func() []*p4v1.Entity) Delta 
 	for k := range regone {
 		d.unpromote(k)
 	}
-	if modeChange {
-		// Entries the compile did not change but whose pair changed mode.
+	if scan {
 		for _, e := range desired() {
 			kind, k, pk, _ := d.classify(e)
 			if kind != kindDest || came[k] {
@@ -613,7 +625,7 @@ func (d *demand) readDigests(ctx context.Context, c *p4rt.Client) {
 				d.drops++
 				continue
 			}
-			d.inbox = append(d.inbox, digestEvent{k: destKey{uint32(decodeUint(m[0].GetBitstring())), decodeIPv4(m[1].GetBitstring())}, at: now})
+			d.inbox = append(d.inbox, digestEvent{k: destKey{uint32(decodeUint(m[0].GetBitstring())), uint32(decodeUint(m[1].GetBitstring()))}, at: now})
 		}
 		d.mu.Unlock()
 		select {

@@ -66,7 +66,7 @@ func TestDemandPeerPackets(t *testing.T) {
 	route := poolRouteEntity(t, s, 100, "10.2.1.0/24")
 	dest := destEntity(t, s, 100, 200, "10.2.1.5")
 	all := func() []*p4v1.Entity { return []*p4v1.Entity{route, dest} }
-	out := d.filter(pooledView(ModePool), Delta{Came: all()}, all)
+	out := d.filter(pooledView(ModePool), Delta{Came: all()}, all, true)
 	if len(out.Came) != 1 || out.Came[0] != route {
 		t.Fatalf("filter passed %d entities; want the route alone (the destination withheld)", len(out.Came))
 	}
@@ -74,7 +74,7 @@ func TestDemandPeerPackets(t *testing.T) {
 	if r := d.routes[rk]; r == nil || r.name != "red/blue" {
 		t.Fatalf("pool route not named red/blue: %+v", d.routes)
 	}
-	k := destKey{100, netip.MustParseAddr("10.2.1.5")}
+	k := keyOf(100, "10.2.1.5")
 	now := time.Now()
 
 	// First poll: the route's 40 packets were there before the OHC
@@ -97,7 +97,7 @@ func TestDemandPeerPackets(t *testing.T) {
 	}
 	// A route of a VNI with no pool peering is nobody's.
 	other := poolRouteEntity(t, s, 300, "10.9.0.0/16")
-	d.filter(pooledView(ModePool), Delta{Came: []*p4v1.Entity{other}}, all)
+	d.filter(pooledView(ModePool), Delta{Came: []*p4v1.Entity{other}}, all, true)
 	if r := d.routes[routeKey{300, netip.MustParsePrefix("10.9.0.0/16")}]; r == nil || r.name != "" {
 		t.Fatalf("route of VNI 300: %+v", r)
 	}
@@ -112,13 +112,13 @@ func TestDemandCountsDigests(t *testing.T) {
 		t.Fatal(err)
 	}
 	one := func() []*p4v1.Entity { return []*p4v1.Entity{destEntity(t, s, 100, 200, "10.2.1.5")} }
-	d.filter(pooledView(ModePool), Delta{Came: one()}, one)
-	k := destKey{100, netip.MustParseAddr("10.2.1.5")}
+	d.filter(pooledView(ModePool), Delta{Came: one()}, one, true)
+	k := keyOf(100, "10.2.1.5")
 	t0 := time.Now()
 	ev := func(k destKey, after time.Duration) digestEvent { return digestEvent{k: k, at: t0.Add(after)} }
 	// Not candidates: an address the peer does not export to red, the
 	// right address under another VNI.
-	if got := d.count([]digestEvent{ev(destKey{100, netip.MustParseAddr("10.2.1.6")}, 0), ev(destKey{101, k.ip}, 0)}); len(got) != 0 || d.st.Ignored != 2 {
+	if got := d.count([]digestEvent{ev(keyOf(100, "10.2.1.6"), 0), ev(destKey{101, k.ip}, 0)}); len(got) != 0 || d.st.Ignored != 2 {
 		t.Fatalf("promoted %v, ignored %d", got, d.st.Ignored)
 	}
 	// Three digests over 1.5 s: the first is out of the window by the third; a fourth at 1.7 s makes three within a second (0.8, 1.5, 1.7).
@@ -129,10 +129,15 @@ func TestDemandCountsDigests(t *testing.T) {
 		t.Fatalf("three digests within a second: promoted %v", got)
 	}
 	// Direct mode: nothing is withheld, so nothing to promote.
-	if out := d.filter(pooledView(ModeDirect), Delta{}, one); len(out.Came) != 1 {
+	if out := d.filter(pooledView(ModeDirect), Delta{}, one, true); len(out.Came) != 1 {
 		t.Fatalf("pool -> direct wrote %d entries, want the destination", len(out.Came))
 	}
 	if got := d.count([]digestEvent{ev(k, 0), ev(k, 1), ev(k, 2)}); len(got) != 0 {
 		t.Fatalf("direct mode promoted %v", got)
 	}
+}
+
+func keyOf(vni uint32, a string) destKey {
+	b := netip.MustParseAddr(a).As4()
+	return destKey{vni, uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])}
 }

@@ -679,7 +679,7 @@ func (p *Programmer) compile() (latest, good *compiled) {
 		p.notifyLocked()
 		return c, p.good
 	}
-	c.delta = p.dem.filter(v, c.delta, p.compiler.Desired)
+	c.delta = p.dem.filter(v, c.delta, p.compiler.Desired, !incremental)
 	c.evict = p.dem.evicted
 	p.stats.Demand = p.dem.st
 	if err := p.budgetLocked(c.delta); err != nil {
