@@ -185,9 +185,10 @@ type demand struct {
 	// evicted are the promoted entries the last filter evicted: in its
 	// Gone, and to be deleted before its Came is written (see
 	// Programmer.pass), so the table never holds more than its budget.
-	evicted []*p4v1.Entity
-	enabled bool // digest entry written in this term
-	st      DemandStats
+	evicted  []*p4v1.Entity
+	enabled  bool          // digest entry written in this term
+	pollCost time.Duration // how long the last counter poll took
+	st       DemandStats
 
 	mu    sync.Mutex
 	inbox []digestEvent
@@ -681,7 +682,8 @@ func (d *demand) count(evs []digestEvent) []digestEvent {
 	return ready
 }
 
-// pollInterval is how often counters are read.
+// pollInterval is how often counters are read: a quarter of the shortest
+// idle timeout, at most every maxDemandPoll.
 func (d *demand) pollInterval() time.Duration {
 	ivl := maxDemandPoll
 	for _, info := range d.pairs {
@@ -689,7 +691,9 @@ func (d *demand) pollInterval() time.Duration {
 			ivl = min(ivl, info.idle/4)
 		}
 	}
-	return max(ivl, minDemandPoll)
+	// A poll costs CPU on both ends in proportion to the entries read
+	// (BenchmarkDemandPoll): at most a tenth of the time goes to it.
+	return max(ivl, minDemandPoll, 10*d.pollCost)
 }
 
 // forget drops digest windows that ended.
@@ -966,6 +970,7 @@ func (p *Programmer) pollDemand(ctx context.Context) bool {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	dests, routes, err := d.readCounters(rctx, p.client)
 	cancel()
+	d.pollCost = time.Since(now)
 	if err != nil {
 		p.log.Debug("reading promoted entries' counters failed", "err", err)
 		return false
