@@ -15,6 +15,7 @@ import (
 
 	p4configv1 "github.com/p4lang/p4runtime/go/p4/config/v1"
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 
 	"github.com/p4mesh/p4mesh/p4rt"
@@ -1025,7 +1026,7 @@ func (p *Programmer) demandAfterPass(ctx context.Context, full bool) {
 		p.log.Warn("gateway digest not enabled: destinations stay on the pool path", "err", err)
 		return
 	}
-	d.enabled, d.st.DigestEnabled = true, true
+	d.enabled, d.st.DigestEnabled = true, d.hasDigest
 	p.publishDemand()
 }
 
@@ -1161,4 +1162,61 @@ func mergeResults(a, b p4rt.Result) p4rt.Result {
 		out.Changes[n] = t
 	}
 	return out
+}
+
+// DemandCollector exports a programmer's on-demand programming as
+// Prometheus metrics; register it next to the Collector.
+type DemandCollector struct {
+	prog                                                 *Programmer
+	entries, budget, changes, digests, last, peerPackets *prometheus.Desc
+}
+
+// NewDemandCollector makes a collector of prog's on-demand programming.
+func NewDemandCollector(prog *Programmer) *DemandCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("p4mesh_ohc_demand_"+name, help, labels, nil)
+	}
+	return &DemandCollector{prog: prog,
+		entries:     d("destinations", "vnet_destination entries by state: required (never evicted), promoted, withheld (pool-mode destinations on the pool path).", "state"),
+		budget:      d("budget_entries", "vnet_destination's budget: its size, or --table-budget's."),
+		changes:     d("changes_total", "Promotions, demotions (idle) and evictions (least recently used, to make room), and promoted entries adopted after a restart.", "change"),
+		digests:     d("digests_total", "Gateway digests read, by result: counted, ignored (no pool-mode destination of the view, or promoted already), dropped (inbox full), full (a promotion refused: required entries fill the budget).", "result"),
+		last:        d("promotion_last_seconds", "Time from the digest that promoted the last destination to its entry written."),
+		peerPackets: d("peer_packets_total", "Packets sent to peers served by a pool, through the pool or promoted entries, by pair.", "pair"),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *DemandCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.entries, c.budget, c.changes, c.digests, c.last, c.peerPackets} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *DemandCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.prog.Stats()
+	d := st.Demand
+	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+	count := func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(c.entries, float64(d.Required), "required")
+	gauge(c.entries, float64(d.Promoted), "promoted")
+	gauge(c.entries, float64(d.Withheld), "withheld")
+	gauge(c.budget, float64(d.Budget))
+	count(c.changes, d.Promotions, "promotion")
+	count(c.changes, d.Demotions, "demotion")
+	count(c.changes, d.Evictions, "eviction")
+	count(c.changes, d.Adopted, "adoption")
+	count(c.digests, d.Digests-d.Ignored, "counted")
+	count(c.digests, d.Ignored, "ignored")
+	count(c.digests, d.Dropped, "dropped")
+	count(c.digests, d.Full, "full")
+	gauge(c.last, d.LastPromotion.Seconds())
+	for pair, n := range st.PeerPackets {
+		count(c.peerPackets, n, pair)
+	}
 }

@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/p4mesh/p4mesh/ohc"
 	"github.com/p4mesh/p4mesh/p4rt"
@@ -394,5 +396,22 @@ func TestOnDemandRestartAdopts(t *testing.T) {
 	}
 	if st := r.o.p.Stats(); st.Desired["vnet_destination"] != 3 {
 		t.Fatalf("desired %v: want the 2 required and the adopted entry", st.Desired)
+	}
+	want := `
+# HELP p4mesh_ohc_demand_destinations vnet_destination entries by state: required (never evicted), promoted, withheld (pool-mode destinations on the pool path).
+# TYPE p4mesh_ohc_demand_destinations gauge
+p4mesh_ohc_demand_destinations{state="promoted"} 1
+p4mesh_ohc_demand_destinations{state="required"} 2
+p4mesh_ohc_demand_destinations{state="withheld"} 5
+# HELP p4mesh_ohc_demand_changes_total Promotions, demotions (idle) and evictions (least recently used, to make room), and promoted entries adopted after a restart.
+# TYPE p4mesh_ohc_demand_changes_total counter
+p4mesh_ohc_demand_changes_total{change="adoption"} 1
+p4mesh_ohc_demand_changes_total{change="demotion"} 0
+p4mesh_ohc_demand_changes_total{change="eviction"} 0
+p4mesh_ohc_demand_changes_total{change="promotion"} 0
+`
+	if err := testutil.CollectAndCompare(ohc.NewDemandCollector(r.o.p), strings.NewReader(want),
+		"p4mesh_ohc_demand_destinations", "p4mesh_ohc_demand_changes_total"); err != nil {
+		t.Error(err)
 	}
 }

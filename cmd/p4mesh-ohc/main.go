@@ -173,6 +173,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(ohc.NewCollector(prog, client, agent))
+		reg.MustRegister(ohc.NewDemandCollector(prog))
 		lis, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {
 			o.Logger.Error("metrics not served", "addr", *metricsAddr, "err", err)
