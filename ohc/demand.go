@@ -90,6 +90,9 @@ type DemandStats struct {
 	// (never evicted), Promoted the promoted ones, Withheld the pool-mode
 	// destinations not programmed.
 	Budget, Required, Promoted, Withheld int
+	// Direct counts the entries of pairs with a pool in direct mode,
+	// whose counters peer_packets sums too.
+	Direct int
 	// Promotions, Demotions (idle) and Evictions (LRU, to make room)
 	// since the start; Adopted the promoted entries found on the switch
 	// when the OHC started and kept.
@@ -131,6 +134,11 @@ type promotedEntry struct {
 	elem *list.Element
 	last int64 // packets last read; -1 before the first read of an adopted entry
 	used time.Time
+}
+
+type directEntry struct {
+	pk   pairKey
+	last int64 // packets last read; -1 before the first read
 }
 
 type routeKey struct {
@@ -180,6 +188,10 @@ type demand struct {
 	lru      *list.List // of *promotedEntry, least recently used first
 	seen     map[destKey][]time.Time
 	routes   map[routeKey]*poolRoute
+	// direct are the entries of pairs with a pool in direct mode: counted
+	// in peer_packets, so that the controller sees the pair's rate in
+	// direct mode too (its load trigger's way back to pool mode).
+	direct   map[destKey]*directEntry
 	totals   map[string]uint64 // peer_packets
 	polled   bool              // a counter poll has run since the start
 	adopting bool              // the first full pass has not run yet
@@ -206,7 +218,7 @@ func newDemand(s *p4rt.Schema, budget int) (*demand, error) {
 	d := &demand{
 		budget: budget, pairs: map[pairKey]pairInfo{}, cands: map[destKey]*p4v1.Entity{},
 		promo: map[destKey]*promotedEntry{}, lru: list.New(), seen: map[destKey][]time.Time{},
-		routes: map[routeKey]*poolRoute{}, totals: map[string]uint64{}, adopting: true,
+		routes: map[routeKey]*poolRoute{}, direct: map[destKey]*directEntry{}, totals: map[string]uint64{}, adopting: true,
 		wake: make(chan struct{}, 1),
 	}
 	dt, err := s.Table(tVnetDestination)
@@ -378,7 +390,7 @@ func (d *demand) filter(v *View, in Delta, desired func() []*p4v1.Entity, whole 
 	if whole {
 		d.pairs, d.prefixes = pairsOf(v)
 	}
-	if len(old) == 0 && len(d.pairs) == 0 && len(d.cands) == 0 && len(d.promo) == 0 && len(d.routes) == 0 && !d.anyRoute(in.Came) {
+	if len(old) == 0 && len(d.pairs) == 0 && len(d.cands) == 0 && len(d.promo) == 0 && len(d.routes) == 0 && len(d.direct) == 0 && !d.anyRoute(in.Came) {
 		// No pool in sight: everything is required. Count the entries
 		// only, at the cost of the delta.
 		for _, e := range in.Gone {
@@ -412,22 +424,15 @@ func (d *demand) filter(v *View, in Delta, desired func() []*p4v1.Entity, whole 
 			regone[k] = true
 		case kind == kindDest:
 			d.required--
+			d.undirect(k)
 		}
 		out.Gone = append(out.Gone, e)
 	}
 	var came map[destKey]bool
 	var passed map[destKey]bool // promoted entries the compile changed: in Gone and Came
-	modeChange := false
-	for pk, info := range d.pairs {
-		if old[pk].pool != info.pool {
-			modeChange = true
-		}
-	}
-	for pk, info := range old {
-		if _, ok := d.pairs[pk]; !ok && info.pool {
-			modeChange = true
-		}
-	}
+	// A pair that came, went or changed mode changes how its entries are
+	// programmed (pool mode) or counted (direct mode).
+	modeChange := !maps.EqualFunc(old, d.pairs, func(a, b pairInfo) bool { return a.pool == b.pool })
 	// Entries the compile did not change but whose pair changed mode are
 	// found in desired, told apart from those that came by came: unless
 	// everything came (a first compile), when there are none.
@@ -463,6 +468,9 @@ func (d *demand) filter(v *View, in Delta, desired func() []*p4v1.Entity, whole 
 				came[k] = true
 			}
 			d.required++
+			if info, ok := d.pairs[pk]; ok && !info.pool {
+				d.direct[k] = &directEntry{pk: pk, last: -1}
+			}
 		}
 		out.Came = append(out.Came, e)
 	}
@@ -476,6 +484,17 @@ func (d *demand) filter(v *View, in Delta, desired func() []*p4v1.Entity, whole 
 				continue
 			}
 			was, now := old[pk].pool, d.pairs[pk].pool
+			if info, ok := d.pairs[pk]; ok && !info.pool {
+				if d.direct[k] == nil {
+					last := int64(-1)
+					if pr := d.promo[k]; pr != nil {
+						last = pr.last // counted while promoted: go on from there
+					}
+					d.direct[k] = &directEntry{pk: pk, last: last}
+				}
+			} else {
+				d.undirect(k)
+			}
 			switch {
 			case was == now:
 			case now: // direct -> pool: on the switch, required until now
@@ -566,6 +585,13 @@ func (d *demand) promoteLocal(k destKey, e *p4v1.Entity, now time.Time, last int
 	return pr
 }
 
+// undirect forgets a direct-mode entry.
+func (d *demand) undirect(k destKey) {
+	if len(d.direct) > 0 {
+		delete(d.direct, k)
+	}
+}
+
 // unpromote forgets a promotion (the entry is gone, or required now).
 func (d *demand) unpromote(k destKey) {
 	if pr := d.promo[k]; pr != nil {
@@ -575,7 +601,7 @@ func (d *demand) unpromote(k destKey) {
 }
 
 func (d *demand) publishCounts() {
-	d.st.Required, d.st.Promoted, d.st.Withheld = d.required, len(d.promo), len(d.cands)-len(d.promo)
+	d.st.Required, d.st.Promoted, d.st.Withheld, d.st.Direct = d.required, len(d.promo), len(d.cands)-len(d.promo), len(d.direct)
 }
 
 // adopt is the first full pass's keep: a withheld destination's entry
@@ -718,7 +744,7 @@ func counterQuery(e *p4v1.Entity) *p4v1.Entity {
 // pool routes: packets by destination and by route.
 func (d *demand) readCounters(ctx context.Context, c *p4rt.Client) (map[destKey]int64, map[routeKey]int64, error) {
 	query := make([]*p4v1.Entity, 0, min(len(d.promo), wildcardAbove)+len(d.routes)+1)
-	if len(d.promo) > wildcardAbove {
+	if len(d.promo) > wildcardAbove || len(d.direct) > 0 {
 		// One query for the whole table: the switch answers it far
 		// cheaper per entry than as many keyed queries, and the
 		// required entries it returns as well cost less than that.
@@ -732,7 +758,7 @@ func (d *demand) readCounters(ctx context.Context, c *p4rt.Client) (map[destKey]
 	for _, r := range d.routes {
 		query = append(query, counterQuery(r.e))
 	}
-	dests, routes := make(map[destKey]int64, len(d.promo)), make(map[routeKey]int64, len(d.routes))
+	dests, routes := make(map[destKey]int64, len(d.promo)+len(d.direct)), make(map[routeKey]int64, len(d.routes))
 	for len(query) > 0 {
 		n := min(len(query), counterReadBatch)
 		err := c.Read(ctx, query[:n], func(e *p4v1.Entity) error {
@@ -743,7 +769,7 @@ func (d *demand) readCounters(ctx context.Context, c *p4rt.Client) (map[destKey]
 			pkts := dc.GetData().GetPacketCount()
 			switch kind, k, _, rk := d.classify(&p4v1.Entity{Entity: &p4v1.Entity_TableEntry{TableEntry: withPoolAction(dc.GetTableEntry(), d)}}); kind {
 			case kindDest:
-				if d.promo[k] != nil {
+				if d.promo[k] != nil || d.direct[k] != nil {
 					dests[k] = pkts
 				}
 			case kindRoute:
@@ -789,6 +815,11 @@ func (d *demand) account(dests map[destKey]int64, routes map[routeKey]int64, now
 	for rk, v := range routes {
 		if r := d.routes[rk]; r != nil && r.name != "" {
 			add(r.name, &r.last, v)
+		}
+	}
+	for k, de := range d.direct {
+		if v, ok := dests[k]; ok {
+			add(d.pairs[de.pk].name, &de.last, v)
 		}
 	}
 	var idle []*promotedEntry
@@ -965,7 +996,7 @@ func (p *Programmer) pollDemand(ctx context.Context) bool {
 	d := p.dem
 	now := time.Now()
 	d.forget(now)
-	if !p.known || (len(d.promo) == 0 && len(d.routes) == 0) {
+	if !p.known || (len(d.promo) == 0 && len(d.routes) == 0 && len(d.direct) == 0) {
 		return false
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -1018,6 +1049,13 @@ func (p *Programmer) demandAfterPass(ctx context.Context, full bool) {
 	d := p.dem
 	if full {
 		d.adopting = false
+	}
+	if !d.polled {
+		// The baseline: what the counters held when the OHC started is
+		// not counted, everything after is (entries written later start
+		// at 0 and count in full).
+		p.pollDemand(ctx)
+		d.polled = true
 	}
 	if d.enabled || len(d.pairs) == 0 {
 		return

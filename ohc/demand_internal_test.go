@@ -95,6 +95,19 @@ func TestDemandPeerPackets(t *testing.T) {
 	if got := d.totals["red/blue"]; got != 10 {
 		t.Fatalf("after a reset and a demotion: %d, want 10", got)
 	}
+	// Direct mode: the destination is required, and its counter counts:
+	// the controller sees the pair's rate in direct mode too.
+	if out := d.filter(pooledView(ModeDirect), Delta{}, all, true); len(out.Came) != 1 || d.direct[k] == nil {
+		t.Fatalf("pool -> direct: %d entries written, direct %v", len(out.Came), d.direct)
+	}
+	d.account(map[destKey]int64{k: 7}, map[routeKey]int64{rk: 2}, now)
+	d.account(map[destKey]int64{k: 9}, map[routeKey]int64{rk: 2}, now)
+	if got := d.totals["red/blue"]; got != 19 {
+		t.Fatalf("direct mode: %d, want 10 + 9", got)
+	}
+	if d.filter(pooledView(ModePool), Delta{}, all, true); len(d.direct) != 0 {
+		t.Fatalf("back to pool mode, still counted as direct: %v", d.direct)
+	}
 	// A route of a VNI with no pool peering is nobody's.
 	other := poolRouteEntity(t, s, 300, "10.9.0.0/16")
 	d.filter(pooledView(ModePool), Delta{Came: []*p4v1.Entity{other}}, all, true)

@@ -349,9 +349,13 @@ func TestOnDemandModeSwitch(t *testing.T) {
 	if _, _, deleted := r.log.stats(); len(deleted) != 0 {
 		t.Fatalf("pool -> direct deleted %v", deleted)
 	}
+	pp := r.o.p.Stats().PeerPackets["red/blue"]
 	if via := r.send(blueIP(4)); via != ip(hostB) {
 		t.Fatalf("direct mode: packet to %v went to %v", blueIP(4), via)
 	}
+	// peer_packets counts direct-mode traffic too (the load trigger's
+	// way back to pool mode).
+	r.waitFor("peer_packets to count direct traffic", func() bool { return r.o.p.Stats().PeerPackets["red/blue"] > pp })
 
 	// direct -> pool: the destinations none promoted leave the switch;
 	// the direct-mode peer green keeps its entry.
