@@ -31,7 +31,8 @@ import (
 // table's budget is full the least recently used promoted entry makes room.
 //
 // The digest is de-duplicated by the switch until it is acknowledged (the
-// P4Runtime spec's digest cache; p4mesh-switch and BMv2's PI both do it),
+// P4Runtime spec's digest cache: p4mesh-switch's digester does it, and
+// BMv2 suppresses repeats until the ack as well),
 // and the OHC acknowledges each list as soon as it reads it. So one
 // destination yields at most one digest per acknowledgement round trip:
 // "PromotePackets digests within PromoteWindow" means at least that many
@@ -57,7 +58,8 @@ const (
 	// maxDemandPoll and minDemandPoll bound how often promoted entries'
 	// and pool routes' counters are read: a quarter of the shortest idle
 	// timeout, so an idle entry goes within 1.25 idle timeouts, and at
-	// least every second, for peer_packets.
+	// least every second, for peer_packets, unless a poll is slow (see
+	// pollInterval).
 	maxDemandPoll = time.Second
 	minDemandPoll = 20 * time.Millisecond
 	// counterReadBatch bounds the entities of one counter Read: 10k
@@ -77,8 +79,8 @@ const (
 
 // gatewayDigestConfig batches digests for at most 1 ms (a scan's burst is
 // one list, a lone packet waits 1 ms at most) and 128 per list, and has
-// the switch resend a list not acknowledged within a second (a lost ack
-// must not silence a destination for good).
+// the switch forget a list not acknowledged within a second, so that a
+// lost ack does not silence its destinations for good.
 var gatewayDigestConfig = &p4v1.DigestEntry_Config{
 	MaxTimeoutNs: int64(time.Millisecond), MaxListSize: 128, AckTimeoutNs: int64(time.Second),
 }
@@ -327,7 +329,10 @@ func decodeIPv4(b []byte) netip.Addr {
 }
 
 // pairsOf lists v's pairs with a pool: active peerings whose peer a pool
-// serves, in either mode, with the promotion parameters defaulted.
+// serves, in either mode, with the promotion parameters defaulted. A pool
+// with no live member carries nothing (the pool path drops before it
+// raises a digest, so nothing would ever be promoted): its pairs are
+// programmed as direct until a member is back.
 func pairsOf(v *View) (map[pairKey]pairInfo, map[uint32][]namedPrefix) {
 	pairs := map[pairKey]pairInfo{}
 	prefixes := map[uint32][]namedPrefix{}
@@ -336,7 +341,7 @@ func pairsOf(v *View) (map[pairKey]pairInfo, map[uint32][]namedPrefix) {
 		if !ok || !p.Active || p.Pool == nil {
 			continue
 		}
-		info := pairInfo{name: p.VPC + "/" + p.PeerVPC, pool: p.Mode == ModePool,
+		info := pairInfo{name: p.VPC + "/" + p.PeerVPC, pool: p.Mode == ModePool && len(p.Pool.Members) > 0,
 			packets: int(p.Pool.PromotePackets), window: p.Pool.PromoteWindow, idle: p.Pool.IdleTimeout}
 		if info.packets <= 0 {
 			info.packets = DefaultPromotePackets

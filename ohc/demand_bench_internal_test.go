@@ -107,7 +107,8 @@ func demandEntries(b testing.TB, s *p4rt.Schema, peers int) (full, demand, dests
 		name := fmt.Sprintf("peer-%d", j)
 		net24 := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(2 + j>>8), byte(j), 0}), 24)
 		v.Peerings = append(v.Peerings, Peering{VPC: "red", PeerVPC: name, PeerVNI: uint32(1000 + j), Active: true, Mode: ModeDirect,
-			PeerPrefixes: []netip.Prefix{net24}, Pool: &GatewayPool{Name: name + "-gw", VPC: name, VNI: uint32(1000 + j)}})
+			PeerPrefixes: []netip.Prefix{net24}, Pool: &GatewayPool{Name: name + "-gw", VPC: name, VNI: uint32(1000 + j),
+				Members: []GatewayMember{{Host: "gw1", IP: netip.MustParseAddr("192.168.200.1")}, {Host: "gw2", IP: netip.MustParseAddr("192.168.200.2")}}}})
 		for k := range 100 {
 			v.Remote[name] = append(v.Remote[name], RemoteEndpoint{IP: netip.AddrFrom4([4]byte{10, byte(2 + j>>8), byte(j), byte(k + 1)}),
 				MAC: net.HardwareAddr{2, 2, 0, byte(j >> 8), byte(j), byte(k)}, HostIP: netip.AddrFrom4([4]byte{192, 168, byte(k + 1), byte(j%250 + 1)})})

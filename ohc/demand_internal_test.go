@@ -51,7 +51,8 @@ func pooledView(mode string) *View {
 		VPCs: map[string]VPC{"red": {Name: "red", VNI: 100}},
 		Peerings: []Peering{{VPC: "red", PeerVPC: "blue", PeerVNI: 200, Active: true, Mode: mode,
 			PeerPrefixes: []netip.Prefix{netip.MustParsePrefix("10.2.1.0/24")},
-			Pool:         &GatewayPool{Name: "p", VPC: "blue", VNI: 200, PromotePackets: 3, PromoteWindow: time.Second}}},
+			Pool: &GatewayPool{Name: "p", VPC: "blue", VNI: 200, PromotePackets: 3, PromoteWindow: time.Second,
+				Members: []GatewayMember{{Host: "gw1", IP: netip.MustParseAddr("192.168.0.50")}}}}},
 	}
 }
 
@@ -108,6 +109,13 @@ func TestDemandPeerPackets(t *testing.T) {
 	if d.filter(pooledView(ModePool), Delta{}, all, true); len(d.direct) != 0 {
 		t.Fatalf("back to pool mode, still counted as direct: %v", d.direct)
 	}
+	// A pool with no live member carries nothing: its pairs are direct.
+	dead := pooledView(ModePool)
+	dead.Peerings[0].Pool.Members = nil
+	if out := d.filter(dead, Delta{}, all, true); len(out.Came) != 1 || d.direct[k] == nil {
+		t.Fatalf("pool without members: %d entries written, direct %v", len(out.Came), d.direct)
+	}
+	d.filter(pooledView(ModePool), Delta{}, all, true)
 	// A route of a VNI with no pool peering is nobody's.
 	other := poolRouteEntity(t, s, 300, "10.9.0.0/16")
 	d.filter(pooledView(ModePool), Delta{Came: []*p4v1.Entity{other}}, all, true)
