@@ -45,6 +45,8 @@ type DaemonOptions struct {
 	SourceGrace time.Duration
 	// ReportInterval is AgentOptions.ReportInterval.
 	ReportInterval time.Duration
+	// TableBudget is ProgrammerOptions.TableBudget.
+	TableBudget map[string]int
 }
 
 // ElectionIDAt is the election id an OHC started at t arbitrates with
@@ -98,7 +100,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions, ready func(*Programmer, *p4
 	if err != nil {
 		return err
 	}
-	prog, err := NewProgrammer(ProgrammerOptions{Client: client, P4Info: info, DeviceConfig: o.DeviceConfig, Capabilities: o.Capabilities, Logger: log})
+	prog, err := NewProgrammer(ProgrammerOptions{Client: client, P4Info: info, DeviceConfig: o.DeviceConfig, Capabilities: o.Capabilities, TableBudget: o.TableBudget, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -67,6 +67,10 @@ type ProgrammerOptions struct {
 	// written, as a view that does not compile is: the switch keeps the
 	// last view that fit, and the error names every table over.
 	Capabilities *p4rt.Capabilities
+	// TableBudget lowers tables' budgets below their sizes, by table name
+	// (vnet_destination: room for promoted entries of pool-mode peers, see
+	// demand.go). A budget above a table's size is its size.
+	TableBudget map[string]int
 }
 
 // ProgrammerStats describe what the programmer did, for metrics and tests.
@@ -105,6 +109,11 @@ type ProgrammerStats struct {
 	// empty once a whole view is applied.
 	Missing []string
 	Held    int
+	// Demand is the on-demand programming of pool-mode peers, and
+	// PeerPackets the packets sent to them by pair "vpc/peer_vpc"
+	// (HostReport.peer_packets).
+	Demand      DemandStats
+	PeerPackets map[string]uint64
 }
 
 // Programmer programs one switch with the OHC's view. It is handed whole
@@ -132,6 +141,8 @@ type Programmer struct {
 	entries, members map[string]int
 	// overBudget: the last compile was refused for its size.
 	overBudget bool
+	// dem withholds pool-mode peers' destinations until promoted.
+	dem *demand
 
 	// wake has room for one signal: Update never blocks, and any number of
 	// updates between two reconciles wake Run once.
@@ -181,6 +192,9 @@ type compiled struct {
 	delta    Delta
 	warnings []string
 	err      error
+	// evict are the promoted entries in delta.Gone that make room for
+	// its Came: deleted first (see demand).
+	evict []*p4v1.Entity
 }
 
 // errNoRetry marks a failure that retrying cannot fix (a view that does not
@@ -237,7 +251,16 @@ func NewProgrammer(o ProgrammerOptions) (*Programmer, error) {
 			return nil, fmt.Errorf("ohc: programmer: %w", err)
 		}
 	}
+	caps, budget, err := applyBudgets(s, caps, o.TableBudget)
+	if err != nil {
+		return nil, fmt.Errorf("ohc: programmer: %w", err)
+	}
+	dem, err := newDemand(s, budget)
+	if err != nil {
+		return nil, fmt.Errorf("ohc: programmer: P4Info is not vpc_peering.p4's: %w", err)
+	}
 	return &Programmer{
+		dem:      dem,
 		caps:     caps,
 		entries:  map[string]int{},
 		members:  map[string]int{},
@@ -328,6 +351,10 @@ func (p *Programmer) Run(ctx context.Context) error {
 
 	poll := time.NewTicker(electionPoll)
 	defer poll.Stop()
+	digests := p.startDigests(ctx)
+	defer digests()
+	demandPoll := time.NewTimer(p.dem.pollInterval())
+	defer demandPoll.Stop()
 	var resync <-chan time.Time
 	if p.resync > 0 {
 		t := time.NewTicker(p.resync)
@@ -353,11 +380,17 @@ func (p *Programmer) Run(ctx context.Context) error {
 			if wait := p.minIvl - time.Since(lastStart); wait > 0 {
 				// Coalesce: whatever arrives meanwhile rides along.
 				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return nil
-				case <-t.C:
+			coalescing:
+				for {
+					select {
+					case <-ctx.Done():
+						t.Stop()
+						return nil
+					case <-p.dem.wake: // promotions do not wait
+						p.demandDigests(ctx)
+					case <-t.C:
+						break coalescing
+					}
 				}
 			}
 			lastStart = time.Now()
@@ -391,6 +424,15 @@ func (p *Programmer) Run(ctx context.Context) error {
 			retry = nil
 		case <-resync:
 			dirty, p.fullNext = true, true
+		case <-p.dem.wake:
+			if p.demandDigests(ctx) {
+				dirty = true
+			}
+		case <-demandPoll.C:
+			if p.pollDemand(ctx) {
+				dirty = true
+			}
+			demandPoll.Reset(p.dem.pollInterval())
 		case <-poll.C:
 			if term := p.client.Stats().Elections; term != seenTerm {
 				// Primary again: on a new stream the switch may have
@@ -439,8 +481,10 @@ func (p *Programmer) pass(ctx context.Context) error {
 	term := p.client.Stats().Elections
 	partial := len(c.missing) > 0
 	full := !p.known || term != p.knownTerm || p.fullNext || (!partial && len(p.held) > 0)
+	pushed := false
 	if full {
-		pushed, err := p.client.SetPipeline(ctx, p.info, p.devCfg, p.cookie, p4v1.SetForwardingPipelineConfigRequest_VERIFY_AND_COMMIT)
+		var err error
+		pushed, err = p.client.SetPipeline(ctx, p.info, p.devCfg, p.cookie, p4v1.SetForwardingPipelineConfigRequest_VERIFY_AND_COMMIT)
 		if err != nil {
 			p.known = false
 			return p.fail(fmt.Errorf("ohc: push pipeline: %w", err))
@@ -454,15 +498,30 @@ func (p *Programmer) pass(ctx context.Context) error {
 	}
 
 	start := time.Now()
-	var res p4rt.Result
+	var res, pre p4rt.Result
 	var err error
+	if len(c.evict) > 0 && (full || c.gen != p.knownGen) {
+		// Evicted promoted entries leave before anything comes: the
+		// budget may be the table's very size. In a full pass they may
+		// not be on the switch; the reconcile below sees to the rest.
+		var gone []*p4v1.Entity
+		gone, c.delta.Gone = c.evict, p.dem.without(c.delta.Gone, c.evict)
+		c.evict = nil
+		if pre, err = p.rec.Apply(ctx, gone, nil); err != nil && !full {
+			p.known = false
+			return p.fail(fmt.Errorf("ohc: delete evicted entries: %w", err))
+		}
+		err = nil
+	}
 	if full {
 		var keep func(*p4v1.Entity) bool
 		if partial {
 			keep = p.keep
 		}
 		var kept []*p4v1.Entity
-		res, kept, err = p.rec.ReconcileKeeping(ctx, p.compiler.Desired(), keep)
+		keep, adopted := p.adoptKeep(keep)
+		res, kept, err = p.rec.ReconcileKeeping(ctx, p.dem.desired(p.compiler.Desired()), keep)
+		kept = adopted(kept)
 		if err == nil {
 			p.hold(kept, c.missing)
 		}
@@ -485,6 +544,7 @@ func (p *Programmer) pass(ctx context.Context) error {
 			}
 		}
 	}
+	res = mergeResults(pre, res)
 	took := time.Since(start)
 	if err != nil {
 		p.known = false
@@ -492,7 +552,9 @@ func (p *Programmer) pass(ctx context.Context) error {
 		p.known, p.knownGen, p.knownTerm = true, c.gen, term
 		if full {
 			p.fullNext = false
+			p.dem.enabled = p.dem.enabled && !pushed
 		}
+		p.demandAfterPass(ctx, full)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -617,6 +679,9 @@ func (p *Programmer) compile() (latest, good *compiled) {
 		p.notifyLocked()
 		return c, p.good
 	}
+	c.delta = p.dem.filter(v, c.delta, p.compiler.Desired, !incremental)
+	c.evict = p.dem.evicted
+	p.stats.Demand = p.dem.st
 	if err := p.budgetLocked(c.delta); err != nil {
 		// The compiler has moved on to the refused view: its Desired is
 		// that view, so nothing may be written until a view fits (see
@@ -755,6 +820,7 @@ func (p *Programmer) Stats() ProgrammerStats {
 	s.Desired = maps.Clone(s.Desired)
 	s.Warnings = slices.Clone(s.Warnings)
 	s.Missing = slices.Clone(s.Missing)
+	s.PeerPackets = maps.Clone(s.PeerPackets)
 	return s
 }
 

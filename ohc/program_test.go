@@ -47,7 +47,7 @@ func startSwitch(t *testing.T, addr string) *testSwitch {
 
 // startSwitchLogged is startSwitch with onWrite (may be nil) called with
 // every update the switch applies.
-func startSwitchLogged(t *testing.T, addr string, onWrite func(*p4v1.Update)) *testSwitch {
+func startSwitchLogged(t testing.TB, addr string, onWrite func(*p4v1.Update)) *testSwitch {
 	t.Helper()
 	info, err := p4.P4Info()
 	if err != nil {
@@ -105,7 +105,7 @@ func startOHC(t *testing.T, addr string, election uint64) *testOHC {
 }
 
 // startOHCWith is startOHC with the programmer's options edited by opt.
-func startOHCWith(t *testing.T, addr string, election uint64, opt func(*ohc.ProgrammerOptions)) *testOHC {
+func startOHCWith(t testing.TB, addr string, election uint64, opt func(*ohc.ProgrammerOptions)) *testOHC {
 	t.Helper()
 	info, err := p4.P4Info()
 	if err != nil {
@@ -140,14 +140,14 @@ func (o *testOHC) stop() {
 	<-o.done
 }
 
-func (o *testOHC) converge(t *testing.T, v *ohc.View) {
+func (o *testOHC) converge(t testing.TB, v *ohc.View) {
 	t.Helper()
 	o.p.Update(v)
 	o.wait(t)
 }
 
 // wait waits until the switch holds the last view handed over.
-func (o *testOHC) wait(t *testing.T) {
+func (o *testOHC) wait(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

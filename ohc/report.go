@@ -152,5 +152,6 @@ func (a *Agent) hostReport(prog *Programmer, role *SwitchRole, last *p4meshv1.Ho
 	for t, n := range st.Desired {
 		r.Entries[t] = uint64(n)
 	}
+	r.PeerPackets = st.PeerPackets
 	return r
 }

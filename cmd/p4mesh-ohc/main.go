@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -76,6 +77,29 @@ func (l *controllersFlag) Set(v string) error {
 	return nil
 }
 
+// budgetFlag is --table-budget, repeatable: table=entries.
+type budgetFlag map[string]int
+
+func (b budgetFlag) String() string {
+	var parts []string
+	for _, n := range slices.Sorted(maps.Keys(b)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", n, b[n]))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (b budgetFlag) Set(v string) error {
+	name, n, err := ohc.ParseTableBudget(v)
+	if err != nil {
+		return err
+	}
+	if _, dup := b[name]; dup {
+		return fmt.Errorf("--table-budget %s given twice", name)
+	}
+	b[name] = n
+	return nil
+}
+
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("p4mesh-ohc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -95,6 +119,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		"how long a controller's stream may stay unsynced before it is reported down (a warning, and the "+
 			"p4mesh_ohc_sources_unsynced_past_grace metric). Programming never waits for it, and the switch "+
 			"keeps what it holds for it, before the grace and after, until it syncs")
+	budgets := budgetFlag{}
+	fs.Var(budgets, "table-budget", "`table=entries`: hold at most that many entries in the table, below its P4Info size "+
+		"(repeatable, once per table). vnet_destination's is the room for pool-mode peers' promoted destinations: "+
+		"required entries first, promoted ones (least recently used out first) in what is left")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz (ready: primary on the switch, which holds a whole view of every source) on this address (off when empty)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	var tlsFlags mtls.Flags
@@ -127,6 +155,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	o.P4Info, o.DeviceConfig, o.Capabilities = info, cfg, caps
+	if err := ohc.CheckTableBudgets(info, budgets); err != nil {
+		fmt.Fprintln(stderr, "p4mesh-ohc: --table-budget:", err)
+		return 2
+	}
+	o.TableBudget = budgets
 	// The compiler reads the ports it may write from the P4Info (ohc's
 	// checkPorts) and programs selectors with members and groups, which
 	// every target takes, so caps.OneShotSelectors changes nothing; the
@@ -140,6 +173,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(ohc.NewCollector(prog, client, agent))
+		reg.MustRegister(ohc.NewDemandCollector(prog))
 		lis, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {
 			o.Logger.Error("metrics not served", "addr", *metricsAddr, "err", err)

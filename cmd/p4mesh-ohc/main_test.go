@@ -28,6 +28,11 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--host", "h1", "--controller", "127.0.0.1:1,10.0.0.2"}, `invalid value "127.0.0.1:1,10.0.0.2" for flag -controller: replica 2 of "127.0.0.1:1,10.0.0.2": "10.0.0.2" is not host:port`},
 		{[]string{"--host", "h1", "--controller", "127.0.0.1:1,127.0.0.1:1"}, "127.0.0.1:1 is also replica 1"},
 		{[]string{"--host", "h1", "--controller", "127.0.0.1:1,127.0.0.1:2", "--controller", "127.0.0.1:2"}, "127.0.0.1:2 is already in --controller 127.0.0.1:1,127.0.0.1:2"},
+		{[]string{"--host", "h1", "--controller", "127.0.0.1:1", "--table-budget", "vnet_destination"}, "want table=entries"},
+		{[]string{"--host", "h1", "--controller", "127.0.0.1:1", "--table-budget", "vnet_destination=lots"}, `"lots" is not a number of entries`},
+		{[]string{"--host", "h1", "--controller", "127.0.0.1:1", "--table-budget", "vnet_destination=0"}, `"0" is not a number of entries`},
+		{[]string{"--host", "h1", "--controller", "127.0.0.1:1", "--table-budget", "vnet_destination=5", "--table-budget", "vnet_destination=6"}, "vnet_destination given twice"},
+		{[]string{"--host", "h1", "--controller", "127.0.0.1:1", "--table-budget", "no_such_table=5"}, `no_such_table`},
 	} {
 		var stderr bytes.Buffer
 		if code := run(context.Background(), tc.args, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
