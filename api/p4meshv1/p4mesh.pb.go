@@ -1736,8 +1736,9 @@ type HostReport struct {
 	// than this field (2026-12) reads as unknown, not as "not primary".
 	SwitchPrimary *bool `protobuf:"varint,3,opt,name=switch_primary,json=switchPrimary,proto3,oneof" json:"switch_primary,omitempty"`
 	// Packets this host sent from a VPC to a peer VPC served by a gateway
-	// pool, through the pool or through promoted entries, since the OHC
-	// started, keyed "vpc/peer_vpc" (from vnet_route's and vnet_destination's
+	// pool, through the pool or through direct entries (promoted ones in
+	// "pool" mode, every one of the pair in "direct" mode, so that the load
+	// trigger sees the pair's load in either mode), since the OHC started, keyed "vpc/peer_vpc" (from vnet_route's and vnet_destination's
 	// direct counters). The controller of vpc derives the pair's rate for
 	// the load trigger from successive reports.
 	PeerPackets   map[string]uint64 `protobuf:"bytes,4,rep,name=peer_packets,json=peerPackets,proto3" json:"peer_packets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
