@@ -1,0 +1,127 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// routeRequest is n LPM entries of the route table, /24s under 10/8 in
+// VNI vni: entries of the indexed LPM path.
+func routeRequest(typ p4v1.Update_Type, vni byte, first, n int) *p4v1.WriteRequest {
+	w := &p4v1.WriteRequest{DeviceId: 1}
+	for i := first; i < first+n; i++ {
+		w.Updates = append(w.Updates, upd(typ, te(tRoute, 0, encap(uint32(i), 0x0a000001, 2), exact(1, vni), lpm(2, 24, u32(0x0a000000|uint32(i)<<8)...))))
+	}
+	return w
+}
+
+// TestWriteSteadyStateAllocs: once a store has held as many entries as a
+// flow of inserts and deletes needs, the server decodes (the gRPC fast
+// path) and applies a batch of inserts, then of deletes, without
+// allocating, for an exact and an LPM table.
+func TestWriteSteadyStateAllocs(t *testing.T) {
+	const batch = 200
+	for _, tc := range []struct {
+		name     string
+		ins, del *p4v1.WriteRequest
+	}{
+		{"exact", benchRequest(p4v1.Update_INSERT, 0, batch), benchRequest(p4v1.Update_DELETE, 0, batch)},
+		{"lpm", routeRequest(p4v1.Update_INSERT, 3, 0, batch), routeRequest(p4v1.Update_DELETE, 3, 0, batch)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newCommitted(t)
+			// Entries that stay, so the table is not emptied between
+			// batches, as in a switch under churn.
+			must(t, s, benchRequest(p4v1.Update_INSERT, 1000, 500).Updates...)
+			must(t, s, routeRequest(p4v1.Update_INSERT, 3, 1000, 500).Updates...)
+			var wires [2][]byte
+			for i, r := range []*p4v1.WriteRequest{tc.ins, tc.del} {
+				r.ElectionId = nil
+				b, err := proto.Marshal(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wires[i] = b
+			}
+			d := &writeDecoder{}
+			ctx := context.Background()
+			cycle := func() {
+				for _, w := range wires {
+					req, err := fastDecode(d, w)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := s.Write(ctx, req); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for range 3 {
+				cycle()
+			}
+			// AllocsPerRun averages over runs, rounding down: 0 means
+			// fewer than one allocation per batch of 200 inserts and 200
+			// deletes.
+			if a := testing.AllocsPerRun(20, cycle); a != 0 {
+				t.Fatalf("%v allocations per cycle of %d inserts and %d deletes, want 0", a, batch, batch)
+			}
+		})
+	}
+}
+
+// blockingSink is a Read stream whose first Send runs f before it looks
+// at the response: a Write that lands while a Read is between collecting
+// its entities and sending them.
+type blockingSink struct {
+	readSink
+	f    func()
+	done bool
+}
+
+func (b *blockingSink) Send(m *p4v1.ReadResponse) error {
+	if !b.done {
+		b.done = true
+		b.f()
+	}
+	b.out = append(b.out, proto.Clone(m).(*p4v1.ReadResponse).GetEntities()...)
+	return nil
+}
+
+// TestReadSeesDeletedEntriesWhole: entries deleted, and their blocks
+// wanted again by inserts, while a Read is sending them still read as
+// they were when the Read collected them.
+func TestReadSeesDeletedEntriesWhole(t *testing.T) {
+	s := newCommitted(t)
+	const n = 50
+	must(t, s, benchRequest(p4v1.Update_INSERT, 0, n).Updates...)
+	q := &p4v1.Entity{Entity: &p4v1.Entity_TableEntry{TableEntry: &p4v1.TableEntry{TableId: tDest}}}
+	before, err := readAll(t, s, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint(before)
+	// Churn twice: the first Write retires the deleted blocks, the second
+	// would reuse them if the Read were not counted.
+	churn := func() {
+		for i := 1; i <= 2; i++ {
+			must(t, s, benchRequest(p4v1.Update_DELETE, (i-1)*n, n).Updates...)
+			must(t, s, benchRequest(p4v1.Update_INSERT, i*n, n).Updates...)
+		}
+	}
+	rs := &blockingSink{f: churn}
+	if err := s.Read(&p4v1.ReadRequest{DeviceId: 1, Entities: []*p4v1.Entity{q}}, rs); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(rs.out); got != want {
+		t.Fatalf("entities changed under the Read:\n got %s\nwant %s", got, want)
+	}
+	// Once no Read is in flight, the deleted entries' blocks are reused.
+	must(t, s, benchRequest(p4v1.Update_DELETE, 2*n, n).Updates...)
+	if st := s.Store(); len(st.free) < n {
+		t.Fatalf("%d blocks free after deleting %d entries with no Read in flight", len(st.free), n)
+	}
+}
