@@ -835,12 +835,18 @@ func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
 	if err != nil {
 		return err
 	}
-	rpc := p4v1.NewP4RuntimeClient(conn)
 	var bounds [][2]int
+	sizes := make([]int, len(updates))
 	for start := 0; start < len(updates); {
-		end := c.batchEnd(updates, start)
+		end := c.batchEnd(updates, start, sizes)
 		bounds = append(bounds, [2]int{start, end})
 		start = end
+	}
+	head := &p4v1.WriteRequest{
+		DeviceId:   c.cfg.DeviceID,
+		Role:       c.cfg.Role,
+		ElectionId: c.cfg.ElectionID.proto(),
+		Atomicity:  p4v1.WriteRequest_CONTINUE_ON_ERROR,
 	}
 	// Each batch's outcome, merged in the caller's order at the end
 	// whatever order the requests finished in.
@@ -852,13 +858,11 @@ func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
 	send := func(i int) {
 		start, end := bounds[i][0], bounds[i][1]
 		batch := updates[start:end]
-		_, err := rpc.Write(ctx, &p4v1.WriteRequest{
-			DeviceId:   c.cfg.DeviceID,
-			Role:       c.cfg.Role,
-			ElectionId: c.cfg.ElectionID.proto(),
-			Updates:    batch,
-			Atomicity:  p4v1.WriteRequest_CONTINUE_ON_ERROR,
-		})
+		req, err := newEncodedWrite(head, batch, sizes[start:end])
+		if err == nil {
+			err = conn.Invoke(ctx, p4v1.P4Runtime_Write_FullMethodName, req, &p4v1.WriteResponse{},
+				grpc.ForceCodecV2(theWriteCodec))
+		}
 		if err != nil {
 			res[i].failed, res[i].why = decodeWriteStatus(err, batch, start)
 		}
@@ -925,10 +929,12 @@ func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
 // batchEnd returns the end of the batch starting at start: at most MaxBatch
 // updates and maxWriteBytes, but always at least one update (an oversized
 // update goes alone and the switch reports on it).
-func (c *Client) batchEnd(updates []*p4v1.Update, start int) int {
+// sizes[i] is set to the encoded size of updates[i] for every update taken.
+func (c *Client) batchEnd(updates []*p4v1.Update, start int, sizes []int) int {
 	size, end := 0, start
 	for end < len(updates) && end-start < c.cfg.MaxBatch {
-		s := proto.Size(updates[end]) + 8 // + tag and length prefix of the repeated field
+		sizes[end] = proto.Size(updates[end])
+		s := sizes[end] + 8 // + tag and length prefix of the repeated field
 		if end > start && size+s > maxWriteBytes {
 			break
 		}
