@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 // Limits and defaults of the client.
@@ -835,10 +834,13 @@ func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
 	if err != nil {
 		return err
 	}
+	enc, err := encodeUpdates(updates)
+	if err != nil {
+		return fmt.Errorf("p4rt: write: %w", err)
+	}
 	var bounds [][2]int
-	sizes := make([]int, len(updates))
 	for start := 0; start < len(updates); {
-		end := c.batchEnd(updates, start, sizes)
+		end := c.batchEnd(enc, start)
 		bounds = append(bounds, [2]int{start, end})
 		start = end
 	}
@@ -858,7 +860,7 @@ func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
 	send := func(i int) {
 		start, end := bounds[i][0], bounds[i][1]
 		batch := updates[start:end]
-		req, err := newEncodedWrite(head, batch, sizes[start:end])
+		req, err := newEncodedWrite(head, enc, start, end)
 		if err == nil {
 			err = conn.Invoke(ctx, p4v1.P4Runtime_Write_FullMethodName, req, &p4v1.WriteResponse{},
 				grpc.ForceCodecV2(theWriteCodec))
@@ -929,12 +931,10 @@ func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
 // batchEnd returns the end of the batch starting at start: at most MaxBatch
 // updates and maxWriteBytes, but always at least one update (an oversized
 // update goes alone and the switch reports on it).
-// sizes[i] is set to the encoded size of updates[i] for every update taken.
-func (c *Client) batchEnd(updates []*p4v1.Update, start int, sizes []int) int {
+func (c *Client) batchEnd(enc *encodedUpdates, start int) int {
 	size, end := 0, start
-	for end < len(updates) && end-start < c.cfg.MaxBatch {
-		sizes[end] = proto.Size(updates[end])
-		s := sizes[end] + 8 // + tag and length prefix of the repeated field
+	for end < len(enc.off)-1 && end-start < c.cfg.MaxBatch {
+		s := enc.size(end) + 8 // + tag and length prefix of the repeated field
 		if end > start && size+s > maxWriteBytes {
 			break
 		}
