@@ -42,10 +42,10 @@ type Store struct {
 	readers       atomic.Int32
 }
 
-// maxFree bounds the blocks kept for reuse (about 600 bytes each for the
-// real pipeline's tables), so that a switch emptied of a million entries
-// does not hold their memory: churn of up to this many entries between
-// inserts allocates nothing.
+// maxFree bounds the blocks kept for reuse (about 1.5 KB each for the
+// real pipeline's tables, so about 50 MB at most), so that a switch
+// emptied of a million entries does not hold their memory: churn of up to
+// this many entries between inserts allocates nothing.
 const maxFree = 1 << 15
 
 // takeBlock returns an empty entry block, a recycled one when there is one.
