@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
@@ -123,5 +124,41 @@ func TestReadSeesDeletedEntriesWhole(t *testing.T) {
 	must(t, s, benchRequest(p4v1.Update_DELETE, 2*n, n).Updates...)
 	if st := s.Store(); len(st.free) < n {
 		t.Fatalf("%d blocks free after deleting %d entries with no Read in flight", len(st.free), n)
+	}
+}
+
+// TestModifyRecyclesSafely: a MODIFY frees the old entry's block, whose key
+// bytes the table's maps must no longer use once an insert refills it;
+// and a MODIFY without an action keeps the action the entries share.
+func TestModifyRecyclesSafely(t *testing.T) {
+	s := newCommitted(t)
+	key := func(i uint32) []*p4v1.FieldMatch { return []*p4v1.FieldMatch{exact(1, 1), exact(2, u32(i)...)} }
+	routeKey := func(i uint32) []*p4v1.FieldMatch { return []*p4v1.FieldMatch{exact(1, 1), lpm(2, 24, u32(i<<8)...)} }
+	for _, tc := range []struct {
+		table uint32
+		key   func(uint32) []*p4v1.FieldMatch
+	}{{tDest, key}, {tRoute, routeKey}} {
+		must(t, s, upd(p4v1.Update_INSERT, te(tc.table, 0, encap(1, 1, 1), tc.key(1)...)))
+		must(t, s, upd(p4v1.Update_MODIFY, te(tc.table, 0, encap(2, 2, 2), tc.key(1)...)))
+		must(t, s, upd(p4v1.Update_INSERT, te(tc.table, 0, encap(3, 3, 3), tc.key(2)...)))
+		must(t, s, upd(p4v1.Update_MODIFY, te(tc.table, 0, nil, tc.key(2)...)))
+		must(t, s, upd(p4v1.Update_INSERT, te(tc.table, 0, encap(4, 4, 4), tc.key(3)...)))
+		for i, wantVNI := range map[uint32]uint64{1: 2, 2: 3, 3: 4} {
+			q := &p4v1.Entity{Entity: &p4v1.Entity_TableEntry{TableEntry: te(tc.table, 0, nil, tc.key(i)...)}}
+			got, err := readAll(t, s, q)
+			if err != nil || len(got) != 1 {
+				t.Fatalf("table %d entry %d: %v, %v", tc.table, i, got, err)
+			}
+			if v := got[0].GetTableEntry().GetAction().GetAction().GetParams()[0].GetValue(); !bytes.Equal(v, be(wantVNI)) {
+				t.Fatalf("table %d entry %d runs vni %x, want %d", tc.table, i, v, wantVNI)
+			}
+		}
+		st := s.Store()
+		st.RLock()
+		n := st.Table(tc.table).Len()
+		st.RUnlock()
+		if n != 3 {
+			t.Fatalf("table %d holds %d entries, want 3", tc.table, n)
+		}
 	}
 }
