@@ -41,7 +41,10 @@ type scratch struct {
 // entryBlock is a table entry with the messages of its canonical form and
 // the buffers its slices are cut from: a stored entry lives and dies with
 // them, and the Store recycles the whole block for a later entry, buffers
-// and all, so that an insert in steady state allocates nothing.
+// and all, so that an insert in steady state allocates nothing. The
+// entry's and the messages' own slices (Args, Params, Match, the action's
+// Params, the ternary data) are the buffers: a free block keeps them
+// empty, with their capacity.
 type entryBlock struct {
 	e     Entry
 	te    p4v1.TableEntry
@@ -51,38 +54,40 @@ type entryBlock struct {
 
 	arena   []byte // values (canonical and padded), metadata
 	key     []byte // the identity key, which e.key views
-	matches []*p4v1.FieldMatch
 	mblocks []matchBlock
-	args    []uint64
-	params  [][]byte
-	pptrs   []*p4v1.Action_Param
 	pv      []p4v1.Action_Param
-	value   []byte // kindTernary
-	mask    []byte
-	ranges  []keyRange
 }
 
-// reset empties b for reuse, keeping its buffers.
+// reset empties b for reuse, keeping its buffers. A MODIFY without an
+// action leaves the new entry's Args and Params those of the entry it
+// replaced, whose block is then never reused; so whenever b is reset, no
+// other live entry holds its slices.
 func (b *entryBlock) reset() {
 	e := &b.e
-	e.ActionID, e.Args, e.Params, e.MemberID, e.GroupID = 0, nil, nil, 0, 0
+	// The buffers keep pointers into the last entry's arena; clearing them
+	// lets an arena that was outgrown be collected.
+	args, params, value, mask := e.Args[:0], e.Params[:cap(e.Params)], e.value[:0], e.mask[:0]
+	ranges := e.ranges[:cap(e.ranges)]
+	clear(params)
+	clear(ranges)
+	e.ActionID, e.MemberID, e.GroupID = 0, 0, 0
 	e.Packets.Store(0)
 	e.Bytes.Store(0)
 	e.proto, e.key, e.prefix, e.priority = nil, "", 0, 0
-	e.value, e.mask, e.ranges = nil, nil, nil
 	e.member, e.group, e.prev, e.next = nil, nil, nil, nil
+	e.Args, e.Params, e.value, e.mask, e.ranges = args, params[:0], value, mask, ranges[:0]
+	matches := b.te.Match[:cap(b.te.Match)]
+	clear(matches)
 	b.te.Reset()
+	b.te.Match = matches[:0]
 	b.ta.Reset()
 	b.taAct.Action = nil
+	pptrs := b.act.Params[:cap(b.act.Params)]
+	clear(pptrs)
 	b.act.Reset()
-	// The buffers keep pointers into the last entry's arena; clearing them
-	// lets an arena that was outgrown be collected.
-	clear(b.matches[:cap(b.matches)])
+	b.act.Params = pptrs[:0]
 	clear(b.mblocks[:cap(b.mblocks)])
-	clear(b.params[:cap(b.params)])
-	clear(b.pptrs[:cap(b.pptrs)])
 	clear(b.pv[:cap(b.pv)])
-	clear(b.ranges[:cap(b.ranges)])
 }
 
 // reuse is s resliced to n zero elements, reallocated only if too small.
@@ -199,14 +204,13 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, blk *entryBlock, aren
 	if e != nil {
 		// blocks must not grow once pointers into it are taken: there is
 		// at most one block per match given.
-		matches = blk.matches[:0]
+		matches = blk.te.Match[:0]
 		blocks = reuse(blk.mblocks, len(te.GetMatch()))[:0]
 		e.priority = prio
 		if t.kind == kindTernary {
-			blk.value, blk.mask = reuse(blk.value, t.keyLen), reuse(blk.mask, t.keyLen)
-			e.value, e.mask, e.ranges = blk.value, blk.mask, blk.ranges[:0]
+			e.value, e.mask, e.ranges = reuse(e.value, t.keyLen), reuse(e.mask, t.keyLen), e.ranges[:0]
 		}
-		defer func() { blk.matches, blk.mblocks, blk.ranges = matches, blocks, e.ranges }()
+		defer func() { blk.te.Match, blk.mblocks = matches, blocks }()
 	}
 	id := sc.id[:0]
 	plen := 0
@@ -236,7 +240,7 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, blk *entryBlock, aren
 				mb.exW.Exact = &mb.ex
 				mb.fm.FieldId, mb.fm.FieldMatchType = f.id, &mb.exW
 				matches = append(matches, &mb.fm)
-				if e.mask != nil {
+				if t.kind == kindTernary {
 					copy(e.value[f.off:], id[start:])
 					fill(e.mask[f.off:f.off+f.n], 0xff)
 				}
@@ -272,7 +276,7 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, blk *entryBlock, aren
 				mb.lpmW.Lpm = &mb.lpm
 				mb.fm.FieldId, mb.fm.FieldMatchType = f.id, &mb.lpmW
 				matches = append(matches, &mb.fm)
-				if e.mask != nil {
+				if t.kind == kindTernary {
 					copy(e.value[f.off:], id[start:start+f.n])
 					m := e.mask[f.off : f.off+f.n]
 					fill(m, 0xff)
@@ -461,10 +465,11 @@ func (s *Store) parseAction(a *p4v1.Action, sc *scratch, arena *[]byte) (actionD
 	d := actionData{id: ai.ID()}
 	var pv []p4v1.Action_Param
 	if b := sc.blk; b != nil {
-		b.args, b.params = reuse(b.args, len(specs)), reuse(b.params, len(specs))
-		b.pptrs, b.pv = reuse(b.pptrs, len(specs)), reuse(b.pv, len(specs))
-		d.proto, d.args, d.params, pv = &b.act, b.args, b.params, b.pv
-		d.proto.Params = b.pptrs
+		// Kept in the entry until entryAction sets them, so a failure
+		// keeps the buffers.
+		b.e.Args, b.e.Params = reuse(b.e.Args, len(specs)), reuse(b.e.Params, len(specs))
+		b.act.Params, b.pv = reuse(b.act.Params, len(specs)), reuse(b.pv, len(specs))
+		d.proto, d.args, d.params, pv = &b.act, b.e.Args, b.e.Params, b.pv
 	} else {
 		d.proto, d.args, d.params = &p4v1.Action{}, make([]uint64, len(specs)), make([][]byte, len(specs))
 		d.proto.Params, pv = make([]*p4v1.Action_Param, len(specs)), make([]p4v1.Action_Param, len(specs))
