@@ -42,7 +42,7 @@ type Store struct {
 	readers       atomic.Int32
 }
 
-// maxFree bounds the blocks kept for reuse (about 1.5 KB each for the
+// maxFree bounds the blocks kept for reuse (about 1.6 KB each for the
 // real pipeline's tables, so about 50 MB at most), so that a switch
 // emptied of a million entries does not hold their memory: churn of up to
 // this many entries between inserts allocates nothing.
