@@ -12,7 +12,9 @@
 //
 //   - Store (store.go) holds tables, default entries, action profile
 //     members and groups and direct counters, with allocation-free lookups
-//     for the packet pipeline.
+//     for the packet pipeline; a deleted entry's memory is reused by a
+//     later insert once no Read can still see it, so a steady flow of
+//     writes allocates nothing.
 //   - write.go checks and applies updates: canonical bytestrings, match
 //     rules, priorities, references between entries, members and groups.
 //   - Server (server.go, stream.go, read.go, digest.go) is the

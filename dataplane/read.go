@@ -34,6 +34,10 @@ func (s *Server) Read(req *p4v1.ReadRequest, srv p4v1.P4Runtime_ReadServer) erro
 	var out []*p4v1.Entity
 	var sc scratch
 	var err error
+	// Counted until the last Send: the entities share the stored entries'
+	// messages, whose blocks a writer must not reuse meanwhile.
+	st.readers.Add(1)
+	defer st.readers.Add(-1)
 	st.mu.RLock()
 	for _, q := range req.GetEntities() {
 		if out, err = s.readOne(st, q, out, &sc); err != nil {

@@ -233,11 +233,11 @@ func (s *Server) write(req *p4v1.WriteRequest) (*p4v1.WriteResponse, error) {
 	updates := req.GetUpdates()
 	s.stats.updates.Add(uint64(len(updates)))
 	var errs []error // nil until the first failure
-	var sc scratch
 	st.mu.Lock()
+	st.reclaim()
 	onWrite := s.opts.OnWrite
 	for i, u := range updates {
-		if err := s.apply(st, u, &sc); err != nil {
+		if err := s.apply(st, u, &st.sc); err != nil {
 			if errs == nil {
 				errs = make([]error, len(updates))
 			}
@@ -250,10 +250,14 @@ func (s *Server) write(req *p4v1.WriteRequest) (*p4v1.WriteResponse, error) {
 	}
 	st.mu.Unlock()
 	if errs == nil {
-		return &p4v1.WriteResponse{}, nil
+		return emptyWriteResponse, nil
 	}
 	return nil, batchError(errs, &s.stats.updateErrors)
 }
+
+// emptyWriteResponse is every successful Write's response: it has no
+// fields, and gRPC only reads it.
+var emptyWriteResponse = &p4v1.WriteResponse{}
 
 // apply runs one update; the caller holds st.mu.
 func (s *Server) apply(st *Store, u *p4v1.Update, sc *scratch) error {

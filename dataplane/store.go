@@ -28,6 +28,77 @@ type Store struct {
 	tables   map[uint32]*Table
 	order    []*Table // P4Info order, for wildcard reads
 	profiles map[uint32]*profile
+
+	// sc is the parse scratch of the writer, who holds mu.
+	sc scratch
+	// free holds the blocks of deleted entries that no reader can still
+	// see, for inserts to reuse: a steady flow of inserts and deletes then
+	// allocates nothing. A deleted entry goes to retired instead while a
+	// Read is in flight (readers > 0), since a Read sends the canonical
+	// messages it collected after releasing mu; retired blocks move to
+	// free at the first write that finds no Read in flight. The pipeline
+	// holds mu for as long as it uses an entry, so it needs no count.
+	free, retired []*entryBlock
+	readers       atomic.Int32
+}
+
+// maxFree bounds the blocks kept for reuse (about 1.6 KB each for the
+// real pipeline's tables, so about 50 MB at most), so that a switch
+// emptied of a million entries does not hold their memory: churn of up to
+// this many entries between inserts allocates nothing.
+const maxFree = 1 << 15
+
+// takeBlock returns an empty entry block, a recycled one when there is one.
+// The caller holds mu.
+func (s *Store) takeBlock() *entryBlock {
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free[n-1] = nil
+		s.free = s.free[:n-1]
+		return b
+	}
+	b := &entryBlock{}
+	b.e.blk = b
+	return b
+}
+
+// dropBlock takes the block of e, an entry just removed from its table or
+// replaced, for reuse. The caller holds mu.
+func (s *Store) dropBlock(e *Entry) {
+	b := e.blk
+	if b == nil {
+		return
+	}
+	if s.readers.Load() > 0 {
+		if len(s.retired) < maxFree {
+			s.retired = append(s.retired, b)
+		}
+		return
+	}
+	s.recycle(b)
+}
+
+// recycle resets b and puts it on the free list.
+func (s *Store) recycle(b *entryBlock) {
+	if len(s.free) >= maxFree {
+		return
+	}
+	b.reset()
+	s.free = append(s.free, b)
+}
+
+// reclaim moves the retired blocks to the free list once no Read is in
+// flight: a Read that starts later takes mu after this writer and so
+// never sees them. The caller holds mu.
+func (s *Store) reclaim() {
+	if len(s.retired) == 0 || s.readers.Load() > 0 {
+		return
+	}
+	for i, b := range s.retired {
+		s.recycle(b)
+		s.retired[i] = nil
+	}
+	s.retired = s.retired[:0]
 }
 
 // NewStore makes an empty store for the pipeline s: every table empty, every
@@ -388,6 +459,7 @@ type Entry struct {
 	group    *Group // the named group, or the hidden group of a one-shot entry
 	prev     *Entry
 	next     *Entry
+	blk      *entryBlock // the block e lives in, nil for a default entry
 }
 
 // keyRange is a range field of a ternary-kind entry.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,11 @@ type Port interface {
 // came in on the port and that the pipeline dropped.
 type PortStats struct {
 	RxPackets, RxBytes, TxPackets, TxBytes, Dropped, TxErrors atomic.Uint64
+	// Thread is the OS thread of the port's receive goroutine (a batch
+	// port's), which keeps it for its life, or 0: the port's forwarding
+	// CPU time, the kernel's share of its sends included, is that
+	// thread's (on Linux, /proc/self/task/<Thread>/schedstat).
+	Thread atomic.Int64
 }
 
 // Switch is p4mesh-switch: the P4Runtime server, the vpc_peering pipeline
@@ -179,6 +185,13 @@ func (sw *Switch) receive(ctx context.Context, n uint16, p Port) {
 // through the pipeline into one arena, then leaves per egress port in
 // batches. Nothing is allocated per packet.
 func (sw *Switch) receiveBatches(ctx context.Context, n uint16, p BatchReader) {
+	// One thread per port, as a ring-based switch pins a core per ring:
+	// the goroutine does not migrate between threads between batches, and
+	// its CPU time can be read per port.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	sw.stats[n].Thread.Store(int64(threadID()))
+	defer sw.stats[n].Thread.Store(0)
 	b := newBatch(sw, n)
 	handle := b.handle // one method value for every ReadBatch
 	for {

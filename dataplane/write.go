@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
+	"unsafe"
 
 	p4configv1 "github.com/p4lang/p4runtime/go/p4/config/v1"
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
@@ -37,14 +38,66 @@ type scratch struct {
 	blk *entryBlock
 }
 
-// entryBlock is a table entry with the messages of its canonical form, in
-// one allocation: a stored entry lives and dies with them.
+// entryBlock is a table entry with the messages of its canonical form and
+// the buffers its slices are cut from: a stored entry lives and dies with
+// them, and the Store recycles the whole block for a later entry, buffers
+// and all, so that an insert in steady state allocates nothing. The
+// entry's and the messages' own slices (Args, Params, Match, the action's
+// Params, the ternary data) are the buffers: a free block keeps them
+// empty, with their capacity.
 type entryBlock struct {
 	e     Entry
 	te    p4v1.TableEntry
 	ta    p4v1.TableAction
 	taAct p4v1.TableAction_Action
 	act   p4v1.Action
+
+	arena   []byte // values (canonical and padded), metadata
+	key     []byte // the identity key, which e.key views
+	mblocks []matchBlock
+	pv      []p4v1.Action_Param
+}
+
+// reset empties b for reuse, keeping its buffers. A MODIFY without an
+// action leaves the new entry's Args and Params those of the entry it
+// replaced, whose block is then never reused; so whenever b is reset, no
+// other live entry holds its slices.
+func (b *entryBlock) reset() {
+	e := &b.e
+	// The buffers keep pointers into the last entry's arena; clearing them
+	// lets an arena that was outgrown be collected.
+	args, params, value, mask := e.Args[:0], e.Params[:cap(e.Params)], e.value[:0], e.mask[:0]
+	ranges := e.ranges[:cap(e.ranges)]
+	clear(params)
+	clear(ranges)
+	e.ActionID, e.MemberID, e.GroupID = 0, 0, 0
+	e.Packets.Store(0)
+	e.Bytes.Store(0)
+	e.proto, e.key, e.prefix, e.priority = nil, "", 0, 0
+	e.member, e.group, e.prev, e.next = nil, nil, nil, nil
+	e.Args, e.Params, e.value, e.mask, e.ranges = args, params[:0], value, mask, ranges[:0]
+	matches := b.te.Match[:cap(b.te.Match)]
+	clear(matches)
+	b.te.Reset()
+	b.te.Match = matches[:0]
+	b.ta.Reset()
+	b.taAct.Action = nil
+	pptrs := b.act.Params[:cap(b.act.Params)]
+	clear(pptrs)
+	b.act.Reset()
+	b.act.Params = pptrs[:0]
+	clear(b.mblocks[:cap(b.mblocks)])
+	clear(b.pv[:cap(b.pv)])
+}
+
+// reuse is s resliced to n zero elements, reallocated only if too small.
+func reuse[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
 }
 
 // matchBlock is one exact or LPM field of a stored entry's canonical
@@ -118,7 +171,11 @@ func (t *Table) fieldIndex(id uint32) int {
 // length), for the others each field's value and mask or bounds, then the
 // priority. When e is not nil it also fills the entry's match data and
 // canonical match list for storing.
-func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, e *Entry, arena *[]byte) ([]*p4v1.FieldMatch, error) {
+func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, blk *entryBlock, arena *[]byte) ([]*p4v1.FieldMatch, error) {
+	var e *Entry
+	if blk != nil {
+		e = &blk.e
+	}
 	name := t.Info.Name()
 	if len(t.fields) == 0 {
 		return nil, errf(codes.InvalidArgument, "table %s has no match key: only its default entry can be written", name)
@@ -145,13 +202,15 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, e *Entry, arena *[]by
 	var matches []*p4v1.FieldMatch
 	var blocks []matchBlock
 	if e != nil {
-		matches = make([]*p4v1.FieldMatch, 0, len(te.GetMatch()))
-		blocks = make([]matchBlock, 0, len(te.GetMatch()))
+		// blocks must not grow once pointers into it are taken: there is
+		// at most one block per match given.
+		matches = blk.te.Match[:0]
+		blocks = reuse(blk.mblocks, len(te.GetMatch()))[:0]
 		e.priority = prio
 		if t.kind == kindTernary {
-			e.value = make([]byte, t.keyLen)
-			e.mask = make([]byte, t.keyLen)
+			e.value, e.mask, e.ranges = reuse(e.value, t.keyLen), reuse(e.mask, t.keyLen), e.ranges[:0]
 		}
+		defer func() { blk.te.Match, blk.mblocks = matches, blocks }()
 	}
 	id := sc.id[:0]
 	plen := 0
@@ -181,7 +240,7 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, e *Entry, arena *[]by
 				mb.exW.Exact = &mb.ex
 				mb.fm.FieldId, mb.fm.FieldMatchType = f.id, &mb.exW
 				matches = append(matches, &mb.fm)
-				if e.mask != nil {
+				if t.kind == kindTernary {
 					copy(e.value[f.off:], id[start:])
 					fill(e.mask[f.off:f.off+f.n], 0xff)
 				}
@@ -217,7 +276,7 @@ func (t *Table) parseKey(te *p4v1.TableEntry, sc *scratch, e *Entry, arena *[]by
 				mb.lpmW.Lpm = &mb.lpm
 				mb.fm.FieldId, mb.fm.FieldMatchType = f.id, &mb.lpmW
 				matches = append(matches, &mb.fm)
-				if e.mask != nil {
+				if t.kind == kindTernary {
 					copy(e.value[f.off:], id[start:start+f.n])
 					m := e.mask[f.off : f.off+f.n]
 					fill(m, 0xff)
@@ -403,14 +462,19 @@ func (s *Store) parseAction(a *p4v1.Action, sc *scratch, arena *[]byte) (actionD
 		}
 		sc.param[i] = p
 	}
-	d := actionData{id: ai.ID(), args: make([]uint64, len(specs)), params: make([][]byte, len(specs))}
-	if sc.blk != nil {
-		d.proto = &sc.blk.act
+	d := actionData{id: ai.ID()}
+	var pv []p4v1.Action_Param
+	if b := sc.blk; b != nil {
+		// Kept in the entry until entryAction sets them, so a failure
+		// keeps the buffers.
+		b.e.Args, b.e.Params = reuse(b.e.Args, len(specs)), reuse(b.e.Params, len(specs))
+		b.act.Params, b.pv = reuse(b.act.Params, len(specs)), reuse(b.pv, len(specs))
+		d.proto, d.args, d.params, pv = &b.act, b.e.Args, b.e.Params, b.pv
 	} else {
-		d.proto = &p4v1.Action{}
+		d.proto, d.args, d.params = &p4v1.Action{}, make([]uint64, len(specs)), make([][]byte, len(specs))
+		d.proto.Params, pv = make([]*p4v1.Action_Param, len(specs)), make([]p4v1.Action_Param, len(specs))
 	}
-	d.proto.ActionId, d.proto.Params = ai.ID(), make([]*p4v1.Action_Param, len(specs))
-	pv := make([]p4v1.Action_Param, len(specs))
+	d.proto.ActionId = ai.ID()
 	for i, spec := range specs {
 		p := sc.param[i]
 		if p == nil {
@@ -496,15 +560,28 @@ func (s *Store) writeTableEntry(typ p4v1.Update_Type, te *p4v1.TableEntry, sc *s
 		}
 		t.remove(old)
 		release(old)
+		s.dropBlock(old)
 		return nil
 	case p4v1.Update_INSERT, p4v1.Update_MODIFY:
 	default:
 		return errf(codes.InvalidArgument, "update type %v", typ)
 	}
-	arena := make([]byte, 0, 2*t.keyLen+32)
-	blk := &entryBlock{}
+	blk := s.takeBlock()
+	if err := s.fillEntry(typ, t, te, sc, blk); err != nil {
+		// Never stored, so no reader has seen it.
+		s.recycle(blk)
+		return err
+	}
+	return nil
+}
+
+// fillEntry builds the entry of an INSERT or MODIFY of te in blk and stores
+// it in t.
+func (s *Store) fillEntry(typ p4v1.Update_Type, t *Table, te *p4v1.TableEntry, sc *scratch, blk *entryBlock) error {
 	e := &blk.e
-	matches, err := t.parseKey(te, sc, e, &arena)
+	arena := blk.arena[:0]
+	defer func() { blk.arena = arena }()
+	matches, err := t.parseKey(te, sc, blk, &arena)
 	if err != nil {
 		return err
 	}
@@ -543,13 +620,21 @@ func (s *Store) writeTableEntry(typ p4v1.Update_Type, te *p4v1.TableEntry, sc *s
 		proto.Action = old.proto.GetAction()
 	}
 	e.proto = proto
-	e.key = string(sc.id)
+	// The key views the block's own copy, which changes only once the
+	// entry has left its table's maps and the block is reused.
+	blk.key = append(blk.key[:0], sc.id...)
+	e.key = unsafe.String(unsafe.SliceData(blk.key), len(blk.key))
 	hold(e)
 	if old == nil {
 		t.insert(e)
 	} else {
 		t.replace(old, e)
 		release(old)
+		if te.GetAction() != nil {
+			// A MODIFY without an action shares old's action data, so
+			// only a new action frees old's block.
+			s.dropBlock(old)
+		}
 	}
 	if cd := te.GetCounterData(); cd != nil {
 		e.Packets.Store(uint64(cd.GetPacketCount()))

@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 // Limits and defaults of the client.
@@ -835,12 +834,21 @@ func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
 	if err != nil {
 		return err
 	}
-	rpc := p4v1.NewP4RuntimeClient(conn)
+	enc, err := encodeUpdates(updates)
+	if err != nil {
+		return fmt.Errorf("p4rt: write: %w", err)
+	}
 	var bounds [][2]int
 	for start := 0; start < len(updates); {
-		end := c.batchEnd(updates, start)
+		end := c.batchEnd(enc, start)
 		bounds = append(bounds, [2]int{start, end})
 		start = end
+	}
+	head := &p4v1.WriteRequest{
+		DeviceId:   c.cfg.DeviceID,
+		Role:       c.cfg.Role,
+		ElectionId: c.cfg.ElectionID.proto(),
+		Atomicity:  p4v1.WriteRequest_CONTINUE_ON_ERROR,
 	}
 	// Each batch's outcome, merged in the caller's order at the end
 	// whatever order the requests finished in.
@@ -852,13 +860,11 @@ func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
 	send := func(i int) {
 		start, end := bounds[i][0], bounds[i][1]
 		batch := updates[start:end]
-		_, err := rpc.Write(ctx, &p4v1.WriteRequest{
-			DeviceId:   c.cfg.DeviceID,
-			Role:       c.cfg.Role,
-			ElectionId: c.cfg.ElectionID.proto(),
-			Updates:    batch,
-			Atomicity:  p4v1.WriteRequest_CONTINUE_ON_ERROR,
-		})
+		req, err := newEncodedWrite(head, enc, start, end)
+		if err == nil {
+			err = conn.Invoke(ctx, p4v1.P4Runtime_Write_FullMethodName, req, &p4v1.WriteResponse{},
+				grpc.ForceCodecV2(theWriteCodec))
+		}
 		if err != nil {
 			res[i].failed, res[i].why = decodeWriteStatus(err, batch, start)
 		}
@@ -925,10 +931,10 @@ func (c *Client) Write(ctx context.Context, updates []*p4v1.Update) error {
 // batchEnd returns the end of the batch starting at start: at most MaxBatch
 // updates and maxWriteBytes, but always at least one update (an oversized
 // update goes alone and the switch reports on it).
-func (c *Client) batchEnd(updates []*p4v1.Update, start int) int {
+func (c *Client) batchEnd(enc *encodedUpdates, start int) int {
 	size, end := 0, start
-	for end < len(updates) && end-start < c.cfg.MaxBatch {
-		s := proto.Size(updates[end]) + 8 // + tag and length prefix of the repeated field
+	for end < len(enc.off)-1 && end-start < c.cfg.MaxBatch {
+		s := enc.size(end) + 8 // + tag and length prefix of the repeated field
 		if end > start && size+s > maxWriteBytes {
 			break
 		}

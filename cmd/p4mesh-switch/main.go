@@ -191,7 +191,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	switch cfg.portMode {
 	case portModeMmap, portModeAFPacket:
 	case "xdp":
-		return cfg, usageErr("--port-mode xdp: AF_XDP ports are not implemented; use mmap or afpacket")
+		return cfg, usageErr("--port-mode xdp: AF_XDP ports are not implemented (on veth, AF_XDP's copy mode sends each frame through the same kernel transmit that bounds mmap; see docs/benchmarks.md); use mmap or afpacket")
 	default:
 		return cfg, usageErr("--port-mode %q: want mmap or afpacket", cfg.portMode)
 	}

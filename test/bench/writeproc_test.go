@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,6 +32,7 @@ import (
 type writeClientResult struct {
 	Entries      int     `json:"entries"`       // updates written (inserts and deletes)
 	Seconds      float64 `json:"seconds"`       // wall time of the writes
+	CPUSeconds   float64 `json:"cpu_seconds"`   // the client process's CPU time during the writes
 	BuildSeconds float64 `json:"build_seconds"` // building the entries by name through the schema
 }
 
@@ -83,24 +86,56 @@ func TestWriteClientProcess(t *testing.T) {
 		}
 	}
 	build := time.Since(start)
-	start = time.Now()
-	// One Write call per batch at batch 1 and 100 too: the client splits a
-	// call into MaxBatch requests, WritesInFlight of them at a time.
-	for _, ups := range [][]*p4v1.Update{ins, del} {
-		if err := c.Write(ctx, ups); err != nil {
+	if path := os.Getenv("P4MESH_WRITE_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
 			t.Fatal(err)
 		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
-	el := time.Since(start)
-	json.NewEncoder(os.Stdout).Encode(writeClientResult{Entries: 2 * n, Seconds: el.Seconds(), BuildSeconds: build.Seconds()})
+	// One Write call per batch at batch 1 and 100 too: the client splits a
+	// call into MaxBatch requests, WritesInFlight of them at a time.
+	round := func() error {
+		for _, ups := range [][]*p4v1.Update{ins, del} {
+			if err := c.Write(ctx, ups); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// A first round brings the switch to its steady state (tables grown
+	// to the size, deleted entries' memory kept for reuse), and the
+	// connection's buffers to theirs; then the benchmark process, told
+	// "warm", starts counting and answers on stdin.
+	if err := round(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("warm")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	cpu0 := cpuTime()
+	start = time.Now()
+	if err := round(); err != nil {
+		t.Fatal(err)
+	}
+	el, cpu := time.Since(start), cpuTime()-cpu0
+	json.NewEncoder(os.Stdout).Encode(writeClientResult{Entries: 2 * n, Seconds: el.Seconds(), CPUSeconds: cpu.Seconds(), BuildSeconds: build.Seconds()})
 }
 
 // BenchmarkWriteProcess measures P4Runtime writes into p4mesh-switch from
 // another process over loopback gRPC: 20k vnet_destination entries
-// inserted then deleted (2k at batch 1), batches of 1, 100 and 1000, one
+// inserted then deleted (2k at batch 1), measured on a second round after
+// a first that warms the switch up, batches of 1, 100 and 1000, one
 // or two requests in flight. It reports entries/s as the client saw them,
 // the client's cost of building the entries, and the server process's heap
-// allocations per entry (gRPC's included).
+// allocations per entry (gRPC's included) and the CPU time of each side.
+// P4MESH_WRITE_CPUPROFILE=file profiles the client's writes (-cpuprofile
+// profiles the server's).
 func BenchmarkWriteProcess(b *testing.B) {
 	for _, inflight := range []int{1, 2} {
 		for _, batch := range []int{1, 100, 1000} {
@@ -135,37 +170,83 @@ func benchWriteProcess(b *testing.B, batch, inflight int) {
 	if batch == 1 {
 		n = 2_000
 	}
-	var res writeClientResult
-	var allocs uint64
+	var m writeRun
 	b.ResetTimer()
 	for b.Loop() {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestWriteClientProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "P4MESH_WRITE_CLIENT="+lis.Addr().String(),
-			"P4MESH_WRITE_BATCH="+strconv.Itoa(batch), "P4MESH_WRITE_ENTRIES="+strconv.Itoa(n),
-			"P4MESH_WRITE_INFLIGHT="+strconv.Itoa(inflight))
-		var ms0, ms1 runtime.MemStats
-		runtime.ReadMemStats(&ms0)
-		out, err := cmd.CombinedOutput()
-		runtime.ReadMemStats(&ms1)
-		if err != nil {
-			b.Fatalf("client: %v\n%s", err, out)
-		}
-		line := ""
-		for l := range strings.SplitSeq(string(out), "\n") {
-			if strings.HasPrefix(l, "{") {
-				line = l
-			}
-		}
-		if err := json.Unmarshal([]byte(line), &res); err != nil {
-			b.Fatalf("client output: %v\n%s", err, out)
-		}
-		allocs = ms1.Mallocs - ms0.Mallocs
+		m = runWriteClient(b, lis.Addr().String(), batch, n, inflight)
 	}
+	res, allocs, serverCPU := m.res, m.allocs, m.serverCPU
 	b.StopTimer()
 	b.ReportMetric(float64(res.Entries)/res.Seconds, "entries/s")
 	b.ReportMetric(res.BuildSeconds/float64(res.Entries/2)*1e9, "client-build-ns/entry")
-	// The whole server process over the client's run: the arbitration
-	// stream and gRPC included, so this is an upper bound on the write path.
+	// The whole server process over the measured round: gRPC included, so
+	// this is an upper bound on the write path.
 	b.ReportMetric(float64(allocs)/float64(res.Entries), "server-allocs/entry")
+	// CPU time per 100k entries on each side, over the measured round: on
+	// a shared machine what stays comparable between runs.
+	b.ReportMetric(serverCPU.Seconds()/float64(res.Entries)*1e5, "server-cpu-s/100k")
+	b.ReportMetric(res.CPUSeconds/float64(res.Entries)*1e5, "client-cpu-s/100k")
 	b.ReportMetric(0, "ns/op")
+}
+
+// writeRun is one run of the client process as the benchmark measured it.
+type writeRun struct {
+	res       writeClientResult
+	allocs    uint64        // the server process's, over the measured round
+	serverCPU time.Duration // likewise
+}
+
+// runWriteClient runs the client process against addr. (Outside the
+// benchmark's b.Loop body, whose results the Go 1.26 compiler keeps alive:
+// this body inside it crashes the compiler.)
+func runWriteClient(b *testing.B, addr string, batch, n, inflight int) writeRun {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWriteClientProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "P4MESH_WRITE_CLIENT="+addr,
+		"P4MESH_WRITE_BATCH="+strconv.Itoa(batch), "P4MESH_WRITE_ENTRIES="+strconv.Itoa(n),
+		"P4MESH_WRITE_INFLIGHT="+strconv.Itoa(inflight))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	// Counted from the client's "warm" to its result: the measured round
+	// only.
+	var ms0, ms1 runtime.MemStats
+	var cpu0 time.Duration
+	var r writeRun
+	var out strings.Builder
+	line := ""
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		l := sc.Text()
+		out.WriteString(l + "\n")
+		switch {
+		case l == "warm":
+			runtime.ReadMemStats(&ms0)
+			cpu0 = cpuTime()
+			if _, err := stdin.Write([]byte("go\n")); err != nil {
+				b.Fatal(err)
+			}
+		case strings.HasPrefix(l, "{"):
+			r.serverCPU = cpuTime() - cpu0
+			runtime.ReadMemStats(&ms1)
+			line = l
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		b.Fatalf("client: %v\n%s%s", err, out.String(), stderr.String())
+	}
+	if err := json.Unmarshal([]byte(line), &r.res); err != nil {
+		b.Fatalf("client output: %v\n%s%s", err, out.String(), stderr.String())
+	}
+	r.allocs = ms1.Mallocs - ms0.Mallocs
+	return r
 }
