@@ -314,7 +314,8 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 		v.mu.Lock()
 		if nr := v.nbrs[addr]; nr != nil {
 			nr.deletedAt = time.Now()
-			nr.up = false
+			nr.up, nr.state = false, ""
+			clear(nr.rejected)
 			s.queue(nr.withdrawAll(v.vpc, false, nil))
 		}
 		v.mu.Unlock()
