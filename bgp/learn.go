@@ -34,8 +34,9 @@ type nbrRoutes struct {
 	routes map[uint64]bool
 	stale  int
 	// rejected are the prefixes the neighbor announced that the import
-	// filter (or the AS-loop rule) kept out, stale or not as routes: with
-	// routes, what GoBGP's adj-RIB-in holds, counted for NeighborState
+	// filter kept out, stale or not as routes: with routes, what GoBGP's
+	// adj-RIB-in holds (but routes with the speaker's AS in their path,
+	// which GoBGP drops before the watch), counted for NeighborState
 	// without asking GoBGP, whose count walks the whole adj-RIB-in.
 	rejected map[uint64]bool
 	// up is whether the last state event said established; state is
@@ -178,7 +179,11 @@ func (s *Speaker) resync(ctx context.Context, v *vpcServer, addr netip.Addr, mar
 			}
 			k := pkey(rt.Prefix)
 			if !n.accepts(&rt) {
-				rejected[k] = markStale || n.rejected[k]
+				// AS loops never reach the watch: counted there, they
+				// would count here only after a read-back.
+				if !slices.Contains(rt.ASPath, n.localAS) {
+					rejected[k] = markStale || n.rejected[k]
+				}
 				continue
 			}
 			have[k] = rt

@@ -25,7 +25,10 @@ type NeighborState struct {
 	// Uptime is how long the session has been established (0 if not).
 	Uptime time.Duration
 	// Received counts prefixes received, Accepted those the import
-	// filter let through.
+	// filter let through. Received leaves out routes with the speaker's
+	// own AS in their path (a router sending the VPC's prefixes back),
+	// which GoBGP drops as loops before the speaker sees them, though its
+	// max-prefixes limit counts them.
 	Received, Accepted uint64
 	// LastError says why the session last went down, or why it cannot
 	// stay up (for example the max-prefix limit), in words.

@@ -234,7 +234,7 @@ func neighborEqual(a, b bgp.Neighbor) bool {
 		a.PeerAS == b.PeerAS && a.LocalAS == b.LocalAS && a.HoldTime == b.HoldTime &&
 		a.KeepaliveInterval == b.KeepaliveInterval && a.ConnectRetry == b.ConnectRetry &&
 		a.Password == b.Password && a.MaxPrefixes == b.MaxPrefixes && slices.Equal(a.Import, b.Import) &&
-		a.GracefulRestart == b.GracefulRestart && a.NextHop == b.NextHop
+		a.GracefulRestart == b.GracefulRestart && a.NextHop == b.NextHop && a.RouterID == b.RouterID
 }
 
 // Neighbors is the speaker's neighbors as c configures them, in
@@ -259,6 +259,9 @@ func Neighbors(c *controller.Config, connectRetry time.Duration) []bgp.Neighbor 
 		}
 		if as := c.BGP.LocalASOf(n); as != c.BGP.LocalAS {
 			x.LocalAS = as
+		}
+		if id := c.BGP.RouterIDOf(n.VPC); id != c.BGP.RouterID {
+			x.RouterID = id
 		}
 		for _, f := range n.Import {
 			x.Import = append(x.Import, bgp.PrefixFilter{Prefix: f.Prefix, GE: int(f.GE), LE: int(f.LE)})

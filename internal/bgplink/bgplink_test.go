@@ -309,3 +309,68 @@ func TestApplyOrder(t *testing.T) {
 		t.Errorf("learned after dropAll: %v", learned)
 	}
 }
+
+// remoteRouterID is the BGP identifier the router's session with the
+// speaker got in the speaker's OPEN, "" while not established.
+func (r *router) remoteRouterID() string {
+	var id string
+	_ = r.srv.ListPeer(context.Background(), &api.ListPeerRequest{Address: "127.0.0.1"}, func(p *api.Peer) {
+		if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
+			id = p.GetState().GetRouterId()
+		}
+	})
+	return id
+}
+
+// A VPC's router id (bgp.vpcs[].router_id) is what its neighbor sees in
+// the speaker's OPEN, not the speaker's; changing it restarts the VPC's
+// session with the new one and the routes are learned again; a bad one
+// is refused and changes nothing.
+func TestLinkRouterIDPerVPC(t *testing.T) {
+	r := newRouter(t, "127.0.0.2", 65001)
+	text := fmt.Sprintf(config, r.port) + "  vpcs:\n    - vpc: red\n      router_id: 10.255.1.100\n"
+	cfg, err := controller.ParseConfig([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := controller.NewServer(controller.ServerOptions{Store: controller.NoPersistence{Start: cfg}, Auth: identity.Auth{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(srv, Options{Interval: 100 * time.Millisecond, ConnectRetry: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- l.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	eventually(t, "the router to see red's router id 10.255.1.100", func() bool { return r.remoteRouterID() == "10.255.1.100" })
+	r.announce(t, "192.0.2.0/24")
+	eventually(t, "the router's route in red's RIB", func() bool { return bgpRoute(srv, "red", "192.0.2.0/24") != nil })
+
+	c := srv.Config().Clone()
+	c.BGP.VPCs[0].RouterID = netip.MustParseAddr("10.255.1.101")
+	if err := srv.Apply(c); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the router to see red's new router id 10.255.1.101", func() bool { return r.remoteRouterID() == "10.255.1.101" })
+	eventually(t, "the route learned again over the new session", func() bool { return bgpRoute(srv, "red", "192.0.2.0/24") != nil })
+
+	for _, bad := range []string{"0.0.0.0", "2001:db8::1"} {
+		c := srv.Config().Clone()
+		c.BGP.VPCs[0].RouterID = netip.MustParseAddr(bad)
+		err := srv.Apply(c)
+		if err == nil || !strings.Contains(err.Error(), "bgp.vpcs[red].router_id: router id "+bad) {
+			t.Errorf("router id %s: Apply = %v, want an error naming bgp.vpcs[red].router_id", bad, err)
+		}
+		if id := srv.Config().BGP.RouterIDOf("red"); id != netip.MustParseAddr("10.255.1.101") {
+			t.Errorf("a refused router id changed red's to %v", id)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a few of the Link's rounds
+	if id := r.remoteRouterID(); id != "10.255.1.101" {
+		t.Errorf("after the refused changes the router sees %q, want 10.255.1.101", id)
+	}
+}
