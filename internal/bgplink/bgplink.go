@@ -423,6 +423,10 @@ func unpack(k uint64) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(k >> 32), byte(k >> 24), byte(k >> 16), byte(k >> 8)}), int(byte(k)))
 }
 
+// flushSize is how many routes apply gathers before it hands them to the
+// route manager; a var for tests.
+var flushSize = 100_000
+
 // applyLoop hands what the speaker delivered to the route manager, all
 // that queued up while the last call ran in one call per VPC.
 func (l *Link) applyLoop() {
@@ -504,7 +508,13 @@ func (l *Link) apply(es []entry, learned map[nbKey]map[uint64]struct{}) {
 		}
 		clear(per)
 	}
-	for _, e := range es {
+	pending := 0 // adds and withdrawals in per
+	for i, e := range es {
+		// The speaker's deliveries are dropped once taken, and the
+		// batches go to the route manager every flushSize routes, so
+		// that a burst of a million is not held three times over (the
+		// speaker's updates, the batches and the route manager's work).
+		es[i].us = nil
 		if e.dropAll {
 			flush()
 			for k, ps := range learned {
@@ -517,14 +527,20 @@ func (l *Link) apply(es []entry, learned map[nbKey]map[uint64]struct{}) {
 			continue
 		}
 		for _, u := range e.us {
+			if pending >= flushSize {
+				flush()
+				pending = 0
+			}
 			r := u.Route
 			b := get(r.VPC)
 			k := controller.LearnedRouteKey{Neighbor: r.Neighbor, Prefix: r.Prefix}
 			if u.Withdraw {
 				b.gone[k] = len(b.adds)
+				pending++
 				continue
 			}
 			delete(b.gone, k)
+			pending++
 			b.adds = append(b.adds, controller.LearnedRoute{
 				Neighbor: r.Neighbor, Prefix: r.Prefix, NextHop: r.NextHop, ASPath: r.ASPath, MED: r.MED, LocalPref: r.LocalPref,
 			})

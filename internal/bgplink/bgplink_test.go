@@ -273,6 +273,18 @@ func TestLinkEndToEnd(t *testing.T) {
 // Within one drain of the queue the last update of a route wins, whatever
 // the order of adds and withdrawals, and a dropAll withdraws everything.
 func TestApplyOrder(t *testing.T) {
+	// Whatever the route manager is handed at a time: everything, or
+	// every one or two routes.
+	for _, n := range []int{flushSize, 1, 2} {
+		t.Run(fmt.Sprintf("flush=%d", n), func(t *testing.T) {
+			defer func(old int) { flushSize = old }(flushSize)
+			flushSize = n
+			testApplyOrder(t)
+		})
+	}
+}
+
+func testApplyOrder(t *testing.T) {
 	cfg, err := controller.ParseConfig([]byte(fmt.Sprintf(config, 179)))
 	if err != nil {
 		t.Fatal(err)
