@@ -114,3 +114,84 @@ func TestLinkFRRPasswordAndMaxPrefixes(t *testing.T) {
 			bgpRoute(srv, "red", "192.168.60.0/24") == nil && bgpRoute(srv, "red", "192.168.61.0/24") == nil
 	})
 }
+
+// A VPC's router id (bgp.vpcs[].router_id) is what its neighbor, a real
+// FRR, sees in the speaker's OPEN, not the speaker's; changing it
+// restarts the VPC's session with the new one and the routes are learned
+// again; a bad one is refused and changes nothing. (FRR, not a GoBGP in
+// the process: a second GoBGP would race with the VPC's new server on
+// GoBGP's package variables under -race, see test/e2e's TestBGPFRR.)
+func TestLinkFRRRouterIDPerVPC(t *testing.T) {
+	r := frrtest.New(t, frrtest.Config{Name: "rid", AS: 65010, RouterID: netip.MustParseAddr("10.255.1.1")})
+	r.SetNeighbors(frrtest.Neighbor{Address: r.Local, AS: 64512, Passive: true, Password: "s3cret-md5", HoldTime: 9, Keepalive: 3})
+	r.Start()
+	text := fmt.Sprintf(frrConfig, r.Local, r.Addr) + "  vpcs:\n    - vpc: red\n      router_id: 10.255.1.100\n"
+	cfg, err := controller.ParseConfig([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := controller.NewServer(controller.ServerOptions{Store: controller.NoPersistence{Start: cfg}, Auth: identity.Auth{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(srv, Options{Interval: 100 * time.Millisecond, ConnectRetry: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- l.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	// remoteID is the router id FRR got in the speaker's OPEN, "" while
+	// the session is not established.
+	remoteID := func() string {
+		var m map[string]struct {
+			BGPState       string `json:"bgpState"`
+			RemoteRouterID string `json:"remoteRouterId"`
+		}
+		if err := r.JSON("show ip bgp neighbors "+r.Local.String()+" json", &m); err != nil {
+			return ""
+		}
+		if n := m[r.Local.String()]; n.BGPState == "Established" {
+			return n.RemoteRouterID
+		}
+		return ""
+	}
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; FRR sees router id %q; state %+v", what, remoteID(), srv.Stats().BGPNeighbors)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	wait("FRR to see red's router id 10.255.1.100", func() bool { return remoteID() == "10.255.1.100" })
+	r.Announce(netip.MustParsePrefix("192.168.70.0/24"))
+	wait("FRR's route in red's RIB", func() bool { return bgpRoute(srv, "red", "192.168.70.0/24") != nil })
+
+	c := srv.Config().Clone()
+	c.BGP.VPCs[0].RouterID = netip.MustParseAddr("10.255.1.101")
+	if err := srv.Apply(c); err != nil {
+		t.Fatal(err)
+	}
+	wait("FRR to see red's new router id 10.255.1.101", func() bool { return remoteID() == "10.255.1.101" })
+	wait("the route learned again over the new session", func() bool { return bgpRoute(srv, "red", "192.168.70.0/24") != nil })
+
+	for _, bad := range []string{"0.0.0.0", "2001:db8::1"} {
+		c := srv.Config().Clone()
+		c.BGP.VPCs[0].RouterID = netip.MustParseAddr(bad)
+		err := srv.Apply(c)
+		if err == nil || !strings.Contains(err.Error(), "bgp.vpcs[red].router_id: router id "+bad) {
+			t.Errorf("router id %s: Apply = %v, want an error naming bgp.vpcs[red].router_id", bad, err)
+		}
+		if id := srv.Config().BGP.RouterIDOf("red"); id != netip.MustParseAddr("10.255.1.101") {
+			t.Errorf("a refused router id changed red's to %v", id)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a few of the Link's rounds
+	if id := remoteID(); id != "10.255.1.101" {
+		t.Errorf("after the refused changes FRR sees %q, want 10.255.1.101", id)
+	}
+}
