@@ -73,7 +73,8 @@
 // import filter itself (plus GoBGP's AS-loop rule; GoBGP's own import
 // policy stays, for NeighborState's counters and Learned). It keeps, per
 // neighbor, the prefixes it delivered (8 bytes of key each) and whether
-// each is stale. What GoBGP's RIB decides without an UPDATE is read back
+// each is stale, and the prefixes the import filter rejected (for the
+// neighbor's counts, Neighbors). What GoBGP's RIB decides without an UPDATE is read back
 // from GoBGP at the moments that tell (learn.go): when a session leaves
 // established, the neighbor's adj-RIB-in says whether GoBGP dropped its
 // routes (NOTIFICATION, hold timer without graceful restart, TCP loss,

@@ -123,3 +123,32 @@ func TestLearnedRoutesPublishedInChunks(t *testing.T) {
 		t.Errorf("%d routes published, want 7", n)
 	}
 }
+
+// TestWithdrawAllLearned: every VPC's learned routes go, from the RIB and
+// the hosts' tables, and nothing else does.
+func TestWithdrawAllLearned(t *testing.T) {
+	s := ribServer(t, nil)
+	learn(t, s, "red", bgp("red-vpn1", "172.16.0.0/16", 100, 0), bgp("red-vpn2", "172.16.0.0/16", 100, 0), bgp("red-vpn1", "172.17.0.0/16", 100, 0))
+	learn(t, s, "blue", bgp("blue-vpn", "172.18.0.0/16", 100, 0))
+	if hostRoute(s, "red", "172.17.0.0/16") == nil || hostRoute(s, "blue", "172.18.0.0/16") == nil {
+		t.Fatal("learned routes not published")
+	}
+	if err := s.WithdrawAllLearned(); err != nil {
+		t.Fatal(err)
+	}
+	for _, vpc := range []string{"red", "blue"} {
+		for _, c := range s.RIB(vpc) {
+			if c.Origin == OriginBGP {
+				t.Errorf("%s: a learned route stayed: %+v", vpc, c)
+			}
+		}
+	}
+	for _, r := range [][2]string{{"red", "172.16.0.0/16"}, {"red", "172.17.0.0/16"}, {"blue", "172.18.0.0/16"}} {
+		if hostRoute(s, r[0], r[1]) != nil {
+			t.Errorf("%s's hosts still have %s", r[0], r[1])
+		}
+	}
+	if len(candidatesOf(s, "red", "10.1.0.0/16")) != 1 {
+		t.Error("red's own subnet went with the learned routes")
+	}
+}

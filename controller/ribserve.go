@@ -567,6 +567,28 @@ func (s *Server) UpdateLearnedRoutes(vpc string, adds []LearnedRoute, withdrawal
 	})
 }
 
+// WithdrawAllLearned withdraws every BGP-learned route of every VPC: the
+// BGP speaker stopped, and what it learned goes with it. The RIB knows
+// what it was handed, so the caller need not keep its own record.
+func (s *Server) WithdrawAllLearned() error {
+	s.mu.Lock()
+	n := 0
+	for _, ls := range s.rib.learned {
+		n += ls.len()
+	}
+	s.mu.Unlock()
+	// n may be out of date by the time the change runs; runtimeChange
+	// then publishes the rest with its last revision.
+	return s.runtimeChange(n, func() error { return nil }, func(work *[]routeGroup) {
+		for vpc, ls := range s.rib.learned {
+			for p := range ls.prefixes() {
+				*work = append(*work, routeGroup{vpc, p})
+			}
+			delete(s.rib.learned, vpc)
+		}
+	})
+}
+
 // publishChunk is how many prefixes one revision of a runtime change
 // publishes at most. A larger change (a router's full table) is
 // published as several revisions, so that a host starts programming the
