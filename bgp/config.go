@@ -94,10 +94,11 @@ type Neighbor struct {
 	// LocalAS overrides the speaker's AS for this session; 0 means the
 	// speaker's.
 	LocalAS uint32
-	// RouterID must be unset or the speaker's: every VPC's server sends
-	// Config.RouterID (a per-VPC router id is possible with a server per
-	// VPC, but not implemented yet). Kept so configuration that sets it
-	// is refused, not silently ignored.
+	// RouterID is the BGP identifier of the neighbor's VPC (its GoBGP
+	// server sends one on all the VPC's sessions); unset means
+	// Config.RouterID. All neighbors of a VPC must agree. Changing it
+	// replaces the VPC's server: its sessions restart and their routes
+	// are withdrawn, then learned again.
 	RouterID netip.Addr
 	// HoldTime and KeepaliveInterval, whole seconds; 0 means 90 s and a
 	// third of the hold time.
@@ -145,8 +146,8 @@ func (n Neighbor) Validate() error {
 	if n.PeerAS == 0 {
 		return fmt.Errorf("%s: peer AS 0 is not a valid AS number", where)
 	}
-	if n.RouterID.IsValid() && !n.RouterID.Is4() {
-		return fmt.Errorf("%s: router id %v: must be an IPv4 address", where, n.RouterID)
+	if n.RouterID.IsValid() && (!n.RouterID.Is4() || n.RouterID.IsUnspecified()) {
+		return fmt.Errorf("%s: router id %v: must be an IPv4 address other than 0.0.0.0", where, n.RouterID)
 	}
 	if n.HoldTime < 0 || n.HoldTime%time.Second != 0 || (n.HoldTime > 0 && n.HoldTime < 3*time.Second) || n.HoldTime > 65535*time.Second {
 		return fmt.Errorf("%s: hold time %v: must be whole seconds, 0 (default 90s) or 3s..65535s", where, n.HoldTime)
@@ -185,6 +186,10 @@ func validateSet(ns []Neighbor, rid netip.Addr) error {
 	addrs := make(map[netip.Addr]string, len(ns))
 	vnis := make(map[string]uint32)
 	vpcs := make(map[uint32]string)
+	rids := make(map[string]struct {
+		id netip.Addr
+		by string
+	})
 	for _, n := range ns {
 		if err := n.Validate(); err != nil {
 			return err
@@ -197,9 +202,13 @@ func validateSet(ns []Neighbor, rid netip.Addr) error {
 			return fmt.Errorf("bgp: neighbors %s and %s have the same address %v (one session per address)", other, n.Name, n.Address)
 		}
 		addrs[n.Address] = n.Name
-		if n.RouterID.IsValid() && n.RouterID != rid {
-			return fmt.Errorf("bgp: neighbor %s: router id %v differs from the speaker's %v; the speaker sends one router id on all sessions (per-VPC router ids are not supported yet)", n.Name, n.RouterID, rid)
+		if r, ok := rids[n.VPC]; ok && r.id != n.routerID(rid) {
+			return fmt.Errorf("bgp: neighbor %s: router id %v, but neighbor %s of the same VPC %s has %v: a VPC's sessions share one router id", n.Name, n.routerID(rid), r.by, n.VPC, r.id)
 		}
+		rids[n.VPC] = struct {
+			id netip.Addr
+			by string
+		}{n.routerID(rid), n.Name}
 		if v, ok := vnis[n.VPC]; ok && v != n.VNI {
 			return fmt.Errorf("bgp: neighbor %s: VPC %s has VNI %d here and %d on another neighbor", n.Name, n.VPC, n.VNI, v)
 		}
@@ -210,6 +219,14 @@ func validateSet(ns []Neighbor, rid netip.Addr) error {
 		vpcs[n.VNI] = n.VPC
 	}
 	return nil
+}
+
+// routerID is the router id n's VPC uses, with def the speaker's.
+func (n Neighbor) routerID(def netip.Addr) netip.Addr {
+	if n.RouterID.IsValid() {
+		return n.RouterID
+	}
+	return def
 }
 
 // sessionEqual reports whether a and b configure the same session, so

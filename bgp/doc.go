@@ -42,7 +42,19 @@
 // (Learned routes, below). GoBGP v3.37 has no setting that removes the
 // per-path copy, and nothing else (table types, best-path options) that
 // this speaker could use to do less work; GC tuning (GOGC, GOMEMLIMIT) is
-// for the controller binary, not for a library.
+// for the controller binary, not for a library. What the watch does per
+// path that remains (pkg/server WatchEvent: toPathApi marshals the NLRI
+// and every attribute into anypb messages) has no cheaper public form in
+// v3.37 (the internal watch, with table.Path, is unexported; BMP and MRT
+// re-encode to wire format); the speaker decodes the attributes once per
+// UPDATE (the paths of one event share them, compared as bytes) and the
+// IPv4 NLRI from its wire form, without unmarshalling messages.
+//
+// Session state and counts (Neighbors) come from the watch's state events
+// and the speaker's own records, never from GoBGP's ListPeer: it counts a
+// neighbor's routes by walking its whole adj-RIB-in on the server's
+// goroutine (AdjRib.Count), which at 1M routes and a read per second was
+// a quarter of all CPU and stalled the server between UPDATEs.
 //
 // GoBGP applies import and export policies per neighbor only to
 // route-server clients; for ordinary neighbors they are global. Each
@@ -61,7 +73,8 @@
 // import filter itself (plus GoBGP's AS-loop rule; GoBGP's own import
 // policy stays, for NeighborState's counters and Learned). It keeps, per
 // neighbor, the prefixes it delivered (8 bytes of key each) and whether
-// each is stale. What GoBGP's RIB decides without an UPDATE is read back
+// each is stale, and the prefixes the import filter rejected (for the
+// neighbor's counts, Neighbors). What GoBGP's RIB decides without an UPDATE is read back
 // from GoBGP at the moments that tell (learn.go): when a session leaves
 // established, the neighbor's adj-RIB-in says whether GoBGP dropped its
 // routes (NOTIFICATION, hold timer without graceful restart, TCP loss,
@@ -111,9 +124,19 @@
 //
 // # Limits
 //
-// IPv4 only. All VPCs' servers use Config.RouterID; a router id per VPC
-// is now possible (each server sends its own) but not yet configurable,
-// so Neighbor.RouterID must still be unset or the speaker's. Neighbors are
+// GoBGP counts, against a neighbor's max-prefixes limit, every route in
+// its adj-RIB-in, including those with the speaker's AS in their path
+// that it then drops as loops: a router that sends the VPC's advertised
+// prefixes back (FRR does, to an eBGP neighbor) uses up that many of the
+// limit, so the limit should allow for the VPC's advertised prefixes.
+//
+// IPv4 only. Each VPC's server sends its VPC's router id
+// (Neighbor.RouterID, the same on all the VPC's neighbors; unset means
+// Config.RouterID). GoBGP cannot change a running server's router id, so
+// a change replaces the VPC's server: its sessions are deleted (their
+// routes withdrawn, late events ignored as for any removed neighbor), the
+// old server stopped, and a new one started with the VPC's
+// advertisements; the routers then announce their routes again. Neighbors are
 // keyed by address across the speaker, so two VPCs cannot peer with
 // routers at the same address (the servers could; the Neighbor API and
 // the logger's reasons are keyed by address). A VPC's server is kept,

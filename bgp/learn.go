@@ -3,8 +3,10 @@ package bgp
 import (
 	"context"
 	"encoding/binary"
+	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -31,8 +33,17 @@ type nbrRoutes struct {
 	// announced again since).
 	routes map[uint64]bool
 	stale  int
-	// up is whether the last state event said established.
-	up bool
+	// rejected are the prefixes the neighbor announced that the import
+	// filter kept out, stale or not as routes: with routes, what GoBGP's
+	// adj-RIB-in holds (but routes with the speaker's AS in their path,
+	// which GoBGP drops before the watch), counted for NeighborState
+	// without asking GoBGP, whose count walks the whole adj-RIB-in.
+	rejected map[uint64]bool
+	// up is whether the last state event said established; state is
+	// that event's state (lower case), since when it was entered.
+	up    bool
+	state string
+	since time.Time
 	// deletedAt is when the neighbor's last session was deleted: paths
 	// GoBGP received before it belong to that session, and may still be
 	// queued in the watch after the speaker withdrew them all.
@@ -89,6 +100,22 @@ func (n *nbrRoutes) learn(k uint64) {
 		n.stale--
 	}
 	n.routes[k] = false
+	delete(n.rejected, k)
+}
+
+// reject records that the neighbor announced k and the filter kept it
+// out.
+func (n *nbrRoutes) reject(k uint64) {
+	if n.rejected == nil {
+		n.rejected = make(map[uint64]bool)
+	}
+	n.rejected[k] = false
+}
+
+// dropStaleRejected forgets the rejected prefixes kept stale, which GoBGP
+// has dropped.
+func (n *nbrRoutes) dropStaleRejected() {
+	maps.DeleteFunc(n.rejected, func(_ uint64, stale bool) bool { return stale })
 }
 
 // withdrawAll withdraws every route of n (only the stale ones if
@@ -142,13 +169,24 @@ func (s *Speaker) resync(ctx context.Context, v *vpcServer, addr netip.Addr, mar
 		return
 	}
 	have := make(map[uint64]Route)
+	rejected := make(map[uint64]bool)
+	var dec pathDecoder
 	err := v.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: addr.String(), Family: ipv4Unicast}, func(d *api.Destination) {
 		for _, p := range d.Paths {
-			rt, _, err := decodePath(p)
-			if err != nil || !n.accepts(&rt) {
+			rt, _, err := dec.decode(p)
+			if err != nil {
 				continue
 			}
-			have[pkey(rt.Prefix)] = rt
+			k := pkey(rt.Prefix)
+			if !n.accepts(&rt) {
+				// AS loops never reach the watch: counted there, they
+				// would count here only after a read-back.
+				if !slices.Contains(rt.ASPath, n.localAS) {
+					rejected[k] = markStale || n.rejected[k]
+				}
+				continue
+			}
+			have[k] = rt
 		}
 	})
 	// Order the reads of the listed paths before GoBGP's next writes
@@ -159,6 +197,7 @@ func (s *Speaker) resync(ctx context.Context, v *vpcServer, addr netip.Addr, mar
 		// withdrew its routes.
 		return
 	}
+	n.rejected = rejected
 	var us []Update
 	for _, k := range sortedKeys(n.routes) {
 		if _, ok := have[k]; !ok {
@@ -199,10 +238,18 @@ func (s *Speaker) onPeer(v *vpcServer, pe *api.WatchEventResponse_PeerEvent) {
 	if err != nil {
 		return
 	}
-	est := pe.GetPeer().GetState().GetSessionState() == api.PeerState_ESTABLISHED
+	state := pe.GetPeer().GetState().GetSessionState()
+	est := state == api.PeerState_ESTABLISHED
 	v.mu.Lock()
 	n := v.nbrs[addr]
-	if n == nil || n.up == est {
+	if n == nil {
+		v.mu.Unlock()
+		return
+	}
+	if st := strings.ToLower(state.String()); st != n.state {
+		n.state, n.since = st, time.Now()
+	}
+	if n.up == est {
 		v.mu.Unlock()
 		return
 	}
@@ -259,6 +306,7 @@ func (s *Speaker) staleLoop() {
 				var us []Update
 				if n := v.nbrs[a]; n != nil {
 					us = n.withdrawAll(v.vpc, true, nil)
+					n.dropStaleRejected()
 				}
 				s.queue(us)
 				v.mu.Unlock()

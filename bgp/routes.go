@@ -1,11 +1,14 @@
 package bgp
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	api "github.com/osrg/gobgp/v3/api"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -15,8 +18,10 @@ type Route struct {
 	Neighbor string // the neighbor's Name
 	Prefix   netip.Prefix
 	NextHop  netip.Addr
-	ASPath   []uint32 // sets flattened in order, as for AS-path length
-	MED      uint32
+	// ASPath has the sets flattened in order, as for AS-path length. The
+	// routes of one UPDATE share it: read only.
+	ASPath []uint32
+	MED    uint32
 	// LocalPref is what the neighbor sent; eBGP neighbors send none (0).
 	LocalPref uint32
 }
@@ -44,9 +49,15 @@ func (s *Speaker) onEvent(v *vpcServer, r *api.WatchEventResponse) {
 		return
 	}
 	us := make([]Update, 0, len(t.Paths))
+	var d pathDecoder
+	// The paths of an event are one UPDATE's, from one neighbor.
+	var lastSrc string
+	var n *nbrRoutes
 	v.mu.Lock()
 	for _, p := range t.Paths {
-		n := v.nbrs[sourceOf(p)]
+		if p.NeighborIp != lastSrc || n == nil {
+			lastSrc, n = p.NeighborIp, v.nbrs[sourceOf(p)]
+		}
 		if n == nil {
 			continue
 		}
@@ -56,12 +67,13 @@ func (s *Speaker) onEvent(v *vpcServer, r *api.WatchEventResponse) {
 			if n.stale > 0 {
 				us = n.withdrawAll(v.vpc, true, us)
 			}
+			n.dropStaleRejected()
 			continue
 		}
 		if !n.deletedAt.IsZero() && !p.GetAge().AsTime().After(n.deletedAt) {
 			continue // from a deleted session, whose routes are withdrawn
 		}
-		rt, _, err := decodePath(p)
+		rt, _, err := d.decode(p)
 		if err != nil {
 			s.log.Warn("bgp: cannot decode a learned path; dropped", "vpc", v.vpc, "neighbor", n.name, "err", err)
 			continue
@@ -69,6 +81,11 @@ func (s *Speaker) onEvent(v *vpcServer, r *api.WatchEventResponse) {
 		k := pkey(rt.Prefix)
 		if p.IsWithdraw || !n.accepts(&rt) {
 			us = n.withdraw(v.vpc, k, us)
+			if p.IsWithdraw {
+				delete(n.rejected, k)
+			} else {
+				n.reject(k)
+			}
 			continue
 		}
 		n.learn(k)
@@ -164,13 +181,14 @@ func (s *Speaker) Learned(ctx context.Context, vpc string) ([]Route, error) {
 	}
 	var out []Route
 	var derr error
+	var dec pathDecoder
 	err := v.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: ipv4Unicast}, func(d *api.Destination) {
 		for _, p := range d.Paths {
 			src := sourceOf(p)
 			if !src.IsValid() {
 				continue // advertised by us
 			}
-			rt, _, err := decodePath(p)
+			rt, _, err := dec.decode(p)
 			if err != nil {
 				derr = err
 				continue
@@ -199,14 +217,71 @@ func (s *Speaker) Learned(ctx context.Context, vpc string) ([]Route, error) {
 // decodePath reads the route in p, and the VNI of the VRF it belongs to
 // when p is a VPNv4 path (0 for plain IPv4).
 func decodePath(p *api.Path) (Route, uint32, error) {
+	var d pathDecoder
+	return d.decode(p)
+}
+
+// pathDecoder decodes the paths of one watch event, which are one UPDATE's
+// and so share their attributes: those it decodes once, for the first path
+// that has them, and the routes share the result (their AS path too).
+// GoBGP marshals every path's attributes anew, so they are compared as
+// bytes.
+type pathDecoder struct {
+	attrs []*anypb.Any // the attributes decoded last
+	rt    Route        // what they decoded to
+	err   error
+}
+
+func sameAttrs(a, b []*anypb.Any) bool {
+	return len(a) == len(b) && len(a) > 0 && slices.EqualFunc(a, b, func(x, y *anypb.Any) bool {
+		return x.GetTypeUrl() == y.GetTypeUrl() && bytes.Equal(x.GetValue(), y.GetValue())
+	})
+}
+
+func (d *pathDecoder) decode(p *api.Path) (Route, uint32, error) {
+	rt, vni, err := decodeNLRI(p.Nlri)
+	if err != nil || p.IsWithdraw {
+		return rt, vni, err
+	}
+	if !sameAttrs(d.attrs, p.Pattrs) {
+		d.attrs, d.rt, d.err = p.Pattrs, Route{}, nil
+		for _, a := range p.Pattrs {
+			if err := decodeAttr(a, &d.rt); err != nil {
+				d.err = err
+				break
+			}
+		}
+	}
+	if d.err != nil {
+		return rt, 0, fmt.Errorf("path %v: %w", rt.Prefix, d.err)
+	}
+	rt.NextHop, rt.ASPath, rt.MED, rt.LocalPref = d.rt.NextHop, d.rt.ASPath, d.rt.MED, d.rt.LocalPref
+	return rt, vni, nil
+}
+
+// decodeNLRI reads the prefix of a path (and the VNI of a VPNv4 one). An
+// IPv4 prefix, every path of a large table, is read from the wire form
+// directly: unmarshalling a message for it cost more than the rest of
+// the speaker's work on the path.
+func decodeNLRI(nlri *anypb.Any) (Route, uint32, error) {
 	var rt Route
 	var vni uint32
 	var pfx string
 	var bits uint32
 	switch {
-	case p.Nlri.MessageIs((*api.LabeledVPNIPAddressPrefix)(nil)):
+	case nlri.MessageIs((*api.IPAddressPrefix)(nil)):
+		if p, ok := wirePrefix(nlri.GetValue()); ok {
+			rt.Prefix = p
+			return rt, 0, nil
+		}
+		var n api.IPAddressPrefix
+		if err := nlri.UnmarshalTo(&n); err != nil {
+			return rt, 0, err
+		}
+		pfx, bits = n.Prefix, n.PrefixLen
+	case nlri.MessageIs((*api.LabeledVPNIPAddressPrefix)(nil)):
 		var n api.LabeledVPNIPAddressPrefix
-		if err := p.Nlri.UnmarshalTo(&n); err != nil {
+		if err := nlri.UnmarshalTo(&n); err != nil {
 			return rt, 0, err
 		}
 		var d api.RouteDistinguisherTwoOctetASN
@@ -214,14 +289,8 @@ func decodePath(p *api.Path) (Route, uint32, error) {
 			return rt, 0, fmt.Errorf("path %s: route distinguisher is not one of ours", n.Prefix)
 		}
 		vni, pfx, bits = d.Assigned, n.Prefix, n.PrefixLen
-	case p.Nlri.MessageIs((*api.IPAddressPrefix)(nil)):
-		var n api.IPAddressPrefix
-		if err := p.Nlri.UnmarshalTo(&n); err != nil {
-			return rt, 0, err
-		}
-		pfx, bits = n.Prefix, n.PrefixLen
 	default:
-		return rt, 0, fmt.Errorf("unexpected NLRI type %s", p.Nlri.GetTypeUrl())
+		return rt, 0, fmt.Errorf("unexpected NLRI type %s", nlri.GetTypeUrl())
 	}
 	a, err := netip.ParseAddr(pfx)
 	if err != nil {
@@ -231,15 +300,67 @@ func decodePath(p *api.Path) (Route, uint32, error) {
 	if err != nil {
 		return rt, 0, fmt.Errorf("prefix %s/%d: %w", pfx, bits, err)
 	}
-	if p.IsWithdraw {
-		return rt, vni, nil
-	}
-	for _, a := range p.Pattrs {
-		if err := decodeAttr(a, &rt); err != nil {
-			return rt, 0, fmt.Errorf("path %v: %w", rt.Prefix, err)
-		}
-	}
 	return rt, vni, nil
+}
+
+// wirePrefix reads an IPAddressPrefix message (prefix_len = 1, prefix =
+// 2) holding an IPv4 prefix, without allocating; ok is false for anything
+// else, which the caller unmarshals the ordinary way.
+func wirePrefix(b []byte) (netip.Prefix, bool) {
+	var bits uint64
+	var addr []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return netip.Prefix{}, false
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			bits, n = protowire.ConsumeVarint(b)
+		case num == 2 && typ == protowire.BytesType:
+			addr, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return netip.Prefix{}, false
+		}
+		b = b[n:]
+	}
+	a, ok := parseIPv4(addr)
+	if !ok || bits > 32 {
+		return netip.Prefix{}, false
+	}
+	p, err := a.Prefix(int(bits)) // masked, as for any other prefix
+	return p, err == nil
+}
+
+// parseIPv4 reads a dotted quad (no leading zeros, as GoBGP writes it).
+func parseIPv4(b []byte) (netip.Addr, bool) {
+	var a [4]byte
+	i := 0
+	for k := range 4 {
+		if k > 0 {
+			if i >= len(b) || b[i] != '.' {
+				return netip.Addr{}, false
+			}
+			i++
+		}
+		start, v := i, 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 3 {
+			v = v*10 + int(b[i]-'0')
+			i++
+		}
+		if i == start || v > 255 || (i-start > 1 && b[start] == '0') {
+			return netip.Addr{}, false
+		}
+		a[k] = byte(v)
+	}
+	if i != len(b) {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(a), true
 }
 
 func decodeAttr(a *anypb.Any, rt *Route) error {

@@ -75,6 +75,7 @@ type Speaker struct {
 // GoBGP still has in flight for the watch).
 type vpcServer struct {
 	vpc       string
+	routerID  netip.Addr // what srv was started with; fixed for its life
 	srv       *server.BgpServer
 	stopWatch context.CancelFunc
 
@@ -130,9 +131,10 @@ func (s *Speaker) Start(ctx context.Context) error {
 
 // startVPC starts the GoBGP server of vpc, with its policies (no
 // neighbors yet) and its watch of learned routes.
-func (s *Speaker) startVPC(ctx context.Context, vpc string) (*vpcServer, error) {
+func (s *Speaker) startVPC(ctx context.Context, vpc string, routerID netip.Addr) (*vpcServer, error) {
 	v := &vpcServer{
 		vpc:       vpc,
+		routerID:  routerID,
 		srv:       server.NewBgpServer(server.LoggerOption(s.gl)),
 		neighbors: make(map[netip.Addr]Neighbor),
 		applied:   make(map[netip.Prefix]bool),
@@ -146,7 +148,7 @@ func (s *Speaker) startVPC(ctx context.Context, vpc string) (*vpcServer, error) 
 	s.fenceAll(ctx)
 	g := &api.Global{
 		Asn:      s.cfg.LocalAS,
-		RouterId: s.cfg.RouterID.String(),
+		RouterId: routerID.String(),
 		// IPv4 unicast only: the server's global table is the VPC's
 		// table; no VPN or route-target tables.
 		Families: []uint32{0}, // oc.IntToAfiSafiTypeMap: 0 is IPv4 unicast
@@ -283,7 +285,9 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 	}
 	want := make(map[netip.Addr]Neighbor, len(ns))
 	byVPC := make(map[string]map[netip.Addr]Neighbor)
+	rids := make(map[string]netip.Addr) // validateSet: one per VPC
 	for _, n := range ns {
+		rids[n.VPC] = n.routerID(s.cfg.RouterID)
 		n.Import = slices.Clone(n.Import)
 		want[n.Address] = n
 		if byVPC[n.VPC] == nil {
@@ -295,29 +299,37 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 		}
 	}
 
+	// A VPC whose router id changes gets a new server: GoBGP cannot
+	// change a running server's. Its sessions go with the old one.
+	for _, vpc := range slices.Sorted(maps.Keys(s.servers)) {
+		v := s.servers[vpc]
+		if id, ok := rids[vpc]; !ok || id == v.routerID {
+			continue
+		}
+		for _, addr := range sortedAddrs(v.neighbors) {
+			if err := s.removeNeighbor(ctx, v, addr); err != nil {
+				return err
+			}
+		}
+		v.stopWatch()
+		v.srv.Stop()
+		forget(v.srv)
+		delete(s.servers, vpc)
+		s.smu.Lock()
+		s.all = slices.DeleteFunc(s.all, func(x *vpcServer) bool { return x == v })
+		s.smu.Unlock()
+		s.log.Info("bgp: router id of the VPC changed; its GoBGP server is replaced and its sessions restart", "vpc", vpc, "old", v.routerID, "new", rids[vpc])
+	}
+
 	// Sessions that go, or change in a way that needs a new session.
 	for _, addr := range sortedAddrs(s.neighbors) {
 		old := s.neighbors[addr]
 		if n, ok := want[addr]; ok && sessionEqual(old, n) {
 			continue
 		}
-		v := s.servers[old.VPC]
-		if err := v.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
-			return fmt.Errorf("bgp: remove neighbor %s (%v): %w", old.Name, addr, err)
+		if err := s.removeNeighbor(ctx, s.servers[old.VPC], addr); err != nil {
+			return err
 		}
-		delete(s.neighbors, addr)
-		delete(v.neighbors, addr)
-		s.gl.forget(addr)
-		// GoBGP drops the session's routes without a watched event:
-		// withdraw them here, and ignore what its session still has
-		// queued in the watch.
-		v.mu.Lock()
-		if nr := v.nbrs[addr]; nr != nil {
-			nr.deletedAt = time.Now()
-			nr.up = false
-			s.queue(nr.withdrawAll(v.vpc, false, nil))
-		}
-		v.mu.Unlock()
 	}
 	// A VPC left without neighbors keeps its idle server (doc.go,
 	// Limits), and its policy statements, which name no neighbor it has:
@@ -328,7 +340,7 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 		v, ok := s.servers[vpc]
 		if !ok {
 			var err error
-			if v, err = s.startVPC(ctx, vpc); err != nil {
+			if v, err = s.startVPC(ctx, vpc, rids[vpc]); err != nil {
 				return err
 			}
 			s.servers[vpc] = v
@@ -392,6 +404,30 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 			v.neighbors[addr] = n
 		}
 	}
+	return nil
+}
+
+// removeNeighbor ends the session with addr, a neighbor of v, and
+// withdraws its routes.
+func (s *Speaker) removeNeighbor(ctx context.Context, v *vpcServer, addr netip.Addr) error {
+	old := s.neighbors[addr]
+	if err := v.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
+		return fmt.Errorf("bgp: remove neighbor %s (%v): %w", old.Name, addr, err)
+	}
+	delete(s.neighbors, addr)
+	delete(v.neighbors, addr)
+	s.gl.forget(addr)
+	// GoBGP drops the session's routes without a watched event: withdraw
+	// them here, and ignore what its session still has queued in the
+	// watch.
+	v.mu.Lock()
+	if nr := v.nbrs[addr]; nr != nil {
+		nr.deletedAt = time.Now()
+		nr.up, nr.state = false, ""
+		clear(nr.rejected)
+		s.queue(nr.withdrawAll(v.vpc, false, nil))
+	}
+	v.mu.Unlock()
 	return nil
 }
 

@@ -337,6 +337,11 @@ func TestValidate(t *testing.T) {
 	if err := validateSet([]Neighbor{good}, rid); err != nil {
 		t.Fatalf("valid neighbor refused: %v", err)
 	}
+	other := good
+	other.Name, other.VPC, other.VNI, other.Address, other.RouterID = "b", "blue", 2, netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("10.9.9.9")
+	if err := validateSet([]Neighbor{good, other}, rid); err != nil {
+		t.Fatalf("a router id of another VPC's own refused: %v", err)
+	}
 	mod := func(f func(*Neighbor)) Neighbor { n := good; f(&n); return n }
 	for _, c := range []struct {
 		name string
@@ -357,7 +362,11 @@ func TestValidate(t *testing.T) {
 		{"VNI disagrees", []Neighbor{good, mod(func(n *Neighbor) { n.Name, n.Address, n.VNI = "b", netip.MustParseAddr("10.0.0.3"), 2 })}, "VNI"},
 		{"hold time", []Neighbor{mod(func(n *Neighbor) { n.HoldTime = 2 * time.Second })}, "hold time"},
 		{"keepalive >= hold", []Neighbor{mod(func(n *Neighbor) { n.HoldTime, n.KeepaliveInterval = 9*time.Second, 9*time.Second })}, "keepalive"},
-		{"router id", []Neighbor{mod(func(n *Neighbor) { n.RouterID = netip.MustParseAddr("10.9.9.9") })}, "one router id"},
+		{"router id 0.0.0.0", []Neighbor{mod(func(n *Neighbor) { n.RouterID = netip.IPv4Unspecified() })}, "router id 0.0.0.0: must be an IPv4 address other than 0.0.0.0"},
+		{"router id IPv6", []Neighbor{mod(func(n *Neighbor) { n.RouterID = netip.MustParseAddr("2001:db8::1") })}, "must be an IPv4 address"},
+		{"router ids of a VPC disagree", []Neighbor{mod(func(n *Neighbor) { n.RouterID = netip.MustParseAddr("10.9.9.9") }),
+			mod(func(n *Neighbor) { n.Name, n.Address = "b", netip.MustParseAddr("10.0.0.3") })},
+			"neighbor b: router id 10.255.0.1, but neighbor a of the same VPC red has 10.9.9.9"},
 		{"VNI 0", []Neighbor{mod(func(n *Neighbor) { n.VNI = 0 })}, "VNI 0"},
 	} {
 		err := validateSet(c.ns, rid)

@@ -15,8 +15,8 @@ import (
 type BGP struct {
 	// LocalAS is the speaker's AS, for every session that sets none.
 	LocalAS uint32
-	// RouterID is the BGP identifier of every session: GoBGP sends one
-	// identifier on all of them, so it cannot differ per VPC.
+	// RouterID is the BGP identifier of every session of a VPC that sets
+	// none of its own (BGPVPC.RouterID).
 	RouterID netip.Addr
 	// ListenAddress is where the speaker accepts sessions; unset means
 	// every address.
@@ -30,15 +30,17 @@ type BGP struct {
 	Neighbors []BGPNeighbor
 }
 
-// BGPVPC overrides the speaker's local AS for the sessions of one VPC.
+// BGPVPC overrides the speaker's local AS and router id for the sessions
+// of one VPC.
 type BGPVPC struct {
 	VPC string
 	// LocalAS, when not 0, is the local AS of the VPC's sessions that
 	// set none of their own.
 	LocalAS uint32
-	// RouterID may only repeat the speaker's: GoBGP sends one BGP
-	// identifier on all sessions. It is here so that a configuration that
-	// asks for another one is refused with that reason, not ignored.
+	// RouterID, when set, is the BGP identifier of all the VPC's
+	// sessions (each VPC has a GoBGP server of its own, package bgp).
+	// Changing it restarts the VPC's sessions: its routes are withdrawn
+	// and learned again.
 	RouterID netip.Addr
 }
 
@@ -96,6 +98,17 @@ func (b *BGP) LocalASOf(n BGPNeighbor) uint32 {
 	return b.LocalAS
 }
 
+// RouterIDOf is the router id of vpc's sessions: the VPC's override or
+// the speaker's.
+func (b *BGP) RouterIDOf(vpc string) netip.Addr {
+	for _, v := range b.VPCs {
+		if v.VPC == vpc && v.RouterID.IsValid() {
+			return v.RouterID
+		}
+	}
+	return b.RouterID
+}
+
 // Clone returns a deep copy of b.
 func (b *BGP) Clone() *BGP {
 	if b == nil {
@@ -134,8 +147,8 @@ func (v *validator) checkBGP() {
 	}
 	if !b.RouterID.IsValid() {
 		v.addf("bgp.router_id", "router id is required (an IPv4 address)")
-	} else if !b.RouterID.Is4() {
-		v.addf("bgp.router_id", "router id %s is not an IPv4 address", b.RouterID)
+	} else {
+		v.routerID("bgp.router_id", b.RouterID)
 	}
 	if b.ListenAddress.IsValid() && !b.ListenAddress.Is4() {
 		v.addf("bgp.listen_address", "%s is not IPv4 (IPv6 is not supported yet)", b.ListenAddress)
@@ -151,8 +164,8 @@ func (v *validator) checkBGP() {
 			v.addf(p, "VPC %s has two entries", o.VPC)
 		}
 		seenVPC[o.VPC] = true
-		if o.RouterID.IsValid() && o.RouterID != b.RouterID {
-			v.addf(p+".router_id", "router id %s differs from the speaker's %s: one GoBGP speaker sends one BGP identifier on all sessions, so the router id cannot differ per VPC", o.RouterID, b.RouterID)
+		if o.RouterID.IsValid() {
+			v.routerID(p+".router_id", o.RouterID)
 		}
 	}
 	keys := map[string]bool{}
@@ -222,6 +235,17 @@ func (v *validator) checkBGP() {
 				v.addf(fp, "%s ge %d le %d: need %d <= ge <= le <= 32", f.Prefix, f.GE, f.LE, f.Prefix.Bits())
 			}
 		}
+	}
+}
+
+// routerID checks a BGP identifier: four octets, and not 0.0.0.0, which
+// a router refuses in an OPEN (RFC 6286).
+func (v *validator) routerID(path string, id netip.Addr) {
+	switch {
+	case !id.Is4():
+		v.addf(path, "router id %s is not an IPv4 address", id)
+	case id.IsUnspecified():
+		v.addf(path, "router id 0.0.0.0 is not a valid BGP identifier")
 	}
 }
 

@@ -68,7 +68,8 @@ type LearnedRoute struct {
 	// beyond the attachment): shown in state; the VPC forwards to the
 	// attachment.
 	NextHop netip.Addr
-	// ASPath is kept, not copied: the caller must not modify it after.
+	// ASPath is copied (interned with the other attributes): the
+	// caller may reuse it.
 	ASPath         []uint32
 	MED, LocalPref uint32
 }

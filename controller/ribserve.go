@@ -43,20 +43,13 @@ import (
 // guards it. It is never persisted: learned routes come back from the BGP
 // sessions after a restart, peer routes from the peers' controllers.
 type rib struct {
-	// learned are the BGP routes, by VPC, prefix, then one per neighbor.
-	learned map[string]map[netip.Prefix][]learnedRoute
+	// learned are the BGP routes, by VPC (riblearned.go).
+	learned map[string]*learnedStore
 	// peer are the routes peers export to a VPC, by VPC, prefix, then one
 	// per peer VPC.
 	peer map[string]map[netip.Prefix][]peerRoute
 	// rev counts changes of candidates, for gNMI state.
 	rev uint64
-}
-
-type learnedRoute struct {
-	neighbor       string
-	nextHop        netip.Addr
-	asPath         []uint32
-	med, localPref uint32
 }
 
 type peerRoute struct {
@@ -66,7 +59,7 @@ type peerRoute struct {
 }
 
 func newRIB() *rib {
-	return &rib{learned: map[string]map[netip.Prefix][]learnedRoute{}, peer: map[string]map[netip.Prefix][]peerRoute{}}
+	return &rib{learned: map[string]*learnedStore{}, peer: map[string]map[netip.Prefix][]peerRoute{}}
 }
 
 // importer is a local VPC that imports what an export of another local
@@ -140,21 +133,25 @@ func (s *Server) candidatesLocked(vpc string, p netip.Prefix, sc *scratch) []Can
 		}
 		cs = append(cs, c)
 	}
-	for _, l := range s.rib.learned[vpc][p] {
-		c := Candidate{VPC: vpc, Prefix: p, Origin: OriginBGP, Source: l.neighbor,
-			ASPath: l.asPath, MED: l.med, LocalPref: l.localPref, BGPNextHop: l.nextHop}
-		e, ok := m.eps.get(l.neighbor)
-		switch {
-		case !ok:
-			c.invalid = fmt.Sprintf("neighbor %s is no endpoint of VPC %s", l.neighbor, vpc)
-		case e.VPC != vpc:
-			c.invalid = fmt.Sprintf("neighbor %s is an endpoint of VPC %s, not %s", l.neighbor, e.VPC, vpc)
-		case !e.IsAttachment():
-			c.invalid = fmt.Sprintf("neighbor %s is a %s endpoint, not a vpn or interconnect attachment", l.neighbor, e.Kind)
-		default:
-			c.NextHops = one(e.IP)
+	if ls := s.rib.learned[vpc]; ls != nil {
+		var buf [1]lroute
+		for _, r := range ls.routes(packPrefix(p), &buf) {
+			nb, a := ls.nbs[r.nb], &ls.attrs[r.attr]
+			c := Candidate{VPC: vpc, Prefix: p, Origin: OriginBGP, Source: nb,
+				ASPath: a.asPath, MED: a.med, LocalPref: a.localPref, BGPNextHop: a.nextHop}
+			e, ok := m.eps.get(nb)
+			switch {
+			case !ok:
+				c.invalid = fmt.Sprintf("neighbor %s is no endpoint of VPC %s", nb, vpc)
+			case e.VPC != vpc:
+				c.invalid = fmt.Sprintf("neighbor %s is an endpoint of VPC %s, not %s", nb, e.VPC, vpc)
+			case !e.IsAttachment():
+				c.invalid = fmt.Sprintf("neighbor %s is a %s endpoint, not a vpn or interconnect attachment", nb, e.Kind)
+			default:
+				c.NextHops = one(e.IP)
+			}
+			cs = append(cs, c)
 		}
-		cs = append(cs, c)
 	}
 	for _, pr := range s.rib.peer[vpc][p] {
 		c := Candidate{VPC: vpc, Prefix: p, Origin: OriginPeer, Source: pr.peer, PeerVNI: pr.vni,
@@ -398,8 +395,10 @@ func (s *Server) prefixesLocked(vpc string) set[netip.Prefix] {
 	for p := range s.m.rtInVPC[vpc] {
 		out[p] = struct{}{}
 	}
-	for p := range s.rib.learned[vpc] {
-		out[p] = struct{}{}
+	if ls := s.rib.learned[vpc]; ls != nil {
+		for p := range ls.prefixes() {
+			out[p] = struct{}{}
+		}
 	}
 	for p := range s.rib.peer[vpc] {
 		out[p] = struct{}{}
@@ -503,10 +502,8 @@ func (s *Server) routeItemsLocked(svc *service) (routes, custom map[string]proto
 // (configured, removed, moved or readdressed), which is rare beside the
 // routes it carries.
 func (s *Server) learnedOfLocked(vpc, neighbor string, into set[routeGroup]) {
-	for p, ls := range s.rib.learned[vpc] {
-		if slices.ContainsFunc(ls, func(l learnedRoute) bool { return l.neighbor == neighbor }) {
-			into[routeGroup{vpc, p}] = struct{}{}
-		}
+	if ls := s.rib.learned[vpc]; ls != nil {
+		ls.of(neighbor, func(p netip.Prefix) { into[routeGroup{vpc, p}] = struct{}{} })
 	}
 }
 
@@ -553,44 +550,58 @@ func (s *Server) UpdateLearnedRoutes(vpc string, adds []LearnedRoute, withdrawal
 		}
 		return nil
 	}, func(work *[]routeGroup) {
-		byPrefix := s.rib.learned[vpc]
-		if byPrefix == nil {
-			byPrefix = make(map[netip.Prefix][]learnedRoute, len(adds))
-			s.rib.learned[vpc] = byPrefix
+		ls := s.rib.learned[vpc]
+		if ls == nil {
+			ls = newLearnedStore()
+			s.rib.learned[vpc] = ls
 		}
 		for _, w := range withdrawals {
-			ls := byPrefix[w.Prefix]
-			i := slices.IndexFunc(ls, func(l learnedRoute) bool { return l.neighbor == w.Neighbor })
-			if i < 0 {
-				continue
+			if ls.del(w.Neighbor, w.Prefix) {
+				*work = append(*work, routeGroup{vpc, w.Prefix})
 			}
-			if len(ls) == 1 {
-				delete(byPrefix, w.Prefix)
-			} else {
-				byPrefix[w.Prefix] = slices.Delete(ls, i, i+1)
-			}
-			*work = append(*work, routeGroup{vpc, w.Prefix})
 		}
-		for _, a := range adds {
-			l := learnedRoute{neighbor: a.Neighbor, nextHop: a.NextHop, asPath: a.ASPath, med: a.MED, localPref: a.LocalPref}
-			ls := byPrefix[a.Prefix]
-			if i := slices.IndexFunc(ls, func(l learnedRoute) bool { return l.neighbor == a.Neighbor }); i >= 0 {
-				ls[i] = l
-			} else {
-				// Most prefixes have one neighbor: a slice of one,
-				// not a map, keeps 1M of them small.
-				byPrefix[a.Prefix] = append(ls, l)
-			}
-			*work = append(*work, routeGroup{vpc, a.Prefix})
+		for i := range adds {
+			ls.set(&adds[i])
+			*work = append(*work, routeGroup{vpc, adds[i].Prefix})
 		}
 	})
 }
 
+// WithdrawAllLearned withdraws every BGP-learned route of every VPC: the
+// BGP speaker stopped, and what it learned goes with it. The RIB knows
+// what it was handed, so the caller need not keep its own record.
+func (s *Server) WithdrawAllLearned() error {
+	s.mu.Lock()
+	n := 0
+	for _, ls := range s.rib.learned {
+		n += ls.len()
+	}
+	s.mu.Unlock()
+	// n may be out of date by the time the change runs; runtimeChange
+	// then publishes the rest with its last revision.
+	return s.runtimeChange(n, func() error { return nil }, func(work *[]routeGroup) {
+		for vpc, ls := range s.rib.learned {
+			for p := range ls.prefixes() {
+				*work = append(*work, routeGroup{vpc, p})
+			}
+			delete(s.rib.learned, vpc)
+		}
+	})
+}
+
+// publishChunk is how many prefixes one revision of a runtime change
+// publishes at most. A larger change (a router's full table) is
+// published as several revisions, so that a host starts programming the
+// first routes while the next are resolved, and the tables' batches and
+// change logs hold a chunk at a time rather than the whole table.
+var publishChunk = 100_000
+
 // runtimeChange applies a change of runtime candidates (learned or peer
 // routes): check, with the model read-locked, may refuse it; then the
-// change gets a revision (runtimeRevision), edit changes the candidates
-// and names the prefixes it touched, and they are resolved and published
-// as one commit of every table.
+// change gets its revisions (runtimeRevision; one per publishChunk
+// prefixes it may name, size), edit changes the candidates and names the
+// prefixes it touched, and they are resolved and published, a chunk per
+// revision, each one commit of every table.
 func (s *Server) runtimeChange(size int, check func() error, edit func(work *[]routeGroup)) error {
 	s.changeMu.Lock()
 	defer s.changeMu.Unlock()
@@ -598,27 +609,41 @@ func (s *Server) runtimeChange(size int, check func() error, edit func(work *[]r
 	if err := check(); err != nil {
 		return err
 	}
-	rev, err := s.runtimeRevision()
-	if err != nil {
-		return status.Errorf(codes.Unavailable, "no revision for a route update: %v", err)
+	// Every revision first: once the candidates are changed, every chunk
+	// must be published.
+	revs := make([]uint64, max(1, (size+publishChunk-1)/publishChunk))
+	for i := range revs {
+		rev, err := s.runtimeRevision()
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "no revision for a route update: %v", err)
+		}
+		revs[i] = rev
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	work := make([]routeGroup, 0, size) // size: how many prefixes the change names, at most
 	edit(&work)
-	// Even a change that named nothing moves the tables to the revision
-	// the store gave it (commitLocked sends streams PROGRESS): a client
-	// left below the store's revision would be RESET by the next leader,
-	// whose tables start at it.
-	if !s.advanceLocked(rev) {
-		// The store gave no newer revision: tables cannot move. It does
-		// not happen with a store that numbers every commit; say so
-		// rather than publish under a revision clients already have.
-		return status.Errorf(codes.Internal, "route update: the store's revision %d is not above %d", rev, s.rev)
+	for i, rev := range revs {
+		// Even a change (or a last chunk) that names nothing moves the
+		// tables to the revision the store gave it (commitLocked sends
+		// streams PROGRESS): a client left below the store's revision
+		// would be RESET by the next leader, whose tables start at it.
+		if !s.advanceLocked(rev) {
+			// The store gave no newer revision: tables cannot move. It
+			// does not happen with a store that numbers every commit;
+			// say so rather than publish under a revision clients
+			// already have.
+			return status.Errorf(codes.Internal, "route update: the store's revision %d is not above %d", rev, s.rev)
+		}
+		chunk := work
+		if i < len(revs)-1 {
+			chunk = work[:min(len(work), publishChunk)]
+		}
+		work = work[len(chunk):]
+		b := batches{}
+		s.publishRoutesLocked(b, chunk)
+		s.commitLocked(b)
 	}
-	b := batches{}
-	s.publishRoutesLocked(b, work)
-	s.commitLocked(b)
 	// The RIB is in gNMI state: its ON_CHANGE subscribers look again.
 	s.changedLocked()
 	return nil

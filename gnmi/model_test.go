@@ -419,8 +419,8 @@ func TestValidate(t *testing.T) {
 			c := m.GetOrCreateBgp().GetOrCreateConfig()
 			c.RouterId, c.LocalAs = ygot.String("10.255.0.1"), ygot.Uint32(64512)
 			v, _ := m.Bgp.GetOrCreateVpcs().AppendNewVpc("red")
-			v.GetOrCreateConfig().RouterId = ygot.String("10.9.9.9")
-		}, []string{`/p4mesh/bgp/vpcs/vpc[vpc=red]/config/router-id: router id 10.9.9.9 differs from the speaker's 10.255.0.1: one GoBGP speaker sends one BGP identifier on all sessions`}},
+			v.GetOrCreateConfig().RouterId = ygot.String("0.0.0.0")
+		}, []string{`/p4mesh/bgp/vpcs/vpc[vpc=red]/config/router-id: router id 0.0.0.0 is not a valid BGP identifier`}},
 		{"several at once", func(m *oc.P4Mesh_P4Mesh) {
 			m.Vpcs.GetVpc("green").Config.Vni = ygot.Uint32(100)
 			m.Endpoints.GetEndpoint("red-vm1").Config.Host = ygot.String("h9")

@@ -54,6 +54,16 @@ func TestBGPSetAndGet(t *testing.T) {
 		t.Errorf("the password must be in config only:\n%s", got)
 	}
 
+	// A router id of red's own is taken (its GoBGP server sends it).
+	if _, err := c.Set(t.Context(), &gnmi.SetRequest{Update: []*gnmi.Update{
+		{Path: path(t, "/p4mesh/bgp/vpcs/vpc[vpc=red]"), Val: ietf(`{"p4mesh:vpc":"red","p4mesh:config":{"vpc":"red","router-id":"10.9.9.9"}}`)},
+	}}); err != nil {
+		t.Fatalf("Set of red's router id: %v", err)
+	}
+	if id := ctl.Config().BGP.RouterIDOf("red"); id != netip.MustParseAddr("10.9.9.9") {
+		t.Errorf("red's router id after its Set: %v", id)
+	}
+
 	before := getJSON(t, c, "/")
 	for _, tc := range []struct {
 		name string
@@ -66,8 +76,8 @@ func TestBGPSetAndGet(t *testing.T) {
 		{"attachment deleted", &gnmi.SetRequest{Delete: []*gnmi.Path{path(t, "/p4mesh/endpoints/endpoint[id=red-vpn]")}},
 			`/p4mesh/bgp/neighbors/neighbor[vpc=red][address=192.0.2.1]/config/attachment: endpoint "red-vpn" is not defined`},
 		{"router id per VPC", &gnmi.SetRequest{Update: []*gnmi.Update{
-			{Path: path(t, "/p4mesh/bgp/vpcs/vpc[vpc=red]"), Val: ietf(`{"p4mesh:vpc":"red","p4mesh:config":{"vpc":"red","router-id":"10.9.9.9"}}`)},
-		}}, "cannot differ per VPC"},
+			{Path: path(t, "/p4mesh/bgp/vpcs/vpc[vpc=red]"), Val: ietf(`{"p4mesh:vpc":"red","p4mesh:config":{"vpc":"red","router-id":"0.0.0.0"}}`)},
+		}}, "/p4mesh/bgp/vpcs/vpc[vpc=red]/config/router-id: router id 0.0.0.0 is not a valid BGP identifier"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.Set(t.Context(), tc.req)

@@ -234,7 +234,7 @@ func neighborEqual(a, b bgp.Neighbor) bool {
 		a.PeerAS == b.PeerAS && a.LocalAS == b.LocalAS && a.HoldTime == b.HoldTime &&
 		a.KeepaliveInterval == b.KeepaliveInterval && a.ConnectRetry == b.ConnectRetry &&
 		a.Password == b.Password && a.MaxPrefixes == b.MaxPrefixes && slices.Equal(a.Import, b.Import) &&
-		a.GracefulRestart == b.GracefulRestart && a.NextHop == b.NextHop
+		a.GracefulRestart == b.GracefulRestart && a.NextHop == b.NextHop && a.RouterID == b.RouterID
 }
 
 // Neighbors is the speaker's neighbors as c configures them, in
@@ -259,6 +259,9 @@ func Neighbors(c *controller.Config, connectRetry time.Duration) []bgp.Neighbor 
 		}
 		if as := c.BGP.LocalASOf(n); as != c.BGP.LocalAS {
 			x.LocalAS = as
+		}
+		if id := c.BGP.RouterIDOf(n.VPC); id != c.BGP.RouterID {
+			x.RouterID = id
 		}
 		for _, f := range n.Import {
 			x.Import = append(x.Import, bgp.PrefixFilter{Prefix: f.Prefix, GE: int(f.GE), LE: int(f.LE)})
@@ -403,35 +406,21 @@ func (q *queue) take() ([]entry, bool) {
 	return es, q.closed
 }
 
-// nbKey is a neighbor of a VPC; learned keeps, per neighbor, the prefixes
-// the route manager took from it, packed (pack): pointer-free maps, which
-// the collector does not scan, with 8-byte keys rather than two strings
-// and a netip.Prefix per route.
-type nbKey struct{ vpc, neighbor string }
-
-// pack is an IPv4 prefix as one integer: the speaker learns IPv4 only,
-// and the route manager refuses anything else.
-func pack(p netip.Prefix) uint64 {
-	a := p.Addr().As4()
-	return uint64(a[0])<<32 | uint64(a[1])<<24 | uint64(a[2])<<16 | uint64(a[3])<<8 | uint64(p.Bits())
-}
-
-func unpack(k uint64) netip.Prefix {
-	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(k >> 32), byte(k >> 24), byte(k >> 16), byte(k >> 8)}), int(byte(k)))
-}
+// flushSize is how many routes apply gathers before it hands them to the
+// route manager; a var for tests.
+var flushSize = 100_000
 
 // applyLoop hands what the speaker delivered to the route manager, all
 // that queued up while the last call ran in one call per VPC.
 func (l *Link) applyLoop() {
-	learned := map[nbKey]map[uint64]struct{}{}
 	for {
 		<-l.q.wake
 		es, closed := l.q.take()
-		l.apply(es, learned)
+		l.apply(es)
 		if closed {
 			es, _ := l.q.take()
-			l.apply(es, learned)
-			l.apply([]entry{{dropAll: true}}, learned)
+			l.apply(es)
+			l.apply([]entry{{dropAll: true}})
 			return
 		}
 	}
@@ -445,7 +434,7 @@ func (l *Link) applyLoop() {
 // withdrawal remembers how many of its VPC's adds came before it, so that
 // those of its route are dropped at the flush (the route manager applies
 // withdrawals first); an add after it cancels it.
-func (l *Link) apply(es []entry, learned map[nbKey]map[uint64]struct{}) {
+func (l *Link) apply(es []entry) {
 	type batch struct {
 		adds []controller.LearnedRoute
 		// gone: withdrawn route → how many adds preceded the withdrawal.
@@ -476,52 +465,42 @@ func (l *Link) apply(es []entry, learned map[nbKey]map[uint64]struct{}) {
 			}
 			if err := l.srv.UpdateLearnedRoutes(vpc, adds, wd); err != nil {
 				l.log.Error("BGP: learned routes not taken by the route manager", "vpc", vpc, "adds", len(adds), "withdrawals", len(wd), "err", err)
-				continue
-			}
-			for _, k := range wd {
-				if ps := learned[nbKey{vpc, k.Neighbor}]; ps != nil {
-					delete(ps, pack(k.Prefix))
-					if len(ps) == 0 {
-						delete(learned, nbKey{vpc, k.Neighbor})
-					}
-				}
-			}
-			var last nbKey
-			var ps map[uint64]struct{}
-			for _, r := range adds {
-				if k := (nbKey{vpc, r.Neighbor}); ps == nil || k != last {
-					last, ps = k, learned[k]
-					if ps == nil {
-						ps = map[uint64]struct{}{}
-						learned[k] = ps
-					}
-				}
-				ps[pack(r.Prefix)] = struct{}{}
 			}
 		}
 		clear(per)
 	}
-	for _, e := range es {
+	pending := 0 // adds and withdrawals in per
+	for i, e := range es {
+		// The speaker's deliveries are dropped once taken, and the
+		// batches go to the route manager every flushSize routes, so
+		// that a burst of a million is not held three times over (the
+		// speaker's updates, the batches and the route manager's work).
+		es[i].us = nil
 		if e.dropAll {
 			flush()
-			for k, ps := range learned {
-				b := get(k.vpc)
-				for p := range ps {
-					b.gone[controller.LearnedRouteKey{Neighbor: k.neighbor, Prefix: unpack(p)}] = 0
-				}
+			pending = 0
+			// The route manager holds what it was handed: it withdraws
+			// all of it, and the Link keeps no record of its own.
+			if err := l.srv.WithdrawAllLearned(); err != nil {
+				l.log.Error("BGP: learned routes not withdrawn by the route manager", "err", err)
 			}
-			flush()
 			continue
 		}
 		for _, u := range e.us {
+			if pending >= flushSize {
+				flush()
+				pending = 0
+			}
 			r := u.Route
 			b := get(r.VPC)
 			k := controller.LearnedRouteKey{Neighbor: r.Neighbor, Prefix: r.Prefix}
 			if u.Withdraw {
 				b.gone[k] = len(b.adds)
+				pending++
 				continue
 			}
 			delete(b.gone, k)
+			pending++
 			b.adds = append(b.adds, controller.LearnedRoute{
 				Neighbor: r.Neighbor, Prefix: r.Prefix, NextHop: r.NextHop, ASPath: r.ASPath, MED: r.MED, LocalPref: r.LocalPref,
 			})
