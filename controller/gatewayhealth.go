@@ -1,0 +1,258 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	gomaps "maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Gateway health and the load trigger (issue 13), from what OHCs report.
+//
+// Health: a member is live from its first report until its pool's health
+// timeout passes without one. The pool loop (runPools) looks at a
+// fraction of the shortest health timeout, and at once when a member not
+// published live reports, and republishes (refreshPoolsLocked) when the
+// live set changed: every host then drops or adds the member in its
+// gateway_pool group. Failover time is the health timeout, plus up to a
+// loop period, plus propagation to the hosts (and through the peer
+// controllers for remote peers).
+//
+// Load: each host reports, per "S/X", the packets it sent from S to X
+// through the pool or promoted entries since its OHC started. The rate of
+// each host comes from its two last reports (a counter that went down is
+// an OHC restart: the new count was sent since, within the interval);
+// this controller sums the rates of its hosts for each peering S->X whose
+// peer a pool serves, and decides the mode with the pool's thresholds:
+// above direct_above_pps "direct", at or below pool_below_pps back to
+// "pool". A host whose last report is older than peerRateStale counts
+// for nothing: an OHC that stopped reporting is not sending.
+
+// peerRateStale is how old a host's last report may be for its rate to
+// count in the load trigger.
+const peerRateStale = 10 * time.Second
+
+// poolObservations are what OHCs reported that pools depend on. mu
+// guards it, as reports come at any time.
+type poolObservations struct {
+	mu sync.Mutex
+	// seen is when each host last reported.
+	seen map[string]time.Time
+	// samples are each host's last packet counts, by "S/X".
+	samples map[string]map[string]packetSample
+}
+
+// packetSample is one host's last count of one pair and the rate it
+// made with the count before.
+type packetSample struct {
+	packets uint64
+	at      time.Time
+	pps     float64
+}
+
+// observe records host's report at now.
+func (o *poolObservations) observe(host string, peerPackets map[string]uint64, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seen[host] = now
+	if len(peerPackets) == 0 && o.samples[host] == nil {
+		return
+	}
+	prev := o.samples[host]
+	next := make(map[string]packetSample, len(peerPackets))
+	for pair, n := range peerPackets {
+		s := packetSample{packets: n, at: now}
+		if p, ok := prev[pair]; ok && now.After(p.at) {
+			sent := n - p.packets
+			if n < p.packets {
+				// The OHC restarted since its last report: it sent
+				// at least n in the interval.
+				sent = n
+			}
+			s.pps = float64(sent) / now.Sub(p.at).Seconds()
+		}
+		next[pair] = s
+	}
+	o.samples[host] = next
+}
+
+// lastSeen is when each host last reported.
+func (o *poolObservations) lastSeen() map[string]time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return gomaps.Clone(o.seen)
+}
+
+// rates sums the fresh rates of every host by pair.
+func (o *poolObservations) rates(now time.Time) map[string]float64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]float64{}
+	for host, pairs := range o.samples {
+		if now.Sub(o.seen[host]) > peerRateStale {
+			continue
+		}
+		for pair, s := range pairs {
+			out[pair] += s.pps
+		}
+	}
+	return out
+}
+
+// reportGateway records a report of host for the pools: a member not
+// published live wakes the pool loop, so it comes back at once.
+func (s *Server) reportGateway(host string, peerPackets map[string]uint64) {
+	s.pools.obs.observe(host, peerPackets, time.Now())
+	s.mu.Lock()
+	wake := false
+	for _, p := range s.m.poolsOfHost(host) {
+		if !slices.Contains(s.pools.live[p.Name], host) {
+			wake = true
+		}
+	}
+	s.mu.Unlock()
+	if wake {
+		select {
+		case s.pools.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// liveMembersLocked are the live members of every pool at now.
+func (s *Server) liveMembersLocked(seen map[string]time.Time, now time.Time) map[string][]string {
+	out := map[string][]string{}
+	for _, p := range s.m.base.GatewayPools {
+		health, _ := p.Timeouts()
+		var live []string
+		for _, h := range p.Members {
+			at, heard := seen[h]
+			switch {
+			case heard && now.Sub(at) < health:
+				live = append(live, h)
+			case !heard && now.Sub(s.pools.started) < health && slices.Contains(s.pools.startMembers[p.Name], h):
+				live = append(live, h)
+			}
+		}
+		if live != nil {
+			out[p.Name] = sortedMembers(live)
+		}
+	}
+	return out
+}
+
+// decideModesLocked decides the mode of every peering whose peer a pool
+// serves from the load at now, from the modes published. It returns the
+// modes and the load measured of each.
+func (s *Server) decideModesLocked(rates map[string]float64) (map[PeeringKey]pairMode, map[PeeringKey]uint64) {
+	modes, pps := map[PeeringKey]pairMode{}, map[PeeringKey]uint64{}
+	for _, p := range s.m.base.Peerings {
+		other, _, _ := s.peerStateLocked(p)
+		gp := s.peerPoolLocked(p, other)
+		if gp == nil {
+			continue
+		}
+		k := p.Key()
+		load := uint64(rates[p.VPC+"/"+p.PeerVPC] + 0.5)
+		pps[k] = load
+		m := s.pools.modeOf(k, gp)
+		above, below := gp.GetDirectAbovePps(), gp.GetPoolBelowPps()
+		switch {
+		case above == 0:
+			m = pairMode{reason: defaultPoolReason(k, gp)}
+		case !m.direct && load > above:
+			m = pairMode{direct: true, switched: true, reason: fmt.Sprintf("%d pps from %s to %s above %d: direct", load, p.VPC, p.PeerVPC, above)}
+		case m.direct && load <= below:
+			m = pairMode{switched: true, reason: fmt.Sprintf("%d pps from %s to %s at or below %d: pool", load, p.VPC, p.PeerVPC, below)}
+		case !m.switched:
+			// Never switched: the reason follows the thresholds.
+			m.reason = defaultPoolReason(k, gp)
+		}
+		modes[k] = m
+	}
+	return modes, pps
+}
+
+// poolPeriod is how often the pool loop looks: a quarter of the
+// shortest health timeout, so that a member is out within a health
+// timeout and a quarter of it; a second without pools (a pool configured
+// later is looked at within it).
+func (s *Server) poolPeriod() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	period := time.Second
+	for _, p := range s.m.base.GatewayPools {
+		health, _ := p.Timeouts()
+		period = min(period, health/4)
+	}
+	return max(period, 5*time.Millisecond)
+}
+
+// runPools keeps the pools' live members and the peerings' modes up to
+// date until ctx ends.
+func (s *Server) runPools(ctx context.Context) {
+	t := time.NewTimer(s.poolPeriod())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.pools.wake:
+		}
+		s.reconcilePools(time.Now())
+		t.Reset(s.poolPeriod())
+	}
+}
+
+// reconcilePools publishes the live members and modes at now if they
+// changed, as one runtime change; the load measured is kept for state
+// either way.
+func (s *Server) reconcilePools(now time.Time) {
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	seen, rates := s.pools.obs.lastSeen(), s.pools.obs.rates(now)
+	s.mu.Lock()
+	live := s.liveMembersLocked(seen, now)
+	modes, pps := s.decideModesLocked(rates)
+	s.pools.pps = pps
+	if gomaps.EqualFunc(live, s.pools.live, slices.Equal) && gomaps.Equal(modes, s.pools.modes) {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	rev, err := s.runtimeRevision()
+	if err != nil {
+		s.log.Error("gateway pool change not published: no revision", "err", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.advanceLocked(rev) {
+		s.log.Error("gateway pool change not published: the store's revision is not above the tables'", "rev", rev, "tables", s.rev)
+		return
+	}
+	for name, members := range live {
+		if old := s.pools.live[name]; !slices.Equal(old, members) {
+			s.log.Info("gateway pool members", "pool", name, "live", strings.Join(members, ","), "was", strings.Join(old, ","))
+		}
+	}
+	for name, old := range s.pools.live {
+		if _, ok := live[name]; !ok {
+			s.log.Warn("gateway pool has no live member", "pool", name, "was", strings.Join(old, ","))
+		}
+	}
+	for k, m := range modes {
+		if m.direct != s.pools.modes[k].direct {
+			s.log.Info("peering mode", "vpc", k.VPC, "peer_vpc", k.PeerVPC, "mode", m.mode(), "reason", m.reason)
+		}
+	}
+	s.pools.live, s.pools.modes = live, modes
+	b := batches{}
+	s.refreshPoolsLocked(b)
+	s.commitLocked(b)
+	s.changedLocked()
+}
