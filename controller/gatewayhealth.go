@@ -35,6 +35,10 @@ import (
 // count in the load trigger.
 const peerRateStale = 10 * time.Second
 
+// poolLoadPeriod is how often, at most, the load trigger looks at the
+// rates reported.
+const poolLoadPeriod = 250 * time.Millisecond
+
 // poolObservations are what OHCs reported that pools depend on. mu
 // guards it, as reports come at any time.
 type poolObservations struct {
@@ -178,12 +182,12 @@ func (s *Server) decideModesLocked(rates map[string]float64) (map[PeeringKey]pai
 
 // poolPeriod is how often the pool loop looks: a quarter of the
 // shortest health timeout, so that a member is out within a health
-// timeout and a quarter of it; a second without pools (a pool configured
-// later is looked at within it).
+// timeout and a quarter of it; at most poolLoadPeriod, the load trigger's
+// (the pools deciding this controller's modes may be other controllers').
 func (s *Server) poolPeriod() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	period := time.Second
+	period := poolLoadPeriod
 	for _, p := range s.m.base.GatewayPools {
 		health, _ := p.Timeouts()
 		period = min(period, health/4)
