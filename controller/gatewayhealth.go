@@ -23,8 +23,9 @@ import (
 //
 // Load: each host reports, per "S/X", the packets it sent from S to X
 // through the pool or promoted entries since its OHC started. The rate of
-// each host comes from its two last reports (a counter that went down is
-// an OHC restart: the new count was sent since, within the interval);
+// each host comes from its reports over at least peerRateWindow (a
+// counter that went down is an OHC restart: the new count was sent since,
+// within the window);
 // this controller sums the rates of its hosts for each peering S->X whose
 // peer a pool serves, and decides the mode with the pool's thresholds:
 // above direct_above_pps "direct", at or below pool_below_pps back to
@@ -49,13 +50,18 @@ type poolObservations struct {
 	samples map[string]map[string]packetSample
 }
 
-// packetSample is one host's last count of one pair and the rate it
-// made with the count before.
+// packetSample is one host's count of one pair at the start of the
+// current rate window, and the rate of the window before.
 type packetSample struct {
 	packets uint64
 	at      time.Time
 	pps     float64
 }
+
+// peerRateWindow is the shortest interval a host's rate is measured over:
+// the rate of two reports 100 ms apart is mostly the jitter of when each
+// counted, and would cross a threshold back and forth.
+const peerRateWindow = time.Second
 
 // observe records host's report at now.
 func (o *poolObservations) observe(host string, peerPackets map[string]uint64, now time.Time) {
@@ -68,17 +74,21 @@ func (o *poolObservations) observe(host string, peerPackets map[string]uint64, n
 	prev := o.samples[host]
 	next := make(map[string]packetSample, len(peerPackets))
 	for pair, n := range peerPackets {
-		s := packetSample{packets: n, at: now}
-		if p, ok := prev[pair]; ok && now.After(p.at) {
+		p, ok := prev[pair]
+		switch {
+		case !ok:
+			next[pair] = packetSample{packets: n, at: now}
+		case now.Sub(p.at) < peerRateWindow && n >= p.packets:
+			next[pair] = p // the window goes on
+		default:
 			sent := n - p.packets
 			if n < p.packets {
-				// The OHC restarted since its last report: it sent
-				// at least n in the interval.
+				// The OHC restarted since the window began: it sent
+				// at least n in it.
 				sent = n
 			}
-			s.pps = float64(sent) / now.Sub(p.at).Seconds()
+			next[pair] = packetSample{packets: n, at: now, pps: float64(sent) / now.Sub(p.at).Seconds()}
 		}
-		next[pair] = s
 	}
 	o.samples[host] = next
 }
