@@ -139,7 +139,37 @@ func TestGatewayDuty(t *testing.T) {
 	if code, msg := refused.ended(t); code != codes.PermissionDenied || !strings.Contains(msg, "no endpoint in VPC blue") {
 		t.Errorf("gw3 watching blue: %v %q; want PermissionDenied", code, msg)
 	}
+	// red's side changing on c1 reaches the gateway's copy of blue's
+	// peering with red, as it reaches blue's hosts.
+	red := c1.srv.Config().Clone()
+	vpcOf(red, "red").Subnets = append(vpcOf(red, "red").Subnets, pfx("10.5.0.0/16"))
+	if err := c1.srv.Apply(red); err != nil {
+		t.Fatal(err)
+	}
+	gw.waitFor(t, "red's new subnet in gw1's peering", func(v *watch.View) bool {
+		return slices.Contains(peeringOf(v, "blue", "red").GetPeerPrefixes(), "10.5.0.0/16")
+	})
+
+	// An endpoint of blue coming to gw1 and leaving again leaves its
+	// gateway's items in place.
+	ep := Endpoint{ID: "blue-gw1", VPC: "blue", Kind: KindVM, IP: ip("10.2.3.5"), MAC: mustMAC("02:02:00:00:03:05"), Host: "gw1", Port: 5}
+	if err := c2.srv.ApplyChange(&Change{Endpoints: []Endpoint{ep}}); err != nil {
+		t.Fatal(err)
+	}
+	gw.waitFor(t, "blue's endpoint on gw1", func(v *watch.View) bool { return v.Get("endpoint/blue-gw1") != nil })
+	if err := c2.srv.ApplyChange(&Change{DeleteEndpoints: []string{ep.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	gw.waitFor(t, "blue's endpoint gone from gw1", func(v *watch.View) bool { return v.Get("endpoint/blue-gw1") == nil })
+	if v := &gw.view; v.Get("vpc/blue") == nil || peeringOf(v, "blue", "red") == nil || v.Get("gateway-duty/blue-gw/blue") == nil {
+		t.Errorf("gw1 lost blue's items with its last endpoint there:\n%s", dumpView(v.Items()))
+	}
+
 	// Taking gw1 out of the pool takes its duty and its right away.
+	open := watchRaw(t, conn, destWatch, &p4meshv1.WatchRequest{Host: "gw1", Vpc: "blue"})
+	if items, _, _ := open.snapshot(t); len(items) != 2 {
+		t.Fatalf("gw1's destinations of blue: %v", keys(items))
+	}
 	cfg := c2.srv.Config().Clone()
 	cfg.GatewayPools[0].Members = []string{"gw2"}
 	if err := c2.srv.Apply(cfg); err != nil {
@@ -148,6 +178,9 @@ func TestGatewayDuty(t *testing.T) {
 	gw.waitFor(t, "gw1 without duty", func(v *watch.View) bool {
 		return v.Get("gateway-duty/blue-gw/blue") == nil && v.Get("vpc/blue") == nil && v.Get("host") != nil
 	})
+	if code, msg := open.ended(t); code != codes.PermissionDenied {
+		t.Errorf("gw1's watch of blue after it left the pool: %v %q; want PermissionDenied", code, msg)
+	}
 }
 
 // Hosts of a VPC peered with a pool's VPC get the pool with its live
