@@ -124,7 +124,7 @@ func (s *Server) setPoolLocked(p Peering, other *p4meshv1.PeerSide, it *p4meshv1
 		return
 	}
 	it.GatewayPool = gp
-	m := s.pools.modeOf(p.Key(), gp)
+	m := s.pools.effectiveMode(p.Key(), gp)
 	it.Mode, it.ModeReason = m.mode(), m.reason
 }
 
@@ -195,6 +195,17 @@ func (ps *poolState) modeOf(k PeeringKey, gp *p4meshv1.GatewayPool) pairMode {
 	return pairMode{reason: defaultPoolReason(k, gp)}
 }
 
+// effectiveMode is the mode peering k is published in: the one decided,
+// except that a pool with no live member sends nothing anywhere, so the
+// peering is direct until one is live again (adding a pool must not
+// blackhole its VPC until its gateways first report).
+func (ps *poolState) effectiveMode(k PeeringKey, gp *p4meshv1.GatewayPool) pairMode {
+	if len(gp.GetMembers()) == 0 {
+		return pairMode{direct: true, reason: fmt.Sprintf("gateway pool %s serving %s has no live member: direct", gp.GetName(), k.PeerVPC)}
+	}
+	return ps.modeOf(k, gp)
+}
+
 func defaultPoolReason(k PeeringKey, gp *p4meshv1.GatewayPool) string {
 	if gp.GetDirectAbovePps() == 0 {
 		return fmt.Sprintf("gateway pool %s serves %s, load trigger off: pool", gp.GetName(), k.PeerVPC)
@@ -225,7 +236,7 @@ func (s *Server) peeringPoolStatusLocked(p Peering, other *p4meshv1.PeerSide, ps
 		ps.Mode, ps.ModeReason = modeDirect, fmt.Sprintf("no gateway pool serves %s: direct", p.PeerVPC)
 		return
 	}
-	m := s.pools.modeOf(p.Key(), gp)
+	m := s.pools.effectiveMode(p.Key(), gp)
 	ps.GatewayPool, ps.Mode, ps.ModeReason, ps.PPS = gp.GetName(), m.mode(), m.reason, s.pools.pps[p.Key()]
 	ps.DirectAbovePPS, ps.PoolBelowPPS = gp.GetDirectAbovePps(), gp.GetPoolBelowPps()
 }

@@ -196,7 +196,15 @@ func TestGatewayPoolMembersFollowHealth(t *testing.T) {
 		t.Helper()
 		h1.waitFor(t, what, func(v *watch.View) bool {
 			p := peeringOf(v, "red", peer)
-			return p.GetGatewayPool() != nil && p.GetMode() == "pool" && slices.Equal(members(p), want)
+			// A pool with no live member sends nothing: direct.
+			mode := "pool"
+			if len(want) == 0 {
+				mode = "direct"
+				if !strings.Contains(p.GetModeReason(), "has no live member: direct") {
+					return false
+				}
+			}
+			return p.GetGatewayPool() != nil && p.GetMode() == mode && slices.Equal(members(p), want)
 		})
 	}
 
@@ -236,8 +244,12 @@ func TestGatewayPoolMembersFollowHealth(t *testing.T) {
 	}
 	for _, ps := range c1.srv.Peerings() {
 		switch ps.PeerVPC {
-		case "blue", "green":
-			if ps.Mode != "pool" || ps.GatewayPool != ps.PeerVPC+"-gw" || ps.DirectAbovePPS != 1000 {
+		case "blue":
+			if ps.Mode != "pool" || ps.GatewayPool != "blue-gw" || ps.DirectAbovePPS != 1000 || ps.PoolBelowPPS != 200 {
+				t.Errorf("c1's state of %s->%s: %+v", ps.VPC, ps.PeerVPC, ps)
+			}
+		case "green": // gw9 stopped reporting
+			if ps.Mode != "direct" || ps.GatewayPool != "green-gw" || !strings.Contains(ps.ModeReason, "no live member") {
 				t.Errorf("c1's state of %s->%s: %+v", ps.VPC, ps.PeerVPC, ps)
 			}
 		default:
