@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/p4mesh/p4mesh/api/p4meshv1"
 )
 
 // Gateway health and the load trigger (issue 13), from what OHCs report.
@@ -163,10 +165,18 @@ func (s *Server) liveMembersLocked(seen map[string]time.Time, now time.Time) map
 // modes and the load measured of each.
 func (s *Server) decideModesLocked(rates map[string]float64) (map[PeeringKey]pairMode, map[PeeringKey]uint64) {
 	modes, pps := map[PeeringKey]pairMode{}, map[PeeringKey]uint64{}
+	local := map[string]*p4meshv1.GatewayPool{} // served VPC → its pool, built once
 	for _, p := range s.m.base.Peerings {
-		other, _, _ := s.peerStateLocked(p)
-		gp := s.peerPoolLocked(p, other)
-		if gp == nil {
+		var gp *p4meshv1.GatewayPool
+		if s.m.owner[p.PeerVPC] == s.m.base.Controller {
+			if s.m.poolServing(p.PeerVPC) == nil {
+				continue
+			}
+			if gp = local[p.PeerVPC]; gp == nil {
+				gp = s.localPoolLocked(p.PeerVPC)
+				local[p.PeerVPC] = gp
+			}
+		} else if gp = s.remoteSideLocked(p).GetGatewayPool(); gp == nil {
 			continue
 		}
 		k := p.Key()
@@ -264,9 +274,27 @@ func (s *Server) reconcilePools(now time.Time) {
 			s.log.Info("peering mode", "vpc", k.VPC, "peer_vpc", k.PeerVPC, "mode", m.mode(), "reason", m.reason)
 		}
 	}
+	served, pairs := set[string]{}, set[PeeringKey]{}
+	for _, p := range s.m.base.GatewayPools {
+		if !slices.Equal(live[p.Name], s.pools.live[p.Name]) {
+			for _, v := range p.VPCs {
+				served[v] = struct{}{}
+			}
+		}
+	}
+	for k, m := range modes {
+		if old, ok := s.pools.modes[k]; !ok || old != m {
+			pairs[k] = struct{}{}
+		}
+	}
+	for k := range s.pools.modes {
+		if _, ok := modes[k]; !ok {
+			pairs[k] = struct{}{}
+		}
+	}
 	s.pools.live, s.pools.modes = live, modes
 	b := batches{}
-	s.refreshPoolsLocked(b)
+	s.refreshPoolsLocked(b, served, pairs)
 	s.commitLocked(b)
 	s.changedLocked()
 }

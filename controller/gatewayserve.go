@@ -241,27 +241,44 @@ func (s *Server) peeringPoolStatusLocked(p Peering, other *p4meshv1.PeerSide, ps
 	ps.DirectAbovePPS, ps.PoolBelowPPS = gp.GetDirectAbovePps(), gp.GetPoolBelowPps()
 }
 
+// remoteSideLocked is what the controller owning p's peer VPC, another
+// one, said of its side of p; nil if nothing (or the peer is owned here).
+func (s *Server) remoteSideLocked(p Peering) *p4meshv1.PeerSide {
+	return s.remote[s.m.owner[p.PeerVPC]][p.PeerVPC+"/"+p.VPC]
+}
+
 // refreshPoolsLocked republishes what reads the pool state after it
-// changed: the peer sides of the VPCs served by a pool, and the peering
-// items of the peerings whose peer one serves (or whose mode was
-// decided), on the tables of the hosts that hold them. Tables turn equal
-// items into no-ops, and peerings are few next to endpoints.
-func (s *Server) refreshPoolsLocked(b batches) {
+// changed: the peer sides of the VPCs in served (whose pool's live
+// members changed), and the peering items of the peerings whose peer is
+// in served or whose mode changed (pairs), on the tables of the hosts
+// that hold them. A peering item is the one published with its pool and
+// mode set again (setPoolLocked), which is what peeringItemLocked would
+// build (TestGatewayRefreshMatchesRebuild): rebuilding each from scratch
+// looks its other side up by scanning the configuration, which made a
+// failover cost the square of the peerings.
+func (s *Server) refreshPoolsLocked(b batches, served set[string], pairs set[PeeringKey]) {
 	m := s.m
 	for _, p := range m.base.Peerings {
-		if m.poolServing(p.VPC) != nil {
+		if _, ok := served[p.VPC]; ok {
 			b.put(s.peers, p.VPC+"/"+p.PeerVPC, s.peerSideLocked(p))
 		}
-		items := s.vpcItems[p.VPC]
-		if items == nil {
+		_, peer := served[p.PeerVPC]
+		_, pair := pairs[p.Key()]
+		if !peer && !pair {
 			continue
 		}
 		key := "peering/" + p.VPC + "/" + p.PeerVPC
-		it := s.peeringItemLocked(p)
-		if proto.Equal(items[key], it) {
+		old, _ := s.vpcItems[p.VPC][key].(*p4meshv1.Peering)
+		if old == nil {
 			continue
 		}
-		items[key] = it
+		it := proto.CloneOf(old)
+		it.GatewayPool, it.Mode, it.ModeReason = nil, "", ""
+		s.setPoolLocked(p, s.remoteSideLocked(p), it)
+		if proto.Equal(old, it) {
+			continue
+		}
+		s.vpcItems[p.VPC][key] = it
 		for _, h := range s.tableHostsLocked(p.VPC) {
 			b.put(s.hostTableLocked(h), key, it)
 		}
