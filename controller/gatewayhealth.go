@@ -38,9 +38,11 @@ import (
 // count in the load trigger.
 const peerRateStale = 10 * time.Second
 
-// poolLoadPeriod is how often, at most, the load trigger looks at the
-// rates reported.
-const poolLoadPeriod = 250 * time.Millisecond
+// defaultLoadPeriod is how often the load trigger decides the modes
+// when ServerOptions.GatewayLoadPeriod is 0: deciding costs a map lookup
+// or two per peering whose peer a pool serves (BenchmarkGatewayPoolLoopIdle),
+// and rates are measured over a second anyway.
+const defaultLoadPeriod = time.Second
 
 // poolObservations are what OHCs reported that pools depend on. mu
 // guards it, as reports come at any time.
@@ -164,8 +166,24 @@ func (s *Server) liveMembersLocked(seen map[string]time.Time, now time.Time) map
 // serves from the load at now, from the modes published. It returns the
 // modes and the load measured of each.
 func (s *Server) decideModesLocked(rates map[string]float64) (map[PeeringKey]pairMode, map[PeeringKey]uint64) {
-	modes, pps := map[PeeringKey]pairMode{}, map[PeeringKey]uint64{}
+	modes, pps := make(map[PeeringKey]pairMode, len(s.pools.modes)), make(map[PeeringKey]uint64, len(s.pools.pps))
 	local := map[string]*p4meshv1.GatewayPool{} // served VPC → its pool, built once
+	// The reason of a pair never switched is the same for every peer of
+	// a VPC: said once.
+	type reasonKey struct {
+		pool, vpc string
+		above     uint64
+	}
+	reasons := map[reasonKey]string{}
+	defaultReason := func(k PeeringKey, gp *p4meshv1.GatewayPool) string {
+		rk := reasonKey{gp.GetName(), k.PeerVPC, gp.GetDirectAbovePps()}
+		r, ok := reasons[rk]
+		if !ok {
+			r = defaultPoolReason(k, gp)
+			reasons[rk] = r
+		}
+		return r
+	}
 	for _, p := range s.m.base.Peerings {
 		var gp *p4meshv1.GatewayPool
 		if s.m.owner[p.PeerVPC] == s.m.base.Controller {
@@ -186,14 +204,14 @@ func (s *Server) decideModesLocked(rates map[string]float64) (map[PeeringKey]pai
 		above, below := gp.GetDirectAbovePps(), gp.GetPoolBelowPps()
 		switch {
 		case above == 0:
-			m = pairMode{reason: defaultPoolReason(k, gp)}
+			m = pairMode{reason: defaultReason(k, gp)}
 		case !m.direct && load > above:
 			m = pairMode{direct: true, switched: true, reason: fmt.Sprintf("%d pps from %s to %s above %d: direct", load, p.VPC, p.PeerVPC, above)}
 		case m.direct && load <= below:
 			m = pairMode{switched: true, reason: fmt.Sprintf("%d pps from %s to %s at or below %d: pool", load, p.VPC, p.PeerVPC, below)}
 		case !m.switched:
 			// Never switched: the reason follows the thresholds.
-			m.reason = defaultPoolReason(k, gp)
+			m.reason = defaultReason(k, gp)
 		}
 		modes[k] = m
 	}
@@ -202,12 +220,12 @@ func (s *Server) decideModesLocked(rates map[string]float64) (map[PeeringKey]pai
 
 // poolPeriod is how often the pool loop looks: a quarter of the
 // shortest health timeout, so that a member is out within a health
-// timeout and a quarter of it; at most poolLoadPeriod, the load trigger's
-// (the pools deciding this controller's modes may be other controllers').
+// timeout and a quarter of it; at most the load trigger's period (the
+// pools deciding this controller's modes may be other controllers').
 func (s *Server) poolPeriod() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	period := poolLoadPeriod
+	period := s.opts.GatewayLoadPeriod
 	for _, p := range s.m.base.GatewayPools {
 		health, _ := p.Timeouts()
 		period = min(period, health/4)
@@ -238,11 +256,19 @@ func (s *Server) runPools(ctx context.Context) {
 func (s *Server) reconcilePools(now time.Time) {
 	s.changeMu.Lock()
 	defer s.changeMu.Unlock()
-	seen, rates := s.pools.obs.lastSeen(), s.pools.obs.rates(now)
+	seen := s.pools.obs.lastSeen()
+	decide := now.Sub(s.pools.decided) >= s.opts.GatewayLoadPeriod
+	var rates map[string]float64
+	if decide {
+		rates = s.pools.obs.rates(now)
+	}
 	s.mu.Lock()
 	live := s.liveMembersLocked(seen, now)
-	modes, pps := s.decideModesLocked(rates)
-	s.pools.pps = pps
+	modes := s.pools.modes
+	if decide {
+		modes, s.pools.pps = s.decideModesLocked(rates)
+		s.pools.decided = now
+	}
 	if gomaps.EqualFunc(live, s.pools.live, slices.Equal) && gomaps.Equal(modes, s.pools.modes) {
 		s.mu.Unlock()
 		return

@@ -46,7 +46,7 @@ func poolBenchConfig(n int) *Config {
 func BenchmarkGatewayMemberChange(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("peered=%d", n), func(b *testing.B) {
-			srv, err := NewServer(ServerOptions{Store: NoPersistence{Start: poolBenchConfig(n)}, Auth: identity.Auth{Insecure: true}})
+			srv, err := NewServer(ServerOptions{Store: NoPersistence{Start: poolBenchConfig(n)}, Auth: identity.Auth{Insecure: true}, GatewayLoadPeriod: time.Nanosecond})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -78,13 +78,43 @@ func BenchmarkGatewayMemberChange(b *testing.B) {
 	}
 }
 
+// BenchmarkGatewayPoolLoopIdle: one look of the pool loop that decides
+// the modes (once per GatewayLoadPeriod, 1s by default) when nothing
+// changes: live members and every peering's mode decided again from the
+// rates, at 100, 1,000 and 10,000 peered VPCs.
+func BenchmarkGatewayPoolLoopIdle(b *testing.B) {
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("peered=%d", n), func(b *testing.B) {
+			c := poolBenchConfig(n)
+			c.GatewayPools[0].DirectAbovePPS = 1000
+			srv, err := NewServer(ServerOptions{Store: NoPersistence{Start: c}, Auth: identity.Auth{Insecure: true}, GatewayLoadPeriod: time.Nanosecond})
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now()
+			srv.pools.obs.observe("gw1", nil, now)
+			srv.pools.obs.observe("gw2", nil, now)
+			srv.reconcilePools(now)
+			rev := srv.rev
+			b.ResetTimer()
+			for range b.N {
+				srv.reconcilePools(now)
+			}
+			b.StopTimer()
+			if srv.rev != rev {
+				b.Fatal("an idle look published a change")
+			}
+		})
+	}
+}
+
 // What the pool loop publishes by patching peering items and peer sides
 // equals what deriving every table from scratch gives, over a random
 // sequence of members coming and going and loads crossing thresholds.
 func TestGatewayRefreshMatchesRebuild(t *testing.T) {
 	c := poolBenchConfig(30)
 	c.GatewayPools[0].DirectAbovePPS, c.GatewayPools[0].PoolBelowPPS = 1000, 100
-	srv, err := NewServer(ServerOptions{Store: NoPersistence{Start: c}, Auth: identity.Auth{Insecure: true}})
+	srv, err := NewServer(ServerOptions{Store: NoPersistence{Start: c}, Auth: identity.Auth{Insecure: true}, GatewayLoadPeriod: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -169,6 +169,8 @@ type poolState struct {
 	// switches). A member added later starts live at its first report.
 	started      time.Time
 	startMembers map[string][]string
+	// decided is when the modes were last decided.
+	decided time.Time
 	// wake tells the pool loop to look again at once: a report came from
 	// a member not published live.
 	wake chan struct{}

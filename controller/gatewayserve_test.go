@@ -42,10 +42,14 @@ func poolControllers(t *testing.T) (c1, c2 *testCtl) {
 	cfg2 := c2Config(t, a1, a2, true)
 	cfg2.Hosts = append(cfg2.Hosts, gwHost("gw1", "192.168.0.11"), gwHost("gw2", "192.168.0.12"), gwHost("gw3", "192.168.0.13"))
 	cfg2.GatewayPools = []GatewayPool{pool("blue-gw", "blue", "gw1", "gw2")}
-	c1 = startCtl(t, "c1", l1, t.TempDir(), cfg1)
-	c2 = startCtl(t, "c2", l2, t.TempDir(), cfg2)
+	fast := func(o *ServerOptions) { o.GatewayLoadPeriod = testLoadPeriod }
+	c1 = startCtl(t, "c1", l1, t.TempDir(), cfg1, fast)
+	c2 = startCtl(t, "c2", l2, t.TempDir(), cfg2, fast)
 	return c1, c2
 }
+
+// testLoadPeriod is how often the tests' controllers decide modes.
+const testLoadPeriod = 100 * time.Millisecond
 
 // reporter reports for a host, as its OHC does, until stopped.
 type reporter struct {
@@ -334,7 +338,7 @@ func TestGatewayLoadTrigger(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(3 * poolLoadPeriod)
+	time.Sleep(3 * testLoadPeriod)
 	if p := peeringOf(&h1.view, "red", "blue"); p.GetMode() != "direct" {
 		t.Errorf("between the thresholds red->blue went %q: %s", p.GetMode(), p.GetModeReason())
 	}
@@ -346,7 +350,7 @@ func TestGatewayLoadTrigger(t *testing.T) {
 	h1r.mu.Lock()
 	h1r.packets["red/blue"] = 3
 	h1r.mu.Unlock()
-	time.Sleep(3 * poolLoadPeriod)
+	time.Sleep(3 * testLoadPeriod)
 	if p := peeringOf(&h1.view, "red", "blue"); p.GetMode() != "pool" {
 		t.Errorf("a counter reset made red->blue %q: %s", p.GetMode(), p.GetModeReason())
 	}

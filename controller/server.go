@@ -49,6 +49,9 @@ type ServerOptions struct {
 	// events gRPC queues for clients that stopped reading (see
 	// internal/sendgate). Nil: streams send ungated.
 	Gate func(ctx context.Context) watch.Gate
+	// GatewayLoadPeriod is how often the gateway pools' load trigger
+	// decides the peerings' modes from the rates reported (0 means 1s).
+	GatewayLoadPeriod time.Duration
 }
 
 // Server is one SDN controller: it serves host programming to the OHCs of
@@ -220,6 +223,9 @@ func NewServer(o ServerOptions) (*Server, error) {
 	}
 	if s.opts.PeerGrace <= 0 {
 		s.opts.PeerGrace = 10 * time.Second
+	}
+	if s.opts.GatewayLoadPeriod <= 0 {
+		s.opts.GatewayLoadPeriod = defaultLoadPeriod
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
