@@ -269,7 +269,9 @@ func (s *Server) reconcilePools(now time.Time) {
 		modes, s.pools.pps = s.decideModesLocked(rates)
 		s.pools.decided = now
 	}
-	if gomaps.EqualFunc(live, s.pools.live, slices.Equal) && gomaps.Equal(modes, s.pools.modes) {
+	// (Modes not decided are the ones published: comparing them would
+	// cost a look every peering.)
+	if gomaps.EqualFunc(live, s.pools.live, slices.Equal) && (!decide || gomaps.Equal(modes, s.pools.modes)) {
 		s.mu.Unlock()
 		return
 	}
@@ -308,14 +310,16 @@ func (s *Server) reconcilePools(now time.Time) {
 			}
 		}
 	}
-	for k, m := range modes {
-		if old, ok := s.pools.modes[k]; !ok || old != m {
-			pairs[k] = struct{}{}
+	if decide {
+		for k, m := range modes {
+			if old, ok := s.pools.modes[k]; !ok || old != m {
+				pairs[k] = struct{}{}
+			}
 		}
-	}
-	for k := range s.pools.modes {
-		if _, ok := modes[k]; !ok {
-			pairs[k] = struct{}{}
+		for k := range s.pools.modes {
+			if _, ok := modes[k]; !ok {
+				pairs[k] = struct{}{}
+			}
 		}
 	}
 	s.pools.live, s.pools.modes = live, modes
