@@ -41,6 +41,9 @@ type Change struct {
 
 	Peerings       []Peering
 	DeletePeerings []PeeringKey
+
+	GatewayPools       []GatewayPool
+	DeleteGatewayPools []string // names
 }
 
 // RouteKey identifies a static route: a VPC may route one prefix to
@@ -66,7 +69,8 @@ func (ch *Change) Empty() bool {
 		len(ch.Directory)+len(ch.DeleteDirectory)+len(ch.VPCs)+len(ch.DeleteVPCs)+
 			len(ch.Hosts)+len(ch.DeleteHosts)+len(ch.Endpoints)+len(ch.DeleteEndpoints)+
 			len(ch.LoadBalancers)+len(ch.DeleteLoadBalancers)+len(ch.Routes)+len(ch.DeleteRoutes)+
-			len(ch.ExportPolicies)+len(ch.DeleteExportPolicies)+len(ch.Peerings)+len(ch.DeletePeerings) == 0
+			len(ch.ExportPolicies)+len(ch.DeleteExportPolicies)+len(ch.Peerings)+len(ch.DeletePeerings)+
+			len(ch.GatewayPools)+len(ch.DeleteGatewayPools) == 0
 }
 
 // ApplyTo returns c with ch applied, sharing nothing with c that ch
@@ -87,6 +91,7 @@ func (ch *Change) ApplyTo(c *Config) *Config {
 	n.Routes = edit(n.Routes, ch.DeleteRoutes, ch.Routes, Route.Key)
 	n.ExportPolicies = edit(n.ExportPolicies, ch.DeleteExportPolicies, ch.ExportPolicies, func(p ExportPolicy) string { return p.Name })
 	n.Peerings = edit(n.Peerings, ch.DeletePeerings, ch.Peerings, Peering.Key)
+	n.GatewayPools = edit(n.GatewayPools, ch.DeleteGatewayPools, ch.GatewayPools, func(p GatewayPool) string { return p.Name })
 	// The change's items are the caller's: the result must not share
 	// their slices.
 	return n.Clone()

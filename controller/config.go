@@ -26,16 +26,17 @@ import (
 // path, and all of them at once.
 
 type configDoc struct {
-	Controller     string          `yaml:"controller"`
-	Directory      []controllerDoc `yaml:"directory,omitempty"`
-	VPCs           []vpcDoc        `yaml:"vpcs,omitempty"`
-	Hosts          []hostDoc       `yaml:"hosts,omitempty"`
-	Endpoints      []endpointDoc   `yaml:"endpoints,omitempty"`
-	LoadBalancers  []lbDoc         `yaml:"load_balancers,omitempty"`
-	Routes         []routeDoc      `yaml:"routes,omitempty"`
-	ExportPolicies []policyDoc     `yaml:"export_policies,omitempty"`
-	Peerings       []peeringDoc    `yaml:"peerings,omitempty"`
-	BGP            *bgpDoc         `yaml:"bgp,omitempty"`
+	Controller     string           `yaml:"controller"`
+	Directory      []controllerDoc  `yaml:"directory,omitempty"`
+	VPCs           []vpcDoc         `yaml:"vpcs,omitempty"`
+	Hosts          []hostDoc        `yaml:"hosts,omitempty"`
+	Endpoints      []endpointDoc    `yaml:"endpoints,omitempty"`
+	LoadBalancers  []lbDoc          `yaml:"load_balancers,omitempty"`
+	Routes         []routeDoc       `yaml:"routes,omitempty"`
+	ExportPolicies []policyDoc      `yaml:"export_policies,omitempty"`
+	Peerings       []peeringDoc     `yaml:"peerings,omitempty"`
+	BGP            *bgpDoc          `yaml:"bgp,omitempty"`
+	GatewayPools   []gatewayPoolDoc `yaml:"gateway_pools,omitempty"`
 }
 
 // controllerDoc is a directory entry. A controller that runs as a
@@ -258,6 +259,7 @@ func (d *configDoc) config() (*Config, error) {
 		c.Peerings = append(c.Peerings, Peering(pr))
 	}
 	c.BGP = cv.bgp(d.BGP)
+	c.GatewayPools = cv.gatewayPools(d.GatewayPools)
 	if err := errors.Join(cv.errs...); err != nil {
 		return nil, err
 	}
@@ -331,6 +333,9 @@ func docOf(c *Config) *configDoc {
 		d.Peerings = append(d.Peerings, peeringDoc(p))
 	}
 	d.BGP = bgpDocOf(c.BGP)
+	for _, p := range c.GatewayPools {
+		d.GatewayPools = append(d.GatewayPools, gatewayPoolDocOf(p))
+	}
 	return d
 }
 
@@ -409,6 +414,7 @@ func (c *Config) YAML() ([]byte, error) {
 	}{
 		{"directory", d.Directory}, {"vpcs", d.VPCs}, {"hosts", d.Hosts}, {"endpoints", d.Endpoints},
 		{"load_balancers", d.LoadBalancers}, {"routes", d.Routes}, {"export_policies", d.ExportPolicies}, {"peerings", d.Peerings},
+		{"gateway_pools", d.GatewayPools},
 	}
 	for _, l := range lists {
 		v := reflect.ValueOf(l.items)

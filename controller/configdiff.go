@@ -42,6 +42,7 @@ func DiffConfigs(a, b *Config, aName, bName string) ConfigDiff {
 	diffList(dd, "routes", "route", da.Routes, db.Routes, func(r routeDoc) string { return r.VPC + " " + r.Prefix })
 	diffList(dd, "export_policies", "export policy", da.ExportPolicies, db.ExportPolicies, func(p policyDoc) string { return p.Name })
 	diffList(dd, "peerings", "peering", da.Peerings, db.Peerings, func(p peeringDoc) string { return p.VPC + "->" + p.PeerVPC })
+	diffList(dd, "gateway_pools", "gateway pool", da.GatewayPools, db.GatewayPools, func(p gatewayPoolDoc) string { return p.Name })
 	var ga, gb []bgpGlobalDoc
 	var na, nb []bgpNeighborDoc
 	if da.BGP != nil {

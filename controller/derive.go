@@ -98,6 +98,7 @@ func (s *Server) peerSideLocked(p Peering) *p4meshv1.PeerSide {
 		Vpc: p.VPC, PeerVpc: p.PeerVPC, Configured: true, ExportPolicy: p.ExportPolicy,
 		Vni: v.VNI, Subnets: prefixStrings(v.Subnets), ExportedPrefixes: prefixStrings(m.exportedPrefixes(p.VPC, p.ExportPolicy)),
 		Hosts: m.hostsOf(p.VPC), ExportCustomRoutes: p.ExportCustomRoutes,
+		GatewayPool: s.localPoolLocked(p.VPC),
 	}
 }
 
@@ -126,12 +127,14 @@ func (s *Server) vpcItemsLocked(name string) map[string]proto.Message {
 func (s *Server) peeringItemLocked(p Peering) *p4meshv1.Peering {
 	other, active, reason := s.peerStateLocked(p)
 	owner, _ := s.m.base.Owner(p.PeerVPC)
-	return &p4meshv1.Peering{
+	it := &p4meshv1.Peering{
 		Vpc: p.VPC, PeerVpc: p.PeerVPC, PeerVni: other.GetVni(), PeerExportPolicy: other.GetExportPolicy(),
 		// peer_controller is for OHCs that predate peer_controllers.
 		PeerController: owner.Addresses()[0], PeerControllers: owner.Addresses(),
 		Active: active, Reason: reason, PeerPrefixes: other.GetExportedPrefixes(),
 	}
+	s.setPoolLocked(p, other, it)
+	return it
 }
 
 // hostItemsLocked is what host id needs from this controller: the host, its
@@ -154,6 +157,7 @@ func (s *Server) hostItemsLocked(id string) map[string]proto.Message {
 			items[k] = v
 		}
 	}
+	s.gatewayItemsLocked(id, items)
 	return items
 }
 
@@ -339,7 +343,8 @@ func (s *Server) applyLocked(pd *pending) {
 	}
 	// A VPC arriving on a host brings its items there; leaving, takes them.
 	for p, before := range pairs {
-		if now := m.hostVPCs[p.host][p.vpc] > 0; now != before {
+		if now := m.hostVPCs[p.host][p.vpc] > 0; now != before && !m.gatewayOf(p.host, p.vpc) {
+			// (A gateway of the VPC holds its items either way.)
 			t := s.hostTableLocked(p.host)
 			for k, v := range s.vpcItems[p.vpc] {
 				putOrDelete(b, t, k, v, now)

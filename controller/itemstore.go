@@ -30,6 +30,7 @@ import (
 //	controller                               this controller's name
 //	directory/<name>  vpc/<name>  host/<id>  endpoint/<id>  lb/<name>
 //	policy/<name>  peering/<vpc>/<peer vpc>  route/<vpc>/<prefix>/<next hop>
+//	gateway-pool/<name>
 //	peer-side/<controller>/<vpc>/<peer vpc>  another controller's side
 //	migrated-from                            the data dir's YAML, once imported
 //	runtime-revision                         a marker CommitRuntime rewrites
@@ -213,6 +214,7 @@ func (s *ItemStore) load(ctx context.Context) error {
 	decode("route", appendJSON(&d.Routes))
 	decode("policy", appendJSON(&d.ExportPolicies))
 	decode("peering", appendJSON(&d.Peerings))
+	decode("gateway-pool", appendJSON(&d.GatewayPools))
 	var neighbors []bgpNeighborDoc
 	decode("bgp-neighbor", appendJSON(&neighbors))
 	if d.BGP != nil {
@@ -349,6 +351,7 @@ func (s *ItemStore) changeOps(ch *Change) ([]store.Op, map[string]uint64, error)
 	dels("endpoint", ch.DeleteEndpoints)
 	dels("lb", ch.DeleteLoadBalancers)
 	dels("policy", ch.DeleteExportPolicies)
+	dels("gateway-pool", ch.DeleteGatewayPools)
 	for _, k := range ch.DeleteRoutes {
 		b.del(routeStoreKey(k))
 	}
@@ -358,7 +361,8 @@ func (s *ItemStore) changeOps(ch *Change) ([]store.Op, map[string]uint64, error)
 	// The docs of the items put, in the form the YAML has: one place
 	// says how an item is written.
 	d := docOf(&Config{Directory: ch.Directory, VPCs: ch.VPCs, Hosts: ch.Hosts, Endpoints: ch.Endpoints,
-		LoadBalancers: ch.LoadBalancers, Routes: ch.Routes, ExportPolicies: ch.ExportPolicies, Peerings: ch.Peerings})
+		LoadBalancers: ch.LoadBalancers, Routes: ch.Routes, ExportPolicies: ch.ExportPolicies, Peerings: ch.Peerings,
+		GatewayPools: ch.GatewayPools})
 	if err := b.putAll(d, false); err != nil {
 		return nil, nil, err
 	}
@@ -454,6 +458,9 @@ func (b *opBuilder) putAll(d *configDoc, ordered bool) error {
 	}
 	for _, p := range d.Peerings {
 		put(keyOf("peering", p.VPC, p.PeerVPC), p)
+	}
+	for _, p := range d.GatewayPools {
+		put(keyOf("gateway-pool", p.Name), p)
 	}
 	if d.BGP != nil {
 		// The speaker's settings are one item, each neighbor another.

@@ -53,6 +53,9 @@ type Config struct {
 	// BGP configures the BGP speaker and its sessions with on-prem
 	// routers; nil runs none.
 	BGP *BGP
+	// GatewayPools are the pools of gateway hosts serving VPCs owned
+	// here (gatewaypool.go).
+	GatewayPools []GatewayPool
 }
 
 // ControllerEntry is one controller of the directory.
@@ -366,6 +369,7 @@ func (c *Config) Clone() *Config {
 	})
 	n.Peerings = cloneSlice(c.Peerings)
 	n.BGP = c.BGP.Clone()
+	n.GatewayPools = cloneEach(c.GatewayPools, clonePool)
 	return n
 }
 

@@ -143,7 +143,7 @@ func (ch *Change) incremental() bool {
 	return ch.Controller == "" &&
 		len(ch.Directory)+len(ch.DeleteDirectory)+len(ch.VPCs)+len(ch.DeleteVPCs)+
 			len(ch.Hosts)+len(ch.DeleteHosts)+len(ch.ExportPolicies)+len(ch.DeleteExportPolicies)+
-			len(ch.Peerings)+len(ch.DeletePeerings) == 0
+			len(ch.Peerings)+len(ch.DeletePeerings)+len(ch.GatewayPools)+len(ch.DeleteGatewayPools) == 0
 }
 
 func newPending(m *model, ch *Change) *pending {

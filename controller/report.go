@@ -77,5 +77,6 @@ func (h hostProgramming) Report(ctx context.Context, r *p4meshv1.HostReport) (*p
 		return nil, status.Errorf(codes.NotFound, "host %q is not in controller %s's configuration", host, h.s.Config().Controller)
 	}
 	h.s.reports.set(host, r.GetEntries(), r.SwitchPrimary)
+	h.s.reportGateway(host, r.GetPeerPackets())
 	return &p4meshv1.HostReportAck{}, nil
 }

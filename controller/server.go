@@ -49,6 +49,9 @@ type ServerOptions struct {
 	// events gRPC queues for clients that stopped reading (see
 	// internal/sendgate). Nil: streams send ungated.
 	Gate func(ctx context.Context) watch.Gate
+	// GatewayLoadPeriod is how often the gateway pools' load trigger
+	// decides the peerings' modes from the rates reported (0 means 1s).
+	GatewayLoadPeriod time.Duration
 }
 
 // Server is one SDN controller: it serves host programming to the OHCs of
@@ -110,6 +113,8 @@ type Server struct {
 	reports hostReports
 	// bgp is what the BGP speaker last reported of its neighbors.
 	bgp bgpStatus
+	// pools is what is published of the gateway pools (gatewayserve.go).
+	pools poolState
 	// authGen is the whole configuration (gen) the open connectivity
 	// streams were last all authorised against: only a new one makes
 	// revokeLocked check them all; the changes that can revoke otherwise
@@ -214,9 +219,13 @@ func NewServer(o ServerOptions) (*Server, error) {
 		changed:  make(chan struct{}, 1),
 		ready:    make(chan struct{}),
 		rib:      newRIB(),
+		pools:    newPoolState(o.Store.Current(), time.Now()),
 	}
 	if s.opts.PeerGrace <= 0 {
 		s.opts.PeerGrace = 10 * time.Second
+	}
+	if s.opts.GatewayLoadPeriod <= 0 {
+		s.opts.GatewayLoadPeriod = defaultLoadPeriod
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -252,6 +261,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 	if s.rev == 0 {
 		s.rev = uint64(time.Now().UnixNano())
 	}
+	s.pools.live = s.liveMembersLocked(nil, s.pools.started)
 	s.recomputeLocked()
 	s.checkReadyLocked()
 	return s, nil
@@ -456,6 +466,11 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	})
 	defer grace.Stop()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.runPools(ctx)
+	}()
 	defer func() {
 		for _, f := range following {
 			f.cancel()
@@ -723,7 +738,7 @@ func (s *Server) remoteChangedLocked(controller string, before map[string]*p4mes
 			continue
 		}
 		items[key] = it
-		for h := range m.vpcHosts[p.VPC] {
+		for _, h := range s.tableHostsLocked(p.VPC) {
 			b.put(s.hostTableLocked(h), key, it)
 		}
 	}
@@ -782,6 +797,8 @@ type Stats struct {
 	// BGPNeighbors is what the BGP speaker last reported of its
 	// neighbors (SetBGPNeighbors).
 	BGPNeighbors []BGPNeighborStatus
+	// GatewayPools are the configured pools with their live members.
+	GatewayPools []GatewayPoolStatus
 }
 
 // Stats counts published services, hosts and watch subscribers.
@@ -795,6 +812,7 @@ func (s *Server) Stats() Stats {
 		Routes:      s.m.chooseRoutes(),
 		RIBRevision: s.rib.rev, RIBs: s.RIBs,
 		BGPNeighbors: s.bgp.get(),
+		GatewayPools: s.poolStatusLocked(),
 	}
 	for _, t := range s.hosts {
 		st.Subscribers += t.Subscribers()
@@ -816,6 +834,14 @@ type PeeringStatus struct {
 	VPC, PeerVPC string
 	Active       bool
 	Reason       string
+	// Mode is how the VPC's hosts reach the peer's destinations,
+	// "direct" or "pool", and ModeReason why. GatewayPool is the pool
+	// serving the peer ("" if none), with its load trigger's thresholds;
+	// PPS is the load last measured from the VPC to the peer.
+	Mode, ModeReason             string
+	GatewayPool                  string
+	PPS                          uint64
+	DirectAbovePPS, PoolBelowPPS uint64
 }
 
 // Peerings reports every peering of this controller's VPCs.
@@ -824,8 +850,10 @@ func (s *Server) Peerings() []PeeringStatus {
 	defer s.mu.Unlock()
 	var out []PeeringStatus
 	for _, p := range s.m.base.Peerings {
-		_, active, reason := s.peerStateLocked(p)
-		out = append(out, PeeringStatus{VPC: p.VPC, PeerVPC: p.PeerVPC, Active: active, Reason: reason})
+		other, active, reason := s.peerStateLocked(p)
+		ps := PeeringStatus{VPC: p.VPC, PeerVPC: p.PeerVPC, Active: active, Reason: reason}
+		s.peeringPoolStatusLocked(p, other, &ps)
+		out = append(out, ps)
 	}
 	return out
 }
@@ -1218,6 +1246,8 @@ func wrap(_ string, v proto.Message, ev *p4meshv1.Event) {
 		ev.Value = &p4meshv1.Event_Host{Host: m}
 	case *p4meshv1.PeerSide:
 		ev.Value = &p4meshv1.Event_PeerSide{PeerSide: m}
+	case *p4meshv1.GatewayDuty:
+		ev.Value = &p4meshv1.Event_GatewayDuty{GatewayDuty: m}
 	}
 }
 
@@ -1316,6 +1346,11 @@ func (s *Server) authorizeLocked(req *p4meshv1.WatchRequest, c caller) (Publishe
 	case req.GetPeerVpc() != "":
 		// --insecure: the asker's claim (see Authorized).
 		hostVPCs = []string{req.GetPeerVpc()}
+	}
+	if policy == "" && s.m.gatewayOf(host, vpc) {
+		// A gateway of vpc holds its whole connectivity, as a host with
+		// an endpoint there does.
+		hostVPCs = append(hostVPCs, vpc)
 	}
 	if ok, why := Authorized(hostVPCs, vpc, policy, cfg); !ok {
 		return PublishedService{}, status.Errorf(codes.PermissionDenied, "host %s (%s) may not watch %s under policy %q: %s", host, c, vpc, policy, why)

@@ -43,6 +43,7 @@ func (c *Config) Validate() error {
 	v.checkExportPolicies()
 	v.checkPeerings()
 	v.checkBGP()
+	v.checkGatewayPools()
 	return errors.Join(v.errs...)
 }
 

@@ -265,6 +265,8 @@ func yangPath(c *controller.Config, p string) (string, bool) {
 		base = peeringPath(vpc, peer)
 	case "bgp":
 		return bgpYANGPath(rest)
+	case "gateway_pools":
+		base = poolPath(itemName(top, names(c.GatewayPools, func(p controller.GatewayPool) string { return p.Name })))
 	default:
 		return "", false
 	}

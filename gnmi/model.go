@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/openconfig/ygot/ygot"
 
@@ -255,6 +256,36 @@ func FromConfig(c *controller.Config) (*oc.Device, error) {
 			}
 		}
 	}
+	for _, gp := range c.GatewayPools {
+		x, err := m.GetOrCreateGatewayPools().AppendNewGatewayPool(gp.Name)
+		if err != nil {
+			fail(poolPath(gp.Name), "gateway pool defined twice")
+			continue
+		}
+		cfg := x.GetOrCreateConfig()
+		cfg.Name, cfg.Members, cfg.Vpcs = str(gp.Name), cloneSlice(gp.Members), cloneSlice(gp.VPCs)
+		ms := func(field string, d time.Duration) *uint32 {
+			switch {
+			case d == 0:
+				return nil
+			case d < 0 || d > math.MaxUint32*time.Millisecond || d%time.Millisecond != 0:
+				fail(poolPath(gp.Name)+"/config/"+field, "%s is not a whole number of milliseconds 0..%d", d, uint32(math.MaxUint32))
+				return nil
+			}
+			return ygot.Uint32(uint32(d / time.Millisecond))
+		}
+		cfg.HealthTimeout, cfg.Heartbeat = ms("health-timeout", gp.HealthTimeout), ms("heartbeat", gp.Heartbeat)
+		cfg.PromoteWindow, cfg.IdleTimeout = ms("promote-window", gp.PromoteWindow), ms("idle-timeout", gp.IdleTimeout)
+		if gp.PromotePackets != 0 {
+			cfg.PromotePackets = ygot.Uint32(gp.PromotePackets)
+		}
+		if gp.DirectAbovePPS != 0 {
+			cfg.DirectAbovePps = ygot.Uint64(gp.DirectAbovePPS)
+		}
+		if gp.PoolBelowPPS != 0 {
+			cfg.PoolBelowPps = ygot.Uint64(gp.PoolBelowPPS)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -270,9 +301,7 @@ func FromConfig(c *controller.Config) (*oc.Device, error) {
 //
 // It does not validate (Validate does): it fails only on what
 // controller.Config cannot hold — an address, prefix or MAC that does not
-// parse, a key its config contradicts, and parts of the model the
-// controller does not implement yet (gateway pools), which
-// are refused rather than silently dropped. Every error names its YANG
+// parse, or a key its config contradicts. Every error names its YANG
 // path; all of them are reported, joined.
 func ToConfig(d *oc.Device) (*controller.Config, error) {
 	c := &controller.Config{}
@@ -453,7 +482,16 @@ func ToConfig(d *oc.Device) (*controller.Config, error) {
 		c.BGP = b
 	}
 	for _, x := range poolList(m) {
-		cv.addf(keyed("/p4mesh/gateway-pools/gateway-pool", "name", x.GetName()), "gateway pools are not supported by this controller yet")
+		p := poolPath(x.GetName())
+		cfg := x.GetConfig()
+		cv.key(p+"/config/name", x.GetName(), cfg.GetName)
+		ms := func(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
+		c.GatewayPools = append(c.GatewayPools, controller.GatewayPool{
+			Name: x.GetName(), Members: cloneSlice(cfg.GetMembers()), VPCs: cloneSlice(cfg.GetVpcs()),
+			HealthTimeout: ms(cfg.GetHealthTimeout()), Heartbeat: ms(cfg.GetHeartbeat()),
+			PromotePackets: cfg.GetPromotePackets(), PromoteWindow: ms(cfg.GetPromoteWindow()), IdleTimeout: ms(cfg.GetIdleTimeout()),
+			DirectAbovePPS: cfg.GetDirectAbovePps(), PoolBelowPPS: cfg.GetPoolBelowPps(),
+		})
 	}
 	if err := errors.Join(cv.errs...); err != nil {
 		return nil, err
@@ -672,6 +710,9 @@ func peeringPath(vpc, peer string) string {
 	return keyed("/p4mesh/peerings/peering", "vpc", vpc, "peer-vpc", peer)
 }
 func bgpVPCPath(vpc string) string { return keyed("/p4mesh/bgp/vpcs/vpc", "vpc", vpc) }
+func poolPath(name string) string {
+	return keyed("/p4mesh/gateway-pools/gateway-pool", "name", name)
+}
 
 func neighborPath(vpc, addr string) string {
 	return keyed("/p4mesh/bgp/neighbors/neighbor", "vpc", vpc, "address", addr)

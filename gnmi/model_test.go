@@ -148,6 +148,20 @@ peerings:
   - vpc: a
     peer_vpc: b
     export_policy: none
+gateway_pools:
+  - name: gw
+    members: [h2, h1]
+    vpcs: [b]
+    health_timeout: 1500ms
+    heartbeat: 250ms
+    promote_packets: 3
+    promote_window: 1s
+    idle_timeout: 1m
+    direct_above_pps: 18446744073709551615
+    pool_below_pps: 10
+  - name: bare
+    members: [nobody]
+    vpcs: [b]
 `
 
 func TestRoundTrip(t *testing.T) {

@@ -19,7 +19,9 @@ import (
 // (the configuration in effect, as OpenConfig models it; secrets such as a
 // BGP password have no state leaf and stay out), configured routes are of
 // static origin, each peering in peerings gets its active flag and
-// reason, hosts get what their OHC reported (programmed entries, whether
+// reason, its mode (direct or through the gateway pool serving the peer)
+// with why and the load measured, gateway pools their live members,
+// hosts get what their OHC reported (programmed entries, whether
 // it is primary on its switch), each VPC's state lists every candidate of
 // its RIB (st.RIBs), and the controller's counters come from st.
 // Peerings and VPCs that d does not configure are ignored.
@@ -59,6 +61,19 @@ func WithState(d *oc.Device, peerings []controller.PeeringStatus, st controller.
 		s := p.GetOrCreateState()
 		s.Active = ygot.Bool(ps.Active)
 		s.Reason = str(ps.Reason)
+		s.Mode, _ = enumOf[oc.E_P4Mesh_P4Mesh_Peerings_Peering_State_Mode](ps.Mode)
+		s.ModeReason, s.GatewayPool = str(ps.ModeReason), str(ps.GatewayPool)
+		if ps.GatewayPool != "" {
+			s.MeasuredPps = ygot.Uint64(ps.PPS)
+			s.DirectAbovePps, s.PoolBelowPps = ygot.Uint64(ps.DirectAbovePPS), ygot.Uint64(ps.PoolBelowPPS)
+		}
+	}
+	for _, gp := range st.GatewayPools {
+		if x := m.GetGatewayPools().GetGatewayPool(gp.Name); x != nil {
+			// Empty rather than absent when no member is live: that is
+			// the news.
+			x.GetOrCreateState().LiveMembers = append([]string{}, gp.Live...)
+		}
 	}
 	for host, n := range st.HostEntries {
 		if h := m.GetHosts().GetHost(host); h != nil {

@@ -650,6 +650,11 @@ func logOwned(log *slog.Logger, cfg *controller.Config) {
 		owner, _ := cfg.Owner(p.PeerVPC)
 		log.Info("peering configured", "vpc", p.VPC, "peer_vpc", p.PeerVPC, "export_policy", p.ExportPolicy, "peer_controller", owner.Name)
 	}
+	for _, p := range cfg.GatewayPools {
+		health, beat := p.Timeouts()
+		log.Info("gateway pool configured", "pool", p.Name, "members", strings.Join(p.Members, ","), "vpcs", strings.Join(p.VPCs, ","),
+			"health_timeout", health, "heartbeat", beat, "direct_above_pps", p.DirectAbovePPS, "pool_below_pps", p.PoolBelowPPS)
+	}
 	log.Info("published services", "count", len(cfg.PublishedServices()))
 }
 
@@ -671,11 +676,13 @@ func reportPeerings(ctx context.Context, srv *controller.Server, log *slog.Logge
 		for _, p := range srv.Peerings() {
 			k := key{p.VPC, p.PeerVPC}
 			cur[k] = p
-			if prev, ok := last[k]; last != nil && ok && prev == p {
+			// The load measured moves all the time: what an operator
+			// wants to hear of is the state and the mode changing.
+			if prev, ok := last[k]; last != nil && ok && prev.Active == p.Active && prev.Reason == p.Reason && prev.Mode == p.Mode {
 				continue
 			}
 			if p.Active {
-				log.Info("peering active", "vpc", p.VPC, "peer_vpc", p.PeerVPC)
+				log.Info("peering active", "vpc", p.VPC, "peer_vpc", p.PeerVPC, "mode", p.Mode, "mode_reason", p.ModeReason)
 			} else {
 				log.Info("peering inactive", "vpc", p.VPC, "peer_vpc", p.PeerVPC, "reason", p.Reason)
 			}

@@ -601,6 +601,7 @@ func configDiff(old, new *controller.Config) []string {
 	add("routes", diffBy(old.Routes, new.Routes, func(r controller.Route) string { return r.VPC + " " + r.Prefix.String() + " " + r.NextHop }))
 	add("export-policies", diffBy(old.ExportPolicies, new.ExportPolicies, func(p controller.ExportPolicy) string { return p.Name }))
 	add("peerings", diffBy(old.Peerings, new.Peerings, func(p controller.Peering) string { return p.VPC + " " + p.PeerVPC }))
+	add("gateway-pools", diffBy(old.GatewayPools, new.GatewayPools, func(p controller.GatewayPool) string { return p.Name }))
 	if len(out) == 0 {
 		out = append(out, "no change")
 	}

@@ -138,6 +138,12 @@ var lists = []list{
 		func(ch *controller.Change) *[]controller.Peering { return &ch.Peerings },
 		func(ch *controller.Change) *[]controller.PeeringKey { return &ch.DeletePeerings },
 		controller.Peering.Key),
+	listOf([]string{"p4mesh", "gateway-pools", "gateway-pool"}, []string{"name"},
+		func(c *controller.Config) *[]controller.GatewayPool { return &c.GatewayPools },
+		func(p controller.GatewayPool) entryKey { return one(p.Name) },
+		func(ch *controller.Change) *[]controller.GatewayPool { return &ch.GatewayPools },
+		func(ch *controller.Change) *[]string { return &ch.DeleteGatewayPools },
+		func(p controller.GatewayPool) string { return p.Name }),
 }
 
 func prefixText(p netip.Prefix) string {

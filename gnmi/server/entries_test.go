@@ -89,8 +89,14 @@ func TestSetEntriesMatchesWhole(t *testing.T) {
 		}}},
 		{name: "route with the same prefix to another next hop", fast: true, req: &gnmi.SetRequest{Replace: []*gnmi.Update{
 			up("/p4mesh/routes/route[vpc=red][prefix=172.16.0.0/12][next-hop=new1]", ietfVal(`{"p4mesh:vpc":"red","p4mesh:prefix":"172.16.0.0/12","p4mesh:next-hop":"new1","p4mesh:config":{"vpc":"red","prefix":"172.16.0.0/12","next-hop":"new1","priority":20}}`))}}},
+		{name: "new gateway pool", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{
+			up("/p4mesh/gateway-pools/gateway-pool[name=gw]", ietfVal(`{"p4mesh:name":"gw","p4mesh:config":{"name":"gw","members":["h2"],"vpcs":["blue"],"direct-above-pps":"100"}}`))}}},
+		{name: "leaf of a gateway pool", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{up("/p4mesh/gateway-pools/gateway-pool[name=gw]/config/members", leaves("h2", "h3"))}}},
 
 		// Refusals: nothing changes, the same error either way.
+		{name: "gateway pool serving a VPC twice", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{
+			up("/p4mesh/gateway-pools/gateway-pool[name=gw2]", ietfVal(`{"p4mesh:name":"gw2","p4mesh:config":{"name":"gw2","members":["h1"],"vpcs":["blue"]}}`))}}},
+		{name: "delete a gateway pool's member host", fast: true, req: &gnmi.SetRequest{Delete: []*gnmi.Path{path(t, "/p4mesh/hosts/host[id=h3]")}}},
 		{name: "value out of range", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{up(ep("red-vm1", "/config/port"), uintVal(70000))}}},
 		{name: "value of another type", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{up(ep("red-vm1", "/config/port"), stringVal("two"))}}},
 		{name: "unknown leaf", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{up(ep("red-vm1", "/config/colour"), stringVal("blue"))}}},
