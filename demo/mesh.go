@@ -300,6 +300,7 @@ type Mesh struct {
 	running map[string]runningOHC
 	// switchOpts amends each switch's server options (Options.SwitchOptions).
 	switchOpts func(host string, o *dataplane.Options)
+	ohcOpts    func(host string, o *ohc.DaemonOptions)
 	// ctls stop each controller (its gRPC server and follower) for a
 	// restart.
 	ctls    map[string]func()
@@ -331,6 +332,9 @@ type Options struct {
 	// Topology, if set, builds the topology from the controllers'
 	// addresses in place of DemoTopology (which it may extend).
 	Topology func(addrs [2]string) *Topology
+	// OHCOptions, if set, amends the options of every OHC the mesh
+	// starts, restarted ones included (a table budget for one host).
+	OHCOptions func(host string, o *ohc.DaemonOptions)
 }
 
 // runningOHC is the parts of a running OHC that tests look into.
@@ -350,7 +354,7 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	m := &Mesh{Controllers: map[string]*controller.Server{}, Switches: map[string]*dataplane.Switch{},
 		SwitchAddrs: map[string]string{}, fabric: o.Fabric, log: o.Logger, cancel: cancel, switches: map[string]func(){}, ohcs: map[string]context.CancelFunc{},
 		ctls: map[string]func(){}, ctlAddr: map[string]string{}, dataDir: o.DataDir, ctx: ctx,
-		running: map[string]runningOHC{}, switchOpts: o.SwitchOptions}
+		running: map[string]runningOHC{}, switchOpts: o.SwitchOptions, ohcOpts: o.OHCOptions}
 	fail := func(err error) (*Mesh, error) {
 		m.Close()
 		return nil, err
@@ -443,6 +447,15 @@ func (m *Mesh) startSwitch(host string, lis net.Listener) error {
 		wg.Wait()
 	}
 	return nil
+}
+
+// StopSwitch stops host's switch for good: its P4Runtime server and its
+// forwarding, as when the host dies. Its ports stay cabled and silent.
+func (m *Mesh) StopSwitch(host string) {
+	if stop := m.switches[host]; stop != nil {
+		stop()
+		delete(m.switches, host)
+	}
 }
 
 // RestartSwitch stops host's switch and starts it again empty, with no
@@ -578,6 +591,9 @@ func (m *Mesh) StartOHC(ctx context.Context, host string) {
 		addrs = append(addrs, strings.Join(e.Addresses(), ","))
 	}
 	o := ohc.DaemonOptions{Host: host, Controllers: addrs, Switch: m.SwitchAddrs[host], DeviceID: 1, ElectionID: 1, Logger: m.log.With("ohc", host)}
+	if m.ohcOpts != nil {
+		m.ohcOpts(host, &o)
+	}
 	if m.PKI != nil {
 		self := identity.ID{TrustDomain: m.PKI.CA.TrustDomain, Kind: identity.Host, Name: host}
 		cd, err1 := m.dial(identity.Host, host, mtls.ExpectKind("", identity.Controller))
