@@ -78,12 +78,18 @@ type Server struct {
 	m  *model // the configuration being served
 	// snap is m materialised, nil until Config asks for it after a change.
 	snap *Config
+	// tail holds snap's big lists with room to grow (snap's are capped):
+	// a change that only adds items extends them (nextSnap).
+	tail *snapTail
 	// rev is the revision every watch table is at: the store's revision
 	// of the last commit (ItemStore), or, for a store without revisions,
 	// one the Server numbers from the wall clock at its start.
 	rev uint64
 	// gen counts whole configurations applied, for revokeLocked.
-	gen      uint64
+	gen uint64
+	// journal is what the configuration changes since the last whole
+	// Apply touched, for readers that follow it (ConfigSince).
+	journal  journal
 	remote   map[string]map[string]*p4meshv1.PeerSide // controller -> "vpc/peer_vpc" -> side
 	hosts    map[string]*watch.Table                  // host programming, by host id
 	services map[PublishedService]*service
@@ -301,6 +307,7 @@ func (s *Server) Config() *Config {
 func (s *Server) configLocked() *Config {
 	if s.snap == nil {
 		s.snap = s.m.config()
+		s.tail = tailOf(s.snap)
 	}
 	return s.snap
 }
@@ -337,8 +344,9 @@ func (s *Server) applyWhole(c *Config) error {
 	}
 	m := newModel(c)
 	s.mu.Lock()
-	s.m, s.snap = m, c
+	s.m, s.snap, s.tail = m, c, nil
 	s.gen++
+	s.journal.whole()
 	if s.advanceLocked(rev) {
 		s.recomputeLocked()
 	}
@@ -358,6 +366,7 @@ func (s *Server) applyChange(ch *Change) error {
 	if pd.noop() {
 		return nil
 	}
+	adds := onlyAdds(s.m, ch)
 	var whole *Config
 	rev, err := s.opts.Store.Commit(ch, func() *Config {
 		if whole == nil {
@@ -374,8 +383,14 @@ func (s *Server) applyChange(ch *Change) error {
 	} else {
 		pd.apply()
 	}
-	// If the store built the new configuration, it is the snapshot.
-	s.snap = whole
+	// If the store built the new configuration, it is the snapshot; else
+	// one that only adds extends the last.
+	prev, tail := s.snap, s.tail
+	s.snap, s.tail = whole, nil
+	if whole == nil && adds && prev != nil && tail != nil {
+		s.snap, s.tail = nextSnap(prev, tail, ch)
+	}
+	s.journal.add(ch)
 	s.mu.Unlock()
 	s.notify()
 	return nil

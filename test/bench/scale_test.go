@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +57,9 @@ import (
 var (
 	scaleChanges = flag.Int("scale.changes", 100, "BenchmarkScale: gNMI Sets (one new endpoint each) per iteration")
 	scaleHosts   = flag.Int("scale.hosts", 8, "BenchmarkScale: peered hosts running an OHC and a switch, besides the host of the changed endpoints")
+	// The whole run's -cpuprofile is mostly the start (import, initial
+	// programming): this one covers only the measured changes.
+	scaleCPUProfile = flag.String("scale.cpuprofile", "", "BenchmarkScale: write a CPU profile of the changes alone (not the start) to this file")
 )
 
 // scaleSpec is the shape of a topology; the rest follows from Seed.
@@ -743,6 +747,15 @@ func BenchmarkScale(b *testing.B) {
 
 			var accepted, last []time.Duration
 			var cpu time.Duration
+			if *scaleCPUProfile != "" {
+				f, err := os.Create(*scaleCPUProfile)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					b.Fatal(err)
+				}
+			}
 			for b.Loop() {
 				var cs []change
 				cpu0 := cpuTime()
@@ -755,6 +768,9 @@ func BenchmarkScale(b *testing.B) {
 				b.StopTimer()
 				r.deleteEndpoints(b, v, cs)
 				b.StartTimer()
+			}
+			if *scaleCPUProfile != "" {
+				pprof.StopCPUProfile()
 			}
 			for _, h := range r.hosts {
 				if v := h.log.violations(); len(v) > 0 {
