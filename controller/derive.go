@@ -125,7 +125,7 @@ func (s *Server) vpcItemsLocked(name string) map[string]proto.Message {
 // peeringItemLocked is peering p as the hosts of its VPC are told it.
 func (s *Server) peeringItemLocked(p Peering) *p4meshv1.Peering {
 	other, active, reason := s.peerStateLocked(p)
-	owner, _ := s.m.base.Owner(p.PeerVPC)
+	owner, _ := s.m.ownerOf(p.PeerVPC)
 	return &p4meshv1.Peering{
 		Vpc: p.VPC, PeerVpc: p.PeerVPC, PeerVni: other.GetVni(), PeerExportPolicy: other.GetExportPolicy(),
 		// peer_controller is for OHCs that predate peer_controllers.

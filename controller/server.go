@@ -383,6 +383,10 @@ func (s *Server) applyChange(ch *Change) error {
 	} else {
 		pd.apply()
 	}
+	// Readers of what the Server serves learn of it; Run does not need
+	// to look again: endpoints, load balancers and routes change no
+	// peering or peer controller.
+	s.changedLocked()
 	// If the store built the new configuration, it is the snapshot; else
 	// one that only adds extends the last.
 	prev, tail := s.snap, s.tail
@@ -392,7 +396,6 @@ func (s *Server) applyChange(ch *Change) error {
 	}
 	s.journal.add(ch)
 	s.mu.Unlock()
-	s.notify()
 	return nil
 }
 
@@ -555,7 +558,7 @@ func (s *Server) peerControllersLocked() map[string]string {
 	out := map[string]string{}
 	c := s.m.base
 	for _, p := range c.Peerings {
-		if o, ok := c.Owner(p.PeerVPC); ok && o.Name != c.Controller {
+		if o, ok := s.m.ownerOf(p.PeerVPC); ok && o.Name != c.Controller {
 			out[o.Name] = replicaset.Join(o.Addresses())
 		}
 	}
@@ -851,7 +854,7 @@ func (s *Server) Peerings() []PeeringStatus {
 // configured back and nothing conflicts.
 func (s *Server) peerStateLocked(p Peering) (*p4meshv1.PeerSide, bool, string) {
 	c := s.m.base
-	owner, ok := c.Owner(p.PeerVPC)
+	owner, ok := s.m.ownerOf(p.PeerVPC)
 	if !ok {
 		return nil, false, fmt.Sprintf("peer VPC %s is in no controller's directory entry", p.PeerVPC)
 	}
