@@ -74,13 +74,15 @@ func (s *Server) ConfigSince(seq uint64) ConfigDelta {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j, m := &s.journal, s.m
-	d := ConfigDelta{Seq: j.seq}
+	// Seqs handed out are the journal's plus one, so that 0 is none.
+	d := ConfigDelta{Seq: j.seq + 1}
 	rest := *m.base
 	rest.Routes = m.routes.values()
 	d.Rest = &rest
-	if seq < j.from || seq > j.seq || seq == 0 {
+	if seq == 0 || seq-1 < j.from || seq-1 > j.seq {
 		return d
 	}
+	seq--
 	d.Known = true
 	d.Endpoints, d.LoadBalancers = map[string]*Endpoint{}, map[string]*LoadBalancer{}
 	for i := len(j.entries) - 1; i >= 0 && j.entries[i].seq > seq; i-- {

@@ -110,6 +110,8 @@ func TestSnapshotFollowsChanges(t *testing.T) {
 		}
 		if g.items.parent != nil {
 			incremental++
+		} else if step == 0 {
+			t.Fatal("the first change, an endpoint added, rebuilt the whole tree")
 		}
 		want := wholeLeaves(t, srv, ctl)
 		if d := leavesDiff(flat(g), want); d != "" {
