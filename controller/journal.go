@@ -13,6 +13,9 @@ const journalMax = 4096
 type journalEntry struct {
 	seq      uint64
 	eps, lbs []string
+	// rest: the change touched the configuration beyond endpoints and
+	// load balancers (routes).
+	rest bool
 }
 
 // journal numbers the configurations served (seq) and remembers what
@@ -34,7 +37,8 @@ func (j *journal) whole() {
 // add notes an incremental change.
 func (j *journal) add(ch *Change) {
 	j.seq++
-	e := journalEntry{seq: j.seq, eps: ch.DeleteEndpoints, lbs: ch.DeleteLoadBalancers}
+	e := journalEntry{seq: j.seq, eps: ch.DeleteEndpoints, lbs: ch.DeleteLoadBalancers,
+		rest: !ch.incremental() || len(ch.Routes)+len(ch.DeleteRoutes) > 0}
 	for _, x := range ch.Endpoints {
 		e.eps = append(e.eps, x.ID)
 	}
@@ -59,8 +63,10 @@ type ConfigDelta struct {
 	// configuration applied since, or too long ago) read Config.
 	Known bool
 	// Rest is the configuration without its endpoints and load
-	// balancers: what the reader rebuilds whole.
-	Rest *Config
+	// balancers: what the reader rebuilds whole. RestChanged (Known
+	// only) says whether it changed since.
+	Rest        *Config
+	RestChanged bool
 	// Endpoints and LoadBalancers are those touched since, by key: nil
 	// for one that is gone.
 	Endpoints     map[string]*Endpoint
@@ -86,6 +92,7 @@ func (s *Server) ConfigSince(seq uint64) ConfigDelta {
 	d.Known = true
 	d.Endpoints, d.LoadBalancers = map[string]*Endpoint{}, map[string]*LoadBalancer{}
 	for i := len(j.entries) - 1; i >= 0 && j.entries[i].seq > seq; i-- {
+		d.RestChanged = d.RestChanged || j.entries[i].rest
 		for _, id := range j.entries[i].eps {
 			if _, done := d.Endpoints[id]; done {
 				continue

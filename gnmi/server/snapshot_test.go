@@ -51,8 +51,8 @@ func leavesDiff(got, want map[string]*leaf) string {
 }
 
 // TestSnapshotFollowsChanges: after each of a random run of changes
-// (endpoints added, changed, deleted; the load balancer's backends; now
-// and then a whole Apply), the generation Subscribe serves from holds
+// (endpoints added, changed, deleted; the load balancer's backends; a
+// route's priority; now and then a whole Apply), the generation Subscribe serves from holds
 // exactly the leaves of the tree built whole, and its link's changed set
 // is exactly the leaves that differ from the generation before, though
 // most generations were made from the endpoints and load balancers the
@@ -72,7 +72,7 @@ func TestSnapshotFollowsChanges(t *testing.T) {
 	next, incremental := 0, 0
 	for step := range 80 {
 		var err error
-		switch n := r.IntN(10); {
+		switch n := r.IntN(11); {
 		case n < 4 || len(added) == 0:
 			e := controller.Endpoint{ID: fmt.Sprintf("new%d", next), VPC: "red", Kind: controller.KindVM,
 				IP:  netip.AddrFrom4([4]byte{10, 1, 1, byte(next)}),
@@ -93,6 +93,10 @@ func TestSnapshotFollowsChanges(t *testing.T) {
 			lb.Backends = append([]controller.LBBackend(nil), lb.Backends...)
 			lb.Backends[0].Weight = uint32(1 + step)
 			err = ctl.ApplyChange(&controller.Change{LoadBalancers: []controller.LoadBalancer{lb}})
+		case n < 10: // a route, outside the endpoint and load balancer entries
+			rt := ctl.Config().Routes[0]
+			rt.Priority = uint32(step)
+			err = ctl.ApplyChange(&controller.Change{Routes: []controller.Route{rt}})
 		default:
 			c := ctl.Config().Clone()
 			c.VPCs[0].VNI = uint32(110 + step)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -276,16 +277,23 @@ func (s *Server) snapshot() (*generation, error) {
 			diffLeaves(changed, all0, all)
 		}
 	} else {
-		rest, err := s.restLeaves(d.Rest, peerings, st)
-		if err != nil {
-			return nil, err
+		// The rest is rebuilt when it or the state it shows changed:
+		// not for an endpoint added.
+		rest := old.rest
+		if d.RestChanged || !slices.Equal(peerings, old.peerings) || !sameState(st, old.stats) {
+			var err error
+			if rest, err = s.restLeaves(d.Rest, peerings, st); err != nil {
+				return nil, err
+			}
 		}
 		patch, err := s.entryLeaves(d)
 		if err != nil {
 			return nil, err
 		}
 		g.rest, g.items = rest, old.items.with(patch)
-		diffLeaves(changed, old.rest, rest)
+		if !maps.Equal(rest, old.rest) {
+			diffLeaves(changed, old.rest, rest)
+		}
 		for e, ls := range patch {
 			diffLeaves(changed, old.items.get(e), ls)
 		}
