@@ -153,3 +153,61 @@ func keys(m map[string]*gnmi.Path) []string {
 	}
 	return out
 }
+
+// TestEntryLeavesLayers: entry leaves patched over and over (layers,
+// their merge past maxLayers, the flattening of a large merge) read as a
+// plain map patched the same way.
+func TestEntryLeavesLayers(t *testing.T) {
+	r := rand.New(rand.NewPCG(14, 3))
+	want := map[string]map[string]*leaf{}
+	base := map[string]map[string]*leaf{}
+	for i := range 400 {
+		k := fmt.Sprint("e", i)
+		base[k] = map[string]*leaf{k: {}}
+		want[k] = base[k]
+	}
+	e := &entryLeaves{m: base}
+	merged, flattened := 0, 0
+	for step := range 3000 {
+		patch := map[string]map[string]*leaf{}
+		for range 1 + r.IntN(3) {
+			k := fmt.Sprint("e", r.IntN(600))
+			if r.IntN(3) == 0 {
+				patch[k] = nil
+				delete(want, k)
+			} else {
+				patch[k] = map[string]*leaf{k: {}}
+				want[k] = patch[k]
+			}
+		}
+		before := e.depth
+		e = e.with(patch)
+		switch {
+		case e.parent == nil:
+			flattened++
+		case e.depth < before:
+			merged++
+		}
+		if e.depth >= maxLayers {
+			t.Fatalf("step %d: %d layers", step, e.depth)
+		}
+		got := map[string]map[string]*leaf{}
+		e.each(func(k string, ls map[string]*leaf) { got[k] = ls })
+		if len(got) != len(want) {
+			t.Fatalf("step %d: %d entries, want %d", step, len(got), len(want))
+		}
+		for k, ls := range want {
+			if got[k][k] != ls[k] || e.get(k)[k] != ls[k] {
+				t.Fatalf("step %d: entry %s is not the last one put", step, k)
+			}
+		}
+		for i := range 600 {
+			if k := fmt.Sprint("e", i); want[k] == nil && e.get(k) != nil {
+				t.Fatalf("step %d: entry %s is gone but reads", step, k)
+			}
+		}
+	}
+	if merged == 0 || flattened == 0 {
+		t.Errorf("%d merges, %d flattenings: both should happen", merged, flattened)
+	}
+}

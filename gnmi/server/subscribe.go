@@ -122,9 +122,10 @@ func split(all map[string]*leaf) (rest map[string]*leaf, items map[string]map[st
 
 // entryLeaves is the leaves of every endpoint and load balancer entry, by
 // entry: a layer of the entries a change touched (nil: gone) over the
-// layers before, flattened once deep enough that lookups stay cheap. A
-// change thus costs the entries it touched, and one flattening per
-// maxLayers changes the number of entries.
+// layers before. Past maxLayers the layers above the bottom one are merged
+// into one, so that lookups stay cheap, and that merged layer into the
+// bottom one once it holds an eighth as many entries: a change costs the
+// entries it touched, plus, amortised, a constant share of a merge.
 type entryLeaves struct {
 	m      map[string]map[string]*leaf
 	parent *entryLeaves
@@ -148,7 +149,19 @@ func (e *entryLeaves) with(patch map[string]map[string]*leaf) *entryLeaves {
 	if n.depth < maxLayers {
 		return n
 	}
-	flat := map[string]map[string]*leaf{}
+	var layers []*entryLeaves
+	bottom := n
+	for ; bottom.parent != nil; bottom = bottom.parent {
+		layers = append(layers, bottom)
+	}
+	merged := map[string]map[string]*leaf{}
+	for i := len(layers) - 1; i >= 0; i-- { // oldest first: newer ones win
+		maps.Copy(merged, layers[i].m)
+	}
+	if len(merged) < len(bottom.m)/8+maxLayers {
+		return &entryLeaves{m: merged, parent: bottom, depth: 1}
+	}
+	flat := make(map[string]map[string]*leaf, len(bottom.m)+len(merged))
 	n.each(func(k string, ls map[string]*leaf) { flat[k] = ls })
 	return &entryLeaves{m: flat}
 }
