@@ -925,6 +925,8 @@ func (s *Server) recomputeLocked() {
 	// no longer authorises is sent nothing of it.
 	s.revokeLocked(want)
 	s.svcByVPC = map[string][]*service{}
+	var last *service // the service before, and its destinations and forwarding
+	var lastItems [2]map[string]proto.Message
 	for _, ps := range published {
 		svc := s.services[ps]
 		isNew := svc == nil
@@ -934,7 +936,12 @@ func (s *Server) recomputeLocked() {
 		}
 		svc.exported = m.exportedPrefixes(ps.VPC, ps.Policy)
 		s.svcByVPC[ps.VPC] = append(s.svcByVPC[ps.VPC], svc)
-		dest, fwd, lbs, routes, custom := s.connectivityLocked(svc)
+		var sibling [2]map[string]proto.Message
+		if last != nil && last.ps.VPC == ps.VPC {
+			sibling = lastItems
+		}
+		dest, fwd, lbs, routes, custom := s.connectivityLocked(svc, sibling)
+		last, lastItems = svc, [2]map[string]proto.Message{dest, fwd}
 		if isNew {
 			name := ps.VPC + "/" + ps.Policy
 			svc.dest = s.tableLocked("destinations/"+name, dest)
