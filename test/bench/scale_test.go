@@ -785,12 +785,13 @@ func BenchmarkScale(b *testing.B) {
 
 			var accepted, last []time.Duration
 			var cpu time.Duration
+			var prof *os.File
 			if *scaleCPUProfile != "" {
-				f, err := os.Create(*scaleCPUProfile)
-				if err != nil {
+				var err error
+				if prof, err = os.Create(*scaleCPUProfile); err != nil {
 					b.Fatal(err)
 				}
-				if err := pprof.StartCPUProfile(f); err != nil {
+				if err := pprof.StartCPUProfile(prof); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -807,8 +808,11 @@ func BenchmarkScale(b *testing.B) {
 				r.deleteEndpoints(b, v, cs)
 				b.StartTimer()
 			}
-			if *scaleCPUProfile != "" {
+			if prof != nil {
 				pprof.StopCPUProfile()
+				if err := prof.Close(); err != nil {
+					b.Fatal(err)
+				}
 			}
 			for _, h := range r.hosts {
 				if v := h.log.violations(); len(v) > 0 {
