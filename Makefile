@@ -45,19 +45,21 @@ bench:
 	$(GO) test -run '^$$' -bench . -skip 'BenchmarkScale' -benchtime 20x ./test/bench/
 
 # The controller at scale (issue 14, docs/benchmarks.md): four shards,
-# 1,000 VPCs, 10k endpoints with 100 changes and 100k with 10. Today (a
-# whole configuration's work per change) that is 5-10 min at 10k and
-# 10-15 min at 100k on 2 shared cores, so not part of bench. Another size:
-# make bench-scale SCALE_SIZES=1M SCALE_CHANGES=1.
+# 1,000 VPCs, 10k endpoints with 100 changes and 100k with 10: a few
+# minutes each on 2 shared cores (most of it the start), so not part of
+# bench. Another size: make bench-scale SCALE_SIZES=1M SCALE_CHANGES=30
+# (the controllers alone fit: add SCALE_ARGS=-scale.hosts=-1; at 1M a
+# sampled host's entries overflow the switch's vnet_destination table).
 SCALE_SIZES ?=
 SCALE_CHANGES ?= 100
+SCALE_ARGS ?=
 SCALE_BENCH = $(GO) test -run '^$$' -benchtime 1x -timeout 180m
 bench-scale:
 ifeq ($(SCALE_SIZES),)
 	$(SCALE_BENCH) -bench 'BenchmarkScale/10k$$' ./test/bench/ -args -scale.changes=100
 	$(SCALE_BENCH) -bench 'BenchmarkScale/100k$$' ./test/bench/ -args -scale.changes=10
 else
-	$(SCALE_BENCH) -bench 'BenchmarkScale/($(SCALE_SIZES))$$' ./test/bench/ -args -scale.changes=$(SCALE_CHANGES)
+	$(SCALE_BENCH) -bench 'BenchmarkScale/($(SCALE_SIZES))$$' ./test/bench/ -args -scale.changes=$(SCALE_CHANGES) $(SCALE_ARGS)
 endif
 
 # Mutation testing (github.com/go-gremlins/gremlins) over the packages whose

@@ -145,8 +145,86 @@ func (s *Server) ApplyChange(ch *Change) error {
 	// another.
 	s.changeMu.Lock()
 	defer s.changeMu.Unlock()
-	if !ch.incremental() || ch.touchesBGP(s.Config()) {
+	// The bgp section is in the model's base (s.m only changes under
+	// changeMu): asking Config for it would materialise every endpoint,
+	// once per change.
+	if !ch.incremental() || ch.touchesBGP(s.m.base) {
 		return s.counted(s.applyWhole(ch.ApplyTo(s.Config())))
 	}
 	return s.counted(s.applyChange(ch))
+}
+
+// snapTail is a snapshot's endpoints, load balancers and routes with
+// their spare capacity. The snapshot handed out has them capped (s[:n:n]),
+// so that a caller appending to one gets a copy; the next snapshot appends
+// to these, past what any earlier snapshot reads.
+type snapTail struct {
+	eps    []Endpoint
+	lbs    []LoadBalancer
+	routes []Route
+}
+
+func tailOf(c *Config) *snapTail {
+	return &snapTail{eps: c.Endpoints, lbs: c.LoadBalancers, routes: c.Routes}
+}
+
+// onlyAdds reports whether ch, checked against m and not yet applied,
+// only adds endpoints, load balancers and routes that m does not have,
+// each once: the configuration after it is the one before with those
+// appended, in ch's order.
+func onlyAdds(m *model, ch *Change) bool {
+	if !ch.incremental() || len(ch.DeleteEndpoints)+len(ch.DeleteLoadBalancers)+len(ch.DeleteRoutes) > 0 {
+		return false
+	}
+	eps := make(set[string], len(ch.Endpoints))
+	for _, e := range ch.Endpoints {
+		if _, ok := m.eps.get(e.ID); ok {
+			return false
+		}
+		if _, dup := eps[e.ID]; dup {
+			return false
+		}
+		eps[e.ID] = struct{}{}
+	}
+	lbs := make(set[string], len(ch.LoadBalancers))
+	for _, lb := range ch.LoadBalancers {
+		if _, ok := m.lbs.get(lb.Name); ok {
+			return false
+		}
+		if _, dup := lbs[lb.Name]; dup {
+			return false
+		}
+		lbs[lb.Name] = struct{}{}
+	}
+	routes := make(set[RouteKey], len(ch.Routes))
+	for _, r := range ch.Routes {
+		if _, ok := m.routes.get(r.Key()); ok {
+			return false
+		}
+		if _, dup := routes[r.Key()]; dup {
+			return false
+		}
+		routes[r.Key()] = struct{}{}
+	}
+	return true
+}
+
+// nextSnap is prev, whose lists with their capacity are t, with what ch
+// adds (onlyAdds) appended: the cost of ch, not of the configuration,
+// which Config would otherwise materialise again after every change
+// (gNMI asks for it on every Set). The items are copied: the model keeps
+// its own, and ch's are the caller's.
+func nextSnap(prev *Config, t *snapTail, ch *Change) (*Config, *snapTail) {
+	n := *prev
+	nt := &snapTail{eps: t.eps, lbs: t.lbs, routes: t.routes}
+	nt.eps = append(nt.eps, ch.Endpoints...)
+	for _, lb := range ch.LoadBalancers {
+		lb.Backends = cloneSlice(lb.Backends)
+		nt.lbs = append(nt.lbs, lb)
+	}
+	nt.routes = append(nt.routes, ch.Routes...)
+	n.Endpoints = nt.eps[:len(nt.eps):len(nt.eps)]
+	n.LoadBalancers = nt.lbs[:len(nt.lbs):len(nt.lbs)]
+	n.Routes = nt.routes[:len(nt.routes):len(nt.routes)]
+	return &n, nt
 }

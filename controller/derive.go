@@ -126,7 +126,7 @@ func (s *Server) vpcItemsLocked(name string) map[string]proto.Message {
 // peeringItemLocked is peering p as the hosts of its VPC are told it.
 func (s *Server) peeringItemLocked(p Peering) *p4meshv1.Peering {
 	other, active, reason := s.peerStateLocked(p)
-	owner, _ := s.m.base.Owner(p.PeerVPC)
+	owner, _ := s.m.ownerOf(p.PeerVPC)
 	it := &p4meshv1.Peering{
 		Vpc: p.VPC, PeerVpc: p.PeerVPC, PeerVni: other.GetVni(), PeerExportPolicy: other.GetExportPolicy(),
 		// peer_controller is for OHCs that predate peer_controllers.
@@ -163,12 +163,26 @@ func (s *Server) hostItemsLocked(id string) map[string]proto.Message {
 
 // connectivityLocked is what svc publishes, from the model and the RIB:
 // its routes and custom tables too (routeItemsLocked).
-func (s *Server) connectivityLocked(svc *service) (dest, fwd, lbs, routes, custom map[string]proto.Message) {
+//
+// sibling, if not nil, is the destinations and forwarding of another
+// service of the same VPC, just made: an endpoint's items are the same in
+// every service that exports it, and the tables share them (they never
+// modify an item), rather than hold a copy per export policy.
+func (s *Server) connectivityLocked(svc *service, sibling [2]map[string]proto.Message) (dest, fwd, lbs, routes, custom map[string]proto.Message) {
 	m, vpc := s.m, svc.ps.VPC
 	dest, fwd, lbs = map[string]proto.Message{}, map[string]proto.Message{}, map[string]proto.Message{}
 	routes, custom = s.routeItemsLocked(svc)
 	for id := range m.inVPC[vpc] {
 		e, _ := m.eps.get(id)
+		if e.VPC != vpc || !svc.exports(e.IP) {
+			continue
+		}
+		if sibling[0] != nil {
+			if key := e.IP.String(); sibling[0][key] != nil {
+				dest[key], fwd[key] = sibling[0][key], sibling[1][key]
+				continue
+			}
+		}
 		if d, f := m.endpointItems(svc, e); d != nil {
 			dest[d.Ip], fwd[f.Ip] = d, f
 		}
@@ -334,8 +348,17 @@ func (s *Server) applyLocked(pd *pending) {
 			continue
 		}
 		b.put(s.hostTableLocked(e.Host), "endpoint/"+id, localEndpoint(m, e))
+		// One pair of items for every service that exports e (see
+		// connectivityLocked).
+		var d *p4meshv1.Destination
+		var f *p4meshv1.Forwarding
 		for _, svc := range s.svcByVPC[e.VPC] {
-			if d, f := m.endpointItems(svc, e); d != nil {
+			if d == nil {
+				d, f = m.endpointItems(svc, e)
+			} else if !svc.exports(e.IP) {
+				continue
+			}
+			if d != nil {
 				b.put(svc.dest, d.Ip, d)
 				b.put(svc.fwd, f.Ip, f)
 			}

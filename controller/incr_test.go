@@ -270,9 +270,12 @@ func TestApplyChangeMatchesWholeApply(t *testing.T) {
 	}
 	inc := newIncrServer(t, store)
 	whole := newIncrServer(t, NoPersistence{Start: base.Clone()})
+	// A store that does not build the whole configuration: Config's
+	// snapshot after a change that only adds is the last one extended.
+	fast := newIncrServer(t, NoPersistence{Start: base.Clone()})
 	g := &changer{r: rand.New(rand.NewPCG(seed, 1)), cfg: whole.Config}
 
-	accepted, refused, withLBs, withRoutes := 0, 0, 0, 0
+	accepted, refused, withLBs, withRoutes, extended := 0, 0, 0, 0, 0
 	for step := range steps {
 		ch := g.change()
 		gen := inc.gen
@@ -280,6 +283,20 @@ func TestApplyChangeMatchesWholeApply(t *testing.T) {
 		errWhole := whole.Apply(ch.ApplyTo(whole.Config()))
 		if errText(errInc) != errText(errWhole) {
 			t.Fatalf("step %d: %s\nApplyChange: %v\nApply:       %v", step, describeChange(ch), errInc, errWhole)
+		}
+		prev := fast.Config()
+		prevCopy := prev.Clone()
+		if err := fast.ApplyChange(ch); errText(err) != errText(errWhole) {
+			t.Fatalf("step %d: %s\nApplyChange without a whole store: %v\nApply: %v", step, describeChange(ch), err, errWhole)
+		}
+		if fast.snap != nil && fast.snap != prev {
+			extended++
+		}
+		if !prev.Equal(prevCopy) {
+			t.Fatalf("step %d: %s\nthe change modified the snapshot before it", step, describeChange(ch))
+		}
+		if !fast.Config().Equal(whole.Config()) {
+			t.Fatalf("step %d: %s\nConfig after a change, extended from the last snapshot:\n%s", step, describeChange(ch), configDiff(t, whole.Config(), fast.Config()))
 		}
 		if inc.gen != gen {
 			t.Fatalf("step %d: a change of endpoints, load balancers and routes was applied as a whole configuration", step)
@@ -316,9 +333,10 @@ func TestApplyChangeMatchesWholeApply(t *testing.T) {
 	// A generator that only made refused (or only accepted) changes, or
 	// never got a load balancer or a route accepted, would test part of
 	// the contract.
-	if accepted < steps/5 || refused < steps/10 || withLBs < steps/5 || withRoutes < steps/5 {
-		t.Errorf("%d accepted and %d refused of %d, load balancers after %d, routes after %d: the generator no longer exercises everything",
-			accepted, refused, steps, withLBs, withRoutes)
+	t.Logf("%d snapshots extended from the last", extended)
+	if accepted < steps/5 || refused < steps/10 || withLBs < steps/5 || withRoutes < steps/5 || extended < steps/20 {
+		t.Errorf("%d accepted and %d refused of %d, load balancers after %d, routes after %d, %d snapshots extended: the generator no longer exercises everything",
+			accepted, refused, steps, withLBs, withRoutes, extended)
 	}
 }
 

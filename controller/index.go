@@ -277,6 +277,21 @@ func newModel(c *Config) *model {
 	return m
 }
 
+// ownerOf is Config.Owner without the scan of every directory entry's
+// VPCs: it runs per peering on every look at the peerings.
+func (m *model) ownerOf(vpc string) (ControllerEntry, bool) {
+	name, ok := m.owner[vpc]
+	if !ok {
+		return ControllerEntry{}, false
+	}
+	for _, e := range m.base.Directory {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return ControllerEntry{}, false
+}
+
 // config materialises the configuration. It shares base's lists, which
 // are never modified.
 func (m *model) config() *Config {

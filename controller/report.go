@@ -73,10 +73,21 @@ func (h hostProgramming) Report(ctx context.Context, r *p4meshv1.HostReport) (*p
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := h.s.Config().Host(host); !ok {
-		return nil, status.Errorf(codes.NotFound, "host %q is not in controller %s's configuration", host, h.s.Config().Controller)
+	// Every OHC reports after each batch it programs: a lookup in the
+	// model, not Config, which materialises the whole configuration after
+	// each change.
+	if name, ok := h.s.hasHost(host); !ok {
+		return nil, status.Errorf(codes.NotFound, "host %q is not in controller %s's configuration", host, name)
 	}
 	h.s.reports.set(host, r.GetEntries(), r.SwitchPrimary)
 	h.s.reportGateway(host, r.GetPeerPackets())
 	return &p4meshv1.HostReportAck{}, nil
+}
+
+// hasHost reports whether host is configured, and the controller's name.
+func (s *Server) hasHost(host string) (controller string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok = s.m.hosts[host]
+	return s.m.base.Controller, ok
 }

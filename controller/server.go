@@ -81,12 +81,18 @@ type Server struct {
 	m  *model // the configuration being served
 	// snap is m materialised, nil until Config asks for it after a change.
 	snap *Config
+	// tail holds snap's big lists with room to grow (snap's are capped):
+	// a change that only adds items extends them (nextSnap).
+	tail *snapTail
 	// rev is the revision every watch table is at: the store's revision
 	// of the last commit (ItemStore), or, for a store without revisions,
 	// one the Server numbers from the wall clock at its start.
 	rev uint64
 	// gen counts whole configurations applied, for revokeLocked.
-	gen      uint64
+	gen uint64
+	// journal is what the configuration changes since the last whole
+	// Apply touched, for readers that follow it (ConfigSince).
+	journal  journal
 	remote   map[string]map[string]*p4meshv1.PeerSide // controller -> "vpc/peer_vpc" -> side
 	hosts    map[string]*watch.Table                  // host programming, by host id
 	services map[PublishedService]*service
@@ -311,6 +317,7 @@ func (s *Server) Config() *Config {
 func (s *Server) configLocked() *Config {
 	if s.snap == nil {
 		s.snap = s.m.config()
+		s.tail = tailOf(s.snap)
 	}
 	return s.snap
 }
@@ -347,8 +354,9 @@ func (s *Server) applyWhole(c *Config) error {
 	}
 	m := newModel(c)
 	s.mu.Lock()
-	s.m, s.snap = m, c
+	s.m, s.snap, s.tail = m, c, nil
 	s.gen++
+	s.journal.whole()
 	if s.advanceLocked(rev) {
 		s.recomputeLocked()
 	}
@@ -368,6 +376,7 @@ func (s *Server) applyChange(ch *Change) error {
 	if pd.noop() {
 		return nil
 	}
+	adds := onlyAdds(s.m, ch)
 	var whole *Config
 	rev, err := s.opts.Store.Commit(ch, func() *Config {
 		if whole == nil {
@@ -384,10 +393,19 @@ func (s *Server) applyChange(ch *Change) error {
 	} else {
 		pd.apply()
 	}
-	// If the store built the new configuration, it is the snapshot.
-	s.snap = whole
+	// Readers of what the Server serves learn of it; Run does not need
+	// to look again: endpoints, load balancers and routes change no
+	// peering or peer controller.
+	s.changedLocked()
+	// If the store built the new configuration, it is the snapshot; else
+	// one that only adds extends the last.
+	prev, tail := s.snap, s.tail
+	s.snap, s.tail = whole, nil
+	if whole == nil && adds && prev != nil && tail != nil {
+		s.snap, s.tail = nextSnap(prev, tail, ch)
+	}
+	s.journal.add(ch)
 	s.mu.Unlock()
-	s.notify()
 	return nil
 }
 
@@ -555,7 +573,7 @@ func (s *Server) peerControllersLocked() map[string]string {
 	out := map[string]string{}
 	c := s.m.base
 	for _, p := range c.Peerings {
-		if o, ok := c.Owner(p.PeerVPC); ok && o.Name != c.Controller {
+		if o, ok := s.m.ownerOf(p.PeerVPC); ok && o.Name != c.Controller {
 			out[o.Name] = replicaset.Join(o.Addresses())
 		}
 	}
@@ -864,7 +882,7 @@ func (s *Server) Peerings() []PeeringStatus {
 // configured back and nothing conflicts.
 func (s *Server) peerStateLocked(p Peering) (*p4meshv1.PeerSide, bool, string) {
 	c := s.m.base
-	owner, ok := c.Owner(p.PeerVPC)
+	owner, ok := s.m.ownerOf(p.PeerVPC)
 	if !ok {
 		return nil, false, fmt.Sprintf("peer VPC %s is in no controller's directory entry", p.PeerVPC)
 	}
@@ -935,6 +953,8 @@ func (s *Server) recomputeLocked() {
 	// no longer authorises is sent nothing of it.
 	s.revokeLocked(want)
 	s.svcByVPC = map[string][]*service{}
+	var last *service // the service before, and its destinations and forwarding
+	var lastItems [2]map[string]proto.Message
 	for _, ps := range published {
 		svc := s.services[ps]
 		isNew := svc == nil
@@ -944,7 +964,12 @@ func (s *Server) recomputeLocked() {
 		}
 		svc.exported = m.exportedPrefixes(ps.VPC, ps.Policy)
 		s.svcByVPC[ps.VPC] = append(s.svcByVPC[ps.VPC], svc)
-		dest, fwd, lbs, routes, custom := s.connectivityLocked(svc)
+		var sibling [2]map[string]proto.Message
+		if last != nil && last.ps.VPC == ps.VPC {
+			sibling = lastItems
+		}
+		dest, fwd, lbs, routes, custom := s.connectivityLocked(svc, sibling)
+		last, lastItems = svc, [2]map[string]proto.Message{dest, fwd}
 		if isNew {
 			name := ps.VPC + "/" + ps.Policy
 			svc.dest = s.tableLocked("destinations/"+name, dest)

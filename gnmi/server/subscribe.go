@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,7 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/p4mesh/p4mesh/gnmi/oc"
+	"github.com/p4mesh/p4mesh/controller"
+	p4gnmi "github.com/p4mesh/p4mesh/gnmi"
 )
 
 func marshalJSON(v any) ([]byte, error) { return json.Marshal(v) }
@@ -45,10 +48,147 @@ func (l *leaf) val(enc gnmi.Encoding) *gnmi.TypedValue {
 // rather than once per subscription. The chain holds only those sets, not
 // the generations' leaves: a subscriber slow to read keeps what changed
 // since it last looked alive, not a copy of the tree per change.
+//
+// The leaves are in two parts, so that a change of one endpoint costs that
+// endpoint, not the tree: those of each endpoint and load balancer entry,
+// by entry (items), which a generation shares with the one before but for
+// the entries the controller says changed (controller.ConfigSince); and
+// the rest (the directory, VPCs, hosts, policies, peerings, routes, BGP
+// and the controller's state), rebuilt whole for each generation.
 type generation struct {
-	tree   *oc.Device
-	leaves map[string]*leaf
-	link   *link
+	// seq, peerings and stats are what the leaves were made of.
+	seq      uint64
+	peerings []controller.PeeringStatus
+	stats    controller.Stats
+	rest     map[string]*leaf
+	items    *entryLeaves
+	link     *link
+}
+
+// leaf is the leaf keyed k at path p, if the generation has it.
+func (g *generation) leaf(k string, p *gnmi.Path) (*leaf, bool) {
+	if e := leafEntry(p); e != "" {
+		l, ok := g.items.get(e)[k]
+		return l, ok
+	}
+	l, ok := g.rest[k]
+	return l, ok
+}
+
+// each calls f with every leaf.
+func (g *generation) each(f func(k string, l *leaf)) {
+	for k, l := range g.rest {
+		f(k, l)
+	}
+	g.items.each(func(_ string, ls map[string]*leaf) {
+		for k, l := range ls {
+			f(k, l)
+		}
+	})
+}
+
+// leafEntry names the endpoint or load balancer entry leaf path p lies in,
+// "" for one outside them.
+func leafEntry(p *gnmi.Path) string {
+	el := p.GetElem()
+	if len(el) < 4 || el[0].GetName() != "p4mesh" {
+		return ""
+	}
+	switch {
+	case el[1].GetName() == "endpoints" && el[2].GetName() == "endpoint":
+		return "endpoint\x00" + el[2].GetKey()["id"]
+	case el[1].GetName() == "load-balancers" && el[2].GetName() == "load-balancer":
+		return "load-balancer\x00" + el[2].GetKey()["name"]
+	}
+	return ""
+}
+
+// split sorts leaves into the rest and the entries.
+func split(all map[string]*leaf) (rest map[string]*leaf, items map[string]map[string]*leaf) {
+	rest, items = map[string]*leaf{}, map[string]map[string]*leaf{}
+	for k, l := range all {
+		e := leafEntry(l.path)
+		if e == "" {
+			rest[k] = l
+			continue
+		}
+		if items[e] == nil {
+			items[e] = map[string]*leaf{}
+		}
+		items[e][k] = l
+	}
+	return rest, items
+}
+
+// entryLeaves is the leaves of every endpoint and load balancer entry, by
+// entry: a layer of the entries a change touched (nil: gone) over the
+// layers before. Past maxLayers the layers above the bottom one are merged
+// into one, so that lookups stay cheap, and that merged layer into the
+// bottom one once it holds an eighth as many entries: a change costs the
+// entries it touched, plus, amortised, a constant share of a merge.
+type entryLeaves struct {
+	m      map[string]map[string]*leaf
+	parent *entryLeaves
+	depth  int
+}
+
+const maxLayers = 32
+
+func (e *entryLeaves) get(k string) map[string]*leaf {
+	for x := e; x != nil; x = x.parent {
+		if ls, ok := x.m[k]; ok {
+			return ls
+		}
+	}
+	return nil
+}
+
+// with is e with patch over it.
+func (e *entryLeaves) with(patch map[string]map[string]*leaf) *entryLeaves {
+	n := &entryLeaves{m: patch, parent: e, depth: e.depth + 1}
+	if n.depth < maxLayers {
+		return n
+	}
+	var layers []*entryLeaves
+	bottom := n
+	for ; bottom.parent != nil; bottom = bottom.parent {
+		layers = append(layers, bottom)
+	}
+	merged := map[string]map[string]*leaf{}
+	for i := len(layers) - 1; i >= 0; i-- { // oldest first: newer ones win
+		maps.Copy(merged, layers[i].m)
+	}
+	if len(merged) < len(bottom.m)/8+maxLayers {
+		return &entryLeaves{m: merged, parent: bottom, depth: 1}
+	}
+	flat := make(map[string]map[string]*leaf, len(bottom.m)+len(merged))
+	n.each(func(k string, ls map[string]*leaf) { flat[k] = ls })
+	return &entryLeaves{m: flat}
+}
+
+// each calls f with every entry there is, the newest layer's if several
+// have it.
+func (e *entryLeaves) each(f func(k string, ls map[string]*leaf)) {
+	if e.parent == nil {
+		for k, ls := range e.m {
+			if ls != nil {
+				f(k, ls)
+			}
+		}
+		return
+	}
+	seen := map[string]bool{}
+	for x := e; x != nil; x = x.parent {
+		for k, ls := range x.m {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			if ls != nil {
+				f(k, ls)
+			}
+		}
+	}
 }
 
 // link follows one generation in the chain.
@@ -77,16 +217,32 @@ func changedSince(from, to *link) map[string]*gnmi.Path {
 	return out
 }
 
-// snapshot is the newest generation: a new one when the tree device()
-// answers with is not the last one's. It is made under snapMu, so that
-// generations follow the trees in order.
+// diffLeaves adds to changed the leaves of a and b that differ, or are in
+// one only.
+func diffLeaves(changed map[string]*gnmi.Path, a, b map[string]*leaf) {
+	for k, l := range a {
+		if n, ok := b[k]; !ok || !bytes.Equal(n.ietf.GetJsonIetfVal(), l.ietf.GetJsonIetfVal()) {
+			changed[k] = l.path
+		}
+	}
+	for k, l := range b {
+		if _, ok := a[k]; !ok {
+			changed[k] = l.path
+		}
+	}
+}
+
+// snapshot is the newest generation: a new one when the configuration or
+// the state the tree shows is not the last one's. It is made under
+// snapMu, so that generations follow one another in order.
 //
-// device() reads the controller's state whole (Stats, Peerings) to know
-// whether the tree changed. A configuration or peering change closes
-// Changed, so while the channel taken at the last look is open only what
-// OHCs report can have moved: within StateInterval/2 of that look, the
-// last generation is answered without asking, so that N subscribers
-// ticking every StateInterval cost about two looks per interval, not N.
+// Whether anything changed is known from the controller's journal
+// (ConfigSince) and its state (Stats, Peerings), read whole. A
+// configuration or peering change closes Changed, so while the channel
+// taken at the last look is open only what OHCs report can have moved:
+// within StateInterval/2 of that look, the last generation is answered
+// without asking, so that N subscribers ticking every StateInterval cost
+// about two looks per interval, not N.
 func (s *Server) snapshot() (*generation, error) {
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
@@ -97,37 +253,132 @@ func (s *Server) snapshot() (*generation, error) {
 			return s.gen, nil
 		}
 	}
-	wake := s.o.Controller.Changed()
-	d, err := s.device()
-	if err != nil {
-		return nil, err
+	c := s.o.Controller
+	wake := c.Changed()
+	var since uint64
+	if s.gen != nil {
+		since = s.gen.seq
+	}
+	// The journal first: Config, Peerings and Stats read after it are as
+	// new or newer, and a later look asks for what changed since d.Seq
+	// again, which rebuilds the same entries.
+	d := c.ConfigSince(since)
+	peerings, st := c.Peerings(), c.Stats()
+	old := s.gen
+	if old != nil && d.Known && len(d.Endpoints)+len(d.LoadBalancers) == 0 && d.Seq == old.seq &&
+		slices.Equal(peerings, old.peerings) && sameState(st, old.stats) {
+		s.lookedAt, s.lookWake = time.Now(), wake
+		return old, nil
+	}
+	g := &generation{seq: d.Seq, peerings: peerings, stats: st, link: &link{}}
+	changed := map[string]*gnmi.Path{}
+	if old == nil || !d.Known {
+		dev, err := s.device()
+		if err != nil {
+			return nil, err
+		}
+		all, err := s.leaves(dev)
+		if err != nil {
+			return nil, err
+		}
+		var items map[string]map[string]*leaf
+		g.rest, items = split(all)
+		g.items = &entryLeaves{m: items}
+		if old != nil {
+			all0 := map[string]*leaf{}
+			old.each(func(k string, l *leaf) { all0[k] = l })
+			diffLeaves(changed, all0, all)
+		}
+	} else {
+		// The rest is rebuilt when it or the state it shows changed:
+		// not for an endpoint added.
+		rest := old.rest
+		if d.RestChanged || !slices.Equal(peerings, old.peerings) || !sameState(st, old.stats) {
+			var err error
+			if rest, err = s.restLeaves(d.Rest, peerings, st); err != nil {
+				return nil, err
+			}
+		}
+		patch, err := s.entryLeaves(d)
+		if err != nil {
+			return nil, err
+		}
+		g.rest, g.items = rest, old.items.with(patch)
+		if !maps.Equal(rest, old.rest) {
+			diffLeaves(changed, old.rest, rest)
+		}
+		for e, ls := range patch {
+			diffLeaves(changed, old.items.get(e), ls)
+		}
 	}
 	s.lookedAt, s.lookWake = time.Now(), wake
-	if s.gen != nil && s.gen.tree == d {
-		return s.gen, nil
-	}
-	m, err := s.leaves(d)
-	if err != nil {
-		return nil, err
-	}
-	g := &generation{tree: d, leaves: m, link: &link{}}
-	if old := s.gen; old != nil {
-		changed := map[string]*gnmi.Path{}
-		for k, l := range old.leaves {
-			if n, ok := m[k]; !ok || !bytes.Equal(n.ietf.GetJsonIetfVal(), l.ietf.GetJsonIetfVal()) {
-				changed[k] = l.path
-			}
-		}
-		for k, l := range m {
-			if _, ok := old.leaves[k]; !ok {
-				changed[k] = l.path
-			}
-		}
+	if old != nil {
 		old.link.changed = changed
 		old.link.next.Store(g.link)
 	}
 	s.gen = g
 	return g, nil
+}
+
+// restLeaves is the leaves of rest, a configuration without endpoints and
+// load balancers, with the state the controller reports.
+func (s *Server) restLeaves(rest *controller.Config, peerings []controller.PeeringStatus, st controller.Stats) (map[string]*leaf, error) {
+	d, err := p4gnmi.FromConfig(rest)
+	if err != nil {
+		return nil, err
+	}
+	p4gnmi.WithState(d, peerings, st)
+	d.PopulateDefaults()
+	all, err := s.leaves(d)
+	if err != nil {
+		return nil, err
+	}
+	out, items := split(all)
+	if len(items) > 0 {
+		return nil, fmt.Errorf("%d endpoint or load balancer entries in the configuration without them", len(items))
+	}
+	return out, nil
+}
+
+// entryLeaves is the leaves of the endpoint and load balancer entries d
+// says changed, by entry; nil for one that went. Their state mirrors their
+// configuration (WithState), whatever else the controller reports.
+func (s *Server) entryLeaves(d controller.ConfigDelta) (map[string]map[string]*leaf, error) {
+	patch := map[string]map[string]*leaf{}
+	part := &controller.Config{}
+	for id, e := range d.Endpoints {
+		patch["endpoint\x00"+id] = nil
+		if e != nil {
+			part.Endpoints = append(part.Endpoints, *e)
+		}
+	}
+	for name, lb := range d.LoadBalancers {
+		patch["load-balancer\x00"+name] = nil
+		if lb != nil {
+			part.LoadBalancers = append(part.LoadBalancers, *lb)
+		}
+	}
+	if len(part.Endpoints)+len(part.LoadBalancers) == 0 {
+		return patch, nil
+	}
+	dev, err := p4gnmi.FromConfig(part)
+	if err != nil {
+		return nil, err
+	}
+	p4gnmi.WithState(dev, nil, controller.Stats{})
+	dev.PopulateDefaults()
+	all, err := s.leaves(dev)
+	if err != nil {
+		return nil, err
+	}
+	_, items := split(all) // the rest is the empty configuration's
+	for e, ls := range items {
+		if _, ok := patch[e]; !ok {
+			return nil, fmt.Errorf("entry %q is not one that changed", e)
+		}
+		patch[e] = ls
+	}
+	return patch, nil
 }
 
 // Which leaves a subscription covers: TARGET_DEFINED splits its path into
@@ -389,7 +640,7 @@ func (s *Server) streamNotification(streams []*sub, last *link, cur *generation,
 	ups := map[string]*leaf{}
 	dels := map[string]*gnmi.Path{}
 	note := func(k string, p *gnmi.Path) {
-		if l, ok := cur.leaves[k]; ok {
+		if l, ok := cur.leaf(k, p); ok {
 			ups[k] = l
 		} else {
 			dels[k] = p
@@ -397,11 +648,11 @@ func (s *Server) streamNotification(streams []*sub, last *link, cur *generation,
 	}
 	var changed map[string]*gnmi.Path
 	all := func(sb *sub) {
-		for k, l := range cur.leaves {
+		cur.each(func(k string, l *leaf) {
 			if sb.covers(l.path) {
 				ups[k] = l
 			}
-		}
+		})
 	}
 	for _, sb := range streams {
 		if sb.onChange {
@@ -452,11 +703,11 @@ func (s *Server) dump(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.Su
 		return g, nil
 	}
 	n := &gnmi.Notification{Timestamp: time.Now().UnixNano(), Prefix: target}
-	for _, l := range g.leaves {
+	g.each(func(_ string, l *leaf) {
 		if slices.ContainsFunc(paths, func(p *gnmi.Path) bool { return matches(p, l.path) }) {
 			n.Update = append(n.Update, &gnmi.Update{Path: l.path, Val: l.val(enc)})
 		}
-	}
+	})
 	if len(n.Update) == 0 {
 		return g, nil
 	}

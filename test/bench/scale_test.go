@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,7 +56,11 @@ import (
 // separate value for a package.
 var (
 	scaleChanges = flag.Int("scale.changes", 100, "BenchmarkScale: gNMI Sets (one new endpoint each) per iteration")
-	scaleHosts   = flag.Int("scale.hosts", 8, "BenchmarkScale: peered hosts running an OHC and a switch, besides the host of the changed endpoints")
+	scaleHosts   = flag.Int("scale.hosts", 8, "BenchmarkScale: peered hosts running an OHC and a switch, besides the host of the changed endpoints; -1: no OHC at all (the controllers alone)")
+	// The whole run's -cpuprofile is mostly the start (import, initial
+	// programming): this one covers only the measured changes.
+	scaleCPUProfile = flag.String("scale.cpuprofile", "", "BenchmarkScale: write a CPU profile of the changes alone (not the start) to this file")
+	scaleMemProfile = flag.String("scale.memprofile", "", "BenchmarkScale: write a heap profile of the controllers and their gNMI servers, once started (before any OHC), to this file")
 )
 
 // scaleSpec is the shape of a topology; the rest follows from Seed.
@@ -420,6 +425,9 @@ type scaleRig struct {
 	// ctlHeap is the live heap the four controllers and their gNMI
 	// servers hold once started, before any OHC connects.
 	ctlHeap uint64
+	// ctlInuse and ctlSys are runtime.MemStats' HeapInuse and Sys then
+	// (the whole process, which holds nothing else yet).
+	ctlInuse, ctlSys uint64
 	// ohcCtx runs the OHCs; stop ends everything.
 	ohcCtx context.Context
 	wg     sync.WaitGroup
@@ -519,10 +527,39 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		conns = append(conns, conn)
 		r.gnmi = append(r.gnmi, gnmi.NewGNMIClient(conn))
 	}
+	// The gNMI servers index the configuration in the background: wait
+	// for it, so that the heap counts it, with a Set that changes nothing
+	// (a Get would build and keep the whole tree).
+	for i, c := range r.gnmi {
+		e := t.endpoint(i) // of VPC i, on shard i
+		val, err := json.Marshal(map[string]any{"id": e.ID, "vpc": e.VPC, "kind": "vm", "ip": e.IP.String(), "mac": e.MAC.String(), "host": e.Host, "port": e.Port})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		path, err := ygot.StringToStructuredPath("/p4mesh/endpoints/endpoint[id=" + e.ID + "]/config")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := c.Set(ctx, &gnmi.SetRequest{Update: []*gnmi.Update{{Path: path, Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: val}}}}}); err != nil {
+			tb.Fatalf("set %s as it is: %v", e.ID, err)
+		}
+	}
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	r.ctlHeap = after.HeapAlloc - min(before.HeapAlloc, after.HeapAlloc)
+	r.ctlSys = after.Sys
+	r.ctlInuse = after.HeapInuse
+	if *scaleMemProfile != "" {
+		f, err := os.Create(*scaleMemProfile)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			tb.Fatal(err)
+		}
+		f.Close()
+	}
 
 	locals := t.localVPCs(sample)
 	for _, h := range sample {
@@ -712,7 +749,9 @@ func peakRSS() uint64 {
 //     of its whole configuration, and NewServer), apply-total-s all
 //     four's;
 //   - ctl-heap-MiB: the live heap of the four controllers and their gNMI
-//     servers after GC, before any OHC connects;
+//     servers after GC, before any OHC connects; heap-inuse-MiB and
+//     sys-MiB, runtime.MemStats' HeapInuse and Sys then (-scale.memprofile
+//     writes the heap profile then);
 //   - data-MiB: the four data directories (each a bbolt store.db holding
 //     the configuration and the peer sides);
 //   - program-s: from the OHCs' start until every sampled switch holds
@@ -732,7 +771,10 @@ func BenchmarkScale(b *testing.B) {
 			topo := newScaleTopo(scaleSpec{Endpoints: size.n, VPCs: 1000, Hosts: size.n / 100, Shards: 4, Seed: 14})
 			const v = 0
 			x := int(topo.host[v]) // endpoint 0 is vpc0's first
-			sample := append([]int{x}, topo.peeredHosts(v, x, *scaleHosts)...)
+			var sample []int       // -scale.hosts=-1: the controllers alone
+			if *scaleHosts >= 0 {
+				sample = append([]int{x}, topo.peeredHosts(v, x, *scaleHosts)...)
+			}
 			// A bound on liveness, not a goal: on 2 shared cores at load 17
 			// the 100k start takes minutes.
 			limit := 5*time.Minute + time.Duration(size.n)*5*time.Millisecond
@@ -743,6 +785,16 @@ func BenchmarkScale(b *testing.B) {
 
 			var accepted, last []time.Duration
 			var cpu time.Duration
+			var prof *os.File
+			if *scaleCPUProfile != "" {
+				var err error
+				if prof, err = os.Create(*scaleCPUProfile); err != nil {
+					b.Fatal(err)
+				}
+				if err := pprof.StartCPUProfile(prof); err != nil {
+					b.Fatal(err)
+				}
+			}
 			for b.Loop() {
 				var cs []change
 				cpu0 := cpuTime()
@@ -755,6 +807,12 @@ func BenchmarkScale(b *testing.B) {
 				b.StopTimer()
 				r.deleteEndpoints(b, v, cs)
 				b.StartTimer()
+			}
+			if prof != nil {
+				pprof.StopCPUProfile()
+				if err := prof.Close(); err != nil {
+					b.Fatal(err)
+				}
 			}
 			for _, h := range r.hosts {
 				if v := h.log.violations(); len(v) > 0 {
@@ -773,8 +831,12 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(program.Seconds(), "program-s")
 			b.ReportMetric(pct(accepted, 50), "set-p50-ms")
 			b.ReportMetric(pct(accepted, 99), "set-p99-ms")
-			b.ReportMetric(pct(last, 50), "last-host-p50-ms")
-			b.ReportMetric(pct(last, 99), "last-host-p99-ms")
+			if len(r.hosts) > 0 {
+				b.ReportMetric(pct(last, 50), "last-host-p50-ms")
+				b.ReportMetric(pct(last, 99), "last-host-p99-ms")
+			}
+			b.ReportMetric(float64(r.ctlInuse)/(1<<20), "heap-inuse-MiB")
+			b.ReportMetric(float64(r.ctlSys)/(1<<20), "sys-MiB")
 			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(len(accepted)), "cpu-ms/change")
 			b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MiB")
 			b.ReportMetric(float64(len(r.hosts)), "hosts-sampled")
