@@ -3,8 +3,11 @@ package ohc
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,30 +72,111 @@ func destEntityN(b testing.TB, s *p4rt.Schema, i, h int) *p4v1.Entity {
 }
 
 // BenchmarkDemandEntries: the entries a host's switch holds with its VPC
-// peered with peers VPCs of 100 endpoints each (on other hosts), all
-// served by pools: full programming (every peering direct) against on
-// demand (every peering in pool mode) with 1% of the peers' destinations
-// promoted (the working set). Counts, not times: run with -benchtime=1x.
-// The pool routes and gateway groups the compile will add for pool-mode
-// peerings (one route per exported prefix, one group and its members per
-// pool) are not in these counts; see docs/benchmarks.md.
+// peered with peers VPCs of 100 endpoints each (on other hosts), each
+// served by a pool of two gateways. Three programmings: nopool, every
+// peering direct without a pool (full programming as before pools);
+// full, every peering direct with its pool (the compile's pool path
+// catches what has no entry yet); demand, every peering in pool mode with
+// 1% of the peers' destinations promoted (the working set). Every table
+// entry, action-profile member and group counts (the default entry does
+// not). Counts, not times: run with -benchtime=1x and -v for the tables.
+// fits is 1 when the programmer's budget check (the P4Info sizes) takes
+// the programming, 0 when it would refuse the view.
 func BenchmarkDemandEntries(b *testing.B) {
 	s := demandSchema(b)
+	info, err := p4.P4Info()
+	if err != nil {
+		b.Fatal(err)
+	}
+	caps, err := p4rt.FromP4Info(info)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, peers := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("peers=%d", peers), func(b *testing.B) {
 			for b.Loop() {
-				full, demand, dests, promoted := demandEntries(b, s, peers)
-				b.ReportMetric(float64(full), "entries-full")
-				b.ReportMetric(float64(demand), "entries-demand")
-				b.ReportMetric(float64(dests), "dests-full")
-				b.ReportMetric(float64(promoted), "promoted")
-				b.ReportMetric(float64(full)/float64(demand), "ratio")
+				c := demandEntries(b, s, peers)
+				for _, k := range []struct {
+					name string
+					n    entryCount
+				}{{"nopool", c.noPool}, {"full", c.full}, {"demand", c.demand}} {
+					b.ReportMetric(float64(k.n.total()), "entries-"+k.name)
+					fits := 1.0
+					if err := caps.CheckBudget(k.n.entries, k.n.members); err != nil {
+						fits = 0
+						b.Logf("peers=%d %s does not fit: %v", peers, k.name, err)
+					}
+					b.ReportMetric(fits, "fits-"+k.name)
+					b.Logf("peers=%d %s: %d: %s", peers, k.name, k.n.total(), k.n)
+				}
+				b.ReportMetric(float64(c.promoted), "promoted")
+				b.ReportMetric(float64(c.noPool.total())/float64(c.demand.total()), "ratio-nopool/demand")
+				b.ReportMetric(float64(c.full.total())/float64(c.demand.total()), "ratio-full/demand")
 			}
 		})
 	}
 }
 
-func demandEntries(b testing.TB, s *p4rt.Schema, peers int) (full, demand, dests, promoted int) {
+// entryCount is what a switch holds, by table (entries) and by action
+// profile (members, and groups under "<profile> groups").
+type entryCount struct {
+	entries, members, groups map[string]int
+}
+
+func countEntities(s *p4rt.Schema, es []*p4v1.Entity) entryCount {
+	c := entryCount{entries: map[string]int{}, members: map[string]int{}, groups: map[string]int{}}
+	for _, e := range es {
+		switch x := e.GetEntity().(type) {
+		case *p4v1.Entity_TableEntry:
+			if x.TableEntry.GetIsDefaultAction() {
+				continue
+			}
+			if t, err := s.TableByID(x.TableEntry.GetTableId()); err == nil {
+				c.entries[t.Name()]++
+			}
+		case *p4v1.Entity_ActionProfileMember:
+			if a, err := s.ActionProfileByID(x.ActionProfileMember.GetActionProfileId()); err == nil {
+				c.members[a.Name()]++
+			}
+		case *p4v1.Entity_ActionProfileGroup:
+			if a, err := s.ActionProfileByID(x.ActionProfileGroup.GetActionProfileId()); err == nil {
+				c.groups[a.Name()]++
+			}
+		}
+	}
+	return c
+}
+
+func (c entryCount) total() int {
+	n := 0
+	for _, m := range []map[string]int{c.entries, c.members, c.groups} {
+		for _, v := range m {
+			n += v
+		}
+	}
+	return n
+}
+
+func (c entryCount) String() string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(c.entries)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, c.entries[k]))
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.members)) {
+		parts = append(parts, fmt.Sprintf("%s members %d", k, c.members[k]))
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.groups)) {
+		parts = append(parts, fmt.Sprintf("%s groups %d", k, c.groups[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+type demandCounts struct {
+	noPool, full, demand entryCount
+	promoted             int
+}
+
+func demandEntries(b testing.TB, s *p4rt.Schema, peers int) demandCounts {
 	hm := net.HardwareAddr{2, 0xfe, 0, 0, 0, 1}
 	v := &View{
 		Host: Host{ID: "h0", IP: netip.MustParseAddr("192.168.0.1"), MAC: hm,
@@ -114,17 +198,29 @@ func demandEntries(b testing.TB, s *p4rt.Schema, peers int) (full, demand, dests
 				MAC: net.HardwareAddr{2, 2, 0, byte(j >> 8), byte(j), byte(k)}, HostIP: netip.AddrFrom4([4]byte{192, 168, byte(k + 1), byte(j%250 + 1)})})
 		}
 	}
+	var out demandCounts
+	// Full programming before pools: the same view without them.
+	np := *v
+	np.Peerings = make([]Peering, len(v.Peerings))
+	for i, p := range v.Peerings {
+		p.Pool = nil
+		np.Peerings[i] = p
+	}
+	es, _, err := CompileWithWarnings(s, &np)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out.noPool = countEntities(s, es)
 	c := NewCompiler(s)
 	if _, err := c.CompileChange(v, ViewChange{Other: true}); err != nil {
 		b.Fatal(err)
 	}
-	all := c.Desired()
+	out.full = countEntities(s, c.Desired())
 	d, err := newDemand(s, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	d.filter(v, c.Delta(), c.Desired, true)
-	dests = d.required
 	// Every peering to pool mode: a peering change, compiled whole.
 	pv := *v
 	pv.Peerings = make([]Peering, len(v.Peerings))
@@ -136,6 +232,9 @@ func demandEntries(b testing.TB, s *p4rt.Schema, peers int) (full, demand, dests
 		b.Fatal(err)
 	}
 	d.filter(&pv, c.Delta(), c.Desired, true)
+	if len(d.cands) != peers*100 {
+		b.Fatalf("%d destinations held back, want %d", len(d.cands), peers*100)
+	}
 	// The working set: every hundredth destination promoted.
 	now, i := time.Now(), 0
 	for k, e := range d.cands {
@@ -144,7 +243,9 @@ func demandEntries(b testing.TB, s *p4rt.Schema, peers int) (full, demand, dests
 		}
 		i++
 	}
-	return len(all), len(d.desired(c.Desired())), dests, len(d.promo)
+	out.demand = countEntities(s, d.desired(c.Desired()))
+	out.promoted = len(d.promo)
+	return out
 }
 
 // BenchmarkDemandPoll: one counter poll of n promoted entries (their
