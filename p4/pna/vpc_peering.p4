@@ -404,7 +404,7 @@ control VpcIngress(inout headers_t hdr,
     // 2^w members per group at most (SplitActionSelectorTable); 8 bits keep
     // the group table small (groups x 256 x 4 bytes).
     @id(0x11000001)
-    ActionSelector(PNA_HashAlgorithm_t.TARGET_DEFAULT, 32w1024, 32w8) gateway_selector;
+    ActionSelector(PNA_HashAlgorithm_t.TARGET_DEFAULT, 32w8192, 32w8) gateway_selector;
 
     // A selector table can only point at members and groups: on BMv2 it can
     // have no default action (p4c drops it with a warning). Without one, p4c
@@ -426,7 +426,10 @@ control VpcIngress(inout headers_t hdr,
         }
         const default_action = drop();
         pna_implementation = gateway_selector;
-        size = 256;
+        // A host holds one group per (pool, peer VNI) it sends through,
+        // since a member's encap_to_host carries the peer's VNI: 4096 pool-
+        // served peer VPCs, two gateways each in the selector's 8192.
+        size = 4096;
     }
 
     @id(0x11000002)

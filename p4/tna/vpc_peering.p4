@@ -408,9 +408,9 @@ control VpcIngress(inout headers_t hdr,
     // members: the P4Info action profile, under the same name and size as on
     // v1model) and an ActionSelector over it (groups, max_group_size).
     @id(0x11000001)
-    ActionProfile(1024) gateway_selector;
+    ActionProfile(8192) gateway_selector;
     Hash<bit<16>>(HashAlgorithm_t.CRC16) gateway_selector_hash;
-    ActionSelector(gateway_selector, gateway_selector_hash, SelectorMode_t.FAIR, 64, 256) gateway_selector_groups;
+    ActionSelector(gateway_selector, gateway_selector_hash, SelectorMode_t.FAIR, 64, 4096) gateway_selector_groups;
 
     // A selector table can only point at members and groups: on BMv2 it can
     // have no default action (p4c drops it with a warning). Without one, p4c
@@ -432,7 +432,10 @@ control VpcIngress(inout headers_t hdr,
         }
         const default_action = drop();
         implementation = gateway_selector_groups;
-        size = 256;
+        // A host holds one group per (pool, peer VNI) it sends through,
+        // since a member's encap_to_host carries the peer's VNI: 4096 pool-
+        // served peer VPCs, two gateways each in the selector's 8192.
+        size = 4096;
     }
 
     @id(0x11000002)

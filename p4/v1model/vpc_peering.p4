@@ -430,7 +430,7 @@ control VpcIngress(inout headers_t hdr,
     // handle. The software target reproduces exactly this, so keep the
     // algorithm and the selector field order. 32w16 is the hash output width.
     @id(0x11000001)
-    action_selector(HashAlgorithm.crc16, 32w1024, 32w16) gateway_selector;
+    action_selector(HashAlgorithm.crc16, 32w8192, 32w16) gateway_selector;
 
     // A selector table can only point at members and groups: on BMv2 it can
     // have no default action (p4c drops it with a warning). Without one, p4c
@@ -452,7 +452,10 @@ control VpcIngress(inout headers_t hdr,
         }
         const default_action = drop();
         implementation = gateway_selector;
-        size = 256;
+        // A host holds one group per (pool, peer VNI) it sends through,
+        // since a member's encap_to_host carries the peer's VNI: 4096 pool-
+        // served peer VPCs, two gateways each in the selector's 8192.
+        size = 4096;
     }
 
     @id(0x11000002)
