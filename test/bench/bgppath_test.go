@@ -34,27 +34,36 @@ import (
 )
 
 // BenchmarkBGPPath is issue 10's whole path, announce to programmed: an
-// on-prem router (a second GoBGP in the process, at 127.0.0.2, holding N
-// /24s with the same attributes, so they travel packed ~800 to an UPDATE
-// as from a real router) and a controller as p4mesh-controller runs it:
-// controller.Server (gRPC on loopback) and internal/bgplink's Link with
-// its GoBGP speaker, red's attachment red-vpn on host h1 and a VM of red
-// on host h2. The clock starts when the Link starts (the session set up
-// is in it, about a second), then:
+// on-prem router (a GoBGP in its own process, TestBGPRouterProcess, at
+// 127.0.0.2, holding N /24s with the same attributes, so they travel
+// packed ~800 to an UPDATE as from a real router) and, in this process, a
+// controller as p4mesh-controller runs it: controller.Server (gRPC on
+// loopback) and internal/bgplink's Link with its GoBGP speaker, red's
+// attachment red-vpn on host h1 and a VM of red on host h2. The clock
+// starts when the Link starts (the session set up is in it, about a
+// second), then:
 //
-//	s/resolved   until red's hosts are served all N routes: every prefix
-//	             learned, resolved in red's RIB and published
-//	             (Server.PublishedRoutes)
-//	s/programmed (program/ only) until h2's switch holds N more vnet_route
-//	             entries: h2's OHC (ohc.RunDaemon) over gRPC programming an
-//	             in-process p4mesh-switch over P4Runtime
-//	cpu-s        the process's CPU over the run: router, speaker, RIB,
-//	             OHC and switch, garbage collection included
-//	MiB-ctl/100k (resolve/ only) the live heap the run added, after GC,
-//	             per 100k routes: the speaker's GoBGP, the Link, the RIB
-//	             and the published tables (and the router's per-session
-//	             state; its N routes are held before the clock starts)
+//	s/resolved     until red's hosts are served all N routes: every prefix
+//	               learned, resolved in red's RIB and published
+//	               (Server.PublishedRoutes)
+//	s/up-resolved  the same, from when the router saw the session
+//	               established
+//	s/programmed   (program/ only) until h2's switch holds N more
+//	               vnet_route entries: h2's OHC (ohc.RunDaemon) over gRPC
+//	               programming an in-process p4mesh-switch over P4Runtime
+//	cpu-s          this process's CPU over the run: speaker, RIB (and OHC
+//	               and switch), garbage collection included; the router's
+//	               is not in it
+//	cpu-s-router   the router process's CPU from its routes held to the
+//	               end of the run: sending
+//	MiB-ctl/100k   (resolve/ only) the live heap the run added, after GC,
+//	               per 100k routes: the speaker's GoBGP, the Link, the RIB
+//	               and the published tables
+//	MiB-heap       this process's live heap at the end, after GC
+//	MiB-rss        its resident set at the end (VmRSS), and its peak
+//	MiB-rss-peak   during the run (VmHWM, reset at the start)
 //
+// GOGC and GOMEMLIMIT, when set, apply to this process, not the router's.
 // resolve/ runs no OHC; program/ stops at 100k, as vnet_route holds
 // 131072 entries.
 //
