@@ -133,6 +133,10 @@ type options struct {
 	// listen address and port (port -1: do not listen).
 	bgpListenAddr string
 	bgpListenPort int32
+	// gc is --memory-limit and --gc-percent; gcSettings what they decide
+	// with GOMEMLIMIT and GOGC.
+	gc         gcOptions
+	gcSettings gcSettings
 }
 
 // errUsage marks command-line errors, which exit with status 2.
@@ -169,6 +173,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.gnmi.ca, "gnmi-tls-ca", "", "CA that gNMI clients' certificates must chain to: mutual TLS")
 	fs.BoolVar(&o.gnmi.insecurePlaintext, "gnmi-insecure", false, "serve gNMI in plaintext (the gNMI spec requires TLS; for tests and labs)")
 	fs.IntVar(&o.gnmi.maxMsgSize, "gnmi-max-msg-size", p4gnmi.DefaultMaxMsgSize, "largest gNMI message received or sent, in bytes: a whole configuration is one message (about 300 bytes per endpoint)")
+	o.gc.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -217,6 +222,11 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	if err := o.gnmi.check(&o.tls); err != nil {
 		return o, err
 	}
+	gc, err := o.gc.check(os.Getenv)
+	if err != nil {
+		return o, err
+	}
+	o.gcSettings = gc
 	switch *bgpListen {
 	case "":
 	case "none":
@@ -244,6 +254,8 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 		return 1
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	o.gcSettings.apply()
+	log.Info("garbage collector", o.gcSettings.logAttrs()...)
 	if err := serve(ctx, o, log, h); err != nil {
 		// Printed as well as logged: a failure to start is what an
 		// operator reads first, and it may span lines (validation).

@@ -1,14 +1,19 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,27 +34,36 @@ import (
 )
 
 // BenchmarkBGPPath is issue 10's whole path, announce to programmed: an
-// on-prem router (a second GoBGP in the process, at 127.0.0.2, holding N
-// /24s with the same attributes, so they travel packed ~800 to an UPDATE
-// as from a real router) and a controller as p4mesh-controller runs it:
-// controller.Server (gRPC on loopback) and internal/bgplink's Link with
-// its GoBGP speaker, red's attachment red-vpn on host h1 and a VM of red
-// on host h2. The clock starts when the Link starts (the session set up
-// is in it, about a second), then:
+// on-prem router (a GoBGP in its own process, TestBGPRouterProcess, at
+// 127.0.0.2, holding N /24s with the same attributes, so they travel
+// packed ~800 to an UPDATE as from a real router) and, in this process, a
+// controller as p4mesh-controller runs it: controller.Server (gRPC on
+// loopback) and internal/bgplink's Link with its GoBGP speaker, red's
+// attachment red-vpn on host h1 and a VM of red on host h2. The clock
+// starts when the Link starts (the session set up is in it, about a
+// second), then:
 //
-//	s/resolved   until red's hosts are served all N routes: every prefix
-//	             learned, resolved in red's RIB and published
-//	             (Server.PublishedRoutes)
-//	s/programmed (program/ only) until h2's switch holds N more vnet_route
-//	             entries: h2's OHC (ohc.RunDaemon) over gRPC programming an
-//	             in-process p4mesh-switch over P4Runtime
-//	cpu-s        the process's CPU over the run: router, speaker, RIB,
-//	             OHC and switch, garbage collection included
-//	MiB-ctl/100k (resolve/ only) the live heap the run added, after GC,
-//	             per 100k routes: the speaker's GoBGP, the Link, the RIB
-//	             and the published tables (and the router's per-session
-//	             state; its N routes are held before the clock starts)
+//	s/resolved     until red's hosts are served all N routes: every prefix
+//	               learned, resolved in red's RIB and published
+//	               (Server.PublishedRoutes)
+//	s/up-resolved  the same, from when the router saw the session
+//	               established
+//	s/programmed   (program/ only) until h2's switch holds N more
+//	               vnet_route entries: h2's OHC (ohc.RunDaemon) over gRPC
+//	               programming an in-process p4mesh-switch over P4Runtime
+//	cpu-s          this process's CPU over the run: speaker, RIB (and OHC
+//	               and switch), garbage collection included; the router's
+//	               is not in it
+//	cpu-s-router   the router process's CPU from its routes held to the
+//	               end of the run: sending
+//	MiB-ctl/100k   (resolve/ only) the live heap the run added, after GC,
+//	               per 100k routes: the speaker's GoBGP, the Link, the RIB
+//	               and the published tables
+//	MiB-heap       this process's live heap at the end, after GC
+//	MiB-rss        its resident set at the end (VmRSS), and its peak
+//	MiB-rss-peak   during the run (VmHWM, reset at the start)
 //
+// GOGC and GOMEMLIMIT, when set, apply to this process, not the router's.
 // resolve/ runs no OHC; program/ stops at 100k, as vnet_route holds
 // 131072 entries.
 //
@@ -125,10 +139,53 @@ bgp:
       port: %d
 `
 
+// The on-prem router runs in its own process, as a real one does: this
+// test binary run again with P4MESH_BGP_ROUTER set to the number of
+// prefixes (TestBGPRouterProcess). In the benchmark's process, its table
+// (~600 MB at 1M) would be walked by the controller's collector and its
+// sending would be counted as the controller's CPU.
+
+// bgpRouterEnv selects the router mode and says how many prefixes to hold.
+const bgpRouterEnv = "P4MESH_BGP_ROUTER"
+
+// TestBGPRouterProcess is BenchmarkBGPPath's on-prem router; it does
+// nothing unless the benchmark started it. It prints "port P" once its N
+// routes are in its table, "established" when the controller's session
+// comes up, and, when its stdin closes, "cpu S": the CPU seconds it used
+// since "port".
+func TestBGPRouterProcess(t *testing.T) {
+	n, err := strconv.Atoi(os.Getenv(bgpRouterEnv))
+	if err != nil {
+		t.Skip("the router process of BenchmarkBGPPath")
+	}
+	r, port, err := bgpPathRouter(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	established := make(chan struct{})
+	var once sync.Once
+	err = r.WatchEvent(context.Background(), &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, func(res *api.WatchEventResponse) {
+		if p := res.GetPeer().GetPeer(); p != nil && p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
+			once.Do(func() { close(established) })
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu0 := cpuTime()
+	fmt.Printf("port %d\n", port)
+	go func() {
+		<-established
+		fmt.Println("established")
+	}()
+	io.Copy(io.Discard, os.Stdin)
+	fmt.Printf("cpu %.3f\n", (cpuTime() - cpu0).Seconds())
+}
+
 // bgpPathRouter starts the on-prem router: passive, at 127.0.0.2, with n
 // /24s from 11.0.0.0 up in its table.
-func bgpPathRouter(b *testing.B, n int) uint16 {
-	b.Helper()
+func bgpPathRouter(n int) (*server.BgpServer, uint16, error) {
 	r := server.NewBgpServer(server.LoggerOption(quietGoBGP{}))
 	go r.Serve()
 	var port uint16
@@ -136,7 +193,8 @@ func bgpPathRouter(b *testing.B, n int) uint16 {
 	for range 5 {
 		l, lerr := net.Listen("tcp", "127.0.0.2:0")
 		if lerr != nil {
-			b.Skipf("cannot listen on 127.0.0.2: %v", lerr)
+			r.Stop()
+			return nil, 0, fmt.Errorf("cannot listen on 127.0.0.2: %w", lerr)
 		}
 		port = uint16(l.Addr().(*net.TCPAddr).Port)
 		l.Close()
@@ -148,16 +206,17 @@ func bgpPathRouter(b *testing.B, n int) uint16 {
 		}
 	}
 	if err != nil {
-		b.Fatal(err)
+		r.Stop()
+		return nil, 0, err
 	}
-	b.Cleanup(r.Stop)
 	err = r.AddPeer(context.Background(), &api.AddPeerRequest{Peer: &api.Peer{
 		Conf:      &api.PeerConf{NeighborAddress: "127.0.0.1", PeerAsn: 64512},
 		Transport: &api.Transport{PassiveMode: true},
 		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 180, KeepaliveInterval: 60, IdleHoldTimeAfterReset: 1}},
 	}})
 	if err != nil {
-		b.Fatal(err)
+		r.Stop()
+		return nil, 0, err
 	}
 	family := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 	origin, _ := anypb.New(&api.OriginAttribute{Origin: 0})
@@ -168,11 +227,121 @@ func bgpPathRouter(b *testing.B, n int) uint16 {
 		a := netip.AddrFrom4([4]byte{byte(11 + i>>16), byte(i >> 8), byte(i), 0})
 		nlri, _ := anypb.New(&api.IPAddressPrefix{Prefix: a.String(), PrefixLen: 24})
 		if _, err := r.AddPath(context.Background(), &api.AddPathRequest{Path: &api.Path{Family: family, Nlri: nlri, Pattrs: attrs}}); err != nil {
-			b.Fatal(err)
+			r.Stop()
+			return nil, 0, err
 		}
 	}
-	return port
+	return r, port, nil
 }
+
+// bgpRouterProc is a running router process.
+type bgpRouterProc struct {
+	cmd         *exec.Cmd
+	stdin       io.WriteCloser
+	port        uint16
+	established chan time.Time // when the router printed "established"
+	cpu         chan float64   // the router's CPU seconds, once stdin is closed
+	stderr      *strings.Builder
+}
+
+// startBGPRouter runs the router process with n prefixes and waits until
+// they are in its table. The router runs with Go's default GC settings
+// whatever the benchmark's (GOGC, GOMEMLIMIT) are: only the controller's
+// are under test.
+func startBGPRouter(b *testing.B, n int) *bgpRouterProc {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBGPRouterProcess$", "-test.count=1", "-test.v")
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "GOGC=") && !strings.HasPrefix(e, "GOMEMLIMIT=") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, bgpRouterEnv+"="+strconv.Itoa(n))
+	p := &bgpRouterProc{cmd: cmd, established: make(chan time.Time, 1), cpu: make(chan float64, 1), stderr: &strings.Builder{}}
+	cmd.Stderr = p.stderr
+	var err error
+	if p.stdin, err = cmd.StdinPipe(); err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	ported := make(chan uint16, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			l := sc.Text()
+			switch {
+			case strings.HasPrefix(l, "port "):
+				v, _ := strconv.Atoi(strings.TrimPrefix(l, "port "))
+				ported <- uint16(v)
+			case l == "established":
+				p.established <- time.Now()
+			case strings.HasPrefix(l, "cpu "):
+				v, _ := strconv.ParseFloat(strings.TrimPrefix(l, "cpu "), 64)
+				p.cpu <- v
+			}
+		}
+		close(ported)
+	}()
+	b.Cleanup(func() {
+		p.stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			b.Errorf("router process: %v\n%s", err, p.stderr.String())
+		}
+	})
+	port, ok := <-ported
+	if !ok {
+		cmd.Wait()
+		b.Fatalf("router process ended before it was ready: %s", p.stderr.String())
+	}
+	p.port = port
+	return p
+}
+
+// stop ends the router and returns the CPU seconds it used since its
+// routes were in its table.
+func (p *bgpRouterProc) stop(b *testing.B) float64 {
+	p.stdin.Close()
+	select {
+	case c := <-p.cpu:
+		return c
+	case <-time.After(time.Minute):
+		b.Fatalf("router process did not report its CPU: %s", p.stderr.String())
+		return 0
+	}
+}
+
+// rssMiB reads the process's resident set (VmRSS) and its peak (VmHWM)
+// in MiB from /proc/self/status; 0 where Linux's /proc is not there.
+func rssMiB() (rss, peak float64) {
+	s, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(s), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb / 1024
+		case "VmHWM:":
+			peak = kb / 1024
+		}
+	}
+	return rss, peak
+}
+
+// resetPeakRSS starts VmHWM again from the current RSS, so that each run
+// reports its own peak (Linux: "5" to clear_refs).
+func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
 // quietGoBGP discards the router's log.
 type quietGoBGP struct{}
@@ -196,7 +365,8 @@ func liveHeap() uint64 {
 
 func bgpPathOnce(b *testing.B, n int, program bool) {
 	b.StopTimer()
-	port := bgpPathRouter(b, n)
+	router := startBGPRouter(b, n)
+	port := router.port
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -283,6 +453,7 @@ func bgpPathOnce(b *testing.B, n int, program bool) {
 	}
 
 	before := liveHeap()
+	resetPeakRSS()
 	cpu0 := cpuTime()
 	b.StartTimer()
 	start := time.Now()
@@ -309,6 +480,15 @@ func bgpPathOnce(b *testing.B, n int, program bool) {
 	}
 	b.StopTimer()
 	cpu := cpuTime() - cpu0
+	rss, peak := rssMiB()
+	routerCPU := router.stop(b)
+	var sinceUp time.Duration
+	select {
+	case up := <-router.established:
+		sinceUp = start.Add(resolved).Sub(up)
+	default:
+		b.Fatal("all routes resolved, but the router never said its session was established")
+	}
 	after := liveHeap()
 	if *bgpPathHeap != "" && !program {
 		f, err := os.Create(*bgpPathHeap)
@@ -319,7 +499,11 @@ func bgpPathOnce(b *testing.B, n int, program bool) {
 		f.Close()
 	}
 	b.ReportMetric(resolved.Seconds(), "s/resolved")
+	b.ReportMetric(sinceUp.Seconds(), "s/up-resolved")
 	b.ReportMetric(cpu.Seconds(), "cpu-s")
+	b.ReportMetric(routerCPU, "cpu-s-router")
+	b.ReportMetric(rss, "MiB-rss")
+	b.ReportMetric(peak, "MiB-rss-peak")
 	if program {
 		b.ReportMetric(programmed.Seconds(), "s/programmed")
 	} else {
