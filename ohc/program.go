@@ -357,11 +357,14 @@ func (p *Programmer) Run(ctx context.Context) error {
 	defer digests()
 	demandPoll := time.NewTimer(p.dem.pollInterval())
 	defer demandPoll.Stop()
-	var resync <-chan time.Time
+	var (
+		resync      <-chan time.Time
+		resyncTimer *time.Timer
+	)
 	if p.resync > 0 {
-		t := time.NewTicker(p.resync)
-		defer t.Stop()
-		resync = t.C
+		resyncTimer = time.NewTimer(jitter(p.resync))
+		defer resyncTimer.Stop()
+		resync = resyncTimer.C
 	}
 	var (
 		dirty     = true
@@ -434,6 +437,7 @@ func (p *Programmer) Run(ctx context.Context) error {
 		case <-retryC:
 			retry = nil
 		case <-resync:
+			resyncTimer.Reset(jitter(p.resync))
 			// A change must not wait behind a resync: run it aside
 			// when the switch is known (see resync.go).
 			switch {

@@ -3,6 +3,7 @@ package ohc
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
@@ -187,4 +188,12 @@ func (p *Programmer) finishAside(ctx context.Context, r asideResult) bool {
 		p.log.Debug("switch in sync (resync)", "written_meanwhile", len(a.touched), "took", took)
 	}
 	return false
+}
+
+// jitter spreads resyncs over ±25% of the interval: OHCs started together
+// (a rollout, a benchmark's sampled hosts in one process) would otherwise read
+// their switches back all at once, every interval, and a change arriving
+// then finds every CPU busy with them.
+func jitter(d time.Duration) time.Duration {
+	return d*3/4 + rand.N(d/2+1)
 }
