@@ -129,6 +129,11 @@ func (p *Programmer) finishAside(ctx context.Context, r asideResult) bool {
 		p.knownTerm != a.term || p.client.Stats().Elections != a.term:
 		// A full pass ran or is due: it does, or did, this resync's work.
 		return false
+	case !p.client.IsPrimary():
+		// Another controller is primary: nothing is written until this
+		// one is again, and then the new term reads the switch afresh.
+		p.fullNext = true
+		return true
 	}
 	var res p4rt.Result
 	add := func(u *p4v1.Update) {
