@@ -56,7 +56,9 @@ type ProgrammerOptions struct {
 	// MinInterval coalesces updates (default DefaultMinInterval).
 	MinInterval time.Duration
 	// ResyncInterval paces reconciles without a change (default
-	// DefaultResyncInterval; negative disables them).
+	// DefaultResyncInterval, jittered ±25%; negative disables them).
+	// While the switch is known they run beside the changes, which do
+	// not wait for them (resync.go).
 	ResyncInterval time.Duration
 	// Backoff paces retries of a failed reconcile (default 100ms doubling
 	// to 10s, jittered).
