@@ -942,6 +942,7 @@ func (p *Programmer) promote(ctx context.Context, ready []digestEvent) bool {
 	if p.known {
 		// Room first: the budget may be the table's very size.
 		var err error
+		p.touch(gone, came)
 		if res, err = p.rec.Apply(ctx, gone, nil); err == nil {
 			var r p4rt.Result
 			r, err = p.rec.Apply(ctx, nil, came)
@@ -1022,6 +1023,7 @@ func (p *Programmer) pollDemand(ctx context.Context) bool {
 		for i, pr := range idle {
 			gone[i] = pr.e
 		}
+		p.touch(gone)
 		res, err := p.rec.Apply(ctx, gone, nil)
 		if err != nil {
 			p.known, dirty = false, true

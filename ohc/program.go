@@ -56,7 +56,9 @@ type ProgrammerOptions struct {
 	// MinInterval coalesces updates (default DefaultMinInterval).
 	MinInterval time.Duration
 	// ResyncInterval paces reconciles without a change (default
-	// DefaultResyncInterval; negative disables them).
+	// DefaultResyncInterval, jittered ±25%; negative disables them).
+	// While the switch is known they run beside the changes, which do
+	// not wait for them (resync.go).
 	ResyncInterval time.Duration
 	// Backoff paces retries of a failed reconcile (default 100ms doubling
 	// to 10s, jittered).
@@ -164,6 +166,8 @@ type Programmer struct {
 	accounted bool
 	// compiler keeps the entries of the last compile for the next one.
 	compiler *Compiler
+	// aside is the periodic resync running beside the deltas (resync.go).
+	aside *asideResync
 
 	mu sync.Mutex
 	// mu guards the following fields.
@@ -355,11 +359,14 @@ func (p *Programmer) Run(ctx context.Context) error {
 	defer digests()
 	demandPoll := time.NewTimer(p.dem.pollInterval())
 	defer demandPoll.Stop()
-	var resync <-chan time.Time
+	var (
+		resync      <-chan time.Time
+		resyncTimer *time.Timer
+	)
 	if p.resync > 0 {
-		t := time.NewTicker(p.resync)
-		defer t.Stop()
-		resync = t.C
+		resyncTimer = time.NewTimer(jitter(p.resync))
+		defer resyncTimer.Stop()
+		resync = resyncTimer.C
 	}
 	var (
 		dirty     = true
@@ -368,6 +375,11 @@ func (p *Programmer) Run(ctx context.Context) error {
 		lastStart time.Time
 		seenTerm  = p.client.Stats().Elections
 	)
+	defer func() {
+		if p.aside != nil {
+			<-p.aside.done // ctx is done or the client closed: it ends soon
+		}
+	}()
 	stopRetry := func() {
 		if retry != nil {
 			retry.Stop()
@@ -415,6 +427,10 @@ func (p *Programmer) Run(ctx context.Context) error {
 		if retry != nil {
 			retryC = retry.C
 		}
+		var asideC <-chan asideResult
+		if p.aside != nil {
+			asideC = p.aside.done
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -423,7 +439,20 @@ func (p *Programmer) Run(ctx context.Context) error {
 		case <-retryC:
 			retry = nil
 		case <-resync:
-			dirty, p.fullNext = true, true
+			resyncTimer.Reset(jitter(p.resync))
+			// A change must not wait behind a resync: run it aside
+			// when the switch is known (see resync.go).
+			switch {
+			case p.aside != nil: // still running
+			case p.canAside():
+				p.startAside(ctx)
+			default:
+				dirty, p.fullNext = true, true
+			}
+		case r := <-asideC:
+			if p.finishAside(ctx, r) {
+				dirty = true
+			}
 		case <-p.dem.wake:
 			if p.demandDigests(ctx) {
 				dirty = true
@@ -507,6 +536,7 @@ func (p *Programmer) pass(ctx context.Context) error {
 		var gone []*p4v1.Entity
 		gone, c.delta.Gone = c.evict, p.dem.without(c.delta.Gone, c.evict)
 		c.evict = nil
+		p.touch(gone)
 		if pre, err = p.rec.Apply(ctx, gone, nil); err != nil && !full {
 			p.known = false
 			return p.fail(fmt.Errorf("ohc: delete evicted entries: %w", err))
@@ -514,6 +544,9 @@ func (p *Programmer) pass(ctx context.Context) error {
 		err = nil
 	}
 	if full {
+		if p.aside != nil {
+			p.aside.stale = true
+		}
 		var keep func(*p4v1.Entity) bool
 		if partial {
 			keep = p.keep
@@ -537,6 +570,7 @@ func (p *Programmer) pass(ctx context.Context) error {
 		for _, k := range reclaimed {
 			current = append(current, p.held[k])
 		}
+		p.touch(current, came)
 		res, err = p.rec.Apply(ctx, current, came)
 		if err == nil {
 			for _, k := range reclaimed {

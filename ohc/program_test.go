@@ -49,6 +49,13 @@ func startSwitch(t *testing.T, addr string) *testSwitch {
 // every update the switch applies.
 func startSwitchLogged(t testing.TB, addr string, onWrite func(*p4v1.Update)) *testSwitch {
 	t.Helper()
+	return startSwitchWith(t, addr, onWrite)
+}
+
+// startSwitchWith is startSwitchLogged with options for its gRPC server
+// (interceptors that delay or drop RPCs).
+func startSwitchWith(t testing.TB, addr string, onWrite func(*p4v1.Update), opts ...grpc.ServerOption) *testSwitch {
+	t.Helper()
 	info, err := p4.P4Info()
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +79,7 @@ func startSwitchLogged(t testing.TB, addr string, onWrite func(*p4v1.Update)) *t
 		t.Fatal(err)
 	}
 	ts.addr = lis.Addr().String()
-	ts.g = dataplane.NewGRPCServer()
+	ts.g = dataplane.NewGRPCServer(opts...)
 	ts.sw.Server().Register(ts.g)
 	go ts.g.Serve(lis)
 	ctx, cancel := context.WithCancel(context.Background())
