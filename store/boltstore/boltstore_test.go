@@ -170,6 +170,12 @@ func TestFailingOpInGroup(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, others+1)
 	for i := range others + 1 {
+		if i == others {
+			// The failing commit queues last, so that the group's pass
+			// applies others before it fails: a channel's senders are
+			// taken in the order they blocked.
+			waitQueued(t, others)
+		}
 		wg.Go(func() {
 			ops := []store.Op{{Key: fmt.Sprintf("ok%d", i), Value: []byte("v")}}
 			if i == others {
