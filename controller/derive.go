@@ -178,8 +178,11 @@ func (s *Server) connectivityLocked(svc *service, sibling [2]map[string]proto.Me
 			continue
 		}
 		if sibling[0] != nil {
-			if key := e.IP.String(); sibling[0][key] != nil {
-				dest[key], fwd[key] = sibling[0][key], sibling[1][key]
+			if d, ok := sibling[0][e.IP.String()].(*p4meshv1.Destination); ok {
+				// The key is the sibling's too (its message's IP): a
+				// string per service would be 16 bytes an item more.
+				key := d.GetIp()
+				dest[key], fwd[key] = d, sibling[1][key]
 				continue
 			}
 		}

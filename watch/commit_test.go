@@ -566,3 +566,31 @@ func TestOwnedKeepsTheOwnersMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestNewTableFromOwnedTakesTheMap: an owner that hands its items over
+// hands the map too, so a table of any size costs it the same few
+// allocations; one that does not gets a copy, which grows with the size.
+func TestNewTableFromOwnedTakesTheMap(t *testing.T) {
+	items := func(n int) map[string]proto.Message {
+		m := make(map[string]proto.Message, n)
+		for i := range n {
+			m[fmt.Sprint(i)] = &p4meshv1.Destination{Vpc: "red", Ip: fmt.Sprint(i)}
+		}
+		return m
+	}
+	small, large := items(10), items(10000)
+	allocs := func(m map[string]proto.Message, owned bool) float64 {
+		return testing.AllocsPerRun(5, func() { NewTableFrom("t", m, Options{Epoch: 10, Owned: owned}) })
+	}
+	if a, b := allocs(small, true), allocs(large, true); a != b {
+		t.Errorf("Owned: NewTableFrom of 10 items allocates %v times, of 10,000 %v: it copies the map", a, b)
+	}
+	if a, b := allocs(small, false), allocs(large, false); a >= b {
+		t.Errorf("not Owned: NewTableFrom of 10 items allocates %v times, of 10,000 %v: it keeps the owner's map", a, b)
+	}
+	tb := NewTableFrom("t", large, Options{Epoch: 10, Owned: true})
+	got, rev := tb.Snapshot()
+	if rev != 10 || len(got) != len(large) {
+		t.Errorf("Snapshot: %d items at %d, want %d at 10", len(got), rev, len(large))
+	}
+}

@@ -55,7 +55,7 @@ type Options struct {
 	// Owned says the owner hands its items over: it never modifies a
 	// message after giving it to Put, Commit, ReplaceAt, Replace or
 	// NewTableFrom, so the table keeps the message itself instead of a
-	// clone. Cloning is what keeps an owner that reuses messages from
+	// clone (and NewTableFrom keeps the owner's map itself). Cloning is what keeps an owner that reuses messages from
 	// changing what streams are sent behind their back; at a million
 	// items a commit it is a tenth of the cost.
 	Owned bool
@@ -92,18 +92,24 @@ type Stats struct {
 	Snapshots uint64
 }
 
-// change is one entry of the log.
+// change is one entry of the log. It is 56 bytes: at a million items a
+// log that holds a change of most of them is a large part of the heap.
 type change struct {
 	rev uint64
-	// last is set, on the copies a stream takes, on the last change of its
-	// revision: the stream's last event of the revision goes without more.
-	last bool
-	key  string
-	val  proto.Message // nil: the item was deleted
+	key string
+	val proto.Message // nil: the item was deleted
 	// prev is the value before the change (nil: absent). A filtered stream
 	// resumed without a snapshot uses it to tell whether the client holds
 	// the item, since it has no record of what an earlier stream sent.
 	prev proto.Message
+}
+
+// takenChange is a change as a stream copies it out of the log.
+type takenChange struct {
+	change
+	// last is set on the last change of its revision: the stream's last
+	// event of the revision goes without more.
+	last bool
 }
 
 // subscriber is one live stream's position in the log. It holds no
@@ -202,12 +208,26 @@ func NewTable(name string, o Options) *Table {
 // builds from its store at the store's revision, after a restart or when
 // it becomes the leader, so that clients told that revision resume with no
 // RESET. A nil value is a bug in the owner and panics.
+//
+// With Options.Owned the table takes items itself, the map too, rather
+// than a copy: the owner must not use the map after. A copy is a second
+// map of every item for as long as the owner's lives, which for an owner
+// that builds thousands of tables at its start is its peak.
 func NewTableFrom(name string, items map[string]proto.Message, o Options) *Table {
-	t := NewTable(name, o)
 	for k, v := range items {
 		if v == nil {
 			panic(fmt.Sprintf("watch %s: NewTableFrom with nil value for %q", name, k))
 		}
+	}
+	t := NewTable(name, o)
+	if t.opts.Owned && items != nil {
+		t.items = items
+		return t
+	}
+	if len(items) > 0 {
+		t.items = make(map[string]proto.Message, len(items))
+	}
+	for k, v := range items {
 		t.items[k] = t.own(v)
 	}
 	return t
@@ -691,7 +711,7 @@ func (t *Table) subscribe(pos uint64) *subscriber {
 // the table's revision then. ok is false when only a snapshot can make the
 // client whole: sub fell behind, or pos was compacted away. A subscriber's
 // changes are never compacted.
-func (t *Table) take(sub *subscriber, pos uint64, synced bool, batch []change) (n int, caughtUp bool, rev uint64, ok bool) {
+func (t *Table) take(sub *subscriber, pos uint64, synced bool, batch []takenChange) (n int, caughtUp bool, rev uint64, ok bool) {
 	t.logMu.RLock()
 	defer t.logMu.RUnlock()
 	first := t.seq - uint64(len(t.log)) // position before log[0]
@@ -705,12 +725,12 @@ func (t *Table) take(sub *subscriber, pos uint64, synced bool, batch []change) (
 		end = sub.from
 	}
 	i := int(pos - first)
-	n = copy(batch[:min(end-pos, uint64(len(batch)))], t.log[i:])
+	n = int(min(end-pos, uint64(len(batch)), uint64(len(t.log)-i)))
 	for j := range n {
 		// The log's last change ends its revision: commits reach the log
 		// whole.
 		next := i + j + 1
-		batch[j].last = next == len(t.log) || t.log[next].rev != batch[j].rev
+		batch[j] = takenChange{change: t.log[i+j], last: next == len(t.log) || t.log[next].rev != t.log[i+j].rev}
 	}
 	if sub != nil {
 		sub.taken.Store(pos + uint64(n))
@@ -734,7 +754,7 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 
 	st := &stream{name: t.name, keep: keep, send: send, wrap: wrap, ctx: ctx, gate: g, told: fromRev}
 	defer st.leave()
-	var batch [takeBatch]change
+	var batch [takeBatch]takenChange
 	var pos uint64           // the log position of the client's view
 	snapshot := fromRev == 0 // send a snapshot before anything else
 	reset := false           // precede that snapshot with RESET
@@ -895,8 +915,8 @@ func (s *stream) put(key string, v proto.Message, rev uint64) error {
 
 // change sends a logged change as this subscriber should see it, and ends
 // its revision if c is the last change of it.
-func (s *stream) change(c change) error {
-	ev := s.event(c)
+func (s *stream) change(c takenChange) error {
+	ev := s.event(c.change)
 	if ev != nil {
 		if s.held != nil {
 			// Of c's revision: a revision's last change releases it.

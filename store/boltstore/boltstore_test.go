@@ -170,6 +170,12 @@ func TestFailingOpInGroup(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, others+1)
 	for i := range others + 1 {
+		if i == others {
+			// The failing commit queues last, so that the group's pass
+			// applies others before it fails: a channel's senders are
+			// taken in the order they blocked.
+			waitQueued(t, others)
+		}
 		wg.Go(func() {
 			ops := []store.Op{{Key: fmt.Sprintf("ok%d", i), Value: []byte("v")}}
 			if i == others {
@@ -389,5 +395,58 @@ func TestCrash(t *testing.T) {
 		}
 		s.Close()
 		t.Logf("round %d: %d acknowledged, %d refused so far; store at revision %d with %d items", round, len(acked), len(refused), rev, len(items))
+	}
+}
+
+// TestHistoryBytes: a batch larger than Options.HistoryBytes (the start's
+// import of a whole configuration) is not kept for watchers, and smaller
+// ones push the oldest out; a watcher from before a dropped batch is told
+// to Load again, and one after it gets what was kept.
+func TestHistoryBytes(t *testing.T) {
+	s, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"), boltstore.Options{HistoryBytes: 10 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, start := storetest.MustLoad(t, s)
+	var big []store.Op
+	for i := range 1000 {
+		big = append(big, store.Op{Key: fmt.Sprintf("big/%04d", i), Value: make([]byte, 100)})
+	}
+	bigRev, err := s.Commit(t.Context(), big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, size, _ := s.HistoryHeld(); n != 0 || size != 0 {
+		t.Errorf("after a batch over the bound: history holds %d batches, %d bytes, want none", n, size)
+	}
+	for _, err := range s.Watch(t.Context(), start) {
+		if !errors.Is(err, store.ErrCompacted) {
+			t.Errorf("watch from before the dropped batch: %v, want ErrCompacted", err)
+		}
+		break
+	}
+	for i := range 100 {
+		if _, err := s.Commit(t.Context(), []store.Op{{Key: fmt.Sprint("small/", i), Value: make([]byte, 200)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, size, dead := s.HistoryHeld()
+	if size > 10<<10 || n < 10 || n >= 100 {
+		t.Errorf("after 100 batches of 200 bytes: history holds %d batches, %d bytes, want 10 to 99 within 10 KiB", n, size)
+	}
+	if dead > 10<<10 {
+		t.Errorf("history array references %d bytes of dropped batches, want at most the bound", dead)
+	}
+	last := bigRev + 100
+	got := storetest.Collect(t, s, last-uint64(n), n)
+	if got[0].Rev != last-uint64(n)+1 || got[n-1].Rev != last {
+		t.Errorf("watch over the kept history: %d…%d, want %d…%d", got[0].Rev, got[n-1].Rev, last-uint64(n)+1, last)
+	}
+	for _, err := range s.Watch(t.Context(), last-uint64(n)-1) {
+		if !errors.Is(err, store.ErrCompacted) {
+			t.Errorf("watch from just before the kept history: %v, want ErrCompacted", err)
+		}
+		break
 	}
 }

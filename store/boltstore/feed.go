@@ -14,11 +14,17 @@ import (
 // process. Batches are immutable once published, so watchers read them
 // without holding mu.
 type feed struct {
-	keep int
+	keep      int
+	keepBytes int
 
 	mu sync.Mutex // guards the following fields
-	// log holds the batches after floor, in revision order.
-	log []store.Batch
+	// log holds the batches after floor, in revision order, and size
+	// their ops' sizes (batchSize), in total.
+	log  []store.Batch
+	size int
+	// dead is the size of the batches dropped from the front of log's
+	// array since it was last copied: the array still holds them.
+	dead int
 	// floor is the oldest revision a watcher can start after.
 	floor uint64
 	// last is the revision of the newest batch (floor if log is empty).
@@ -29,8 +35,20 @@ type feed struct {
 	closed bool
 }
 
-func newFeed(rev uint64, keep int) *feed {
-	return &feed{keep: keep, floor: rev, last: rev, wake: make(chan struct{})}
+func newFeed(rev uint64, keep, keepBytes int) *feed {
+	return &feed{keep: keep, keepBytes: keepBytes, floor: rev, last: rev, wake: make(chan struct{})}
+}
+
+// opOverhead is what an op costs in the history besides its key's and
+// value's bytes (the Op itself), so that many empty ops count too.
+const opOverhead = 40
+
+func batchSize(b store.Batch) int {
+	n := 0
+	for _, op := range b.Ops {
+		n += opOverhead + len(op.Key) + len(op.Value)
+	}
+	return n
 }
 
 // publish appends the batches of a committed group, which carries
@@ -39,16 +57,31 @@ func (f *feed) publish(group []*request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range group {
-		f.log = append(f.log, store.Batch{Rev: r.rev, Ops: r.ops})
+		b := store.Batch{Rev: r.rev, Ops: r.ops}
+		f.log = append(f.log, b)
+		f.size += batchSize(b)
 		f.last = r.rev
 	}
-	if drop := len(f.log) - f.keep; drop > 0 {
+	drop := max(len(f.log)-f.keep, 0)
+	dropped := 0
+	for i := range drop {
+		dropped += batchSize(f.log[i])
+	}
+	for drop < len(f.log) && f.size-dropped > f.keepBytes {
+		dropped += batchSize(f.log[drop])
+		drop++
+	}
+	if drop > 0 {
 		f.floor = f.log[drop-1].Rev
+		f.size -= dropped
+		f.dead += dropped
 		// Trim by copying once the dropped part outgrows the kept part,
-		// so the array does not grow without bound; watchers hold
+		// or its ops the byte bound, so that the array neither grows
+		// without bound nor keeps dropped ops alive; watchers hold
 		// sub-slices of the old array, which stays valid for them.
-		if drop > f.keep {
+		if drop > f.keep || f.dead > f.keepBytes {
 			f.log = append([]store.Batch(nil), f.log[drop:]...)
+			f.dead = 0
 		} else {
 			f.log = f.log[drop:]
 		}
