@@ -332,9 +332,11 @@ func TestApplyChangeMatchesWholeApply(t *testing.T) {
 		accepted, refused, withLBs, withRoutes, len(inc.Config().Endpoints), len(inc.Config().LoadBalancers), len(inc.Config().Routes))
 	// A generator that only made refused (or only accepted) changes, or
 	// never got a load balancer or a route accepted, would test part of
-	// the contract.
+	// the contract. Snapshot extensions vary by seed from about 29 to 50
+	// of 600: the floor catches a generator (or server) that never
+	// extends, not an unlucky seed.
 	t.Logf("%d snapshots extended from the last", extended)
-	if accepted < steps/5 || refused < steps/10 || withLBs < steps/5 || withRoutes < steps/5 || extended < steps/20 {
+	if accepted < steps/5 || refused < steps/10 || withLBs < steps/5 || withRoutes < steps/5 || extended < steps/50 {
 		t.Errorf("%d accepted and %d refused of %d, load balancers after %d, routes after %d, %d snapshots extended: the generator no longer exercises everything",
 			accepted, refused, steps, withLBs, withRoutes, extended)
 	}
