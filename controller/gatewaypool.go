@@ -2,7 +2,7 @@ package controller
 
 import (
 	"fmt"
-	"slices"
+
 	"time"
 )
 
@@ -66,16 +66,6 @@ func (p GatewayPool) Timeouts() (health, heartbeat time.Duration) {
 func (c *Config) GatewayPool(name string) (GatewayPool, bool) {
 	for _, p := range c.GatewayPools {
 		if p.Name == name {
-			return p, true
-		}
-	}
-	return GatewayPool{}, false
-}
-
-// PoolServing returns the pool that serves vpc, if one does.
-func (c *Config) PoolServing(vpc string) (GatewayPool, bool) {
-	for _, p := range c.GatewayPools {
-		if slices.Contains(p.VPCs, vpc) {
 			return p, true
 		}
 	}

@@ -1,5 +1,7 @@
 package controller
 
+import "slices"
+
 // A reader that shows the configuration item by item (gNMI's Subscribe)
 // would otherwise rebuild all of it after every change: a second at 100k
 // endpoints, for one endpoint. The journal says which endpoints and load
@@ -37,7 +39,9 @@ func (j *journal) whole() {
 // add notes an incremental change.
 func (j *journal) add(ch *Change) {
 	j.seq++
-	e := journalEntry{seq: j.seq, eps: ch.DeleteEndpoints, lbs: ch.DeleteLoadBalancers,
+	// Copies: appending to the change's own slices could write into the
+	// caller's spare capacity, and the caller may reuse them.
+	e := journalEntry{seq: j.seq, eps: slices.Clone(ch.DeleteEndpoints), lbs: slices.Clone(ch.DeleteLoadBalancers),
 		rest: !ch.incremental() || len(ch.Routes)+len(ch.DeleteRoutes) > 0}
 	for _, x := range ch.Endpoints {
 		e.eps = append(e.eps, x.ID)

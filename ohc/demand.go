@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
@@ -208,7 +209,9 @@ type demand struct {
 	mu    sync.Mutex
 	inbox []digestEvent
 	drops uint64
-	wake  chan struct{}
+	// malformed counts digest entries wider than their fields: Ignored.
+	malformed uint64
+	wake      chan struct{}
 }
 
 type namedPrefix struct {
@@ -314,11 +317,10 @@ func (d *demand) classify(e *p4v1.Entity) (kind int, k destKey, pk pairKey, rk r
 	return kindOther, k, pk, rk
 }
 
+// decodeUint reads a value of an entry the compile made (so well formed);
+// what the switch sends is checked with p4rt.DecodeUint instead.
 func decodeUint(b []byte) uint64 {
-	var v uint64
-	for _, c := range b {
-		v = v<<8 | uint64(c)
-	}
+	v, _ := p4rt.DecodeUint(b, 64)
 	return v
 }
 
@@ -636,7 +638,7 @@ func (d *demand) adopt(e *p4v1.Entity, now time.Time) bool {
 // readDigests reads the switch's digest lists until ctx ends or the
 // client closes, acknowledges each at once and queues its destinations
 // for Run.
-func (d *demand) readDigests(ctx context.Context, c *p4rt.Client) {
+func (d *demand) readDigests(ctx context.Context, c *p4rt.Client, log *slog.Logger) {
 	for {
 		var dl *p4v1.DigestList
 		var ok bool
@@ -648,8 +650,13 @@ func (d *demand) readDigests(ctx context.Context, c *p4rt.Client) {
 				return
 			}
 		}
-		if err := c.AckDigest(ctx, dl); err != nil && ctx.Err() != nil {
-			return
+		if err := c.AckDigest(ctx, dl); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// The switch's ack timeout releases the list anyway; until
+			// then it drops repeats of its digests.
+			log.Warn("gateway digest not acknowledged", "list", dl.GetListId(), "err", err)
 		}
 		if !d.hasDigest || dl.GetDigestId() != d.digestID {
 			continue
@@ -665,7 +672,15 @@ func (d *demand) readDigests(ctx context.Context, c *p4rt.Client) {
 				d.drops++
 				continue
 			}
-			d.inbox = append(d.inbox, digestEvent{k: destKey{uint32(decodeUint(m[0].GetBitstring())), uint32(decodeUint(m[1].GetBitstring()))}, at: now})
+			// The switch's word, so checked: a value wider than the
+			// digest's field names no destination.
+			vni, err1 := p4rt.DecodeUint(m[0].GetBitstring(), 24)
+			dst, err2 := p4rt.DecodeUint(m[1].GetBitstring(), 32)
+			if err1 != nil || err2 != nil {
+				d.malformed++
+				continue
+			}
+			d.inbox = append(d.inbox, digestEvent{k: destKey{uint32(vni), uint32(dst)}, at: now})
 		}
 		d.mu.Unlock()
 		select {
@@ -683,6 +698,8 @@ func (d *demand) take() []digestEvent {
 	d.inbox = nil
 	d.st.Dropped += d.drops
 	d.drops = 0
+	d.st.Ignored += d.malformed
+	d.malformed = 0
 	return evs
 }
 
@@ -1114,7 +1131,7 @@ func (p *Programmer) startDigests(ctx context.Context) func() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.dem.readDigests(ctx, p.client)
+		p.dem.readDigests(ctx, p.client, p.log)
 	}()
 	return func() { <-done }
 }

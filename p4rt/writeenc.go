@@ -141,14 +141,29 @@ func appendTableEntry(b []byte, te *p4v1.TableEntry) ([]byte, bool) {
 		switch x := fm.FieldMatchType.(type) {
 		case nil:
 		case *p4v1.FieldMatch_Exact_:
+			if x.Exact != nil && len(x.Exact.ProtoReflect().GetUnknown()) > 0 {
+				return b, false
+			}
 			b = appendTwo(b, fFMExact, x.Exact.GetValue(), nil, 0)
 		case *p4v1.FieldMatch_Ternary_:
+			if x.Ternary != nil && len(x.Ternary.ProtoReflect().GetUnknown()) > 0 {
+				return b, false
+			}
 			b = appendTwo(b, fFMTernary, x.Ternary.GetValue(), x.Ternary.GetMask(), 0)
 		case *p4v1.FieldMatch_Lpm:
+			if x.Lpm != nil && len(x.Lpm.ProtoReflect().GetUnknown()) > 0 {
+				return b, false
+			}
 			b = appendTwo(b, fFMLPM, x.Lpm.GetValue(), nil, x.Lpm.GetPrefixLen())
 		case *p4v1.FieldMatch_Range_:
+			if x.Range != nil && len(x.Range.ProtoReflect().GetUnknown()) > 0 {
+				return b, false
+			}
 			b = appendTwo(b, fFMRange, x.Range.GetLow(), x.Range.GetHigh(), 0)
 		case *p4v1.FieldMatch_Optional_:
+			if x.Optional != nil && len(x.Optional.ProtoReflect().GetUnknown()) > 0 {
+				return b, false
+			}
 			b = appendTwo(b, fFMOptional, x.Optional.GetValue(), nil, 0)
 		default:
 			return b, false
