@@ -34,6 +34,16 @@ import (
 // "pool". A host whose last report is older than peerRateStale counts
 // for nothing: an OHC that stopped reporting is not sending.
 
+// defaultLoadWarmup is ServerOptions.GatewayLoadWarmup's default.
+const defaultLoadWarmup = 5 * time.Second
+
+// modeStore is a Persistence that keeps the modes the load trigger
+// chose (ItemStore).
+type modeStore interface {
+	PoolModes() map[PeeringKey]SavedMode
+	CommitModes(set map[PeeringKey]SavedMode, del []PeeringKey) (uint64, error)
+}
+
 // peerRateStale is how old a host's last report may be for its rate to
 // count in the load trigger.
 const peerRateStale = 10 * time.Second
@@ -165,7 +175,9 @@ func (s *Server) liveMembersLocked(seen map[string]time.Time, now time.Time) map
 // decideModesLocked decides the mode of every peering whose peer a pool
 // serves from the load at now, from the modes published. It returns the
 // modes and the load measured of each.
-func (s *Server) decideModesLocked(rates map[string]float64) (map[PeeringKey]pairMode, map[PeeringKey]uint64) {
+// While warm, a pair is never switched back to its pool: its load may
+// be unmeasured rather than low.
+func (s *Server) decideModesLocked(rates map[string]float64, warm bool) (map[PeeringKey]pairMode, map[PeeringKey]uint64) {
 	modes, pps := make(map[PeeringKey]pairMode, len(s.pools.modes)), make(map[PeeringKey]uint64, len(s.pools.pps))
 	local := map[string]*p4meshv1.GatewayPool{} // served VPC → its pool, built once
 	// The reason of a pair never switched is the same for every peer of
@@ -207,7 +219,7 @@ func (s *Server) decideModesLocked(rates map[string]float64) (map[PeeringKey]pai
 			m = pairMode{reason: defaultReason(k, gp)}
 		case !m.direct && load > above:
 			m = pairMode{direct: true, switched: true, reason: fmt.Sprintf("%d pps from %s to %s above %d: direct", load, p.VPC, p.PeerVPC, above)}
-		case m.direct && load <= below:
+		case m.direct && load <= below && !warm:
 			m = pairMode{switched: true, reason: fmt.Sprintf("%d pps from %s to %s at or below %d: pool", load, p.VPC, p.PeerVPC, below)}
 		case !m.switched:
 			// Never switched: the reason follows the thresholds.
@@ -216,6 +228,29 @@ func (s *Server) decideModesLocked(rates map[string]float64) (map[PeeringKey]pai
 		modes[k] = m
 	}
 	return modes, pps
+}
+
+// modesToStore are the modes to keep and to forget going from old to
+// next: the ones the load trigger chose are kept, so that a restart
+// publishes them again; a pair back at its pool's default is forgotten.
+func modesToStore(old, next map[PeeringKey]pairMode) (keep map[PeeringKey]SavedMode, forget []PeeringKey) {
+	keep = map[PeeringKey]SavedMode{}
+	for k, m := range next {
+		if o, ok := old[k]; ok && o == m {
+			continue
+		}
+		if m.switched && m.direct {
+			keep[k] = SavedMode{Direct: true, Reason: m.reason}
+		} else {
+			forget = append(forget, k)
+		}
+	}
+	for k := range old {
+		if _, ok := next[k]; !ok {
+			forget = append(forget, k)
+		}
+	}
+	return keep, forget
 }
 
 // poolPeriod is how often the pool loop looks: a quarter of the
@@ -266,7 +301,7 @@ func (s *Server) reconcilePools(now time.Time) {
 	live := s.liveMembersLocked(seen, now)
 	modes := s.pools.modes
 	if decide {
-		modes, s.pools.pps = s.decideModesLocked(rates)
+		modes, s.pools.pps = s.decideModesLocked(rates, now.Sub(s.pools.started) < s.opts.GatewayLoadWarmup)
 		s.pools.decided = now
 	}
 	// (Modes not decided are the ones published: comparing them would
@@ -275,8 +310,19 @@ func (s *Server) reconcilePools(now time.Time) {
 		s.mu.Unlock()
 		return
 	}
+	var keep map[PeeringKey]SavedMode
+	var forget []PeeringKey
+	if decide {
+		keep, forget = modesToStore(s.pools.modes, modes)
+	}
 	s.mu.Unlock()
-	rev, err := s.runtimeRevision()
+	var rev uint64
+	var err error
+	if ms, ok := s.opts.Store.(modeStore); ok && len(keep)+len(forget) > 0 {
+		rev, err = ms.CommitModes(keep, forget)
+	} else {
+		rev, err = s.runtimeRevision()
+	}
 	if err != nil {
 		s.log.Error("gateway pool change not published: no revision", "err", err)
 		return

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	gomaps "maps"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -354,4 +355,120 @@ func TestGatewayLoadTrigger(t *testing.T) {
 	if p := peeringOf(&h1.view, "red", "blue"); p.GetMode() != "pool" {
 		t.Errorf("a counter reset made red->blue %q: %s", p.GetMode(), p.GetModeReason())
 	}
+}
+
+// A peering the load trigger made direct is direct again from the first
+// view after a controller restart, and stays direct while the hosts'
+// load is measured again: a restart must not move a loaded peering
+// through its gateways for the seconds a rate takes (nor rewrite every
+// host's entries twice). Back at its pool, the mode is forgotten.
+func TestGatewayLoadModeSurvivesRestart(t *testing.T) {
+	checkNoLeaks(t)
+	l1, l2 := listen(t), listen(t)
+	a1, a2 := l1.Addr().String(), l2.Addr().String()
+	l2.Close() // c2 is not needed: red -> green is c1's alone
+	cfg := c1Config(t, a1, a2)
+	cfg.Hosts = append(cfg.Hosts, Host{ID: "gw9", UnderlayIP: ip("192.168.0.19"), MAC: mustMAC("02:aa:00:00:01:19"), UplinkPort: 1})
+	cfg.Peerings = append(cfg.Peerings, Peering{VPC: "red", PeerVPC: "green", ExportPolicy: "all"}, Peering{VPC: "green", PeerVPC: "red", ExportPolicy: "all"})
+	cfg.GatewayPools = []GatewayPool{{Name: "green-gw", Members: []string{"gw9"}, VPCs: []string{"green"}, HealthTimeout: poolHealth, Heartbeat: poolHealth / 4,
+		PromotePackets: 3, PromoteWindow: time.Second, DirectAbovePPS: 1000, PoolBelowPPS: 200}}
+	dir := t.TempDir()
+	// A rate takes a window (1s) of 100ms reports: the warm-up outlasts it.
+	const warmup = 2 * time.Second
+	start := func(lis net.Listener, items *ItemStore) *testCtl {
+		return startCtl(t, "c1", lis, t.TempDir(), cfg, func(o *ServerOptions) {
+			o.Store, o.GatewayLoadPeriod, o.GatewayLoadWarmup = items, testLoadPeriod, warmup
+		})
+	}
+	items, b := openItems(t, dir)
+	if _, err := items.Startup(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	c1 := start(l1, items)
+
+	// Hosts of red send ~10,000 pps each to green; the counts go on
+	// across the restart, as an OHC's do.
+	var mu sync.Mutex
+	sent := map[string]uint64{}
+	perTick := uint64(1000)
+	reporting := func(conn *grpc.ClientConn) func() {
+		var rs []*reporter
+		for _, h := range []string{"h1", "h2"} {
+			rs = append(rs, report(t, conn, h, 100*time.Millisecond))
+		}
+		gw := report(t, conn, "gw9", poolHealth/4)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				mu.Lock()
+				for i, h := range []string{"h1", "h2"} {
+					sent[h] += perTick
+					rs[i].mu.Lock()
+					rs[i].packets["red/green"] = sent[h]
+					rs[i].mu.Unlock()
+				}
+				mu.Unlock()
+			}
+		}()
+		return func() {
+			cancel()
+			<-done
+			for _, r := range rs {
+				r.stop()
+			}
+			gw.stop()
+		}
+	}
+	conn := dial(t, c1.addr)
+	stopLoad := reporting(conn)
+	h1 := follow(t, conn, hostWatch, &p4meshv1.WatchRequest{Host: "h1"})
+	h1.waitFor(t, "red->green direct under load", func(v *watch.View) bool {
+		return peeringOf(v, "red", "green").GetMode() == "direct"
+	})
+	if got := items.PoolModes(); got[PeeringKey{VPC: "red", PeerVPC: "green"}].Direct != true {
+		t.Fatalf("the direct mode was not stored: %v", got)
+	}
+
+	stopLoad()
+	c1.stop()
+	b.Close()
+	items, b = openItems(t, dir)
+	defer b.Close()
+	lis, err := net.Listen("tcp", a1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	c1 = start(lis, items)
+	conn = dial(t, c1.addr)
+	stopLoad = reporting(conn)
+	h1 = follow(t, conn, hostWatch, &p4meshv1.WatchRequest{Host: "h1"})
+	h1.waitFor(t, "red->green after the restart", func(v *watch.View) bool {
+		return peeringOf(v, "red", "green") != nil
+	})
+	// Through the warm-up and a window past it, every view says direct.
+	for time.Since(began) < warmup+time.Second {
+		if p := peeringOf(&h1.view, "red", "green"); p.GetMode() != "direct" {
+			t.Fatalf("%v after the restart red->green is %q: %s", time.Since(began).Round(time.Millisecond), p.GetMode(), p.GetModeReason())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	mu.Lock()
+	perTick = 0
+	mu.Unlock()
+	h1.waitFor(t, "red->green back to the pool when idle", func(v *watch.View) bool {
+		return peeringOf(v, "red", "green").GetMode() == "pool"
+	})
+	eventually(t, "the mode forgotten", func() bool { return len(items.PoolModes()) == 0 })
+	stopLoad()
 }

@@ -32,6 +32,7 @@ import (
 //	policy/<name>  peering/<vpc>/<peer vpc>  route/<vpc>/<prefix>/<next hop>
 //	gateway-pool/<name>
 //	peer-side/<controller>/<vpc>/<peer vpc>  another controller's side
+//	pool-mode/<vpc>/<peer vpc>               a mode the load trigger chose
 //	migrated-from                            the data dir's YAML, once imported
 //	runtime-revision                         a marker CommitRuntime rewrites
 //
@@ -76,6 +77,9 @@ type ItemStore struct {
 	// migrated is the migrated-from value: the data directory whose
 	// YAML files were imported, "" if none.
 	migrated string
+	// modes are the peering modes the load trigger chose, by key
+	// (pool-mode/...), as stored.
+	modes map[string][]byte
 }
 
 var _ Persistence = (*ItemStore)(nil)
@@ -86,6 +90,7 @@ const (
 	migratedKey     = "migrated-from"
 	runtimeKey      = "runtime-revision"
 	peerSidePrefix  = "peer-side/"
+	poolModePrefix  = "pool-mode/"
 	damagedPrefix   = "damaged/"
 	itemCommitLimit = 30 * time.Second
 )
@@ -135,6 +140,7 @@ func (s *ItemStore) load(ctx context.Context) error {
 	s.sides = map[string]map[string]*p4meshv1.PeerSide{}
 	s.sideBytes = map[string][]byte{}
 	s.damaged = map[string]error{}
+	s.modes = map[string][]byte{}
 	s.migrated = ""
 	type entry struct {
 		key string
@@ -170,6 +176,9 @@ func (s *ItemStore) load(ctx context.Context) error {
 			s.sideBytes[k] = v
 			continue
 		case kind+"/" == damagedPrefix:
+			continue
+		case kind+"/" == poolModePrefix:
+			s.modes[k] = v
 			continue
 		}
 		var iv itemValue
@@ -511,7 +520,8 @@ func (s *ItemStore) commitAll(c *Config, extra []store.Op) (uint64, error) {
 		ops = append(ops, op)
 	}
 	for k := range stored {
-		if _, ok := b.at[k]; ok || k == migratedKey || strings.HasPrefix(k, peerSidePrefix) || strings.HasPrefix(k, damagedPrefix) {
+		// Modes stay: the next decision drops those of peerings gone.
+		if _, ok := b.at[k]; ok || k == migratedKey || strings.HasPrefix(k, peerSidePrefix) || strings.HasPrefix(k, damagedPrefix) || strings.HasPrefix(k, poolModePrefix) {
 			continue
 		}
 		ops = append(ops, store.Op{Key: k})
@@ -558,6 +568,73 @@ func (s *ItemStore) CommitRuntime() (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.commit([]store.Op{{Key: runtimeKey, Value: []byte(strconv.FormatUint(s.rev+1, 10))}})
+}
+
+// SavedMode is a peering's mode as the load trigger chose it.
+type SavedMode struct {
+	Direct bool   `json:"direct"`
+	Reason string `json:"reason"`
+}
+
+func poolModeKey(k PeeringKey) string { return keyOf("pool-mode", k.VPC, k.PeerVPC) }
+
+// PoolModes returns the peering modes the load trigger chose and
+// CommitModes kept. A value that does not decode is left out: the load
+// trigger decides that peering again.
+func (s *ItemStore) PoolModes() map[PeeringKey]SavedMode {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[PeeringKey]SavedMode, len(s.modes))
+	for k, v := range s.modes {
+		parts := strings.Split(strings.TrimPrefix(k, poolModePrefix), "/")
+		var m SavedMode
+		if len(parts) != 2 || json.Unmarshal(v, &m) != nil {
+			continue
+		}
+		vpc, err1 := url.PathUnescape(parts[0])
+		peer, err2 := url.PathUnescape(parts[1])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		out[PeeringKey{VPC: vpc, PeerVPC: peer}] = m
+	}
+	return out
+}
+
+// CommitModes keeps the modes in set and forgets those in del, in one
+// commit that also gives the runtime change publishing them its
+// revision (as CommitRuntime): a restarted controller, or the replica
+// leading next, starts from the modes its hosts were given rather than
+// flapping every loaded peering back to its pool until load is measured
+// again.
+func (s *ItemStore) CommitModes(set map[PeeringKey]SavedMode, del []PeeringKey) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ops := []store.Op{{Key: runtimeKey, Value: []byte(strconv.FormatUint(s.rev+1, 10))}}
+	for k, m := range set {
+		v, err := json.Marshal(m)
+		if err != nil {
+			return 0, err
+		}
+		ops = append(ops, store.Op{Key: poolModeKey(k), Value: v})
+	}
+	for _, k := range del {
+		if _, ok := s.modes[poolModeKey(k)]; ok {
+			ops = append(ops, store.Op{Key: poolModeKey(k)})
+		}
+	}
+	rev, err := s.commit(ops)
+	if err != nil {
+		return 0, err
+	}
+	for _, op := range ops[1:] {
+		if op.Value == nil {
+			delete(s.modes, op.Key)
+		} else {
+			s.modes[op.Key] = op.Value
+		}
+	}
+	return rev, nil
 }
 
 // PeerSides returns the peer sides stored, by controller; they are the

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"log/slog"
+	gomaps "maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -333,5 +334,41 @@ func TestItemStoreKeepsAttachmentsNotLearnedRoutes(t *testing.T) {
 	}
 	if cs := candidatesOf(srv2, "red", "192.0.2.0/24"); len(cs) != 0 {
 		t.Errorf("a learned route survived the restart: %+v", cs)
+	}
+}
+
+// Modes the load trigger chose outlive a reopen and an import of the
+// whole configuration (which replaces every item, not runtime state),
+// and each commit of them is a revision of the store.
+func TestItemStoreKeepsPoolModes(t *testing.T) {
+	dir := t.TempDir()
+	items, b := openItems(t, dir)
+	if _, err := items.Startup(example(t), false); err != nil {
+		t.Fatal(err)
+	}
+	k := PeeringKey{VPC: "red/x", PeerVPC: "blue"} // a name that needs escaping
+	before := items.Revision()
+	rev, err := items.CommitModes(map[PeeringKey]SavedMode{k: {Direct: true, Reason: "2000 pps: direct"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev <= before {
+		t.Errorf("CommitModes gave revision %d after %d", rev, before)
+	}
+	if _, err := items.CommitAll(example(t)); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	items, b = openItems(t, dir)
+	defer b.Close()
+	want := map[PeeringKey]SavedMode{k: {Direct: true, Reason: "2000 pps: direct"}}
+	if got := items.PoolModes(); !gomaps.Equal(got, want) {
+		t.Fatalf("after an import and a reopen the modes are %v, want %v", got, want)
+	}
+	if _, err := items.CommitModes(nil, []PeeringKey{k}); err != nil {
+		t.Fatal(err)
+	}
+	if got := items.PoolModes(); len(got) != 0 {
+		t.Errorf("a forgotten mode is still there: %v", got)
 	}
 }

@@ -52,6 +52,12 @@ type ServerOptions struct {
 	// GatewayLoadPeriod is how often the gateway pools' load trigger
 	// decides the peerings' modes from the rates reported (0 means 1s).
 	GatewayLoadPeriod time.Duration
+	// GatewayLoadWarmup is how long after the start the load trigger
+	// only moves peerings to direct, never back to their pool (0 means
+	// 5s): until each host has reported twice a rate window apart (OHCs
+	// report every 2s by default), a load of nothing is a load not yet
+	// measured, and the modes restored from the store must not flap.
+	GatewayLoadWarmup time.Duration
 }
 
 // Server is one SDN controller: it serves host programming to the OHCs of
@@ -232,6 +238,17 @@ func NewServer(o ServerOptions) (*Server, error) {
 	}
 	if s.opts.GatewayLoadPeriod <= 0 {
 		s.opts.GatewayLoadPeriod = defaultLoadPeriod
+	}
+	if s.opts.GatewayLoadWarmup <= 0 {
+		s.opts.GatewayLoadWarmup = defaultLoadWarmup
+	}
+	if ms, ok := o.Store.(modeStore); ok {
+		for k, m := range ms.PoolModes() {
+			s.pools.modes[k] = pairMode{direct: m.Direct, switched: true, reason: m.Reason}
+		}
+		if n := len(s.pools.modes); n > 0 {
+			s.log.Info("peering modes restored from the store", "peerings", n)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
