@@ -31,14 +31,19 @@ type RingOptions struct {
 	// up to milliseconds, before handing over a block that is not full;
 	// 0 is 1 ms, the latency of a lone frame.
 	RetireMicros int
+	// Sendmmsg sends with sendmmsg, a message per frame, instead of
+	// through a PACKET_TX_RING.
+	Sendmmsg bool
 }
 
 // Ring is a port bound to an interface like Port, with a PACKET_MMAP
 // TPACKET_V3 receive ring: the kernel writes frames into memory shared with
 // the process, a block of many frames at a time, so a busy port reads a
 // block per wake-up instead of a system call per frame. Frames are sent in
-// batches with sendmmsg on a second socket that receives nothing. Frames
-// read are wire frames, as with Port (see the package comment).
+// batches on a second socket that receives nothing, through a
+// PACKET_TX_RING (copied into shared memory, one send() per batch) or with
+// sendmmsg (RingOptions.Sendmmsg). Frames read are wire frames, as with
+// Port (see the package comment).
 //
 // ReadBatch and ReadPacket may be called from one goroutine at a time;
 // WritePacket and WriteBatch from any number at once.
@@ -57,6 +62,7 @@ type Ring struct {
 	ring   []byte
 	bsize  int
 	nblk   int
+	tx     *txRing // nil: sendmmsg
 
 	// rmu serialises readers over the cursor and the segmenter.
 	rmu sync.Mutex
@@ -184,6 +190,15 @@ func openRing(ifname string, o RingOptions) (*Ring, error) {
 			break
 		}
 	}
+	if !o.Sendmmsg {
+		mtu, err := interfaceMTU(r.txfd, ifname)
+		if err != nil {
+			return fail("MTU", err)
+		}
+		if r.tx, err = setupTxRing(r.txfd, mtu); err != nil {
+			return fail("TX ring", err)
+		}
+	}
 	mreq := unix.PacketMreq{Ifindex: int32(r.ifindex), Type: unix.PACKET_MR_PROMISC}
 	if err := unix.SetsockoptPacketMreq(r.fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
 		return fail("promiscuous mode", err)
@@ -225,6 +240,10 @@ func (r *Ring) release() {
 	if r.ring != nil {
 		unix.Munmap(r.ring)
 		r.ring = nil
+	}
+	if r.tx != nil && r.tx.mem != nil {
+		unix.Munmap(r.tx.mem)
+		r.tx.mem = nil
 	}
 	for _, fd := range []int{r.fd, r.txfd, r.efd} {
 		if fd >= 0 {
@@ -439,17 +458,23 @@ func (r *Ring) WritePacket(b []byte) error {
 // txBatch is the most frames one sendmmsg call sends.
 const txBatch = 64
 
-// WriteBatch sends the frames in order, with as few sendmmsg calls as it
+// WriteBatch sends the frames in order, with as few system calls as it
 // can, and returns how many could not be sent and the first error. A frame
 // the interface refuses (larger than its MTU, empty) is skipped and the
 // rest still go. When the socket's send buffer is full it waits for room,
 // as WritePacket of Port does; Close ends the wait, and the frames not yet
-// sent count as failed.
+// sent count as failed. With a TX ring, a frame longer than the MTU the
+// interface had when the ring was opened (plus Ethernet and VLAN headers)
+// is refused; one the kernel refuses after an MTU change is dropped
+// without being counted.
 func (r *Ring) WriteBatch(frames [][]byte) (failed int, err error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
 		return len(frames), ErrClosed
+	}
+	if r.tx != nil {
+		return r.writeTxRing(frames)
 	}
 	fail := func(e error) {
 		failed++
