@@ -3,6 +3,7 @@
 package afpacket
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +19,13 @@ import (
 // hands over all the slots filled, where sendmmsg builds and checks a
 // message header and an iovec per frame and copies each frame from user
 // memory.
+//
+// Each slot holds a virtio-net header in front of the frame (the socket has
+// PACKET_VNET_HDR), whose hdr_len is the whole frame: the kernel then
+// copies the frame into the socket buffer it builds. Without it the kernel
+// copies the Ethernet header only and hangs the rest of the slot's page on
+// the buffer, which veth copies anyway (into a freshly allocated page, as
+// the frame crosses namespaces) and an XDP receiver a second time.
 //
 // The kernel walks the slots in order from its own cursor and stops at the
 // first one not marked for sending, so the slots are filled in order too
@@ -46,8 +54,11 @@ const (
 func setupTxRing(fd int, mtu int) (*txRing, error) {
 	t := &txRing{max: mtu + 14 + 4, n: txSlots}
 	t.fsize = 2048
-	for t.fsize-txDataOff < t.max {
+	for t.fsize-txDataOff-vnetHdrLen < t.max {
 		t.fsize <<= 1
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+		return nil, fmt.Errorf("PACKET_VNET_HDR: %w", err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
 		return nil, fmt.Errorf("TPACKET_V2: %w", err)
@@ -119,8 +130,13 @@ func (r *Ring) writeTxRing(frames [][]byte) (failed int, err error) {
 			}
 			continue
 		}
-		copy(t.mem[t.cur*t.fsize+txDataOff:], f)
-		h.Len = uint32(len(f))
+		slot := t.mem[t.cur*t.fsize+txDataOff:]
+		// virtio_net_hdr: no flags, no GSO, hdr_len (little endian)
+		// the frame's length.
+		clear(slot[:vnetHdrLen])
+		binary.LittleEndian.PutUint16(slot[2:], uint16(len(f)))
+		copy(slot[vnetHdrLen:], f)
+		h.Len = uint32(vnetHdrLen + len(f))
 		atomic.StoreUint32(&h.Status, unix.TP_STATUS_SEND_REQUEST)
 		t.cur = (t.cur + 1) % t.n
 		filled++
