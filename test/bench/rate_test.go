@@ -106,7 +106,10 @@ func openSwitchPort(tb testing.TB, mode, ns, ifname string) (dataplane.Port, *af
 		}
 		return p, nil
 	case "mmap", "mmap-sendmmsg":
-		r, err := afpacket.OpenRingNetns(ns, ifname, afpacket.RingOptions{Sendmmsg: mode == "mmap-sendmmsg"})
+		o := afpacket.RingOptions{Sendmmsg: mode == "mmap-sendmmsg"}
+		// P4MESH_RATE_RING_BLOCKS sizes the switch's receive rings.
+		o.Blocks, _ = strconv.Atoi(os.Getenv("P4MESH_RATE_RING_BLOCKS"))
+		r, err := afpacket.OpenRingNetns(ns, ifname, o)
 		if err != nil {
 			tb.Fatal(err)
 		}
