@@ -210,11 +210,11 @@ func (s *Sink) sum(slot uint32) (uint64, error) {
 	return t, nil
 }
 
-// Frames is the number of frames of the SetLength length dropped so far,
-// summed over CPUs.
+// Frames is the number of frames of the SetLength length the sink has
+// seen so far (dropped or passed), summed over CPUs.
 func (s *Sink) Frames() (uint64, error) { return s.sum(slotLength) }
 
-// All is the number of frames dropped so far, of any length.
+// All is the number of frames the sink has seen so far, of any length.
 func (s *Sink) All() (uint64, error) { return s.sum(slotAll) }
 
 // Close detaches the program and frees the maps.
