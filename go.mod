@@ -3,6 +3,7 @@ module github.com/p4mesh/p4mesh
 go 1.26.0
 
 require (
+	github.com/cilium/ebpf v0.22.0
 	github.com/openconfig/gnmi v0.14.1
 	github.com/openconfig/gnmic/pkg/api v0.1.9
 	github.com/openconfig/goyang v1.6.3

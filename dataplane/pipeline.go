@@ -161,12 +161,19 @@ func (m *meta) markToDrop() { m.egressSpec = dropPort }
 // the packet is dropped. A packet for the CPU port leaves with its packet_in
 // header in front, as on BMv2.
 func (p *Pipeline) Process(inPort uint16, pkt, out []byte) (egress uint16, n int, ok bool) {
+	p.store.RLock()
+	defer p.store.RUnlock()
+	return p.processLocked(inPort, pkt, out)
+}
+
+// processLocked is Process with the store read-locked by the caller, who
+// may hold the lock across a batch of packets: two atomic operations per
+// packet fewer, on a word every port's receive thread touches.
+func (p *Pipeline) processLocked(inPort uint16, pkt, out []byte) (egress uint16, n int, ok bool) {
 	var h headers
 	h.parse(pkt, inPort)
 	m := meta{inPort: inPort, pktLen: len(pkt)}
-	p.store.RLock()
 	p.ingress(&h, &m)
-	p.store.RUnlock()
 	if m.egressSpec == dropPort {
 		return 0, 0, false
 	}

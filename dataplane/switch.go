@@ -223,8 +223,8 @@ type batch struct {
 	inPort uint16
 	st     *PortStats
 	// pipe is the pipeline the batch runs on, loaded at its first packet
-	// (not before ReadBatch, which may wait across a pipeline push) and
-	// cleared by flush.
+	// (not before ReadBatch, which may wait across a pipeline push) with
+	// its store read-locked, and released by flush.
 	pipe *Pipeline
 
 	arena  []byte
@@ -252,24 +252,27 @@ func newBatch(sw *Switch, inPort uint16) *batch {
 func (b *batch) handle(frame []byte) {
 	b.rxPkts++
 	b.rxBytes += uint64(len(frame))
-	if b.pipe == nil {
-		b.pipe = b.sw.pipe.Load()
-	}
-	p := b.pipe
-	if p == nil {
-		b.sw.drop(b.inPort)
-		return
-	}
 	if b.used > batchArena || len(b.out) == cap(b.out) {
 		b.flush()
 	}
+	if b.pipe == nil {
+		if b.pipe = b.sw.pipe.Load(); b.pipe == nil {
+			b.sw.drop(b.inPort)
+			return
+		}
+		// Held until flush, which sends: the batch's lookups under one
+		// read lock, and no send waiting for room with it held.
+		b.pipe.store.RLock()
+	}
+	p := b.pipe
 	out := b.arena[b.used:]
-	egress, n, ok := p.Process(b.inPort, frame, out)
+	egress, n, ok := p.processLocked(b.inPort, frame, out)
 	if !ok {
 		b.sw.drop(b.inPort)
 		return
 	}
 	if egress == cpuPort {
+		b.release() // the packet-in goes out to the controller's stream
 		b.sw.emit(p, egress, out[:n])
 		return
 	}
@@ -281,8 +284,18 @@ func (b *batch) handle(frame []byte) {
 	b.used += n
 }
 
+// release unlocks the batch's pipeline's store, if it holds it; the next
+// packet loads the pipeline again.
+func (b *batch) release() {
+	if b.pipe != nil {
+		b.pipe.store.RUnlock()
+		b.pipe = nil
+	}
+}
+
 // flush sends what the batch holds and counts what it received.
 func (b *batch) flush() {
+	b.release()
 	if b.rxPkts > 0 {
 		b.st.RxPackets.Add(b.rxPkts)
 		b.st.RxBytes.Add(b.rxBytes)
@@ -305,7 +318,6 @@ func (b *batch) flush() {
 	clear(b.out) // drop the references into arena
 	b.out = b.out[:0]
 	b.used = 0
-	b.pipe = nil
 }
 
 // send sends frames out of port egress, in one call where the port takes

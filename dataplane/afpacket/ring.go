@@ -21,24 +21,32 @@ type RingOptions struct {
 	// BlockSize is the size of one ring block, a power of two multiple of
 	// the page size holding at least one 64 KiB super-frame; 0 is 128 KiB.
 	BlockSize int
-	// Blocks is the number of blocks; 0 is 64 (8 MiB of ring). The kernel
-	// hands a block over when it is full or RetireMicros after its first
-	// frame, so at a low rate each block holds a few frames and the ring
-	// bridges Blocks × RetireMicros of a stalled reader (64 ms by default),
-	// at a high one about 35,000 small frames.
+	// Blocks is the number of blocks; 0 is 256 (32 MiB of ring). The
+	// kernel hands a block over when it is full or RetireMicros after its
+	// first frame, so at a low rate each block holds a few frames and the
+	// ring bridges Blocks × RetireMicros of a stalled reader (256 ms by
+	// default), at a high one what fits in its bytes: about 200,000
+	// frames of 64 bytes, 21,000 of 1450 (43 ms at 500k frames/s; 64
+	// blocks held a quarter of that, and lost 1400-byte frames whenever
+	// the reader was off its core for more than about 10 ms).
 	Blocks int
 	// RetireMicros is how long the kernel waits, in microseconds rounded
 	// up to milliseconds, before handing over a block that is not full;
 	// 0 is 1 ms, the latency of a lone frame.
 	RetireMicros int
+	// Sendmmsg sends with sendmmsg, a message per frame, instead of
+	// through a PACKET_TX_RING.
+	Sendmmsg bool
 }
 
 // Ring is a port bound to an interface like Port, with a PACKET_MMAP
 // TPACKET_V3 receive ring: the kernel writes frames into memory shared with
 // the process, a block of many frames at a time, so a busy port reads a
 // block per wake-up instead of a system call per frame. Frames are sent in
-// batches with sendmmsg on a second socket that receives nothing. Frames
-// read are wire frames, as with Port (see the package comment).
+// batches on a second socket that receives nothing, through a
+// PACKET_TX_RING (copied into shared memory, one send() per batch) or with
+// sendmmsg (RingOptions.Sendmmsg). Frames read are wire frames, as with
+// Port (see the package comment).
 //
 // ReadBatch and ReadPacket may be called from one goroutine at a time;
 // WritePacket and WriteBatch from any number at once.
@@ -57,6 +65,7 @@ type Ring struct {
 	ring   []byte
 	bsize  int
 	nblk   int
+	tx     *txRing // nil: sendmmsg
 
 	// rmu serialises readers over the cursor and the segmenter.
 	rmu sync.Mutex
@@ -157,7 +166,7 @@ func openRing(ifname string, o RingOptions) (*Ring, error) {
 		o.BlockSize = 128 << 10
 	}
 	if o.Blocks == 0 {
-		o.Blocks = 64
+		o.Blocks = 256
 	}
 	if o.RetireMicros == 0 {
 		o.RetireMicros = 1000
@@ -182,6 +191,15 @@ func openRing(ifname string, o RingOptions) (*Ring, error) {
 	for _, o := range [2]int{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF} {
 		if unix.SetsockoptInt(r.txfd, unix.SOL_SOCKET, o, SocketBuffer) == nil {
 			break
+		}
+	}
+	if !o.Sendmmsg {
+		mtu, err := interfaceMTU(r.txfd, ifname)
+		if err != nil {
+			return fail("MTU", err)
+		}
+		if r.tx, err = setupTxRing(r.txfd, mtu); err != nil {
+			return fail("TX ring", err)
 		}
 	}
 	mreq := unix.PacketMreq{Ifindex: int32(r.ifindex), Type: unix.PACKET_MR_PROMISC}
@@ -225,6 +243,10 @@ func (r *Ring) release() {
 	if r.ring != nil {
 		unix.Munmap(r.ring)
 		r.ring = nil
+	}
+	if r.tx != nil && r.tx.mem != nil {
+		unix.Munmap(r.tx.mem)
+		r.tx.mem = nil
 	}
 	for _, fd := range []int{r.fd, r.txfd, r.efd} {
 		if fd >= 0 {
@@ -439,17 +461,23 @@ func (r *Ring) WritePacket(b []byte) error {
 // txBatch is the most frames one sendmmsg call sends.
 const txBatch = 64
 
-// WriteBatch sends the frames in order, with as few sendmmsg calls as it
+// WriteBatch sends the frames in order, with as few system calls as it
 // can, and returns how many could not be sent and the first error. A frame
 // the interface refuses (larger than its MTU, empty) is skipped and the
 // rest still go. When the socket's send buffer is full it waits for room,
 // as WritePacket of Port does; Close ends the wait, and the frames not yet
-// sent count as failed.
+// sent count as failed. With a TX ring, a frame longer than the MTU the
+// interface had when the ring was opened (plus Ethernet and VLAN headers)
+// is refused; one the kernel refuses after an MTU change is dropped
+// without being counted.
 func (r *Ring) WriteBatch(frames [][]byte) (failed int, err error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
 		return len(frames), ErrClosed
+	}
+	if r.tx != nil {
+		return r.writeTxRing(frames)
 	}
 	fail := func(e error) {
 		failed++
