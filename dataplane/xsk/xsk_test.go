@@ -1,0 +1,286 @@
+//go:build linux
+
+package xsk
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p4mesh/p4mesh/dataplane"
+	"github.com/p4mesh/p4mesh/dataplane/afpacket"
+	"github.com/p4mesh/p4mesh/test/topo"
+)
+
+var (
+	macA = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x1a}
+	macB = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x1b}
+
+	_ dataplane.Port           = (*Port)(nil)
+	_ dataplane.BatchReader    = (*Port)(nil)
+	_ dataplane.BatchWriter    = (*Port)(nil)
+	_ dataplane.KernelCounters = (*Port)(nil)
+)
+
+// pair makes a veth pair in a fresh namespace, a PACKET_MMAP ring on "a"
+// and an AF_XDP port on "b".
+func pair(t *testing.T) (*afpacket.Ring, *Port) {
+	t.Helper()
+	topo.RequireRoot(t)
+	ns := topo.NewNetns(t, "xsk")
+	topo.Veth(t, topo.End{NS: ns, Name: "a", MAC: macA}, topo.End{NS: ns, Name: "b", MAC: macB}, topo.VethOptions{})
+	a, err := afpacket.OpenRingNetns(ns.Name, "a", afpacket.RingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err := OpenNetns(ns.Name, "b", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	t.Logf("b: %s", b.Mode())
+	return a, b
+}
+
+// numbered is a 64-byte frame of a local experimental ethertype carrying i,
+// from a's MAC to another host's (the AF_XDP port must not depend on the
+// destination MAC).
+func numbered(i int) []byte {
+	f := append(net.HardwareAddr{0x02, 0, 0, 0, 0, 0x77}, macA...)
+	f = append(f, 0x88, 0xb5)
+	f = binary.BigEndian.AppendUint32(f, uint32(i))
+	for len(f) < 64 {
+		f = append(f, byte(len(f)))
+	}
+	return f
+}
+
+// readN reads n frames with ReadBatch, up to 5s.
+func readN(t *testing.T, r dataplane.BatchReader, n int) [][]byte {
+	t.Helper()
+	var got [][]byte
+	done := make(chan error, 1)
+	go func() {
+		for len(got) < n {
+			if err := r.ReadBatch(func(f []byte) { got = append(got, append([]byte(nil), f...)) }); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("read %d frames in 5s, want %d", len(got), n)
+	}
+	return got
+}
+
+// TestBatchesBothWays: 3000 frames sent into the AF_XDP port (more than its
+// 2048 receive frames, so they must be given back to the fill ring) arrive
+// whole and in order, and 3000 sent from it (more than its 2048 send
+// frames: completions must be reclaimed) arrive on the peer.
+func TestBatchesBothWays(t *testing.T) {
+	a, b := pair(t)
+	const n = 3000
+	var frames [][]byte
+	for i := range n {
+		frames = append(frames, numbered(i))
+	}
+	recv := make(chan [][]byte, 1)
+	go func() { recv <- readN(t, b, n) }()
+	for i := 0; i < n; i += 100 {
+		if _, err := a.WriteBatch(frames[i : i+100]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // the reader keeps up; this is not a loss test
+	}
+	for i, f := range <-recv {
+		if !bytes.Equal(f, frames[i]) {
+			t.Fatalf("frame %d into the AF_XDP port: %x, want %x", i, f, frames[i])
+		}
+	}
+	recvA := make(chan [][]byte, 1)
+	go func() { recvA <- readN(t, a, n) }()
+	for i := 0; i < n; i += 100 {
+		if failed, err := b.WriteBatch(frames[i : i+100]); failed != 0 || err != nil {
+			t.Fatalf("WriteBatch: %d failed, %v", failed, err)
+		}
+	}
+	for i, f := range <-recvA {
+		if !bytes.Equal(f, frames[i]) {
+			t.Fatalf("frame %d from the AF_XDP port: %x, want %x", i, f, frames[i])
+		}
+	}
+	if st := b.KernelStats(); st.RxDropped != 0 {
+		t.Errorf("%d frames dropped by the kernel", st.RxDropped)
+	}
+}
+
+// TestNoAllocations: a batch written to the AF_XDP port's peer and read
+// from the port, and one written from the port, allocate nothing in steady
+// state.
+func TestNoAllocations(t *testing.T) {
+	a, b := pair(t)
+	batch := [][]byte{numbered(1), numbered(2), numbered(3), numbered(4)}
+	seenA, seenB := 0, 0
+	fnA := func([]byte) { seenA++ }
+	fnB := func([]byte) { seenB++ }
+	run := func() {
+		if _, err := a.WriteBatch(batch); err != nil {
+			t.Fatal(err)
+		}
+		for want := seenB + len(batch); seenB < want; {
+			if err := b.ReadBatch(fnB); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := b.WriteBatch(batch); err != nil {
+			t.Fatal(err)
+		}
+		for want := seenA + len(batch); seenA < want; {
+			if err := a.ReadBatch(fnA); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	run()
+	if allocs := testing.AllocsPerRun(100, run); allocs != 0 {
+		t.Fatalf("%v allocations per batch each way, want 0", allocs)
+	}
+}
+
+// TestVLANTagKept: a tagged frame arrives on the AF_XDP port with its tag:
+// the XDP program runs before the receive path strips it (what the
+// afpacket ports restore from PACKET_AUXDATA).
+func TestVLANTagKept(t *testing.T) {
+	a, b := pair(t)
+	frame := func(tags ...uint16) []byte {
+		f := append(append([]byte{}, macB...), macA...)
+		for _, x := range tags {
+			f = binary.BigEndian.AppendUint16(f, x)
+		}
+		f = append(f, 0x88, 0xb5)
+		f = append(f, "tagged payload"...)
+		for len(f) < 64 {
+			f = append(f, 0)
+		}
+		return f
+	}
+	buf := make([]byte, 2048)
+	for i, want := range [][]byte{
+		frame(0x8100, 0x2064),
+		frame(0x8100, 0x0000),
+		frame(0x88a8, 0x0123),
+		frame(0x88a8, 0x0123, 0x8100, 0x0456),
+		frame(),
+	} {
+		if err := a.WritePacket(want); err != nil {
+			t.Fatal(err)
+		}
+		n, err := b.ReadPacket(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf[:n], want) {
+			t.Errorf("frame %d: read\n%x, want\n%x", i, buf[:n], want)
+		}
+	}
+}
+
+// TestCloseUnblocksReader: Close wakes a ReadBatch blocked on an empty
+// ring, and calls after Close fail with ErrClosed.
+func TestCloseUnblocksReader(t *testing.T) {
+	_, b := pair(t)
+	done := make(chan error, 1)
+	go func() { done <- b.ReadBatch(func([]byte) {}) }()
+	time.Sleep(50 * time.Millisecond)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("ReadBatch after Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("ReadBatch still blocked 2s after Close")
+	}
+	if _, err := b.WriteBatch([][]byte{numbered(0)}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WriteBatch after Close = %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestDetachedOnClose: the XDP program is on the interface while the port
+// is open and gone after Close.
+func TestDetachedOnClose(t *testing.T) {
+	topo.RequireRoot(t)
+	ns := topo.NewNetns(t, "xskdet")
+	topo.Veth(t, topo.End{NS: ns, Name: "a"}, topo.End{NS: ns, Name: "b"}, topo.VethOptions{})
+	attached := func() bool {
+		l, err := ns.Handle().LinkByName("b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached
+	}
+	b, err := OpenNetns(ns.Name, "b", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !attached() {
+		t.Error("no XDP program on b while the port is open")
+	}
+	b.Close()
+	if attached() {
+		t.Error("an XDP program is still on b after Close")
+	}
+}
+
+// TestWriteBatchSkipsRefused: a frame longer than the interface's MTU
+// allows fails alone; the frames before and after it go.
+func TestWriteBatchSkipsRefused(t *testing.T) {
+	a, b := pair(t)
+	big := append(numbered(1), make([]byte, 1500)...)
+	failed, err := b.WriteBatch([][]byte{numbered(0), big, numbered(2), nil, numbered(3)})
+	if failed != 2 || err == nil {
+		t.Fatalf("WriteBatch = %d, %v; want 2 failed with an error", failed, err)
+	}
+	t.Log(err)
+	got := readN(t, a, 3)
+	for i, want := range [][]byte{numbered(0), numbered(2), numbered(3)} {
+		if !bytes.Equal(got[i], want) {
+			t.Errorf("frame %d: %x, want %x", i, got[i], want)
+		}
+	}
+}
+
+// TestMultiQueueRefused: on an interface with more than one receive queue
+// Open fails and says why (the port binds queue 0 only).
+func TestMultiQueueRefused(t *testing.T) {
+	topo.RequireRoot(t)
+	ns := topo.NewNetns(t, "xskmq")
+	ns.Run(t, "ip", "link", "add", "name", "mqa", "numrxqueues", "2", "numtxqueues", "2", "type", "veth", "peer", "name", "mqb", "numrxqueues", "2", "numtxqueues", "2")
+	ns.Run(t, "ip", "link", "set", "dev", "mqa", "up")
+	ns.Run(t, "ip", "link", "set", "dev", "mqb", "up")
+	p, err := OpenNetns(ns.Name, "mqb", Options{})
+	if err == nil {
+		p.Close()
+		t.Fatal("Open on a 2-queue veth succeeded")
+	}
+	if !strings.Contains(err.Error(), "2 receive queues") {
+		t.Fatalf("error %q does not say the interface has 2 receive queues", err)
+	}
+}
