@@ -191,7 +191,7 @@ func open(ifname string, o Options) (*Port, error) {
 	}
 	p.maxLen = int(ifr.Uint32()) + 14 + 4
 	if q := rxQueues(p.pfd, ifname); q > 1 {
-		return fail("queues", fmt.Errorf("%d receive queues; the port binds one socket to queue 0 only, and the XDP program would hand the frames of the others to the host stack (ethtool -L %s combined 1)", q, ifname))
+		return fail("queues", fmt.Errorf("%d receive queues; the port binds one socket, to queue 0, and the frames of the others would bypass the switch (make it one queue, ethtool -L)", q))
 	}
 	mreq := unix.PacketMreq{Ifindex: int32(p.ifindex), Type: unix.PACKET_MR_PROMISC}
 	if err := unix.SetsockoptPacketMreq(p.pfd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
