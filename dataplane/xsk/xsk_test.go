@@ -38,7 +38,8 @@ func pair(t *testing.T) (*afpacket.Ring, *Port) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	b, err := OpenNetns(ns.Name, "b", Options{})
+	// 256 frames each way: the tests' batches wrap the rings.
+	b, err := OpenNetns(ns.Name, "b", Options{Frames: 256})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,8 +89,8 @@ func readN(t *testing.T, r dataplane.BatchReader, n int) [][]byte {
 }
 
 // TestBatchesBothWays: 3000 frames sent into the AF_XDP port (more than its
-// 2048 receive frames, so they must be given back to the fill ring) arrive
-// whole and in order, and 3000 sent from it (more than its 2048 send
+// 256 receive frames, so they must be given back to the fill ring) arrive
+// whole and in order, and 3000 sent from it (more than its 256 send
 // frames: completions must be reclaimed) arrive on the peer.
 func TestBatchesBothWays(t *testing.T) {
 	a, b := pair(t)
