@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -52,8 +53,11 @@ type Port struct {
 	name    string
 	ifindex int
 	mode    string
-	zc      bool
-	maxLen  int // longest frame the interface sends: MTU + Ethernet + a tag
+	// vlanMeta says whether the XDP program puts back VLAN tags the
+	// driver strips into metadata.
+	vlanMeta string
+	zc       bool
+	maxLen   int // longest frame the interface sends: MTU + Ethernet + a tag
 
 	// mu is held shared by every read and write for its whole run and
 	// exclusively by Close, so the memory is never unmapped and the
@@ -240,6 +244,7 @@ func open(ifname string, o Options) (*Port, error) {
 	default:
 		p.mode = "generic, copy (native XDP refused)"
 	}
+	p.mode += "; VLAN tags in metadata " + p.vlanMeta
 	if err := p.xmap.Put(uint32(0), uint32(p.fd)); err != nil {
 		return fail("XSKMAP", err)
 	}
@@ -248,29 +253,53 @@ func open(ifname string, o Options) (*Port, error) {
 
 // attach loads the XDP program and its XSKMAP and attaches it to the
 // interface, in the driver where it can (native) or else after the kernel
-// made an skb of the frame (generic). The program is instructions, not
-// compiled C: look up the frame's queue in the map and redirect the frame
-// to the socket there, or pass it to the host stack when there is none
-// (before the socket is bound).
+// made an skb of the frame (generic). The program restores VLAN tags from
+// the driver's metadata where it can: that needs a program bound to the
+// interface, which only native mode takes. p.vlanMeta says whether it
+// does, and if not why.
 func (p *Port) attach() (native bool, err error) {
 	p.xmap, err = ebpf.NewMap(&ebpf.MapSpec{Name: "p4mesh_xsks", Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
 	if err != nil {
 		return false, fmt.Errorf("XSKMAP: %w", err)
 	}
-	p.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "p4mesh_xsk",
-		Type:         ebpf.XDP,
-		License:      "Dual MIT/GPL",
-		Instructions: redirectProgram(p.xmap.FD()),
-	})
-	if err != nil {
-		return false, fmt.Errorf("load: %w", err)
+	load := func(kfunc btf.TypeID) (*ebpf.Program, error) {
+		spec := &ebpf.ProgramSpec{
+			Name:         "p4mesh_xsk",
+			Type:         ebpf.XDP,
+			License:      "Dual MIT/GPL",
+			Instructions: redirectProgram(p.xmap.FD(), kfunc),
+		}
+		if kfunc != 0 {
+			spec.Ifindex, spec.Flags = uint32(p.ifindex), unix.BPF_F_XDP_DEV_BOUND_ONLY
+		}
+		return ebpf.NewProgram(spec)
 	}
-	if p.xlink, err = link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: p.ifindex, Flags: link.XDPDriverMode}); err == nil {
+	try := func(kfunc btf.TypeID, flags link.XDPAttachFlags) error {
+		prog, err := load(kfunc)
+		if err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: p.ifindex, Flags: flags})
+		if err != nil {
+			prog.Close()
+			return err
+		}
+		p.prog, p.xlink = prog, l
+		return nil
+	}
+	kfunc, kerr := vlanTagKfunc()
+	if kerr == nil {
+		if kerr = try(kfunc, link.XDPDriverMode); kerr == nil {
+			p.vlanMeta = "restored from driver metadata"
+			return true, nil
+		}
+	}
+	p.vlanMeta = fmt.Sprintf("not restored (%v)", kerr)
+	nerr := try(0, link.XDPDriverMode)
+	if nerr == nil {
 		return true, nil
 	}
-	nerr := err
-	if p.xlink, err = link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: p.ifindex, Flags: link.XDPGenericMode}); err == nil {
+	if err = try(0, link.XDPGenericMode); err == nil {
 		return false, nil
 	}
 	return false, fmt.Errorf("attach: native: %v; generic: %w", nerr, err)

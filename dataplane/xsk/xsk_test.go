@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+
 	"github.com/p4mesh/p4mesh/dataplane"
 	"github.com/p4mesh/p4mesh/dataplane/afpacket"
 	"github.com/p4mesh/p4mesh/test/topo"
@@ -84,52 +88,43 @@ func readN(t *testing.T, r dataplane.BatchReader, n int) [][]byte {
 		return got
 	case <-time.After(5 * time.Second):
 		t.Errorf("read fewer than %d frames in 5s", n)
-		return nil
+		return nil // got is still the reader's
 	}
 }
 
-// TestBatchesBothWays: 3000 frames sent into the AF_XDP port (more than its
-// 256 receive frames, so they must be given back to the fill ring) arrive
-// whole and in order, and 3000 sent from it (more than its 256 send
-// frames: completions must be reclaimed) arrive on the peer.
+// TestBatchesBothWays: 3000 frames sent into the AF_XDP port, 100 at a
+// time (more than its 256 receive frames in all, so they must be given back
+// to the fill ring), arrive whole and in order, and 3000 sent from it (more
+// than its 256 send frames: completions must be reclaimed) arrive on the
+// peer.
 func TestBatchesBothWays(t *testing.T) {
 	a, b := pair(t)
-	const n = 3000
+	const n, burst = 3000, 100
 	var frames [][]byte
 	for i := range n {
 		frames = append(frames, numbered(i))
 	}
-	recv := make(chan [][]byte, 1)
-	go func() { recv <- readN(t, b, n) }()
-	for i := 0; i < n; i += 100 {
-		if _, err := a.WriteBatch(frames[i : i+100]); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond) // the reader keeps up; this is not a loss test
+	type end interface {
+		dataplane.BatchReader
+		dataplane.BatchWriter
 	}
-	got := <-recv
-	if len(got) != n {
-		t.Fatalf("the AF_XDP port read %d frames, want %d", len(got), n)
-	}
-	for i, f := range got {
-		if !bytes.Equal(f, frames[i]) {
-			t.Fatalf("frame %d into the AF_XDP port: %x, want %x", i, f, frames[i])
-		}
-	}
-	recvA := make(chan [][]byte, 1)
-	go func() { recvA <- readN(t, a, n) }()
-	for i := 0; i < n; i += 100 {
-		if failed, err := b.WriteBatch(frames[i : i+100]); failed != 0 || err != nil {
-			t.Fatalf("WriteBatch: %d failed, %v", failed, err)
-		}
-	}
-	got = <-recvA
-	if len(got) != n {
-		t.Fatalf("the AF_XDP port's peer read %d frames, want %d", len(got), n)
-	}
-	for i, f := range got {
-		if !bytes.Equal(f, frames[i]) {
-			t.Fatalf("frame %d from the AF_XDP port: %x, want %x", i, f, frames[i])
+	for _, dir := range []struct {
+		name     string
+		from, to end
+	}{{"into the AF_XDP port", a, b}, {"from the AF_XDP port", b, a}} {
+		for i := 0; i < n; i += burst {
+			if failed, err := dir.from.WriteBatch(frames[i : i+burst]); failed != 0 || err != nil {
+				t.Fatalf("%s: WriteBatch: %d failed, %v", dir.name, failed, err)
+			}
+			got := readN(t, dir.to, burst)
+			if len(got) != burst {
+				t.Fatalf("%s: frames %d to %d: read %d", dir.name, i, i+burst-1, len(got))
+			}
+			for j, f := range got {
+				if !bytes.Equal(f, frames[i+j]) {
+					t.Fatalf("%s: frame %d: %x, want %x", dir.name, i+j, f, frames[i+j])
+				}
+			}
 		}
 	}
 	if st := b.KernelStats(); st.RxDropped != 0 {
@@ -296,5 +291,61 @@ func TestMultiQueueRefused(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "2 receive queues") {
 		t.Fatalf("error %q does not say the interface has 2 receive queues", err)
+	}
+}
+
+// TestVLANTagFromMetadata: a frame that crosses the veth with its 802.1Q
+// tag in skb metadata (as a VLAN device over the peer sends it, with
+// tx-vlan-offload on; here a tc program on the peer's egress pushes the tag
+// the same way, since this kernel has no VLAN devices) arrives on the
+// AF_XDP port tagged, as it would be on a wire.
+func TestVLANTagFromMetadata(t *testing.T) {
+	topo.RequireRoot(t)
+	ns := topo.NewNetns(t, "xskvl")
+	la, _ := topo.Veth(t, topo.End{NS: ns, Name: "a", MAC: macA}, topo.End{NS: ns, Name: "b", MAC: macB}, topo.VethOptions{})
+	pusher, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "vlan_push", Type: ebpf.SchedCLS, License: "GPL",
+		Instructions: asm.Instructions{
+			// bpf_skb_vlan_push(skb, htons(0x8100), 0x2064): the tag
+			// goes into skb metadata (veth offloads VLAN insertion).
+			asm.Mov.Imm(asm.R2, int32(binary.NativeEndian.Uint16([]byte{0x81, 0x00}))),
+			asm.Mov.Imm(asm.R3, 0x2064),
+			asm.FnSkbVlanPush.Call(),
+			asm.Mov.Imm(asm.R0, 0), // TCX_PASS
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pusher.Close()
+	if err := ns.Do(func() error {
+		l, err := link.AttachTCX(link.TCXOptions{Interface: la.Index, Program: pusher, Attach: ebpf.AttachTCXEgress})
+		if err == nil {
+			t.Cleanup(func() { l.Close() })
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := afpacket.OpenNetns(ns.Name, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := OpenNetns(ns.Name, "b", Options{Frames: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	t.Logf("b: %s", b.Mode())
+	sent := numbered(7)
+	if err := a.WritePacket(sent); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(append([]byte{}, sent[:12]...), 0x81, 0x00, 0x20, 0x64), sent[12:]...)
+	got := readN(t, b, 1)
+	if len(got) == 1 && !bytes.Equal(got[0], want) {
+		t.Fatalf("read\n%x, want the frame tagged\n%x", got[0], want)
 	}
 }
