@@ -8,14 +8,15 @@
 // over is the frame as the driver received it: an 802.1Q tag sent in the
 // frame is still in it (the kernel strips tags later, in the receive path),
 // GRO has not merged anything, and a veth peer does not send super-frames
-// to an interface with an XDP program. Two things it cannot see, and an
-// AF_XDP port cannot fix up (the afpacket package can, from socket
-// metadata): a tag that a NIC with VLAN receive offload strips in hardware
-// or that a local sender on a veth peer left in skb metadata (a VLAN
-// device over the peer, with tx-vlan-offload on), and the partial TCP/UDP
-// checksum of a local sender on a veth peer with TX checksum offload on.
-// Frames from a wire, or from a peer with those offloads off, are wire
-// frames. See docs/architecture.md.
+// to an interface with an XDP program. A tag that the driver strips into
+// metadata (a NIC's VLAN receive offload; on veth, a peer's tx-vlan-offload)
+// the program puts back, as the afpacket ports do from PACKET_AUXDATA,
+// where the kernel lets it read the tag (bpf_xdp_metadata_rx_vlan_tag:
+// Linux 6.8, native mode, a driver that implements it; Port.Mode says).
+// What it cannot see is the partial TCP/UDP checksum a local sender on a
+// veth peer leaves with TX checksum offload on, which the afpacket ports
+// complete: so on a veth the port is refused while the peer offloads
+// checksums (peer_linux.go), and p4mesh-switch falls back to mmap.
 //
 // Only Linux has AF_XDP; elsewhere the package is empty.
 package xsk

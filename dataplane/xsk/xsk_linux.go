@@ -208,6 +208,9 @@ func open(ifname string, o Options) (*Port, error) {
 	if q := rxQueues(p.pfd, ifname); q > 1 {
 		return fail("queues", fmt.Errorf("%d receive queues; the port binds one socket, to queue 0, and the frames of the others would bypass the switch (make it one queue, ethtool -L)", q))
 	}
+	if err := checkVethPeer(p.pfd, ifname); err != nil {
+		return fail("checksums", err)
+	}
 	mreq := unix.PacketMreq{Ifindex: int32(p.ifindex), Type: unix.PACKET_MR_PROMISC}
 	if err := unix.SetsockoptPacketMreq(p.pfd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
 		return fail("promiscuous mode", err)

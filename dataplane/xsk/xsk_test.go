@@ -349,3 +349,29 @@ func TestVLANTagFromMetadata(t *testing.T) {
 		t.Fatalf("read\n%x, want the frame tagged\n%x", got[0], want)
 	}
 }
+
+// TestPartialChecksumPeerRefused: on a veth whose peer has TX checksum
+// offload on (its stack's checksums would arrive partial, which an XDP
+// program cannot see), Open fails and says why; with it off on the peer,
+// in another namespace as a VM's end is, Open succeeds.
+func TestPartialChecksumPeerRefused(t *testing.T) {
+	topo.RequireRoot(t)
+	ns, peerNS := topo.NewNetns(t, "xskcs"), topo.NewNetns(t, "xskcp")
+	topo.Veth(t, topo.End{NS: peerNS, Name: "s"}, topo.End{NS: ns, Name: "p"}, topo.VethOptions{KeepTxChecksum: true})
+	p, err := OpenNetns(ns.Name, "p", Options{Frames: 256})
+	if err == nil {
+		p.Close()
+		t.Fatal("Open succeeded with TX checksum offload on the peer")
+	}
+	if !strings.Contains(err.Error(), "TX checksum offload on") {
+		t.Fatalf("error %q does not say the peer offloads checksums", err)
+	}
+	t.Log(err)
+	s2, _ := topo.Veth(t, topo.End{NS: peerNS, Name: "s2"}, topo.End{NS: ns, Name: "p2"}, topo.VethOptions{KeepTxChecksum: true})
+	s2.DisableTxChecksum(t)
+	p, err = OpenNetns(ns.Name, "p2", Options{Frames: 256})
+	if err != nil {
+		t.Fatalf("Open with the peer's TX checksum offload off: %v", err)
+	}
+	p.Close()
+}
