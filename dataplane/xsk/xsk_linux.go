@@ -609,8 +609,8 @@ func (p *Port) WriteBatch(frames [][]byte) (failed int, err error) {
 
 // flushTx has the kernel take what the TX ring holds. In copy mode each
 // sendto sends up to its budget, so it is repeated until the ring is empty
-// or a call makes no progress (the driver is busy: the frames go with the
-// next call). When stuck (nothing could be queued: every frame in flight)
+// or calls stop making progress for about 10 ms (the frames then go with
+// the next call). When stuck (nothing could be queued: every frame in flight)
 // it waits for the socket to become writable or completions to come.
 func (p *Port) flushTx(stuck bool) error {
 	prod := *p.tx.prod
@@ -619,11 +619,20 @@ func (p *Port) flushTx(stuck bool) error {
 			p.kickTx()
 		}
 	} else {
-		for cons := atomic.LoadUint32(p.tx.cons); cons != prod; {
+		// A call that makes no progress met a busy driver (a veth
+		// whose peer's queue is full): wait a little and retry, a few
+		// times, rather than leave the frames for the next batch,
+		// which may never come.
+		stalls := 0
+		for cons := atomic.LoadUint32(p.tx.cons); cons != prod && stalls < 10; {
 			p.kickTx()
 			next := atomic.LoadUint32(p.tx.cons)
 			if next == cons {
-				break
+				stalls++
+				fds := [1]unix.PollFd{{Fd: int32(p.efd), Events: unix.POLLIN}}
+				if n, _ := unix.Poll(fds[:], 1); n > 0 {
+					return ErrClosed
+				}
 			}
 			cons = next
 		}
