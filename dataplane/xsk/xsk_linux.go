@@ -293,7 +293,7 @@ func (p *Port) attach() (native bool, err error) {
 	kfunc, kerr := vlanTagKfunc()
 	if kerr == nil {
 		if kerr = try(kfunc, link.XDPDriverMode); kerr == nil {
-			p.vlanMeta = "restored from driver metadata"
+			p.vlanMeta = "restored where the driver reports them (bpf_xdp_metadata_rx_vlan_tag; veth does)"
 			return true, nil
 		}
 	}
