@@ -11,7 +11,10 @@
 // (--port-mode mmap, the default) or make a socket call per frame
 // (--port-mode afpacket); either way the pipeline sees the frames that were
 // on the wire (VLAN tags restored, checksums completed, super-frames cut:
-// see dataplane/afpacket). AF_XDP is not implemented.
+// see dataplane/afpacket). --port-mode xdp binds an AF_XDP socket and an
+// XDP program instead (dataplane/xsk), zero-copy where the driver can, and
+// falls back to mmap, with a warning naming the interface and the reason,
+// where the kernel, the driver or the interface's queues do not allow it.
 //
 //	p4mesh-switch --device-id 1 --port 1=veth-vm1 --port 2=eth1 --metrics-addr 127.0.0.1:9560
 package main
@@ -73,7 +76,7 @@ type config struct {
 	grpcAddr    string
 	deviceID    uint64
 	ports       map[uint16]string // P4 port -> interface
-	portMode    string            // how interface ports read and send: mmap or afpacket
+	portMode    string            // how interface ports read and send: mmap, afpacket or xdp
 	memPorts    []uint16
 	logLevel    slog.Level
 	metricsAddr string
@@ -163,7 +166,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.grpcAddr, "grpc-addr", "127.0.0.1:9559", "P4Runtime listen address (host:port; port 0 picks one and logs it)")
 	fs.Uint64Var(&cfg.deviceID, "device-id", 1, "P4Runtime device id (not 0, which P4Runtime 1.5 reserves)")
 	fs.Var(ports, "port", "P4 port bound to a Linux interface with AF_PACKET, N=IFNAME (repeatable)")
-	fs.StringVar(&cfg.portMode, "port-mode", portModeMmap, "how --port interfaces read and send frames: mmap (a PACKET_MMAP ring, sendmmsg batches; falls back to afpacket where the kernel refuses a ring) or afpacket (a socket call per frame)")
+	fs.StringVar(&cfg.portMode, "port-mode", portModeMmap, "how --port interfaces read and send frames: mmap (a PACKET_MMAP ring, sendmmsg batches; falls back to afpacket where the kernel refuses a ring), afpacket (a socket call per frame) or xdp (an AF_XDP socket on queue 0 and an XDP program; falls back to mmap where attach or bind fails)")
 	memPorts := fs.String("mem-ports", "", "comma-separated P4 ports backed by in-memory queues (demo without root)")
 	cpu := fs.Uint("cpu-port", cpuPort, "CPU port; vpc_peering.p4 fixes it at 255")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -189,11 +192,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, usageErr("--log-level %q: %v", *level, err)
 	}
 	switch cfg.portMode {
-	case portModeMmap, portModeAFPacket:
-	case "xdp":
-		return cfg, usageErr("--port-mode xdp: AF_XDP ports are not implemented (on veth, AF_XDP's copy mode sends each frame through the same kernel transmit that bounds mmap; see docs/benchmarks.md); use mmap or afpacket")
+	case portModeMmap, portModeAFPacket, portModeXDP:
 	default:
-		return cfg, usageErr("--port-mode %q: want mmap or afpacket", cfg.portMode)
+		return cfg, usageErr("--port-mode %q: want mmap, afpacket or xdp", cfg.portMode)
 	}
 	cfg.ports = ports
 	if *memPorts != "" {

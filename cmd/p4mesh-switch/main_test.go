@@ -197,8 +197,8 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{[]string{"--host", "h1"}, "--host restricts"},
 		{[]string{"--grpc-addr", "0.0.0.0:0"}, "not a loopback address"},
 		{[]string{"extra"}, "unexpected arguments"},
-		{[]string{"--port-mode", "xdp"}, "AF_XDP ports are not implemented"},
-		{[]string{"--port-mode", "fast"}, "want mmap or afpacket"},
+		{[]string{"--port-mode", "fast"}, "want mmap, afpacket or xdp"},
+		{[]string{"--port-mode", "XDP"}, "want mmap, afpacket or xdp"},
 	} {
 		var out bytes.Buffer
 		code := run(t.Context(), tc.args, &out, hooks{ready: func(net.Addr, net.Addr) { t.Errorf("%v: switch started", tc.args) }})

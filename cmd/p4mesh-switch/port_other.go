@@ -13,6 +13,7 @@ import (
 const (
 	portModeMmap     = "mmap"
 	portModeAFPacket = "afpacket"
+	portModeXDP      = "xdp"
 )
 
 // openPort fails: interface ports need AF_PACKET, which only Linux has. Use

@@ -20,6 +20,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/dataplane"
 	"github.com/p4mesh/p4mesh/dataplane/afpacket"
+	"github.com/p4mesh/p4mesh/dataplane/xsk"
 	"github.com/p4mesh/p4mesh/internal/xdpprog"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/p4rt"
@@ -48,6 +49,7 @@ type rateRig struct {
 	vm, net *afpacket.Ring // the VM's and the underlay's far ends
 	sw      *dataplane.Switch
 	rings   []*afpacket.Ring // the switch's ports, when they are rings
+	xsks    []*xsk.Port      // the switch's ports, when they are AF_XDP
 	// counted is, per far end, the frames read of length want.
 	counted map[*afpacket.Ring]*atomic.Uint64
 	want    atomic.Int64
@@ -114,6 +116,13 @@ func openSwitchPort(tb testing.TB, mode, ns, ifname string) (dataplane.Port, *af
 			tb.Fatal(err)
 		}
 		return r, r
+	case "xdp":
+		p, err := xsk.OpenNetns(ns, ifname, xsk.Options{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Logf("%s: AF_XDP %s", ifname, p.Mode())
+		return p, nil
 	}
 	tb.Fatalf("mode %q", mode)
 	return nil, nil
@@ -173,6 +182,9 @@ func newRateRig(tb testing.TB, mode, sink string) *rateRig {
 	for i, name := range []string{"p1", "p2"} {
 		p, ring := openSwitchPort(tb, mode, swNS.Name, name)
 		ports[uint16(i+1)] = p
+		if x, ok := p.(*xsk.Port); ok {
+			r.xsks = append(r.xsks, x)
+		}
 		if ring != nil {
 			r.rings = append(r.rings, ring)
 		}
@@ -349,6 +361,10 @@ func runTrial(tb testing.TB, r *rateRig, in, out *afpacket.Ring, frame []byte, o
 	for _, ring := range r.rings {
 		ring.Drops() // PACKET_STATISTICS resets on read
 	}
+	var xdrops0 uint64
+	if len(r.xsks) == 2 {
+		xdrops0 = r.xsks[inPort-1].KernelStats().RxDropped
+	}
 	const burst = 32
 	batch := make([][]byte, burst)
 	for i := range batch {
@@ -383,6 +399,9 @@ func runTrial(tb testing.TB, r *rateRig, in, out *afpacket.Ring, frame []byte, o
 	if len(r.rings) == 2 {
 		t.ringDrops, _ = r.rings[inPort-1].Drops()
 	}
+	if len(r.xsks) == 2 {
+		t.ringDrops = r.xsks[inPort-1].KernelStats().RxDropped - xdrops0
+	}
 	return t
 }
 
@@ -395,7 +414,7 @@ func rateSeconds() time.Duration {
 }
 
 // BenchmarkVethRate measures p4mesh-switch forwarding between veths in each
-// port mode, path (encap: VM → VXLAN; decap: VXLAN → VM) and VM frame size
+// port mode (afpacket and mmap; P4MESH_RATE_MODES=xdp,mmap picks others), path (encap: VM → VXLAN; decap: VXLAN → VM) and VM frame size
 // (the decap input is 50 bytes longer): the saturation rate (frames
 // forwarded per second with the generator sending as fast as it can) and
 // the lossless rate (the highest offered rate with no frame lost, by
@@ -484,11 +503,16 @@ func benchRate(b *testing.B, mode, path string, size int) {
 // generator's and the counter's rings, in this process too, included.
 func TestRingPathNoAllocations(t *testing.T) {
 	for _, mode := range []string{"mmap", "mmap-sendmmsg"} {
-		t.Run(mode, func(t *testing.T) { testRingPathNoAllocations(t, mode) })
+		t.Run(mode, func(t *testing.T) { testPathNoAllocations(t, mode) })
 	}
 }
 
-func testRingPathNoAllocations(t *testing.T, mode string) {
+// TestXDPPathNoAllocations is TestRingPathNoAllocations with AF_XDP switch
+// ports: the receive ring handed to the pipeline, the TX ring's batches and
+// the reclaimed completions.
+func TestXDPPathNoAllocations(t *testing.T) { testPathNoAllocations(t, "xdp") }
+
+func testPathNoAllocations(t *testing.T, mode string) {
 	r := newRateRig(t, mode, sinkWire)
 	for _, path := range []string{"encap", "decap"} {
 		t.Run(path, func(t *testing.T) {

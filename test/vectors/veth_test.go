@@ -9,6 +9,7 @@ import (
 
 	"github.com/p4mesh/p4mesh/dataplane"
 	"github.com/p4mesh/p4mesh/dataplane/afpacket"
+	"github.com/p4mesh/p4mesh/dataplane/xsk"
 	"github.com/p4mesh/p4mesh/p4"
 	"github.com/p4mesh/p4mesh/test/topo"
 )
@@ -16,8 +17,10 @@ import (
 // TestVectorsVeth plays every vector against p4mesh-switch with its ports
 // bound by AF_PACKET to veth pairs: real frames through the kernel. The
 // switch's ends are in one namespace, the runner's in another. It runs
-// with both kinds of switch port: a socket read frame by frame (afpacket)
-// and a PACKET_MMAP ring read a block at a time (mmap).
+// with each kind of switch port: a socket read frame by frame (afpacket),
+// a PACKET_MMAP ring read a block at a time (mmap) and an AF_XDP socket
+// (xdp), which sees the frames before the kernel's receive path: the
+// tagged-frame vector checks that it gets the 802.1Q tag as sent.
 func TestVectorsVeth(t *testing.T) {
 	for _, m := range []struct {
 		name string
@@ -27,6 +30,7 @@ func TestVectorsVeth(t *testing.T) {
 		{"mmap", func(ns, ifname string) (dataplane.Port, error) {
 			return afpacket.OpenRingNetns(ns, ifname, afpacket.RingOptions{})
 		}},
+		{"xdp", func(ns, ifname string) (dataplane.Port, error) { return xsk.OpenNetns(ns, ifname, xsk.Options{}) }},
 	} {
 		t.Run(m.name, func(t *testing.T) { testVectorsVeth(t, m.open) })
 	}
