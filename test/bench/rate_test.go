@@ -48,6 +48,7 @@ const rateVNI = 0x100
 type rateRig struct {
 	vm, net *afpacket.Ring // the VM's and the underlay's far ends
 	sw      *dataplane.Switch
+	bmv2    *bmv2            // in mode bmv2, the switch (sw is nil)
 	rings   []*afpacket.Ring // the switch's ports, when they are rings
 	xsks    []*xsk.Port      // the switch's ports, when they are AF_XDP
 	// counted is, per far end, the frames read of length want.
@@ -179,7 +180,14 @@ func newRateRig(tb testing.TB, mode, sink string) *rateRig {
 	netEnd, _ := topo.Veth(tb, topo.End{NS: netNS, Name: "eth0", MAC: routerMAC}, topo.End{NS: swNS, Name: "p2"}, topo.VethOptions{})
 	r := &rateRig{}
 	ports := map[uint16]dataplane.Port{}
+	var bmv2Config []byte
+	if mode == modeBMv2 {
+		bmv2Config = bmv2JSON(tb)
+	}
 	for i, name := range []string{"p1", "p2"} {
+		if mode == modeBMv2 {
+			break
+		}
 		p, ring := openSwitchPort(tb, mode, swNS.Name, name)
 		ports[uint16(i+1)] = p
 		if x, ok := p.(*xsk.Port); ok {
@@ -222,19 +230,21 @@ func newRateRig(tb testing.TB, mode, sink string) *rateRig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sw, err := dataplane.NewSwitch(dataplane.SwitchOptions{Server: dataplane.Options{DeviceID: 1, P4Info: info, Logger: log}, Ports: ports})
-	if err != nil {
-		tb.Fatal(err)
+	if mode != modeBMv2 {
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		sw, err := dataplane.NewSwitch(dataplane.SwitchOptions{Server: dataplane.Options{DeviceID: 1, P4Info: info, Logger: log}, Ports: ports})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		r.sw = sw
+		if err := sw.Server().Commit(&p4v1.ForwardingPipelineConfig{P4Info: info}); err != nil {
+			tb.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { sw.Run(ctx); close(done) }()
+		tb.Cleanup(func() { cancel(); <-done })
 	}
-	r.sw = sw
-	if err := sw.Server().Commit(&p4v1.ForwardingPipelineConfig{P4Info: info}); err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sw.Run(ctx); close(done) }()
-	tb.Cleanup(func() { cancel(); <-done })
 
 	s, err := p4rt.NewSchema(info)
 	if err != nil {
@@ -274,10 +284,24 @@ func newRateRig(tb testing.TB, mode, sink string) *rateRig {
 	entry("vnet_source_check", p4rt.Call("permit"), p4rt.Exact("vni", U(rateVNI)), p4rt.Prefix("src_ip", netip.MustParsePrefix("10.1.0.0/16")))
 	entry("vnet_destination", p4rt.Call("to_local_vm", p4rt.P("port", U(1)), p4rt.P("dmac", MAC(rateVMMAC))),
 		p4rt.Exact("vni", U(rateVNI)), p4rt.Exact("dst_ip", IP(rateVMIP)))
-	if _, err := sw.Server().Write(context.Background(), &p4v1.WriteRequest{DeviceId: 1, Updates: ups}); err != nil {
+	if mode == modeBMv2 {
+		r.bmv2 = startBMv2(tb, swNS, map[int]string{1: "p1", 2: "p2"})
+		r.bmv2.program(tb, bmv2Config, ups)
+		return r
+	}
+	if _, err := r.sw.Server().Write(context.Background(), &p4v1.WriteRequest{DeviceId: 1, Updates: ups}); err != nil {
 		tb.Fatal(err)
 	}
 	return r
+}
+
+// switchRx is how many frames the switch's port read, 0 if not known
+// (BMv2's are not counted).
+func (r *rateRig) switchRx(port uint16) uint64 {
+	if r.sw == nil {
+		return 0
+	}
+	return r.sw.PortStats(port).RxPackets.Load()
 }
 
 // ipv4UDP is an IPv4/UDP packet (header checksum computed, UDP checksum 0)
@@ -357,7 +381,7 @@ func runTrial(tb testing.TB, r *rateRig, in, out *afpacket.Ring, frame []byte, o
 	if in == r.net {
 		inPort = 2
 	}
-	rx0, got0 := r.sw.PortStats(inPort).RxPackets.Load(), r.received(tb, out)
+	rx0, got0 := r.switchRx(inPort), r.received(tb, out)
 	for _, ring := range r.rings {
 		ring.Drops() // PACKET_STATISTICS resets on read
 	}
@@ -395,7 +419,7 @@ func runTrial(tb testing.TB, r *rateRig, in, out *afpacket.Ring, frame []byte, o
 	// The switch and the counter drain what is in flight.
 	time.Sleep(300 * time.Millisecond)
 	t := trial{sent: sent, received: r.received(tb, out) - got0, seconds: el.Seconds(),
-		switchRx: r.sw.PortStats(inPort).RxPackets.Load() - rx0}
+		switchRx: r.switchRx(inPort) - rx0}
 	if len(r.rings) == 2 {
 		t.ringDrops, _ = r.rings[inPort-1].Drops()
 	}
@@ -453,10 +477,19 @@ func benchRate(b *testing.B, mode, path string, size int) {
 	if in == r.net {
 		inPort = 2
 	}
-	tid := r.sw.PortStats(inPort).Thread.Load()
-	cpu0, sw0 := cpuTime(), threadCPU(b, tid)
+	// The switch's CPU: its input port's receive thread (which reads,
+	// runs the pipeline and sends), or BMv2's whole process.
+	swTime := func() time.Duration { return 0 }
+	switch {
+	case r.bmv2 != nil:
+		swTime = func() time.Duration { return r.bmv2.cpu(b) }
+	case r.sw.PortStats(inPort).Thread.Load() != 0:
+		tid := r.sw.PortStats(inPort).Thread.Load()
+		swTime = func() time.Duration { return threadCPU(b, tid) }
+	}
+	cpu0, sw0 := cpuTime(), swTime()
 	sat := runTrial(b, r, in, out, frames[0], outLen, 0, d)
-	satCPU, swCPU := cpuTime()-cpu0, threadCPU(b, tid)-sw0
+	satCPU, swCPU := cpuTime()-cpu0, swTime()-sw0
 	satPPS := float64(sat.received) / sat.seconds
 	b.Logf("sink %s", rateSink(b))
 	b.Logf("%s %s %dB saturation: offered %.0f/s, forwarded %.0f/s (%.1f%% lost; switch read %d of %d, its ring dropped %d)",
@@ -489,8 +522,12 @@ func benchRate(b *testing.B, mode, path string, size int) {
 		b.ReportMetric(float64(satCPU.Nanoseconds())/float64(sat.received), "cpu-ns/frame")
 		// The switch's share: its input port's receive thread, which
 		// reads, runs the pipeline and sends (the veth transmit to the
-		// counter's ring included).
-		if tid != 0 {
+		// counter's ring included); BMv2's whole process, per frame
+		// forwarded (it counts no frames read here).
+		switch {
+		case r.bmv2 != nil:
+			b.ReportMetric(float64(swCPU.Nanoseconds())/float64(sat.received), "switch-cpu-ns/frame")
+		case swCPU > 0 && sat.switchRx > 0:
 			b.ReportMetric(float64(swCPU.Nanoseconds())/float64(sat.switchRx), "switch-cpu-ns/frame")
 		}
 	}

@@ -147,25 +147,36 @@ func BenchmarkWriteProcess(b *testing.B) {
 }
 
 func benchWriteProcess(b *testing.B, batch, inflight int) {
-	info, err := p4.P4Info()
-	if err != nil {
-		b.Fatal(err)
+	addr, serverCPU := "", cpuTime
+	if os.Getenv("P4MESH_WRITE_TARGET") == modeBMv2 {
+		// BMv2 instead of p4mesh-switch: its process's CPU is the
+		// server's; its allocations are not counted.
+		json := bmv2JSON(b)
+		s := startBMv2(b, nil, nil)
+		s.program(b, json, nil)
+		addr, serverCPU = s.addr, func() time.Duration { return s.cpu(b) }
+	} else {
+		info, err := p4.P4Info()
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv, err := dataplane.NewServer(dataplane.Options{DeviceID: 1, P4Info: info})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := srv.Commit(&p4v1.ForwardingPipelineConfig{P4Info: info}); err != nil {
+			b.Fatal(err)
+		}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		gs := dataplane.NewGRPCServer()
+		srv.Register(gs)
+		go gs.Serve(lis)
+		defer gs.Stop()
+		addr = lis.Addr().String()
 	}
-	srv, err := dataplane.NewServer(dataplane.Options{DeviceID: 1, P4Info: info})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Commit(&p4v1.ForwardingPipelineConfig{P4Info: info}); err != nil {
-		b.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	gs := dataplane.NewGRPCServer()
-	srv.Register(gs)
-	go gs.Serve(lis)
-	defer gs.Stop()
 	n := 20_000
 	if batch == 1 {
 		n = 2_000
@@ -173,18 +184,20 @@ func benchWriteProcess(b *testing.B, batch, inflight int) {
 	var m writeRun
 	b.ResetTimer()
 	for b.Loop() {
-		m = runWriteClient(b, lis.Addr().String(), batch, n, inflight)
+		m = runWriteClient(b, addr, serverCPU, batch, n, inflight)
 	}
-	res, allocs, serverCPU := m.res, m.allocs, m.serverCPU
+	res, allocs, srvCPU := m.res, m.allocs, m.serverCPU
 	b.StopTimer()
 	b.ReportMetric(float64(res.Entries)/res.Seconds, "entries/s")
 	b.ReportMetric(res.BuildSeconds/float64(res.Entries/2)*1e9, "client-build-ns/entry")
 	// The whole server process over the measured round: gRPC included, so
 	// this is an upper bound on the write path.
-	b.ReportMetric(float64(allocs)/float64(res.Entries), "server-allocs/entry")
+	if os.Getenv("P4MESH_WRITE_TARGET") != modeBMv2 {
+		b.ReportMetric(float64(allocs)/float64(res.Entries), "server-allocs/entry")
+	}
 	// CPU time per 100k entries on each side, over the measured round: on
 	// a shared machine what stays comparable between runs.
-	b.ReportMetric(serverCPU.Seconds()/float64(res.Entries)*1e5, "server-cpu-s/100k")
+	b.ReportMetric(srvCPU.Seconds()/float64(res.Entries)*1e5, "server-cpu-s/100k")
 	b.ReportMetric(res.CPUSeconds/float64(res.Entries)*1e5, "client-cpu-s/100k")
 	b.ReportMetric(0, "ns/op")
 }
@@ -199,7 +212,7 @@ type writeRun struct {
 // runWriteClient runs the client process against addr. (Outside the
 // benchmark's b.Loop body, whose results the Go 1.26 compiler keeps alive:
 // this body inside it crashes the compiler.)
-func runWriteClient(b *testing.B, addr string, batch, n, inflight int) writeRun {
+func runWriteClient(b *testing.B, addr string, serverCPU func() time.Duration, batch, n, inflight int) writeRun {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestWriteClientProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "P4MESH_WRITE_CLIENT="+addr,
 		"P4MESH_WRITE_BATCH="+strconv.Itoa(batch), "P4MESH_WRITE_ENTRIES="+strconv.Itoa(n),
@@ -231,12 +244,12 @@ func runWriteClient(b *testing.B, addr string, batch, n, inflight int) writeRun 
 		switch {
 		case l == "warm":
 			runtime.ReadMemStats(&ms0)
-			cpu0 = cpuTime()
+			cpu0 = serverCPU()
 			if _, err := stdin.Write([]byte("go\n")); err != nil {
 				b.Fatal(err)
 			}
 		case strings.HasPrefix(l, "{"):
-			r.serverCPU = cpuTime() - cpu0
+			r.serverCPU = serverCPU() - cpu0
 			runtime.ReadMemStats(&ms1)
 			line = l
 		}
