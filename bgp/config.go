@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 )
 
@@ -241,7 +240,8 @@ func sessionEqual(a, b Neighbor) bool {
 		a.MaxPrefixes == b.MaxPrefixes
 }
 
-// policyEqual reports whether a and b need the same policy statements.
+// policyEqual reports whether a and b need the same policy statements
+// (the import filter is applied by the speaker, not by a GoBGP policy).
 func policyEqual(a, b Neighbor) bool {
-	return a.NextHop == b.NextHop && slices.Equal(a.Import, b.Import)
+	return a.NextHop == b.NextHop
 }

@@ -167,7 +167,9 @@ func (s *Speaker) deliverLoop() {
 
 // Learned returns the routes learned in vpc now, from every neighbor of
 // the VPC (not only the best per prefix), including those kept while a
-// neighbor restarts gracefully.
+// neighbor restarts gracefully: what each neighbor's adj-RIB-in holds and
+// its import filter lets through (learned paths never enter GoBGP's
+// global table, see doc.go).
 func (s *Speaker) Learned(ctx context.Context, vpc string) ([]Route, error) {
 	s.op.Lock()
 	if err := s.running(); err != nil {
@@ -175,38 +177,44 @@ func (s *Speaker) Learned(ctx context.Context, vpc string) ([]Route, error) {
 		return nil, err
 	}
 	v, ok := s.servers[vpc]
-	s.op.Unlock()
-	if !ok {
-		return nil, nil
+	var addrs []netip.Addr
+	if ok {
+		addrs = sortedAddrs(v.neighbors)
 	}
+	s.op.Unlock()
 	var out []Route
 	var derr error
 	var dec pathDecoder
-	err := v.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: ipv4Unicast}, func(d *api.Destination) {
-		for _, p := range d.Paths {
-			src := sourceOf(p)
-			if !src.IsValid() {
-				continue // advertised by us
-			}
-			rt, _, err := dec.decode(p)
-			if err != nil {
-				derr = err
-				continue
-			}
-			rt.VPC = vpc
-			v.mu.Lock()
-			if n := v.nbrs[src]; n != nil {
-				rt.Neighbor = n.name
-			}
-			v.mu.Unlock()
-			out = append(out, rt)
+	for _, addr := range addrs {
+		v.mu.Lock()
+		n := v.nbrs[addr]
+		v.mu.Unlock()
+		if n == nil {
+			continue
 		}
-	})
-	// Order the reads of the listed paths before GoBGP's next writes
-	// (see fence).
-	v.srv.GetBgp(ctx, &api.GetBgpRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("bgp: list routes of VPC %s: %w", vpc, err)
+		err := v.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: addr.String(), Family: ipv4Unicast}, func(d *api.Destination) {
+			for _, p := range d.Paths {
+				rt, _, err := dec.decode(p)
+				if err != nil {
+					derr = err
+					continue
+				}
+				v.mu.Lock()
+				ok := n.accepts(&rt)
+				rt.VPC, rt.Neighbor = vpc, n.name
+				v.mu.Unlock()
+				if ok {
+					out = append(out, rt)
+				}
+			}
+		})
+		// Order the reads of the listed paths before GoBGP's next writes
+		// (see fence).
+		v.srv.GetBgp(ctx, &api.GetBgpRequest{})
+		if err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("bgp: list routes of VPC %s: %w", vpc, err)
+		}
+		// Otherwise the neighbor was removed meanwhile: it has no routes.
 	}
 	if derr != nil {
 		return out, fmt.Errorf("bgp: list routes of VPC %s: %w", vpc, derr)

@@ -56,6 +56,8 @@ import (
 //	               is not in it
 //	cpu-s-router   the router process's CPU from its routes held to the
 //	               end of the run: sending
+//	updates        the UPDATE messages the router sent for the N prefixes
+//	               (its session's counter): ~N/800 when packed
 //	MiB-ctl/100k   (resolve/ only) the live heap the run added, after GC,
 //	               per 100k routes: the speaker's GoBGP, the Link, the RIB
 //	               and the published tables
@@ -152,7 +154,8 @@ const bgpRouterEnv = "P4MESH_BGP_ROUTER"
 // nothing unless the benchmark started it. It prints "port P" once its N
 // routes are in its table, "established" when the controller's session
 // comes up, and, when its stdin closes, "cpu S": the CPU seconds it used
-// since "port".
+// since "port", then "updates U": the UPDATE messages it sent (how well
+// it packed the N prefixes).
 func TestBGPRouterProcess(t *testing.T) {
 	n, err := strconv.Atoi(os.Getenv(bgpRouterEnv))
 	if err != nil {
@@ -181,6 +184,11 @@ func TestBGPRouterProcess(t *testing.T) {
 	}()
 	io.Copy(io.Discard, os.Stdin)
 	fmt.Printf("cpu %.3f\n", (cpuTime() - cpu0).Seconds())
+	var updates uint64
+	r.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
+		updates += p.GetState().GetMessages().GetSent().GetUpdate()
+	})
+	fmt.Printf("updates %d\n", updates)
 }
 
 // bgpPathRouter starts the on-prem router: passive, at 127.0.0.2, with n
@@ -241,6 +249,7 @@ type bgpRouterProc struct {
 	port        uint16
 	established chan time.Time // when the router printed "established"
 	cpu         chan float64   // the router's CPU seconds, once stdin is closed
+	updates     chan float64   // the UPDATE messages it sent, after cpu
 	stderr      *strings.Builder
 }
 
@@ -257,7 +266,7 @@ func startBGPRouter(b *testing.B, n int) *bgpRouterProc {
 		}
 	}
 	cmd.Env = append(cmd.Env, bgpRouterEnv+"="+strconv.Itoa(n))
-	p := &bgpRouterProc{cmd: cmd, established: make(chan time.Time, 1), cpu: make(chan float64, 1), stderr: &strings.Builder{}}
+	p := &bgpRouterProc{cmd: cmd, established: make(chan time.Time, 1), cpu: make(chan float64, 1), updates: make(chan float64, 1), stderr: &strings.Builder{}}
 	cmd.Stderr = p.stderr
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
@@ -284,6 +293,9 @@ func startBGPRouter(b *testing.B, n int) *bgpRouterProc {
 			case strings.HasPrefix(l, "cpu "):
 				v, _ := strconv.ParseFloat(strings.TrimPrefix(l, "cpu "), 64)
 				p.cpu <- v
+			case strings.HasPrefix(l, "updates "):
+				v, _ := strconv.ParseFloat(strings.TrimPrefix(l, "updates "), 64)
+				p.updates <- v
 			}
 		}
 		close(ported)
@@ -304,16 +316,21 @@ func startBGPRouter(b *testing.B, n int) *bgpRouterProc {
 }
 
 // stop ends the router and returns the CPU seconds it used since its
-// routes were in its table.
-func (p *bgpRouterProc) stop(b *testing.B) float64 {
+// routes were in its table, and the UPDATE messages it sent.
+func (p *bgpRouterProc) stop(b *testing.B) (cpu, updates float64) {
 	p.stdin.Close()
-	select {
-	case c := <-p.cpu:
-		return c
-	case <-time.After(time.Minute):
-		b.Fatalf("router process did not report its CPU: %s", p.stderr.String())
-		return 0
+	for _, c := range []struct {
+		ch   chan float64
+		v    *float64
+		what string
+	}{{p.cpu, &cpu, "CPU"}, {p.updates, &updates, "UPDATE count"}} {
+		select {
+		case *c.v = <-c.ch:
+		case <-time.After(time.Minute):
+			b.Fatalf("router process did not report its %s: %s", c.what, p.stderr.String())
+		}
 	}
+	return cpu, updates
 }
 
 // rssMiB reads the process's resident set (VmRSS) and its peak (VmHWM)
@@ -481,7 +498,7 @@ func bgpPathOnce(b *testing.B, n int, program bool) {
 	b.StopTimer()
 	cpu := cpuTime() - cpu0
 	rss, peak := rssMiB()
-	routerCPU := router.stop(b)
+	routerCPU, updates := router.stop(b)
 	var sinceUp time.Duration
 	select {
 	case up := <-router.established:
@@ -502,6 +519,7 @@ func bgpPathOnce(b *testing.B, n int, program bool) {
 	b.ReportMetric(sinceUp.Seconds(), "s/up-resolved")
 	b.ReportMetric(cpu.Seconds(), "cpu-s")
 	b.ReportMetric(routerCPU, "cpu-s-router")
+	b.ReportMetric(updates, "updates")
 	b.ReportMetric(rss, "MiB-rss")
 	b.ReportMetric(peak, "MiB-rss-peak")
 	if program {
