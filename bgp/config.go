@@ -25,8 +25,9 @@ type Config struct {
 	ListenPort int32
 	// Deliver receives learned routes as they change, in order, from one
 	// goroutine, never concurrently; the slice is the callee's. While it
-	// runs, updates queue (without bound) and come in the next call, so a
-	// slow consumer gets bigger batches and never slows BGP down. It must
+	// runs, updates queue (without bound) and come in the next calls, one
+	// after the other (a slice per UPDATE received, about), so a slow
+	// consumer never slows BGP down. It must
 	// not call the Speaker's methods (Stop waits for it). It may be nil.
 	Deliver func([]Update)
 }

@@ -106,9 +106,10 @@
 // are recognized by their receive time and ignored. Each of these sets or
 // removes whole routes, so events queued from before a read-back bring
 // the same end state. The watch callback only decodes, filters and
-// queues; one goroutine hands everything queued since its last call to
-// Config.Deliver, so a burst of a million prefixes reaches the consumer in
-// a few large batches and GoBGP never waits.
+// queues; one goroutine hands everything queued since its last round to
+// Config.Deliver, a call per queued slice with nothing between them, so
+// the consumer can gather a burst of a million prefixes into a few large
+// batches, and GoBGP never waits.
 //
 // # Timers and graceful restart
 //

@@ -144,9 +144,10 @@ func sourceOf(p *api.Path) netip.Addr {
 	return a
 }
 
-// deliverLoop hands queued updates to Deliver, a whole queue at a time:
-// under a burst the batches grow, so the consumer pays per batch, not per
-// route.
+// deliverLoop hands queued updates to Deliver, a whole queue at a time,
+// one call per queued slice: under a burst the consumer gets them in a
+// run of calls with nothing between them (internal/bgplink gathers them
+// into one batch), and pays per batch, not per route.
 func (s *Speaker) deliverLoop() {
 	defer s.wg.Done()
 	for {
@@ -159,8 +160,10 @@ func (s *Speaker) deliverLoop() {
 		batch := s.pending
 		s.pending = nil
 		s.pmu.Unlock()
-		if len(batch) > 0 && s.cfg.Deliver != nil {
-			s.cfg.Deliver(batch)
+		if s.cfg.Deliver != nil {
+			for _, us := range batch {
+				s.cfg.Deliver(us)
+			}
 		}
 	}
 }

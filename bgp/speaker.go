@@ -47,9 +47,12 @@ type Speaker struct {
 	servers          map[string]*vpcServer            // VPC -> its GoBGP server
 	desired          map[string]map[netip.Prefix]bool // VPC -> what Advertise asked for
 
-	// pmu guards pending: updates decoded but not yet handed to Deliver.
+	// pmu guards pending: updates decoded but not yet handed to Deliver,
+	// as queued (one slice per watch event, about an UPDATE's worth):
+	// kept apart rather than appended into one, which copied every
+	// update of a burst again as the slice grew.
 	pmu     sync.Mutex
-	pending []Update
+	pending [][]Update
 	wake    chan struct{}
 	done    chan struct{}
 	wg      sync.WaitGroup
