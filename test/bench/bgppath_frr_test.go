@@ -3,9 +3,9 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,8 +20,8 @@ import (
 // statements of its configuration, all with the same attributes (MED 10,
 // as the GoBGP router's), so it packs them as it would a real table.
 // The clock points are the resolve/ rows': from the Link's start, and
-// from when the router saw the session established (vtysh, polled every
-// 20 ms until then). cpu-s-router is bgpd's user and system time from
+// from when the router saw the session established (bgpd's log line for
+// it, in milliseconds). cpu-s-router is bgpd's user and system time from
 // its routes held to the end; updates is its UPDATE count for the
 // session.
 func init() { startFRRAnnouncer = startFRR }
@@ -31,9 +31,12 @@ func startFRR(b *testing.B, n int) *announcer {
 	r := frrtest.New(b, frrtest.Config{Name: "bench", AS: 65001, StartTimeout: 10 * time.Minute})
 	var c strings.Builder
 	c.Grow(32 * n)
-	fmt.Fprintf(&c, "frr defaults traditional\nhostname bench\n!\n")
+	// Millisecond timestamps: the session's coming up is read from the
+	// log (below).
+	logFile := filepath.Join(b.TempDir(), "bgpd-ms.log")
+	fmt.Fprintf(&c, "frr defaults traditional\nhostname bench\nlog timestamp precision 3\nlog file %s\n!\n", logFile)
 	fmt.Fprintf(&c, "route-map med10 permit 10\n set metric 10\nexit\n!\n")
-	fmt.Fprintf(&c, "router bgp 65001\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n", r.Addr)
+	fmt.Fprintf(&c, "router bgp 65001\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n bgp log-neighbor-changes\n", r.Addr)
 	// FRR waits 1 s (its default coalesce time) before the first UPDATE
 	// to a new session; the GoBGP router sends at once. The wait is the
 	// router's, not the controller's, so it is left out.
@@ -65,20 +68,24 @@ func startFRR(b *testing.B, n int) *announcer {
 	pid := r.Pid()
 	cpu0 := procCPU(b, pid)
 	up := make(chan time.Time, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
-	go func() {
-		for ctx.Err() == nil {
-			if r.Established(r.Local) {
-				up <- time.Now()
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
 	return &announcer{addr: r.Addr, port: 179, established: up, stop: func(b *testing.B) (float64, float64) {
-		cancel()
 		cpu := procCPU(b, pid) - cpu0
+		// When bgpd saw the session established: its log line, to the
+		// millisecond (polling vtysh would add its own delay, which at
+		// 10k is most of the time to resolve).
+		log, _ := os.ReadFile(logFile)
+		for _, l := range strings.Split(string(log), "\n") {
+			if !strings.Contains(l, "%ADJCHANGE") || !strings.HasSuffix(strings.TrimSpace(l), " Up") || len(l) < 23 {
+				continue
+			}
+			if t, err := time.ParseInLocation("2006/01/02 15:04:05.000", l[:23], time.Local); err == nil {
+				up <- t
+				break
+			}
+		}
+		if len(up) == 0 {
+			b.Logf("no session-up line in bgpd's log:\n%s", log)
+		}
 		var nb map[string]struct {
 			Stats struct {
 				Updates float64 `json:"updatesSent"`
