@@ -41,14 +41,20 @@
 // filters in Go, and reads back what GoBGP decides without an UPDATE
 // (Learned routes, below). GoBGP v3.37 has no setting that removes the
 // per-path copy, and nothing else (table types, best-path options) that
-// this speaker could use to do less work; GC tuning (GOGC, GOMEMLIMIT) is
-// for the controller binary, not for a library. What the watch does per
-// path that remains (pkg/server WatchEvent: toPathApi marshals the NLRI
-// and every attribute into anypb messages) has no cheaper public form in
-// v3.37 (the internal watch, with table.Path, is unexported; BMP and MRT
-// re-encode to wire format); the speaker decodes the attributes once per
-// UPDATE (the paths of one event share them, compared as bytes) and the
-// IPv4 NLRI from its wire form, without unmarshalling messages.
+// this speaker could use to do less work (but keeping learned paths out
+// of its global table, below); GC tuning (GOGC, GOMEMLIMIT) is for the
+// controller binary, not for a library. What the watch does per path
+// that remains (pkg/server WatchEvent: toPathApi marshals the NLRI and
+// every attribute into anypb messages; the binary forms are offered only
+// by ListPath) has no cheaper form in v3.37's watch API (the internal
+// watch, with table.Path, is unexported). GoBGP's BMP client would hand
+// over each pre-policy UPDATE's own bytes, but over a TCP connection, with
+// its own reconnect back-off and re-sent adj-RIB-in, and session states
+// and End-of-RIB would have to come from it too to keep GoBGP's order; it
+// is not used (docs/benchmarks.md weighs it). The speaker decodes the
+// attributes once per UPDATE (the paths of one event share them, compared
+// as bytes) and the IPv4 NLRI from its wire form, without unmarshalling
+// messages.
 //
 // Session state and counts (Neighbors) come from the watch's state events
 // and the speaker's own records, never from GoBGP's ListPeer: it counts a
