@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 )
 
@@ -26,8 +25,9 @@ type Config struct {
 	ListenPort int32
 	// Deliver receives learned routes as they change, in order, from one
 	// goroutine, never concurrently; the slice is the callee's. While it
-	// runs, updates queue (without bound) and come in the next call, so a
-	// slow consumer gets bigger batches and never slows BGP down. It must
+	// runs, updates queue (without bound) and come in the next calls, one
+	// after the other (a slice per UPDATE received, about), so a slow
+	// consumer never slows BGP down. It must
 	// not call the Speaker's methods (Stop waits for it). It may be nil.
 	Deliver func([]Update)
 }
@@ -241,7 +241,8 @@ func sessionEqual(a, b Neighbor) bool {
 		a.MaxPrefixes == b.MaxPrefixes
 }
 
-// policyEqual reports whether a and b need the same policy statements.
+// policyEqual reports whether a and b need the same policy statements
+// (the import filter is applied by the speaker, not by a GoBGP policy).
 func policyEqual(a, b Neighbor) bool {
-	return a.NextHop == b.NextHop && slices.Equal(a.Import, b.Import)
+	return a.NextHop == b.NextHop
 }

@@ -41,14 +41,20 @@
 // filters in Go, and reads back what GoBGP decides without an UPDATE
 // (Learned routes, below). GoBGP v3.37 has no setting that removes the
 // per-path copy, and nothing else (table types, best-path options) that
-// this speaker could use to do less work; GC tuning (GOGC, GOMEMLIMIT) is
-// for the controller binary, not for a library. What the watch does per
-// path that remains (pkg/server WatchEvent: toPathApi marshals the NLRI
-// and every attribute into anypb messages) has no cheaper public form in
-// v3.37 (the internal watch, with table.Path, is unexported; BMP and MRT
-// re-encode to wire format); the speaker decodes the attributes once per
-// UPDATE (the paths of one event share them, compared as bytes) and the
-// IPv4 NLRI from its wire form, without unmarshalling messages.
+// this speaker could use to do less work (but keeping learned paths out
+// of its global table, below); GC tuning (GOGC, GOMEMLIMIT) is for the
+// controller binary, not for a library. What the watch does per path
+// that remains (pkg/server WatchEvent: toPathApi marshals the NLRI and
+// every attribute into anypb messages; the binary forms are offered only
+// by ListPath) has no cheaper form in v3.37's watch API (the internal
+// watch, with table.Path, is unexported). GoBGP's BMP client would hand
+// over each pre-policy UPDATE's own bytes, but over a TCP connection, with
+// its own reconnect back-off and re-sent adj-RIB-in, and session states
+// and End-of-RIB would have to come from it too to keep GoBGP's order; it
+// is not used (docs/benchmarks.md weighs it). The speaker decodes the
+// attributes once per UPDATE (the paths of one event share them, compared
+// as bytes) and the IPv4 NLRI from its wire form, without unmarshalling
+// messages.
 //
 // Session state and counts (Neighbors) come from the watch's state events
 // and the speaker's own records, never from GoBGP's ListPeer: it counts a
@@ -58,20 +64,39 @@
 //
 // GoBGP applies import and export policies per neighbor only to
 // route-server clients; for ordinary neighbors they are global. Each
-// VPC's server therefore keeps two global policies with statements per
-// neighbor address: import accepts only a neighbor's filtered prefixes
-// (when it has filters), export accepts only routes the speaker
-// originated (Advertise), sets the next hop to that neighbor's NextHop,
-// and rejects everything else, so a route learned from one on-prem router
-// never goes to another.
+// VPC's server therefore keeps two global policies: import accepts only
+// the routes the speaker originated (Advertise) and rejects every learned
+// path (below); export accepts only those originated routes, with a
+// statement per neighbor address that sets the next hop to that
+// neighbor's NextHop, and rejects everything else, so a route learned
+// from one on-prem router never goes to another.
+//
+// # Learned paths stay out of GoBGP's table
+//
+// The consumer (the route manager) chooses among every neighbor's routes
+// by BGP rules itself, and needs all of them, not GoBGP's best; nothing
+// reads GoBGP's global table for learned routes, and nothing is sent
+// from it but the speaker's own. So the import policy rejects every
+// learned path, after the pre-policy watch has seen it: a learned path is
+// held once, in its neighbor's adj-RIB-in (which the read-backs below,
+// graceful restart, max-prefixes and Learned use), and GoBGP's table has
+// only the advertised prefixes. Before, every learned path also got a
+// destination in the global table, best-path selection and an
+// export-policy evaluation per neighbor; GoBGP's propagateUpdate was
+// about a fifth of the controller's CPU at 1M routes (docs/benchmarks.md).
+// What a rejected path still costs GoBGP (v3.37 propagateUpdate): the
+// policy evaluation (one statement), a withdrawal copy of the path, and a
+// table update that finds no destination for it. Withdrawals, session
+// loss and graceful restart act on the adj-RIB-in as before (GoBGP's own
+// withdrawals from the global table then find nothing there), and the
+// watch sees them as before.
 //
 // # Learned routes
 //
 // The speaker watches each server's pre-policy adj-RIB-in (every UPDATE's
 // paths, announced and withdrawn), End-of-RIB and session states, in one
 // watch so they arrive in GoBGP's order, and applies each neighbor's
-// import filter itself (plus GoBGP's AS-loop rule; GoBGP's own import
-// policy stays, for NeighborState's counters and Learned). It keeps, per
+// import filter itself (plus GoBGP's AS-loop rule). It keeps, per
 // neighbor, the prefixes it delivered (8 bytes of key each) and whether
 // each is stale, and the prefixes the import filter rejected (for the
 // neighbor's counts, Neighbors). What GoBGP's RIB decides without an UPDATE is read back
@@ -87,9 +112,10 @@
 // are recognized by their receive time and ignored. Each of these sets or
 // removes whole routes, so events queued from before a read-back bring
 // the same end state. The watch callback only decodes, filters and
-// queues; one goroutine hands everything queued since its last call to
-// Config.Deliver, so a burst of a million prefixes reaches the consumer in
-// a few large batches and GoBGP never waits.
+// queues; one goroutine hands everything queued since its last round to
+// Config.Deliver, a call per queued slice with nothing between them, so
+// the consumer can gather a burst of a million prefixes into a few large
+// batches, and GoBGP never waits.
 //
 // # Timers and graceful restart
 //

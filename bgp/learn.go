@@ -144,7 +144,7 @@ func (s *Speaker) queue(us []Update) {
 		return
 	}
 	s.pmu.Lock()
-	s.pending = append(s.pending, us...)
+	s.pending = append(s.pending, us)
 	s.pmu.Unlock()
 	select {
 	case s.wake <- struct{}{}:

@@ -144,9 +144,10 @@ func sourceOf(p *api.Path) netip.Addr {
 	return a
 }
 
-// deliverLoop hands queued updates to Deliver, a whole queue at a time:
-// under a burst the batches grow, so the consumer pays per batch, not per
-// route.
+// deliverLoop hands queued updates to Deliver, a whole queue at a time,
+// one call per queued slice: under a burst the consumer gets them in a
+// run of calls with nothing between them (internal/bgplink gathers them
+// into one batch), and pays per batch, not per route.
 func (s *Speaker) deliverLoop() {
 	defer s.wg.Done()
 	for {
@@ -159,15 +160,19 @@ func (s *Speaker) deliverLoop() {
 		batch := s.pending
 		s.pending = nil
 		s.pmu.Unlock()
-		if len(batch) > 0 && s.cfg.Deliver != nil {
-			s.cfg.Deliver(batch)
+		if s.cfg.Deliver != nil {
+			for _, us := range batch {
+				s.cfg.Deliver(us)
+			}
 		}
 	}
 }
 
 // Learned returns the routes learned in vpc now, from every neighbor of
 // the VPC (not only the best per prefix), including those kept while a
-// neighbor restarts gracefully.
+// neighbor restarts gracefully: what each neighbor's adj-RIB-in holds and
+// its import filter lets through (learned paths never enter GoBGP's
+// global table, see doc.go).
 func (s *Speaker) Learned(ctx context.Context, vpc string) ([]Route, error) {
 	s.op.Lock()
 	if err := s.running(); err != nil {
@@ -175,38 +180,44 @@ func (s *Speaker) Learned(ctx context.Context, vpc string) ([]Route, error) {
 		return nil, err
 	}
 	v, ok := s.servers[vpc]
-	s.op.Unlock()
-	if !ok {
-		return nil, nil
+	var addrs []netip.Addr
+	if ok {
+		addrs = sortedAddrs(v.neighbors)
 	}
+	s.op.Unlock()
 	var out []Route
 	var derr error
 	var dec pathDecoder
-	err := v.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: ipv4Unicast}, func(d *api.Destination) {
-		for _, p := range d.Paths {
-			src := sourceOf(p)
-			if !src.IsValid() {
-				continue // advertised by us
-			}
-			rt, _, err := dec.decode(p)
-			if err != nil {
-				derr = err
-				continue
-			}
-			rt.VPC = vpc
-			v.mu.Lock()
-			if n := v.nbrs[src]; n != nil {
-				rt.Neighbor = n.name
-			}
-			v.mu.Unlock()
-			out = append(out, rt)
+	for _, addr := range addrs {
+		v.mu.Lock()
+		n := v.nbrs[addr]
+		v.mu.Unlock()
+		if n == nil {
+			continue
 		}
-	})
-	// Order the reads of the listed paths before GoBGP's next writes
-	// (see fence).
-	v.srv.GetBgp(ctx, &api.GetBgpRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("bgp: list routes of VPC %s: %w", vpc, err)
+		err := v.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: addr.String(), Family: ipv4Unicast}, func(d *api.Destination) {
+			for _, p := range d.Paths {
+				rt, _, err := dec.decode(p)
+				if err != nil {
+					derr = err
+					continue
+				}
+				v.mu.Lock()
+				ok := n.accepts(&rt)
+				rt.VPC, rt.Neighbor = vpc, n.name
+				v.mu.Unlock()
+				if ok {
+					out = append(out, rt)
+				}
+			}
+		})
+		// Order the reads of the listed paths before GoBGP's next writes
+		// (see fence).
+		v.srv.GetBgp(ctx, &api.GetBgpRequest{})
+		if err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("bgp: list routes of VPC %s: %w", vpc, err)
+		}
+		// Otherwise the neighbor was removed meanwhile: it has no routes.
 	}
 	if derr != nil {
 		return out, fmt.Errorf("bgp: list routes of VPC %s: %w", vpc, derr)

@@ -47,9 +47,12 @@ type Speaker struct {
 	servers          map[string]*vpcServer            // VPC -> its GoBGP server
 	desired          map[string]map[netip.Prefix]bool // VPC -> what Advertise asked for
 
-	// pmu guards pending: updates decoded but not yet handed to Deliver.
+	// pmu guards pending: updates decoded but not yet handed to Deliver,
+	// as queued (one slice per watch event, about an UPDATE's worth):
+	// kept apart rather than appended into one, which copied every
+	// update of a burst again as the slice grew.
 	pmu     sync.Mutex
-	pending []Update
+	pending [][]Update
 	wake    chan struct{}
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -164,8 +167,10 @@ func (s *Speaker) startVPC(ctx context.Context, vpc string, routerID netip.Addr)
 		return nil, err
 	}
 	for _, a := range []*api.PolicyAssignment{
-		// Learned routes are accepted unless a neighbor's filter says no.
-		{Name: "global", Direction: api.PolicyDirection_IMPORT, Policies: []*api.Policy{{Name: importPolicy}}, DefaultAction: api.RouteAction_ACCEPT},
+		// Only what Advertise adds enters the global table: learned
+		// paths stay in their neighbor's adj-RIB-in, where the watch saw
+		// them (doc.go, "Learned paths stay out of GoBGP's table").
+		{Name: "global", Direction: api.PolicyDirection_IMPORT, Policies: []*api.Policy{{Name: importPolicy}}, DefaultAction: api.RouteAction_REJECT},
 		// Only what Advertise put in the VPC goes out; a route learned
 		// from one on-prem router is never passed on to another.
 		{Name: "global", Direction: api.PolicyDirection_EXPORT, Policies: []*api.Policy{{Name: exportPolicy}}, DefaultAction: api.RouteAction_REJECT},
@@ -384,21 +389,16 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 				v.neighbors[addr] = n
 				continue
 			}
-			dir := api.ResetPeerRequest_BOTH
-			switch {
-			case old.NextHop == n.NextHop && !slices.Equal(old.Import, n.Import):
-				dir = api.ResetPeerRequest_IN
-			case old.NextHop != n.NextHop && slices.Equal(old.Import, n.Import):
-				dir = api.ResetPeerRequest_OUT
+			if old.NextHop != n.NextHop {
+				if err := v.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: api.ResetPeerRequest_OUT}); err != nil {
+					return fmt.Errorf("bgp: apply a new next hop to neighbor %s: %w", n.Name, err)
+				}
 			}
-			if !policyEqual(old, n) {
-				if err := v.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: dir}); err != nil {
-					return fmt.Errorf("bgp: apply new filters or next hop to neighbor %s: %w", n.Name, err)
-				}
-				if !slices.Equal(old.Import, n.Import) {
-					// GoBGP re-filters without a watched event.
-					s.resync(ctx, v, addr, false, true)
-				}
+			if !slices.Equal(old.Import, n.Import) {
+				// The filter is the speaker's (nr.filter, set above):
+				// what the neighbor sent is filtered again from its
+				// adj-RIB-in.
+				s.resync(ctx, v, addr, false, true)
 			}
 			s.neighbors[addr] = n
 			v.neighbors[addr] = n
@@ -555,50 +555,37 @@ func localPath(p netip.Prefix) *api.Path {
 	return &api.Path{Family: ipv4Unicast, Nlri: nlri, Pattrs: []*anypb.Any{origin, nh}}
 }
 
-// setPolicies replaces the import and export policies of the VPC's server
-// with the statements its neighbors ns need. GoBGP applies them to routes
-// that arrive or leave from now on; SetNeighbors soft-resets the sessions
-// whose statements changed.
+// setPolicies replaces the policies of the VPC's server with the
+// statements its neighbors ns need. The import policy is the same for
+// every VPC: it lets in only the paths Advertise adds (route type local),
+// and every learned path is rejected after the pre-policy watch has seen
+// it; the speaker applies each neighbor's import filter itself. The
+// export policy sends only those local paths, each with its neighbor's
+// next hop. GoBGP applies them to routes that leave from now on;
+// SetNeighbors soft-resets the sessions whose next hop changed.
 func (v *vpcServer) setPolicies(ctx context.Context, ns map[netip.Addr]Neighbor) error {
 	var sets []*api.DefinedSet
-	in := &api.Policy{Name: importPolicy}
+	in := &api.Policy{Name: importPolicy, Statements: []*api.Statement{{
+		Name:       importPolicy + "-local",
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+	}}}
 	out := &api.Policy{Name: exportPolicy}
 	for i, addr := range sortedAddrs(ns) {
 		n := ns[addr]
 		nset := fmt.Sprintf("n%d", i)
 		sets = append(sets, &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: nset, List: []string{addr.String() + "/32"}})
-		match := &api.MatchSet{Type: api.MatchSet_ANY, Name: nset}
-		if len(n.Import) > 0 {
-			pset := fmt.Sprintf("p%d", i)
-			ps := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: pset}
-			for _, f := range n.Import {
-				ge, le := f.bounds()
-				ps.Prefixes = append(ps.Prefixes, &api.Prefix{IpPrefix: f.Prefix.String(), MaskLengthMin: uint32(ge), MaskLengthMax: uint32(le)})
-			}
-			sets = append(sets, ps)
-			in.Statements = append(in.Statements,
-				&api.Statement{
-					Name:       fmt.Sprintf("%s-accept-%d", importPolicy, i),
-					Conditions: &api.Conditions{NeighborSet: match, PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: pset}},
-					Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT},
-				},
-				&api.Statement{
-					Name:       fmt.Sprintf("%s-reject-%d", importPolicy, i),
-					Conditions: &api.Conditions{NeighborSet: match},
-					Actions:    &api.Actions{RouteAction: api.RouteAction_REJECT},
-				})
-		}
 		// In the export direction the neighbor set matches the neighbor
 		// the route is sent to.
 		out.Statements = append(out.Statements, &api.Statement{
 			Name:       fmt.Sprintf("%s-%d", exportPolicy, i),
-			Conditions: &api.Conditions{NeighborSet: match, RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+			Conditions: &api.Conditions{NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: nset}, RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
 			Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT, Nexthop: &api.NexthopAction{Address: n.NextHop.String()}},
 		})
 	}
 	err := v.srv.SetPolicies(ctx, &api.SetPoliciesRequest{DefinedSets: sets, Policies: []*api.Policy{in, out}})
 	if err != nil {
-		return fmt.Errorf("bgp: VPC %s: set import filters and next hops: %w", v.vpc, err)
+		return fmt.Errorf("bgp: VPC %s: set next hops: %w", v.vpc, err)
 	}
 	return nil
 }

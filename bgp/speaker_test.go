@@ -165,6 +165,32 @@ func TestImportFilter(t *testing.T) {
 		return len(r) == 2 && a && b && state(t, s, "red-vpn").Received == 5, fmt.Sprint(r)
 	})
 	up := state(t, s, "red-vpn").Uptime
+	// Learned reads the neighbor's adj-RIB-in, where the rejected
+	// prefixes are too: it must filter them as the deliveries were.
+	snap, err := s.Learned(ctx, "red")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap) != 2 {
+		t.Errorf("Learned(red) = %+v, want the 2 routes the filter lets through", snap)
+	}
+	// Learned paths never enter GoBGP's global table (doc.go): the
+	// route manager chooses among them, and GoBGP's table would only
+	// cost a destination, best-path selection and export checks each.
+	s.op.Lock()
+	srv := s.servers["red"].srv
+	s.op.Unlock()
+	var global []string
+	srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: ipv4Unicast}, func(d *api.Destination) {
+		for _, p := range d.Paths {
+			if sourceOf(p).IsValid() {
+				global = append(global, d.Prefix)
+			}
+		}
+	})
+	if len(global) != 0 {
+		t.Errorf("GoBGP's global table of red holds learned paths for %v, want none", global)
+	}
 
 	// A new filter applies to what the router already sent, without a
 	// new session.

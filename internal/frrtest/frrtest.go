@@ -55,6 +55,10 @@ type Config struct {
 	// and the announcements are not written. For testing a configuration
 	// a user is given (deploy/frr).
 	Conf string
+	// StartTimeout is how long Start waits for bgpd to answer vtysh,
+	// which it does once it has read its configuration; 0 means 15 s
+	// (a benchmark's million network statements take longer).
+	StartTimeout time.Duration
 }
 
 // Router is a running (or killed) bgpd in its namespace.
@@ -231,7 +235,11 @@ func (r *Router) Start() {
 	exited := make(chan struct{})
 	r.exited = exited
 	go func() { cmd.Wait(); out.Close(); close(exited) }()
-	deadline := time.Now().Add(15 * time.Second)
+	wait := r.cfg.StartTimeout
+	if wait == 0 {
+		wait = 15 * time.Second
+	}
+	deadline := time.Now().Add(wait)
 	for {
 		if _, err := r.vtysh("show bgp summary"); err == nil {
 			return
@@ -242,10 +250,19 @@ func (r *Router) Start() {
 		default:
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("frrtest: bgpd of %s not answering vtysh after 15s: %s", r.cfg.Name, r.Logs())
+			r.t.Fatalf("frrtest: bgpd of %s not answering vtysh after %v: %s", r.cfg.Name, wait, r.Logs())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// Pid is the process id of the running bgpd (0 if not running), for
+// reading its CPU time.
+func (r *Router) Pid() int {
+	if r.cmd == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
 }
 
 // Logs returns bgpd's output and log file, for failure messages.

@@ -56,10 +56,14 @@ import (
 //	               is not in it
 //	cpu-s-router   the router process's CPU from its routes held to the
 //	               end of the run: sending
+//	updates        the UPDATE messages the router sent for the N prefixes
+//	               (its session's counter): ~N/800 when packed
 //	MiB-ctl/100k   (resolve/ only) the live heap the run added, after GC,
 //	               per 100k routes: the speaker's GoBGP, the Link, the RIB
 //	               and the published tables
-//	MiB-heap       this process's live heap at the end, after GC
+//	MiB-heap       this process's live heap once all are resolved, after
+//	               GC (the router still up: once it stops, the controller
+//	               withdraws the routes)
 //	MiB-rss        its resident set at the end (VmRSS), and its peak
 //	MiB-rss-peak   during the run (VmHWM, reset at the start)
 //
@@ -83,6 +87,38 @@ func BenchmarkBGPPath(b *testing.B) {
 			}
 		})
 	}
+	if startFRRAnnouncer == nil {
+		return
+	}
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("frr/%dk", n/1000), func(b *testing.B) {
+			for range b.N {
+				bgpPathRun(b, n, false, startFRRAnnouncer)
+			}
+		})
+	}
+}
+
+// announcer is the on-prem router of a run, whichever it is: the address
+// and port the controller's speaker dials, when it saw the session
+// established, and stop, which ends it and returns the CPU seconds it
+// used from its routes held and the UPDATE messages it sent.
+type announcer struct {
+	addr        netip.Addr
+	port        uint16
+	established <-chan time.Time
+	stop        func(b *testing.B) (cpu, updates float64)
+}
+
+// startFRRAnnouncer, where FRR can run (bgppath_frr_test.go), starts FRR
+// bgpd as the router: the frr/ rows.
+var startFRRAnnouncer func(b *testing.B, n int) *announcer
+
+// startGoBGPAnnouncer starts the GoBGP router process (resolve/ and
+// program/ rows).
+func startGoBGPAnnouncer(b *testing.B, n int) *announcer {
+	p := startBGPRouter(b, n)
+	return &announcer{addr: netip.MustParseAddr("127.0.0.2"), port: p.port, established: p.established, stop: p.stop}
 }
 
 // bgpPathHeap, if set, is where a resolve/ run writes a heap profile of
@@ -131,7 +167,7 @@ bgp:
   listen_port: -1
   neighbors:
     - vpc: red
-      address: 127.0.0.2
+      address: %s
       attachment: red-vpn
       peer_as: 65001
       hold_time: 180
@@ -145,14 +181,22 @@ bgp:
 // (~600 MB at 1M) would be walked by the controller's collector and its
 // sending would be counted as the controller's CPU.
 
-// bgpRouterEnv selects the router mode and says how many prefixes to hold.
-const bgpRouterEnv = "P4MESH_BGP_ROUTER"
+// bgpRouterEnv selects the router mode and says how many prefixes to hold;
+// bgpRouterProfileEnv, if set, is where the router writes a CPU profile
+// of its run from its routes held to its end (-bgppath.routerprofile).
+const (
+	bgpRouterEnv        = "P4MESH_BGP_ROUTER"
+	bgpRouterProfileEnv = "P4MESH_BGP_ROUTER_CPUPROFILE"
+)
+
+var bgpRouterProfile = flag.String("bgppath.routerprofile", "", "the router process writes a CPU profile of its sending here")
 
 // TestBGPRouterProcess is BenchmarkBGPPath's on-prem router; it does
 // nothing unless the benchmark started it. It prints "port P" once its N
 // routes are in its table, "established" when the controller's session
 // comes up, and, when its stdin closes, "cpu S": the CPU seconds it used
-// since "port".
+// since "port", then "updates U": the UPDATE messages it sent (how well
+// it packed the N prefixes).
 func TestBGPRouterProcess(t *testing.T) {
 	n, err := strconv.Atoi(os.Getenv(bgpRouterEnv))
 	if err != nil {
@@ -173,6 +217,17 @@ func TestBGPRouterProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if path := os.Getenv(bgpRouterProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0 := cpuTime()
 	fmt.Printf("port %d\n", port)
 	go func() {
@@ -181,6 +236,11 @@ func TestBGPRouterProcess(t *testing.T) {
 	}()
 	io.Copy(io.Discard, os.Stdin)
 	fmt.Printf("cpu %.3f\n", (cpuTime() - cpu0).Seconds())
+	var updates uint64
+	r.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
+		updates += p.GetState().GetMessages().GetSent().GetUpdate()
+	})
+	fmt.Printf("updates %d\n", updates)
 }
 
 // bgpPathRouter starts the on-prem router: passive, at 127.0.0.2, with n
@@ -241,6 +301,7 @@ type bgpRouterProc struct {
 	port        uint16
 	established chan time.Time // when the router printed "established"
 	cpu         chan float64   // the router's CPU seconds, once stdin is closed
+	updates     chan float64   // the UPDATE messages it sent, after cpu
 	stderr      *strings.Builder
 }
 
@@ -257,7 +318,10 @@ func startBGPRouter(b *testing.B, n int) *bgpRouterProc {
 		}
 	}
 	cmd.Env = append(cmd.Env, bgpRouterEnv+"="+strconv.Itoa(n))
-	p := &bgpRouterProc{cmd: cmd, established: make(chan time.Time, 1), cpu: make(chan float64, 1), stderr: &strings.Builder{}}
+	if *bgpRouterProfile != "" {
+		cmd.Env = append(cmd.Env, bgpRouterProfileEnv+"="+*bgpRouterProfile)
+	}
+	p := &bgpRouterProc{cmd: cmd, established: make(chan time.Time, 1), cpu: make(chan float64, 1), updates: make(chan float64, 1), stderr: &strings.Builder{}}
 	cmd.Stderr = p.stderr
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
@@ -284,6 +348,9 @@ func startBGPRouter(b *testing.B, n int) *bgpRouterProc {
 			case strings.HasPrefix(l, "cpu "):
 				v, _ := strconv.ParseFloat(strings.TrimPrefix(l, "cpu "), 64)
 				p.cpu <- v
+			case strings.HasPrefix(l, "updates "):
+				v, _ := strconv.ParseFloat(strings.TrimPrefix(l, "updates "), 64)
+				p.updates <- v
 			}
 		}
 		close(ported)
@@ -304,16 +371,21 @@ func startBGPRouter(b *testing.B, n int) *bgpRouterProc {
 }
 
 // stop ends the router and returns the CPU seconds it used since its
-// routes were in its table.
-func (p *bgpRouterProc) stop(b *testing.B) float64 {
+// routes were in its table, and the UPDATE messages it sent.
+func (p *bgpRouterProc) stop(b *testing.B) (cpu, updates float64) {
 	p.stdin.Close()
-	select {
-	case c := <-p.cpu:
-		return c
-	case <-time.After(time.Minute):
-		b.Fatalf("router process did not report its CPU: %s", p.stderr.String())
-		return 0
+	for _, c := range []struct {
+		ch   chan float64
+		v    *float64
+		what string
+	}{{p.cpu, &cpu, "CPU"}, {p.updates, &updates, "UPDATE count"}} {
+		select {
+		case *c.v = <-c.ch:
+		case <-time.After(time.Minute):
+			b.Fatalf("router process did not report its %s: %s", c.what, p.stderr.String())
+		}
 	}
+	return cpu, updates
 }
 
 // rssMiB reads the process's resident set (VmRSS) and its peak (VmHWM)
@@ -364,14 +436,17 @@ func liveHeap() uint64 {
 }
 
 func bgpPathOnce(b *testing.B, n int, program bool) {
+	bgpPathRun(b, n, program, startGoBGPAnnouncer)
+}
+
+func bgpPathRun(b *testing.B, n int, program bool, newRouter func(*testing.B, int) *announcer) {
 	b.StopTimer()
-	router := startBGPRouter(b, n)
-	port := router.port
+	router := newRouter(b, n)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg, err := controller.ParseConfig(fmt.Appendf(nil, bgpPathConfig, lis.Addr().String(), port))
+	cfg, err := controller.ParseConfig(fmt.Appendf(nil, bgpPathConfig, lis.Addr().String(), router.addr, router.port))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -481,14 +556,8 @@ func bgpPathOnce(b *testing.B, n int, program bool) {
 	b.StopTimer()
 	cpu := cpuTime() - cpu0
 	rss, peak := rssMiB()
-	routerCPU := router.stop(b)
-	var sinceUp time.Duration
-	select {
-	case up := <-router.established:
-		sinceUp = start.Add(resolved).Sub(up)
-	default:
-		b.Fatal("all routes resolved, but the router never said its session was established")
-	}
+	// The heap while the routes are held: once the router stops, the
+	// session goes down and the controller withdraws them all.
 	after := liveHeap()
 	if *bgpPathHeap != "" && !program {
 		f, err := os.Create(*bgpPathHeap)
@@ -498,10 +567,19 @@ func bgpPathOnce(b *testing.B, n int, program bool) {
 		pprof.Lookup("heap").WriteTo(f, 0)
 		f.Close()
 	}
+	routerCPU, updates := router.stop(b)
+	var sinceUp time.Duration
+	select {
+	case up := <-router.established:
+		sinceUp = start.Add(resolved).Sub(up)
+	default:
+		b.Fatal("all routes resolved, but the router never said its session was established")
+	}
 	b.ReportMetric(resolved.Seconds(), "s/resolved")
 	b.ReportMetric(sinceUp.Seconds(), "s/up-resolved")
 	b.ReportMetric(cpu.Seconds(), "cpu-s")
 	b.ReportMetric(routerCPU, "cpu-s-router")
+	b.ReportMetric(updates, "updates")
 	b.ReportMetric(rss, "MiB-rss")
 	b.ReportMetric(peak, "MiB-rss-peak")
 	if program {
