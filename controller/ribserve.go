@@ -724,7 +724,8 @@ func (s *Server) RIBRange(vpc string, ps []netip.Prefix) []Candidate {
 	if s.m.vpcs[vpc] == nil {
 		return nil
 	}
-	var out []Candidate
+	// Most prefixes of a large RIB have one candidate.
+	out := make([]Candidate, 0, len(ps)+len(ps)/8)
 	for _, p := range ps {
 		cs, _ := s.resolveLocked(vpc, p, nil)
 		out = append(out, cs...)
