@@ -678,7 +678,71 @@ func (s *Server) ribLocked(vpc string) []Candidate {
 	if s.m.vpcs[vpc] == nil {
 		return nil
 	}
-	ps := s.prefixesLocked(vpc)
+	var out []Candidate
+	for _, p := range sortedPrefixes(s.prefixesLocked(vpc)) {
+		cs, _ := s.resolveLocked(vpc, p, nil)
+		out = append(out, cs...)
+	}
+	return out
+}
+
+// RIBPrefix returns the candidates of prefix p in vpc's RIB resolved,
+// best first; nil if p has none or vpc is not owned here. It costs p's
+// candidates, not the size of the RIB: what a gNMI read of one prefix
+// pays.
+func (s *Server) RIBPrefix(vpc string, p netip.Prefix) []Candidate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m.vpcs[vpc] == nil || !p.IsValid() {
+		return nil
+	}
+	cs, _ := s.resolveLocked(vpc, p, nil)
+	return cs
+}
+
+// RIBPrefixes returns the prefixes of vpc's RIB in the order RIB lists
+// them (by address, then length); nil if vpc is not owned here. With
+// RIBRange it reads a large RIB a part at a time, so that a reader of a
+// million routes neither holds the controller for the whole read nor
+// holds every candidate at once.
+func (s *Server) RIBPrefixes(vpc string) []netip.Prefix {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m.vpcs[vpc] == nil {
+		return nil
+	}
+	return sortedPrefixes(s.prefixesLocked(vpc))
+}
+
+// RIBRange returns the candidates of prefixes ps of vpc resolved, in the
+// order of ps, each prefix's best first; prefixes without candidates (any
+// more) are skipped. Each call is consistent in itself; two calls may
+// see the RIB at different moments.
+func (s *Server) RIBRange(vpc string, ps []netip.Prefix) []Candidate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m.vpcs[vpc] == nil {
+		return nil
+	}
+	// Most prefixes of a large RIB have one candidate.
+	out := make([]Candidate, 0, len(ps)+len(ps)/8)
+	for _, p := range ps {
+		cs, _ := s.resolveLocked(vpc, p, nil)
+		out = append(out, cs...)
+	}
+	return out
+}
+
+// RIBRevision moves whenever a candidate of a RIB may have changed (as
+// Stats().RIBRevision), for a reader that looks again only then, without
+// the rest of Stats.
+func (s *Server) RIBRevision() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rib.rev
+}
+
+func sortedPrefixes(ps set[netip.Prefix]) []netip.Prefix {
 	sorted := make([]netip.Prefix, 0, len(ps))
 	for p := range ps {
 		sorted = append(sorted, p)
@@ -686,12 +750,7 @@ func (s *Server) ribLocked(vpc string) []Candidate {
 	slices.SortFunc(sorted, func(a, b netip.Prefix) int {
 		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
 	})
-	var out []Candidate
-	for _, p := range sorted {
-		cs, _ := s.resolveLocked(vpc, p, nil)
-		out = append(out, cs...)
-	}
-	return out
+	return sorted
 }
 
 // RIBs returns the RIB of every VPC owned here, by VPC.

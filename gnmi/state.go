@@ -240,6 +240,16 @@ func copyLeaves(dst, src reflect.Value, leaves [][2]int) {
 	}
 }
 
+// RIBRoutes adds candidates cs of one VPC's RIB (by prefix, each
+// prefix's best first, as controller.Server.RIB lists them) to routes:
+// what WithState does for each VPC's whole RIB, for a reader that shows
+// part of one (a prefix, or a part at a time).
+func RIBRoutes(routes *oc.P4Mesh_P4Mesh_Vpcs_Vpc_State_Routes, cs []controller.Candidate) {
+	for _, c := range cs {
+		ribRoute(routes, c)
+	}
+}
+
 // ribRoute adds candidate c to a VPC's state routes.
 func ribRoute(routes *oc.P4Mesh_P4Mesh_Vpcs_Vpc_State_Routes, c controller.Candidate) {
 	origin, _ := enumOf[oc.E_P4Mesh_RouteOrigin](c.Origin.String())

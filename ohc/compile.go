@@ -530,6 +530,15 @@ type compiler struct {
 	// routed are the (VNI, prefix) pairs routes filed in vnet_route: a
 	// pool route for the same prefix gives way to them.
 	routed map[vniPrefix]bool
+	// groupIDs are the ECMP groups of routes with their ids, groupUse
+	// how many routes use each, and routeWarned the routes that warned:
+	// what an incremental compile of a route change reads.
+	groupIDs    map[RouteGroupKey]uint16
+	groupUse    map[RouteGroupKey]int
+	routeWarned map[RouteKey]bool
+	// lookup, if set, finds a route's remote next hop in place of the
+	// index remoteByIP builds (the incremental compile's binary search).
+	lookup func(vpc string, ip netip.Addr) (RemoteEndpoint, bool)
 
 	// cache, when not nil, holds the entries of earlier compiles.
 	cache *entryCache
@@ -1002,131 +1011,174 @@ func (c *compiler) lbBackends(lb LoadBalancer, id uint16, lbVNI uint32, what str
 // RouteGroupIDs), never on the order routes came in.
 func (c *compiler) routes() error {
 	rs := slices.Clone(c.v.Routes)
-	slices.SortFunc(rs, func(a, b Route) int {
-		return cmp.Or(cmp.Compare(a.VPC, b.VPC), a.Prefix.Addr().Compare(b.Prefix.Addr()),
-			cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()), a.NextHopIP.Compare(b.NextHopIP))
-	})
-	type resolved struct {
-		what   origin
-		vni    p4rt.Uint
-		prefix netip.Prefix
-		drop   bool
-		hops   []routeHop // ≥ 1 unless drop
-		group  RouteGroupKey
-	}
+	slices.SortFunc(rs, compareRoutes)
 	var (
-		out    []resolved
+		out    []resolvedRoute
 		groups []RouteGroupKey
 		hopsOf = map[RouteGroupKey][]routeHop{}
 	)
+	c.groupUse = map[RouteGroupKey]int{}
+	c.routeWarned = map[RouteKey]bool{}
 	for _, r := range rs {
-		if c.local[r.VPC] == nil {
-			continue // no endpoint here sends in that VPC
+		warned := len(c.warnings)
+		x, ok, err := c.resolveRoute(r, c.routeEntry)
+		if len(c.warnings) > warned {
+			c.routeWarned[RouteKey{r.VPC, r.Prefix.Masked()}] = true
 		}
-		what := origin{route: r.Prefix, vpc: r.VPC}
-		if !r.Prefix.Addr().Is4() {
-			c.warnf("%s: not IPv4; vpc_peering.p4 forwards IPv4 only", what)
+		if err != nil {
+			return err
+		}
+		if !ok {
 			continue
 		}
-		x := resolved{what: what, vni: p4rt.Uint(c.v.VPCs[r.VPC].VNI), prefix: r.Prefix.Masked()}
-		if !r.NextHopIP.IsValid() && len(r.NextHopIPs) == 0 {
-			x.drop = true
-			out = append(out, x)
-			continue
-		}
-		if slices.ContainsFunc(r.NextHopIPs, func(a netip.Addr) bool { return !a.IsValid() }) {
-			c.warnf("%s: a next hop that is no address is left out", what)
-		}
-		for _, nh := range r.NextHops() {
-			if h, ok := c.nextHop(r.VPC, nh, what); ok {
-				x.hops = append(x.hops, h)
-			}
-		}
-		// A host that holds some of the next hops itself uses only those.
-		// A packet another host tunnelled here for this route must leave
-		// here: that host's group may order the members differently (BMv2
-		// orders them by handle, which follows each switch's own write
-		// history), so re-hashing could send it on to a third host or back,
-		// costing hops and TTL. The VMs here then take the nearest exit,
-		// as routers prefer a directly connected next hop.
-		if slices.ContainsFunc(x.hops, func(h routeHop) bool { return h.local }) {
-			x.hops = slices.DeleteFunc(x.hops, func(h routeHop) bool { return !h.local })
-		}
-		// A VPC hears from where it routes to: replies from an on-prem
-		// network behind an attachment come tunnelled from the
-		// attachment's host with the on-prem source, and out of the
-		// attachment's own port from its router, which may send from what
-		// is routed out of that port.
-		if len(x.hops) > 0 {
-			src := what
-			src.name = " (source)"
-			if err := c.routeEntry(endpointEntry{table: tVnetSourceCheck, action: aPermit, vni: x.vni}, x.prefix, nil, src,
-				func() (string, []p4rt.Match, p4rt.ActionCall) {
-					return tVnetSourceCheck, []p4rt.Match{p4rt.Exact("vni", x.vni), p4rt.Prefix("src_ip", x.prefix)}, p4rt.Call(aPermit)
-				}); err != nil {
-				return err
-			}
-		}
-		for _, h := range x.hops {
-			if h.attPort < 0 {
-				continue
-			}
-			src := what
-			src.name = " (source at its attachment)"
-			port := p4rt.Uint(h.attPort)
-			if err := c.routeEntry(endpointEntry{table: tAttSourceCheck, action: aPermit, n: uint64(port)}, x.prefix, nil, src,
-				func() (string, []p4rt.Match, p4rt.ActionCall) {
-					return tAttSourceCheck, []p4rt.Match{p4rt.Exact("ingress_port", port), p4rt.Prefix("src_ip", x.prefix)}, p4rt.Call(aPermit)
-				}); err != nil {
-				return err
-			}
-		}
-		switch len(x.hops) {
-		case 0:
-			continue // each next hop was warned about
-		case 1:
-		default:
-			ips := make([]string, len(x.hops))
-			for i, h := range x.hops {
-				ips[i] = h.ip.String()
-			}
-			x.group = RouteGroupKey{VPC: r.VPC, NextHops: strings.Join(ips, ",")}
+		if x.group != (RouteGroupKey{}) {
 			if _, dup := hopsOf[x.group]; !dup {
 				groups = append(groups, x.group)
 				hopsOf[x.group] = x.hops
 			}
+			c.groupUse[x.group]++
 		}
 		out = append(out, x)
 	}
 
 	ids := RouteGroupIDs(groups)
+	c.groupIDs = ids
 	for _, k := range groups {
 		if err := c.routeGroup(k, ids[k], hopsOf[k]); err != nil {
 			return err
 		}
 	}
 	for _, x := range out {
-		k := endpointEntry{table: tVnetRoute, vni: x.vni}
-		var mac net.HardwareAddr
-		var call p4rt.ActionCall
-		switch {
-		case x.drop:
-			k.action, call = aDrop, p4rt.Call(aDrop)
-		case len(x.hops) == 1:
-			h := x.hops[0]
-			k.action, k.n, k.host, mac, call = h.action, h.n, h.host, h.mac, h.call
-		default:
-			id := ids[x.group]
-			k.action, k.n, call = aToRouteGroup, uint64(id), p4rt.Call(aToRouteGroup, p4rt.P("group_id", p4rt.Uint(id)))
-		}
-		if err := c.routeEntry(k, x.prefix, mac, x.what, func() (string, []p4rt.Match, p4rt.ActionCall) {
-			return tVnetRoute, []p4rt.Match{p4rt.Exact("vni", x.vni), p4rt.Prefix("dst_ip", x.prefix)}, call
-		}); err != nil {
+		k, mac, build := x.vnetRoute(ids)
+		if err := c.routeEntry(k, x.prefix, mac, x.what, build); err != nil {
 			return err
 		}
 		c.routed[vniPrefix{x.vni, x.prefix}] = true
 	}
 	return nil
+}
+
+// compareRoutes is the order routes compiles routes in: by VPC, prefix,
+// then next hop.
+func compareRoutes(a, b Route) int {
+	return cmp.Or(cmp.Compare(a.VPC, b.VPC), a.Prefix.Addr().Compare(b.Prefix.Addr()),
+		cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()), a.NextHopIP.Compare(b.NextHopIP))
+}
+
+// resolvedRoute is a route with its next hops resolved, before its
+// vnet_route entry is made.
+type resolvedRoute struct {
+	what   origin
+	vni    p4rt.Uint
+	prefix netip.Prefix
+	drop   bool
+	hops   []routeHop // ≥ 1 unless drop
+	group  RouteGroupKey
+}
+
+// routeFiler files one entry of a route (compiler.routeEntry, or a
+// record of what would be filed).
+type routeFiler func(k endpointEntry, p netip.Prefix, mac net.HardwareAddr, what origin, build func() (string, []p4rt.Match, p4rt.ActionCall)) error
+
+// resolveRoute resolves r's next hops and files its source check entries
+// with file. ok is false for a route that gets no vnet_route entry: of a
+// VPC with no endpoint here, not IPv4, or with every next hop left out
+// (each warned about).
+func (c *compiler) resolveRoute(r Route, file routeFiler) (resolvedRoute, bool, error) {
+	if c.local[r.VPC] == nil {
+		return resolvedRoute{}, false, nil // no endpoint here sends in that VPC
+	}
+	what := origin{route: r.Prefix, vpc: r.VPC}
+	if !r.Prefix.Addr().Is4() {
+		c.warnf("%s: not IPv4; vpc_peering.p4 forwards IPv4 only", what)
+		return resolvedRoute{}, false, nil
+	}
+	x := resolvedRoute{what: what, vni: p4rt.Uint(c.v.VPCs[r.VPC].VNI), prefix: r.Prefix.Masked()}
+	if !r.NextHopIP.IsValid() && len(r.NextHopIPs) == 0 {
+		x.drop = true
+		return x, true, nil
+	}
+	if slices.ContainsFunc(r.NextHopIPs, func(a netip.Addr) bool { return !a.IsValid() }) {
+		c.warnf("%s: a next hop that is no address is left out", what)
+	}
+	for _, nh := range r.NextHops() {
+		if h, ok := c.nextHop(r.VPC, nh, what); ok {
+			x.hops = append(x.hops, h)
+		}
+	}
+	// A host that holds some of the next hops itself uses only those.
+	// A packet another host tunnelled here for this route must leave
+	// here: that host's group may order the members differently (BMv2
+	// orders them by handle, which follows each switch's own write
+	// history), so re-hashing could send it on to a third host or back,
+	// costing hops and TTL. The VMs here then take the nearest exit,
+	// as routers prefer a directly connected next hop.
+	if slices.ContainsFunc(x.hops, func(h routeHop) bool { return h.local }) {
+		x.hops = slices.DeleteFunc(x.hops, func(h routeHop) bool { return !h.local })
+	}
+	// A VPC hears from where it routes to: replies from an on-prem
+	// network behind an attachment come tunnelled from the
+	// attachment's host with the on-prem source, and out of the
+	// attachment's own port from its router, which may send from what
+	// is routed out of that port.
+	if len(x.hops) > 0 {
+		src := what
+		src.name = " (source)"
+		if err := file(endpointEntry{table: tVnetSourceCheck, action: aPermit, vni: x.vni}, x.prefix, nil, src,
+			func() (string, []p4rt.Match, p4rt.ActionCall) {
+				return tVnetSourceCheck, []p4rt.Match{p4rt.Exact("vni", x.vni), p4rt.Prefix("src_ip", x.prefix)}, p4rt.Call(aPermit)
+			}); err != nil {
+			return x, false, err
+		}
+	}
+	for _, h := range x.hops {
+		if h.attPort < 0 {
+			continue
+		}
+		src := what
+		src.name = " (source at its attachment)"
+		port := p4rt.Uint(h.attPort)
+		if err := file(endpointEntry{table: tAttSourceCheck, action: aPermit, n: uint64(port)}, x.prefix, nil, src,
+			func() (string, []p4rt.Match, p4rt.ActionCall) {
+				return tAttSourceCheck, []p4rt.Match{p4rt.Exact("ingress_port", port), p4rt.Prefix("src_ip", x.prefix)}, p4rt.Call(aPermit)
+			}); err != nil {
+			return x, false, err
+		}
+	}
+	switch len(x.hops) {
+	case 0:
+		return x, false, nil // each next hop was warned about
+	case 1:
+	default:
+		ips := make([]string, len(x.hops))
+		for i, h := range x.hops {
+			ips[i] = h.ip.String()
+		}
+		x.group = RouteGroupKey{VPC: r.VPC, NextHops: strings.Join(ips, ",")}
+	}
+	return x, true, nil
+}
+
+// vnetRoute is x's vnet_route entry, its ECMP group (if any) numbered by
+// ids.
+func (x *resolvedRoute) vnetRoute(ids map[RouteGroupKey]uint16) (endpointEntry, net.HardwareAddr, func() (string, []p4rt.Match, p4rt.ActionCall)) {
+	k := endpointEntry{table: tVnetRoute, vni: x.vni}
+	var mac net.HardwareAddr
+	var call p4rt.ActionCall
+	switch {
+	case x.drop:
+		k.action, call = aDrop, p4rt.Call(aDrop)
+	case len(x.hops) == 1:
+		h := x.hops[0]
+		k.action, k.n, k.host, mac, call = h.action, h.n, h.host, h.mac, h.call
+	default:
+		id := ids[x.group]
+		k.action, k.n, call = aToRouteGroup, uint64(id), p4rt.Call(aToRouteGroup, p4rt.P("group_id", p4rt.Uint(id)))
+	}
+	vni, prefix := x.vni, x.prefix
+	return k, mac, func() (string, []p4rt.Match, p4rt.ActionCall) {
+		return tVnetRoute, []p4rt.Match{p4rt.Exact("vni", vni), p4rt.Prefix("dst_ip", prefix)}, call
+	}
 }
 
 // vniPrefix is a vnet_route match: a sender's VNI and a destination prefix.
@@ -1418,6 +1470,9 @@ func (c *compiler) nextHop(vpc string, nh netip.Addr, what origin) (routeHop, bo
 		return routeHop{}, false
 	}
 	find := func(vpc string) (RemoteEndpoint, bool) {
+		if c.lookup != nil {
+			return c.lookup(vpc, nh)
+		}
 		e, ok := c.remoteByIP(vpc)[nh]
 		return e, ok
 	}

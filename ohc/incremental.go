@@ -48,6 +48,12 @@ type RemoteKey struct {
 	IP  netip.Addr
 }
 
+// RouteKey names a route of a view: its VPC and prefix (masked).
+type RouteKey struct {
+	VPC    string
+	Prefix netip.Prefix
+}
+
 // ViewChange says how a view differs from the one compiled before it.
 type ViewChange struct {
 	// Remote are the addresses whose remote endpoint records may have
@@ -60,6 +66,11 @@ type ViewChange struct {
 	// new. As for Remote, a key listed that did not change costs a little
 	// work and nothing else.
 	Local []RemoteKey
+	// Routes are the routes (View.Routes, by VPC and prefix) that may
+	// have come, gone or changed; as for Remote, a key listed that did
+	// not change costs a little work and nothing else. A change of
+	// routes alone is compiled a route at a time (compileRoutes).
+	Routes []RouteKey
 	// Other says that something else may have changed too: the host, a
 	// VPC, a peering (its gateway pool included), a gateway duty, a load
 	// balancer or a route. The view is then compiled whole.
@@ -70,11 +81,12 @@ type ViewChange struct {
 func (ch *ViewChange) Merge(o ViewChange) {
 	ch.Other = ch.Other || o.Other
 	if ch.Other {
-		ch.Remote, ch.Local = nil, nil
+		ch.Remote, ch.Local, ch.Routes = nil, nil, nil
 		return
 	}
 	ch.Remote = append(ch.Remote, o.Remote...)
 	ch.Local = append(ch.Local, o.Local...)
+	ch.Routes = append(ch.Routes, o.Routes...)
 }
 
 // Delta is what a compile changed in the desired entities: the entities of
@@ -104,8 +116,13 @@ type incState struct {
 	// compareRemote, so an address's records are found by binary search.
 	sorted   bool
 	warnings []string
-	// hops are the next hops of the last view's routes, in any VPC.
-	hops map[netip.Addr]bool
+	// hops counts the routes of the last view whose next hops include
+	// an address, in any VPC.
+	hops map[netip.Addr]int
+	// routesSorted says the last view's routes are sorted by
+	// compareRoutes, with masked prefixes, so a route is found by binary
+	// search.
+	routesSorted bool
 	// peersOf lists, for a VPC, the local VPCs with an active peering to
 	// it: those that see its endpoints.
 	peersOf map[string][]string
@@ -135,9 +152,17 @@ type incState struct {
 func (cc *Compiler) CompileChange(v *View, ch ViewChange) ([]string, error) {
 	st := &cc.inc
 	st.delta = Delta{}
-	if !ch.Other && st.ok && st.sorted && v != nil && cc.compileRemote(v, ch.Remote, ch.Local) {
-		st.incremental++
-		return st.warnings, nil
+	if !ch.Other && st.ok && st.sorted && v != nil {
+		incremental := false
+		if len(ch.Routes) == 0 {
+			incremental = cc.compileRemote(v, ch.Remote, ch.Local)
+		} else if len(ch.Remote)+len(ch.Local) == 0 && st.routesSorted {
+			incremental = cc.compileRoutes(v, ch.Routes)
+		}
+		if incremental {
+			st.incremental++
+			return st.warnings, nil
+		}
 	}
 	c, desired, err := cc.compileWhole(v)
 	if err != nil {
@@ -156,12 +181,13 @@ func (cc *Compiler) CompileChange(v *View, ch ViewChange) ([]string, error) {
 			break
 		}
 	}
-	st.hops = map[netip.Addr]bool{}
+	st.hops = map[netip.Addr]int{}
 	for _, r := range v.Routes {
 		for _, nh := range r.NextHops() {
-			st.hops[nh] = true
+			st.hops[nh]++
 		}
 	}
+	st.routesSorted = slices.IsSortedFunc(v.Routes, compareRoutes) && !slices.ContainsFunc(v.Routes, func(r Route) bool { return r.Prefix != r.Prefix.Masked() })
 	st.peersOf = map[string][]string{}
 	for _, name := range c.localVPCs {
 		for _, p := range c.peers[name] {
@@ -290,7 +316,7 @@ func (cc *Compiler) compileRemote(v *View, keys, locals []RemoteKey) bool {
 		}
 	}
 	for _, k := range keys {
-		if !k.IP.Is4() || st.hops[k.IP] {
+		if !k.IP.Is4() || st.hops[k.IP] > 0 {
 			return false
 		}
 		for _, e := range lookupRemote(v.Remote[k.VPC], k.IP) {
@@ -659,7 +685,7 @@ func (cc *Compiler) planLocal(v *View, keys []RemoteKey, plans []keyPlan) (map[s
 			continue
 		}
 		seen[k] = true
-		if !k.IP.Is4() || st.hops[k.IP] || backend(k.IP) {
+		if !k.IP.Is4() || st.hops[k.IP] > 0 || backend(k.IP) {
 			return nil, nil, false
 		}
 		for i, m := range []map[string]map[netip.Addr]LocalEndpoint{c.local, local} {

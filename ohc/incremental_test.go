@@ -30,7 +30,7 @@ import (
 // previous desired set and the new one, in dependency order.
 func TestCompileChangeMatchesCompile(t *testing.T) {
 	s := schema(t)
-	var steps, incremental, localSteps, localInc uint64
+	var steps, incremental, localSteps, localInc, routeSteps, routeInc uint64
 	// Half the seeds compact the compiler's emptied slots at once.
 	defer ohc.SetCompactAfter(ohc.SetCompactAfter(1024))
 	for seed := range 40 {
@@ -42,6 +42,21 @@ func TestCompileChangeMatchesCompile(t *testing.T) {
 		// reaches straight at its port (to_local_vm keyed by red's VNI).
 		v.Local = append(v.Local, ohc.LocalEndpoint{ID: "blue-vm1", VPC: "blue", IP: ip("10.2.1.7"), MAC: mac("02:00:00:0b:00:07"), Port: 7})
 		v.Remote["blue"] = append(v.Remote["blue"], ohc.RemoteEndpoint{IP: ip("10.2.1.7"), MAC: mac("02:00:00:0b:00:07"), HostIP: ip(hostA)})
+		// A VPN attachment of red on this host: a route through it
+		// leaves by its port, to its router, and admits the route's
+		// prefix from it (attachment_source_check).
+		v.Local = append(v.Local, ohc.LocalEndpoint{ID: "red-vpn", VPC: "red", Kind: ohc.KindVPN, IP: ip("10.1.0.30"), MAC: mac("02:00:00:01:00:30"),
+			Port: 8, RouterMAC: mac("02:00:00:0f:00:01")})
+		// Blue peered back with red: a route of blue can go through
+		// red's attachment here, whose source check a route of red for
+		// the same prefix shares.
+		v.Peerings = append(v.Peerings, ohc.Peering{VPC: "blue", PeerVPC: "red", PeerVNI: 100, Active: true, PeerPrefixes: []netip.Prefix{pfx("10.1.0.0/24")}})
+		// Red's routers elsewhere, the next hops of ECMP routes, which
+		// the endpoint edits leave alone (routeEditHops).
+		for i := range 3 {
+			v.Remote["red"] = append(v.Remote["red"], ohc.RemoteEndpoint{IP: netip.AddrFrom4([4]byte{10, 1, 0, byte(40 + i)}),
+				MAC: mac(fmt.Sprintf("02:00:00:01:00:%02x", 0x40+i)), HostIP: ip([]string{hostB, "192.168.0.3"}[i%2])})
+		}
 		if seed%4 == 3 {
 			// A gateway of purple, with red's peering to blue
 			// through a pool: edits of purple's records and local
@@ -61,6 +76,10 @@ func TestCompileChangeMatchesCompile(t *testing.T) {
 				localSteps++
 				localInc += ohc.IncrementalCompiles(cc) - before
 			}
+			if len(ch.Routes) > 0 {
+				routeSteps++
+				routeInc += ohc.IncrementalCompiles(cc) - before
+			}
 			if rng.IntN(12) == 0 {
 				// A malformed record: the compile fails and the
 				// compiler keeps the last good view; the next view
@@ -77,15 +96,24 @@ func TestCompileChangeMatchesCompile(t *testing.T) {
 	// path. Not all can: the pools are small so that records collide,
 	// and a conflict, an edit that is not of remote endpoints, a
 	// malformed record and the compile after it are compiled whole.
-	if incremental < steps*2/5 {
-		t.Errorf("%d of %d compiles were incremental, want at least 40%%", incremental, steps)
+	// (Counted without the route edits, which have their own floor
+	// below. With them in the mix, 40% before, more edits meet an
+	// address that routes reach through or a whole compile after one,
+	// about 36%.)
+	if other, otherSteps := incremental-routeInc, steps-routeSteps; other < otherSteps/3 {
+		t.Errorf("%d of %d compiles other than of routes were incremental, want at least a third", other, otherSteps)
 	}
 	// Local endpoint edits too: most keep their VPC's first and last
 	// endpoint, collide with nothing and can go incremental.
 	if localSteps == 0 || localInc < localSteps/4 {
 		t.Errorf("%d of %d local endpoint edits were compiled incrementally, want at least 25%%", localInc, localSteps)
 	}
-	t.Logf("%d of %d compiles incremental; %d of %d local endpoint edits", incremental, steps, localInc, localSteps)
+	// Route edits: most name routes that warn for neither view, share
+	// no entry and keep their ECMP groups.
+	if routeSteps == 0 || routeInc < routeSteps/4 {
+		t.Errorf("%d of %d route edits were compiled incrementally, want at least 25%%", routeInc, routeSteps)
+	}
+	t.Logf("%d of %d compiles incremental; %d of %d local endpoint edits; %d of %d route edits", incremental, steps, localInc, localSteps, routeInc, routeSteps)
 }
 
 // checkStep compiles v with cc, told ch, and checks it against Compile and
@@ -194,10 +222,12 @@ func editAddr(rng *rand.Rand, vpc string) netip.Addr {
 
 // edit returns a new view, v with one random edit, and what changed.
 func edit(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
-	switch rng.IntN(7) {
+	switch rng.IntN(9) {
 	case 0:
 	case 1, 2:
 		return editLocal(rng, v)
+	case 3, 4:
+		return editRoutes(rng, v)
 	default:
 		return editRemote(rng, v, false)
 	}
@@ -220,6 +250,7 @@ func edit(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
 	case 3: // a route to an address the edits move around
 		n.Routes = append(n.Routes, ohc.Route{VPC: "red", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte(rng.IntN(256)), 0}), 24),
 			NextHopIP: editAddr(rng, "red")})
+		sortRoutes(n)
 	case 4:
 		if len(n.Routes) > 0 {
 			i := rng.IntN(len(n.Routes))
@@ -416,9 +447,77 @@ func cloneView(v *ohc.View) *ohc.View {
 	return &n
 }
 
+// routeEditPrefixes are the prefixes route edits draw from: a few
+// /24s, so that routes of red and blue share prefixes (and an
+// attachment's source check), and what blue exports to red, which a
+// gateway pool routes when red's peering has one.
+var routeEditPrefixes = []netip.Prefix{pfx("172.16.0.0/24"), pfx("172.16.1.0/24"), pfx("172.16.2.0/24"), pfx("172.16.3.0/24"),
+	pfx("10.2.1.0/24"), pfx("10.2.0.0/16")}
+
+// routeEditHops are the next hop sets route edits draw from: none (a
+// drop route), one address of red or blue (remote, local, unknown), a
+// router elsewhere, the local attachment, and equal-cost sets (ECMP groups) of
+// red's remote routers, or with the attachment among them (which, local,
+// takes them all).
+func routeEditHops(rng *rand.Rand, vpc string) (netip.Addr, []netip.Addr) {
+	switch rng.IntN(8) {
+	case 0:
+		return netip.Addr{}, nil
+	case 1:
+		return ip("10.1.0.30"), nil // the local attachment red-vpn
+	case 2, 6:
+		return ip("10.1.0.42"), nil // a router elsewhere
+	case 3, 4: // ECMP over two of three remote addresses: few groups
+		hs := []netip.Addr{ip("10.1.0.40"), ip("10.1.0.41"), ip("10.1.0.42")}
+		i := rng.IntN(3)
+		pair := []netip.Addr{hs[i], hs[(i+1)%3]}
+		slices.SortFunc(pair, netip.Addr.Compare)
+		return pair[0], pair
+	case 5:
+		pair := []netip.Addr{ip("10.1.0.30"), ip("10.1.0.40")}
+		slices.SortFunc(pair, netip.Addr.Compare)
+		return pair[0], pair
+	}
+	return editAddr(rng, vpc), nil
+}
+
+// editRoutes returns v with a route of red or blue set (added or given
+// other next hops) or withdrawn, now and then two, and the routes named
+// in a ViewChange (now and then one that did not change, too).
+func editRoutes(rng *rand.Rand, v *ohc.View) (*ohc.View, ohc.ViewChange) {
+	n := cloneView(v)
+	var ch ohc.ViewChange
+	for range 1 + rng.IntN(2) {
+		vpc := []string{"red", "red", "blue", "green"}[rng.IntN(4)]
+		p := routeEditPrefixes[rng.IntN(len(routeEditPrefixes))]
+		n.Routes = slices.DeleteFunc(n.Routes, func(r ohc.Route) bool { return r.VPC == vpc && r.Prefix == p })
+		if rng.IntN(3) > 0 {
+			nh, nhs := routeEditHops(rng, vpc)
+			n.Routes = append(n.Routes, ohc.Route{VPC: vpc, Prefix: p, NextHopIP: nh, NextHopIPs: nhs})
+		}
+		ch.Routes = append(ch.Routes, ohc.RouteKey{VPC: vpc, Prefix: p})
+	}
+	if rng.IntN(5) == 0 && len(n.Routes) > 0 {
+		r := n.Routes[rng.IntN(len(n.Routes))]
+		ch.Routes = append(ch.Routes, ohc.RouteKey{VPC: r.VPC, Prefix: r.Prefix.Masked()})
+	}
+	sortRoutes(n)
+	return n, ch
+}
+
+// sortRoutes sorts v's routes as the agent hands them: by VPC, prefix
+// (address, then length) and next hop.
+func sortRoutes(v *ohc.View) {
+	slices.SortFunc(v.Routes, func(a, b ohc.Route) int {
+		return cmp.Or(cmp.Compare(a.VPC, b.VPC), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()),
+			a.NextHopIP.Compare(b.NextHopIP))
+	})
+}
+
 // sortView sorts v's Remote lists as the agent does: by address, host and
-// MAC.
+// MAC, and its routes as sortRoutes does.
 func sortView(v *ohc.View) *ohc.View {
+	sortRoutes(v)
 	for _, es := range v.Remote {
 		slices.SortFunc(es, func(a, b ohc.RemoteEndpoint) int {
 			return cmp.Or(a.IP.Compare(b.IP), a.HostIP.Compare(b.HostIP), bytes.Compare(a.MAC, b.MAC))

@@ -171,26 +171,48 @@ func (s *Server) device() (*oc.Device, error) {
 	if s.tree != nil && s.treeCfg == cfg && slices.Equal(s.treePeerings, peerings) && sameState(s.treeStats, st) {
 		return s.tree, nil
 	}
+	d, err := buildTree(cfg, peerings, st, false)
+	if err != nil {
+		return nil, err
+	}
+	s.tree, s.treeCfg, s.treePeerings, s.treeStats = d, cfg, peerings, st
+	return d, nil
+}
+
+// deviceWithRIB is device with every VPC's whole RIB in its state, built
+// for each call and not shared: only a read of what holds whole RIBs (a
+// VPC, all VPCs, the root) needs it, and it costs the size of the RIBs.
+func (s *Server) deviceWithRIB() (*oc.Device, error) {
+	c := s.o.Controller
+	return buildTree(c.Config(), c.Peerings(), c.Stats(), true)
+}
+
+// buildTree is the tree of cfg with the state the controller reports,
+// the VPCs' RIBs only if withRIB (rib.go).
+func buildTree(cfg *controller.Config, peerings []controller.PeeringStatus, st controller.Stats, withRIB bool) (*oc.Device, error) {
 	d, err := p4gnmi.FromConfig(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if !withRIB {
+		st.RIBs = nil
 	}
 	p4gnmi.WithState(d, peerings, st)
 	// A leaf whose YANG default is in use reads as that default
 	// (§3.3.4), in Get and Subscribe alike; the conversion to the
 	// controller's configuration reads a default as unset.
 	d.PopulateDefaults()
-	s.tree, s.treeCfg, s.treePeerings, s.treeStats = d, cfg, peerings, st
 	return d, nil
 }
 
 // sameState reports whether a and b give the same tree: it compares what
-// WithState reads.
+// WithState reads but the RIBs, which the shared tree leaves out
+// (rib.go): a route learned or withdrawn changes no tree.
 func sameState(a, b controller.Stats) bool {
 	return a.PublishedServices == b.PublishedServices && a.Subscribers == b.Subscribers &&
 		a.Peerings == b.Peerings && a.ActivePeerings == b.ActivePeerings &&
 		maps.Equal(a.HostEntries, b.HostEntries) && maps.Equal(a.HostSwitchPrimary, b.HostSwitchPrimary) &&
-		slices.Equal(a.Routes, b.Routes) && a.RIBRevision == b.RIBRevision
+		slices.Equal(a.Routes, b.Routes)
 }
 
 // fullPath joins a request's prefix and a path.
@@ -223,11 +245,21 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 	if enc != gnmi.Encoding_JSON_IETF && enc != gnmi.Encoding_JSON {
 		return nil, status.Errorf(codes.Unimplemented, "%s: encoding %s is not supported: p4mesh answers in JSON_IETF or JSON", pathList(req.GetPrefix(), req.GetPath()), enc)
 	}
-	d, err := s.device()
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "build the tree: %v", err)
-	}
-	if typ := req.GetType(); typ != gnmi.GetRequest_ALL {
+	typ := req.GetType()
+	// tree is the tree of config and state typ asks for: the shared one
+	// (device), or with withRIB every VPC's RIB in it (deviceWithRIB).
+	tree := func(withRIB bool) (*oc.Device, error) {
+		build := s.device
+		if withRIB {
+			build = s.deviceWithRIB
+		}
+		d, err := build()
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "build the tree: %v", err)
+		}
+		if typ == gnmi.GetRequest_ALL {
+			return d, nil
+		}
 		// CONFIG is what an operator set; STATE and OPERATIONAL what the
 		// controller reports (here all state is operational). The shared
 		// tree is read-only: filter a copy.
@@ -240,8 +272,13 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 			drop = "Config"
 		}
 		prune(reflect.ValueOf(c), drop)
-		d = c.(*oc.Device)
+		return c.(*oc.Device), nil
 	}
+	d, err := tree(false)
+	if err != nil {
+		return nil, err
+	}
+	var withRIB *oc.Device // built once, if a path needs it
 	now := time.Now().UnixNano()
 	resp := &gnmi.GetResponse{}
 	paths := req.GetPath()
@@ -263,7 +300,27 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 		full := fullPath(req.GetPrefix(), p)
 		n := &gnmi.Notification{Timestamp: now, Prefix: respPrefix(req.GetPrefix(), p)}
 		for _, x := range s.expand(full) {
-			nodes, err := ytypes.GetNode(s.schema.RootSchema(), d, x, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
+			at := d
+			switch place, sc := ribPlaceOf(x); place {
+			case ribIn:
+				if typ == gnmi.GetRequest_CONFIG {
+					continue // a RIB is state only
+				}
+				ups, err := s.getRIB(x, sc, enc)
+				if err != nil {
+					return nil, err
+				}
+				n.Update = append(n.Update, ups...)
+				continue
+			case ribAbove:
+				if withRIB == nil {
+					if withRIB, err = tree(true); err != nil {
+						return nil, err
+					}
+				}
+				at = withRIB
+			}
+			nodes, err := ytypes.GetNode(s.schema.RootSchema(), at, x, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
 			if err != nil && status.Code(err) != codes.NotFound {
 				return nil, status.Errorf(codes.InvalidArgument, "%s: %s", pathString(full), plain(err))
 			}
@@ -285,7 +342,16 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 			// Nothing there: NotFound if the path names what does not
 			// exist, else (an empty list or container, a wildcard
 			// matching nothing) an empty notification.
-			if err := s.missing(d, full); err != nil {
+			at := d
+			if place, sc := ribPlaceOf(full); place == ribIn {
+				// Whether the VPC, or the route named by all its keys,
+				// is there: of a whole RIB, no route is named.
+				if sc.whole() {
+					sc.none = true
+				}
+				at = s.scopeDevice(sc)
+			}
+			if err := s.missing(at, full); err != nil {
 				return nil, err
 			}
 		}

@@ -14,7 +14,8 @@ import (
 )
 
 // wholeLeaves is every leaf of the tree built whole from what the
-// controller serves now: what a generation must hold.
+// controller serves now but the RIBs': what a generation must hold (a
+// subscription reads the RIB leaves it reaches itself, rib.go).
 func wholeLeaves(t *testing.T, srv *Server, ctl *controller.Server) map[string]*leaf {
 	t.Helper()
 	d, err := p4gnmi.FromConfig(ctl.Config())
@@ -26,6 +27,11 @@ func wholeLeaves(t *testing.T, srv *Server, ctl *controller.Server) map[string]*
 	m, err := srv.leaves(d)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, l := range m {
+		if place, _ := ribPlaceOf(l.path); place == ribIn {
+			delete(m, k)
+		}
 	}
 	return m
 }

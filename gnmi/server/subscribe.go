@@ -323,12 +323,10 @@ func (s *Server) snapshot() (*generation, error) {
 // restLeaves is the leaves of rest, a configuration without endpoints and
 // load balancers, with the state the controller reports.
 func (s *Server) restLeaves(rest *controller.Config, peerings []controller.PeeringStatus, st controller.Stats) (map[string]*leaf, error) {
-	d, err := p4gnmi.FromConfig(rest)
+	d, err := buildTree(rest, peerings, st, false)
 	if err != nil {
 		return nil, err
 	}
-	p4gnmi.WithState(d, peerings, st)
-	d.PopulateDefaults()
 	all, err := s.leaves(d)
 	if err != nil {
 		return nil, err
@@ -406,6 +404,31 @@ type sub struct {
 	// (§3.5.1.5.2), whatever changed.
 	heartbeat time.Duration
 	nextBeat  time.Time
+
+	// rib, if not nil, is what of the VPCs' RIBs the subscription
+	// reaches: their leaves are not in the generations (rib.go), and
+	// each subscription keeps its own, looked at again only when the
+	// RIB or the generation moved (ribRev, ribGen). ribCur is the newest,
+	// ribSent what was last seen for ON_CHANGE, ribSampled at the last
+	// sample.
+	rib                         *ribScope
+	ribRev                      uint64
+	ribGen                      *generation
+	ribCur, ribSent, ribSampled map[string]*leaf
+}
+
+// lookRIB brings sb.ribCur up to date with the RIB at revision rev and
+// generation g.
+func (s *Server) lookRIB(sb *sub, rev uint64, g *generation) error {
+	if sb.rib == nil || (sb.ribCur != nil && sb.ribRev == rev && sb.ribGen == g) {
+		return nil
+	}
+	ls, err := s.ribLeaves(*sb.rib)
+	if err != nil {
+		return err
+	}
+	sb.ribCur, sb.ribRev, sb.ribGen = ls, rev, g
+	return nil
 }
 
 func (sb *sub) covers(p *gnmi.Path) bool {
@@ -517,8 +540,19 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 	// Take the notification channel before reading: a change in between
 	// then wakes the loop at once.
 	wake := s.o.Controller.Changed()
-	first, err := s.dump(st, target, paths, list.GetUpdatesOnly(), enc)
+	first, err := s.snapshot()
 	if err != nil {
+		return status.Errorf(codes.Internal, "build the tree: %v", err)
+	}
+	ribLeaves := map[string]*leaf{}
+	if err := s.lookRIBs(streams, first); err != nil {
+		return status.Errorf(codes.Internal, "build the tree: %v", err)
+	}
+	for _, sb := range streams {
+		maps.Copy(ribLeaves, sb.ribCur)
+		sb.ribSent, sb.ribSampled = sb.ribCur, sb.ribCur
+	}
+	if err := s.dumpGen(st, first, ribLeaves, target, paths, list.GetUpdatesOnly(), enc); err != nil {
 		return err
 	}
 	if err := st.Send(syncResponse()); err != nil {
@@ -577,6 +611,9 @@ func (s *Server) Subscribe(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gn
 		if err != nil {
 			return status.Errorf(codes.Internal, "build the tree: %v", err)
 		}
+		if err := s.lookRIBs(streams, cur); err != nil {
+			return status.Errorf(codes.Internal, "build the tree: %v", err)
+		}
 		n := s.streamNotification(streams, last, cur, time.Now(), target, enc)
 		last = cur.link
 		if len(n.Update)+len(n.Delete) == 0 {
@@ -626,7 +663,32 @@ func (s *Server) streamSubs(subs []*gnmi.Subscription, paths []*gnmi.Path) ([]*s
 			return nil, status.Errorf(codes.InvalidArgument, "%s: subscription mode %s is not supported", pathString(p), sn.GetMode())
 		}
 	}
+	for _, sb := range out {
+		if sb.only == configLeaves {
+			continue // a RIB is state only
+		}
+		if place, sc := ribPlaceOf(sb.path); place != ribNone {
+			sb.rib = &sc
+		}
+	}
 	return out, nil
+}
+
+// lookRIBs brings the RIB leaves of the subscriptions that reach a RIB up
+// to date with generation g; those that reach none cost nothing here.
+func (s *Server) lookRIBs(streams []*sub, g *generation) error {
+	if !slices.ContainsFunc(streams, func(sb *sub) bool { return sb.rib != nil }) {
+		return nil
+	}
+	// The revision before the leaves: a change in between is read now
+	// and read again at the next look.
+	rev := s.o.Controller.RIBRevision()
+	for _, sb := range streams {
+		if err := s.lookRIB(sb, rev, g); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // streamNotification is what a STREAM list sends at now, having sent up
@@ -654,6 +716,32 @@ func (s *Server) streamNotification(streams []*sub, last *link, cur *generation,
 			}
 		})
 	}
+	// ribDiff notes, of sb's RIB leaves, those that differ between from
+	// and to, and ribAll every one of to.
+	ribDiff := func(sb *sub, from, to map[string]*leaf) {
+		if sb.rib == nil || maps.Equal(from, to) {
+			return
+		}
+		d := map[string]*gnmi.Path{}
+		diffLeaves(d, from, to)
+		for k, p := range d {
+			if !sb.covers(p) {
+				continue
+			}
+			if l, ok := to[k]; ok {
+				ups[k] = l
+			} else {
+				dels[k] = p
+			}
+		}
+	}
+	ribAll := func(sb *sub) {
+		for k, l := range sb.ribCur {
+			if sb.covers(l.path) {
+				ups[k] = l
+			}
+		}
+	}
 	for _, sb := range streams {
 		if sb.onChange {
 			if changed == nil {
@@ -664,6 +752,7 @@ func (s *Server) streamNotification(streams []*sub, last *link, cur *generation,
 					note(k, p)
 				}
 			}
+			ribDiff(sb, sb.ribSent, sb.ribCur)
 		}
 		if sb.sample > 0 && !now.Before(sb.nextSample) {
 			for k, p := range changedSince(sb.sampled, cur.link) {
@@ -671,15 +760,19 @@ func (s *Server) streamNotification(streams []*sub, last *link, cur *generation,
 					note(k, p)
 				}
 			}
+			ribDiff(sb, sb.ribSampled, sb.ribCur)
 			if !sb.suppress {
 				all(sb)
+				ribAll(sb)
 			}
-			sb.sampled, sb.nextSample = cur.link, now.Add(sb.sample)
+			sb.sampled, sb.nextSample, sb.ribSampled = cur.link, now.Add(sb.sample), sb.ribCur
 		}
 		if sb.heartbeat > 0 && !now.Before(sb.nextBeat) {
 			all(sb)
+			ribAll(sb)
 			sb.nextBeat = now.Add(sb.heartbeat)
 		}
+		sb.ribSent = sb.ribCur
 	}
 	n := &gnmi.Notification{Timestamp: now.UnixNano(), Prefix: target}
 	for _, l := range ups {
@@ -702,17 +795,35 @@ func (s *Server) dump(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.Su
 	if updatesOnly {
 		return g, nil
 	}
+	rib, err := s.ribLeavesOf(paths)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "build the tree: %v", err)
+	}
+	return g, s.dumpGen(st, g, rib, target, paths, false, enc)
+}
+
+// dumpGen sends every leaf of g and of rib (RIB leaves, which
+// generations do not hold) under paths, as one notification, unless
+// updatesOnly.
+func (s *Server) dumpGen(st grpc.BidiStreamingServer[gnmi.SubscribeRequest, gnmi.SubscribeResponse], g *generation, rib map[string]*leaf, target *gnmi.Path, paths []*gnmi.Path, updatesOnly bool, enc gnmi.Encoding) error {
+	if updatesOnly {
+		return nil
+	}
 	n := &gnmi.Notification{Timestamp: time.Now().UnixNano(), Prefix: target}
-	g.each(func(_ string, l *leaf) {
+	add := func(_ string, l *leaf) {
 		if slices.ContainsFunc(paths, func(p *gnmi.Path) bool { return matches(p, l.path) }) {
 			n.Update = append(n.Update, &gnmi.Update{Path: l.path, Val: l.val(enc)})
 		}
-	})
+	}
+	g.each(add)
+	for k, l := range rib {
+		add(k, l)
+	}
 	if len(n.Update) == 0 {
-		return g, nil
+		return nil
 	}
 	sortNotification(n)
-	return g, st.Send(&gnmi.SubscribeResponse{Response: &gnmi.SubscribeResponse_Update{Update: n}})
+	return st.Send(&gnmi.SubscribeResponse{Response: &gnmi.SubscribeResponse_Update{Update: n}})
 }
 
 func syncResponse() *gnmi.SubscribeResponse {
