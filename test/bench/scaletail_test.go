@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/p4mesh/p4mesh/api/p4meshv1"
 	"github.com/p4mesh/p4mesh/store"
 )
 
@@ -87,8 +88,10 @@ func (b timedBackend) Commit(ctx context.Context, ops []store.Op) (uint64, error
 // and its Writes and Reads to its switch.
 type hostProbe struct{ log probeLog }
 
-// controllerDial stamps every message an OHC receives from a controller
-// ("recv").
+// controllerDial stamps every change an OHC receives from a controller
+// ("recv"): PUT and DELETE events, not PROGRESS (which the streams of
+// every table of a controller send as its revision moves, and would
+// otherwise be taken for the change's arrival) nor SYNCED or RESET.
 func (p *hostProbe) controllerDial() grpc.DialOption {
 	return grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		s, err := streamer(ctx, desc, cc, method, opts...)
@@ -106,7 +109,7 @@ type recvStamper struct {
 
 func (s recvStamper) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if err == nil {
+	if ev, ok := m.(*p4meshv1.Event); err == nil && ok && (ev.GetType() == p4meshv1.Event_PUT || ev.GetType() == p4meshv1.Event_DELETE) {
 		s.p.log.add("recv")
 	}
 	return err
