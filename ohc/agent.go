@@ -92,6 +92,13 @@ type Agent struct {
 	conns map[string]*grpc.ClientConn
 	hosts map[string]*hostProgramming // by controller address
 	subs  map[subKey]*subscription
+	// want is the union of the hosts' wants (wantedLocked), kept while
+	// none of them changes: at a host of 100 VPCs with their peers it has
+	// hundreds of keys, and Run asks for it twice per wake-up, on every
+	// endpoint change anywhere it pulls from. subOrder is subs' keys in
+	// the order assemble merges them, nil when subs changed since.
+	want     map[subKey]bool
+	subOrder []subKey
 
 	kick chan struct{}
 
@@ -174,6 +181,7 @@ type subKey struct {
 // subscription is the four streams of one connectivity service.
 type subscription struct {
 	part
+	name                   string // subKey.String, for the log and the missing and stale lists
 	cancel                 context.CancelFunc
 	dest, fwd, lbs, routes *watch.View
 }
@@ -507,6 +515,7 @@ func (a *Agent) subscribe(ctx context.Context, wg *sync.WaitGroup) {
 		if !want[k] {
 			s.cancel()
 			delete(a.subs, k)
+			a.subOrder = nil
 			a.log.Info("stopped pulling", "vpc", k.vpc, "policy", k.policy, "from", k.addr)
 		}
 	}
@@ -524,9 +533,10 @@ func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 	}
 	client := p4meshv1.NewConnectivityClient(conn)
 	sctx, cancel := context.WithCancel(ctx)
-	s := &subscription{cancel: cancel, dest: &watch.View{}, fwd: &watch.View{}, lbs: &watch.View{}, routes: &watch.View{}}
+	s := &subscription{name: k.String(), cancel: cancel, dest: &watch.View{}, fwd: &watch.View{}, lbs: &watch.View{}, routes: &watch.View{}}
 	a.mu.Lock()
 	a.subs[k] = s
+	a.subOrder = nil
 	a.mu.Unlock()
 	a.log.Info("pulling connectivity", "vpc", k.vpc, "policy", k.policy, "for", k.peerVPC, "from", k.addr)
 	req := func(rev uint64) *p4meshv1.WatchRequest {
@@ -569,8 +579,10 @@ func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 // a RESET, or its controller down) counts with its last whole snapshot:
 // dropping what that pulled would take its entries off the switch for lack
 // of news.
+//
+// The map is the agent's: callers read it and do not keep it.
 func (a *Agent) wantedLocked() map[subKey]bool {
-	want := map[subKey]bool{}
+	changed := a.want == nil
 	for addr, hp := range a.hosts {
 		// Read before the items: a change counted later is seen next
 		// time. Every change to a whole stream is counted, so with the
@@ -582,13 +594,22 @@ func (a *Agent) wantedLocked() map[subKey]bool {
 			// A RESET between the two reads would leave items half a
 			// snapshot: keep the last whole one then.
 			if hp.view.Synced() {
-				hp.wants, hp.wantsAt = wantsOf(addr, items), n
+				w := wantsOf(addr, items)
+				changed = changed || !maps.Equal(w, hp.wants)
+				hp.wants, hp.wantsAt = w, n
 			}
 		}
+	}
+	if !changed {
+		return a.want
+	}
+	want := map[subKey]bool{}
+	for _, hp := range a.hosts {
 		for k := range hp.wants {
 			want[k] = true
 		}
 	}
+	a.want = want
 	return want
 }
 
@@ -699,12 +720,14 @@ func (a *Agent) assemble() assembly {
 	// Own VPCs' connectivity first, so that when a host sees a load
 	// balancer both as its own VPC's and through a peering, the own copy
 	// is the one kept.
-	keys := slices.SortedFunc(maps.Keys(a.subs), func(x, y subKey) int {
-		return cmp.Or(cmp.Compare(x.policy, y.policy), cmp.Compare(x.addr, y.addr), cmp.Compare(x.vpc, y.vpc), cmp.Compare(x.peerVPC, y.peerVPC))
-	})
-	for _, k := range keys {
+	if a.subOrder == nil {
+		a.subOrder = slices.SortedFunc(maps.Keys(a.subs), func(x, y subKey) int {
+			return cmp.Or(cmp.Compare(x.policy, y.policy), cmp.Compare(x.addr, y.addr), cmp.Compare(x.vpc, y.vpc), cmp.Compare(x.peerVPC, y.peerVPC))
+		})
+	}
+	for _, k := range a.subOrder {
 		s := a.subs[k]
-		take(&s.part, k.String(), s.synced(), func(f *View) { s.addConnectivity(f, k) })
+		take(&s.part, s.name, s.synced(), func(f *View) { s.addConnectivity(f, k) })
 	}
 	as.change = ViewChange{Other: !slices.Equal(as.parts, a.handedParts)}
 	for _, p := range as.parts {

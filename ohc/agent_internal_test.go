@@ -2,11 +2,13 @@ package ohc
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -400,5 +402,106 @@ func TestGatewayDutyWanted(t *testing.T) {
 	}
 	if len(as.view.Peerings) != 1 || as.view.Peerings[0].PeerVPC != "red" {
 		t.Errorf("view peerings %+v, want blue's with red", as.view.Peerings)
+	}
+}
+
+// TestWantedFollowsHostProgramming: the union of what the controllers'
+// host programming calls for, which the agent keeps between changes,
+// follows every change of any controller's stream (a VPC that comes, a
+// peering that becomes active, a VPC that goes), and is each time what
+// wantsOf of every stream gives.
+func TestWantedFollowsHostProgramming(t *testing.T) {
+	ev := func(key string, e *p4meshv1.Event) *p4meshv1.Event {
+		e.Type, e.Key = p4meshv1.Event_PUT, key
+		return e
+	}
+	vpc := func(name string) *p4meshv1.Event {
+		return ev("vpc/"+name, &p4meshv1.Event{Value: &p4meshv1.Event_Vpc{Vpc: &p4meshv1.VPC{Name: name, Vni: 100}}})
+	}
+	peering := func(v, peer string, active bool) *p4meshv1.Event {
+		return ev("peering/"+v+"/"+peer, &p4meshv1.Event{Value: &p4meshv1.Event_Peering{Peering: &p4meshv1.Peering{
+			Vpc: v, PeerVpc: peer, Active: active, PeerExportPolicy: "all", PeerController: "c9:1"}}})
+	}
+	a, err := NewAgent(AgentOptions{Host: "h1", Controllers: []string{"c1:1", "c2:1"}, Programmer: &Programmer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams := map[string]watch.Handler{}
+	views := map[string]*watch.View{}
+	for _, addr := range []string{"c1:1", "c2:1"} {
+		p := &hostProgramming{view: &watch.View{}}
+		a.hosts[addr] = p
+		streams[addr], views[addr] = a.handler(p.view, &p.part), p.view
+	}
+	check := func(step string) map[subKey]bool {
+		t.Helper()
+		want := map[subKey]bool{}
+		for addr, v := range views {
+			if v.Synced() {
+				maps.Copy(want, wantsOf(addr, v.Items()))
+			}
+		}
+		a.mu.Lock()
+		got := maps.Clone(a.wantedLocked())
+		a.mu.Unlock()
+		if !maps.Equal(got, want) {
+			t.Fatalf("%s: wanted %v, want %v", step, got, want)
+		}
+		return got
+	}
+	check("nothing synced")
+	streams["c1:1"].Put("vpc/red", vpc("red"))
+	streams["c1:1"].Synced(1)
+	check("c1 synced with red")
+	streams["c2:1"].Synced(1)
+	check("c2 synced empty")
+	streams["c2:1"].Put("vpc/blue", vpc("blue"))
+	check("blue on c2")
+	streams["c1:1"].Put("peering/red/green", peering("red", "green", false))
+	check("an inactive peering")
+	streams["c1:1"].Put("peering/red/green", peering("red", "green", true))
+	check("the peering active")
+	streams["c2:1"].Delete("vpc/blue", 2)
+	last := check("blue gone")
+	// c1 being re-sent after a RESET: its last whole snapshot counts.
+	streams["c1:1"].Reset()
+	a.mu.Lock()
+	got := maps.Clone(a.wantedLocked())
+	a.mu.Unlock()
+	if !maps.Equal(got, last) {
+		t.Fatalf("c1 reset: wanted %v, want its last whole snapshot's %v", got, last)
+	}
+}
+
+// TestAssembleTakesNewSubscriptions: a service the host programming calls
+// for later than the others (a VPC that comes) is part of the next view
+// assembled: until its streams sync it is listed missing, by name.
+func TestAssembleTakesNewSubscriptions(t *testing.T) {
+	ev := func(name string) *p4meshv1.Event {
+		return &p4meshv1.Event{Type: p4meshv1.Event_PUT, Key: "vpc/" + name, Value: &p4meshv1.Event_Vpc{Vpc: &p4meshv1.VPC{Name: name, Vni: 100}}}
+	}
+	a, err := NewAgent(AgentOptions{Host: "h1", Controllers: []string{"127.0.0.1:1"}, Programmer: &Programmer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &hostProgramming{view: &watch.View{}}
+	a.hosts["127.0.0.1:1"] = p
+	h := a.handler(p.view, &p.part)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	h.Put("vpc/red", ev("red"))
+	h.Synced(1)
+	a.subscribe(ctx, &wg)
+	red := subKey{addr: "127.0.0.1:1", vpc: "red"}.String()
+	if as := a.assemble(); !slices.Contains(as.missing, red) {
+		t.Fatalf("missing %v, want red's service among them", as.missing)
+	}
+	h.Put("vpc/blue", ev("blue"))
+	a.subscribe(ctx, &wg)
+	blue := subKey{addr: "127.0.0.1:1", vpc: "blue"}.String()
+	if as := a.assemble(); !slices.Contains(as.missing, red) || !slices.Contains(as.missing, blue) {
+		t.Fatalf("after blue came, missing %v, want red's and blue's services", as.missing)
 	}
 }

@@ -2,6 +2,7 @@ package ohc_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -129,6 +130,35 @@ func TestResyncDoesNotDelayChanges(t *testing.T) {
 	}
 	if len(dels) > 0 {
 		t.Errorf("the resync deleted %d entities (written while it read, or never meant to go): %q", len(dels), dels)
+	}
+	waitLines(t, s, o.c, wantLines(t, s, v2))
+}
+
+// TestLoneChangeDoesNotWaitForInterval: a change handed over right after
+// the pass of the one before goes to the switch at once, as the second
+// event of one endpoint change does (issue 14); MinInterval paces only a
+// stream of changes past the burst. With an interval of 3 s, after an
+// idle 2 intervals, two changes in a row: the second must not wait out
+// the interval after the first's pass (it did, for the whole 3 s, before
+// the burst).
+func TestLoneChangeDoesNotWaitForInterval(t *testing.T) {
+	s := schema(t)
+	ts := startSwitchWith(t, "127.0.0.1:0", nil)
+	const ivl = 3 * time.Second
+	o := startOHCWith(t, ts.addr, 1, func(po *ohc.ProgrammerOptions) { po.MinInterval = ivl })
+	v0 := testView()
+	o.converge(t, v0)
+	time.Sleep(2*ivl + ivl/6)
+	v1 := testView()
+	v1.Remote["red"] = append(v1.Remote["red"], ohc.RemoteEndpoint{IP: ip("10.1.0.20"), MAC: mac("02:00:00:01:00:20"), HostIP: ip(hostB)})
+	o.converge(t, v1)
+	v2 := testView()
+	v2.Remote["red"] = append(slices.Clone(v1.Remote["red"]), ohc.RemoteEndpoint{IP: ip("10.1.0.21"), MAC: mac("02:00:00:01:00:21"), HostIP: ip(hostB)})
+	o.p.Update(v2)
+	ctx, cancel := context.WithTimeout(context.Background(), ivl*5/6)
+	defer cancel()
+	if err := o.p.WaitConverged(ctx); err != nil {
+		t.Fatalf("the change right after another waited for the interval (%v): %v", ivl, err)
 	}
 	waitLines(t, s, o.c, wantLines(t, s, v2))
 }

@@ -594,3 +594,62 @@ func TestNewTableFromOwnedTakesTheMap(t *testing.T) {
 		t.Errorf("Snapshot: %d items at %d, want %d at 10", len(got), rev, len(large))
 	}
 }
+
+// TestEmptyRevisionsDoNotWakeTimedStreams: a table its owner moves to
+// every revision of its store, with no change for it, wakes a stream
+// waiting to send its next PROGRESS no more than that PROGRESS needs (at
+// most once per interval, not once per revision), and the client is
+// still told the newest revision.
+func TestEmptyRevisionsDoNotWakeTimedStreams(t *testing.T) {
+	checkNoLeaks(t)
+	const interval = 300 * time.Millisecond
+	tab := NewTableFrom("dest", dests("a=1"), Options{Epoch: 100, ProgressInterval: interval})
+	s := serve(t, tab, 0, nil)
+	s.expect(t, put(100, "a", "1"), synced(100))
+	wakes := func() uint64 {
+		tab.logMu.RLock()
+		defer tab.logMu.RUnlock()
+		return tab.wakes
+	}
+	// The first empty revision wakes the stream, which arms its timer.
+	tab.Commit(101, nil, nil)
+	waitUntil(t, "the stream to wait on its PROGRESS timer", func() bool {
+		tab.logMu.RLock()
+		defer tab.logMu.RUnlock()
+		for sub := range tab.subs {
+			if sub.timed.Load() {
+				return true
+			}
+		}
+		return false
+	})
+	before := wakes()
+	start := time.Now()
+	rev := uint64(101)
+	for range 100 {
+		rev++
+		tab.Commit(rev, nil, nil)
+		time.Sleep(time.Millisecond) // time for a woken stream to look again
+	}
+	got := wakes() - before
+	// However slow the machine, the timer fires at most once per interval
+	// while the commits run.
+	if bound := uint64(time.Since(start)/interval) + 1; got > bound {
+		t.Errorf("100 revisions without a change woke the timed stream %d times, want at most %d", got, bound)
+	}
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case e := <-s.events:
+			if e.GetType() != p4meshv1.Event_PROGRESS {
+				t.Fatalf("unexpected %v", summarize(e))
+			}
+			if e.GetRevision() == rev {
+				s.stop(t)
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no PROGRESS(%d)", rev)
+		}
+	}
+}

@@ -134,6 +134,14 @@ type subscriber struct {
 	// each change it took so it does not send stale deltas before the
 	// RESET.
 	lost atomic.Bool
+	// timed is set while the stream waits with its PROGRESS timer armed:
+	// then a revision that moves with no change need not wake it, the
+	// timer will, and it tells the client the newest revision then. An
+	// owner moves every table to each revision of its store, so without
+	// this one endpoint change woke every stream of every table of the
+	// controller (thousands at 100k endpoints) in the change's path, for
+	// nothing to send before the timer (issue 14).
+	timed atomic.Bool
 }
 
 // Table is a keyed set of items (protobuf messages) with a revision and a
@@ -186,6 +194,7 @@ type Table struct {
 	subs      map[*subscriber]struct{}
 	serving   int // Serve calls in progress, subscribed or not
 	resyncs   uint64
+	wakes     uint64 // tokens left for subscribers (for tests)
 	snapshots uint64
 }
 
@@ -458,8 +467,12 @@ func (t *Table) record(rev uint64, cs ...change) {
 		} else {
 			keep = min(keep, taken)
 		}
+		if len(cs) == 0 && s.timed.Load() {
+			continue
+		}
 		select {
 		case s.wake <- struct{}{}:
+			t.wakes++
 		default:
 		}
 	}
@@ -854,12 +867,18 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 			}
 		}
 		st.leave()
+		// Before the select, so that a revision recorded once the stream
+		// has looked either finds it timed (the timer tells it) or wakes
+		// it; cleared before the next look (take, under logMu) for the
+		// same reason.
+		sub.timed.Store(wait != nil)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-sub.wake:
 		case <-wait:
 		}
+		sub.timed.Store(false)
 	}
 	return nil
 }

@@ -430,8 +430,10 @@ type scaleRig struct {
 	ctlInuse, ctlSys uint64
 	// ohcCtx runs the OHCs; stop ends everything.
 	ohcCtx context.Context
-	wg     sync.WaitGroup
-	stop   func()
+	// probe times each change's steps (scaletail_test.go).
+	probe *tailProbe
+	wg    sync.WaitGroup
+	stop  func()
 }
 
 // startScale runs the topology's four controllers (gRPC and gNMI on
@@ -446,7 +448,7 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &scaleRig{topo: t, schema: s, ohcCtx: ctx}
+	r := &scaleRig{topo: t, schema: s, ohcCtx: ctx, probe: newTailProbe(t.Shards)}
 	var servers []*grpc.Server
 	var conns []*grpc.ClientConn
 	r.stop = func() {
@@ -492,7 +494,7 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { b.Close() })
-		store, err := controller.OpenItemStore(ctx, b)
+		store, err := controller.OpenItemStore(ctx, timedBackend{b, r.probe.commits[i]})
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -514,7 +516,7 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		gg := grpc.NewServer(grpc.MaxRecvMsgSize(p4gnmi.DefaultMaxMsgSize), grpc.MaxSendMsgSize(p4gnmi.DefaultMaxMsgSize))
+		gg := grpc.NewServer(grpc.MaxRecvMsgSize(p4gnmi.DefaultMaxMsgSize), grpc.MaxSendMsgSize(p4gnmi.DefaultMaxMsgSize), setStamper(r.probe.sets[i]))
 		gs.Register(gg)
 		gl := listen()
 		serve(gg, gl)
@@ -573,8 +575,12 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		g := dataplane.NewGRPCServer()
 		sw.Server().Register(g)
 		serve(g, l)
+		hp := &hostProbe{}
+		r.probe.hosts[h] = hp
+		plain := grpc.WithTransportCredentials(insecure.NewCredentials())
 		r.wg.Go(func() {
-			ohc.RunDaemon(ctx, ohc.DaemonOptions{Host: fmt.Sprintf("h%d", h), Controllers: addrs, Switch: l.Addr().String(), DeviceID: 1, ElectionID: 1}, nil)
+			ohc.RunDaemon(ctx, ohc.DaemonOptions{Host: fmt.Sprintf("h%d", h), Controllers: addrs, Switch: l.Addr().String(), DeviceID: 1, ElectionID: 1,
+				ControllerDial: []grpc.DialOption{plain, hp.controllerDial()}, SwitchDial: append([]grpc.DialOption{plain}, hp.switchDial()...)}, nil)
 		})
 		r.hosts = append(r.hosts, sh)
 	}
@@ -615,6 +621,10 @@ type change struct {
 	last     time.Duration // the last sampled host that must hold it has it
 	host     int
 	port     uint16
+	// start is when the Set was sent; hostAt when each sampled host that
+	// must hold the endpoint had its last entry of it.
+	start  time.Time
+	hostAt map[int]time.Time
 	// must and mustNot are the VNIs each sampled host must, and must
 	// never, hold the endpoint's entry under.
 	must, mustNot map[int][]uint32
@@ -672,10 +682,14 @@ func (r *scaleRig) addEndpoint(tb testing.TB, v, h int, data bool, limit time.Du
 		tb.Fatalf("set %s: %v", c.id, err)
 	}
 	c.accepted = time.Since(start)
+	c.start, c.hostAt = start, map[int]time.Time{}
 	for _, w := range waits {
 		select {
 		case at := <-w.ch:
 			c.last = max(c.last, at.Sub(start))
+			if at.After(c.hostAt[w.host]) {
+				c.hostAt[w.host] = at
+			}
 		case <-ctx.Done():
 			tb.Fatalf("%s (%s in %s): host h%d never got its entry within %v", c.id, c.ip, t.vpcName(v), w.host, limit)
 		}
@@ -784,6 +798,8 @@ func BenchmarkScale(b *testing.B) {
 			program := time.Since(start)
 
 			var accepted, last []time.Duration
+			var steps []breakdown
+			r.probe.startTrace(b)
 			var cpu time.Duration
 			var prof *os.File
 			if *scaleCPUProfile != "" {
@@ -799,7 +815,9 @@ func BenchmarkScale(b *testing.B) {
 				var cs []change
 				cpu0 := cpuTime()
 				for range *scaleChanges {
+					g0 := readGC()
 					c := r.addEndpoint(b, v, x, false, limit)
+					steps = append(steps, r.probe.observe(b, c, topo.shardOf(v), c.start, g0, c.hostAt))
 					accepted, last = append(accepted, c.accepted), append(last, c.last)
 					cs = append(cs, c)
 				}
@@ -808,6 +826,8 @@ func BenchmarkScale(b *testing.B) {
 				r.deleteEndpoints(b, v, cs)
 				b.StartTimer()
 			}
+			r.probe.stopTrace()
+			reportBreakdown(b, steps, *scaleBreakdown)
 			if prof != nil {
 				pprof.StopCPUProfile()
 				if err := prof.Close(); err != nil {
@@ -830,10 +850,14 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(float64(r.dataDirBytes(b))/(1<<20), "data-MiB")
 			b.ReportMetric(program.Seconds(), "program-s")
 			b.ReportMetric(pct(accepted, 50), "set-p50-ms")
+			b.ReportMetric(pct(accepted, 90), "set-p90-ms")
 			b.ReportMetric(pct(accepted, 99), "set-p99-ms")
+			b.ReportMetric(pct(accepted, 100), "set-max-ms")
 			if len(r.hosts) > 0 {
 				b.ReportMetric(pct(last, 50), "last-host-p50-ms")
+				b.ReportMetric(pct(last, 90), "last-host-p90-ms")
 				b.ReportMetric(pct(last, 99), "last-host-p99-ms")
+				b.ReportMetric(pct(last, 100), "last-host-max-ms")
 			}
 			b.ReportMetric(float64(r.ctlInuse)/(1<<20), "heap-inuse-MiB")
 			b.ReportMetric(float64(r.ctlSys)/(1<<20), "sys-MiB")
