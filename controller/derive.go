@@ -35,11 +35,11 @@ func (m *model) exportsProtocol(policy string, proto uint8) bool {
 	return pol != nil && pol.exportsProtocol(proto)
 }
 
+// hostIP is host id's underlay address as the items carry it, "" if no
+// such host. One string per host (hostIPs), not one per item naming it:
+// a million forwarding items would otherwise hold a million copies.
 func (m *model) hostIP(id string) string {
-	if h := m.hosts[id]; h != nil {
-		return h.UnderlayIP.String()
-	}
-	return ""
+	return m.hostIPs[id]
 }
 
 // endpointItems are e's destination and forwarding in svc, nil if svc

@@ -194,6 +194,7 @@ type model struct {
 	owner    map[string]string // directory: VPC → controller
 	vpcs     map[string]*VPC
 	hosts    map[string]*Host
+	hostIPs  map[string]string // hosts' underlay addresses, formatted (hostIP)
 	policies map[string]*ExportPolicy
 	peerings map[[2]string]Peering // (VPC, peer VPC) → this side
 
@@ -261,8 +262,10 @@ func newModel(c *Config) *model {
 	for i := range base.VPCs {
 		m.vpcs[base.VPCs[i].Name] = &base.VPCs[i]
 	}
+	m.hostIPs = make(map[string]string, len(base.Hosts))
 	for i := range base.Hosts {
 		m.hosts[base.Hosts[i].ID] = &base.Hosts[i]
+		m.hostIPs[base.Hosts[i].ID] = base.Hosts[i].UnderlayIP.String()
 	}
 	for i := range base.ExportPolicies {
 		m.policies[base.ExportPolicies[i].Name] = &base.ExportPolicies[i]
