@@ -153,7 +153,7 @@ func (s *Server) hostItemsLocked(id string) map[string]proto.Message {
 		items["endpoint/"+eid] = localEndpoint(m, e)
 	}
 	for vpc := range m.hostVPCs[id] {
-		for k, v := range s.vpcItems[vpc] {
+		for k, v := range s.vpcItems[m.names.name(vpc)] {
 			items[k] = v
 		}
 	}
@@ -281,7 +281,7 @@ func (s *Server) applyLocked(pd *pending) {
 	note := func(e Endpoint) {
 		p := hostVPC{e.Host, e.VPC}
 		if _, seen := pairs[p]; !seen {
-			pairs[p] = m.hostVPCs[e.Host][e.VPC] > 0
+			pairs[p] = m.has(e.Host, e.VPC)
 		}
 	}
 	for _, ids := range []map[string]struct{}{pd.eps.gone, keysOf(pd.eps.put)} {
@@ -311,7 +311,7 @@ func (s *Server) applyLocked(pd *pending) {
 	var lost []hostVPC
 	vpcHostsChanged := set[string]{}
 	for p, before := range pairs {
-		if now := m.hostVPCs[p.host][p.vpc] > 0; now != before {
+		if now := m.has(p.host, p.vpc); now != before {
 			vpcHostsChanged[p.vpc] = struct{}{}
 			if before {
 				lost = append(lost, p)
@@ -369,7 +369,7 @@ func (s *Server) applyLocked(pd *pending) {
 	}
 	// A VPC arriving on a host brings its items there; leaving, takes them.
 	for p, before := range pairs {
-		if now := m.hostVPCs[p.host][p.vpc] > 0; now != before && !m.gatewayOf(p.host, p.vpc) {
+		if now := m.has(p.host, p.vpc); now != before && !m.gatewayOf(p.host, p.vpc) {
 			// (A gateway of the VPC holds its items either way.)
 			t := s.hostTableLocked(p.host)
 			for k, v := range s.vpcItems[p.vpc] {

@@ -169,10 +169,10 @@ func delFrom[A, B comparable](m map[A]set[B], a A, b B) {
 	}
 }
 
-func count[A, B comparable](m map[A]map[B]int, a A, b B, d int) {
+func count[A, B comparable](m map[A]map[B]int32, a A, b B, d int32) {
 	n := m[a]
 	if n == nil {
-		n = map[B]int{}
+		n = map[B]int32{}
 		m[a] = n
 	}
 	n[b] += d
@@ -206,14 +206,16 @@ type model struct {
 	// are. The keys are compact (ipKey, macKey, portKey: 8 to 12 bytes,
 	// not 24 to 40): with one entry per endpoint in each, at a million
 	// endpoints these three maps were an eighth of a controller's heap.
-	epIP     map[ipKey]string
-	epMAC    map[macKey]string
-	epPort   map[portKey]string
-	names    names
-	onHost   map[string]set[string]       // host → endpoint ids
-	inVPC    map[string]set[string]       // VPC → endpoint ids
-	hostVPCs map[string]map[string]int    // host → VPC → endpoints
-	vpcHosts map[string]map[string]int    // VPC → host → endpoints
+	epIP   map[ipKey]string
+	epMAC  map[macKey]string
+	epPort map[portKey]string
+	names  names
+	onHost map[string]set[string] // host → endpoint ids
+	inVPC  map[string]set[string] // VPC → endpoint ids
+	// Endpoints per (host, VPC), by numbered names (names): a pair per
+	// endpoint, near enough, and 8 bytes a map slot rather than 24.
+	hostVPCs map[string]map[uint32]int32  // host → VPC → endpoints
+	vpcHosts map[string]map[uint32]int32  // VPC → host → endpoints
 	lbVIP    map[vpcIP]set[string]        // load balancers by VIP
 	lbFront  map[frontend]string          // load balancers by frontend
 	lbOf     map[string]set[string]       // backend endpoint → load balancers
@@ -242,8 +244,8 @@ func newModel(c *Config) *model {
 		names:    names{num: map[string]uint32{}},
 		onHost:   map[string]set[string]{},
 		inVPC:    map[string]set[string]{},
-		hostVPCs: map[string]map[string]int{},
-		vpcHosts: map[string]map[string]int{},
+		hostVPCs: map[string]map[uint32]int32{},
+		vpcHosts: map[string]map[uint32]int32{},
 		lbVIP:    map[vpcIP]set[string]{},
 		lbFront:  map[frontend]string{},
 		lbOf:     map[string]set[string]{},
@@ -323,8 +325,8 @@ func (m *model) putEndpoint(e Endpoint) {
 	m.epPort[portKey{host, e.Port}] = e.ID
 	addTo(m.onHost, e.Host, e.ID)
 	addTo(m.inVPC, e.VPC, e.ID)
-	count(m.hostVPCs, e.Host, e.VPC, 1)
-	count(m.vpcHosts, e.VPC, e.Host, 1)
+	count(m.hostVPCs, e.Host, vpc, 1)
+	count(m.vpcHosts, e.VPC, host, 1)
 }
 
 func (m *model) delEndpoint(id string) {
@@ -345,8 +347,8 @@ func (m *model) unindexEndpoint(e Endpoint) {
 	deleteIf(m.epPort, portKey{host, e.Port}, e.ID)
 	delFrom(m.onHost, e.Host, e.ID)
 	delFrom(m.inVPC, e.VPC, e.ID)
-	count(m.hostVPCs, e.Host, e.VPC, -1)
-	count(m.vpcHosts, e.VPC, e.Host, -1)
+	count(m.hostVPCs, e.Host, vpc, -1)
+	count(m.vpcHosts, e.VPC, host, -1)
 }
 
 // names numbers the VPC names and host ids the endpoint indexes are
@@ -354,15 +356,25 @@ func (m *model) unindexEndpoint(e Endpoint) {
 // an accepted endpoint ever named, thousands, not one per endpoint.
 type names struct {
 	num map[string]uint32 // from 1: 0 is no name numbered
+	str []string          // str[i-1] is numbered i
 }
 
 func (n *names) add(s string) uint32 {
 	i, ok := n.num[s]
 	if !ok {
-		i = uint32(len(n.num) + 1)
+		n.str = append(n.str, s)
+		i = uint32(len(n.str))
 		n.num[s] = i
 	}
 	return i
+}
+
+func (n *names) name(i uint32) string { return n.str[i-1] }
+
+// has reports whether host has an endpoint in vpc.
+func (m *model) has(host, vpc string) bool {
+	n, ok := m.names.num[vpc]
+	return ok && m.hostVPCs[host][n] > 0
 }
 
 // ipKey is an endpoint address in a VPC: accepted endpoints' addresses
@@ -541,21 +553,21 @@ func (m *model) chooseRoutes() []RouteStatus {
 
 // hostsOf returns, sorted, the hosts with an endpoint in vpc.
 func (m *model) hostsOf(vpc string) []string {
-	return sortedKeys(m.vpcHosts[vpc])
+	return m.sortedNames(m.vpcHosts[vpc])
 }
 
 // vpcsOfHost returns, sorted, the VPCs host has endpoints in.
 func (m *model) vpcsOfHost(host string) []string {
-	return sortedKeys(m.hostVPCs[host])
+	return m.sortedNames(m.hostVPCs[host])
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	if len(m) == 0 {
+func (m *model) sortedNames(c map[uint32]int32) []string {
+	if len(c) == 0 {
 		return nil
 	}
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+	out := make([]string, 0, len(c))
+	for k := range c {
+		out = append(out, m.names.name(k))
 	}
 	slices.Sort(out)
 	return out
