@@ -483,6 +483,15 @@ func (t *Table) Snapshot() (map[string]proto.Message, uint64) {
 	return m, t.rev
 }
 
+// Get returns the item under key, nil if none. It is the table's own and
+// must not be modified.
+func (t *Table) Get(key string) proto.Message {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v, _ := t.items.get(key)
+	return v
+}
+
 // Has reports whether the table holds key: an owner deleting what a large
 // change may have left out checks it rather than commit deletes of keys
 // that were never there.
