@@ -167,3 +167,29 @@ func TestTableBeyondMaxSorted(t *testing.T) {
 		t.Errorf("a table of %d items is still a map", tb.Len())
 	}
 }
+
+// TestGet: Get returns the item a table holds under a key, in either form
+// of its items, and nil for a key it does not hold.
+func TestGet(t *testing.T) {
+	tb := NewTable("t", Options{Epoch: 1})
+	puts := map[string]proto.Message{}
+	for i := range maxSorted + 1 {
+		puts[fmt.Sprintf("k%05d", i)] = dest("red", fmt.Sprint(i))
+	}
+	for rev, n := range []int{10, maxSorted + 1} {
+		tb := tb
+		if n != 10 {
+			tb = NewTableFrom("t", puts, Options{Epoch: 1})
+		} else {
+			tb.Commit(uint64(rev+2), map[string]proto.Message{"k00003": dest("red", "3"), "k00004": dest("red", "4")}, nil)
+		}
+		for _, k := range []string{"k00003", "k00004"} {
+			if got := tb.Get(k); got.(*p4meshv1.Destination).GetIp() != k[5:] {
+				t.Errorf("%d items: Get(%s) = %v", n, k, got)
+			}
+		}
+		if got := tb.Get("nope"); got != nil {
+			t.Errorf("%d items: Get(nope) = %v, want nil", n, got)
+		}
+	}
+}
