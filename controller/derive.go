@@ -35,11 +35,11 @@ func (m *model) exportsProtocol(policy string, proto uint8) bool {
 	return pol != nil && pol.exportsProtocol(proto)
 }
 
+// hostIP is host id's underlay address as the items carry it, "" if no
+// such host. One string per host (hostIPs), not one per item naming it:
+// a million forwarding items would otherwise hold a million copies.
 func (m *model) hostIP(id string) string {
-	if h := m.hosts[id]; h != nil {
-		return h.UnderlayIP.String()
-	}
-	return ""
+	return m.hostIPs[id]
 }
 
 // endpointItems are e's destination and forwarding in svc, nil if svc
@@ -76,15 +76,36 @@ func (m *model) lbItem(svc *service, lb LoadBalancer) *p4meshv1.LoadBalancer {
 	return out
 }
 
-func localEndpoint(m *model, e Endpoint) *p4meshv1.LocalEndpoint {
+// localEndpoint is e as its host is told it. f, if not nil, is e's
+// forwarding item: the address and MAC strings are then its, one copy of
+// each per endpoint rather than one per item (40 bytes an endpoint).
+func localEndpoint(m *model, e Endpoint, f *p4meshv1.Forwarding) *p4meshv1.LocalEndpoint {
 	var vni uint32
 	if v := m.vpcs[e.VPC]; v != nil {
 		vni = v.VNI
 	}
+	ip, mac := e.IP.String(), e.MAC.String()
+	if f.GetIp() == ip && f.GetMac() == mac {
+		// The same text: keep f's, and let these go.
+		ip, mac = f.GetIp(), f.GetMac()
+	}
 	return &p4meshv1.LocalEndpoint{
-		Id: e.ID, Vpc: e.VPC, Vni: vni, Ip: e.IP.String(), Mac: e.MAC.String(), Port: uint32(e.Port), Kind: string(e.Kind),
+		Id: e.ID, Vpc: e.VPC, Vni: vni, Ip: ip, Mac: mac, Port: uint32(e.Port), Kind: string(e.Kind),
 		RouterMac: macText(e.RouterMAC),
 	}
+}
+
+// publishedFwdLocked is e's forwarding item as its VPC's services publish
+// it now, nil if none does.
+func (s *Server) publishedFwdLocked(e Endpoint) *p4meshv1.Forwarding {
+	for _, svc := range s.svcByVPC[e.VPC] {
+		if svc.fwd == nil || !svc.exports(e.IP) {
+			continue
+		}
+		f, _ := svc.fwd.Get(e.IP.String()).(*p4meshv1.Forwarding)
+		return f
+	}
+	return nil
 }
 
 // peerSideLocked is how this controller describes its side of peering p.
@@ -150,10 +171,10 @@ func (s *Server) hostItemsLocked(id string) map[string]proto.Message {
 	}
 	for eid := range m.onHost[id] {
 		e, _ := m.eps.get(eid)
-		items["endpoint/"+eid] = localEndpoint(m, e)
+		items["endpoint/"+eid] = localEndpoint(m, e, s.publishedFwdLocked(e))
 	}
 	for vpc := range m.hostVPCs[id] {
-		for k, v := range s.vpcItems[vpc] {
+		for k, v := range s.vpcItems[m.names.name(vpc)] {
 			items[k] = v
 		}
 	}
@@ -281,7 +302,7 @@ func (s *Server) applyLocked(pd *pending) {
 	note := func(e Endpoint) {
 		p := hostVPC{e.Host, e.VPC}
 		if _, seen := pairs[p]; !seen {
-			pairs[p] = m.hostVPCs[e.Host][e.VPC] > 0
+			pairs[p] = m.has(e.Host, e.VPC)
 		}
 	}
 	for _, ids := range []map[string]struct{}{pd.eps.gone, keysOf(pd.eps.put)} {
@@ -311,7 +332,7 @@ func (s *Server) applyLocked(pd *pending) {
 	var lost []hostVPC
 	vpcHostsChanged := set[string]{}
 	for p, before := range pairs {
-		if now := m.hostVPCs[p.host][p.vpc] > 0; now != before {
+		if now := m.has(p.host, p.vpc); now != before {
 			vpcHostsChanged[p.vpc] = struct{}{}
 			if before {
 				lost = append(lost, p)
@@ -350,7 +371,6 @@ func (s *Server) applyLocked(pd *pending) {
 		if !ok {
 			continue
 		}
-		b.put(s.hostTableLocked(e.Host), "endpoint/"+id, localEndpoint(m, e))
 		// One pair of items for every service that exports e (see
 		// connectivityLocked).
 		var d *p4meshv1.Destination
@@ -366,10 +386,11 @@ func (s *Server) applyLocked(pd *pending) {
 				b.put(svc.fwd, f.Ip, f)
 			}
 		}
+		b.put(s.hostTableLocked(e.Host), "endpoint/"+id, localEndpoint(m, e, f))
 	}
 	// A VPC arriving on a host brings its items there; leaving, takes them.
 	for p, before := range pairs {
-		if now := m.hostVPCs[p.host][p.vpc] > 0; now != before && !m.gatewayOf(p.host, p.vpc) {
+		if now := m.has(p.host, p.vpc); now != before && !m.gatewayOf(p.host, p.vpc) {
 			// (A gateway of the VPC holds its items either way.)
 			t := s.hostTableLocked(p.host)
 			for k, v := range s.vpcItems[p.vpc] {

@@ -169,10 +169,10 @@ func delFrom[A, B comparable](m map[A]set[B], a A, b B) {
 	}
 }
 
-func count[A, B comparable](m map[A]map[B]int, a A, b B, d int) {
+func count[A, B comparable](m map[A]map[B]int32, a A, b B, d int32) {
 	n := m[a]
 	if n == nil {
-		n = map[B]int{}
+		n = map[B]int32{}
 		m[a] = n
 	}
 	n[b] += d
@@ -194,6 +194,7 @@ type model struct {
 	owner    map[string]string // directory: VPC → controller
 	vpcs     map[string]*VPC
 	hosts    map[string]*Host
+	hostIPs  map[string]string // hosts' underlay addresses, formatted (hostIP)
 	policies map[string]*ExportPolicy
 	peerings map[[2]string]Peering // (VPC, peer VPC) → this side
 
@@ -201,14 +202,20 @@ type model struct {
 	lbs    ordered[string, LoadBalancer]
 	routes ordered[RouteKey, Route]
 
-	// Endpoints by what makes one unique (validate.go), and where they are.
-	epIP     map[vpcIP]string
-	epMAC    map[vpcMAC]string
-	epPort   map[hostPort]string
-	onHost   map[string]set[string]       // host → endpoint ids
-	inVPC    map[string]set[string]       // VPC → endpoint ids
-	hostVPCs map[string]map[string]int    // host → VPC → endpoints
-	vpcHosts map[string]map[string]int    // VPC → host → endpoints
+	// Endpoints by what makes one unique (validate.go), and where they
+	// are. The keys are compact (ipKey, macKey, portKey: 8 to 12 bytes,
+	// not 24 to 40): with one entry per endpoint in each, at a million
+	// endpoints these three maps were an eighth of a controller's heap.
+	epIP   map[ipKey]string
+	epMAC  map[macKey]string
+	epPort map[portKey]string
+	names  names
+	onHost map[string]set[string] // host → endpoint ids
+	inVPC  map[string]set[string] // VPC → endpoint ids
+	// Endpoints per (host, VPC), by numbered names (names): a pair per
+	// endpoint, near enough, and 8 bytes a map slot rather than 24.
+	hostVPCs map[string]map[uint32]int32  // host → VPC → endpoints
+	vpcHosts map[string]map[uint32]int32  // VPC → host → endpoints
 	lbVIP    map[vpcIP]set[string]        // load balancers by VIP
 	lbFront  map[frontend]string          // load balancers by frontend
 	lbOf     map[string]set[string]       // backend endpoint → load balancers
@@ -231,13 +238,14 @@ func newModel(c *Config) *model {
 		eps:      newOrdered[string, Endpoint](len(c.Endpoints)),
 		lbs:      newOrdered[string, LoadBalancer](len(c.LoadBalancers)),
 		routes:   newOrdered[RouteKey, Route](len(c.Routes)),
-		epIP:     make(map[vpcIP]string, len(c.Endpoints)),
-		epMAC:    make(map[vpcMAC]string, len(c.Endpoints)),
-		epPort:   make(map[hostPort]string, len(c.Endpoints)),
+		epIP:     make(map[ipKey]string, len(c.Endpoints)),
+		epMAC:    make(map[macKey]string, len(c.Endpoints)),
+		epPort:   make(map[portKey]string, len(c.Endpoints)),
+		names:    names{num: map[string]uint32{}},
 		onHost:   map[string]set[string]{},
 		inVPC:    map[string]set[string]{},
-		hostVPCs: map[string]map[string]int{},
-		vpcHosts: map[string]map[string]int{},
+		hostVPCs: map[string]map[uint32]int32{},
+		vpcHosts: map[string]map[uint32]int32{},
 		lbVIP:    map[vpcIP]set[string]{},
 		lbFront:  map[frontend]string{},
 		lbOf:     map[string]set[string]{},
@@ -256,8 +264,10 @@ func newModel(c *Config) *model {
 	for i := range base.VPCs {
 		m.vpcs[base.VPCs[i].Name] = &base.VPCs[i]
 	}
+	m.hostIPs = make(map[string]string, len(base.Hosts))
 	for i := range base.Hosts {
 		m.hosts[base.Hosts[i].ID] = &base.Hosts[i]
+		m.hostIPs[base.Hosts[i].ID] = base.Hosts[i].UnderlayIP.String()
 	}
 	for i := range base.ExportPolicies {
 		m.policies[base.ExportPolicies[i].Name] = &base.ExportPolicies[i]
@@ -307,13 +317,16 @@ func (m *model) putEndpoint(e Endpoint) {
 		m.unindexEndpoint(old)
 	}
 	m.eps.put(e.ID, e)
-	m.epIP[vpcIP{e.VPC, e.IP}] = e.ID
-	m.epMAC[vpcMAC{e.VPC, e.MAC}] = e.ID
-	m.epPort[hostPort{e.Host, e.Port}] = e.ID
+	vpc, host := m.names.add(e.VPC), m.names.add(e.Host)
+	if e.IP.Is4() {
+		m.epIP[ipKey{vpc, e.IP.As4()}] = e.ID
+	}
+	m.epMAC[macKey{vpc, e.MAC}] = e.ID
+	m.epPort[portKey{host, e.Port}] = e.ID
 	addTo(m.onHost, e.Host, e.ID)
 	addTo(m.inVPC, e.VPC, e.ID)
-	count(m.hostVPCs, e.Host, e.VPC, 1)
-	count(m.vpcHosts, e.VPC, e.Host, 1)
+	count(m.hostVPCs, e.Host, vpc, 1)
+	count(m.vpcHosts, e.VPC, host, 1)
 }
 
 func (m *model) delEndpoint(id string) {
@@ -326,13 +339,86 @@ func (m *model) delEndpoint(id string) {
 func (m *model) unindexEndpoint(e Endpoint) {
 	// Within one change two endpoints may swap an address: the entry may
 	// already be the other one's.
-	deleteIf(m.epIP, vpcIP{e.VPC, e.IP}, e.ID)
-	deleteIf(m.epMAC, vpcMAC{e.VPC, e.MAC}, e.ID)
-	deleteIf(m.epPort, hostPort{e.Host, e.Port}, e.ID)
+	vpc, host := m.names.num[e.VPC], m.names.num[e.Host]
+	if e.IP.Is4() {
+		deleteIf(m.epIP, ipKey{vpc, e.IP.As4()}, e.ID)
+	}
+	deleteIf(m.epMAC, macKey{vpc, e.MAC}, e.ID)
+	deleteIf(m.epPort, portKey{host, e.Port}, e.ID)
 	delFrom(m.onHost, e.Host, e.ID)
 	delFrom(m.inVPC, e.VPC, e.ID)
-	count(m.hostVPCs, e.Host, e.VPC, -1)
-	count(m.vpcHosts, e.VPC, e.Host, -1)
+	count(m.hostVPCs, e.Host, vpc, -1)
+	count(m.vpcHosts, e.VPC, host, -1)
+}
+
+// names numbers the VPC names and host ids the endpoint indexes are
+// keyed by. A number is never given back: there is one per VPC and host
+// an accepted endpoint ever named, thousands, not one per endpoint.
+type names struct {
+	num map[string]uint32 // from 1: 0 is no name numbered
+	str []string          // str[i-1] is numbered i
+}
+
+func (n *names) add(s string) uint32 {
+	i, ok := n.num[s]
+	if !ok {
+		n.str = append(n.str, s)
+		i = uint32(len(n.str))
+		n.num[s] = i
+	}
+	return i
+}
+
+func (n *names) name(i uint32) string { return n.str[i-1] }
+
+// has reports whether host has an endpoint in vpc.
+func (m *model) has(host, vpc string) bool {
+	n, ok := m.names.num[vpc]
+	return ok && m.hostVPCs[host][n] > 0
+}
+
+// ipKey is an endpoint address in a VPC: accepted endpoints' addresses
+// are IPv4 (validate.go), so an address that is not is no endpoint's.
+type ipKey struct {
+	vpc uint32
+	ip  [4]byte
+}
+
+type macKey struct {
+	vpc uint32
+	mac MAC
+}
+
+type portKey struct {
+	host uint32
+	port uint16
+}
+
+// epByIP is the endpoint with address ip in vpc, "" if none.
+func (m *model) epByIP(vpc string, ip netip.Addr) string {
+	n, ok := m.names.num[vpc]
+	if !ok || !ip.Is4() {
+		return ""
+	}
+	return m.epIP[ipKey{n, ip.As4()}]
+}
+
+// epByMAC is the endpoint with MAC mac in vpc, "" if none.
+func (m *model) epByMAC(vpc string, mac MAC) string {
+	n, ok := m.names.num[vpc]
+	if !ok {
+		return ""
+	}
+	return m.epMAC[macKey{n, mac}]
+}
+
+// epByPort is the endpoint on port of host, "" if none.
+func (m *model) epByPort(host string, port uint16) string {
+	n, ok := m.names.num[host]
+	if !ok {
+		return ""
+	}
+	return m.epPort[portKey{n, port}]
 }
 
 // deleteIf deletes k from m if it maps to v.
@@ -467,21 +553,21 @@ func (m *model) chooseRoutes() []RouteStatus {
 
 // hostsOf returns, sorted, the hosts with an endpoint in vpc.
 func (m *model) hostsOf(vpc string) []string {
-	return sortedKeys(m.vpcHosts[vpc])
+	return m.sortedNames(m.vpcHosts[vpc])
 }
 
 // vpcsOfHost returns, sorted, the VPCs host has endpoints in.
 func (m *model) vpcsOfHost(host string) []string {
-	return sortedKeys(m.hostVPCs[host])
+	return m.sortedNames(m.hostVPCs[host])
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	if len(m) == 0 {
+func (m *model) sortedNames(c map[uint32]int32) []string {
+	if len(c) == 0 {
 		return nil
 	}
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+	out := make([]string, 0, len(c))
+	for k := range c {
+		out = append(out, m.names.name(k))
 	}
 	slices.Sort(out)
 	return out

@@ -3,6 +3,7 @@ package controller
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,9 +66,12 @@ type ItemStore struct {
 	seq  map[string]uint64
 	next uint64
 	// sides are the peer sides stored, by controller then by "vpc/peer
-	// vpc", and sideBytes their stored values by key.
-	sides     map[string]map[string]*p4meshv1.PeerSide
-	sideBytes map[string][]byte
+	// vpc", and sideSums the SHA-256 of their stored values by key: what
+	// tells a side that changed from one that did not. Not the values:
+	// a side lists every host of its VPC, and a controller at a million
+	// endpoints held tens of MB of them, twice (decoded in sides).
+	sides    map[string]map[string]*p4meshv1.PeerSide
+	sideSums map[string][sha256.Size]byte
 	// cur is the configuration stored, nil when a Commit made it stale
 	// (Current loads it again: building it per change would cost the
 	// size of the configuration); damaged lists the items that did not
@@ -138,7 +142,7 @@ func (s *ItemStore) load(ctx context.Context) error {
 	s.rev, s.next = rev, 1
 	s.seq = map[string]uint64{}
 	s.sides = map[string]map[string]*p4meshv1.PeerSide{}
-	s.sideBytes = map[string][]byte{}
+	s.sideSums = map[string][sha256.Size]byte{}
 	s.damaged = map[string]error{}
 	s.modes = map[string][]byte{}
 	s.migrated = ""
@@ -173,7 +177,7 @@ func (s *ItemStore) load(ctx context.Context) error {
 				s.sides[ctl] = map[string]*p4meshv1.PeerSide{}
 			}
 			s.sides[ctl][side.GetVpc()+"/"+side.GetPeerVpc()] = side
-			s.sideBytes[k] = v
+			s.sideSums[k] = sha256.Sum256(v)
 			continue
 		case kind+"/" == damagedPrefix:
 			continue
@@ -548,9 +552,9 @@ func (s *ItemStore) commitAll(c *Config, extra []store.Op) (uint64, error) {
 			continue
 		}
 		if op.Value == nil {
-			delete(s.sideBytes, op.Key)
+			delete(s.sideSums, op.Key)
 		} else {
-			s.sideBytes[op.Key] = op.Value
+			s.sideSums[op.Key] = sha256.Sum256(op.Value)
 		}
 	}
 	s.cur = c
@@ -664,9 +668,9 @@ func (s *ItemStore) CommitPeerSides(controller string, sides map[string]*p4meshv
 	}
 	for _, op := range ops {
 		if op.Value == nil {
-			delete(s.sideBytes, op.Key)
+			delete(s.sideSums, op.Key)
 		} else {
-			s.sideBytes[op.Key] = op.Value
+			s.sideSums[op.Key] = sha256.Sum256(op.Value)
 		}
 	}
 	if len(sides) == 0 {
@@ -682,8 +686,16 @@ func (s *ItemStore) CommitPeerSides(controller string, sides map[string]*p4meshv
 func (s *ItemStore) sideOps(controller string, sides map[string]*p4meshv1.PeerSide) ([]store.Op, error) {
 	var ops []store.Op
 	want := map[string]bool{}
-	for _, side := range sides {
+	stored := s.sides[controller]
+	for key, side := range sides {
 		k := keyOf("peer-side", controller, side.GetVpc(), side.GetPeerVpc())
+		if _, ok := s.sideSums[k]; ok && stored[key] == side {
+			// The very message stored (sides are never modified once
+			// handed over): unchanged, with no encoding and hashing of
+			// every host of its VPC on every change of any side.
+			want[k] = true
+			continue
+		}
 		v, err := proto.MarshalOptions{Deterministic: true}.Marshal(side)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s: %w", k, err)
@@ -692,13 +704,13 @@ func (s *ItemStore) sideOps(controller string, sides map[string]*p4meshv1.PeerSi
 			continue
 		}
 		want[k] = true
-		if old, ok := s.sideBytes[k]; ok && string(old) == string(v) {
+		if old, ok := s.sideSums[k]; ok && old == sha256.Sum256(v) {
 			continue
 		}
 		ops = append(ops, store.Op{Key: k, Value: v})
 	}
 	prefix := keyOf("peer-side", controller) + "/"
-	for k := range s.sideBytes {
+	for k := range s.sideSums {
 		if strings.HasPrefix(k, prefix) && !want[k] {
 			ops = append(ops, store.Op{Key: k})
 		}

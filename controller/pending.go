@@ -182,8 +182,8 @@ func (pd *pending) untouchedEndpoint(id string) *Endpoint {
 }
 
 func (pd *pending) untouchedIPOwner(k vpcIP) (string, bool) {
-	id, ok := pd.m.epIP[k]
-	if !ok || pd.eps.touched(id) {
+	id := pd.m.epByIP(k.vpc, k.ip)
+	if id == "" || pd.eps.touched(id) {
 		return "", false
 	}
 	return id, true
@@ -202,7 +202,7 @@ func (pd *pending) check() error {
 	eps := set[string]{}
 	for id, e := range pd.eps.put {
 		eps[id] = struct{}{}
-		for _, o := range []string{m.epIP[vpcIP{e.VPC, e.IP}], m.epMAC[vpcMAC{e.VPC, e.MAC}], m.epPort[hostPort{e.Host, e.Port}]} {
+		for _, o := range []string{m.epByIP(e.VPC, e.IP), m.epByMAC(e.VPC, e.MAC), m.epByPort(e.Host, e.Port)} {
 			if _, ok := m.eps.get(o); ok && !pd.eps.touched(o) {
 				eps[o] = struct{}{}
 			}

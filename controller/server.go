@@ -618,6 +618,7 @@ func (s *Server) followPeer(ctx context.Context, name, addrs string) {
 	}, watch.Handler{
 		Put: func(key string, ev *p4meshv1.Event) {
 			if ps := ev.GetPeerSide(); ps != nil {
+				s.internHosts(ps)
 				view[key] = ps
 			} else {
 				delete(view, key)
@@ -642,6 +643,20 @@ func (s *Server) followPeer(ctx context.Context, name, addrs string) {
 			s.log.Info("peer controller synced", "controller", name, "sides", len(view))
 		},
 	})
+}
+
+// internHosts makes the host ids of a peer side just received share the
+// model's strings where it has them: a side lists every host of its VPC,
+// and a controller keeps the sides of all its VPCs' peers, a million host
+// ids at a million endpoints, most of them hosts of its own endpoints too.
+func (s *Server) internHosts(ps *p4meshv1.PeerSide) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, h := range ps.Hosts {
+		if n, ok := s.m.names.num[h]; ok {
+			ps.Hosts[i] = s.m.names.name(n)
+		}
+	}
 }
 
 // name is this controller's name.

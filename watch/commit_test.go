@@ -569,7 +569,9 @@ func TestOwnedKeepsTheOwnersMessages(t *testing.T) {
 
 // TestNewTableFromOwnedTakesTheMap: an owner that hands its items over
 // hands the map too, so a table of any size costs it the same few
-// allocations; one that does not gets a copy, which grows with the size.
+// allocations (a table up to maxSorted items one more, its sorted slice;
+// a larger one keeps the map itself); one that does not gets a copy,
+// which grows with the size.
 func TestNewTableFromOwnedTakesTheMap(t *testing.T) {
 	items := func(n int) map[string]proto.Message {
 		m := make(map[string]proto.Message, n)
@@ -578,12 +580,13 @@ func TestNewTableFromOwnedTakesTheMap(t *testing.T) {
 		}
 		return m
 	}
-	small, large := items(10), items(10000)
+	small, mid, large := items(10), items(maxSorted), items(10000)
 	allocs := func(m map[string]proto.Message, owned bool) float64 {
 		return testing.AllocsPerRun(5, func() { NewTableFrom("t", m, Options{Epoch: 10, Owned: owned}) })
 	}
-	if a, b := allocs(small, true), allocs(large, true); a != b {
-		t.Errorf("Owned: NewTableFrom of 10 items allocates %v times, of 10,000 %v: it copies the map", a, b)
+	a, m, b := allocs(small, true), allocs(mid, true), allocs(large, true)
+	if a != m || b > a || a > 3 {
+		t.Errorf("Owned: NewTableFrom of 10 items allocates %v times, of %d %v, of 10,000 %v: it copies the items", a, maxSorted, m, b)
 	}
 	if a, b := allocs(small, false), allocs(large, false); a >= b {
 		t.Errorf("not Owned: NewTableFrom of 10 items allocates %v times, of 10,000 %v: it keeps the owner's map", a, b)

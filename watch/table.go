@@ -170,7 +170,7 @@ type Table struct {
 	// is short and bounded: map updates, a log append and non-blocking
 	// channel sends; only Replace holds mu for long, one change at a time.
 	mu    sync.Mutex
-	items map[string]proto.Message
+	items itemSet
 	// snap is the last snapshot taken, for streams starting at the same
 	// revision to share. Weak: the streams sending it keep it alive, and a
 	// table nobody is reading a snapshot of holds no copy of its items.
@@ -205,7 +205,6 @@ func NewTable(name string, o Options) *Table {
 	return &Table{
 		name:      name,
 		opts:      o,
-		items:     make(map[string]proto.Message),
 		rev:       o.Epoch,
 		compacted: o.Epoch,
 		subs:      make(map[*subscriber]struct{}),
@@ -229,16 +228,14 @@ func NewTableFrom(name string, items map[string]proto.Message, o Options) *Table
 		}
 	}
 	t := NewTable(name, o)
-	if t.opts.Owned && items != nil {
-		t.items = items
-		return t
+	if !t.opts.Owned && len(items) > 0 {
+		owned := make(map[string]proto.Message, len(items))
+		for k, v := range items {
+			owned[k] = t.own(v)
+		}
+		items = owned
 	}
-	if len(items) > 0 {
-		t.items = make(map[string]proto.Message, len(items))
-	}
-	for k, v := range items {
-		t.items[k] = t.own(v)
-	}
+	t.items = newItemSet(items)
 	return t
 }
 
@@ -316,15 +313,6 @@ func (t *Table) Commit(rev uint64, puts map[string]proto.Message, deletes []stri
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys) // a key deleted twice is deleted once
-	if len(puts) > len(t.items) {
-		// A commit that more than doubles the table grows the map once
-		// to its new size rather than by repeated doubling.
-		items := make(map[string]proto.Message, len(t.items)+len(puts))
-		for k, v := range t.items {
-			items[k] = v
-		}
-		t.items = items
-	}
 	return t.commitLocked(rev, keys, puts)
 }
 
@@ -359,32 +347,33 @@ func (t *Table) checkRev(op string, rev uint64) {
 func (t *Table) commitLocked(rev uint64, keys []string, puts map[string]proto.Message) int {
 	changes := make([]change, 0, len(keys))
 	for _, k := range keys {
-		var c change
-		var ok bool
+		prev, had := t.items.get(k)
 		if v, put := puts[k]; put {
-			c, ok = t.putChange(k, v)
-		} else {
-			c, ok = t.deleteChange(k)
-		}
-		if ok {
-			changes = append(changes, c)
+			if !had || !proto.Equal(prev, v) {
+				changes = append(changes, change{key: k, val: t.own(v), prev: prev})
+			}
+		} else if had {
+			changes = append(changes, change{key: k, prev: prev})
 		}
 	}
+	// In one go: a commit of thousands of items is one pass over the
+	// table, not thousands of inserts.
+	t.items.apply(changes)
 	t.record(rev, changes...)
 	return len(changes)
 }
 
 // replaceKeys returns, sorted, the keys of items and of the table.
 func (t *Table) replaceKeys(items map[string]proto.Message) []string {
-	keys := make([]string, 0, len(items)+len(t.items))
+	keys := make([]string, 0, len(items)+t.items.len())
 	for k := range items {
 		keys = append(keys, k)
 	}
-	for k := range t.items {
+	t.items.all(func(k string, _ proto.Message) {
 		if _, ok := items[k]; !ok {
 			keys = append(keys, k)
 		}
-	}
+	})
 	slices.Sort(keys)
 	return keys
 }
@@ -420,23 +409,25 @@ func (t *Table) Replace(items map[string]proto.Message) uint64 {
 // putChange stores a clone of v under key and returns the change, or false
 // if v equals what key holds. t.mu must be held.
 func (t *Table) putChange(key string, v proto.Message) (change, bool) {
-	prev, ok := t.items[key]
+	prev, ok := t.items.get(key)
 	if ok && proto.Equal(prev, v) {
 		return change{}, false
 	}
 	v = t.own(v)
-	t.items[key] = v
+	t.items.set(key, v)
+	t.items.settle()
 	return change{key: key, val: v, prev: prev}, true
 }
 
 // deleteChange removes key and returns the change, or false if it was
 // absent. t.mu must be held.
 func (t *Table) deleteChange(key string) (change, bool) {
-	prev, ok := t.items[key]
+	prev, ok := t.items.get(key)
 	if !ok {
 		return change{}, false
 	}
-	delete(t.items, key)
+	t.items.set(key, nil)
+	t.items.settle()
 	return change{key: key, prev: prev}, true
 }
 
@@ -500,11 +491,18 @@ func (t *Table) record(rev uint64, cs ...change) {
 func (t *Table) Snapshot() (map[string]proto.Message, uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m := make(map[string]proto.Message, len(t.items))
-	for k, v := range t.items {
-		m[k] = v
-	}
+	m := make(map[string]proto.Message, t.items.len())
+	t.items.all(func(k string, v proto.Message) { m[k] = v })
 	return m, t.rev
+}
+
+// Get returns the item under key, nil if none. It is the table's own and
+// must not be modified.
+func (t *Table) Get(key string) proto.Message {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v, _ := t.items.get(key)
+	return v
 }
 
 // Has reports whether the table holds key: an owner deleting what a large
@@ -513,7 +511,7 @@ func (t *Table) Snapshot() (map[string]proto.Message, uint64) {
 func (t *Table) Has(key string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, ok := t.items[key]
+	_, ok := t.items.get(key)
 	return ok
 }
 
@@ -529,7 +527,7 @@ func (t *Table) Revision() uint64 {
 func (t *Table) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.items)
+	return t.items.len()
 }
 
 // Subscribers returns the number of streams being served.
@@ -547,7 +545,7 @@ func (t *Table) Stats() Stats {
 	defer t.logMu.RUnlock()
 	return Stats{
 		Revision:      t.rev,
-		Items:         len(t.items),
+		Items:         t.items.len(),
 		Subscribers:   t.serving,
 		ResyncsForced: t.resyncs,
 		Snapshots:     t.snapshots,
@@ -567,10 +565,11 @@ type item struct {
 // streams stalled in the middle of a snapshot (clients that stopped
 // reading) cost one copy of the table's index between them, not one each.
 type snapshot struct {
-	rev    uint64
-	seq    uint64 // the log position at rev
-	sorted sync.Once
-	items  []item
+	rev      uint64
+	seq      uint64 // the log position at rev
+	sorted   sync.Once
+	isSorted bool // items came sorted (the table is a slice)
+	items    []item
 }
 
 // takeSnapshot returns the snapshot at the current revision, shared with
@@ -584,17 +583,17 @@ func (t *Table) takeSnapshot() *snapshot {
 	if s == nil || s.rev != t.rev {
 		// seq read under t.mu alone: only writers of the log, who hold
 		// t.mu too, change it.
-		s = &snapshot{rev: t.rev, seq: t.seq, items: make([]item, 0, len(t.items))}
-		for k, v := range t.items {
-			s.items = append(s.items, item{k, v})
-		}
+		s = &snapshot{rev: t.rev, seq: t.seq}
+		s.items, s.isSorted = t.items.items()
 		t.snap = weak.Make(s)
 	}
 	t.mu.Unlock()
 	// Sorted outside the lock, so the producer waits only for the copy;
 	// streams sharing the snapshot wait for the one sort.
 	s.sorted.Do(func() {
-		slices.SortFunc(s.items, func(a, b item) int { return cmp.Compare(a.key, b.key) })
+		if !s.isSorted {
+			slices.SortFunc(s.items, func(a, b item) int { return cmp.Compare(a.key, b.key) })
+		}
 	})
 	return s
 }

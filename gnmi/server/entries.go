@@ -210,10 +210,17 @@ next:
 // in list order: its position when the index was built, or past every
 // other for an item appended since. An item's position is its coordinate
 // less the deleted coordinates below it.
+//
+// A list keyed by one leaf (endpoints, hosts: the ones with a million
+// items) is indexed by that string alone: a map slot of 24 bytes rather
+// than the 56 of the three-string key, the index of a million endpoints
+// 60 MB smaller.
 type listIndex struct {
-	at   map[entryKey]int // coordinate of each item
-	gone []int            // coordinates deleted since the build, sorted
-	next int              // the coordinate of the next item appended
+	single bool               // the list has one key leaf: one is the index
+	one    map[string]int32   // coordinate of each item, by its key's first string
+	at     map[entryKey]int32 // coordinate of each item, for lists of more keys
+	gone   []int              // coordinates deleted since the build, sorted
+	next   int                // the coordinate of the next item appended
 }
 
 // gcGone bounds gone: past it the index is built again, which costs the
@@ -223,17 +230,49 @@ const gcGone = 1024
 // build indexes l in c; it reports false if a key is there twice.
 func (x *listIndex) build(l *list, c *controller.Config) bool {
 	n := l.n(c)
-	x.at = make(map[entryKey]int, n)
+	x.single = len(l.keys) == 1
+	x.one, x.at = nil, nil
+	if x.single {
+		x.one = make(map[string]int32, n)
+	} else {
+		x.at = make(map[entryKey]int32, n)
+	}
 	for i := range n {
-		x.at[l.keyAt(c, i)] = i
+		x.set(l.keyAt(c, i), i)
 	}
 	x.gone, x.next = nil, n
-	return len(x.at) == n
+	return x.len() == n
+}
+
+func (x *listIndex) len() int {
+	if x.single {
+		return len(x.one)
+	}
+	return len(x.at)
+}
+
+func (x *listIndex) get(k entryKey) (int, bool) {
+	var c int32
+	var ok bool
+	if x.single {
+		c, ok = x.one[k[0]]
+	} else {
+		c, ok = x.at[k]
+	}
+	return int(c), ok
+}
+
+func (x *listIndex) set(k entryKey, coord int) {
+	if x.single {
+		x.one[k[0]] = int32(coord)
+	} else {
+		x.at[k] = int32(coord)
+	}
 }
 
 // pos returns the position and coordinate of the item with key k.
 func (x *listIndex) pos(k entryKey) (pos, coord int, ok bool) {
-	coord, ok = x.at[k]
+	coord, ok = x.get(k)
 	if !ok {
 		return 0, 0, false
 	}
@@ -242,20 +281,24 @@ func (x *listIndex) pos(k entryKey) (pos, coord int, ok bool) {
 }
 
 func (x *listIndex) del(k entryKey) {
-	c, ok := x.at[k]
+	c, ok := x.get(k)
 	if !ok {
 		return
 	}
-	delete(x.at, k)
+	if x.single {
+		delete(x.one, k[0])
+	} else {
+		delete(x.at, k)
+	}
 	i, _ := slices.BinarySearch(x.gone, c)
 	x.gone = slices.Insert(x.gone, i, c)
 }
 
 func (x *listIndex) add(k entryKey) {
-	if _, ok := x.at[k]; ok {
+	if _, ok := x.get(k); ok {
 		return
 	}
-	x.at[k] = x.next
+	x.set(k, x.next)
 	x.next++
 }
 
@@ -454,7 +497,7 @@ func (s *Server) advanceEntries(gone []touch, after *controller.Config) {
 		return
 	}
 	for li, l := range lists {
-		if len(e.idx[li].at) != l.n(now) {
+		if e.idx[li].len() != l.n(now) {
 			return
 		}
 		for i := range l.n(after) {

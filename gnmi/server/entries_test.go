@@ -234,8 +234,8 @@ func TestListIndexMatchesList(t *testing.T) {
 		for _, k := range puts {
 			x.add(k)
 		}
-		if len(x.at) != len(c.Endpoints) {
-			t.Fatalf("index holds %d; the list %d", len(x.at), len(c.Endpoints))
+		if x.len() != len(c.Endpoints) {
+			t.Fatalf("index holds %d; the list %d", x.len(), len(c.Endpoints))
 		}
 		last := -1
 		for i, e := range c.Endpoints {
