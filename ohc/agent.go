@@ -956,16 +956,17 @@ func (a *Agent) assemble() assembly {
 	if a.handedView != nil && !as.change.Other {
 		as.view = patchRemote(a.handedView, as.parts, as.change.Remote, len(as.change.Local) > 0)
 		if len(as.change.Routes) > 0 {
-			as.view.Routes = patchRoutes(a.handedView.Routes, as.parts, as.change.Routes)
+			as.view.routeChunks = patchRoutes(a.handedView.routeChunks, as.parts, as.change.Routes)
 		}
 	} else {
 		for _, p := range as.parts {
 			p.mergeInto(as.view)
 		}
 		as.view.LBs = dedupeLBs(as.view.LBs)
-		// In the incremental compile's order (compareRoutes), which a
-		// change of routes then keeps (patchRoutes).
+		// In the incremental compile's order (compareRoutes), in chunks
+		// that a change of routes then patches (patchRoutes).
 		slices.SortFunc(as.view.Routes, compareRoutes)
+		as.view.routeChunks, as.view.Routes = chunkRoutes(as.view.Routes), nil
 	}
 	slices.Sort(as.missing)
 	slices.Sort(as.stale)
@@ -1011,44 +1012,90 @@ func patchRemote(base *View, parts []*part, keys []RemoteKey, local bool) *View 
 	return &v
 }
 
-// patchRoutes is the view's routes the parts make, given that they are
-// base (sorted by compareRoutes) but for the routes under keys: it takes
-// each key's routes from the parts' indexes, in the order of the whole
-// merge, and copies the rest of base around them. The copy is the one
-// cost that grows with the number of routes (a memmove: views are not
-// modified once made, and the compiler reads the last view's routes to
-// know what a change replaced).
-func patchRoutes(base []Route, parts []*part, keys []RouteKey) []Route {
-	cmpKey := func(r Route, k RouteKey) int {
-		return cmp.Or(cmp.Compare(r.VPC, k.VPC), r.Prefix.Addr().Compare(k.Prefix.Addr()), cmp.Compare(r.Prefix.Bits(), k.Prefix.Bits()))
+// routeChunk is how many routes a chunk of a view's routes holds (see
+// View.routeChunks) when made; a change copies one, so it is small
+// against 100k routes and large against the list of chunks. (A variable
+// for the tests, which cut small chunks to split and empty them.)
+var routeChunk = 256
+
+// chunkRoutes cuts rs (sorted by compareRoutes) into chunks of about
+// routeChunk routes, never between two routes of one VPC and prefix. The
+// chunks share rs's array, capped so an append cannot overwrite the next.
+func chunkRoutes(rs []Route) [][]Route {
+	out := make([][]Route, 0, len(rs)/routeChunk+1)
+	for len(rs) > 0 {
+		n := min(routeChunk, len(rs))
+		for n < len(rs) && cmpRouteKey(rs[n], routeKeyOf(rs[n-1])) == 0 {
+			n++
+		}
+		out = append(out, rs[:n:n])
+		rs = rs[n:]
 	}
+	return out
+}
+
+// patchRoutes is the view's routes the parts make, as chunks, given that
+// they are base's but for the routes under keys: each key's routes come
+// from the parts' indexes (in compareRoutes order, as the whole merge
+// sorts them) into its chunk, and the other chunks are shared with base.
+// A change of one route then copies one chunk and the list of chunks.
+func patchRoutes(base [][]Route, parts []*part, keys []RouteKey) [][]Route {
 	keys = slices.Clone(keys)
 	slices.SortFunc(keys, func(x, y RouteKey) int {
 		return cmp.Or(cmp.Compare(x.VPC, y.VPC), x.Prefix.Addr().Compare(y.Prefix.Addr()), cmp.Compare(x.Prefix.Bits(), y.Prefix.Bits()))
 	})
 	keys = slices.Compact(keys)
-	out := make([]Route, 0, len(base)+len(keys))
+	out := slices.Clone(base)
+	if len(out) == 0 {
+		out = [][]Route{nil}
+	}
+	// Keys of one chunk together, the chunks from the last so that
+	// splitting or dropping one leaves the others' indexes as found.
 	var rs []Route
-	for _, k := range keys {
-		lo, _ := slices.BinarySearchFunc(base, k, cmpKey)
-		hi := lo
-		for hi < len(base) && cmpKey(base[hi], k) == 0 {
-			hi++
+	for len(keys) > 0 {
+		last := keys[len(keys)-1]
+		i := routeChunkOf(out, last)
+		j := len(keys) - 1
+		for j > 0 && routeChunkOf(out, keys[j-1]) == i {
+			j--
 		}
-		out = append(out, base[:lo]...)
-		base = base[hi:]
-		rs = rs[:0]
-		for _, p := range parts {
-			if x := p.routes; x != nil {
-				for _, key := range x.byKey[k] {
-					rs = append(rs, x.byEv[key])
+		group := keys[j:]
+		keys = keys[:j]
+		old := out[i]
+		chunk := make([]Route, 0, len(old)+len(group))
+		for _, k := range group {
+			lo, _ := slices.BinarySearchFunc(old, k, cmpRouteKey)
+			hi := lo
+			for hi < len(old) && cmpRouteKey(old[hi], k) == 0 {
+				hi++
+			}
+			chunk = append(chunk, old[:lo]...)
+			old = old[hi:]
+			rs = rs[:0]
+			for _, p := range parts {
+				if x := p.routes; x != nil {
+					for _, key := range x.byKey[k] {
+						rs = append(rs, x.byEv[key])
+					}
 				}
 			}
+			slices.SortFunc(rs, compareRoutes)
+			chunk = append(chunk, rs...)
 		}
-		slices.SortFunc(rs, compareRoutes)
-		out = append(out, rs...)
+		chunk = append(chunk, old...)
+		switch {
+		case len(chunk) == 0:
+			out = slices.Delete(out, i, i+1)
+		case len(chunk) > 2*routeChunk:
+			out = slices.Replace(out, i, i+1, chunkRoutes(chunk)...)
+		default:
+			out[i] = slices.Clip(chunk)
+		}
 	}
-	return append(out, base...)
+	if len(out) == 1 && len(out[0]) == 0 {
+		return [][]Route{}
+	}
+	return out
 }
 
 // String names the service for the log: VPC/policy@controller.
