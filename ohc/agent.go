@@ -368,7 +368,7 @@ func (p *part) updateRoutes(v *watch.View) {
 			return
 		}
 		for key, r := range old {
-			if n, ok := x.byEv[key]; !ok || !routeEqual(n, r) {
+			if cur, ok := x.byEv[key]; !ok || !routeEqual(cur, r) {
 				keys = append(keys, routeKeyOf(r))
 			}
 		}
@@ -385,9 +385,8 @@ func (p *part) updateRoutes(v *watch.View) {
 			if ev != nil && x.own {
 				r, ok = parseRoute(ev).(Route)
 			}
-			switch {
-			case !had && !ok, had && ok && routeEqual(old, r):
-				continue
+			if had == ok && (!had || routeEqual(old, r)) {
+				continue // nothing came or went
 			}
 			if had {
 				x.remove(key)
