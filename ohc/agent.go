@@ -178,9 +178,13 @@ type subKey struct {
 	addr, vpc, policy, peerVPC string
 }
 
-// subscription is the four streams of one connectivity service.
+// subscription is the four streams of one connectivity service. Its
+// routes are a part of their own (rpart), kept route by route: a VPC with
+// an on-prem router may hold 100k routes, and one of them changing must
+// not cost reading the others again (see routeIndex).
 type subscription struct {
 	part
+	rpart                  part
 	name                   string // subKey.String, for the log and the missing and stale lists
 	cancel                 context.CancelFunc
 	dest, fwd, lbs, routes *watch.View
@@ -218,6 +222,9 @@ type part struct {
 	// pending is what changed in the part's items since the agent last
 	// handed the programmer a view made with them.
 	pending ViewChange
+	// routes is the routes of a part made of a routes stream, nil for
+	// other parts.
+	routes *routeIndex
 }
 
 // update rebuilds the part's items with add when its streams changed
@@ -258,11 +265,195 @@ func (p *part) update(add func(f *View)) {
 	}
 }
 
+// routeIndex keeps a routes stream's routes by event key and by VPC and
+// prefix, updated from the keys of the events applied since (dirty) so
+// that a change costs the routes it names. The stream's handler
+// (routesHandler) records a key after applying its event to the view and
+// before counting the change, so an update that saw the count also sees
+// the key, and a key taken early is harmless (its event is applied again,
+// and found the same).
+type routeIndex struct {
+	mu    sync.Mutex // guards dirty and all, which the handler writes
+	dirty map[string]*p4meshv1.Event
+	all   bool // read the whole stream: the first build, or after a RESET
+
+	// Only Run's goroutine uses the fields below.
+	own   bool // the host's own VPC's service: a peer's routes are not ours
+	byEv  map[string]Route
+	byKey map[RouteKey][]string // event keys, by VPC and prefix as received
+	// listed says frag.Routes is byEv's routes (see part.mergeInto).
+	listed bool
+}
+
+// mark records that the event of key changed (ev nil: deleted).
+func (x *routeIndex) mark(key string, ev *p4meshv1.Event) {
+	x.mu.Lock()
+	if !x.all {
+		if x.dirty == nil {
+			x.dirty = map[string]*p4meshv1.Event{}
+		}
+		x.dirty[key] = ev
+	}
+	x.mu.Unlock()
+}
+
+// markAll says the whole stream is to be read again.
+func (x *routeIndex) markAll() {
+	x.mu.Lock()
+	x.all, x.dirty = true, nil
+	x.mu.Unlock()
+}
+
+// routeKeyOf is the key a route is filed under: its VPC and prefix as
+// received. The compiler masks nothing: a key with an unmasked prefix
+// makes it compile the view whole.
+func routeKeyOf(r Route) RouteKey { return RouteKey{VPC: r.VPC, Prefix: r.Prefix} }
+
+func routeEqual(a, b Route) bool {
+	return a.VPC == b.VPC && a.Prefix == b.Prefix && a.NextHopIP == b.NextHopIP && slices.Equal(a.NextHopIPs, b.NextHopIPs)
+}
+
+func (x *routeIndex) add(key string, r Route) {
+	x.byEv[key] = r
+	k := routeKeyOf(r)
+	x.byKey[k] = append(x.byKey[k], key)
+}
+
+func (x *routeIndex) remove(key string) {
+	r, ok := x.byEv[key]
+	if !ok {
+		return
+	}
+	delete(x.byEv, key)
+	k := routeKeyOf(r)
+	ks := slices.DeleteFunc(x.byKey[k], func(s string) bool { return s == key })
+	if len(ks) == 0 {
+		delete(x.byKey, k)
+	} else {
+		x.byKey[k] = ks
+	}
+}
+
+// updateRoutes brings p's routes (p.routes) up to date with the stream v:
+// only the events changed since the last update, unless the whole stream
+// is to be read again. It records in p.pending the routes that came, went
+// or changed, by VPC and prefix.
+func (p *part) updateRoutes(v *watch.View) {
+	n := p.changes.Load() // before the changes are taken: a later one is seen next time
+	x := p.routes
+	if p.frag != nil && n == p.built {
+		return
+	}
+	p.built = n
+	x.mu.Lock()
+	dirty, all := x.dirty, x.all || p.frag == nil
+	x.dirty, x.all = nil, false
+	x.mu.Unlock()
+	var keys []RouteKey
+	if all {
+		first := p.frag == nil
+		old := x.byEv
+		x.byEv, x.byKey = map[string]Route{}, map[RouteKey][]string{}
+		if x.own {
+			for key, ev := range v.Items() {
+				if r, ok := parseRoute(ev).(Route); ok {
+					x.add(key, r)
+				}
+			}
+		}
+		p.frag, x.listed = &View{}, false
+		if first {
+			p.rev++
+			p.pending.Merge(ViewChange{Other: true})
+			return
+		}
+		for key, r := range old {
+			if cur, ok := x.byEv[key]; !ok || !routeEqual(cur, r) {
+				keys = append(keys, routeKeyOf(r))
+			}
+		}
+		for key, r := range x.byEv {
+			if o, ok := old[key]; !ok || !routeEqual(o, r) {
+				keys = append(keys, routeKeyOf(r))
+			}
+		}
+	} else {
+		for key, ev := range dirty {
+			old, had := x.byEv[key]
+			var r Route
+			ok := false
+			if ev != nil && x.own {
+				r, ok = parseRoute(ev).(Route)
+			}
+			if had == ok && (!had || routeEqual(old, r)) {
+				continue // nothing came or went
+			}
+			if had {
+				x.remove(key)
+				keys = append(keys, routeKeyOf(old))
+			}
+			if ok {
+				x.add(key, r)
+				keys = append(keys, routeKeyOf(r))
+			}
+		}
+	}
+	if len(keys) > 0 {
+		p.rev++
+		x.listed = false
+		p.pending.Merge(ViewChange{Routes: keys})
+	}
+}
+
+// routesHandler is v.Handler for a routes stream kept in p.routes: as
+// a.handler, and it records each key changed after applying it.
+func (a *Agent) routesHandler(v *watch.View, p *part) watch.Handler {
+	x := p.routes
+	notify := func() {
+		p.changes.Add(1)
+		a.changed()
+	}
+	return watch.Handler{
+		Put: func(key string, ev *p4meshv1.Event) {
+			v.Put(key, ev)
+			x.mark(key, ev)
+			if v.Synced() {
+				notify()
+			}
+		},
+		Delete: func(key string, rev uint64) {
+			v.Delete(key, rev)
+			x.mark(key, nil)
+			if v.Synced() {
+				notify()
+			}
+		},
+		Reset: func() {
+			v.Reset()
+			x.markAll()
+		},
+		Synced: func(rev uint64) {
+			v.MarkSynced(rev)
+			notify()
+		},
+		Progress: v.Progress,
+		OnEvent: func(ev *p4meshv1.Event) {
+			if t := ev.GetType(); int(t) < len(a.events) {
+				a.events[t].Add(1)
+			}
+		},
+	}
+}
+
 // mergeInto adds the part's items to v. Its endpoint lists are shared,
 // not copied, when v has none of the VPC yet: views are not modified once
 // made, and a list another part adds to is copied by the append.
 func (p *part) mergeInto(v *View) {
 	f := p.frag
+	if x := p.routes; x != nil && !x.listed {
+		f.Routes = slices.Collect(maps.Values(x.byEv))
+		x.listed = true
+	}
 	if p.hasHost {
 		v.Host = f.Host
 	}
@@ -525,6 +716,16 @@ func (a *Agent) subscribe(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
+// newSubscription is the empty subscription of k, its routes kept by
+// route.
+func newSubscription(k subKey) *subscription {
+	s := &subscription{name: k.String(), dest: &watch.View{}, fwd: &watch.View{}, lbs: &watch.View{}, routes: &watch.View{}}
+	// A peer's routes are its own business: the peering gives us its
+	// exported destinations, not its next hops.
+	s.rpart.routes = &routeIndex{own: k.policy == ""}
+	return s
+}
+
 func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 	conn, err := a.conn(k.addr)
 	if err != nil {
@@ -533,7 +734,8 @@ func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 	}
 	client := p4meshv1.NewConnectivityClient(conn)
 	sctx, cancel := context.WithCancel(ctx)
-	s := &subscription{name: k.String(), cancel: cancel, dest: &watch.View{}, fwd: &watch.View{}, lbs: &watch.View{}, routes: &watch.View{}}
+	s := newSubscription(k)
+	s.cancel = cancel
 	a.mu.Lock()
 	a.subs[k] = s
 	a.subOrder = nil
@@ -565,9 +767,16 @@ func (a *Agent) startSub(ctx context.Context, wg *sync.WaitGroup, k subKey) {
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("%s %s/%s@%s", st.name, k.vpc, k.policy, k.addr)
-			a.follow(sctx, name, st.view, &s.part, func(ctx context.Context, rev uint64) (watch.Stream, error) {
+			open := func(ctx context.Context, rev uint64) (watch.Stream, error) {
 				return st.open(ctx, req(rev))
-			})
+			}
+			if st.view == s.routes {
+				a.streams.Add(1)
+				defer a.streams.Add(-1)
+				watch.Follow(sctx, name, a.log, open, a.routesHandler(s.routes, &s.rpart))
+				return
+			}
+			a.follow(sctx, name, st.view, &s.part, open)
 		}()
 	}
 }
@@ -727,7 +936,17 @@ func (a *Agent) assemble() assembly {
 	}
 	for _, k := range a.subOrder {
 		s := a.subs[k]
-		take(&s.part, s.name, s.synced(), func(f *View) { s.addConnectivity(f, k) })
+		whole := s.synced()
+		take(&s.part, s.name, whole, func(f *View) { s.addConnectivity(f, k) })
+		// The service's routes: missing or stale with it, named once.
+		switch {
+		case whole:
+			s.rpart.updateRoutes(s.routes)
+		case s.rpart.frag == nil:
+			continue
+		}
+		as.parts = append(as.parts, &s.rpart)
+		as.madeOf[&s.rpart] = s.rpart.rev
 	}
 	as.change = ViewChange{Other: !slices.Equal(as.parts, a.handedParts)}
 	for _, p := range as.parts {
@@ -735,11 +954,18 @@ func (a *Agent) assemble() assembly {
 	}
 	if a.handedView != nil && !as.change.Other {
 		as.view = patchRemote(a.handedView, as.parts, as.change.Remote, len(as.change.Local) > 0)
+		if len(as.change.Routes) > 0 {
+			as.view.routeChunks = patchRoutes(a.handedView.routeChunks, as.parts, as.change.Routes)
+		}
 	} else {
 		for _, p := range as.parts {
 			p.mergeInto(as.view)
 		}
 		as.view.LBs = dedupeLBs(as.view.LBs)
+		// In the incremental compile's order (compareRoutes), in chunks
+		// that a change of routes then patches (patchRoutes).
+		slices.SortFunc(as.view.Routes, compareRoutes)
+		as.view.routeChunks, as.view.Routes = chunkRoutes(as.view.Routes), nil
 	}
 	slices.Sort(as.missing)
 	slices.Sort(as.stale)
@@ -783,6 +1009,92 @@ func patchRemote(base *View, parts []*part, keys []RemoteKey, local bool) *View 
 		}
 	}
 	return &v
+}
+
+// routeChunk is how many routes a chunk of a view's routes holds (see
+// View.routeChunks) when made; a change copies one, so it is small
+// against 100k routes and large against the list of chunks. (A variable
+// for the tests, which cut small chunks to split and empty them.)
+var routeChunk = 256
+
+// chunkRoutes cuts rs (sorted by compareRoutes) into chunks of about
+// routeChunk routes, never between two routes of one VPC and prefix. The
+// chunks share rs's array, capped so an append cannot overwrite the next.
+func chunkRoutes(rs []Route) [][]Route {
+	out := make([][]Route, 0, len(rs)/routeChunk+1)
+	for len(rs) > 0 {
+		n := min(routeChunk, len(rs))
+		for n < len(rs) && cmpRouteKey(rs[n], routeKeyOf(rs[n-1])) == 0 {
+			n++
+		}
+		out = append(out, rs[:n:n])
+		rs = rs[n:]
+	}
+	return out
+}
+
+// patchRoutes is the view's routes the parts make, as chunks, given that
+// they are base's but for the routes under keys: each key's routes come
+// from the parts' indexes (in compareRoutes order, as the whole merge
+// sorts them) into its chunk, and the other chunks are shared with base.
+// A change of one route then copies one chunk and the list of chunks.
+func patchRoutes(base [][]Route, parts []*part, keys []RouteKey) [][]Route {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, func(x, y RouteKey) int {
+		return cmp.Or(cmp.Compare(x.VPC, y.VPC), x.Prefix.Addr().Compare(y.Prefix.Addr()), cmp.Compare(x.Prefix.Bits(), y.Prefix.Bits()))
+	})
+	keys = slices.Compact(keys)
+	out := slices.Clone(base)
+	if len(out) == 0 {
+		out = [][]Route{nil}
+	}
+	// Keys of one chunk together, the chunks from the last so that
+	// splitting or dropping one leaves the others' indexes as found.
+	var rs []Route
+	for len(keys) > 0 {
+		last := keys[len(keys)-1]
+		i := routeChunkOf(out, last)
+		j := len(keys) - 1
+		for j > 0 && routeChunkOf(out, keys[j-1]) == i {
+			j--
+		}
+		group := keys[j:]
+		keys = keys[:j]
+		old := out[i]
+		chunk := make([]Route, 0, len(old)+len(group))
+		for _, k := range group {
+			lo, _ := slices.BinarySearchFunc(old, k, cmpRouteKey)
+			hi := lo
+			for hi < len(old) && cmpRouteKey(old[hi], k) == 0 {
+				hi++
+			}
+			chunk = append(chunk, old[:lo]...)
+			old = old[hi:]
+			rs = rs[:0]
+			for _, p := range parts {
+				if x := p.routes; x != nil {
+					for _, key := range x.byKey[k] {
+						rs = append(rs, x.byEv[key])
+					}
+				}
+			}
+			slices.SortFunc(rs, compareRoutes)
+			chunk = append(chunk, rs...)
+		}
+		chunk = append(chunk, old...)
+		switch {
+		case len(chunk) == 0:
+			out = slices.Delete(out, i, i+1)
+		case len(chunk) > 2*routeChunk:
+			out = slices.Replace(out, i, i+1, chunkRoutes(chunk)...)
+		default:
+			out[i] = slices.Clip(chunk)
+		}
+	}
+	if len(out) == 1 && len(out[0]) == 0 {
+		return [][]Route{}
+	}
+	return out
 }
 
 // String names the service for the log: VPC/policy@controller.
@@ -920,7 +1232,7 @@ func parseGatewayPool(gp *p4meshv1.GatewayPool) *GatewayPool {
 }
 
 // addConnectivity joins a service's destinations with where they live, and
-// adds its load balancers and routes.
+// adds its load balancers (its routes are rpart's).
 func (s *subscription) addConnectivity(v *View, k subKey) {
 	fwd := s.fwd.Items()
 	for key, ev := range s.dest.Items() {
@@ -937,16 +1249,6 @@ func (s *subscription) addConnectivity(v *View, k subKey) {
 	for _, ev := range s.lbs.Items() {
 		if lb, ok := s.items.get(itemKey{ev: ev}, func() any { return parseLB(ev) }).(LoadBalancer); ok {
 			v.LBs = append(v.LBs, lb)
-		}
-	}
-	if k.policy != "" {
-		// A peer's routes are its own business: the peering gives us its
-		// exported destinations, not its next hops.
-		return
-	}
-	for _, ev := range s.routes.Items() {
-		if r, ok := s.items.get(itemKey{ev: ev}, func() any { return parseRoute(ev) }).(Route); ok {
-			v.Routes = append(v.Routes, r)
 		}
 	}
 }

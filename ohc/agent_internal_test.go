@@ -22,7 +22,7 @@ import (
 // the part says what changed: the address of a remote endpoint that
 // came, moved or went, or everything for its first items.
 func TestPartRevision(t *testing.T) {
-	s := &subscription{dest: &watch.View{}, fwd: &watch.View{}, lbs: &watch.View{}, routes: &watch.View{}}
+	s := newSubscription(subKey{vpc: "red"})
 	dest := func(ip string) *p4meshv1.Event {
 		return &p4meshv1.Event{Type: p4meshv1.Event_PUT, Key: ip, Value: &p4meshv1.Event_Destination{Destination: &p4meshv1.Destination{Vpc: "red", Ip: ip}}}
 	}
@@ -256,7 +256,7 @@ func TestAssemblePatchesRemote(t *testing.T) {
 	}
 	var svcs []*svc
 	for _, k := range []subKey{{addr: "c1", vpc: "red"}, {addr: "c2", vpc: "blue", policy: "all", peerVPC: "red"}} {
-		s := &subscription{dest: &watch.View{}, fwd: &watch.View{}, lbs: &watch.View{}, routes: &watch.View{}}
+		s := newSubscription(k)
 		a.subs[k] = s
 		x := &svc{s: s, dest: a.handler(s.dest, &s.part), fwd: a.handler(s.fwd, &s.part), vpcs: []string{"red", k.vpc}}
 		for _, w := range []*watch.View{s.dest, s.fwd, s.lbs, s.routes} {

@@ -414,3 +414,58 @@ func TestAgentProgramsPerSource(t *testing.T) {
 		return hasLine(l, "port_vnet ingress_port=2 ") && hasLine(l, redDest("10.2.0.12"))
 	})
 }
+
+// TestAgentRouteChangeIncremental: with real controllers over gRPC and a
+// switch, a route of red learned, re-pointed and withdrawn at c1 reaches
+// the switch (vnet_route), each change compiled incrementally: no whole
+// compile from the first route on.
+func TestAgentRouteChangeIncremental(t *testing.T) {
+	const within = 5 * time.Second
+	s := schema(t)
+	c1, c2 := startControllers(t)
+	c1.apply(t, func(c *controller.Config) {
+		c.Routes = append(c.Routes, controller.Route{VPC: "red", Prefix: pfx("172.16.0.0/24"), NextHop: "red-2"})
+	})
+	ts := startSwitch(t, "127.0.0.1:0")
+	o := startAgent(t, ts.addr, 0, c1, c2)
+	eventually(t, s, ts.addr, "first programming", 10*time.Second, func(l []string) bool {
+		return hasLine(l, "vnet_route vni=100 dst_ip=172.16.0.0/24 ") && hasLine(l, redDest("10.2.0.11"))
+	})
+	route := func(l []string, p string) string {
+		for _, x := range l {
+			if strings.HasPrefix(x, "vnet_route vni=100 dst_ip="+p+" ") {
+				return x
+			}
+		}
+		return ""
+	}
+	steps := []struct {
+		what string
+		edit func(c *controller.Config)
+		ok   func(l []string) bool
+	}{
+		{"learned", func(c *controller.Config) {
+			c.Routes = append(c.Routes, controller.Route{VPC: "red", Prefix: pfx("172.16.1.0/24"), NextHop: "red-2"})
+		}, func(l []string) bool { return strings.Contains(route(l, "172.16.1.0/24"), "host_ip="+hostB) }},
+		{"re-pointed to drop", func(c *controller.Config) {
+			for i := range c.Routes {
+				if c.Routes[i].Prefix == pfx("172.16.1.0/24") {
+					c.Routes[i].NextHop = ""
+				}
+			}
+		}, func(l []string) bool { return strings.Contains(route(l, "172.16.1.0/24"), "drop()") }},
+		{"withdrawn", func(c *controller.Config) {
+			c.Routes = slices.DeleteFunc(c.Routes, func(r controller.Route) bool { return r.Prefix == pfx("172.16.1.0/24") })
+		}, func(l []string) bool { return route(l, "172.16.1.0/24") == "" && route(l, "172.16.0.0/24") != "" }},
+	}
+	for _, st := range steps {
+		before := o.prog.Stats()
+		c1.apply(t, st.edit)
+		eventually(t, s, ts.addr, st.what, within, st.ok)
+		after := o.prog.Stats()
+		if after.Compiles != before.Compiles || after.IncrementalCompiles == before.IncrementalCompiles {
+			t.Errorf("route %s: %d whole and %d incremental compiles, want none whole", st.what,
+				after.Compiles-before.Compiles, after.IncrementalCompiles-before.IncrementalCompiles)
+		}
+	}
+}

@@ -402,7 +402,7 @@ func validate(v *View) error {
 			seen[b.IP] = true
 		}
 	}
-	for _, r := range v.Routes {
+	for _, r := range v.routeList() {
 		if !r.Prefix.IsValid() {
 			return fmt.Errorf("route of VPC %q: invalid prefix", r.VPC)
 		}
@@ -1010,7 +1010,7 @@ func (c *compiler) lbBackends(lb LoadBalancer, id uint16, lbVNI uint32, what str
 // all at once, so that an id depends only on the set of groups (see
 // RouteGroupIDs), never on the order routes came in.
 func (c *compiler) routes() error {
-	rs := slices.Clone(c.v.Routes)
+	rs := slices.Clone(c.v.routeList())
 	slices.SortFunc(rs, compareRoutes)
 	var (
 		out    []resolvedRoute

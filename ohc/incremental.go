@@ -182,12 +182,13 @@ func (cc *Compiler) CompileChange(v *View, ch ViewChange) ([]string, error) {
 		}
 	}
 	st.hops = map[netip.Addr]int{}
-	for _, r := range v.Routes {
+	routes := v.routeList()
+	for _, r := range routes {
 		for _, nh := range r.NextHops() {
 			st.hops[nh]++
 		}
 	}
-	st.routesSorted = slices.IsSortedFunc(v.Routes, compareRoutes) && !slices.ContainsFunc(v.Routes, func(r Route) bool { return r.Prefix != r.Prefix.Masked() })
+	st.routesSorted = slices.IsSortedFunc(routes, compareRoutes) && !slices.ContainsFunc(routes, func(r Route) bool { return r.Prefix != r.Prefix.Masked() })
 	st.peersOf = map[string][]string{}
 	for _, name := range c.localVPCs {
 		for _, p := range c.peers[name] {

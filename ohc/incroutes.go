@@ -38,12 +38,42 @@ type routeEnt struct {
 	what origin
 }
 
+// cmpRouteKey orders a route against a key as compareRoutes orders
+// routes, by VPC and prefix.
+func cmpRouteKey(r Route, k RouteKey) int {
+	return cmp.Or(cmp.Compare(r.VPC, k.VPC), r.Prefix.Addr().Compare(k.Prefix.Addr()), cmp.Compare(r.Prefix.Bits(), k.Prefix.Bits()))
+}
+
+// routeChunkOf is the index of the chunk (of routes sorted by
+// compareRoutes, a key's routes never split between two) that holds k's
+// routes, or would: the first whose last route is not before k, else the
+// last chunk.
+func routeChunkOf(chunks [][]Route, k RouteKey) int {
+	i, _ := slices.BinarySearchFunc(chunks, k, func(c []Route, k RouteKey) int {
+		if c := cmpRouteKey(c[len(c)-1], k); c < 0 {
+			return -1
+		}
+		return 1
+	})
+	return min(i, len(chunks)-1)
+}
+
+// findRoute returns the view's route for k, and whether there is one;
+// dup says there are several. The routes are sorted by compareRoutes.
+func (v *View) findRoute(k RouteKey) (r Route, ok, dup bool) {
+	if v.routeChunks == nil {
+		return findRoute(v.Routes, k)
+	}
+	if len(v.routeChunks) == 0 {
+		return Route{}, false, false
+	}
+	return findRoute(v.routeChunks[routeChunkOf(v.routeChunks, k)], k)
+}
+
 // findRoute returns the route of rs (sorted by compareRoutes) for k, and
 // whether there is one; dup says there are several.
 func findRoute(rs []Route, k RouteKey) (r Route, ok, dup bool) {
-	cmpKey := func(r Route, k RouteKey) int {
-		return cmp.Or(cmp.Compare(r.VPC, k.VPC), r.Prefix.Addr().Compare(k.Prefix.Addr()), cmp.Compare(r.Prefix.Bits(), k.Prefix.Bits()))
-	}
+	cmpKey := cmpRouteKey
 	i, found := slices.BinarySearchFunc(rs, k, cmpKey)
 	if !found {
 		return Route{}, false, false
@@ -149,7 +179,7 @@ func (cc *Compiler) compileRoutes(v *View, keys []RouteKey) bool {
 			}
 		}
 		for i, view := range [2]*View{old, v} {
-			r, ok, dup := findRoute(view.Routes, k)
+			r, ok, dup := view.findRoute(k)
 			if dup {
 				return false
 			}
@@ -292,7 +322,7 @@ func (c *compiler) sharesPrefix(old, v *View, k RouteKey) bool {
 			continue
 		}
 		for _, view := range [2]*View{old, v} {
-			if _, ok, _ := findRoute(view.Routes, RouteKey{name, k.Prefix}); ok {
+			if _, ok, _ := view.findRoute(RouteKey{name, k.Prefix}); ok {
 				return true
 			}
 		}

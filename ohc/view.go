@@ -37,6 +37,33 @@ type View struct {
 	Routes []Route
 	// Duties are the gateway pools this host serves as a gateway.
 	Duties []GatewayDuty
+
+	// routeChunks, when not nil, are the view's routes in place of Routes
+	// (then nil): sorted by compareRoutes across the chunks, the routes
+	// of one VPC and prefix never split between two. The agent makes
+	// them so that a change of one route copies its chunk and the list of
+	// chunks, not every route: views are not modified once made, a host
+	// may hold 100k routes, and the compiler reads the last view's routes
+	// to know what a change replaced. Read through routeList and
+	// findRoute.
+	routeChunks [][]Route
+}
+
+// routeList is the view's routes: Routes, or its chunks' routes joined
+// (a new slice).
+func (v *View) routeList() []Route {
+	if v.routeChunks == nil {
+		return v.Routes
+	}
+	n := 0
+	for _, c := range v.routeChunks {
+		n += len(c)
+	}
+	out := make([]Route, 0, n)
+	for _, c := range v.routeChunks {
+		out = append(out, c...)
+	}
+	return out
 }
 
 // Host is this host's underlay identity: the outer source of every tunnel it
