@@ -57,6 +57,12 @@ type Link struct {
 	neighbors []bgp.Neighbor
 	adv       map[string][]netip.Prefix
 	sessions  map[string]string // neighbor name → last state logged
+	// spare holds, per VPC, the applier's last batch of adds emptied for
+	// reuse (the route manager copies what it keeps): a table arriving
+	// 100k routes at a time then costs one batch's memory, not a new,
+	// grown-by-doubling one per flush. Dropped when the queue runs dry.
+	// It belongs to the applier goroutine.
+	spare map[string][]controller.LearnedRoute
 	// failed is the identity a speaker last failed to start with, and
 	// when: it is tried again only after startRetry (or with another
 	// identity), as every failed GoBGP server leaves a goroutine behind.
@@ -398,6 +404,12 @@ func (q *queue) close() {
 	}
 }
 
+func (q *queue) empty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending) == 0
+}
+
 func (q *queue) take() ([]entry, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -417,6 +429,9 @@ func (l *Link) applyLoop() {
 		<-l.q.wake
 		es, closed := l.q.take()
 		l.apply(es)
+		if l.q.empty() {
+			l.spare = nil
+		}
 		if closed {
 			es, _ := l.q.take()
 			l.apply(es)
@@ -440,11 +455,20 @@ func (l *Link) apply(es []entry) {
 		// gone: withdrawn route → how many adds preceded the withdrawal.
 		gone map[controller.LearnedRouteKey]int
 	}
+	// n bounds what a batch is handed before its flush.
+	n := 0
+	for _, e := range es {
+		n += len(e.us)
+	}
+	n = min(n, flushSize)
 	per := map[string]*batch{}
 	get := func(vpc string) *batch {
 		b := per[vpc]
 		if b == nil {
-			b = &batch{gone: map[controller.LearnedRouteKey]int{}}
+			b = &batch{adds: l.spare[vpc], gone: map[controller.LearnedRouteKey]int{}}
+			if cap(b.adds) < n {
+				b.adds = make([]controller.LearnedRoute, 0, n)
+			}
 			per[vpc] = b
 		}
 		return b
@@ -466,6 +490,10 @@ func (l *Link) apply(es []entry) {
 			if err := l.srv.UpdateLearnedRoutes(vpc, adds, wd); err != nil {
 				l.log.Error("BGP: learned routes not taken by the route manager", "vpc", vpc, "adds", len(adds), "withdrawals", len(wd), "err", err)
 			}
+			if l.spare == nil {
+				l.spare = map[string][]controller.LearnedRoute{}
+			}
+			l.spare[vpc] = b.adds[:0]
 		}
 		clear(per)
 	}

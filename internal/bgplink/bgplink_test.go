@@ -307,6 +307,14 @@ func testApplyOrder(t *testing.T) {
 			t.Errorf("%s in red's RIB: %v, want %v", p, got, want)
 		}
 	}
+	// The next drain reuses the batches' memory: nothing of the last one
+	// may be handed over again (192.0.2.0/24 was added, then withdrawn).
+	l.apply([]entry{{us: []bgp.Update{route("198.51.100.0/24", true)}}})
+	for p, want := range map[string]bool{"192.0.2.0/24": false, "198.51.100.0/24": false, "203.0.113.0/24": true} {
+		if got := bgpRoute(srv, "red", p) != nil; got != want {
+			t.Errorf("after a second drain, %s in red's RIB: %v, want %v", p, got, want)
+		}
+	}
 	l.apply([]entry{{us: []bgp.Update{route("192.0.2.0/24", false)}}, {dropAll: true}})
 	for _, p := range []string{"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"} {
 		if bgpRoute(srv, "red", p) != nil {
