@@ -254,3 +254,25 @@ func testAgentRouteChanges(t *testing.T) {
 		t.Error("after a RESET: the one route changed was compiled whole")
 	}
 }
+
+// TestAgentRoutesFromNone: a host whose VPCs have no route yet learns
+// one, loses it and learns one again (the view's route chunks go from
+// none to one and back), each a change of that route compiled as a whole
+// compile would.
+func TestAgentRoutesFromNone(t *testing.T) {
+	ra := newRouteAgent(t)
+	cc := NewCompiler(demandSchema(t))
+	if as, _ := ra.hand(t, cc, "first"); len(as.view.routeList()) != 0 {
+		t.Fatalf("first view has %d routes, want none", len(as.view.routeList()))
+	}
+	for i, step := range []struct {
+		del  bool
+		hops []string
+	}{{hops: []string{"10.1.0.40"}}, {del: true}, {hops: []string{"10.1.0.30"}}, {hops: []string{"10.1.0.40", "10.1.0.41"}}, {del: true}} {
+		ra.putRoute("red", "10.9.0.0/24", step.del, step.hops...)
+		as, _ := ra.hand(t, cc, fmt.Sprintf("step %d", i))
+		if as.change.Other || len(as.change.Routes) == 0 {
+			t.Fatalf("step %d: change %+v, want the route alone", i, as.change)
+		}
+	}
+}

@@ -47,10 +47,11 @@ func cmpRouteKey(r Route, k RouteKey) int {
 // routeChunkOf is the index of the chunk (of routes sorted by
 // compareRoutes, a key's routes never split between two) that holds k's
 // routes, or would: the first whose last route is not before k, else the
-// last chunk.
+// last chunk. The one empty chunk a view with no routes is patched from
+// takes any key.
 func routeChunkOf(chunks [][]Route, k RouteKey) int {
 	i, _ := slices.BinarySearchFunc(chunks, k, func(c []Route, k RouteKey) int {
-		if c := cmpRouteKey(c[len(c)-1], k); c < 0 {
+		if len(c) > 0 && cmpRouteKey(c[len(c)-1], k) < 0 {
 			return -1
 		}
 		return 1
