@@ -117,7 +117,7 @@ func New(o Options) (*Server, error) {
 		start := time.Now()
 		s.setMu.Lock()
 		defer s.setMu.Unlock()
-		s.syncEntries(o.Controller.Config())
+		s.syncEntries()
 		s.log.Debug("gnmi: running configuration indexed for Sets of single entries", "took", time.Since(start))
 	}()
 	return s, nil
