@@ -138,13 +138,29 @@ func edit[T any, K comparable](list []T, del []K, put []T, key func(T) K) []T {
 // an endpoint a BGP neighbor names as its attachment. A Change cannot
 // edit the bgp section: that goes through Apply.
 func (s *Server) ApplyChange(ch *Change) error {
-	if ch.Empty() {
-		return nil
-	}
+	_, err := s.ApplyChangeSeq(ch)
+	return err
+}
+
+// ApplyChangeSeq is ApplyChange, and also tells the seq (ConfigDelta's)
+// of the configuration served once ch is applied, or refused: a reader
+// that knew the configuration at seq n, and gets n+1, knows it is that
+// one with ch applied and nothing else.
+func (s *Server) ApplyChangeSeq(ch *Change) (uint64, error) {
 	// Two changes computed from the same configuration must not lose one
 	// another.
 	s.changeMu.Lock()
 	defer s.changeMu.Unlock()
+	err := s.applyChangeLocked(ch)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.journal.seq + 1, err
+}
+
+func (s *Server) applyChangeLocked(ch *Change) error {
+	if ch.Empty() {
+		return nil
+	}
 	// The bgp section is in the model's base (s.m only changes under
 	// changeMu): asking Config for it would materialise every endpoint,
 	// once per change.

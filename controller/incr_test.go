@@ -284,10 +284,23 @@ func TestApplyChangeMatchesWholeApply(t *testing.T) {
 		if errText(errInc) != errText(errWhole) {
 			t.Fatalf("step %d: %s\nApplyChange: %v\nApply:       %v", step, describeChange(ch), errInc, errWhole)
 		}
+		// gNMI's Set asks for the items it touches by key: those of the
+		// configuration as it is, in its order, without materialising it.
+		keys := touchedKeys(ch)
+		keys.DeleteEndpoints = append(keys.DeleteEndpoints, "absent")
+		items, seq := fast.ConfigItems(keys)
 		prev := fast.Config()
 		prevCopy := prev.Clone()
-		if err := fast.ApplyChange(ch); errText(err) != errText(errWhole) {
+		if want := itemsOf(prev, keys); !items.Equal(want) {
+			t.Fatalf("step %d: %s\nConfigItems:\n%s", step, describeChange(ch), configDiff(t, want, items))
+		}
+		after, err := fast.ApplyChangeSeq(ch)
+		if errText(err) != errText(errWhole) {
 			t.Fatalf("step %d: %s\nApplyChange without a whole store: %v\nApply: %v", step, describeChange(ch), err, errWhole)
+		}
+		// The seq moves by one exactly when the configuration changed.
+		if changed := !prevCopy.Equal(fast.Config()); (after == seq+1) != changed || (after == seq) == changed {
+			t.Fatalf("step %d: %s: seq %d, then %d; the configuration changed: %v", step, describeChange(ch), seq, after, changed)
 		}
 		if fast.snap != nil && fast.snap != prev {
 			extended++
@@ -532,4 +545,56 @@ func TestApplyChangeRevokes(t *testing.T) {
 	if ev := other.next(t); ev.GetType() != p4meshv1.Event_PUT || ev.GetKey() != "10.1.0.12" {
 		t.Errorf("h2's red stream: got %v, want PUT 10.1.0.12", ev)
 	}
+}
+
+// touchedKeys is a Change that deletes every key ch touches.
+func touchedKeys(ch *Change) *Change {
+	k := &Change{
+		DeleteEndpoints: slices.Clone(ch.DeleteEndpoints), DeleteLoadBalancers: slices.Clone(ch.DeleteLoadBalancers),
+		DeleteRoutes: slices.Clone(ch.DeleteRoutes), DeleteVPCs: slices.Clone(ch.DeleteVPCs), DeleteHosts: slices.Clone(ch.DeleteHosts),
+	}
+	for _, e := range ch.Endpoints {
+		k.DeleteEndpoints = append(k.DeleteEndpoints, e.ID)
+	}
+	for _, lb := range ch.LoadBalancers {
+		k.DeleteLoadBalancers = append(k.DeleteLoadBalancers, lb.Name)
+	}
+	for _, r := range ch.Routes {
+		k.DeleteRoutes = append(k.DeleteRoutes, r.Key())
+	}
+	// Some of the short lists too, which ConfigItems reads from the base.
+	k.DeleteVPCs = append(k.DeleteVPCs, "green")
+	k.DeleteHosts = append(k.DeleteHosts, "h1")
+	return k
+}
+
+// itemsOf is, plainly, the items of c whose keys keys deletes.
+func itemsOf(c *Config, keys *Change) *Config {
+	out := &Config{}
+	for _, e := range c.Endpoints {
+		if slices.Contains(keys.DeleteEndpoints, e.ID) {
+			out.Endpoints = append(out.Endpoints, e)
+		}
+	}
+	for _, lb := range c.LoadBalancers {
+		if slices.Contains(keys.DeleteLoadBalancers, lb.Name) {
+			out.LoadBalancers = append(out.LoadBalancers, lb)
+		}
+	}
+	for _, r := range c.Routes {
+		if slices.Contains(keys.DeleteRoutes, r.Key()) {
+			out.Routes = append(out.Routes, r)
+		}
+	}
+	for _, v := range c.VPCs {
+		if slices.Contains(keys.DeleteVPCs, v.Name) {
+			out.VPCs = append(out.VPCs, v)
+		}
+	}
+	for _, h := range c.Hosts {
+		if slices.Contains(keys.DeleteHosts, h.ID) {
+			out.Hosts = append(out.Hosts, h)
+		}
+	}
+	return out
 }

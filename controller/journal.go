@@ -119,3 +119,93 @@ func (s *Server) ConfigSince(seq uint64) ConfigDelta {
 	}
 	return d
 }
+
+// ConfigSeq is the seq (ConfigDelta's) of the configuration being served.
+func (s *Server) ConfigSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.journal.seq + 1
+}
+
+// ConfigAt is Config with its seq.
+func (s *Server) ConfigAt() (*Config, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.configLocked(), s.journal.seq + 1
+}
+
+// ConfigBuilds counts the times Config materialised the configuration
+// whole (in time linear in its size): after a start, an Apply, or a
+// change other than adding items, when someone asked for it.
+func (s *Server) ConfigBuilds() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.builds
+}
+
+// ConfigItems returns the items of the configuration being served whose
+// keys keys deletes (its puts are ignored), each list in its order, and
+// the configuration's seq. Its cost is what it names, plus the length of
+// the short lists (directory, VPCs, hosts, export policies, peerings,
+// gateway pools) it names anything of: gNMI's Set of one endpoint asks
+// for that endpoint, where Config would materialise every other one after
+// any delete or edit. The result shares nothing with the configuration.
+func (s *Server) ConfigItems(keys *Change) (*Config, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, c := s.m, &Config{}
+	c.Directory = pick(m.base.Directory, keys.DeleteDirectory, func(e ControllerEntry) string { return e.Name })
+	c.VPCs = pick(m.base.VPCs, keys.DeleteVPCs, func(v VPC) string { return v.Name })
+	c.Hosts = pick(m.base.Hosts, keys.DeleteHosts, func(h Host) string { return h.ID })
+	c.ExportPolicies = pick(m.base.ExportPolicies, keys.DeleteExportPolicies, func(p ExportPolicy) string { return p.Name })
+	c.Peerings = pick(m.base.Peerings, keys.DeletePeerings, Peering.Key)
+	c.GatewayPools = pick(m.base.GatewayPools, keys.DeleteGatewayPools, func(p GatewayPool) string { return p.Name })
+	c.Endpoints = lookup(&m.eps, keys.DeleteEndpoints)
+	c.LoadBalancers = lookup(&m.lbs, keys.DeleteLoadBalancers)
+	c.Routes = lookup(&m.routes, keys.DeleteRoutes)
+	return c.Clone(), s.journal.seq + 1
+}
+
+// pick is the items of list whose key is among keys, in list order.
+func pick[T any, K comparable](list []T, keys []K, key func(T) K) []T {
+	if len(keys) == 0 {
+		return nil
+	}
+	want := make(set[K], len(keys))
+	for _, k := range keys {
+		want[k] = struct{}{}
+	}
+	var out []T
+	for _, v := range list {
+		if _, ok := want[key(v)]; ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// lookup is the items of o with keys among keys, in o's order.
+func lookup[K comparable, V any](o *ordered[K, V], keys []K) []V {
+	type at struct {
+		pos int
+		v   V
+	}
+	var found []at
+	seen := make(set[K], len(keys))
+	for _, k := range keys {
+		if _, dup := seen[k]; dup {
+			continue
+		}
+		seen[k] = struct{}{}
+		if p, ok := o.pos(k); ok {
+			v, _ := o.get(k)
+			found = append(found, at{p, v})
+		}
+	}
+	slices.SortFunc(found, func(a, b at) int { return a.pos - b.pos })
+	out := make([]V, 0, len(found))
+	for _, f := range found {
+		out = append(out, f.v)
+	}
+	return out
+}

@@ -90,6 +90,8 @@ type Server struct {
 	// tail holds snap's big lists with room to grow (snap's are capped):
 	// a change that only adds items extends them (nextSnap).
 	tail *snapTail
+	// builds counts the snapshots materialised whole (ConfigBuilds).
+	builds uint64
 	// rev is the revision every watch table is at: the store's revision
 	// of the last commit (ItemStore), or, for a store without revisions,
 	// one the Server numbers from the wall clock at its start.
@@ -335,6 +337,7 @@ func (s *Server) configLocked() *Config {
 	if s.snap == nil {
 		s.snap = s.m.config()
 		s.tail = tailOf(s.snap)
+		s.builds++
 	}
 	return s.snap
 }

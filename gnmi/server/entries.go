@@ -1,9 +1,7 @@
 package server
 
 import (
-	"cmp"
 	"net/netip"
-	"slices"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
 	"google.golang.org/grpc/codes"
@@ -55,19 +53,26 @@ type list struct {
 	keyAt func(c *controller.Config, i int) entryKey
 	// copyItem appends src's i-th item to dst's list; put puts c's i-th
 	// item into ch; del deletes c's i-th item's key in ch.
-	copyItem func(dst, src *controller.Config, i int)
-	put      func(ch *controller.Change, c *controller.Config, i int)
-	del      func(ch *controller.Change, c *controller.Config, i int)
+	// ask names the item with key k among ch's deletes, so that
+	// controller.ConfigItems returns it; false: no item has k as its key
+	// (a route's prefix not as netip spells it).
+	ask func(ch *controller.Change, k entryKey) bool
+	put func(ch *controller.Change, c *controller.Config, i int)
+	del func(ch *controller.Change, c *controller.Config, i int)
 }
 
 func listOf[T, K any](elems, keys []string, items func(*controller.Config) *[]T, key func(T) entryKey,
-	puts func(*controller.Change) *[]T, dels func(*controller.Change) *[]K, itemKey func(T) K) list {
+	puts func(*controller.Change) *[]T, dels func(*controller.Change) *[]K, itemKey func(T) K, keyOf func(entryKey) (K, bool)) list {
 	return list{
 		elems: elems, keys: keys,
 		n:     func(c *controller.Config) int { return len(*items(c)) },
 		keyAt: func(c *controller.Config, i int) entryKey { return key((*items(c))[i]) },
-		copyItem: func(dst, src *controller.Config, i int) {
-			*items(dst) = append(*items(dst), (*items(src))[i])
+		ask: func(ch *controller.Change, k entryKey) bool {
+			x, ok := keyOf(k)
+			if ok {
+				*dels(ch) = append(*dels(ch), x)
+			}
+			return ok
 		},
 		put: func(ch *controller.Change, c *controller.Config, i int) {
 			*puts(ch) = append(*puts(ch), (*items(c))[i])
@@ -80,6 +85,22 @@ func listOf[T, K any](elems, keys []string, items func(*controller.Config) *[]T,
 
 func one(s string) entryKey { return entryKey{s} }
 
+// first is the key of a list keyed by one leaf.
+func first(k entryKey) (string, bool) { return k[0], true }
+
+// routeKey is the route whose key FromConfig spells k.
+func routeKey(k entryKey) (controller.RouteKey, bool) {
+	p, err := netip.ParsePrefix(k[1])
+	if err != nil || prefixText(p) != k[1] {
+		return controller.RouteKey{}, false
+	}
+	nh := k[2]
+	if nh == "-" {
+		nh = ""
+	}
+	return controller.RouteKey{VPC: k[0], Prefix: p, NextHop: nh}, true
+}
+
 // lists are the lists setEntries changes entry by entry. The key strings
 // are FromConfig's: a route's prefix as netip formats it, a drop route's
 // next hop "-".
@@ -89,31 +110,31 @@ var lists = []list{
 		func(e controller.ControllerEntry) entryKey { return one(e.Name) },
 		func(ch *controller.Change) *[]controller.ControllerEntry { return &ch.Directory },
 		func(ch *controller.Change) *[]string { return &ch.DeleteDirectory },
-		func(e controller.ControllerEntry) string { return e.Name }),
+		func(e controller.ControllerEntry) string { return e.Name }, first),
 	listOf([]string{"p4mesh", "vpcs", "vpc"}, []string{"name"},
 		func(c *controller.Config) *[]controller.VPC { return &c.VPCs },
 		func(v controller.VPC) entryKey { return one(v.Name) },
 		func(ch *controller.Change) *[]controller.VPC { return &ch.VPCs },
 		func(ch *controller.Change) *[]string { return &ch.DeleteVPCs },
-		func(v controller.VPC) string { return v.Name }),
+		func(v controller.VPC) string { return v.Name }, first),
 	listOf([]string{"p4mesh", "hosts", "host"}, []string{"id"},
 		func(c *controller.Config) *[]controller.Host { return &c.Hosts },
 		func(h controller.Host) entryKey { return one(h.ID) },
 		func(ch *controller.Change) *[]controller.Host { return &ch.Hosts },
 		func(ch *controller.Change) *[]string { return &ch.DeleteHosts },
-		func(h controller.Host) string { return h.ID }),
+		func(h controller.Host) string { return h.ID }, first),
 	listOf([]string{"p4mesh", "endpoints", "endpoint"}, []string{"id"},
 		func(c *controller.Config) *[]controller.Endpoint { return &c.Endpoints },
 		func(e controller.Endpoint) entryKey { return one(e.ID) },
 		func(ch *controller.Change) *[]controller.Endpoint { return &ch.Endpoints },
 		func(ch *controller.Change) *[]string { return &ch.DeleteEndpoints },
-		func(e controller.Endpoint) string { return e.ID }),
+		func(e controller.Endpoint) string { return e.ID }, first),
 	listOf([]string{"p4mesh", "load-balancers", "load-balancer"}, []string{"name"},
 		func(c *controller.Config) *[]controller.LoadBalancer { return &c.LoadBalancers },
 		func(lb controller.LoadBalancer) entryKey { return one(lb.Name) },
 		func(ch *controller.Change) *[]controller.LoadBalancer { return &ch.LoadBalancers },
 		func(ch *controller.Change) *[]string { return &ch.DeleteLoadBalancers },
-		func(lb controller.LoadBalancer) string { return lb.Name }),
+		func(lb controller.LoadBalancer) string { return lb.Name }, first),
 	listOf([]string{"p4mesh", "routes", "route"}, []string{"vpc", "prefix", "next-hop"},
 		func(c *controller.Config) *[]controller.Route { return &c.Routes },
 		func(r controller.Route) entryKey {
@@ -125,25 +146,27 @@ var lists = []list{
 		},
 		func(ch *controller.Change) *[]controller.Route { return &ch.Routes },
 		func(ch *controller.Change) *[]controller.RouteKey { return &ch.DeleteRoutes },
-		controller.Route.Key),
+		controller.Route.Key, routeKey),
 	listOf([]string{"p4mesh", "export-policies", "export-policy"}, []string{"name"},
 		func(c *controller.Config) *[]controller.ExportPolicy { return &c.ExportPolicies },
 		func(p controller.ExportPolicy) entryKey { return one(p.Name) },
 		func(ch *controller.Change) *[]controller.ExportPolicy { return &ch.ExportPolicies },
 		func(ch *controller.Change) *[]string { return &ch.DeleteExportPolicies },
-		func(p controller.ExportPolicy) string { return p.Name }),
+		func(p controller.ExportPolicy) string { return p.Name }, first),
 	listOf([]string{"p4mesh", "peerings", "peering"}, []string{"vpc", "peer-vpc"},
 		func(c *controller.Config) *[]controller.Peering { return &c.Peerings },
 		func(p controller.Peering) entryKey { return entryKey{p.VPC, p.PeerVPC} },
 		func(ch *controller.Change) *[]controller.Peering { return &ch.Peerings },
 		func(ch *controller.Change) *[]controller.PeeringKey { return &ch.DeletePeerings },
-		controller.Peering.Key),
+		controller.Peering.Key, func(k entryKey) (controller.PeeringKey, bool) {
+			return controller.PeeringKey{VPC: k[0], PeerVPC: k[1]}, true
+		}),
 	listOf([]string{"p4mesh", "gateway-pools", "gateway-pool"}, []string{"name"},
 		func(c *controller.Config) *[]controller.GatewayPool { return &c.GatewayPools },
 		func(p controller.GatewayPool) entryKey { return one(p.Name) },
 		func(ch *controller.Change) *[]controller.GatewayPool { return &ch.GatewayPools },
 		func(ch *controller.Change) *[]string { return &ch.DeleteGatewayPools },
-		func(p controller.GatewayPool) string { return p.Name }),
+		func(p controller.GatewayPool) string { return p.Name }, first),
 }
 
 func prefixText(p netip.Prefix) string {
@@ -204,129 +227,25 @@ next:
 	return touch{}, false, false
 }
 
-// listIndex finds the items of one list of the running configuration by
-// key, and is kept up across the Changes setEntries makes without a scan.
-// Each item has a coordinate, fixed while it stays in the list and rising
-// in list order: its position when the index was built, or past every
-// other for an item appended since. An item's position is its coordinate
-// less the deleted coordinates below it.
-//
-// A list keyed by one leaf (endpoints, hosts: the ones with a million
-// items) is indexed by that string alone: a map slot of 24 bytes rather
-// than the 56 of the three-string key, the index of a million endpoints
-// 60 MB smaller.
-type listIndex struct {
-	single bool               // the list has one key leaf: one is the index
-	one    map[string]int32   // coordinate of each item, by its key's first string
-	at     map[entryKey]int32 // coordinate of each item, for lists of more keys
-	gone   []int              // coordinates deleted since the build, sorted
-	next   int                // the coordinate of the next item appended
-}
-
-// gcGone bounds gone: past it the index is built again, which costs the
-// list's length once per that many deletes.
-const gcGone = 1024
-
-// build indexes l in c; it reports false if a key is there twice.
-func (x *listIndex) build(l *list, c *controller.Config) bool {
-	n := l.n(c)
-	x.single = len(l.keys) == 1
-	x.one, x.at = nil, nil
-	if x.single {
-		x.one = make(map[string]int32, n)
-	} else {
-		x.at = make(map[entryKey]int32, n)
-	}
-	for i := range n {
-		x.set(l.keyAt(c, i), i)
-	}
-	x.gone, x.next = nil, n
-	return x.len() == n
-}
-
-func (x *listIndex) len() int {
-	if x.single {
-		return len(x.one)
-	}
-	return len(x.at)
-}
-
-func (x *listIndex) get(k entryKey) (int, bool) {
-	var c int32
-	var ok bool
-	if x.single {
-		c, ok = x.one[k[0]]
-	} else {
-		c, ok = x.at[k]
-	}
-	return int(c), ok
-}
-
-func (x *listIndex) set(k entryKey, coord int) {
-	if x.single {
-		x.one[k[0]] = int32(coord)
-	} else {
-		x.at[k] = int32(coord)
-	}
-}
-
-// pos returns the position and coordinate of the item with key k.
-func (x *listIndex) pos(k entryKey) (pos, coord int, ok bool) {
-	coord, ok = x.get(k)
-	if !ok {
-		return 0, 0, false
-	}
-	shift, _ := slices.BinarySearch(x.gone, coord)
-	return coord - shift, coord, true
-}
-
-func (x *listIndex) del(k entryKey) {
-	c, ok := x.get(k)
-	if !ok {
-		return
-	}
-	if x.single {
-		delete(x.one, k[0])
-	} else {
-		delete(x.at, k)
-	}
-	i, _ := slices.BinarySearch(x.gone, c)
-	x.gone = slices.Insert(x.gone, i, c)
-}
-
-func (x *listIndex) add(k entryKey) {
-	if _, ok := x.get(k); ok {
-		return
-	}
-	x.set(k, x.next)
-	x.next++
-}
-
-// entryState is what setEntries knows of the running configuration.
+// entryState is what setEntries knows of the running configuration: no
+// index of its own, since the controller finds items by key
+// (controller.ConfigItems), but whether it passes the schema.
 type entryState struct {
-	cfg   *controller.Config // the configuration idx describes; nil: none
-	clean bool               // cfg's whole tree passes the YANG schema
-	idx   []listIndex        // one per lists
+	seq   uint64 // the controller's seq of the configuration clean is about; 0: none
+	clean bool   // that configuration's whole tree passes the YANG schema
 }
 
-// syncEntries makes s.ent describe cur. Unless cur is the configuration
-// the last setEntries left, that costs cur's size, once.
-func (s *Server) syncEntries(cur *controller.Config) {
+// syncEntries makes s.ent describe the configuration being served. Unless
+// that is the one the last setEntries left, it costs the configuration's
+// size, once.
+func (s *Server) syncEntries() {
 	e := &s.ent
-	if e.cfg == cur {
+	if seq := s.o.Controller.ConfigSeq(); seq == e.seq {
 		return
 	}
-	e.cfg, e.clean = cur, true
-	e.idx = make([]listIndex, len(lists))
-	for i := range lists {
-		if !e.idx[i].build(&lists[i], cur) {
-			e.clean = false
-		}
-	}
-	if e.clean {
-		d, err := p4gnmi.FromConfig(cur)
-		e.clean = err == nil && p4gnmi.CheckSchema(d) == nil
-	}
+	cur, seq := s.o.Controller.ConfigAt()
+	d, err := p4gnmi.FromConfig(cur)
+	e.seq, e.clean = seq, err == nil && p4gnmi.CheckSchema(d) == nil
 }
 
 // setEntries is a Set on the entries its paths name (see the top of this
@@ -337,16 +256,18 @@ func (s *Server) setEntries(req *gnmi.SetRequest) (_ *gnmi.SetResponse, ok bool,
 	if !ok || err != nil {
 		return nil, ok, err
 	}
-	if err := s.o.Controller.ApplyChange(p.ch); err != nil {
+	seq, err := s.o.Controller.ApplyChangeSeq(p.ch)
+	if err != nil {
 		// Explaining a refusal takes the whole configuration the Change
 		// would make: controller errors name items by position, and
-		// setWhole's name them in that configuration.
-		if verr := p4gnmi.ValidateConfig(p.ch.ApplyTo(p.cur)); verr != nil {
+		// setWhole's name them in that configuration. Only a refused Set
+		// pays for it.
+		if verr := p4gnmi.ValidateConfig(p.ch.ApplyTo(s.o.Controller.Config())); verr != nil {
 			return nil, true, invalidSet(verr)
 		}
 		return nil, true, status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
 	}
-	s.advanceEntries(p.gone, p.after)
+	s.advanceEntries(p.seq, seq, p.after)
 	return p.resp, true, nil
 }
 
@@ -355,13 +276,12 @@ func (s *Server) setEntries(req *gnmi.SetRequest) (_ *gnmi.SetResponse, ok bool,
 type entryPlan struct {
 	resp  *gnmi.SetResponse
 	ch    *controller.Change
-	cur   *controller.Config // the configuration ch applies to
-	gone  []touch            // the entries ch deletes
+	seq   uint64             // the configuration ch applies to
 	after *controller.Config // the entries ch puts
 }
 
 // planEntries is setEntries up to the Change; it changes nothing but
-// s.ent's index, which it may build.
+// s.ent, which it may bring up to date.
 func (s *Server) planEntries(req *gnmi.SetRequest) (_ *entryPlan, ok bool, _ error) {
 	if s.wholeOnly {
 		return nil, false, nil
@@ -398,37 +318,31 @@ func (s *Server) planEntries(req *gnmi.SetRequest) (_ *entryPlan, ok bool, _ err
 			return nil, false, nil
 		}
 	}
-	cur := s.o.Controller.Config()
-	if len(touched) == 0 || cur == nil {
+	if len(touched) == 0 {
 		return nil, false, nil
 	}
-	s.syncEntries(cur)
+	s.syncEntries()
 	if !s.ent.clean {
 		return nil, false, nil
 	}
 
 	// The touched entries there are now, in the order of their lists.
-	type found struct {
-		touch
-		pos, coord int
-	}
-	var have []found
+	keys := &controller.Change{}
 	for _, t := range touched {
-		pos, coord, ok := s.ent.idx[t.list].pos(t.key)
-		if !ok {
-			continue
-		}
-		if pos >= lists[t.list].n(cur) || lists[t.list].keyAt(cur, pos) != t.key {
-			// The index has lost track: build it again next time.
-			s.ent.cfg = nil
-			return nil, false, nil
-		}
-		have = append(have, found{t, pos, coord})
+		lists[t.list].ask(keys, t.key)
 	}
-	slices.SortFunc(have, func(a, b found) int { return cmp.Or(cmp.Compare(a.list, b.list), cmp.Compare(a.coord, b.coord)) })
-	part := &controller.Config{}
-	for _, h := range have {
-		lists[h.list].copyItem(part, cur, h.pos)
+	part, seq := s.o.Controller.ConfigItems(keys)
+	if seq != s.ent.seq {
+		// Another writer got in between: what it made has not been
+		// checked against the schema. The next Set checks it.
+		return nil, false, nil
+	}
+	for li, l := range lists {
+		for i := range l.n(part) {
+			if !seen[touch{li, l.keyAt(part, i)}] {
+				return nil, false, nil
+			}
+		}
 	}
 	dev, err := p4gnmi.FromConfig(part)
 	if err != nil {
@@ -461,11 +375,11 @@ func (s *Server) planEntries(req *gnmi.SetRequest) (_ *entryPlan, ok bool, _ err
 	}
 
 	ch := &controller.Change{}
-	var gone []touch
-	for _, h := range have {
-		if !left[h.touch] || moved[h.touch] {
-			lists[h.list].del(ch, cur, h.pos)
-			gone = append(gone, h.touch)
+	for li, l := range lists {
+		for i := range l.n(part) {
+			if t := (touch{li, l.keyAt(part, i)}); !left[t] || moved[t] {
+				l.del(ch, part, i)
+			}
 		}
 	}
 	for _, l := range lists {
@@ -473,51 +387,27 @@ func (s *Server) planEntries(req *gnmi.SetRequest) (_ *entryPlan, ok bool, _ err
 			l.put(ch, after, i)
 		}
 	}
-	return &entryPlan{resp: resp, ch: ch, cur: cur, gone: gone, after: after}, true, nil
+	return &entryPlan{resp: resp, ch: ch, seq: seq, after: after}, true, nil
 }
 
-// advanceEntries moves s.ent past a Change that deleted gone and put the
-// items of after, as controller.Change.ApplyTo does: deletes first, then
-// puts in place or at the end. Should the configuration the controller now
-// serves not be that (another writer got in between), the next Set builds
-// the index again.
-func (s *Server) advanceEntries(gone []touch, after *controller.Config) {
+// advanceEntries moves s.ent past a Change planned on the configuration
+// numbered from, which made the one numbered to, and put the items of
+// after. Should to not be from's next (another writer got in between),
+// the next Set checks the whole configuration again.
+func (s *Server) advanceEntries(from, to uint64, after *controller.Config) {
 	e := &s.ent
-	for _, t := range gone {
-		e.idx[t.list].del(t.key)
-	}
-	for li, l := range lists {
-		for i := range l.n(after) {
-			e.idx[li].add(l.keyAt(after, i))
-		}
-	}
-	now := s.o.Controller.Config()
-	e.cfg = nil
-	if now == nil {
-		return
-	}
-	for li, l := range lists {
-		if e.idx[li].len() != l.n(now) {
-			return
-		}
-		for i := range l.n(after) {
-			k := l.keyAt(after, i)
-			if pos, _, ok := e.idx[li].pos(k); !ok || pos >= l.n(now) || l.keyAt(now, pos) != k {
-				return
-			}
-		}
-	}
-	// The entries put are now part of what must pass the schema; they
-	// passed as the Set left them, and again here as the controller
-	// holds them (a conversion may respell an address).
-	if e.clean {
+	switch {
+	case e.seq != from:
+		e.seq = 0
+	case to == from: // the Change changed nothing
+	case to == from+1:
+		// The entries put are now part of what must pass the schema;
+		// they passed as the Set left them, and pass again here as
+		// converted (a conversion may respell an address).
 		d, err := p4gnmi.FromConfig(after)
-		e.clean = err == nil && p4gnmi.CheckSchema(d) == nil
+		e.clean = e.clean && err == nil && p4gnmi.CheckSchema(d) == nil
+		e.seq = to
+	default:
+		e.seq = 0
 	}
-	for li := range lists {
-		if len(e.idx[li].gone) > gcGone {
-			e.idx[li].build(&lists[li], now)
-		}
-	}
-	e.cfg = now
 }

@@ -1,17 +1,22 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/p4mesh/p4mesh/controller"
+	"github.com/p4mesh/p4mesh/identity"
+	"github.com/p4mesh/p4mesh/store/boltstore"
 )
 
 // TestSetEntriesMatchesWhole: a run of Sets, each taken by setEntries on
@@ -184,7 +189,7 @@ func TestSetEntriesMatchesWhole(t *testing.T) {
 		}
 		// An accepted Set leaves the index describing the configuration
 		// it made: were it lost, the next Set would pay a rebuild.
-		if ok && ferr == nil && fast.ent.cfg != fastCtl.Config() {
+		if ok && ferr == nil && fast.ent.seq != fastCtl.ConfigSeq() {
 			t.Errorf("%s: the index lost track of the configuration", st.name)
 		}
 		if f, w := fastCtl.Config(), wholeCtl.Config(); !f.Equal(w) {
@@ -194,56 +199,137 @@ func TestSetEntriesMatchesWhole(t *testing.T) {
 	}
 }
 
-// TestListIndexMatchesList: the positions listIndex gives, kept up across
-// deletes and appends as controller.Change applies them, are those of the
-// list itself.
-func TestListIndexMatchesList(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	l := &lists[3] // endpoints
-	c := &controller.Config{}
-	for i := range 50 {
-		c.Endpoints = append(c.Endpoints, controller.Endpoint{ID: fmt.Sprint("e", i)})
+// TestEditsAndDeletesBuildNoConfig: a run of Sets of endpoints (leaves
+// edited, entries merged, replaced, deleted, added) never has the
+// controller materialise its whole configuration (controller.ConfigBuilds),
+// as planning a Set on Config did after every delete or edit; and after
+// each batch of eight, Get answers what the run made, and the configuration is the one
+// the same edits make applied to a copy, order included.
+func TestEditsAndDeletesBuildNoConfig(t *testing.T) {
+	_, _, start := fuzzServer(t)
+	// The daemon's store: one key per item, which never asks for the
+	// whole configuration (the YAML file's store materialises it on every
+	// change, to write it).
+	backend, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	var x listIndex
-	x.build(l, c)
-	next := 50
-	for range 2000 {
+	t.Cleanup(func() { backend.Close() })
+	store, err := controller.OpenItemStore(t.Context(), backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Startup(start, false); err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := controller.NewServer(controller.ServerOptions{Auth: identity.Auth{Insecure: true}, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Auth: identity.Auth{Insecure: true}, Controller: ctl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := start.Clone()
+	r := rand.New(rand.NewPCG(14, 3))
+	ep := func(id string) string { return "/p4mesh/endpoints/endpoint[id=" + id + "]" }
+	var ids []string // the endpoints the run made, still there
+	n := 0
+	newEP := func() controller.Endpoint {
+		n++
+		return controller.Endpoint{ID: fmt.Sprint("e", n), VPC: "red", Kind: controller.KindVM, IP: netip.AddrFrom4([4]byte{10, 1, 1, byte(n)}),
+			MAC: controller.MAC{2, 9, 0, 0, 0, byte(n)}, Host: "h1", Port: uint16(100 + n)}
+	}
+	epJSON := func(e controller.Endpoint) *gnmi.TypedValue {
+		return ietfVal(fmt.Sprintf(`{"p4mesh:id":%q,"p4mesh:config":{"id":%q,"vpc":%q,"kind":"vm","ip":%q,"mac":%q,"host":%q,"port":%d}}`,
+			e.ID, e.ID, e.VPC, e.IP, e.MAC, e.Host, e.Port))
+	}
+	get := func(id string) (controller.Endpoint, bool) {
+		i := slices.IndexFunc(want.Endpoints, func(e controller.Endpoint) bool { return e.ID == id })
+		if i < 0 {
+			return controller.Endpoint{}, false
+		}
+		return want.Endpoints[i], true
+	}
+	srv.setMu.Lock() // the start's indexing is done
+	srv.setMu.Unlock()
+	builds := ctl.ConfigBuilds()
+	var touched []string
+	for step := range 80 {
+		var req *gnmi.SetRequest
 		ch := &controller.Change{}
-		var dels, puts []entryKey
-		for range r.IntN(4) {
-			if len(c.Endpoints) > 0 {
-				id := c.Endpoints[r.IntN(len(c.Endpoints))].ID
-				ch.DeleteEndpoints = append(ch.DeleteEndpoints, id)
-				dels = append(dels, one(id))
+		var id, what string
+		switch k := r.IntN(5); {
+		case k == 0 || len(ids) < 3:
+			e := newEP()
+			id, what = e.ID, "add"
+			req = &gnmi.SetRequest{Update: []*gnmi.Update{{Path: path(t, ep(id)), Val: epJSON(e)}}}
+			ch.Endpoints = append(ch.Endpoints, e)
+			ids = append(ids, id)
+		case k == 1: // a leaf
+			id, what = ids[r.IntN(len(ids))], "edit a leaf"
+			e, _ := get(id)
+			n++
+			e.Port = uint16(100 + n)
+			req = &gnmi.SetRequest{Update: []*gnmi.Update{{Path: path(t, ep(id)+"/config/port"), Val: uintVal(uint64(e.Port))}}}
+			ch.Endpoints = append(ch.Endpoints, e)
+		case k == 2: // merge into the entry
+			id, what = ids[r.IntN(len(ids))], "merge"
+			e, _ := get(id)
+			n++
+			e.Port = uint16(100 + n)
+			req = &gnmi.SetRequest{Update: []*gnmi.Update{{Path: path(t, ep(id)), Val: ietfVal(fmt.Sprintf(`{"p4mesh:config":{"port":%d}}`, e.Port))}}}
+			ch.Endpoints = append(ch.Endpoints, e)
+		case k == 3: // replaced whole: to the end of the list
+			id, what = ids[r.IntN(len(ids))], "replace"
+			e, _ := get(id)
+			n++
+			e.Port = uint16(100 + n)
+			req = &gnmi.SetRequest{Replace: []*gnmi.Update{{Path: path(t, ep(id)), Val: epJSON(e)}}}
+			ch.DeleteEndpoints, ch.Endpoints = []string{id}, []controller.Endpoint{e}
+		default:
+			i := r.IntN(len(ids))
+			id, what = ids[i], "delete"
+			req = &gnmi.SetRequest{Delete: []*gnmi.Path{path(t, ep(id))}}
+			ch.DeleteEndpoints = []string{id}
+			ids = slices.Delete(ids, i, i+1)
+		}
+		if _, err := srv.Set(context.Background(), req); err != nil {
+			t.Fatalf("step %d, %s %s: %v", step, what, id, err)
+		}
+		if b := ctl.ConfigBuilds(); b != builds {
+			t.Fatalf("step %d, %s %s: the controller built its whole configuration %d times", step, what, id, b-builds)
+		}
+		want = ch.ApplyTo(want)
+		touched = append(touched, id)
+		if step%8 != 7 {
+			continue
+		}
+		// Gets build the whole configuration, which a Set would then
+		// find built: only after a batch of Sets.
+		for _, id := range touched {
+			resp, err := srv.Get(context.Background(), &gnmi.GetRequest{Path: []*gnmi.Path{path(t, ep(id)+"/config/port")}, Encoding: gnmi.Encoding_JSON_IETF})
+			e, there := get(id)
+			switch {
+			case there && err != nil:
+				t.Fatalf("step %d, %s: Get: %v", step, id, err)
+			case there:
+				v := resp.GetNotification()[0].GetUpdate()[0].GetVal()
+				got := string(v.GetJsonIetfVal())
+				if got == "" {
+					got = scalarText(v)
+				}
+				if got != fmt.Sprint(e.Port) {
+					t.Fatalf("step %d, %s: Get port = %s, want %d", step, id, got, e.Port)
+				}
+			case status.Code(err) != codes.NotFound:
+				t.Fatalf("step %d, %s: Get of the deleted endpoint = %v, %v; want NotFound", step, id, resp, err)
 			}
 		}
-		for range r.IntN(4) {
-			id := fmt.Sprint("e", next)
-			if r.IntN(2) == 0 && len(c.Endpoints) > 0 { // in place, or moved if also deleted
-				id = c.Endpoints[r.IntN(len(c.Endpoints))].ID
-			} else {
-				next++
-			}
-			ch.Endpoints = append(ch.Endpoints, controller.Endpoint{ID: id})
-			puts = append(puts, one(id))
+		touched = nil
+		if got := ctl.Config(); !got.Equal(want) {
+			t.Fatalf("step %d: %v", step, controller.DiffConfigs(want, got, "want", "got"))
 		}
-		c = ch.ApplyTo(c)
-		for _, k := range dels {
-			x.del(k)
-		}
-		for _, k := range puts {
-			x.add(k)
-		}
-		if x.len() != len(c.Endpoints) {
-			t.Fatalf("index holds %d; the list %d", x.len(), len(c.Endpoints))
-		}
-		last := -1
-		for i, e := range c.Endpoints {
-			pos, coord, ok := x.pos(one(e.ID))
-			if !ok || pos != i || coord <= last {
-				t.Fatalf("%s: index says %d (coordinate %d after %d), %v; it is at %d", e.ID, pos, coord, last, ok, i)
-			}
-			last = coord
-		}
+		builds = ctl.ConfigBuilds() // Get and Config build it, once
 	}
 }

@@ -110,15 +110,15 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("gnmi: schema: %w", err)
 	}
 	s := &Server{o: o, log: o.Logger, schema: schema}
-	// The first Set of one entry would otherwise pay for indexing the
-	// running configuration and checking it against the schema: seconds
-	// at 100k endpoints, in an operator's first command after a start.
+	// The first Set of one entry would otherwise pay for checking the
+	// running configuration against the schema: seconds at 100k
+	// endpoints, in an operator's first command after a start.
 	go func() {
 		start := time.Now()
 		s.setMu.Lock()
 		defer s.setMu.Unlock()
-		s.syncEntries(o.Controller.Config())
-		s.log.Debug("gnmi: running configuration indexed for Sets of single entries", "took", time.Since(start))
+		s.syncEntries()
+		s.log.Debug("gnmi: running configuration checked against the schema for Sets of single entries", "took", time.Since(start))
 	}()
 	return s, nil
 }

@@ -56,7 +56,10 @@ import (
 // separate value for a package.
 var (
 	scaleChanges = flag.Int("scale.changes", 100, "BenchmarkScale: gNMI Sets (one new endpoint each) per iteration")
-	scaleHosts   = flag.Int("scale.hosts", 8, "BenchmarkScale: peered hosts running an OHC and a switch, besides the host of the changed endpoints; -1: no OHC at all (the controllers alone)")
+	// Adds alone extend the controllers' configuration snapshot; an edit
+	// or a delete is what once left it to be rebuilt whole by the next Set.
+	scaleMix   = flag.Bool("scale.mix", false, "BenchmarkScale: the changes cycle add, edit (an added endpoint's port leaf), replace (an added endpoint whole, which moves it to the end of its list) and delete (the oldest added endpoint), not only adds; the last host is measured for the adds only")
+	scaleHosts = flag.Int("scale.hosts", 8, "BenchmarkScale: peered hosts running an OHC and a switch, besides the host of the changed endpoints; -1: no OHC at all (the controllers alone)")
 	// The whole run's -cpuprofile is mostly the start (import, initial
 	// programming): this one covers only the measured changes.
 	scaleCPUProfile = flag.String("scale.cpuprofile", "", "BenchmarkScale: write a CPU profile of the changes alone (not the start) to this file")
@@ -621,6 +624,8 @@ type change struct {
 	last     time.Duration // the last sampled host that must hold it has it
 	host     int
 	port     uint16
+	vpc      int
+	mac      controller.MAC
 	// start is when the Set was sent; hostAt when each sampled host that
 	// must hold the endpoint had its last entry of it.
 	start  time.Time
@@ -647,10 +652,9 @@ func (r *scaleRig) addEndpoint(tb testing.TB, v, h int, data bool, limit time.Du
 		tb.Fatalf("VPC %d has no address left for change %d", v, n)
 	}
 	port := t.takePort(h)
-	c := change{id: fmt.Sprintf("new%d", n), ip: t.addr(v, k, data), host: h, port: port, must: map[int][]uint32{}, mustNot: map[int][]uint32{}}
 	mac := controller.MAC{0x02, 0x03, 0, byte(n >> 16), byte(n >> 8), byte(n)}
-	val, err := json.Marshal(map[string]any{"id": c.id, "vpc": t.vpcName(v), "kind": "vm", "ip": c.ip.String(), "mac": mac.String(),
-		"host": fmt.Sprintf("h%d", h), "port": port})
+	c := change{id: fmt.Sprintf("new%d", n), ip: t.addr(v, k, data), host: h, port: port, vpc: v, mac: mac, must: map[int][]uint32{}, mustNot: map[int][]uint32{}}
+	val, err := r.endpointJSON(c)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -694,6 +698,67 @@ func (r *scaleRig) addEndpoint(tb testing.TB, v, h int, data bool, limit time.Du
 			tb.Fatalf("%s (%s in %s): host h%d never got its entry within %v", c.id, c.ip, t.vpcName(v), w.host, limit)
 		}
 	}
+	return c
+}
+
+func (r *scaleRig) endpointJSON(c change) ([]byte, error) {
+	return json.Marshal(map[string]any{"id": c.id, "vpc": r.topo.vpcName(c.vpc), "kind": "vm", "ip": c.ip.String(), "mac": c.mac.String(),
+		"host": fmt.Sprintf("h%d", c.host), "port": c.port})
+}
+
+// mixChange is the -scale.mix change of kind k (1 edit, 2 replace, 3
+// delete) of the endpoints added and still there, cs, which it updates:
+// one gNMI Set, timed to its answer. It does not wait for the hosts.
+func (r *scaleRig) mixChange(tb testing.TB, k int, cs *[]change, limit time.Duration) change {
+	var c change
+	var req *gnmi.SetRequest
+	switch k {
+	case 1, 2:
+		i := len(*cs) - 1
+		if k == 2 {
+			i = len(*cs) / 2
+		}
+		old := (*cs)[i]
+		c = old
+		c.port = r.topo.takePort(c.host)
+		r.topo.free[c.host] = append(r.topo.free[c.host], old.port)
+		(*cs)[i] = c
+		if k == 1 {
+			p, err := ygot.StringToStructuredPath("/p4mesh/endpoints/endpoint[id=" + c.id + "]/config/port")
+			if err != nil {
+				tb.Fatal(err)
+			}
+			req = &gnmi.SetRequest{Update: []*gnmi.Update{{Path: p, Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_UintVal{UintVal: uint64(c.port)}}}}}
+			break
+		}
+		conf, err := r.endpointJSON(c)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		// The entry itself, so that it is deleted and put again.
+		val := fmt.Appendf(nil, `{"id":%q,"config":%s}`, c.id, conf)
+		p, err := ygot.StringToStructuredPath("/p4mesh/endpoints/endpoint[id=" + c.id + "]")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		req = &gnmi.SetRequest{Replace: []*gnmi.Update{{Path: p, Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: val}}}}}
+	case 3:
+		c = (*cs)[0]
+		*cs = (*cs)[1:]
+		r.topo.free[c.host] = append(r.topo.free[c.host], c.port)
+		p, err := ygot.StringToStructuredPath("/p4mesh/endpoints/endpoint[id=" + c.id + "]")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		req = &gnmi.SetRequest{Delete: []*gnmi.Path{p}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	c.start = time.Now()
+	if _, err := r.gnmi[r.topo.shardOf(c.vpc)].Set(ctx, req); err != nil {
+		tb.Fatalf("change %d of %s: %v", k, c.id, err)
+	}
+	c.accepted, c.last = time.Since(c.start), 0
 	return c
 }
 
@@ -814,8 +879,14 @@ func BenchmarkScale(b *testing.B) {
 			for b.Loop() {
 				var cs []change
 				cpu0 := cpuTime()
-				for range *scaleChanges {
+				for i := range *scaleChanges {
 					g0 := readGC()
+					if k := i % 4; *scaleMix && k != 0 && len(cs) > 0 {
+						c := r.mixChange(b, k, &cs, limit)
+						steps = append(steps, r.probe.observe(b, c, topo.shardOf(v), c.start, g0, nil))
+						accepted = append(accepted, c.accepted)
+						continue
+					}
 					c := r.addEndpoint(b, v, x, false, limit)
 					steps = append(steps, r.probe.observe(b, c, topo.shardOf(v), c.start, g0, c.hostAt))
 					accepted, last = append(accepted, c.accepted), append(last, c.last)
@@ -936,5 +1007,28 @@ func TestScaleHarness(t *testing.T) {
 				}
 			}
 		}
+	}
+
+	// -scale.mix's changes do what they say in the controller.
+	cs := []change{app, data, r.addEndpoint(t, v, x, false, 30*time.Second)}
+	edited := r.mixChange(t, 1, &cs, 30*time.Second)
+	replaced := r.mixChange(t, 2, &cs, 30*time.Second)
+	deleted := r.mixChange(t, 3, &cs, 30*time.Second)
+	cfg := r.ctls[topo.shardOf(v)].Config()
+	port := func(id string) (uint16, int) {
+		i := slices.IndexFunc(cfg.Endpoints, func(e controller.Endpoint) bool { return e.ID == id })
+		if i < 0 {
+			return 0, -1
+		}
+		return cfg.Endpoints[i].Port, i
+	}
+	if p, _ := port(edited.id); p != edited.port {
+		t.Errorf("edited %s: port %d, want %d", edited.id, p, edited.port)
+	}
+	if p, i := port(replaced.id); p != replaced.port || i != len(cfg.Endpoints)-1 {
+		t.Errorf("replaced %s: port %d at %d of %d, want %d at the end", replaced.id, p, i, len(cfg.Endpoints), replaced.port)
+	}
+	if _, i := port(deleted.id); i >= 0 || deleted.id != app.id || len(cs) != 2 {
+		t.Errorf("deleted %s (the first added, %s): still there at %d; %d left", deleted.id, app.id, i, len(cs))
 	}
 }
