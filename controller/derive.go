@@ -169,9 +169,8 @@ func (s *Server) hostItemsLocked(id string) map[string]proto.Message {
 	if h := m.hosts[id]; h != nil {
 		items["host"] = hostInfo(*h)
 	}
-	for eid := range m.onHost[id] {
-		e, _ := m.eps.get(eid)
-		items["endpoint/"+eid] = localEndpoint(m, e, s.publishedFwdLocked(e))
+	for e := range m.endpointsAt(m.onHost[id]) {
+		items["endpoint/"+e.ID] = localEndpoint(m, e, s.publishedFwdLocked(e))
 	}
 	for vpc := range m.hostVPCs[id] {
 		for k, v := range s.vpcItems[m.names.name(vpc)] {
@@ -193,8 +192,7 @@ func (s *Server) connectivityLocked(svc *service, sibling [2]map[string]proto.Me
 	m, vpc := s.m, svc.ps.VPC
 	dest, fwd, lbs = map[string]proto.Message{}, map[string]proto.Message{}, map[string]proto.Message{}
 	routes, custom = s.routeItemsLocked(svc)
-	for id := range m.inVPC[vpc] {
-		e, _ := m.eps.get(id)
+	for e := range m.endpointsAt(m.inVPC[vpc]) {
 		if e.VPC != vpc || !svc.exports(e.IP) {
 			continue
 		}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 )
@@ -20,67 +21,83 @@ import (
 // replaces existing ones in place), with lookup, put and delete in O(1).
 // Deleted items leave a hole until holes are the majority, when the list
 // is compacted: positions compare in list order, but change then.
-type ordered[K comparable, V any] struct {
-	slots []slot[V]
-	at    map[K]int
-	dead  int
+//
+// S is how an item is stored: V itself for most lists (newOrdered), a
+// smaller record for endpoints (epRec), with pack and unpack between them.
+type ordered[K comparable, V, S any] struct {
+	slots  []slot[S]
+	at     map[K]int
+	dead   int
+	pack   func(V) S
+	unpack func(S) V
 }
 
-type slot[V any] struct {
-	v    V
+type slot[S any] struct {
+	v    S
 	live bool
 }
 
-func newOrdered[K comparable, V any](n int) ordered[K, V] {
-	return ordered[K, V]{slots: make([]slot[V], 0, n), at: make(map[K]int, n)}
+func same[V any](v V) V { return v }
+
+func newOrdered[K comparable, V any](n int) ordered[K, V, V] {
+	return newPacked[K](n, same[V], same[V])
 }
 
-func (o *ordered[K, V]) get(k K) (V, bool) {
+// newPacked is an ordered list that stores its items as pack makes them.
+func newPacked[K comparable, V, S any](n int, pack func(V) S, unpack func(S) V) ordered[K, V, S] {
+	return ordered[K, V, S]{slots: make([]slot[S], 0, n), at: make(map[K]int, n), pack: pack, unpack: unpack}
+}
+
+func (o *ordered[K, V, S]) get(k K) (V, bool) {
 	if i, ok := o.at[k]; ok {
-		return o.slots[i].v, true
+		return o.unpack(o.slots[i].v), true
 	}
 	var zero V
 	return zero, false
 }
 
 // pos is k's position: positions order items as the list does.
-func (o *ordered[K, V]) pos(k K) (int, bool) {
+func (o *ordered[K, V, S]) pos(k K) (int, bool) {
 	i, ok := o.at[k]
 	return i, ok
 }
 
 // end is the position the next new item gets.
-func (o *ordered[K, V]) end() int { return len(o.slots) }
+func (o *ordered[K, V, S]) end() int { return len(o.slots) }
 
-func (o *ordered[K, V]) put(k K, v V) {
+func (o *ordered[K, V, S]) put(k K, v V) {
 	if i, ok := o.at[k]; ok {
-		o.slots[i].v = v
+		o.slots[i].v = o.pack(v)
 		return
 	}
 	o.at[k] = len(o.slots)
-	o.slots = append(o.slots, slot[V]{v: v, live: true})
+	o.slots = append(o.slots, slot[S]{v: o.pack(v), live: true})
 }
 
-func (o *ordered[K, V]) del(k K, key func(V) K) {
+// del deletes k, and reports whether that compacted the list, moving
+// positions.
+func (o *ordered[K, V, S]) del(k K, key func(V) K) bool {
 	i, ok := o.at[k]
 	if !ok {
-		return
+		return false
 	}
 	delete(o.at, k)
-	var zero V
-	o.slots[i] = slot[V]{v: zero}
+	var zero S
+	o.slots[i] = slot[S]{v: zero}
 	o.dead++
 	if o.dead > 64 && o.dead > len(o.slots)/2 {
 		o.compact(key)
+		return true
 	}
+	return false
 }
 
 // compact drops the holes. It is O(n), once per n/2 deletes.
-func (o *ordered[K, V]) compact(key func(V) K) {
+func (o *ordered[K, V, S]) compact(key func(V) K) {
 	live := o.slots[:0]
 	for _, s := range o.slots {
 		if s.live {
-			o.at[key(s.v)] = len(live)
+			o.at[key(o.unpack(s.v))] = len(live)
 			live = append(live, s)
 		}
 	}
@@ -89,11 +106,11 @@ func (o *ordered[K, V]) compact(key func(V) K) {
 	o.dead = 0
 }
 
-func (o *ordered[K, V]) len() int { return len(o.at) }
+func (o *ordered[K, V, S]) len() int { return len(o.at) }
 
 // rank is the index in the list of the item at position p. It is O(n):
 // only error messages about items without a name need it.
-func (o *ordered[K, V]) rank(p int) int {
+func (o *ordered[K, V, S]) rank(p int) int {
 	n := 0
 	for _, s := range o.slots[:min(p, len(o.slots))] {
 		if s.live {
@@ -104,17 +121,70 @@ func (o *ordered[K, V]) rank(p int) int {
 }
 
 // values is the list, nil if empty.
-func (o *ordered[K, V]) values() []V {
+func (o *ordered[K, V, S]) values() []V {
 	if o.len() == 0 {
 		return nil
 	}
 	out := make([]V, 0, o.len())
 	for _, s := range o.slots {
 		if s.live {
-			out = append(out, s.v)
+			out = append(out, o.unpack(s.v))
 		}
 	}
 	return out
+}
+
+// epRec is an endpoint as the model stores it: 48 bytes a slot, where
+// an Endpoint is 112 (a million of them at 1M endpoints, issue 14). The
+// VPC, host and kind are numbered names (names), the address is IPv4
+// (validate.go); an address that is not, which no accepted endpoint
+// has, is kept aside (model.epOddIP) so that a record loses nothing.
+type epRec struct {
+	id              string
+	vpc, host, kind uint32
+	ip              [4]byte
+	mac, routerMAC  MAC
+	port            uint16
+	ipForm          uint8 // ipNone, ip4 or ipOdd
+}
+
+const (
+	ipNone = iota // the zero netip.Addr
+	ip4
+	ipOdd // in model.epOddIP
+)
+
+func (m *model) packEndpoint(e Endpoint) epRec {
+	r := epRec{
+		id: e.ID, vpc: m.names.add(e.VPC), host: m.names.add(e.Host), kind: m.names.add(string(e.Kind)),
+		mac: e.MAC, routerMAC: e.RouterMAC, port: e.Port,
+	}
+	delete(m.epOddIP, e.ID)
+	switch {
+	case e.IP.Is4():
+		r.ip, r.ipForm = e.IP.As4(), ip4
+	case e.IP.IsValid():
+		r.ipForm = ipOdd
+		if m.epOddIP == nil {
+			m.epOddIP = map[string]netip.Addr{}
+		}
+		m.epOddIP[e.ID] = e.IP
+	}
+	return r
+}
+
+func (m *model) unpackEndpoint(r epRec) Endpoint {
+	e := Endpoint{
+		ID: r.id, VPC: m.names.name(r.vpc), Host: m.names.name(r.host), Kind: EndpointKind(m.names.name(r.kind)),
+		MAC: r.mac, RouterMAC: r.routerMAC, Port: r.port,
+	}
+	switch r.ipForm {
+	case ip4:
+		e.IP = netip.AddrFrom4(r.ip)
+	case ipOdd:
+		e.IP = m.epOddIP[r.id]
+	}
+	return e
 }
 
 type vpcMAC struct {
@@ -198,9 +268,12 @@ type model struct {
 	policies map[string]*ExportPolicy
 	peerings map[[2]string]Peering // (VPC, peer VPC) → this side
 
-	eps    ordered[string, Endpoint]
-	lbs    ordered[string, LoadBalancer]
-	routes ordered[RouteKey, Route]
+	eps    ordered[string, Endpoint, epRec]
+	lbs    ordered[string, LoadBalancer, LoadBalancer]
+	routes ordered[RouteKey, Route, Route]
+	// epOddIP holds the addresses of endpoints whose address is valid and
+	// not IPv4 (epRec): none that validated.
+	epOddIP map[string]netip.Addr
 
 	// Endpoints by what makes one unique (validate.go), and where they
 	// are. The keys are compact (ipKey, macKey, portKey: 8 to 12 bytes,
@@ -210,8 +283,12 @@ type model struct {
 	epMAC  map[macKey]string
 	epPort map[portKey]string
 	names  names
-	onHost map[string]set[string] // host → endpoint ids
-	inVPC  map[string]set[string] // VPC → endpoint ids
+	// Endpoints by host and by VPC, as positions in eps (4 bytes a set
+	// slot, not the 16 of an id: a million of each at 1M endpoints).
+	// Positions move when eps is compacted, and delEndpoint then builds
+	// these again (placeEndpoints).
+	onHost map[string]set[int32] // host → endpoint positions
+	inVPC  map[string]set[int32] // VPC → endpoint positions
 	// Endpoints per (host, VPC), by numbered names (names): a pair per
 	// endpoint, near enough, and 8 bytes a map slot rather than 24.
 	hostVPCs map[string]map[uint32]int32  // host → VPC → endpoints
@@ -235,15 +312,14 @@ func newModel(c *Config) *model {
 		hosts:    map[string]*Host{},
 		policies: map[string]*ExportPolicy{},
 		peerings: make(map[[2]string]Peering, len(c.Peerings)),
-		eps:      newOrdered[string, Endpoint](len(c.Endpoints)),
 		lbs:      newOrdered[string, LoadBalancer](len(c.LoadBalancers)),
 		routes:   newOrdered[RouteKey, Route](len(c.Routes)),
 		epIP:     make(map[ipKey]string, len(c.Endpoints)),
 		epMAC:    make(map[macKey]string, len(c.Endpoints)),
 		epPort:   make(map[portKey]string, len(c.Endpoints)),
 		names:    names{num: map[string]uint32{}},
-		onHost:   map[string]set[string]{},
-		inVPC:    map[string]set[string]{},
+		onHost:   map[string]set[int32]{},
+		inVPC:    map[string]set[int32]{},
 		hostVPCs: map[string]map[uint32]int32{},
 		vpcHosts: map[string]map[uint32]int32{},
 		lbVIP:    map[vpcIP]set[string]{},
@@ -254,6 +330,7 @@ func newModel(c *Config) *model {
 		rtGroup:  map[routeGroup]set[RouteKey]{},
 		rtInVPC:  map[string]set[netip.Prefix]{},
 	}
+	m.eps = newPacked[string](len(c.Endpoints), m.packEndpoint, m.unpackEndpoint)
 	for _, e := range c.Directory {
 		for _, v := range e.VPCs {
 			if _, dup := m.owner[v]; !dup {
@@ -323,8 +400,9 @@ func (m *model) putEndpoint(e Endpoint) {
 	}
 	m.epMAC[macKey{vpc, e.MAC}] = e.ID
 	m.epPort[portKey{host, e.Port}] = e.ID
-	addTo(m.onHost, e.Host, e.ID)
-	addTo(m.inVPC, e.VPC, e.ID)
+	p, _ := m.eps.pos(e.ID)
+	addTo(m.onHost, e.Host, int32(p))
+	addTo(m.inVPC, e.VPC, int32(p))
 	count(m.hostVPCs, e.Host, vpc, 1)
 	count(m.vpcHosts, e.VPC, host, 1)
 }
@@ -332,7 +410,10 @@ func (m *model) putEndpoint(e Endpoint) {
 func (m *model) delEndpoint(id string) {
 	if old, ok := m.eps.get(id); ok {
 		m.unindexEndpoint(old)
-		m.eps.del(id, func(e Endpoint) string { return e.ID })
+		if m.eps.del(id, func(e Endpoint) string { return e.ID }) {
+			m.placeEndpoints()
+		}
+		delete(m.epOddIP, id)
 	}
 }
 
@@ -345,10 +426,35 @@ func (m *model) unindexEndpoint(e Endpoint) {
 	}
 	deleteIf(m.epMAC, macKey{vpc, e.MAC}, e.ID)
 	deleteIf(m.epPort, portKey{host, e.Port}, e.ID)
-	delFrom(m.onHost, e.Host, e.ID)
-	delFrom(m.inVPC, e.VPC, e.ID)
+	p, _ := m.eps.pos(e.ID)
+	delFrom(m.onHost, e.Host, int32(p))
+	delFrom(m.inVPC, e.VPC, int32(p))
 	count(m.hostVPCs, e.Host, vpc, -1)
 	count(m.vpcHosts, e.VPC, host, -1)
+}
+
+// placeEndpoints builds onHost and inVPC again, after eps was compacted:
+// O(n), as the compaction is, once per n/2 deletes.
+func (m *model) placeEndpoints() {
+	clear(m.onHost)
+	clear(m.inVPC)
+	for p, sl := range m.eps.slots {
+		if sl.live {
+			addTo(m.onHost, m.names.name(sl.v.host), int32(p))
+			addTo(m.inVPC, m.names.name(sl.v.vpc), int32(p))
+		}
+	}
+}
+
+// endpointsAt are the endpoints at positions ps of eps.
+func (m *model) endpointsAt(ps set[int32]) iter.Seq[Endpoint] {
+	return func(yield func(Endpoint) bool) {
+		for p := range ps {
+			if !yield(m.eps.unpack(m.eps.slots[p].v)) {
+				return
+			}
+		}
+	}
 }
 
 // names numbers the VPC names and host ids the endpoint indexes are

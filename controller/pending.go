@@ -23,8 +23,8 @@ import (
 // resolve them: deletes first, a put replacing the item of its key where
 // it is and appending a new one, the last put of a key winning at the
 // place of the first.
-type edits[K comparable, V any] struct {
-	list  *ordered[K, V]
+type edits[K comparable, V, S any] struct {
+	list  *ordered[K, V, S]
 	key   func(V) K
 	put   map[K]V
 	order []K // keys put, in the order ApplyTo places new ones
@@ -32,8 +32,8 @@ type edits[K comparable, V any] struct {
 	at    map[K]int // positions of the keys put, after the change
 }
 
-func newEdits[K comparable, V any](list *ordered[K, V], del []K, put []V, key func(V) K) *edits[K, V] {
-	ed := &edits[K, V]{list: list, key: key, put: make(map[K]V, len(put)), gone: make(set[K], len(del)), at: make(map[K]int, len(put))}
+func newEdits[K comparable, V, S any](list *ordered[K, V, S], del []K, put []V, key func(V) K) *edits[K, V, S] {
+	ed := &edits[K, V, S]{list: list, key: key, put: make(map[K]V, len(put)), gone: make(set[K], len(del)), at: make(map[K]int, len(put))}
 	for _, k := range del {
 		ed.gone[k] = struct{}{}
 	}
@@ -54,19 +54,19 @@ func newEdits[K comparable, V any](list *ordered[K, V], del []K, put []V, key fu
 	return ed
 }
 
-func (ed *edits[K, V]) deleted(k K) bool {
+func (ed *edits[K, V, S]) deleted(k K) bool {
 	_, ok := ed.gone[k]
 	return ok
 }
 
 // touched reports whether the change puts or deletes k.
-func (ed *edits[K, V]) touched(k K) bool {
+func (ed *edits[K, V, S]) touched(k K) bool {
 	_, ok := ed.put[k]
 	return ok || ed.deleted(k)
 }
 
 // pos is k's position after the change, for an item that is there then.
-func (ed *edits[K, V]) pos(k K) int {
+func (ed *edits[K, V, S]) pos(k K) int {
 	if p, ok := ed.at[k]; ok {
 		return p
 	}
@@ -75,7 +75,7 @@ func (ed *edits[K, V]) pos(k K) int {
 }
 
 // after is k's item once the change is applied.
-func (ed *edits[K, V]) after(k K) (V, bool) {
+func (ed *edits[K, V, S]) after(k K) (V, bool) {
 	if v, ok := ed.put[k]; ok {
 		return v, true
 	}
@@ -88,10 +88,10 @@ func (ed *edits[K, V]) after(k K) (V, bool) {
 
 // index is the index in the list, after the change, of the item at
 // position p. It is O(n), for messages about items without a name only.
-func (ed *edits[K, V]) index(p int) int {
+func (ed *edits[K, V, S]) index(p int) int {
 	n := 0
 	for _, s := range ed.list.slots[:min(p, len(ed.list.slots))] {
-		if s.live && !ed.deleted(ed.key(s.v)) {
+		if s.live && !ed.deleted(ed.key(ed.list.unpack(s.v))) {
 			n++
 		}
 	}
@@ -104,7 +104,7 @@ func (ed *edits[K, V]) index(p int) int {
 }
 
 // noop reports whether applying the change would leave the list as it is.
-func (ed *edits[K, V]) noop(equal func(a, b V) bool) bool {
+func (ed *edits[K, V, S]) noop(equal func(a, b V) bool) bool {
 	for k := range ed.gone {
 		if _, ok := ed.list.get(k); ok {
 			return false
@@ -119,7 +119,7 @@ func (ed *edits[K, V]) noop(equal func(a, b V) bool) bool {
 }
 
 // sorted returns keys in list order after the change.
-func (ed *edits[K, V]) sorted(keys set[K]) []K {
+func (ed *edits[K, V, S]) sorted(keys set[K]) []K {
 	out := make([]K, 0, len(keys))
 	for k := range keys {
 		out = append(out, k)
@@ -132,9 +132,9 @@ func (ed *edits[K, V]) sorted(keys set[K]) []K {
 // against the model it is to be applied to.
 type pending struct {
 	m      *model
-	eps    *edits[string, Endpoint]
-	lbs    *edits[string, LoadBalancer]
-	routes *edits[RouteKey, Route]
+	eps    *edits[string, Endpoint, epRec]
+	lbs    *edits[string, LoadBalancer, LoadBalancer]
+	routes *edits[RouteKey, Route, Route]
 }
 
 // incremental reports whether ch changes only endpoints, load balancers

@@ -1,0 +1,139 @@
+package controller
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+)
+
+// TestModelEndpointsRoundTrip puts, replaces and deletes endpoints of
+// every form in a model, enough to compact its list several times, and
+// checks after each step that the model gives back exactly what was put
+// (each field of every kind, addresses that are not IPv4 as well), in the
+// list's order, which a plain slice edited as Change.ApplyTo edits one
+// keeps as the reference; and the endpoints by host and by VPC, whose
+// positions move when the list is compacted.
+func TestModelEndpointsRoundTrip(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 14))
+	kinds := []EndpointKind{"", KindVM, KindILB, KindVPN, KindInterconnect, KindRouter}
+	addrs := func() netip.Addr {
+		switch r.IntN(8) {
+		case 0:
+			return netip.Addr{}
+		case 1:
+			return netip.MustParseAddr("fd00::1:2")
+		case 2:
+			return netip.MustParseAddr("::ffff:10.0.0.9") // 4in6: not Is4
+		default:
+			return netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.IntN(256)), byte(r.IntN(256))})
+		}
+	}
+	mac := func() MAC {
+		return MAC{2, byte(r.IntN(256)), byte(r.IntN(256)), 0, byte(r.IntN(256)), byte(r.IntN(256))}
+	}
+	endpoint := func(id string) Endpoint {
+		e := Endpoint{
+			ID: id, VPC: []string{"red", "blue", "green"}[r.IntN(3)], Kind: kinds[r.IntN(len(kinds))],
+			IP: addrs(), MAC: mac(), Host: []string{"h0", "h1", "h2", "h3"}[r.IntN(4)], Port: uint16(r.IntN(70000)),
+		}
+		if r.IntN(2) == 0 {
+			e.RouterMAC = mac()
+		}
+		return e
+	}
+
+	m := newModel(&Config{})
+	var want []Endpoint
+	check := func(step int) {
+		t.Helper()
+		got := m.eps.values()
+		if len(want) == 0 {
+			want = nil
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("step %d: the model's endpoints differ from what was put:\n got %v\nwant %v", step, got, want)
+		}
+		for _, e := range want {
+			if g, ok := m.eps.get(e.ID); !ok || g != e {
+				t.Fatalf("step %d: get(%s) = %v, %v; want %v", step, e.ID, g, ok, e)
+			}
+		}
+		// The endpoints by host and by VPC, as the derivations read them.
+		for _, by := range []struct {
+			name  string
+			index map[string]set[int32]
+			of    func(Endpoint) string
+		}{{"host", m.onHost, func(e Endpoint) string { return e.Host }}, {"VPC", m.inVPC, func(e Endpoint) string { return e.VPC }}} {
+			wantBy := map[string][]string{}
+			for _, e := range want {
+				wantBy[by.of(e)] = append(wantBy[by.of(e)], e.ID)
+			}
+			gotBy := map[string][]string{}
+			for k, ps := range by.index {
+				for e := range m.endpointsAt(ps) {
+					gotBy[k] = append(gotBy[k], e.ID)
+				}
+				slices.Sort(gotBy[k])
+			}
+			for k := range wantBy {
+				slices.Sort(wantBy[k])
+			}
+			same := len(gotBy) == len(wantBy)
+			for k, ids := range wantBy {
+				same = same && slices.Equal(gotBy[k], ids)
+			}
+			if !same {
+				t.Fatalf("step %d: endpoints by %s\n got %v\nwant %v", step, by.name, gotBy, wantBy)
+			}
+		}
+	}
+	for step := range 3000 {
+		id := "ep" + string(rune('a'+r.IntN(26))) + string(rune('a'+r.IntN(26)))
+		i := slices.IndexFunc(want, func(e Endpoint) bool { return e.ID == id })
+		switch {
+		case i >= 0 && r.IntN(3) == 0:
+			m.delEndpoint(id)
+			want = slices.Delete(want, i, i+1)
+		case i >= 0:
+			e := endpoint(id)
+			m.putEndpoint(e)
+			want[i] = e
+		default:
+			e := endpoint(id)
+			m.putEndpoint(e)
+			want = append(want, e)
+		}
+		if step%50 == 0 || step > 2900 {
+			check(step)
+		}
+	}
+	check(3000)
+	// Deleting two in three compacts the list (its holes are then the
+	// majority): what stays must be found at its new position.
+	slotsBefore := len(m.eps.slots)
+	kept := want[:0:0]
+	for i, e := range want {
+		if i%3 == 0 {
+			kept = append(kept, e)
+		} else {
+			m.delEndpoint(e.ID)
+		}
+	}
+	want = kept
+	if len(m.eps.slots) >= slotsBefore {
+		t.Fatalf("%d slots before deleting two thirds of %d endpoints, %d after: not compacted", slotsBefore, len(want)*3, len(m.eps.slots))
+	}
+	check(3000)
+	// Deleting every endpoint leaves no address aside.
+	for _, e := range want {
+		m.delEndpoint(e.ID)
+	}
+	want = nil
+	check(3001)
+	if len(m.epOddIP) != 0 {
+		t.Errorf("addresses left aside after every endpoint was deleted: %v", m.epOddIP)
+	}
+}
