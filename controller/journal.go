@@ -185,7 +185,7 @@ func pick[T any, K comparable](list []T, keys []K, key func(T) K) []T {
 }
 
 // lookup is the items of o with keys among keys, in o's order.
-func lookup[K comparable, V any](o *ordered[K, V], keys []K) []V {
+func lookup[K comparable, V, S any](o *ordered[K, V, S], keys []K) []V {
 	type at struct {
 		pos int
 		v   V
