@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/p4mesh/p4mesh/dataplane"
+	"github.com/p4mesh/p4mesh/internal/netnsrun"
 )
 
 // RingOptions size a Ring's receive ring. The zero value is the default.
@@ -93,49 +93,11 @@ func OpenRing(ifname string, o RingOptions) (*Ring, error) { return openRing(ifn
 // namespace, as OpenNetns does for Port.
 func OpenRingNetns(nsName, ifname string, o RingOptions) (*Ring, error) {
 	var r *Ring
-	err := inNetns(nsName, func() (err error) {
+	err := netnsrun.DoNamed(nsName, func() (err error) {
 		r, err = openRing(ifname, o)
 		return err
 	})
 	return r, err
-}
-
-// inNetns runs fn on a fresh locked thread in the named namespace.
-func inNetns(nsName string, fn func() error) error {
-	ch := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		err, restored := runIn(nsName, fn)
-		if restored {
-			runtime.UnlockOSThread()
-		}
-		ch <- err
-	}()
-	return <-ch
-}
-
-func runIn(nsName string, fn func() error) (err error, restored bool) {
-	orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("afpacket: open own netns: %w", err), true
-	}
-	defer unix.Close(orig)
-	ns, err := unix.Open("/var/run/netns/"+nsName, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("afpacket: netns %q: %w", nsName, err), true
-	}
-	defer unix.Close(ns)
-	if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("afpacket: enter netns %q: %w", nsName, err), true
-	}
-	ferr := fn()
-	if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
-		return fmt.Errorf("afpacket: leave netns %q: %w", nsName, rerr), false
-	}
-	if ferr != nil {
-		return fmt.Errorf("netns %q: %w", nsName, ferr), true
-	}
-	return nil, true
 }
 
 // packetSocket opens an AF_PACKET socket bound to ifname for protocol

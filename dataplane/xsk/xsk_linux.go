@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/p4mesh/p4mesh/dataplane"
+	"github.com/p4mesh/p4mesh/internal/netnsrun"
 )
 
 // ErrClosed is returned by a closed Port's methods. It wraps net.ErrClosed,
@@ -123,50 +124,11 @@ func Open(ifname string, o Options) (*Port, error) { return open(ifname, o) }
 // to that namespace's interface; the Port works from any thread.
 func OpenNetns(nsName, ifname string, o Options) (*Port, error) {
 	var p *Port
-	err := inNetns(nsName, func() (err error) {
+	err := netnsrun.DoNamed(nsName, func() (err error) {
 		p, err = open(ifname, o)
 		return err
 	})
 	return p, err
-}
-
-// inNetns runs fn on a fresh locked thread in the named namespace; a thread
-// that cannot be put back stays locked and ends with its goroutine.
-func inNetns(nsName string, fn func() error) error {
-	ch := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		err, restored := runIn(nsName, fn)
-		if restored {
-			runtime.UnlockOSThread()
-		}
-		ch <- err
-	}()
-	return <-ch
-}
-
-func runIn(nsName string, fn func() error) (err error, restored bool) {
-	orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("xsk: open own netns: %w", err), true
-	}
-	defer unix.Close(orig)
-	ns, err := unix.Open("/var/run/netns/"+nsName, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("xsk: netns %q: %w", nsName, err), true
-	}
-	defer unix.Close(ns)
-	if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("xsk: enter netns %q: %w", nsName, err), true
-	}
-	ferr := fn()
-	if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
-		return fmt.Errorf("xsk: leave netns %q: %w", nsName, rerr), false
-	}
-	if ferr != nil {
-		return fmt.Errorf("netns %q: %w", nsName, ferr), true
-	}
-	return nil, true
 }
 
 func open(ifname string, o Options) (*Port, error) {

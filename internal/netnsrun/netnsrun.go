@@ -38,6 +38,20 @@ func Do(ns netns.NsHandle, name string, fn func() error) error {
 	return <-ch
 }
 
+// DoNamed is Do in the namespace named name (a file in /var/run/netns),
+// opened for the call; fn's error comes back naming the namespace.
+func DoNamed(name string, fn func() error) error {
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		return fmt.Errorf("netns %q: %w", name, err)
+	}
+	defer ns.Close()
+	if err := Do(ns, fmt.Sprintf("netns %q", name), fn); err != nil {
+		return fmt.Errorf("netns %q: %w", name, err)
+	}
+	return nil
+}
+
 func enter(ns netns.NsHandle, name string, fn func() error) error {
 	orig, err := netns.Get()
 	if err != nil {
