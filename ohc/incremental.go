@@ -297,6 +297,21 @@ type keyPlan struct {
 	what origin
 }
 
+// finishChange makes gone and came, the entries an incremental change
+// took out of c and put in, the change's delta, and compacts c once
+// enough of its entries have gone.
+func (cc *Compiler) finishChange(c *compiler, gone, came []built) {
+	st := &cc.inc
+	st.delta = orderDelta(cc.s, nil, gone, nil, came)
+	if len(gone)+len(came) > 0 {
+		st.desired = nil
+	}
+	if st.removed > 0 && (compactAfter < 0 || st.removed > compactAfter && st.removed > len(c.filed)/2) {
+		c.compact()
+		st.removed = 0
+	}
+}
+
 // compileRemote is CompileChange for a change of remote and local
 // endpoints only. It reports false, having changed nothing the whole
 // compile relies on, when the change needs the whole compile (see the
@@ -398,14 +413,7 @@ func (cc *Compiler) compileRemote(v *View, keys, locals []RemoteKey) bool {
 		}
 	}
 	c.v, c.local = v, local
-	st.delta = orderDelta(cc.s, nil, gone, nil, came)
-	if len(gone)+len(came) > 0 {
-		st.desired = nil
-	}
-	if st.removed > 0 && (compactAfter < 0 || st.removed > compactAfter && st.removed > len(c.filed)/2) {
-		c.compact()
-		st.removed = 0
-	}
+	cc.finishChange(c, gone, came)
 	return true
 }
 

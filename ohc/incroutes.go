@@ -303,14 +303,7 @@ func (cc *Compiler) compileRoutes(v *View, keys []RouteKey) bool {
 		}
 	}
 	c.v = v
-	st.delta = orderDelta(cc.s, nil, gone, nil, came)
-	if len(gone)+len(came) > 0 {
-		st.desired = nil
-	}
-	if st.removed > 0 && (compactAfter < 0 || st.removed > compactAfter && st.removed > len(c.filed)/2) {
-		c.compact()
-		st.removed = 0
-	}
+	cc.finishChange(c, gone, came)
 	return true
 }
 
