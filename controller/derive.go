@@ -42,17 +42,6 @@ func (m *model) hostIP(id string) string {
 	return m.hostIPs[id]
 }
 
-// endpointItems are e's destination and forwarding in svc, nil if svc
-// does not export it.
-func (m *model) endpointItems(svc *service, e Endpoint) (*p4meshv1.Destination, *p4meshv1.Forwarding) {
-	if e.VPC != svc.ps.VPC || !svc.exports(e.IP) {
-		return nil, nil
-	}
-	key := e.IP.String()
-	return &p4meshv1.Destination{Vpc: e.VPC, Ip: key, Endpoint: e.ID},
-		&p4meshv1.Forwarding{Vpc: e.VPC, Ip: key, Mac: e.MAC.String(), Host: e.Host, HostIp: m.hostIP(e.Host)}
-}
-
 // lbItem is load balancer lb in svc, nil if svc does not export it.
 func (m *model) lbItem(svc *service, lb LoadBalancer) *p4meshv1.LoadBalancer {
 	ps := svc.ps
@@ -76,34 +65,14 @@ func (m *model) lbItem(svc *service, lb LoadBalancer) *p4meshv1.LoadBalancer {
 	return out
 }
 
-// localEndpoint is e as its host is told it. f, if not nil, is e's
-// forwarding item: the address and MAC strings are then its, one copy of
-// each per endpoint rather than one per item (40 bytes an endpoint).
-func localEndpoint(m *model, e Endpoint, f *p4meshv1.Forwarding) *p4meshv1.LocalEndpoint {
-	var vni uint32
-	if v := m.vpcs[e.VPC]; v != nil {
-		vni = v.VNI
-	}
-	ip, mac := e.IP.String(), e.MAC.String()
-	if f.GetIp() == ip && f.GetMac() == mac {
-		// The same text: keep f's, and let these go.
-		ip, mac = f.GetIp(), f.GetMac()
-	}
-	return &p4meshv1.LocalEndpoint{
-		Id: e.ID, Vpc: e.VPC, Vni: vni, Ip: ip, Mac: mac, Port: uint32(e.Port), Kind: string(e.Kind),
-		RouterMac: macText(e.RouterMAC),
-	}
-}
-
 // publishedFwdLocked is e's forwarding item as its VPC's services publish
 // it now, nil if none does.
-func (s *Server) publishedFwdLocked(e Endpoint) *p4meshv1.Forwarding {
+func (s *Server) publishedFwdLocked(e Endpoint) proto.Message {
 	for _, svc := range s.svcByVPC[e.VPC] {
 		if svc.fwd == nil || !svc.exports(e.IP) {
 			continue
 		}
-		f, _ := svc.fwd.Get(e.IP.String()).(*p4meshv1.Forwarding)
-		return f
+		return svc.fwd.Get(e.IP.String())
 	}
 	return nil
 }
@@ -170,7 +139,9 @@ func (s *Server) hostItemsLocked(id string) map[string]proto.Message {
 		items["host"] = hostInfo(*h)
 	}
 	for e := range m.endpointsAt(m.onHost[id]) {
-		items["endpoint/"+e.ID] = localEndpoint(m, e, s.publishedFwdLocked(e))
+		// The forwarding item's record, if e is still what it says: one
+		// record for the endpoint's three items.
+		_, _, items["endpoint/"+e.ID] = s.endpointForms(e, s.publishedFwdLocked(e))
 	}
 	for vpc := range m.hostVPCs[id] {
 		for k, v := range s.vpcItems[m.names.name(vpc)] {
@@ -184,30 +155,30 @@ func (s *Server) hostItemsLocked(id string) map[string]proto.Message {
 // connectivityLocked is what svc publishes, from the model and the RIB:
 // its routes and custom tables too (routeItemsLocked).
 //
-// sibling, if not nil, is the destinations and forwarding of another
-// service of the same VPC, just made: an endpoint's items are the same in
-// every service that exports it, and the tables share them (they never
-// modify an item), rather than hold a copy per export policy.
-func (s *Server) connectivityLocked(svc *service, sibling [2]map[string]proto.Message) (dest, fwd, lbs, routes, custom map[string]proto.Message) {
+// sibling, if not nil, is another service of the same VPC whose
+// destinations and forwarding (sibItems) were just made: an endpoint's
+// items are the same in every service that exports it, and the tables
+// share them (they never modify an item), keys included, rather than hold
+// a copy per export policy.
+func (s *Server) connectivityLocked(svc, sibling *service, sibItems [2]map[string]proto.Message) (dest, fwd, lbs, routes, custom map[string]proto.Message) {
 	m, vpc := s.m, svc.ps.VPC
 	dest, fwd, lbs = map[string]proto.Message{}, map[string]proto.Message{}, map[string]proto.Message{}
 	routes, custom = s.routeItemsLocked(svc)
-	for e := range m.endpointsAt(m.inVPC[vpc]) {
-		if e.VPC != vpc || !svc.exports(e.IP) {
-			continue
-		}
-		if sibling[0] != nil {
-			if d, ok := sibling[0][e.IP.String()].(*p4meshv1.Destination); ok {
-				// The key is the sibling's too (its message's IP): a
-				// string per service would be 16 bytes an item more.
-				key := d.GetIp()
-				dest[key], fwd[key] = d, sibling[1][key]
-				continue
+	if sibling != nil {
+		// What both export, from the sibling: its keys are had only by
+		// going over its map.
+		for key, d := range sibItems[0] {
+			if svc.exports(itemAddr(d)) {
+				dest[key], fwd[key] = d, sibItems[1][key]
 			}
 		}
-		if d, f := m.endpointItems(svc, e); d != nil {
-			dest[d.Ip], fwd[f.Ip] = d, f
+	}
+	for e := range m.endpointsAt(m.inVPC[vpc]) {
+		if e.VPC != vpc || !svc.exports(e.IP) || sibling != nil && sibling.exports(e.IP) {
+			continue
 		}
+		key := e.IP.String()
+		dest[key], fwd[key], _ = s.endpointForms(e, nil)
 	}
 	for name := range m.lbInVPC[vpc] {
 		lb, _ := m.lbs.get(name)
@@ -369,22 +340,21 @@ func (s *Server) applyLocked(pd *pending) {
 		if !ok {
 			continue
 		}
-		// One pair of items for every service that exports e (see
-		// connectivityLocked).
-		var d *p4meshv1.Destination
-		var f *p4meshv1.Forwarding
+		// One record for every service that exports e and its host (see
+		// connectivityLocked), and one key.
+		d, f, l := s.endpointForms(e, nil)
+		var key string
 		for _, svc := range s.svcByVPC[e.VPC] {
-			if d == nil {
-				d, f = m.endpointItems(svc, e)
-			} else if !svc.exports(e.IP) {
+			if e.VPC != svc.ps.VPC || !svc.exports(e.IP) {
 				continue
 			}
-			if d != nil {
-				b.put(svc.dest, d.Ip, d)
-				b.put(svc.fwd, f.Ip, f)
+			if key == "" {
+				key = e.IP.String()
 			}
+			b.put(svc.dest, key, d)
+			b.put(svc.fwd, key, f)
 		}
-		b.put(s.hostTableLocked(e.Host), "endpoint/"+id, localEndpoint(m, e, f))
+		b.put(s.hostTableLocked(e.Host), "endpoint/"+id, l)
 	}
 	// A VPC arriving on a host brings its items there; leaving, takes them.
 	for p, before := range pairs {

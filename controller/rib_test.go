@@ -402,7 +402,7 @@ func TestHostProgrammingSendsRouterMAC(t *testing.T) {
 	if got := items["endpoint/red-vpn1"]; !proto.Equal(got, want) {
 		t.Errorf("h1 is sent %v, want %v", got, want)
 	}
-	if got := items["endpoint/red-vm"].(*p4meshv1.LocalEndpoint).GetRouterMac(); got != "" {
+	if got := message(items["endpoint/red-vm"]).(*p4meshv1.LocalEndpoint).GetRouterMac(); got != "" {
 		t.Errorf("a VM is sent router MAC %q", got)
 	}
 }

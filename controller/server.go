@@ -108,6 +108,9 @@ type Server struct {
 	// vpcItems are, per VPC, the items it brings to the table of every
 	// host it has an endpoint on (vpcItemsLocked).
 	vpcItems map[string]map[string]proto.Message
+	// hostRefs are the hosts as the endpoint records name them
+	// (pubrec.go), made again at each whole recompute.
+	hostRefs map[string]*hostRef
 	peers    *watch.Table // this controller's sides of its peerings
 	// rib holds the runtime candidates of the VPCs' RIBs (ribserve.go);
 	// importers are, per export, the local VPCs importing it.
@@ -968,6 +971,7 @@ func (s *Server) replaceLocked(t *watch.Table, items map[string]proto.Message) {
 func (s *Server) recomputeLocked() {
 	m := s.m
 	c := m.base
+	s.hostRefs = nil // hosts the configuration no longer has go
 	s.rebuildImportsLocked()
 	sides := map[string]proto.Message{}
 	for _, p := range c.Peerings {
@@ -999,11 +1003,11 @@ func (s *Server) recomputeLocked() {
 		}
 		svc.exported = m.exportedPrefixes(ps.VPC, ps.Policy)
 		s.svcByVPC[ps.VPC] = append(s.svcByVPC[ps.VPC], svc)
-		var sibling [2]map[string]proto.Message
+		var sibling *service
 		if last != nil && last.ps.VPC == ps.VPC {
-			sibling = lastItems
+			sibling = last
 		}
-		dest, fwd, lbs, routes, custom := s.connectivityLocked(svc, sibling)
+		dest, fwd, lbs, routes, custom := s.connectivityLocked(svc, sibling, lastItems)
 		last, lastItems = svc, [2]map[string]proto.Message{dest, fwd}
 		if isNew {
 			name := ps.VPC + "/" + ps.Policy
@@ -1285,9 +1289,10 @@ func parsePrefixes(ss []string) []netip.Prefix {
 	return out
 }
 
-// wrap sets an event's value from a watch item.
+// wrap sets an event's value from a watch item. A record (pubrec.go) is
+// sent as the message it stands for, made for the event.
 func wrap(_ string, v proto.Message, ev *p4meshv1.Event) {
-	switch m := v.(type) {
+	switch m := message(v).(type) {
 	case *p4meshv1.LocalEndpoint:
 		ev.Value = &p4meshv1.Event_LocalEndpoint{LocalEndpoint: m}
 	case *p4meshv1.VPC:

@@ -349,7 +349,7 @@ func (t *Table) commitLocked(rev uint64, keys []string, puts map[string]proto.Me
 	for _, k := range keys {
 		prev, had := t.items.get(k)
 		if v, put := puts[k]; put {
-			if !had || !proto.Equal(prev, v) {
+			if !had || !equal(prev, v) {
 				changes = append(changes, change{key: k, val: t.own(v), prev: prev})
 			}
 		} else if had {
@@ -410,7 +410,7 @@ func (t *Table) Replace(items map[string]proto.Message) uint64 {
 // if v equals what key holds. t.mu must be held.
 func (t *Table) putChange(key string, v proto.Message) (change, bool) {
 	prev, ok := t.items.get(key)
-	if ok && proto.Equal(prev, v) {
+	if ok && equal(prev, v) {
 		return change{}, false
 	}
 	v = t.own(v)
