@@ -184,6 +184,9 @@ func (s *Speaker) serveBMP(c net.Conn) {
 			}
 			return
 		}
+		if h := s.testHookBMP.Load(); h != nil {
+			(*h)()
+		}
 		if !s.onBMP(v, gen, typ, msg) {
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -66,6 +67,9 @@ type Speaker struct {
 	// testHookStartVPC, when set, runs before each new GoBGP server
 	// starts (see fenceAll).
 	testHookStartVPC func()
+	// testHookBMP, when set, runs before each BMP message is applied
+	// (tests hold the stream back with it).
+	testHookBMP atomic.Pointer[func()]
 
 	// smu guards all, every VPC server, for staleLoop, and byID, the
 	// running ones by the id their BMP connection names (bmp.go).
