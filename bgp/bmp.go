@@ -337,7 +337,9 @@ func (s *Speaker) onRouteMonitoring(v *vpcServer, gen uint64, h peerHeader, m []
 		// never comes through BMP: it has no paths).
 		return true
 	}
-	us := make([]Update, 0, 8)
+	// Sized for /24s (4 bytes each), most of a large table: growing it
+	// by doubling was as much garbage again per UPDATE.
+	us := make([]Update, 0, (len(u.withdrawn)+len(u.nlri)+len(u.attrs.mpReach)+len(u.attrs.mpUnreach))/4+1)
 	withdraw := func(b []byte) error {
 		for len(b) > 0 {
 			var p netip.Prefix
