@@ -81,8 +81,7 @@ type Speaker struct {
 
 // vpcServer is the GoBGP server of one VPC. It is created when the VPC
 // gets its first neighbor and runs until the speaker stops, also while the
-// VPC has no neighbors (see doc.go: stopping it could lose withdrawals
-// GoBGP still has in flight for the watch).
+// VPC has no neighbors (see doc.go, Limits).
 type vpcServer struct {
 	vpc       string
 	routerID  netip.Addr // what srv was started with; fixed for its life
