@@ -34,29 +34,23 @@
 // Options measured or read: GoBGP's BEST watch reports only the best path
 // per prefix, and the speaker must deliver every neighbor's route (several
 // attachments of one VPC are ECMP), so it is not used. GoBGP's
-// post-policy watch (the first design's) copies the neighbor's whole
-// configuration and capabilities for every path (toConfig), a quarter of
-// all CPU even after the change to servers; the pre-policy (ADJIN) watch
-// does that once per UPDATE (hundreds of paths), so the speaker uses it,
-// filters in Go, and reads back what GoBGP decides without an UPDATE
-// (Learned routes, below). GoBGP v3.37 has no setting that removes the
-// per-path copy, and nothing else (table types, best-path options) that
-// this speaker could use to do less work (but keeping learned paths out
-// of its global table, below); GC tuning (GOGC, GOMEMLIMIT) is for the
-// controller binary, not for a library. What the watch does per path
-// that remains (pkg/server WatchEvent: toPathApi marshals the NLRI and
-// every attribute into anypb messages; the binary forms are offered only
-// by ListPath) has no cheaper form in v3.37's watch API (the internal
-// watch, with table.Path, is unexported). GoBGP's BMP client would hand
-// over each pre-policy UPDATE's own bytes, but over a TCP connection, with
-// its own reconnect back-off and re-sent adj-RIB-in, and session states
-// and End-of-RIB would have to come from it too to keep GoBGP's order; it
-// is not used (docs/benchmarks.md weighs it). The speaker decodes the
-// attributes once per UPDATE (the paths of one event share them, compared
-// as bytes) and the IPv4 NLRI from its wire form, without unmarshalling
-// messages.
+// post-policy watch copies the neighbor's whole configuration and
+// capabilities for every path (toConfig). Its pre-policy (ADJIN) watch
+// does that once per UPDATE, but then turns every path into anypb
+// messages (WatchEvent's toPathApi marshals the NLRI and every
+// attribute), about 6 CPU-s and much of the collector's work at 1M
+// routes, on a core the server's goroutine needed. So learned paths come
+// from GoBGP's BMP client instead (RFC 7854, pre-policy route
+// monitoring): for each UPDATE GoBGP accepted it writes the message's own
+// bytes, which the speaker parses itself (wire.go: the attributes once
+// per UPDATE, then each IPv4 prefix), about a tenth of that cost (see
+// Learned routes, and docs/benchmarks.md). GoBGP v3.37 has no setting
+// that removes what its server goroutine does per path (keeping learned
+// paths out of its global table, below, is what could be done); GC
+// tuning (GOGC, GOMEMLIMIT) is for the controller binary, not for a
+// library.
 //
-// Session state and counts (Neighbors) come from the watch's state events
+// Session state and counts (Neighbors) come from GoBGP's watch's state events
 // and the speaker's own records, never from GoBGP's ListPeer: it counts a
 // neighbor's routes by walking its whole adj-RIB-in on the server's
 // goroutine (AdjRib.Count), which at 1M routes and a read per second was
@@ -77,7 +71,7 @@
 // by BGP rules itself, and needs all of them, not GoBGP's best; nothing
 // reads GoBGP's global table for learned routes, and nothing is sent
 // from it but the speaker's own. So the import policy rejects every
-// learned path, after the pre-policy watch has seen it: a learned path is
+// learned path, after the BMP client has seen it: a learned path is
 // held once, in its neighbor's adj-RIB-in (which the read-backs below,
 // graceful restart, max-prefixes and Learned use), and GoBGP's table has
 // only the advertised prefixes. Before, every learned path also got a
@@ -88,34 +82,66 @@
 // policy evaluation (one statement), a withdrawal copy of the path, and a
 // table update that finds no destination for it. Withdrawals, session
 // loss and graceful restart act on the adj-RIB-in as before (GoBGP's own
-// withdrawals from the global table then find nothing there), and the
-// watch sees them as before.
+// withdrawals from the global table then find nothing there).
 //
 // # Learned routes
 //
-// The speaker watches each server's pre-policy adj-RIB-in (every UPDATE's
-// paths, announced and withdrawn), End-of-RIB and session states, in one
-// watch so they arrive in GoBGP's order, and applies each neighbor's
-// import filter itself (plus GoBGP's AS-loop rule). It keeps, per
-// neighbor, the prefixes it delivered (8 bytes of key each) and whether
-// each is stale, and the prefixes the import filter rejected (for the
-// neighbor's counts, Neighbors). What GoBGP's RIB decides without an UPDATE is read back
-// from GoBGP at the moments that tell (learn.go): when a session leaves
-// established, the neighbor's adj-RIB-in says whether GoBGP dropped its
-// routes (NOTIFICATION, hold timer without graceful restart, TCP loss,
-// max-prefixes) or kept them stale (graceful restart); End-of-RIB
-// withdraws the stale ones not announced again; while a neighbor is down
-// with stale routes, its route count is read every second and reaching 0
-// means the restart time ran out; a filter change re-reads the
-// neighbor's adj-RIB-in. A removed neighbor's routes are withdrawn by
-// SetNeighbors itself, and its session's events still queued in the watch
-// are recognized by their receive time and ignored. Each of these sets or
-// removes whole routes, so events queued from before a read-back bring
-// the same end state. The watch callback only decodes, filters and
-// queues; one goroutine hands everything queued since its last round to
-// Config.Deliver, a call per queued slice with nothing between them, so
-// the consumer can gather a burst of a million prefixes into a few large
-// batches, and GoBGP never waits.
+// Each VPC's server has a BMP station: the speaker listens on a loopback
+// port of its own (bmp.go), and every server's BMP client connects to it
+// and names itself in its Initiation message with the speaker's secret (a
+// random value only the speaker's servers are configured with) and the
+// server's id; a connection without the secret is closed before anything
+// it sends is read, as any local process could connect. The stream
+// carries, in GoBGP's order, each neighbor's Peer Up, every UPDATE GoBGP
+// accepted from it (as received; none that exceeded max-prefixes, and
+// none whose every route was an AS loop) and its Peer Down. The speaker
+// takes a neighbor's UPDATEs only between its Peer Up and Peer Down, and
+// applies its import filter itself (and GoBGP's AS-loop rule). A Peer
+// Down is where the session's routes are settled: everything the session
+// sent is before it in the same stream, so no late UPDATE can bring a
+// route back after it. It keeps, per neighbor, the prefixes it delivered
+// (8 bytes of key each) and whether each is stale, and the prefixes the
+// import filter rejected (for the neighbor's counts, Neighbors).
+//
+// What GoBGP's RIB decides without an UPDATE is read back from GoBGP's
+// adj-RIB-in (ListPath, binary paths with GoBGP's stale mark, parsed as
+// the stream's) at the moments that tell (learn.go): at a Peer Down,
+// whether GoBGP dropped the routes (NOTIFICATION, hold timer without
+// graceful restart, TCP loss, max-prefixes) or kept them stale (graceful
+// restart); at a Peer Up after one, whether the new session kept them; at
+// End-of-RIB, which never comes through BMP (it has no paths) and comes
+// from GoBGP's watch instead (with the session states Neighbors shows,
+// and no paths), which stale routes GoBGP dropped: the read-back happens
+// after GoBGP has dropped them, and the routes the neighbor announced
+// again are in its adj-RIB-in whether or not their UPDATEs have come
+// through the BMP stream yet, so none is withdrawn in between. While a
+// neighbor is down with stale routes, its route count is read every
+// second and reaching 0 means the restart time ran out; a filter change
+// re-reads the neighbor's adj-RIB-in. Each read-back sets or removes
+// whole routes, so the stream's messages from before it, applied after
+// it, bring the same end state.
+//
+// If the BMP connection breaks, what GoBGP had not written is lost; its
+// client connects again at once (its back-off only follows failed
+// dials, and the station is always listening) and sends each established
+// neighbor's Peer Up and whole adj-RIB-in (an UPDATE per path). The
+// speaker then reads every neighbor's adj-RIB-in back (withdrawing what
+// GoBGP no longer has), takes the re-sent routes as replacing its own,
+// and follows the new stream; nothing is duplicated (an update replaces a
+// route) or lost. A removed neighbor's routes are withdrawn by
+// SetNeighbors itself, its UPDATEs still in the stream are ignored (no
+// session is up for it there), and so is a Peer Up of its deleted session
+// still in the stream: BMP's timestamps are whole seconds here, so that
+// Peer Up is one from no later than the second of the deletion, and
+// SetNeighbors adds the neighbor again only in a later second. Stopping
+// a VPC's server (Stop, a router id change) stops its BMP client first.
+//
+// The stream's reader only parses, filters and queues; one goroutine
+// hands everything queued since its last round to Config.Deliver, a call
+// per queued slice with nothing between them, so the consumer can gather
+// a burst of a million prefixes into a few large batches, and GoBGP
+// never waits (its BMP client queues without bound when the station is
+// slow).
 //
 // # Timers and graceful restart
 //
@@ -167,13 +193,29 @@
 // routers at the same address (the servers could; the Neighbor API and
 // the logger's reasons are keyed by address). A VPC's server is kept,
 // idle, after its last neighbor goes, and reused if the VPC gets
-// neighbors again, until Stop: stopping it would drop withdrawals GoBGP
-// still has queued for its watch. That costs an idle GoBGP server per VPC
+// neighbors again, until Stop (a new server would need a new BMP
+// connection and its set-up, for no gain). That costs an idle GoBGP server per VPC
 // ever configured since the speaker started. The read-backs (Learned
 // routes) follow GoBGP's decisions with two gaps: a removed session's
-// late events are told apart by wall-clock receive time, so a clock step
-// backwards at that moment could let one through; and if a neighbor comes
+// Peer Up still in the BMP stream is told apart by its wall-clock second,
+// so a clock step backwards at that moment could let its routes through;
+// and if a neighbor comes
 // back within its restart time but the time runs out before its
 // End-of-RIB, the stale routes GoBGP drops then are withdrawn only at
-// that End-of-RIB or the session's next state change.
+// that End-of-RIB or the session's next state change. An UPDATE whose
+// every route is an AS loop never reaches the BMP stream (GoBGP forwards
+// an UPDATE only if some path of it passed), so if it replaces routes the
+// neighbor had announced without the loop, those stay until the
+// session's next change (the ADJIN watch had the same gap).
+//
+// The race detector: GoBGP's BMP client serializes a Peer Up's OPEN
+// messages on its own goroutine, writing the same capability objects the
+// server goroutine serializes in toConfig (for each UPDATE while the BMP
+// client is connected, and ListPeer): a race inside GoBGP (same values
+// written), reported when the BMP client lags behind the server (as in
+// TestFRRGracefulRestartEORBeforeRoutes, which holds the stream back).
+// Like the package-variable race above, it is why ./bgp/ runs without
+// -race. The speaker's own fence for the watch's reads of paths is gone
+// with the watch's paths; its read-backs still order their reads of the
+// listed paths with a GetBgp.
 package bgp

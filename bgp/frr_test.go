@@ -187,3 +187,51 @@ func TestFRRHoldTimerExpiry(t *testing.T) {
 		t.Errorf("LastError = %q, want it to name the hold timer", st.LastError)
 	}
 }
+
+// TestFRRGracefulRestartEORBeforeRoutes: after a graceful restart, FRR's
+// End-of-RIB (from GoBGP's watch) can overtake the routes it re-announced
+// (in the BMP stream, held back here): only the route FRR did not
+// announce again is withdrawn, the others never are.
+func TestFRRGracefulRestartEORBeforeRoutes(t *testing.T) {
+	r, s, got := startFRR(t, "grlag", frrOpts{gracefulRestart: true})
+	waitFRR(t, r, s, "grlag")
+	keep1, keep2, drop := netip.MustParsePrefix("192.168.62.0/24"), netip.MustParsePrefix("192.168.63.0/24"), netip.MustParsePrefix("192.168.64.0/24")
+	for _, p := range []netip.Prefix{keep1, keep2, drop} {
+		r.Announce(p)
+	}
+	eventually(t, 15*time.Second, "3 routes learned", func() (bool, string) { return len(got.inVPC("red")) == 3, "" })
+	v := vpcOf(s, "red")
+	staleCount := func() int {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return v.nbrs[r.Addr].stale
+	}
+	r.Kill()
+	eventually(t, 5*time.Second, "the routes kept stale (Peer Down through BMP)", func() (bool, string) {
+		return staleCount() == 3, fmt.Sprint(staleCount())
+	})
+	release := holdBMP(s)
+	defer release()
+	r.Withdraw(drop)
+	r.Start()
+	eventually(t, 15*time.Second, "End-of-RIB: the route not announced again withdrawn", func() (bool, string) {
+		_, ok := got.inVPC("red")[drop.String()]
+		return !ok, fmt.Sprint(got.inVPC("red"))
+	})
+	// The re-announced routes are still held back in the BMP stream.
+	for _, p := range []netip.Prefix{keep1, keep2} {
+		if n := got.withdrawals(p.String()); n != 0 {
+			t.Errorf("%v, re-announced, was withdrawn %d times at End-of-RIB", p, n)
+		}
+	}
+	release()
+	eventually(t, 10*time.Second, "the re-announced routes fresh again", func() (bool, string) {
+		rs := got.inVPC("red")
+		return len(rs) == 2 && staleCount() == 0, fmt.Sprint(rs, staleCount())
+	})
+	for _, p := range []netip.Prefix{keep1, keep2} {
+		if n := got.withdrawals(p.String()); n != 0 {
+			t.Errorf("%v, re-announced, was withdrawn %d times", p, n)
+		}
+	}
+}

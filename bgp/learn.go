@@ -3,6 +3,7 @@ package bgp
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -16,9 +17,9 @@ import (
 // one VPC's server, and what it needs to decide on that neighbor's next
 // events. Guarded by the server's mu.
 //
-// The speaker watches GoBGP's pre-policy adj-RIB-in (one event per UPDATE
-// message: GoBGP's post-policy watch copies the neighbor's whole
-// configuration for every path) and applies the import filter itself.
+// The speaker reads every UPDATE GoBGP accepted from the neighbor, as
+// received, from the BMP stream (bmp.go) and applies the import filter
+// itself.
 // What GoBGP's RIB decides without an UPDATE (routes dropped when a
 // session ends, kept stale through a graceful restart and dropped at its
 // end, re-filtered after a filter change) the speaker reads back from
@@ -36,17 +37,20 @@ type nbrRoutes struct {
 	// rejected are the prefixes the neighbor announced that the import
 	// filter kept out, stale or not as routes: with routes, what GoBGP's
 	// adj-RIB-in holds (but routes with the speaker's AS in their path,
-	// which GoBGP drops before the watch), counted for NeighborState
+	// which GoBGP drops as loops), counted for NeighborState
 	// without asking GoBGP, whose count walks the whole adj-RIB-in.
 	rejected map[uint64]bool
-	// up is whether the last state event said established; state is
-	// that event's state (lower case), since when it was entered.
-	up    bool
+	// bmpUp is whether the BMP stream is inside one of the neighbor's
+	// sessions (after its Peer Up, before its Peer Down): routes are taken
+	// only then.
+	bmpUp bool
+	// state is the last state GoBGP's watch reported (lower case), since
+	// when it was entered: what Neighbors shows.
 	state string
 	since time.Time
-	// deletedAt is when the neighbor's last session was deleted: paths
-	// GoBGP received before it belong to that session, and may still be
-	// queued in the watch after the speaker withdrew them all.
+	// deletedAt is when the neighbor's last session was deleted: a Peer
+	// Up sent before it belongs to that session, whose routes were
+	// withdrawn, and may still be in the BMP stream.
 	deletedAt time.Time
 }
 
@@ -60,6 +64,12 @@ func keyPrefix(k uint64) netip.Prefix {
 	var a [4]byte
 	binary.BigEndian.PutUint32(a[:], uint32(k>>8))
 	return netip.PrefixFrom(netip.AddrFrom4(a), int(k&0xff))
+}
+
+// loops reports whether an AS path has the speaker's AS in it: GoBGP
+// drops such a route (an AS loop) before its import policy.
+func (n *nbrRoutes) loops(asPath []uint32) bool {
+	return slices.Contains(asPath, n.localAS)
 }
 
 // accepts reports whether the neighbor's import filter lets rt through,
@@ -153,58 +163,62 @@ func (s *Speaker) queue(us []Update) {
 }
 
 // resync brings what the speaker delivered from addr in line with GoBGP's
-// adj-RIB-in for it now. Delivered routes GoBGP no longer has are
-// withdrawn; with markStale the others are marked stale (the session just
-// went down and GoBGP kept them for a graceful restart); with addNew the
-// routes GoBGP has and the speaker has not delivered are delivered (after
-// a filter change; otherwise their UPDATE events are still on the way).
-// Events queued in the watch from before the read are applied after it;
-// each sets or removes one route, so they bring the same end state.
-// v.mu is held throughout, so the watch callback waits.
-func (s *Speaker) resync(ctx context.Context, v *vpcServer, addr netip.Addr, markStale, addNew bool) {
+// adj-RIB-in for it now: delivered routes GoBGP no longer has are
+// withdrawn, the others are stale exactly when GoBGP holds them stale
+// (kept through a graceful restart and not announced again); with addNew
+// the routes GoBGP has and the speaker has not delivered are delivered
+// (after a filter change; otherwise their UPDATEs are still on the way in
+// the BMP stream). The messages still in that stream from before the read
+// are applied after it; each sets or removes whole routes, so they bring
+// the same end state. v.mu is held throughout, so the stream's reader
+// waits.
+func (s *Speaker) resync(ctx context.Context, v *vpcServer, addr netip.Addr, addNew bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	n := v.nbrs[addr]
 	if n == nil {
 		return
 	}
-	have := make(map[uint64]Route)
+	type held struct {
+		rt    Route
+		stale bool
+	}
+	have := make(map[uint64]held)
 	rejected := make(map[uint64]bool)
-	var dec pathDecoder
-	err := v.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: addr.String(), Family: ipv4Unicast}, func(d *api.Destination) {
-		for _, p := range d.Paths {
-			rt, _, err := dec.decode(p)
-			if err != nil {
-				continue
-			}
-			k := pkey(rt.Prefix)
-			if !n.accepts(&rt) {
-				// AS loops never reach the watch: counted there, they
-				// would count here only after a read-back.
-				if !slices.Contains(rt.ASPath, n.localAS) {
-					rejected[k] = markStale || n.rejected[k]
-				}
-				continue
-			}
-			have[k] = rt
+	err, bad := listAdjIn(ctx, v, addr, func(rt Route, stale bool) {
+		k := pkey(rt.Prefix)
+		if n.loops(rt.ASPath) {
+			return // GoBGP keeps AS loops out; they are not counted
 		}
+		if !n.accepts(&rt) {
+			rejected[k] = stale
+			return
+		}
+		have[k] = held{rt, stale}
 	})
-	// Order the reads of the listed paths before GoBGP's next writes
-	// (see fence).
-	v.srv.GetBgp(ctx, &api.GetBgpRequest{})
 	if err != nil {
 		// No such neighbor any more (deleted meanwhile): SetNeighbors
 		// withdrew its routes.
 		return
 	}
+	if bad != nil {
+		s.log.Warn("bgp: cannot read a path of GoBGP's adj-RIB-in; left out", "vpc", v.vpc, "neighbor", n.name, "err", bad)
+	}
 	n.rejected = rejected
 	var us []Update
 	for _, k := range sortedKeys(n.routes) {
-		if _, ok := have[k]; !ok {
+		h, ok := have[k]
+		if !ok {
 			us = n.withdraw(v.vpc, k, us)
-		} else if markStale && !n.routes[k] {
-			n.routes[k] = true
-			n.stale++
+			continue
+		}
+		if was := n.routes[k]; was != h.stale {
+			n.routes[k] = h.stale
+			if h.stale {
+				n.stale++
+			} else {
+				n.stale--
+			}
 		}
 	}
 	if addNew {
@@ -217,19 +231,91 @@ func (s *Speaker) resync(ctx context.Context, v *vpcServer, addr netip.Addr, mar
 			if _, ok := n.routes[k]; ok {
 				continue
 			}
-			rt := have[k]
-			rt.VPC, rt.Neighbor = v.vpc, n.name
-			n.learn(k)
-			us = append(us, Update{Route: rt})
+			h := have[k]
+			h.rt.VPC, h.rt.Neighbor = v.vpc, n.name
+			n.routes[k] = h.stale
+			if h.stale {
+				n.stale++
+			}
+			delete(n.rejected, k)
+			us = append(us, Update{Route: h.rt})
 		}
 	}
 	s.queue(us)
 }
 
-// onPeer follows a neighbor's session state: leaving established, GoBGP
-// has dropped its routes or, for a graceful restart, kept them stale;
-// back to established after a graceful restart, GoBGP may have dropped
-// the stale routes if the new session did not negotiate it.
+// listAdjIn calls fn with every path in addr's adj-RIB-in in v's server,
+// read from GoBGP's binary form, and whether GoBGP holds it stale. err is
+// ListPath's; bad the last path that could not be read (left out).
+func listAdjIn(ctx context.Context, v *vpcServer, addr netip.Addr, fn func(rt Route, stale bool)) (err, bad error) {
+	err = v.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: addr.String(), Family: ipv4Unicast, EnableOnlyBinary: true}, func(d *api.Destination) {
+		for _, p := range d.Paths {
+			if len(p.NlriBinary) == 0 {
+				continue
+			}
+			var rt Route
+			var perr error
+			if rt.Prefix, _, perr = nextPrefix(p.NlriBinary); perr != nil {
+				bad = perr
+				continue
+			}
+			var a wireAttrs
+			for _, b := range p.PattrsBinary {
+				var x wireAttrs
+				if x, perr = parseAttrs(b, false); perr != nil {
+					bad = fmt.Errorf("path %v: %w", rt.Prefix, perr)
+					break
+				}
+				a.merge(&x)
+			}
+			if perr == nil {
+				a.route(&rt)
+				fn(rt, p.Stale)
+			}
+		}
+	})
+	// Order the reads of the listed paths (converted on this goroutine)
+	// before GoBGP's next writes to them: nothing else does, and the race
+	// detector would rightly report the stale mark.
+	v.srv.GetBgp(ctx, &api.GetBgpRequest{})
+	return err, bad
+}
+
+// onBMPPeer follows a neighbor's session in the BMP stream, in order with
+// its routes: a Peer Down ends the session (GoBGP has dropped its routes,
+// or kept them stale for a graceful restart: read back), and routes are
+// taken only between a Peer Up and its Peer Down.
+func (s *Speaker) onBMPPeer(v *vpcServer, gen uint64, h peerHeader, up bool) bool {
+	v.mu.Lock()
+	if v.gen != gen || v.closed {
+		v.mu.Unlock()
+		return false
+	}
+	n := v.nbrs[h.addr]
+	if n == nil || n.bmpUp == up {
+		v.mu.Unlock()
+		return true
+	}
+	if up && !n.deletedAt.IsZero() && h.time.Unix() <= n.deletedAt.Unix() {
+		// A removed session's Peer Up still in the stream: its routes
+		// are withdrawn and stay so. A session of the neighbor added
+		// again is up in a later second (SetNeighbors waits for it).
+		v.mu.Unlock()
+		return true
+	}
+	n.bmpUp = up
+	stale := n.stale > 0
+	v.mu.Unlock()
+	if !up || stale {
+		// Back up after a graceful restart: GoBGP dropped the stale
+		// routes if the new session did not negotiate it again.
+		s.resync(context.Background(), v, h.addr, false)
+	}
+	return true
+}
+
+// onPeer follows a neighbor's session state for Neighbors (from GoBGP's
+// watch; the routes follow the BMP stream's Peer Up and Down).
 func (s *Speaker) onPeer(v *vpcServer, pe *api.WatchEventResponse_PeerEvent) {
 	if pe.GetType() != api.WatchEventResponse_PeerEvent_STATE {
 		return
@@ -238,29 +324,34 @@ func (s *Speaker) onPeer(v *vpcServer, pe *api.WatchEventResponse_PeerEvent) {
 	if err != nil {
 		return
 	}
-	state := pe.GetPeer().GetState().GetSessionState()
-	est := state == api.PeerState_ESTABLISHED
+	state := strings.ToLower(pe.GetPeer().GetState().GetSessionState().String())
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if n := v.nbrs[addr]; n != nil && n.state != state {
+		n.state, n.since = state, time.Now()
+	}
+}
+
+// onEOR handles a neighbor's End-of-RIB (from GoBGP's watch: it never
+// comes through BMP). After a graceful restart GoBGP has just dropped the
+// stale routes the neighbor did not announce again; the routes it did are
+// in its adj-RIB-in, whether or not their UPDATEs have come through the
+// BMP stream yet, so the read-back withdraws only what GoBGP dropped.
+func (s *Speaker) onEOR(v *vpcServer, addr netip.Addr) {
 	v.mu.Lock()
 	n := v.nbrs[addr]
-	if n == nil {
-		v.mu.Unlock()
-		return
+	stale := n != nil && n.stale > 0
+	if n != nil && !stale {
+		for _, st := range n.rejected {
+			if st {
+				stale = true
+				break
+			}
+		}
 	}
-	if st := strings.ToLower(state.String()); st != n.state {
-		n.state, n.since = st, time.Now()
-	}
-	if n.up == est {
-		v.mu.Unlock()
-		return
-	}
-	n.up = est
-	stale := n.stale > 0
 	v.mu.Unlock()
-	switch {
-	case !est:
-		s.resync(context.Background(), v, addr, true, false)
-	case stale:
-		s.resync(context.Background(), v, addr, false, false)
+	if stale {
+		s.resync(context.Background(), v, addr, false)
 	}
 }
 
@@ -285,7 +376,7 @@ func (s *Speaker) staleLoop() {
 			var addrs []netip.Addr
 			v.mu.Lock()
 			for a, n := range v.nbrs {
-				if !n.up && n.stale > 0 {
+				if !n.bmpUp && n.stale > 0 {
 					addrs = append(addrs, a)
 				}
 			}

@@ -152,12 +152,19 @@ func (p *testPeer) received(t testing.TB) map[netip.Prefix]netip.Addr {
 	got := make(map[netip.Prefix]netip.Addr)
 	err := p.srv.ListPath(context.Background(), &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: "127.0.0.1", Family: ipv4Unicast}, func(d *api.Destination) {
 		for _, path := range d.Paths {
-			rt, _, err := decodePath(path)
-			if err != nil {
+			var pfx api.IPAddressPrefix
+			if err := path.Nlri.UnmarshalTo(&pfx); err != nil {
 				t.Errorf("decode %v: %v", path, err)
 				continue
 			}
-			got[rt.Prefix] = rt.NextHop
+			var nh netip.Addr
+			for _, a := range path.Pattrs {
+				var v api.NextHopAttribute
+				if a.MessageIs(&v) && a.UnmarshalTo(&v) == nil {
+					nh, _ = netip.ParseAddr(v.NextHop)
+				}
+			}
+			got[netip.MustParsePrefix(fmt.Sprintf("%s/%d", pfx.Prefix, pfx.PrefixLen))] = nh
 		}
 	})
 	if err != nil && len(got) == 0 {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -57,30 +59,36 @@ type Speaker struct {
 	done    chan struct{}
 	wg      sync.WaitGroup
 
-	// fmu guards dirty: the servers whose watch delivered since the last
-	// fence (see fence).
-	fmu       sync.Mutex
-	dirty     map[*vpcServer]bool
-	fenceWake chan struct{}
+	// bmp is where the VPC servers' BMP clients connect (bmp.go); cwg
+	// counts the connections' readers.
+	bmp *bmpStation
+	cwg sync.WaitGroup
 
 	// testHookStartVPC, when set, runs before each new GoBGP server
 	// starts (see fenceAll).
 	testHookStartVPC func()
+	// testHookBMP, when set, runs before each BMP message is applied
+	// (tests hold the stream back with it).
+	testHookBMP atomic.Pointer[func()]
 
-	// smu guards all: every VPC server, for staleLoop.
-	smu sync.Mutex
-	all []*vpcServer
+	// smu guards all, every VPC server, for staleLoop, and byID, the
+	// running ones by the id their BMP connection names (bmp.go).
+	smu    sync.Mutex
+	all    []*vpcServer
+	byID   map[uint64]*vpcServer
+	lastID uint64
 }
 
 // vpcServer is the GoBGP server of one VPC. It is created when the VPC
 // gets its first neighbor and runs until the speaker stops, also while the
-// VPC has no neighbors (see doc.go: stopping it could lose withdrawals
-// GoBGP still has in flight for the watch).
+// VPC has no neighbors (see doc.go, Limits).
 type vpcServer struct {
 	vpc       string
 	routerID  netip.Addr // what srv was started with; fixed for its life
 	srv       *server.BgpServer
 	stopWatch context.CancelFunc
+	id        uint64        // names its BMP connection
+	bmpReady  chan struct{} // closed when its first BMP connection is up
 
 	// Guarded by Speaker.op.
 	neighbors map[netip.Addr]Neighbor
@@ -89,8 +97,14 @@ type vpcServer struct {
 	// mu guards nbrs: what was delivered from each neighbor address,
 	// with its name and filter (learn.go). Entries stay when a neighbor
 	// is removed, so that its session's late events are recognized.
-	mu   sync.Mutex
-	nbrs map[netip.Addr]*nbrRoutes
+	// And the BMP connection: conn, its generation gen (counting the
+	// connections so far; a reader of an older one stops), and closed
+	// (the server is stopping: no connection is taken any more).
+	mu     sync.Mutex
+	nbrs   map[netip.Addr]*nbrRoutes
+	conn   net.Conn
+	gen    uint64
+	closed bool
 }
 
 // New returns a speaker for cfg that logs to log; Start runs it.
@@ -110,8 +124,7 @@ func New(cfg Config, log *slog.Logger) (*Speaker, error) {
 		desired:   make(map[string]map[netip.Prefix]bool),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
-		dirty:     make(map[*vpcServer]bool),
-		fenceWake: make(chan struct{}, 1),
+		byID:      make(map[uint64]*vpcServer),
 	}, nil
 }
 
@@ -124,10 +137,15 @@ func (s *Speaker) Start(ctx context.Context) error {
 	if s.started {
 		return errors.New("bgp: speaker already started; GoBGP cannot start twice")
 	}
+	st, err := newBMPStation()
+	if err != nil {
+		return err
+	}
+	s.bmp = st
 	s.started = true
 	s.wg.Add(3)
 	go s.deliverLoop()
-	go s.fenceLoop()
+	go s.acceptLoop()
 	go s.staleLoop()
 	return nil
 }
@@ -142,6 +160,7 @@ func (s *Speaker) startVPC(ctx context.Context, vpc string, routerID netip.Addr)
 		neighbors: make(map[netip.Addr]Neighbor),
 		applied:   make(map[netip.Prefix]bool),
 		nbrs:      make(map[netip.Addr]*nbrRoutes),
+		bmpReady:  make(chan struct{}),
 	}
 	go v.srv.Serve()
 	// Every GoBGP server start in the process, of any speaker, is
@@ -182,20 +201,31 @@ func (s *Speaker) startVPC(ctx context.Context, vpc string, routerID netip.Addr)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	v.stopWatch = cancel
-	// ADJIN: each UPDATE's paths, before the import policy (learn.go);
-	// EOR and session states: when GoBGP decides on its own. One watch,
-	// so all arrive in GoBGP's order.
+	// Session states for Neighbors, and End-of-RIB (which never comes
+	// through BMP). No paths: their UPDATEs come through BMP.
 	err := v.srv.WatchEvent(wctx, &api.WatchEventRequest{
 		Peer: &api.WatchEventRequest_Peer{},
 		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
-			{Type: api.WatchEventRequest_Table_Filter_ADJIN},
 			{Type: api.WatchEventRequest_Table_Filter_EOR},
 		}},
 	}, func(r *api.WatchEventResponse) { s.onEvent(v, r) })
 	if err != nil {
 		cancel()
 		v.srv.Stop()
-		return nil, fmt.Errorf("bgp: VPC %s: watch learned routes: %w", vpc, err)
+		return nil, fmt.Errorf("bgp: VPC %s: watch sessions: %w", vpc, err)
+	}
+	s.smu.Lock()
+	s.lastID++
+	v.id = s.lastID
+	s.byID[v.id] = v
+	s.smu.Unlock()
+	if err := s.addBMP(ctx, v); err != nil {
+		s.smu.Lock()
+		delete(s.byID, v.id)
+		s.smu.Unlock()
+		cancel()
+		v.srv.Stop()
+		return nil, err
 	}
 	started.servers[v.srv] = struct{}{}
 	return v, nil
@@ -249,16 +279,27 @@ func (s *Speaker) Stop() {
 	}
 	s.stopped = true
 	for _, vpc := range slices.Sorted(maps.Keys(s.servers)) {
-		v := s.servers[vpc]
-		// The watch must end before StopBgp, or StopBgp waits on it
-		// forever (osrg/gobgp#3366).
-		v.stopWatch()
-		v.srv.Stop()
-		forget(v.srv)
+		s.stopVPC(s.servers[vpc])
 	}
+	s.bmp.ln.Close()
+	s.cwg.Wait()
 	close(s.done)
 	s.wg.Wait()
 	// GoBGP's Serve goroutines have no way to end; they stay parked.
+}
+
+// stopVPC stops v's server, its BMP client and its watch.
+func (s *Speaker) stopVPC(v *vpcServer) {
+	s.stopBMP(v)
+	// The watch must end before StopBgp, or StopBgp waits on it forever
+	// (osrg/gobgp#3366).
+	v.stopWatch()
+	v.srv.Stop()
+	forget(v.srv)
+	s.smu.Lock()
+	delete(s.byID, v.id)
+	s.all = slices.DeleteFunc(s.all, func(x *vpcServer) bool { return x == v })
+	s.smu.Unlock()
 }
 
 func (s *Speaker) running() error {
@@ -316,13 +357,8 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 				return err
 			}
 		}
-		v.stopWatch()
-		v.srv.Stop()
-		forget(v.srv)
+		s.stopVPC(v)
 		delete(s.servers, vpc)
-		s.smu.Lock()
-		s.all = slices.DeleteFunc(s.all, func(x *vpcServer) bool { return x == v })
-		s.smu.Unlock()
 		s.log.Info("bgp: router id of the VPC changed; its GoBGP server is replaced and its sessions restart", "vpc", vpc, "old", v.routerID, "new", rids[vpc])
 	}
 
@@ -382,6 +418,7 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 			n := vns[addr]
 			old, ok := v.neighbors[addr]
 			if !ok {
+				v.waitDeleted(addr)
 				if err := v.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.peer(n)}); err != nil {
 					return fmt.Errorf("bgp: add neighbor %s (%v): %w", n.Name, addr, err)
 				}
@@ -398,7 +435,7 @@ func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 				// The filter is the speaker's (nr.filter, set above):
 				// what the neighbor sent is filtered again from its
 				// adj-RIB-in.
-				s.resync(ctx, v, addr, false, true)
+				s.resync(ctx, v, addr, true)
 			}
 			s.neighbors[addr] = n
 			v.neighbors[addr] = n
@@ -423,12 +460,32 @@ func (s *Speaker) removeNeighbor(ctx context.Context, v *vpcServer, addr netip.A
 	v.mu.Lock()
 	if nr := v.nbrs[addr]; nr != nil {
 		nr.deletedAt = time.Now()
-		nr.up, nr.state = false, ""
+		nr.bmpUp, nr.state = false, ""
 		clear(nr.rejected)
 		s.queue(nr.withdrawAll(v.vpc, false, nil))
 	}
 	v.mu.Unlock()
 	return nil
+}
+
+// waitDeleted waits, before addr is added to v again, until the second in
+// which its last session was deleted has passed: the BMP stream's Peer Up
+// of a new session must be told apart from one of the deleted session
+// still in the stream, and BMP's timestamps are whole seconds here
+// (onBMPPeer).
+func (v *vpcServer) waitDeleted(addr netip.Addr) {
+	v.mu.Lock()
+	var at time.Time
+	if n := v.nbrs[addr]; n != nil {
+		at = n.deletedAt
+	}
+	v.mu.Unlock()
+	if at.IsZero() {
+		return
+	}
+	if next := time.Unix(at.Unix()+1, 0); time.Now().Before(next) {
+		time.Sleep(time.Until(next))
+	}
 }
 
 // policiesChange reports whether the VPC's policies must change for it to

@@ -183,7 +183,7 @@ func TestImportFilter(t *testing.T) {
 	var global []string
 	srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: ipv4Unicast}, func(d *api.Destination) {
 		for _, p := range d.Paths {
-			if sourceOf(p).IsValid() {
+			if a, err := netip.ParseAddr(p.NeighborIp); err == nil && a.IsValid() {
 				global = append(global, d.Prefix)
 			}
 		}
