@@ -60,6 +60,11 @@ var (
 	// or a delete is what once left it to be rebuilt whole by the next Set.
 	scaleMix   = flag.Bool("scale.mix", false, "BenchmarkScale: the changes cycle add, edit (an added endpoint's port leaf), replace (an added endpoint whole, which moves it to the end of its list) and delete (the oldest added endpoint), not only adds; the last host is measured for the adds only")
 	scaleHosts = flag.Int("scale.hosts", 8, "BenchmarkScale: peered hosts running an OHC and a switch, besides the host of the changed endpoints; -1: no OHC at all (the controllers alone)")
+	// 0 keeps the placement every row recorded before it had (and the
+	// controllers' heap depends on the placement: a host's tables hold
+	// its VPCs' items); at 1M only a bounded placement lets a sampled
+	// host's switch hold what it must (see scaleSpec.VPCHosts).
+	scaleLocality = flag.Int("scale.locality", 0, "BenchmarkScale: place each VPC's endpoints on a bounded set of this many hosts (100: a host runs VMs of ~10 VPCs at 1M); 0: every VPC over every host, at random")
 	// The whole run's -cpuprofile is mostly the start (import, initial
 	// programming): this one covers only the measured changes.
 	scaleCPUProfile = flag.String("scale.cpuprofile", "", "BenchmarkScale: write a CPU profile of the changes alone (not the start) to this file")
@@ -69,7 +74,17 @@ var (
 // scaleSpec is the shape of a topology; the rest follows from Seed.
 type scaleSpec struct {
 	Endpoints, VPCs, Hosts, Shards int
-	Seed                           uint64
+	// VPCHosts, when not 0, bounds the hosts a VPC's endpoints are on,
+	// as a cloud places a tenant's VMs in one cluster: VPC v is on the
+	// VPCHosts hosts from v·Hosts/VPCs on (wrapping), its k-th endpoint
+	// on the (k mod VPCHosts)-th of them. The windows overlap evenly, so
+	// a host is in the windows of VPCs·VPCHosts/Hosts VPCs and runs
+	// Endpoints/Hosts endpoints like any other. With 0, every VPC is
+	// spread over every host at random: a host at 1M then runs VMs of ~95
+	// VPCs and must hold ~300k vnet_destination entries, over the table's
+	// 65,536.
+	VPCHosts int
+	Seed     uint64
 }
 
 // scaleTopo is a generated topology, kept compact (a few bytes per
@@ -112,20 +127,34 @@ func newScaleTopo(s scaleSpec) *scaleTopo {
 	// Hosts are filled at random, none beyond per (all exactly per when
 	// Hosts divides Endpoints): a host runs VMs of many VPCs of every
 	// shard, as in a real cloud.
-	slots := make([]int32, 0, per*s.Hosts)
-	for h := range s.Hosts {
-		for range per {
-			slots = append(slots, int32(h))
-		}
-	}
-	rng := rand.New(rand.NewPCG(s.Seed, 14))
-	rng.Shuffle(len(slots), func(i, j int) { slots[i], slots[j] = slots[j], slots[i] })
 	for h := range t.nextPort {
 		t.nextPort[h] = scaleUplink + 1
 	}
-	for j := range s.Endpoints {
-		h := slots[j]
-		t.host[j], t.port[j] = h, t.takePort(int(h))
+	if s.VPCHosts > 0 {
+		// The windows overlap evenly, but when VPCHosts does not divide
+		// a VPC's endpoints some hosts get one more of it: within the
+		// ports, checked here.
+		n := make([]int, s.Hosts)
+		for j := range s.Endpoints {
+			h := t.placed(j)
+			if n[h]++; n[h] > 400 {
+				panic(fmt.Sprintf("scale topology: host h%d gets over 400 endpoints, more than a switch's ports", h))
+			}
+			t.host[j], t.port[j] = int32(h), t.takePort(h)
+		}
+	} else {
+		slots := make([]int32, 0, per*s.Hosts)
+		for h := range s.Hosts {
+			for range per {
+				slots = append(slots, int32(h))
+			}
+		}
+		rng := rand.New(rand.NewPCG(s.Seed, 14))
+		rng.Shuffle(len(slots), func(i, j int) { slots[i], slots[j] = slots[j], slots[i] })
+		for j := range s.Endpoints {
+			h := slots[j]
+			t.host[j], t.port[j] = h, t.takePort(int(h))
+		}
 	}
 	// A ring (v, v+1) puts every VPC in a peering with a VPC of another
 	// shard; every third VPC of the first half also peers across the
@@ -143,6 +172,32 @@ func newScaleTopo(s scaleSpec) *scaleTopo {
 		}
 	}
 	return t
+}
+
+// vpcHosts is how many hosts, at most, a VPC's endpoints are on.
+func (t *scaleTopo) vpcHosts() int {
+	if t.VPCHosts <= 0 {
+		return t.Hosts
+	}
+	return min(t.VPCHosts, t.Hosts)
+}
+
+// firstHost is where VPC v's window of hosts starts (scaleSpec.VPCHosts).
+func (t *scaleTopo) firstHost(v int) int { return v * t.Hosts / t.VPCs }
+
+// placed is endpoint j's host under a bounded placement.
+func (t *scaleTopo) placed(j int) int {
+	v, k := j%t.VPCs, j/t.VPCs
+	return (t.firstHost(v) + k%t.vpcHosts()) % t.Hosts
+}
+
+// inWindow reports whether host h is in VPC v's set of hosts: any host
+// when the placement is not bounded.
+func (t *scaleTopo) inWindow(v, h int) bool {
+	if t.VPCHosts <= 0 {
+		return true
+	}
+	return (h-t.firstHost(v)+t.Hosts)%t.Hosts < t.vpcHosts()
 }
 
 // takePort is the next free switch port of host h: 2 up, around the CPU
@@ -257,7 +312,14 @@ func (t *scaleTopo) localVPCs(hosts []int) map[int]map[int]bool {
 // destinations is how many vnet_destination entries a host with VMs of
 // the VPCs local holds: one per (local VPC, endpoint it reaches).
 func (t *scaleTopo) destinations(local map[int]bool) int {
-	app, data := make([]int, t.VPCs), make([]int, t.VPCs)
+	app, data := t.vpcSizes()
+	return t.destinationsOf(local, app, data)
+}
+
+// vpcSizes is how many endpoints each VPC has in its app and its data
+// subnet.
+func (t *scaleTopo) vpcSizes() (app, data []int) {
+	app, data = make([]int, t.VPCs), make([]int, t.VPCs)
 	for j := range t.Endpoints {
 		if t.inData(j) {
 			data[j%t.VPCs]++
@@ -265,6 +327,75 @@ func (t *scaleTopo) destinations(local map[int]bool) int {
 			app[j%t.VPCs]++
 		}
 	}
+	return app, data
+}
+
+// hostLoad is what a host must hold of what grows with the endpoints:
+// its endpoints (a port_vnet and a vm_source_guard entry each), the VPCs
+// they are of, its vnet_destination entries and its arp_proxy entries
+// (one per endpoint of a local VPC, and its gateway's).
+type hostLoad struct{ endpoints, vpcs, destinations, arp int }
+
+// loads is every host's load.
+func (t *scaleTopo) loads() []hostLoad {
+	app, data := t.vpcSizes()
+	local := make([]map[int]bool, t.Hosts)
+	out := make([]hostLoad, t.Hosts)
+	for j, h := range t.host {
+		if local[h] == nil {
+			local[h] = map[int]bool{}
+		}
+		local[h][j%t.VPCs] = true
+		out[h].endpoints++
+	}
+	for h, l := range local {
+		out[h].vpcs = len(l)
+		out[h].destinations = t.destinationsOf(l, app, data)
+		for v := range l {
+			out[h].arp += app[v] + data[v] + 1
+		}
+	}
+	return out
+}
+
+// checkTables says which of hosts would need more entries in a table
+// than the switch holds (p4/v1model/vpc_peering.p4's sizes, from s), and
+// the largest load of each table over them.
+func (t *scaleTopo) checkTables(s *p4rt.Schema, hosts []int) (most string, err error) {
+	size := func(name string) int {
+		tb, err := s.Table(name)
+		if err != nil {
+			panic(err)
+		}
+		return int(tb.GetSize())
+	}
+	loads := t.loads()
+	var mx hostLoad
+	var over []string
+	for _, h := range hosts {
+		l := loads[h]
+		mx = hostLoad{max(mx.endpoints, l.endpoints), max(mx.vpcs, l.vpcs), max(mx.destinations, l.destinations), max(mx.arp, l.arp)}
+		for _, c := range []struct {
+			table string
+			n     int
+		}{{"vnet_destination", l.destinations}, {"arp_proxy", l.arp}, {"port_vnet", l.endpoints}, {"vm_source_guard", l.endpoints}} {
+			if c.n > size(c.table) {
+				over = append(over, fmt.Sprintf("h%d must hold %d %s entries, over the table's %d", h, c.n, c.table, size(c.table)))
+			}
+		}
+	}
+	most = fmt.Sprintf("at most %d endpoints of %d VPCs a host; %d vnet_destination entries of %d, %d arp_proxy of %d, %d port_vnet of %d",
+		mx.endpoints, mx.vpcs, mx.destinations, size("vnet_destination"), mx.arp, size("arp_proxy"), mx.endpoints, size("port_vnet"))
+	if len(over) > 0 {
+		if len(over) > 3 {
+			over = append(over[:3], fmt.Sprintf("and %d more", len(over)-3))
+		}
+		return most, fmt.Errorf("%s", strings.Join(over, "; "))
+	}
+	return most, nil
+}
+
+func (t *scaleTopo) destinationsOf(local map[int]bool, app, data []int) int {
 	n := 0
 	for l := range local {
 		n += app[l] + data[l]
@@ -616,6 +747,42 @@ func (r *scaleRig) waitProgrammed(tb testing.TB, limit time.Duration) {
 	}
 }
 
+// tableLoads is, for each table some sampled switch has entries in, the
+// most entries a sampled switch holds in it, against the table's size.
+func (r *scaleRig) tableLoads() string {
+	var out []string
+	for _, tb := range r.schema.Tables() {
+		n := 0
+		for _, h := range r.hosts {
+			st := h.sw.Server().Store()
+			if st == nil {
+				continue
+			}
+			st.RLock()
+			if x := st.Table(tb.ID()); x != nil {
+				n = max(n, x.Len())
+			}
+			st.RUnlock()
+		}
+		if n > 0 {
+			out = append(out, fmt.Sprintf("%s %d of %d", tb.Name(), n, tb.GetSize()))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func mustSchema(tb testing.TB) *p4rt.Schema {
+	info, err := p4.P4Info()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := p4rt.NewSchema(info)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
 // change is one endpoint added by a gNMI Set, as measured.
 type change struct {
 	id       string
@@ -847,12 +1014,19 @@ func BenchmarkScale(b *testing.B) {
 		n    int
 	}{{"10k", 10_000}, {"100k", 100_000}, {"1M", 1_000_000}} {
 		b.Run(size.name, func(b *testing.B) {
-			topo := newScaleTopo(scaleSpec{Endpoints: size.n, VPCs: 1000, Hosts: size.n / 100, Shards: 4, Seed: 14})
+			topo := newScaleTopo(scaleSpec{Endpoints: size.n, VPCs: 1000, Hosts: size.n / 100, Shards: 4, VPCHosts: *scaleLocality, Seed: 14})
 			const v = 0
 			x := int(topo.host[v]) // endpoint 0 is vpc0's first
 			var sample []int       // -scale.hosts=-1: the controllers alone
 			if *scaleHosts >= 0 {
 				sample = append([]int{x}, topo.peeredHosts(v, x, *scaleHosts)...)
+				// A switch refuses entries beyond a table's size: the wait
+				// for the initial programming would never end.
+				most, err := topo.checkTables(mustSchema(b), sample)
+				if err != nil {
+					b.Fatalf("the sampled hosts cannot hold what they must (-scale.locality bounds a VPC's hosts): %v", err)
+				}
+				fmt.Fprintf(os.Stderr, "%s: sampled hosts must hold %s\n", b.Name(), most)
 			}
 			// A bound on liveness, not a goal: on 2 shared cores at load 17
 			// the 100k start takes minutes.
@@ -861,6 +1035,9 @@ func BenchmarkScale(b *testing.B) {
 			start := time.Now()
 			r.waitProgrammed(b, limit)
 			program := time.Since(start)
+			if len(r.hosts) > 0 {
+				fmt.Fprintf(os.Stderr, "%s: sampled switches hold, at most, %s\n", b.Name(), r.tableLoads())
+			}
 
 			var accepted, last []time.Duration
 			var steps []breakdown
@@ -958,14 +1135,39 @@ func pct(ds []time.Duration, p int) float64 {
 // added by a gNMI Set reaches every host that must hold it, under each
 // VNI it must; and no host that must not hold it (no VM of its VPC or of
 // a peer, or a peer whose side exports only app) ever gets it written.
+//
+// It runs with each placement: every VPC over every host, and each on 4
+// hosts (-scale.locality).
 func TestScaleHarness(t *testing.T) {
-	topo := newScaleTopo(scaleSpec{Endpoints: 48, VPCs: 12, Hosts: 12, Shards: 4, Seed: 14})
+	for _, vpcHosts := range []int{0, 4} {
+		t.Run(fmt.Sprintf("locality=%d", vpcHosts), func(t *testing.T) { testScaleHarness(t, vpcHosts) })
+	}
+}
+
+func testScaleHarness(t *testing.T, vpcHosts int) {
+	topo := newScaleTopo(scaleSpec{Endpoints: 48, VPCs: 12, Hosts: 12, Shards: 4, VPCHosts: vpcHosts, Seed: 14})
 	all := make([]int, topo.Hosts)
 	for h := range all {
 		all[h] = h
 	}
 	r := startScale(t, topo, all)
 	r.waitProgrammed(t, time.Minute)
+	// checkTables' model of the tables that grow with the endpoints is
+	// what the switches hold (vnet_destination is waitProgrammed's).
+	arp, err := r.schema.Table("arp_proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loads := topo.loads()
+	for _, h := range r.hosts {
+		st := h.sw.Server().Store()
+		st.RLock()
+		n := st.Table(arp.ID()).Len()
+		st.RUnlock()
+		if n != loads[h.id].arp {
+			t.Errorf("h%d holds %d arp_proxy entries, the topology says %d", h.id, n, loads[h.id].arp)
+		}
+	}
 
 	const v = 0
 	x := int(topo.host[v])
@@ -1030,5 +1232,56 @@ func TestScaleHarness(t *testing.T) {
 	}
 	if _, i := port(deleted.id); i >= 0 || deleted.id != app.id || len(cs) != 2 {
 		t.Errorf("deleted %s (the first added, %s): still there at %d; %d left", deleted.id, app.id, i, len(cs))
+	}
+}
+
+// TestScalePlacement checks the bounded placement (-scale.locality) at
+// BenchmarkScale's three sizes: every endpoint is on a host of its VPC's
+// window, a VPC is on no more hosts than the bound, the hosts are evenly
+// loaded (within their switches' ports), and every host's tables hold
+// what it must (vnet_destination, arp_proxy, port_vnet under the sizes in
+// vpc_peering.p4). The spread placement at 1M must fail the same check:
+// it is why the bound exists.
+func TestScalePlacement(t *testing.T) {
+	s := mustSchema(t)
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		topo := newScaleTopo(scaleSpec{Endpoints: n, VPCs: 1000, Hosts: n / 100, Shards: 4, VPCHosts: 100, Seed: 14})
+		hosts := make([]map[int32]bool, topo.VPCs)
+		perHost := make([]int, topo.Hosts)
+		for j, h := range topo.host {
+			v := j % topo.VPCs
+			if !topo.inWindow(v, int(h)) {
+				t.Fatalf("%d endpoints: ep%d of vpc%d on h%d, outside its hosts h%d..+%d", n, j, v, h, topo.firstHost(v), topo.vpcHosts())
+			}
+			if hosts[v] == nil {
+				hosts[v] = map[int32]bool{}
+			}
+			hosts[v][h] = true
+			perHost[h]++
+		}
+		for v, hs := range hosts {
+			if len(hs) > 100 {
+				t.Fatalf("%d endpoints: vpc%d is on %d hosts, over 100", n, v, len(hs))
+			}
+		}
+		if lo, hi := slices.Min(perHost), slices.Max(perHost); lo != n/topo.Hosts || hi != lo {
+			t.Fatalf("%d endpoints: %d to %d endpoints a host, want %d each", n, lo, hi, n/topo.Hosts)
+		}
+		all := make([]int, topo.Hosts)
+		for h := range all {
+			all[h] = h
+		}
+		most, err := topo.checkTables(s, all)
+		if err != nil {
+			t.Fatalf("%d endpoints on hosts of their VPC's 100: %v", n, err)
+		}
+		t.Logf("%d endpoints, %d hosts, a VPC on at most 100: %s", n, topo.Hosts, most)
+	}
+	spread := newScaleTopo(scaleSpec{Endpoints: 1_000_000, VPCs: 1000, Hosts: 10_000, Shards: 4, Seed: 14})
+	x := int(spread.host[0])
+	if most, err := spread.checkTables(s, append([]int{x}, spread.peeredHosts(0, x, 8)...)); err == nil {
+		t.Fatalf("1M endpoints, every VPC over every host: the sampled hosts fit their tables (%s); the check cannot fail", most)
+	} else {
+		t.Logf("1M endpoints, every VPC over every host: %v", err)
 	}
 }
