@@ -18,6 +18,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
@@ -562,6 +563,11 @@ type scaleRig struct {
 	// ctlInuse and ctlSys are runtime.MemStats' HeapInuse and Sys then
 	// (the whole process, which holds nothing else yet).
 	ctlInuse, ctlSys uint64
+	// generatedLive is how many of the configurations the harness
+	// generated (each shard's Config, its endpoint and its host arrays)
+	// were still reachable when ctlHeap was read: 0, or ctlHeap counts
+	// them.
+	generatedLive int
 	// ohcCtx runs the OHCs; stop ends everything.
 	ohcCtx context.Context
 	// probe times each change's steps (scaletail_test.go).
@@ -617,8 +623,16 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
+	// What the harness generates for the controllers is allocated after
+	// before; what of it they keep (their copies, and the strings those
+	// share: the endpoints' ids, VPC and host names, as they would share
+	// a decoded --config's) is theirs, and counted. The rest must be
+	// garbage by the time the heap is read, or it would be counted as
+	// theirs: generated tells.
+	var generated []func() bool
 	for i := range t.Shards {
 		cfg := t.config(i, addrs)
+		generated = append(generated, weakly(cfg), weakly(&cfg.Endpoints[0]), weakly(&cfg.Hosts[0]))
 		dir := tb.TempDir()
 		start := time.Now()
 		// The item store p4mesh-controller keeps by default: one key per
@@ -684,6 +698,7 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	r.ctlHeap = after.HeapAlloc - min(before.HeapAlloc, after.HeapAlloc)
+	r.generatedLive = count(generated, func(live func() bool) bool { return live() })
 	r.ctlSys = after.Sys
 	r.ctlInuse = after.HeapInuse
 	if *scaleMemProfile != "" {
@@ -719,6 +734,12 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		r.hosts = append(r.hosts, sh)
 	}
 	return r
+}
+
+// weakly reports, when called, whether p is still reachable.
+func weakly[T any](p *T) func() bool {
+	w := weak.Make(p)
+	return func() bool { return w.Value() != nil }
 }
 
 // waitProgrammed waits until every sampled switch holds exactly the
@@ -1151,6 +1172,9 @@ func testScaleHarness(t *testing.T, vpcHosts int) {
 		all[h] = h
 	}
 	r := startScale(t, topo, all)
+	if r.generatedLive > 0 {
+		t.Errorf("%d of the configurations the harness generated were reachable when the controllers' heap was read: it counts them", r.generatedLive)
+	}
 	r.waitProgrammed(t, time.Minute)
 	// checkTables' model of the tables that grow with the endpoints is
 	// what the switches hold (vnet_destination is waitProgrammed's).
