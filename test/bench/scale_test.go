@@ -24,6 +24,7 @@ import (
 	"github.com/openconfig/ygot/ygot"
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/p4mesh/p4mesh/controller"
@@ -38,8 +39,9 @@ import (
 )
 
 // The controller at scale (issue 14): four controller shards owning 1,000
-// VPCs between them, N endpoints spread over N/100 hosts that every shard
-// has VMs on, each VPC peered with two or three others (one at least on
+// VPCs between them, N endpoints over N/100 hosts that every shard has
+// VMs on (a VPC over every host, or with -scale.locality on a bounded set
+// of them), each VPC peered with two or three others (one at least on
 // another shard) under export policies. Everything runs in this process
 // over loopback gRPC in plaintext (identity.Auth{Insecure: true}; the
 // production default is mutual TLS, which adds a handshake per long-lived
@@ -52,7 +54,9 @@ import (
 //
 // -scale.changes sets how many endpoint changes one iteration makes (the
 // latencies are over all of them), -scale.hosts how many peered hosts run
-// an OHC besides the host of the changed endpoints. They go after -args
+// an OHC besides the host of the changed endpoints, -scale.locality on
+// how many hosts a VPC's endpoints are (1M with OHCs needs it:
+// -scale.locality=100). They go after -args
 // (or as -scale.changes=N): go test does not know them, and would take a
 // separate value for a package.
 var (
@@ -613,6 +617,7 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		servers = append(servers, g)
 		r.wg.Go(func() { g.Serve(l) })
 	}
+	var gnmiAddrs []string
 	lis := make([]net.Listener, t.Shards)
 	addrs := make([]string, t.Shards)
 	for i := range lis {
@@ -668,19 +673,25 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		gs.Register(gg)
 		gl := listen()
 		serve(gg, gl)
-		// What p4meshctl dials with --insecure.
-		conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		gnmiAddrs = append(gnmiAddrs, gl.Addr().String())
+	}
+	// What p4meshctl dials with --insecure.
+	dialGNMI := func(addr string) *grpc.ClientConn {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p4gnmi.DefaultMaxMsgSize), grpc.MaxCallSendMsgSize(p4gnmi.DefaultMaxMsgSize)))
 		if err != nil {
 			tb.Fatal(err)
 		}
-		conns = append(conns, conn)
-		r.gnmi = append(r.gnmi, gnmi.NewGNMIClient(conn))
+		return conn
 	}
 	// The gNMI servers index the configuration in the background: wait
 	// for it, so that the heap counts it, with a Set that changes nothing
-	// (a Get would build and keep the whole tree).
-	for i, c := range r.gnmi {
+	// (a Get would build and keep the whole tree). Over a connection
+	// closed before the heap is read: the harness's clients are not the
+	// controllers'.
+	for i, addr := range gnmiAddrs {
+		conn := dialGNMI(addr)
+		c := gnmi.NewGNMIClient(conn)
 		e := t.endpoint(i) // of VPC i, on shard i
 		val, err := json.Marshal(map[string]any{"id": e.ID, "vpc": e.VPC, "kind": "vm", "ip": e.IP.String(), "mac": e.MAC.String(), "host": e.Host, "port": e.Port})
 		if err != nil {
@@ -693,6 +704,7 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		if _, err := c.Set(ctx, &gnmi.SetRequest{Update: []*gnmi.Update{{Path: path, Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: val}}}}}); err != nil {
 			tb.Fatalf("set %s as it is: %v", e.ID, err)
 		}
+		conn.Close()
 	}
 	runtime.GC()
 	var after runtime.MemStats
@@ -710,6 +722,18 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 			tb.Fatal(err)
 		}
 		f.Close()
+	}
+	for _, addr := range gnmiAddrs {
+		conn := dialGNMI(addr)
+		conns = append(conns, conn)
+		r.gnmi = append(r.gnmi, gnmi.NewGNMIClient(conn))
+		// Connected now, not in the first measured Set.
+		for st := conn.GetState(); st != connectivity.Ready; st = conn.GetState() {
+			conn.Connect()
+			if !conn.WaitForStateChange(ctx, st) {
+				tb.Fatalf("gNMI client of %s: %v", addr, ctx.Err())
+			}
+		}
 	}
 
 	locals := t.localVPCs(sample)
@@ -1010,15 +1034,21 @@ func peakRSS() uint64 {
 // endpoints' host running OHCs). Each iteration adds -scale.changes
 // endpoints to vpc0 (three peers: vpc1 on shard 1, vpc999 on shard 3,
 // vpc500 on shard 0), one gNMI Set each, on the host of vpc0's first
-// endpoint, then deletes them in one Set (not measured). Reported:
+// endpoint, then deletes them in one Set (not measured). Before the OHCs
+// start, it fails if a sampled host must hold more entries than a table
+// of its switch has room for (the wait would never end), and logs the
+// most a sampled host must hold, then what the switches hold. Reported:
 //
 //   - apply-s: the slowest shard's startup import (one item-store commit
 //     of its whole configuration, and NewServer), apply-total-s all
 //     four's;
 //   - ctl-heap-MiB: the live heap of the four controllers and their gNMI
-//     servers after GC, before any OHC connects; heap-inuse-MiB and
-//     sys-MiB, runtime.MemStats' HeapInuse and Sys then (-scale.memprofile
-//     writes the heap profile then);
+//     servers after GC, before any OHC connects (the heap allocated
+//     since before the first controller's start and still reachable: the
+//     topology is allocated before, and the configurations generated for
+//     the controllers are garbage by then; TestScaleHarness checks it);
+//     heap-inuse-MiB and sys-MiB, runtime.MemStats' HeapInuse and Sys
+//     then (-scale.memprofile writes the heap profile then);
 //   - data-MiB: the four data directories (each a bbolt store.db holding
 //     the configuration and the peer sides);
 //   - program-s: from the OHCs' start until every sampled switch holds
