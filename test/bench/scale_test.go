@@ -753,7 +753,7 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		plain := grpc.WithTransportCredentials(insecure.NewCredentials())
 		r.wg.Go(func() {
 			ohc.RunDaemon(ctx, ohc.DaemonOptions{Host: fmt.Sprintf("h%d", h), Controllers: addrs, Switch: l.Addr().String(), DeviceID: 1, ElectionID: 1,
-				ControllerDial: []grpc.DialOption{plain, hp.controllerDial()}, SwitchDial: append([]grpc.DialOption{plain}, hp.switchDial()...)}, nil)
+				ControllerDial: []grpc.DialOption{plain, hp.controllerDial()}, SwitchDial: append([]grpc.DialOption{plain}, hp.switchDial()...)}, hp.ready)
 		})
 		r.hosts = append(r.hosts, sh)
 	}
@@ -1108,15 +1108,15 @@ func BenchmarkScale(b *testing.B) {
 				var cs []change
 				cpu0 := cpuTime()
 				for i := range *scaleChanges {
-					g0 := readGC()
+					g0, w0 := readGC(), r.probe.wholeCompiles()
 					if k := i % 4; *scaleMix && k != 0 && len(cs) > 0 {
 						c := r.mixChange(b, k, &cs, limit)
-						steps = append(steps, r.probe.observe(b, c, topo.shardOf(v), c.start, g0, nil))
+						steps = append(steps, r.probe.observe(b, c, topo.shardOf(v), c.start, g0, w0, nil))
 						accepted = append(accepted, c.accepted)
 						continue
 					}
 					c := r.addEndpoint(b, v, x, false, limit)
-					steps = append(steps, r.probe.observe(b, c, topo.shardOf(v), c.start, g0, c.hostAt))
+					steps = append(steps, r.probe.observe(b, c, topo.shardOf(v), c.start, g0, w0, c.hostAt))
 					accepted, last = append(accepted, c.accepted), append(last, c.last)
 					cs = append(cs, c)
 				}
