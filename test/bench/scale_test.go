@@ -344,19 +344,37 @@ type hostLoad struct{ endpoints, vpcs, destinations, arp int }
 // loads is every host's load.
 func (t *scaleTopo) loads() []hostLoad {
 	app, data := t.vpcSizes()
-	local := make([]map[int]bool, t.Hosts)
+	// Each host's VPCs, without a map per host (a million endpoints): the
+	// endpoints grouped by host, and a VPC's last host marked.
 	out := make([]hostLoad, t.Hosts)
-	for j, h := range t.host {
-		if local[h] == nil {
-			local[h] = map[int]bool{}
-		}
-		local[h][j%t.VPCs] = true
+	for _, h := range t.host {
 		out[h].endpoints++
 	}
-	for h, l := range local {
-		out[h].vpcs = len(l)
-		out[h].destinations = t.destinationsOf(l, app, data)
-		for v := range l {
+	at := make([]int, t.Hosts+1)
+	for h := range t.Hosts {
+		at[h+1] = at[h] + out[h].endpoints
+	}
+	vpcOf, next := make([]int32, t.Endpoints), slices.Clone(at[:t.Hosts])
+	for j, h := range t.host {
+		vpcOf[next[h]] = int32(j % t.VPCs)
+		next[h]++
+	}
+	mark := make([]int, t.VPCs)
+	for v := range mark {
+		mark[v] = -1
+	}
+	local := map[int]bool{}
+	for h := range t.Hosts {
+		clear(local)
+		for _, v := range vpcOf[at[h]:at[h+1]] {
+			if mark[v] != h {
+				mark[v] = h
+				local[int(v)] = true
+			}
+		}
+		out[h].vpcs = len(local)
+		out[h].destinations = t.destinationsOf(local, app, data)
+		for v := range local {
 			out[h].arp += app[v] + data[v] + 1
 		}
 	}
@@ -1300,22 +1318,24 @@ func TestScalePlacement(t *testing.T) {
 	s := mustSchema(t)
 	for _, n := range []int{10_000, 100_000, 1_000_000} {
 		topo := newScaleTopo(scaleSpec{Endpoints: n, VPCs: 1000, Hosts: n / 100, Shards: 4, VPCHosts: 100, Seed: 14})
-		hosts := make([]map[int32]bool, topo.VPCs)
-		perHost := make([]int, topo.Hosts)
-		for j, h := range topo.host {
-			v := j % topo.VPCs
-			if !topo.inWindow(v, int(h)) {
-				t.Fatalf("%d endpoints: ep%d of vpc%d on h%d, outside its hosts h%d..+%d", n, j, v, h, topo.firstHost(v), topo.vpcHosts())
+		// A VPC's endpoints are j ≡ v (mod VPCs): its hosts are counted
+		// one VPC at a time, with a host's last VPC marked.
+		perHost, mark := make([]int, topo.Hosts), make([]int, topo.Hosts)
+		for v := range topo.VPCs {
+			on := 0
+			for j := v; j < n; j += topo.VPCs {
+				h := int(topo.host[j])
+				if !topo.inWindow(v, h) {
+					t.Fatalf("%d endpoints: ep%d of vpc%d on h%d, outside its hosts h%d..+%d", n, j, v, h, topo.firstHost(v), topo.vpcHosts())
+				}
+				if mark[h] != v+1 {
+					mark[h] = v + 1
+					on++
+				}
+				perHost[h]++
 			}
-			if hosts[v] == nil {
-				hosts[v] = map[int32]bool{}
-			}
-			hosts[v][h] = true
-			perHost[h]++
-		}
-		for v, hs := range hosts {
-			if len(hs) > 100 {
-				t.Fatalf("%d endpoints: vpc%d is on %d hosts, over 100", n, v, len(hs))
+			if on > 100 {
+				t.Fatalf("%d endpoints: vpc%d is on %d hosts, over 100", n, v, on)
 			}
 		}
 		if lo, hi := slices.Min(perHost), slices.Max(perHost); lo != n/topo.Hosts || hi != lo {
