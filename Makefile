@@ -53,8 +53,9 @@ bench:
 # 1,000 VPCs, 10k endpoints with 100 changes and 100k with 10: a few
 # minutes each on 2 shared cores (most of it the start), so not part of
 # bench. Another size: make bench-scale SCALE_SIZES=1M SCALE_CHANGES=30
-# (the controllers alone fit: add SCALE_ARGS=-scale.hosts=-1; at 1M a
-# sampled host's entries overflow the switch's vnet_destination table).
+# (with OHCs add SCALE_ARGS=-scale.locality=100, a VPC on 100 hosts: with
+# every VPC over every host a sampled host's entries overflow its switch's
+# vnet_destination table at 1M; the controllers alone: -scale.hosts=-1).
 SCALE_SIZES ?=
 SCALE_CHANGES ?= 100
 SCALE_ARGS ?=

@@ -18,11 +18,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/p4mesh/p4mesh/controller"
@@ -37,8 +39,9 @@ import (
 )
 
 // The controller at scale (issue 14): four controller shards owning 1,000
-// VPCs between them, N endpoints spread over N/100 hosts that every shard
-// has VMs on, each VPC peered with two or three others (one at least on
+// VPCs between them, N endpoints over N/100 hosts that every shard has
+// VMs on (a VPC over every host, or with -scale.locality on a bounded set
+// of them), each VPC peered with two or three others (one at least on
 // another shard) under export policies. Everything runs in this process
 // over loopback gRPC in plaintext (identity.Auth{Insecure: true}; the
 // production default is mutual TLS, which adds a handshake per long-lived
@@ -51,7 +54,9 @@ import (
 //
 // -scale.changes sets how many endpoint changes one iteration makes (the
 // latencies are over all of them), -scale.hosts how many peered hosts run
-// an OHC besides the host of the changed endpoints. They go after -args
+// an OHC besides the host of the changed endpoints, -scale.locality on
+// how many hosts a VPC's endpoints are (1M with OHCs needs it:
+// -scale.locality=100). They go after -args
 // (or as -scale.changes=N): go test does not know them, and would take a
 // separate value for a package.
 var (
@@ -60,6 +65,11 @@ var (
 	// or a delete is what once left it to be rebuilt whole by the next Set.
 	scaleMix   = flag.Bool("scale.mix", false, "BenchmarkScale: the changes cycle add, edit (an added endpoint's port leaf), replace (an added endpoint whole, which moves it to the end of its list) and delete (the oldest added endpoint), not only adds; the last host is measured for the adds only")
 	scaleHosts = flag.Int("scale.hosts", 8, "BenchmarkScale: peered hosts running an OHC and a switch, besides the host of the changed endpoints; -1: no OHC at all (the controllers alone)")
+	// 0 keeps the placement every row recorded before it had (and the
+	// controllers' heap depends on the placement: a host's tables hold
+	// its VPCs' items); at 1M only a bounded placement lets a sampled
+	// host's switch hold what it must (see scaleSpec.VPCHosts).
+	scaleLocality = flag.Int("scale.locality", 0, "BenchmarkScale: place each VPC's endpoints on a bounded set of this many hosts (100: a host runs VMs of ~10 VPCs at 1M); 0: every VPC over every host, at random")
 	// The whole run's -cpuprofile is mostly the start (import, initial
 	// programming): this one covers only the measured changes.
 	scaleCPUProfile = flag.String("scale.cpuprofile", "", "BenchmarkScale: write a CPU profile of the changes alone (not the start) to this file")
@@ -69,7 +79,17 @@ var (
 // scaleSpec is the shape of a topology; the rest follows from Seed.
 type scaleSpec struct {
 	Endpoints, VPCs, Hosts, Shards int
-	Seed                           uint64
+	// VPCHosts, when not 0, bounds the hosts a VPC's endpoints are on,
+	// as a cloud places a tenant's VMs in one cluster: VPC v is on the
+	// VPCHosts hosts from v·Hosts/VPCs on (wrapping), its k-th endpoint
+	// on the (k mod VPCHosts)-th of them. The windows overlap evenly, so
+	// a host is in the windows of VPCs·VPCHosts/Hosts VPCs and runs
+	// Endpoints/Hosts endpoints like any other. With 0, every VPC is
+	// spread over every host at random: a host at 1M then runs VMs of ~95
+	// VPCs and must hold ~300k vnet_destination entries, over the table's
+	// 65,536.
+	VPCHosts int
+	Seed     uint64
 }
 
 // scaleTopo is a generated topology, kept compact (a few bytes per
@@ -112,20 +132,34 @@ func newScaleTopo(s scaleSpec) *scaleTopo {
 	// Hosts are filled at random, none beyond per (all exactly per when
 	// Hosts divides Endpoints): a host runs VMs of many VPCs of every
 	// shard, as in a real cloud.
-	slots := make([]int32, 0, per*s.Hosts)
-	for h := range s.Hosts {
-		for range per {
-			slots = append(slots, int32(h))
-		}
-	}
-	rng := rand.New(rand.NewPCG(s.Seed, 14))
-	rng.Shuffle(len(slots), func(i, j int) { slots[i], slots[j] = slots[j], slots[i] })
 	for h := range t.nextPort {
 		t.nextPort[h] = scaleUplink + 1
 	}
-	for j := range s.Endpoints {
-		h := slots[j]
-		t.host[j], t.port[j] = h, t.takePort(int(h))
+	if s.VPCHosts > 0 {
+		// The windows overlap evenly, but when VPCHosts does not divide
+		// a VPC's endpoints some hosts get one more of it: within the
+		// ports, checked here.
+		n := make([]int, s.Hosts)
+		for j := range s.Endpoints {
+			h := t.placed(j)
+			if n[h]++; n[h] > 400 {
+				panic(fmt.Sprintf("scale topology: host h%d gets over 400 endpoints, more than a switch's ports", h))
+			}
+			t.host[j], t.port[j] = int32(h), t.takePort(h)
+		}
+	} else {
+		slots := make([]int32, 0, per*s.Hosts)
+		for h := range s.Hosts {
+			for range per {
+				slots = append(slots, int32(h))
+			}
+		}
+		rng := rand.New(rand.NewPCG(s.Seed, 14))
+		rng.Shuffle(len(slots), func(i, j int) { slots[i], slots[j] = slots[j], slots[i] })
+		for j := range s.Endpoints {
+			h := slots[j]
+			t.host[j], t.port[j] = h, t.takePort(int(h))
+		}
 	}
 	// A ring (v, v+1) puts every VPC in a peering with a VPC of another
 	// shard; every third VPC of the first half also peers across the
@@ -143,6 +177,32 @@ func newScaleTopo(s scaleSpec) *scaleTopo {
 		}
 	}
 	return t
+}
+
+// vpcHosts is how many hosts, at most, a VPC's endpoints are on.
+func (t *scaleTopo) vpcHosts() int {
+	if t.VPCHosts <= 0 {
+		return t.Hosts
+	}
+	return min(t.VPCHosts, t.Hosts)
+}
+
+// firstHost is where VPC v's window of hosts starts (scaleSpec.VPCHosts).
+func (t *scaleTopo) firstHost(v int) int { return v * t.Hosts / t.VPCs }
+
+// placed is endpoint j's host under a bounded placement.
+func (t *scaleTopo) placed(j int) int {
+	v, k := j%t.VPCs, j/t.VPCs
+	return (t.firstHost(v) + k%t.vpcHosts()) % t.Hosts
+}
+
+// inWindow reports whether host h is in VPC v's set of hosts: any host
+// when the placement is not bounded.
+func (t *scaleTopo) inWindow(v, h int) bool {
+	if t.VPCHosts <= 0 {
+		return true
+	}
+	return (h-t.firstHost(v)+t.Hosts)%t.Hosts < t.vpcHosts()
 }
 
 // takePort is the next free switch port of host h: 2 up, around the CPU
@@ -257,7 +317,14 @@ func (t *scaleTopo) localVPCs(hosts []int) map[int]map[int]bool {
 // destinations is how many vnet_destination entries a host with VMs of
 // the VPCs local holds: one per (local VPC, endpoint it reaches).
 func (t *scaleTopo) destinations(local map[int]bool) int {
-	app, data := make([]int, t.VPCs), make([]int, t.VPCs)
+	app, data := t.vpcSizes()
+	return t.destinationsOf(local, app, data)
+}
+
+// vpcSizes is how many endpoints each VPC has in its app and its data
+// subnet.
+func (t *scaleTopo) vpcSizes() (app, data []int) {
+	app, data = make([]int, t.VPCs), make([]int, t.VPCs)
 	for j := range t.Endpoints {
 		if t.inData(j) {
 			data[j%t.VPCs]++
@@ -265,6 +332,93 @@ func (t *scaleTopo) destinations(local map[int]bool) int {
 			app[j%t.VPCs]++
 		}
 	}
+	return app, data
+}
+
+// hostLoad is what a host must hold of what grows with the endpoints:
+// its endpoints (a port_vnet and a vm_source_guard entry each), the VPCs
+// they are of, its vnet_destination entries and its arp_proxy entries
+// (one per endpoint of a local VPC, and its gateway's).
+type hostLoad struct{ endpoints, vpcs, destinations, arp int }
+
+// loads is every host's load.
+func (t *scaleTopo) loads() []hostLoad {
+	app, data := t.vpcSizes()
+	// Each host's VPCs, without a map per host (a million endpoints): the
+	// endpoints grouped by host, and a VPC's last host marked.
+	out := make([]hostLoad, t.Hosts)
+	for _, h := range t.host {
+		out[h].endpoints++
+	}
+	at := make([]int, t.Hosts+1)
+	for h := range t.Hosts {
+		at[h+1] = at[h] + out[h].endpoints
+	}
+	vpcOf, next := make([]int32, t.Endpoints), slices.Clone(at[:t.Hosts])
+	for j, h := range t.host {
+		vpcOf[next[h]] = int32(j % t.VPCs)
+		next[h]++
+	}
+	mark := make([]int, t.VPCs)
+	for v := range mark {
+		mark[v] = -1
+	}
+	local := map[int]bool{}
+	for h := range t.Hosts {
+		clear(local)
+		for _, v := range vpcOf[at[h]:at[h+1]] {
+			if mark[v] != h {
+				mark[v] = h
+				local[int(v)] = true
+			}
+		}
+		out[h].vpcs = len(local)
+		out[h].destinations = t.destinationsOf(local, app, data)
+		for v := range local {
+			out[h].arp += app[v] + data[v] + 1
+		}
+	}
+	return out
+}
+
+// checkTables says which of hosts would need more entries in a table
+// than the switch holds (p4/v1model/vpc_peering.p4's sizes, from s), and
+// the largest load of each table over them.
+func (t *scaleTopo) checkTables(s *p4rt.Schema, hosts []int) (most string, err error) {
+	size := func(name string) int {
+		tb, err := s.Table(name)
+		if err != nil {
+			panic(err)
+		}
+		return int(tb.GetSize())
+	}
+	loads := t.loads()
+	var mx hostLoad
+	var over []string
+	for _, h := range hosts {
+		l := loads[h]
+		mx = hostLoad{max(mx.endpoints, l.endpoints), max(mx.vpcs, l.vpcs), max(mx.destinations, l.destinations), max(mx.arp, l.arp)}
+		for _, c := range []struct {
+			table string
+			n     int
+		}{{"vnet_destination", l.destinations}, {"arp_proxy", l.arp}, {"port_vnet", l.endpoints}, {"vm_source_guard", l.endpoints}} {
+			if c.n > size(c.table) {
+				over = append(over, fmt.Sprintf("h%d must hold %d %s entries, over the table's %d", h, c.n, c.table, size(c.table)))
+			}
+		}
+	}
+	most = fmt.Sprintf("at most %d endpoints of %d VPCs a host; %d vnet_destination entries of %d, %d arp_proxy of %d, %d port_vnet of %d",
+		mx.endpoints, mx.vpcs, mx.destinations, size("vnet_destination"), mx.arp, size("arp_proxy"), mx.endpoints, size("port_vnet"))
+	if len(over) > 0 {
+		if len(over) > 3 {
+			over = append(over[:3], fmt.Sprintf("and %d more", len(over)-3))
+		}
+		return most, fmt.Errorf("%s", strings.Join(over, "; "))
+	}
+	return most, nil
+}
+
+func (t *scaleTopo) destinationsOf(local map[int]bool, app, data []int) int {
 	n := 0
 	for l := range local {
 		n += app[l] + data[l]
@@ -431,6 +585,11 @@ type scaleRig struct {
 	// ctlInuse and ctlSys are runtime.MemStats' HeapInuse and Sys then
 	// (the whole process, which holds nothing else yet).
 	ctlInuse, ctlSys uint64
+	// generatedLive is how many of the configurations the harness
+	// generated (each shard's Config, its endpoint and its host arrays)
+	// were still reachable when ctlHeap was read: 0, or ctlHeap counts
+	// them.
+	generatedLive int
 	// ohcCtx runs the OHCs; stop ends everything.
 	ohcCtx context.Context
 	// probe times each change's steps (scaletail_test.go).
@@ -476,6 +635,7 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		servers = append(servers, g)
 		r.wg.Go(func() { g.Serve(l) })
 	}
+	var gnmiAddrs []string
 	lis := make([]net.Listener, t.Shards)
 	addrs := make([]string, t.Shards)
 	for i := range lis {
@@ -486,8 +646,16 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
+	// What the harness generates for the controllers is allocated after
+	// before; what of it they keep (their copies, and the strings those
+	// share: the endpoints' ids, VPC and host names, as they would share
+	// a decoded --config's) is theirs, and counted. The rest must be
+	// garbage by the time the heap is read, or it would be counted as
+	// theirs: generated tells.
+	var generated []func() bool
 	for i := range t.Shards {
 		cfg := t.config(i, addrs)
+		generated = append(generated, weakly(cfg), weakly(&cfg.Endpoints[0]), weakly(&cfg.Hosts[0]))
 		dir := tb.TempDir()
 		start := time.Now()
 		// The item store p4mesh-controller keeps by default: one key per
@@ -523,19 +691,25 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		gs.Register(gg)
 		gl := listen()
 		serve(gg, gl)
-		// What p4meshctl dials with --insecure.
-		conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		gnmiAddrs = append(gnmiAddrs, gl.Addr().String())
+	}
+	// What p4meshctl dials with --insecure.
+	dialGNMI := func(addr string) *grpc.ClientConn {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p4gnmi.DefaultMaxMsgSize), grpc.MaxCallSendMsgSize(p4gnmi.DefaultMaxMsgSize)))
 		if err != nil {
 			tb.Fatal(err)
 		}
-		conns = append(conns, conn)
-		r.gnmi = append(r.gnmi, gnmi.NewGNMIClient(conn))
+		return conn
 	}
 	// The gNMI servers index the configuration in the background: wait
 	// for it, so that the heap counts it, with a Set that changes nothing
-	// (a Get would build and keep the whole tree).
-	for i, c := range r.gnmi {
+	// (a Get would build and keep the whole tree). Over a connection
+	// closed before the heap is read: the harness's clients are not the
+	// controllers'.
+	for i, addr := range gnmiAddrs {
+		conn := dialGNMI(addr)
+		c := gnmi.NewGNMIClient(conn)
 		e := t.endpoint(i) // of VPC i, on shard i
 		val, err := json.Marshal(map[string]any{"id": e.ID, "vpc": e.VPC, "kind": "vm", "ip": e.IP.String(), "mac": e.MAC.String(), "host": e.Host, "port": e.Port})
 		if err != nil {
@@ -548,11 +722,13 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		if _, err := c.Set(ctx, &gnmi.SetRequest{Update: []*gnmi.Update{{Path: path, Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: val}}}}}); err != nil {
 			tb.Fatalf("set %s as it is: %v", e.ID, err)
 		}
+		conn.Close()
 	}
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	r.ctlHeap = after.HeapAlloc - min(before.HeapAlloc, after.HeapAlloc)
+	r.generatedLive = count(generated, func(live func() bool) bool { return live() })
 	r.ctlSys = after.Sys
 	r.ctlInuse = after.HeapInuse
 	if *scaleMemProfile != "" {
@@ -564,6 +740,18 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 			tb.Fatal(err)
 		}
 		f.Close()
+	}
+	for _, addr := range gnmiAddrs {
+		conn := dialGNMI(addr)
+		conns = append(conns, conn)
+		r.gnmi = append(r.gnmi, gnmi.NewGNMIClient(conn))
+		// Connected now, not in the first measured Set.
+		for st := conn.GetState(); st != connectivity.Ready; st = conn.GetState() {
+			conn.Connect()
+			if !conn.WaitForStateChange(ctx, st) {
+				tb.Fatalf("gNMI client of %s: %v", addr, ctx.Err())
+			}
+		}
 	}
 
 	locals := t.localVPCs(sample)
@@ -583,11 +771,17 @@ func startScale(tb testing.TB, t *scaleTopo, sample []int) *scaleRig {
 		plain := grpc.WithTransportCredentials(insecure.NewCredentials())
 		r.wg.Go(func() {
 			ohc.RunDaemon(ctx, ohc.DaemonOptions{Host: fmt.Sprintf("h%d", h), Controllers: addrs, Switch: l.Addr().String(), DeviceID: 1, ElectionID: 1,
-				ControllerDial: []grpc.DialOption{plain, hp.controllerDial()}, SwitchDial: append([]grpc.DialOption{plain}, hp.switchDial()...)}, nil)
+				ControllerDial: []grpc.DialOption{plain, hp.controllerDial()}, SwitchDial: append([]grpc.DialOption{plain}, hp.switchDial()...)}, hp.ready)
 		})
 		r.hosts = append(r.hosts, sh)
 	}
 	return r
+}
+
+// weakly reports, when called, whether p is still reachable.
+func weakly[T any](p *T) func() bool {
+	w := weak.Make(p)
+	return func() bool { return w.Value() != nil }
 }
 
 // waitProgrammed waits until every sampled switch holds exactly the
@@ -614,6 +808,42 @@ func (r *scaleRig) waitProgrammed(tb testing.TB, limit time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// tableLoads is, for each table some sampled switch has entries in, the
+// most entries a sampled switch holds in it, against the table's size.
+func (r *scaleRig) tableLoads() string {
+	var out []string
+	for _, tb := range r.schema.Tables() {
+		n := 0
+		for _, h := range r.hosts {
+			st := h.sw.Server().Store()
+			if st == nil {
+				continue
+			}
+			st.RLock()
+			if x := st.Table(tb.ID()); x != nil {
+				n = max(n, x.Len())
+			}
+			st.RUnlock()
+		}
+		if n > 0 {
+			out = append(out, fmt.Sprintf("%s %d of %d", tb.Name(), n, tb.GetSize()))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func mustSchema(tb testing.TB) *p4rt.Schema {
+	info, err := p4.P4Info()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := p4rt.NewSchema(info)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
 }
 
 // change is one endpoint added by a gNMI Set, as measured.
@@ -822,15 +1052,21 @@ func peakRSS() uint64 {
 // endpoints' host running OHCs). Each iteration adds -scale.changes
 // endpoints to vpc0 (three peers: vpc1 on shard 1, vpc999 on shard 3,
 // vpc500 on shard 0), one gNMI Set each, on the host of vpc0's first
-// endpoint, then deletes them in one Set (not measured). Reported:
+// endpoint, then deletes them in one Set (not measured). Before the OHCs
+// start, it fails if a sampled host must hold more entries than a table
+// of its switch has room for (the wait would never end), and logs the
+// most a sampled host must hold, then what the switches hold. Reported:
 //
 //   - apply-s: the slowest shard's startup import (one item-store commit
 //     of its whole configuration, and NewServer), apply-total-s all
 //     four's;
 //   - ctl-heap-MiB: the live heap of the four controllers and their gNMI
-//     servers after GC, before any OHC connects; heap-inuse-MiB and
-//     sys-MiB, runtime.MemStats' HeapInuse and Sys then (-scale.memprofile
-//     writes the heap profile then);
+//     servers after GC, before any OHC connects (the heap allocated
+//     since before the first controller's start and still reachable: the
+//     topology is allocated before, and the configurations generated for
+//     the controllers are garbage by then; TestScaleHarness checks it);
+//     heap-inuse-MiB and sys-MiB, runtime.MemStats' HeapInuse and Sys
+//     then (-scale.memprofile writes the heap profile then);
 //   - data-MiB: the four data directories (each a bbolt store.db holding
 //     the configuration and the peer sides);
 //   - program-s: from the OHCs' start until every sampled switch holds
@@ -847,12 +1083,19 @@ func BenchmarkScale(b *testing.B) {
 		n    int
 	}{{"10k", 10_000}, {"100k", 100_000}, {"1M", 1_000_000}} {
 		b.Run(size.name, func(b *testing.B) {
-			topo := newScaleTopo(scaleSpec{Endpoints: size.n, VPCs: 1000, Hosts: size.n / 100, Shards: 4, Seed: 14})
+			topo := newScaleTopo(scaleSpec{Endpoints: size.n, VPCs: 1000, Hosts: size.n / 100, Shards: 4, VPCHosts: *scaleLocality, Seed: 14})
 			const v = 0
 			x := int(topo.host[v]) // endpoint 0 is vpc0's first
 			var sample []int       // -scale.hosts=-1: the controllers alone
 			if *scaleHosts >= 0 {
 				sample = append([]int{x}, topo.peeredHosts(v, x, *scaleHosts)...)
+				// A switch refuses entries beyond a table's size: the wait
+				// for the initial programming would never end.
+				most, err := topo.checkTables(mustSchema(b), sample)
+				if err != nil {
+					b.Fatalf("the sampled hosts cannot hold what they must (-scale.locality bounds a VPC's hosts): %v", err)
+				}
+				fmt.Fprintf(os.Stderr, "%s: sampled hosts must hold %s\n", b.Name(), most)
 			}
 			// A bound on liveness, not a goal: on 2 shared cores at load 17
 			// the 100k start takes minutes.
@@ -861,6 +1104,9 @@ func BenchmarkScale(b *testing.B) {
 			start := time.Now()
 			r.waitProgrammed(b, limit)
 			program := time.Since(start)
+			if len(r.hosts) > 0 {
+				fmt.Fprintf(os.Stderr, "%s: sampled switches hold, at most, %s\n", b.Name(), r.tableLoads())
+			}
 
 			var accepted, last []time.Duration
 			var steps []breakdown
@@ -880,15 +1126,15 @@ func BenchmarkScale(b *testing.B) {
 				var cs []change
 				cpu0 := cpuTime()
 				for i := range *scaleChanges {
-					g0 := readGC()
+					g0, w0 := readGC(), r.probe.wholeCompiles()
 					if k := i % 4; *scaleMix && k != 0 && len(cs) > 0 {
 						c := r.mixChange(b, k, &cs, limit)
-						steps = append(steps, r.probe.observe(b, c, topo.shardOf(v), c.start, g0, nil))
+						steps = append(steps, r.probe.observe(b, c, topo.shardOf(v), c.start, g0, w0, nil))
 						accepted = append(accepted, c.accepted)
 						continue
 					}
 					c := r.addEndpoint(b, v, x, false, limit)
-					steps = append(steps, r.probe.observe(b, c, topo.shardOf(v), c.start, g0, c.hostAt))
+					steps = append(steps, r.probe.observe(b, c, topo.shardOf(v), c.start, g0, w0, c.hostAt))
 					accepted, last = append(accepted, c.accepted), append(last, c.last)
 					cs = append(cs, c)
 				}
@@ -958,14 +1204,42 @@ func pct(ds []time.Duration, p int) float64 {
 // added by a gNMI Set reaches every host that must hold it, under each
 // VNI it must; and no host that must not hold it (no VM of its VPC or of
 // a peer, or a peer whose side exports only app) ever gets it written.
+//
+// It runs with each placement: every VPC over every host, and each on 4
+// hosts (-scale.locality).
 func TestScaleHarness(t *testing.T) {
-	topo := newScaleTopo(scaleSpec{Endpoints: 48, VPCs: 12, Hosts: 12, Shards: 4, Seed: 14})
+	for _, vpcHosts := range []int{0, 4} {
+		t.Run(fmt.Sprintf("locality=%d", vpcHosts), func(t *testing.T) { testScaleHarness(t, vpcHosts) })
+	}
+}
+
+func testScaleHarness(t *testing.T, vpcHosts int) {
+	topo := newScaleTopo(scaleSpec{Endpoints: 48, VPCs: 12, Hosts: 12, Shards: 4, VPCHosts: vpcHosts, Seed: 14})
 	all := make([]int, topo.Hosts)
 	for h := range all {
 		all[h] = h
 	}
 	r := startScale(t, topo, all)
+	if r.generatedLive > 0 {
+		t.Errorf("%d of the configurations the harness generated were reachable when the controllers' heap was read: it counts them", r.generatedLive)
+	}
 	r.waitProgrammed(t, time.Minute)
+	// checkTables' model of the tables that grow with the endpoints is
+	// what the switches hold (vnet_destination is waitProgrammed's).
+	arp, err := r.schema.Table("arp_proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loads := topo.loads()
+	for _, h := range r.hosts {
+		st := h.sw.Server().Store()
+		st.RLock()
+		n := st.Table(arp.ID()).Len()
+		st.RUnlock()
+		if n != loads[h.id].arp {
+			t.Errorf("h%d holds %d arp_proxy entries, the topology says %d", h.id, n, loads[h.id].arp)
+		}
+	}
 
 	const v = 0
 	x := int(topo.host[v])
@@ -1030,5 +1304,58 @@ func TestScaleHarness(t *testing.T) {
 	}
 	if _, i := port(deleted.id); i >= 0 || deleted.id != app.id || len(cs) != 2 {
 		t.Errorf("deleted %s (the first added, %s): still there at %d; %d left", deleted.id, app.id, i, len(cs))
+	}
+}
+
+// TestScalePlacement checks the bounded placement (-scale.locality) at
+// BenchmarkScale's three sizes: every endpoint is on a host of its VPC's
+// window, a VPC is on no more hosts than the bound, the hosts are evenly
+// loaded (within their switches' ports), and every host's tables hold
+// what it must (vnet_destination, arp_proxy, port_vnet under the sizes in
+// vpc_peering.p4). The spread placement at 1M must fail the same check:
+// it is why the bound exists.
+func TestScalePlacement(t *testing.T) {
+	s := mustSchema(t)
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		topo := newScaleTopo(scaleSpec{Endpoints: n, VPCs: 1000, Hosts: n / 100, Shards: 4, VPCHosts: 100, Seed: 14})
+		// A VPC's endpoints are j ≡ v (mod VPCs): its hosts are counted
+		// one VPC at a time, with a host's last VPC marked.
+		perHost, mark := make([]int, topo.Hosts), make([]int, topo.Hosts)
+		for v := range topo.VPCs {
+			on := 0
+			for j := v; j < n; j += topo.VPCs {
+				h := int(topo.host[j])
+				if !topo.inWindow(v, h) {
+					t.Fatalf("%d endpoints: ep%d of vpc%d on h%d, outside its hosts h%d..+%d", n, j, v, h, topo.firstHost(v), topo.vpcHosts())
+				}
+				if mark[h] != v+1 {
+					mark[h] = v + 1
+					on++
+				}
+				perHost[h]++
+			}
+			if on > 100 {
+				t.Fatalf("%d endpoints: vpc%d is on %d hosts, over 100", n, v, on)
+			}
+		}
+		if lo, hi := slices.Min(perHost), slices.Max(perHost); lo != n/topo.Hosts || hi != lo {
+			t.Fatalf("%d endpoints: %d to %d endpoints a host, want %d each", n, lo, hi, n/topo.Hosts)
+		}
+		all := make([]int, topo.Hosts)
+		for h := range all {
+			all[h] = h
+		}
+		most, err := topo.checkTables(s, all)
+		if err != nil {
+			t.Fatalf("%d endpoints on hosts of their VPC's 100: %v", n, err)
+		}
+		t.Logf("%d endpoints, %d hosts, a VPC on at most 100: %s", n, topo.Hosts, most)
+	}
+	spread := newScaleTopo(scaleSpec{Endpoints: 1_000_000, VPCs: 1000, Hosts: 10_000, Shards: 4, Seed: 14})
+	x := int(spread.host[0])
+	if most, err := spread.checkTables(s, append([]int{x}, spread.peeredHosts(0, x, 8)...)); err == nil {
+		t.Fatalf("1M endpoints, every VPC over every host: the sampled hosts fit their tables (%s); the check cannot fail", most)
+	} else {
+		t.Logf("1M endpoints, every VPC over every host: %v", err)
 	}
 }

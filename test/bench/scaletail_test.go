@@ -4,18 +4,22 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"runtime/metrics"
 	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
+	"github.com/p4mesh/p4mesh/ohc"
+	"github.com/p4mesh/p4mesh/p4rt"
 	"github.com/p4mesh/p4mesh/store"
 )
 
@@ -85,8 +89,27 @@ func (b timedBackend) Commit(ctx context.Context, ops []store.Op) (uint64, error
 }
 
 // hostProbe records an OHC's traffic: messages from the controllers,
-// and its Writes and Reads to its switch.
-type hostProbe struct{ log probeLog }
+// and its Writes and Reads to its switch; and its programmer, whose
+// counts tell whole compiles from incremental ones.
+type hostProbe struct {
+	log  probeLog
+	prog atomic.Pointer[ohc.Programmer]
+}
+
+// ready is the OHC's ohc.RunDaemon callback.
+func (p *hostProbe) ready(prog *ohc.Programmer, _ *p4rt.Client, _ *ohc.Agent) { p.prog.Store(prog) }
+
+// wholeCompiles is how many views each sampled host's OHC has compiled
+// whole (not incrementally) so far.
+func (p *tailProbe) wholeCompiles() map[int]uint64 {
+	m := map[int]uint64{}
+	for h, hp := range p.hosts {
+		if prog := hp.prog.Load(); prog != nil {
+			m[h] = prog.Stats().Compiles
+		}
+	}
+	return m
+}
 
 // controllerDial stamps every change an OHC receives from a controller
 // ("recv"): PUT and DELETE events, not PROGRESS (which the streams of
@@ -261,6 +284,8 @@ type breakdown struct {
 	lastHost             int
 	recv, write, applied time.Duration // the last host: first message from a controller after the commit, the start of the switch Write that carried it, the switch applied it
 	reads                []string      // hosts whose switch was being read (a resync) during the change
+	whole                []string      // hosts whose OHC compiled its whole view during the change
+	wholeLast            bool          // the last host among them
 	gcCycles             uint64
 	gcPause              time.Duration
 	gcAssist, gcCPU      time.Duration
@@ -268,8 +293,9 @@ type breakdown struct {
 
 // observe collects change c's steps once it has reached every host; its
 // Set went to shard, starting at start; g0 is the GC counters then.
-func (p *tailProbe) observe(tb testing.TB, c change, shard int, start time.Time, g0 gcSample, hostAt map[int]time.Time) breakdown {
-	g1 := readGC()
+// w0 is the whole compiles then.
+func (p *tailProbe) observe(tb testing.TB, c change, shard int, start time.Time, g0 gcSample, w0 map[int]uint64, hostAt map[int]time.Time) breakdown {
+	g1, w1 := readGC(), p.wholeCompiles()
 	b := breakdown{id: c.id, set: c.accepted, last: c.last, lastHost: -1,
 		gcCycles: g1.cycles - g0.cycles, gcPause: time.Duration((g1.pauses - g0.pauses) * 1e9),
 		gcAssist: time.Duration((g1.assist - g0.assist) * 1e9), gcCPU: time.Duration((g1.gcTotal - g0.gcTotal) * 1e9)}
@@ -289,6 +315,12 @@ func (p *tailProbe) observe(tb testing.TB, c change, shard int, start time.Time,
 	for h, at := range hostAt {
 		if at.After(lastAt) {
 			lastAt, b.lastHost = at, h
+		}
+	}
+	for _, h := range slices.Sorted(maps.Keys(w1)) {
+		if w1[h] > w0[h] {
+			b.whole = append(b.whole, fmt.Sprintf("h%d", h))
+			b.wholeLast = b.wholeLast || h == b.lastHost
 		}
 	}
 	end := start.Add(c.last)
@@ -347,9 +379,9 @@ func ms(d time.Duration) string {
 }
 
 func (b breakdown) String() string {
-	return fmt.Sprintf("%s: set %s ms (handler %s–%s, commit %s–%s) | last h%d %s ms: recv %s, write %s, applied %s | gc %d cycles, pause %s ms, assist %s ms, gc cpu %s ms | resync reads on %v",
+	return fmt.Sprintf("%s: set %s ms (handler %s–%s, commit %s–%s) | last h%d %s ms: recv %s, write %s, applied %s | gc %d cycles, pause %s ms, assist %s ms, gc cpu %s ms | resync reads on %v | whole compiles on %v",
 		b.id, ms(b.set), ms(b.setIn), ms(b.setOut), ms(b.commitStart), ms(b.commit), b.lastHost, ms(b.last), ms(b.recv), ms(b.write), ms(b.applied),
-		b.gcCycles, ms(b.gcPause), ms(b.gcAssist), ms(b.gcCPU), b.reads)
+		b.gcCycles, ms(b.gcPause), ms(b.gcAssist), ms(b.gcCPU), b.reads, b.whole)
 }
 
 // report logs the slowest changes' steps and each step's percentiles.
@@ -398,6 +430,8 @@ func reportBreakdown(tb testing.TB, bs []breakdown, n int) {
 	step("gc pause in change", f(func(b breakdown) time.Duration { return b.gcPause }))
 	lines = append(lines, fmt.Sprintf("changes with a GC cycle ending in them: %d of %d; with a resync read on some host: %d",
 		count(bs, func(b breakdown) bool { return b.gcCycles > 0 }), len(bs), count(bs, func(b breakdown) bool { return len(b.reads) > 0 })))
+	lines = append(lines, fmt.Sprintf("changes with a whole compile on some host: %d; on their last host: %d",
+		count(bs, func(b breakdown) bool { return len(b.whole) > 0 }), count(bs, func(b breakdown) bool { return b.wholeLast })))
 	// Not tb.Logf: a benchmark's log is cut short.
 	fmt.Fprintf(os.Stderr, "%s: slowest changes and steps (ms from the Set's start):\n%s\n", tb.Name(), strings.Join(lines, "\n"))
 }
