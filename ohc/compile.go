@@ -109,7 +109,7 @@ func CompileWithWarnings(s *p4rt.Schema, v *View) ([]*p4v1.Entity, []string, err
 	if err := c.run(); err != nil {
 		return nil, nil, fmt.Errorf("compile: %w", err)
 	}
-	return c.entities(), c.warnings, nil
+	return c.entities(), joinWarnings(c.warnings, c.notLocal), nil
 }
 
 // A Compiler compiles views exactly as CompileWithWarnings does, and keeps
@@ -553,6 +553,49 @@ type compiler struct {
 	members  []*p4v1.ActionProfileMember
 	groups   []*p4v1.ActionProfileGroup
 	warnings []string
+	// notLocal are the warnings about peer endpoints on this host that
+	// are not local endpoints yet (notLocalWarning), kept apart.
+	notLocal []notLocalWarning
+}
+
+// notLocalWarning is a peer's record that puts its endpoint on this host
+// before the host's controller has listed it as a local endpoint. The two
+// come on different streams, so this is the usual state for a moment
+// whenever a VM of a peered VPC starts here: the address gets no entry
+// until the local endpoint comes. These warnings follow all the others,
+// in the order the whole compile meets them (local VPC, peer VPC,
+// address), so that the incremental compile can replace one address's
+// alone, as it replaces its entries, rather than compile the whole view
+// twice (once when the record comes, once when the local endpoint does)
+// to keep the warnings' order.
+type notLocalWarning struct {
+	unit addrUnit // the local VPC and the address
+	peer string
+	text string
+}
+
+func compareNotLocal(a, b notLocalWarning) int {
+	return cmp.Or(cmp.Compare(a.unit.vpc, b.unit.vpc), cmp.Compare(a.peer, b.peer), a.unit.ip.Compare(b.unit.ip))
+}
+
+// joinWarnings is a compile's warnings: the others, then the not-local
+// ones.
+func joinWarnings(others []string, nl []notLocalWarning) []string {
+	if len(nl) == 0 {
+		return others
+	}
+	out := make([]string, 0, len(others)+len(nl))
+	out = append(out, others...)
+	for _, w := range nl {
+		out = append(out, w.text)
+	}
+	return out
+}
+
+// notLocalText is the warning for peer p's record e, on this host, for
+// local VPC name.
+func notLocalText(name string, p Peering, ip netip.Addr) string {
+	return fmt.Sprintf("%s: on this host but not a local endpoint yet; no entry", origin{ip: ip, vpc: p.PeerVPC, peer: name})
 }
 
 // built is one table entry and what it was made for, to name both sides of
@@ -835,7 +878,7 @@ func (c *compiler) peerDestinations(name string, vni p4rt.Uint, p Peering) error
 		if e.HostIP == c.v.Host.IP {
 			le, ok := c.local[p.PeerVPC][e.IP]
 			if !ok {
-				c.warnf("%s: on this host but not a local endpoint yet; no entry", what)
+				c.notLocal = append(c.notLocal, notLocalWarning{addrUnit{name, e.IP}, p.PeerVPC, notLocalText(name, p, e.IP)})
 				continue
 			}
 			if err := c.toLocal(vni, le, what); err != nil {

@@ -36,9 +36,10 @@ import (
 // way: anything but endpoints changed, the last compile failed, an
 // address is a route's next hop (route groups depend on it), is not IPv4,
 // a changed record is malformed (the whole compile names the error), or
-// the address's entries warn now or warned before (a conflict, a peer
-// endpoint on this host not local yet): warnings are then recomputed in
-// the whole compile's order. TestCompileChangeMatchesCompile holds it to
+// the address's entries warn now or warned before (a conflict):
+// warnings are then recomputed in the whole compile's order. (A peer
+// endpoint on this host that is not local yet warns too, but its
+// warnings are kept apart and replaced per address: notLocalWarning.) TestCompileChangeMatchesCompile holds it to
 // Compile on random edit sequences.
 
 // RemoteKey names the records of one address in one VPC: those of
@@ -173,7 +174,7 @@ func (cc *Compiler) CompileChange(v *View, ch ViewChange) ([]string, error) {
 	sel := desired[:nsel:nsel]
 	st.delta = wholeDelta(cc.s, st.last, st.selectors, c, sel)
 	c.remote = nil // the routes' index: stale after the next change, and large
-	st.last, st.ok, st.selectors, st.desired, st.warnings, st.removed = c, true, sel, desired, c.warnings, 0
+	st.last, st.ok, st.selectors, st.desired, st.warnings, st.removed = c, true, sel, desired, joinWarnings(c.warnings, c.notLocal), 0
 	st.sorted = true
 	for _, es := range v.Remote {
 		if !slices.IsSortedFunc(es, compareRemote) {
@@ -195,7 +196,7 @@ func (cc *Compiler) CompileChange(v *View, ch ViewChange) ([]string, error) {
 			st.peersOf[p.PeerVPC] = append(st.peersOf[p.PeerVPC], name)
 		}
 	}
-	return c.warnings, nil
+	return st.warnings, nil
 }
 
 // Desired returns the entities of the last successful compile, in
@@ -365,12 +366,13 @@ func (cc *Compiler) compileRemote(v *View, keys, locals []RemoteKey) bool {
 			}
 		}
 	}
+	var notLocal []notLocalWarning
 	for _, u := range units {
-		oldARP, oldDest, ok := c.claims(old, c.local, u)
+		oldARP, oldDest, ok := c.claims(old, c.local, u, nil)
 		if !ok {
 			return false
 		}
-		newARP, newDest, ok := c.claims(v, local, u)
+		newARP, newDest, ok := c.claims(v, local, u, &notLocal)
 		if !ok {
 			return false
 		}
@@ -413,6 +415,14 @@ func (cc *Compiler) compileRemote(v *View, keys, locals []RemoteKey) bool {
 		}
 	}
 	c.v, c.local = v, local
+	if len(notLocal) > 0 || len(c.notLocal) > 0 {
+		// The units' not-local warnings are replaced by what their
+		// claims found now.
+		c.notLocal = slices.DeleteFunc(c.notLocal, func(w notLocalWarning) bool { return seen[w.unit] })
+		c.notLocal = append(c.notLocal, notLocal...)
+		slices.SortStableFunc(c.notLocal, compareNotLocal)
+		st.warnings = joinWarnings(c.warnings, c.notLocal)
+	}
 	cc.finishChange(c, gone, came)
 	return true
 }
@@ -465,11 +475,12 @@ func (cc *Compiler) plan(c *compiler, u addrUnit, before, after []claim) (keyPla
 // address u.ip in local VPC u.vpc, under view v, in the order the whole
 // compile files them (vpc and peerDestinations): the first is the entry.
 // ok is false when the whole compile would warn or fail on them: a
-// conflict (claims with different actions), a peer endpoint on this host
-// that is not local, a peer record with the wrong VNI. Only v's Remote
-// lists and locals (the local endpoints by VPC and address) are read: the
-// rest is as last compiled.
-func (c *compiler) claims(v *View, locals map[string]map[netip.Addr]LocalEndpoint, u addrUnit) (arp, dest []claim, ok bool) {
+// conflict (claims with different actions), a peer record with the wrong
+// VNI. A peer endpoint on this host that is not local yet has no claim,
+// as in the whole compile, and its warning is added to nl if nl is not
+// nil. Only v's Remote lists and locals (the local endpoints by VPC and
+// address) are read: the rest is as last compiled.
+func (c *compiler) claims(v *View, locals map[string]map[netip.Addr]LocalEndpoint, u addrUnit, nl *[]notLocalWarning) (arp, dest []claim, ok bool) {
 	x := c.v.VPCs[u.vpc]
 	vni := p4rt.Uint(x.VNI)
 	host := c.v.Host.IP
@@ -542,7 +553,10 @@ func (c *compiler) claims(v *View, locals map[string]map[netip.Addr]LocalEndpoin
 			if e.HostIP == host {
 				pl, ok := locals[p.PeerVPC][u.ip]
 				if !ok {
-					return nil, nil, false
+					if nl != nil {
+						*nl = append(*nl, notLocalWarning{u, p.PeerVPC, notLocalText(u.vpc, p, u.ip)})
+					}
+					continue
 				}
 				if k, b := toLocalEntry(vni, pl); !put(&dest, k, pl.MAC, b) {
 					return nil, nil, false
