@@ -40,10 +40,8 @@ type Options struct {
 	//
 	// A table with fewer items than LogSize keeps as many changes as it
 	// has items (MinLogSize at least): a resume that needs more changes
-	// than that costs a snapshot no more events than the changes would.
-	// Most tables of a controller hold a few hundred items and changed
-	// once, when they filled, and a log of LogSize entries each is a
-	// large part of its memory at a million endpoints.
+	// than that costs a snapshot no more events than the changes would,
+	// so a small table that churns need not hold LogSize of them.
 	LogSize int
 	// Buffer is how many changes a subscriber may have yet to take from
 	// the log before it is considered behind and forced to resynchronise.
