@@ -203,8 +203,8 @@ type Table struct {
 	rev       uint64
 	compacted uint64 // newest revision dropped from log; resumable from >= compacted
 	// log holds every change with a revision in (compacted, rev], in
-	// order: at least the last LogSize, whole revisions, and any older
-	// ones a subscriber has yet to take. Streams hold positions in it, not
+	// order: whole revisions, those a resume that needs at most logSize
+	// changes is sent, and any older ones a subscriber has yet to take. Streams hold positions in it, not
 	// revisions, since a revision may be half sent: seq is the position of
 	// its last entry, and log[i] is at seq-len(log)+1+i.
 	seq uint64
