@@ -221,20 +221,24 @@ func putOrDelete[M proto.Message](b batches, t *watch.Table, key string, v M, ok
 	}
 }
 
-// commitLocked moves every table to s.rev: each its batch, and the others
-// with nothing, so that their streams are told the revision (PROGRESS)
-// and a client of any table resumes at the store's revision after a
-// restart. A table made during the change is at s.rev already, with what
-// the batch would have given it.
+// commitLocked moves every table to s.rev: each of b its batch, then the
+// clock, which moves the others, so that their streams are told the
+// revision (PROGRESS) and a client of any table resumes at the store's
+// revision after a restart. The clock comes last: a stream told s.rev has
+// then been sent all of it. A table made during the change is at s.rev
+// already, with what the batch would have given it.
+//
+// The tables the change left alone cost nothing here: at a million
+// endpoints a controller has over ten thousand, and an empty commit each
+// was a tenth of a change's CPU (issue 14).
 func (s *Server) commitLocked(b batches) {
-	move := func(t *watch.Table) {
+	for t, puts := range b {
 		if t.Revision() >= s.rev {
-			return
+			continue
 		}
 		// The batch is ours: its deletes leave it, and what stays is
 		// the puts, with no copy (a batch can hold a million routes).
 		var dels []string
-		puts := b[t]
 		for k, v := range puts {
 			if v == nil {
 				dels = append(dels, k)
@@ -243,15 +247,7 @@ func (s *Server) commitLocked(b batches) {
 		}
 		t.Commit(s.rev, puts, dels)
 	}
-	move(s.peers)
-	for _, svc := range s.services {
-		for _, t := range svc.tables() {
-			move(t)
-		}
-	}
-	for _, t := range s.hosts {
-		move(t)
-	}
+	s.clock.Advance(s.rev)
 }
 
 type hostVPC struct{ host, vpc string }

@@ -96,6 +96,10 @@ type Server struct {
 	// of the last commit (ItemStore), or, for a store without revisions,
 	// one the Server numbers from the wall clock at its start.
 	rev uint64
+	// clock is the revision of the tables a change leaves alone: every
+	// table reads it, and commitLocked moves it to rev once the tables
+	// the change touched are there (watch.Clock).
+	clock *watch.Clock
 	// gen counts whole configurations applied, for revokeLocked.
 	gen uint64
 	// journal is what the configuration changes since the last whole
@@ -289,6 +293,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 	if s.rev == 0 {
 		s.rev = uint64(time.Now().UnixNano())
 	}
+	s.clock = watch.NewClock(s.rev)
 	s.pools.live = s.liveMembersLocked(nil, s.pools.started)
 	s.recomputeLocked()
 	s.checkReadyLocked()
@@ -951,6 +956,7 @@ func (s *Server) peerStateLocked(p Peering) (*p4meshv1.PeerSide, bool, string) {
 func (s *Server) tableLocked(name string, items map[string]proto.Message) *watch.Table {
 	o := s.opts.Watch
 	o.Epoch = s.rev
+	o.Clock = s.clock
 	// Every item the Server commits is a message made for it and never
 	// modified after: the tables keep them rather than clones, which at
 	// a million routes is a tenth of a commit's cost.
@@ -969,6 +975,8 @@ func (s *Server) replaceLocked(t *watch.Table, items map[string]proto.Message) {
 // recomputeLocked derives every watch table from the model and the remote
 // sides, at s.rev.
 func (s *Server) recomputeLocked() {
+	// Once every table is at s.rev (they all are: ReplaceAt).
+	defer s.clock.Advance(s.rev)
 	m := s.m
 	c := m.base
 	s.hostRefs = nil // hosts the configuration no longer has go

@@ -13,15 +13,18 @@
 //
 // Revisions are the owner's store's (Table.Commit): one store transaction
 // is one revision however many items it changes, every table of a
-// controller moves to each store revision whether or not it changed, and
-// replicas and restarts of a controller agree on them. So a client resumes
+// controller moves to each store revision whether or not it changed (the
+// ones a change leaves alone through a Clock they share, rather than an
+// empty commit each), and replicas and restarts of a controller agree on
+// them. So a client resumes
 // by revision wherever it reconnects, and is sent PROGRESS when the
 // revision moves with nothing for it, so that what it resumes from keeps
 // up with where a new leader's tables start.
 //
 // The server side is Table: a keyed set of protobuf messages with a
-// revision, a bounded change log of whole revisions to resume from and to
-// feed every live stream, and one snapshot per revision shared by the streams that start
+// revision, a change log of whole revisions to resume from and to feed
+// every live stream (bounded by the table's items: a resume that needs
+// more changes than that is sent a snapshot), and one snapshot per revision shared by the streams that start
 // there, so a stream costs the table a position, not a copy; a client more
 // than a bounded number of changes behind is resynchronised instead of ever
 // slowing the producer. Table.Serve and Table.ServeFiltered are what a gRPC

@@ -103,10 +103,10 @@ func (s *itemSet) set(key string, v proto.Message) {
 	}
 }
 
-// apply makes every change of cs (sorted by key, distinct, and made
-// against the set as it is: prev is what key holds): val stored under
-// key, or key deleted if val is nil.
-func (s *itemSet) apply(cs []change) {
+// apply makes every change of cs (sorted by key, distinct): val stored
+// under key, or key deleted if val is nil. n is how many items the set
+// holds after them.
+func (s *itemSet) apply(cs []change, n int) {
 	defer s.settle()
 	if s.m != nil || len(cs) < bulkMerge {
 		for _, c := range cs {
@@ -115,15 +115,6 @@ func (s *itemSet) apply(cs []change) {
 		return
 	}
 	// One pass over both, into a slice of the exact size.
-	n := len(s.sorted)
-	for _, c := range cs {
-		switch {
-		case c.prev == nil && c.val != nil:
-			n++
-		case c.prev != nil && c.val == nil:
-			n--
-		}
-	}
 	out := make([]item, 0, n)
 	i := 0
 	for _, c := range cs {

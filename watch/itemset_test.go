@@ -58,7 +58,7 @@ func TestItemSetMatchesMap(t *testing.T) {
 			if batch[k] == nil && !had {
 				continue
 			}
-			cs = append(cs, change{key: k, val: batch[k], prev: prev})
+			cs = append(cs, change{key: k, val: batch[k]})
 			if batch[k] == nil {
 				delete(want, k)
 			} else {
@@ -66,7 +66,7 @@ func TestItemSetMatchesMap(t *testing.T) {
 			}
 		}
 		if r.IntN(2) == 0 {
-			s.apply(cs)
+			s.apply(cs, len(want))
 		} else {
 			for _, c := range cs {
 				s.set(c.key, c.val)
@@ -157,11 +157,21 @@ func TestTableBeyondMaxSorted(t *testing.T) {
 	}
 	step(puts, nil)
 	step(map[string]proto.Message{"k00007": dest("red", "seven")}, []string{"k00008"})
+	// Back under maxSorted/2 in two steps, each of fewer changes than
+	// the items left: a resume that needs more is a snapshot (logSize).
 	var dels []string
-	for i := range maxSorted - 10 {
+	for i := range 2200 {
 		dels = append(dels, fmt.Sprintf("k%05d", i))
 	}
 	step(nil, dels)
+	dels = dels[:0]
+	for i := range 2000 {
+		dels = append(dels, fmt.Sprintf("k%05d", 2200+i))
+	}
+	step(nil, dels)
+	if tb.Len() > maxSorted/2 {
+		t.Fatalf("%d items left: the test does not go back under maxSorted/2", tb.Len())
+	}
 	step(map[string]proto.Message{"a": dest("red", "a")}, nil)
 	if tb.items.m != nil {
 		t.Errorf("a table of %d items is still a map", tb.Len())

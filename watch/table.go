@@ -22,6 +22,10 @@ import (
 const (
 	DefaultLogSize = 4096
 	DefaultBuffer  = 1024
+	// MinLogSize is the fewest changes a table's log may hold, however
+	// few its items (see Options.LogSize): a small table that churns
+	// still resumes a client that missed a few changes with deltas.
+	MinLogSize = 64
 	// DefaultProgressInterval bounds PROGRESS to one a second per stream:
 	// often enough that a client's resume revision is seconds behind the
 	// server's at worst, rarely enough to cost nothing against the changes.
@@ -33,6 +37,11 @@ type Options struct {
 	// LogSize is how many recent changes are kept to resume streams from
 	// (more while a live stream has yet to take them); a client whose
 	// revision is older gets RESET and a snapshot. 0 means DefaultLogSize.
+	//
+	// A table with fewer items than LogSize keeps as many changes as it
+	// has items (MinLogSize at least): a resume that needs more changes
+	// than that costs a snapshot no more events than the changes would,
+	// so a small table that churns need not hold LogSize of them.
 	LogSize int
 	// Buffer is how many changes a subscriber may have yet to take from
 	// the log before it is considered behind and forced to resynchronise.
@@ -59,6 +68,16 @@ type Options struct {
 	// changing what streams are sent behind their back; at a million
 	// items a commit it is a tenth of the cost.
 	Owned bool
+	// Clock, if set, is a revision the owner shares between its tables
+	// and moves them all to, each change: the table's revision is the
+	// clock's when that is above the table's own (see Clock). nil: the
+	// table's revision is its own.
+	Clock *Clock
+	// ResumeFiltered makes the log keep each change's previous value, 16
+	// bytes a change, which a ServeFiltered stream needs to resume with
+	// deltas: without it, a filtered stream that resumes is sent RESET and
+	// a snapshot. Serve and ServeGated never need it.
+	ResumeFiltered bool
 }
 
 func (o Options) withDefaults() Options {
@@ -92,21 +111,22 @@ type Stats struct {
 	Snapshots uint64
 }
 
-// change is one entry of the log. It is 56 bytes: at a million items a
+// change is one entry of the log. It is 40 bytes: at a million items a
 // log that holds a change of most of them is a large part of the heap.
 type change struct {
 	rev uint64
 	key string
 	val proto.Message // nil: the item was deleted
-	// prev is the value before the change (nil: absent). A filtered stream
-	// resumed without a snapshot uses it to tell whether the client holds
-	// the item, since it has no record of what an earlier stream sent.
-	prev proto.Message
 }
 
 // takenChange is a change as a stream copies it out of the log.
 type takenChange struct {
 	change
+	// prev is the value before the change (nil: absent, or not kept:
+	// Options.ResumeFiltered). A filtered stream resumed without a
+	// snapshot uses it to tell whether the client holds the item, since it
+	// has no record of what an earlier stream sent.
+	prev proto.Message
 	// last is set on the last change of its revision: the stream's last
 	// event of the revision goes without more.
 	last bool
@@ -136,11 +156,7 @@ type subscriber struct {
 	lost atomic.Bool
 	// timed is set while the stream waits with its PROGRESS timer armed:
 	// then a revision that moves with no change need not wake it, the
-	// timer will, and it tells the client the newest revision then. An
-	// owner moves every table to each revision of its store, so without
-	// this one endpoint change woke every stream of every table of the
-	// controller (thousands at 100k endpoints) in the change's path, for
-	// nothing to send before the timer (issue 14).
+	// timer will, and it tells the client the newest revision then.
 	timed atomic.Bool
 }
 
@@ -181,16 +197,21 @@ type Table struct {
 	// taking changes from the log during a long Replace, as they would
 	// from queues of their own: the producer write-locks logMu once per
 	// change, briefly, and streams read-lock it.
-	logMu     sync.RWMutex
-	rev       uint64 // the table's revision: of the last Commit or change
+	logMu sync.RWMutex
+	// rev is the revision of the last Commit or change; the table's is the
+	// greater of it and the clock's (revision).
+	rev       uint64
 	compacted uint64 // newest revision dropped from log; resumable from >= compacted
 	// log holds every change with a revision in (compacted, rev], in
-	// order: at least the last LogSize, whole revisions, and any older
-	// ones a subscriber has yet to take. Streams hold positions in it, not
+	// order: whole revisions, those a resume that needs at most logSize
+	// changes is sent, and any older ones a subscriber has yet to take. Streams hold positions in it, not
 	// revisions, since a revision may be half sent: seq is the position of
 	// its last entry, and log[i] is at seq-len(log)+1+i.
-	seq       uint64
-	log       []change
+	seq uint64
+	log []change
+	// prevs, with Options.ResumeFiltered, is each logged change's previous
+	// value: prevs[i] log[i]'s.
+	prevs     []proto.Message
 	subs      map[*subscriber]struct{}
 	serving   int // Serve calls in progress, subscribed or not
 	resyncs   uint64
@@ -259,10 +280,10 @@ func (t *Table) Put(key string, v proto.Message) uint64 {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c, ok := t.putChange(key, v); ok {
-		t.record(t.rev+1, c)
+	if c, prev, ok := t.putChange(key, v); ok {
+		t.record(t.revision()+1, []change{c}, []proto.Message{prev})
 	}
-	return t.rev
+	return t.revision()
 }
 
 // Delete removes key at the revision after the table's and returns the
@@ -270,10 +291,10 @@ func (t *Table) Put(key string, v proto.Message) uint64 {
 func (t *Table) Delete(key string) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c, ok := t.deleteChange(key); ok {
-		t.record(t.rev+1, c)
+	if c, prev, ok := t.deleteChange(key); ok {
+		t.record(t.revision()+1, []change{c}, []proto.Message{prev})
 	}
-	return t.rev
+	return t.revision()
 }
 
 // Commit applies one transaction of the owner's store to the table at the
@@ -335,9 +356,18 @@ func (t *Table) ReplaceAt(rev uint64, items map[string]proto.Message) int {
 // checkRev panics unless rev may follow the table's revision. t.mu must be
 // held.
 func (t *Table) checkRev(op string, rev uint64) {
-	if rev <= t.rev {
-		panic(fmt.Sprintf("watch %s: %s at revision %d, not above the table's revision %d", t.name, op, rev, t.rev))
+	if cur := t.revision(); rev <= cur {
+		panic(fmt.Sprintf("watch %s: %s at revision %d, not above the table's revision %d", t.name, op, rev, cur))
 	}
+}
+
+// revision is the table's revision: its own or its clock's, whichever is
+// greater. t.mu or t.logMu must be held.
+func (t *Table) revision() uint64 {
+	if t.opts.Clock != nil {
+		return max(t.rev, t.opts.Clock.Revision())
+	}
+	return t.rev
 }
 
 // commitLocked applies, at rev, a put of puts[k] for each of keys in puts
@@ -346,20 +376,35 @@ func (t *Table) checkRev(op string, rev uint64) {
 // revision as if it were all of it. t.mu must be held.
 func (t *Table) commitLocked(rev uint64, keys []string, puts map[string]proto.Message) int {
 	changes := make([]change, 0, len(keys))
+	var prevs []proto.Message
+	if t.opts.ResumeFiltered {
+		prevs = make([]proto.Message, 0, len(keys))
+	}
+	n := t.items.len() // after the changes
 	for _, k := range keys {
 		prev, had := t.items.get(k)
 		if v, put := puts[k]; put {
-			if !had || !equal(prev, v) {
-				changes = append(changes, change{key: k, val: t.own(v), prev: prev})
+			if had && equal(prev, v) {
+				continue
+			}
+			changes = append(changes, change{key: k, val: t.own(v)})
+			if !had {
+				n++
 			}
 		} else if had {
-			changes = append(changes, change{key: k, prev: prev})
+			changes = append(changes, change{key: k})
+			n--
+		} else {
+			continue
+		}
+		if prevs != nil {
+			prevs = append(prevs, prev)
 		}
 	}
 	// In one go: a commit of thousands of items is one pass over the
 	// table, not thousands of inserts.
-	t.items.apply(changes)
-	t.record(rev, changes...)
+	t.items.apply(changes, n)
+	t.record(rev, changes, prevs)
 	return len(changes)
 }
 
@@ -393,52 +438,54 @@ func (t *Table) Replace(items map[string]proto.Message) uint64 {
 	}
 	for _, k := range t.replaceKeys(items) {
 		var c change
+		var prev proto.Message
 		var ok bool
 		if v, put := items[k]; put {
-			c, ok = t.putChange(k, v)
+			c, prev, ok = t.putChange(k, v)
 		} else {
-			c, ok = t.deleteChange(k)
+			c, prev, ok = t.deleteChange(k)
 		}
 		if ok {
-			t.record(t.rev+1, c)
+			t.record(t.revision()+1, []change{c}, []proto.Message{prev})
 		}
 	}
-	return t.rev
+	return t.revision()
 }
 
-// putChange stores a clone of v under key and returns the change, or false
-// if v equals what key holds. t.mu must be held.
-func (t *Table) putChange(key string, v proto.Message) (change, bool) {
+// putChange stores a clone of v under key and returns the change and
+// what key held, or false if v equals it. t.mu must be held.
+func (t *Table) putChange(key string, v proto.Message) (change, proto.Message, bool) {
 	prev, ok := t.items.get(key)
 	if ok && equal(prev, v) {
-		return change{}, false
+		return change{}, nil, false
 	}
 	v = t.own(v)
 	t.items.set(key, v)
 	t.items.settle()
-	return change{key: key, val: v, prev: prev}, true
+	return change{key: key, val: v}, prev, true
 }
 
-// deleteChange removes key and returns the change, or false if it was
-// absent. t.mu must be held.
-func (t *Table) deleteChange(key string) (change, bool) {
+// deleteChange removes key and returns the change and what key held, or
+// false if it was absent. t.mu must be held.
+func (t *Table) deleteChange(key string) (change, proto.Message, bool) {
 	prev, ok := t.items.get(key)
 	if !ok {
-		return change{}, false
+		return change{}, nil, false
 	}
 	t.items.set(key, nil)
 	t.items.settle()
-	return change{key: key, prev: prev}, true
+	return change{key: key}, prev, true
 }
 
 // record moves the table to revision rev, logs cs (none: only the revision
-// moved) at it and wakes every subscriber, also for none, as they may owe
-// their clients a PROGRESS. t.mu must be held. A subscriber more than
-// Buffer changes behind is dropped and marked rather than waited for: the
-// producer's latency must not depend on the slowest client. So a revision
-// of more than Buffer changes resynchronises every subscriber, which costs
-// them no more than being sent the changes.
-func (t *Table) record(rev uint64, cs ...change) {
+// moved) at it, with prevs (what each key of cs held) if the log keeps
+// them, and wakes every subscriber, also for none, as they may owe their
+// clients a PROGRESS. t.mu must be held, and the items be those after cs.
+// A subscriber more than Buffer changes behind is dropped and marked
+// rather than waited for: the producer's latency must not depend on the
+// slowest client. So a revision of more than Buffer changes resynchronises
+// every subscriber, which costs them no more than being sent the changes.
+func (t *Table) record(rev uint64, cs []change, prevs []proto.Message) {
 	t.logMu.Lock()
 	defer t.logMu.Unlock()
 	t.rev = rev
@@ -446,6 +493,9 @@ func (t *Table) record(rev uint64, cs ...change) {
 	for _, c := range cs {
 		c.rev = rev
 		t.log = append(t.log, c)
+	}
+	if t.opts.ResumeFiltered {
+		t.prevs = append(t.prevs, prevs...)
 	}
 	t.seq += uint64(len(cs))
 	keep := t.seq // the log keeps every change after this position
@@ -469,9 +519,11 @@ func (t *Table) record(rev uint64, cs ...change) {
 	}
 	// A subscriber is at most its backlog at subscription plus Buffer
 	// behind, so keeping what subscribers still need bounds the log at
-	// LogSize or 2*Buffer changes, whichever is more, plus the rest of a
-	// revision: half of one could not be resumed from.
-	for len(t.log) > t.opts.LogSize {
+	// the log's size or 2*Buffer changes, whichever is more, plus the
+	// rest of a revision: half of one could not be resumed from.
+	size := t.logSize()
+	dropped := false
+	for len(t.log) > size {
 		first := t.log[0].rev
 		n := 1
 		for n < len(t.log) && t.log[n].rev == first {
@@ -482,8 +534,31 @@ func (t *Table) record(rev uint64, cs ...change) {
 		}
 		clear(t.log[:n]) // release the values to the collector
 		t.log = t.log[n:]
+		if t.prevs != nil {
+			clear(t.prevs[:n])
+			t.prevs = t.prevs[n:]
+		}
 		t.compacted = first
+		dropped = true
 	}
+	if dropped && cap(t.log) > 2*size {
+		// What was dropped is still the front of the log's array,
+		// which appends only ever grow: a log that once held a large
+		// revision would keep its array for good.
+		t.log = slices.Clone(t.log)
+		if t.prevs != nil {
+			t.prevs = slices.Clone(t.prevs)
+		}
+	}
+}
+
+// logSize is how many changes the log keeps for resumes: LogSize, or as
+// many as the table has items if fewer (MinLogSize at least). A resume
+// that needs more changes than the table has items is sent a snapshot,
+// which is no more events than the changes: a log that holds them costs
+// memory for nothing. t.mu must be held.
+func (t *Table) logSize() int {
+	return min(t.opts.LogSize, max(MinLogSize, t.items.len()))
 }
 
 // Snapshot returns the items and the revision they are at. The values are
@@ -516,11 +591,12 @@ func (t *Table) Has(key string) bool {
 }
 
 // Revision returns the table's revision: that of the last Commit or
-// ReplaceAt, or of the last change Put, Delete or Replace made.
+// ReplaceAt, or of the last change Put, Delete or Replace made, or its
+// clock's if that is greater.
 func (t *Table) Revision() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.rev
+	return t.revision()
 }
 
 // Len returns the number of items.
@@ -544,7 +620,7 @@ func (t *Table) Stats() Stats {
 	t.logMu.RLock()
 	defer t.logMu.RUnlock()
 	return Stats{
-		Revision:      t.rev,
+		Revision:      t.revision(),
 		Items:         t.items.len(),
 		Subscribers:   t.serving,
 		ResyncsForced: t.resyncs,
@@ -564,26 +640,29 @@ type item struct {
 // revision: a stream sending it holds a pointer and its position, so many
 // streams stalled in the middle of a snapshot (clients that stopped
 // reading) cost one copy of the table's index between them, not one each.
+//
+// It is keyed by log position, not revision: a table's revision moves with
+// its clock while its items stay as they are.
 type snapshot struct {
-	rev      uint64
-	seq      uint64 // the log position at rev
+	seq      uint64 // the log position the items are at
 	sorted   sync.Once
 	isSorted bool // items came sorted (the table is a slice)
 	items    []item
 }
 
-// takeSnapshot returns the snapshot at the current revision, shared with
-// any stream that took it before.
-func (t *Table) takeSnapshot() *snapshot {
+// takeSnapshot returns the snapshot of the current items, shared with
+// any stream that took it before, and the table's revision.
+func (t *Table) takeSnapshot() (*snapshot, uint64) {
 	t.mu.Lock()
 	t.logMu.Lock()
 	t.snapshots++
 	t.logMu.Unlock()
+	rev := t.revision()
 	s := t.snap.Value()
-	if s == nil || s.rev != t.rev {
+	if s == nil || s.seq != t.seq {
 		// seq read under t.mu alone: only writers of the log, who hold
 		// t.mu too, change it.
-		s = &snapshot{rev: t.rev, seq: t.seq}
+		s = &snapshot{seq: t.seq}
 		s.items, s.isSorted = t.items.items()
 		t.snap = weak.Make(s)
 	}
@@ -595,7 +674,7 @@ func (t *Table) takeSnapshot() *snapshot {
 			slices.SortFunc(s.items, func(a, b item) int { return cmp.Compare(a.key, b.key) })
 		}
 	})
-	return s
+	return s, rev
 }
 
 // Serve streams the table to one client per the watch discipline and
@@ -693,7 +772,7 @@ const takeBatch = 16
 func (t *Table) locate(rev uint64) (pos uint64, ok bool) {
 	t.logMu.RLock()
 	defer t.logMu.RUnlock()
-	if rev < t.compacted || rev > t.rev {
+	if rev < t.compacted || rev > t.revision() {
 		return 0, false
 	}
 	i, _ := slices.BinarySearchFunc(t.log, rev+1, func(c change, r uint64) int { return cmp.Compare(c.rev, r) })
@@ -711,7 +790,7 @@ func (t *Table) subscribe(pos uint64) *subscriber {
 	if pos < t.seq-uint64(len(t.log)) || pos > t.seq || t.seq-pos > uint64(t.opts.Buffer) {
 		return nil
 	}
-	s := &subscriber{from: t.seq, fromRev: t.rev, wake: make(chan struct{}, 1)}
+	s := &subscriber{from: t.seq, fromRev: t.revision(), wake: make(chan struct{}, 1)}
 	s.taken.Store(pos)
 	t.subs[s] = struct{}{}
 	return s
@@ -743,11 +822,14 @@ func (t *Table) take(sub *subscriber, pos uint64, synced bool, batch []takenChan
 		// whole.
 		next := i + j + 1
 		batch[j] = takenChange{change: t.log[i+j], last: next == len(t.log) || t.log[next].rev != t.log[i+j].rev}
+		if t.prevs != nil {
+			batch[j].prev = t.prevs[i+j]
+		}
 	}
 	if sub != nil {
 		sub.taken.Store(pos + uint64(n))
 	}
-	return n, pos+uint64(n) == t.seq, t.rev, true
+	return n, pos+uint64(n) == t.seq, t.revision(), true
 }
 
 func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string, proto.Message) bool, g Gate, send func(*p4meshv1.Event) error, wrap func(string, proto.Message, *p4meshv1.Event)) error {
@@ -771,6 +853,11 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 	snapshot := fromRev == 0 // send a snapshot before anything else
 	reset := false           // precede that snapshot with RESET
 	synced := false          // SYNCED has been sent on this stream
+	if !snapshot && keep != nil && !t.opts.ResumeFiltered {
+		// Without the previous values, which keys the client holds
+		// cannot be told from the log.
+		snapshot, reset = true, true
+	}
 	if !snapshot {
 		var ok bool
 		if pos, ok = t.locate(fromRev); !ok {
@@ -795,19 +882,19 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 			if err := st.enter(); err != nil {
 				return err
 			}
-			snap := t.takeSnapshot()
+			snap, rev := t.takeSnapshot()
 			if reset {
-				if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_RESET, Revision: snap.rev}); err != nil {
+				if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_RESET, Revision: rev}); err != nil {
 					return err
 				}
 			}
 			st.restart()
 			for _, it := range snap.items {
-				if err := st.put(it.key, it.val, snap.rev); err != nil {
+				if err := st.put(it.key, it.val, rev); err != nil {
 					return err
 				}
 			}
-			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: snap.rev}); err != nil {
+			if err := st.emit(&p4meshv1.Event{Type: p4meshv1.Event_SYNCED, Revision: rev}); err != nil {
 				return err
 			}
 			pos, synced, snapshot, lastTold = snap.seq, true, false, time.Now()
@@ -815,6 +902,12 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 
 		if sub == nil {
 			sub = t.subscribe(pos)
+		}
+		// Before take reads the revision: a clock that moves after it
+		// closes this.
+		var moved <-chan struct{}
+		if t.opts.Clock != nil {
+			moved = t.opts.Clock.next()
 		}
 		n, caughtUp, rev, ok := t.take(sub, pos, synced, batch[:])
 		if !ok {
@@ -871,11 +964,15 @@ func (t *Table) serveLoop(ctx context.Context, fromRev uint64, keep func(string,
 		// it; cleared before the next look (take, under logMu) for the
 		// same reason.
 		sub.timed.Store(wait != nil)
+		if wait != nil {
+			moved = nil // the timer tells the newest revision then
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-sub.wake:
 		case <-wait:
+		case <-moved:
 		}
 		sub.timed.Store(false)
 	}
@@ -934,7 +1031,7 @@ func (s *stream) put(key string, v proto.Message, rev uint64) error {
 // change sends a logged change as this subscriber should see it, and ends
 // its revision if c is the last change of it.
 func (s *stream) change(c takenChange) error {
-	ev := s.event(c.change)
+	ev := s.event(c)
 	if ev != nil {
 		if s.held != nil {
 			// Of c's revision: a revision's last change releases it.
@@ -953,7 +1050,7 @@ func (s *stream) change(c takenChange) error {
 }
 
 // event returns the event a logged change is to this subscriber, or nil.
-func (s *stream) event(c change) *p4meshv1.Event {
+func (s *stream) event(c takenChange) *p4meshv1.Event {
 	if s.keep == nil {
 		if c.val == nil {
 			return &p4meshv1.Event{Type: p4meshv1.Event_DELETE, Revision: c.rev, Key: c.key}

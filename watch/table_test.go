@@ -340,7 +340,7 @@ func TestServeFiltered(t *testing.T) {
 	// it out from the value each item had before the change.
 	t.Run("resumed", func(t *testing.T) {
 		checkNoLeaks(t)
-		tab := NewTable("dest", Options{Epoch: 100})
+		tab := NewTable("dest", Options{Epoch: 100, ResumeFiltered: true})
 		tab.Put("a", dest("red", "1"))  // 101
 		tab.Put("b", dest("blue", "2")) // 102: client at 102 holds a only
 		tab.Put("a", dest("blue", "1")) // 103: a stops matching
@@ -353,6 +353,22 @@ func TestServeFiltered(t *testing.T) {
 		tab.Put("b", dest("red", "6")) // 108
 		tab.Delete("b")                // 109
 		s.expect(t, put(108, "b", "6"), del(109, "b"))
+		s.expectNone(t)
+	})
+
+	// Without the values before each change the log cannot tell what the
+	// client holds: the stream starts over.
+	t.Run("resumed without previous values", func(t *testing.T) {
+		checkNoLeaks(t)
+		tab := NewTable("dest", Options{Epoch: 100})
+		tab.Put("a", dest("red", "1"))  // 101
+		tab.Put("b", dest("blue", "2")) // 102: client at 102 holds a only
+		tab.Put("a", dest("blue", "1")) // 103: a stops matching
+		tab.Put("c", dest("red", "4"))  // 104
+		s := serve(t, tab, 102, red)
+		s.expect(t, reset(104), put(104, "c", "4"), synced(104))
+		tab.Put("a", dest("red", "5")) // 105
+		s.expect(t, put(105, "a", "5"))
 		s.expectNone(t)
 	})
 }
@@ -435,26 +451,27 @@ func TestSnapshotShared(t *testing.T) {
 	tab := NewTable("dest", Options{Epoch: 1})
 	tab.Put("b", dest("red", "2"))
 	tab.Put("a", dest("red", "1"))
-	s1, s2 := tab.takeSnapshot(), tab.takeSnapshot()
+	s1, r1 := tab.takeSnapshot()
+	s2, _ := tab.takeSnapshot()
 	if s1 != s2 {
 		t.Error("two snapshots at one revision are two copies")
 	}
 	tab.Put("c", dest("red", "3"))
-	s3 := tab.takeSnapshot()
+	s3, r3 := tab.takeSnapshot()
 	if s3 == s1 {
 		t.Fatal("a snapshot taken after a change is the one from before it")
 	}
 	for _, tc := range []struct {
-		s    *snapshot
-		rev  uint64
-		keys string
-	}{{s1, 3, "[a b]"}, {s3, 4, "[a b c]"}} {
+		s         *snapshot
+		rev, want uint64
+		keys      string
+	}{{s1, r1, 3, "[a b]"}, {s3, r3, 4, "[a b c]"}} {
 		var keys []string
 		for _, it := range tc.s.items {
 			keys = append(keys, it.key)
 		}
-		if tc.s.rev != tc.rev || fmt.Sprint(keys) != tc.keys {
-			t.Errorf("snapshot at %d holds %v, want %v at %d", tc.s.rev, keys, tc.keys, tc.rev)
+		if tc.rev != tc.want || fmt.Sprint(keys) != tc.keys {
+			t.Errorf("snapshot at %d holds %v, want %v at %d", tc.rev, keys, tc.keys, tc.want)
 		}
 	}
 	runtime.KeepAlive(s1)
