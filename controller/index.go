@@ -74,29 +74,32 @@ func (o *ordered[K, V, S]) put(k K, v V) {
 	o.slots = append(o.slots, slot[S]{v: o.pack(v), live: true})
 }
 
-// del deletes k, and reports whether that compacted the list, moving
-// positions.
-func (o *ordered[K, V, S]) del(k K, key func(V) K) bool {
+// del deletes k. If that compacted the list, moving positions, moved
+// is where each position went (-1: a hole), for indexes by position to
+// follow; nil otherwise.
+func (o *ordered[K, V, S]) del(k K, key func(V) K) (moved []int32) {
 	i, ok := o.at[k]
 	if !ok {
-		return false
+		return nil
 	}
 	delete(o.at, k)
 	var zero S
 	o.slots[i] = slot[S]{v: zero}
 	o.dead++
 	if o.dead > 64 && o.dead > len(o.slots)/2 {
-		o.compact(key)
-		return true
+		return o.compact(key)
 	}
-	return false
+	return nil
 }
 
 // compact drops the holes. It is O(n), once per n/2 deletes.
-func (o *ordered[K, V, S]) compact(key func(V) K) {
+func (o *ordered[K, V, S]) compact(key func(V) K) (moved []int32) {
+	moved = make([]int32, len(o.slots))
 	live := o.slots[:0]
-	for _, s := range o.slots {
+	for i, s := range o.slots {
+		moved[i] = -1
 		if s.live {
+			moved[i] = int32(len(live))
 			o.at[key(o.unpack(s.v))] = len(live)
 			live = append(live, s)
 		}
@@ -104,6 +107,7 @@ func (o *ordered[K, V, S]) compact(key func(V) K) {
 	clear(o.slots[len(live):])
 	o.slots = live
 	o.dead = 0
+	return moved
 }
 
 func (o *ordered[K, V, S]) len() int { return len(o.at) }
@@ -277,16 +281,22 @@ type model struct {
 
 	// Endpoints by what makes one unique (validate.go), and where they
 	// are. The keys are compact (ipKey, macKey, portKey: 8 to 12 bytes,
-	// not 24 to 40): with one entry per endpoint in each, at a million
+	// not 24 to 40) and the values positions in eps (4 bytes, not the 16
+	// of an id): with one entry per endpoint in each, at a million
 	// endpoints these three maps were an eighth of a controller's heap.
-	epIP   map[ipKey]string
-	epMAC  map[macKey]string
-	epPort map[portKey]string
+	// A value is not always the position of the endpoint whose record
+	// has the key: within one change two endpoints may swap an address,
+	// the second put taking the entry before the first moves. So when
+	// eps is compacted the values follow their positions (moveEndpoints)
+	// rather than being built again from the records.
+	epIP   map[ipKey]int32
+	epMAC  map[macKey]int32
+	epPort map[portKey]int32
 	names  names
 	// Endpoints by host and by VPC, as positions in eps (4 bytes a set
 	// slot, not the 16 of an id: a million of each at 1M endpoints).
 	// Positions move when eps is compacted, and delEndpoint then builds
-	// these again (placeEndpoints).
+	// these again (moveEndpoints).
 	onHost map[string]set[int32] // host → endpoint positions
 	inVPC  map[string]set[int32] // VPC → endpoint positions
 	// Endpoints per (host, VPC), by numbered names (names): a pair per
@@ -314,9 +324,9 @@ func newModel(c *Config) *model {
 		peerings: make(map[[2]string]Peering, len(c.Peerings)),
 		lbs:      newOrdered[string, LoadBalancer](len(c.LoadBalancers)),
 		routes:   newOrdered[RouteKey, Route](len(c.Routes)),
-		epIP:     make(map[ipKey]string, len(c.Endpoints)),
-		epMAC:    make(map[macKey]string, len(c.Endpoints)),
-		epPort:   make(map[portKey]string, len(c.Endpoints)),
+		epIP:     make(map[ipKey]int32, len(c.Endpoints)),
+		epMAC:    make(map[macKey]int32, len(c.Endpoints)),
+		epPort:   make(map[portKey]int32, len(c.Endpoints)),
 		names:    names{num: map[string]uint32{}},
 		onHost:   map[string]set[int32]{},
 		inVPC:    map[string]set[int32]{},
@@ -395,14 +405,15 @@ func (m *model) putEndpoint(e Endpoint) {
 	}
 	m.eps.put(e.ID, e)
 	vpc, host := m.names.add(e.VPC), m.names.add(e.Host)
+	i, _ := m.eps.pos(e.ID)
+	p := int32(i)
 	if e.IP.Is4() {
-		m.epIP[ipKey{vpc, e.IP.As4()}] = e.ID
+		m.epIP[ipKey{vpc, e.IP.As4()}] = p
 	}
-	m.epMAC[macKey{vpc, e.MAC}] = e.ID
-	m.epPort[portKey{host, e.Port}] = e.ID
-	p, _ := m.eps.pos(e.ID)
-	addTo(m.onHost, e.Host, int32(p))
-	addTo(m.inVPC, e.VPC, int32(p))
+	m.epMAC[macKey{vpc, e.MAC}] = p
+	m.epPort[portKey{host, e.Port}] = p
+	addTo(m.onHost, e.Host, p)
+	addTo(m.inVPC, e.VPC, p)
 	count(m.hostVPCs, e.Host, vpc, 1)
 	count(m.vpcHosts, e.VPC, host, 1)
 }
@@ -410,8 +421,8 @@ func (m *model) putEndpoint(e Endpoint) {
 func (m *model) delEndpoint(id string) {
 	if old, ok := m.eps.get(id); ok {
 		m.unindexEndpoint(old)
-		if m.eps.del(id, func(e Endpoint) string { return e.ID }) {
-			m.placeEndpoints()
+		if moved := m.eps.del(id, func(e Endpoint) string { return e.ID }); moved != nil {
+			m.moveEndpoints(moved)
 		}
 		delete(m.epOddIP, id)
 	}
@@ -421,21 +432,33 @@ func (m *model) unindexEndpoint(e Endpoint) {
 	// Within one change two endpoints may swap an address: the entry may
 	// already be the other one's.
 	vpc, host := m.names.num[e.VPC], m.names.num[e.Host]
+	i, _ := m.eps.pos(e.ID)
+	p := int32(i)
 	if e.IP.Is4() {
-		deleteIf(m.epIP, ipKey{vpc, e.IP.As4()}, e.ID)
+		deleteIf(m.epIP, ipKey{vpc, e.IP.As4()}, p)
 	}
-	deleteIf(m.epMAC, macKey{vpc, e.MAC}, e.ID)
-	deleteIf(m.epPort, portKey{host, e.Port}, e.ID)
-	p, _ := m.eps.pos(e.ID)
-	delFrom(m.onHost, e.Host, int32(p))
-	delFrom(m.inVPC, e.VPC, int32(p))
+	deleteIf(m.epMAC, macKey{vpc, e.MAC}, p)
+	deleteIf(m.epPort, portKey{host, e.Port}, p)
+	delFrom(m.onHost, e.Host, p)
+	delFrom(m.inVPC, e.VPC, p)
 	count(m.hostVPCs, e.Host, vpc, -1)
 	count(m.vpcHosts, e.VPC, host, -1)
 }
 
-// placeEndpoints builds onHost and inVPC again, after eps was compacted:
-// O(n), as the compaction is, once per n/2 deletes.
-func (m *model) placeEndpoints() {
+// moveEndpoints makes the indexes by position follow eps's compaction,
+// which moved position p to moved[p]: O(n), as the compaction is, once
+// per n/2 deletes. The uniqueness maps' values move; onHost and inVPC,
+// sets that hold every endpoint, are built again.
+func (m *model) moveEndpoints(moved []int32) {
+	for k, p := range m.epIP {
+		m.epIP[k] = moved[p]
+	}
+	for k, p := range m.epMAC {
+		m.epMAC[k] = moved[p]
+	}
+	for k, p := range m.epPort {
+		m.epPort[k] = moved[p]
+	}
 	clear(m.onHost)
 	clear(m.inVPC)
 	for p, sl := range m.eps.slots {
@@ -506,7 +529,7 @@ func (m *model) epByIP(vpc string, ip netip.Addr) string {
 	if !ok || !ip.Is4() {
 		return ""
 	}
-	return m.epIP[ipKey{n, ip.As4()}]
+	return epAt(m, m.epIP, ipKey{n, ip.As4()})
 }
 
 // epByMAC is the endpoint with MAC mac in vpc, "" if none.
@@ -515,7 +538,7 @@ func (m *model) epByMAC(vpc string, mac MAC) string {
 	if !ok {
 		return ""
 	}
-	return m.epMAC[macKey{n, mac}]
+	return epAt(m, m.epMAC, macKey{n, mac})
 }
 
 // epByPort is the endpoint on port of host, "" if none.
@@ -524,7 +547,17 @@ func (m *model) epByPort(host string, port uint16) string {
 	if !ok {
 		return ""
 	}
-	return m.epPort[portKey{n, port}]
+	return epAt(m, m.epPort, portKey{n, port})
+}
+
+// epAt is the id of the endpoint at the position by maps k to, "" if
+// none.
+func epAt[K comparable](m *model, by map[K]int32, k K) string {
+	p, ok := by[k]
+	if !ok {
+		return ""
+	}
+	return m.eps.slots[p].v.id
 }
 
 // deleteIf deletes k from m if it maps to v.
