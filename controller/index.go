@@ -26,7 +26,7 @@ import (
 // smaller record for endpoints (epRec), with pack and unpack between them.
 type ordered[K comparable, V, S any] struct {
 	slots  []slot[S]
-	at     map[K]int
+	at     posIndex[K]
 	dead   int
 	pack   func(V) S
 	unpack func(S) V
@@ -40,16 +40,17 @@ type slot[S any] struct {
 func same[V any](v V) V { return v }
 
 func newOrdered[K comparable, V any](n int) ordered[K, V, V] {
-	return newPacked[K](n, same[V], same[V])
+	return newPacked(n, same[V], same[V], posIndex[K](make(mapIndex[K], n)))
 }
 
-// newPacked is an ordered list that stores its items as pack makes them.
-func newPacked[K comparable, V, S any](n int, pack func(V) S, unpack func(S) V) ordered[K, V, S] {
-	return ordered[K, V, S]{slots: make([]slot[S], 0, n), at: make(map[K]int, n), pack: pack, unpack: unpack}
+// newPacked is an ordered list that stores its items as pack makes them,
+// with at its index by key.
+func newPacked[K comparable, V, S any](n int, pack func(V) S, unpack func(S) V, at posIndex[K]) ordered[K, V, S] {
+	return ordered[K, V, S]{slots: make([]slot[S], 0, n), at: at, pack: pack, unpack: unpack}
 }
 
 func (o *ordered[K, V, S]) get(k K) (V, bool) {
-	if i, ok := o.at[k]; ok {
+	if i, ok := o.at.get(k); ok {
 		return o.unpack(o.slots[i].v), true
 	}
 	var zero V
@@ -58,59 +59,60 @@ func (o *ordered[K, V, S]) get(k K) (V, bool) {
 
 // pos is k's position: positions order items as the list does.
 func (o *ordered[K, V, S]) pos(k K) (int, bool) {
-	i, ok := o.at[k]
-	return i, ok
+	i, ok := o.at.get(k)
+	return int(i), ok
 }
 
 // end is the position the next new item gets.
 func (o *ordered[K, V, S]) end() int { return len(o.slots) }
 
 func (o *ordered[K, V, S]) put(k K, v V) {
-	if i, ok := o.at[k]; ok {
+	if i, ok := o.at.get(k); ok {
 		o.slots[i].v = o.pack(v)
 		return
 	}
-	o.at[k] = len(o.slots)
+	// The item first: a keyIndex reads keys from the list.
 	o.slots = append(o.slots, slot[S]{v: o.pack(v), live: true})
+	o.at.set(k, int32(len(o.slots)-1))
 }
 
 // del deletes k. If that compacted the list, moving positions, moved
 // is where each position went (-1: a hole), for indexes by position to
 // follow; nil otherwise.
-func (o *ordered[K, V, S]) del(k K, key func(V) K) (moved []int32) {
-	i, ok := o.at[k]
+func (o *ordered[K, V, S]) del(k K) (moved []int32) {
+	i, ok := o.at.get(k)
 	if !ok {
 		return nil
 	}
-	delete(o.at, k)
+	o.at.del(k) // while the item is there to read its key from
 	var zero S
 	o.slots[i] = slot[S]{v: zero}
 	o.dead++
 	if o.dead > 64 && o.dead > len(o.slots)/2 {
-		return o.compact(key)
+		return o.compact()
 	}
 	return nil
 }
 
 // compact drops the holes. It is O(n), once per n/2 deletes.
-func (o *ordered[K, V, S]) compact(key func(V) K) (moved []int32) {
+func (o *ordered[K, V, S]) compact() (moved []int32) {
 	moved = make([]int32, len(o.slots))
 	live := o.slots[:0]
 	for i, s := range o.slots {
 		moved[i] = -1
 		if s.live {
 			moved[i] = int32(len(live))
-			o.at[key(o.unpack(s.v))] = len(live)
 			live = append(live, s)
 		}
 	}
 	clear(o.slots[len(live):])
 	o.slots = live
 	o.dead = 0
+	o.at.move(moved)
 	return moved
 }
 
-func (o *ordered[K, V, S]) len() int { return len(o.at) }
+func (o *ordered[K, V, S]) len() int { return o.at.len() }
 
 // rank is the index in the list of the item at position p. It is O(n):
 // only error messages about items without a name need it.
@@ -280,18 +282,17 @@ type model struct {
 	epOddIP map[string]netip.Addr
 
 	// Endpoints by what makes one unique (validate.go), and where they
-	// are. The keys are compact (ipKey, macKey, portKey: 8 to 12 bytes,
-	// not 24 to 40) and the values positions in eps (4 bytes, not the 16
-	// of an id): with one entry per endpoint in each, at a million
-	// endpoints these three maps were an eighth of a controller's heap.
-	// A value is not always the position of the endpoint whose record
-	// has the key: within one change two endpoints may swap an address,
-	// the second put taking the entry before the first moves. So when
-	// eps is compacted the values follow their positions (moveEndpoints)
-	// rather than being built again from the records.
-	epIP   map[ipKey]int32
-	epMAC  map[macKey]int32
-	epPort map[portKey]int32
+	// are: positions in eps, in tables that read the keys (ipKey, macKey,
+	// portKey) from the records (keyIndex: about 8 bytes an endpoint;
+	// as maps of id strings these three were an eighth of a controller's
+	// heap at a million endpoints). Not every endpoint is in them: within
+	// one change two endpoints may swap an address, the second put taking
+	// the entry before the first moves. So when eps is compacted the
+	// positions move (moveEndpoints) rather than being indexed again from
+	// the records.
+	epIP   *keyIndex[ipKey]
+	epMAC  *keyIndex[macKey]
+	epPort *keyIndex[portKey]
 	names  names
 	// Endpoints by host and by VPC, as positions in eps (4 bytes a set
 	// slot, not the 16 of an id: a million of each at 1M endpoints).
@@ -324,9 +325,6 @@ func newModel(c *Config) *model {
 		peerings: make(map[[2]string]Peering, len(c.Peerings)),
 		lbs:      newOrdered[string, LoadBalancer](len(c.LoadBalancers)),
 		routes:   newOrdered[RouteKey, Route](len(c.Routes)),
-		epIP:     make(map[ipKey]int32, len(c.Endpoints)),
-		epMAC:    make(map[macKey]int32, len(c.Endpoints)),
-		epPort:   make(map[portKey]int32, len(c.Endpoints)),
 		names:    names{num: map[string]uint32{}},
 		onHost:   map[string]set[int32]{},
 		inVPC:    map[string]set[int32]{},
@@ -340,7 +338,13 @@ func newModel(c *Config) *model {
 		rtGroup:  map[routeGroup]set[RouteKey]{},
 		rtInVPC:  map[string]set[netip.Prefix]{},
 	}
-	m.eps = newPacked[string](len(c.Endpoints), m.packEndpoint, m.unpackEndpoint)
+	// The indexes of endpoints read their keys from the records.
+	n := len(c.Endpoints)
+	rec := func(p int32) *epRec { return &m.eps.slots[p].v }
+	m.eps = newPacked(n, m.packEndpoint, m.unpackEndpoint, posIndex[string](newKeyIndex(n, func(p int32) string { return rec(p).id })))
+	m.epIP = newKeyIndex(n, func(p int32) ipKey { return ipKey{rec(p).vpc, rec(p).ip} })
+	m.epMAC = newKeyIndex(n, func(p int32) macKey { return macKey{rec(p).vpc, rec(p).mac} })
+	m.epPort = newKeyIndex(n, func(p int32) portKey { return portKey{rec(p).host, rec(p).port} })
 	for _, e := range c.Directory {
 		for _, v := range e.VPCs {
 			if _, dup := m.owner[v]; !dup {
@@ -408,10 +412,10 @@ func (m *model) putEndpoint(e Endpoint) {
 	i, _ := m.eps.pos(e.ID)
 	p := int32(i)
 	if e.IP.Is4() {
-		m.epIP[ipKey{vpc, e.IP.As4()}] = p
+		m.epIP.set(ipKey{vpc, e.IP.As4()}, p)
 	}
-	m.epMAC[macKey{vpc, e.MAC}] = p
-	m.epPort[portKey{host, e.Port}] = p
+	m.epMAC.set(macKey{vpc, e.MAC}, p)
+	m.epPort.set(portKey{host, e.Port}, p)
 	addTo(m.onHost, e.Host, p)
 	addTo(m.inVPC, e.VPC, p)
 	count(m.hostVPCs, e.Host, vpc, 1)
@@ -421,7 +425,7 @@ func (m *model) putEndpoint(e Endpoint) {
 func (m *model) delEndpoint(id string) {
 	if old, ok := m.eps.get(id); ok {
 		m.unindexEndpoint(old)
-		if moved := m.eps.del(id, func(e Endpoint) string { return e.ID }); moved != nil {
+		if moved := m.eps.del(id); moved != nil {
 			m.moveEndpoints(moved)
 		}
 		delete(m.epOddIP, id)
@@ -435,10 +439,10 @@ func (m *model) unindexEndpoint(e Endpoint) {
 	i, _ := m.eps.pos(e.ID)
 	p := int32(i)
 	if e.IP.Is4() {
-		deleteIf(m.epIP, ipKey{vpc, e.IP.As4()}, p)
+		deleteAt(m.epIP, ipKey{vpc, e.IP.As4()}, p)
 	}
-	deleteIf(m.epMAC, macKey{vpc, e.MAC}, p)
-	deleteIf(m.epPort, portKey{host, e.Port}, p)
+	deleteAt(m.epMAC, macKey{vpc, e.MAC}, p)
+	deleteAt(m.epPort, portKey{host, e.Port}, p)
 	delFrom(m.onHost, e.Host, p)
 	delFrom(m.inVPC, e.VPC, p)
 	count(m.hostVPCs, e.Host, vpc, -1)
@@ -450,15 +454,9 @@ func (m *model) unindexEndpoint(e Endpoint) {
 // per n/2 deletes. The uniqueness maps' values move; onHost and inVPC,
 // sets that hold every endpoint, are built again.
 func (m *model) moveEndpoints(moved []int32) {
-	for k, p := range m.epIP {
-		m.epIP[k] = moved[p]
-	}
-	for k, p := range m.epMAC {
-		m.epMAC[k] = moved[p]
-	}
-	for k, p := range m.epPort {
-		m.epPort[k] = moved[p]
-	}
+	m.epIP.move(moved)
+	m.epMAC.move(moved)
+	m.epPort.move(moved)
 	clear(m.onHost)
 	clear(m.inVPC)
 	for p, sl := range m.eps.slots {
@@ -552,8 +550,8 @@ func (m *model) epByPort(host string, port uint16) string {
 
 // epAt is the id of the endpoint at the position by maps k to, "" if
 // none.
-func epAt[K comparable](m *model, by map[K]int32, k K) string {
-	p, ok := by[k]
+func epAt[K comparable](m *model, by posIndex[K], k K) string {
+	p, ok := by.get(k)
 	if !ok {
 		return ""
 	}
@@ -585,7 +583,7 @@ func (m *model) putLB(lb LoadBalancer) {
 func (m *model) delLB(name string) {
 	if old, ok := m.lbs.get(name); ok {
 		m.unindexLB(old)
-		m.lbs.del(name, func(lb LoadBalancer) string { return lb.Name })
+		m.lbs.del(name)
 	}
 }
 
@@ -616,7 +614,7 @@ func (m *model) putRoute(r Route) {
 func (m *model) delRoute(k RouteKey) {
 	if old, ok := m.routes.get(k); ok {
 		m.unindexRoute(old)
-		m.routes.del(k, Route.Key)
+		m.routes.del(k)
 	}
 }
 

@@ -92,9 +92,9 @@ func TestModelEndpointsRoundTrip(t *testing.T) {
 	shared := 0 // steps that put an endpoint on a key another held
 	checkUnique := func(step int) {
 		t.Helper()
-		if len(m.epIP) != len(byIP) || len(m.epMAC) != len(byMAC) || len(m.epPort) != len(byPort) {
+		if m.epIP.len() != len(byIP) || m.epMAC.len() != len(byMAC) || m.epPort.len() != len(byPort) {
 			t.Fatalf("step %d: %d/%d/%d endpoints by IP/MAC/port, want %d/%d/%d", step,
-				len(m.epIP), len(m.epMAC), len(m.epPort), len(byIP), len(byMAC), len(byPort))
+				m.epIP.len(), m.epMAC.len(), m.epPort.len(), len(byIP), len(byMAC), len(byPort))
 		}
 		for k, id := range byIP {
 			if got := m.epByIP(k.name, k.ip); got != id {
