@@ -311,6 +311,12 @@ type model struct {
 	rtHop    map[string]set[RouteKey]     // next hop endpoint → routes
 	rtGroup  map[routeGroup]set[RouteKey] // (VPC, prefix) → routes
 	rtInVPC  map[string]set[netip.Prefix] // VPC → prefixes routed
+
+	// hostLists are hostsOf's answers, by VPC, until a host comes or
+	// goes: each side of a VPC's peerings lists its hosts (peerSideLocked),
+	// and they share one list rather than one each (~950 hosts a VPC at
+	// 1M endpoints).
+	hostLists map[string][]string
 }
 
 func newModel(c *Config) *model {
@@ -418,6 +424,9 @@ func (m *model) putEndpoint(e Endpoint) {
 	m.epPort.set(portKey{host, e.Port}, p)
 	addTo(m.onHost, e.Host, p)
 	addTo(m.inVPC, e.VPC, p)
+	if m.vpcHosts[e.VPC][host] == 0 {
+		delete(m.hostLists, e.VPC)
+	}
 	count(m.hostVPCs, e.Host, vpc, 1)
 	count(m.vpcHosts, e.VPC, host, 1)
 }
@@ -445,6 +454,9 @@ func (m *model) unindexEndpoint(e Endpoint) {
 	deleteAt(m.epPort, portKey{host, e.Port}, p)
 	delFrom(m.onHost, e.Host, p)
 	delFrom(m.inVPC, e.VPC, p)
+	if m.vpcHosts[e.VPC][host] == 1 {
+		delete(m.hostLists, e.VPC)
+	}
 	count(m.hostVPCs, e.Host, vpc, -1)
 	count(m.vpcHosts, e.VPC, host, -1)
 }
@@ -688,9 +700,19 @@ func (m *model) chooseRoutes() []RouteStatus {
 	return out
 }
 
-// hostsOf returns, sorted, the hosts with an endpoint in vpc.
+// hostsOf returns, sorted, the hosts with an endpoint in vpc. The list
+// is shared (hostLists): callers must not write into it, and it is
+// clipped, so that one appending to it gets a copy.
 func (m *model) hostsOf(vpc string) []string {
-	return m.sortedNames(m.vpcHosts[vpc])
+	if l, ok := m.hostLists[vpc]; ok {
+		return l
+	}
+	l := slices.Clip(m.sortedNames(m.vpcHosts[vpc]))
+	if m.hostLists == nil {
+		m.hostLists = map[string][]string{}
+	}
+	m.hostLists[vpc] = l
+	return l
 }
 
 // vpcsOfHost returns, sorted, the VPCs host has endpoints in.

@@ -155,6 +155,19 @@ func TestModelEndpointsRoundTrip(t *testing.T) {
 			}
 		}
 		checkUnique(step)
+		// The hosts of each VPC, which hostsOf keeps between changes.
+		for _, vpc := range []string{"red", "blue", "green"} {
+			var hosts []string
+			for _, e := range want {
+				if e.VPC == vpc && !slices.Contains(hosts, e.Host) {
+					hosts = append(hosts, e.Host)
+				}
+			}
+			slices.Sort(hosts)
+			if got := m.hostsOf(vpc); !slices.Equal(got, hosts) {
+				t.Fatalf("step %d: hosts of %s are %v, want %v", step, vpc, got, hosts)
+			}
+		}
 	}
 	for step := range 3000 {
 		id := "ep" + string(rune('a'+r.IntN(26))) + string(rune('a'+r.IntN(26)))
@@ -179,7 +192,7 @@ func TestModelEndpointsRoundTrip(t *testing.T) {
 				want = append(want, e)
 			}
 		}
-		if step%50 == 0 || step > 2900 {
+		if step%10 == 0 || step > 2900 {
 			check(step)
 		}
 	}
