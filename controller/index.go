@@ -294,16 +294,17 @@ type model struct {
 	epMAC  *keyIndex[macKey]
 	epPort *keyIndex[portKey]
 	names  names
-	// Endpoints by host and by VPC, as positions in eps (4 bytes a set
-	// slot, not the 16 of an id: a million of each at 1M endpoints).
-	// Positions move when eps is compacted, and delEndpoint then builds
-	// these again (moveEndpoints).
-	onHost map[string]set[int32] // host → endpoint positions
-	inVPC  map[string]set[int32] // VPC → endpoint positions
+	// Endpoints by host and by VPC, as sorted lists of positions in eps
+	// (4 bytes a position, not the 16 of an id nor the ~20 of a set's
+	// slot: a million of each at 1M endpoints). A new endpoint's position
+	// is the last, so a put appends; positions move when eps is
+	// compacted, and delEndpoint then builds these again (moveEndpoints).
+	onHost map[string][]int32 // host → endpoint positions
+	inVPC  map[string][]int32 // VPC → endpoint positions
 	// Endpoints per (host, VPC), by numbered names (names): a pair per
-	// endpoint, near enough, and 8 bytes a map slot rather than 24.
+	// endpoint, near enough, and 8 bytes a map slot rather than 24. The
+	// hosts of a VPC are read from inVPC (hostsOf).
 	hostVPCs map[string]map[uint32]int32  // host → VPC → endpoints
-	vpcHosts map[string]map[uint32]int32  // VPC → host → endpoints
 	lbVIP    map[vpcIP]set[string]        // load balancers by VIP
 	lbFront  map[frontend]string          // load balancers by frontend
 	lbOf     map[string]set[string]       // backend endpoint → load balancers
@@ -332,10 +333,9 @@ func newModel(c *Config) *model {
 		lbs:      newOrdered[string, LoadBalancer](len(c.LoadBalancers)),
 		routes:   newOrdered[RouteKey, Route](len(c.Routes)),
 		names:    names{num: map[string]uint32{}},
-		onHost:   map[string]set[int32]{},
-		inVPC:    map[string]set[int32]{},
+		onHost:   map[string][]int32{},
+		inVPC:    map[string][]int32{},
 		hostVPCs: map[string]map[uint32]int32{},
-		vpcHosts: map[string]map[uint32]int32{},
 		lbVIP:    map[vpcIP]set[string]{},
 		lbFront:  map[frontend]string{},
 		lbOf:     map[string]set[string]{},
@@ -422,13 +422,12 @@ func (m *model) putEndpoint(e Endpoint) {
 	}
 	m.epMAC.set(macKey{vpc, e.MAC}, p)
 	m.epPort.set(portKey{host, e.Port}, p)
-	addTo(m.onHost, e.Host, p)
-	addTo(m.inVPC, e.VPC, p)
-	if m.vpcHosts[e.VPC][host] == 0 {
+	insertPos(m.onHost, e.Host, p)
+	insertPos(m.inVPC, e.VPC, p)
+	if m.hostVPCs[e.Host][vpc] == 0 {
 		delete(m.hostLists, e.VPC)
 	}
 	count(m.hostVPCs, e.Host, vpc, 1)
-	count(m.vpcHosts, e.VPC, host, 1)
 }
 
 func (m *model) delEndpoint(id string) {
@@ -452,19 +451,39 @@ func (m *model) unindexEndpoint(e Endpoint) {
 	}
 	deleteAt(m.epMAC, macKey{vpc, e.MAC}, p)
 	deleteAt(m.epPort, portKey{host, e.Port}, p)
-	delFrom(m.onHost, e.Host, p)
-	delFrom(m.inVPC, e.VPC, p)
-	if m.vpcHosts[e.VPC][host] == 1 {
+	removePos(m.onHost, e.Host, p)
+	removePos(m.inVPC, e.VPC, p)
+	if m.hostVPCs[e.Host][vpc] == 1 {
 		delete(m.hostLists, e.VPC)
 	}
 	count(m.hostVPCs, e.Host, vpc, -1)
-	count(m.vpcHosts, e.VPC, host, -1)
+}
+
+// insertPos adds position p to the sorted list of k in by.
+func insertPos(by map[string][]int32, k string, p int32) {
+	l := by[k]
+	if i, found := slices.BinarySearch(l, p); !found {
+		by[k] = slices.Insert(l, i, p)
+	}
+}
+
+// removePos removes position p from the sorted list of k in by.
+func removePos(by map[string][]int32, k string, p int32) {
+	l := by[k]
+	i, found := slices.BinarySearch(l, p)
+	switch {
+	case !found:
+	case len(l) == 1:
+		delete(by, k)
+	default:
+		by[k] = slices.Delete(l, i, i+1)
+	}
 }
 
 // moveEndpoints makes the indexes by position follow eps's compaction,
 // which moved position p to moved[p]: O(n), as the compaction is, once
-// per n/2 deletes. The uniqueness maps' values move; onHost and inVPC,
-// sets that hold every endpoint, are built again.
+// per n/2 deletes. The uniqueness indexes' positions move; onHost and
+// inVPC, which hold every endpoint, are built again.
 func (m *model) moveEndpoints(moved []int32) {
 	m.epIP.move(moved)
 	m.epMAC.move(moved)
@@ -473,16 +492,17 @@ func (m *model) moveEndpoints(moved []int32) {
 	clear(m.inVPC)
 	for p, sl := range m.eps.slots {
 		if sl.live {
-			addTo(m.onHost, m.names.name(sl.v.host), int32(p))
-			addTo(m.inVPC, m.names.name(sl.v.vpc), int32(p))
+			h, v := m.names.name(sl.v.host), m.names.name(sl.v.vpc)
+			m.onHost[h] = append(m.onHost[h], int32(p))
+			m.inVPC[v] = append(m.inVPC[v], int32(p))
 		}
 	}
 }
 
-// endpointsAt are the endpoints at positions ps of eps.
-func (m *model) endpointsAt(ps set[int32]) iter.Seq[Endpoint] {
+// endpointsAt are the endpoints at positions ps of eps, in eps's order.
+func (m *model) endpointsAt(ps []int32) iter.Seq[Endpoint] {
 	return func(yield func(Endpoint) bool) {
-		for p := range ps {
+		for _, p := range ps {
 			if !yield(m.eps.unpack(m.eps.slots[p].v)) {
 				return
 			}
@@ -707,7 +727,20 @@ func (m *model) hostsOf(vpc string) []string {
 	if l, ok := m.hostLists[vpc]; ok {
 		return l
 	}
-	l := slices.Clip(m.sortedNames(m.vpcHosts[vpc]))
+	var nums []uint32
+	for _, p := range m.inVPC[vpc] {
+		nums = append(nums, m.eps.slots[p].v.host)
+	}
+	slices.Sort(nums)
+	nums = slices.Compact(nums)
+	var l []string
+	if len(nums) > 0 {
+		l = make([]string, len(nums))
+		for i, n := range nums {
+			l[i] = m.names.name(n)
+		}
+		slices.Sort(l)
+	}
 	if m.hostLists == nil {
 		m.hostLists = map[string][]string{}
 	}

@@ -129,7 +129,7 @@ func TestModelEndpointsRoundTrip(t *testing.T) {
 		// The endpoints by host and by VPC, as the derivations read them.
 		for _, by := range []struct {
 			name  string
-			index map[string]set[int32]
+			index map[string][]int32
 			of    func(Endpoint) string
 		}{{"host", m.onHost, func(e Endpoint) string { return e.Host }}, {"VPC", m.inVPC, func(e Endpoint) string { return e.VPC }}} {
 			wantBy := map[string][]string{}
@@ -138,6 +138,11 @@ func TestModelEndpointsRoundTrip(t *testing.T) {
 			}
 			gotBy := map[string][]string{}
 			for k, ps := range by.index {
+				// Sorted, as lookups by binary search need, and no
+				// list left empty.
+				if len(ps) == 0 || !slices.IsSorted(ps) || len(slices.Compact(slices.Clone(ps))) != len(ps) {
+					t.Fatalf("step %d: endpoints by %s %s at %v: not a sorted list of positions", step, by.name, k, ps)
+				}
 				for e := range m.endpointsAt(ps) {
 					gotBy[k] = append(gotBy[k], e.ID)
 				}
