@@ -313,10 +313,10 @@ type model struct {
 	rtGroup  map[routeGroup]set[RouteKey] // (VPC, prefix) → routes
 	rtInVPC  map[string]set[netip.Prefix] // VPC → prefixes routed
 
-	// hostLists are hostsOf's answers, by VPC, until a host comes or
-	// goes: each side of a VPC's peerings lists its hosts (peerSideLocked),
-	// and they share one list rather than one each (~950 hosts a VPC at
-	// 1M endpoints).
+	// hostLists are hostsOf's answers, by VPC, kept as hosts come and go
+	// (hostsMoved): each side of a VPC's peerings lists its hosts
+	// (peerSideLocked), and they share one list rather than one each
+	// (~950 hosts a VPC at 1M endpoints).
 	hostLists map[string][]string
 }
 
@@ -425,7 +425,7 @@ func (m *model) putEndpoint(e Endpoint) {
 	insertPos(m.onHost, e.Host, p)
 	insertPos(m.inVPC, e.VPC, p)
 	if m.hostVPCs[e.Host][vpc] == 0 {
-		delete(m.hostLists, e.VPC)
+		m.hostsMoved(e.VPC, host, true)
 	}
 	count(m.hostVPCs, e.Host, vpc, 1)
 }
@@ -454,7 +454,7 @@ func (m *model) unindexEndpoint(e Endpoint) {
 	removePos(m.onHost, e.Host, p)
 	removePos(m.inVPC, e.VPC, p)
 	if m.hostVPCs[e.Host][vpc] == 1 {
-		delete(m.hostLists, e.VPC)
+		m.hostsMoved(e.VPC, host, false)
 	}
 	count(m.hostVPCs, e.Host, vpc, -1)
 }
@@ -718,6 +718,32 @@ func (m *model) chooseRoutes() []RouteStatus {
 		out[i] = st
 	}
 	return out
+}
+
+// hostsMoved keeps vpc's list of hosts, if hostsOf made one, as host
+// (numbered) comes to it or leaves it: in a copy, since the list is
+// shared, in time linear in the VPC's hosts, as making the sides that
+// list them is; a list made again would be linear in its endpoints.
+func (m *model) hostsMoved(vpc string, host uint32, came bool) {
+	l, ok := m.hostLists[vpc]
+	if !ok {
+		return
+	}
+	h := m.names.name(host)
+	i, found := slices.BinarySearch(l, h)
+	switch {
+	case came && !found:
+		n := make([]string, len(l)+1)
+		copy(n, l[:i])
+		n[i] = h
+		copy(n[i+1:], l[i:])
+		m.hostLists[vpc] = n
+	case !came && found && len(l) == 1:
+		m.hostLists[vpc] = nil
+	case !came && found:
+		n := make([]string, 0, len(l)-1)
+		m.hostLists[vpc] = append(append(n, l[:i]...), l[i+1:]...)
+	}
 }
 
 // hostsOf returns, sorted, the hosts with an endpoint in vpc. The list
