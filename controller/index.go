@@ -26,7 +26,7 @@ import (
 // smaller record for endpoints (epRec), with pack and unpack between them.
 type ordered[K comparable, V, S any] struct {
 	slots  []slot[S]
-	at     map[K]int
+	at     posIndex[K]
 	dead   int
 	pack   func(V) S
 	unpack func(S) V
@@ -40,16 +40,17 @@ type slot[S any] struct {
 func same[V any](v V) V { return v }
 
 func newOrdered[K comparable, V any](n int) ordered[K, V, V] {
-	return newPacked[K](n, same[V], same[V])
+	return newPacked(n, same[V], same[V], posIndex[K](make(mapIndex[K], n)))
 }
 
-// newPacked is an ordered list that stores its items as pack makes them.
-func newPacked[K comparable, V, S any](n int, pack func(V) S, unpack func(S) V) ordered[K, V, S] {
-	return ordered[K, V, S]{slots: make([]slot[S], 0, n), at: make(map[K]int, n), pack: pack, unpack: unpack}
+// newPacked is an ordered list that stores its items as pack makes them,
+// with at its index by key.
+func newPacked[K comparable, V, S any](n int, pack func(V) S, unpack func(S) V, at posIndex[K]) ordered[K, V, S] {
+	return ordered[K, V, S]{slots: make([]slot[S], 0, n), at: at, pack: pack, unpack: unpack}
 }
 
 func (o *ordered[K, V, S]) get(k K) (V, bool) {
-	if i, ok := o.at[k]; ok {
+	if i, ok := o.at.get(k); ok {
 		return o.unpack(o.slots[i].v), true
 	}
 	var zero V
@@ -58,55 +59,60 @@ func (o *ordered[K, V, S]) get(k K) (V, bool) {
 
 // pos is k's position: positions order items as the list does.
 func (o *ordered[K, V, S]) pos(k K) (int, bool) {
-	i, ok := o.at[k]
-	return i, ok
+	i, ok := o.at.get(k)
+	return int(i), ok
 }
 
 // end is the position the next new item gets.
 func (o *ordered[K, V, S]) end() int { return len(o.slots) }
 
 func (o *ordered[K, V, S]) put(k K, v V) {
-	if i, ok := o.at[k]; ok {
+	if i, ok := o.at.get(k); ok {
 		o.slots[i].v = o.pack(v)
 		return
 	}
-	o.at[k] = len(o.slots)
+	// The item first: a keyIndex reads keys from the list.
 	o.slots = append(o.slots, slot[S]{v: o.pack(v), live: true})
+	o.at.set(k, int32(len(o.slots)-1))
 }
 
-// del deletes k, and reports whether that compacted the list, moving
-// positions.
-func (o *ordered[K, V, S]) del(k K, key func(V) K) bool {
-	i, ok := o.at[k]
+// del deletes k. If that compacted the list, moving positions, moved
+// is where each position went (-1: a hole), for indexes by position to
+// follow; nil otherwise.
+func (o *ordered[K, V, S]) del(k K) (moved []int32) {
+	i, ok := o.at.get(k)
 	if !ok {
-		return false
+		return nil
 	}
-	delete(o.at, k)
+	o.at.del(k) // while the item is there to read its key from
 	var zero S
 	o.slots[i] = slot[S]{v: zero}
 	o.dead++
 	if o.dead > 64 && o.dead > len(o.slots)/2 {
-		o.compact(key)
-		return true
+		return o.compact()
 	}
-	return false
+	return nil
 }
 
 // compact drops the holes. It is O(n), once per n/2 deletes.
-func (o *ordered[K, V, S]) compact(key func(V) K) {
+func (o *ordered[K, V, S]) compact() (moved []int32) {
+	moved = make([]int32, len(o.slots))
 	live := o.slots[:0]
-	for _, s := range o.slots {
+	for i, s := range o.slots {
+		moved[i] = -1
 		if s.live {
-			o.at[key(o.unpack(s.v))] = len(live)
+			moved[i] = int32(len(live))
 			live = append(live, s)
 		}
 	}
 	clear(o.slots[len(live):])
 	o.slots = live
 	o.dead = 0
+	o.at.move(moved)
+	return moved
 }
 
-func (o *ordered[K, V, S]) len() int { return len(o.at) }
+func (o *ordered[K, V, S]) len() int { return o.at.len() }
 
 // rank is the index in the list of the item at position p. It is O(n):
 // only error messages about items without a name need it.
@@ -276,23 +282,29 @@ type model struct {
 	epOddIP map[string]netip.Addr
 
 	// Endpoints by what makes one unique (validate.go), and where they
-	// are. The keys are compact (ipKey, macKey, portKey: 8 to 12 bytes,
-	// not 24 to 40): with one entry per endpoint in each, at a million
-	// endpoints these three maps were an eighth of a controller's heap.
-	epIP   map[ipKey]string
-	epMAC  map[macKey]string
-	epPort map[portKey]string
+	// are: positions in eps, in tables that read the keys (ipKey, macKey,
+	// portKey) from the records (keyIndex: about 8 bytes an endpoint;
+	// as maps of id strings these three were an eighth of a controller's
+	// heap at a million endpoints). Not every endpoint is in them: within
+	// one change two endpoints may swap an address, the second put taking
+	// the entry before the first moves. So when eps is compacted the
+	// positions move (moveEndpoints) rather than being indexed again from
+	// the records.
+	epIP   *keyIndex[ipKey]
+	epMAC  *keyIndex[macKey]
+	epPort *keyIndex[portKey]
 	names  names
-	// Endpoints by host and by VPC, as positions in eps (4 bytes a set
-	// slot, not the 16 of an id: a million of each at 1M endpoints).
-	// Positions move when eps is compacted, and delEndpoint then builds
-	// these again (placeEndpoints).
-	onHost map[string]set[int32] // host → endpoint positions
-	inVPC  map[string]set[int32] // VPC → endpoint positions
+	// Endpoints by host and by VPC, as sorted lists of positions in eps
+	// (4 bytes a position, not the 16 of an id nor the ~20 of a set's
+	// slot: a million of each at 1M endpoints). A new endpoint's position
+	// is the last, so a put appends; positions move when eps is
+	// compacted, and delEndpoint then builds these again (moveEndpoints).
+	onHost map[string][]int32 // host → endpoint positions
+	inVPC  map[string][]int32 // VPC → endpoint positions
 	// Endpoints per (host, VPC), by numbered names (names): a pair per
-	// endpoint, near enough, and 8 bytes a map slot rather than 24.
+	// endpoint, near enough, and 8 bytes a map slot rather than 24. The
+	// hosts of a VPC are read from inVPC (hostsOf).
 	hostVPCs map[string]map[uint32]int32  // host → VPC → endpoints
-	vpcHosts map[string]map[uint32]int32  // VPC → host → endpoints
 	lbVIP    map[vpcIP]set[string]        // load balancers by VIP
 	lbFront  map[frontend]string          // load balancers by frontend
 	lbOf     map[string]set[string]       // backend endpoint → load balancers
@@ -300,6 +312,12 @@ type model struct {
 	rtHop    map[string]set[RouteKey]     // next hop endpoint → routes
 	rtGroup  map[routeGroup]set[RouteKey] // (VPC, prefix) → routes
 	rtInVPC  map[string]set[netip.Prefix] // VPC → prefixes routed
+
+	// hostLists are hostsOf's answers, by VPC, kept as hosts come and go
+	// (hostsMoved): each side of a VPC's peerings lists its hosts
+	// (peerSideLocked), and they share one list rather than one each
+	// (~950 hosts a VPC at 1M endpoints).
+	hostLists map[string][]string
 }
 
 func newModel(c *Config) *model {
@@ -314,14 +332,10 @@ func newModel(c *Config) *model {
 		peerings: make(map[[2]string]Peering, len(c.Peerings)),
 		lbs:      newOrdered[string, LoadBalancer](len(c.LoadBalancers)),
 		routes:   newOrdered[RouteKey, Route](len(c.Routes)),
-		epIP:     make(map[ipKey]string, len(c.Endpoints)),
-		epMAC:    make(map[macKey]string, len(c.Endpoints)),
-		epPort:   make(map[portKey]string, len(c.Endpoints)),
 		names:    names{num: map[string]uint32{}},
-		onHost:   map[string]set[int32]{},
-		inVPC:    map[string]set[int32]{},
+		onHost:   map[string][]int32{},
+		inVPC:    map[string][]int32{},
 		hostVPCs: map[string]map[uint32]int32{},
-		vpcHosts: map[string]map[uint32]int32{},
 		lbVIP:    map[vpcIP]set[string]{},
 		lbFront:  map[frontend]string{},
 		lbOf:     map[string]set[string]{},
@@ -330,7 +344,13 @@ func newModel(c *Config) *model {
 		rtGroup:  map[routeGroup]set[RouteKey]{},
 		rtInVPC:  map[string]set[netip.Prefix]{},
 	}
-	m.eps = newPacked[string](len(c.Endpoints), m.packEndpoint, m.unpackEndpoint)
+	// The indexes of endpoints read their keys from the records.
+	n := len(c.Endpoints)
+	rec := func(p int32) *epRec { return &m.eps.slots[p].v }
+	m.eps = newPacked(n, m.packEndpoint, m.unpackEndpoint, posIndex[string](newKeyIndex(n, func(p int32) string { return rec(p).id })))
+	m.epIP = newKeyIndex(n, func(p int32) ipKey { return ipKey{rec(p).vpc, rec(p).ip} })
+	m.epMAC = newKeyIndex(n, func(p int32) macKey { return macKey{rec(p).vpc, rec(p).mac} })
+	m.epPort = newKeyIndex(n, func(p int32) portKey { return portKey{rec(p).host, rec(p).port} })
 	for _, e := range c.Directory {
 		for _, v := range e.VPCs {
 			if _, dup := m.owner[v]; !dup {
@@ -395,23 +415,26 @@ func (m *model) putEndpoint(e Endpoint) {
 	}
 	m.eps.put(e.ID, e)
 	vpc, host := m.names.add(e.VPC), m.names.add(e.Host)
+	i, _ := m.eps.pos(e.ID)
+	p := int32(i)
 	if e.IP.Is4() {
-		m.epIP[ipKey{vpc, e.IP.As4()}] = e.ID
+		m.epIP.set(ipKey{vpc, e.IP.As4()}, p)
 	}
-	m.epMAC[macKey{vpc, e.MAC}] = e.ID
-	m.epPort[portKey{host, e.Port}] = e.ID
-	p, _ := m.eps.pos(e.ID)
-	addTo(m.onHost, e.Host, int32(p))
-	addTo(m.inVPC, e.VPC, int32(p))
+	m.epMAC.set(macKey{vpc, e.MAC}, p)
+	m.epPort.set(portKey{host, e.Port}, p)
+	insertPos(m.onHost, e.Host, p)
+	insertPos(m.inVPC, e.VPC, p)
+	if m.hostVPCs[e.Host][vpc] == 0 {
+		m.hostsMoved(e.VPC, host, true)
+	}
 	count(m.hostVPCs, e.Host, vpc, 1)
-	count(m.vpcHosts, e.VPC, host, 1)
 }
 
 func (m *model) delEndpoint(id string) {
 	if old, ok := m.eps.get(id); ok {
 		m.unindexEndpoint(old)
-		if m.eps.del(id, func(e Endpoint) string { return e.ID }) {
-			m.placeEndpoints()
+		if moved := m.eps.del(id); moved != nil {
+			m.moveEndpoints(moved)
 		}
 		delete(m.epOddIP, id)
 	}
@@ -421,35 +444,65 @@ func (m *model) unindexEndpoint(e Endpoint) {
 	// Within one change two endpoints may swap an address: the entry may
 	// already be the other one's.
 	vpc, host := m.names.num[e.VPC], m.names.num[e.Host]
+	i, _ := m.eps.pos(e.ID)
+	p := int32(i)
 	if e.IP.Is4() {
-		deleteIf(m.epIP, ipKey{vpc, e.IP.As4()}, e.ID)
+		deleteAt(m.epIP, ipKey{vpc, e.IP.As4()}, p)
 	}
-	deleteIf(m.epMAC, macKey{vpc, e.MAC}, e.ID)
-	deleteIf(m.epPort, portKey{host, e.Port}, e.ID)
-	p, _ := m.eps.pos(e.ID)
-	delFrom(m.onHost, e.Host, int32(p))
-	delFrom(m.inVPC, e.VPC, int32(p))
+	deleteAt(m.epMAC, macKey{vpc, e.MAC}, p)
+	deleteAt(m.epPort, portKey{host, e.Port}, p)
+	removePos(m.onHost, e.Host, p)
+	removePos(m.inVPC, e.VPC, p)
+	if m.hostVPCs[e.Host][vpc] == 1 {
+		m.hostsMoved(e.VPC, host, false)
+	}
 	count(m.hostVPCs, e.Host, vpc, -1)
-	count(m.vpcHosts, e.VPC, host, -1)
 }
 
-// placeEndpoints builds onHost and inVPC again, after eps was compacted:
-// O(n), as the compaction is, once per n/2 deletes.
-func (m *model) placeEndpoints() {
+// insertPos adds position p to the sorted list of k in by.
+func insertPos(by map[string][]int32, k string, p int32) {
+	l := by[k]
+	if i, found := slices.BinarySearch(l, p); !found {
+		by[k] = slices.Insert(l, i, p)
+	}
+}
+
+// removePos removes position p from the sorted list of k in by.
+func removePos(by map[string][]int32, k string, p int32) {
+	l := by[k]
+	i, found := slices.BinarySearch(l, p)
+	switch {
+	case !found:
+	case len(l) == 1:
+		delete(by, k)
+	default:
+		by[k] = slices.Delete(l, i, i+1)
+	}
+}
+
+// moveEndpoints makes the indexes by position follow eps's compaction,
+// which moved position p to moved[p]: O(n), as the compaction is, once
+// per n/2 deletes. The uniqueness indexes' positions move; onHost and
+// inVPC, which hold every endpoint, are built again.
+func (m *model) moveEndpoints(moved []int32) {
+	m.epIP.move(moved)
+	m.epMAC.move(moved)
+	m.epPort.move(moved)
 	clear(m.onHost)
 	clear(m.inVPC)
 	for p, sl := range m.eps.slots {
 		if sl.live {
-			addTo(m.onHost, m.names.name(sl.v.host), int32(p))
-			addTo(m.inVPC, m.names.name(sl.v.vpc), int32(p))
+			h, v := m.names.name(sl.v.host), m.names.name(sl.v.vpc)
+			m.onHost[h] = append(m.onHost[h], int32(p))
+			m.inVPC[v] = append(m.inVPC[v], int32(p))
 		}
 	}
 }
 
-// endpointsAt are the endpoints at positions ps of eps.
-func (m *model) endpointsAt(ps set[int32]) iter.Seq[Endpoint] {
+// endpointsAt are the endpoints at positions ps of eps, in eps's order.
+func (m *model) endpointsAt(ps []int32) iter.Seq[Endpoint] {
 	return func(yield func(Endpoint) bool) {
-		for p := range ps {
+		for _, p := range ps {
 			if !yield(m.eps.unpack(m.eps.slots[p].v)) {
 				return
 			}
@@ -506,7 +559,7 @@ func (m *model) epByIP(vpc string, ip netip.Addr) string {
 	if !ok || !ip.Is4() {
 		return ""
 	}
-	return m.epIP[ipKey{n, ip.As4()}]
+	return epAt(m, m.epIP, ipKey{n, ip.As4()})
 }
 
 // epByMAC is the endpoint with MAC mac in vpc, "" if none.
@@ -515,7 +568,7 @@ func (m *model) epByMAC(vpc string, mac MAC) string {
 	if !ok {
 		return ""
 	}
-	return m.epMAC[macKey{n, mac}]
+	return epAt(m, m.epMAC, macKey{n, mac})
 }
 
 // epByPort is the endpoint on port of host, "" if none.
@@ -524,7 +577,17 @@ func (m *model) epByPort(host string, port uint16) string {
 	if !ok {
 		return ""
 	}
-	return m.epPort[portKey{n, port}]
+	return epAt(m, m.epPort, portKey{n, port})
+}
+
+// epAt is the id of the endpoint at the position by maps k to, "" if
+// none.
+func epAt[K comparable](m *model, by posIndex[K], k K) string {
+	p, ok := by.get(k)
+	if !ok {
+		return ""
+	}
+	return m.eps.slots[p].v.id
 }
 
 // deleteIf deletes k from m if it maps to v.
@@ -552,7 +615,7 @@ func (m *model) putLB(lb LoadBalancer) {
 func (m *model) delLB(name string) {
 	if old, ok := m.lbs.get(name); ok {
 		m.unindexLB(old)
-		m.lbs.del(name, func(lb LoadBalancer) string { return lb.Name })
+		m.lbs.del(name)
 	}
 }
 
@@ -583,7 +646,7 @@ func (m *model) putRoute(r Route) {
 func (m *model) delRoute(k RouteKey) {
 	if old, ok := m.routes.get(k); ok {
 		m.unindexRoute(old)
-		m.routes.del(k, Route.Key)
+		m.routes.del(k)
 	}
 }
 
@@ -657,9 +720,58 @@ func (m *model) chooseRoutes() []RouteStatus {
 	return out
 }
 
-// hostsOf returns, sorted, the hosts with an endpoint in vpc.
+// hostsMoved keeps vpc's list of hosts, if hostsOf made one, as host
+// (numbered) comes to it or leaves it: in a copy, since the list is
+// shared, in time linear in the VPC's hosts, as making the sides that
+// list them is; a list made again would be linear in its endpoints.
+func (m *model) hostsMoved(vpc string, host uint32, came bool) {
+	l, ok := m.hostLists[vpc]
+	if !ok {
+		return
+	}
+	h := m.names.name(host)
+	i, found := slices.BinarySearch(l, h)
+	switch {
+	case came && !found:
+		n := make([]string, len(l)+1)
+		copy(n, l[:i])
+		n[i] = h
+		copy(n[i+1:], l[i:])
+		m.hostLists[vpc] = n
+	case !came && found && len(l) == 1:
+		m.hostLists[vpc] = nil
+	case !came && found:
+		n := make([]string, 0, len(l)-1)
+		m.hostLists[vpc] = append(append(n, l[:i]...), l[i+1:]...)
+	}
+}
+
+// hostsOf returns, sorted, the hosts with an endpoint in vpc. The list
+// is shared (hostLists): callers must not write into it, and it is
+// clipped, so that one appending to it gets a copy.
 func (m *model) hostsOf(vpc string) []string {
-	return m.sortedNames(m.vpcHosts[vpc])
+	if l, ok := m.hostLists[vpc]; ok {
+		return l
+	}
+	var nums []uint32
+	for _, p := range m.inVPC[vpc] {
+		nums = append(nums, m.eps.slots[p].v.host)
+	}
+	slices.Sort(nums)
+	nums = slices.Compact(nums)
+	var l []string
+	if len(nums) > 0 {
+		l = make([]string, len(nums))
+		for i, n := range nums {
+			l[i] = m.names.name(n)
+		}
+		slices.Sort(l)
+	}
+	if m.hostLists == nil {
+		m.hostLists = map[string][]string{}
+	}
+	m.hostLists[vpc] = l
+	return l
 }
 
 // vpcsOfHost returns, sorted, the VPCs host has endpoints in.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -136,4 +137,32 @@ func (st *Store) PeerSides() (_ map[string]map[string]*p4meshv1.PeerSide, legacy
 	st.sides = out
 	st.mu.Unlock()
 	return out, legacy, nil
+}
+
+// peerHostLists are the host lists of the peer sides received, one per VPC,
+// for the sides to share. A side lists every host of its VPC (~950 at a
+// million endpoints), and a peer controller sends a side per peering of
+// the VPC, each with the same list: decoded, each side had its own, with
+// the capacity its decoding grew it to. A list is never written to once
+// held.
+type peerHostLists map[string][]string
+
+// share returns vpc's list if it is hosts, or else a copy of hosts made
+// the list held, each host id the model's string where it has one.
+func (sh peerHostLists) share(vpc string, hosts []string, n *names) []string {
+	if len(hosts) == 0 {
+		return hosts
+	}
+	if held, ok := sh[vpc]; ok && slices.Equal(held, hosts) {
+		return held
+	}
+	out := make([]string, len(hosts))
+	for i, h := range hosts {
+		if k, ok := n.num[h]; ok {
+			h = n.name(k)
+		}
+		out[i] = h
+	}
+	sh[vpc] = out
+	return out
 }

@@ -142,6 +142,9 @@ type Server struct {
 	// check the streams they can affect (revokeHostsLocked,
 	// revokeVouchedLocked).
 	authGen uint64
+
+	// peerHosts are the host lists remote's sides share (internHosts).
+	peerHosts peerHostLists
 }
 
 // service is the published connectivity of one (VPC, export policy).
@@ -656,18 +659,18 @@ func (s *Server) followPeer(ctx context.Context, name, addrs string) {
 	})
 }
 
-// internHosts makes the host ids of a peer side just received share the
-// model's strings where it has them: a side lists every host of its VPC,
-// and a controller keeps the sides of all its VPCs' peers, a million host
-// ids at a million endpoints, most of them hosts of its own endpoints too.
+// internHosts makes the host list of a peer side just received the one
+// its VPC's other sides share, its ids the model's strings where it has
+// them: a side lists every host of its VPC, and a controller keeps the
+// sides of all its VPCs' peers, a million host ids at a million
+// endpoints, most of them hosts of its own endpoints too (peerHostLists).
 func (s *Server) internHosts(ps *p4meshv1.PeerSide) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, h := range ps.Hosts {
-		if n, ok := s.m.names.num[h]; ok {
-			ps.Hosts[i] = s.m.names.name(n)
-		}
+	if s.peerHosts == nil {
+		s.peerHosts = peerHostLists{}
 	}
+	ps.Hosts = s.peerHosts.share(ps.GetVpc(), ps.Hosts, &s.m.names)
 }
 
 // name is this controller's name.
