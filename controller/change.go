@@ -170,6 +170,13 @@ func (s *Server) applyChangeLocked(ch *Change) error {
 	return s.counted(s.applyChange(ch))
 }
 
+// snapshot is a materialised configuration (Server.Config) with, if it
+// can be extended, its tail.
+type snapshot struct {
+	c    Config
+	tail *snapTail
+}
+
 // snapTail is a snapshot's endpoints, load balancers and routes with
 // their spare capacity. The snapshot handed out has them capped (s[:n:n]),
 // so that a caller appending to one gets a copy; the next snapshot appends
@@ -225,13 +232,12 @@ func onlyAdds(m *model, ch *Change) bool {
 	return true
 }
 
-// nextSnap is prev, whose lists with their capacity are t, with what ch
-// adds (onlyAdds) appended: the cost of ch, not of the configuration,
-// which Config would otherwise materialise again after every change
-// (gNMI asks for it on every Set). The items are copied: the model keeps
-// its own, and ch's are the caller's.
-func nextSnap(prev *Config, t *snapTail, ch *Change) (*Config, *snapTail) {
-	n := *prev
+// nextSnap is prev with what ch adds (onlyAdds) appended: the cost of
+// ch, not of the configuration, which Config would otherwise materialise
+// again after every change for a reader that follows them. The items are
+// copied: the model keeps its own, and ch's are the caller's.
+func nextSnap(prev *snapshot, ch *Change) *snapshot {
+	n, t := prev.c, prev.tail
 	nt := &snapTail{eps: t.eps, lbs: t.lbs, routes: t.routes}
 	nt.eps = append(nt.eps, ch.Endpoints...)
 	for _, lb := range ch.LoadBalancers {
@@ -242,5 +248,5 @@ func nextSnap(prev *Config, t *snapTail, ch *Change) (*Config, *snapTail) {
 	n.Endpoints = nt.eps[:len(nt.eps):len(nt.eps)]
 	n.LoadBalancers = nt.lbs[:len(nt.lbs):len(nt.lbs)]
 	n.Routes = nt.routes[:len(nt.routes):len(nt.routes)]
-	return &n, nt
+	return &snapshot{c: n, tail: nt}
 }

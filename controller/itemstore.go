@@ -72,9 +72,11 @@ type ItemStore struct {
 	// endpoints held tens of MB of them, twice (decoded in sides).
 	sides    map[string]map[string]*p4meshv1.PeerSide
 	sideSums map[string][sha256.Size]byte
-	// cur is the configuration stored, nil when a Commit made it stale
-	// (Current loads it again: building it per change would cost the
-	// size of the configuration); damaged lists the items that did not
+	// cur is the configuration stored, as loaded or as the start
+	// committed it, until Current hands it over; nil otherwise (Current
+	// loads it again: keeping it up per change would cost the size of the
+	// configuration, and keeping it at all a second copy of every item
+	// beside the Server's model). damaged lists the items that did not
 	// decode, by key.
 	cur     *Config
 	damaged map[string]error
@@ -284,20 +286,33 @@ func (s *ItemStore) damagedErr() error {
 	return fmt.Errorf("the configuration store holds items that do not decode:\n%w", errors.Join(errs...))
 }
 
-// Current is the configuration stored, nil if none. After a Commit it is
-// loaded again from the backend, at the cost of the configuration's size:
-// a Server asks for it once, at its start.
+// Current is the configuration stored, nil if none; it is the caller's,
+// and the store keeps no reference to it. The one Startup or the load
+// left is handed over; after that, or a commit, it is loaded again from
+// the backend, at the cost of the configuration's size: a Server asks
+// for it once, at its start, and builds its model from it.
 func (s *ItemStore) Current() *Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	c, err := s.currentLocked()
+	if err != nil {
+		return nil
+	}
+	s.cur = nil
+	return c
+}
+
+// currentLocked is the configuration stored, loaded again if it is not
+// at hand. s.mu must be held.
+func (s *ItemStore) currentLocked() (*Config, error) {
 	if s.cur == nil && len(s.seq) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), itemCommitLimit)
 		defer cancel()
 		if err := s.load(ctx); err != nil {
-			return nil
+			return nil, err
 		}
 	}
-	return s.cur
+	return s.cur, nil
 }
 
 // Revision is the backend's revision as of the last load or commit.
@@ -532,7 +547,6 @@ func (s *ItemStore) commitAll(c *Config, extra []store.Op) (uint64, error) {
 		b.seqs[k] = 0
 	}
 	if len(ops) == 0 {
-		s.cur = c
 		return s.rev, nil
 	}
 	rev, err := s.commit(ops)
@@ -557,7 +571,7 @@ func (s *ItemStore) commitAll(c *Config, extra []store.Op) (uint64, error) {
 			s.sideSums[op.Key] = sha256.Sum256(op.Value)
 		}
 	}
-	s.cur = c
+	s.cur = nil // the caller's; Startup and MigrateDataDir keep theirs
 	clear(s.damaged)
 	return rev, nil
 }
@@ -726,8 +740,12 @@ func (s *ItemStore) sideOps(controller string, sides map[string]*p4meshv1.PeerSi
 func (s *ItemStore) Startup(fromFlag *Config, overrideSaved bool) (StartupResult, error) {
 	var res StartupResult
 	s.mu.Lock()
-	saved, derr := s.cur, s.damagedErr()
+	saved, err := s.currentLocked()
+	derr := s.damagedErr()
 	s.mu.Unlock()
+	if err != nil {
+		return res, err
+	}
 	if derr != nil {
 		if !overrideSaved || fromFlag == nil {
 			return res, fmt.Errorf("%w\nThe controller does not start from it. Restore the data directory from a backup; or start from --config "+
@@ -756,6 +774,7 @@ func (s *ItemStore) Startup(fromFlag *Config, overrideSaved bool) (StartupResult
 		if _, err := s.commitAll(fromFlag, extra); err != nil {
 			return res, fmt.Errorf("--config: %w", err)
 		}
+		s.cur = fromFlag // for Current to hand over
 		res.SetAside, res.Unloadable = aside+" in the store", derr
 		return res, nil
 	}
@@ -773,9 +792,13 @@ func (s *ItemStore) Startup(fromFlag *Config, overrideSaved bool) (StartupResult
 		if err := fromFlag.Validate(); err != nil {
 			return res, fmt.Errorf("--config: invalid configuration:\n%w", err)
 		}
-		if _, err := s.CommitAll(fromFlag.Clone()); err != nil {
+		c := fromFlag.Clone()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, err := s.commitAll(c, nil); err != nil {
 			return res, fmt.Errorf("--config: %w", err)
 		}
+		s.cur = c // for Current to hand over
 		return res, nil
 	default:
 		return res, ErrNoConfig
@@ -832,6 +855,7 @@ func (s *ItemStore) MigrateDataDir(dir string, warn func(msg string, args ...any
 	if _, err := s.commitAll(c, extra); err != nil {
 		return "", fmt.Errorf("migrate %s into the store: %w", yamlStore.path, err)
 	}
+	s.cur = c // what Startup finds saved
 	s.migrated = dir
 	for ctl, cs := range sides {
 		s.sides[ctl] = cs
