@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 	"weak"
 
 	"google.golang.org/grpc"
@@ -445,4 +446,36 @@ func TestStartConfigurationReleased(t *testing.T) {
 		items, b = openItems(t, dir) // the restart: from what was saved
 	}
 	b.Close()
+}
+
+// The item store's order numbers of endpoints are keyed by the ids of
+// the configuration they came with, started from or loaded, which the
+// model keeps too: no second copy of each id (issue 14).
+func TestItemStoreSharesEndpointIDs(t *testing.T) {
+	dir := t.TempDir()
+	items, b := openItems(t, dir)
+	c := example(t)
+	if _, err := items.Startup(c, false); err != nil {
+		t.Fatal(err)
+	}
+	shared := func(when string, s *ItemStore, c *Config) {
+		t.Helper()
+		keys := map[*byte]bool{}
+		for id := range s.seq.eps {
+			keys[unsafe.StringData(id)] = true
+		}
+		if len(keys) != len(c.Endpoints) || len(c.Endpoints) == 0 {
+			t.Fatalf("%s: %d endpoint order numbers for %d endpoints", when, len(keys), len(c.Endpoints))
+		}
+		for _, e := range c.Endpoints {
+			if !keys[unsafe.StringData(e.ID)] {
+				t.Fatalf("%s: %s's order number is keyed by a copy of its id", when, e.ID)
+			}
+		}
+	}
+	shared("started", items, c)
+	b.Close()
+	again, b2 := openItems(t, dir)
+	defer b2.Close()
+	shared("loaded", again, again.Current())
 }
