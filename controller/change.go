@@ -125,6 +125,20 @@ func edit[T any, K comparable](list []T, del []K, put []T, key func(T) K) []T {
 	return list
 }
 
+// InvalidConfigError is Apply's and ApplyChange's refusal of a
+// configuration that does not validate: Errs are Validate's errors of the
+// configuration refused (the one a change would make), in Validate's
+// order, each naming its item by a path ("endpoints[e1].ip: ..."), which
+// a reader can word its own way (gNMI's YANG paths) without building
+// that configuration again.
+type InvalidConfigError struct {
+	Errs error
+}
+
+func (e *InvalidConfigError) Error() string { return "invalid configuration:\n" + e.Errs.Error() }
+
+func (e *InvalidConfigError) Unwrap() error { return e.Errs }
+
 // ApplyChange validates, persists and serves the current configuration
 // with ch applied; on error nothing changes. The result must be a valid
 // configuration as a whole, with the same errors Apply gives.

@@ -384,7 +384,7 @@ func (s *Server) counted(err error) error {
 // applyWhole is Apply, with changeMu held. It recomputes every table.
 func (s *Server) applyWhole(c *Config) error {
 	if err := c.Validate(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+		return &InvalidConfigError{Errs: err}
 	}
 	if c.Equal(s.Config()) {
 		return nil
@@ -413,7 +413,7 @@ func (s *Server) applyWhole(c *Config) error {
 func (s *Server) applyChange(ch *Change) error {
 	pd := newPending(s.m, ch)
 	if err := pd.check(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+		return &InvalidConfigError{Errs: err}
 	}
 	if pd.noop() {
 		return nil
