@@ -239,7 +239,7 @@ func BenchmarkPeerSideChange(b *testing.B) {
 }
 
 // BenchmarkApplyChangeWhole measures the changes ApplyChange still applies
-// as a whole configuration (a host, a VPC's VNI, a peering's export
+// as a whole configuration (a host's MAC, a VPC's VNI, a peering's export
 // policy: each can affect any item), at n endpoints, persisted as the
 // daemon does (ItemStore on bbolt): the configuration materialised and
 // edited (ApplyTo), validated whole, committed (CommitAll loads the whole
@@ -264,7 +264,7 @@ func BenchmarkApplyChangeWhole(b *testing.B) {
 			b.Fatal(err)
 		}
 		host := cfg.Hosts[0]
-		host.UplinkPort = 2
+		host.MAC = MAC{2, 0xbb, 0, 0, 0, 1}
 		vpc := cfg.VPCs[3]
 		vpc.VNI = 200
 		peering := cfg.Peerings[0]
