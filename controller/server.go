@@ -354,6 +354,25 @@ func (s *Server) configLocked() *Config {
 	return &sn.c
 }
 
+// ConfigBGP is what the BGP speaker reads of the configuration being
+// served: ConfigRest with the endpoints the bgp section's neighbors attach
+// to (their VPC-side addresses are the next hops). It costs the
+// neighbors, not the configuration: the daemon's BGP link reads it after
+// every change and every second.
+func (s *Server) ConfigBGP() *Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := *s.m.base
+	if c.BGP != nil {
+		ids := make([]string, 0, len(c.BGP.Neighbors))
+		for _, n := range c.BGP.Neighbors {
+			ids = append(ids, n.Attachment)
+		}
+		c.Endpoints = lookup(&s.m.eps, ids)
+	}
+	return &c
+}
+
 // ConfigRest is the configuration being served without its endpoints,
 // load balancers and routes (nil): the short lists and the bgp section,
 // shared and immutable, at no cost.
