@@ -63,8 +63,8 @@ func TestBGPConfigRoundTrip(t *testing.T) {
 	if got := again.Current(); !got.Equal(c) {
 		t.Errorf("after a restart: %s", DiffConfigs(c, got, "before", "after"))
 	}
-	if _, ok := again.seq["bgp-neighbor/red/10.1.255.2"]; !ok {
-		t.Errorf("no item for the neighbor: %v", again.seq)
+	if _, ok := again.seq.get("bgp-neighbor/red/10.1.255.2"); !ok {
+		t.Errorf("no item for the neighbor: %v", again.seq.rest)
 	}
 }
 

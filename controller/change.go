@@ -125,6 +125,20 @@ func edit[T any, K comparable](list []T, del []K, put []T, key func(T) K) []T {
 	return list
 }
 
+// InvalidConfigError is Apply's and ApplyChange's refusal of a
+// configuration that does not validate: Errs are Validate's errors of the
+// configuration refused (the one a change would make), in Validate's
+// order, each naming its item by a path ("endpoints[e1].ip: ..."), which
+// a reader can word its own way (gNMI's YANG paths) without building
+// that configuration again.
+type InvalidConfigError struct {
+	Errs error
+}
+
+func (e *InvalidConfigError) Error() string { return "invalid configuration:\n" + e.Errs.Error() }
+
+func (e *InvalidConfigError) Unwrap() error { return e.Errs }
+
 // ApplyChange validates, persists and serves the current configuration
 // with ch applied; on error nothing changes. The result must be a valid
 // configuration as a whole, with the same errors Apply gives.
@@ -168,6 +182,13 @@ func (s *Server) applyChangeLocked(ch *Change) error {
 		return s.counted(s.applyWhole(ch.ApplyTo(s.Config())))
 	}
 	return s.counted(s.applyChange(ch))
+}
+
+// snapshot is a materialised configuration (Server.Config) with, if it
+// can be extended, its tail.
+type snapshot struct {
+	c    Config
+	tail *snapTail
 }
 
 // snapTail is a snapshot's endpoints, load balancers and routes with
@@ -225,13 +246,12 @@ func onlyAdds(m *model, ch *Change) bool {
 	return true
 }
 
-// nextSnap is prev, whose lists with their capacity are t, with what ch
-// adds (onlyAdds) appended: the cost of ch, not of the configuration,
-// which Config would otherwise materialise again after every change
-// (gNMI asks for it on every Set). The items are copied: the model keeps
-// its own, and ch's are the caller's.
-func nextSnap(prev *Config, t *snapTail, ch *Change) (*Config, *snapTail) {
-	n := *prev
+// nextSnap is prev with what ch adds (onlyAdds) appended: the cost of
+// ch, not of the configuration, which Config would otherwise materialise
+// again after every change for a reader that follows them. The items are
+// copied: the model keeps its own, and ch's are the caller's.
+func nextSnap(prev *snapshot, ch *Change) *snapshot {
+	n, t := prev.c, prev.tail
 	nt := &snapTail{eps: t.eps, lbs: t.lbs, routes: t.routes}
 	nt.eps = append(nt.eps, ch.Endpoints...)
 	for _, lb := range ch.LoadBalancers {
@@ -242,5 +262,5 @@ func nextSnap(prev *Config, t *snapTail, ch *Change) (*Config, *snapTail) {
 	n.Endpoints = nt.eps[:len(nt.eps):len(nt.eps)]
 	n.LoadBalancers = nt.lbs[:len(nt.lbs):len(nt.lbs)]
 	n.Routes = nt.routes[:len(nt.routes):len(nt.routes)]
-	return &n, nt
+	return &snapshot{c: n, tail: nt}
 }

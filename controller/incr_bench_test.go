@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/p4mesh/p4mesh/api/p4meshv1"
+	"github.com/p4mesh/p4mesh/store/boltstore"
 )
 
 // benchSizes are the configuration sizes the benchmarks run at, in
@@ -233,5 +235,65 @@ func BenchmarkPeerSideChange(b *testing.B) {
 				s.setRemote(ctx, "c2", side(100+i%2))
 			}
 		})
+	}
+}
+
+// BenchmarkApplyChangeWhole measures the changes ApplyChange still applies
+// as a whole configuration (a host's MAC, a VPC's VNI, a peering's export
+// policy: each can affect any item), at n endpoints, persisted as the
+// daemon does (ItemStore on bbolt): the configuration materialised and
+// edited (ApplyTo), validated whole, committed (CommitAll loads the whole
+// store to diff it), a new model built and every table recomputed. Each
+// change is made, then undone.
+func BenchmarkApplyChangeWhole(b *testing.B) {
+	for _, n := range benchSizes[:2] {
+		cfg := scaleConfig(n)
+		backend, err := boltstore.Open(filepath.Join(b.TempDir(), "store.db"), boltstore.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		items, err := OpenItemStore(b.Context(), backend)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := items.Startup(cfg, false); err != nil {
+			b.Fatal(err)
+		}
+		s, err := NewServer(ServerOptions{Store: items})
+		if err != nil {
+			b.Fatal(err)
+		}
+		host := cfg.Hosts[0]
+		host.MAC = MAC{2, 0xbb, 0, 0, 0, 1}
+		vpc := cfg.VPCs[3]
+		vpc.VNI = 200
+		peering := cfg.Peerings[0]
+		peering.ExportPolicy = "web"
+		for _, kind := range []struct {
+			name     string
+			do, undo *Change
+		}{
+			{"host", &Change{Hosts: []Host{host}}, &Change{Hosts: []Host{cfg.Hosts[0]}}},
+			{"vpc", &Change{VPCs: []VPC{vpc}}, &Change{VPCs: []VPC{cfg.VPCs[3]}}},
+			{"peering", &Change{Peerings: []Peering{peering}}, &Change{Peerings: []Peering{cfg.Peerings[0]}}},
+		} {
+			b.Run(fmt.Sprintf("endpoints=%d/%s", n, kind.name), func(b *testing.B) {
+				var took []time.Duration
+				for i := 0; b.Loop(); i++ {
+					ch := kind.do
+					if i%2 == 1 {
+						ch = kind.undo
+					}
+					start := time.Now()
+					if err := s.ApplyChange(ch); err != nil {
+						b.Fatal(err)
+					}
+					took = append(took, time.Since(start))
+				}
+				slices.Sort(took)
+				b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+			})
+		}
+		backend.Close()
 	}
 }

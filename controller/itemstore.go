@@ -61,9 +61,9 @@ type ItemStore struct {
 	mu sync.Mutex
 	// rev is the backend's revision as of the last load or commit.
 	rev uint64
-	// seq is the order number of each configuration item stored, by key;
-	// next is the one the next new item gets.
-	seq  map[string]uint64
+	// seq is the order number of each configuration item stored; next
+	// is the one the next new item gets.
+	seq  seqs
 	next uint64
 	// sides are the peer sides stored, by controller then by "vpc/peer
 	// vpc", and sideSums the SHA-256 of their stored values by key: what
@@ -72,9 +72,11 @@ type ItemStore struct {
 	// endpoints held tens of MB of them, twice (decoded in sides).
 	sides    map[string]map[string]*p4meshv1.PeerSide
 	sideSums map[string][sha256.Size]byte
-	// cur is the configuration stored, nil when a Commit made it stale
-	// (Current loads it again: building it per change would cost the
-	// size of the configuration); damaged lists the items that did not
+	// cur is the configuration stored, as loaded or as the start
+	// committed it, until Current hands it over; nil otherwise (Current
+	// loads it again: keeping it up per change would cost the size of the
+	// configuration, and keeping it at all a second copy of every item
+	// beside the Server's model). damaged lists the items that did not
 	// decode, by key.
 	cur     *Config
 	damaged map[string]error
@@ -98,6 +100,63 @@ const (
 	damagedPrefix   = "damaged/"
 	itemCommitLimit = 30 * time.Second
 )
+
+// seqs are the order numbers of the items stored. Endpoints, the items
+// that come by the million, have their own map keyed by id, with the id
+// strings of the configuration they were stored from or loaded into
+// (which the Server's model keeps): keyed by store key, each was a
+// second copy of its id ("endpoint/<id>"), 32 MB of 85 at a million
+// endpoints (issue 14).
+type seqs struct {
+	eps  map[string]uint64 // endpoints, by id
+	rest map[string]uint64 // every other item, by key
+}
+
+const endpointPrefix = "endpoint/"
+
+func newSeqs() seqs { return seqs{eps: map[string]uint64{}, rest: map[string]uint64{}} }
+
+// endpointID is the id an endpoint's key names, ok false for a key that
+// is not an endpoint's.
+func endpointID(key string) (string, bool) {
+	esc, ok := strings.CutPrefix(key, endpointPrefix)
+	if !ok {
+		return "", false
+	}
+	if id, err := url.PathUnescape(esc); err == nil {
+		return id, true
+	}
+	return esc, true // a key no p4mesh wrote: by itself
+}
+
+func (q *seqs) get(key string) (uint64, bool) {
+	if id, ok := endpointID(key); ok {
+		n, ok := q.eps[id]
+		return n, ok
+	}
+	n, ok := q.rest[key]
+	return n, ok
+}
+
+// set makes n key's order number, 0 none. id is the endpoint's id if key
+// is an endpoint's, in the string to keep ("": the key's).
+func (q *seqs) set(key, id string, n uint64) {
+	m := q.rest
+	if kid, ok := endpointID(key); ok {
+		m = q.eps
+		if id == "" {
+			id = kid
+		}
+		key = id
+	}
+	if n == 0 {
+		delete(m, key)
+	} else {
+		m[key] = n
+	}
+}
+
+func (q *seqs) len() int { return len(q.eps) + len(q.rest) }
 
 // itemValue is a configuration item's stored value.
 type itemValue struct {
@@ -140,7 +199,7 @@ func (s *ItemStore) load(ctx context.Context) error {
 		return fmt.Errorf("load the configuration store: %w", err)
 	}
 	s.rev, s.next = rev, 1
-	s.seq = map[string]uint64{}
+	s.seq = newSeqs()
 	s.sides = map[string]map[string]*p4meshv1.PeerSide{}
 	s.sideSums = map[string][sha256.Size]byte{}
 	s.damaged = map[string]error{}
@@ -190,7 +249,9 @@ func (s *ItemStore) load(ctx context.Context) error {
 			s.damaged[k] = err
 			continue
 		}
-		s.seq[k] = iv.Seq
+		if _, ep := endpointID(k); !ep {
+			s.seq.set(k, "", iv.Seq) // endpoints': as decoded, below
+		}
 		s.next = max(s.next, iv.Seq+1)
 		if k == controllerKey {
 			if err := json.Unmarshal(iv.Item, &d.Controller); err != nil {
@@ -222,7 +283,17 @@ func (s *ItemStore) load(ctx context.Context) error {
 	decode("directory", appendJSON(&d.Directory))
 	decode("vpc", appendJSON(&d.VPCs))
 	decode("host", appendJSON(&d.Hosts))
-	decode("endpoint", appendJSON(&d.Endpoints))
+	epIDs := appendJSON(&d.Endpoints)
+	for _, e := range slices.SortedFunc(slices.Values(lists["endpoint"]), func(a, b entry) int { return cmp.Compare(a.seq, b.seq) }) {
+		id := ""
+		if err := epIDs(e.raw); err != nil {
+			s.damaged[e.key] = err
+		} else {
+			id = d.Endpoints[len(d.Endpoints)-1].ID
+		}
+		s.seq.set(e.key, id, e.seq)
+	}
+	delete(lists, "endpoint")
 	decode("lb", appendJSON(&d.LoadBalancers))
 	decode("route", appendJSON(&d.Routes))
 	decode("policy", appendJSON(&d.ExportPolicies))
@@ -249,7 +320,7 @@ func (s *ItemStore) load(ctx context.Context) error {
 		s.damaged["(items)"] = err
 		return nil
 	}
-	if d.Controller == "" && len(s.seq) == 0 {
+	if d.Controller == "" && s.seq.len() == 0 {
 		return nil // peer sides only: no configuration
 	}
 	s.cur = c
@@ -284,20 +355,33 @@ func (s *ItemStore) damagedErr() error {
 	return fmt.Errorf("the configuration store holds items that do not decode:\n%w", errors.Join(errs...))
 }
 
-// Current is the configuration stored, nil if none. After a Commit it is
-// loaded again from the backend, at the cost of the configuration's size:
-// a Server asks for it once, at its start.
+// Current is the configuration stored, nil if none; it is the caller's,
+// and the store keeps no reference to it. The one Startup or the load
+// left is handed over; after that, or a commit, it is loaded again from
+// the backend, at the cost of the configuration's size: a Server asks
+// for it once, at its start, and builds its model from it.
 func (s *ItemStore) Current() *Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cur == nil && len(s.seq) > 0 {
+	c, err := s.currentLocked()
+	if err != nil {
+		return nil
+	}
+	s.cur = nil
+	return c
+}
+
+// currentLocked is the configuration stored, loaded again if it is not
+// at hand. s.mu must be held.
+func (s *ItemStore) currentLocked() (*Config, error) {
+	if s.cur == nil && s.seq.len() > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), itemCommitLimit)
 		defer cancel()
 		if err := s.load(ctx); err != nil {
-			return nil
+			return nil, err
 		}
 	}
-	return s.cur
+	return s.cur, nil
 }
 
 // Revision is the backend's revision as of the last load or commit.
@@ -324,11 +408,7 @@ func (s *ItemStore) Commit(ch *Change, _ func() *Config) (uint64, error) {
 		return 0, err
 	}
 	for k, q := range seqs {
-		if q == 0 {
-			delete(s.seq, k)
-		} else {
-			s.seq[k] = q
-		}
+		s.seq.set(k, q.id, q.n)
 	}
 	s.cur = nil
 	return rev, nil
@@ -346,8 +426,8 @@ func (s *ItemStore) commit(ops []store.Op) (uint64, error) {
 }
 
 // changeOps are the ops of ch and the seq each key will have (0: deleted).
-func (s *ItemStore) changeOps(ch *Change) ([]store.Op, map[string]uint64, error) {
-	b := opBuilder{s: s, at: map[string]int{}, seqs: map[string]uint64{}, next: s.next}
+func (s *ItemStore) changeOps(ch *Change) ([]store.Op, map[string]seqAfter, error) {
+	b := opBuilder{s: s, at: map[string]int{}, seqs: map[string]seqAfter{}, next: s.next}
 	if ch.Controller != "" {
 		if err := b.put(controllerKey, ch.Controller, false); err != nil {
 			return nil, nil, err
@@ -388,12 +468,19 @@ func (s *ItemStore) changeOps(ch *Change) ([]store.Op, map[string]uint64, error)
 type opBuilder struct {
 	s    *ItemStore
 	ops  []store.Op
-	at   map[string]int    // key -> index in ops
-	seqs map[string]uint64 // key -> seq after the commit, 0 deleted
+	at   map[string]int      // key -> index in ops
+	seqs map[string]seqAfter // key -> seq after the commit
 	next uint64
 	// last is, per kind, the seq of the item last put by putAll, which
 	// keeps the whole configuration's order (CommitAll).
 	last map[string]uint64
+}
+
+// seqAfter is an item's seq after a commit, 0 deleted, and the id of an
+// endpoint's (seqs.set).
+type seqAfter struct {
+	n  uint64
+	id string
 }
 
 func (b *opBuilder) op(key string, v []byte) {
@@ -406,12 +493,12 @@ func (b *opBuilder) op(key string, v []byte) {
 }
 
 func (b *opBuilder) del(key string) {
-	_, stored := b.s.seq[key]
+	_, stored := b.s.seq.get(key)
 	if _, ok := b.at[key]; !ok && !stored {
 		return // absent: deleting it does nothing
 	}
 	b.op(key, nil)
-	b.seqs[key] = 0
+	b.seqs[key] = seqAfter{}
 }
 
 // put stores item under key. An item already stored keeps its seq, unless
@@ -419,14 +506,20 @@ func (b *opBuilder) del(key string) {
 // or, ordered, keeping it would put it before an item put earlier in its
 // list.
 func (b *opBuilder) put(key string, item any, ordered bool) error {
+	return b.putID(key, "", item, ordered)
+}
+
+// putID is put of an endpoint's item, id its id (seqs.set).
+func (b *opBuilder) putID(key, id string, item any, ordered bool) error {
 	raw, err := json.Marshal(item)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
 	kind, _, _ := strings.Cut(key, "/")
-	q, pending := b.seqs[key]
+	p, pending := b.seqs[key]
+	q := p.n
 	if !pending {
-		q = b.s.seq[key]
+		q, _ = b.s.seq.get(key)
 	}
 	if q == 0 || (ordered && q <= b.last[kind]) {
 		q = b.next
@@ -440,7 +533,7 @@ func (b *opBuilder) put(key string, item any, ordered bool) error {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
 	b.op(key, v)
-	b.seqs[key] = q
+	b.seqs[key] = seqAfter{q, id}
 	return nil
 }
 
@@ -458,7 +551,7 @@ func (b *opBuilder) putAll(d *configDoc, ordered bool) error {
 		put(keyOf("host", h.ID), h)
 	}
 	for _, e := range d.Endpoints {
-		put(keyOf("endpoint", e.ID), e)
+		errs = append(errs, b.putID(keyOf("endpoint", e.ID), e.ID, e, ordered))
 	}
 	for _, l := range d.LoadBalancers {
 		put(keyOf("lb", l.Name), l)
@@ -505,7 +598,7 @@ func (s *ItemStore) commitAll(c *Config, extra []store.Op) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("persist the configuration: %w", err)
 	}
-	b := opBuilder{s: s, at: map[string]int{}, seqs: map[string]uint64{}, next: s.next, last: map[string]uint64{}}
+	b := opBuilder{s: s, at: map[string]int{}, seqs: map[string]seqAfter{}, next: s.next, last: map[string]uint64{}}
 	for _, op := range extra {
 		b.op(op.Key, op.Value)
 	}
@@ -529,10 +622,9 @@ func (s *ItemStore) commitAll(c *Config, extra []store.Op) (uint64, error) {
 			continue
 		}
 		ops = append(ops, store.Op{Key: k})
-		b.seqs[k] = 0
+		b.seqs[k] = seqAfter{}
 	}
 	if len(ops) == 0 {
-		s.cur = c
 		return s.rev, nil
 	}
 	rev, err := s.commit(ops)
@@ -541,11 +633,7 @@ func (s *ItemStore) commitAll(c *Config, extra []store.Op) (uint64, error) {
 	}
 	s.next = b.next
 	for k, q := range b.seqs {
-		if q == 0 {
-			delete(s.seq, k)
-		} else {
-			s.seq[k] = q
-		}
+		s.seq.set(k, q.id, q.n)
 	}
 	for _, op := range extra {
 		if !strings.HasPrefix(op.Key, peerSidePrefix) {
@@ -557,7 +645,7 @@ func (s *ItemStore) commitAll(c *Config, extra []store.Op) (uint64, error) {
 			s.sideSums[op.Key] = sha256.Sum256(op.Value)
 		}
 	}
-	s.cur = c
+	s.cur = nil // the caller's; Startup and MigrateDataDir keep theirs
 	clear(s.damaged)
 	return rev, nil
 }
@@ -726,8 +814,12 @@ func (s *ItemStore) sideOps(controller string, sides map[string]*p4meshv1.PeerSi
 func (s *ItemStore) Startup(fromFlag *Config, overrideSaved bool) (StartupResult, error) {
 	var res StartupResult
 	s.mu.Lock()
-	saved, derr := s.cur, s.damagedErr()
+	saved, err := s.currentLocked()
+	derr := s.damagedErr()
 	s.mu.Unlock()
+	if err != nil {
+		return res, err
+	}
 	if derr != nil {
 		if !overrideSaved || fromFlag == nil {
 			return res, fmt.Errorf("%w\nThe controller does not start from it. Restore the data directory from a backup; or start from --config "+
@@ -756,6 +848,7 @@ func (s *ItemStore) Startup(fromFlag *Config, overrideSaved bool) (StartupResult
 		if _, err := s.commitAll(fromFlag, extra); err != nil {
 			return res, fmt.Errorf("--config: %w", err)
 		}
+		s.cur = fromFlag // for Current to hand over
 		res.SetAside, res.Unloadable = aside+" in the store", derr
 		return res, nil
 	}
@@ -773,9 +866,13 @@ func (s *ItemStore) Startup(fromFlag *Config, overrideSaved bool) (StartupResult
 		if err := fromFlag.Validate(); err != nil {
 			return res, fmt.Errorf("--config: invalid configuration:\n%w", err)
 		}
-		if _, err := s.CommitAll(fromFlag.Clone()); err != nil {
+		c := fromFlag.Clone()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, err := s.commitAll(c, nil); err != nil {
 			return res, fmt.Errorf("--config: %w", err)
 		}
+		s.cur = c // for Current to hand over
 		return res, nil
 	default:
 		return res, ErrNoConfig
@@ -800,7 +897,7 @@ func (s *ItemStore) MigrateDataDir(dir string, warn func(msg string, args ...any
 	if _, err := os.Stat(yamlStore.path); errors.Is(err, os.ErrNotExist) {
 		return "", nil
 	}
-	if s.migrated != "" || len(s.seq) > 0 {
+	if s.migrated != "" || s.seq.len() > 0 {
 		if s.migrated == "" {
 			warn("the data directory holds a config.yaml but the store already has a configuration: the file is ignored", "path", yamlStore.path)
 			return "", nil
@@ -832,6 +929,7 @@ func (s *ItemStore) MigrateDataDir(dir string, warn func(msg string, args ...any
 	if _, err := s.commitAll(c, extra); err != nil {
 		return "", fmt.Errorf("migrate %s into the store: %w", yamlStore.path, err)
 	}
+	s.cur = c // what Startup finds saved
 	s.migrated = dir
 	for ctl, cs := range sides {
 		s.sides[ctl] = cs

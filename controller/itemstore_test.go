@@ -7,12 +7,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
+	"weak"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -371,4 +374,108 @@ func TestItemStoreKeepsPoolModes(t *testing.T) {
 	if got := items.PoolModes(); len(got) != 0 {
 		t.Errorf("a forgotten mode is still there: %v", got)
 	}
+}
+
+// heldStore is an ItemStore that remembers, weakly, the endpoints of the
+// configuration it handed over.
+type heldStore struct {
+	*ItemStore
+	eps weak.Pointer[Endpoint]
+}
+
+func (h *heldStore) Current() *Config {
+	c := h.ItemStore.Current()
+	if c != nil && len(c.Endpoints) > 0 {
+		h.eps = weak.Make(&c.Endpoints[0])
+	}
+	return c
+}
+
+// released reports whether what p points into was collected.
+func released[T any](p weak.Pointer[T]) bool {
+	for range 3 {
+		runtime.GC()
+		if p.Value() == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Once a Server has built its model from the start's configuration,
+// nothing keeps that configuration: not the store, which hands it over,
+// not the Server, whose Config is built on demand and held by its
+// readers only (issue 14: a million endpoints are ~100 MB a controller,
+// held twice). A restart's configuration, loaded from the store, alike.
+func TestStartConfigurationReleased(t *testing.T) {
+	dir := t.TempDir()
+	items, b := openItems(t, dir)
+	if _, err := items.Startup(example(t), false); err != nil {
+		t.Fatal(err)
+	}
+	for run := range 2 {
+		h := &heldStore{ItemStore: items}
+		srv, err := NewServer(ServerOptions{Store: h, Auth: identity.Auth{Insecure: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.eps.Value() == nil {
+			t.Fatalf("run %d: the Server did not ask for the configuration", run)
+		}
+		if !released(h.eps) {
+			t.Fatalf("run %d: the start's endpoints are still held after NewServer", run)
+		}
+		// A reader holding Config shares one snapshot; dropped, it goes.
+		c := srv.Config()
+		if srv.Config() != c || len(c.Endpoints) != len(example(t).Endpoints) {
+			t.Fatalf("run %d: Config is not one shared snapshot of every endpoint", run)
+		}
+		held := weak.Make(&c.Endpoints[0])
+		runtime.GC()
+		if srv.Config() != c {
+			t.Fatalf("run %d: a snapshot a reader holds was built again", run)
+		}
+		c = nil
+		if !released(held) {
+			t.Fatalf("run %d: the Server holds the snapshot its readers dropped", run)
+		}
+		if !srv.Config().Equal(example(t)) {
+			t.Fatalf("run %d: Config built again differs from the start's", run)
+		}
+		b.Close()
+		items, b = openItems(t, dir) // the restart: from what was saved
+	}
+	b.Close()
+}
+
+// The item store's order numbers of endpoints are keyed by the ids of
+// the configuration they came with, started from or loaded, which the
+// model keeps too: no second copy of each id (issue 14).
+func TestItemStoreSharesEndpointIDs(t *testing.T) {
+	dir := t.TempDir()
+	items, b := openItems(t, dir)
+	c := example(t)
+	if _, err := items.Startup(c, false); err != nil {
+		t.Fatal(err)
+	}
+	shared := func(when string, s *ItemStore, c *Config) {
+		t.Helper()
+		keys := map[*byte]bool{}
+		for id := range s.seq.eps {
+			keys[unsafe.StringData(id)] = true
+		}
+		if len(keys) != len(c.Endpoints) || len(c.Endpoints) == 0 {
+			t.Fatalf("%s: %d endpoint order numbers for %d endpoints", when, len(keys), len(c.Endpoints))
+		}
+		for _, e := range c.Endpoints {
+			if !keys[unsafe.StringData(e.ID)] {
+				t.Fatalf("%s: %s's order number is keyed by a copy of its id", when, e.ID)
+			}
+		}
+	}
+	shared("started", items, c)
+	b.Close()
+	again, b2 := openItems(t, dir)
+	defer b2.Close()
+	shared("loaded", again, again.Current())
 }

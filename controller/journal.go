@@ -1,6 +1,10 @@
 package controller
 
-import "slices"
+import (
+	gomaps "maps"
+	"net/netip"
+	"slices"
+)
 
 // A reader that shows the configuration item by item (gNMI's Subscribe)
 // would otherwise rebuild all of it after every change: a second at 100k
@@ -164,6 +168,16 @@ func (s *Server) ConfigItems(keys *Change) (*Config, uint64) {
 	c.LoadBalancers = lookup(&m.lbs, keys.DeleteLoadBalancers)
 	c.Routes = lookup(&m.routes, keys.DeleteRoutes)
 	return c.Clone(), s.journal.seq + 1
+}
+
+// RoutesOf are the routes of vpc to prefix (every next hop), in their
+// order in the configuration being served: what names a route by VPC and
+// prefix in an error, at the cost of those routes.
+func (s *Server) RoutesOf(vpc string, prefix netip.Prefix) []Route {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := slices.Collect(gomaps.Keys(s.m.rtGroup[routeGroup{vpc, prefix}]))
+	return lookup(&s.m.routes, keys)
 }
 
 // pick is the items of list whose key is among keys, in list order.

@@ -15,7 +15,9 @@ import "github.com/p4mesh/p4mesh/api/p4meshv1"
 // revisions; it stays for tests and for data directories not yet migrated.
 type Persistence interface {
 	// Current is the configuration last persisted, nil if none: what a
-	// Server starts from.
+	// Server starts from, once, building its model from it. A store
+	// need not keep what it returns (ItemStore does not: it would hold
+	// every item a second time), so a second call may load it again.
 	Current() *Config
 	// Revision is the store's revision of Current. 0 means the store has
 	// no revisions (Store, NoPersistence): the Server then numbers its

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -85,11 +86,11 @@ type Server struct {
 	// recompute wakes only the subscribers whose view changed.
 	mu sync.Mutex
 	m  *model // the configuration being served
-	// snap is m materialised, nil until Config asks for it after a change.
-	snap *Config
-	// tail holds snap's big lists with room to grow (snap's are capped):
-	// a change that only adds items extends them (nextSnap).
-	tail *snapTail
+	// snap is m materialised, built when Config asks for it and held
+	// weakly: readers share it while one holds it, and the Server holds
+	// none of its own (a million endpoints materialised are ~100 MB a
+	// controller, issue 14, on top of the model that has them all).
+	snap weak.Pointer[snapshot]
 	// builds counts the snapshots materialised whole (ConfigBuilds).
 	builds uint64
 	// rev is the revision every watch table is at: the store's revision
@@ -218,12 +219,19 @@ func (c caller) String() string {
 
 // NewServer makes a controller serving store's current configuration.
 func NewServer(o ServerOptions) (*Server, error) {
-	if o.Store == nil || o.Store.Current() == nil {
+	// Asked once: an ItemStore hands its configuration over rather than
+	// keep it (Persistence.Current), and the model is all that stays of
+	// it once built.
+	var start *Config
+	if o.Store != nil {
+		start = o.Store.Current()
+	}
+	if start == nil {
 		return nil, errors.New("controller: no configuration applied")
 	}
 	// A Persistence stores, it does not validate: what it starts from
 	// must be valid for the model's invariants to hold.
-	if err := o.Store.Current().Validate(); err != nil {
+	if err := start.Validate(); err != nil {
 		return nil, fmt.Errorf("controller: invalid configuration:\n%w", err)
 	}
 	if o.Logger == nil {
@@ -235,15 +243,14 @@ func NewServer(o ServerOptions) (*Server, error) {
 	s := &Server{
 		opts:     o,
 		log:      o.Logger,
-		m:        newModel(o.Store.Current()),
-		snap:     o.Store.Current(),
+		m:        newModel(start),
 		remote:   map[string]map[string]*p4meshv1.PeerSide{},
 		hosts:    map[string]*watch.Table{},
 		services: map[PublishedService]*service{},
 		changed:  make(chan struct{}, 1),
 		ready:    make(chan struct{}),
 		rib:      newRIB(),
-		pools:    newPoolState(o.Store.Current(), time.Now()),
+		pools:    newPoolState(start, time.Now()),
 	}
 	if s.opts.PeerGrace <= 0 {
 		s.opts.PeerGrace = 10 * time.Second
@@ -335,9 +342,11 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // Config is the configuration being served, an immutable snapshot:
-// callers must not modify it. It is built when first asked for after a
-// change (in time linear in the configuration's size) and shared until
-// the next one.
+// callers must not modify it. It is built when asked for after a change
+// (in time linear in the configuration's size) and shared, until the
+// next change, by the readers that hold it; the Server keeps none of its
+// own, so one asked for again after every holder dropped it (and a GC
+// ran) is built again. Readers of the short lists only use ConfigRest.
 func (s *Server) Config() *Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -345,12 +354,44 @@ func (s *Server) Config() *Config {
 }
 
 func (s *Server) configLocked() *Config {
-	if s.snap == nil {
-		s.snap = s.m.config()
-		s.tail = tailOf(s.snap)
-		s.builds++
+	if sn := s.snap.Value(); sn != nil {
+		return &sn.c
 	}
-	return s.snap
+	c := s.m.config()
+	sn := &snapshot{c: *c, tail: tailOf(c)}
+	s.snap = weak.Make(sn)
+	s.builds++
+	// An interior pointer: a reader holding it holds sn, tail included.
+	return &sn.c
+}
+
+// ConfigBGP is what the BGP speaker reads of the configuration being
+// served: ConfigRest with the endpoints the bgp section's neighbors attach
+// to (their VPC-side addresses are the next hops). It costs the
+// neighbors, not the configuration: the daemon's BGP link reads it after
+// every change and every second.
+func (s *Server) ConfigBGP() *Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := *s.m.base
+	if c.BGP != nil {
+		ids := make([]string, 0, len(c.BGP.Neighbors))
+		for _, n := range c.BGP.Neighbors {
+			ids = append(ids, n.Attachment)
+		}
+		c.Endpoints = lookup(&s.m.eps, ids)
+	}
+	return &c
+}
+
+// ConfigRest is the configuration being served without its endpoints,
+// load balancers and routes (nil): the short lists and the bgp section,
+// shared and immutable, at no cost.
+func (s *Server) ConfigRest() *Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rest := *s.m.base
+	return &rest
 }
 
 // Apply validates, persists and serves a new configuration; on error
@@ -373,7 +414,7 @@ func (s *Server) counted(err error) error {
 // applyWhole is Apply, with changeMu held. It recomputes every table.
 func (s *Server) applyWhole(c *Config) error {
 	if err := c.Validate(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+		return &InvalidConfigError{Errs: err}
 	}
 	if c.Equal(s.Config()) {
 		return nil
@@ -385,7 +426,7 @@ func (s *Server) applyWhole(c *Config) error {
 	}
 	m := newModel(c)
 	s.mu.Lock()
-	s.m, s.snap, s.tail = m, c, nil
+	s.m, s.snap = m, weak.Make(&snapshot{c: *c})
 	s.gen++
 	s.journal.whole()
 	if s.advanceLocked(rev) {
@@ -402,7 +443,7 @@ func (s *Server) applyWhole(c *Config) error {
 func (s *Server) applyChange(ch *Change) error {
 	pd := newPending(s.m, ch)
 	if err := pd.check(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+		return &InvalidConfigError{Errs: err}
 	}
 	if pd.noop() {
 		return nil
@@ -429,11 +470,14 @@ func (s *Server) applyChange(ch *Change) error {
 	// peering or peer controller.
 	s.changedLocked()
 	// If the store built the new configuration, it is the snapshot; else
-	// one that only adds extends the last.
-	prev, tail := s.snap, s.tail
-	s.snap, s.tail = whole, nil
-	if whole == nil && adds && prev != nil && tail != nil {
-		s.snap, s.tail = nextSnap(prev, tail, ch)
+	// one that only adds extends the last, if a reader still holds it.
+	prev := s.snap.Value()
+	s.snap = weak.Pointer[snapshot]{}
+	switch {
+	case whole != nil:
+		s.snap = weak.Make(&snapshot{c: *whole})
+	case adds && prev != nil && prev.tail != nil:
+		s.snap = weak.Make(nextSnap(prev, ch))
 	}
 	s.journal.add(ch)
 	s.mu.Unlock()

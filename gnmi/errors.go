@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -150,18 +151,56 @@ func schemaPathErrors(err error) error {
 	return errors.Join(out...)
 }
 
+// TranslateErrors is ValidateConfig's wording of errs, the errors
+// Validate gave (controller.InvalidConfigError's), with view in place of
+// the configuration that was validated. What the translation reads of it
+// is a small part: the short lists (directory, VPCs, hosts,
+// export policies, peerings, gateway pools), the load balancers that may
+// have a backend without a name, the routes of each VPC and prefix errs
+// name a route by, and which item of a list has no name (named by index).
+// A view with those gives the words the whole configuration gives.
+func TranslateErrors(view *controller.Config, errs error) error {
+	return translateErrors(view, errs)
+}
+
+// RouteGroup is a VPC and prefix (as the controller formats it) that an
+// error names a route by.
+type RouteGroup struct{ VPC, Prefix string }
+
+// RoutesNamed are the groups errs's paths name a route by, each once: a
+// view for TranslateErrors holds every route of each.
+func RoutesNamed(errs error) []RouteGroup {
+	var out []RouteGroup
+	for _, e := range errorList(errs) {
+		path, _, ok := strings.Cut(e.Error(), ": ")
+		if !ok {
+			continue
+		}
+		segs, ok := splitPath(path)
+		if !ok || segs[0].name != "routes" || !segs[0].keyed {
+			continue
+		}
+		if vpc, prefix, ok := strings.Cut(segs[0].key, " "); ok && !slices.Contains(out, RouteGroup{vpc, prefix}) {
+			out = append(out, RouteGroup{vpc, prefix})
+		}
+	}
+	return out
+}
+
+func errorList(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
 // translateErrors rewrites the controller's validation errors, which name
 // YAML paths ("vpcs[red].subnets[1]: …"), to name YANG paths
 // ("/p4mesh/vpcs/vpc[name=red]/config/subnets: …"). c is the configuration
 // that was validated: list items the controller names by index are looked
 // up in it. A path it cannot translate is left as it is.
 func translateErrors(c *controller.Config, err error) error {
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
+	list := errorList(err)
 	out := make([]error, 0, len(list))
 	for _, e := range list {
 		path, msg, ok := strings.Cut(e.Error(), ": ")

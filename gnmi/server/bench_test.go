@@ -9,12 +9,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/p4mesh/p4mesh/controller"
@@ -273,7 +276,10 @@ func onChange(b *testing.B, srv *Server, ctl *controller.Server, id string, port
 //   - gnmi: what of "entries" is the gNMI server's: setEntries up to the
 //     Change (planEntries), without gRPC and without applying it;
 //   - entries+get: the Set, then a Get of the new endpoint's port, as a
-//     client reading back what it wrote; get-p50-ms is the Get alone.
+//     client reading back what it wrote; get-p50-ms is the Get alone;
+//   - refused: a Set of a new endpoint with an existing one's IP, which
+//     the controller refuses and the server words from what it touches
+//     (it fails if that builds the whole configuration).
 //
 // Reports p50 and p99 of each Set.
 func BenchmarkSetOneEndpoint(b *testing.B) {
@@ -338,13 +344,33 @@ func BenchmarkSetOneEndpoint(b *testing.B) {
 			}
 			return e.ID, time.Since(start)
 		}
-		for _, how := range []string{"entries", "whole", "controller", "gnmi", "entries+get"} {
+		for _, how := range []string{"entries", "whole", "controller", "gnmi", "entries+get", "refused"} {
 			b.Run(fmt.Sprintf("endpoints=%d/%s", n, how), func(b *testing.B) {
 				srv.wholeOnly = how == "whole"
 				defer func() { srv.wholeOnly = false }()
 				set(b) // the first Set after a change made elsewhere indexes the configuration
 				var sets, gets []time.Duration
+				builds := ctl.ConfigBuilds()
 				for b.Loop() {
+					if how == "refused" {
+						e := bigEndpoint(next, hosts)
+						e.IP = bigEndpoint(0, hosts).IP
+						// The entry whole: a Set of only its config
+						// is refused earlier, as making an entry
+						// with only what the path sets.
+						req := &gnmi.SetRequest{Update: []*gnmi.Update{{
+							Path: &gnmi.Path{Elem: []*gnmi.PathElem{{Name: "p4mesh"}, {Name: "endpoints"}, {Name: "endpoint", Key: map[string]string{"id": e.ID}}}},
+							Val: &gnmi.TypedValue{Value: &gnmi.TypedValue_JsonIetfVal{JsonIetfVal: fmt.Appendf(nil,
+								`{"id":%q,"config":{"id":%q,"vpc":"big","kind":"vm","ip":"%s","mac":"%s","host":%q,"port":%d}}`, e.ID, e.ID, e.IP, e.MAC, e.Host, e.Port)}},
+						}}}
+						start := time.Now()
+						_, err := c.Set(b.Context(), req)
+						sets = append(sets, time.Since(start))
+						if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), e.IP.String()+" is also") {
+							b.Fatalf("a Set of a second endpoint with %s: %v", e.IP, err)
+						}
+						continue
+					}
 					if how == "gnmi" {
 						req := request(bigEndpoint(next, hosts)) // the same one each time: nothing is applied
 						start := time.Now()
@@ -381,6 +407,9 @@ func BenchmarkSetOneEndpoint(b *testing.B) {
 				ms := func(ds []time.Duration, q int) float64 {
 					slices.Sort(ds)
 					return float64(ds[(len(ds)-1)*q/100].Microseconds()) / 1000
+				}
+				if how == "refused" && ctl.ConfigBuilds() != builds {
+					b.Errorf("refused Sets built the whole configuration %d times", ctl.ConfigBuilds()-builds)
 				}
 				b.ReportMetric(ms(sets, 50), "p50-ms")
 				b.ReportMetric(ms(sets, 99), "p99-ms")

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net/netip"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
@@ -250,25 +251,46 @@ func (s *Server) syncEntries() {
 
 // setEntries is a Set on the entries its paths name (see the top of this
 // file). It reports ok false, having changed nothing, for a Set it cannot
-// take: setWhole takes it.
-func (s *Server) setEntries(req *gnmi.SetRequest) (_ *gnmi.SetResponse, ok bool, _ error) {
+// take: setWhole takes it. part is the entries as they were, once looked
+// up (nil before): all of the running configuration a refusal of the Set
+// is explained from (explainAbsent).
+func (s *Server) setEntries(req *gnmi.SetRequest) (_ *gnmi.SetResponse, part *controller.Config, ok bool, _ error) {
 	p, ok, err := s.planEntries(req)
+	if p != nil {
+		part = p.part
+	}
 	if !ok || err != nil {
-		return nil, ok, err
+		return nil, part, ok, err
 	}
 	seq, err := s.o.Controller.ApplyChangeSeq(p.ch)
 	if err != nil {
-		// Explaining a refusal takes the whole configuration the Change
-		// would make: controller errors name items by position, and
-		// setWhole's name them in that configuration. Only a refused Set
-		// pays for it.
-		if verr := p4gnmi.ValidateConfig(p.ch.ApplyTo(s.o.Controller.Config())); verr != nil {
-			return nil, true, invalidSet(verr)
-		}
-		return nil, true, status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
+		return nil, part, true, s.refused(p.ch, err)
 	}
 	s.advanceEntries(p.seq, seq, p.after)
-	return p.resp, true, nil
+	return p.resp, part, true, nil
+}
+
+// refused words the controller's refusal of ch as setWhole's refusal of
+// the same Set: its errors name YANG paths, as translated on the whole
+// configuration ch would make (p4gnmi.ValidateConfig). The translation
+// reads little of that configuration (p4gnmi.TranslateErrors): the
+// short lists, the load balancers ch puts, and the routes the errors
+// name by VPC and prefix, so a refusal costs what the Set touches. The
+// rest it reads is which items have no name, which errors name by index
+// in the whole configuration; the schema refuses those (a key of length
+// 0) before the controller sees them.
+func (s *Server) refused(ch *controller.Change, err error) error {
+	var inv *controller.InvalidConfigError
+	if !errors.As(err, &inv) {
+		return status.Errorf(codes.InvalidArgument, "nothing changed: %v", err)
+	}
+	view := s.o.Controller.ConfigRest()
+	for _, g := range p4gnmi.RoutesNamed(inv.Errs) {
+		if p, err := netip.ParsePrefix(g.Prefix); err == nil {
+			view.Routes = append(view.Routes, s.o.Controller.RoutesOf(g.VPC, p)...)
+		}
+	}
+	return invalidSet(p4gnmi.TranslateErrors(ch.ApplyTo(view), inv.Errs))
 }
 
 // entryPlan is what setEntries makes of a Set before the controller sees
@@ -278,6 +300,7 @@ type entryPlan struct {
 	ch    *controller.Change
 	seq   uint64             // the configuration ch applies to
 	after *controller.Config // the entries ch puts
+	part  *controller.Config // the entries as they are (ConfigItems)
 }
 
 // planEntries is setEntries up to the Change; it changes nothing but
@@ -346,18 +369,18 @@ func (s *Server) planEntries(req *gnmi.SetRequest) (_ *entryPlan, ok bool, _ err
 	}
 	dev, err := p4gnmi.FromConfig(part)
 	if err != nil {
-		return nil, true, status.Errorf(codes.Internal, "build the tree: %v", err)
+		return &entryPlan{part: part}, true, status.Errorf(codes.Internal, "build the tree: %v", err)
 	}
 	resp, err := s.applyOps(dev, req)
 	if err != nil {
-		return nil, true, err
+		return &entryPlan{part: part}, true, err
 	}
 	if err := p4gnmi.CheckSchema(dev); err != nil {
-		return nil, true, invalidSet(err)
+		return &entryPlan{part: part}, true, invalidSet(err)
 	}
 	after, err := p4gnmi.ToConfig(dev)
 	if err != nil {
-		return nil, true, invalidSet(err)
+		return &entryPlan{part: part}, true, invalidSet(err)
 	}
 	// Every item the tree converts to must be an entry the paths named,
 	// once: an entry whose key leaf the Set changed, or a route prefix
@@ -387,7 +410,7 @@ func (s *Server) planEntries(req *gnmi.SetRequest) (_ *entryPlan, ok bool, _ err
 			l.put(ch, after, i)
 		}
 	}
-	return &entryPlan{resp: resp, ch: ch, seq: seq, after: after}, true, nil
+	return &entryPlan{resp: resp, ch: ch, seq: seq, after: after, part: part}, true, nil
 }
 
 // advanceEntries moves s.ent past a Change planned on the configuration

@@ -6,8 +6,11 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/openconfig/gnmi/proto/gnmi"
 	"google.golang.org/grpc/codes"
@@ -27,6 +30,18 @@ import (
 // it made, across refusals, and across a change made outside gNMI.
 // Steps marked fast must be taken by setEntries: a comparison with a Set
 // it handed to setWhole proves nothing.
+// elems is the path /p4mesh/<es>: one a path string cannot spell, such
+// as one with a key of "".
+func elems(es ...*gnmi.PathElem) *gnmi.Path {
+	return &gnmi.Path{Elem: append([]*gnmi.PathElem{{Name: "p4mesh"}}, es...)}
+}
+
+// noVPC is the priority of the route of no VPC to prefix.
+func noVPC(prefix string) *gnmi.Path {
+	return elems(&gnmi.PathElem{Name: "routes"}, &gnmi.PathElem{Name: "route", Key: map[string]string{"vpc": "", "prefix": prefix, "next-hop": "-"}},
+		&gnmi.PathElem{Name: "config"}, &gnmi.PathElem{Name: "priority"})
+}
+
 func TestSetEntriesMatchesWhole(t *testing.T) {
 	fast, fastCtl, _ := fuzzServer(t)
 	whole, wholeCtl, _ := fuzzServer(t)
@@ -120,6 +135,14 @@ func TestSetEntriesMatchesWhole(t *testing.T) {
 		{name: "unknown next hop beside another route", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{up("/p4mesh/routes/route[vpc=red][prefix=172.16.0.0/12][next-hop=ghost]/config/priority", uintVal(1))}}},
 		{name: "delete a VPC in use", fast: true, req: &gnmi.SetRequest{Delete: []*gnmi.Path{path(t, "/p4mesh/vpcs/vpc[name=green]")}}},
 		{name: "a key leaf that differs from the key", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{up(ep("new1", "/config/id"), stringVal("other"))}}},
+		// Items without a name, which the controller's errors would name
+		// by index in the whole configuration the Set would make: the
+		// schema refuses them first (refused).
+		{name: "an endpoint of no id", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{{Path: elems(
+			&gnmi.PathElem{Name: "endpoints"}, &gnmi.PathElem{Name: "endpoint", Key: map[string]string{"id": ""}}, &gnmi.PathElem{Name: "config"}, &gnmi.PathElem{Name: "port"}), Val: uintVal(3)}}}},
+		{name: "a route of no VPC", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{{Path: noVPC("10.9.0.0/16"), Val: uintVal(1)}}}},
+		{name: "two routes of no VPC", fast: true, req: &gnmi.SetRequest{Update: []*gnmi.Update{
+			{Path: noVPC("10.9.0.0/16"), Val: uintVal(1)}, {Path: noVPC("10.8.0.0/16"), Val: uintVal(1)}}}},
 		{name: "good then bad", fast: true, req: &gnmi.SetRequest{
 			Delete: []*gnmi.Path{path(t, ep("new3", ""))},
 			Update: []*gnmi.Update{up("/p4mesh/vpcs/vpc[name=red]/config/vni", uintVal(300))}}},
@@ -163,7 +186,7 @@ func TestSetEntriesMatchesWhole(t *testing.T) {
 		}
 		before := fastCtl.Config()
 		fast.setMu.Lock()
-		fr, ok, ferr := fast.setEntries(st.req)
+		fr, _, ok, ferr := fast.setEntries(st.req)
 		if !ok {
 			fr, ferr = fast.setWhole(st.req)
 		}
@@ -251,9 +274,27 @@ func TestEditsAndDeletesBuildNoConfig(t *testing.T) {
 		}
 		return want.Endpoints[i], true
 	}
-	srv.setMu.Lock() // the start's indexing is done
-	srv.setMu.Unlock()
+	// The start's indexing is done (it builds the configuration once:
+	// the controller keeps none from its start).
+	for indexed := false; !indexed; time.Sleep(time.Millisecond) {
+		srv.setMu.Lock()
+		indexed = srv.ent.seq != 0
+		srv.setMu.Unlock()
+	}
 	builds := ctl.ConfigBuilds()
+	// A refusal is worded from what the Set touches, not from the whole
+	// configuration it would make. (The GC drops the snapshot the
+	// indexing built, which nobody holds: building it again counts.)
+	runtime.GC()
+	dup := start.Endpoints[0]
+	dup.ID, dup.MAC, dup.Port = "dup", controller.MAC{2, 9, 9, 0, 0, 1}, 99
+	if _, err := srv.Set(context.Background(), &gnmi.SetRequest{Update: []*gnmi.Update{{Path: path(t, ep("dup")), Val: epJSON(dup)}}}); status.Code(err) != codes.InvalidArgument ||
+		!strings.Contains(err.Error(), "/p4mesh/endpoints/endpoint[id=dup]/config/ip: "+dup.IP.String()+" is also the IP of endpoint "+start.Endpoints[0].ID) {
+		t.Fatalf("a second endpoint with %s's IP: %v", start.Endpoints[0].ID, err)
+	}
+	if b := ctl.ConfigBuilds(); b != builds {
+		t.Fatalf("a refused Set built the whole configuration %d times", b-builds)
+	}
 	var touched []string
 	for step := range 80 {
 		var req *gnmi.SetRequest

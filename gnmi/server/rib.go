@@ -86,7 +86,7 @@ func ribPlaceOf(p *gnmi.Path) (ribPlace, ribScope) {
 // ribVPCs are the configured VPCs sc names, in configuration order.
 func (s *Server) ribVPCs(sc ribScope) []string {
 	var out []string
-	for _, v := range s.o.Controller.Config().VPCs {
+	for _, v := range s.o.Controller.ConfigRest().VPCs {
 		if sc.vpc == "" || sc.vpc == "*" || sc.vpc == v.Name {
 			out = append(out, v.Name)
 		}

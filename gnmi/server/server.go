@@ -540,14 +540,21 @@ func (s *Server) Set(ctx context.Context, req *gnmi.SetRequest) (*gnmi.SetRespon
 	}
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
-	resp, ok, err := s.setEntries(req)
+	resp, part, ok, err := s.setEntries(req)
 	how := "entries"
+	running := s.device
+	if part != nil {
+		// The Set lies within the entries of part: whether an entry
+		// it reaches below exists is for their tree to say, not the
+		// whole configuration's.
+		running = func() (*oc.Device, error) { return p4gnmi.FromConfig(part) }
+	}
 	if !ok {
-		how = "whole"
+		how, running = "whole", s.device
 		resp, err = s.setWhole(req)
 	}
 	if err != nil {
-		return nil, s.explainAbsent(req, err)
+		return nil, s.explainAbsent(req, err, running)
 	}
 	s.log.Info("gnmi set applied", "deletes", len(req.GetDelete()), "replaces", len(req.GetReplace()), "updates", len(req.GetUpdate()), "path", how)
 	return resp, nil
@@ -562,13 +569,15 @@ var needs = map[string]string{
 // list entry that does not exist: setting one leaf of it makes an entry
 // with only that leaf, whose many validation errors (a VNI of 0, no
 // subnet) would hide the one thing to say, that the entry is not there.
-func (s *Server) explainAbsent(req *gnmi.SetRequest, err error) error {
+// running is the tree of the running configuration, or of the part of it
+// the Set lies within.
+func (s *Server) explainAbsent(req *gnmi.SetRequest, err error, running func() (*oc.Device, error)) error {
 	// Only a refusal of the configuration the Set makes (invalidSet, or
 	// the controller's) is reworded; one of the request itself stands.
 	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "nothing changed:") {
 		return err
 	}
-	d, derr := s.device()
+	d, derr := running()
 	if derr != nil {
 		return err
 	}

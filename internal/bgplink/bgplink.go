@@ -107,7 +107,7 @@ func (l *Link) Run(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		changed := l.srv.Changed()
-		if err := l.reconcile(ctx, l.srv.Config()); err != nil && ctx.Err() == nil {
+		if err := l.reconcile(ctx, l.srv.ConfigBGP()); err != nil && ctx.Err() == nil {
 			l.log.Error("BGP: configuration not applied to the speaker; retrying", "err", err)
 		}
 		l.report(ctx)
