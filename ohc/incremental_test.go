@@ -622,7 +622,9 @@ func TestPeerVMStartingHereIsIncremental(t *testing.T) {
 		prev = checkStep(t, s, cc, mid, ch, prev, name+": one stream")
 		if recordFirst {
 			_, warnings, _ := ohc.CompileWithWarnings(s, mid)
-			if !slices.ContainsFunc(warnings, func(w string) bool { return strings.Contains(w, "10.2.1.8") && strings.Contains(w, "not a local endpoint yet") }) {
+			if !slices.ContainsFunc(warnings, func(w string) bool {
+				return strings.Contains(w, "10.2.1.8") && strings.Contains(w, "not a local endpoint yet")
+			}) {
 				t.Errorf("%s: warnings %q, want one about 10.2.1.8 not local yet", name, warnings)
 			}
 			ch = ohc.ViewChange{Local: key}
