@@ -401,11 +401,15 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 		lis.Close()
 		return err
 	}
-	if o.store == "etcd" && srv.Config().Controller != o.etcd.leader.shard {
+	// One materialised configuration for the start's checks and logs: the
+	// Server keeps none (at 1M endpoints it is ~100 MB), and each call
+	// after a collection would build it again.
+	cfg := srv.Config()
+	if o.store == "etcd" && cfg.Controller != o.etcd.leader.shard {
 		lis.Close()
-		return fmt.Errorf("the configuration in etcd shard %q is controller %q's", o.etcd.leader.shard, srv.Config().Controller)
+		return fmt.Errorf("the configuration in etcd shard %q is controller %q's", o.etcd.leader.shard, cfg.Controller)
 	}
-	checkAddress(log, srv.Config(), o.advertise, lis.Addr())
+	checkAddress(log, cfg, o.advertise, lis.Addr())
 
 	// Watch and Subscribe streams never end by themselves, so a graceful
 	// stop would always wait out its grace period. Ending them first
@@ -507,7 +511,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 		}()
 	}
 
-	attrs := []any{"controller", srv.Config().Controller, "listen", lis.Addr().String(), "data_dir", o.dataDir, "mtls", o.tls.TLS()}
+	attrs := []any{"controller", cfg.Controller, "listen", lis.Addr().String(), "data_dir", o.dataDir, "mtls", o.tls.TLS()}
 	if o.tls.TLS() {
 		src, _ := o.tls.Source(log)
 		attrs = append(attrs, "identity", src.ID().String())
@@ -518,7 +522,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, h hooks) (err error
 		attrs = append(attrs, "metrics_addr", maddr.String())
 	}
 	log.Info("p4mesh-controller serving", attrs...)
-	logOwned(log, srv.Config())
+	logOwned(log, cfg)
 	if h.ready != nil {
 		h.ready(boundAddrs{grpc: lis.Addr(), metrics: maddr, gnmi: gnmiAddr})
 	}
@@ -582,12 +586,13 @@ func reload(log *slog.Logger, srv *controller.Server, o options, bound net.Addr)
 	}
 	// A rename would silently turn this process into another shard of the
 	// directory (a wrong file, most likely); that takes a restart.
-	if cur := srv.Config().Controller; c.Controller != cur {
+	old := srv.Config()
+	if cur := old.Controller; c.Controller != cur {
 		log.Error("SIGHUP: configuration not reloaded; nothing changed", "config", o.configPath,
 			"err", fmt.Sprintf("it is controller %q's, this is %q; restart to rename", c.Controller, cur))
 		return false
 	}
-	if srv.Config().Equal(c) {
+	if old.Equal(c) {
 		log.Info("SIGHUP: configuration unchanged", "config", o.configPath)
 		return true
 	}
@@ -596,8 +601,8 @@ func reload(log *slog.Logger, srv *controller.Server, o options, bound net.Addr)
 		return false
 	}
 	log.Info("SIGHUP: configuration applied", "config", o.configPath)
-	checkAddress(log, srv.Config(), o.advertise, bound)
-	logOwned(log, srv.Config())
+	checkAddress(log, c, o.advertise, bound)
+	logOwned(log, c)
 	return true
 }
 
