@@ -81,9 +81,11 @@ type scratch struct {
 	cs   []Candidate
 	hops []netip.Addr
 	// single and lastSet are the next hop sets published in the pass
-	// (nextHopsOf): one per next hop, and the last ECMP set.
-	single  map[netip.Addr]*nextHops
-	lastSet *nextHops
+	// (nextHopsOf): one per next hop, and the last ECMP set; lastHead
+	// the last route head (headOf).
+	single   map[netip.Addr]*nextHops
+	lastSet  *nextHops
+	lastHead *routeHead
 }
 
 // prefixKey is p's text, the key of its routes in the tables, in one

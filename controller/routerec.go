@@ -15,10 +15,10 @@ import (
 // bytes of message headers and string headers, the largest part of a
 // controller's heap at a million BGP routes (issue 10), and its making a
 // tenth of the CPU of resolving them. The routes tables hold instead a
-// routeRec, 64 bytes, whose strings are shared: the VPC's name, the
-// prefix's text (the table's key), the reason (mostly a constant), and
-// the next hops, one nextHops per next hop set of a pass rather than text
-// per route. As pubrec.go's records, it makes its message on demand (a
+// routeRec, 32 bytes: the prefix's text (the table's key), and two
+// pointers to what the routes of a pass mostly share, a routeHead (VPC,
+// origin, priority, reason: in a BGP batch mostly one) and a nextHops
+// (one per next hop set, with its text). As pubrec.go's records, it makes its message on demand (a
 // send, proto.Marshal, proto.Equal through ProtoReflect); the wire format
 // is the message's, unchanged.
 //
@@ -27,10 +27,16 @@ import (
 
 // routeRec is one published route.
 type routeRec struct {
+	*routeHead
+	prefix string    // the prefix as text: the table's key
+	hops   *nextHops // nil: none (a drop, or none exported)
+}
+
+// routeHead is what a route has besides its prefix and next hops, shared
+// by the routes of a pass that have the same; immutable.
+type routeHead struct {
 	vpc      string
-	prefix   string // the prefix as text: the table's key
 	reason   string
-	hops     *nextHops // nil: none (a drop, or none exported)
 	priority uint32
 	origin   Origin
 }
@@ -78,10 +84,24 @@ func (sc *scratch) nextHopsOf(hops []netip.Addr) *nextHops {
 	return sc.lastSet
 }
 
+// headOf is w's routeHead: the last one of sc's pass if w has the same.
+func (sc *scratch) headOf(w *Candidate) *routeHead {
+	h := routeHead{vpc: w.VPC, reason: w.Reason, priority: w.Priority, origin: w.Origin}
+	if sc != nil && sc.lastHead != nil && *sc.lastHead == h {
+		return sc.lastHead
+	}
+	p := new(routeHead) // here only: &h would put h on the heap on every call
+	*p = h
+	if sc != nil {
+		sc.lastHead = p
+	}
+	return p
+}
+
 // routeRecord is the published form of a prefix's winners (w the first)
 // with next hops hops.
 func routeRecord(w *Candidate, prefix string, hops []netip.Addr, sc *scratch) *routeRec {
-	return &routeRec{vpc: w.VPC, prefix: prefix, reason: w.Reason, hops: sc.nextHopsOf(hops), priority: w.Priority, origin: w.Origin}
+	return &routeRec{routeHead: sc.headOf(w), prefix: prefix, hops: sc.nextHopsOf(hops)}
 }
 
 func (r *routeRec) message() *p4meshv1.Route {
@@ -107,8 +127,8 @@ func (r *routeRec) String() string { return r.message().String() }
 // are equal texts.
 func (r *routeRec) EqualItem(other proto.Message) bool {
 	if o, ok := other.(*routeRec); ok {
-		return r == o || r.vpc == o.vpc && r.prefix == o.prefix && r.reason == o.reason && r.priority == o.priority &&
-			r.origin == o.origin && (r.hops == o.hops || r.hops != nil && o.hops != nil && slices.Equal(r.hops.addrs, o.hops.addrs))
+		return r == o || r.prefix == o.prefix && (r.routeHead == o.routeHead || *r.routeHead == *o.routeHead) &&
+			(r.hops == o.hops || r.hops != nil && o.hops != nil && slices.Equal(r.hops.addrs, o.hops.addrs))
 	}
 	return proto.Equal(r.message(), message(other))
 }
