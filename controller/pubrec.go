@@ -164,6 +164,8 @@ func message(v proto.Message) proto.Message {
 		return x.message()
 	case *localRec:
 		return x.message()
+	case *routeRec:
+		return x.message()
 	}
 	return v
 }

@@ -97,8 +97,10 @@ func hostRoute(s *Server, vpc, prefix string) *p4meshv1.Route {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	items, _ := s.services[PublishedService{VPC: vpc}].routes.Snapshot()
-	r, _ := items[prefix].(*p4meshv1.Route)
-	return r
+	if it := items[prefix]; it != nil {
+		return routeOf(it)
+	}
+	return nil
 }
 
 // want is one candidate expected: origin and source, chosen, and words

@@ -55,7 +55,9 @@ type rib struct {
 type peerRoute struct {
 	peer string
 	vni  uint32
-	r    *p4meshv1.Route
+	// r is the route as the peer's export publishes it: a record of a
+	// local export, or the message a peer controller sent.
+	r proto.Message
 }
 
 func newRIB() *rib {
@@ -78,21 +80,12 @@ type importer struct {
 type scratch struct {
 	cs   []Candidate
 	hops []netip.Addr
-	// lastHop is the next hop text formatted last: a batch is mostly
-	// routes of one neighbor.
-	lastHop     netip.Addr
-	lastHopText string
-}
-
-// hopText is h as text, formatted once per run of routes through it.
-func (sc *scratch) hopText(h netip.Addr) string {
-	if sc == nil {
-		return h.String()
-	}
-	if h != sc.lastHop || sc.lastHopText == "" {
-		sc.lastHop, sc.lastHopText = h, h.String()
-	}
-	return sc.lastHopText
+	// single and lastSet are the next hop sets published in the pass
+	// (nextHopsOf): one per next hop, and the last ECMP set; lastHead
+	// the last route head (headOf).
+	single   map[netip.Addr]*nextHops
+	lastSet  *nextHops
+	lastHead *routeHead
 }
 
 // prefixKey is p's text, the key of its routes in the tables, in one
@@ -154,8 +147,9 @@ func (s *Server) candidatesLocked(vpc string, p netip.Prefix, sc *scratch) []Can
 		}
 	}
 	for _, pr := range s.rib.peer[vpc][p] {
+		prio, origin := routeFields(pr.r)
 		c := Candidate{VPC: vpc, Prefix: p, Origin: OriginPeer, Source: pr.peer, PeerVNI: pr.vni,
-			Priority: pr.r.GetPriority(), PeerOrigin: pr.r.GetOrigin()}
+			Priority: prio, PeerOrigin: origin}
 		if q, ok := s.peeringLocked(vpc, pr.peer); ok {
 			c.Preference = q.Preference
 		} else {
@@ -173,21 +167,6 @@ func (s *Server) peeringLocked(vpc, peer string) (Peering, bool) {
 	return p, ok
 }
 
-// routeNextHops are a published route's next hops.
-func routeNextHops(r *p4meshv1.Route) []netip.Addr {
-	ips := r.GetNextHopIps()
-	if len(ips) == 0 && r.GetNextHopIp() != "" {
-		ips = []string{r.GetNextHopIp()}
-	}
-	out := make([]netip.Addr, 0, len(ips))
-	for _, s := range ips {
-		if a, err := netip.ParseAddr(s); err == nil {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 // winnerHops are the next hops of the n winners of cs, sorted, each once.
 func winnerHops(cs []Candidate, n int) []netip.Addr {
 	if n == 1 {
@@ -201,34 +180,19 @@ func winnerHops(cs []Candidate, n int) []netip.Addr {
 	return slices.Compact(out)
 }
 
-// routeMessage is the published form of a prefix's winners with next hops
-// hops.
-func routeMessage(w *Candidate, prefix string, hops []netip.Addr, sc *scratch) *p4meshv1.Route {
-	out := &p4meshv1.Route{Vpc: w.VPC, Prefix: prefix, Origin: w.Origin.String(), Priority: w.Priority, Reason: w.Reason}
-	if len(hops) > 0 {
-		out.NextHopIp = sc.hopText(hops[0])
-	}
-	if len(hops) > 1 {
-		for _, h := range hops {
-			out.NextHopIps = append(out.NextHopIps, h.String())
-		}
-	}
-	return out
-}
-
 // ownRouteItem is what the VPC's own hosts are sent for a prefix whose
 // resolved candidates are cs with n winners: nil for none, or a subnet.
-func ownRouteItem(cs []Candidate, n int, prefix string, sc *scratch) *p4meshv1.Route {
+func ownRouteItem(cs []Candidate, n int, prefix string, sc *scratch) *routeRec {
 	if n == 0 || cs[0].Origin == OriginSubnet {
 		return nil
 	}
-	return routeMessage(&cs[0], prefix, winnerHops(cs, n), sc)
+	return routeRecord(&cs[0], prefix, winnerHops(cs, n), sc)
 }
 
 // exportRouteItem is what the export svc publishes for the prefix, in its
 // routes table (custom false) or its custom table: nil if the winner is
 // not local, or not exported.
-func exportRouteItem(svc *service, pol *ExportPolicy, cs []Candidate, n int, prefix string, custom bool, sc *scratch) *p4meshv1.Route {
+func exportRouteItem(svc *service, pol *ExportPolicy, cs []Candidate, n int, prefix string, custom bool, sc *scratch) *routeRec {
 	if n == 0 {
 		return nil
 	}
@@ -244,7 +208,7 @@ func exportRouteItem(svc *service, pol *ExportPolicy, cs []Candidate, n int, pre
 		if len(w.NextHops) > 0 && svc.exports(w.NextHops[0]) {
 			hops = w.NextHops
 		}
-		return routeMessage(w, prefix, hops, sc)
+		return routeRecord(w, prefix, hops, sc)
 	case OriginBGP:
 		if !custom || pol == nil || !customExported(pol, w.Prefix) {
 			return nil
@@ -259,7 +223,7 @@ func exportRouteItem(svc *service, pol *ExportPolicy, cs []Candidate, n int, pre
 			// The peer could reach no attachment it goes through.
 			return nil
 		}
-		return routeMessage(w, prefix, hops, sc)
+		return routeRecord(w, prefix, hops, sc)
 	}
 	return nil
 }
@@ -344,7 +308,7 @@ func (s *Server) publishRoutesLocked(b batches, work []routeGroup) {
 // t or the batch has it: most prefixes of a large batch are in none of a
 // VPC's exports, and a million deletes of absent keys would cost the
 // tables as much as the puts.
-func setRoute(b batches, t *watch.Table, key string, r *p4meshv1.Route) {
+func setRoute(b batches, t *watch.Table, key string, r *routeRec) {
 	if r != nil {
 		b.put(t, key, r)
 		return
@@ -356,7 +320,18 @@ func setRoute(b batches, t *watch.Table, key string, r *p4meshv1.Route) {
 
 // setPeerRouteLocked sets what peer exports to vpc for prefix p (nil:
 // nothing) and reports whether that changed anything.
-func (s *Server) setPeerRouteLocked(vpc, peer string, vni uint32, p netip.Prefix, r *p4meshv1.Route) bool {
+func (s *Server) setPeerRouteLocked(vpc, peer string, vni uint32, p netip.Prefix, r proto.Message) bool {
+	// A nil record or message is nothing, not an item.
+	switch x := r.(type) {
+	case *routeRec:
+		if x == nil {
+			r = nil
+		}
+	case *p4meshv1.Route:
+		if x == nil {
+			r = nil
+		}
+	}
 	byPrefix := s.rib.peer[vpc]
 	cur := byPrefix[p]
 	i := slices.IndexFunc(cur, func(pr peerRoute) bool { return pr.peer == peer })
@@ -365,7 +340,7 @@ func (s *Server) setPeerRouteLocked(vpc, peer string, vni uint32, p netip.Prefix
 		return false
 	case r == nil:
 		cur = slices.Delete(cur, i, i+1)
-	case i >= 0 && cur[i].vni == vni && proto.Equal(cur[i].r, r):
+	case i >= 0 && cur[i].vni == vni && routeEqual(cur[i].r, r):
 		return false
 	case i >= 0:
 		cur[i] = peerRoute{peer: peer, vni: vni, r: r}

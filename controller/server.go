@@ -1293,13 +1293,13 @@ func (c *Config) connectivity(ps PublishedService) (dest, fwd, lbs, routes map[s
 			}
 			_, _, _, exported := c.connectivity(PublishedService{VPC: p.PeerVPC, Policy: back.ExportPolicy})
 			for key, it := range exported {
-				r := it.(*p4meshv1.Route)
+				prio, origin := routeFields(it)
 				prefix := netip.MustParsePrefix(key)
 				if groups[prefix] == nil && slices.Contains(v.Subnets, prefix) {
 					groups[prefix] = []Candidate{{VPC: ps.VPC, Prefix: prefix, Origin: OriginSubnet, Source: ps.VPC}}
 				}
 				groups[prefix] = append(groups[prefix], Candidate{VPC: ps.VPC, Prefix: prefix, Origin: OriginPeer, Source: p.PeerVPC,
-					PeerVNI: peer.VNI, Priority: r.GetPriority(), PeerOrigin: r.GetOrigin(), Preference: p.Preference, NextHops: routeNextHops(r)})
+					PeerVNI: peer.VNI, Priority: prio, PeerOrigin: origin, Preference: p.Preference, NextHops: routeNextHops(it)})
 			}
 		}
 	}
