@@ -384,7 +384,25 @@ func (cc *Compiler) compileRemote(v *View, keys, locals []RemoteKey) bool {
 			plans = append(plans, p)
 		}
 	}
-	var gone, came []built
+	gone, came := cc.applyPlans(c, plans)
+	c.v, c.local = v, local
+	if len(notLocal) > 0 || len(c.notLocal) > 0 {
+		// The units' not-local warnings are replaced by what their
+		// claims found now.
+		c.notLocal = slices.DeleteFunc(c.notLocal, func(w notLocalWarning) bool { return seen[w.unit] })
+		c.notLocal = append(c.notLocal, notLocal...)
+		slices.SortStableFunc(c.notLocal, compareNotLocal)
+		st.warnings = joinWarnings(c.warnings, c.notLocal)
+	}
+	cc.finishChange(c, gone, came)
+	return true
+}
+
+// applyPlans patches c's filed entries as plans say, evicts what only
+// the old claims used from the cache, and returns the entries taken out
+// and put in. A patched slot takes its plan's origin.
+func (cc *Compiler) applyPlans(c *compiler, plans []keyPlan) (gone, came []built) {
+	st := &cc.inc
 	for _, p := range plans {
 		var was *p4v1.Entity // nil for nothing, or an emptied slot
 		if p.idx >= 0 {
@@ -397,7 +415,7 @@ func (cc *Compiler) compileRemote(v *View, keys, locals []RemoteKey) bool {
 			c.filed[p.idx].ent = nil
 			st.removed++
 		case was == nil && p.idx >= 0: // back in its slot
-			c.filed[p.idx].ent = p.next.ent
+			c.filed[p.idx].ent, c.filed[p.idx].what = p.next.ent, p.what
 			st.removed--
 			came = append(came, c.filed[p.idx])
 		case was == nil:
@@ -407,24 +425,16 @@ func (cc *Compiler) compileRemote(v *View, keys, locals []RemoteKey) bool {
 			came = append(came, b)
 		case was != p.next.ent:
 			gone = append(gone, c.filed[p.idx])
-			c.filed[p.idx].ent = p.next.ent
+			c.filed[p.idx].ent, c.filed[p.idx].what = p.next.ent, p.what
 			came = append(came, c.filed[p.idx])
+		default:
+			c.filed[p.idx].what = p.what
 		}
 		for _, k := range p.drop {
 			cc.cache.evict(k)
 		}
 	}
-	c.v, c.local = v, local
-	if len(notLocal) > 0 || len(c.notLocal) > 0 {
-		// The units' not-local warnings are replaced by what their
-		// claims found now.
-		c.notLocal = slices.DeleteFunc(c.notLocal, func(w notLocalWarning) bool { return seen[w.unit] })
-		c.notLocal = append(c.notLocal, notLocal...)
-		slices.SortStableFunc(c.notLocal, compareNotLocal)
-		st.warnings = joinWarnings(c.warnings, c.notLocal)
-	}
-	cc.finishChange(c, gone, came)
-	return true
+	return gone, came
 }
 
 // plan works out the change of one entry from the claims on it before and

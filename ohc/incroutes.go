@@ -255,38 +255,7 @@ func (cc *Compiler) compileRoutes(v *View, keys []RouteKey) bool {
 		}
 		plans = append(plans, p)
 	}
-	var gone, came []built
-	for _, p := range plans {
-		var was *cachedEntry
-		if p.idx >= 0 && c.filed[p.idx].ent != nil {
-			was = &cachedEntry{ent: c.filed[p.idx].ent}
-		}
-		switch {
-		case p.next == nil && was == nil:
-		case p.next == nil:
-			gone = append(gone, c.filed[p.idx])
-			c.filed[p.idx].ent = nil
-			st.removed++
-		case was == nil && p.idx >= 0: // back in its slot
-			c.filed[p.idx].ent, c.filed[p.idx].what = p.next.ent, p.what
-			st.removed--
-			came = append(came, c.filed[p.idx])
-		case was == nil:
-			b := built{tableMatch: p.tm, ent: p.next.ent, what: p.what}
-			c.byMatch[p.tm] = len(c.filed)
-			c.filed = append(c.filed, b)
-			came = append(came, b)
-		case was.ent != p.next.ent:
-			gone = append(gone, c.filed[p.idx])
-			c.filed[p.idx].ent, c.filed[p.idx].what = p.next.ent, p.what
-			came = append(came, c.filed[p.idx])
-		default:
-			c.filed[p.idx].what = p.what
-		}
-		for _, k := range p.drop {
-			cc.cache.evict(k)
-		}
-	}
+	gone, came := cc.applyPlans(c, plans)
 	for g, n := range groups {
 		c.groupUse[g] += n
 	}
