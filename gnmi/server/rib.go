@@ -141,7 +141,7 @@ var ribChunk = 4096
 // of the whole RIB would have given.
 func (s *Server) getRIB(x *gnmi.Path, sc ribScope, enc gnmi.Encoding) ([]*gnmi.Update, error) {
 	if !sc.whole() {
-		return s.ribNodes(s.scopeDevice(sc), x, enc)
+		return s.nodes(s.scopeDevice(sc), x, x, enc)
 	}
 	c := s.o.Controller
 	var out []*gnmi.Update
@@ -153,7 +153,7 @@ func (s *Server) getRIB(x *gnmi.Path, sc ribScope, enc gnmi.Encoding) ([]*gnmi.U
 			part := ps[lo:min(len(ps), lo+ribChunk)]
 			cs := c.RIBRange(vpc, part)
 			dev := ribDevice([]string{vpc}, func(string) []controller.Candidate { return cs })
-			ups, err := s.ribNodes(dev, x, enc)
+			ups, err := s.nodes(dev, x, x, enc)
 			if err != nil {
 				return nil, err
 			}
@@ -225,12 +225,13 @@ func setJSON(v *gnmi.TypedValue, b []byte) {
 	v.Value = &gnmi.TypedValue_JsonVal{JsonVal: b}
 }
 
-// ribNodes are the nodes of d that x matches, encoded, empty
-// containers left out (as Get does).
-func (s *Server) ribNodes(d *oc.Device, x *gnmi.Path, enc gnmi.Encoding) ([]*gnmi.Update, error) {
+// nodes are the nodes of d that x matches, encoded, empty containers
+// left out: what Get answers for x. named is the path as the client
+// wrote it, for errors.
+func (s *Server) nodes(d *oc.Device, x, named *gnmi.Path, enc gnmi.Encoding) ([]*gnmi.Update, error) {
 	nodes, err := ytypes.GetNode(s.schema.RootSchema(), d, x, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
 	if err != nil && status.Code(err) != codes.NotFound {
-		return nil, status.Errorf(codes.InvalidArgument, "%s: %s", pathString(x), plain(err))
+		return nil, status.Errorf(codes.InvalidArgument, "%s: %s", pathString(named), plain(err))
 	}
 	var out []*gnmi.Update
 	for _, node := range nodes {
@@ -242,7 +243,7 @@ func (s *Server) ribNodes(d *oc.Device, x *gnmi.Path, enc gnmi.Encoding) ([]*gnm
 			return nil, status.Errorf(codes.Internal, "%s: %v", pathString(node.Path), err)
 		}
 		if j := string(val.GetJsonVal()) + string(val.GetJsonIetfVal()); j == "{}" {
-			continue
+			continue // an empty container: nothing there
 		}
 		out = append(out, &gnmi.Update{Path: node.Path, Val: val})
 	}

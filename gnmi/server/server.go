@@ -320,23 +320,11 @@ func (s *Server) Get(ctx context.Context, req *gnmi.GetRequest) (*gnmi.GetRespon
 				}
 				at = withRIB
 			}
-			nodes, err := ytypes.GetNode(s.schema.RootSchema(), at, x, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
-			if err != nil && status.Code(err) != codes.NotFound {
-				return nil, status.Errorf(codes.InvalidArgument, "%s: %s", pathString(full), plain(err))
+			ups, err := s.nodes(at, x, full, enc)
+			if err != nil {
+				return nil, err
 			}
-			for _, node := range nodes {
-				if isNil(node.Data) {
-					continue
-				}
-				val, err := encodeValue(node.Data, node.Schema, enc)
-				if err != nil {
-					return nil, status.Errorf(codes.Internal, "%s: %v", pathString(node.Path), err)
-				}
-				if j := string(val.GetJsonVal()) + string(val.GetJsonIetfVal()); j == "{}" {
-					continue // an empty container: nothing there
-				}
-				n.Update = append(n.Update, &gnmi.Update{Path: node.Path, Val: val})
-			}
+			n.Update = append(n.Update, ups...)
 		}
 		if len(n.Update) == 0 {
 			// Nothing there: NotFound if the path names what does not
